@@ -1,0 +1,1 @@
+"""hardenkit's benchmarks: every figure a ratio against a peer measured in the same run."""

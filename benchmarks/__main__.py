@@ -1,0 +1,75 @@
+"""``make bench``: run every ``bench_*.py`` module and print one markdown table.
+
+``python -m benchmarks [--quick] [--only NAME ...] [--output PATH]``. Exits 1 when a
+figure misses its target, so a regression fails loudly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import sys
+from pathlib import Path
+
+from benchmarks._harness import Row
+
+HERE = Path(__file__).parent
+
+
+def _modules(only: list[str]) -> list[str]:
+    names = sorted(path.stem for path in HERE.glob("bench_*.py"))
+    if only:
+        names = [name for name in names if any(part in name for part in only)]
+    return names
+
+
+def _table(rows: list[Row]) -> str:
+    lines = [
+        "| piece | figure | hardenkit | peer | peer figure | ratio | target | ok |",
+        "|---|---|---:|---|---:|---:|---|---|",
+    ]
+    lines.extend(
+        f"| {row.piece} | {row.figure} | {row.ours:.2f} {row.unit} | {row.peer_name} | "
+        f"{row.peer:.2f} {row.unit} | {row.ratio:.2f}× | {row.target} | "
+        f"{'yes' if row.ok else '**NO**'} |"
+        for row in rows
+    )
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """Describe the machine the figures come from."""
+    return (
+        f"{platform.platform()}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} cores ({platform.processor() or platform.machine()})"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
+    parser.add_argument("--only", nargs="*", default=[], help="run modules whose name matches")
+    parser.add_argument("--output", type=Path, help="also write the table to this file")
+    args = parser.parse_args(argv)
+
+    rows: list[Row] = []
+    for name in _modules(args.only):
+        module = importlib.import_module(f"benchmarks.{name}")
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        rows.extend(module.run(args.quick))
+    table = _table(rows)
+    print(f"\nMachine: {machine()}\n")
+    print(table)
+    if args.output:
+        args.output.write_text(f"# Benchmark results\n\nMachine: {machine()}\n\n{table}\n")
+    failed = [row for row in rows if not row.ok]
+    if failed:
+        print(f"\n{len(failed)} figure(s) missed the target.", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

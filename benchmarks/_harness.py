@@ -1,0 +1,155 @@
+"""Timing primitives and the result row shared by every benchmark module.
+
+Each ``benchmarks/bench_*.py`` module exposes ``run(quick: bool) -> list[Row]``. Figures
+are the best (lowest) mean over several repeats, with the subjects of one comparison
+interleaved repeat by repeat, so a noisy moment on the machine hits all of them alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "AsgiCall",
+    "Row",
+    "compare_async",
+    "compare_sync",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One figure: ours against a peer, with the target the issue set.
+
+    ``ratio`` is ours / peer; the row passes when ``ratio <= max_ratio`` (or, for
+    higher-is-better figures such as throughput, ``ratio >= min_ratio``).
+    """
+
+    piece: str
+    figure: str
+    ours: float
+    peer_name: str
+    peer: float
+    unit: str = "µs"
+    max_ratio: float | None = None
+    min_ratio: float | None = None
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.peer if self.peer else float("inf")
+
+    @property
+    def target(self) -> str:
+        if self.max_ratio is not None:
+            return f"≤ {self.max_ratio:g}×"
+        if self.min_ratio is not None:
+            return f"≥ {self.min_ratio:g}×"
+        return "reported"
+
+    @property
+    def ok(self) -> bool:
+        if self.max_ratio is not None:
+            return self.ratio <= self.max_ratio
+        if self.min_ratio is not None:
+            return self.ratio >= self.min_ratio
+        return True
+
+
+def _measure_sync(fn: Callable[[], object], number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+async def _measure_async(fn: Callable[[], Awaitable[object]], number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        await fn()
+    return (time.perf_counter() - start) / number
+
+
+def compare_sync(
+    subjects: Mapping[str, Callable[[], object]], *, number: int, repeat: int
+) -> dict[str, float]:
+    """Return the best mean seconds per call of each subject, interleaved."""
+    best = dict.fromkeys(subjects, float("inf"))
+    for fn in subjects.values():  # warm up caches and lazy imports
+        _measure_sync(fn, max(1, number // 10))
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(repeat):
+            for name, fn in subjects.items():
+                best[name] = min(best[name], _measure_sync(fn, number))
+    finally:
+        gc.enable()
+    return best
+
+
+def compare_async(
+    subjects: Mapping[str, Callable[[], Awaitable[object]]], *, number: int, repeat: int
+) -> dict[str, float]:
+    """Return the best mean seconds per await of each subject, interleaved, in one loop."""
+
+    async def main() -> dict[str, float]:
+        best = dict.fromkeys(subjects, float("inf"))
+        for fn in subjects.values():
+            await _measure_async(fn, max(1, number // 10))
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(repeat):
+                for name, fn in subjects.items():
+                    best[name] = min(best[name], await _measure_async(fn, number))
+        finally:
+            gc.enable()
+        return best
+
+    return asyncio.run(main())
+
+
+class AsgiCall:
+    """Calls an ASGI app in-process with a fixed HTTP request, discarding the response."""
+
+    def __init__(
+        self,
+        app: Callable[..., Awaitable[None]],
+        *,
+        path: str = "/",
+        method: str = "GET",
+        headers: list[tuple[bytes, bytes]] | None = None,
+        scheme: str = "http",
+    ) -> None:
+        self.app = app
+        self.scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": scheme,
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers or [],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        }
+        self.status = 0
+
+    async def _receive(self) -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+
+    async def __call__(self) -> None:
+        # A fresh scope per call: middleware may add keys to it.
+        await self.app(dict(self.scope), self._receive, self._send)

@@ -1,0 +1,1 @@
+"""The hardenkit reference service."""

@@ -1,0 +1,42 @@
+"""hardenkit: production hardening for ASGI services in one import.
+
+The public API is exactly what ``__all__`` lists; everything else is private.
+"""
+
+from hardenkit._version import __version__
+from hardenkit.context import get_client_ip, get_deadline, get_principal, get_request_id
+from hardenkit.errors import ErrorCode, ErrorMiddleware, HardenError, ProblemResponse
+from hardenkit.health import CheckResult, HealthRegistry, HealthStatus
+from hardenkit.install import Hardened, install
+from hardenkit.requestid import RequestIdMiddleware
+from hardenkit.settings import HardenSettings, SettingsError, load_settings
+from hardenkit.stores import RedisGuard
+
+# --- auth (issue 3) ---
+# --- rate limiting (issue 4) ---
+# --- resilience (issue 5) ---
+# --- headers and timeouts (issue 6) ---
+# --- logs and telemetry (issue 7) ---
+# --- signing (issue 9) ---
+
+__all__ = [
+    "CheckResult",
+    "ErrorCode",
+    "ErrorMiddleware",
+    "HardenError",
+    "HardenSettings",
+    "Hardened",
+    "HealthRegistry",
+    "HealthStatus",
+    "ProblemResponse",
+    "RedisGuard",
+    "RequestIdMiddleware",
+    "SettingsError",
+    "__version__",
+    "get_client_ip",
+    "get_deadline",
+    "get_principal",
+    "get_request_id",
+    "install",
+    "load_settings",
+]

@@ -1,0 +1,1 @@
+"""Tenant-claim JWT authentication (see docs/auth.md)."""

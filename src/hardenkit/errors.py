@@ -1,0 +1,357 @@
+"""One error format: RFC 9457 problem details with a stable machine ``code``.
+
+Every error hardenkit produces, and every unhandled exception, leaves the service as
+``application/problem+json``::
+
+    {"type": "urn:hardenkit:problem:rate-limited", "title": "Too Many Requests",
+     "status": 429, "detail": "...", "instance": "/api/items", "code": "RATE_LIMITED",
+     "request_id": "4b1d..."}
+
+``detail`` only ever carries text written for the client. A 5xx body says nothing about
+the failure; the request id ties it to the log line that has everything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hardenkit.context import get_request_id
+
+__all__ = [
+    "PROBLEM_CONTENT_TYPE",
+    "ConfigurationError",
+    "ErrorCode",
+    "ErrorMiddleware",
+    "HardenError",
+    "ProblemResponse",
+    "code_for_status",
+    "harden_error_handler",
+    "http_exception_handler",
+    "problem_body",
+    "send_problem",
+    "validation_exception_handler",
+]
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+_logger = structlog.get_logger("hardenkit.errors")
+
+_type_base = "urn:hardenkit:problem:"
+
+
+class ErrorCode(StrEnum):
+    """Stable machine codes carried in the ``code`` member of every problem body."""
+
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    BAD_REQUEST = "BAD_REQUEST"
+    AUTHENTICATION_ERROR = "AUTHENTICATION_ERROR"
+    AUTHORIZATION_ERROR = "AUTHORIZATION_ERROR"
+    TENANT_MISMATCH = "TENANT_MISMATCH"
+    NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    CONFLICT = "CONFLICT"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    RATE_LIMITED = "RATE_LIMITED"
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
+    SIGNATURE_INVALID = "SIGNATURE_INVALID"
+    SIGNATURE_EXPIRED = "SIGNATURE_EXPIRED"
+    UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+_CODE_BY_STATUS: dict[int, ErrorCode] = {
+    400: ErrorCode.VALIDATION_ERROR,
+    401: ErrorCode.AUTHENTICATION_ERROR,
+    403: ErrorCode.AUTHORIZATION_ERROR,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    408: ErrorCode.REQUEST_TIMEOUT,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    422: ErrorCode.VALIDATION_ERROR,
+    429: ErrorCode.RATE_LIMITED,
+    502: ErrorCode.UPSTREAM_UNAVAILABLE,
+    503: ErrorCode.SERVICE_UNAVAILABLE,
+    504: ErrorCode.REQUEST_TIMEOUT,
+}
+
+
+def code_for_status(status: int) -> ErrorCode:
+    """Return the code used for a plain HTTP error of ``status``."""
+    code = _CODE_BY_STATUS.get(status)
+    if code is not None:
+        return code
+    return ErrorCode.INTERNAL_ERROR if status >= 500 else ErrorCode.BAD_REQUEST
+
+
+class ConfigurationError(Exception):
+    """Configuration that hardenkit refuses at startup; the message names the setting."""
+
+
+class HardenError(Exception):
+    """An error with a stable code that becomes a problem+json response.
+
+    Raise it from application code to answer with a coded error::
+
+        raise HardenError(ErrorCode.CONFLICT, status=409, detail="Item already exists.")
+
+    ``detail`` is sent to the client as it is: put nothing secret or internal in it.
+    The exception message (for logs) is the detail or the code, never anything else.
+    """
+
+    def __init__(
+        self,
+        code: ErrorCode | str,
+        *,
+        status: int,
+        detail: str | None = None,
+        title: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.code = str(code)
+        self.status = status
+        self.detail = detail
+        self.title = title
+        self.headers = dict(headers or {})
+        self.extensions = dict(extensions or {})
+        super().__init__(detail or self.code)
+
+
+def set_problem_type_base(base: str) -> None:
+    """Set the prefix of ``type`` URIs (``HARDENKIT_PROBLEM_TYPE_BASE``)."""
+    global _type_base  # noqa: PLW0603 - one process-wide choice, set by install()
+    _type_base = base
+
+
+def problem_body(
+    status: int,
+    code: ErrorCode | str,
+    *,
+    detail: str | None = None,
+    title: str | None = None,
+    instance: str | None = None,
+    request_id: str | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the problem details object (RFC 9457) as a dict."""
+    code_text = str(code)
+    body: dict[str, Any] = {
+        "type": _type_base + code_text.lower().replace("_", "-"),
+        "title": title or _status_phrase(status),
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    body["code"] = code_text
+    body["request_id"] = request_id if request_id is not None else get_request_id()
+    if extensions:
+        for key, value in extensions.items():
+            body.setdefault(key, value)
+    return body
+
+
+def _status_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _encode(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _instance_of(scope: Scope) -> str | None:
+    # The path only: a query string can carry secrets.
+    path = scope.get("path")
+    return path if isinstance(path, str) else None
+
+
+class ProblemResponse(Response):
+    """A Starlette response carrying a problem+json body."""
+
+    media_type = PROBLEM_CONTENT_TYPE
+
+    def __init__(
+        self,
+        status: int,
+        code: ErrorCode | str,
+        *,
+        detail: str | None = None,
+        title: str | None = None,
+        instance: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> None:
+        body = problem_body(
+            status, code, detail=detail, title=title, instance=instance, extensions=extensions
+        )
+        super().__init__(_encode(body), status_code=status, headers=headers)
+
+
+async def send_problem(
+    send: Send,
+    scope: Scope,
+    status: int,
+    code: ErrorCode | str,
+    *,
+    detail: str | None = None,
+    title: str | None = None,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    extensions: Mapping[str, Any] | None = None,
+) -> None:
+    """Send a complete problem+json response over raw ASGI (for middleware)."""
+    body = _encode(
+        problem_body(
+            status,
+            code,
+            detail=detail,
+            title=title,
+            instance=_instance_of(scope),
+            extensions=extensions,
+        )
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def error_response(exc: HardenError, instance: str | None) -> ProblemResponse:
+    """Return the response for a :class:`HardenError`."""
+    return ProblemResponse(
+        exc.status,
+        exc.code,
+        detail=exc.detail,
+        title=exc.title,
+        instance=instance,
+        headers=exc.headers,
+        extensions=exc.extensions,
+    )
+
+
+async def harden_error_handler(request: Request, exc: Exception) -> Response:
+    """Starlette exception handler for :class:`HardenError`."""
+    if not isinstance(exc, HardenError):  # pragma: no cover - registered for HardenError only
+        raise exc
+    return error_response(exc, request.url.path)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """Map Starlette's (and FastAPI's) ``HTTPException`` to the problem envelope.
+
+    A 4xx keeps the detail the application chose; a 5xx never carries one.
+    """
+    if not isinstance(exc, HTTPException):  # pragma: no cover - registered for HTTPException
+        raise exc
+    status = exc.status_code
+    detail = exc.detail if status < 500 and exc.detail != _status_phrase(status) else None
+    headers = dict(exc.headers or {})
+    if status in {204, 304}:  # no body allowed
+        return Response(status_code=status, headers=headers)
+    return ProblemResponse(
+        status, code_for_status(status), detail=detail, instance=request.url.path, headers=headers
+    )
+
+
+async def validation_exception_handler(request: Request, exc: Exception) -> Response:
+    """Map FastAPI/pydantic request validation errors to a 422 problem.
+
+    Each error keeps its location, message and type, never the rejected input (it may be
+    a password field).
+    """
+    raw_errors = getattr(exc, "errors", None)
+    entries: list[Mapping[str, Any]] = raw_errors() if callable(raw_errors) else []
+    errors = [
+        {
+            "loc": [str(part) for part in entry.get("loc", ())],
+            "msg": str(entry.get("msg", "")),
+            "type": str(entry.get("type", "")),
+        }
+        for entry in entries
+    ]
+    return ProblemResponse(
+        422,
+        ErrorCode.VALIDATION_ERROR,
+        detail="The request is not valid.",
+        instance=request.url.path,
+        extensions={"errors": errors},
+    )
+
+
+class ErrorMiddleware:
+    """Turn any unhandled exception into a 500 problem that reveals nothing.
+
+    The log line (``unhandled_exception``) carries the exception and its traceback with
+    the request id; the response carries only the request id. Place it directly inside
+    :class:`~hardenkit.requestid.RequestIdMiddleware` so the 500 carries the id header.
+    If the response had already started, the connection is left for the server to abort:
+    a truncated body must not look complete.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except HardenError as exc:
+            # Raised by middleware (outside the router's exception handlers): a coded
+            # refusal, not a crash.
+            if response_started:
+                raise
+            await send_problem(
+                send,
+                scope,
+                exc.status,
+                exc.code,
+                detail=exc.detail,
+                title=exc.title,
+                headers=[(k.lower().encode(), v.encode()) for k, v in exc.headers.items()],
+                extensions=exc.extensions,
+            )
+        except Exception:
+            _logger.exception(
+                "unhandled_exception",
+                path=scope.get("path"),
+                method=scope.get("method"),
+                response_started=response_started,
+            )
+            if not response_started:
+                await send_problem(send, scope, 500, ErrorCode.INTERNAL_ERROR)

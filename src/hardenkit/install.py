@@ -1,0 +1,151 @@
+"""``install(app)``: the recommended stack, wired in the right order.
+
+Outermost first, as a request meets them::
+
+    RequestIdMiddleware      id for every request, echoed on every response
+    ErrorMiddleware          any crash becomes a 500 problem that reveals nothing
+    (security headers, timeout, rate limit per ip, auth, rate limit per tenant: added by
+     their own modules as they land; see docs/architecture.md)
+    your application         exception handlers map HTTPException / validation errors
+
+plus ``/healthz`` and ``/readyz``. Every piece stays usable alone as middleware.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from hardenkit.errors import (
+    ErrorMiddleware,
+    HardenError,
+    harden_error_handler,
+    http_exception_handler,
+    set_problem_type_base,
+    validation_exception_handler,
+)
+from hardenkit.health import HealthRegistry
+from hardenkit.requestid import RequestIdMiddleware
+from hardenkit.settings import HardenSettings, load_settings
+from hardenkit.stores import create_redis
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
+
+__all__ = ["Hardened", "install"]
+
+_logger = structlog.get_logger("hardenkit.install")
+
+
+@dataclass(slots=True)
+class Hardened:
+    """What :func:`install` built, kept on ``app.state.hardenkit``.
+
+    Attributes:
+        settings: The validated settings in force.
+        health: The readiness registry; add your own checks with ``health.add``.
+        redis: The shared asyncio Redis client, or ``None`` when memory-only.
+        middleware: The layers installed, outermost first.
+    """
+
+    settings: HardenSettings
+    health: HealthRegistry
+    redis: Redis | RedisCluster | None = None
+    middleware: list[Middleware] = field(default_factory=list)
+
+
+def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
+    """Harden ``app`` (Starlette or FastAPI) with the recommended stack.
+
+    Args:
+        app: The application; call this before it starts serving.
+        settings: Settings to use; read from the environment (and checked with
+            :func:`hardenkit.settings.load_settings`) when omitted.
+
+    Returns:
+        The :class:`Hardened` handle, also stored on ``app.state.hardenkit``.
+
+    Raises:
+        SettingsError: The settings are unsafe for the environment (names each variable).
+    """
+    if settings is None:
+        settings = load_settings()
+    else:
+        errors = settings.startup_errors()
+        if errors:
+            from hardenkit.settings import SettingsError  # noqa: PLC0415
+
+            raise SettingsError(errors)
+    for problem in settings.problems():
+        if problem.severity == "warning" and (
+            settings.is_production or not problem.production_only
+        ):
+            _logger.warning("setting_warning", setting=problem.setting, message=problem.message)
+
+    set_problem_type_base(settings.problem_type_base)
+    kit = Hardened(
+        settings=settings,
+        health=HealthRegistry(timeout=settings.readiness_check_timeout),
+        redis=create_redis(settings),
+    )
+    _install_error_handlers(app)
+    _install_health_routes(app, kit)
+    kit.middleware = _middleware_stack(kit)
+    for layer in reversed(kit.middleware):
+        app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
+    _close_redis_on_shutdown(app, kit)
+    app.state.hardenkit = kit
+    return kit
+
+
+def _middleware_stack(kit: Hardened) -> list[Middleware]:
+    """Return the layers outermost first."""
+    settings = kit.settings
+    return [
+        Middleware(RequestIdMiddleware, header_name=settings.request_id_header),
+        Middleware(ErrorMiddleware),
+    ]
+
+
+def _install_error_handlers(app: Starlette) -> None:
+    app.add_exception_handler(HardenError, harden_error_handler)
+    app.add_exception_handler(HTTPException, http_exception_handler)
+    try:
+        from fastapi.exceptions import RequestValidationError  # noqa: PLC0415 - optional
+    except ImportError:  # pragma: no cover - FastAPI is an optional extra
+        return
+    app.add_exception_handler(RequestValidationError, validation_exception_handler)
+
+
+def _install_health_routes(app: Starlette, kit: Hardened) -> None:
+    health = kit.health
+    routes = [
+        Route(kit.settings.health_path, health.liveness, methods=["GET", "HEAD"]),
+        Route(kit.settings.ready_path, health.readiness, methods=["GET", "HEAD"]),
+    ]
+    # First, so a catch-all mount of the application cannot shadow them.
+    app.router.routes[0:0] = routes
+
+
+def _close_redis_on_shutdown(app: Starlette, kit: Hardened) -> None:
+    inner: Callable[[Any], AbstractAsyncContextManager[Any]] = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        async with inner(app_) as state:
+            try:
+                yield state
+            finally:
+                if kit.redis is not None:
+                    await kit.redis.aclose()
+
+    app.router.lifespan_context = lifespan

@@ -1,0 +1,131 @@
+"""HardenSettings: every knob of hardenkit, read from ``HARDENKIT_*`` environment variables.
+
+Fields are flat (``jwt_secret`` comes from ``HARDENKIT_JWT_SECRET``). Lists accept
+``a,b,c`` or JSON. In production (``HARDENKIT_ENV=production``) unsafe combinations refuse
+to start with a :class:`SettingsError` that names each offending variable; an unknown
+``HARDENKIT_*`` variable is refused in every environment, because a typo must never fall
+back to a default silently. ``HARDENKIT_TEST_*`` is reserved for hardenkit's own test suite.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hardenkit._settings._base import ENV_PREFIX, SettingProblem, env_name
+from hardenkit._settings.auth import AuthSettings
+from hardenkit._settings.core import CoreSettings
+from hardenkit._settings.headers import HeadersSettings
+from hardenkit._settings.logs import LoggingSettings
+from hardenkit._settings.ratelimit import RateLimitSettings
+from hardenkit._settings.resilience import ResilienceSettings
+from hardenkit._settings.signing import SigningSettings
+from hardenkit.errors import ConfigurationError
+
+__all__ = ["HardenSettings", "SettingProblem", "SettingsError", "load_settings"]
+
+_RESERVED_PREFIXES = ("HARDENKIT_TEST_",)
+
+
+class SettingsError(ConfigurationError):
+    """Settings that must not be used: names each variable and what is wrong, never values."""
+
+    def __init__(self, problems: list[SettingProblem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"invalid hardenkit settings:\n{lines}")
+
+
+class HardenSettings(
+    BaseSettings,
+    CoreSettings,
+    AuthSettings,
+    RateLimitSettings,
+    ResilienceSettings,
+    HeadersSettings,
+    LoggingSettings,
+    SigningSettings,
+):
+    """Every hardenkit setting, validated once at construction and immutable after.
+
+    Construct it with no arguments to read the environment, or pass values directly
+    (they win over the environment). Use :func:`load_settings` to get a
+    :class:`SettingsError` naming the variables instead of a pydantic error.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
+        validate_default=True,
+    )
+
+    _reserved_prefixes: ClassVar[tuple[str, ...]] = _RESERVED_PREFIXES
+
+    @property
+    def is_production(self) -> bool:
+        """Whether production rules are enforced."""
+        return self.env == "production"
+
+    def problems(self) -> list[SettingProblem]:
+        """Return every rule this configuration violates, production-only ones included."""
+        return self.collect_problems()
+
+    def startup_errors(self) -> list[SettingProblem]:
+        """Return the problems that refuse startup in this environment."""
+        return [
+            problem
+            for problem in self.problems()
+            if problem.severity == "error" and (self.is_production or not problem.production_only)
+        ]
+
+    @classmethod
+    def unknown_variables(cls, environ: Mapping[str, str] | None = None) -> list[str]:
+        """Return ``HARDENKIT_*`` variables in ``environ`` that no setting reads."""
+        environ = os.environ if environ is None else environ
+        known = {env_name(name) for name in cls.model_fields}
+        prefixes = cls._reserved_prefixes + cls.dynamic_env_prefixes()
+        return sorted(
+            key
+            for key in (name.upper() for name in environ)
+            if key.startswith(ENV_PREFIX) and key not in known and not key.startswith(prefixes)
+        )
+
+
+def load_settings(**overrides: Any) -> HardenSettings:
+    """Read and check settings; raise :class:`SettingsError` on anything unsafe.
+
+    Checks, in order: unknown ``HARDENKIT_*`` variables (likely typos), values that do not
+    parse, and the rules for the current environment. Messages name the variable and
+    never include its value.
+    """
+    unknown = HardenSettings.unknown_variables()
+    if unknown:
+        raise SettingsError(
+            [
+                SettingProblem(name, "unknown setting (a typo?); see docs/settings.md")
+                for name in unknown
+            ]
+        )
+    try:
+        settings = HardenSettings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_problems_from_validation(exc)) from None
+    errors = settings.startup_errors()
+    if errors:
+        raise SettingsError(errors)
+    return settings
+
+
+def _problems_from_validation(exc: ValidationError) -> list[SettingProblem]:
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        problems.append(SettingProblem(env_name(field), error["msg"], production_only=False))
+    return problems

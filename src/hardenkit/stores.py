@@ -1,0 +1,152 @@
+"""Redis as the shared store, the process memory as its fallback.
+
+:func:`create_redis` builds the asyncio client from settings (standalone or Cluster) with
+short socket timeouts. :class:`RedisGuard` decides per call whether Redis is used: after a
+failure or timeout it switches to the caller's memory fallback at once, says so in a log
+line and a metric, and lets a single probe through after ``retry_interval`` seconds; when
+the probe succeeds, calls go back to Redis. No caller ever sees a Redis exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import structlog
+
+from hardenkit.health import CheckResult, HealthStatus
+from hardenkit.telemetry import store_fallbacks
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
+
+    from hardenkit.settings import HardenSettings
+
+__all__ = ["RedisGuard", "create_redis"]
+
+T = TypeVar("T")
+
+_logger = structlog.get_logger("hardenkit.stores")
+
+
+def create_redis(settings: HardenSettings) -> Redis | RedisCluster | None:
+    """Return an asyncio Redis client for ``HARDENKIT_REDIS_URL``, or ``None`` when unset.
+
+    Socket and connect timeouts come from ``HARDENKIT_REDIS_SOCKET_TIMEOUT`` so a hung
+    Redis costs a request at most that long before the fallback answers.
+    """
+    if settings.redis_url is None:
+        return None
+    url = settings.redis_url.get_secret_value()
+    timeout = settings.redis_socket_timeout
+    if settings.redis_cluster:
+        from redis.asyncio.cluster import RedisCluster  # noqa: PLC0415 - only when asked for
+
+        return RedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    from redis.asyncio import Redis  # noqa: PLC0415 - keeps import of hardenkit light
+
+    return Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0
+    )
+
+
+class RedisGuard:
+    """Routes calls to Redis while it answers and to a memory fallback while it does not.
+
+    Args:
+        name: Names the store in logs, metrics and readiness (``"ratelimit"``).
+        timeout: Seconds one Redis call may take before it counts as a failure.
+        retry_interval: Seconds after a failure before one probe call is sent to Redis.
+        clock: Monotonic clock, replaceable in tests.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        timeout: float = 0.05,
+        retry_interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if timeout <= 0 or retry_interval <= 0:
+            raise ValueError("timeout and retry_interval must be positive")
+        self.name = name
+        self.timeout = timeout
+        self.retry_interval = retry_interval
+        self._clock = clock
+        self._failed_at: float | None = None
+        self._probing = False
+        self.fallback_activations = 0
+
+    @property
+    def using_fallback(self) -> bool:
+        """Whether calls are currently answered by the fallback."""
+        return self._failed_at is not None
+
+    def _may_call_redis(self) -> bool:
+        if self._failed_at is None:
+            return True
+        if self._probing or self._clock() - self._failed_at < self.retry_interval:
+            return False
+        self._probing = True
+        return True
+
+    def _succeeded(self) -> None:
+        if self._failed_at is not None:
+            _logger.info("redis_recovered", store=self.name)
+        self._failed_at = None
+        self._probing = False
+
+    def _failed(self, error: BaseException) -> None:
+        was_healthy = self._failed_at is None
+        self._failed_at = self._clock()
+        self._probing = False
+        if was_healthy:
+            self.fallback_activations += 1
+            store_fallbacks.add(1, {"store": self.name})
+            _logger.warning(
+                "redis_unavailable_using_fallback",
+                store=self.name,
+                error=type(error).__name__,
+                retry_in_seconds=self.retry_interval,
+            )
+
+    async def call(
+        self,
+        redis_call: Callable[[], Awaitable[T]],
+        fallback_call: Callable[[], Awaitable[T]],
+    ) -> T:
+        """Return ``redis_call()``'s result, or ``fallback_call()``'s when Redis fails."""
+        if not self._may_call_redis():
+            return await fallback_call()
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await redis_call()
+        except (OSError, TimeoutError, ConnectionError) as error:
+            self._failed(error)
+            return await fallback_call()
+        except Exception as error:
+            # redis.exceptions.RedisError and anything the client raises on a broken
+            # connection: the fallback answers, the log line keeps the class name.
+            if not _is_redis_error(error):
+                self._probing = False
+                raise
+            self._failed(error)
+            return await fallback_call()
+        self._succeeded()
+        return result
+
+    async def health_check(self) -> CheckResult:
+        """Readiness: healthy on Redis, degraded while the fallback answers."""
+        if self.using_fallback:
+            return CheckResult(HealthStatus.DEGRADED, {"backend": "memory", "store": self.name})
+        return CheckResult(HealthStatus.HEALTHY, {"backend": "redis", "store": self.name})
+
+
+def _is_redis_error(error: Exception) -> bool:
+    from redis.exceptions import RedisError  # noqa: PLC0415 - redis is imported lazily
+
+    return isinstance(error, RedisError)

@@ -1,0 +1,81 @@
+"""Fixtures shared by every test: real Redis servers, settings without the environment."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.support.redis_server import RedisCluster, RedisServer
+
+# The suite must not read the developer's own HARDENKIT_* settings.
+for _name in list(os.environ):
+    if _name.upper().startswith("HARDENKIT_") and not _name.upper().startswith("HARDENKIT_TEST_"):
+        del os.environ[_name]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real Redis: ``HARDENKIT_TEST_REDIS_URL``, or a private server started here.
+
+    Tests share it, so they must use :func:`key_prefix` and never flush it.
+    """
+    configured = os.environ.get("HARDENKIT_TEST_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A key prefix unique to this test, so tests sharing a Redis never collide."""
+    return f"hktest:{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
+    """An asyncio client on the shared test Redis."""
+    client = Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def redis_server_factory(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
+    """Start private Redis servers that a fault test may stop and start at will."""
+    servers: list[RedisServer] = []
+
+    def start() -> RedisServer:
+        server = RedisServer(tmp_path / f"redis{len(servers)}")
+        server.start()
+        servers.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A private 3-master Redis Cluster, started once for the session."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

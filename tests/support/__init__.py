@@ -1,0 +1,1 @@
+"""Helpers shared by hardenkit's tests (real servers, keys, clocks)."""

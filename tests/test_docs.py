@@ -1,0 +1,34 @@
+"""The docs stay true: every setting documented, no documented setting that does not exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from hardenkit._settings._base import env_name
+from hardenkit.settings import HardenSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def documented_settings() -> set[str]:
+    text = (ROOT / "docs" / "settings.md").read_text()
+    return set(re.findall(r"^\| `(HARDENKIT_[A-Z0-9_]+)` \|", text, flags=re.MULTILINE))
+
+
+def test_every_setting_is_documented_in_the_settings_table() -> None:
+    fields = {env_name(name) for name in HardenSettings.model_fields}
+    assert fields - documented_settings() == set()
+
+
+def test_no_documented_setting_is_missing_from_the_code() -> None:
+    fields = {env_name(name) for name in HardenSettings.model_fields}
+    assert documented_settings() - fields == set()
+
+
+def test_every_public_name_is_exported_once_and_importable() -> None:
+    import hardenkit
+
+    assert len(hardenkit.__all__) == len(set(hardenkit.__all__))
+    for name in hardenkit.__all__:
+        assert hasattr(hardenkit, name), name

@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from hardenkit import ErrorCode, HardenError, HardenSettings, install
+
+SECRET_MESSAGE = "connection failed for postgres://admin:s3cr3t-pa55@db.internal:5432"
+
+
+async def crash(request: Request) -> Response:
+    raise KeyError(SECRET_MESSAGE)
+
+
+async def coded(request: Request) -> Response:
+    raise HardenError(ErrorCode.CONFLICT, status=409, detail="Item already exists.")
+
+
+async def http_error(request: Request) -> Response:
+    raise HTTPException(status_code=403, detail="You may not do this.")
+
+
+async def http_5xx(request: Request) -> Response:
+    raise HTTPException(status_code=503, detail="redis at 10.0.0.7 is down")
+
+
+def make_app() -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/crash", crash),
+            Route("/coded", coded),
+            Route("/forbidden", http_error),
+            Route("/unavailable", http_5xx),
+        ]
+    )
+    install(app, HardenSettings())
+    return app
+
+
+def test_unhandled_exception_gives_500_problem_revealing_nothing() -> None:
+    response = TestClient(make_app()).get("/crash")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["code"] == "INTERNAL_ERROR"
+    assert body["status"] == 500
+    assert body["title"] == "Internal Server Error"
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert "detail" not in body
+    for leak in ("s3cr3t", "postgres", "KeyError", "Traceback", "connection failed"):
+        assert leak not in response.text
+
+
+def test_unhandled_exception_is_logged_with_the_same_request_id(capsys: object) -> None:
+    import structlog
+
+    with structlog.testing.capture_logs() as logs:
+        response = TestClient(make_app()).get("/crash", headers={"X-Request-ID": "req-abcdef12"})
+    assert response.status_code == 500
+    [entry] = [log for log in logs if log["event"] == "unhandled_exception"]
+    assert entry["log_level"] == "error"
+    assert entry["exc_info"] is True
+    assert entry["path"] == "/crash"
+
+
+def test_problem_body_has_every_rfc9457_member() -> None:
+    body = TestClient(make_app()).get("/coded").json()
+    assert body == {
+        "type": "urn:hardenkit:problem:conflict",
+        "title": "Conflict",
+        "status": 409,
+        "detail": "Item already exists.",
+        "instance": "/coded",
+        "code": "CONFLICT",
+        "request_id": body["request_id"],
+    }
+
+
+def test_not_found_is_a_problem() -> None:
+    response = TestClient(make_app()).get("/missing?token=abc")
+    assert response.status_code == 404
+    body = response.json()
+    assert body["code"] == "NOT_FOUND"
+    assert body["instance"] == "/missing"  # never the query string
+
+
+def test_method_not_allowed_keeps_allow_header() -> None:
+    response = TestClient(make_app()).post("/coded")
+    assert response.status_code == 405
+    assert response.json()["code"] == "METHOD_NOT_ALLOWED"
+    assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD"}
+
+
+def test_http_exception_4xx_keeps_application_detail() -> None:
+    body = TestClient(make_app()).get("/forbidden").json()
+    assert body["code"] == "AUTHORIZATION_ERROR"
+    assert body["detail"] == "You may not do this."
+
+
+def test_http_exception_5xx_drops_detail() -> None:
+    response = TestClient(make_app()).get("/unavailable")
+    assert response.status_code == 503
+    assert "10.0.0.7" not in response.text
+    assert response.json()["code"] == "SERVICE_UNAVAILABLE"
+
+
+async def test_crash_after_response_started_is_not_disguised_as_complete() -> None:
+    from hardenkit import ErrorMiddleware
+
+    async def streams_then_crashes(scope: object, receive: object, send: object) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})  # type: ignore[operator]
+        raise RuntimeError(SECRET_MESSAGE)
+
+    messages: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, object]) -> None:
+        messages.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    await ErrorMiddleware(streams_then_crashes)(scope, receive, send)  # type: ignore[arg-type]
+    # No second start, no final body chunk: the server sees an unfinished response and
+    # aborts the connection, so the client cannot take a truncated body for a whole one.
+    assert [m["type"] for m in messages] == ["http.response.start", "http.response.body"]
+    assert messages[-1]["more_body"] is True
+
+
+class Item(BaseModel):
+    name: str
+    quantity: int
+
+
+def make_fastapi_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/items")
+    async def create(item: Item) -> dict[str, str]:
+        return {"name": item.name}
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise ValueError(SECRET_MESSAGE)
+
+    install(app, HardenSettings())
+    return app
+
+
+def test_fastapi_validation_error_uses_the_envelope_without_input() -> None:
+    response = TestClient(make_fastapi_app()).post(
+        "/items", json={"name": "x", "quantity": "hunter2-password"}
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["code"] == "VALIDATION_ERROR"
+    assert body["errors"][0]["loc"] == ["body", "quantity"]
+    assert "hunter2" not in response.text
+
+
+def test_fastapi_unhandled_exception_reveals_nothing() -> None:
+    response = TestClient(make_fastapi_app()).get("/boom")
+    assert response.status_code == 500
+    assert "s3cr3t" not in response.text
+    assert response.json()["request_id"] == response.headers["x-request-id"]
+
+
+def test_fastapi_http_exception_uses_the_envelope() -> None:
+    response = TestClient(make_fastapi_app()).get("/nope")
+    assert response.status_code == 404
+    assert response.json()["code"] == "NOT_FOUND"
+
+
+def test_harden_error_raised_in_middleware_becomes_its_problem() -> None:
+    from hardenkit import ErrorMiddleware, RequestIdMiddleware
+
+    async def refusing(scope: object, receive: object, send: object) -> None:
+        raise HardenError(
+            ErrorCode.RATE_LIMITED, status=429, detail="Slow down.", headers={"Retry-After": "3"}
+        )
+
+    client = TestClient(RequestIdMiddleware(ErrorMiddleware(refusing)))  # type: ignore[arg-type]
+    response = client.get("/x")
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "3"
+    assert response.json()["code"] == "RATE_LIMITED"

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import asyncio
+
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from hardenkit import CheckResult, HardenSettings, HealthStatus, install
+
+
+def make_client(**checks: tuple[object, bool]) -> TestClient:
+    app = Starlette()
+    kit = install(app, HardenSettings(readiness_check_timeout=0.2))
+    for name, (check, critical) in checks.items():
+        kit.health.add(name, check, critical=critical)  # type: ignore[arg-type]
+    return TestClient(app)
+
+
+async def healthy() -> CheckResult:
+    return CheckResult(HealthStatus.HEALTHY, {"backend": "redis"})
+
+
+async def degraded() -> CheckResult:
+    return CheckResult(HealthStatus.DEGRADED, {"backend": "memory"})
+
+
+async def broken() -> CheckResult:
+    raise ConnectionError("password=hunter2")
+
+
+async def hangs() -> CheckResult:
+    await asyncio.sleep(10)
+    raise AssertionError("unreachable")
+
+
+def test_liveness_is_200() -> None:
+    response = make_client().get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readiness_healthy_lists_checks() -> None:
+    response = make_client(redis=(healthy, True)).get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "healthy",
+        "checks": {"redis": {"status": "healthy", "backend": "redis"}},
+    }
+
+
+def test_readiness_degraded_is_200() -> None:
+    response = make_client(redis=(degraded, True), other=(healthy, True)).get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "degraded"
+
+
+def test_failing_critical_check_is_503_without_the_exception_text() -> None:
+    response = make_client(db=(broken, True)).get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "unhealthy"
+    assert "hunter2" not in response.text
+
+
+def test_failing_non_critical_check_only_degrades() -> None:
+    response = make_client(breaker=(broken, False)).get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "degraded"
+    assert response.json()["checks"]["breaker"]["status"] == "unhealthy"
+
+
+def test_hanging_check_times_out_as_unhealthy() -> None:
+    response = make_client(slow=(hangs, True)).get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["slow"] == {"status": "unhealthy", "error": "timeout"}
+
+
+def test_health_routes_win_over_a_catch_all_mount() -> None:
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount
+
+    async def catch_all(scope: object, receive: object, send: object) -> None:
+        await PlainTextResponse("app")(scope, receive, send)  # type: ignore[arg-type]
+
+    app = Starlette(routes=[Mount("/", app=catch_all)])
+    install(app, HardenSettings())
+    assert TestClient(app).get("/healthz").json() == {"status": "ok"}

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hardenkit import HardenSettings, SettingsError, load_settings
+from hardenkit.errors import ConfigurationError
+
+
+def test_defaults_are_valid_outside_production() -> None:
+    settings = load_settings()
+    assert settings.env == "development"
+    assert settings.request_timeout == 30.0
+    assert settings.redis_url is None
+
+
+def test_flat_env_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARDENKIT_REQUEST_TIMEOUT", "12.5")
+    monkeypatch.setenv("HARDENKIT_REDIS_URL", "redis://:pw@127.0.0.1:6379/0")
+    settings = load_settings()
+    assert settings.request_timeout == 12.5
+    assert settings.redis_url is not None
+    assert "pw" not in repr(settings)
+
+
+def test_unknown_variable_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARDENKIT_REQEUST_TIMEOUT", "5")
+    with pytest.raises(SettingsError, match="HARDENKIT_REQEUST_TIMEOUT: unknown setting"):
+        load_settings()
+
+
+def test_unknown_variable_check_is_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("hardenkit_jwt_secrte", "x")
+    with pytest.raises(SettingsError, match="HARDENKIT_JWT_SECRTE"):
+        load_settings()
+
+
+def test_reserved_and_dynamic_prefixes_are_not_typos(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARDENKIT_TEST_REDIS_URL", "redis://127.0.0.1:1")
+    monkeypatch.setenv("HARDENKIT_RESILIENT_OPENAI_TIMEOUT", "10")
+    assert HardenSettings.unknown_variables() == []
+
+
+def test_comma_separated_and_json_lists_both_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARDENKIT_JWT_ALGORITHMS", "RS256, ES256")
+    assert load_settings().jwt_algorithms == ["RS256", "ES256"]
+    monkeypatch.setenv("HARDENKIT_JWT_ALGORITHMS", '["PS256","EdDSA"]')
+    assert load_settings().jwt_algorithms == ["PS256", "EdDSA"]
+
+
+@given(st.lists(st.from_regex(r"[A-Za-z0-9/*._-]{1,20}", fullmatch=True), max_size=6))
+def test_comma_lists_round_trip(items: list[str]) -> None:
+    settings = HardenSettings(cors_origins=",".join(items))  # type: ignore[arg-type]
+    assert settings.cors_origins == items
+
+
+def test_multiline_pem_works_with_real_or_escaped_newlines(monkeypatch: pytest.MonkeyPatch) -> None:
+    pem = "-----BEGIN PUBLIC KEY-----\nMFkwEw\n-----END PUBLIC KEY-----\n"
+    monkeypatch.setenv("HARDENKIT_JWT_PUBLIC_KEY", pem)
+    assert load_settings().jwt_public_key == pem
+    monkeypatch.setenv("HARDENKIT_JWT_PUBLIC_KEY", pem.replace("\n", "\\n"))
+    assert load_settings().jwt_public_key == pem
+
+
+def test_malformed_value_names_the_variable_and_hides_the_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HARDENKIT_REQUEST_TIMEOUT", "soon-ish-secretvalue")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "HARDENKIT_REQUEST_TIMEOUT" in str(caught.value)
+    assert "secretvalue" not in str(caught.value)
+
+
+def test_out_of_range_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARDENKIT_JWT_LEEWAY", "301")
+    with pytest.raises(SettingsError, match="HARDENKIT_JWT_LEEWAY"):
+        load_settings()
+
+
+def test_production_refuses_auth_off_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARDENKIT_ENV", "production")
+    monkeypatch.setenv("HARDENKIT_AUTH_MODE", "off")
+    with pytest.raises(SettingsError, match="HARDENKIT_AUTH_MODE"):
+        load_settings()
+
+
+def test_auth_off_is_allowed_in_development(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARDENKIT_AUTH_MODE", "off")
+    assert load_settings().auth_mode == "off"
+
+
+def test_settings_error_is_a_configuration_error() -> None:
+    assert issubclass(SettingsError, ConfigurationError)
+
+
+def test_settings_are_immutable() -> None:
+    settings = HardenSettings()
+    with pytest.raises(Exception, match="frozen"):
+        settings.env = "production"  # type: ignore[misc]
+
+
+def test_install_refuses_production_unsafe_settings() -> None:
+    from starlette.applications import Starlette
+
+    from hardenkit import install
+
+    with pytest.raises(SettingsError, match="HARDENKIT_AUTH_MODE"):
+        install(Starlette(), HardenSettings(env="production", auth_mode="off"))
