@@ -1,26 +1,27 @@
 """The reference service: a Starlette app hardened with ``hardenkit.install``.
 
-Run it with ``make demo`` (in-memory stores) or ``make demo-redis``.
+Run it with ``make demo`` (in-memory stores) or ``make demo-redis``. Each piece of
+hardenkit contributes its routes from its own module here.
 """
 
 from __future__ import annotations
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 
-from hardenkit import HardenSettings, install, load_settings
-
-
-async def index(request: Request) -> Response:
-    return JSONResponse({"service": "hardenkit reference app", "docs": "/docs"})
+from examples.reference_app import home
+from examples.reference_app.settings import demo_settings
+from hardenkit import HardenSettings, install
 
 
 def create_app(settings: HardenSettings | None = None) -> Starlette:
-    """Build the reference app with ``settings`` (from the environment when omitted)."""
-    settings = settings or load_settings()
-    app = Starlette(routes=[Route("/", index)])
+    """Build the reference app with ``settings`` (demo settings from the environment if omitted)."""
+    settings = settings or demo_settings()
+    routes: list[BaseRoute] = [
+        *home.routes,
+        # each piece adds its module's routes here
+    ]
+    app = Starlette(routes=routes)
     install(app, settings)
     return app
 

@@ -8,6 +8,7 @@ from hardenkit.context import get_client_ip, get_deadline, get_principal, get_re
 from hardenkit.errors import ErrorCode, ErrorMiddleware, HardenError, ProblemResponse
 from hardenkit.health import CheckResult, HealthRegistry, HealthStatus
 from hardenkit.install import Hardened, install
+from hardenkit.proxies import TrustedProxies, TrustedProxyMiddleware
 from hardenkit.requestid import RequestIdMiddleware
 from hardenkit.settings import HardenSettings, SettingsError, load_settings
 from hardenkit.stores import RedisGuard
@@ -32,6 +33,8 @@ __all__ = [
     "RedisGuard",
     "RequestIdMiddleware",
     "SettingsError",
+    "TrustedProxies",
+    "TrustedProxyMiddleware",
     "__version__",
     "get_client_ip",
     "get_deadline",

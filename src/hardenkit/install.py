@@ -3,9 +3,13 @@
 Outermost first, as a request meets them::
 
     RequestIdMiddleware      id for every request, echoed on every response
+    TrustedProxyMiddleware   real client ip and scheme, believing only trusted proxies
     ErrorMiddleware          any crash becomes a 500 problem that reveals nothing
-    (security headers, timeout, rate limit per ip, auth, rate limit per tenant: added by
-     their own modules as they land; see docs/architecture.md)
+    SecurityHeaders          (headers issue)
+    TimeoutMiddleware        (headers issue) sets the request deadline
+    RateLimit per client ip  (rate limiting issue) before auth: protects login
+    AuthMiddleware           (auth issue) JWT + tenant claim
+    RateLimit per tenant     (rate limiting issue)
     your application         exception handlers map HTTPException / validation errors
 
 plus ``/healthz`` and ``/readyz``. Every piece stays usable alone as middleware.
@@ -33,6 +37,7 @@ from hardenkit.errors import (
     validation_exception_handler,
 )
 from hardenkit.health import HealthRegistry
+from hardenkit.proxies import TrustedProxyMiddleware
 from hardenkit.requestid import RequestIdMiddleware
 from hardenkit.settings import HardenSettings, load_settings
 from hardenkit.stores import create_redis
@@ -112,7 +117,13 @@ def _middleware_stack(kit: Hardened) -> list[Middleware]:
     settings = kit.settings
     return [
         Middleware(RequestIdMiddleware, header_name=settings.request_id_header),
+        Middleware(TrustedProxyMiddleware, trusted_proxies=settings.trusted_proxies),
         Middleware(ErrorMiddleware),
+        # Each piece adds its layers here, in this order (outermost first):
+        # security headers, timeout (headers issue)
+        # rate limit per client ip (rate limiting issue)
+        # auth (auth issue)
+        # rate limit per tenant / subject (rate limiting issue)
     ]
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from hardenkit._settings._base import CommaList, Section, SettingProblem
 
@@ -57,6 +58,16 @@ class CoreSettings(Section):
     readiness_check_timeout: float = Field(
         default=1.0, gt=0, le=30, description="Seconds each readiness check may take."
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP network (CIDR)") from None
+        return value
 
     def collect_problems(self) -> list[SettingProblem]:
         """Report core rule violations."""

@@ -1,0 +1,23 @@
+"""Settings of the reference app: the environment, with demo defaults for what is unset.
+
+The demo defaults make ``make demo`` work on a fresh machine; every one of them can be
+overridden by its ``HARDENKIT_*`` variable, and production refuses the demo values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hardenkit import HardenSettings, load_settings
+
+DEMO_DEFAULTS: dict[str, Any] = {}
+
+
+def demo_settings(**overrides: Any) -> HardenSettings:
+    """Return settings from the environment, filling unset values with the demo defaults."""
+    base = load_settings()
+    values = {
+        name: value for name, value in DEMO_DEFAULTS.items() if name not in base.model_fields_set
+    }
+    values.update(overrides)
+    return load_settings(**values) if values else base
