@@ -113,3 +113,43 @@ def test_create_redis_uses_the_socket_timeout() -> None:
     )  # type: ignore[arg-type]
     assert isinstance(client, Redis)
     assert client.connection_pool.connection_kwargs["socket_timeout"] == 0.07
+
+
+@pytest.mark.redis
+def test_readyz_reports_redis_degraded_then_healthy_without_other_traffic(
+    redis_server_factory: Callable[[], RedisServer],
+) -> None:
+    import time
+
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from hardenkit import install
+
+    server = redis_server_factory()
+    app = Starlette()
+    install(
+        app,
+        HardenSettings(
+            redis_url=server.url,  # type: ignore[arg-type]
+            redis_socket_timeout=0.2,
+            redis_retry_interval=0.2,
+        ),
+    )
+    with TestClient(app) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"]["redis"]["backend"] == "redis"
+        assert ready.json()["status"] == "healthy"
+        server.stop()
+        degraded = client.get("/readyz")
+        assert degraded.status_code == 200
+        assert degraded.json()["status"] == "degraded"
+        assert degraded.json()["checks"]["redis"]["backend"] == "memory"
+        server.start()
+        deadline = time.monotonic() + 5
+        status = "degraded"
+        while status != "healthy" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            status = client.get("/readyz").json()["status"]
+        assert status == "healthy"

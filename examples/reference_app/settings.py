@@ -10,7 +10,21 @@ from typing import Any
 
 from hardenkit import HardenSettings, load_settings
 
-DEMO_DEFAULTS: dict[str, Any] = {}
+DEMO_DEFAULTS: dict[str, Any] = {
+    # Routes reachable without a bearer token. Webhooks and agent messages carry their own
+    # signatures; /auth/token is where a demo token is obtained.
+    "public_paths": [
+        "/healthz",
+        "/readyz",
+        "/",
+        "/auth/*",
+        "/webhooks/*",
+        "/api/agents/messages",
+        "/docs",
+        "/redoc",
+        "/openapi.json",
+    ],
+}
 
 
 def demo_settings(**overrides: Any) -> HardenSettings:

@@ -40,7 +40,7 @@ from hardenkit.health import HealthRegistry
 from hardenkit.proxies import TrustedProxyMiddleware
 from hardenkit.requestid import RequestIdMiddleware
 from hardenkit.settings import HardenSettings, load_settings
-from hardenkit.stores import create_redis
+from hardenkit.stores import RedisGuard, create_redis
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -59,12 +59,16 @@ class Hardened:
         settings: The validated settings in force.
         health: The readiness registry; add your own checks with ``health.add``.
         redis: The shared asyncio Redis client, or ``None`` when memory-only.
+        redis_guard: The one switch between Redis and the memory fallback that every
+            Redis-backed piece of this app shares (``None`` when memory-only); readiness
+            reports it as the ``redis`` check.
         middleware: The layers installed, outermost first.
     """
 
     settings: HardenSettings
     health: HealthRegistry
     redis: Redis | RedisCluster | None = None
+    redis_guard: RedisGuard | None = None
     middleware: list[Middleware] = field(default_factory=list)
 
 
@@ -102,6 +106,14 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
         health=HealthRegistry(timeout=settings.readiness_check_timeout),
         redis=create_redis(settings),
     )
+    if kit.redis is not None:
+        kit.redis_guard = RedisGuard(
+            "redis",
+            timeout=settings.redis_socket_timeout,
+            retry_interval=settings.redis_retry_interval,
+            ping=kit.redis.ping,
+        )
+        kit.health.add("redis", kit.redis_guard.health_check)
     _install_error_handlers(app)
     _install_health_routes(app, kit)
     kit.middleware = _middleware_stack(kit)

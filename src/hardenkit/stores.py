@@ -61,6 +61,9 @@ class RedisGuard:
         timeout: Seconds one Redis call may take before it counts as a failure.
         retry_interval: Seconds after a failure before one probe call is sent to Redis.
         clock: Monotonic clock, replaceable in tests.
+        ping: Async callable that checks Redis (``client.ping``); when given, readiness
+            checks ping Redis themselves, so an outage and a recovery are noticed even
+            when no request touches the store.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class RedisGuard:
         timeout: float = 0.05,
         retry_interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        ping: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         if timeout <= 0 or retry_interval <= 0:
             raise ValueError("timeout and retry_interval must be positive")
@@ -79,6 +83,7 @@ class RedisGuard:
         self._clock = clock
         self._failed_at: float | None = None
         self._probing = False
+        self._ping = ping
         self.fallback_activations = 0
 
     @property
@@ -141,9 +146,20 @@ class RedisGuard:
 
     async def health_check(self) -> CheckResult:
         """Readiness: healthy on Redis, degraded while the fallback answers."""
+        ping = self._ping
+        if ping is not None:
+
+            async def redis_ping() -> None:
+                await ping()
+
+            await self.call(redis_ping, _nothing)
         if self.using_fallback:
             return CheckResult(HealthStatus.DEGRADED, {"backend": "memory", "store": self.name})
         return CheckResult(HealthStatus.HEALTHY, {"backend": "redis", "store": self.name})
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _is_redis_error(error: Exception) -> bool:
