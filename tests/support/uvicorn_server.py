@@ -1,0 +1,117 @@
+"""Run the reference app (or any app) under a real uvicorn in a subprocess on loopback.
+
+When the test run measures coverage, the server runs under ``coverage run`` too, so what
+the e2e tests exercise counts. The server is stopped with SIGTERM (uvicorn shuts down
+gracefully, coverage writes its data) and killed if it does not stop in time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from tests.support.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _coverage_active() -> bool:
+    try:
+        import coverage
+    except ImportError:  # pragma: no cover
+        return False
+    return coverage.Coverage.current() is not None
+
+
+class UvicornServer:
+    """One uvicorn process serving ``app`` (``module:attribute``) on 127.0.0.1."""
+
+    def __init__(
+        self,
+        app: str = "examples.reference_app.app:app",
+        *,
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.app = app
+        self.port = port or free_port()
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.upper().startswith("HARDENKIT_") or key.upper().startswith("HARDENKIT_TEST_")
+        }
+        self.env.update(env or {})
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        runner = [sys.executable]
+        if _coverage_active():
+            runner += [
+                "-m",
+                "coverage",
+                "run",
+                "--parallel-mode",
+                f"--rcfile={ROOT / 'pyproject.toml'}",
+            ]
+        command = [
+            *runner,
+            "-m",
+            "uvicorn",
+            self.app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-server-header",
+            "--timeout-graceful-shutdown",
+            "5",
+        ]
+        output = self.log_path.open("wb") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=output, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"uvicorn exited with {self.process.returncode}; log: {self.log_path}"
+                )
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"uvicorn did not serve /healthz within {timeout} s")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        self.process = None
+
+    def __enter__(self) -> UvicornServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
