@@ -1,0 +1,70 @@
+"""A switch that removes retry waits, for test suites (like ``stamina.set_testing``).
+
+While testing is on, every wait a retry would sleep is recorded instead of slept, so a
+test can assert the waits that production would use and still run in microseconds::
+
+    from hardenkit.resilience import testing
+
+    def test_backs_off() -> None:
+        with testing.waits_recorded() as waits:
+            ...
+        assert waits == [2.0]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["is_testing", "set_testing", "sleep", "sleep_async", "waits_recorded"]
+
+_testing = False
+_waits: list[float] | None = None
+
+
+def set_testing(testing: bool) -> None:
+    """Turn the testing switch on (waits are recorded, not slept) or off."""
+    global _testing  # noqa: PLW0603 - one process-wide switch, by design
+    _testing = testing
+
+
+def is_testing() -> bool:
+    """Whether retry waits are currently skipped."""
+    return _testing
+
+
+@contextmanager
+def waits_recorded() -> Iterator[list[float]]:
+    """Turn testing on for the block and yield the list of waits it skipped."""
+    global _waits  # noqa: PLW0603
+    previous_testing, previous_waits = _testing, _waits
+    waits: list[float] = []
+    set_testing(True)
+    _waits = waits
+    try:
+        yield waits
+    finally:
+        set_testing(previous_testing)
+        _waits = previous_waits
+
+
+def _skip(seconds: float) -> bool:
+    if not _testing:
+        return False
+    if _waits is not None:
+        _waits.append(seconds)
+    return True
+
+
+def sleep(seconds: float) -> None:
+    """Sleep ``seconds`` in a thread, unless testing."""
+    if not _skip(seconds):
+        time.sleep(seconds)
+
+
+async def sleep_async(seconds: float) -> None:
+    """Sleep ``seconds`` in the event loop, unless testing."""
+    if not _skip(seconds):
+        await asyncio.sleep(seconds)
