@@ -24,6 +24,13 @@ DEMO_DEFAULTS: dict[str, Any] = {
         "/redoc",
         "/openapi.json",
     ],
+    # Signed traffic (webhooks.py). These values are printed in docs/signing.md, so anyone
+    # can sign with them: production refuses every one of them.
+    "webhook_secret": "whsec_8MJkGsO1qMoONBXrFur4HiG+eUcJzELKpL74Bw8brYI=",
+    "webhook_paths": ["/webhooks/demo"],
+    "message_trusted_keys": {"demo-agent": "mUDGPHHbM75gGRQyV4L2AVh9cn/nwhb0ClsPMk+tTWQ="},
+    "message_signing_key": "MoXTiTuyDlwNj3/WGTK96J+eekZx8qWbg36rR0J+P+w=",
+    "message_key_id": "reference-app",
 }
 
 

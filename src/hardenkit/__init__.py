@@ -11,7 +11,6 @@ from hardenkit.install import Hardened, install
 from hardenkit.proxies import TrustedProxies, TrustedProxyMiddleware
 from hardenkit.requestid import RequestIdMiddleware
 from hardenkit.settings import HardenSettings, SettingsError, load_settings
-from hardenkit.stores import RedisGuard
 
 # --- auth (issue 3) ---
 # --- rate limiting (issue 4) ---
@@ -19,6 +18,16 @@ from hardenkit.stores import RedisGuard
 # --- headers and timeouts (issue 6) ---
 # --- logs and telemetry (issue 7) ---
 # --- signing (issue 9) ---
+from hardenkit.signing import (
+    ReplayStore,
+    WebhookMiddleware,
+    WebhookVerifier,
+    sign_message,
+    sign_webhook,
+    verify_message,
+    verify_webhook,
+)
+from hardenkit.stores import RedisGuard
 
 __all__ = [
     "CheckResult",
@@ -31,10 +40,13 @@ __all__ = [
     "HealthStatus",
     "ProblemResponse",
     "RedisGuard",
+    "ReplayStore",
     "RequestIdMiddleware",
     "SettingsError",
     "TrustedProxies",
     "TrustedProxyMiddleware",
+    "WebhookMiddleware",
+    "WebhookVerifier",
     "__version__",
     "get_client_ip",
     "get_deadline",
@@ -42,4 +54,8 @@ __all__ = [
     "get_request_id",
     "install",
     "load_settings",
+    "sign_message",
+    "sign_webhook",
+    "verify_message",
+    "verify_webhook",
 ]

@@ -40,11 +40,14 @@ from hardenkit.health import HealthRegistry
 from hardenkit.proxies import TrustedProxyMiddleware
 from hardenkit.requestid import RequestIdMiddleware
 from hardenkit.settings import HardenSettings, load_settings
+from hardenkit.signing._install import install_signing, webhook_middleware
 from hardenkit.stores import RedisGuard, create_redis
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.cluster import RedisCluster
+
+    from hardenkit.signing import MessageVerifier, ReplayStore
 
 __all__ = ["Hardened", "install"]
 
@@ -63,6 +66,10 @@ class Hardened:
             Redis-backed piece of this app shares (``None`` when memory-only); readiness
             reports it as the ``redis`` check.
         middleware: The layers installed, outermost first.
+        replay_store: Webhook ids and message nonces (Redis through ``redis_guard``, or
+            memory); shared by the webhook middleware and ``message_verifier``.
+        message_verifier: Verifies messages signed by ``HARDENKIT_MESSAGE_TRUSTED_KEYS``
+            (``None`` when no key is trusted); use it as a dependency or call ``verify``.
     """
 
     settings: HardenSettings
@@ -70,6 +77,8 @@ class Hardened:
     redis: Redis | RedisCluster | None = None
     redis_guard: RedisGuard | None = None
     middleware: list[Middleware] = field(default_factory=list)
+    replay_store: ReplayStore | None = None
+    message_verifier: MessageVerifier | None = None
 
 
 def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
@@ -114,6 +123,7 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
             ping=kit.redis.ping,
         )
         kit.health.add("redis", kit.redis_guard.health_check)
+    install_signing(kit)
     _install_error_handlers(app)
     _install_health_routes(app, kit)
     kit.middleware = _middleware_stack(kit)
@@ -136,6 +146,8 @@ def _middleware_stack(kit: Hardened) -> list[Middleware]:
         # rate limit per client ip (rate limiting issue)
         # auth (auth issue)
         # rate limit per tenant / subject (rate limiting issue)
+        # signed webhooks on HARDENKIT_WEBHOOK_PATHS, innermost (signing issue)
+        *webhook_middleware(kit),
     ]
 
 

@@ -2,8 +2,263 @@
 
 from __future__ import annotations
 
-from hardenkit._settings._base import Section
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
+
+from hardenkit._settings._base import CommaList, MultiLine, Section, SettingProblem
+
+WebhookSchemeSetting = Literal["standard", "stripe"]
+DuplicateHandlingSetting = Literal["acknowledge", "refuse"]
+
+_LONG_WINDOW_SECONDS = 600
+
+
+def _split_key_map(value: Any) -> Any:
+    """Accept a JSON object or ``id=key,id=key`` text for key-id -> key settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return {}
+        if text.startswith("{"):
+            return json.loads(text)
+        pairs: dict[str, str] = {}
+        for item in text.split(","):
+            key_id, separator, key = item.strip().partition("=")
+            if not separator or not key_id.strip():
+                raise ValueError("expected a JSON object or key_id=public_key pairs")
+            if key_id.strip() in pairs:
+                raise ValueError(f"key id {key_id.strip()!r} is listed twice")
+            pairs[key_id.strip()] = key.strip()
+        return pairs
+    return value
+
+
+KeyMap = Annotated[dict[str, str], NoDecode, BeforeValidator(_split_key_map)]
+"""Key id -> key, from ``{"id": "key"}`` or ``id=key,id2=key2`` (base64 keys keep their ``=``)."""
 
 
 class SigningSettings(Section):
     """Secrets and trusted keys for signed webhooks and service messages."""
+
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Webhook secret(s), comma-separated during a rotation (all verify; all sign). "
+            "Standard Webhooks: `whsec_<base64>` of at least 24 bytes."
+        ),
+    )
+    webhook_scheme: WebhookSchemeSetting = Field(
+        default="standard",
+        description="`standard` (Standard Webhooks headers) or `stripe` (`t=…,v1=…` header).",
+    )
+    webhook_paths: CommaList = Field(
+        default_factory=list,
+        description=(
+            "Paths `install()` guards with `WebhookMiddleware` (exact, or a prefix ending "
+            "in `*`); empty installs none."
+        ),
+    )
+    webhook_tolerance: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        description="Seconds a webhook timestamp may differ from now, either way.",
+    )
+    webhook_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1,
+        le=64 * 1024 * 1024,
+        description="Largest webhook body read (413 beyond).",
+    )
+    webhook_on_duplicate: DuplicateHandlingSetting = Field(
+        default="acknowledge",
+        description=(
+            "A delivery already processed: `acknowledge` (200, not processed again) or "
+            "`refuse` (401 `SIGNATURE_INVALID`)."
+        ),
+    )
+    webhook_dedupe_ttl: int = Field(
+        default=86400,
+        ge=1,
+        le=30 * 86400,
+        description=("Seconds a processed webhook id is remembered; at least twice the tolerance."),
+    )
+    message_trusted_keys: KeyMap = Field(
+        default_factory=dict,
+        description=(
+            "Public keys trusted for signed messages: `key_id=base64,...` or a JSON object "
+            "(values: base64 raw Ed25519 or PEM)."
+        ),
+    )
+    message_signing_key: Annotated[SecretStr | None, MultiLine] = Field(
+        default=None,
+        description="This service's Ed25519 private key (PEM or base64 seed), to sign messages.",
+    )
+    message_key_id: str | None = Field(
+        default=None,
+        description="Key id peers trust this service's public key under.",
+    )
+    message_tolerance: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        description="Seconds a message timestamp may differ from now, either way.",
+    )
+    message_max_body_bytes: int = Field(
+        default=256 * 1024,
+        ge=1,
+        le=64 * 1024 * 1024,
+        description="Largest signed-message body read (413 beyond).",
+    )
+    replay_key_prefix: str = Field(
+        default="hardenkit:replay:",
+        min_length=1,
+        description="Prefix of the Redis keys holding webhook ids and message nonces.",
+    )
+    replay_max_memory_entries: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description="Ids the in-memory replay store holds (oldest evicted first).",
+    )
+
+    @field_validator("message_trusted_keys")
+    @classmethod
+    def _public_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        from hardenkit.signing._refusal import safe_key_id  # noqa: PLC0415 - avoids a cycle
+        from hardenkit.signing.keys import load_public_key  # noqa: PLC0415
+
+        for key_id, key in value.items():
+            if safe_key_id(key_id) is None:
+                raise ValueError("key ids must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+            try:
+                load_public_key(key)
+            except ValueError as error:
+                raise ValueError(f"key {key_id!r}: {error}") from None
+        return value
+
+    @field_validator("message_signing_key")
+    @classmethod
+    def _private_key(cls, value: SecretStr | None) -> SecretStr | None:
+        from hardenkit.signing.keys import load_private_key  # noqa: PLC0415 - avoids a cycle
+
+        if value is not None:
+            load_private_key(value.get_secret_value())
+        return value
+
+    @field_validator("message_key_id")
+    @classmethod
+    def _key_id(cls, value: str | None) -> str | None:
+        from hardenkit.signing._refusal import safe_key_id  # noqa: PLC0415 - avoids a cycle
+
+        if value is not None and safe_key_id(value) is None:
+            raise ValueError("must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+        return value
+
+    def collect_problems(self) -> list[SettingProblem]:
+        """Report signing rule violations."""
+        problems = super().collect_problems()
+        problems += self._webhook_problems()
+        problems += self._message_problems()
+        return problems
+
+    def _webhook_problems(self) -> list[SettingProblem]:
+        from hardenkit.signing._published import PUBLISHED_WEBHOOK_SECRETS  # noqa: PLC0415
+        from hardenkit.signing._secret import webhook_key, webhook_keys  # noqa: PLC0415
+
+        problems: list[SettingProblem] = []
+        if self.webhook_secret is not None:
+            try:
+                keys = webhook_keys(self.webhook_secret.get_secret_value(), self.webhook_scheme)
+            except ValueError as error:
+                problems.append(
+                    SettingProblem("HARDENKIT_WEBHOOK_SECRET", str(error), production_only=False)
+                )
+            else:
+                published = {
+                    webhook_key(secret, self.webhook_scheme) for secret in PUBLISHED_WEBHOOK_SECRETS
+                }
+                if published.intersection(keys):
+                    problems.append(
+                        SettingProblem(
+                            "HARDENKIT_WEBHOOK_SECRET",
+                            "is a published demo or specification example secret",
+                        )
+                    )
+        elif self.webhook_paths:
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_WEBHOOK_SECRET",
+                    "required when HARDENKIT_WEBHOOK_PATHS is set",
+                    production_only=False,
+                )
+            )
+        if self.webhook_dedupe_ttl < 2 * self.webhook_tolerance:
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_WEBHOOK_DEDUPE_TTL",
+                    "must be at least twice HARDENKIT_WEBHOOK_TOLERANCE, or a replay inside "
+                    "the window is not recognised",
+                    production_only=False,
+                )
+            )
+        if self.webhook_tolerance > _LONG_WINDOW_SECONDS:
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_WEBHOOK_TOLERANCE",
+                    f"over {_LONG_WINDOW_SECONDS} s widens the replay window",
+                    severity="warning",
+                )
+            )
+        return problems
+
+    def _message_problems(self) -> list[SettingProblem]:
+        from hardenkit.signing._published import (  # noqa: PLC0415
+            PUBLISHED_PRIVATE_KEYS,
+            PUBLISHED_PUBLIC_KEYS,
+        )
+        from hardenkit.signing.keys import (  # noqa: PLC0415
+            load_private_key,
+            load_public_key,
+            public_key_text,
+        )
+
+        problems: list[SettingProblem] = []
+        if (self.message_signing_key is None) != (self.message_key_id is None):
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_MESSAGE_KEY_ID",
+                    "HARDENKIT_MESSAGE_SIGNING_KEY and HARDENKIT_MESSAGE_KEY_ID are set together",
+                    production_only=False,
+                )
+            )
+        published_public = {public_key_text(load_public_key(key)) for key in PUBLISHED_PUBLIC_KEYS}
+        if self.message_signing_key is not None:
+            own = load_private_key(self.message_signing_key.get_secret_value())
+            published = {public_key_text(load_private_key(key)) for key in PUBLISHED_PRIVATE_KEYS}
+            if public_key_text(own) in published:
+                problems.append(
+                    SettingProblem("HARDENKIT_MESSAGE_SIGNING_KEY", "is a published demo key")
+                )
+        trusted = {
+            public_key_text(load_public_key(key)) for key in self.message_trusted_keys.values()
+        }
+        if trusted & published_public:
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_MESSAGE_TRUSTED_KEYS",
+                    "trusts a published demo key (anyone holds its private half)",
+                )
+            )
+        if self.message_tolerance > _LONG_WINDOW_SECONDS:
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_MESSAGE_TOLERANCE",
+                    f"over {_LONG_WINDOW_SECONDS} s widens the replay window",
+                    severity="warning",
+                )
+            )
+        return problems

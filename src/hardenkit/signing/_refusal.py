@@ -1,0 +1,77 @@
+"""Refusals of signed webhooks and messages: one exception, one audit event, one metric.
+
+Every refusal in this package goes through :func:`refuse`, so each one is audited
+(``event_type="signature"``, ``outcome="denied"``) and counted in
+``hardenkit.signature.failures`` exactly once, with a stable reason and the key id when
+there is one. Neither the signature nor any secret is ever part of the event or the error.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from hardenkit.errors import ErrorCode, HardenError
+from hardenkit.logs.audit import AuditEventType, audit
+from hardenkit.telemetry import signature_failures
+
+__all__ = ["SignatureError", "SignatureKind", "refuse", "safe_key_id"]
+
+SignatureKind = Literal["webhook", "message"]
+
+_SAFE_KEY_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+class SignatureError(HardenError):
+    """A webhook or message that failed verification; becomes a problem+json response.
+
+    Attributes:
+        reason: Short stable reason (``"signature_mismatch"``, ``"timestamp_too_old"``...),
+            also used in the audit event and the metric.
+        kind: ``"webhook"`` or ``"message"``.
+        key_id: The key id the message named, when it was well formed.
+    """
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        *,
+        status: int,
+        reason: str,
+        detail: str,
+        kind: SignatureKind,
+        key_id: str | None = None,
+    ) -> None:
+        super().__init__(code, status=status, detail=detail)
+        self.reason = reason
+        self.kind = kind
+        self.key_id = key_id
+
+
+def safe_key_id(value: object) -> str | None:
+    """Return ``value`` when it is a well-formed key id, else ``None`` (safe to log)."""
+    if isinstance(value, str) and _SAFE_KEY_ID.fullmatch(value):
+        return value
+    return None
+
+
+def refuse(
+    reason: str,
+    detail: str,
+    *,
+    kind: SignatureKind,
+    code: ErrorCode = ErrorCode.SIGNATURE_INVALID,
+    status: int = 401,
+    key_id: str | None = None,
+) -> SignatureError:
+    """Audit and count one refusal, and return the error to raise."""
+    audit(
+        AuditEventType.SIGNATURE,
+        "denied",
+        reason=reason,
+        details={"kind": kind, "key_id": key_id},
+    )
+    signature_failures.add(1, {"kind": kind, "reason": reason})
+    return SignatureError(
+        code, status=status, reason=reason, detail=detail, kind=kind, key_id=key_id
+    )

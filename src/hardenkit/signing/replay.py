@@ -1,0 +1,223 @@
+"""Remembering message and event ids: Redis ``SET NX`` with a TTL, memory when Redis is down.
+
+:class:`ReplayStore` answers two questions. ``remember(key, ttl)``: is this the first time
+this nonce is seen? (signed messages: a second sighting is a replay). ``claim(key, ...)``:
+may this delivery be processed now? (webhooks: a delivery whose id was processed is a
+duplicate; one still being processed elsewhere is in progress). A claim is settled with
+``complete`` (processed: remember it for ``ttl``) or ``release`` (failed: forget it, so
+the sender's retry is processed).
+
+Every operation is one command on one key, so the store works unchanged on Redis Cluster.
+Redis is reached through a :class:`~hardenkit.stores.RedisGuard`: while Redis errors or
+times out, a bounded in-memory store answers (per process: ids seen by other instances are
+not known there, which the log line and metric of the guard say). Results obtained from
+Redis are mirrored into memory, so the fallback starts with what this process saw.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from hardenkit.stores import RedisGuard
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
+
+__all__ = ["ClaimOutcome", "ReplayStore"]
+
+_SEEN = "1"
+_PROCESSING = "p"
+_DONE = "d"
+DEFAULT_MAX_MEMORY_ENTRIES = 100_000
+
+
+class ClaimOutcome(StrEnum):
+    """What :meth:`ReplayStore.claim` found."""
+
+    NEW = "new"
+    """Not seen before: process it, then call ``complete`` or ``release``."""
+    DUPLICATE = "duplicate"
+    """Already processed: do not process it again."""
+    IN_PROGRESS = "in_progress"
+    """Claimed by a delivery still being processed: ask the sender to retry later."""
+
+
+class _MemoryIds:
+    """Bounded id -> (state, expiry) map; the oldest entry goes first when full."""
+
+    def __init__(self, max_entries: int, clock: Callable[[], float]) -> None:
+        self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._max_entries = max_entries
+        self._clock = clock
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> str | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= self._clock():
+            del self._entries[key]
+            return None
+        return entry[0]
+
+    def set(self, key: str, state: str, ttl: float) -> None:
+        self._entries.pop(key, None)
+        self._entries[key] = (state, self._clock() + ttl)
+        self._trim()
+
+    def add(self, key: str, state: str, ttl: float) -> str | None:
+        """Set ``key`` unless present; return the state found, ``None`` when it was added."""
+        found = self.get(key)
+        if found is None:
+            self.set(key, state, ttl)
+        return found
+
+    def delete(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+    def _trim(self) -> None:
+        now = self._clock()
+        # Expired entries at the front go for free; beyond the bound the oldest goes, which
+        # is the one closest to expiring when TTLs are alike.
+        while self._entries:
+            key, (_, expires_at) = next(iter(self._entries.items()))
+            if expires_at > now and len(self._entries) <= self._max_entries:
+                break
+            del self._entries[key]
+
+
+class ReplayStore:
+    """Ids remembered in Redis (``SET NX`` + TTL), with a bounded in-memory fallback.
+
+    Args:
+        redis: An asyncio Redis or RedisCluster client; ``None`` keeps ids in memory only
+            (one process).
+        guard: The :class:`~hardenkit.stores.RedisGuard` to share (``install()`` passes the
+            app's); when omitted and ``redis`` is given, the store makes its own.
+        prefix: Prepended to every key, so several apps can share one Redis.
+        max_memory_entries: Bound of the in-memory store.
+        timeout: Seconds a Redis call may take before the fallback answers (own guard only).
+        retry_interval: Seconds before Redis is probed again after a failure (own guard only).
+        clock: Monotonic clock of the memory store, replaceable in tests.
+    """
+
+    def __init__(
+        self,
+        redis: Redis | RedisCluster | None = None,
+        *,
+        guard: RedisGuard | None = None,
+        prefix: str = "hardenkit:replay:",
+        max_memory_entries: int = DEFAULT_MAX_MEMORY_ENTRIES,
+        timeout: float = 0.05,
+        retry_interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_memory_entries <= 0:
+            raise ValueError("max_memory_entries must be positive")
+        self._redis = redis
+        if redis is not None and guard is None:
+            guard = RedisGuard(
+                "replay", timeout=timeout, retry_interval=retry_interval, ping=redis.ping
+            )
+        self.guard = guard if redis is not None else None
+        self.prefix = prefix
+        self._memory = _MemoryIds(max_memory_entries, clock)
+
+    @property
+    def using_fallback(self) -> bool:
+        """Whether answers currently come from memory (always, without Redis)."""
+        return self.guard is None or self.guard.using_fallback
+
+    async def remember(self, key: str, ttl: float) -> bool:
+        """Record ``key`` for ``ttl`` seconds; return ``True`` only the first time it is seen."""
+        name = self.prefix + key
+        redis = self._redis
+
+        async def in_memory() -> bool:
+            return self._memory.add(name, _SEEN, ttl) is None
+
+        if redis is None or self.guard is None:
+            return await in_memory()
+
+        async def in_redis() -> bool:
+            first = bool(await redis.set(name, _SEEN, nx=True, px=_millis(ttl)))
+            self._memory.set(name, _SEEN, ttl)
+            return first
+
+        return await self.guard.call(in_redis, in_memory)
+
+    async def claim(self, key: str, *, processing_ttl: float) -> ClaimOutcome:
+        """Claim ``key`` for processing, holding the claim at most ``processing_ttl`` seconds.
+
+        The claim lapses by itself after ``processing_ttl`` (a crashed worker must not
+        block the sender's retries forever); settle it with :meth:`complete` or
+        :meth:`release` before that.
+        """
+        name = self.prefix + key
+        redis = self._redis
+
+        async def in_memory() -> ClaimOutcome:
+            return _outcome(self._memory.add(name, _PROCESSING, processing_ttl))
+
+        if redis is None or self.guard is None:
+            return await in_memory()
+
+        async def in_redis() -> ClaimOutcome:
+            if await redis.set(name, _PROCESSING, nx=True, px=_millis(processing_ttl)):
+                self._memory.set(name, _PROCESSING, processing_ttl)
+                return ClaimOutcome.NEW
+            found = await redis.get(name)
+            state = found.decode() if isinstance(found, bytes) else found
+            if state == _DONE:
+                self._memory.set(name, _DONE, processing_ttl)
+            # Gone between the two commands: its holder just released it; the sender retries.
+            return _outcome(state) if state is not None else ClaimOutcome.IN_PROGRESS
+
+        return await self.guard.call(in_redis, in_memory)
+
+    async def complete(self, key: str, ttl: float) -> None:
+        """Mark ``key`` processed; a delivery with the same key within ``ttl`` is a duplicate."""
+        name = self.prefix + key
+        self._memory.set(name, _DONE, ttl)
+        redis = self._redis
+        if redis is None or self.guard is None:
+            return
+
+        async def in_redis() -> None:
+            await redis.set(name, _DONE, px=_millis(ttl))
+
+        await self.guard.call(in_redis, _nothing)
+
+    async def release(self, key: str) -> None:
+        """Forget a claim whose processing failed, so a retry is processed."""
+        name = self.prefix + key
+        self._memory.delete(name)
+        redis = self._redis
+        if redis is None or self.guard is None:
+            return
+
+        async def in_redis() -> None:
+            await redis.delete(name)
+
+        await self.guard.call(in_redis, _nothing)
+
+
+def _outcome(state: str | None) -> ClaimOutcome:
+    if state is None:
+        return ClaimOutcome.NEW
+    return ClaimOutcome.DUPLICATE if state == _DONE else ClaimOutcome.IN_PROGRESS
+
+
+def _millis(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+async def _nothing() -> None:
+    return None
