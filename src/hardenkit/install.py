@@ -4,11 +4,13 @@ Outermost first, as a request meets them::
 
     RequestIdMiddleware      id for every request, echoed on every response
     TrustedProxyMiddleware   real client ip and scheme, believing only trusted proxies
+    SecurityHeaders          CSP with nonce, HSTS on https, ... on every response, 500s too
+    CORS                     from HARDENKIT_CORS_ORIGINS: preflights answered before auth,
+                             refusals (401, 429, 500, 504) readable by the calling page
     ErrorMiddleware          any crash becomes a 500 problem that reveals nothing
-    SecurityHeaders          (headers issue)
-    TimeoutMiddleware        (headers issue) sets the request deadline
+    TimeoutMiddleware        sets the request deadline; 504 problem when it passes
     RateLimit per client ip  (rate limiting issue) before auth: protects login
-    AuthMiddleware           (auth issue) JWT + tenant claim
+    AuthMiddleware           JWT + tenant claim (or API key on its paths); 401/403
     RateLimit per tenant     (rate limiting issue)
     your application         exception handlers map HTTPException / validation errors
 
@@ -28,6 +30,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from hardenkit.auth._install import AuthStack, auth_middleware, build_auth
 from hardenkit.errors import (
     ErrorMiddleware,
     HardenError,
@@ -36,17 +39,28 @@ from hardenkit.errors import (
     set_problem_type_base,
     validation_exception_handler,
 )
+from hardenkit.headers._install import (
+    cors_layers,
+    install_headers,
+    security_header_layers,
+    timeout_layers,
+)
 from hardenkit.health import HealthRegistry
 from hardenkit.proxies import TrustedProxyMiddleware
+from hardenkit.ratelimit._install import client_ip_rate_limit, principal_rate_limit
 from hardenkit.requestid import RequestIdMiddleware
+from hardenkit.resilience._install import install_resilience
 from hardenkit.settings import HardenSettings, load_settings
 from hardenkit.signing._install import install_signing, webhook_middleware
 from hardenkit.stores import RedisGuard, create_redis
+from hardenkit.telemetry import RequestMetricsMiddleware
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.cluster import RedisCluster
 
+    from hardenkit.headers import HeaderPolicy
+    from hardenkit.ratelimit.decision import RateLimitStore
     from hardenkit.signing import MessageVerifier, ReplayStore
 
 __all__ = ["Hardened", "install"]
@@ -66,10 +80,16 @@ class Hardened:
             Redis-backed piece of this app shares (``None`` when memory-only); readiness
             reports it as the ``redis`` check.
         middleware: The layers installed, outermost first.
+        header_policy: The security header policy built from the settings.
+        header_routes: Path patterns with their own header policy (FastAPI's docs pages).
+        rate_limit_store: The rate-limit store both rate-limit layers share (Redis
+            through ``redis_guard``, or memory); pass it to ``RouteLimit(store=...)``.
         replay_store: Webhook ids and message nonces (Redis through ``redis_guard``, or
             memory); shared by the webhook middleware and ``message_verifier``.
         message_verifier: Verifies messages signed by ``HARDENKIT_MESSAGE_TRUSTED_KEYS``
             (``None`` when no key is trusted); use it as a dependency or call ``verify``.
+        auth: The JWT verifier, tenant status cache and API-key guard the auth layer
+            uses; ``kit.auth.use_tenant_resolver(...)`` plugs in a TenantResolver.
     """
 
     settings: HardenSettings
@@ -77,8 +97,12 @@ class Hardened:
     redis: Redis | RedisCluster | None = None
     redis_guard: RedisGuard | None = None
     middleware: list[Middleware] = field(default_factory=list)
+    header_policy: HeaderPolicy | None = None
+    header_routes: dict[str, HeaderPolicy] = field(default_factory=dict)
+    rate_limit_store: RateLimitStore | None = None
     replay_store: ReplayStore | None = None
     message_verifier: MessageVerifier | None = None
+    auth: AuthStack | None = None
 
 
 def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
@@ -124,6 +148,9 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
         )
         kit.health.add("redis", kit.redis_guard.health_check)
     install_signing(kit)
+    install_headers(app, kit)
+    install_resilience(app, kit)
+    kit.auth = build_auth(kit)
     _install_error_handlers(app)
     _install_health_routes(app, kit)
     kit.middleware = _middleware_stack(kit)
@@ -140,12 +167,19 @@ def _middleware_stack(kit: Hardened) -> list[Middleware]:
     return [
         Middleware(RequestIdMiddleware, header_name=settings.request_id_header),
         Middleware(TrustedProxyMiddleware, trusted_proxies=settings.trusted_proxies),
+        # Outside the error layer, so the 500s it answers are counted (logs/telemetry issue).
+        Middleware(RequestMetricsMiddleware),
+        # Headers outside the error layer, so the 500 it answers carries them too; CORS
+        # outside every layer that refuses, so preflights are answered before auth and
+        # 401/429/500/504 stay readable by the calling page (docs/decisions.md).
+        *security_header_layers(kit),
+        *cors_layers(settings),
         Middleware(ErrorMiddleware),
         # Each piece adds its layers here, in this order (outermost first):
-        # security headers, timeout (headers issue)
-        # rate limit per client ip (rate limiting issue)
-        # auth (auth issue)
-        # rate limit per tenant / subject (rate limiting issue)
+        *timeout_layers(settings),
+        client_ip_rate_limit(kit),
+        *auth_middleware(kit),
+        principal_rate_limit(kit),
         # signed webhooks on HARDENKIT_WEBHOOK_PATHS, innermost (signing issue)
         *webhook_middleware(kit),
     ]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from hardenkit._settings._base import CommaList, Section
+from hardenkit.ratelimit.rate import Rate
+from hardenkit.ratelimit.rules import PathPatterns
 
 RedisDownBehaviour = Literal["fallback", "open", "closed"]
 
@@ -31,3 +33,38 @@ class RateLimitSettings(Section):
         default="fallback",
         description="While Redis is down: `fallback` (memory), `open` (allow), `closed` (503).",
     )
+    rate_limit_exempt_paths: CommaList = Field(
+        default_factory=list,
+        description="Paths never rate limited, besides the health routes (exact or prefix `*`).",
+    )
+    rate_limit_key_prefix: str = Field(
+        default="hk:rl:",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^{}\s]+$",
+        description="Prefix of rate-limit keys in Redis (no braces: they are the hash tag).",
+    )
+    rate_limit_memory_max_keys: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description="Keys the in-memory store (and fallback) keeps at most; LRU beyond.",
+    )
+    rate_limit_ipv6_prefix_length: int = Field(
+        default=64, ge=1, le=128, description="IPv6 clients are counted per network of this size."
+    )
+    rate_limit_legacy_headers: bool = Field(
+        default=False, description="Also send `X-RateLimit-Limit/Remaining/Reset`."
+    )
+
+    @field_validator("rate_limit_default", "rate_limit_auth", "rate_limit_tenant")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        Rate.parse(value)  # a ValueError names the expected form; pydantic names the setting
+        return value
+
+    @field_validator("auth_paths", "rate_limit_exempt_paths")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        PathPatterns(value)
+        return value

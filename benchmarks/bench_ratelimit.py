@@ -1,0 +1,230 @@
+"""Rate limiting against the peers: ``limits`` (async Redis) and ``slowapi`` (memory).
+
+Starts its own private redis-server on a free loopback port (never the one on 6379) and
+measures, in one run:
+
+* commands per decision, counted with ``INFO commandstats`` around the run (target: 1);
+* latency of ``RateLimiter.hit`` on ``RedisStore`` against a redis-py ``PING`` on the
+  same client (target: ≤ 1.2×);
+* decisions per second under 64 concurrent callers against ``limits``' async Redis
+  moving-window and sliding-window-counter strategies on redis-py (target: ≥ 1.5×);
+* per-request overhead of ``RateLimitMiddleware`` on ``MemoryStore`` against slowapi's
+  pure ASGI middleware with memory storage (target: ≤ 1×).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from limits import parse
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
+from redis.asyncio import Redis
+from slowapi import Limiter
+from slowapi.middleware import SlowAPIASGIMiddleware
+from slowapi.util import get_remote_address
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from benchmarks._harness import AsgiCall, Row, compare_async
+from hardenkit.ratelimit import (
+    MemoryStore,
+    RateLimiter,
+    RateLimitMiddleware,
+    RateLimitRule,
+    RedisStore,
+)
+from hardenkit.stores import RedisGuard
+from tests.support.redis_server import RedisServer
+
+# Generous rates: every figure measures an admitted decision, the common case.
+_RATE = "1000000/minute"
+_CALLERS = 64
+
+
+def _client(url: str) -> Redis:
+    return Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+
+
+def _store(client: Redis) -> RedisStore:
+    # The bench measures the decision, not the fallback: a timeout that never fires.
+    return RedisStore(client, guard=RedisGuard("bench", timeout=1.0))
+
+
+async def _commandstats(client: Redis) -> dict[str, int]:
+    stats = await client.info("commandstats")
+    return {name: int(value["calls"]) for name, value in stats.items()}
+
+
+def _commands_per_decision(url: str, number: int) -> float:
+    async def main() -> float:
+        client = _client(url)
+        admin = _client(url)
+        limiter = RateLimiter(_RATE, store=_store(client), name="bench-count")
+        await limiter.hit("warm")  # loads the script (NOSCRIPT once, then EVAL)
+        before = await _commandstats(admin)
+        for index in range(number):
+            await limiter.hit(f"caller-{index % 100}")
+        after = await _commandstats(admin)
+        await client.aclose()
+        await admin.aclose()
+        counted = {name: after.get(name, 0) - before.get(name, 0) for name in after}
+        counted = {name: calls for name, calls in counted.items() if calls}
+        # commandstats also counts the commands a script runs inside Redis (TIME, GET,
+        # SET: one each per admitted decision) and the INFO that read "after". What is
+        # left are the commands the client sent: one round trip each.
+        inside_script = {"cmdstat_time", "cmdstat_get", "cmdstat_set"}
+        if any(counted.get(name) != number for name in inside_script):
+            raise RuntimeError(f"unexpected commands during {number} decisions: {counted}")
+        if counted.get("cmdstat_evalsha") != number:
+            raise RuntimeError(f"expected {number} EVALSHA, counted {counted}")
+        sent = {
+            name: calls
+            for name, calls in counted.items()
+            if name not in inside_script and name != "cmdstat_info"
+        }
+        return sum(sent.values()) / number
+
+    return asyncio.run(main())
+
+
+def _latency(url: str, number: int, repeat: int) -> dict[str, float]:
+    client = _client(url)
+    limiter = RateLimiter(_RATE, store=_store(client), name="bench-latency")
+    subjects: dict[str, Callable[[], Awaitable[object]]] = {
+        "ping": client.ping,
+        "hit": lambda: limiter.hit("one-caller"),
+    }
+    return compare_async(subjects, number=number, repeat=repeat)
+
+
+def _throughput(url: str, per_caller: int, repeat: int) -> dict[str, float]:
+    """Return decisions per second of each subject under ``_CALLERS`` concurrent callers."""
+
+    async def main() -> dict[str, float]:
+        ours_client = _client(url)
+        ours = RateLimiter(_RATE, store=_store(ours_client), name="bench-throughput")
+        storage = RedisStorage(f"async+{url}", implementation="redispy", key_prefix="bench")
+        item = parse(_RATE)
+        moving = MovingWindowRateLimiter(storage)
+        sliding = SlidingWindowCounterRateLimiter(storage)
+        subjects: dict[str, Callable[[str], Awaitable[Any]]] = {
+            "hardenkit GCRA": ours.hit,
+            "limits moving window": lambda key: moving.hit(item, key),
+            "limits sliding window": lambda key: sliding.hit(item, key),
+        }
+
+        async def run(hit: Callable[[str], Awaitable[Any]], count: int, round_: int) -> float:
+            async def caller(index: int) -> None:
+                key = f"r{round_}-c{index}"
+                for _ in range(count):
+                    await hit(key)
+
+            start = time.perf_counter()
+            await asyncio.gather(*(caller(index) for index in range(_CALLERS)))
+            return _CALLERS * count / (time.perf_counter() - start)
+
+        best = dict.fromkeys(subjects, 0.0)
+        for hit in subjects.values():  # open the 64 connections, load the scripts
+            await run(hit, 5, -1)
+        for round_ in range(repeat):
+            for name, hit in subjects.items():
+                best[name] = max(best[name], await run(hit, per_caller, round_))
+        await ours_client.aclose()
+        return best
+
+    return asyncio.run(main())
+
+
+async def _hello(request: Request) -> Response:
+    return PlainTextResponse("hello")
+
+
+def _starlette(middleware: list[Middleware]) -> Starlette:
+    return Starlette(routes=[Route("/", _hello)], middleware=middleware)
+
+
+def _middleware_overhead(number: int, repeat: int) -> dict[str, float]:
+    slowapi_app = _starlette([Middleware(SlowAPIASGIMiddleware)])
+    slowapi_app.state.limiter = Limiter(
+        key_func=get_remote_address, default_limits=[_RATE], storage_uri="memory://"
+    )
+    rules = [RateLimitRule("ip", _RATE)]
+    ours_app = _starlette([Middleware(RateLimitMiddleware, rules=rules, store=MemoryStore())])
+    subjects = {
+        "bare": AsgiCall(_starlette([])),
+        "hardenkit": AsgiCall(ours_app),
+        "slowapi": AsgiCall(slowapi_app),
+    }
+    times = compare_async(subjects, number=number, repeat=repeat)
+    for name, call in subjects.items():
+        if call.status != 200:
+            raise RuntimeError(f"{name} answered {call.status}, expected 200")
+    return times
+
+
+def run(quick: bool) -> list[Row]:
+    number, repeat = (1_000, 5) if quick else (3_000, 9)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="hardenkit-bench-redis-") as directory:
+        server = RedisServer(Path(directory))  # a private server on a free port
+        server.start()
+        try:
+            rows.append(
+                Row(
+                    piece="rate limit",
+                    figure="Redis commands per decision (INFO commandstats)",
+                    ours=_commands_per_decision(server.url, number),
+                    peer_name="one round trip",
+                    peer=1.0,
+                    unit="cmd",
+                    max_ratio=1.0,
+                )
+            )
+            latency = _latency(server.url, number, repeat)
+            rows.append(
+                Row(
+                    piece="rate limit",
+                    figure="Redis decision latency vs PING, same client",
+                    ours=latency["hit"] * 1e6,
+                    peer_name="redis-py PING",
+                    peer=latency["ping"] * 1e6,
+                    max_ratio=1.2,
+                )
+            )
+            per_caller = 30 if quick else 80
+            throughput = _throughput(server.url, per_caller, 3 if quick else 5)
+            rows.extend(
+                Row(
+                    piece="rate limit",
+                    figure=f"decisions/s, {_CALLERS} concurrent callers, Redis",
+                    ours=throughput["hardenkit GCRA"],
+                    peer_name=f"{peer_name} (redis-py)",
+                    peer=throughput[peer_name],
+                    unit="/s",
+                    min_ratio=1.5,
+                )
+                for peer_name in ("limits moving window", "limits sliding window")
+            )
+        finally:
+            server.stop()
+    times = _middleware_overhead(number * 2, repeat)
+    rows.append(
+        Row(
+            piece="rate limit",
+            figure="middleware overhead per request, memory store",
+            ours=(times["hardenkit"] - times["bare"]) * 1e6,
+            peer_name="slowapi ASGI middleware, memory://",
+            peer=(times["slowapi"] - times["bare"]) * 1e6,
+            max_ratio=1.0,
+        )
+    )
+    return rows

@@ -1,0 +1,92 @@
+"""How :func:`hardenkit.install` builds the two rate-limit layers from settings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.middleware import Middleware
+
+from hardenkit.ratelimit.decision import RateLimitStore
+from hardenkit.ratelimit.keys import ClientIpKey, tenant
+from hardenkit.ratelimit.memory import MemoryStore
+from hardenkit.ratelimit.middleware import RateLimitMiddleware
+from hardenkit.ratelimit.redis_store import RedisStore
+from hardenkit.ratelimit.rules import RateLimitRule
+
+if TYPE_CHECKING:
+    from hardenkit.install import Hardened
+
+__all__ = ["client_ip_rate_limit", "principal_rate_limit", "rate_limit_store"]
+
+
+def rate_limit_store(kit: Hardened) -> RateLimitStore:
+    """Return the app's one rate-limit store, building it on first use.
+
+    Redis (through the app's shared guard) when ``HARDENKIT_REDIS_URL`` is set, memory
+    otherwise; both layers and any :class:`RouteLimit` given ``kit.rate_limit_store``
+    share it.
+    """
+    if kit.rate_limit_store is None:
+        settings = kit.settings
+        memory = MemoryStore(max_keys=settings.rate_limit_memory_max_keys)
+        if kit.redis is not None and kit.redis_guard is not None:
+            kit.rate_limit_store = RedisStore(
+                kit.redis,
+                guard=kit.redis_guard,
+                fallback=memory,
+                prefix=settings.rate_limit_key_prefix,
+            )
+        else:
+            kit.rate_limit_store = memory
+    return kit.rate_limit_store
+
+
+def _exempt_paths(kit: Hardened) -> list[str]:
+    settings = kit.settings
+    return [settings.health_path, settings.ready_path, *settings.rate_limit_exempt_paths]
+
+
+def client_ip_rate_limit(kit: Hardened) -> Middleware:
+    """The layer before auth: the strict auth-path rule, then the default, per client ip."""
+    settings = kit.settings
+    client_ip = ClientIpKey(settings.rate_limit_ipv6_prefix_length)
+    down = settings.rate_limit_redis_down
+    rules = [
+        RateLimitRule(
+            "auth",
+            settings.rate_limit_auth,
+            key=client_ip,
+            paths=settings.auth_paths,
+            when_down=down,
+        ),
+        RateLimitRule("ip", settings.rate_limit_default, key=client_ip, when_down=down),
+    ]
+    return Middleware(
+        RateLimitMiddleware,
+        rules=rules,
+        store=rate_limit_store(kit),
+        exempt_paths=_exempt_paths(kit),
+        trusted_proxies=settings.trusted_proxies,
+        legacy_headers=settings.rate_limit_legacy_headers,
+    )
+
+
+def principal_rate_limit(kit: Hardened) -> Middleware:
+    """The layer after auth: per verified tenant; requests without a tenant are not counted."""
+    settings = kit.settings
+    rules = [
+        RateLimitRule(
+            "tenant",
+            settings.rate_limit_tenant,
+            key=tenant,
+            when_down=settings.rate_limit_redis_down,
+        )
+    ]
+    return Middleware(
+        RateLimitMiddleware,
+        rules=rules,
+        store=rate_limit_store(kit),
+        exempt_paths=_exempt_paths(kit),
+        trusted_proxies=settings.trusted_proxies,
+        legacy_headers=settings.rate_limit_legacy_headers,
+    )

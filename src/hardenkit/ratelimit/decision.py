@@ -1,0 +1,76 @@
+"""The answer of one rate-limit decision, and the stores' common shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from hardenkit.ratelimit.rate import Rate
+
+__all__ = ["Backend", "RateLimitDecision", "RateLimitStore", "RedisDownBehaviour"]
+
+RedisDownBehaviour = Literal["fallback", "open", "closed"]
+"""While Redis is down: ``fallback`` to memory, ``open`` (allow), ``closed`` (refuse, 503)."""
+
+Backend = Literal["redis", "memory", "none"]
+"""What answered: Redis, the process memory, or nothing (``open``/``closed`` while down)."""
+
+
+@dataclass(slots=True)
+class RateLimitDecision:
+    """Whether a request may proceed, and what the client should be told.
+
+    A value: read it, do not change it (not frozen only because a frozen dataclass costs
+    1 µs more to build, on every request).
+
+    Attributes:
+        allowed: Whether the units were granted.
+        limit: Units per period of the rate that decided.
+        remaining: Units that could still be taken now.
+        retry_after: Seconds to wait before the same request would be admitted
+            (0 when allowed).
+        reset_after: Seconds until the full burst is available again.
+        period_seconds: The rate's period, for the ``RateLimit-Policy`` header.
+        backend: What answered (``"redis"``, ``"memory"`` or ``"none"``).
+        unavailable: Refused only because Redis is down and the rule is ``closed``.
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after: float
+    reset_after: float
+    period_seconds: int
+    backend: Backend
+    unavailable: bool = False
+
+
+class RateLimitStore(Protocol):
+    """Where GCRA state lives: :class:`MemoryStore` or :class:`RedisStore`."""
+
+    async def decide(
+        self, key: str, rate: Rate, cost: int, when_down: RedisDownBehaviour = "fallback"
+    ) -> RateLimitDecision:
+        """Take ``cost`` units of ``rate`` for ``key`` if they are available."""
+        ...
+
+
+def decision_from_gcra(
+    rate: Rate,
+    *,
+    allowed: bool,
+    remaining: int,
+    retry_after_us: int,
+    reset_after_us: int,
+    backend: Backend,
+) -> RateLimitDecision:
+    """Build the public decision from a GCRA outcome in microseconds."""
+    return RateLimitDecision(
+        allowed=allowed,
+        limit=rate.count,
+        remaining=remaining,
+        retry_after=retry_after_us / 1_000_000,
+        reset_after=reset_after_us / 1_000_000,
+        period_seconds=rate.period_seconds,
+        backend=backend,
+    )

@@ -1,0 +1,117 @@
+"""Who a limit counts: functions from an ASGI scope to a key, or ``None`` (rule skipped).
+
+Keys that identify a caller come only from facts hardenkit has verified: the client ip
+after trusted-proxy resolution, the principal set by the auth middleware. A header a
+client can change freely would let it start a fresh bucket per request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+
+from starlette.types import Scope
+
+from hardenkit.context import client_ip_var, principal_var
+
+__all__ = [
+    "ClientIpKey",
+    "KeyFunction",
+    "api_key",
+    "client_ip",
+    "combine",
+    "route",
+    "subject",
+    "tenant",
+]
+
+KeyFunction = Callable[[Scope], str | None]
+"""Maps a request to the key it is counted under; ``None`` means the rule does not apply."""
+
+
+class ClientIpKey:
+    """The client ip (after trusted-proxy resolution), IPv6 grouped by network.
+
+    One IPv6 subscriber usually holds a whole /64, so counting single addresses would give
+    it 2⁶⁴ buckets. The ip comes from :data:`hardenkit.context.client_ip_var`, which
+    :class:`~hardenkit.proxies.TrustedProxyMiddleware` (or :class:`RateLimitMiddleware`
+    when used alone) sets; the raw peer address is the last resort.
+
+    Args:
+        ipv6_prefix_length: Prefix length IPv6 addresses are grouped by (default 64).
+    """
+
+    def __init__(self, ipv6_prefix_length: int = 64) -> None:
+        if not 1 <= ipv6_prefix_length <= 128:
+            raise ValueError("ipv6_prefix_length must be between 1 and 128")
+        self.ipv6_prefix_length = ipv6_prefix_length
+
+    def __call__(self, scope: Scope) -> str | None:
+        """Return the key of the client that sent ``scope``."""
+        ip = client_ip_var.get()
+        if ip is None:
+            client = scope.get("client")
+            if not client:
+                return None
+            ip = client[0]
+        if ":" not in ip:
+            return ip
+        try:
+            address = ipaddress.IPv6Address(ip.split("%", 1)[0])
+        except ValueError:
+            return ip  # not an address (a unix socket path): hashed like any key
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        network = ipaddress.IPv6Network((address, self.ipv6_prefix_length), strict=False)
+        return str(network)
+
+    def __repr__(self) -> str:
+        return f"ClientIpKey(ipv6_prefix_length={self.ipv6_prefix_length})"
+
+
+client_ip: KeyFunction = ClientIpKey()
+"""The client ip, IPv6 grouped by /64."""
+
+
+def tenant(scope: Scope) -> str | None:
+    """The verified tenant; ``None`` (rule skipped) before auth or for tenant-less callers."""
+    principal = principal_var.get()
+    return principal.tenant if principal is not None else None
+
+
+def subject(scope: Scope) -> str | None:
+    """The verified subject (``sub`` claim or API key name)."""
+    principal = principal_var.get()
+    return principal.subject if principal is not None else None
+
+
+def api_key(scope: Scope) -> str | None:
+    """The verified API key's name, for callers that authenticated with one."""
+    principal = principal_var.get()
+    if principal is None or principal.credential != "api_key":
+        return None
+    return principal.subject
+
+
+def route(scope: Scope) -> str | None:
+    """The method and path: one shared budget per endpoint, across all callers."""
+    return f"{scope.get('method', '')} {scope.get('path', '')}"
+
+
+def combine(*functions: KeyFunction) -> KeyFunction:
+    """Return a key made of several (e.g. ``combine(tenant, route)``); ``None`` if any is."""
+    if not functions:
+        raise ValueError("combine() needs at least one key function")
+
+    def combined(scope: Scope) -> str | None:
+        parts = []
+        for function in functions:
+            part = function(scope)
+            if part is None:
+                return None
+            parts.append(part)
+        # The separator cannot be confused with a part: the whole key is hashed and each
+        # part is length-prefixed.
+        return "".join(f"{len(part)}:{part}" for part in parts)
+
+    return combined

@@ -1,0 +1,87 @@
+"""``RateLimiter``: one rate, one store, ``await limiter.hit(key)``."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Final
+
+from hardenkit.ratelimit.decision import RateLimitDecision, RateLimitStore, RedisDownBehaviour
+from hardenkit.ratelimit.memory import MemoryStore
+from hardenkit.ratelimit.rate import Rate
+
+__all__ = ["RateLimiter"]
+
+_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+
+
+def check_name(name: str, what: str = "limiter") -> None:
+    """Raise ``ValueError`` unless ``name`` can appear in keys, headers and metrics."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"{what} name {name!r} must match [a-z0-9][a-z0-9_.-]* (≤ 63 chars)")
+
+
+def key_digest(key: str) -> str:
+    """Return the fixed-size form of a caller's key used in storage.
+
+    Hashing means no client input can make a key long, make two keys collide through
+    separators, put a Cluster hash tag in a key, or leave an API key or address readable
+    in Redis.
+    """
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+class RateLimiter:
+    """Limit anything, HTTP or not (queues, agents, outbound sends), to a rate per key.
+
+    Example::
+
+        limiter = RateLimiter("100/hour", store=RedisStore(redis), name="agent-runs")
+        decision = await limiter.hit(f"tenant:{tenant_id}")
+        if not decision.allowed:
+            await asyncio.sleep(decision.retry_after)
+
+    Args:
+        rate: A :class:`Rate` or a rate string.
+        store: :class:`RedisStore` or :class:`MemoryStore` (a private memory store by
+            default).
+        name: Separates this limiter's keys from every other's (``[a-z0-9_.-]``).
+        when_down: While Redis is down: ``fallback``, ``open`` or ``closed``.
+    """
+
+    def __init__(
+        self,
+        rate: Rate | str,
+        *,
+        store: RateLimitStore | None = None,
+        name: str = "default",
+        when_down: RedisDownBehaviour = "fallback",
+    ) -> None:
+        check_name(name)
+        if when_down not in ("fallback", "open", "closed"):
+            raise ValueError("when_down must be 'fallback', 'open' or 'closed'")
+        self.rate = Rate.coerce(rate)
+        self.store: RateLimitStore = store if store is not None else MemoryStore()
+        self.name = name
+        self.when_down: RedisDownBehaviour = when_down
+
+    async def hit(self, key: str, cost: int = 1) -> RateLimitDecision:
+        """Take ``cost`` units for ``key`` if they are available now.
+
+        Args:
+            key: Who or what is counted; any string (it is hashed before storage).
+            cost: Units this call takes, from 1 to the rate's burst.
+
+        Returns:
+            The decision: ``allowed``, ``remaining``, ``retry_after`` (seconds)...
+
+        Raises:
+            ValueError: ``cost`` could never be granted.
+        """
+        if not 1 <= cost <= self.rate.burst:
+            raise ValueError(f"cost must be between 1 and the burst ({self.rate.burst})")
+        storage_key = f"{self.name}:{key_digest(key)}"
+        return await self.store.decide(storage_key, self.rate, cost, self.when_down)
+
+    def __repr__(self) -> str:
+        return f"RateLimiter({str(self.rate)!r}, name={self.name!r}, store={self.store!r})"

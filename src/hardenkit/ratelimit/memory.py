@@ -1,0 +1,99 @@
+"""Rate-limit state in process memory: bounded, asyncio- and thread-safe."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+import structlog
+
+from hardenkit.ratelimit.decision import (
+    RateLimitDecision,
+    RedisDownBehaviour,
+    decision_from_gcra,
+)
+from hardenkit.ratelimit.gcra import gcra
+from hardenkit.ratelimit.rate import Rate
+
+__all__ = ["MemoryStore"]
+
+_logger = structlog.get_logger("hardenkit.ratelimit")
+
+
+def _monotonic_us() -> int:
+    return time.monotonic_ns() // 1000
+
+
+class MemoryStore:
+    """GCRA state for at most ``max_keys`` keys, least recently used evicted first.
+
+    A flood of distinct keys (spoofed tenants, random API keys, IPv6 clients) cannot
+    exhaust memory: past ``max_keys`` the least recently used key is dropped, which is
+    almost always one whose bucket is already full again. Decisions are the same as
+    :class:`RedisStore`'s for the same sequence of calls.
+
+    Args:
+        max_keys: Keys kept at most.
+        clock: Current time in integer microseconds; monotonic by default.
+    """
+
+    def __init__(
+        self, *, max_keys: int = 100_000, clock: Callable[[], int] = _monotonic_us
+    ) -> None:
+        if max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
+        self.max_keys = max_keys
+        self._clock = clock
+        self._tats: OrderedDict[str, int] = OrderedDict()
+        # The decision never awaits, so it is atomic on one event loop; the lock makes
+        # it so across threads (several loops, sync callers) for about 0.1 µs.
+        self._lock = threading.Lock()
+        self.evicted_live_keys = 0
+        """Keys dropped while still limiting (a flood); each drop forgets one client's use."""
+
+    def __len__(self) -> int:
+        return len(self._tats)
+
+    async def decide(
+        self, key: str, rate: Rate, cost: int, when_down: RedisDownBehaviour = "fallback"
+    ) -> RateLimitDecision:
+        """Take ``cost`` units of ``rate`` for ``key`` if they are available."""
+        return self.decide_now(key, rate, cost)
+
+    def decide_now(
+        self, key: str, rate: Rate, cost: int, now: int | None = None
+    ) -> RateLimitDecision:
+        """Decide synchronously, at ``now`` microseconds (the store's clock by default)."""
+        with self._lock:
+            if now is None:
+                now = self._clock()
+            tats = self._tats
+            outcome = gcra(tats.get(key), now, rate.emission_interval_us, rate.tolerance_us, cost)
+            if outcome.new_tat is not None:
+                tats[key] = outcome.new_tat
+                tats.move_to_end(key)
+                if len(tats) > self.max_keys:
+                    self._evict(now)
+            elif key in tats:  # a refused client stays known, or a flood would forget it
+                tats.move_to_end(key)
+        return decision_from_gcra(
+            rate,
+            allowed=outcome.allowed,
+            remaining=outcome.remaining,
+            retry_after_us=outcome.retry_after_us,
+            reset_after_us=outcome.reset_after_us,
+            backend="memory",
+        )
+
+    def _evict(self, now: int) -> None:
+        _, tat = self._tats.popitem(last=False)
+        if tat > now:
+            self.evicted_live_keys += 1
+            if self.evicted_live_keys & (self.evicted_live_keys - 1) == 0:  # 1, 2, 4, 8...
+                _logger.warning(
+                    "ratelimit_memory_store_full",
+                    max_keys=self.max_keys,
+                    evicted_live_keys=self.evicted_live_keys,
+                )

@@ -1,0 +1,159 @@
+"""``RateLimitMiddleware``: pure ASGI, one decision per matching rule, headers on the way out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hardenkit.context import client_ip_var
+from hardenkit.errors import ErrorCode, send_problem
+from hardenkit.proxies import TrustedProxies
+from hardenkit.ratelimit._observe import (
+    UNAVAILABLE_DETAIL,
+    audit_refusal,
+    record_decision,
+    refused_detail,
+)
+from hardenkit.ratelimit.decision import RateLimitDecision, RateLimitStore
+from hardenkit.ratelimit.headers import decision_headers
+from hardenkit.ratelimit.limiter import RateLimiter
+from hardenkit.ratelimit.memory import MemoryStore
+from hardenkit.ratelimit.rules import PathPatterns, RateLimitRule
+
+__all__ = ["RateLimitMiddleware"]
+
+
+class RateLimitMiddleware:
+    """Refuse requests over their rules' rates with a 429 problem; report limits in headers.
+
+    Every rule whose paths and methods match, and whose key function returns a key, takes
+    its cost; the first refusal answers (later rules are not charged). Allowed responses
+    carry ``RateLimit-Policy`` / ``RateLimit`` for the tightest rule. A refusal is a
+    ``429`` ``RATE_LIMITED`` problem with ``Retry-After``, an audit event and the
+    ``hardenkit.ratelimit.decisions`` metric; a ``closed`` rule while Redis is down
+    answers ``503`` ``SERVICE_UNAVAILABLE``. Non-HTTP scopes pass through.
+
+    Args:
+        app: The ASGI application to protect.
+        rules: The rules, evaluated in order (put the strictest first).
+        store: Shared state (:class:`RedisStore` or :class:`MemoryStore`); a private
+            memory store by default.
+        exempt_paths: Paths never limited (exact, or a prefix ending in ``*``).
+        trusted_proxies: Proxies whose forwarding headers are believed, used when no
+            :class:`~hardenkit.proxies.TrustedProxyMiddleware` ran before this one.
+        legacy_headers: Also send ``X-RateLimit-Limit/Remaining/Reset``.
+
+    Raises:
+        ValueError: No rules, or two rules share a name.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        rules: Sequence[RateLimitRule],
+        store: RateLimitStore | None = None,
+        exempt_paths: Iterable[str] = ("/healthz", "/readyz"),
+        trusted_proxies: TrustedProxies | Iterable[str] = (),
+        legacy_headers: bool = False,
+    ) -> None:
+        if not rules:
+            raise ValueError("RateLimitMiddleware needs at least one rule")
+        names = [rule.name for rule in rules]
+        if len(set(names)) != len(names):
+            raise ValueError(f"rate limit rule names must be unique: {names}")
+        self.app = app
+        self.store: RateLimitStore = store if store is not None else MemoryStore()
+        self.rules = tuple(rules)
+        self._limiters = tuple(
+            (
+                rule,
+                RateLimiter(
+                    rule.parsed_rate, store=self.store, name=rule.name, when_down=rule.when_down
+                ),
+            )
+            for rule in self.rules
+        )
+        self.exempt = PathPatterns(exempt_paths)
+        self.trusted = (
+            trusted_proxies
+            if isinstance(trusted_proxies, TrustedProxies)
+            else TrustedProxies(trusted_proxies)
+        )
+        self.legacy_headers = legacy_headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection."""
+        if scope["type"] != "http" or self.exempt.matches(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        token = None
+        if client_ip_var.get() is None:  # used without TrustedProxyMiddleware
+            token = client_ip_var.set(self.trusted.resolve(scope)[0])
+        try:
+            tightest = await self._decide(scope)
+            if tightest is None:
+                await self.app(scope, receive, send)
+                return
+            rule_name, decision = tightest
+            if not decision.allowed:
+                await _refuse(scope, send, rule_name, decision, legacy=self.legacy_headers)
+                return
+            extra = decision_headers(rule_name, decision, legacy=self.legacy_headers)
+
+            async def send_with_headers(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", ()), *extra]}
+                await send(message)
+
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            if token is not None:
+                client_ip_var.reset(token)
+
+    async def _decide(self, scope: Scope) -> tuple[str, RateLimitDecision] | None:
+        """Return the first refusal, else the tightest decision; ``None`` if no rule applied."""
+        path: str = scope["path"]
+        method: str = scope["method"]
+        tightest: tuple[str, RateLimitDecision] | None = None
+        for rule, limiter in self._limiters:
+            if not rule.applies_to(path, method):
+                continue
+            key = rule.key(scope)
+            if key is None:
+                continue
+            decision = await limiter.hit(key, rule.cost)
+            record_decision(rule.name, decision)
+            if not decision.allowed:
+                return rule.name, decision
+            if tightest is None or decision.remaining < tightest[1].remaining:
+                tightest = (rule.name, decision)
+        return tightest
+
+
+async def _refuse(
+    scope: Scope, send: Send, rule: str, decision: RateLimitDecision, *, legacy: bool
+) -> None:
+    retry_after = audit_refusal(rule, decision)
+    headers = [(b"retry-after", str(retry_after).encode())]
+    if decision.unavailable:
+        await send_problem(
+            send,
+            scope,
+            503,
+            ErrorCode.SERVICE_UNAVAILABLE,
+            detail=UNAVAILABLE_DETAIL,
+            headers=headers,
+        )
+        return
+    headers += decision_headers(rule, decision, legacy=legacy)
+    await send_problem(
+        send,
+        scope,
+        429,
+        ErrorCode.RATE_LIMITED,
+        detail=refused_detail(retry_after),
+        headers=headers,
+        extensions={"retry_after": retry_after},
+    )

@@ -1,0 +1,133 @@
+"""Rate-limit state in Redis: one ``EVALSHA`` per decision, memory while Redis is down."""
+
+from __future__ import annotations
+
+import hashlib
+from importlib.resources import files
+from typing import TYPE_CHECKING, Final
+
+from hardenkit.ratelimit._pipelining import ScriptRunner
+from hardenkit.ratelimit.decision import RateLimitDecision, RedisDownBehaviour
+from hardenkit.ratelimit.memory import MemoryStore
+from hardenkit.ratelimit.rate import Rate
+from hardenkit.stores import RedisGuard
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
+
+__all__ = ["GCRA_SCRIPT", "RedisStore"]
+
+GCRA_SCRIPT: Final = files("hardenkit.ratelimit").joinpath("gcra.lua").read_text()
+"""The Lua script run by :class:`RedisStore` (``gcra.lua`` next to this module)."""
+
+_GCRA_SHA: Final = hashlib.sha1(GCRA_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+
+class RedisStore:
+    """GCRA state in Redis (standalone or Cluster), exact across every instance.
+
+    Each decision is one ``EVALSHA`` of ``gcra.lua``; the script reads the time from the
+    Redis server (``TIME``), so application clocks do not matter, and sets a TTL so keys
+    expire by themselves. When a node does not have the script yet (``NOSCRIPT``: first
+    call, restart, failover) the same call is sent as ``EVAL``, which also caches it.
+
+    Keys are ``<prefix>{<name>:<digest>}``: the braces are a Cluster hash tag, so every
+    key of one decision lands in one slot.
+
+    Args:
+        client: redis-py asyncio client (``Redis`` or ``RedisCluster``).
+        guard: The app's shared :class:`~hardenkit.stores.RedisGuard`; a private one
+            named ``"ratelimit"`` is made when omitted.
+        fallback: Memory store answering while Redis is down (a new one by default).
+        prefix: Prepended to every key.
+        timeout: Seconds per call for the private guard (ignored with ``guard``).
+        retry_interval: Seconds before the private guard probes Redis again.
+    """
+
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        *,
+        guard: RedisGuard | None = None,
+        fallback: MemoryStore | None = None,
+        prefix: str = "hk:rl:",
+        timeout: float = 0.05,
+        retry_interval: float = 2.0,
+    ) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError("prefix must not contain '{' or '}' (they are the hash tag)")
+        self.client = client
+        self.guard = guard or RedisGuard(
+            "ratelimit", timeout=timeout, retry_interval=retry_interval
+        )
+        self.fallback = fallback if fallback is not None else MemoryStore()
+        self.prefix = prefix
+        self._runner = ScriptRunner(
+            client, GCRA_SCRIPT, _GCRA_SHA, batch_timeout=self.guard.timeout
+        )
+
+    def redis_key(self, key: str) -> str:
+        """Return the Redis key that holds ``key``'s state."""
+        return f"{self.prefix}{{{key}}}"
+
+    async def decide(
+        self, key: str, rate: Rate, cost: int, when_down: RedisDownBehaviour = "fallback"
+    ) -> RateLimitDecision:
+        """Take ``cost`` units of ``rate`` for ``key``; answer by ``when_down`` if Redis is not."""
+        redis_key = self.prefix + "{" + key + "}"
+
+        async def on_redis() -> RateLimitDecision:
+            allowed, remaining, retry_after_us, reset_after_us = await self.evaluate(
+                redis_key, rate, cost
+            )
+            return RateLimitDecision(
+                allowed == 1,
+                rate.count,
+                remaining,
+                retry_after_us / 1_000_000,
+                reset_after_us / 1_000_000,
+                rate.period_seconds,
+                "redis",
+            )
+
+        async def on_fallback() -> RateLimitDecision:
+            if when_down == "fallback":
+                return self.fallback.decide_now(key, rate, cost)
+            if when_down == "open":
+                return RateLimitDecision(
+                    allowed=True,
+                    limit=rate.count,
+                    remaining=rate.burst,
+                    retry_after=0.0,
+                    reset_after=0.0,
+                    period_seconds=rate.period_seconds,
+                    backend="none",
+                )
+            return RateLimitDecision(
+                allowed=False,
+                limit=rate.count,
+                remaining=0,
+                retry_after=self.guard.retry_interval,
+                reset_after=self.guard.retry_interval,
+                period_seconds=rate.period_seconds,
+                backend="none",
+                unavailable=True,
+            )
+
+        return await self.guard.call(on_redis, on_fallback)
+
+    async def evaluate(
+        self, redis_key: str, rate: Rate, cost: int, now_us: int | None = None
+    ) -> tuple[int, int, int, int]:
+        """Run the script once: ``[allowed, remaining, retry_after_us, reset_after_us]``.
+
+        ``now_us`` replaces the Redis server's clock; only tests pass it.
+        """
+        args = (rate.emission_interval_us, rate.tolerance_us, cost)
+        if now_us is None:
+            reply = await self._runner.run(redis_key, args)
+        else:
+            reply = await self._runner.run_one(redis_key, (*args, now_us))
+        allowed, remaining, retry_after_us, reset_after_us = reply
+        return allowed, remaining, retry_after_us, reset_after_us

@@ -1,0 +1,122 @@
+"""Per-route limits: a decorator for endpoints and a FastAPI dependency."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+from starlette.requests import Request
+
+from hardenkit.errors import ErrorCode, HardenError
+from hardenkit.ratelimit import keys
+from hardenkit.ratelimit._observe import (
+    UNAVAILABLE_DETAIL,
+    audit_refusal,
+    record_decision,
+    refused_detail,
+)
+from hardenkit.ratelimit.decision import RateLimitDecision, RateLimitStore, RedisDownBehaviour
+from hardenkit.ratelimit.keys import KeyFunction
+from hardenkit.ratelimit.limiter import RateLimiter
+from hardenkit.ratelimit.rate import Rate
+
+__all__ = ["RouteLimit"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class RouteLimit:
+    """A limit on one route (or a few), checked inside the endpoint rather than in middleware.
+
+    As a FastAPI dependency::
+
+        export_limit = RouteLimit(
+            "10/hour", name="export", key=keys.tenant, store=kit.rate_limit_store
+        )
+
+        @app.post("/export", dependencies=[Depends(export_limit)])
+        async def export(): ...
+
+    As a decorator of an endpoint that receives the request (Starlette, or FastAPI with a
+    ``request: Request`` parameter)::
+
+        @export_limit.wrap
+        async def export(request: Request) -> Response: ...
+
+    A refusal raises :class:`~hardenkit.errors.HardenError` (429 ``RATE_LIMITED`` with
+    ``Retry-After``), which :func:`hardenkit.install` turns into the problem response.
+
+    Args:
+        rate: A :class:`Rate` or a rate string.
+        name: Names the limit in keys, logs and metrics.
+        key: Who is counted; when it returns ``None`` the limit does not apply.
+        store: Where state lives (``kit.rate_limit_store`` to share the app's).
+        cost: Units each call takes.
+        when_down: While Redis is down: ``fallback``, ``open`` or ``closed``.
+    """
+
+    def __init__(
+        self,
+        rate: Rate | str,
+        *,
+        name: str,
+        key: KeyFunction = keys.client_ip,
+        store: RateLimitStore | None = None,
+        cost: int = 1,
+        when_down: RedisDownBehaviour = "fallback",
+    ) -> None:
+        self.limiter = RateLimiter(rate, store=store, name=name, when_down=when_down)
+        if not 1 <= cost <= self.limiter.rate.burst:
+            raise ValueError("cost must be between 1 and the burst")
+        self.key = key
+        self.cost = cost
+
+    async def __call__(self, request: Request) -> RateLimitDecision | None:
+        """Check the limit for ``request``; raise a 429 ``HardenError`` when refused."""
+        return await self.check(request)
+
+    async def check(self, request: Request) -> RateLimitDecision | None:
+        """Check the limit; return the decision, or ``None`` when the key does not apply."""
+        key = self.key(request.scope)
+        if key is None:
+            return None
+        decision = await self.limiter.hit(key, self.cost)
+        record_decision(self.limiter.name, decision)
+        if decision.allowed:
+            return decision
+        retry_after = audit_refusal(self.limiter.name, decision)
+        headers = {"Retry-After": str(retry_after)}
+        if decision.unavailable:
+            raise HardenError(
+                ErrorCode.SERVICE_UNAVAILABLE,
+                status=503,
+                detail=UNAVAILABLE_DETAIL,
+                headers=headers,
+            )
+        raise HardenError(
+            ErrorCode.RATE_LIMITED,
+            status=429,
+            detail=refused_detail(retry_after),
+            headers=headers,
+            extensions={"retry_after": retry_after},
+        )
+
+    def wrap(self, endpoint: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        """Decorate an async endpoint whose arguments include the ``Request``."""
+
+        @functools.wraps(endpoint)
+        async def limited(*args: P.args, **kwargs: P.kwargs) -> R:
+            request = _find_request(args, kwargs)
+            await self.check(request)
+            return await endpoint(*args, **kwargs)
+
+        return limited
+
+
+def _find_request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, Request):
+            return value
+    raise TypeError("a rate-limited endpoint must receive the Request (add `request: Request`)")
