@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from examples.reference_app import home, webhooks
+from examples.reference_app import api, home, token, webhooks
 from examples.reference_app.settings import demo_settings
 from hardenkit import HardenSettings, install
 
@@ -20,6 +20,8 @@ def create_app(settings: HardenSettings | None = None) -> Starlette:
     routes: list[BaseRoute] = [
         *home.routes,
         *webhooks.routes,
+        *token.routes,
+        *api.routes,
         # each piece adds its module's routes here
     ]
     app = Starlette(routes=routes)

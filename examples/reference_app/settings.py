@@ -11,6 +11,11 @@ from typing import Any
 from hardenkit import HardenSettings, load_settings
 
 DEMO_DEFAULTS: dict[str, Any] = {
+    # Bearer tokens (api.py, token.py): POST /auth/token signs with this secret. It is
+    # printed in docs/auth.md, so production refuses it (it contains "demo").
+    "jwt_secret": "hardenkit-demo-jwt-secret-Qm8vT2xL5nR9wK3pZ7cY1hB4",
+    "jwt_issuer": "https://demo.hardenkit.invalid",
+    "jwt_audience": ["hardenkit-reference-app"],
     # Routes reachable without a bearer token. Webhooks and agent messages carry their own
     # signatures; /auth/token is where a demo token is obtained.
     "public_paths": [

@@ -13,6 +13,16 @@ from hardenkit.requestid import RequestIdMiddleware
 from hardenkit.settings import HardenSettings, SettingsError, load_settings
 
 # --- auth (issue 3) ---
+from hardenkit.auth import (
+    APIKeyGuard,
+    AuthMiddleware,
+    JWKSClient,
+    JWTVerifier,
+    Principal,
+    TenantResolver,
+    require_roles,
+    require_scopes,
+)
 # --- rate limiting (issue 4) ---
 # --- resilience (issue 5) ---
 # --- headers and timeouts (issue 6) ---
@@ -30,6 +40,8 @@ from hardenkit.signing import (
 from hardenkit.stores import RedisGuard
 
 __all__ = [
+    "APIKeyGuard",
+    "AuthMiddleware",
     "CheckResult",
     "ErrorCode",
     "ErrorMiddleware",
@@ -38,11 +50,15 @@ __all__ = [
     "Hardened",
     "HealthRegistry",
     "HealthStatus",
+    "JWKSClient",
+    "JWTVerifier",
+    "Principal",
     "ProblemResponse",
     "RedisGuard",
     "ReplayStore",
     "RequestIdMiddleware",
     "SettingsError",
+    "TenantResolver",
     "TrustedProxies",
     "TrustedProxyMiddleware",
     "WebhookMiddleware",
@@ -54,6 +70,8 @@ __all__ = [
     "get_request_id",
     "install",
     "load_settings",
+    "require_roles",
+    "require_scopes",
     "sign_message",
     "sign_webhook",
     "verify_message",

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from hardenkit._settings._base import CommaList, MultiLine, Section, SettingProblem
 
 AuthMode = Literal["enforced", "report_only", "off"]
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+_API_KEY_ENTRY = re.compile(r"[A-Za-z0-9_.-]{1,64}:[0-9a-f]{64}")
+# Words that mark a placeholder secret copied from docs or the demo.
+_PLACEHOLDER_MARKERS = ("demo", "changeme", "change-me", "example", "do-not-use", "insecure")
+_MIN_DISTINCT_SECRET_CHARS = 12
 
 
 class AuthSettings(Section):
@@ -38,22 +45,248 @@ class AuthSettings(Section):
     jwt_leeway: float = Field(
         default=30.0, ge=0, le=300, description="Clock skew tolerated on exp/nbf/iat, seconds."
     )
+    jwt_max_age: float | None = Field(
+        default=None, gt=0, description="Refuse tokens issued (`iat`) longer ago, seconds."
+    )
+    jwt_token_type: str | None = Field(
+        default=None, description="Required header `typ` (`at+jwt` for RFC 9068 access tokens)."
+    )
+    jwt_roles_claim: str = Field(
+        default="roles", min_length=1, description="Claim (or `/json/pointer`) holding roles."
+    )
+    jwt_scopes_claim: str = Field(
+        default="scope", min_length=1, description="Claim (or `/json/pointer`) holding scopes."
+    )
+    jwt_jwks_allow_http_loopback: bool = Field(
+        default=False, description="Accept an `http://` JWKS URL on a loopback host (local IdP)."
+    )
+    jwt_jwks_timeout: float = Field(
+        default=5.0, gt=0, le=60, description="Seconds one JWKS fetch may take."
+    )
+    jwt_jwks_cache_ttl: float = Field(
+        default=600.0, ge=10, le=86400, description="Seconds before JWKS keys are refreshed."
+    )
+    jwt_jwks_refresh_cooldown: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="Least seconds between JWKS fetches caused by unknown `kid`s or failures.",
+    )
+    jwt_cache_size: int = Field(
+        default=10_000, ge=0, le=1_000_000, description="Verified tokens cached (0: no cache)."
+    )
+    jwt_cache_ttl: float = Field(
+        default=300.0,
+        ge=0,
+        le=3600,
+        description="Longest seconds a verified token is cached (never past its `exp`).",
+    )
+    auth_max_header_bytes: int = Field(
+        default=8192,
+        ge=256,
+        le=65536,
+        description="Longest `Authorization` header accepted, checked before parsing.",
+    )
     tenant_claim: str = Field(
         default="tenant_id", min_length=1, description="Claim holding the tenant id."
     )
     tenant_header: str = Field(
         default="X-Tenant-ID", min_length=1, description="Header a client may send its tenant in."
     )
+    tenant_header_aliases: CommaList = Field(
+        default_factory=list,
+        description="Other headers read as the tenant header (e.g. `X-Client-ID`).",
+    )
+    tenant_multi_membership: bool = Field(
+        default=False,
+        description="Accept a list of tenants in the claim; the request picks one.",
+    )
+    tenant_status_cache_ttl: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Seconds a TenantResolver answer is cached (Redis, memory fallback).",
+    )
     public_paths: CommaList = Field(
         default_factory=lambda: ["/healthz", "/readyz"],
         description="Paths served without credentials (exact, or a prefix ending in `*`).",
     )
+    api_keys: CommaList = Field(
+        default_factory=list,
+        description="API keys as `name:sha256-hex` entries (hashes, never the keys).",
+    )
+    api_key_header: str = Field(
+        default="X-API-Key", min_length=1, description="Header carrying an API key."
+    )
+    api_key_paths: CommaList = Field(
+        default_factory=list,
+        description="Paths that take an API key instead of a JWT (exact, or prefix `*`).",
+    )
+
+    @field_validator("tenant_header", "tenant_header_aliases", "api_key_header")
+    @classmethod
+    def _header_names(cls, value: str | list[str]) -> str | list[str]:
+        for name in [value] if isinstance(value, str) else value:
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an HTTP header name")
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _api_key_entries(cls, value: list[str]) -> list[str]:
+        for index, entry in enumerate(value):
+            if not _API_KEY_ENTRY.fullmatch(entry):
+                # Never echo the entry: someone may have pasted a raw key here.
+                raise ValueError(
+                    f"entry {index + 1} is not `name:<64 lowercase hex of sha256(key)>`"
+                )
+        return value
+
+    @field_validator("public_paths", "api_key_paths")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("/") or "*" in path[:-1]:
+                raise ValueError(f"{path!r}: paths start with `/`; `*` only at the end")
+        return value
 
     def collect_problems(self) -> list[SettingProblem]:
         """Report authentication rule violations."""
         problems = super().collect_problems()
+        problems.extend(self._key_source_problems())
         if self.auth_mode == "off":
             problems.append(
                 SettingProblem("HARDENKIT_AUTH_MODE", "`off` is not allowed in production")
+            )
+        elif self.auth_mode == "report_only":
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_AUTH_MODE",
+                    "`report_only` lets every bad credential through; use it for rollouts only",
+                    severity="warning",
+                )
+            )
+        if self.api_key_paths and not self.api_keys:
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_API_KEYS",
+                    "empty while HARDENKIT_API_KEY_PATHS is set: those paths refuse everyone",
+                )
+            )
+        return problems
+
+    def _key_source_problems(self) -> list[SettingProblem]:
+        from hardenkit.auth.jwks import check_jwks_url  # noqa: PLC0415 - no import cycle
+
+        problems: list[SettingProblem] = []
+
+        def refuse(setting: str, message: str) -> None:
+            problems.append(SettingProblem(setting, message, production_only=False))
+
+        sources = [
+            name
+            for name, value in (
+                ("HARDENKIT_JWT_SECRET", self.jwt_secret),
+                ("HARDENKIT_JWT_PUBLIC_KEY", self.jwt_public_key),
+                ("HARDENKIT_JWT_JWKS_URL", self.jwt_jwks_url),
+            )
+            if value is not None
+        ]
+        if len(sources) > 1:
+            refuse(sources[0], f"set only one key source, not {' and '.join(sources)}")
+            return problems
+        if not sources:
+            if self.auth_mode != "off":
+                problems.append(
+                    SettingProblem(
+                        "HARDENKIT_JWT_SECRET",
+                        "no key source: set HARDENKIT_JWT_SECRET, HARDENKIT_JWT_PUBLIC_KEY "
+                        "or HARDENKIT_JWT_JWKS_URL (until then every protected route "
+                        "answers 401)",
+                    )
+                )
+            return problems
+        try:
+            problems.extend(self._key_problems())
+        except ValueError as error:
+            refuse("HARDENKIT_JWT_ALGORITHMS", str(error))
+        if self.jwt_jwks_url is not None:
+            try:
+                check_jwks_url(
+                    self.jwt_jwks_url, allow_http_loopback=self.jwt_jwks_allow_http_loopback
+                )
+            except ValueError as error:
+                refuse("HARDENKIT_JWT_JWKS_URL", str(error))
+        if self.jwt_jwks_allow_http_loopback:
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_JWT_JWKS_ALLOW_HTTP_LOOPBACK", "plain http is not for production"
+                )
+            )
+        problems.extend(self._claim_problems(asymmetric=self.jwt_secret is None))
+        return problems
+
+    def _key_problems(self) -> list[SettingProblem]:
+        """Check the one key source against the algorithms; ``ValueError`` for those."""
+        from hardenkit.auth.algorithms import allowed_algorithms  # noqa: PLC0415 - no cycle
+        from hardenkit.auth.keys import (  # noqa: PLC0415
+            check_secret,
+            load_public_key,
+            public_key_algorithms,
+        )
+
+        if self.jwt_secret is not None:
+            secret = self.jwt_secret.get_secret_value()
+            algorithms = allowed_algorithms("secret", self.jwt_algorithms)
+            try:
+                check_secret(secret.encode(), algorithms)
+            except ValueError as error:
+                return [SettingProblem("HARDENKIT_JWT_SECRET", str(error), production_only=False)]
+            return self._weak_secret_problems(secret)
+        if self.jwt_public_key is not None:
+            try:
+                key = load_public_key(self.jwt_public_key)
+            except ValueError as error:
+                return [
+                    SettingProblem("HARDENKIT_JWT_PUBLIC_KEY", str(error), production_only=False)
+                ]
+            public_key_algorithms(key, self.jwt_algorithms)
+            return []
+        allowed_algorithms("jwks", self.jwt_algorithms)
+        return []
+
+    def _weak_secret_problems(self, secret: str) -> list[SettingProblem]:
+        lowered = secret.lower()
+        if any(marker in lowered for marker in _PLACEHOLDER_MARKERS):
+            return [SettingProblem("HARDENKIT_JWT_SECRET", "is a placeholder or demo secret")]
+        if len(set(secret)) < _MIN_DISTINCT_SECRET_CHARS:
+            return [
+                SettingProblem(
+                    "HARDENKIT_JWT_SECRET",
+                    "is too regular to be random; use e.g. `secrets.token_urlsafe(48)`",
+                )
+            ]
+        return []
+
+    def _claim_problems(self, *, asymmetric: bool) -> list[SettingProblem]:
+        # A provider's keys sign tokens for every API it serves: without an audience
+        # check, a token minted for another API of the same provider is accepted here.
+        severity: Literal["error", "warning"] = "error" if asymmetric else "warning"
+        problems = []
+        if not self.jwt_audience:
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_JWT_AUDIENCE",
+                    "unset: tokens meant for other services are accepted",
+                    severity=severity,
+                )
+            )
+        if self.jwt_issuer is None:
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_JWT_ISSUER",
+                    "unset: the token's issuer is not checked",
+                    severity=severity,
+                )
             )
         return problems

@@ -18,6 +18,8 @@ class Principal:
         scopes: OAuth scopes granted by the credential.
         claims: The verified claims as they were in the token.
         credential: How the caller proved who it is (``"jwt"`` or ``"api_key"``).
+        tenants: Every tenant the credential is a member of (one, unless the tenant
+            claim is a list in multi-membership mode).
     """
 
     subject: str
@@ -26,3 +28,4 @@ class Principal:
     scopes: frozenset[str] = frozenset()
     claims: Mapping[str, Any] = field(default_factory=dict, repr=False)
     credential: str = "jwt"
+    tenants: frozenset[str] = frozenset()
