@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from examples.reference_app import api, home, token, webhooks
+from examples.reference_app import api, home, slow, token, webhooks
 from examples.reference_app.settings import demo_settings
 from hardenkit import HardenSettings, install
 
@@ -19,6 +19,7 @@ def create_app(settings: HardenSettings | None = None) -> Starlette:
     settings = settings or demo_settings()
     routes: list[BaseRoute] = [
         *home.routes,
+        *slow.routes,
         *webhooks.routes,
         *token.routes,
         *api.routes,

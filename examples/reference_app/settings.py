@@ -28,7 +28,12 @@ DEMO_DEFAULTS: dict[str, Any] = {
         "/docs",
         "/redoc",
         "/openapi.json",
+        "/csp-report",  # browsers post CSP reports without credentials
     ],
+    # Security headers and timeouts (home.py, slow.py): reports of CSP violations are
+    # logged; a 10 s budget makes /api/slow?seconds=11 show the 504 without a long wait.
+    "csp_report_path": "/csp-report",
+    "request_timeout": 10.0,
     # Signed traffic (webhooks.py). These values are printed in docs/signing.md, so anyone
     # can sign with them: production refuses every one of them.
     "webhook_secret": "whsec_8MJkGsO1qMoONBXrFur4HiG+eUcJzELKpL74Bw8brYI=",

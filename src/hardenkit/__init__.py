@@ -26,6 +26,8 @@ from hardenkit.auth import (
 # --- rate limiting (issue 4) ---
 # --- resilience (issue 5) ---
 # --- headers and timeouts (issue 6) ---
+from hardenkit.headers import CSP, SecurityHeadersMiddleware, safe_redirect
+from hardenkit.timeouts import TimeoutMiddleware
 # --- logs and telemetry (issue 7) ---
 # --- signing (issue 9) ---
 from hardenkit.signing import (
@@ -40,6 +42,7 @@ from hardenkit.signing import (
 from hardenkit.stores import RedisGuard
 
 __all__ = [
+    "CSP",
     "APIKeyGuard",
     "AuthMiddleware",
     "CheckResult",
@@ -57,8 +60,10 @@ __all__ = [
     "RedisGuard",
     "ReplayStore",
     "RequestIdMiddleware",
+    "SecurityHeadersMiddleware",
     "SettingsError",
     "TenantResolver",
+    "TimeoutMiddleware",
     "TrustedProxies",
     "TrustedProxyMiddleware",
     "WebhookMiddleware",
@@ -72,6 +77,7 @@ __all__ = [
     "load_settings",
     "require_roles",
     "require_scopes",
+    "safe_redirect",
     "sign_message",
     "sign_webhook",
     "verify_message",

@@ -1,0 +1,277 @@
+"""SecurityHeadersMiddleware on its own: what each kind of response carries."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+from fastapi import Depends, FastAPI
+from fastapi.responses import HTMLResponse as FastAPIHTMLResponse
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from hardenkit.headers import (
+    CSP,
+    HeaderPolicy,
+    SecurityHeadersMiddleware,
+    get_csp_nonce,
+    header_policy,
+    header_policy_dependency,
+)
+from tests.headers.asgi import call
+
+COMMON = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-resource-policy": "same-origin",
+    "x-permitted-cross-domain-policies": "none",
+    "origin-agent-cluster": "?1",
+    "x-dns-prefetch-control": "off",
+}
+HTML_CSP = re.compile(
+    r"default-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'; "
+    r"object-src 'none'; script-src 'self' 'nonce-(?P<nonce>[A-Za-z0-9_-]{22})'; "
+    r"style-src 'self' 'nonce-(?P=nonce)'; img-src 'self' data:(?P<upgrade>; upgrade-insecure-requests)?"
+)
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+HSTS = "max-age=63072000; includeSubDomains"
+
+
+def assert_common_headers(headers: dict[str, str] | object) -> None:
+    for name, value in COMMON.items():
+        assert headers[name] == value, name  # type: ignore[index]
+    permissions = headers["permissions-policy"]  # type: ignore[index]
+    for feature in ("camera=()", "microphone=()", "geolocation=()", "payment=()", "usb=()"):
+        assert feature in permissions
+    assert "cross-origin-embedder-policy" not in headers  # type: ignore[operator]
+
+
+async def page(request: Request) -> Response:
+    nonce = request.state.csp_nonce
+    assert get_csp_nonce() == nonce
+    return HTMLResponse(f'<script nonce="{nonce}">go()</script><style nonce="{nonce}"></style>')
+
+
+async def api(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+async def leaky(request: Request) -> Response:
+    return PlainTextResponse(
+        "x", headers={"Server": "gunicorn/1.0", "X-Powered-By": "PHP/5", "X-AspNet-Version": "4"}
+    )
+
+
+async def own_headers(request: Request) -> Response:
+    return HTMLResponse(
+        "<p>framed</p>",
+        headers={
+            "X-Frame-Options": "SAMEORIGIN",
+            "Content-Security-Policy": "default-src 'self'; frame-ancestors 'self'",
+            "Cache-Control": "max-age=60",
+            "Referrer-Policy": "same-origin",
+        },
+    )
+
+
+async def cached_api(request: Request) -> Response:
+    return JSONResponse({"ok": True}, headers={"Cache-Control": "public, max-age=300"})
+
+
+def make_app(**options: object) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/", page),
+            Route("/api", api),
+            Route("/leaky", leaky),
+            Route("/own", own_headers),
+            Route("/cached", cached_api),
+        ]
+    )
+    app.add_middleware(SecurityHeadersMiddleware, **options)  # type: ignore[arg-type]
+    return app
+
+
+def test_html_response_gets_the_strict_csp_with_a_nonce_and_every_common_header() -> None:
+    response = TestClient(make_app(), base_url="https://testserver").get("/")
+    assert_common_headers(response.headers)
+    match = HTML_CSP.fullmatch(response.headers["content-security-policy"])
+    assert match is not None, response.headers["content-security-policy"]
+    assert match["upgrade"]
+    assert response.headers["strict-transport-security"] == HSTS
+    assert "cache-control" not in response.headers
+
+
+def test_api_response_gets_the_locked_down_csp_and_no_store() -> None:
+    response = TestClient(make_app(), base_url="https://testserver").get("/api")
+    assert_common_headers(response.headers)
+    assert response.headers["content-security-policy"] == API_CSP
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["strict-transport-security"] == HSTS
+
+
+def test_nonce_differs_per_request_and_matches_the_page() -> None:
+    client = TestClient(make_app())
+    nonces = []
+    for _ in range(5):
+        response = client.get("/")
+        match = HTML_CSP.fullmatch(response.headers["content-security-policy"])
+        assert match is not None
+        nonce = match["nonce"]
+        assert f'<script nonce="{nonce}">' in response.text
+        assert f'<style nonce="{nonce}">' in response.text
+        nonces.append(nonce)
+    assert len(set(nonces)) == 5
+
+
+def test_plain_http_gets_no_hsts_and_no_upgrade_insecure_requests() -> None:
+    response = TestClient(make_app(), base_url="http://127.0.0.1").get("/")
+    assert "strict-transport-security" not in response.headers
+    assert "upgrade-insecure-requests" not in response.headers["content-security-policy"]
+    assert_common_headers(response.headers)
+
+
+def test_headers_naming_the_stack_are_removed() -> None:
+    response = TestClient(make_app()).get("/leaky")
+    for name in ("server", "x-powered-by", "x-aspnet-version"):
+        assert name not in response.headers
+
+
+def test_headers_the_app_set_itself_are_kept_and_never_duplicated() -> None:
+    response = TestClient(make_app()).get("/own")
+    raw = [name.lower() for name, _ in response.headers.multi_items()]
+    assert len(raw) == len(set(raw)), raw
+    assert response.headers["x-frame-options"] == "SAMEORIGIN"
+    assert response.headers["content-security-policy"] == (
+        "default-src 'self'; frame-ancestors 'self'"
+    )
+    assert response.headers["referrer-policy"] == "same-origin"
+    assert response.headers["cache-control"] == "max-age=60"
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_policy_can_replace_the_apps_headers_without_duplicating_them() -> None:
+    client = TestClient(make_app(policy=HeaderPolicy(keep_app_headers=False)))
+    response = client.get("/own")
+    raw = [name.lower() for name, _ in response.headers.multi_items()]
+    assert len(raw) == len(set(raw)), raw
+    assert response.headers["x-frame-options"] == "DENY"
+    assert HTML_CSP.fullmatch(response.headers["content-security-policy"])
+    # Caching stays the application's decision.
+    assert response.headers["cache-control"] == "max-age=60"
+
+
+def test_api_cache_control_set_by_the_app_is_kept() -> None:
+    response = TestClient(make_app()).get("/cached")
+    assert response.headers["cache-control"] == "public, max-age=300"
+
+
+async def test_mixed_case_header_names_from_a_raw_asgi_app_are_not_duplicated() -> None:
+    async def raw_app(scope: dict[str, object], receive: object, send: object) -> None:
+        await send(  # type: ignore[operator]
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"Content-Type", b"text/html"), (b"X-Frame-Options", b"SAMEORIGIN")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"<p>hi</p>"})  # type: ignore[operator]
+
+    captured = await call(SecurityHeadersMiddleware(raw_app))  # type: ignore[arg-type]
+    assert captured.header("x-frame-options") == "SAMEORIGIN"
+    assert captured.header("content-security-policy") is not None
+    assert "nonce-" in (captured.header("content-security-policy") or "")
+
+
+def test_report_only_mode_sends_the_policy_under_the_report_only_name() -> None:
+    policy = HeaderPolicy(csp_report_only=True, report_path="/csp-report")
+    response = TestClient(make_app(policy=policy)).get("/")
+    assert "content-security-policy" not in response.headers
+    value = response.headers["content-security-policy-report-only"]
+    assert value.endswith("; report-uri /csp-report; report-to csp-endpoint")
+    assert response.headers["reporting-endpoints"] == 'csp-endpoint="/csp-report"'
+
+
+def test_coep_is_available_but_off_by_default() -> None:
+    policy = HeaderPolicy(cross_origin_embedder_policy="require-corp")
+    response = TestClient(make_app(policy=policy)).get("/api")
+    assert response.headers["cross-origin-embedder-policy"] == "require-corp"
+
+
+def test_preload_is_sent_only_when_configured() -> None:
+    policy = HeaderPolicy(hsts_preload=True)
+    response = TestClient(make_app(policy=policy), base_url="https://testserver").get("/api")
+    assert response.headers["strict-transport-security"] == HSTS + "; preload"
+
+
+def test_path_map_gives_routes_their_own_policy() -> None:
+    framable = dataclasses.replace(HeaderPolicy(), frame_options="SAMEORIGIN")
+    client = TestClient(make_app(routes={"/api*": framable}))
+    assert client.get("/api").headers["x-frame-options"] == "SAMEORIGIN"
+    assert client.get("/").headers["x-frame-options"] == "DENY"
+
+
+def test_route_decorator_and_fastapi_dependency_choose_the_policy() -> None:
+    embed_policy = dataclasses.replace(
+        HeaderPolicy(),
+        frame_options="SAMEORIGIN",
+        html_csp=CSP(default_src=["'self'"], frame_ancestors=["'self'"]),
+    )
+    app = FastAPI()
+
+    @app.get("/decorated/{item}", response_class=FastAPIHTMLResponse)
+    @header_policy(embed_policy)
+    async def decorated(item: int) -> str:
+        return f"<p>{item}</p>"
+
+    @app.get("/sync-decorated", response_class=FastAPIHTMLResponse)
+    @header_policy(embed_policy)
+    def sync_decorated() -> str:
+        return "<p>sync</p>"
+
+    @app.get(
+        "/dependency",
+        response_class=FastAPIHTMLResponse,
+        dependencies=[Depends(header_policy_dependency(embed_policy))],
+    )
+    async def dependency() -> str:
+        return "<p>dep</p>"
+
+    @app.get("/plain", response_class=FastAPIHTMLResponse)
+    async def plain() -> str:
+        return "<p>plain</p>"
+
+    app.add_middleware(SecurityHeadersMiddleware)
+    client = TestClient(app)
+    for path in ("/decorated/7", "/sync-decorated", "/dependency"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["x-frame-options"] == "SAMEORIGIN", path
+        assert response.headers["content-security-policy"] == (
+            "default-src 'self'; frame-ancestors 'self'"
+        )
+    assert client.get("/decorated/x").status_code == 422  # parameters still validated
+    assert client.get("/plain").headers["x-frame-options"] == "DENY"
+
+
+def test_route_policy_must_be_a_header_policy() -> None:
+    with pytest.raises(TypeError):
+        SecurityHeadersMiddleware(make_app(), routes={"/x": "DENY"})  # type: ignore[dict-item]
+
+
+async def test_websocket_and_lifespan_scopes_pass_through_untouched() -> None:
+    seen: list[str] = []
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        seen.append(str(scope["type"]))
+
+    middleware = SecurityHeadersMiddleware(app)  # type: ignore[arg-type]
+    await middleware({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    await middleware({"type": "websocket", "path": "/ws"}, None, None)  # type: ignore[arg-type]
+    assert seen == ["lifespan", "websocket"]

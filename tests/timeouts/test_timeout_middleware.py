@@ -1,0 +1,262 @@
+"""TimeoutMiddleware: the deadline, the 504, the cancelled handler, streams and SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from hardenkit.context import deadline_var, remaining_time, request_id_var
+from hardenkit.requestid import RequestIdMiddleware
+from hardenkit.timeouts import TimeoutMiddleware
+from tests.headers.asgi import call
+
+TIMEOUT = 0.25
+# The answer must come within the timeout plus this much (the issue's bound).
+SLACK = 0.1
+
+
+class Handlers:
+    """Routes whose cleanup the tests can observe."""
+
+    def __init__(self) -> None:
+        self.finally_ran = threading.Event()
+        self.seen_remaining: float | None = None
+        self.sync_release = threading.Event()
+
+    async def slow(self, request: Request) -> Response:
+        try:
+            await asyncio.sleep(10)
+            return JSONResponse({"late": True})
+        finally:
+            self.finally_ran.set()
+
+    async def fast(self, request: Request) -> Response:
+        self.seen_remaining = remaining_time()
+        return JSONResponse({"ok": True})
+
+    def blocking(self, request: Request) -> Response:
+        # A sync endpoint runs in a thread that cancellation cannot interrupt.
+        self.sync_release.wait(5)
+        self.finally_ran.set()
+        return JSONResponse({"late": True})
+
+    async def crash(self, request: Request) -> Response:
+        raise ValueError("handler bug")
+
+    async def sse(self, request: Request) -> Response:
+        async def events() -> AsyncIterator[str]:
+            for number in range(8):
+                yield f"data: {number}\n\n"
+                await asyncio.sleep(TIMEOUT / 4)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def download(self, request: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                for _ in range(20):
+                    yield b"row\n"
+                    await asyncio.sleep(TIMEOUT / 4)
+            finally:
+                self.finally_ran.set()
+
+        return StreamingResponse(chunks(), media_type="text/csv")
+
+
+def make_app(handlers: Handlers, **options: Any) -> Any:
+    app = Starlette(
+        routes=[
+            Route("/slow", handlers.slow),
+            Route("/fast", handlers.fast),
+            Route("/blocking", handlers.blocking),
+            Route("/crash", handlers.crash),
+            Route("/sse", handlers.sse),
+            Route("/download", handlers.download),
+            Route("/reports/{report_id}", handlers.slow),
+        ]
+    )
+    options.setdefault("timeout", TIMEOUT)
+    return RequestIdMiddleware(TimeoutMiddleware(app, **options))
+
+
+def other_tasks() -> set[asyncio.Task[Any]]:
+    return {task for task in asyncio.all_tasks() if task is not asyncio.current_task()}
+
+
+async def test_a_handler_past_the_deadline_is_cancelled_and_the_client_gets_a_504_in_time() -> None:
+    handlers = Handlers()
+    before = other_tasks()
+    captured = await call(make_app(handlers), "/slow")
+    assert captured.status == 504
+    assert captured.seconds_until_start() < TIMEOUT + SLACK
+    assert captured.seconds_until_start() >= TIMEOUT
+    assert handlers.finally_ran.is_set()  # cancelled, its cleanup ran
+    body = json.loads(captured.body)
+    assert body["code"] == "REQUEST_TIMEOUT"
+    assert body["status"] == 504
+    assert body["request_id"] == captured.header("x-request-id")
+    assert captured.header("content-type") == "application/problem+json"
+    assert other_tasks() == before  # nothing left running
+
+
+async def test_timeout_status_is_configurable() -> None:
+    captured = await call(make_app(Handlers(), status_code=408), "/slow")
+    assert captured.status == 408
+    assert json.loads(captured.body)["code"] == "REQUEST_TIMEOUT"
+
+
+async def test_the_request_deadline_is_set_for_the_handler_and_reset_after() -> None:
+    handlers = Handlers()
+    captured = await call(make_app(handlers), "/fast")
+    assert captured.status == 200
+    assert handlers.seen_remaining is not None
+    assert 0 < handlers.seen_remaining <= TIMEOUT
+    assert deadline_var.get() is None
+
+
+async def test_a_fast_request_is_untouched_and_leaves_no_task() -> None:
+    before = other_tasks()
+    captured = await call(make_app(Handlers()), "/fast")
+    assert captured.status == 200
+    assert json.loads(captured.body) == {"ok": True}
+    assert other_tasks() == before
+
+
+async def test_a_handler_stuck_in_a_thread_still_gets_its_504_on_time() -> None:
+    handlers = Handlers()
+    before = other_tasks()
+    try:
+        captured = await asyncio.wait_for(call(make_app(handlers), "/blocking"), 5)
+        assert captured.status == 504
+        assert captured.seconds_until_start() < TIMEOUT + SLACK
+        assert len([m for _, m in captured.messages if m["type"] == "http.response.start"]) == 1
+        # A thread cannot be interrupted: it is still blocked, but no task waits on it.
+        assert not handlers.finally_ran.is_set()
+        assert other_tasks() == before
+    finally:
+        handlers.sync_release.set()
+    assert await asyncio.to_thread(handlers.finally_ran.wait, 5)
+
+
+async def test_a_handlers_own_error_is_not_hidden_by_the_timeout_layer() -> None:
+    with pytest.raises(ValueError, match="handler bug"):
+        await call(make_app(Handlers()), "/crash")
+
+
+async def test_server_sent_events_stream_past_the_timeout() -> None:
+    captured = await call(make_app(Handlers()), "/sse")
+    assert captured.status == 200
+    assert captured.complete
+    assert captured.body.count(b"data: ") == 8
+    assert captured.body_times()[-1] > TIMEOUT * 1.5
+
+
+async def test_a_stream_that_overruns_is_cut_not_completed_and_logged() -> None:
+    handlers = Handlers()
+    with structlog.testing.capture_logs() as logs:
+        captured = await call(make_app(handlers), "/download", headers=[(b"x-request-id", b"req-abcdef12")])
+    assert captured.status == 200
+    assert not captured.complete  # the server closes the connection: a truncated transfer
+    assert captured.body_times()[-1] < TIMEOUT + SLACK
+    assert handlers.finally_ran.is_set()
+    [line] = [log for log in logs if log["event"] == "request_timeout"]
+    assert line["response_started"] is True
+    assert line["request_id"] == "req-abcdef12"
+    assert line["route"] == "/download"
+
+
+async def test_the_timeout_log_line_names_the_request_id_and_route_template() -> None:
+    with structlog.testing.capture_logs() as logs:
+        await call(make_app(Handlers()), "/reports/42", headers=[(b"x-request-id", b"req-12345678")])
+    [line] = [log for log in logs if log["event"] == "request_timeout"]
+    assert line["request_id"] == "req-12345678"
+    assert line["route"] == "/reports/{report_id}"
+    assert line["response_started"] is False
+    assert line["log_level"] == "warning"
+
+
+async def test_routes_can_have_their_own_timeout_or_none() -> None:
+    handlers = Handlers()
+    app = make_app(handlers, routes={"/reports/*": 0.05, "/slow": None}, timeout=5)
+    started = time.monotonic()
+    captured = await call(app, "/reports/1")
+    assert captured.status == 504
+    assert time.monotonic() - started < 0.05 + SLACK
+
+    exempt = asyncio.create_task(call(app, "/slow"))
+    await asyncio.sleep(0.3)
+    assert not exempt.done()  # no timeout on this route
+    exempt.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await exempt
+    assert handlers.finally_ran.is_set()
+
+
+async def test_streaming_paths_are_exempt() -> None:
+    app = make_app(Handlers(), streaming_paths=["/download"])
+    captured = await call(app, "/download")
+    assert captured.complete
+    assert captured.body.count(b"row") == 20
+
+
+async def test_cancelling_the_middleware_cancels_the_handler_too() -> None:
+    handlers = Handlers()
+    before = other_tasks()
+    task = asyncio.create_task(call(make_app(handlers, timeout=5), "/slow"))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert handlers.finally_ran.is_set()
+    assert other_tasks() == before
+
+
+async def test_websockets_pass_through_without_a_deadline() -> None:
+    seen: list[float | None] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(deadline_var.get())
+
+    await TimeoutMiddleware(app, timeout=1)({"type": "websocket", "path": "/ws"}, None, None)  # type: ignore[arg-type]
+    assert seen == [None]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"timeout": 0},
+        {"timeout": -1},
+        {"timeout": 1e9},
+        {"status_code": 500},
+        {"routes": {"/x": 0}},
+        {"routes": {"/a*b": 1}},
+        {"streaming_paths": "/stream"},
+    ],
+)
+def test_bad_options_fail_at_construction(options: dict[str, Any]) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        TimeoutMiddleware(make_app(Handlers()), **options)
+
+
+async def test_the_timeout_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    counted: list[tuple[int, dict[str, str]]] = []
+
+    class Counter:
+        def add(self, amount: int, attributes: dict[str, str]) -> None:
+            counted.append((amount, attributes))
+
+    monkeypatch.setattr("hardenkit.timeouts.timeout_counter", Counter())
+    await call(make_app(Handlers()), "/slow")
+    assert counted == [(1, {"kind": "inbound", "phase": "before_response"})]
+    assert request_id_var.get() is None
