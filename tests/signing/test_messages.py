@@ -32,7 +32,9 @@ TRUSTED = {"billing-agent": public_key_text(AGENT)}
 PAYLOAD = {"action": "refund", "amount": 4200, "currency": "EUR", "note": "café"}
 
 
-async def refused(message: Any, *, store: ReplayStore | None = None, **kwargs: Any) -> SignatureError:
+async def refused(
+    message: Any, *, store: ReplayStore | None = None, **kwargs: Any
+) -> SignatureError:
     with pytest.raises(SignatureError) as caught:
         await verify_message(message, TRUSTED, replay_store=store, now=NOW, **kwargs)
     return caught.value
@@ -59,7 +61,9 @@ async def test_the_signature_covers_canonical_json_of_payload_timestamp_nonce_an
         '{"key_id":"billing-agent","nonce":"nnnnnnnnnnnnnnnnnnnnnn","payload":{"action":"refund",'
         '"amount":4200,"currency":"EUR","note":"café"},"timestamp":1767225600,"v":1}'
     ).encode()
-    assert signed_content(PAYLOAD, key_id="billing-agent", timestamp=NOW, nonce="n" * 22) == expected
+    assert (
+        signed_content(PAYLOAD, key_id="billing-agent", timestamp=NOW, nonce="n" * 22) == expected
+    )
     signature = base64.urlsafe_b64decode(message["signature"] + "==")
     AGENT.public_key().verify(signature, expected)  # raises if it does not verify
 
@@ -83,7 +87,11 @@ async def test_a_message_carrying_its_own_public_key_is_refused(member: str) -> 
     message = sign_message(PAYLOAD, STRANGER, key_id="billing-agent", timestamp=NOW)
     message[member] = public_key_text(STRANGER)
     error = await refused(message)
-    assert (error.status, error.code, error.reason) == (400, "SIGNATURE_INVALID", "unexpected_fields")
+    assert (error.status, error.code, error.reason) == (
+        400,
+        "SIGNATURE_INVALID",
+        "unexpected_fields",
+    )
 
 
 async def test_a_public_key_inside_the_payload_is_never_used() -> None:
@@ -119,7 +127,12 @@ async def test_a_replayed_nonce_is_refused(refusals: Refusals) -> None:
 async def test_a_forged_message_does_not_use_up_a_nonce() -> None:
     store = ReplayStore()
     message = sign_message(PAYLOAD, AGENT, key_id="billing-agent", timestamp=NOW)
-    forged = {**message, "signature": sign_message(PAYLOAD, STRANGER, key_id="billing-agent", timestamp=NOW, nonce=message["nonce"])["signature"]}
+    forged = {
+        **message,
+        "signature": sign_message(
+            PAYLOAD, STRANGER, key_id="billing-agent", timestamp=NOW, nonce=message["nonce"]
+        )["signature"],
+    }
     assert (await refused(forged, store=store)).reason == "signature_mismatch"
     assert await verify_message(message, TRUSTED, replay_store=store, now=NOW)
 
@@ -161,9 +174,11 @@ def test_keys_load_from_pem_and_from_raw_base64_in_either_alphabet() -> None:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     seed = private_key_text(key)
     for text in (pem, seed, seed.replace("+", "-").replace("/", "_").rstrip("=")):
         assert public_key_text(load_private_key(text)) == public_key_text(key)
@@ -187,8 +202,14 @@ def test_a_verifier_refuses_a_trusted_key_it_cannot_load() -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False, allow_infinity=False),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 

@@ -66,9 +66,7 @@ async def test_memory_store_is_bounded_and_evicts_the_oldest_first() -> None:
 
 
 @pytest.mark.redis
-async def test_redis_store_shares_ids_between_two_clients(
-    redis_url: str, key_prefix: str
-) -> None:
+async def test_redis_store_shares_ids_between_two_clients(redis_url: str, key_prefix: str) -> None:
     first_client, second_client = Redis.from_url(redis_url), Redis.from_url(redis_url)
     try:
         first = ReplayStore(first_client, prefix=key_prefix, timeout=1.0)

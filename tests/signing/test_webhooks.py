@@ -46,9 +46,7 @@ def refused(call: object, *args: object, **kwargs: object) -> SignatureError:
 
 
 def test_standard_webhooks_published_vector_verifies() -> None:
-    verified = verify_webhook(
-        VECTOR_PAYLOAD, vector_headers(), VECTOR_SECRET, now=VECTOR_TIMESTAMP
-    )
+    verified = verify_webhook(VECTOR_PAYLOAD, vector_headers(), VECTOR_SECRET, now=VECTOR_TIMESTAMP)
     assert verified.id == VECTOR_ID
     assert verified.timestamp == VECTOR_TIMESTAMP
     assert verified.body == VECTOR_PAYLOAD
@@ -102,7 +100,11 @@ def test_a_body_changed_by_one_byte_is_refused(scheme: str, refusals: Refusals) 
     headers = sign_webhook(BODY, secret, scheme=scheme, timestamp=NOW)  # type: ignore[arg-type]
     tampered = BODY.replace(b"4200", b"4201")
     error = refused(verify_webhook, tampered, headers, secret, scheme=scheme, now=NOW)
-    assert (error.status, error.code, error.reason) == (401, "SIGNATURE_INVALID", "signature_mismatch")
+    assert (error.status, error.code, error.reason) == (
+        401,
+        "SIGNATURE_INVALID",
+        "signature_mismatch",
+    )
     assert refusals.reasons == ["signature_mismatch"]
     assert refusals.metric == [(1, {"kind": "webhook", "reason": "signature_mismatch"})]
 
@@ -179,7 +181,9 @@ def test_a_sender_in_rotation_lists_one_signature_per_secret_and_either_receiver
     headers = sign_webhook(BODY, [SECRET, OLD_SECRET], timestamp=NOW)
     assert len(headers["webhook-signature"].split()) == 2
     assert verify_webhook(BODY, headers, OLD_SECRET, now=NOW)
-    stripe = sign_webhook(BODY, [STRIPE_SECRET, STRIPE_SECRET + "x"], scheme="stripe", timestamp=NOW)
+    stripe = sign_webhook(
+        BODY, [STRIPE_SECRET, STRIPE_SECRET + "x"], scheme="stripe", timestamp=NOW
+    )
     assert stripe["Stripe-Signature"].count("v1=") == 2
     assert verify_webhook(BODY, stripe, STRIPE_SECRET + "x", scheme="stripe", now=NOW)
 
@@ -207,7 +211,7 @@ def test_refusals_never_carry_the_signature_or_secret(refusals: Refusals) -> Non
 def test_unusable_secrets_are_configuration_errors_that_omit_the_secret(
     secret: str | bytes,
 ) -> None:
-    with pytest.raises(ValueError, match="secret|key") as caught:
+    with pytest.raises(ValueError, match=r"secret|key") as caught:
         WebhookVerifier(secret)
     if isinstance(secret, str) and len(secret) > 6:
         assert secret.removeprefix("whsec_") not in str(caught.value)
