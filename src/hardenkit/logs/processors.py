@@ -1,17 +1,20 @@
-"""structlog processors that add hardenkit's request context to every event."""
+"""structlog processors: request context in every event, and redaction before rendering."""
 
 from __future__ import annotations
 
+import sys
+import traceback
 from typing import Any
 
+from structlog.typing import EventDict
+
 from hardenkit.context import client_ip_var, principal_var, request_id_var, trace_id_var
+from hardenkit.logs.redactor import Redactor, get_default_redactor
 
-__all__ = ["add_request_context"]
+__all__ = ["RedactingProcessor", "add_request_context"]
 
 
-def add_request_context(
-    _logger: Any, _method_name: str, event_dict: dict[str, Any]
-) -> dict[str, Any]:
+def add_request_context(_logger: Any, _method_name: str, event_dict: EventDict) -> EventDict:
     """Add request id, trace id, client ip, tenant and subject to the event, when known.
 
     Values already in the event win, so a line can speak of another request explicitly.
@@ -32,3 +35,37 @@ def add_request_context(
         if principal.tenant is not None:
             event_dict.setdefault("tenant", principal.tenant)
     return event_dict
+
+
+class RedactingProcessor:
+    """structlog processor that redacts the whole event; place it just before the renderer.
+
+    An ``exc_info`` still in the event (no ``format_exc_info`` / ``dict_tracebacks`` ran
+    before) is rendered here as plain text without locals and redacted, so no renderer
+    after this processor can print an unredacted traceback.
+
+    Args:
+        redactor: The engine; the process default (set by
+            :func:`hardenkit.configure_logging`) when omitted, looked up per event.
+    """
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        self.redactor = redactor
+
+    def __call__(self, _logger: Any, _method_name: str, event_dict: EventDict) -> EventDict:
+        """Return the redacted event."""
+        redactor = self.redactor or get_default_redactor()
+        exc_info = event_dict.pop("exc_info", None)
+        if exc_info:
+            event_dict["exception"] = _format_exception(exc_info)
+        return redactor.redact_event(event_dict)
+
+
+def _format_exception(exc_info: Any) -> str:
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    elif isinstance(exc_info, BaseException):
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+    if not isinstance(exc_info, tuple) or exc_info[0] is None:
+        return "(no exception)"
+    return "".join(traceback.format_exception(*exc_info))

@@ -1,0 +1,348 @@
+"""Value detectors: find secrets inside free text, whatever field they sit in.
+
+The scan is a series of passes, each guarded by a cheap substring test so that an
+ordinary value (a path, a user agent, a sentence) pays a handful of ``in`` checks and one
+precompiled character-class search, never a long alternation tried at every position.
+Passes run from the most structured (PEM blocks, URLs) to the most generic (long random
+runs), and each replaces what it finds with a ``[REDACTED:kind]`` marker that later passes
+do not match again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+from hardenkit.logs._keys import KeyClassifier
+
+__all__ = ["TextScanner", "luhn_valid", "marker"]
+
+_PEM = re.compile(
+    r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
+    r".*?(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+    re.DOTALL,
+)
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}://)([^/?#\s@\"'<>]+)@")
+_SLACK_WEBHOOK = re.compile(r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[\w/-]+")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*){1,4}")
+_DOTTED_VENDOR = re.compile(
+    r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"  # SendGrid
+    r"|\bya29\.[A-Za-z0-9_-]{20,}"  # Google OAuth access token
+)
+_AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)(\s+)([A-Za-z0-9._~+/=:-]{8,})")
+_PAIR = re.compile(
+    r"""(?P<q>["']?)(?P<name>[A-Za-z_][A-Za-z0-9_.-]{0,63})(?P=q)[ \t]*:[ \t]*"""
+    r"""(?:"(?P<dq>(?:[^"\\\n]|\\.)*)"|'(?P<sq>(?:[^'\\\n]|\\.)*)'|(?P<bare>[^\s,;}\]"']+))"""
+)
+_HEADER_LINE = re.compile(
+    r"(?im)^[ \t]*(?P<name>authorization|proxy-authorization|cookie|set-cookie|x-[a-z0-9-]+)"
+    r"[ \t]*:[ \t]*(?P<value>[^\r\n]+)"
+)
+_KEY_VALUE = re.compile(
+    r"(?<![A-Za-z0-9_.\-\[\]])(?P<name>[A-Za-z_][A-Za-z0-9_.\-\[\]]{0,63})="
+    r"(?P<value>[^&#\s,;\"'<>]*)"
+)
+# Long runs of token characters: every vendor key and every random blob is one.
+_TOKEN_RUN = re.compile(r"[A-Za-z0-9_+/-]{16,}={0,2}")
+# A whole run of digits and single separators; the callback looks for a card inside it
+# (a card may follow an unrelated number: "order 12 4111 1111 1111 1111").
+_DIGIT_RUN = re.compile(r"[0-9](?:[ -]?[0-9]){12,}")
+_DIGIT_GROUP = re.compile(r"[0-9]+")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+_VENDOR_PREFIXES = (
+    "ghp_",  # GitHub personal access token
+    "gho_",  # GitHub OAuth
+    "ghu_",  # GitHub user-to-server
+    "ghs_",  # GitHub server-to-server
+    "ghr_",  # GitHub refresh
+    "github_pat_",  # GitHub fine-grained PAT
+    "glpat-",  # GitLab personal access token
+    "gldt-",  # GitLab deploy token
+    "glrt-",  # GitLab runner token
+    "glptt-",  # GitLab pipeline trigger
+    "glcbt-",  # GitLab CI build token
+    "glft-",  # GitLab feed token
+    "glsoat-",  # GitLab SCIM OAuth
+    "gloas-",  # GitLab OAuth app secret
+    "GR1348941",  # GitLab runner registration
+    "xoxb-",  # Slack bot
+    "xoxp-",  # Slack user
+    "xoxa-",  # Slack app
+    "xoxo-",
+    "xoxr-",  # Slack refresh
+    "xoxs-",
+    "xoxe-",
+    "xapp-",  # Slack app-level
+    "sk_live_",  # Stripe secret
+    "sk_test_",
+    "rk_live_",  # Stripe restricted
+    "rk_test_",
+    "whsec_",  # Stripe webhook secret
+    "AIza",  # Google API key
+    "GOCSPX-",  # Google OAuth client secret
+    "sk-",  # OpenAI (sk-, sk-proj-, sk-svcacct-) and Anthropic (sk-ant-)
+    "npm_",  # npm
+    "pypi-",  # PyPI
+    "SG.",  # SendGrid (dotted; also handled by the dotted pass)
+    "eyJ",  # a JWT fragment (base64url of '{"')
+)
+_AWS_PREFIXES = frozenset(
+    {"AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "AROA", "APKA"}
+)
+_AWS_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+_TWILIO_KEY = re.compile(r"SK[0-9a-fA-F]{32}")
+
+_MIN_RANDOM_LENGTH = 24
+_MIN_HEX_LENGTH = 32
+_SEPARATORS = re.compile(r"[-_]+")
+# Parts of identifiers: words, Capitalised words, short acronyms, numbers. Random base64
+# parts almost never look like this.
+_WORD_LIKE = re.compile(r"[a-z]{3,}|[A-Z][a-z]{2,}|[A-Z]{2,5}|[0-9]+|")
+# Share of the maximum entropy reachable at a string's length and alphabet; random blobs
+# score about 0.9, identifiers, paths and words about 0.75 (tests/logs/test_detectors.py).
+_RANDOMNESS_THRESHOLD = 0.8
+
+
+def marker(kind: str) -> str:
+    """Return the placeholder that replaces a secret of ``kind``."""
+    return f"[REDACTED:{kind}]"
+
+
+_REDACTED = "[REDACTED]"
+_STRONG_BARE_NAMES = frozenset({"password", "passwd", "pwd", "secret", "authorization", "cookie"})
+
+
+def luhn_valid(digits: str) -> bool:
+    """Return whether the digit string passes the Luhn checksum."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _plausible_card(digits: str) -> bool:
+    if not 13 <= len(digits) <= 19:
+        return False
+    # Issuer ranges: 3 (Amex, JCB, Diners), 4 (Visa), 5 (Mastercard, Maestro), 6
+    # (Discover, UnionPay), 2221-2720 (Mastercard 2-series). Epoch milliseconds start with 1.
+    first = digits[0]
+    if first not in "3456" and not (first == "2" and 2221 <= int(digits[:4]) <= 2720):
+        return False
+    return luhn_valid(digits)
+
+
+def _randomness(text: str) -> float:
+    """Shannon entropy as a share of the most a string of this length and alphabet can have.
+
+    Random blobs score about 0.9 whatever their alphabet (base64, base36, hex); words,
+    paths and identifiers about 0.75.
+    """
+    length = len(text)
+    alphabet = (
+        26 * any(char.islower() for char in text)
+        + 26 * any(char.isupper() for char in text)
+        + 10 * any(char.isdigit() for char in text)
+        + 4 * any(char in "+/-_" for char in text)
+    )
+    counts = Counter(text).values()
+    entropy = -sum(count / length * math.log2(count / length) for count in counts)
+    return entropy / math.log2(min(length, max(alphabet, 2)))
+
+
+def _looks_like_credential(token: str) -> bool:
+    """Whether a word after ``Bearer``/``Basic`` is a credential rather than English."""
+    if any(not char.isalpha() for char in token):
+        return True
+    return any(char.isupper() for char in token[1:])
+
+
+def _basic_credentials(token: str) -> bool:
+    try:
+        decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return b":" in decoded
+
+
+class TextScanner:
+    """Replaces every secret the detectors recognise inside a string.
+
+    Args:
+        keys: Decides which ``name=value`` / ``"name": value`` pairs hold secrets.
+        allow_patterns: Regular expressions; a long random-looking run that fully matches
+            one is left alone (for example ``[0-9a-f]{32}`` for MD5 hashes you log).
+            Vendor-prefixed keys are always redacted.
+        random_threshold: Minimum share of the maximum entropy for a long run to count
+            as random.
+    """
+
+    def __init__(
+        self,
+        keys: KeyClassifier,
+        allow_patterns: Iterable[re.Pattern[str]] = (),
+        random_threshold: float = _RANDOMNESS_THRESHOLD,
+    ) -> None:
+        self._keys = keys
+        self._allowed = tuple(allow_patterns)
+        self._random_threshold = random_threshold
+
+    def scan(self, text: str) -> str:
+        """Return ``text`` with every detected secret replaced by a marker."""
+        if "PRIVATE KEY" in text:
+            text = _PEM.sub(marker("private_key"), text)
+        if "://" in text:
+            if "@" in text:
+                text = _URL_USERINFO.sub(_userinfo_replacement, text)
+            if "hooks.slack.com" in text:
+                text = _SLACK_WEBHOOK.sub(marker("slack_webhook"), text)
+        if "eyJ" in text:
+            text = _JWT.sub(marker("jwt"), text)
+        if "SG." in text or "ya29." in text:
+            text = _DOTTED_VENDOR.sub(marker("api_key"), text)
+        if "earer" in text or "asic" in text or "EARER" in text or "ASIC" in text:
+            text = _AUTH_SCHEME.sub(_auth_scheme_replacement, text)
+        if ": " in text or '":' in text or "':" in text:
+            text = _PAIR.sub(self._pair_replacement, text)
+            text = _HEADER_LINE.sub(self._header_replacement, text)
+        if "=" in text:
+            text = _KEY_VALUE.sub(self._key_value_replacement, text)
+        if _TOKEN_RUN.search(text) is not None:
+            text = _TOKEN_RUN.sub(self._token_replacement, text)
+        if len(text) >= 13 and _DIGIT_RUN.search(text) is not None:
+            text = _DIGIT_RUN.sub(_card_replacement, text)
+        return text
+
+    def _pair_replacement(self, match: re.Match[str]) -> str:
+        name = match["name"]
+        # An unquoted "name: value" is English as often as it is data ("token: expired"):
+        # only identifier-like names (x-api-key, access_token) or unmistakable ones count.
+        if (
+            not match["q"]
+            and "-" not in name
+            and "_" not in name
+            and name.lower() not in _STRONG_BARE_NAMES
+        ):
+            return match.group(0)
+        if not self._keys.is_sensitive_parameter(name):
+            return match.group(0)
+        group = "dq" if match["dq"] is not None else "sq" if match["sq"] is not None else "bare"
+        start, end = match.span(group)
+        whole, offset = match.group(0), match.start()
+        return whole[: start - offset] + _REDACTED + whole[end - offset :]
+
+    def _header_replacement(self, match: re.Match[str]) -> str:
+        if not self._keys.is_sensitive(match["name"]):
+            return match.group(0)
+        start, _ = match.span("value")
+        return match.group(0)[: start - match.start()] + _REDACTED
+
+    def _key_value_replacement(self, match: re.Match[str]) -> str:
+        value = match["value"]
+        if not value or value.startswith("[REDACTED"):
+            return match.group(0)
+        if self._keys.is_sensitive_parameter(match["name"]):
+            return f"{match['name']}={_REDACTED}"
+        return match.group(0)
+
+    def _token_replacement(self, match: re.Match[str]) -> str:
+        run = match.group(0)
+        kind = self._classify_run(run)
+        if kind is not None:
+            return marker(kind)
+        if "/" not in run:
+            return run
+        # A path: "/v1/hooks/<token>/deliver" is one run; its segments are judged alone.
+        segments = run.split("/")
+        for index, segment in enumerate(segments):
+            if len(segment) >= 16:
+                segment_kind = self._classify_run(segment)
+                if segment_kind is not None:
+                    segments[index] = marker(segment_kind)
+        return "/".join(segments)
+
+    def _classify_run(self, run: str) -> str | None:  # noqa: PLR0911 - one verdict per rule
+        if run.startswith(_VENDOR_PREFIXES):
+            return "jwt" if run.startswith("eyJ") else "api_key"
+        if (
+            len(run) >= 20
+            and run[:4] in _AWS_PREFIXES
+            and all(char in _AWS_ID_CHARS for char in run[4:20])
+        ):
+            return "aws_access_key_id"
+        if _TWILIO_KEY.fullmatch(run):
+            return "api_key"
+        if len(run) < _MIN_RANDOM_LENGTH:
+            return None
+        core = run.rstrip("=")
+        if self._allowed and any(pattern.fullmatch(core) for pattern in self._allowed):
+            return None
+        if _HEX.fullmatch(core):
+            return "hex" if len(core) >= _MIN_HEX_LENGTH else None
+        if _UUID.search(core) and len(_UUID.sub("", core).strip("-_")) < _MIN_RANDOM_LENGTH:
+            return None
+        if core.count("-") + core.count("_") >= 2:
+            parts = _SEPARATORS.split(core)
+            if sum(1 for part in parts if _WORD_LIKE.fullmatch(part)) * 2 >= len(parts):
+                # Mostly words and numbers ("req-2024-05-01-checkout-7f3a", a pod name):
+                # an identifier; its long parts are judged alone.
+                kinds = [self._classify_run(part) for part in parts if len(part) >= 16]
+                return next((kind for kind in kinds if kind is not None), None)
+        if _mixed(core) and _randomness(core) >= self._random_threshold:
+            return "high_entropy"
+        return None
+
+
+def _mixed(text: str) -> bool:
+    """At least two of lowercase, uppercase and digits: random blobs always are."""
+    classes = (
+        any(char.islower() for char in text)
+        + any(char.isupper() for char in text)
+        + any(char.isdigit() for char in text)
+    )
+    return classes >= 2
+
+
+def _userinfo_replacement(match: re.Match[str]) -> str:
+    return f"{match.group(1)}{_REDACTED}@"
+
+
+def _auth_scheme_replacement(match: re.Match[str]) -> str:
+    scheme, space, token = match.group(1), match.group(2), match.group(3)
+    if scheme.lower() == "basic":
+        secret = _basic_credentials(token) or _looks_like_credential(token)
+    else:
+        secret = _looks_like_credential(token)
+    return f"{scheme}{space}{_REDACTED}" if secret else match.group(0)
+
+
+def _card_replacement(match: re.Match[str]) -> str:
+    run = match.group(0)
+    groups = [group.span() for group in _DIGIT_GROUP.finditer(run)]
+    for first in range(len(groups)):
+        digits = ""
+        for last in range(first, len(groups)):
+            start, end = groups[last]
+            digits += run[start:end]
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and _plausible_card(digits):
+                redacted = f"[REDACTED:card:{digits[-4:]}]"
+                rest = _card_replacement_in(run[groups[last][1] :])
+                return run[: groups[first][0]] + redacted + rest
+    return run
+
+
+def _card_replacement_in(text: str) -> str:
+    match = _DIGIT_RUN.search(text)
+    return text if match is None else _DIGIT_RUN.sub(_card_replacement, text)

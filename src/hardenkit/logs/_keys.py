@@ -1,0 +1,135 @@
+"""Which field names hold secrets: normalisation and the built-in vocabulary.
+
+A name is folded to lowercase words (``clientSecret``, ``client-secret``, ``CLIENT_SECRET``
+all become ``client secret``), then matched two ways: *root terms* that are specific
+enough to match anywhere in the joined name (``token`` in ``access_token`` and
+``x-amz-security-token``), and short *words* that only match a whole word (``auth``,
+``pin``, ``ssn``), because as substrings they would match ``author``, ``spinner`` or
+``classname``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+__all__ = [
+    "DEFAULT_ALLOWED_KEYS",
+    "KeyClassifier",
+    "normalise_key",
+]
+
+_CAMEL_LOWER_UPPER = re.compile(r"([a-z0-9])([A-Z])")
+_CAMEL_ACRONYM = re.compile(r"([A-Z]+)([A-Z][a-z])")
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+# Specific enough to match anywhere in the name once separators are removed.
+_ROOT_TERMS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "privatekey",
+    "accesskey",
+    "signingkey",
+    "encryptionkey",
+    "masterkey",
+    "clientkey",
+    "credential",
+    "session",
+    "sessid",
+    "cookie",
+    "authorization",
+    "bearer",
+    "cardnumber",
+    "creditcard",
+    "cardno",
+    "securitycode",
+    "connectionstring",
+)
+
+# Too short or too common to match inside other words; matched as whole words only.
+_WHOLE_WORDS = frozenset(
+    {"auth", "pwd", "pass", "ssn", "cvv", "cvv2", "cvc", "pin", "otp", "jwt", "csrf", "xsrf", "dsn"}
+)
+
+# Query parameters that carry capabilities even though the name says little: presigned
+# URL signatures, Google's ``key=``, OAuth authorization codes.
+_QUERY_EXTRA_NAMES = frozenset({"sig", "signature", "key", "code", "xamzsignature"})
+
+DEFAULT_ALLOWED_KEYS: tuple[str, ...] = (
+    "token_type",
+    "max_tokens",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "input_tokens",
+    "output_tokens",
+    "token_count",
+    "auth_mode",
+    "auth_method",
+    "auth_scheme",
+    "auth_type",
+)
+"""Names that contain a root term but never hold a secret (their values are still scanned)."""
+
+_CACHE_LIMIT = 4096
+
+
+def normalise_key(name: str) -> tuple[str, ...]:
+    """Return ``name`` as lowercase words, camelCase and separators folded.
+
+    >>> normalise_key("X-Api-Key"), normalise_key("clientSecret"), normalise_key("APIKey")
+    (('x', 'api', 'key'), ('client', 'secret'), ('api', 'key'))
+    """
+    spaced = _CAMEL_ACRONYM.sub(r"\1_\2", _CAMEL_LOWER_UPPER.sub(r"\1_\2", name))
+    return tuple(word for word in _NON_ALNUM.split(spaced.lower()) if word)
+
+
+class KeyClassifier:
+    """Decides, with a bounded cache, whether a field name marks its value as secret.
+
+    Args:
+        extra_terms: More names to treat as secret, matched anywhere in the normalised
+            name (``iban`` also matches ``payout_iban``).
+        allowed: Normalised names that never count as secret by name (their values are
+            still scanned by the value detectors).
+    """
+
+    def __init__(self, extra_terms: Iterable[str] = (), allowed: Iterable[str] = ()) -> None:
+        extra = tuple("".join(normalise_key(term)) for term in extra_terms)
+        self._terms = _ROOT_TERMS + tuple(term for term in extra if term)
+        self._allowed = frozenset("".join(normalise_key(name)) for name in allowed)
+        self._cache: dict[str, bool] = {}
+        self._query_cache: dict[str, bool] = {}
+
+    def is_sensitive(self, name: str) -> bool:
+        """Return whether a field called ``name`` holds a secret."""
+        try:
+            return self._cache[name]
+        except KeyError:
+            verdict = self._classify(normalise_key(name))
+            if len(self._cache) < _CACHE_LIMIT:
+                self._cache[name] = verdict
+            return verdict
+
+    def is_sensitive_parameter(self, name: str) -> bool:
+        """Return whether a query or ``name=value`` parameter called ``name`` holds a secret."""
+        try:
+            return self._query_cache[name]
+        except KeyError:
+            words = normalise_key(name)
+            verdict = "".join(words) in _QUERY_EXTRA_NAMES or self._classify(words)
+            if len(self._query_cache) < _CACHE_LIMIT:
+                self._query_cache[name] = verdict
+            return verdict
+
+    def _classify(self, words: tuple[str, ...]) -> bool:
+        joined = "".join(words)
+        if not joined or joined in self._allowed:
+            return False
+        if any(word in _WHOLE_WORDS for word in words):
+            return True
+        return any(term in joined for term in self._terms)

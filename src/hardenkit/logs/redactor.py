@@ -1,0 +1,349 @@
+"""The redaction engine: one :class:`Redactor`, used by every log integration.
+
+Two kinds of rules apply, recursively through dicts, lists, tuples, sets, dataclasses,
+pydantic models and exceptions:
+
+* **names**: a value under a name such as ``password``, ``clientSecret`` or
+  ``X-Api-Key`` is replaced whole, whatever it looks like;
+* **values**: strings are scanned for secrets wherever they sit (JWTs, bearer
+  credentials, PEM keys, vendor API keys, URL passwords, sensitive query parameters, card
+  numbers, long random strings).
+
+Below the depth cap everything is replaced (it fails closed). Anything the engine does
+not know how to walk is turned into its ``repr`` and scanned, so an unknown object cannot
+smuggle a secret into a renderer that would call ``repr`` on it later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from hardenkit.logs._detectors import TextScanner, marker
+from hardenkit.logs._keys import DEFAULT_ALLOWED_KEYS, KeyClassifier, normalise_key
+
+if TYPE_CHECKING:
+    from hardenkit.settings import HardenSettings
+
+__all__ = [
+    "DEFAULT_PASSTHROUGH_KEYS",
+    "REDACTED",
+    "Redactor",
+    "get_default_redactor",
+    "set_default_redactor",
+]
+
+REDACTED = "[REDACTED]"
+"""What replaces a value held under a secret name."""
+
+DEFAULT_PASSTHROUGH_KEYS: frozenset[str] = frozenset(
+    {
+        "request_id",
+        "trace_id",
+        "span_id",
+        "timestamp",
+        "level",
+        "logger",
+        "logger_name",
+        "_record",
+        "_from_structlog",
+    }
+)
+"""Fields written by hardenkit and structlog themselves, in formats they validated: passed
+through unscanned (a request id is 32 hex characters, which would otherwise look random).
+``_record`` and ``_from_structlog`` are structlog's bookkeeping, removed before rendering."""
+
+_SHORTEST_SECRET = 8  # nothing any detector finds fits in fewer characters
+_SHORTEST_CARD = 10**12
+_CLEAN_CACHE_SIZE = 4096
+_CLEAN_CACHE_MAX_LENGTH = 256
+_DEPTH_MARKER = marker("depth")
+
+
+class Redactor:
+    """Replaces secrets in log events, strings and nested structures.
+
+    Build one from settings with :meth:`from_settings`; the defaults are safe on their
+    own. Instances are immutable after construction and safe to share between threads.
+
+    Args:
+        extra_keys: More field names holding secrets, matched anywhere in the normalised
+            name (``iban`` also redacts ``payout_iban``).
+        allow_keys: Field names that contain a secret term but hold none (``token_type``);
+            their values are still scanned. Added to :data:`DEFAULT_ALLOWED_KEYS`.
+        allow_patterns: Regular expressions for long random-looking values that are not
+            secrets, such as ``[0-9a-f]{32}`` for content hashes. Vendor keys, JWTs and
+            the other specific detectors ignore this list.
+        passthrough_keys: Field names whose values are emitted unscanned. Keep this to
+            values your own code produced and validated.
+        pseudonymize_keys: Field names whose values are replaced by a keyed hash
+            (``pseudonym:`` + 16 hex characters): joinable across lines, not readable.
+        pseudonymization_key: The HMAC-SHA256 key; required with ``pseudonymize_keys``.
+        max_depth: Containers nested deeper than this are replaced whole.
+        max_string_length: Longer strings are cut to this length before scanning.
+
+    Raises:
+        ValueError: ``pseudonymize_keys`` without a key, or a limit out of range.
+    """
+
+    def __init__(
+        self,
+        *,
+        extra_keys: Iterable[str] = (),
+        allow_keys: Iterable[str] = (),
+        allow_patterns: Iterable[str | re.Pattern[str]] = (),
+        passthrough_keys: Iterable[str] = DEFAULT_PASSTHROUGH_KEYS,
+        pseudonymize_keys: Iterable[str] = (),
+        pseudonymization_key: bytes | str | None = None,
+        max_depth: int = 16,
+        max_string_length: int = 65_536,
+    ) -> None:
+        if max_depth < 1:
+            raise ValueError("max_depth must be at least 1")
+        if max_string_length < 64:
+            raise ValueError("max_string_length must be at least 64")
+        self._keys = KeyClassifier(extra_keys, (*DEFAULT_ALLOWED_KEYS, *allow_keys))
+        patterns = tuple(
+            pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
+            for pattern in allow_patterns
+        )
+        self._scanner = TextScanner(self._keys, patterns)
+        self._passthrough = frozenset(passthrough_keys)
+        self._pseudonymized = frozenset("".join(normalise_key(key)) for key in pseudonymize_keys)
+        if isinstance(pseudonymization_key, str):
+            pseudonymization_key = pseudonymization_key.encode()
+        if self._pseudonymized and not pseudonymization_key:
+            raise ValueError("pseudonymize_keys needs a pseudonymization_key")
+        self._hmac_key = pseudonymization_key
+        self.max_depth = max_depth
+        self.max_string_length = max_string_length
+        # Per-name decision: 0 scan the value, 1 redact it, 2 pass it, 3 pseudonymise it.
+        self._decisions: dict[Any, int] = {}
+        # Short strings already scanned and found clean. Log values repeat (event names,
+        # routes, user agents, tenants); a string that held a secret is never kept here.
+        self._clean: dict[str, None] = {}
+
+    @classmethod
+    def from_settings(cls, settings: HardenSettings) -> Redactor:
+        """Build the redactor the ``HARDENKIT_LOG_*`` settings describe."""
+        key = settings.log_pseudonymization_key
+        return cls(
+            extra_keys=settings.log_redact_keys,
+            allow_keys=settings.log_allow_keys,
+            allow_patterns=settings.log_allow_patterns,
+            pseudonymize_keys=settings.log_pseudonymize_keys,
+            pseudonymization_key=key.get_secret_value() if key is not None else None,
+            max_depth=settings.log_max_depth,
+            max_string_length=settings.log_max_string_length,
+        )
+
+    def with_passthrough(self, keys: Iterable[str]) -> Redactor:
+        """Return a copy that also passes the values of ``keys`` through unscanned."""
+        clone = object.__new__(Redactor)
+        clone.__dict__.update(self.__dict__)
+        clone._passthrough = self._passthrough | frozenset(keys)
+        clone._decisions = {}
+        clone._clean = {}
+        return clone
+
+    def is_sensitive_key(self, name: str) -> bool:
+        """Return whether a field called ``name`` has its value redacted whole."""
+        return self._keys.is_sensitive(name)
+
+    def pseudonymize(self, value: object) -> str:
+        """Return the keyed pseudonym of ``value`` (``pseudonym:`` + 16 hex characters).
+
+        Raises:
+            ValueError: No pseudonymization key is configured.
+        """
+        if not self._hmac_key:
+            raise ValueError("no pseudonymization key configured")
+        text = value if isinstance(value, str) else str(value)
+        digest = hmac.new(self._hmac_key, text.encode(), hashlib.sha256).hexdigest()
+        return f"pseudonym:{digest[:16]}"
+
+    def redact_text(self, text: str) -> str:
+        """Return ``text`` with every secret the value detectors find replaced."""
+        length = len(text)
+        if length < _SHORTEST_SECRET or text in self._clean:
+            return text
+        if length > self.max_string_length:
+            text = text[: self.max_string_length] + "…[truncated]"
+        scanned = self._scanner.scan(text)
+        if length <= _CLEAN_CACHE_MAX_LENGTH and scanned == text:
+            clean = self._clean
+            if len(clean) >= _CLEAN_CACHE_SIZE:
+                clean.clear()
+            clean[text] = None
+        return scanned
+
+    def redact_event(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Return a redacted copy of a log event (a mapping of field name to value)."""
+        return self._mapping(event, 1)
+
+    def redact(self, value: Any) -> Any:
+        """Return a redacted copy of any value: text, containers, models, exceptions."""
+        return self._value(value, 0)
+
+    def _decision(self, key: Any) -> int:
+        try:
+            return self._decisions[key]
+        except KeyError:
+            pass
+        if isinstance(key, bytes):
+            name = key.decode("latin-1")
+        elif isinstance(key, str):
+            name = key
+        else:
+            return 0
+        if name in self._passthrough:
+            decision = 2
+        elif self._pseudonymized and "".join(normalise_key(name)) in self._pseudonymized:
+            decision = 3
+        elif self._keys.is_sensitive(name):
+            decision = 1
+        else:
+            decision = 0
+        if len(self._decisions) < 4096:
+            self._decisions[key] = decision
+        return decision
+
+    def _mapping(self, mapping: Mapping[Any, Any], depth: int) -> dict[Any, Any]:
+        # The hot path of every log line: plain strings and numbers under ordinary names
+        # are handled inline, without a method call per field.
+        result: dict[Any, Any] = {}
+        decisions = self._decisions
+        clean = self._clean
+        redact_text = self.redact_text
+        for key, value in mapping.items():
+            verdict = decisions.get(key)
+            if verdict is None:
+                verdict = self._decision(key)
+            if verdict == 0:
+                kind = type(value)
+                if kind is str:
+                    if len(value) >= _SHORTEST_SECRET and value not in clean:
+                        result[key] = redact_text(value)
+                    else:
+                        result[key] = value
+                elif kind is float or kind is bool or value is None:
+                    result[key] = value
+                else:
+                    result[key] = self._value(value, depth)
+            elif verdict == 1:
+                result[key] = (
+                    value if value is None or value is True or value is False else REDACTED
+                )
+            elif verdict == 2:
+                result[key] = value
+            else:
+                result[key] = None if value is None else self.pseudonymize(value)
+        return result
+
+    def _value(self, value: Any, depth: int) -> Any:  # noqa: PLR0911 - one branch per type
+        kind = type(value)
+        if kind is str:
+            if len(value) < _SHORTEST_SECRET:
+                return value
+            return self.redact_text(value)
+        if value is None or kind is bool or kind is float:
+            return value
+        if kind is int:
+            return self._integer(value)
+        if depth >= self.max_depth:
+            return _DEPTH_MARKER
+        if kind is dict:
+            return self._mapping(value, depth + 1)
+        if kind is list or kind is tuple:
+            return self._sequence(value, depth + 1)
+        return self._other(value, depth)
+
+    def _integer(self, value: int) -> Any:
+        if value < _SHORTEST_CARD:
+            return value
+        redacted = self.redact_text(str(value))
+        return value if redacted == str(value) else redacted
+
+    def _sequence(self, items: list[Any] | tuple[Any, ...], depth: int) -> Any:
+        # A (name, value) pair, like ASGI headers or Sentry's header lists, follows the
+        # name rules: ("authorization", "...") is redacted like {"authorization": "..."}.
+        if len(items) == 2 and isinstance(items[0], str | bytes):
+            verdict = self._decision(items[0])
+            pair: list[Any] | None = None
+            if verdict == 1 and items[1] is not None:
+                pair = [self._value(items[0], depth), REDACTED]
+            elif verdict == 3 and items[1] is not None:
+                pair = [items[0], self.pseudonymize(items[1])]
+            if pair is not None:
+                return pair if type(items) is list else tuple(pair)
+        redacted = [self._value(item, depth) for item in items]
+        return redacted if type(items) is list else tuple(redacted)
+
+    def _other(self, value: Any, depth: int) -> Any:  # noqa: PLR0911 - one branch per type
+        if isinstance(value, str):  # str subclasses, StrEnum members included
+            return self.redact_text(str(value))
+        if isinstance(value, bytes | bytearray | memoryview):
+            return self.redact_text(bytes(value).decode("utf-8", "replace"))
+        if isinstance(value, bool | float):
+            return value
+        if isinstance(value, int):
+            return self._integer(int(value))
+        if isinstance(value, Mapping):
+            return self._mapping(value, depth + 1)
+        if isinstance(value, list | tuple):
+            return self._sequence(list(value), depth + 1)
+        if isinstance(value, set | frozenset):
+            return [self._value(item, depth + 1) for item in value]
+        if isinstance(value, BaseException):
+            return self.redact_exception(value)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            fields = {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+            return self._mapping(fields, depth + 1)
+        model_dump = getattr(value, "model_dump", None)
+        if callable(model_dump) and not isinstance(value, type):
+            try:
+                dumped = model_dump(mode="json")
+            except Exception:  # noqa: BLE001 - a broken model is logged as its repr
+                dumped = None
+            if isinstance(dumped, Mapping):
+                return self._mapping(dumped, depth + 1)
+        return self.redact_text(_safe_repr(value))
+
+    def redact_exception(self, exc: BaseException) -> str:
+        """Return ``"ExceptionType: message"`` with the message and arguments redacted."""
+        return self.redact_text(f"{type(exc).__name__}: {_safe_str(exc)}")
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - a failing __repr__ must not break logging
+        return f"<{type(value).__name__} (repr failed)>"
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - a failing __str__ must not break logging
+        return "(str failed)"
+
+
+_default_redactor = Redactor()
+
+
+def get_default_redactor() -> Redactor:
+    """Return the redactor used by integrations built without an explicit one.
+
+    :func:`hardenkit.configure_logging` replaces it with one built from settings.
+    """
+    return _default_redactor
+
+
+def set_default_redactor(redactor: Redactor) -> None:
+    """Make ``redactor`` the one integrations built without an explicit one use."""
+    global _default_redactor  # noqa: PLW0603 - one process-wide default, set at startup
+    _default_redactor = redactor

@@ -1,0 +1,170 @@
+"""``configure_logging(settings)``: structlog and stdlib logging, one pipeline, redacted.
+
+One call sets up:
+
+* structlog, rendering through the stdlib so both end in the same handler;
+* one handler on the root logger whose formatter runs every record (structlog's and
+  foreign ones: uvicorn, httpx, your libraries) through the same processors: level,
+  logger name, UTC timestamp, request context, tracebacks without locals, redaction,
+  then JSON (production, staging) or console output;
+* uvicorn's loggers stripped of their own handlers and propagating to that one handler,
+  so every line, access log included, is printed once and redacted;
+* the ``hardenkit.audit`` logger always at INFO, optionally also writing a JSONL file
+  rotated at midnight UTC.
+
+Calling it again replaces what the previous call installed and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+from typing import IO, TYPE_CHECKING
+
+import structlog
+from structlog.typing import Processor
+
+from hardenkit.logs.audit import AUDIT_LOGGER_NAME
+from hardenkit.logs.processors import RedactingProcessor, add_request_context
+from hardenkit.logs.redactor import Redactor, set_default_redactor
+
+if TYPE_CHECKING:
+    from hardenkit.settings import HardenSettings
+
+__all__ = ["UVICORN_LOGGERS", "configure_logging"]
+
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+"""Loggers uvicorn configures with handlers of its own; routed to the root instead."""
+
+_OWNED = "_hardenkit_handler"
+
+
+def configure_logging(
+    settings: HardenSettings | None = None, *, stream: IO[str] | None = None
+) -> Redactor:
+    """Route structlog and stdlib logging through hardenkit's processors and redaction.
+
+    Args:
+        settings: The settings in force (``HARDENKIT_LOG_*`` and ``HARDENKIT_ENV``); read
+            from the environment when omitted.
+        stream: Where lines go; ``sys.stdout`` when omitted.
+
+    Returns:
+        The :class:`Redactor` built from settings, also made the process default (used
+        by :func:`sentry_before_send` and by filters built without one).
+    """
+    if settings is None:
+        from hardenkit.settings import load_settings  # noqa: PLC0415 - avoid an import cycle
+
+        settings = load_settings()
+    redactor = Redactor.from_settings(settings)
+    set_default_redactor(redactor)
+    as_json = settings.log_format == "json" or (
+        settings.log_format == "auto" and settings.env in ("production", "staging")
+    )
+    level = logging.getLevelName(settings.log_level)
+    redacting = RedactingProcessor(redactor)
+
+    # Both structlog events and foreign records get these before the final chain.
+    pre_chain: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        add_request_context,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    # Tracebacks are rendered (without locals) before redaction, so the redactor sees the
+    # exception messages. structlog events are redacted before they become log records,
+    # so every handler on the way (not only ours) receives the redacted event.
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *pre_chain,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.StackInfoRenderer(),
+            _tracebacks(as_json=as_json),
+            redacting,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        # Not cached: configure_logging may run again (tests, reloads), and a cached
+        # logger would keep the processors of the first call.
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler.setLevel(level)
+    handler.setFormatter(_formatter(pre_chain, redacting, as_json=as_json))
+    _install_root_handler(handler, level)
+    _route_uvicorn_to_root()
+    _configure_audit_logger(settings, pre_chain, redacting)
+    return redactor
+
+
+def _tracebacks(*, as_json: bool) -> Processor:
+    if as_json:
+        return structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        )
+    return structlog.processors.format_exc_info
+
+
+def _formatter(
+    pre_chain: list[Processor], redacting: RedactingProcessor, *, as_json: bool
+) -> structlog.stdlib.ProcessorFormatter:
+    renderer: Processor = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    return structlog.stdlib.ProcessorFormatter(
+        # Only records that did not come through structlog (uvicorn, libraries) run this
+        # chain; structlog's own events arrive here already redacted.
+        foreign_pre_chain=[
+            *pre_chain,
+            structlog.stdlib.ExtraAdder(),
+            _tracebacks(as_json=as_json),
+            redacting,
+        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+
+
+def _install_root_handler(handler: logging.Handler, level: int) -> None:
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if getattr(existing, _OWNED, False):
+            root.removeHandler(existing)
+            existing.close()
+    setattr(handler, _OWNED, True)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def _route_uvicorn_to_root() -> None:
+    for name in UVICORN_LOGGERS:
+        logger = logging.getLogger(name)
+        for existing in list(logger.handlers):
+            logger.removeHandler(existing)
+        logger.propagate = True
+
+
+def _configure_audit_logger(
+    settings: HardenSettings, pre_chain: list[Processor], redacting: RedactingProcessor
+) -> None:
+    logger = logging.getLogger(AUDIT_LOGGER_NAME)
+    # Audit events are kept whatever the application's verbosity.
+    logger.setLevel(logging.INFO)
+    for existing in list(logger.handlers):
+        if getattr(existing, _OWNED, False):
+            logger.removeHandler(existing)
+            existing.close()
+    if settings.log_audit_file is None:
+        return
+    handler = logging.handlers.TimedRotatingFileHandler(
+        settings.log_audit_file, when="midnight", utc=True, encoding="utf-8", delay=True
+    )
+    handler.setFormatter(_formatter(pre_chain, redacting, as_json=True))
+    setattr(handler, _OWNED, True)
+    logger.addHandler(handler)

@@ -1,0 +1,81 @@
+"""A ``logging.Filter`` that redacts stdlib records: uvicorn, httpx, any library.
+
+Attach it to a handler (it then sees records from every logger that propagates there) or
+to a logger such as ``uvicorn.access`` whose records never reach the root. The access
+log's request line, query string included, is one of the record's arguments: arguments
+are redacted one by one, so formatters that unpack them (uvicorn's ``AccessFormatter``)
+keep working; if the rendered message still reveals something only the whole line shows
+(``"token=%s" % secret``), the record is collapsed to its redacted message.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from hardenkit.logs.redactor import Redactor, get_default_redactor
+
+__all__ = ["RedactingLogFilter"]
+
+_STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "color_message",
+    "taskName",
+}
+
+
+class RedactingLogFilter(logging.Filter):
+    """Redact each record's message, arguments, extra fields and traceback in place.
+
+    Never drops a record. Tracebacks are rendered without locals, redacted, and stored as
+    ``exc_text`` (``exc_info`` is cleared so no formatter renders the raw one again).
+
+    Args:
+        redactor: The engine; the process default when omitted, looked up per record.
+    """
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact ``record`` in place and keep it."""
+        redactor = self.redactor or get_default_redactor()
+        if isinstance(record.msg, dict):  # a structlog event on its way to a formatter
+            record.msg = redactor.redact_event(record.msg)
+        else:
+            _redact_message(record, redactor)
+        for name, value in list(vars(record).items()):
+            if name not in _STANDARD_ATTRIBUTES and not name.startswith("_"):
+                setattr(record, name, redactor.redact_event({name: value})[name])
+        if record.exc_info and record.exc_info[0] is not None:
+            text = "".join(traceback.format_exception(*record.exc_info))
+            record.exc_text = redactor.redact_text(text.rstrip("\n"))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redactor.redact_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redactor.redact_text(record.stack_info)
+        return True
+
+
+def _redact_message(record: logging.LogRecord, redactor: Redactor) -> None:
+    template = record.msg if isinstance(record.msg, str) else str(record.msg)
+    template = redactor.redact_text(template)
+    args: Any = record.args
+    if isinstance(args, dict):
+        args = redactor.redact_event(args)
+    elif isinstance(args, tuple):
+        args = tuple(redactor.redact(arg) for arg in args)
+    try:
+        rendered = template % args if args else template
+    except (TypeError, ValueError, KeyError):
+        record.msg, record.args = redactor.redact_text(f"{template} {args!r}"), ()
+        return
+    final = redactor.redact_text(rendered)
+    if final != rendered:
+        record.msg, record.args = final, ()
+    else:
+        record.msg, record.args = template, args
