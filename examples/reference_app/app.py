@@ -9,20 +9,22 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from examples.reference_app import api, home, slow, token, webhooks
+from examples.reference_app import api, home, logging_demo, slow, token, webhooks
 from examples.reference_app.settings import demo_settings
-from hardenkit import HardenSettings, install
+from hardenkit import HardenSettings, configure_logging, install
 
 
 def create_app(settings: HardenSettings | None = None) -> Starlette:
     """Build the reference app with ``settings`` (demo settings from the environment if omitted)."""
     settings = settings or demo_settings()
+    configure_logging(settings)
     routes: list[BaseRoute] = [
         *home.routes,
         *slow.routes,
         *webhooks.routes,
         *token.routes,
         *api.routes,
+        *logging_demo.routes,
         # each piece adds its module's routes here
     ]
     app = Starlette(routes=routes)

@@ -29,6 +29,7 @@ DEMO_DEFAULTS: dict[str, Any] = {
         "/redoc",
         "/openapi.json",
         "/csp-report",  # browsers post CSP reports without credentials
+        "/demo/logging",  # logging_demo.py: shows redaction; its "secrets" are fakes
     ],
     # Security headers and timeouts (home.py, slow.py): reports of CSP violations are
     # logged; a 10 s budget makes /api/slow?seconds=11 show the 504 without a long wait.

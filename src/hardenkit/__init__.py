@@ -3,6 +3,8 @@
 The public API is exactly what ``__all__`` lists; everything else is private.
 """
 
+from typing import TYPE_CHECKING
+
 from hardenkit._version import __version__
 from hardenkit.context import get_client_ip, get_deadline, get_principal, get_request_id
 from hardenkit.errors import ErrorCode, ErrorMiddleware, HardenError, ProblemResponse
@@ -25,10 +27,31 @@ from hardenkit.auth import (
 )
 # --- rate limiting (issue 4) ---
 # --- resilience (issue 5) ---
+from hardenkit.resilience import (
+    Bulkhead,
+    BulkheadFullError,
+    CircuitBreaker,
+    CircuitOpenError,
+    Retry,
+    deadline,
+    resilient,
+)
+
 # --- headers and timeouts (issue 6) ---
 from hardenkit.headers import CSP, SecurityHeadersMiddleware, safe_redirect
 from hardenkit.timeouts import TimeoutMiddleware
 # --- logs and telemetry (issue 7) ---
+from hardenkit.logs import (
+    AuditEvent,
+    AuditEventType,
+    RedactingLogFilter,
+    RedactingProcessor,
+    Redactor,
+    audit,
+    configure_logging,
+    sentry_before_send,
+)
+from hardenkit.telemetry import RequestMetricsMiddleware
 # --- signing (issue 9) ---
 from hardenkit.signing import (
     ReplayStore,
@@ -44,8 +67,14 @@ from hardenkit.stores import RedisGuard
 __all__ = [
     "CSP",
     "APIKeyGuard",
+    "AuditEvent",
+    "AuditEventType",
     "AuthMiddleware",
+    "Bulkhead",
+    "BulkheadFullError",
     "CheckResult",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "ErrorCode",
     "ErrorMiddleware",
     "HardenError",
@@ -57,9 +86,15 @@ __all__ = [
     "JWTVerifier",
     "Principal",
     "ProblemResponse",
+    "RedactingLogFilter",
+    "RedactingProcessor",
+    "Redactor",
     "RedisGuard",
     "ReplayStore",
     "RequestIdMiddleware",
+    "RequestMetricsMiddleware",
+    "ResilientTransport",
+    "Retry",
     "SecurityHeadersMiddleware",
     "SettingsError",
     "TenantResolver",
@@ -69,6 +104,9 @@ __all__ = [
     "WebhookMiddleware",
     "WebhookVerifier",
     "__version__",
+    "audit",
+    "configure_logging",
+    "deadline",
     "get_client_ip",
     "get_deadline",
     "get_principal",
@@ -77,9 +115,24 @@ __all__ = [
     "load_settings",
     "require_roles",
     "require_scopes",
+    "resilient",
     "safe_redirect",
+    "sentry_before_send",
     "sign_message",
     "sign_webhook",
     "verify_message",
     "verify_webhook",
 ]
+
+
+# --- resilience (issue 5): httpx is an optional extra, so ResilientTransport loads lazily.
+if TYPE_CHECKING:
+    from hardenkit.resilience.httpx import ResilientTransport
+
+
+def __getattr__(name: str) -> object:
+    if name == "ResilientTransport":
+        from hardenkit.resilience.httpx import ResilientTransport  # noqa: PLC0415
+
+        return ResilientTransport
+    raise AttributeError(f"module 'hardenkit' has no attribute {name!r}")

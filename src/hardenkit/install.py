@@ -4,6 +4,7 @@ Outermost first, as a request meets them::
 
     RequestIdMiddleware      id for every request, echoed on every response
     TrustedProxyMiddleware   real client ip and scheme, believing only trusted proxies
+    RequestMetrics           request count and duration by route and status, 500s included
     SecurityHeaders          CSP with nonce, HSTS on https, ... on every response, 500s too
     CORS                     from HARDENKIT_CORS_ORIGINS: preflights answered before auth,
                              refusals (401, 429, 500, 504) readable by the calling page
