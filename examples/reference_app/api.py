@@ -21,7 +21,6 @@ _ITEMS = {
 }
 
 
-
 async def me(request: Request) -> Response:
     principal = principal_of(request)
     if principal is None:

@@ -77,9 +77,7 @@ def hs256(payload: dict[str, Any] | None = None, **headers: Any) -> str:
     return jwt.encode(payload or claims(), SECRET, algorithm="HS256", headers=headers or None)
 
 
-def rs256(
-    payload: dict[str, Any] | None = None, *, key_name: str = "main", **headers: Any
-) -> str:
+def rs256(payload: dict[str, Any] | None = None, *, key_name: str = "main", **headers: Any) -> str:
     return jwt.encode(
         payload or claims(), rsa_key(key_name), algorithm="RS256", headers=headers or None
     )

@@ -30,6 +30,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hardenkit.auth.apikeys import APIKeyGuard
+from hardenkit.auth.claims import MAX_TENANT_LENGTH
 from hardenkit.auth.errors import KeysUnavailableError, PublicReason, TokenRejectedError
 from hardenkit.auth.paths import PathPatterns
 from hardenkit.auth.principal import Principal
@@ -80,6 +81,7 @@ class _RefusalError(Exception):
         self.subject = subject
         self.tenant = tenant
         self.principal: Principal | None = None
+        self.details: dict[str, Any] = {}
 
 
 class AuthMiddleware:
@@ -271,7 +273,8 @@ class AuthMiddleware:
             raise self._mismatch(principal, "tenant_path_mismatch", "path", claimed=path_tenant)
         chosen = requested if requested is not None else path_tenant
         if chosen is not None:
-            if not any([_same(chosen, member) for member in principal.tenants]):  # noqa: C419 - all compared
+            # A list, not a generator: every membership is compared, whatever matches.
+            if not any([_same(chosen, member) for member in principal.tenants]):  # noqa: C419
                 source = "header" if requested is not None else "path"
                 raise self._mismatch(principal, f"tenant_{source}_mismatch", source, claimed=chosen)
             tenant = chosen
@@ -331,6 +334,8 @@ class AuthMiddleware:
             tenant=principal.tenant,
         )
         refusal.principal = principal
+        if claimed is not None:
+            refusal.details["requested_tenant"] = claimed[:MAX_TENANT_LENGTH]
         return refusal
 
     def _path_tenant(self, scope: Scope) -> str | None:
@@ -352,7 +357,7 @@ class AuthMiddleware:
             reason=refusal.reason,
             actor=refusal.subject,
             tenant=refusal.tenant,
-            details={"path": path, "status": refusal.status},
+            details={"path": path, "status": refusal.status, **refusal.details},
         )
 
     async def _deny(self, scope: Scope, send: Send, refusal: _RefusalError) -> None:
