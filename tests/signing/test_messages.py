@@ -223,3 +223,21 @@ def test_any_json_payload_round_trips_through_sign_and_verify(payload: Any) -> N
     wire = json.dumps(message)
     verified = asyncio.run(verify_message(wire, TRUSTED, replay_store=None, now=NOW))
     assert canonical_json(verified.payload) == canonical_json(payload)
+
+
+envelope_values = st.none() | st.booleans() | st.integers() | st.text(max_size=100) | st.floats()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["v", "key_id", "timestamp", "nonce", "payload", "signature", "jwk"]),
+        envelope_values,
+    )
+)
+async def test_any_forged_envelope_is_refused_with_a_coded_4xx_never_a_crash(
+    envelope: dict[str, Any],
+) -> None:
+    with pytest.raises(SignatureError) as caught:
+        await verify_message(envelope, TRUSTED, replay_store=None, now=NOW)
+    assert caught.value.status in {400, 401}

@@ -7,6 +7,8 @@ import hmac
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hardenkit import sign_webhook, verify_webhook
 from hardenkit.errors import ErrorCode
@@ -220,3 +222,31 @@ def test_unusable_secrets_are_configuration_errors_that_omit_the_secret(
 def test_sign_webhook_refuses_an_id_containing_a_dot() -> None:
     with pytest.raises(ValueError, match="webhook_id"):
         sign_webhook(BODY, SECRET, webhook_id="msg.1")
+
+
+header_text = st.text(st.characters(codec="latin-1"), max_size=300)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "webhook-id": header_text,
+            "webhook-timestamp": header_text,
+            "webhook-signature": header_text,
+            "Stripe-Signature": header_text,
+        },
+    ),
+    st.binary(max_size=200),
+    st.sampled_from(["standard", "stripe"]),
+)
+def test_any_unsigned_headers_and_body_get_a_coded_refusal_never_a_crash(
+    headers: dict[str, str], body: bytes, scheme: str
+) -> None:
+    secret = SECRET if scheme == "standard" else STRIPE_SECRET
+    # Random headers never carry a valid HMAC: every input must be a coded refusal.
+    with pytest.raises(SignatureError) as caught:
+        verify_webhook(body, headers, secret, scheme=scheme, now=NOW)  # type: ignore[arg-type]
+    assert caught.value.status in {400, 401, 413}
+    assert caught.value.code in {"SIGNATURE_INVALID", "SIGNATURE_EXPIRED", "PAYLOAD_TOO_LARGE"}
