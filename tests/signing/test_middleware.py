@@ -7,6 +7,7 @@ from typing import Annotated
 
 import pytest
 from fastapi import Depends, FastAPI
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -230,6 +231,34 @@ def test_fastapi_dependency_verifies_and_leaves_the_raw_body_to_the_endpoint() -
     assert (refused.status_code, refused.json()["code"]) == (401, "SIGNATURE_INVALID")
     too_big = client.post("/hooks", content=b"x" * 2048, headers=headers)
     assert (too_big.status_code, too_big.json()["code"]) == (413, "PAYLOAD_TOO_LARGE")
+
+
+class Event(BaseModel):
+    type: str
+    amount: int
+
+
+def test_fastapi_dependency_works_when_the_endpoint_also_takes_a_body_model() -> None:
+    app = FastAPI()
+    install(app, HardenSettings(public_paths=["/typed"]))
+
+    @app.post("/typed")
+    async def typed(
+        event: Event, delivery: Annotated[VerifiedWebhook, Depends(DEPENDENCY)]
+    ) -> dict[str, object]:
+        return {"id": delivery.id, "amount": event.amount}
+
+    client = TestClient(app)
+    headers = sign_webhook(BODY, SECRET, webhook_id="msg_typed")
+    response = client.post(
+        "/typed", content=BODY, headers={**headers, "content-type": "application/json"}
+    )
+    assert response.json() == {"id": "msg_typed", "amount": 4200}
+    tampered = BODY.replace(b"4200", b"9999")
+    refused = client.post(
+        "/typed", content=tampered, headers={**headers, "content-type": "application/json"}
+    )
+    assert refused.status_code == 401
 
 
 def test_install_guards_the_configured_paths_with_a_shared_replay_store() -> None:

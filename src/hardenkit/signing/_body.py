@@ -55,6 +55,13 @@ async def read_limited(scope: Scope, receive: Receive, limit: int, kind: Signatu
 
 async def read_request_body(request: Request, limit: int, kind: SignatureKind) -> bytes:
     """Return ``request``'s body under ``limit``, leaving it readable by ``request.body()``."""
+    cached = getattr(request, "_body", None)
+    if isinstance(cached, bytes):
+        # Already read (FastAPI reads it before dependencies when the endpoint takes a
+        # body model): the limit still applies, the stream cannot be read twice.
+        if len(cached) > limit:
+            raise _too_large(limit, kind)
+        return cached
     body = await read_limited(request.scope, request.receive, limit, kind)
     # Starlette's own cache of the body: later request.body() / .json() calls (the
     # endpoint's, when this runs in a dependency) get these exact bytes.
