@@ -94,7 +94,6 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
-    handler.setLevel(level)
     handler.setFormatter(_formatter(pre_chain, redacting, as_json=as_json))
     _install_root_handler(handler, level)
     _route_uvicorn_to_root()
@@ -148,6 +147,8 @@ def _route_uvicorn_to_root() -> None:
         for existing in list(logger.handlers):
             logger.removeHandler(existing)
         logger.propagate = True
+        # HARDENKIT_LOG_LEVEL rules uvicorn's lines too (uvicorn sets its own otherwise).
+        logger.setLevel(logging.NOTSET)
 
 
 def _configure_audit_logger(

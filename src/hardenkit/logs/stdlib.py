@@ -63,7 +63,6 @@ class RedactingLogFilter(logging.Filter):
 
 def _redact_message(record: logging.LogRecord, redactor: Redactor) -> None:
     template = record.msg if isinstance(record.msg, str) else str(record.msg)
-    template = redactor.redact_text(template)
     args: Any = record.args
     if isinstance(args, dict):
         args = redactor.redact_event(args)
@@ -76,6 +75,8 @@ def _redact_message(record: logging.LogRecord, redactor: Redactor) -> None:
         return
     final = redactor.redact_text(rendered)
     if final != rendered:
+        # Something only the whole line reveals ("token=%s" % secret): keep the redacted
+        # line, drop the arguments.
         record.msg, record.args = final, ()
     else:
         record.msg, record.args = template, args

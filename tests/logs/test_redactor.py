@@ -1,0 +1,240 @@
+"""The Redactor's rules: names, containers, depth, exceptions, pseudonyms."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+
+import pytest
+from pydantic import BaseModel, SecretStr
+
+from hardenkit.logs import REDACTED, Redactor
+from hardenkit.logs._keys import normalise_key
+from hardenkit.settings import HardenSettings
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "password",
+        "Password",
+        "user_password",
+        "passwd",
+        "pwd",
+        "secret",
+        "clientSecret",
+        "CLIENT_SECRET",
+        "token",
+        "access_token",
+        "accessToken",
+        "refresh-token",
+        "x-amz-security-token",
+        "api_key",
+        "apiKey",
+        "APIKey",
+        "X-Api-Key",
+        "x_api_key",
+        "private_key",
+        "privateKey",
+        "authorization",
+        "Proxy-Authorization",
+        "set-cookie",
+        "Cookie",
+        "session",
+        "sessionId",
+        "JSESSIONID",
+        "credential",
+        "credentials",
+        "aws_secret_access_key",
+        "ssn",
+        "card_number",
+        "cardNumber",
+        "credit_card",
+        "cvv",
+        "pin",
+        "auth",
+        "bearer",
+        "connectionString",
+        "sentry_dsn",
+    ],
+)
+def test_values_under_secret_names_are_redacted_whatever_they_look_like(name: str) -> None:
+    event = Redactor().redact_event({name: "plain value 1", "other": "kept"})
+    assert event == {name: REDACTED, "other": "kept"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["author", "spinner", "classname", "lessons", "keyboard", "cache_key", "key_id", "status"],
+)
+def test_names_that_merely_contain_short_terms_are_not_secret(name: str) -> None:
+    assert Redactor().redact_event({name: "plain value"}) == {name: "plain value"}
+
+
+def test_keys_are_normalised_across_case_separators_and_camel_case() -> None:
+    assert normalise_key("X-Api-Key") == ("x", "api", "key")
+    assert normalise_key("clientSecret") == ("client", "secret")
+    assert normalise_key("APIKey") == ("api", "key")
+    assert normalise_key("HTTP_AUTHORIZATION") == ("http", "authorization")
+
+
+def test_extra_names_are_matched_anywhere_in_the_normalised_name() -> None:
+    redactor = Redactor(extra_keys=["iban", "tax_id"])
+    event = redactor.redact_event({"payoutIban": "DE89", "customer-tax-id": "X", "bank": "ok"})
+    assert event == {"payoutIban": REDACTED, "customer-tax-id": REDACTED, "bank": "ok"}
+
+
+def test_allowed_names_are_not_redacted_by_name_but_their_values_are_still_scanned() -> None:
+    redactor = Redactor(allow_keys=["session_count"])
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+    event = redactor.redact_event({"session_count": 3, "token_type": "Bearer", "max_tokens": jwt})
+    assert event == {"session_count": 3, "token_type": "Bearer", "max_tokens": "[REDACTED:jwt]"}
+
+
+def test_none_and_booleans_under_secret_names_are_kept_because_they_reveal_nothing() -> None:
+    event = Redactor().redact_event({"password": None, "token_valid": True, "pin": 1234})
+    assert event == {"password": None, "token_valid": True, "pin": REDACTED}
+
+
+def test_a_whole_structure_under_a_secret_name_is_replaced() -> None:
+    event = Redactor().redact_event({"credentials": {"user": "ada", "pass": "x"}})
+    assert event == {"credentials": REDACTED}
+
+
+def test_name_value_pairs_follow_the_name_rules() -> None:
+    headers = [
+        (b"authorization", b"Basic YWRhOmh1bnRlcjI="),
+        (b"accept", b"*/*"),
+        ("x-api-key", "k1"),
+    ]
+    assert Redactor().redact({"headers": headers}) == {
+        "headers": [("authorization", REDACTED), ("accept", "*/*"), ("x-api-key", REDACTED)]
+    }
+
+
+def test_sets_dataclasses_pydantic_models_and_str_enums_are_walked() -> None:
+    @dataclass
+    class Login:
+        user: str
+        password: str
+
+    class Payload(BaseModel):
+        api_key: SecretStr
+        note: str
+
+    class Kind(StrEnum):
+        LOGIN = "login"
+
+    redacted = Redactor().redact(
+        {
+            "login": Login("ada", "hunter2"),
+            "payload": Payload(api_key=SecretStr("k"), note="see https://u:pw@h.example"),
+            "tags": {"ghp_" + "a1B2" * 9},
+            "kind": Kind.LOGIN,
+        }
+    )
+    assert redacted == {
+        "login": {"user": "ada", "password": REDACTED},
+        "payload": {"api_key": REDACTED, "note": "see https://[REDACTED]@h.example"},
+        "tags": ["[REDACTED:api_key]"],
+        "kind": "login",
+    }
+
+
+def test_unknown_objects_become_their_redacted_repr() -> None:
+    class Client:
+        def __repr__(self) -> str:
+            return "Client(url='https://admin:hunter2@db.internal')"
+
+    assert Redactor().redact({"client": Client()}) == {
+        "client": "Client(url='https://[REDACTED]@db.internal')"
+    }
+
+
+def test_exceptions_keep_their_type_and_lose_the_secret_in_message_and_args() -> None:
+    exc = PermissionError("refused", {"api_key": "k-123"}, "Bearer abcDEF123456")
+    redacted = Redactor().redact({"error": exc})["error"]
+    assert redacted.startswith("PermissionError: ")
+    assert "k-123" not in redacted
+    assert "abcDEF123456" not in redacted
+
+
+def test_below_the_depth_cap_everything_is_replaced_so_it_fails_closed() -> None:
+    redactor = Redactor(max_depth=4)
+    deep = {"a": {"b": {"c": {"d": {"e": "some harmless text"}}}}}
+    assert redactor.redact_event(deep) == {"a": {"b": {"c": {"d": "[REDACTED:depth]"}}}}
+    rendered = json.dumps(Redactor(max_depth=3).redact([[[["AKIAIOSFODNN7EXAMPLE"]]]]))
+    assert "AKIA" not in rendered
+
+
+def test_self_referencing_structures_terminate_at_the_depth_cap() -> None:
+    loop: dict[str, object] = {"name": "loop"}
+    loop["self"] = loop
+    redacted = Redactor(max_depth=5).redact_event(loop)
+    assert "[REDACTED:depth]" in json.dumps(redacted)
+
+
+def test_very_long_strings_are_cut_before_scanning_and_a_cut_pem_key_is_still_removed() -> None:
+    pem = "-----BEGIN PRIVATE KEY-----\n" + "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n" * 100
+    redacted = Redactor(max_string_length=1024).redact_text("x" * 900 + pem)
+    assert "MIIEvQ" not in redacted
+    assert redacted.endswith("[REDACTED:private_key]")
+
+
+def test_pseudonyms_are_stable_keyed_and_not_the_value() -> None:
+    first = Redactor(pseudonymize_keys=["email"], pseudonymization_key="k" * 32)
+    other_key = Redactor(pseudonymize_keys=["email"], pseudonymization_key="z" * 32)
+    a = first.redact_event({"email": "ada@example.com"})["email"]
+    b = first.redact_event({"EMAIL": "ada@example.com"})["EMAIL"]
+    c = other_key.redact_event({"email": "ada@example.com"})["email"]
+    assert a == b
+    assert a != c
+    assert a.startswith("pseudonym:")
+    assert len(a) == len("pseudonym:") + 16
+    assert "ada" not in a
+
+
+def test_pseudonymizing_without_a_key_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="pseudonymization_key"):
+        Redactor(pseudonymize_keys=["email"])
+
+
+def test_request_context_fields_pass_through_unscanned() -> None:
+    event = {
+        "request_id": "3f2b8f0e6a434b8e9f539a0d6f1f2c11",
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+    }
+    assert Redactor().redact_event(event) == event
+
+
+def test_from_settings_uses_every_logging_setting() -> None:
+    settings = HardenSettings(
+        log_redact_keys=["iban"],
+        log_allow_keys=["session_count"],
+        log_allow_patterns=["[0-9a-f]{32}"],
+        log_pseudonymize_keys=["email"],
+        log_pseudonymization_key=SecretStr("p" * 32),
+        log_max_depth=3,
+    )
+    redactor = Redactor.from_settings(settings)
+    event = redactor.redact_event(
+        {
+            "iban": "DE89",
+            "session_count": 2,
+            "md5": "9e107d9d372bb6826bd81d3542a419d6",
+            "email": "ada@example.com",
+            "deep": {"a": {"b": {"c": 1}}},
+        }
+    )
+    assert event["iban"] == REDACTED
+    assert event["session_count"] == 2
+    assert event["md5"] == "9e107d9d372bb6826bd81d3542a419d6"
+    assert event["email"].startswith("pseudonym:")
+    assert event["deep"] == {"a": {"b": "[REDACTED:depth]"}}
+
+
+def test_the_input_event_is_not_modified() -> None:
+    event = {"password": "x", "nested": {"token": "y"}}
+    Redactor().redact_event(event)
+    assert event == {"password": "x", "nested": {"token": "y"}}
