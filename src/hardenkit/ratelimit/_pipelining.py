@@ -44,13 +44,15 @@ class ScriptRunner:
         self._busy = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drainer: asyncio.Task[None] | None = None
+        # redis-py refuses scripts in Cluster pipelines; there every decision goes alone.
+        self.pipelining = not _is_cluster(client)
 
     async def run(self, key: str, args: tuple[int, ...]) -> Reply:
         """Run the script on ``key`` with ``args``; return its reply."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # first use, or a new event loop (tests, workers)
             self._loop, self._busy, self._queue = loop, False, []
-        if self._busy:
+        if self._busy and self.pipelining:
             future: asyncio.Future[Reply] = loop.create_future()
             self._queue.append((key, args, future))
             return await future
@@ -119,6 +121,12 @@ class ScriptRunner:
                 key, args, _ = batch[index]
                 replies[index] = await self.client.eval(self.script, 1, key, *args)
         return replies
+
+
+def _is_cluster(client: object) -> bool:
+    from redis.asyncio.cluster import RedisCluster  # noqa: PLC0415 - redis is imported lazily
+
+    return isinstance(client, RedisCluster)
 
 
 def _is_noscript(error: BaseException) -> bool:

@@ -56,6 +56,9 @@ class MemoryStore:
     def __len__(self) -> int:
         return len(self._tats)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._tats
+
     async def decide(
         self, key: str, rate: Rate, cost: int, when_down: RedisDownBehaviour = "fallback"
     ) -> RateLimitDecision:

@@ -41,7 +41,7 @@ _RATE_PATTERN: Final = re.compile(
     r"""
     \s*(?P<count>\d{1,10})\s*
     (?:/|\s+per\s+)
-    \s*(?P<multiplier>\d{1,6})?\s*(?P<unit>[a-z]+)\s*
+    \s*(?P<multiplier>\d{1,8})?\s*(?P<unit>[a-z]+)\s*
     (?:\s+burst\s+(?P<burst>\d{1,10})\s*)?
     """,
     re.VERBOSE | re.IGNORECASE,

@@ -58,8 +58,10 @@ class RedisStore:
         if "{" in prefix or "}" in prefix:
             raise ValueError("prefix must not contain '{' or '}' (they are the hash tag)")
         self.client = client
-        self.guard = guard or RedisGuard(
-            "ratelimit", timeout=timeout, retry_interval=retry_interval
+        self.guard = (
+            guard
+            if guard is not None
+            else RedisGuard("ratelimit", timeout=timeout, retry_interval=retry_interval)
         )
         self.fallback = fallback if fallback is not None else MemoryStore()
         self.prefix = prefix

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from hardenkit.ratelimit import RateLimiter, RedisStore
+from hardenkit.ratelimit.limiter import key_digest
+from hardenkit.stores import RedisGuard
+from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.redis
+
+
+def store_on(client: Redis, key_prefix: str) -> RedisStore:
+    return RedisStore(client, prefix=key_prefix, guard=RedisGuard("test", timeout=2.0))
+
+
+async def test_two_instances_share_one_limit_through_redis(redis_url: str, key_prefix: str) -> None:
+    first_client, second_client = Redis.from_url(redis_url), Redis.from_url(redis_url)
+    try:
+        first = RateLimiter("5/hour", store=store_on(first_client, key_prefix), name="login")
+        second = RateLimiter("5/hour", store=store_on(second_client, key_prefix), name="login")
+        assert [(await first.hit("203.0.113.9")).allowed for _ in range(3)] == [True] * 3
+        decisions = [await second.hit("203.0.113.9") for _ in range(3)]
+        assert [decision.allowed for decision in decisions] == [True, True, False]
+        assert all(decision.backend == "redis" for decision in decisions)
+        assert decisions[-1].retry_after == pytest.approx(720, abs=1)
+    finally:
+        await first_client.aclose()
+        await second_client.aclose()
+
+
+async def test_keys_are_hash_tagged_digests_that_expire_by_themselves(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    limiter = RateLimiter("10/minute", store=store_on(redis_client, key_prefix), name="api")
+    await limiter.hit("tenant {evil}:with separators")
+    keys = [key.decode() async for key in redis_client.scan_iter(match=f"{key_prefix}*")]
+    digest = key_digest("tenant {evil}:with separators")
+    assert keys == [f"{key_prefix}{{api:{digest}}}"]
+    ttl_ms = await redis_client.pttl(keys[0])
+    assert 0 < ttl_ms <= 6_000  # one emission interval: the bucket is full again by then
+
+
+async def test_concurrent_callers_in_one_process_are_counted_exactly(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    limiter = RateLimiter("10/hour", store=store_on(redis_client, key_prefix), name="burst")
+    decisions = await asyncio.gather(*(limiter.hit("one-key") for _ in range(300)))
+    assert sum(decision.allowed for decision in decisions) == 10
+    assert {decision.backend for decision in decisions} == {"redis"}
+
+
+async def test_a_flushed_script_cache_is_reloaded_without_an_error(
+    redis_server_factory: Callable[[], RedisServer],
+) -> None:
+    server = redis_server_factory()
+    client = Redis.from_url(server.url)
+    try:
+        limiter = RateLimiter("3/hour", store=store_on(client, "hk:"), name="noscript")
+        assert (await limiter.hit("k")).allowed
+        await client.script_flush()
+        decisions = [await limiter.hit("k") for _ in range(3)]
+        assert [decision.allowed for decision in decisions] == [True, True, False]
+        assert {decision.backend for decision in decisions} == {"redis"}
+        # Concurrent callers after another flush go through the pipelined path.
+        await client.script_flush()
+        await client.delete("hk:{noscript:" + key_digest("k") + "}")
+        results = await asyncio.gather(*(limiter.hit("k") for _ in range(10)))
+        assert sum(decision.allowed for decision in results) == 3
+        assert {decision.backend for decision in results} == {"redis"}
+    finally:
+        await client.aclose()
+
+
+async def test_redis_time_decides_so_application_clocks_do_not_matter(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    store = store_on(redis_client, key_prefix)
+    limiter = RateLimiter("1/hour", store=store, name="clock")
+    await limiter.hit("k")
+    stored_tat = int(await redis_client.get(store.redis_key(f"clock:{key_digest('k')}")))
+    seconds, microseconds = await redis_client.time()
+    server_now = seconds * 1_000_000 + microseconds
+    assert 0 < stored_tat - server_now <= 3_600_000_000
