@@ -57,16 +57,21 @@ def build_auth(kit: Hardened) -> AuthStack:
     """
     settings = kit.settings
     verifier: JWTVerifier | None = None
-    if settings.auth_mode != "off":
+    has_key_source = (
+        settings.jwt_secret is not None
+        or settings.jwt_public_key is not None
+        or settings.jwt_jwks_url is not None
+    )
+    if settings.auth_mode != "off" and not has_key_source:
+        _logger.warning(
+            "auth_no_key_source",
+            message="every protected route answers 401 until a key source is set",
+        )
+    elif settings.auth_mode != "off":
         try:
             verifier = JWTVerifier.from_settings(settings)
         except ValueError as error:
-            if "no key source" not in str(error):
-                raise ConfigurationError(f"HARDENKIT_JWT_*: {error}") from None
-            _logger.warning(
-                "auth_no_key_source",
-                message="every protected route answers 401 until a key source is set",
-            )
+            raise ConfigurationError(f"HARDENKIT_JWT_*: {error}") from None
     guard = APIKeyGuard.from_settings(settings) if settings.api_key_paths else None
     tenant_status = TenantStatusCache(
         ttl=settings.tenant_status_cache_ttl,
