@@ -13,11 +13,13 @@ matter. :class:`RequestMetricsMiddleware` records the HTTP server instruments;
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import metrics, trace
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hardenkit._version import __version__
@@ -140,7 +142,7 @@ class RequestMetricsMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._templates: dict[Any, str | None] = {}
+        self._templates: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
         self._templates_built_for = -1
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -155,6 +157,7 @@ class RequestMetricsMiddleware:
         }
         status = 500
         error_type: str | None = None
+        path = _route_path(scope)
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -171,7 +174,7 @@ class RequestMetricsMiddleware:
             raise
         finally:
             attributes: dict[str, str | int] = {**base, "http.response.status_code": status}
-            route = self._route(scope)
+            route = self._route(scope, path)
             if route is not None:
                 attributes["http.route"] = route
             if error_type is not None:
@@ -179,7 +182,7 @@ class RequestMetricsMiddleware:
             request_duration.record(time.perf_counter() - start, attributes)
             active_requests.add(-1, base)
 
-    def _route(self, scope: Scope) -> str | None:
+    def _route(self, scope: Scope, path: str) -> str | None:
         route = scope.get("route")
         template = getattr(route, "path_format", None) or getattr(route, "path", None)
         if isinstance(template, str) and "app_root_path" not in scope:
@@ -194,28 +197,39 @@ class RequestMetricsMiddleware:
             self._templates = _route_templates(routes)
             self._templates_built_for = len(routes)
         try:
-            return self._templates.get(endpoint)
+            candidates = self._templates.get(endpoint, [])
         except TypeError:  # an unhashable endpoint
             return None
+        if len(candidates) == 1:
+            return candidates[0][0]
+        # One endpoint behind several routes: the template whose pattern matches the path.
+        return next((text for text, regex in candidates if regex.match(path)), None)
 
 
-def _route_templates(routes: Any, prefix: str = "") -> dict[Any, str | None]:
-    """Map each endpoint to its full path template; ambiguous endpoints map to ``None``."""
-    templates: dict[Any, str | None] = {}
+def _route_templates(routes: Any, prefix: str = "") -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
+    """Map each endpoint to the full path templates (and their patterns) that serve it."""
+    templates: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
     for route in routes:
         path = getattr(route, "path", None)
         if not isinstance(path, str):
             continue
         inner = getattr(route, "routes", None)
         if inner and not hasattr(route, "endpoint"):  # a Mount
-            for endpoint, template in _route_templates(inner, prefix + path).items():
-                templates[endpoint] = None if endpoint in templates else template
+            for endpoint, found in _route_templates(inner, prefix + path).items():
+                templates.setdefault(endpoint, []).extend(found)
             continue
         endpoint = getattr(route, "endpoint", None)
         if endpoint is None:
             continue
+        template = prefix + path
         try:
-            templates[endpoint] = None if endpoint in templates else prefix + path
-        except TypeError:
+            templates.setdefault(endpoint, []).append((template, compile_path(template)[0]))
+        except TypeError:  # an unhashable endpoint
             continue
     return templates
+
+
+def _route_path(scope: Scope) -> str:
+    path: str = scope.get("path", "")
+    root_path: str = scope.get("root_path", "")
+    return path[len(root_path) :] if root_path and path.startswith(root_path) else path
