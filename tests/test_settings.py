@@ -24,6 +24,11 @@ def test_flat_env_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "pw" not in repr(settings)
 
 
+def test_empty_redis_url_means_memory_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARDENKIT_REDIS_URL", "")
+    assert load_settings().redis_url is None
+
+
 def test_unknown_variable_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HARDENKIT_REQEUST_TIMEOUT", "5")
     with pytest.raises(SettingsError, match="HARDENKIT_REQEUST_TIMEOUT: unknown setting"):

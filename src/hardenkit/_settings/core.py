@@ -59,6 +59,14 @@ class CoreSettings(Section):
         default=1.0, gt=0, le=30, description="Seconds each readiness check may take."
     )
 
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_url_is_unset(cls, value: object) -> object:
+        # `HARDENKIT_REDIS_URL=` (as `make demo` passes it) means "no Redis", not an error.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
