@@ -41,7 +41,9 @@ class Captured:
 
     @property
     def body(self) -> bytes:
-        return b"".join(m.get("body", b"") for _, m in self.messages if m["type"] == "http.response.body")
+        return b"".join(
+            m.get("body", b"") for _, m in self.messages if m["type"] == "http.response.body"
+        )
 
     @property
     def complete(self) -> bool:

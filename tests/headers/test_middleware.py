@@ -37,7 +37,8 @@ COMMON = {
 HTML_CSP = re.compile(
     r"default-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'; "
     r"object-src 'none'; script-src 'self' 'nonce-(?P<nonce>[A-Za-z0-9_-]{22})'; "
-    r"style-src 'self' 'nonce-(?P=nonce)'; img-src 'self' data:(?P<upgrade>; upgrade-insecure-requests)?"
+    r"style-src 'self' 'nonce-(?P=nonce)'; img-src 'self' data:"
+    r"(?P<upgrade>; upgrade-insecure-requests)?"
 )
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 HSTS = "max-age=63072000; includeSubDomains"

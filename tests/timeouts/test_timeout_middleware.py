@@ -165,7 +165,9 @@ async def test_server_sent_events_stream_past_the_timeout() -> None:
 async def test_a_stream_that_overruns_is_cut_not_completed_and_logged() -> None:
     handlers = Handlers()
     with structlog.testing.capture_logs() as logs:
-        captured = await call(make_app(handlers), "/download", headers=[(b"x-request-id", b"req-abcdef12")])
+        captured = await call(
+            make_app(handlers), "/download", headers=[(b"x-request-id", b"req-abcdef12")]
+        )
     assert captured.status == 200
     assert not captured.complete  # the server closes the connection: a truncated transfer
     assert captured.body_times()[-1] < TIMEOUT + SLACK
@@ -178,7 +180,9 @@ async def test_a_stream_that_overruns_is_cut_not_completed_and_logged() -> None:
 
 async def test_the_timeout_log_line_names_the_request_id_and_route_template() -> None:
     with structlog.testing.capture_logs() as logs:
-        await call(make_app(Handlers()), "/reports/42", headers=[(b"x-request-id", b"req-12345678")])
+        await call(
+            make_app(Handlers()), "/reports/42", headers=[(b"x-request-id", b"req-12345678")]
+        )
     [line] = [log for log in logs if log["event"] == "request_timeout"]
     assert line["request_id"] == "req-12345678"
     assert line["route"] == "/reports/{report_id}"

@@ -232,7 +232,7 @@ class HeaderPolicy:
         for name, value in {
             "permissions_policy": self.permissions_policy,
             "api_cache_control": self.api_cache_control,
-            **self.extra_headers,
+            **{f"extra_headers[{key!r}]": value for key, value in self.extra_headers.items()},
         }.items():
             if value is not None and not _HEADER_VALUE.fullmatch(value):
                 raise ValueError(f"{name}: header value has characters HTTP does not allow")
