@@ -32,7 +32,9 @@ class RateLimitMiddleware:
     carry ``RateLimit-Policy`` / ``RateLimit`` for the tightest rule. A refusal is a
     ``429`` ``RATE_LIMITED`` problem with ``Retry-After``, an audit event and the
     ``hardenkit.ratelimit.decisions`` metric; a ``closed`` rule while Redis is down
-    answers ``503`` ``SERVICE_UNAVAILABLE``. Non-HTTP scopes pass through.
+    answers ``503`` ``SERVICE_UNAVAILABLE``. When several layers serve one request
+    (``install()`` puts one before auth and one after), the outermost reports the tightest
+    decision of all of them. Non-HTTP scopes pass through.
 
     Args:
         app: The ASGI application to protect.
@@ -88,22 +90,34 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or self.exempt.matches(scope["path"]):
             await self.app(scope, receive, send)
             return
+        report: _Report | None = scope.get(_REPORT_KEY)
+        reporting = report is None
+        if report is None:  # the outermost rate-limit layer reports for all of them
+            report = scope[_REPORT_KEY] = _Report()
         token = None
         if client_ip_var.get() is None:  # used without TrustedProxyMiddleware
             token = client_ip_var.set(self.trusted.resolve(scope)[0])
         try:
             tightest = await self._decide(scope)
-            if tightest is None:
+            if tightest is not None:
+                rule_name, decision = tightest
+                report.offer(rule_name, decision)
+                if not decision.allowed:
+                    rate_headers = (
+                        decision_headers(rule_name, decision, legacy=self.legacy_headers)
+                        if reporting
+                        else []
+                    )
+                    await _refuse(scope, send, rule_name, decision, rate_headers)
+                    return
+            if not reporting:
                 await self.app(scope, receive, send)
                 return
-            rule_name, decision = tightest
-            if not decision.allowed:
-                await _refuse(scope, send, rule_name, decision, legacy=self.legacy_headers)
-                return
-            extra = decision_headers(rule_name, decision, legacy=self.legacy_headers)
+            legacy = self.legacy_headers
 
             async def send_with_headers(message: Message) -> None:
-                if message["type"] == "http.response.start":
+                if message["type"] == "http.response.start" and report.decision is not None:
+                    extra = decision_headers(report.rule, report.decision, legacy=legacy)
                     message = {**message, "headers": [*message.get("headers", ()), *extra]}
                 await send(message)
 
@@ -132,8 +146,34 @@ class RateLimitMiddleware:
         return tightest
 
 
+_REPORT_KEY = "hardenkit.ratelimit"
+
+
+class _Report:
+    """The tightest decision of every rate-limit layer a request went through."""
+
+    __slots__ = ("decision", "rule")
+
+    def __init__(self) -> None:
+        self.rule = ""
+        self.decision: RateLimitDecision | None = None
+
+    def offer(self, rule: str, decision: RateLimitDecision) -> None:
+        current = self.decision
+        if (
+            current is None
+            or not decision.allowed
+            or (current.allowed and decision.remaining < current.remaining)
+        ):
+            self.rule, self.decision = rule, decision
+
+
 async def _refuse(
-    scope: Scope, send: Send, rule: str, decision: RateLimitDecision, *, legacy: bool
+    scope: Scope,
+    send: Send,
+    rule: str,
+    decision: RateLimitDecision,
+    rate_headers: list[tuple[bytes, bytes]],
 ) -> None:
     retry_after = audit_refusal(rule, decision)
     headers = [(b"retry-after", str(retry_after).encode())]
@@ -147,13 +187,12 @@ async def _refuse(
             headers=headers,
         )
         return
-    headers += decision_headers(rule, decision, legacy=legacy)
     await send_problem(
         send,
         scope,
         429,
         ErrorCode.RATE_LIMITED,
         detail=refused_detail(retry_after),
-        headers=headers,
+        headers=headers + rate_headers,
         extensions={"retry_after": retry_after},
     )
