@@ -114,7 +114,7 @@ class BreakerMachine(RuleBasedStateMachine):
         multiplier=st.sampled_from([1.0, 2.0]),
         max_wait=st.sampled_from([None, 40.0]),
     )
-    def configure(
+    def configure(  # noqa: PLR0917 - hypothesis passes every drawn value
         self,
         window: str,
         size: int,
@@ -143,15 +143,26 @@ class BreakerMachine(RuleBasedStateMachine):
             clock=self.clock,
         )
         self.model = Model(
-            window, size, minimum, failure_threshold, slow_threshold, permitted, wait,
-            multiplier, max_wait, now=self.clock.now,
+            window,
+            size,
+            minimum,
+            failure_threshold,
+            slow_threshold,
+            permitted,
+            wait,
+            multiplier,
+            max_wait,
+            now=self.clock.now,
         )
 
     def _permitted(self) -> bool:
         expected = self.model.acquire()
+        refused: CircuitOpenError | None = None
         try:
             self.breaker.acquire()
-        except CircuitOpenError as refused:
+        except CircuitOpenError as error:
+            refused = error
+        if refused is not None:
             assert not expected, "breaker refused a call the model allowed"
             if self.model.state == "open":
                 assert refused.remaining_wait == self.model.open_until - self.model.now

@@ -64,7 +64,8 @@ def test_transient_errors_are_retried_with_jittered_exponential_backoff(
     assert policy(registry).call(upstream) == "ok"
     assert upstream.calls == 3
     assert len(waits) == 2
-    assert 0 <= waits[0] <= 0.2 * 2 and 0 <= waits[1] <= 0.2 * 4
+    assert 0 <= waits[0] <= 0.2 * 2
+    assert 0 <= waits[1] <= 0.2 * 4
 
 
 @pytest.mark.parametrize("error", [ValueError("bad"), KeyError("x")])
@@ -79,8 +80,19 @@ def test_errors_that_are_not_transient_are_raised_at_once(
 
 @pytest.mark.parametrize(
     ("status", "retried"),
-    [(400, False), (401, False), (404, False), (409, False), (422, False), (500, False),
-     (408, True), (429, True), (502, True), (503, True), (504, True)],
+    [
+        (400, False),
+        (401, False),
+        (404, False),
+        (409, False),
+        (422, False),
+        (500, False),
+        (408, True),
+        (429, True),
+        (502, True),
+        (503, True),
+        (504, True),
+    ],
 )
 def test_only_408_429_502_503_504_responses_are_retried(
     registry: ResilienceRegistry, waits: list[float], status: int, retried: bool
@@ -113,7 +125,8 @@ def test_retry_after_as_an_http_date_is_honoured(
     when = email.utils.formatdate(time.time() + 5, usegmt=True)
     upstream = Upstream(response(503, **{"Retry-After": when}), response(200))
     assert policy(registry).call(upstream).status_code == 200
-    assert len(waits) == 1 and 3.5 <= waits[0] <= 5.0
+    assert len(waits) == 1
+    assert 3.5 <= waits[0] <= 5.0
 
 
 def test_retry_after_longer_than_the_cap_ends_the_retries(
@@ -224,7 +237,8 @@ def test_the_deadline_argument_bounds_one_call_and_is_reset_after(
 
     seen: list[float | None] = []
     policy(registry, deadline=2.0, timeout=None).call(lambda: seen.append(remaining_time()))
-    assert seen[0] is not None and 1.5 < seen[0] <= 2.0
+    assert seen[0] is not None
+    assert 1.5 < seen[0] <= 2.0
     assert remaining_time() is None
 
 
@@ -234,9 +248,9 @@ def test_an_open_breaker_ends_the_retries(
     breaker = CircuitBreaker("flaky", window_size=2, minimum_calls=2, clock=clock)
     upstream = Upstream(ConnectionError())
     with pytest.raises(CircuitOpenError):
-        resilient(
-            "flaky", registry=registry, breaker=breaker, budget=False, attempts=5
-        ).call(upstream)
+        resilient("flaky", registry=registry, breaker=breaker, budget=False, attempts=5).call(
+            upstream
+        )
     assert upstream.calls == 2
 
 
@@ -300,9 +314,18 @@ def test_classification_of_errors() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("0", 0.0), ("7", 7.0), (b"12", 12.0), (" 3 ", 3.0), ("-1", None), ("1.5", None),
-     ("soon", None), ("", None), ("99999999", 86400.0),
-     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+    [
+        ("0", 0.0),
+        ("7", 7.0),
+        (b"12", 12.0),
+        (" 3 ", 3.0),
+        ("-1", None),
+        ("1.5", None),
+        ("soon", None),
+        ("", None),
+        ("99999999", 86400.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+    ],
 )
 def test_parse_retry_after(value: str | bytes, expected: float | None) -> None:
     assert parse_retry_after(value) == expected
