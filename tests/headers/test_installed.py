@@ -176,3 +176,34 @@ def test_csp_report_route_is_added_when_configured() -> None:
         headers={"content-type": "application/csp-report"},
     )
     assert report.status_code == 204
+
+
+def test_with_the_real_auth_and_rate_limit_layers_refusals_carry_every_header() -> None:
+    app = Starlette(routes=[Route("/private/items", api, methods=["GET", "DELETE"])])
+    install(
+        app,
+        HardenSettings(
+            jwt_secret="q7Vt0yJw3mZ8rXc2LpN5sK1eH4uB9aG6dF0iO3nT7vY",
+            cors_origins=[ORIGIN],
+            rate_limit_default="3/1m",
+        ),
+    )
+    client = TestClient(app, base_url="https://testserver")
+    preflight = client.options(
+        "/private/items",
+        headers={"Origin": ORIGIN, "Access-Control-Request-Method": "DELETE"},
+    )
+    assert preflight.status_code == 200  # answered by CORS; auth never saw it
+    assert preflight.headers["access-control-allow-origin"] == ORIGIN
+
+    statuses = []
+    for _ in range(4):
+        response = client.get("/private/items", headers={"Origin": ORIGIN})
+        statuses.append(response.status_code)
+        assert response.headers["access-control-allow-origin"] == ORIGIN
+        assert_common_headers(response.headers)
+        assert response.headers["strict-transport-security"] == HSTS
+        assert response.headers["content-security-policy"] == API_CSP
+        assert response.headers["content-type"] == "application/problem+json"
+    assert statuses[0] == 401
+    assert statuses[-1] == 429

@@ -79,6 +79,7 @@ def test_install_refuses_unsafe_settings_passed_directly() -> None:
         ("csp_report_path", "//evil.example"),
         ("request_timeout_status", "500"),
         ("referrer_policy", "never"),
+        ("permissions_policy", "camera=()\r\nSet-Cookie: x=1"),
     ],
 )
 def test_bad_header_and_timeout_values_name_their_variable(

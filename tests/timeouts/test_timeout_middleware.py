@@ -264,3 +264,30 @@ async def test_the_timeout_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     await call(make_app(Handlers()), "/slow")
     assert counted == [(1, {"kind": "inbound", "phase": "before_response"})]
     assert request_id_var.get() is None
+
+
+async def test_a_handler_that_swallows_cancellation_cannot_delay_or_spoil_the_504() -> None:
+    finished = asyncio.Event()
+
+    async def stubborn(request: Request) -> Response:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.3)  # keeps working after being told to stop
+        finished.set()
+        return JSONResponse({"late": True})
+
+    inner = TimeoutMiddleware(
+        Starlette(routes=[Route("/stubborn", stubborn)]), timeout=TIMEOUT, cancel_grace=0.1
+    )
+    with structlog.testing.capture_logs() as logs:
+        captured = await call(inner, "/stubborn")
+    assert captured.status == 504
+    assert captured.seconds_until_start() < TIMEOUT + SLACK
+    starts = [m for _, m in captured.messages if m["type"] == "http.response.start"]
+    assert len(starts) == 1  # its late response never reaches the client
+    assert "request_timeout_handler_still_running" in [log["event"] for log in logs]
+    assert len(inner._stragglers) == 1  # held, so it is not collected mid-run
+    await asyncio.wait_for(finished.wait(), 2)
+    await asyncio.sleep(0)
+    assert inner._stragglers == set()

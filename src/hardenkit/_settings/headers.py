@@ -144,6 +144,13 @@ class HeadersSettings(Section):
             CSP.parse(value)  # a CSPError is a ValueError: the message names the mistake
         return value
 
+    @field_validator("permissions_policy")
+    @classmethod
+    def _valid_header_value(cls, value: str | None) -> str | None:
+        if value is not None and not all(" " <= char <= "~" for char in value):
+            raise ValueError("must be printable ASCII on one line (it is sent as a header)")
+        return value
+
     @field_validator("request_timeout_routes")
     @classmethod
     def _valid_routes(cls, value: dict[str, float]) -> dict[str, float]:
