@@ -26,6 +26,14 @@ from hardenkit.auth import (
     require_scopes,
 )
 # --- rate limiting (issue 4) ---
+from hardenkit.ratelimit import (
+    MemoryStore,
+    Rate,
+    RateLimiter,
+    RateLimitMiddleware,
+    RateLimitRule,
+    RedisStore,
+)
 # --- resilience (issue 5) ---
 from hardenkit.resilience import (
     Bulkhead,
@@ -84,12 +92,18 @@ __all__ = [
     "HealthStatus",
     "JWKSClient",
     "JWTVerifier",
+    "MemoryStore",
     "Principal",
     "ProblemResponse",
+    "Rate",
+    "RateLimitMiddleware",
+    "RateLimitRule",
+    "RateLimiter",
     "RedactingLogFilter",
     "RedactingProcessor",
     "Redactor",
     "RedisGuard",
+    "RedisStore",
     "ReplayStore",
     "RequestIdMiddleware",
     "RequestMetricsMiddleware",
