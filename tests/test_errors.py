@@ -39,7 +39,8 @@ def make_app() -> Starlette:
             Route("/unavailable", http_5xx),
         ]
     )
-    install(app, HardenSettings())
+    # Auth off: these tests are about the error format, not about who may call.
+    install(app, HardenSettings(auth_mode="off"))
     return app
 
 
@@ -150,7 +151,8 @@ def make_fastapi_app() -> FastAPI:
     async def boom() -> None:
         raise ValueError(SECRET_MESSAGE)
 
-    install(app, HardenSettings())
+    # Auth off: these tests are about the error format, not about who may call.
+    install(app, HardenSettings(auth_mode="off"))
     return app
 
 

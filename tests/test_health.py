@@ -42,10 +42,8 @@ def test_liveness_is_200() -> None:
 def test_readiness_healthy_lists_checks() -> None:
     response = make_client(redis=(healthy, True)).get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {
-        "status": "healthy",
-        "checks": {"redis": {"status": "healthy", "backend": "redis"}},
-    }
+    assert response.json()["status"] == "healthy"
+    assert response.json()["checks"]["redis"] == {"status": "healthy", "backend": "redis"}
 
 
 def test_readiness_degraded_is_200() -> None:

@@ -141,7 +141,7 @@ def test_request_id_is_on_a_500_raised_deep_in_a_handler() -> None:
         return Response()
 
     app = Starlette(routes=[Route("/deep", deep)])
-    install(app, HardenSettings())
+    install(app, HardenSettings(auth_mode="off"))
     response = TestClient(app).get("/deep", headers={"X-Request-ID": "trace-me-12345"})
     assert response.status_code == 500
     assert response.headers["x-request-id"] == "trace-me-12345"

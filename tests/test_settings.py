@@ -61,7 +61,12 @@ def test_comma_lists_round_trip(items: list[str]) -> None:
 
 
 def test_multiline_pem_works_with_real_or_escaped_newlines(monkeypatch: pytest.MonkeyPatch) -> None:
-    pem = "-----BEGIN PUBLIC KEY-----\nMFkwEw\n-----END PUBLIC KEY-----\n"
+    pem = (
+        "-----BEGIN PUBLIC KEY-----\n"
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEgVA0aNJB2gVDLiuElny5u80kNwVO\n"
+        "x91e++b0jvkx/o9wJxMo0GAtwgMqp1bdc1TKz112D/p8f5xjCUBQAISSdw==\n"
+        "-----END PUBLIC KEY-----\n"
+    )
     monkeypatch.setenv("HARDENKIT_JWT_PUBLIC_KEY", pem)
     assert load_settings().jwt_public_key == pem
     monkeypatch.setenv("HARDENKIT_JWT_PUBLIC_KEY", pem.replace("\n", "\\n"))

@@ -21,12 +21,15 @@ def test_reference_app_serves_health_ids_and_problems_on_a_real_server(tmp_path:
         assert health.status_code == 200
         assert len(health.headers["x-request-id"]) == 32
 
-        missing = client.get("/nope?token=abc", headers={"X-Request-ID": "operator-1234"})
-        assert missing.status_code == 404
-        assert missing.headers["content-type"] == "application/problem+json"
-        assert missing.headers["x-request-id"] == "operator-1234"
-        assert missing.json()["request_id"] == "operator-1234"
-        assert "server" not in missing.headers
+        # A protected path without a token: refused before routing, in the one format.
+        refused = client.get("/api/nope?token=abc", headers={"X-Request-ID": "operator-1234"})
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.headers["x-request-id"] == "operator-1234"
+        assert refused.json()["request_id"] == "operator-1234"
+        assert refused.json()["code"] == "AUTHENTICATION_ERROR"
+        assert "abc" not in refused.text
+        assert "server" not in refused.headers
 
         ready = client.get("/readyz")
         assert ready.status_code == 200
