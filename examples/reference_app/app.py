@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from examples.reference_app import api, home, logging_demo, slow, token, webhooks
+from examples.reference_app import api, home, logging_demo, slow, token, upstream, webhooks
 from examples.reference_app.settings import demo_settings
 from hardenkit import HardenSettings, configure_logging, install
 
@@ -25,6 +25,7 @@ def create_app(settings: HardenSettings | None = None) -> Starlette:
         *token.routes,
         *api.routes,
         *logging_demo.routes,
+        *upstream.routes,
         # each piece adds its module's routes here
     ]
     app = Starlette(routes=routes)
