@@ -7,7 +7,6 @@ points its own requests produced (distinct routes or attribute values).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,13 +29,13 @@ from hardenkit.telemetry import RequestMetricsMiddleware
 
 
 @pytest.fixture(scope="module")
-def reader() -> Iterator[InMemoryMetricReader]:
+def reader() -> InMemoryMetricReader:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     metrics.set_meter_provider(provider)
     if not isinstance(metrics.get_meter_provider(), MeterProvider):
         pytest.fail("another test set the global MeterProvider first")
-    yield reader
+    return reader
 
 
 def _points(reader: InMemoryMetricReader, name: str) -> list[Any]:
