@@ -29,25 +29,23 @@ _USER_AGENTS = [
 
 def _typical_events(count: int) -> list[dict[str, Any]]:
     rng = random.Random(7)
-    events = []
-    for index in range(count):
-        events.append(
-            {
-                "event": rng.choice(["request finished", "order created", "cache miss"]),
-                "level": "info",
-                "logger": "shop.http",
-                "timestamp": f"2024-05-01T12:{index % 60:02d}:{rng.randrange(60):02d}.123456Z",
-                "request_id": rng.randbytes(16).hex(),
-                "method": rng.choice(["GET", "POST"]),
-                "path": f"/api/v1/orders/{100000 + index}/items",
-                "status": rng.choice([200, 201, 404]),
-                "duration_ms": round(rng.uniform(1, 250), 3),
-                "client_ip": f"10.{index % 256}.{(index // 256) % 256}.{rng.randrange(256)}",
-                "tenant": rng.choice(["acme", "globex", "initech"]),
-                "user_agent": rng.choice(_USER_AGENTS),
-            }
-        )
-    return events
+    return [
+        {
+            "event": rng.choice(["request finished", "order created", "cache miss"]),
+            "level": "info",
+            "logger": "shop.http",
+            "timestamp": f"2024-05-01T12:{index % 60:02d}:{rng.randrange(60):02d}.123456Z",
+            "request_id": rng.randbytes(16).hex(),
+            "method": rng.choice(["GET", "POST"]),
+            "path": f"/api/v1/orders/{100000 + index}/items",
+            "status": rng.choice([200, 201, 404]),
+            "duration_ms": round(rng.uniform(1, 250), 3),
+            "client_ip": f"10.{index % 256}.{(index // 256) % 256}.{rng.randrange(256)}",
+            "tenant": rng.choice(["acme", "globex", "initech"]),
+            "user_agent": rng.choice(_USER_AGENTS),
+        }
+        for index in range(count)
+    ]
 
 
 def _nested_event_with_secrets() -> dict[str, Any]:
