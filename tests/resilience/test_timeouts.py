@@ -167,3 +167,63 @@ async def test_resilient_limits_concurrency_per_name(registry: ResilienceRegistr
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert peak == 2
     assert sum(isinstance(r, BulkheadFullError) for r in results) == 1
+
+
+async def test_concurrent_attempts_each_time_out_at_their_own_deadline(
+    registry: ResilienceRegistry,
+) -> None:
+    async def sleeper(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "done"
+
+    long_budget = resilient("long", registry=registry, timeout=0.3, attempts=1)
+    short_budget = resilient("short", registry=registry, timeout=0.05, attempts=1)
+    started = time.monotonic()
+    results = await asyncio.gather(
+        long_budget.call_async(sleeper, 0.1),  # armed first, finishes in time
+        short_budget.call_async(sleeper, 5),  # a later, earlier deadline re-arms the timer
+        long_budget.call_async(sleeper, 5),
+        return_exceptions=True,
+    )
+    elapsed = time.monotonic() - started
+    assert results[0] == "done"
+    assert isinstance(results[1], AttemptTimeoutError)
+    assert isinstance(results[2], AttemptTimeoutError)
+    assert results[2].timeout == 0.3
+    assert elapsed < 2.0
+
+
+async def test_a_cancellation_from_outside_is_not_mistaken_for_a_timeout(
+    registry: ResilienceRegistry,
+) -> None:
+    started = asyncio.Event()
+
+    async def hang() -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    task = asyncio.ensure_future(
+        resilient("outer", registry=registry, timeout=10, attempts=1).call_async(hang)
+    )
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_callee_that_swallows_the_cancellation_leaves_the_task_clean(
+    registry: ResilienceRegistry,
+) -> None:
+    async def stubborn() -> str:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            return "swallowed"
+        return "slept"
+
+    policy = resilient("stubborn", registry=registry, timeout=0.05, attempts=1)
+    assert await policy.call_async(stubborn) == "swallowed"
+    current = asyncio.current_task()
+    assert current is not None
+    assert current.cancelling() == 0
+    await asyncio.sleep(0.01)  # and no stray cancellation arrives later

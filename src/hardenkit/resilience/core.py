@@ -31,7 +31,7 @@ from tenacity import DoSleep, RetryCallState, Retrying, stop_after_attempt
 from hardenkit._settings.resilience import resilient_overrides
 from hardenkit.context import deadline_var, remaining_time, set_deadline
 from hardenkit.errors import ConfigurationError
-from hardenkit.resilience import testing
+from hardenkit.resilience import _timer, testing
 from hardenkit.resilience.breaker import CircuitBreaker
 from hardenkit.resilience.budget import RetryBudget
 from hardenkit.resilience.bulkhead import Bulkhead
@@ -168,10 +168,14 @@ class Resilient:
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         """Decorate a sync or async callable."""
         if inspect.iscoroutinefunction(fn):
-            call_async = self.call_async
+            # Without a deadline of its own, skip one coroutine level on every call.
+            call_async = self.call_async if self.deadline is not None else None
+            run_async = self._run_async
 
             @functools.wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                if call_async is None:
+                    return await run_async(fn, args, kwargs)
                 return await call_async(fn, *args, **kwargs)
 
             return async_wrapper
@@ -388,21 +392,25 @@ class Resilient:
     async def _bounded_async(
         self, fn: Callable[..., Awaitable[R]], args: Any, kwargs: Any, budget: float | None
     ) -> R:
-        timeout = budget
-        if timeout is None:
+        if budget is None:
+            if self.bulkhead is None:
+                return await fn(*args, **kwargs)
             return await self._bulkheaded_async(fn, args, kwargs)
-        token = set_deadline(timeout)
+        token = set_deadline(budget)
+        # The watchdog cancels the attempt in the current task: no task is created, so
+        # none can be left behind (see _timer.py for why not asyncio.timeout).
+        attempt = _timer.watch(budget)
         try:
-            # asyncio.timeout cancels the attempt in the current task: no task is created,
-            # so none can be left behind.
-            async with asyncio.timeout(timeout) as scope:
-                return await self._bulkheaded_async(fn, args, kwargs)
-        except TimeoutError:
-            if scope.expired():
+            if self.bulkhead is None:
+                return await fn(*args, **kwargs)
+            return await self._bulkheaded_async(fn, args, kwargs)
+        except asyncio.CancelledError:
+            if attempt.timed_out():
                 timeouts.add(1, {"kind": "outbound", "name": self.name})
-                raise AttemptTimeoutError(self.name, timeout) from None
+                raise AttemptTimeoutError(self.name, budget) from None
             raise
         finally:
+            attempt.done()
             deadline_var.reset(token)
 
     async def _bulkheaded_async(self, fn: Callable[..., Awaitable[R]], args: Any, kwargs: Any) -> R:
