@@ -80,7 +80,7 @@ class LoggingSettings(Section):
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ValueError(f"pattern {pattern!r} does not compile: {exc.msg}") from None
+                raise ValueError(f"a pattern does not compile: {exc.msg}") from None
         return value
 
     def collect_problems(self) -> list[SettingProblem]:
