@@ -77,9 +77,13 @@ async def test_redis_outage_mid_run_gives_no_5xx_no_slow_request_and_recovers(
                 done += 25 * CONCURRENCY
 
     try:
-        await run(800)
-        assert guard.fallback_activations == 0
+        await client.ping()  # connect outside the measured run
+        # A 50 ms hiccup of a loaded machine may switch to the fallback here too; the run
+        # goes on until decisions are on Redis before Redis is stopped.
+        await run(800, until=lambda: not guard.using_fallback)
+        assert not guard.using_fallback
 
+        activations_before_outage = guard.fallback_activations
         server.stop()
         stopped_at = time.perf_counter()
         # Long enough for several probes to fail while it is down.
@@ -100,7 +104,8 @@ async def test_redis_outage_mid_run_gives_no_5xx_no_slow_request_and_recovers(
         if stopped_at <= s.finished_at - s.seconds and s.finished_at <= restarted_at
     ]
     assert len(while_down) >= 1000
-    assert guard.fallback_activations >= 1
+    assert guard.fallback_activations > activations_before_outage
+    assert not any(sample.on_redis for sample in while_down)
     assert max(sample.seconds for sample in while_down) <= SOCKET_TIMEOUT + MARGIN
     back = next(s.finished_at for s in samples if s.finished_at > restarted_at and s.on_redis)
     assert back - restarted_at <= RETRY_INTERVAL + 2.0

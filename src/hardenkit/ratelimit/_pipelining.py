@@ -11,6 +11,7 @@ which is where an asyncio client spends its time. Each decision is still exactly
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -46,6 +47,7 @@ class ScriptRunner:
         self._drainer: asyncio.Task[None] | None = None
         # redis-py refuses scripts in Cluster pipelines; there every decision goes alone.
         self.pipelining = not _is_cluster(client)
+        self._pool, self._pool_arguments = _direct_pool(client)
 
     async def run(self, key: str, args: tuple[int, ...]) -> Reply:
         """Run the script on ``key`` with ``args``; return its reply."""
@@ -65,11 +67,37 @@ class ScriptRunner:
     async def run_one(self, key: str, args: tuple[int, ...]) -> Reply:
         """Run the script once, on its own (``EVALSHA``, ``EVAL`` after ``NOSCRIPT``)."""
         try:
-            reply: Reply = await self.client.evalsha(self.sha, 1, key, *args)
+            return await self._command("EVALSHA", self.sha, 1, key, *args)
         except Exception as error:
             if not _is_noscript(error):
                 raise
-            reply = await self.client.eval(self.script, 1, key, *args)
+            return await self._command("EVAL", self.script, 1, key, *args)
+
+    async def _command(self, *command: str | int) -> Reply:
+        """Send one command on a pooled connection and read its reply.
+
+        Standalone clients skip redis-py's retry loop and per-command instrumentation:
+        the guard is the retry policy here (a failure goes to the fallback at once), and
+        a decision is in every request's path. A connection that failed or was
+        cancelled mid-reply is closed, never reused.
+        """
+        pool = self._pool
+        if pool is None:
+            reply: Reply = await self.client.execute_command(*command)
+            return reply
+        connection = await pool.get_connection(*self._pool_arguments)
+        try:
+            await connection.send_command(*command)
+            reply = await connection.read_response()
+        except Exception as error:
+            if not _is_reply_error(error):
+                await connection.disconnect(nowait=True)
+            raise
+        except BaseException:  # cancelled (the guard's timeout) with a reply in flight
+            await connection.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(connection)
         return reply
 
     def _release(self) -> None:
@@ -121,6 +149,29 @@ class ScriptRunner:
                 key, args, _ = batch[index]
                 replies[index] = await self.client.eval(self.script, 1, key, *args)
         return replies
+
+
+def _direct_pool(client: object) -> tuple[Any, tuple[str, ...]]:
+    """Return the pool to take connections from directly, or ``None`` to use the client."""
+    from redis.asyncio import Redis  # noqa: PLC0415 - redis is imported lazily
+
+    if (
+        not isinstance(client, Redis)
+        or client.single_connection_client
+        or client.connection is not None
+    ):
+        return None, ()
+    pool = client.connection_pool
+    parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
+    # redis-py < 5.3 requires the command name; later versions deprecate passing it.
+    needs_name = parameter is not None and parameter.default is inspect.Parameter.empty
+    return pool, ("EVALSHA",) if needs_name else ()
+
+
+def _is_reply_error(error: BaseException) -> bool:
+    from redis.exceptions import ResponseError  # noqa: PLC0415 - redis is imported lazily
+
+    return isinstance(error, ResponseError)
 
 
 def _is_cluster(client: object) -> bool:

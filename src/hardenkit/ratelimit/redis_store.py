@@ -80,8 +80,8 @@ class RedisStore:
         redis_key = self.prefix + "{" + key + "}"
 
         async def on_redis() -> RateLimitDecision:
-            allowed, remaining, retry_after_us, reset_after_us = await self.evaluate(
-                redis_key, rate, cost
+            allowed, remaining, retry_after_us, reset_after_us = await self._runner.run(
+                redis_key, (rate.emission_interval_us, rate.tolerance_us, cost)
             )
             return RateLimitDecision(
                 allowed == 1,
