@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Callable
 
 import pytest
@@ -86,3 +87,32 @@ async def test_redis_time_decides_so_application_clocks_do_not_matter(
     seconds, microseconds = await redis_client.time()
     server_now = seconds * 1_000_000 + microseconds
     assert 0 < stored_tat - server_now <= 3_600_000_000
+
+
+async def test_a_reply_arriving_after_the_timeout_is_never_read_as_a_later_decision(
+    redis_server_factory: Callable[[], RedisServer],
+) -> None:
+    server = redis_server_factory()
+    assert server.process is not None
+    client = Redis.from_url(server.url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    guard = RedisGuard("stale", timeout=0.1, retry_interval=0.2)
+    store = RedisStore(client, guard=guard)
+    stalled = RateLimiter("100/hour", store=store, name="stalled")
+    later = RateLimiter("5/hour", store=store, name="later")
+    try:
+        assert (await later.hit("warm")).backend == "redis"
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            decision = await stalled.hit("k")  # sent, then Redis freezes before replying
+            assert decision.backend == "memory"
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        await asyncio.sleep(0.3)  # past the retry interval: the next call probes Redis
+        decisions = [await later.hit("fresh") for _ in range(3)]
+        assert [(d.backend, d.remaining) for d in decisions] == [
+            ("redis", 4),
+            ("redis", 3),
+            ("redis", 2),
+        ]
+    finally:
+        await client.aclose()
