@@ -322,7 +322,7 @@ class Resilient:
             attempts.last_duration = time.monotonic() - began
 
     def _count_retry(self, state: RetryCallState) -> None:
-        retries.add(1, {"name": self.name, "attempt": state.attempt_number + 1})
+        retries.add(1, {"policy": self.name})
 
     # --- async --------------------------------------------------------------------------
 
@@ -406,7 +406,7 @@ class Resilient:
             return await self._bulkheaded_async(fn, args, kwargs)
         except asyncio.CancelledError:
             if attempt.timed_out():
-                timeouts.add(1, {"kind": "outbound", "name": self.name})
+                timeouts.add(1, {"kind": "outbound"})
                 raise AttemptTimeoutError(self.name, budget) from None
             raise
         finally:

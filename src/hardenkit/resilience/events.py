@@ -1,6 +1,7 @@
 """Circuit breaker states and the events emitted when a breaker changes state.
 
-Every transition is reported three ways: the ``hardenkit.breaker.transitions`` counter,
+Every transition is reported three ways: the ``hardenkit.breaker.transitions`` counter
+(and the ``hardenkit.breaker.state`` gauge),
 an audit line (``event_type="breaker_state"``), and the callbacks registered on the
 breaker or its registry. A callback that raises is logged and otherwise ignored: an
 observer must never break the call it observes.
@@ -15,7 +16,7 @@ from enum import StrEnum
 import structlog
 
 from hardenkit.logs.audit import AuditEventType, audit
-from hardenkit.telemetry import breaker_transitions
+from hardenkit.telemetry import breaker_state, breaker_transitions
 
 __all__ = ["BreakerState", "StateChange", "StateListener", "emit_state_change"]
 
@@ -61,6 +62,16 @@ class StateChange:
     shared: bool = False
 
 
+# hardenkit.breaker.state: 0 closed, 1 half-open, 2 open (an operator's states map to
+# what they do: forced open refuses like open, disabled lets everything through).
+_GAUGE_VALUE = {
+    BreakerState.CLOSED: 0,
+    BreakerState.DISABLED: 0,
+    BreakerState.HALF_OPEN: 1,
+    BreakerState.OPEN: 2,
+    BreakerState.FORCED_OPEN: 2,
+}
+
 StateListener = Callable[[StateChange], None]
 """A callback told about every state change."""
 
@@ -68,6 +79,7 @@ StateListener = Callable[[StateChange], None]
 def emit_state_change(change: StateChange, listeners: Iterable[StateListener]) -> None:
     """Report ``change`` to telemetry, the audit log and every listener."""
     breaker_transitions.add(1, {"breaker": change.breaker, "state": change.current.value})
+    breaker_state.set(_GAUGE_VALUE[change.current], {"breaker": change.breaker})
     audit(
         AuditEventType.BREAKER_STATE,
         change.current.value,
