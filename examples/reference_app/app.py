@@ -26,11 +26,17 @@ def create_app(settings: HardenSettings | None = None) -> Starlette:
         *api.routes,
         *logging_demo.routes,
         *upstream.routes,
-        # each piece adds its module's routes here
     ]
     app = Starlette(routes=routes)
     install(app, settings)
     return app
 
 
-app = create_app()
+def __getattr__(name: str) -> Starlette:
+    # `uvicorn examples.reference_app.app:app` builds the app on first access, so importing
+    # create_app (as the tests do) neither reads the environment nor configures logging.
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

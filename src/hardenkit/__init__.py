@@ -6,15 +6,6 @@ The public API is exactly what ``__all__`` lists; everything else is private.
 from typing import TYPE_CHECKING
 
 from hardenkit._version import __version__
-from hardenkit.context import get_client_ip, get_deadline, get_principal, get_request_id
-from hardenkit.errors import ErrorCode, ErrorMiddleware, HardenError, ProblemResponse
-from hardenkit.health import CheckResult, HealthRegistry, HealthStatus
-from hardenkit.install import Hardened, install
-from hardenkit.proxies import TrustedProxies, TrustedProxyMiddleware
-from hardenkit.requestid import RequestIdMiddleware
-from hardenkit.settings import HardenSettings, SettingsError, load_settings
-
-# --- auth (issue 3) ---
 from hardenkit.auth import (
     APIKeyGuard,
     AuthMiddleware,
@@ -25,30 +16,11 @@ from hardenkit.auth import (
     require_roles,
     require_scopes,
 )
-# --- rate limiting (issue 4) ---
-from hardenkit.ratelimit import (
-    MemoryStore,
-    Rate,
-    RateLimiter,
-    RateLimitMiddleware,
-    RateLimitRule,
-    RedisStore,
-)
-# --- resilience (issue 5) ---
-from hardenkit.resilience import (
-    Bulkhead,
-    BulkheadFullError,
-    CircuitBreaker,
-    CircuitOpenError,
-    Retry,
-    deadline,
-    resilient,
-)
-
-# --- headers and timeouts (issue 6) ---
+from hardenkit.context import get_client_ip, get_deadline, get_principal, get_request_id
+from hardenkit.errors import ErrorCode, ErrorMiddleware, HardenError, ProblemResponse
 from hardenkit.headers import CSP, SecurityHeadersMiddleware, safe_redirect
-from hardenkit.timeouts import TimeoutMiddleware
-# --- logs and telemetry (issue 7) ---
+from hardenkit.health import CheckResult, HealthRegistry, HealthStatus
+from hardenkit.install import Hardened, install
 from hardenkit.logs import (
     AuditEvent,
     AuditEventType,
@@ -59,8 +31,26 @@ from hardenkit.logs import (
     configure_logging,
     sentry_before_send,
 )
-from hardenkit.telemetry import RequestMetricsMiddleware
-# --- signing (issue 9) ---
+from hardenkit.proxies import TrustedProxies, TrustedProxyMiddleware
+from hardenkit.ratelimit import (
+    MemoryStore,
+    Rate,
+    RateLimiter,
+    RateLimitMiddleware,
+    RateLimitRule,
+    RedisStore,
+)
+from hardenkit.requestid import RequestIdMiddleware
+from hardenkit.resilience import (
+    Bulkhead,
+    BulkheadFullError,
+    CircuitBreaker,
+    CircuitOpenError,
+    Retry,
+    deadline,
+    resilient,
+)
+from hardenkit.settings import HardenSettings, SettingsError, load_settings
 from hardenkit.signing import (
     ReplayStore,
     WebhookMiddleware,
@@ -71,6 +61,8 @@ from hardenkit.signing import (
     verify_webhook,
 )
 from hardenkit.stores import RedisGuard
+from hardenkit.telemetry import RequestMetricsMiddleware
+from hardenkit.timeouts import TimeoutMiddleware
 
 __all__ = [
     "CSP",
