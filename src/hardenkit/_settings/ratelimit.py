@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from hardenkit._paths import PathPatterns
 from hardenkit._settings._base import CommaList, Section
 from hardenkit.ratelimit.rate import Rate
-from hardenkit.ratelimit.rules import PathPatterns
 
 RedisDownBehaviour = Literal["fallback", "open", "closed"]
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
+from hardenkit._paths import PathPatterns
 from hardenkit.ratelimit import keys
 from hardenkit.ratelimit.decision import RedisDownBehaviour
 from hardenkit.ratelimit.keys import KeyFunction
@@ -15,33 +16,6 @@ from hardenkit.ratelimit.rate import Rate
 __all__ = ["PathPatterns", "RateLimitRule"]
 
 _REDIS_DOWN: Final = ("fallback", "open", "closed")
-
-
-class PathPatterns:
-    """Paths given exactly (``/login``) or as a prefix ending in ``*`` (``/auth/*``, ``*``)."""
-
-    __slots__ = ("_exact", "_prefixes", "patterns")
-
-    def __init__(self, patterns: Iterable[str]) -> None:
-        self.patterns = tuple(patterns)
-        exact = set()
-        prefixes = []
-        for pattern in self.patterns:
-            if pattern.endswith("*"):
-                prefixes.append(pattern[:-1])
-            elif "*" in pattern:
-                raise ValueError(f"path pattern {pattern!r}: '*' is only allowed at the end")
-            else:
-                exact.add(pattern)
-        self._exact = frozenset(exact)
-        self._prefixes = tuple(prefixes)
-
-    def matches(self, path: str) -> bool:
-        """Return whether ``path`` matches one of the patterns."""
-        return path in self._exact or path.startswith(self._prefixes)
-
-    def __bool__(self) -> bool:
-        return bool(self.patterns)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,9 @@ from typing import Literal
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hardenkit._paths import PathPatterns
 from hardenkit.errors import ErrorCode, send_problem
 from hardenkit.signing._body import ClientDisconnect, read_limited
-from hardenkit.signing._paths import PathMatcher
 from hardenkit.signing._refusal import SignatureError, refuse
 from hardenkit.signing.replay import ClaimOutcome, ReplayStore
 from hardenkit.signing.webhooks import STANDARD_HEADERS, VerifiedWebhook, WebhookVerifier
@@ -84,7 +84,9 @@ class WebhookMiddleware:
             raise ValueError("processing_ttl must be positive")
         self.app = app
         self.verifier = verifier
-        self._matches = PathMatcher(paths)
+        self._matches = PathPatterns(paths)
+        if not self._matches:
+            raise ValueError("WebhookMiddleware needs at least one path pattern")
         self.replay_store = replay_store if replay_store is not None else ReplayStore()
         self.on_duplicate = on_duplicate
         self.dedupe_ttl = dedupe_ttl
