@@ -7,13 +7,16 @@ they act for is the verified claim (a different ``X-Tenant-ID`` header or
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hardenkit import require_roles
-from hardenkit.auth import principal_of
+from hardenkit.auth import Principal, principal_of
 from hardenkit.errors import ErrorCode, HardenError
+from hardenkit.install import Hardened
 
 _ITEMS = {
     "acme": [{"id": "a-1", "name": "anvil"}, {"id": "a-2", "name": "rocket skates"}],
@@ -21,40 +24,56 @@ _ITEMS = {
 }
 
 
-async def me(request: Request) -> Response:
+# The answers, shared with the FastAPI twin (fastapi_app.py): only the wiring differs.
+
+
+def describe(principal: Principal) -> dict[str, Any]:
+    """What ``/api/me`` answers: the verified principal."""
+    return {
+        "subject": principal.subject,
+        "tenant": principal.tenant,
+        "roles": sorted(principal.roles),
+        "scopes": sorted(principal.scopes),
+        "credential": principal.credential,
+        "claims": dict(principal.claims),
+    }
+
+
+def items_of(principal: Principal) -> dict[str, Any]:
+    """What ``/api/tenants/{tenant_id}/items`` answers for the principal's tenant."""
+    if principal.tenant is None:
+        raise HardenError(ErrorCode.AUTHENTICATION_ERROR, status=401)
+    # principal.tenant, never the path: they are equal here, and the claim is the truth.
+    return {"tenant": principal.tenant, "items": _ITEMS.get(principal.tenant, [])}
+
+
+def stats_of(kit: Hardened) -> dict[str, Any]:
+    """What ``/api/admin/stats`` answers."""
+    verifier = kit.auth.verifier if kit.auth is not None else None
+    return {
+        "tenants": len(_ITEMS),
+        "verified_tokens_cached": len(verifier.cache) if verifier is not None else 0,
+    }
+
+
+def _principal(request: Request) -> Principal:
     principal = principal_of(request)
     if principal is None:
         raise HardenError(ErrorCode.AUTHENTICATION_ERROR, status=401)
-    return JSONResponse(
-        {
-            "subject": principal.subject,
-            "tenant": principal.tenant,
-            "roles": sorted(principal.roles),
-            "scopes": sorted(principal.scopes),
-            "credential": principal.credential,
-            "claims": dict(principal.claims),
-        }
-    )
+    return principal
+
+
+async def me(request: Request) -> Response:
+    return JSONResponse(describe(_principal(request)))
 
 
 async def tenant_items(request: Request) -> Response:
-    principal = principal_of(request)
-    if principal is None or principal.tenant is None:
-        raise HardenError(ErrorCode.AUTHENTICATION_ERROR, status=401)
-    # principal.tenant, never the path: they are equal here, and the claim is the truth.
-    return JSONResponse({"tenant": principal.tenant, "items": _ITEMS.get(principal.tenant, [])})
+    return JSONResponse(items_of(_principal(request)))
 
 
 @require_roles("admin")
 async def admin_stats(request: Request) -> Response:
-    kit = request.app.state.hardenkit
-    verifier = kit.auth.verifier if kit.auth is not None else None
-    return JSONResponse(
-        {
-            "tenants": len(_ITEMS),
-            "verified_tokens_cached": len(verifier.cache) if verifier is not None else 0,
-        }
-    )
+    return JSONResponse(stats_of(request.app.state.hardenkit))
 
 
 routes = [
