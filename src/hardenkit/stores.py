@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
+from hardenkit import _timer
 from hardenkit.health import CheckResult, HealthStatus
 from hardenkit.telemetry import store_fallbacks
 
@@ -127,19 +128,29 @@ class RedisGuard:
         """Return ``redis_call()``'s result, or ``fallback_call()``'s when Redis fails."""
         if not self._may_call_redis():
             return await fallback_call()
+        # One watchdog timer per event loop rather than an asyncio.timeout per call: this
+        # sits on the path of every rate-limit decision (see hardenkit/_timer.py).
+        attempt = _timer.watch(self.timeout)
+        failure: BaseException | None = None
         try:
-            async with asyncio.timeout(self.timeout):
-                result = await redis_call()
+            result = await redis_call()
+        except asyncio.CancelledError:
+            if not attempt.timed_out():
+                raise  # cancelled from outside: not Redis's fault
+            failure = TimeoutError()
         except (OSError, TimeoutError, ConnectionError) as error:
-            self._failed(error)
-            return await fallback_call()
+            failure = error
         except Exception as error:
             # redis.exceptions.RedisError and anything the client raises on a broken
             # connection: the fallback answers, the log line keeps the class name.
             if not _is_redis_error(error):
                 self._probing = False
                 raise
-            self._failed(error)
+            failure = error
+        finally:
+            attempt.done()
+        if failure is not None:
+            self._failed(failure)
             return await fallback_call()
         self._succeeded()
         return result

@@ -28,10 +28,11 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from tenacity import DoSleep, RetryCallState, Retrying, stop_after_attempt
 
+from hardenkit import _timer
 from hardenkit._settings.resilience import resilient_overrides
 from hardenkit.context import deadline_var, remaining_time, set_deadline
 from hardenkit.errors import ConfigurationError
-from hardenkit.resilience import _timer, testing
+from hardenkit.resilience import testing
 from hardenkit.resilience.breaker import CircuitBreaker
 from hardenkit.resilience.budget import RetryBudget
 from hardenkit.resilience.bulkhead import Bulkhead
