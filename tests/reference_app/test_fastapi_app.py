@@ -106,11 +106,6 @@ def test_openapi_document_declares_the_bearer_scheme_on_the_tenant_api(
     assert "/api/upstream" in document["paths"]  # the Starlette handlers, reused as they are
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug reported to the lead: AuthMiddleware finds no path parameters under "
-    "FastAPI 0.165's include_router wrapper (_IncludedRouter), so {tenant_id} is unchecked",
-)
 def test_a_tenant_in_the_path_of_an_included_router_is_refused_too() -> None:
     router = APIRouter(prefix="/v2")
 
@@ -123,7 +118,30 @@ def test_a_tenant_in_the_path_of_an_included_router_is_refused_too() -> None:
     app.add_api_route("/auth/token", _token_endpoint(), methods=["POST"])
     install(app, HardenSettings(**DEMO_DEFAULTS, rate_limit_auth="1000/15m"))
     client = TestClient(app)
-    assert client.get("/v2/tenants/globex/items", headers=login(client, "alice")).status_code == 403
+    headers = login(client, "alice")
+    refused = client.get("/v2/tenants/globex/items", headers=headers)
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "TENANT_MISMATCH"
+    assert client.get("/v2/tenants/acme/items", headers=headers).status_code == 200
+
+
+def test_a_tenant_in_the_path_of_a_router_included_in_a_router_is_refused_too() -> None:
+    inner = APIRouter(prefix="/tenants/{tenant_id}")
+
+    @inner.get("/items")
+    async def items(tenant_id: str, principal: CurrentPrincipal) -> dict[str, str]:
+        return {"path_tenant": tenant_id}
+
+    outer = APIRouter(prefix="/v3")
+    outer.include_router(inner)
+    app = FastAPI()
+    app.include_router(outer, prefix="/edge")
+    app.add_api_route("/auth/token", _token_endpoint(), methods=["POST"])
+    install(app, HardenSettings(**DEMO_DEFAULTS, rate_limit_auth="1000/15m"))
+    client = TestClient(app)
+    headers = login(client, "alice")
+    assert client.get("/edge/v3/tenants/globex/items", headers=headers).status_code == 403
+    assert client.get("/edge/v3/tenants/acme/items", headers=headers).status_code == 200
 
 
 def _token_endpoint() -> object:

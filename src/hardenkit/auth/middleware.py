@@ -387,6 +387,26 @@ def _challenge(refusal: _RefusalError) -> bytes:
     return f'Bearer realm="api", error="invalid_token", error_description="{description}"'.encode()
 
 
+def _inner_routes(route: Any) -> Sequence[Any]:
+    """Routes below ``route``: a Mount's or Router's, or FastAPI's included-router candidates.
+
+    FastAPI (0.16x) wraps ``include_router`` in a route whose ``matches`` reports a full
+    match without path parameters and resolves them in its own ``handle``; its effective
+    candidates carry the prefixed paths, so the tenant in the path is found there.
+    """
+    routes = getattr(route, "routes", None)
+    if routes:
+        return list(routes)
+    candidates = getattr(route, "effective_candidates", None)
+    if callable(candidates):
+        found = list(candidates())
+        low_priority = getattr(route, "effective_low_priority_routes", None)
+        if callable(low_priority):
+            found.extend(low_priority())
+        return found
+    return ()
+
+
 def _match_path_params(routes: Sequence[Any], scope: Scope, depth: int) -> dict[str, Any] | None:
     """Find the path parameters the router will give this request, without routing it."""
     for route in routes:
@@ -396,8 +416,8 @@ def _match_path_params(routes: Sequence[Any], scope: Scope, depth: int) -> dict[
         match, child = matches(scope)
         if match is not Match.FULL:
             continue
-        params = dict(child.get("path_params") or {})
-        inner = getattr(route, "routes", None)
+        params = dict((child or {}).get("path_params") or {})
+        inner = _inner_routes(route)
         if inner and depth < _MAX_ROUTE_DEPTH:
             nested = _match_path_params(inner, {**scope, **child}, depth + 1)
             if nested:
