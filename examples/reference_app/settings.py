@@ -51,5 +51,9 @@ def demo_settings(**overrides: Any) -> HardenSettings:
     values = {
         name: value for name, value in DEMO_DEFAULTS.items() if name not in base.model_fields_set
     }
+    if {"jwt_public_key", "jwt_jwks_url"} & base.model_fields_set:
+        # A real key source in the environment replaces the demo secret: two key sources
+        # refuse startup. POST /auth/token then answers 404 (it signs with the secret).
+        values.pop("jwt_secret", None)
     values.update(overrides)
     return load_settings(**values) if values else base

@@ -31,7 +31,11 @@ def _coverage_active() -> bool:
 
 
 class UvicornServer:
-    """One uvicorn process serving ``app`` (``module:attribute``) on 127.0.0.1."""
+    """One uvicorn process serving ``app`` (``module:attribute``) on 127.0.0.1.
+
+    With ``factory=True`` the attribute is a function uvicorn calls to build the app
+    (``examples.reference_app.app:create_app``, as ``uvicorn --factory`` runs it).
+    """
 
     def __init__(
         self,
@@ -40,8 +44,10 @@ class UvicornServer:
         env: Mapping[str, str] | None = None,
         port: int | None = None,
         log_path: Path | None = None,
+        factory: bool = False,
     ) -> None:
         self.app = app
+        self.factory = factory
         self.port = port or free_port()
         self.env = {
             key: value
@@ -79,6 +85,8 @@ class UvicornServer:
             "--timeout-graceful-shutdown",
             "5",
         ]
+        if self.factory:
+            command.append("--factory")
         output = self.log_path.open("wb") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=self.env, stdout=output, stderr=subprocess.STDOUT

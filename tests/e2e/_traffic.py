@@ -1,0 +1,170 @@
+"""Tokens and bounded concurrent traffic for the end-to-end tests.
+
+Every request is planned up front (what it is, what it should get), sent with a unique
+``X-Request-ID``, and every response is checked for what an operator relies on whatever
+its status: the request id echoed, the security headers present, and no 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import jwt
+
+from examples.reference_app.settings import DEMO_DEFAULTS
+
+DEMO_SECRET: str = DEMO_DEFAULTS["jwt_secret"]
+DEMO_ISSUER: str = DEMO_DEFAULTS["jwt_issuer"]
+DEMO_AUDIENCE: str = DEMO_DEFAULTS["jwt_audience"][0]
+
+# What every response of the reference app carries, from 200 to 503 (defaults of
+# HARDENKIT_* header settings; HSTS only on https, so not on this plain-http loopback).
+SECURITY_HEADERS: Mapping[str, str] = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-resource-policy": "same-origin",
+}
+CSP_START = "default-src 'none'"
+
+
+def demo_claims(tenant: str, *, subject: str = "e2e-user", **extra: Any) -> dict[str, Any]:
+    """Claims the reference app accepts: demo issuer and audience, valid for 15 minutes."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "tenant_id": tenant,
+        "roles": ["member"],
+        "scope": "items:read",
+        "iss": DEMO_ISSUER,
+        "aud": DEMO_AUDIENCE,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 900,
+    }
+    claims.update(extra)
+    return claims
+
+
+def hs256_token(tenant: str, *, secret: str = DEMO_SECRET, **extra: Any) -> str:
+    """A token signed with the demo secret (or ``secret``) for ``tenant``."""
+    return jwt.encode(demo_claims(tenant, **extra), secret, algorithm="HS256")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One request to send and the statuses it may get."""
+
+    kind: str
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    method: str = "GET"
+    json: Any = None
+    expected: frozenset[int] = frozenset({200})
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What came back for one :class:`Planned` request."""
+
+    planned: Planned
+    status: int
+    code: str | None
+    retry_after: str | None
+    elapsed: float
+    problems: tuple[str, ...]
+    body: Any
+
+
+def check_response(response: httpx.Response, request_id: str) -> list[str]:
+    """Return what is wrong with ``response`` for any status (empty when nothing is)."""
+    problems = []
+    if response.headers.get("x-request-id") != request_id:
+        problems.append(f"x-request-id {response.headers.get('x-request-id')!r} != {request_id}")
+    for name, value in SECURITY_HEADERS.items():
+        if response.headers.get(name) != value:
+            problems.append(f"{name}: {response.headers.get(name)!r}")
+    if not response.headers.get("content-security-policy", "").startswith(CSP_START):
+        problems.append(f"csp: {response.headers.get('content-security-policy')!r}")
+    if response.status_code >= 400:
+        if response.headers.get("content-type") != "application/problem+json":
+            problems.append(f"{response.status_code} is not problem+json")
+        elif response.json().get("request_id") != request_id:
+            problems.append("problem body lacks the request id")
+    if response.status_code >= 500:
+        problems.append(f"5xx: {response.status_code} {response.text[:200]}")
+    return problems
+
+
+async def send(client: httpx.AsyncClient, planned: Planned) -> Result:
+    request_id = f"e2e-{uuid.uuid4().hex}"
+    started = time.perf_counter()
+    response = await client.request(
+        planned.method,
+        planned.path,
+        headers={**planned.headers, "X-Request-ID": request_id},
+        json=planned.json,
+    )
+    elapsed = time.perf_counter() - started
+    problems = check_response(response, request_id)
+    if response.status_code not in planned.expected:
+        problems.append(f"status {response.status_code} not in {sorted(planned.expected)}")
+    is_json = response.headers.get("content-type", "").endswith("json")
+    body = response.json() if is_json else None
+    code = body.get("code") if isinstance(body, dict) else None
+    return Result(
+        planned,
+        response.status_code,
+        code,
+        response.headers.get("retry-after"),
+        elapsed,
+        tuple(problems),
+        body,
+    )
+
+
+def client_for(base_url: str, concurrency: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(15.0),
+        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+    )
+
+
+async def run_plan(
+    base_url: str, plan: Iterable[Planned], *, concurrency: int = 50, time_limit: float = 60.0
+) -> list[Result]:
+    """Send ``plan`` with ``concurrency`` connections; fail if it takes over ``time_limit``."""
+    pending = list(plan)
+    cursor = itertools.count()
+    results: list[Result] = []
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while (index := next(cursor)) < len(pending):
+            results.append(await send(client, pending[index]))
+
+    async with client_for(base_url, concurrency) as client, asyncio.timeout(time_limit):
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    return results
+
+
+def problems_of(results: Iterable[Result]) -> list[str]:
+    """Every problem found, prefixed with the request kind (empty when all is well)."""
+    return [f"{r.planned.kind}: {problem}" for r in results for problem in r.problems]
+
+
+def statuses(results: Iterable[Result], kind: str | None = None) -> Counter[int]:
+    return Counter(r.status for r in results if kind is None or r.planned.kind == kind)
