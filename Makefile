@@ -42,7 +42,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 bench: $(STAMP)  ## every performance target, as ratios against peers measured in the same run
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks --output benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) build .coverage .coverage.* .mypy_cache .pytest_cache .ruff_cache .hypothesis
