@@ -10,9 +10,10 @@ Outermost first, as a request meets them::
                              refusals (401, 429, 500, 504) readable by the calling page
     ErrorMiddleware          any crash becomes a 500 problem that reveals nothing
     TimeoutMiddleware        sets the request deadline; 504 problem when it passes
-    RateLimit per client ip  (rate limiting issue) before auth: protects login
+    RateLimit per client ip  before auth: the default rule and the strict auth-path rule
     AuthMiddleware           JWT + tenant claim (or API key on its paths); 401/403
-    RateLimit per tenant     (rate limiting issue)
+    RateLimit per tenant     after auth, keyed on the verified tenant
+    WebhookMiddleware        signed webhooks on HARDENKIT_WEBHOOK_PATHS, replay refused
     your application         exception handlers map HTTPException / validation errors
 
 plus ``/healthz`` and ``/readyz``. Every piece stays usable alone as middleware.
@@ -176,12 +177,10 @@ def _middleware_stack(kit: Hardened) -> list[Middleware]:
         *security_header_layers(kit),
         *cors_layers(settings),
         Middleware(ErrorMiddleware),
-        # Each piece adds its layers here, in this order (outermost first):
         *timeout_layers(settings),
         client_ip_rate_limit(kit),
         *auth_middleware(kit),
         principal_rate_limit(kit),
-        # signed webhooks on HARDENKIT_WEBHOOK_PATHS, innermost (signing issue)
         *webhook_middleware(kit),
     ]
 
