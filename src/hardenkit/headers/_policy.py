@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from hardenkit._settings.headers import ReferrerPolicySetting as ReferrerPolicy
 from hardenkit.headers._csp import CSP, CSPError
 
 __all__ = [
@@ -78,16 +79,6 @@ LEAKING_HEADERS: Final = frozenset(
 )
 """Headers that name the software stack (OWASP's removal list, as an ASGI app can emit)."""
 
-ReferrerPolicy = Literal[
-    "no-referrer",
-    "no-referrer-when-downgrade",
-    "origin",
-    "origin-when-cross-origin",
-    "same-origin",
-    "strict-origin",
-    "strict-origin-when-cross-origin",
-    "unsafe-url",
-]
 _REFERRER_POLICIES: Final = frozenset(ReferrerPolicy.__args__)  # type: ignore[attr-defined]
 _COOP: Final = frozenset({"same-origin", "same-origin-allow-popups", "unsafe-none"})
 _CORP: Final = frozenset({"same-origin", "same-site", "cross-origin"})
