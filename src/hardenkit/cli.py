@@ -1,30 +1,41 @@
-"""The ``hardenkit`` command: ``hardenkit doctor`` checks a deployment's configuration.
+"""The ``hardenkit`` command: ``doctor`` checks a deployment, ``check-headers`` a live service.
 
 ``hardenkit doctor`` reads the settings from the environment exactly as the service
-would, lists every violated rule and every value left at its default, checks that Redis
-answers (and how fast), and exits 1 when anything fails. ``--json`` prints the same
-findings for CI. Secrets are never printed: a Redis URL is shown without its password.
+would (or, with ``--settings module:callable``, from the function the service builds
+them with), lists every violated rule and every value left at its default, checks that
+Redis answers (and how fast) and that the JWKS serves usable keys, and exits 1 when
+anything fails. ``hardenkit check-headers URL`` fetches a URL and grades each security
+header it returns against hardenkit's defaults. ``--json`` prints the same findings for
+CI. Secrets are never printed: a Redis URL is shown without its password, a JWKS URL
+without its query.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
+import os
+import re
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+import structlog.testing
 from pydantic import ValidationError
 
 from hardenkit._settings._base import env_name
-from hardenkit.settings import HardenSettings, _problems_from_validation
+from hardenkit.settings import HardenSettings, SettingsError, _problems_from_validation
 
-__all__ = ["Finding", "doctor", "main"]
+if TYPE_CHECKING:
+    from hardenkit.headers import HeaderPolicy
+
+__all__ = ["Finding", "check_headers", "doctor", "main"]
 
 Status = Literal["pass", "warn", "fail"]
 
@@ -38,18 +49,64 @@ class Finding:
     detail: str
 
 
-def _settings_findings() -> tuple[HardenSettings | None, list[Finding]]:
+# object, not HardenSettings: a user's callable may return anything, and is checked.
+SettingsFactory = Callable[[], object]
+
+
+def load_settings_factory(spec: str) -> SettingsFactory:
+    """Return the callable ``module:callable`` names (the current directory is importable).
+
+    Raises:
+        ValueError: ``spec`` is not ``module:callable`` or does not name a callable.
+    """
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"--settings {spec!r}: expected module:callable")
+    # A console script's sys.path starts at its own directory: import the project's
+    # modules the way `uvicorn module:app` does, from where the command runs.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"--settings {spec!r}: cannot import ({type(exc).__name__})") from None
+    if not callable(target):
+        raise ValueError(f"--settings {spec!r}: is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+def _build_settings(factory: SettingsFactory, findings: list[Finding]) -> HardenSettings | None:
+    reported = {finding.check for finding in findings}
+    try:
+        settings = factory()
+    except ValidationError as exc:
+        problems = _problems_from_validation(exc)
+    except SettingsError as exc:
+        problems = exc.problems
+    else:
+        if isinstance(settings, HardenSettings):
+            return settings
+        findings.append(
+            Finding("settings", "fail", f"the settings callable returned {type(settings).__name__}")
+        )
+        return None
+    findings.extend(
+        Finding(problem.setting, "fail", problem.message)
+        for problem in problems
+        if problem.setting not in reported
+    )
+    return None
+
+
+def _settings_findings(
+    factory: SettingsFactory = HardenSettings,
+) -> tuple[HardenSettings | None, list[Finding]]:
     findings = [
         Finding(name, "fail", "unknown setting (a typo?): it is refused at startup")
         for name in HardenSettings.unknown_variables()
     ]
-    try:
-        settings = HardenSettings()
-    except ValidationError as exc:
-        findings.extend(
-            Finding(problem.setting, "fail", problem.message)
-            for problem in _problems_from_validation(exc)
-        )
+    settings = _build_settings(factory, findings)
+    if settings is None:
         return None, findings
     for problem in settings.problems():
         if problem.severity == "warning":
@@ -123,15 +180,187 @@ async def _redis_finding(settings: HardenSettings) -> Finding:
     return Finding("redis", "pass", detail)
 
 
+async def _jwks_finding(settings: HardenSettings) -> Finding | None:
+    if settings.jwt_jwks_url is None:
+        return None
+    from hardenkit.auth import JWTVerifier  # noqa: PLC0415 - httpx only when configured
+    from hardenkit.errors import ConfigurationError  # noqa: PLC0415
+
+    parts = urlsplit(settings.jwt_jwks_url)
+    shown = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    try:
+        # The service's own client, built the way install() builds it: the same
+        # https/loopback rules, timeout, size cap and key filtering apply.
+        jwks = JWTVerifier.from_settings(settings).jwks
+    except (ValueError, ConfigurationError) as exc:
+        return Finding("jwks", "fail", f"{shown}: {exc}")
+    assert jwks is not None  # noqa: S101 - jwt_jwks_url is set
+    # The client logs why a fetch failed; the doctor shows that reason in its finding
+    # instead of letting a log line into its (maybe --json) output.
+    with structlog.testing.capture_logs() as events:
+        fetched = await jwks.refresh()
+    if not fetched:
+        reason = next(
+            (
+                f"{event.get('error')}{': ' + event['detail'] if event.get('detail') else ''}"
+                for event in events
+                if event.get("event") == "jwks_refresh_failed"
+            ),
+            "no usable key set",
+        )
+        return Finding("jwks", "fail", f"{shown}: fetch failed ({reason})")
+    count = len(jwks.kids)
+    return Finding("jwks", "pass", f"{shown} served {count} usable key{'s' * (count != 1)}")
+
+
 async def _run_checks(settings: HardenSettings) -> list[Finding]:
-    return [await _redis_finding(settings)]
+    findings = [await _redis_finding(settings)]
+    jwks = await _jwks_finding(settings)
+    if jwks is not None:
+        findings.append(jwks)
+    return findings
 
 
-def doctor() -> list[Finding]:
-    """Return every finding for the current environment."""
-    settings, findings = _settings_findings()
+def doctor(factory: SettingsFactory = HardenSettings) -> list[Finding]:
+    """Return every finding for the current environment.
+
+    Args:
+        factory: What builds the settings; the environment alone by default, or the
+            service's own function (``--settings module:callable``).
+    """
+    settings, findings = _settings_findings(factory)
     if settings is not None:
         findings.extend(asyncio.run(_run_checks(settings)))
+    return findings
+
+
+# --- check-headers -------------------------------------------------------------------
+
+# Missing one of these is a fail: without them a browser runs injected script, sniffs a
+# JSON body into HTML, or talks plain http to a service reached over https.
+_REQUIRED_HEADERS = frozenset(
+    {"content-security-policy", "x-content-type-options", "strict-transport-security"}
+)
+_NONCE = re.compile(r"'nonce-[^']*'")
+_REPORT_DIRECTIVES = frozenset({"report-uri", "report-to"})
+
+
+def _csp_directives(value: str) -> dict[str, frozenset[str]]:
+    directives: dict[str, frozenset[str]] = {}
+    for part in _NONCE.sub("'nonce-{nonce}'", value).split(";"):
+        words = part.split()
+        if words and words[0].lower() not in _REPORT_DIRECTIVES:
+            directives.setdefault(words[0].lower(), frozenset(words[1:]))
+    return directives
+
+
+def _csp_weakness(value: str) -> str | None:
+    directives = _csp_directives(value)
+    scripts = directives.get("script-src", directives.get("default-src"))
+    if scripts is None:
+        return "no script-src or default-src: any script may run"
+    if "'unsafe-eval'" in scripts:
+        return "script-src allows 'unsafe-eval'"
+    locked = any(s.startswith(("'nonce-", "'sha")) for s in scripts)
+    if "'unsafe-inline'" in scripts and not locked:
+        return "script-src allows 'unsafe-inline' (injected script runs)"
+    if "*" in scripts or {"https:", "http:", "data:"} & scripts:
+        return "script-src allows scripts from anywhere"
+    return None
+
+
+def _grade_csp(received: str, expected: str) -> tuple[Status, str]:
+    weakness = _csp_weakness(received)
+    if weakness is not None:
+        return "fail", weakness
+    if _csp_directives(received) == _csp_directives(expected):
+        return "pass", "as hardenkit's default"
+    return "warn", f"differs from hardenkit's default ({expected})"
+
+
+def expected_headers(policy: HeaderPolicy, kind: str, *, https: bool) -> dict[str, str]:
+    """Return the headers ``policy`` sends on a ``kind`` (html/api) response, CSP included."""
+    compiled = policy.compiled("html" if kind == "html" else "api", https=https)
+    expected = {name.decode(): value.decode() for name, value in compiled.static}
+    csp = policy.csp_for("html" if kind == "html" else "api")
+    if csp is not None:
+        expected[compiled.csp_name.decode()] = csp.render("{nonce}", https=https)
+    expected.pop("reporting-endpoints", None)
+    return expected
+
+
+def _grade(name: str, received: str | None, expected: str) -> Finding:
+    if received is None:
+        status: Status = "fail" if name in _REQUIRED_HEADERS else "warn"
+        return Finding(name, status, f"missing (hardenkit sends {expected})")
+    if name == "content-security-policy":
+        status, detail = _grade_csp(received, expected)
+        return Finding(name, status, f"{received} — {detail}")
+    if name == "x-content-type-options" and received.lower() != "nosniff":
+        return Finding(name, "fail", f"{received} — browsers sniff unless it is nosniff")
+    if received == expected:
+        return Finding(name, "pass", received)
+    return Finding(name, "warn", f"{received} — hardenkit's default is {expected}")
+
+
+def check_headers(url: str, *, timeout: float = 10.0) -> list[Finding]:
+    """Fetch ``url`` and grade each security header against hardenkit's defaults.
+
+    Args:
+        url: The page or endpoint to fetch (``GET``, redirects not followed).
+        timeout: Seconds the request may take.
+
+    Raises:
+        ImportError: ``httpx`` is not installed (``pip install 'hardenkit[httpx]'``).
+    """
+    import httpx  # noqa: PLC0415 - optional extra
+
+    from hardenkit.headers import LEAKING_HEADERS, HeaderPolicy  # noqa: PLC0415
+
+    try:
+        response = httpx.get(url, timeout=timeout, follow_redirects=False)
+    except httpx.HTTPError as exc:
+        return [Finding("response", "fail", f"GET {url} failed ({type(exc).__name__})")]
+    headers = response.headers
+    content_type = headers.get("content-type", "")
+    kind = (
+        "html"
+        if content_type.split(";")[0].strip() in {"text/html", "application/xhtml+xml"}
+        else "api"
+    )
+    https = response.url.scheme == "https"
+    findings = [
+        Finding(
+            "response",
+            "pass",
+            f"GET {response.url} → {response.status_code} {content_type or '(no type)'}; "
+            f"graded as {kind} over {'https' if https else 'http'}",
+        )
+    ]
+    expected = expected_headers(HeaderPolicy(), kind, https=https)
+    report_only = headers.get("content-security-policy-report-only")
+    if report_only is not None and "content-security-policy" not in headers:
+        findings.append(
+            Finding(
+                "content-security-policy-report-only",
+                "warn",
+                f"{report_only} — report-only: violations are reported, nothing is blocked",
+            )
+        )
+    findings.extend(_grade(name, headers.get(name), value) for name, value in expected.items())
+    if not https and "strict-transport-security" in headers:
+        findings.append(
+            Finding(
+                "strict-transport-security",
+                "warn",
+                "sent over plain http, where browsers ignore it",
+            )
+        )
+    findings.extend(
+        Finding(name, "warn", f"{headers[name]} — names the software stack; remove it")
+        for name in sorted(LEAKING_HEADERS)
+        if name in headers
+    )
     return findings
 
 
@@ -149,6 +378,14 @@ def _render_table(findings: Sequence[Finding]) -> str:
     return "\n".join(lines)
 
 
+def _report(findings: Sequence[Finding], *, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps([asdict(finding) for finding in findings], indent=2))
+    else:
+        print(_render_table(findings))
+    return 1 if any(finding.status == "fail" for finding in findings) else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hardenkit`` console script."""
     parser = argparse.ArgumentParser(prog="hardenkit", description=__doc__.splitlines()[0])
@@ -157,15 +394,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         "doctor", help="check the configuration in this environment"
     )
     doctor_parser.add_argument("--json", action="store_true", help="print findings as JSON")
+    doctor_parser.add_argument(
+        "--settings",
+        metavar="MODULE:CALLABLE",
+        help="build the settings with this function (as the service does) instead of "
+        "from the environment alone, e.g. myservice.config:settings",
+    )
+    headers_parser = commands.add_parser(
+        "check-headers", help="grade the security headers a live URL returns"
+    )
+    headers_parser.add_argument("url", help="the URL to fetch, e.g. http://127.0.0.1:8000/")
+    headers_parser.add_argument("--json", action="store_true", help="print findings as JSON")
+    headers_parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds the request may take"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "doctor":
-        findings = doctor()
-        if args.json:
-            print(json.dumps([asdict(finding) for finding in findings], indent=2))
-        else:
-            print(_render_table(findings))
-        return 1 if any(finding.status == "fail" for finding in findings) else 0
+        factory: SettingsFactory = HardenSettings
+        if args.settings:
+            try:
+                factory = load_settings_factory(args.settings)
+            except ValueError as exc:
+                print(f"hardenkit doctor: {exc}", file=sys.stderr)
+                return 2
+        return _report(doctor(factory), as_json=args.json)
+    if args.command == "check-headers":
+        try:
+            findings = check_headers(args.url, timeout=args.timeout)
+        except ImportError:
+            print(
+                "hardenkit check-headers needs httpx: pip install 'hardenkit[httpx]'",
+                file=sys.stderr,
+            )
+            return 2
+        return _report(findings, as_json=args.json)
     return 2  # pragma: no cover - argparse refuses unknown commands
 
 
