@@ -110,9 +110,9 @@ def _settings_findings(
         return None, findings
     for problem in settings.problems():
         if problem.severity == "warning":
-            if settings.is_production or not problem.production_only:
+            if settings.enforced(problem):
                 findings.append(Finding(problem.setting, "warn", problem.message))
-        elif settings.is_production or not problem.production_only:
+        elif settings.enforced(problem):
             findings.append(Finding(problem.setting, "fail", problem.message))
         else:
             findings.append(

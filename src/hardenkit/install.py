@@ -121,19 +121,9 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
     Raises:
         SettingsError: The settings are unsafe for the environment (names each variable).
     """
-    if settings is None:
-        settings = load_settings()
-    else:
-        errors = settings.startup_errors()
-        if errors:
-            from hardenkit.settings import SettingsError  # noqa: PLC0415
-
-            raise SettingsError(errors)
-    for problem in settings.problems():
-        if problem.severity == "warning" and (
-            settings.is_production or not problem.production_only
-        ):
-            _logger.warning("setting_warning", setting=problem.setting, message=problem.message)
+    settings = load_settings() if settings is None else settings.raise_for_errors()
+    for problem in settings.startup_warnings():
+        _logger.warning("setting_warning", setting=problem.setting, message=problem.message)
 
     set_problem_type_base(settings.problem_type_base)
     kit = Hardened(

@@ -77,13 +77,24 @@ class HardenSettings(
         """Return every rule this configuration violates, production-only ones included."""
         return self.collect_problems()
 
+    def enforced(self, problem: SettingProblem) -> bool:
+        """Whether ``problem`` counts here: production-only rules count only in production."""
+        return self.is_production or not problem.production_only
+
     def startup_errors(self) -> list[SettingProblem]:
         """Return the problems that refuse startup in this environment."""
-        return [
-            problem
-            for problem in self.problems()
-            if problem.severity == "error" and (self.is_production or not problem.production_only)
-        ]
+        return [p for p in self.problems() if p.severity == "error" and self.enforced(p)]
+
+    def startup_warnings(self) -> list[SettingProblem]:
+        """Return the problems logged as warnings at startup in this environment."""
+        return [p for p in self.problems() if p.severity == "warning" and self.enforced(p)]
+
+    def raise_for_errors(self) -> HardenSettings:
+        """Raise :class:`SettingsError` if these settings refuse startup; return them otherwise."""
+        errors = self.startup_errors()
+        if errors:
+            raise SettingsError(errors)
+        return self
 
     @classmethod
     def unknown_variables(cls, environ: Mapping[str, str] | None = None) -> list[str]:
@@ -117,10 +128,7 @@ def load_settings(**overrides: Any) -> HardenSettings:
         settings = HardenSettings(**overrides)
     except ValidationError as exc:
         raise SettingsError(_problems_from_validation(exc)) from None
-    errors = settings.startup_errors()
-    if errors:
-        raise SettingsError(errors)
-    return settings
+    return settings.raise_for_errors()
 
 
 def _problems_from_validation(exc: ValidationError) -> list[SettingProblem]:
