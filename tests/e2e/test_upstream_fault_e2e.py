@@ -5,11 +5,17 @@ The reference app's ``/api/upstream`` calls its upstream through ``ResilientTran
 calls and waits 5 s before one trial call). ``502`` means the upstream was called and
 failed; ``503 UPSTREAM_UNAVAILABLE`` with ``Retry-After`` means the breaker refused
 without calling it.
+
+How fast a refusal is, is read from the server (``Server-Timing``, added by a test-only
+outer layer, :mod:`tests.support.server_timing`): the load client's wall time per request
+also counts its own queueing behind the other requests of the burst, and under coverage
+that alone reached the bound while the server answered within tens of milliseconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from pathlib import Path
 
@@ -22,7 +28,7 @@ from tests.support.uvicorn_server import UvicornServer
 
 pytestmark = pytest.mark.e2e
 
-APP = "examples.reference_app.app:create_app"
+APP = "tests.support.server_timing:timed_reference_app"  # the reference app, timed
 ATTEMPT_TIMEOUT = 2.0  # upstream.py: resilient(..., timeout=2.0, attempts=2)
 # A refused call must not wait on the upstream at all: well under one attempt's timeout.
 FAST_REFUSAL_SECONDS = ATTEMPT_TIMEOUT / 2
@@ -84,8 +90,10 @@ async def test_breaker_opens_when_the_upstream_is_down_and_closes_after_it_recov
             assert problems_of(burst) == []
             assert {r.code for r in burst} == {"UPSTREAM_UNAVAILABLE"}
             assert {1 <= int(r.retry_after or 0) <= BREAKER_WAIT_SECONDS for r in burst} == {True}
-            slowest = max(r.elapsed for r in burst)
-            assert slowest < FAST_REFUSAL_SECONDS, slowest
+            # The server's answer time; a response without one counts as infinitely slow.
+            slowest = max(math.inf if r.server_seconds is None else r.server_seconds for r in burst)
+            slowest_seen_by_client = max(r.elapsed for r in burst)
+            assert slowest < FAST_REFUSAL_SECONDS, (slowest, slowest_seen_by_client)
             ready = (await client.get("/readyz")).json()
             assert ready["status"] == "degraded"
             assert ready["checks"]["breakers"]["breakers"]["upstream"]["state"] == "open"
