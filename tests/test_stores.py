@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
+import structlog.testing
 from redis.asyncio import Redis
 
 from hardenkit import HardenSettings, HealthStatus, RedisGuard
@@ -65,8 +67,6 @@ async def test_guard_falls_back_at_once_and_returns_after_redis_restarts(
 
 
 async def test_guard_times_out_a_hung_call_and_falls_back() -> None:
-    import asyncio
-
     guard = RedisGuard("test", timeout=0.05)
 
     async def hangs() -> str:
@@ -153,3 +153,139 @@ def test_readyz_reports_redis_degraded_then_healthy_without_other_traffic(
             time.sleep(0.1)
             status = client.get("/readyz").json()["status"]
         assert status == "healthy"
+
+
+async def refuse() -> str:
+    raise ConnectionError
+
+
+async def redis_answers() -> str:
+    return "redis"
+
+
+async def wait_until(condition: Callable[[], bool], seconds: float = 2.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.005)
+
+
+class Probe:
+    """Counts its runs, then does what ``then`` does (wait, fail, succeed)."""
+
+    def __init__(self, then: Callable[[], Awaitable[None]]) -> None:
+        self.runs = 0
+        self.then = then
+
+    async def __call__(self) -> None:
+        self.runs += 1
+        await self.then()
+
+
+async def start_probing(
+    probe: Probe, *, timeout: float = 0.05, retry_interval: float = 1.0
+) -> tuple[RedisGuard, Clock]:
+    """A guard that failed once and, its retry interval past, has just been asked again."""
+    clock = Clock()
+    guard = RedisGuard("test", timeout=timeout, retry_interval=retry_interval, clock=clock)
+    guard.add_probe(probe)
+    assert await guard.call(refuse, memory) == "memory"
+    clock.now += retry_interval
+    assert await guard.call(redis_answers, memory) == "memory"  # the probe runs meanwhile
+    return guard, clock
+
+
+async def probe_done(guard: RedisGuard) -> None:
+    await wait_until(lambda: guard._probe_task is None, seconds=3.0)
+
+
+async def test_with_a_probe_recovery_is_tested_in_the_background_and_no_call_waits() -> None:
+    release = asyncio.Event()
+
+    async def until_released() -> None:
+        await release.wait()
+
+    probe = Probe(until_released)
+    guard, _ = await start_probing(probe)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    answers = [await guard.call(redis_answers, memory) for _ in range(5)]
+    await asyncio.sleep(0)
+    assert answers == ["memory"] * 5
+    assert loop.time() - started < 0.05
+    assert probe.runs == 1  # one probe in flight, however many calls arrive
+    release.set()
+    await wait_until(lambda: not guard.using_fallback)
+    assert await guard.call(redis_answers, memory) == "redis"
+
+
+async def test_a_probe_slower_than_one_calls_timeout_still_brings_redis_back() -> None:
+    async def reconnect_and_load_script() -> None:
+        await asyncio.sleep(0.1)  # ten times the per-call timeout
+
+    guard, _ = await start_probing(Probe(reconnect_and_load_script), timeout=0.01)
+    await wait_until(lambda: not guard.using_fallback)
+    assert await guard.call(redis_answers, memory) == "redis"
+
+
+async def test_a_failed_probe_keeps_the_fallback_until_another_interval_has_passed() -> None:
+    async def refused() -> None:
+        raise ConnectionError
+
+    probe = Probe(refused)
+    guard, clock = await start_probing(probe)
+    await probe_done(guard)
+    assert probe.runs == 1
+    assert guard.using_fallback
+    clock.now += 0.9
+    assert await guard.call(redis_answers, memory) == "memory"
+    await asyncio.sleep(0)
+    assert probe.runs == 1
+    clock.now += 0.1
+    await guard.call(redis_answers, memory)
+    await probe_done(guard)
+    assert probe.runs == 2
+    assert guard.fallback_activations == 1  # still the one outage, said once
+
+
+async def test_a_hung_probe_gives_up_after_its_time_and_a_bug_in_one_is_logged() -> None:
+    hang = True
+
+    async def hangs_then_has_a_bug() -> None:
+        if hang:
+            await asyncio.sleep(30)
+        raise ValueError("a bug, not Redis")
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    guard, clock = await start_probing(Probe(hangs_then_has_a_bug), retry_interval=0.2)
+    await probe_done(guard)
+    assert 1.0 <= loop.time() - started < 2.0  # retry_interval, but at least one second
+    assert guard.using_fallback
+    hang = False
+    clock.now += 0.2
+    with structlog.testing.capture_logs() as logs:
+        await guard.call(redis_answers, memory)
+        await probe_done(guard)
+    assert guard.using_fallback
+    assert {"event": "redis_probe_error", "store": "test", "error": "ValueError"} in [
+        {key: entry[key] for key in ("event", "store", "error")} for entry in logs
+    ]
+
+
+async def test_a_probe_cancelled_with_its_event_loop_lets_the_next_one_probe() -> None:
+    async def hangs() -> None:
+        await asyncio.sleep(30)
+
+    probe = Probe(hangs)
+    guard, _ = await start_probing(probe)
+    task = guard._probe_task
+    assert task is not None
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await guard.call(redis_answers, memory)
+    await asyncio.sleep(0)
+    assert probe.runs == 2
+    assert guard._probe_task is not None
+    guard._probe_task.cancel()

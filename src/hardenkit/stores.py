@@ -3,8 +3,10 @@
 :func:`create_redis` builds the asyncio client from settings (standalone or Cluster) with
 short socket timeouts. :class:`RedisGuard` decides per call whether Redis is used: after a
 failure or timeout it switches to the caller's memory fallback at once, says so in a log
-line and a metric, and lets a single probe through after ``retry_interval`` seconds; when
-the probe succeeds, calls go back to Redis. No caller ever sees a Redis exception.
+line and a metric, and probes Redis again after ``retry_interval`` seconds, in the
+background where it has probes (a ping, the stores' own checks) and with one call
+otherwise; when the probe succeeds, calls go back to Redis. No caller ever sees a Redis
+exception.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ __all__ = ["RedisGuard", "create_redis"]
 T = TypeVar("T")
 
 _logger = structlog.get_logger("hardenkit.stores")
+
+_MIN_PROBE_SECONDS = 1.0
+"""Least time a background probe has: a reconnect, its handshake and a script load are a
+few round trips, and on a busy event loop each waits its turn."""
 
 
 def create_redis(settings: HardenSettings) -> Redis | RedisCluster | None:
@@ -64,7 +70,16 @@ class RedisGuard:
         clock: Monotonic clock, replaceable in tests.
         ping: Async callable that checks Redis (``client.ping``); when given, readiness
             checks ping Redis themselves, so an outage and a recovery are noticed even
-            when no request touches the store.
+            when no request touches the store. It is also the first probe (see
+            :meth:`add_probe`).
+
+    Recovery: with at least one probe, the first call after ``retry_interval`` starts a
+    background task that runs every probe, with ``retry_interval`` seconds (at least
+    one) for all of them, while calls keep going to the fallback; when they pass, calls
+    go back to Redis. No request waits for a probe, and one that needs several round
+    trips (reconnect, handshake, script load) is not held to the per-call ``timeout``,
+    which on a loaded event loop it could miss every time. Without probes, the first
+    call after ``retry_interval`` goes to Redis as the probe.
     """
 
     def __init__(
@@ -85,7 +100,18 @@ class RedisGuard:
         self._failed_at: float | None = None
         self._probing = False
         self._ping = ping
+        self._probes: list[Callable[[], Awaitable[object]]] = [] if ping is None else [ping]
+        self._probe_task: asyncio.Task[None] | None = None
         self.fallback_activations = 0
+
+    def add_probe(self, probe: Callable[[], Awaitable[object]]) -> None:
+        """Add a check that must pass before calls go back to Redis after a failure.
+
+        A store adds what its first call after an outage would otherwise do inside one
+        call's timeout: the rate-limit store reconnects and loads its script. A probe
+        fails by raising (a Redis error, ``OSError``) or by running out of time.
+        """
+        self._probes.append(probe)
 
     @property
     def using_fallback(self) -> bool:
@@ -98,7 +124,32 @@ class RedisGuard:
         if self._probing or self._clock() - self._failed_at < self.retry_interval:
             return False
         self._probing = True
+        if self._probes:
+            self._probe_task = asyncio.get_running_loop().create_task(self._probe())
+            return False
         return True
+
+    async def _probe(self) -> None:
+        failure: BaseException | None = None
+        try:
+            async with asyncio.timeout(max(self.retry_interval, _MIN_PROBE_SECONDS)):
+                for probe in self._probes:
+                    await probe()
+        except (OSError, TimeoutError, ConnectionError) as error:
+            failure = error
+        except Exception as error:  # noqa: BLE001 - a background task has no caller to raise to
+            if not _is_redis_error(error):
+                _logger.error("redis_probe_error", store=self.name, error=type(error).__name__)
+            failure = error
+        except asyncio.CancelledError:  # the loop is closing: the next loop probes afresh
+            self._probing = False
+            raise
+        finally:
+            self._probe_task = None
+        if failure is None:
+            self._succeeded()
+        else:
+            self._failed(failure)
 
     def _succeeded(self) -> None:
         if self._failed_at is not None:

@@ -63,7 +63,7 @@ class RedisBreakerStore:
         if ttl <= 0:
             raise ValueError("ttl must be positive")
         self.redis = redis
-        self.guard = guard or RedisGuard("breakers")
+        self.guard = guard or RedisGuard("breakers", ping=redis.ping)
         self.prefix = prefix
         self.ttl_ms = int(ttl * 1000)
         self._script = redis.register_script(_SCRIPT)
