@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hardenkit.ratelimit import MemoryStore, Rate
-from hardenkit.ratelimit.gcra import gcra
+from hardenkit.ratelimit.gcra import decode_reply, gcra, settle
 
 
 def test_a_fresh_key_admits_the_whole_burst_at_once_then_refuses() -> None:
@@ -83,14 +83,37 @@ def test_never_more_than_burst_plus_elapsed_times_rate_is_admitted(
             tat = outcome.new_tat
             admitted += cost
         else:
-            # Waiting exactly retry_after admits the same request.
+            # Waiting exactly retry_after admits the same request, and not a moment less.
+            retry_after_us = settle(
+                False, outcome.ahead_us, rate.emission_interval_us, rate.tolerance_us, cost
+            ).retry_after_us
+            assert retry_after_us > 0
             later = gcra(
-                tat,
-                now + outcome.retry_after_us,
-                rate.emission_interval_us,
-                rate.tolerance_us,
-                cost,
+                tat, now + retry_after_us, rate.emission_interval_us, rate.tolerance_us, cost
             )
-            assert later.allowed or cost > burst
+            sooner = gcra(
+                tat, now + retry_after_us - 1, rate.emission_interval_us, rate.tolerance_us, cost
+            )
+            assert not sooner.allowed
+            # More than the burst is never admitted (hit() and the rules refuse it up front).
+            assert later.allowed == (cost <= burst)
         elapsed = now - start
         assert admitted <= burst + elapsed * count / (period_s * 1_000_000)
+
+
+@given(ahead_us=st.integers(0, 366 * 86400 * 1_000_000), allowed=st.booleans())
+def test_the_scripts_one_integer_reply_carries_the_decision_and_the_offset(
+    ahead_us: int, allowed: bool
+) -> None:
+    if allowed and ahead_us == 0:
+        ahead_us = 1  # an admitted request always pushes the TAT ahead of now
+    reply = ahead_us if allowed else -1 - ahead_us
+    assert decode_reply(reply) == (allowed, ahead_us)
+
+
+def test_settled_values_are_what_the_client_is_told() -> None:
+    rate = Rate.parse("10/s burst 5")  # one unit per 100 ms, 500 ms of tolerance
+    emission, tolerance = rate.emission_interval_us, rate.tolerance_us
+    assert settle(True, 300_000, emission, tolerance, 1) == (2, 0, 300_000)
+    # Refused 2 units with the TAT 450 ms ahead: 650 ms would exceed 500 ms by 150 ms.
+    assert settle(False, 450_000, emission, tolerance, 2) == (0, 150_000, 450_000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +14,8 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from hardenkit.ratelimit import MemoryStore, Rate, RedisStore
-from hardenkit.ratelimit.gcra import gcra
+from hardenkit.ratelimit.decision import decision_from_gcra
+from hardenkit.ratelimit.gcra import decode_reply, gcra
 from hardenkit.ratelimit.redis_store import GCRA_SCRIPT
 
 pytestmark = pytest.mark.redis
@@ -33,38 +35,76 @@ def sync_redis(redis_url: str) -> Iterator[SyncRedis]:
 # Emission intervals of at least half a second keep the real TTL the script sets (in real
 # server time) far longer than an example takes, so expiry never interferes with the
 # injected clock.
-rates = st.builds(
+short_rates = st.builds(
     Rate,
     count=st.integers(1, 20),
     period_seconds=st.integers(10, 3600),
     burst=st.integers(1, 30),
 )
-steps = st.lists(st.tuples(st.integers(0, 5_000_000), st.integers(1, 8)), min_size=1, max_size=25)
+
+
+@st.composite
+def long_rates(draw: st.DrawFn) -> Rate:
+    """Periods of days, bursts up to the bound: TATs far ahead, numbers in the 10^13 µs."""
+    period = draw(st.integers(86400, 366 * 86400))
+    count = draw(st.integers(1, 2 * period))
+    burst = draw(st.integers(1, min(10**9, count * 366 * 86400 // period)))
+    return Rate(count, period, burst)
+
+
+short_steps = st.lists(
+    st.tuples(st.integers(0, 5_000_000), st.integers(1, 8)), min_size=1, max_size=25
+)
+long_steps = st.lists(
+    st.tuples(st.integers(0, 10 * 86400 * 1_000_000), st.integers(1, 10**6)),
+    min_size=1,
+    max_size=25,
+)
+
+
+def assert_lua_agrees_with_python(
+    redis: SyncRedis, rate: Rate, sequence: list[tuple[int, int]], now: int
+) -> None:
+    script = redis.register_script(GCRA_SCRIPT)
+    key = f"hktest:gcra-lua:{{{uuid.uuid4().hex}}}"
+    tat = None
+    for advance, cost in sequence:
+        now += advance
+        expected = gcra(tat, now, rate.emission_interval_us, rate.tolerance_us, cost)
+        reply = script(keys=[key], args=[rate.emission_interval_us * cost, rate.tolerance_us, now])
+        assert decode_reply(int(reply)) == (expected.allowed, expected.ahead_us)
+        if expected.allowed:
+            tat = expected.new_tat
+            assert int(redis.get(key)) == tat  # stored as a plain, exact integer
 
 
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(rate=rates, sequence=steps, offset=st.integers(0, 10**12))
+@given(rate=short_rates, sequence=short_steps, offset=st.integers(0, 10**12))
 def test_python_and_lua_gcra_agree_on_decisions_and_retry_after(
     sync_redis: SyncRedis, rate: Rate, sequence: list[tuple[int, int]], offset: int
 ) -> None:
+    assert_lua_agrees_with_python(sync_redis, rate, sequence, START_US + offset)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rate=long_rates(), sequence=long_steps, offset=st.integers(0, 10**12))
+def test_python_and_lua_gcra_agree_on_rates_of_up_to_366_days_and_huge_bursts(
+    sync_redis: SyncRedis, rate: Rate, sequence: list[tuple[int, int]], offset: int
+) -> None:
+    assert_lua_agrees_with_python(sync_redis, rate, sequence, START_US + offset)
+
+
+def test_a_value_that_is_not_a_timestamp_reads_as_a_full_bucket(sync_redis: SyncRedis) -> None:
     script = sync_redis.register_script(GCRA_SCRIPT)
     key = f"hktest:gcra-lua:{{{uuid.uuid4().hex}}}"
-    tat = None
-    now = START_US + offset
-    for advance, cost in sequence:
-        now += advance
-        expected = gcra(tat, now, rate.emission_interval_us, rate.tolerance_us, cost)
-        reply = script(keys=[key], args=[rate.emission_interval_us, rate.tolerance_us, cost, now])
-        assert [int(value) for value in reply] == [
-            int(expected.allowed),
-            expected.remaining,
-            expected.retry_after_us,
-            expected.reset_after_us,
-        ]
-        if expected.allowed:
-            tat = expected.new_tat
+    rate = Rate.parse("10/minute")
+    sync_redis.set(key, "not a number")
+    reply = script(keys=[key], args=[rate.emission_interval_us, rate.tolerance_us, START_US])
+    assert decode_reply(int(reply)) == (True, rate.emission_interval_us)
 
 
 async def test_memory_and_redis_stores_answer_the_same_sequence_alike(
@@ -80,15 +120,13 @@ async def test_memory_and_redis_stores_answer_the_same_sequence_alike(
         now += randomness.choice([0, 0, 100_000, 900_000, 1_428_571, 3_000_000])
         cost = randomness.choice([1, 1, 1, 2, 4])
         in_memory = memory.decide_now("k", rate, cost, now=now)
-        allowed, remaining, retry_us, reset_us = await redis_store.evaluate(
+        allowed, ahead_us = await redis_store.evaluate(
             redis_store.redis_key("k"), rate, cost, now_us=now
         )
-        assert (allowed == 1, remaining, retry_us / 1e6, reset_us / 1e6) == (
-            in_memory.allowed,
-            in_memory.remaining,
-            in_memory.retry_after,
-            in_memory.reset_after,
+        on_redis = decision_from_gcra(
+            rate, cost, allowed=allowed, ahead_us=ahead_us, backend="redis"
         )
+        assert replace(on_redis, backend="memory") == in_memory
         outcomes.append(in_memory.allowed)
     assert any(outcomes)
     assert not all(outcomes)

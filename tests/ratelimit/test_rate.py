@@ -57,11 +57,22 @@ def test_emission_interval_is_rounded_up_so_a_period_never_admits_more_than_its_
 @given(
     count=st.integers(1, 10**6),
     period=st.integers(1, 86400 * 30),
-    burst=st.integers(1, 10**6),
+    data=st.data(),
 )
-def test_a_rate_survives_its_own_string_form(count: int, period: int, burst: int) -> None:
+def test_a_rate_survives_its_own_string_form(count: int, period: int, data: st.DataObject) -> None:
+    burst = data.draw(st.integers(1, min(10**6, count * 366 * 86400 // period)))
     rate = Rate(count, period, burst)
     assert Rate.parse(str(rate)) == rate
+
+
+def test_a_burst_that_takes_longer_than_366_days_to_refill_is_refused() -> None:
+    assert Rate.parse("1/366d").tolerance_us == 366 * 86400 * 1_000_000
+    assert Rate.parse("10/day burst 3660").burst == 3660
+    with pytest.raises(ValueError, match="refill within 366 days") as refused:
+        Rate.parse("10/day burst 3661")
+    assert "'10/day burst 3661'" in str(refused.value)
+    with pytest.raises(ValueError, match="refill within 366 days"):
+        Rate(1, 366 * 86400, 2)
 
 
 @given(st.text(max_size=40))

@@ -5,7 +5,8 @@ import signal
 from collections.abc import Callable
 
 import pytest
-from redis.asyncio import Redis
+import redis.exceptions
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from hardenkit.ratelimit import RateLimiter, RedisStore
 from hardenkit.ratelimit.limiter import key_digest
@@ -107,12 +108,90 @@ async def test_a_reply_arriving_after_the_timeout_is_never_read_as_a_later_decis
             assert decision.backend == "memory"
         finally:
             server.process.send_signal(signal.SIGCONT)
-        await asyncio.sleep(0.3)  # past the retry interval: the next call probes Redis
+        await asyncio.sleep(0.3)  # past the retry interval: the next call starts the probe
+        assert (await later.hit("fresh")).backend == "memory"
+        for _ in range(100):  # the probe reconnects in the background; bounded wait
+            if not guard.using_fallback:
+                break
+            await asyncio.sleep(0.02)
         decisions = [await later.hit("fresh") for _ in range(3)]
         assert [(d.backend, d.remaining) for d in decisions] == [
             ("redis", 4),
             ("redis", 3),
             ("redis", 2),
         ]
+    finally:
+        await client.aclose()
+
+
+async def connected_clients(admin: Redis) -> int:
+    return int((await admin.info("clients"))["connected_clients"])
+
+
+async def test_decisions_one_at_a_time_share_one_held_connection(
+    redis_server_factory: Callable[[], RedisServer],
+) -> None:
+    server = redis_server_factory()
+    admin, client = Redis.from_url(server.url), Redis.from_url(server.url, socket_timeout=2.0)
+    try:
+        before = await connected_clients(admin)
+        limiter = RateLimiter("1000/hour", store=store_on(client, "hk:"), name="held")
+        decisions = [await limiter.hit(f"caller-{index}") for index in range(50)]
+        assert {decision.backend for decision in decisions} == {"redis"}
+        assert await connected_clients(admin) == before + 1
+    finally:
+        await client.aclose()
+        await admin.aclose()
+
+
+async def test_closing_the_client_closes_the_held_connection_and_decisions_reconnect(
+    redis_server_factory: Callable[[], RedisServer],
+) -> None:
+    server = redis_server_factory()
+    admin, client = Redis.from_url(server.url), Redis.from_url(server.url)
+    try:
+        limiter = RateLimiter("5/hour", store=store_on(client, "hk:"), name="reopen")
+        assert (await limiter.hit("k")).remaining == 4
+        open_with_store = await connected_clients(admin)
+        await client.aclose()
+        assert await connected_clients(admin) == open_with_store - 1
+        decision = await limiter.hit("k")
+        assert (decision.backend, decision.remaining) == ("redis", 3)
+    finally:
+        await client.aclose()
+        await admin.aclose()
+
+
+async def test_the_only_connection_of_a_pool_is_never_held(redis_url: str, key_prefix: str) -> None:
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=1, timeout=0.5)
+    client = Redis(connection_pool=pool)
+    try:
+        limiter = RateLimiter("10/hour", store=store_on(client, key_prefix), name="single")
+        assert (await limiter.hit("k")).backend == "redis"
+        # The app's own commands still get the pool's one connection at once.
+        assert await client.set(f"{key_prefix}other", "value")
+        assert (await limiter.hit("k")).remaining == 8
+    finally:
+        await client.aclose()
+
+
+async def test_aclose_gives_the_held_connection_back_with_its_timeout(
+    redis_url: str, key_prefix: str
+) -> None:
+    pool = BlockingConnectionPool.from_url(
+        redis_url, max_connections=2, timeout=0.2, socket_timeout=3.0
+    )
+    client = Redis(connection_pool=pool)
+    store = store_on(client, key_prefix)
+    try:
+        assert (await RateLimiter("10/hour", store=store, name="back").hit("k")).allowed
+        first = await pool.get_connection()
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await pool.get_connection()  # the store holds the other one
+        await store.aclose()
+        second = await pool.get_connection()
+        assert {first.socket_timeout, second.socket_timeout} == {3.0}
+        await pool.release(first)
+        await pool.release(second)
     finally:
         await client.aclose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from hardenkit.ratelimit.gcra import settle
 from hardenkit.ratelimit.rate import Rate
 
 __all__ = ["Backend", "RateLimitDecision", "RateLimitStore", "RedisDownBehaviour"]
@@ -56,21 +57,18 @@ class RateLimitStore(Protocol):
 
 
 def decision_from_gcra(
-    rate: Rate,
-    *,
-    allowed: bool,
-    remaining: int,
-    retry_after_us: int,
-    reset_after_us: int,
-    backend: Backend,
+    rate: Rate, cost: int, *, allowed: bool, ahead_us: int, backend: Backend
 ) -> RateLimitDecision:
-    """Build the public decision from a GCRA outcome in microseconds."""
+    """Build the public decision from a GCRA outcome (see :func:`~.gcra.settle`)."""
+    remaining, retry_after_us, reset_after_us = settle(
+        allowed, ahead_us, rate.emission_interval_us, rate.tolerance_us, cost
+    )
     return RateLimitDecision(
-        allowed=allowed,
-        limit=rate.count,
-        remaining=remaining,
-        retry_after=retry_after_us / 1_000_000,
-        reset_after=reset_after_us / 1_000_000,
-        period_seconds=rate.period_seconds,
-        backend=backend,
+        allowed,
+        rate.count,
+        remaining,
+        retry_after_us / 1_000_000,
+        reset_after_us / 1_000_000,
+        rate.period_seconds,
+        backend,
     )

@@ -1,31 +1,35 @@
 -- GCRA in one round trip; the same integer-microsecond math as hardenkit/ratelimit/gcra.py.
 -- KEYS[1]  the key (its {hash tag} keeps every key of a decision in one Cluster slot)
--- ARGV[1]  emission interval, microseconds
--- ARGV[2]  tolerance (burst x emission interval), microseconds
--- ARGV[3]  cost, units
--- ARGV[4]  optional "now" in microseconds, for the equivalence tests only; production
+-- ARGV[1]  increment: cost x emission interval, microseconds
+-- ARGV[2]  tolerance: burst x emission interval, microseconds
+-- ARGV[3]  optional "now" in microseconds, for the equivalence tests only; production
 --          leaves it out and the time comes from the Redis server, so app clocks do not matter
--- Returns {allowed (0/1), remaining, retry_after_us, reset_after_us}.
-local emission = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
+-- Returns one integer: how far the key's TAT is ahead of now after the decision, in
+-- microseconds (at least 1) when admitted, or -1 - that offset when refused (nothing is
+-- stored then). Python derives remaining, retry-after and reset-after from it.
+--
+-- Written for time inside Redis, which every decision waits for: ARGV strings become
+-- numbers by arithmetic (ARGV[1] + 0) rather than tonumber, floor is taken by modulo, and
+-- the TAT is passed to SET as a number (Redis writes integral numbers as plain integers).
+-- Every value stays below 2^53 (Rate bounds the tolerance), so Lua's doubles are exact.
 local now
-if ARGV[4] then
-  now = tonumber(ARGV[4])
+if ARGV[3] then
+  now = ARGV[3] + 0
 else
-  local time = redis.call('TIME')
-  now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+  now = redis.call('TIME')
+  now = now[1] * 1000000 + now[2]
 end
-local tat = redis.call('GET', KEYS[1])
-tat = tat and tonumber(tat)
-if not tat or tat < now then
-  tat = now
+-- tonumber: a missing key (false) or a value that is not a number reads as a full bucket.
+local ahead = tonumber(redis.call('GET', KEYS[1]))
+if ahead and ahead > now then
+  ahead = ahead - now
+else
+  ahead = 0
 end
-local new_tat = tat + emission * cost
-local allow_at = new_tat - tolerance
-if now < allow_at then
-  return {0, math.floor((tolerance - (tat - now)) / emission), allow_at - now, tat - now}
+local after = ahead + ARGV[1]
+if after > ARGV[2] + 0 then
+  return -1 - ahead
 end
-local ahead = new_tat - now
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil(ahead / 1000))
-return {1, math.floor((tolerance - ahead) / emission), 0, ahead}
+-- Expires once the bucket is full again (whole milliseconds, never earlier).
+redis.call('SET', KEYS[1], now + after, 'PX', (after - after % 1000) / 1000 + 1)
+return after

@@ -82,12 +82,7 @@ class MemoryStore:
             elif key in tats:  # a refused client stays known, or a flood would forget it
                 tats.move_to_end(key)
         return decision_from_gcra(
-            rate,
-            allowed=outcome.allowed,
-            remaining=outcome.remaining,
-            retry_after_us=outcome.retry_after_us,
-            reset_after_us=outcome.reset_after_us,
-            backend="memory",
+            rate, cost, allowed=outcome.allowed, ahead_us=outcome.ahead_us, backend="memory"
         )
 
     def _evict(self, now: int) -> None:

@@ -63,7 +63,8 @@ class Rate:
     Args:
         count: Units admitted per period (1 to 10⁹).
         period_seconds: Length of the period in whole seconds (1 s to 366 days).
-        burst: Units that may be taken at once; defaults to ``count``.
+        burst: Units that may be taken at once; defaults to ``count``. A full burst
+            must refill within 366 days (``burst × period_seconds / count``).
 
     Raises:
         ValueError: A value is out of range.
@@ -86,6 +87,12 @@ class Rate:
         object.__setattr__(self, "burst", burst)
         # Rounded up so a period never admits more than ``count`` beyond the burst.
         emission = -(-self.period_seconds * _MICROSECONDS // self.count)
+        if emission * burst > _MAX_PERIOD_SECONDS * _MICROSECONDS:
+            # Also what keeps every value gcra.lua computes exact in Lua's doubles.
+            raise ValueError(
+                "a full burst must refill within 366 days (burst × period / count); "
+                f"{burst} × {self.period_seconds} s / {self.count} is longer"
+            )
         object.__setattr__(self, "emission_interval_us", emission)
         object.__setattr__(self, "tolerance_us", emission * burst)
 

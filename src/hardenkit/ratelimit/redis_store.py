@@ -7,7 +7,12 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Final
 
 from hardenkit.ratelimit._pipelining import ScriptRunner
-from hardenkit.ratelimit.decision import RateLimitDecision, RedisDownBehaviour
+from hardenkit.ratelimit.decision import (
+    RateLimitDecision,
+    RedisDownBehaviour,
+    decision_from_gcra,
+)
+from hardenkit.ratelimit.gcra import decode_reply
 from hardenkit.ratelimit.memory import MemoryStore
 from hardenkit.ratelimit.rate import Rate
 from hardenkit.stores import RedisGuard
@@ -31,6 +36,10 @@ class RedisStore:
     Redis server (``TIME``), so application clocks do not matter, and sets a TTL so keys
     expire by themselves. When a node does not have the script yet (``NOSCRIPT``: first
     call, restart, failover) the same call is sent as ``EVAL``, which also caches it.
+
+    On a standalone client the store keeps one connection of the client's pool for
+    decisions made one at a time (never the pool's only connection); concurrent
+    decisions are pipelined over the pool. :meth:`aclose` gives it back.
 
     Keys are ``<prefix>{<name>:<digest>}``: the braces are a Cluster hash tag, so every
     key of one decision lands in one slot.
@@ -68,6 +77,9 @@ class RedisStore:
         self._runner = ScriptRunner(
             client, GCRA_SCRIPT, _GCRA_SHA, batch_timeout=self.guard.timeout
         )
+        # After an outage the guard reconnects and reloads the script in the background
+        # before decisions go back to Redis (see RedisGuard).
+        self.guard.add_probe(self._runner.prepare)
 
     def redis_key(self, key: str) -> str:
         """Return the Redis key that holds ``key``'s state."""
@@ -78,19 +90,12 @@ class RedisStore:
     ) -> RateLimitDecision:
         """Take ``cost`` units of ``rate`` for ``key``; answer by ``when_down`` if Redis is not."""
         redis_key = self.prefix + "{" + key + "}"
+        args = (rate.emission_interval_us * cost, rate.tolerance_us)
 
         async def on_redis() -> RateLimitDecision:
-            allowed, remaining, retry_after_us, reset_after_us = await self._runner.run(
-                redis_key, (rate.emission_interval_us, rate.tolerance_us, cost)
-            )
-            return RateLimitDecision(
-                allowed == 1,
-                rate.count,
-                remaining,
-                retry_after_us / 1_000_000,
-                reset_after_us / 1_000_000,
-                rate.period_seconds,
-                "redis",
+            allowed, ahead_us = decode_reply(await self._runner.run(redis_key, args))
+            return decision_from_gcra(
+                rate, cost, allowed=allowed, ahead_us=ahead_us, backend="redis"
             )
 
         async def on_fallback() -> RateLimitDecision:
@@ -121,15 +126,22 @@ class RedisStore:
 
     async def evaluate(
         self, redis_key: str, rate: Rate, cost: int, now_us: int | None = None
-    ) -> tuple[int, int, int, int]:
-        """Run the script once: ``[allowed, remaining, retry_after_us, reset_after_us]``.
+    ) -> tuple[bool, int]:
+        """Run the script once and return ``(allowed, ahead_us)`` (see :mod:`.gcra`).
 
         ``now_us`` replaces the Redis server's clock; only tests pass it.
         """
-        args = (rate.emission_interval_us, rate.tolerance_us, cost)
+        args: tuple[int, ...] = (rate.emission_interval_us * cost, rate.tolerance_us)
         if now_us is None:
             reply = await self._runner.run(redis_key, args)
         else:
             reply = await self._runner.run_one(redis_key, (*args, now_us))
-        allowed, remaining, retry_after_us, reset_after_us = reply
-        return allowed, remaining, retry_after_us, reset_after_us
+        return decode_reply(reply)
+
+    async def aclose(self) -> None:
+        """Give the connection this store holds back to the client's pool.
+
+        Closing the client (``await client.aclose()``) closes it as well, so an app that
+        closes its client at shutdown, as :func:`hardenkit.install` does, needs no call.
+        """
+        await self._runner.aclose()
