@@ -68,6 +68,12 @@ async def test_redis_outage_mid_run_gives_no_5xx_no_slow_request_and_recovers(
                 samples.append(
                     Sample(ended, ended - started, response.status_code, not guard.using_fallback)
                 )
+                # A request served by the memory fallback through ASGITransport never
+                # suspends, so without this the callers would run back to back and the
+                # loop would poll sockets only between their batches (150 ms apart under
+                # coverage): the guard's probe would crawl, as on no real server, where
+                # each request arrives through the socket and the loop polls between them.
+                await asyncio.sleep(0)
 
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             deadline = time.perf_counter() + 15  # bounded in time as well as in count
