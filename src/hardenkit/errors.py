@@ -216,7 +216,13 @@ async def send_problem(
     headers: Sequence[tuple[bytes, bytes]] = (),
     extensions: Mapping[str, Any] | None = None,
 ) -> None:
-    """Send a complete problem+json response over raw ASGI (for middleware)."""
+    """Send a complete problem+json response over raw ASGI (for middleware).
+
+    A ``websocket`` scope is refused before its handshake is accepted: with this response
+    as the handshake's, where the server offers the ``websocket.http.response``
+    extension (uvicorn, Starlette's TestClient), or else with a close, which the server
+    answers with ``403``.
+    """
     body = _encode(
         problem_body(
             status,
@@ -227,18 +233,21 @@ async def send_problem(
             extensions=extensions,
         )
     )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    response_headers = [
+        (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *headers,
+    ]
+    if scope.get("type") != "websocket":
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": body})
+    elif "websocket.http.response" in (scope.get("extensions") or {}):
+        await send(
+            {"type": "websocket.http.response.start", "status": status, "headers": response_headers}
+        )
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008, "reason": ""})
 
 
 def error_response(exc: HardenError, instance: str | None) -> ProblemResponse:

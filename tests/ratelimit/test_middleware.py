@@ -7,9 +7,10 @@ import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
-from starlette.testclient import TestClient
+from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 from structlog.testing import capture_logs
 
 from hardenkit.auth.principal import Principal
@@ -300,3 +301,86 @@ def test_problem_body_never_echoes_the_client_key() -> None:
     client.get("/")
     refused = client.get("/")
     assert "203.0.113.5" not in json.dumps(refused.json())
+
+
+async def greet_socket(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text("connected")
+    await websocket.close()
+
+
+def with_socket(*rules: RateLimitRule) -> Any:
+    app = starlette_app()
+    app.router.routes.append(WebSocketRoute("/ws", greet_socket))
+    return RateLimitMiddleware(app, rules=list(rules), store=MemoryStore())
+
+
+def test_a_websocket_handshake_over_the_limit_is_refused_before_it_is_accepted() -> None:
+    client = client_for(with_socket(RateLimitRule("ip", "2/minute")))
+    for _ in range(2):
+        with client.websocket_connect("/ws") as socket:
+            assert socket.receive_text() == "connected"
+    with (
+        capture_logs() as logs,
+        pytest.raises(WebSocketDenialResponse) as denied,
+        client.websocket_connect("/ws"),
+    ):
+        pass
+    assert denied.value.status_code == 429
+    assert denied.value.headers["retry-after"] == "30"
+    assert denied.value.headers["content-type"] == "application/problem+json"
+    assert denied.value.json()["code"] == "RATE_LIMITED"
+    assert [entry["event_type"] for entry in logs if entry.get("audit")] == ["rate_limited"]
+    assert client.get("/").status_code == 429  # one budget per client, HTTP and WebSocket
+
+
+def test_an_admitted_websocket_handshake_reports_the_limit_in_its_accept() -> None:
+    client = client_for(with_socket(RateLimitRule("ip", "10/minute")))
+    with client.websocket_connect("/ws") as socket:
+        assert socket.receive_text() == "connected"
+        headers = dict(socket.extra_headers or [])
+    assert headers[b"ratelimit-policy"] == b'"ip";q=10;w=60'
+    assert headers[b"ratelimit"] == b'"ip";r=9;t=6'
+
+
+def test_a_websocket_handshake_is_a_get_to_method_restricted_rules() -> None:
+    client = client_for(
+        with_socket(
+            RateLimitRule("login", "1/minute", methods=["POST"]), RateLimitRule("ip", "5/m")
+        )
+    )
+    for _ in range(3):
+        with client.websocket_connect("/ws") as socket:
+            assert socket.receive_text() == "connected"
+    # Counted by the rule for every method (three handshakes and this request)...
+    assert client.get("/").headers["ratelimit"].startswith('"ip";r=1;')
+    # ...and not by the POST rule, whose one unit is still there.
+    assert client.post("/auth/token").status_code == 200
+
+
+async def test_a_refused_handshake_on_a_server_without_denial_responses_is_closed() -> None:
+    reached: list[str] = []
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        reached.append(scope["path"])
+
+    app = RateLimitMiddleware(inner, rules=[RateLimitRule("ip", "1/minute")], store=MemoryStore())
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "websocket",
+        "path": "/ws",
+        "headers": [],
+        "query_string": b"",
+        "client": ("203.0.113.5", 50000),
+    }
+    await app(dict(scope), receive, send)
+    await app(dict(scope), receive, send)
+    assert reached == ["/ws"]
+    assert sent == [{"type": "websocket.close", "code": 1008, "reason": ""}]

@@ -37,7 +37,7 @@ from hardenkit.auth.principal import Principal
 from hardenkit.auth.tenants import TenantStatusCache
 from hardenkit.auth.verifier import JWTVerifier
 from hardenkit.context import principal_var
-from hardenkit.errors import ErrorCode, problem_body, send_problem
+from hardenkit.errors import ErrorCode, send_problem
 from hardenkit.logs.audit import AuditEventType, audit
 from hardenkit.telemetry import auth_failures, tenant_mismatches
 
@@ -366,9 +366,6 @@ class AuthMiddleware:
             headers.append((b"www-authenticate", _challenge(refusal)))
         elif refusal.status == 503:
             headers.append((b"retry-after", b"5"))
-        if scope["type"] == "websocket":
-            await _deny_websocket(scope, send, refusal, headers)
-            return
         await send_problem(
             send, scope, refusal.status, refusal.code, detail=refusal.detail, headers=headers
         )
@@ -424,26 +421,3 @@ def _match_path_params(routes: Sequence[Any], scope: Scope, depth: int) -> dict[
                 params.update(nested)
         return params
     return None
-
-
-async def _deny_websocket(
-    scope: Scope, send: Send, refusal: _RefusalError, headers: list[tuple[bytes, bytes]]
-) -> None:
-    extensions = scope.get("extensions") or {}
-    if "websocket.http.response" in extensions:
-        import json  # noqa: PLC0415 - only on this rare path
-
-        body = json.dumps(
-            problem_body(refusal.status, refusal.code, detail=refusal.detail)
-        ).encode()
-        await send(
-            {
-                "type": "websocket.http.response.start",
-                "status": refusal.status,
-                "headers": [(b"content-type", b"application/problem+json"), *headers],
-            }
-        )
-        await send({"type": "websocket.http.response.body", "body": body})
-        return
-    # Closing before accepting makes the server answer the handshake with 403.
-    await send({"type": "websocket.close", "code": 1008, "reason": ""})

@@ -34,7 +34,12 @@ class RateLimitMiddleware:
     ``hardenkit.ratelimit.decisions`` metric; a ``closed`` rule while Redis is down
     answers ``503`` ``SERVICE_UNAVAILABLE``. When several layers serve one request
     (``install()`` puts one before auth and one after), the outermost reports the tightest
-    decision of all of them. Non-HTTP scopes pass through.
+    decision of all of them.
+
+    A WebSocket handshake is one ``GET`` request to the rules: admitted, its accept
+    carries the headers; refused, it is never accepted, and gets the same problem as the
+    handshake's response where the server offers ``websocket.http.response``, else a
+    close that the server answers with ``403``. Other scopes (lifespan) pass through.
 
     Args:
         app: The ASGI application to protect.
@@ -87,7 +92,7 @@ class RateLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
-        if scope["type"] != "http" or self.exempt.matches(scope["path"]):
+        if scope["type"] not in _LIMITED or self.exempt.matches(scope["path"]):
             await self.app(scope, receive, send)
             return
         report: _Report | None = scope.get(_REPORT_KEY)
@@ -116,7 +121,7 @@ class RateLimitMiddleware:
             legacy = self.legacy_headers
 
             async def send_with_headers(message: Message) -> None:
-                if message["type"] == "http.response.start" and report.decision is not None:
+                if message["type"] in _RESPONSE_STARTS and report.decision is not None:
                     extra = decision_headers(report.rule, report.decision, legacy=legacy)
                     message = {**message, "headers": [*message.get("headers", ()), *extra]}
                 await send(message)
@@ -129,7 +134,7 @@ class RateLimitMiddleware:
     async def _decide(self, scope: Scope) -> tuple[str, RateLimitDecision] | None:
         """Return the first refusal, else the tightest decision; ``None`` if no rule applied."""
         path: str = scope["path"]
-        method: str = scope["method"]
+        method: str = scope.get("method", "GET")  # a WebSocket handshake is a GET
         tightest: tuple[str, RateLimitDecision] | None = None
         for rule, limiter in self._limiters:
             if not rule.applies_to(path, method):
@@ -147,6 +152,11 @@ class RateLimitMiddleware:
 
 
 _REPORT_KEY = "hardenkit.ratelimit"
+_LIMITED = frozenset({"http", "websocket"})
+# The messages that start what the client sees first: where the rate-limit headers go.
+_RESPONSE_STARTS = frozenset(
+    {"http.response.start", "websocket.accept", "websocket.http.response.start"}
+)
 
 
 class _Report:
