@@ -173,6 +173,7 @@ async def test_the_only_connection_of_a_pool_is_never_held(redis_url: str, key_p
         assert (await limiter.hit("k")).remaining == 8
     finally:
         await client.aclose()
+        await pool.disconnect()  # a pool passed in is its owner's to close
 
 
 async def test_aclose_gives_the_held_connection_back_with_its_timeout(
@@ -195,3 +196,4 @@ async def test_aclose_gives_the_held_connection_back_with_its_timeout(
         await pool.release(second)
     finally:
         await client.aclose()
+        await pool.disconnect()  # a pool passed in is its owner's to close

@@ -87,10 +87,15 @@ class UvicornServer:
         ]
         if self.factory:
             command.append("--factory")
-        output = self.log_path.open("wb") if self.log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=output, stderr=subprocess.STDOUT
-        )
+        if self.log_path is None:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+            )
+        else:
+            with self.log_path.open("wb") as output:  # the child keeps its own descriptor
+                self.process = subprocess.Popen(
+                    command, cwd=ROOT, env=self.env, stdout=output, stderr=subprocess.STDOUT
+                )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
