@@ -211,7 +211,7 @@ async def test_with_a_probe_recovery_is_tested_in_the_background_and_no_call_wai
     answers = [await guard.call(redis_answers, memory) for _ in range(5)]
     await asyncio.sleep(0)
     assert answers == ["memory"] * 5
-    assert loop.time() - started < 0.05
+    assert loop.time() - started < 0.5  # not one waited for the probe (it has 1 s)
     assert probe.runs == 1  # one probe in flight, however many calls arrive
     release.set()
     await wait_until(lambda: not guard.using_fallback)
