@@ -135,10 +135,8 @@ class RedisGuard:
             async with asyncio.timeout(max(self.retry_interval, _MIN_PROBE_SECONDS)):
                 for probe in self._probes:
                     await probe()
-        except (OSError, TimeoutError, ConnectionError) as error:
-            failure = error
         except Exception as error:  # noqa: BLE001 - a background task has no caller to raise to
-            if not _is_redis_error(error):
+            if not _is_redis_failure(error):
                 _logger.error("redis_probe_error", store=self.name, error=type(error).__name__)
             failure = error
         except asyncio.CancelledError:  # the loop is closing: the next loop probes afresh
@@ -189,12 +187,10 @@ class RedisGuard:
             if not attempt.timed_out():
                 raise  # cancelled from outside: not Redis's fault
             failure = TimeoutError()
-        except (OSError, TimeoutError, ConnectionError) as error:
-            failure = error
         except Exception as error:
-            # redis.exceptions.RedisError and anything the client raises on a broken
-            # connection: the fallback answers, the log line keeps the class name.
-            if not _is_redis_error(error):
+            # Redis errored, timed out or is out of reach: the fallback answers, the log
+            # line keeps the class name. Anything else is the caller's bug.
+            if not _is_redis_failure(error):
                 self._probing = False
                 raise
             failure = error
@@ -224,7 +220,10 @@ async def _nothing() -> None:
     return None
 
 
-def _is_redis_error(error: Exception) -> bool:
+def _is_redis_failure(error: Exception) -> bool:
+    """Whether ``error`` says Redis failed (errored, timed out, unreachable), not a bug."""
+    if isinstance(error, (OSError, TimeoutError, ConnectionError)):
+        return True
     from redis.exceptions import RedisError  # noqa: PLC0415 - redis is imported lazily
 
     return isinstance(error, RedisError)

@@ -90,7 +90,7 @@ class RedisStore:
     ) -> RateLimitDecision:
         """Take ``cost`` units of ``rate`` for ``key``; answer by ``when_down`` if Redis is not."""
         redis_key = self.prefix + "{" + key + "}"
-        args = (rate.emission_interval_us * cost, rate.tolerance_us)
+        args = _script_args(rate, cost)
 
         async def on_redis() -> RateLimitDecision:
             allowed, ahead_us = decode_reply(await self._runner.run(redis_key, args))
@@ -131,7 +131,7 @@ class RedisStore:
 
         ``now_us`` replaces the Redis server's clock; only tests pass it.
         """
-        args: tuple[int, ...] = (rate.emission_interval_us * cost, rate.tolerance_us)
+        args = _script_args(rate, cost)
         if now_us is None:
             reply = await self._runner.run(redis_key, args)
         else:
@@ -145,3 +145,8 @@ class RedisStore:
         closes its client at shutdown, as :func:`hardenkit.install` does, needs no call.
         """
         await self._runner.aclose()
+
+
+def _script_args(rate: Rate, cost: int) -> tuple[int, ...]:
+    """``gcra.lua``'s ARGV: the increment (cost × emission interval) and the tolerance."""
+    return (rate.emission_interval_us * cost, rate.tolerance_us)
