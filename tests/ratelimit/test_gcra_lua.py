@@ -43,12 +43,18 @@ short_rates = st.builds(
 )
 
 
+def max_burst(count: int, period: int) -> int:
+    """The largest burst Rate accepts: tolerance within 366 days, emission rounded up."""
+    emission = -(-period * 1_000_000 // count)
+    return 366 * 86400 * 1_000_000 // emission
+
+
 @st.composite
 def long_rates(draw: st.DrawFn) -> Rate:
     """Periods of days, bursts up to the bound: TATs far ahead, numbers in the 10^13 µs."""
     period = draw(st.integers(86400, 366 * 86400))
     count = draw(st.integers(1, 2 * period))
-    burst = draw(st.integers(1, min(10**9, count * 366 * 86400 // period)))
+    burst = draw(st.integers(1, min(10**9, max_burst(count, period))))
     return Rate(count, period, burst)
 
 

@@ -60,7 +60,8 @@ def test_emission_interval_is_rounded_up_so_a_period_never_admits_more_than_its_
     data=st.data(),
 )
 def test_a_rate_survives_its_own_string_form(count: int, period: int, data: st.DataObject) -> None:
-    burst = data.draw(st.integers(1, min(10**6, count * 366 * 86400 // period)))
+    emission = -(-period * 1_000_000 // count)  # rounded up, as Rate does
+    burst = data.draw(st.integers(1, min(10**6, 366 * 86400 * 1_000_000 // emission)))
     rate = Rate(count, period, burst)
     assert Rate.parse(str(rate)) == rate
 
