@@ -41,3 +41,34 @@ def test_table_prefers_exact_then_the_longest_prefix() -> None:
 def test_set_and_table_agree_on_which_paths_match(patterns: list[str], path: str) -> None:
     table = PathTable(dict.fromkeys(patterns, True))
     assert PathPatterns(patterns).matches(path) == table.get(path, False)
+
+
+# --- the route path: what every path setting matches -------------------------------------
+
+from starlette._utils import get_route_path  # noqa: E402 - the rule this one must equal
+
+from hardenkit._paths import route_path  # noqa: E402
+
+_segments = st.lists(st.sampled_from(["", "v1", "v10", "svc", "a", "healthz"]), max_size=4)
+
+
+@given(_segments, _segments)
+def test_route_path_is_the_path_starlette_routes_on(root: list[str], rest: list[str]) -> None:
+    root_path = "/".join(["", *root]) if root else ""
+    path = root_path + "/" + "/".join(rest)
+    for candidate in (path, "/" + "/".join(rest)):
+        scope = {"type": "http", "path": candidate, "root_path": root_path}
+        assert route_path(dict(scope)) == get_route_path(scope)
+
+
+def test_route_path_strips_the_root_path_only_at_a_segment_boundary() -> None:
+    assert route_path({"path": "/svc/healthz", "root_path": "/svc"}) == "/healthz"
+    assert route_path({"path": "/svc10/healthz", "root_path": "/svc"}) == "/svc10/healthz"
+    assert route_path({"path": "/healthz", "root_path": ""}) == "/healthz"
+
+
+def test_route_path_is_derived_again_when_a_router_changes_the_root_path() -> None:
+    scope = {"path": "/v1/inner/items", "root_path": "/v1"}
+    assert route_path(scope) == "/inner/items"
+    scope["root_path"] = "/v1/inner"  # a Mount below the first app
+    assert route_path(scope) == "/items"

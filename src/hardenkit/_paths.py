@@ -5,6 +5,12 @@ A pattern is an exact path (``/docs``), a prefix ending in ``*`` (``/api/reports
 ``/authority``. Patterns start with ``/`` (or are ``*``); a ``*`` anywhere but at the end
 is refused, at startup. Public paths, rate-limit rules and exemptions, webhook paths,
 per-route headers and timeouts all match through this one module.
+
+Every pattern matches the **route path**: ``scope["path"]`` without ``scope["root_path"]``,
+the path Starlette routes on. Under ``uvicorn --root-path /svc`` or inside
+``Mount("/v1", app)`` the server or router puts the prefix in both, and ``/healthz``
+means the app's health route wherever the app is mounted. :func:`route_path` derives it
+once per request; every layer reads it from there.
 """
 
 from __future__ import annotations
@@ -12,9 +18,38 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Generic, TypeVar
 
-__all__ = ["PathPatterns", "PathTable", "check_pattern"]
+from starlette.types import Scope
+
+__all__ = ["PathPatterns", "PathTable", "check_pattern", "route_path"]
 
 T = TypeVar("T")
+
+_ROUTE_PATH_KEY = "hardenkit.route_path"
+
+
+def route_path(scope: Scope) -> str:
+    """Return the path the app routes on: ``scope["path"]`` minus ``scope["root_path"]``.
+
+    The same rule as Starlette's router (``starlette._utils.get_route_path``): the root
+    path is removed only where it ends at a segment boundary, so ``root_path="/v1"``
+    leaves ``/v10/items`` as it is. Derived once per request and kept in the scope, keyed
+    by the ``(path, root_path)`` it came from, so a router that changes either (a
+    ``Mount`` below this app) gets a fresh answer rather than a stale one.
+    """
+    path: str = scope.get("path", "")
+    root_path: str = scope.get("root_path", "")
+    cached = scope.get(_ROUTE_PATH_KEY)
+    if cached is not None and cached[0] == path and cached[1] == root_path:
+        derived: str = cached[2]
+        return derived
+    derived = path
+    if root_path and path.startswith(root_path):
+        if path == root_path:
+            derived = ""
+        elif path[len(root_path)] == "/":
+            derived = path[len(root_path) :]
+    scope[_ROUTE_PATH_KEY] = (path, root_path, derived)
+    return derived
 
 
 def check_pattern(pattern: str) -> str:

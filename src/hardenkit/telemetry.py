@@ -22,6 +22,7 @@ from opentelemetry import metrics, trace
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hardenkit._paths import route_path
 from hardenkit._version import __version__
 
 __all__ = [
@@ -157,7 +158,7 @@ class RequestMetricsMiddleware:
         }
         status = 500
         error_type: str | None = None
-        path = _route_path(scope)
+        path = route_path(scope)
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -227,9 +228,3 @@ def _route_templates(routes: Any, prefix: str = "") -> dict[Any, list[tuple[str,
         except TypeError:  # an unhashable endpoint
             continue
     return templates
-
-
-def _route_path(scope: Scope) -> str:
-    path: str = scope.get("path", "")
-    root_path: str = scope.get("root_path", "")
-    return path[len(root_path) :] if root_path and path.startswith(root_path) else path

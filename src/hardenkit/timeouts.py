@@ -27,6 +27,7 @@ from typing import Any, Final
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hardenkit._paths import route_path
 from hardenkit.context import deadline_var, request_id_var, set_deadline
 from hardenkit.errors import ErrorCode, send_problem
 from hardenkit.headers._paths import PathTable
@@ -91,7 +92,7 @@ class TimeoutMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        timeout = self.routes.get(scope["path"], self.timeout) if self.routes else self.timeout
+        timeout = self.routes.get(route_path(scope), self.timeout) if self.routes else self.timeout
         if timeout is None:
             await self.app(scope, receive, send)
             return

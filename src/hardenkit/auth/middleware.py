@@ -29,6 +29,7 @@ import structlog
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hardenkit._paths import route_path
 from hardenkit.auth.apikeys import APIKeyGuard
 from hardenkit.auth.claims import MAX_TENANT_LENGTH
 from hardenkit.auth.errors import KeysUnavailableError, PublicReason, TokenRejectedError
@@ -153,7 +154,7 @@ class AuthMiddleware:
         if kind not in ("http", "websocket") or self.mode == "off":
             await self.app(scope, receive, send)
             return
-        path: str = scope.get("path", "")
+        path = route_path(scope)
         if self.public_paths.matches(path):
             await self.app(scope, receive, send)
             return

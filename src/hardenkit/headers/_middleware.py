@@ -12,6 +12,7 @@ from typing import Final
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hardenkit._paths import route_path
 from hardenkit.headers._nonce import RequestHeaderState, request_header_state
 from hardenkit.headers._paths import PathTable
 from hardenkit.headers._policy import CompiledHeaders, HeaderPolicy, Kind
@@ -75,7 +76,9 @@ class SecurityHeadersMiddleware:
         header_state = RequestHeaderState(nonce)
         token = request_header_state.set(header_state)
         https = scope.get("scheme") == "https"
-        path_policy = self.routes.get(scope["path"], self.policy) if self.routes else self.policy
+        path_policy = (
+            self.routes.get(route_path(scope), self.policy) if self.routes else self.policy
+        )
         encoded_nonce = nonce.encode("ascii")
         held: list[Message] = []
         hashing_policy: HeaderPolicy | None = None

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from starlette.types import Scope
 
+from hardenkit._paths import route_path
 from hardenkit.context import client_ip_var, principal_var
 
 __all__ = [
@@ -95,7 +96,7 @@ def api_key(scope: Scope) -> str | None:
 
 def route(scope: Scope) -> str | None:
     """The method and path: one shared budget per endpoint, across all callers."""
-    return f"{scope.get('method', '')} {scope.get('path', '')}"
+    return f"{scope.get('method', '')} {route_path(scope)}"
 
 
 def combine(*functions: KeyFunction) -> KeyFunction:

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hardenkit._paths import route_path
 from hardenkit.context import client_ip_var
 from hardenkit.errors import ErrorCode, send_problem
 from hardenkit.proxies import TrustedProxies
@@ -92,7 +93,7 @@ class RateLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
-        if scope["type"] not in _LIMITED or self.exempt.matches(scope["path"]):
+        if scope["type"] not in _LIMITED or self.exempt.matches(route_path(scope)):
             await self.app(scope, receive, send)
             return
         report: _Report | None = scope.get(_REPORT_KEY)
@@ -133,7 +134,7 @@ class RateLimitMiddleware:
 
     async def _decide(self, scope: Scope) -> tuple[str, RateLimitDecision] | None:
         """Return the first refusal, else the tightest decision; ``None`` if no rule applied."""
-        path: str = scope["path"]
+        path = route_path(scope)
         method: str = scope.get("method", "GET")  # a WebSocket handshake is a GET
         tightest: tuple[str, RateLimitDecision] | None = None
         for rule, limiter in self._limiters:

@@ -23,7 +23,7 @@ from typing import Literal
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hardenkit._paths import PathPatterns
+from hardenkit._paths import PathPatterns, route_path
 from hardenkit.errors import ErrorCode, send_problem
 from hardenkit.signing._body import ClientDisconnect, read_limited
 from hardenkit.signing._refusal import SignatureError, refuse
@@ -98,7 +98,7 @@ class WebhookMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
-        if scope["type"] != "http" or not self._matches(scope["path"]):
+        if scope["type"] != "http" or not self._matches(route_path(scope)):
             await self.app(scope, receive, send)
             return
         try:
