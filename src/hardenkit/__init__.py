@@ -16,6 +16,7 @@ from hardenkit.auth import (
     require_roles,
     require_scopes,
 )
+from hardenkit.bodylimit import BodyLimitMiddleware, read_body, read_json
 from hardenkit.context import get_client_ip, get_deadline, get_principal, get_request_id
 from hardenkit.errors import ErrorCode, ErrorMiddleware, HardenError, ProblemResponse
 from hardenkit.headers import CSP, SecurityHeadersMiddleware, safe_redirect
@@ -70,6 +71,7 @@ __all__ = [
     "AuditEvent",
     "AuditEventType",
     "AuthMiddleware",
+    "BodyLimitMiddleware",
     "Bulkhead",
     "BulkheadFullError",
     "CheckResult",
@@ -119,6 +121,8 @@ __all__ = [
     "get_request_id",
     "install",
     "load_settings",
+    "read_body",
+    "read_json",
     "require_roles",
     "require_scopes",
     "resilient",

@@ -10,13 +10,17 @@ Outermost first, as a request meets them::
                              refusals (401, 429, 500, 504) readable by the calling page
     ErrorMiddleware          any crash becomes a 500 problem that reveals nothing
     TimeoutMiddleware        sets the request deadline; 504 problem when it passes
+    BodyLimitMiddleware      bodies over HARDENKIT_MAX_BODY_BYTES: 413 before anything reads
     RateLimit per client ip  before auth: the default rule and the strict auth-path rule
     AuthMiddleware           JWT + tenant claim (or API key on its paths); 401/403
     RateLimit per tenant     after auth, keyed on the verified tenant
     WebhookMiddleware        signed webhooks on HARDENKIT_WEBHOOK_PATHS, replay refused
+    RateLimit per webhook    verified deliveries only, per path (HARDENKIT_RATE_LIMIT_WEBHOOK)
     your application         exception handlers map HTTPException / validation errors
 
-plus ``/healthz`` and ``/readyz``. Every piece stays usable alone as middleware.
+plus ``/healthz`` and ``/readyz``, always public and never rate limited. Every path
+setting matches the route path (the path without ``root_path``), as Starlette routes. Every
+piece stays usable alone as middleware.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from hardenkit.auth._install import AuthStack, auth_middleware, build_auth
+from hardenkit.bodylimit import BodyLimitMiddleware
 from hardenkit.errors import (
     ErrorMiddleware,
     HardenError,
@@ -49,7 +54,11 @@ from hardenkit.headers._install import (
 )
 from hardenkit.health import HealthRegistry
 from hardenkit.proxies import TrustedProxyMiddleware
-from hardenkit.ratelimit._install import client_ip_rate_limit, principal_rate_limit
+from hardenkit.ratelimit._install import (
+    client_ip_rate_limit,
+    principal_rate_limit,
+    webhook_rate_limit,
+)
 from hardenkit.requestid import RequestIdMiddleware
 from hardenkit.resilience._install import install_resilience
 from hardenkit.settings import HardenSettings, load_settings
@@ -168,10 +177,20 @@ def _middleware_stack(kit: Hardened) -> list[Middleware]:
         *cors_layers(settings),
         Middleware(ErrorMiddleware),
         *timeout_layers(settings),
+        # Before anything that reads a body, and before auth: an unauthenticated 200 MB
+        # POST is refused on its Content-Length, or as its stream crosses the limit.
+        # Inside the timeout, so a body trickled in slowly still runs out of time.
+        Middleware(
+            BodyLimitMiddleware,
+            max_body_bytes=settings.max_body_bytes,
+            paths=dict(settings.max_body_bytes_paths),
+        ),
         client_ip_rate_limit(kit),
         *auth_middleware(kit),
         principal_rate_limit(kit),
         *webhook_middleware(kit),
+        # Inside the webhook layer: only deliveries whose signature verified are counted.
+        *webhook_rate_limit(kit),
     ]
 
 

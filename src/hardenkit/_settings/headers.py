@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
+from hardenkit._paths import check_pattern
 from hardenkit._settings._base import CommaList, Section, SettingProblem
 
 ReferrerPolicySetting = Literal[
@@ -43,6 +44,21 @@ class HeadersSettings(Section):
         description=(
             "Paths exempt from the request timeout (streams that are not "
             "`text/event-stream`; SSE and WebSockets are exempt anyway)."
+        ),
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1,
+        description=(
+            "Largest request body accepted on any route (413 `PAYLOAD_TOO_LARGE` beyond; a "
+            "`Content-Length` over it is refused before the body is read)."
+        ),
+    )
+    max_body_bytes_paths: dict[str, int] = Field(
+        default_factory=dict,
+        description=(
+            'Per-route body limits as JSON, e.g. `{"/api/uploads/*": 104857600}` '
+            "(exact path, or a prefix ending in `*`)."
         ),
     )
     cors_origins: CommaList = Field(
@@ -161,6 +177,15 @@ class HeadersSettings(Section):
                 raise ValueError(f"route {pattern!r}: '*' is only allowed at the end")
             if not 0 < seconds <= 86_400:
                 raise ValueError(f"route {pattern!r}: timeout must be in (0, 86400] seconds")
+        return value
+
+    @field_validator("max_body_bytes_paths")
+    @classmethod
+    def _valid_body_limits(cls, value: dict[str, int]) -> dict[str, int]:
+        for pattern, limit in value.items():
+            check_pattern(pattern)
+            if limit < 1:
+                raise ValueError(f"route {pattern!r}: the body limit must be at least 1 byte")
         return value
 
     @field_validator("csp_report_path")

@@ -25,6 +25,13 @@ class RateLimitSettings(Section):
     rate_limit_tenant: str = Field(
         default="1000/15m", description="Limit per verified tenant after authentication."
     )
+    rate_limit_webhook: str = Field(
+        default="1000/1m",
+        description=(
+            "Limit per webhook path (`HARDENKIT_WEBHOOK_PATHS`) instead of the per-ip default; "
+            "only deliveries whose signature verified are counted."
+        ),
+    )
     auth_paths: CommaList = Field(
         default_factory=lambda: ["/auth/*"],
         description="Paths the strict auth limit applies to (exact, or a prefix ending in `*`).",
@@ -57,7 +64,9 @@ class RateLimitSettings(Section):
         default=False, description="Also send `X-RateLimit-Limit/Remaining/Reset`."
     )
 
-    @field_validator("rate_limit_default", "rate_limit_auth", "rate_limit_tenant")
+    @field_validator(
+        "rate_limit_default", "rate_limit_auth", "rate_limit_tenant", "rate_limit_webhook"
+    )
     @classmethod
     def _rate(cls, value: str) -> str:
         Rate.parse(value)  # a ValueError names the expected form; pydantic names the setting

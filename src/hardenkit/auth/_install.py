@@ -87,7 +87,9 @@ def build_auth(kit: Hardened) -> AuthStack:
     stack.middleware_options = {
         "verifier": verifier,
         "mode": settings.auth_mode,
-        "public_paths": settings.public_paths,
+        # The probes are public whatever HARDENKIT_PUBLIC_PATHS says: a list written
+        # without them must not lock every pod out of readiness.
+        "public_paths": [*settings.public_paths, settings.health_path, settings.ready_path],
         "tenant_header": settings.tenant_header,
         "tenant_header_aliases": settings.tenant_header_aliases,
         "max_header_bytes": settings.auth_max_header_bytes,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from starlette.middleware import Middleware
 
 from hardenkit.ratelimit.decision import RateLimitStore
-from hardenkit.ratelimit.keys import ClientIpKey, tenant
+from hardenkit.ratelimit.keys import ClientIpKey, route, tenant
 from hardenkit.ratelimit.memory import MemoryStore
 from hardenkit.ratelimit.middleware import RateLimitMiddleware
 from hardenkit.ratelimit.redis_store import RedisStore
@@ -16,7 +16,12 @@ from hardenkit.ratelimit.rules import RateLimitRule
 if TYPE_CHECKING:
     from hardenkit.install import Hardened
 
-__all__ = ["client_ip_rate_limit", "principal_rate_limit", "rate_limit_store"]
+__all__ = [
+    "client_ip_rate_limit",
+    "principal_rate_limit",
+    "rate_limit_store",
+    "webhook_rate_limit",
+]
 
 
 def rate_limit_store(kit: Hardened) -> RateLimitStore:
@@ -42,6 +47,8 @@ def rate_limit_store(kit: Hardened) -> RateLimitStore:
 
 
 def _exempt_paths(kit: Hardened) -> list[str]:
+    # The probes are never limited, whatever else is configured: a kubelet that gets 429
+    # marks the pod unready.
     settings = kit.settings
     return [settings.health_path, settings.ready_path, *settings.rate_limit_exempt_paths]
 
@@ -59,7 +66,15 @@ def client_ip_rate_limit(kit: Hardened) -> Middleware:
             paths=settings.auth_paths,
             when_down=down,
         ),
-        RateLimitRule("ip", settings.rate_limit_default, key=client_ip, when_down=down),
+        # Webhook paths have their own rule (webhook_rate_limit): a provider delivers
+        # from a few addresses, far more often than one client browses.
+        RateLimitRule(
+            "ip",
+            settings.rate_limit_default,
+            key=client_ip,
+            except_paths=settings.webhook_paths,
+            when_down=down,
+        ),
     ]
     return Middleware(
         RateLimitMiddleware,
@@ -90,3 +105,34 @@ def principal_rate_limit(kit: Hardened) -> Middleware:
         trusted_proxies=settings.trusted_proxies,
         legacy_headers=settings.rate_limit_legacy_headers,
     )
+
+
+def webhook_rate_limit(kit: Hardened) -> list[Middleware]:
+    """The layer inside the webhook layer: one budget per webhook path (method and path).
+
+    It sits after signature verification, so only verified deliveries are counted: an
+    unsigned flood is refused before it can spend the provider's budget, and the budget
+    still bounds how often the handlers run. Keyed by path rather than ip, because a
+    provider sends from a pool of addresses that changes without notice, and nobody but
+    the holder of the secret can reach this key. None when no webhook path is set.
+    """
+    settings = kit.settings
+    if not settings.webhook_paths:
+        return []
+    rule = RateLimitRule(
+        "webhook",
+        settings.rate_limit_webhook,
+        key=route,
+        paths=settings.webhook_paths,
+        when_down=settings.rate_limit_redis_down,
+    )
+    return [
+        Middleware(
+            RateLimitMiddleware,
+            rules=[rule],
+            store=rate_limit_store(kit),
+            exempt_paths=_exempt_paths(kit),
+            trusted_proxies=settings.trusted_proxies,
+            legacy_headers=settings.rate_limit_legacy_headers,
+        )
+    ]

@@ -31,6 +31,8 @@ class RateLimitRule:
         key: Who is counted (:mod:`hardenkit.ratelimit.keys` or your own callable);
             when it returns ``None`` the rule does not apply to the request.
         paths: Path patterns the rule applies to (exact, or a prefix ending in ``*``).
+        except_paths: Path patterns the rule never applies to, even when ``paths`` match
+            (the per-ip default leaves webhook paths to their own rule).
         methods: HTTP methods it applies to; empty means all.
         cost: Units each matching request takes.
         when_down: While Redis is down: ``fallback`` (memory), ``open`` (allow) or
@@ -44,10 +46,12 @@ class RateLimitRule:
     rate: Rate | str
     key: KeyFunction = keys.client_ip
     paths: Iterable[str] = ("*",)
+    except_paths: Iterable[str] = ()
     methods: Iterable[str] = ()
     cost: int = 1
     when_down: RedisDownBehaviour = "fallback"
     path_patterns: PathPatterns = field(init=False, repr=False, compare=False)
+    except_patterns: PathPatterns = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_name(self.name, "rate limit rule")
@@ -61,6 +65,8 @@ class RateLimitRule:
             raise ValueError(f"rule {self.name!r}: key must be callable")
         object.__setattr__(self, "paths", tuple(self.paths))
         object.__setattr__(self, "path_patterns", PathPatterns(self.paths))
+        object.__setattr__(self, "except_paths", tuple(self.except_paths))
+        object.__setattr__(self, "except_patterns", PathPatterns(self.except_paths))
         object.__setattr__(self, "methods", frozenset(method.upper() for method in self.methods))
 
     @property
@@ -72,4 +78,8 @@ class RateLimitRule:
 
     def applies_to(self, path: str, method: str) -> bool:
         """Return whether the rule covers a request to ``path`` with ``method``."""
-        return (not self.methods or method in self.methods) and self.path_patterns.matches(path)
+        return (
+            (not self.methods or method in self.methods)
+            and self.path_patterns.matches(path)
+            and not self.except_patterns.matches(path)
+        )
