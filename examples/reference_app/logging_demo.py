@@ -17,7 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from hardenkit import read_body
+from hardenkit.bodylimit import parse_json
+
 _logger = structlog.get_logger("examples.logging_demo")
+DEMO_BODY_BYTES = 64 * 1024
 
 
 class DemoUpstreamError(RuntimeError):
@@ -25,7 +29,8 @@ class DemoUpstreamError(RuntimeError):
 
 
 async def careless_handler(request: Request) -> Response:
-    body = await request.json() if await request.body() else {}
+    raw = await read_body(request, DEMO_BODY_BYTES)
+    body = parse_json(raw) if raw else {}  # malformed JSON is the client's 400, not a crash
     _logger.info(
         "demo_request_received",
         headers=dict(request.headers),

@@ -8,7 +8,6 @@ secret is refused anyway. The strict per-ip auth rate limit covers ``/auth/*``.
 from __future__ import annotations
 
 import hmac
-import json
 import time
 from typing import Any
 
@@ -17,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from hardenkit import read_json
 from hardenkit.errors import ErrorCode, HardenError
 
 TOKEN_LIFETIME_SECONDS = 900
@@ -37,13 +37,10 @@ def _invalid_login() -> HardenError:
 
 
 async def _credentials(request: Request) -> tuple[str, str]:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise HardenError(ErrorCode.PAYLOAD_TOO_LARGE, status=413)
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        data = None
+    # Bounded reader: a login needs a few hundred bytes, so the 4 KiB limit is checked on
+    # Content-Length and as the body streams, never after holding all of it. Invalid or
+    # absurdly nested JSON is a 400 BAD_REQUEST.
+    data = await read_json(request, MAX_BODY_BYTES)
     if not isinstance(data, dict):
         raise HardenError(
             ErrorCode.VALIDATION_ERROR,

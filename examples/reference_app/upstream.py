@@ -30,13 +30,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from hardenkit import CircuitBreaker, ErrorCode, HardenError, resilient
+from hardenkit import CircuitBreaker, ErrorCode, HardenError, read_json, resilient
 from hardenkit.resilience.httpx import ResilientTransport
 
 Mode = Literal["up", "down", "flaky"]
 
 UPSTREAM_HOST = "upstream.internal"
 BREAKER_WAIT_SECONDS = 5.0
+MODE_BODY_BYTES = 1024  # {"mode": "flaky"} is 17 bytes
 
 
 class FakeUpstream:
@@ -91,10 +92,7 @@ async def call_upstream(request: Request) -> Response:
 async def set_mode(request: Request) -> Response:
     if request.app.state.hardenkit.settings.is_production:
         raise HardenError(ErrorCode.NOT_FOUND, status=404)
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
+    body = await read_json(request, MODE_BODY_BYTES)
     mode = body.get("mode") if isinstance(body, dict) else None
     if mode not in ("up", "down", "flaky"):
         raise HardenError(

@@ -6,6 +6,8 @@ import json
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -110,6 +112,13 @@ def test_an_oversized_chunked_report_is_refused_too() -> None:
         ("text/plain", b"{}", 415, "UNSUPPORTED_MEDIA_TYPE"),
         ("application/csp-report", b"{not json", 400, "BAD_REQUEST"),
         ("application/csp-report", b"\xff\xfe", 400, "BAD_REQUEST"),
+        ("application/csp-report", b"\x00{\x00\xd8\x00\xdc", 400, "BAD_REQUEST"),
+        (
+            "application/csp-report",
+            b"\xff\xfe{\x00\x00\xd8}\x00",  # UTF-16 with a lone surrogate
+            400,
+            "BAD_REQUEST",
+        ),
         ("application/csp-report", b'{"other": 1}', 400, "BAD_REQUEST"),
         ("application/reports+json", b"[1, 2]", 400, "BAD_REQUEST"),
     ],
@@ -140,3 +149,50 @@ def test_control_characters_in_report_fields_do_not_reach_the_log() -> None:
 def test_the_size_limit_itself_is_validated() -> None:
     with pytest.raises(ValueError, match="max_bytes"):
         csp_report_route("/r", max_bytes=10)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 4000 + b"1" + b"]" * 4000,
+        b'{"a":' * 4000 + b"1" + b"}" * 4000,
+        b'{"csp-report": {"line-number": ' + b"9" * 5000 + b"}}",  # past int's digit limit
+    ],
+    ids=["list-4000-deep", "object-4000-deep", "5000-digit-number"],
+)
+def test_a_report_nested_4000_deep_or_with_a_huge_number_is_a_400_not_a_500(body: bytes) -> None:
+    response = client(max_bytes=65536).post(
+        "/csp-report", content=body, headers={"content-type": "application/csp-report"}
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "BAD_REQUEST"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    body=st.one_of(
+        st.binary(max_size=300),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.text(max_size=12), inner, max_size=3)
+            ),
+            max_leaves=20,
+        ).map(lambda value: json.dumps(value).encode()),
+    ),
+    content_type=st.sampled_from(
+        ["application/csp-report", "application/reports+json", "application/json; charset=x"]
+    ),
+)
+def test_any_body_gets_204_or_a_coded_4xx(body: bytes, content_type: str) -> None:
+    response = _FUZZ_CLIENT.post(
+        "/csp-report", content=body, headers={"content-type": content_type}
+    )
+    assert response.status_code in (204, 400), response.text
+    if response.status_code == 400:
+        assert response.json()["code"] == "BAD_REQUEST"
+
+
+_FUZZ_CLIENT = client(max_bytes=4096)

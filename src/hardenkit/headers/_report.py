@@ -11,7 +11,6 @@ are logged.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -21,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from hardenkit.bodylimit import read_json
 from hardenkit.errors import ErrorCode, HardenError
 
 __all__ = ["csp_report_endpoint", "csp_report_route"]
@@ -77,13 +77,8 @@ def csp_report_endpoint(max_bytes: int = 8192) -> Any:
                 status=415,
                 detail="Send application/csp-report or application/reports+json.",
             )
-        body = await _read_bounded(request, max_bytes)
-        try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise HardenError(
-                ErrorCode.BAD_REQUEST, status=400, detail="The report is not JSON."
-            ) from None
+        # Bounded before it is read; invalid, badly encoded or 4,000-deep JSON is a 400.
+        payload = await read_json(request, max_bytes)
         reports = _reports(payload)
         if reports is None:
             raise HardenError(
@@ -101,25 +96,6 @@ def csp_report_endpoint(max_bytes: int = 8192) -> Any:
 def csp_report_route(path: str = "/csp-report", max_bytes: int = 8192) -> Route:
     """Return the ``POST`` route serving :func:`csp_report_endpoint` at ``path``."""
     return Route(path, csp_report_endpoint(max_bytes), methods=["POST"], include_in_schema=False)
-
-
-async def _read_bounded(request: Request, max_bytes: int) -> bytes:
-    too_large = HardenError(
-        ErrorCode.PAYLOAD_TOO_LARGE,
-        status=413,
-        detail=f"A report may be at most {max_bytes} bytes.",
-    )
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _reports(payload: Any) -> list[Mapping[str, Any]] | None:
