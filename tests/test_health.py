@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from hardenkit import CheckResult, HardenSettings, HealthStatus, install
@@ -82,3 +86,25 @@ def test_health_routes_win_over_a_catch_all_mount() -> None:
     app = Starlette(routes=[Mount("/", app=catch_all)])
     install(app, HardenSettings())
     assert TestClient(app).get("/healthz").json() == {"status": "ok"}
+
+
+def test_probes_stay_public_and_unlimited_whatever_the_public_paths_and_probe_paths_say(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As the cookbook shows: a public path list without the probes, custom probe paths,
+    # a per-ip limit far below what a kubelet sends.
+    monkeypatch.setenv("HARDENKIT_JWT_SECRET", "k" * 48)
+    monkeypatch.setenv("HARDENKIT_PUBLIC_PATHS", "/docs,/redoc,/openapi.json")
+    monkeypatch.setenv("HARDENKIT_HEALTH_PATH", "/livez")
+    monkeypatch.setenv("HARDENKIT_READY_PATH", "/ready")
+    monkeypatch.setenv("HARDENKIT_RATE_LIMIT_DEFAULT", "3/15m")
+
+    async def private(request: Request) -> Response:
+        return PlainTextResponse("private")
+
+    app = Starlette(routes=[Route("/private", private)])
+    install(app)
+    client = TestClient(app)
+    statuses = {client.get(path).status_code for path in ["/livez", "/ready"] * 50}
+    assert statuses == {200}
+    assert client.get("/private").status_code == 401
