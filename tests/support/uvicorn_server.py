@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -45,9 +45,11 @@ class UvicornServer:
         port: int | None = None,
         log_path: Path | None = None,
         factory: bool = False,
+        args: Sequence[str] = (),
     ) -> None:
         self.app = app
         self.factory = factory
+        self.args = tuple(args)  # more uvicorn options, e.g. ("--root-path", "/svc")
         self.port = port or free_port()
         self.env = {
             key: value
@@ -87,6 +89,7 @@ class UvicornServer:
         ]
         if self.factory:
             command.append("--factory")
+        command += self.args
         if self.log_path is None:
             self.process = subprocess.Popen(
                 command, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
