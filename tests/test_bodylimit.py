@@ -290,3 +290,17 @@ def test_parse_json_either_returns_a_value_or_raises_a_400(body: bytes) -> None:
     except HardenError as error:  # anything else propagates and fails the test
         status = error.status
     assert status in (None, 400)
+
+
+def test_an_app_wide_limit_over_64_mib_is_warned_about_naming_the_setting() -> None:
+    [warning] = [
+        problem
+        for problem in HardenSettings(max_body_bytes=65 * 1024 * 1024).startup_warnings()
+        if problem.setting == "HARDENKIT_MAX_BODY_BYTES"
+    ]
+    assert "HARDENKIT_MAX_BODY_BYTES_PATHS" in warning.message
+    assert not [
+        problem
+        for problem in HardenSettings(max_body_bytes_paths={"/up/*": 10**9}).startup_warnings()
+        if problem.setting.startswith("HARDENKIT_MAX_BODY_BYTES")
+    ]

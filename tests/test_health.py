@@ -108,3 +108,13 @@ def test_probes_stay_public_and_unlimited_whatever_the_public_paths_and_probe_pa
     statuses = {client.get(path).status_code for path in ["/livez", "/ready"] * 50}
     assert statuses == {200}
     assert client.get("/private").status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/*", "*", "healthz", "/health/*"])
+def test_a_probe_path_that_is_a_pattern_is_refused_since_it_would_make_routes_public(
+    path: str,
+) -> None:
+    with pytest.raises(ValueError, match="exact path"):
+        HardenSettings(health_path=path)
+    with pytest.raises(ValueError, match="exact path"):
+        HardenSettings(ready_path=path)

@@ -67,6 +67,15 @@ class CoreSettings(Section):
             return None
         return value
 
+    @field_validator("health_path", "ready_path")
+    @classmethod
+    def _probe_path(cls, value: str) -> str:
+        # The probes are added to the public paths: a pattern here ("/*") would make
+        # every route public.
+        if not value.startswith("/") or "*" in value:
+            raise ValueError(f"{value!r}: an exact path starting with `/`, without `*`")
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:

@@ -21,6 +21,7 @@ ReferrerPolicySetting = Literal[
     "unsafe-url",
 ]
 _ONE_YEAR = 31_536_000
+_LARGE_BODY_BYTES = 64 * 1024 * 1024
 
 
 class HeadersSettings(Section):
@@ -201,6 +202,17 @@ class HeadersSettings(Section):
         """Report header, CORS and timeout rule violations."""
         problems = super().collect_problems()
         problems.extend(self._cors_problems())
+        if self.max_body_bytes > _LARGE_BODY_BYTES:
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_MAX_BODY_BYTES",
+                    f"over {_LARGE_BODY_BYTES // (1024 * 1024)} MiB lets every route take "
+                    "bodies that large; raise it only for the routes that need it, in "
+                    "HARDENKIT_MAX_BODY_BYTES_PATHS",
+                    severity="warning",
+                    production_only=False,
+                )
+            )
         if self.hsts_preload and (
             self.hsts_max_age < _ONE_YEAR or not self.hsts_include_subdomains
         ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope
 
+from hardenkit.bodylimit import declared_length
 from hardenkit.errors import ErrorCode
 from hardenkit.signing._refusal import SignatureError, SignatureKind, refuse
 
@@ -21,13 +22,6 @@ def _too_large(limit: int, kind: SignatureKind) -> SignatureError:
     )
 
 
-def _declared_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
-
-
 async def read_limited(scope: Scope, receive: Receive, limit: int, kind: SignatureKind) -> bytes:
     """Return the whole body from ``receive``; refuse it as soon as it exceeds ``limit``.
 
@@ -35,7 +29,7 @@ async def read_limited(scope: Scope, receive: Receive, limit: int, kind: Signatu
         SignatureError: 413 when the declared or actual length is over ``limit``.
         ClientDisconnect: The client went away before the body was complete.
     """
-    declared = _declared_length(scope)
+    declared = declared_length(scope)
     if declared is not None and declared > limit:
         raise _too_large(limit, kind)
     chunks: list[bytes] = []
