@@ -334,3 +334,22 @@ def test_a_fastapi_body_model_route_still_answers_413_when_fastapi_catches_the_r
     refused = client.post("/orders", content=stream(), headers={"content-type": "application/json"})
     assert refused.status_code == 413
     assert refused.json()["code"] == "PAYLOAD_TOO_LARGE"
+
+
+@pytest.mark.parametrize(
+    ("http_version", "headers"),
+    [("1.1", [(b"transfer-encoding", b"chunked")]), ("2", []), ("1.1", [])],
+    ids=["http/1.1 chunked", "http/2 without content-length", "http/1.1 unframed"],
+)
+async def test_a_body_without_content_length_is_counted_unless_http_1_framing_says_none(
+    http_version: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    app = BodyLimitMiddleware(echo_length, max_body_bytes=100)
+    scope = {**http_scope(headers=headers), "http_version": http_version}
+    sent, _, _ = await drive(app, scope, [b"x" * 60, b"x" * 60])
+    if http_version == "1.1" and not headers:
+        # HTTP/1.1 without Content-Length or Transfer-Encoding has no body (RFC 9112
+        # 6.3); a server never delivers one, so the layer does not wrap receive.
+        assert status_of(sent) == 200
+    else:
+        assert status_of(sent) == 413

@@ -37,6 +37,8 @@ DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
 """The limit :class:`BodyLimitMiddleware` applies when given none (1 MiB)."""
 
 _CONTENT_LENGTH: Final = b"content-length"
+_TRANSFER_ENCODING: Final = b"transfer-encoding"
+_FRAMED_VERSIONS: Final = frozenset({"1.0", "1.1"})
 
 
 class BodyTooLargeError(HardenError):
@@ -55,11 +57,12 @@ class BodyLimitMiddleware:
     """Pure ASGI middleware refusing request bodies over a limit with ``413``.
 
     ``http`` scopes only: WebSocket messages and lifespan pass through untouched. A
-    ``Content-Length`` over the limit is refused without reading a byte; a body without
-    one is counted as it streams, and the read that crosses the limit raises (a
-    :class:`~hardenkit.errors.HardenError`, so handlers see a coded refusal). Whatever
-    the application then does, the client gets the ``413``: a response the application
-    starts after the crossing is replaced by it.
+    ``Content-Length`` over the limit is refused without reading a byte; one within it
+    passes untouched (the server holds the body to its declared length). A body without
+    one (chunked, or HTTP/2) is counted as it streams, and the read that crosses the
+    limit raises (a :class:`~hardenkit.errors.HardenError`, so handlers see a coded
+    refusal). Whatever the application then does, the client gets the ``413``: a
+    response the application starts after the crossing is replaced by it.
 
     Args:
         app: The ASGI application to protect.
@@ -99,8 +102,19 @@ class BodyLimitMiddleware:
             return
         limit = self.limit_for(scope)
         declared = declared_length(scope)
-        if declared is not None and declared > limit:
-            await _refuse(scope, send, limit)
+        if declared is not None:
+            if declared > limit:
+                await _refuse(scope, send, limit)
+                return
+            # The server frames the body by its Content-Length (HTTP/1.1 and HTTP/2
+            # servers refuse a body longer than declared): nothing more to count.
+            await self.app(scope, receive, send)
+            return
+        if scope.get("http_version") in _FRAMED_VERSIONS and not _has_header(
+            scope, _TRANSFER_ENCODING
+        ):
+            # HTTP/1.x without Content-Length or Transfer-Encoding: no body at all.
+            await self.app(scope, receive, send)
             return
         received = 0
         crossed = False
@@ -152,6 +166,10 @@ def declared_length(scope: Scope) -> int | None:
             length = int(value)
             declared = length if declared is None else max(declared, length)
     return declared
+
+
+def _has_header(scope: Scope, name: bytes) -> bool:
+    return any(header == name for header, _ in scope.get("headers", ()))
 
 
 async def _refuse(scope: Scope, send: Send, limit: int) -> None:
