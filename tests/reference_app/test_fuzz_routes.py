@@ -66,6 +66,27 @@ _content_lengths = st.one_of(
     st.none(), st.integers(0, 10**12).map(str), st.sampled_from(["-1", "abc", "1e3", ""])
 )
 _encodings = st.sampled_from([None, "gzip", "br", "identity", "x-bogus"])
+# Headers a client controls that some layer reads: values of any byte a server accepts.
+_header_bytes = st.binary(max_size=60).map(
+    lambda raw: bytes(byte for byte in raw if byte >= 0x20 and byte != 0x7F).strip()
+)
+_client_headers = st.dictionaries(
+    st.sampled_from(
+        [
+            "x-tenant-id",
+            "x-request-id",
+            "authorization",
+            "x-api-key",
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+            "origin",
+            "traceparent",
+        ]
+    ),
+    _header_bytes,
+    max_size=4,
+)
 
 
 def _routes(routes: list[Any]) -> list[tuple[str, str]]:
@@ -184,6 +205,7 @@ def _parses(body: bytes) -> bool:
     content_type=_content_types,
     content_length=_content_lengths,
     encoding=_encodings,
+    extra_headers=_client_headers,
     with_token=st.booleans(),
 )
 def test_no_reference_route_answers_5xx_to_generated_input(  # noqa: PLR0917 - hypothesis
@@ -193,11 +215,12 @@ def test_no_reference_route_answers_5xx_to_generated_input(  # noqa: PLR0917 - h
     content_type: str | None,
     content_length: str | None,
     encoding: str | None,
+    extra_headers: dict[str, bytes],
     with_token: bool,
 ) -> None:
     client, routes, token = reference
     method, path = data.draw(st.sampled_from(routes), label="route")
-    headers: dict[str, str | bytes] = {}
+    headers: dict[str, str | bytes] = dict(extra_headers)
     if content_type is not None:
         headers["content-type"] = content_type.encode("utf-8")  # not always ASCII
     if content_length is not None:
