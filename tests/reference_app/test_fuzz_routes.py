@@ -1,8 +1,9 @@
 """Every reference route, Starlette and FastAPI, against generated bodies and headers: no 5xx.
 
 Bodies are random bytes, generated JSON, JSON nested up to 5,000 deep, other encodings;
-headers are content types, (lying) content lengths, content encodings, with and without a
-valid token. The only 5xx answers allowed are the ones the routes exist to show, and they
+headers are content types, (lying) content lengths, content encodings, any bytes in the
+headers a layer reads (tenant, request id, credentials, webhook signature, origin,
+traceparent), with and without a valid token. The only 5xx answers allowed are the ones the routes exist to show, and they
 are not caused by the input: ``/demo/logging`` crashes on purpose once it has parsed a
 well-formed body (malformed ones get a 400), and the token is never sent to the routes
 whose 5xx comes from elsewhere (``/api/upstream`` from its flaky dependency, ``/api/slow``
