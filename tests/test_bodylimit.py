@@ -353,3 +353,13 @@ async def test_a_body_without_content_length_is_counted_unless_http_1_framing_sa
         assert status_of(sent) == 200
     else:
         assert status_of(sent) == 413
+
+
+async def test_a_small_content_length_next_to_transfer_encoding_does_not_skip_the_count() -> None:
+    # Transfer-Encoding governs the body when both are sent: the declared 10 bytes
+    # must not let a chunked body through uncounted.
+    app = BodyLimitMiddleware(echo_length, max_body_bytes=100)
+    headers = [(b"content-length", b"10"), (b"transfer-encoding", b"chunked")]
+    scope = {**http_scope(headers=headers), "http_version": "1.1"}
+    sent, _, _ = await drive(app, scope, [b"x" * 60, b"x" * 60])
+    assert status_of(sent) == 413

@@ -102,18 +102,16 @@ class BodyLimitMiddleware:
             return
         limit = self.limit_for(scope)
         declared = declared_length(scope)
-        if declared is not None:
-            if declared > limit:
-                await _refuse(scope, send, limit)
-                return
-            # The server frames the body by its Content-Length (HTTP/1.1 and HTTP/2
-            # servers refuse a body longer than declared): nothing more to count.
-            await self.app(scope, receive, send)
+        if declared is not None and declared > limit:
+            await _refuse(scope, send, limit)
             return
-        if scope.get("http_version") in _FRAMED_VERSIONS and not _has_header(
-            scope, _TRANSFER_ENCODING
+        if not _has_header(scope, _TRANSFER_ENCODING) and (
+            declared is not None or scope.get("http_version") in _FRAMED_VERSIONS
         ):
-            # HTTP/1.x without Content-Length or Transfer-Encoding: no body at all.
+            # Nothing to count: the server holds the body to its Content-Length (HTTP/1.1
+            # and HTTP/2 servers refuse a longer one), and an HTTP/1.x request with
+            # neither header has no body. Transfer-Encoding wins over Content-Length
+            # (RFC 9112 6.3), so a request carrying both is counted.
             await self.app(scope, receive, send)
             return
         received = 0

@@ -3,11 +3,12 @@
 Bodies are random bytes, generated JSON, JSON nested up to 5,000 deep, other encodings;
 headers are content types, (lying) content lengths, content encodings, any bytes in the
 headers a layer reads (tenant, request id, credentials, webhook signature, origin,
-traceparent), with and without a valid token. The only 5xx answers allowed are the ones the routes exist to show, and they
-are not caused by the input: ``/demo/logging`` crashes on purpose once it has parsed a
-well-formed body (malformed ones get a 400), and the token is never sent to the routes
-whose 5xx comes from elsewhere (``/api/upstream`` from its flaky dependency, ``/api/slow``
-and ``/api/stream`` from the clock), which still get every body without one.
+traceparent), with and without a valid token. The only 5xx answers allowed are the ones
+the routes exist to show, and they are not caused by the input: ``/demo/logging``
+crashes on purpose once it has parsed a well-formed body (malformed ones get a 400), and
+the token is never sent to the routes whose 5xx comes from elsewhere (``/api/upstream``
+from its flaky dependency, ``/api/slow`` and ``/api/stream`` from the clock), which
+still get every body without one.
 """
 
 from __future__ import annotations
