@@ -53,6 +53,13 @@ def _exempt_paths(kit: Hardened) -> list[str]:
     return [settings.health_path, settings.ready_path, *settings.rate_limit_exempt_paths]
 
 
+def _guarded_webhook_paths(kit: Hardened) -> list[str]:
+    # The paths WebhookMiddleware guards (install() adds it only with a secret): a path
+    # no signature check covers keeps the per-ip default.
+    settings = kit.settings
+    return list(settings.webhook_paths) if settings.webhook_secret is not None else []
+
+
 def client_ip_rate_limit(kit: Hardened) -> Middleware:
     """The layer before auth: the strict auth-path rule, then the default, per client ip."""
     settings = kit.settings
@@ -72,7 +79,7 @@ def client_ip_rate_limit(kit: Hardened) -> Middleware:
             "ip",
             settings.rate_limit_default,
             key=client_ip,
-            except_paths=settings.webhook_paths,
+            except_paths=_guarded_webhook_paths(kit),
             when_down=down,
         ),
     ]
@@ -117,13 +124,14 @@ def webhook_rate_limit(kit: Hardened) -> list[Middleware]:
     the holder of the secret can reach this key. None when no webhook path is set.
     """
     settings = kit.settings
-    if not settings.webhook_paths:
+    webhook_paths = _guarded_webhook_paths(kit)
+    if not webhook_paths:
         return []
     rule = RateLimitRule(
         "webhook",
         settings.rate_limit_webhook,
         key=route,
-        paths=settings.webhook_paths,
+        paths=webhook_paths,
         when_down=settings.rate_limit_redis_down,
     )
     return [
