@@ -53,8 +53,14 @@ class CoreSettings(Section):
         default="urn:hardenkit:problem:",
         description="Prefix of the `type` URI in problem+json bodies.",
     )
-    health_path: str = Field(default="/healthz", description="Liveness route.")
-    ready_path: str = Field(default="/readyz", description="Readiness route.")
+    health_path: str = Field(
+        default="/healthz",
+        description="Liveness route (an exact path; always public, never rate limited).",
+    )
+    ready_path: str = Field(
+        default="/readyz",
+        description="Readiness route (an exact path; always public, never rate limited).",
+    )
     readiness_check_timeout: float = Field(
         default=1.0, gt=0, le=30, description="Seconds each readiness check may take."
     )
