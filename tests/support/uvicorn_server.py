@@ -35,6 +35,8 @@ class UvicornServer:
 
     With ``factory=True`` the attribute is a function uvicorn calls to build the app
     (``examples.reference_app.app:create_app``, as ``uvicorn --factory`` runs it).
+    The server runs with ``--no-proxy-headers``, as the docs tell operators to, unless
+    ``proxy_headers=True`` asks for uvicorn's default (it rewrites the client itself).
     """
 
     def __init__(
@@ -45,9 +47,11 @@ class UvicornServer:
         port: int | None = None,
         log_path: Path | None = None,
         factory: bool = False,
+        proxy_headers: bool = False,
     ) -> None:
         self.app = app
         self.factory = factory
+        self.proxy_headers = proxy_headers
         self.port = port or free_port()
         self.env = {
             key: value
@@ -87,6 +91,8 @@ class UvicornServer:
         ]
         if self.factory:
             command.append("--factory")
+        if not self.proxy_headers:
+            command.append("--no-proxy-headers")
         if self.log_path is None:
             self.process = subprocess.Popen(
                 command, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
