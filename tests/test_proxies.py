@@ -230,3 +230,22 @@ async def test_middleware_under_forwarded_ignores_a_client_x_forwarded_for() -> 
     request = scope("10.0.0.2", ("X-Forwarded-For", "1.2.3.4"), ("Forwarded", "for=198.51.100.4"))
     await middleware(request, None, None)  # type: ignore[arg-type]
     assert seen == {"client": ("198.51.100.4", 0), "ctx": "198.51.100.4"}
+
+
+async def test_a_trusted_proxy_writing_the_other_header_is_reported_once() -> None:
+    from structlog.testing import capture_logs
+
+    async def app(inner_scope: dict[str, Any], receive: object, send: object) -> None:
+        pass
+
+    middleware = TrustedProxyMiddleware(app, trusted_proxies=["10.0.0.0/8"])  # type: ignore[arg-type]
+    mismatched = scope("10.0.0.2", ("Forwarded", "for=198.51.100.4"))
+    with capture_logs() as logs:
+        await middleware(scope("203.0.113.9", ("Forwarded", "for=1.2.3.4")), None, None)  # type: ignore[arg-type]
+        await middleware(scope("10.0.0.2", ("X-Forwarded-For", "198.51.100.4")), None, None)  # type: ignore[arg-type]
+        assert logs == []  # an untrusted peer's header, or the chosen one: nothing to say
+        await middleware(mismatched, None, None)  # type: ignore[arg-type]
+        await middleware(mismatched, None, None)  # type: ignore[arg-type]
+    assert [log["event"] for log in logs] == ["forwarded_header_mismatch"]
+    assert logs[0]["setting"] == "HARDENKIT_FORWARDED_HEADER"
+    assert logs[0]["log_level"] == "warning"

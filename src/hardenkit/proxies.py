@@ -18,6 +18,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Final, get_args
 
+import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hardenkit._forwarding import (
@@ -34,7 +35,10 @@ __all__ = ["ForwardedHeader", "TrustedProxies", "TrustedProxyMiddleware"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+_logger = structlog.get_logger("hardenkit.proxies")
+
 _SCHEMES: Final = frozenset({"http", "https", "ws", "wss"})
+
 _MAX_HOPS: Final = 32  # a longer chain is not a real proxy path; keep the work bounded
 
 
@@ -168,6 +172,31 @@ class TrustedProxyMiddleware:
             else TrustedProxies(trusted_proxies, header=forwarded_header)
         )
         self.detector = detector if detector is not None else ServerRewriteDetector()
+        self._mismatch_reported = False
+
+    def _report_other_header(self, scope: Scope) -> None:
+        """Warn once when a trusted proxy writes the other header than the one chosen.
+
+        Every client then resolves to the proxy itself and shares one rate-limit bucket:
+        not a hole, but a setting to fix, and nothing else would say so.
+        """
+        client = scope.get("client")
+        if client is None or not self.trusted.is_trusted(parse_ip(client[0])):
+            return
+        chosen = self.trusted.header.encode()
+        other = b"forwarded" if chosen == b"x-forwarded-for" else b"x-forwarded-for"
+        names = {name for name, _ in scope.get("headers", ())}
+        if chosen in names or other not in names:
+            return
+        self._mismatch_reported = True
+        _logger.warning(
+            "forwarded_header_mismatch",
+            setting="HARDENKIT_FORWARDED_HEADER",
+            chosen=self.trusted.header,
+            received=other.decode(),
+            message="a trusted proxy sent the other forwarding header only: every client "
+            "resolves to the proxy; set HARDENKIT_FORWARDED_HEADER to what the proxies write",
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
@@ -183,6 +212,8 @@ class TrustedProxyMiddleware:
             client = scope.get("client")
             if client_ip is not None and (client is None or client[0] != client_ip):
                 scope = {**scope, "client": (client_ip, 0), RESOLVED_KEY: True}
+            elif not self._mismatch_reported:
+                self._report_other_header(scope)
             if scheme != scope.get("scheme"):
                 scope = {**scope, "scheme": scheme}
         token = client_ip_var.set(client_ip)
