@@ -57,9 +57,11 @@ def _uvicorn_trusts_someone(middleware: object) -> bool:
         return True
     if getattr(hosts, "always_trust", True):
         return True
-    return any(getattr(hosts, name, True) for name in ("trusted_hosts", "trusted_networks")) or any(
-        literal for literal in getattr(hosts, "trusted_literals", {"?"})
-    )
+    addresses = getattr(hosts, "trusted_hosts", True)
+    networks = getattr(hosts, "trusted_networks", True)
+    # An empty --forwarded-allow-ips parses to the literal "", which trusts nobody.
+    literals = [literal for literal in getattr(hosts, "trusted_literals", ["?"]) if literal]
+    return bool(addresses or networks or literals)
 
 
 def _hop_addresses(scope: Scope) -> set[tuple[str, int]]:
