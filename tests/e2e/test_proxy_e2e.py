@@ -59,6 +59,23 @@ def test_a_client_forwarded_header_behind_a_trusted_proxy_never_buys_a_fresh_log
     assert "198.51.100." not in text
 
 
+def test_under_forwarded_a_client_x_forwarded_for_never_buys_a_fresh_login_bucket(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "HARDENKIT_REDIS_URL": "",
+        "HARDENKIT_TRUSTED_PROXIES": "127.0.0.1/32",
+        "HARDENKIT_FORWARDED_HEADER": "forwarded",
+    }
+    attempts = [
+        {"Forwarded": "for=203.0.113.51;proto=http", "X-Forwarded-For": f"198.51.100.{n}"}
+        for n in range(1, 8)
+    ]
+    with UvicornServer(env=env, log_path=tmp_path / "uvicorn.log") as server:
+        statuses = _logins(server, attempts)
+    assert statuses == [401] * LOGIN_LIMIT + [429] * 2
+
+
 def test_the_demo_command_limits_rotating_x_forwarded_for_from_a_loopback_client(
     tmp_path: Path,
 ) -> None:
@@ -88,6 +105,8 @@ def test_uvicorn_with_its_proxy_headers_on_is_detected_and_doctor_fails(
         code, findings = _doctor(capsys, server.url)
     assert ready["status"] == "degraded"
     assert ready["checks"]["proxy_headers"]["client_resolved_by"] == "server"
+    # Seen at startup: no request before this one carried a forwarding header.
+    assert "uvicorn" in ready["checks"]["proxy_headers"]["detected_by"]
     assert code == 1
     assert findings["proxy_headers"]["status"] == "fail"
     assert "--no-proxy-headers" in findings["proxy_headers"]["detail"]
