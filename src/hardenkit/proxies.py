@@ -14,6 +14,7 @@ use this one resolution.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Final, get_args
@@ -75,6 +76,9 @@ class TrustedProxies:
             )
         self.networks: tuple[IPNetwork, ...] = tuple(networks)
         self.header: ForwardedHeader = header
+        # Peers are few (the load balancers, or the clients themselves): parsing an
+        # address costs microseconds, a cached answer a dict lookup.
+        self._peer_trust = functools.lru_cache(maxsize=4096)(self._compute_peer_trust)
 
     def __bool__(self) -> bool:
         return bool(self.networks)
@@ -87,6 +91,13 @@ class TrustedProxies:
         """Return whether ``address`` belongs to a trusted proxy."""
         return address is not None and any(address in network for network in self.networks)
 
+    def trusts_peer(self, host: str) -> bool:
+        """Return whether the connected peer ``host`` (``scope["client"][0]``) is trusted."""
+        return bool(self.networks) and self._peer_trust(host)
+
+    def _compute_peer_trust(self, host: str) -> bool:
+        return self.is_trusted(parse_ip(host))
+
     def resolve(self, scope: Scope) -> tuple[str | None, str]:
         """Return ``(client_ip, scheme)`` for the connection described by ``scope``."""
         client = scope.get("client")
@@ -94,8 +105,7 @@ class TrustedProxies:
         scheme: str = scope.get("scheme", "http")
         if not self.networks or peer_host is None:
             return peer_host, scheme
-        peer = parse_ip(peer_host)
-        if not self.is_trusted(peer):
+        if not self.trusts_peer(peer_host):
             return peer_host, scheme
 
         hops, protos = self._chain(scope)
@@ -181,7 +191,7 @@ class TrustedProxyMiddleware:
         not a hole, but a setting to fix, and nothing else would say so.
         """
         client = scope.get("client")
-        if client is None or not self.trusted.is_trusted(parse_ip(client[0])):
+        if client is None or not self.trusted.trusts_peer(client[0]):
             return
         chosen = self.trusted.header.encode()
         other = b"forwarded" if chosen == b"x-forwarded-for" else b"x-forwarded-for"

@@ -21,7 +21,6 @@ from typing import Literal, get_args
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hardenkit._forwarding import parse_ip
 from hardenkit.context import request_id_var, trace_id_var
 from hardenkit.proxies import TrustedProxies
 
@@ -117,7 +116,7 @@ class RequestIdMiddleware:
         if self.trust != "proxies":
             return self.trust == "any"
         client = scope.get("client")
-        return client is not None and self.trusted_proxies.is_trusted(parse_ip(client[0]))
+        return client is not None and self.trusted_proxies.trusts_peer(client[0])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
