@@ -17,11 +17,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)  ## serve the reference app with in-memory stores (no Redis needed)
-	HARDENKIT_REDIS_URL= $(BIN)/uvicorn examples.reference_app.app:app --host $(HOST) --port $(PORT) --no-server-header
+	HARDENKIT_REDIS_URL= $(BIN)/uvicorn examples.reference_app.app:app --host $(HOST) --port $(PORT) --no-server-header --no-proxy-headers
 
 demo-redis: $(STAMP)  ## serve the reference app against HARDENKIT_REDIS_URL
 	@test -n "$$HARDENKIT_REDIS_URL" || { echo "set HARDENKIT_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"; exit 2; }
-	$(BIN)/uvicorn examples.reference_app.app:app --host $(HOST) --port $(PORT) --no-server-header
+	$(BIN)/uvicorn examples.reference_app.app:app --host $(HOST) --port $(PORT) --no-server-header --no-proxy-headers
 
 test: $(STAMP) lint typecheck pytest docs  ## lint, type check, the whole suite, the docs build
 

@@ -318,3 +318,59 @@ def test_check_headers_says_how_to_install_httpx_when_it_is_missing(
     monkeypatch.setitem(sys.modules, "httpx", None)  # import httpx now raises ImportError
     assert main(["check-headers", "http://127.0.0.1:1/"]) == 2
     assert "pip install 'hardenkit[httpx]'" in capsys.readouterr().err
+
+
+def test_doctor_shows_where_the_client_ip_and_the_request_id_come_from(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run(capsys, "doctor", "--json")
+    findings = {f["check"]: f for f in json.loads(out)}
+    assert code == 0
+    assert findings["client_ip"]["detail"].startswith("the connected peer")
+    assert findings["request_id_trust"]["detail"].startswith("proxies:")
+    monkeypatch.setenv("HARDENKIT_TRUSTED_PROXIES", "10.0.0.0/8")
+    monkeypatch.setenv("HARDENKIT_FORWARDED_HEADER", "forwarded")
+    monkeypatch.setenv("HARDENKIT_REQUEST_ID_TRUST", "none")
+    code, out = run(capsys, "doctor", "--json")
+    findings = {f["check"]: f for f in json.loads(out)}
+    assert findings["client_ip"]["detail"].startswith("forwarded from 1 trusted proxy network")
+    assert findings["request_id_trust"]["detail"].startswith("none:")
+
+
+def test_doctor_url_fails_when_nothing_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run(capsys, "doctor", "--json", "--url", f"http://127.0.0.1:{free_port()}")
+    findings = {f["check"]: f for f in json.loads(out)}
+    assert code == 1
+    assert findings["proxy_headers"]["status"] == "fail"
+
+
+def test_doctor_url_cannot_tell_for_a_service_without_the_readiness_check(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class Ready(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"status": "healthy", "checks": {}}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ready)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        code, out = run(
+            capsys, "doctor", "--json", "--url", f"http://127.0.0.1:{server.server_port}"
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    findings = {f["check"]: f for f in json.loads(out)}
+    assert code == 0
+    assert findings["proxy_headers"]["status"] == "warn"
+    assert "cannot tell" in findings["proxy_headers"]["detail"]

@@ -21,6 +21,7 @@ def scope(peer: str, *headers: tuple[str, str], scheme: str = "http") -> dict[st
 
 
 PROXIES = TrustedProxies(["10.0.0.0/8", "fd00::/8"])
+FORWARDED_PROXIES = TrustedProxies(["10.0.0.0/8", "fd00::/8"], header="forwarded")
 
 
 def test_spoofed_forwarded_for_from_untrusted_peer_is_ignored() -> None:
@@ -54,7 +55,7 @@ def test_several_header_lines_are_one_list() -> None:
 
 def test_rfc7239_forwarded_header_with_ipv6_and_proto() -> None:
     header = 'for=192.0.2.60;proto=http, for="[2001:db8:cafe::17]:4711";proto=https'
-    assert PROXIES.resolve(scope("10.1.2.3", ("Forwarded", header))) == (
+    assert FORWARDED_PROXIES.resolve(scope("10.1.2.3", ("Forwarded", header))) == (
         "2001:db8:cafe::17",
         "https",
     )
@@ -101,10 +102,9 @@ hop = st.one_of(
 )
 def test_untrusted_peer_is_always_the_client_whatever_it_sends(peer: str, hops: list[str]) -> None:
     header = ", ".join(hops)
-    assert PROXIES.resolve(scope(peer, ("X-Forwarded-For", header), ("Forwarded", header))) == (
-        peer,
-        "http",
-    )
+    for proxies in (PROXIES, FORWARDED_PROXIES):
+        both = scope(peer, ("X-Forwarded-For", header), ("Forwarded", header))
+        assert proxies.resolve(both) == (peer, "http")
 
 
 @given(hops=st.lists(hop, max_size=40))
@@ -128,3 +128,124 @@ async def test_middleware_rewrites_scope_and_sets_context() -> None:
     assert seen == {"client": ("198.51.100.4", 0), "scheme": "https", "ctx": "198.51.100.4"}
     assert request["client"] == ("10.0.0.2", 5000)  # the caller's scope is not mutated
     assert client_ip_var.get() is None
+
+
+def test_client_sent_forwarded_header_is_ignored_when_proxies_write_x_forwarded_for() -> None:
+    # The edge proxy appended the real peer to X-Forwarded-For and passed the client's own
+    # Forwarded through untouched, as nginx, ALB, HAProxy and Envoy do.
+    for n in range(1, 8):
+        request = scope(
+            "10.0.0.2",
+            ("X-Forwarded-For", "203.0.113.50"),
+            ("Forwarded", f"for=198.51.100.{n};proto=https"),
+        )
+        assert PROXIES.resolve(request) == ("203.0.113.50", "http")
+
+
+def test_client_sent_x_forwarded_headers_are_ignored_when_proxies_write_forwarded() -> None:
+    request = scope(
+        "10.0.0.2",
+        ("Forwarded", "for=203.0.113.50;proto=http"),
+        ("X-Forwarded-For", "198.51.100.1"),
+        ("X-Forwarded-Proto", "https"),
+    )
+    assert FORWARDED_PROXIES.resolve(request) == ("203.0.113.50", "http")
+
+
+def test_x_forwarded_proto_is_the_scheme_only_with_x_forwarded_for() -> None:
+    request = scope(
+        "10.0.0.2",
+        ("Forwarded", "for=203.0.113.50;proto=https"),
+        ("X-Forwarded-For", "203.0.113.50"),
+        ("X-Forwarded-Proto", "http"),
+    )
+    assert PROXIES.resolve(request)[1] == "http"
+    assert FORWARDED_PROXIES.resolve(request)[1] == "https"
+
+
+def test_forwarded_scheme_is_the_proto_of_the_hop_chosen_as_client() -> None:
+    # The client forged "proto=https" for its own element; the edge proxy wrote http.
+    header = "for=1.1.1.1;proto=https, for=203.0.113.50;proto=http"
+    assert FORWARDED_PROXIES.resolve(scope("10.0.0.2", ("Forwarded", header))) == (
+        "203.0.113.50",
+        "http",
+    )
+
+
+def test_forwarded_scheme_of_a_websocket_is_ws_or_wss() -> None:
+    request = {
+        **scope("10.0.0.2", ("Forwarded", "for=203.0.113.5;proto=https")),
+        "type": "websocket",
+    }
+    assert FORWARDED_PROXIES.resolve(request) == ("203.0.113.5", "wss")
+
+
+def test_unknown_forwarded_header_fails_at_startup_naming_the_setting() -> None:
+    with pytest.raises(ValueError, match="HARDENKIT_FORWARDED_HEADER: 'x-real-ip'"):
+        TrustedProxies(["10.0.0.0/8"], header="x-real-ip")  # type: ignore[arg-type]
+
+
+public_ips = st.ip_addresses(v=4).filter(lambda a: a.is_global).map(str)
+proxy_ips = st.ip_addresses(network="10.0.0.0/8").map(str)
+
+
+def _forwarded_element(ip: str) -> str:
+    return f'for="[{ip}]"' if ":" in ip else f"for={ip}"
+
+
+@given(
+    forged=st.lists(st.one_of(public_ips, proxy_ips), max_size=5),
+    client=public_ips,
+    proxies=st.lists(proxy_ips, max_size=4),
+    other=st.text(max_size=60),
+)
+def test_client_is_the_right_most_untrusted_hop_whatever_the_other_header_says(
+    forged: list[str], client: str, proxies: list[str], other: str
+) -> None:
+    chain = [*forged, client, *proxies]
+    xff = scope("10.0.0.2", ("X-Forwarded-For", ", ".join(chain)), ("Forwarded", other))
+    assert PROXIES.resolve(xff)[0] == client
+    forwarded = ", ".join(_forwarded_element(ip) for ip in chain)
+    fwd = scope(
+        "10.0.0.2",
+        ("Forwarded", forwarded),
+        ("X-Forwarded-For", other),
+        ("X-Forwarded-Proto", other),
+    )
+    assert FORWARDED_PROXIES.resolve(fwd) == (client, "http")
+
+
+async def test_middleware_under_forwarded_ignores_a_client_x_forwarded_for() -> None:
+    seen: dict[str, Any] = {}
+
+    async def app(inner_scope: dict[str, Any], receive: object, send: object) -> None:
+        seen["client"] = inner_scope["client"]
+        seen["ctx"] = client_ip_var.get()
+
+    middleware = TrustedProxyMiddleware(
+        app,  # type: ignore[arg-type]
+        trusted_proxies=["10.0.0.0/8"],
+        forwarded_header="forwarded",
+    )
+    request = scope("10.0.0.2", ("X-Forwarded-For", "1.2.3.4"), ("Forwarded", "for=198.51.100.4"))
+    await middleware(request, None, None)  # type: ignore[arg-type]
+    assert seen == {"client": ("198.51.100.4", 0), "ctx": "198.51.100.4"}
+
+
+async def test_a_trusted_proxy_writing_the_other_header_is_reported_once() -> None:
+    from structlog.testing import capture_logs
+
+    async def app(inner_scope: dict[str, Any], receive: object, send: object) -> None:
+        pass
+
+    middleware = TrustedProxyMiddleware(app, trusted_proxies=["10.0.0.0/8"])  # type: ignore[arg-type]
+    mismatched = scope("10.0.0.2", ("Forwarded", "for=198.51.100.4"))
+    with capture_logs() as logs:
+        await middleware(scope("203.0.113.9", ("Forwarded", "for=1.2.3.4")), None, None)  # type: ignore[arg-type]
+        await middleware(scope("10.0.0.2", ("X-Forwarded-For", "198.51.100.4")), None, None)  # type: ignore[arg-type]
+        assert logs == []  # an untrusted peer's header, or the chosen one: nothing to say
+        await middleware(mismatched, None, None)  # type: ignore[arg-type]
+        await middleware(mismatched, None, None)  # type: ignore[arg-type]
+    assert [log["event"] for log in logs] == ["forwarded_header_mismatch"]
+    assert logs[0]["setting"] == "HARDENKIT_FORWARDED_HEADER"
+    assert logs[0]["log_level"] == "warning"

@@ -2,17 +2,20 @@ from __future__ import annotations
 
 import re
 
+import httpx
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.testclient import TestClient
+from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocket
 
 from hardenkit import ErrorMiddleware, RequestIdMiddleware, get_request_id
 from hardenkit.context import request_id_var, trace_id_var
+from hardenkit.errors import ErrorCode, send_problem
 from hardenkit.requestid import generate_request_id, is_valid_request_id
 
 VALID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
@@ -141,7 +144,7 @@ def test_request_id_is_on_a_500_raised_deep_in_a_handler() -> None:
         return Response()
 
     app = Starlette(routes=[Route("/deep", deep)])
-    install(app, HardenSettings(auth_mode="off"))
+    install(app, HardenSettings(auth_mode="off", request_id_trust="any"))
     response = TestClient(app).get("/deep", headers={"X-Request-ID": "trace-me-12345"})
     assert response.status_code == 500
     assert response.headers["x-request-id"] == "trace-me-12345"
@@ -197,3 +200,72 @@ def test_websocket_accept_carries_the_request_id() -> None:
 def test_context_is_reset_after_the_request() -> None:
     make_client().get("/")
     assert request_id_var.get() is None
+
+
+async def _get(app: object, peer: str, request_id: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app, client=(peer, 40000))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        return await client.get("/", headers={"X-Request-ID": request_id})
+
+
+def _echo_app(**options: object) -> object:
+    return RequestIdMiddleware(ErrorMiddleware(Starlette(routes=[Route("/", echo)])), **options)  # type: ignore[arg-type]
+
+
+async def test_under_proxies_trust_a_client_id_is_replaced_and_the_used_id_answered() -> None:
+    app = _echo_app(trust="proxies", trusted_proxies=["10.0.0.0/8"])
+    response = await _get(app, "203.0.113.7", "victim-id-from-an-error-page")
+    used = response.headers["x-request-id"]
+    assert used != "victim-id-from-an-error-page"
+    assert re.fullmatch(r"[0-9a-f]{32}", used)
+    assert response.json()["request_id"] == used
+
+
+async def test_under_proxies_trust_the_id_a_trusted_proxy_sends_is_kept() -> None:
+    app = _echo_app(trust="proxies", trusted_proxies=["10.0.0.0/8"])
+    response = await _get(app, "10.0.0.2", "edge-assigned-0001")
+    assert response.headers["x-request-id"] == "edge-assigned-0001"
+    assert response.json()["request_id"] == "edge-assigned-0001"
+
+
+async def test_under_none_trust_even_a_trusted_proxy_id_is_replaced() -> None:
+    app = _echo_app(trust="none", trusted_proxies=["10.0.0.0/8"])
+    response = await _get(app, "10.0.0.2", "edge-assigned-0001")
+    assert response.headers["x-request-id"] != "edge-assigned-0001"
+    assert response.json()["request_id"] == response.headers["x-request-id"]
+
+
+async def test_under_any_trust_a_client_id_is_kept() -> None:
+    response = await _get(_echo_app(trust="any"), "203.0.113.7", "client-chosen-0001")
+    assert response.headers["x-request-id"] == "client-chosen-0001"
+
+
+def test_unknown_trust_fails_at_construction_naming_the_setting() -> None:
+    with pytest.raises(ValueError, match="HARDENKIT_REQUEST_ID_TRUST: 'clients'"):
+        RequestIdMiddleware(echo, trust="clients")  # type: ignore[arg-type]
+
+
+async def test_installed_stack_replaces_a_client_id_by_default_and_keeps_a_proxy_id() -> None:
+    from hardenkit import HardenSettings, install
+
+    app = Starlette(routes=[Route("/", echo)])
+    install(app, HardenSettings(auth_mode="off", trusted_proxies=["10.0.0.0/8"]))
+    replaced = await _get(app, "203.0.113.7", "victim-id-from-an-error-page")
+    assert replaced.headers["x-request-id"] != "victim-id-from-an-error-page"
+    assert replaced.json()["request_id"] == replaced.headers["x-request-id"]
+    kept = await _get(app, "10.0.0.2", "edge-assigned-0001")
+    assert kept.headers["x-request-id"] == "edge-assigned-0001"
+
+
+def test_refused_websocket_handshake_carries_the_request_id() -> None:
+    async def refuse(scope: dict[str, object], receive: object, send: object) -> None:
+        await send_problem(send, scope, 401, ErrorCode.AUTHENTICATION_ERROR)  # type: ignore[arg-type]
+
+    client = TestClient(RequestIdMiddleware(refuse, trust="any"))  # type: ignore[arg-type]
+    with (
+        pytest.raises(WebSocketDenialResponse) as refused,
+        client.websocket_connect("/ws", headers={"X-Request-ID": "ws-refused-0001"}),
+    ):
+        pass
+    assert refused.value.status_code == 401
+    assert refused.value.headers["x-request-id"] == "ws-refused-0001"

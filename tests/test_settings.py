@@ -118,3 +118,39 @@ def test_install_refuses_production_unsafe_settings() -> None:
 
     with pytest.raises(SettingsError, match="HARDENKIT_AUTH_MODE"):
         install(Starlette(), HardenSettings(env="production", auth_mode="off"))
+
+
+def test_forwarded_header_is_one_of_the_two_headers_case_insensitively(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().forwarded_header == "x-forwarded-for"
+    monkeypatch.setenv("HARDENKIT_FORWARDED_HEADER", "Forwarded")
+    assert load_settings().forwarded_header == "forwarded"
+    monkeypatch.setenv("HARDENKIT_FORWARDED_HEADER", "x-real-ip")
+    with pytest.raises(SettingsError, match="HARDENKIT_FORWARDED_HEADER"):
+        load_settings()
+
+
+def test_request_id_trust_defaults_to_proxies_and_refuses_other_words(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().request_id_trust == "proxies"
+    monkeypatch.setenv("HARDENKIT_REQUEST_ID_TRUST", "everyone")
+    with pytest.raises(SettingsError, match="HARDENKIT_REQUEST_ID_TRUST"):
+        load_settings()
+
+
+def test_production_refuses_trusting_every_address_as_a_proxy() -> None:
+    for everything in ("0.0.0.0/0", "::/0"):
+        settings = HardenSettings(env="production", trusted_proxies=["10.0.0.0/8", everything])
+        assert "HARDENKIT_TRUSTED_PROXIES" in {p.setting for p in settings.startup_errors()}
+    development = HardenSettings(trusted_proxies=["0.0.0.0/0"])
+    assert "HARDENKIT_TRUSTED_PROXIES" in {p.setting for p in development.problems()}
+    assert development.startup_errors() == []
+
+
+def test_production_warns_at_startup_when_any_client_may_choose_its_request_id() -> None:
+    settings = HardenSettings(env="production", request_id_trust="any")
+    assert "HARDENKIT_REQUEST_ID_TRUST" in {p.setting for p in settings.startup_warnings()}
+    default = HardenSettings(env="production")
+    assert "HARDENKIT_REQUEST_ID_TRUST" not in {p.setting for p in default.startup_warnings()}

@@ -4,10 +4,12 @@
 would (or, with ``--settings module:callable``, from the function the service builds
 them with), lists every violated rule and every value left at its default, checks that
 Redis answers (and how fast) and that the JWKS serves usable keys, and exits 1 when
-anything fails. ``hardenkit check-headers URL`` fetches a URL and grades each security
-header it returns against hardenkit's defaults. ``--json`` prints the same findings for
-CI. Secrets are never printed: a Redis URL is shown without its password, a JWKS URL
-without its query.
+anything fails; it shows where the client address and the request id come from, and with
+``--url`` it asks the running service whether its server rewrote the client address
+before hardenkit could (uvicorn's proxy headers). ``hardenkit check-headers URL`` fetches
+a URL and grades each security header it returns against hardenkit's defaults.
+``--json`` prints the same findings for CI. Secrets are never printed: a Redis URL is
+shown without its password, a JWKS URL without its query.
 """
 
 from __future__ import annotations
@@ -221,16 +223,94 @@ async def _run_checks(settings: HardenSettings) -> list[Finding]:
     return findings
 
 
-def doctor(factory: SettingsFactory = HardenSettings) -> list[Finding]:
+_REQUEST_ID_TRUST = {
+    "any": "every caller's well-formed id is kept (a client can file its requests under "
+    "another's id; for services reached only through a mesh)",
+    "proxies": "ids are kept only from HARDENKIT_TRUSTED_PROXIES, replaced from anyone else",
+    "none": "every request gets a fresh id; incoming ids are replaced",
+}
+# A documentation address (RFC 5737): the probe's forwarding header names nobody real.
+_PROBE_HOP = "203.0.113.254"
+
+
+def _request_facts_findings(settings: HardenSettings) -> list[Finding]:
+    """Where the client address and the request id come from, as the settings say."""
+    if settings.trusted_proxies:
+        count = len(settings.trusted_proxies)
+        source = (
+            f"{settings.forwarded_header} from {count} trusted proxy network"
+            f"{'s' * (count != 1)}, the right-most untrusted hop (HARDENKIT_FORWARDED_HEADER)"
+        )
+    else:
+        source = "the connected peer (HARDENKIT_TRUSTED_PROXIES is empty: no header is read)"
+    return [
+        Finding("client_ip", "pass", source),
+        Finding(
+            "request_id_trust",
+            "pass",
+            f"{settings.request_id_trust}: {_REQUEST_ID_TRUST[settings.request_id_trust]}",
+        ),
+    ]
+
+
+def _server_finding(url: str, ready_path: str, *, timeout: float = 10.0) -> Finding:
+    """Probe the running service: did its server rewrite the client before hardenkit?
+
+    The probe carries an ``X-Forwarded-For`` naming a documentation address; a server that
+    applies it (uvicorn trusting this caller) is caught by hardenkit on that very
+    request, and one that rewrote clients at startup or earlier is reported as well, in
+    readiness' ``proxy_headers`` check.
+    """
+    try:
+        import httpx  # noqa: PLC0415 - optional extra
+    except ImportError:
+        return Finding("proxy_headers", "fail", "--url needs httpx: pip install 'hardenkit[httpx]'")
+    target = url.rstrip("/") + ready_path
+    try:
+        response = httpx.get(target, headers={"X-Forwarded-For": _PROBE_HOP}, timeout=timeout)
+        check = response.json().get("checks", {}).get("proxy_headers")
+    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        return Finding("proxy_headers", "fail", f"GET {target} failed ({type(exc).__name__})")
+    if not isinstance(check, dict):
+        return Finding(
+            "proxy_headers",
+            "warn",
+            f"GET {target} → {response.status_code} has no proxy_headers check "
+            "(not a hardenkit install() of this version?): cannot tell",
+        )
+    if check.get("client_resolved_by") != "hardenkit":
+        return Finding(
+            "proxy_headers",
+            "fail",
+            f"the server rewrote the client address before hardenkit "
+            f"({check.get('detected_by', 'reported by readiness')}): "
+            "rate limits and audit logs use an address a client can pick; "
+            "run uvicorn with --no-proxy-headers and set HARDENKIT_TRUSTED_PROXIES",
+        )
+    return Finding(
+        "proxy_headers",
+        "pass",
+        f"{target}: the server left the client address to hardenkit "
+        f"(a probe with X-Forwarded-For was not applied)",
+    )
+
+
+def doctor(factory: SettingsFactory = HardenSettings, *, url: str | None = None) -> list[Finding]:
     """Return every finding for the current environment.
 
     Args:
         factory: What builds the settings; the environment alone by default, or the
             service's own function (``--settings module:callable``).
+        url: Base URL of the running service (``--url``): also check that its server did
+            not rewrite the client address before hardenkit.
     """
     settings, findings = _settings_findings(factory)
     if settings is not None:
+        findings.extend(_request_facts_findings(settings))
         findings.extend(asyncio.run(_run_checks(settings)))
+    if url is not None:
+        ready_path = settings.ready_path if settings is not None else "/readyz"
+        findings.append(_server_finding(url, ready_path))
     return findings
 
 
@@ -400,6 +480,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="build the settings with this function (as the service does) instead of "
         "from the environment alone, e.g. myservice.config:settings",
     )
+    doctor_parser.add_argument(
+        "--url",
+        metavar="URL",
+        help="base URL of the running service, e.g. http://127.0.0.1:8000: fail if its "
+        "server rewrote the client address before hardenkit (uvicorn's proxy headers)",
+    )
     headers_parser = commands.add_parser(
         "check-headers", help="grade the security headers a live URL returns"
     )
@@ -418,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ValueError as exc:
                 print(f"hardenkit doctor: {exc}", file=sys.stderr)
                 return 2
-        return _report(doctor(factory), as_json=args.json)
+        return _report(doctor(factory, url=args.url), as_json=args.json)
     if args.command == "check-headers":
         try:
             findings = check_headers(args.url, timeout=args.timeout)

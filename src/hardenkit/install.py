@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from hardenkit._server_rewrite import ServerRewriteDetector
 from hardenkit.auth._install import AuthStack, auth_middleware, build_auth
 from hardenkit.bodylimit import BodyLimitMiddleware
 from hardenkit.errors import (
@@ -53,7 +54,7 @@ from hardenkit.headers._install import (
     timeout_layers,
 )
 from hardenkit.health import HealthRegistry
-from hardenkit.proxies import TrustedProxyMiddleware
+from hardenkit.proxies import TrustedProxies, TrustedProxyMiddleware
 from hardenkit.ratelimit._install import (
     client_ip_rate_limit,
     principal_rate_limit,
@@ -101,6 +102,8 @@ class Hardened:
             (``None`` when no key is trusted); use it as a dependency or call ``verify``.
         auth: The JWT verifier, tenant status cache and API-key guard the auth layer
             uses; ``kit.auth.use_tenant_resolver(...)`` plugs in a TenantResolver.
+        server_rewrite: Whether the ASGI server rewrote the client address before
+            hardenkit (uvicorn's proxy headers); readiness reports it as ``proxy_headers``.
     """
 
     settings: HardenSettings
@@ -114,6 +117,7 @@ class Hardened:
     replay_store: ReplayStore | None = None
     message_verifier: MessageVerifier | None = None
     auth: AuthStack | None = None
+    server_rewrite: ServerRewriteDetector = field(default_factory=ServerRewriteDetector)
 
 
 def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
@@ -148,6 +152,9 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
             ping=kit.redis.ping,
         )
         kit.health.add("redis", kit.redis_guard.health_check)
+    # Non-critical: a rewriting server is a misconfiguration to fix, not a reason to take
+    # every instance out of rotation; readiness says "degraded" and names the fix.
+    kit.health.add("proxy_headers", kit.server_rewrite.health_check, critical=False)
     install_signing(kit)
     install_headers(app, kit)
     install_resilience(app, kit)
@@ -165,9 +172,15 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
 def _middleware_stack(kit: Hardened) -> list[Middleware]:
     """Return the layers outermost first."""
     settings = kit.settings
+    proxies = TrustedProxies(settings.trusted_proxies, header=settings.forwarded_header)
     return [
-        Middleware(RequestIdMiddleware, header_name=settings.request_id_header),
-        Middleware(TrustedProxyMiddleware, trusted_proxies=settings.trusted_proxies),
+        Middleware(
+            RequestIdMiddleware,
+            header_name=settings.request_id_header,
+            trust=settings.request_id_trust,
+            trusted_proxies=proxies,
+        ),
+        Middleware(TrustedProxyMiddleware, trusted_proxies=proxies, detector=kit.server_rewrite),
         # Outside the error layer, so the 500s it answers are counted (logs/telemetry issue).
         Middleware(RequestMetricsMiddleware),
         # Headers outside the error layer, so the 500 it answers carries them too; CORS

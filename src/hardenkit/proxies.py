@@ -1,56 +1,66 @@
-"""Who the client is and which scheme it used, believing proxy headers only from proxies.
+"""Who the client is and which scheme it used, believing one proxy header, from proxies only.
 
-``X-Forwarded-For`` / ``Forwarded`` / ``X-Forwarded-Proto`` are read **only** when the
-directly connected peer is inside one of the trusted proxy CIDRs
-(``HARDENKIT_TRUSTED_PROXIES``). The client is the right-most hop that is not itself a
-trusted proxy: everything left of it was written by the client and can be forged.
-Rate-limit keys, audit events and the HSTS decision all use this one resolution.
+The operator names the one forwarding header its proxies write
+(``HARDENKIT_FORWARDED_HEADER``): ``x-forwarded-for`` (the default; the scheme then comes
+from ``X-Forwarded-Proto``) or ``forwarded`` (RFC 7239; the scheme from its ``proto=``).
+The other kind is never read: nginx, ALB, HAProxy and Envoy pass a client's own
+``Forwarded`` (or ``X-Forwarded-For``) through untouched, so reading both lets a client
+pick its address. The header is read **only** when the directly connected peer is inside
+one of the trusted proxy CIDRs (``HARDENKIT_TRUSTED_PROXIES``). The client is the
+right-most hop that is not itself a trusted proxy: everything left of it was written by
+the client and can be forged. Rate-limit keys, audit events and the HSTS decision all
+use this one resolution.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Iterable, Sequence
+from typing import Final, get_args
 
+import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hardenkit._forwarding import (
+    ForwardedHeader,
+    IPAddress,
+    forwarding_values,
+    parse_forwarded,
+    parse_ip,
+)
+from hardenkit._server_rewrite import RESOLVED_KEY, ServerRewriteDetector
 from hardenkit.context import client_ip_var
 
-__all__ = ["TrustedProxies", "TrustedProxyMiddleware"]
+__all__ = ["ForwardedHeader", "TrustedProxies", "TrustedProxyMiddleware"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_logger = structlog.get_logger("hardenkit.proxies")
 
 _SCHEMES: Final = frozenset({"http", "https", "ws", "wss"})
+
 _MAX_HOPS: Final = 32  # a longer chain is not a real proxy path; keep the work bounded
 
 
-def _parse_ip(value: str) -> IPAddress | None:
-    text = value.strip().strip('"')
-    if text.startswith("["):  # [v6]:port
-        end = text.find("]")
-        text = text[1:end] if end != -1 else ""
-    elif text.count(":") == 1:  # v4:port
-        text = text.split(":", 1)[0]
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+def _joined(values: Sequence[bytes]) -> str:
+    return b",".join(values).decode("latin-1")
 
 
 class TrustedProxies:
-    """The proxy networks whose forwarding headers are believed.
+    """The proxy networks whose forwarding header is believed, and which header that is.
 
     Args:
         cidrs: Networks or single addresses (``"10.0.0.0/8"``, ``"::1"``). An entry that
             is not a network raises ``ValueError`` naming it, at startup.
+        header: The one forwarding header the proxies write (``HARDENKIT_FORWARDED_HEADER``):
+            ``"x-forwarded-for"`` (with ``X-Forwarded-Proto``) or ``"forwarded"``.
+            The other header is never read.
     """
 
-    def __init__(self, cidrs: Iterable[str] = ()) -> None:
+    def __init__(
+        self, cidrs: Iterable[str] = (), *, header: ForwardedHeader = "x-forwarded-for"
+    ) -> None:
         networks: list[IPNetwork] = []
         for entry in cidrs:
             try:
@@ -59,14 +69,34 @@ class TrustedProxies:
                 raise ValueError(
                     f"HARDENKIT_TRUSTED_PROXIES: {entry!r} is not an IP network (CIDR)"
                 ) from None
+        if header not in get_args(ForwardedHeader):
+            raise ValueError(
+                f"HARDENKIT_FORWARDED_HEADER: {header!r} is not one of "
+                f"{', '.join(get_args(ForwardedHeader))}"
+            )
         self.networks: tuple[IPNetwork, ...] = tuple(networks)
+        self.header: ForwardedHeader = header
+        # Peers are few (the load balancers, or the clients themselves): parsing an
+        # address costs microseconds, a cached answer a dict lookup.
+        self._peer_trust = functools.lru_cache(maxsize=4096)(self._compute_peer_trust)
 
     def __bool__(self) -> bool:
         return bool(self.networks)
 
+    def __repr__(self) -> str:
+        networks = ", ".join(str(network) for network in self.networks)
+        return f"TrustedProxies([{networks}], header={self.header!r})"
+
     def is_trusted(self, address: IPAddress | None) -> bool:
         """Return whether ``address`` belongs to a trusted proxy."""
         return address is not None and any(address in network for network in self.networks)
+
+    def trusts_peer(self, host: str) -> bool:
+        """Return whether the connected peer ``host`` (``scope["client"][0]``) is trusted."""
+        return bool(self.networks) and self._peer_trust(host)
+
+    def _compute_peer_trust(self, host: str) -> bool:
+        return self.is_trusted(parse_ip(host))
 
     def resolve(self, scope: Scope) -> tuple[str | None, str]:
         """Return ``(client_ip, scheme)`` for the connection described by ``scope``."""
@@ -75,17 +105,14 @@ class TrustedProxies:
         scheme: str = scope.get("scheme", "http")
         if not self.networks or peer_host is None:
             return peer_host, scheme
-        peer = _parse_ip(peer_host)
-        if not self.is_trusted(peer):
+        if not self.trusts_peer(peer_host):
             return peer_host, scheme
 
-        hops, protos = _forwarding_chain(scope)
-        hops = hops[-_MAX_HOPS:]
-        protos = protos[-_MAX_HOPS:] if protos else []
+        hops, protos = self._chain(scope)
         client_ip = peer_host
         chosen_proto: str | None = None
         for index in range(len(hops) - 1, -1, -1):
-            address = _parse_ip(hops[index])
+            address = parse_ip(hops[index])
             if address is None:
                 break  # garbage from the hop before: keep the last address a proxy vouched for
             client_ip = str(address)
@@ -98,50 +125,25 @@ class TrustedProxies:
             scheme = chosen_proto
         return client_ip, scheme
 
-
-def _forwarding_chain(scope: Scope) -> tuple[list[str], list[str]]:
-    """Return the hops and their protocols, from ``Forwarded`` or the ``X-Forwarded-*`` pair."""
-    forwarded: list[bytes] = []
-    x_forwarded_for: list[bytes] = []
-    x_forwarded_proto: list[bytes] = []
-    for name, value in scope.get("headers", ()):
-        if name == b"forwarded":
-            forwarded.append(value)
-        elif name == b"x-forwarded-for":
-            x_forwarded_for.append(value)
-        elif name == b"x-forwarded-proto":
-            x_forwarded_proto.append(value)
-    if forwarded:
-        return _parse_forwarded(b",".join(forwarded).decode("latin-1"))
-    hops = [h for h in b",".join(x_forwarded_for).decode("latin-1").split(",") if h.strip()]
-    protos = [
-        p.strip().lower()
-        for p in b",".join(x_forwarded_proto).decode("latin-1").split(",")
-        if p.strip()
-    ]
-    if len(protos) != len(hops):  # one value set by the edge proxy, or none
-        protos = [protos[-1]] * len(hops) if protos else []
-    return hops, protos
-
-
-def _parse_forwarded(value: str) -> tuple[list[str], list[str]]:
-    """Return the ``for`` and ``proto`` of each element of an RFC 7239 ``Forwarded``."""
-    hops: list[str] = []
-    protos: list[str] = []
-    for element in value.split(","):
-        hop = ""
-        proto = ""
-        for pair in element.split(";"):
-            key, _, raw = pair.partition("=")
-            key = key.strip().lower()
-            if key == "for":
-                hop = raw.strip()
-            elif key == "proto":
-                proto = raw.strip().strip('"').lower()
-        if hop:
-            hops.append(hop)
-            protos.append(proto)
-    return hops, protos
+    def _chain(self, scope: Scope) -> tuple[list[str], list[str]]:
+        """Return the last hops of the chosen header and the protocol each one reports."""
+        if self.header == "forwarded":
+            elements = parse_forwarded(_joined(forwarding_values(scope, b"forwarded")))
+            elements = elements[-_MAX_HOPS:]
+            return [hop for hop, _ in elements], [proto for _, proto in elements]
+        hops = [
+            hop
+            for hop in _joined(forwarding_values(scope, b"x-forwarded-for")).split(",")
+            if hop.strip()
+        ][-_MAX_HOPS:]
+        protos = [
+            proto.strip().lower()
+            for proto in _joined(forwarding_values(scope, b"x-forwarded-proto")).split(",")
+            if proto.strip()
+        ][-_MAX_HOPS:]
+        if len(protos) != len(hops):  # one value set by the edge proxy, or none
+            protos = [protos[-1]] * len(hops) if protos else []
+        return hops, protos
 
 
 class TrustedProxyMiddleware:
@@ -151,28 +153,77 @@ class TrustedProxyMiddleware:
     (so ``request.client``, ``request.url`` and every inner piece agree) and puts the
     client ip in :data:`hardenkit.context.client_ip_var`. Headers from an untrusted peer
     change nothing.
+
+    A server that already rewrote ``scope["client"]`` from a forwarding header (uvicorn
+    does by default, trusting loopback) decides the client before this middleware can;
+    the detector (one is made when none is passed) notices it at startup and on requests
+    and logs a warning naming the fix (see :mod:`hardenkit._server_rewrite`).
+
+    Args:
+        app: The ASGI application to wrap.
+        trusted_proxies: The proxies (and their header) to believe.
+        forwarded_header: The header, when ``trusted_proxies`` is a list of CIDRs.
+        detector: Where detections of a rewriting server are recorded (``install()``
+            reports its findings in readiness).
     """
 
     def __init__(
-        self, app: ASGIApp, *, trusted_proxies: TrustedProxies | Iterable[str] = ()
+        self,
+        app: ASGIApp,
+        *,
+        trusted_proxies: TrustedProxies | Iterable[str] = (),
+        forwarded_header: ForwardedHeader = "x-forwarded-for",
+        detector: ServerRewriteDetector | None = None,
     ) -> None:
         self.app = app
         self.trusted = (
             trusted_proxies
             if isinstance(trusted_proxies, TrustedProxies)
-            else TrustedProxies(trusted_proxies)
+            else TrustedProxies(trusted_proxies, header=forwarded_header)
+        )
+        self.detector = detector if detector is not None else ServerRewriteDetector()
+        self._mismatch_reported = False
+
+    def _report_other_header(self, scope: Scope) -> None:
+        """Warn once when a trusted proxy writes the other header than the one chosen.
+
+        Every client then resolves to the proxy itself and shares one rate-limit bucket:
+        not a hole, but a setting to fix, and nothing else would say so.
+        """
+        client = scope.get("client")
+        if client is None or not self.trusted.trusts_peer(client[0]):
+            return
+        chosen = self.trusted.header.encode()
+        other = b"forwarded" if chosen == b"x-forwarded-for" else b"x-forwarded-for"
+        names = {name for name, _ in scope.get("headers", ())}
+        if chosen in names or other not in names:
+            return
+        self._mismatch_reported = True
+        _logger.warning(
+            "forwarded_header_mismatch",
+            setting="HARDENKIT_FORWARDED_HEADER",
+            chosen=self.trusted.header,
+            received=other.decode(),
+            message="a trusted proxy sent the other forwarding header only: every client "
+            "resolves to the proxy; set HARDENKIT_FORWARDED_HEADER to what the proxies write",
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
-        if scope["type"] not in ("http", "websocket"):
+        scope_type = scope["type"]
+        if scope_type not in ("http", "websocket"):
+            if scope_type == "lifespan":
+                self.detector.inspect_server()
             await self.app(scope, receive, send)
             return
+        self.detector.inspect_request(scope)
         client_ip, scheme = self.trusted.resolve(scope)
         if self.trusted:
             client = scope.get("client")
             if client_ip is not None and (client is None or client[0] != client_ip):
-                scope = {**scope, "client": (client_ip, 0)}
+                scope = {**scope, "client": (client_ip, 0), RESOLVED_KEY: True}
+            elif not self._mismatch_reported:
+                self._report_other_header(scope)
             if scheme != scope.get("scheme"):
                 scope = {**scope, "scheme": scheme}
         token = client_ip_var.set(client_ip)

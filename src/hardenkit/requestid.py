@@ -1,10 +1,13 @@
 """Request id middleware: accept a well-formed incoming id or make one, echo it everywhere.
 
-An incoming ``X-Request-ID`` is kept only when it fully matches ``[A-Za-z0-9._:-]{8,128}``
-(a canonical UUID matches too); anything else (too long, too short, control characters,
-log-injection attempts) is replaced by a fresh id, and the replacement is logged without
-the rejected value. The id is put in :data:`hardenkit.context.request_id_var` for log
-lines and error bodies, and set on every response, including 500s produced further in.
+An incoming ``X-Request-ID`` is kept only when it comes from a caller whose ids are trusted
+(``trust``: ``any`` caller, only trusted ``proxies``, or ``none``) and fully matches
+``[A-Za-z0-9._:-]{8,128}`` (a canonical UUID matches too); anything else (an untrusted
+caller's id, too long, too short, control characters, log-injection attempts) is replaced
+by a fresh id, and the replacement is logged without the rejected value. The response
+always carries the id actually used, never the one that was refused. The id is put in
+:data:`hardenkit.context.request_id_var` for log lines and error bodies, and set on every
+response (WebSocket handshake refusals included), including 500s produced further in.
 A W3C ``traceparent`` trace id, when valid, is recorded alongside.
 """
 
@@ -12,18 +15,28 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Literal, get_args
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hardenkit.context import request_id_var, trace_id_var
+from hardenkit.proxies import TrustedProxies
 
-__all__ = ["RequestIdMiddleware", "generate_request_id", "is_valid_request_id"]
+__all__ = ["RequestIdMiddleware", "RequestIdTrust", "generate_request_id", "is_valid_request_id"]
+
+RequestIdTrust = Literal["any", "proxies", "none"]
+"""Whose incoming id is kept: ``any`` caller, trusted ``proxies`` only, or ``none``."""
 
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:\-]{8,128}")
 _TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE_ID = b"0" * 32
+# The messages that open a response: HTTP, an accepted WebSocket, and a refused handshake
+# answered over the ``websocket.http.response`` extension (a 401/429 problem).
+_START_TYPES = frozenset(
+    {"http.response.start", "websocket.accept", "websocket.http.response.start"}
+)
 
 _logger = structlog.get_logger("hardenkit.requestid")
 
@@ -53,8 +66,15 @@ class RequestIdMiddleware:
         app: The ASGI application to wrap.
         header_name: Header read from requests and set on responses.
         generator: Makes a new id when none (or an invalid one) arrived.
-        trust_incoming: Accept a valid incoming id; ``False`` always generates one (for
-            edge services that must not let clients choose ids).
+        trust: Whose valid incoming id is kept: ``"any"`` caller, only a directly
+            connected peer in ``trusted_proxies`` (``"proxies"``), or ``"none"`` (always a
+            fresh id). Default: ``"any"``, or ``"none"`` when ``trust_incoming=False``.
+            ``install()`` uses ``HARDENKIT_REQUEST_ID_TRUST`` (default ``proxies``).
+        trusted_proxies: The proxies whose ids are kept under ``trust="proxies"``.
+        trust_incoming: Older spelling: ``False`` is ``trust="none"``.
+
+    Raises:
+        ValueError: An invalid header name or ``trust`` value.
     """
 
     def __init__(
@@ -63,15 +83,40 @@ class RequestIdMiddleware:
         *,
         header_name: str = "X-Request-ID",
         generator: Callable[[], str] = generate_request_id,
+        trust: RequestIdTrust | None = None,
+        trusted_proxies: TrustedProxies | Iterable[str] = (),
         trust_incoming: bool = True,
     ) -> None:
         if not header_name or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", header_name):
             raise ValueError(f"header_name {header_name!r} is not a valid HTTP header name")
+        if trust is None:
+            trust = "any" if trust_incoming else "none"
+        if trust not in get_args(RequestIdTrust):
+            raise ValueError(
+                f"HARDENKIT_REQUEST_ID_TRUST: {trust!r} is not one of "
+                f"{', '.join(get_args(RequestIdTrust))}"
+            )
         self.app = app
         self.header_name = header_name
         self._header_key = header_name.lower().encode("latin-1")
         self.generator = generator
-        self.trust_incoming = trust_incoming
+        self.trust: RequestIdTrust = trust
+        self.trusted_proxies = (
+            trusted_proxies
+            if isinstance(trusted_proxies, TrustedProxies)
+            else TrustedProxies(trusted_proxies)
+        )
+
+    @property
+    def trust_incoming(self) -> bool:
+        """Whether some caller's incoming id can be kept."""
+        return self.trust != "none"
+
+    def _trusts_caller(self, scope: Scope) -> bool:
+        if self.trust != "proxies":
+            return self.trust == "any"
+        client = scope.get("client")
+        return client is not None and self.trusted_proxies.trusts_peer(client[0])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
@@ -83,15 +128,18 @@ class RequestIdMiddleware:
         request_id: str | None = None
         trace_id: str | None = None
         header_key = self._header_key
+        trusted: bool | None = None  # whether this caller's id may be kept, asked once
         for name, value in scope["headers"]:
             if name == header_key:
-                if self.trust_incoming and _VALID_ID.fullmatch(value) is not None:
+                if trusted is None:
+                    trusted = self._trusts_caller(scope)
+                if trusted and _VALID_ID.fullmatch(value) is not None:
                     request_id = value.decode("ascii")
                 else:
                     _logger.info(
                         "request_id_replaced",
                         header=self.header_name,
-                        reason="not trusted" if self.trust_incoming is False else "malformed",
+                        reason="not trusted" if not trusted else "malformed",
                         length=len(value),
                     )
             elif name == b"traceparent":
@@ -102,10 +150,9 @@ class RequestIdMiddleware:
         id_token = request_id_var.set(request_id)
         trace_token = trace_id_var.set(trace_id)
         encoded = (self._header_key, request_id.encode("ascii"))
-        start_type = "http.response.start" if scope_type == "http" else "websocket.accept"
 
         async def send_with_id(message: Message) -> None:
-            if message["type"] == start_type:
+            if message["type"] in _START_TYPES:
                 header_key = self._header_key
                 headers = [item for item in message.get("headers", ()) if item[0] != header_key]
                 headers.append(encoded)

@@ -29,6 +29,12 @@ DEMO_SECRET: str = DEMO_DEFAULTS["jwt_secret"]
 DEMO_ISSUER: str = DEMO_DEFAULTS["jwt_issuer"]
 DEMO_AUDIENCE: str = DEMO_DEFAULTS["jwt_audience"][0]
 
+# The traffic sends its own X-Request-ID and checks that it comes back: the test client
+# plays the proxy in front of the service, the one caller whose ids are kept under the
+# default HARDENKIT_REQUEST_ID_TRUST=proxies (it sends no X-Forwarded-For, so the client
+# ip stays the loopback peer).
+BEHIND_PROXY_ENV: Mapping[str, str] = {"HARDENKIT_TRUSTED_PROXIES": "127.0.0.1/32"}
+
 # What every response of the reference app carries, from 200 to 503 (defaults of
 # HARDENKIT_* header settings; HSTS only on https, so not on this plain-http loopback).
 SECURITY_HEADERS: Mapping[str, str] = {

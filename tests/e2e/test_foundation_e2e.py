@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e._traffic import BEHIND_PROXY_ENV
 from tests.support.uvicorn_server import UvicornServer
 
 pytestmark = pytest.mark.e2e
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 def test_reference_app_serves_health_ids_and_problems_on_a_real_server(tmp_path: Path) -> None:
     with (
-        UvicornServer(log_path=tmp_path / "uvicorn.log") as server,
+        UvicornServer(env=BEHIND_PROXY_ENV, log_path=tmp_path / "uvicorn.log") as server,
         httpx.Client(base_url=server.url, timeout=5) as client,
     ):
         health = client.get("/healthz")

@@ -21,7 +21,7 @@ from jwt.algorithms import ECAlgorithm
 
 from examples.reference_app.settings import DEMO_DEFAULTS
 from hardenkit import sign_webhook
-from tests.e2e._traffic import bearer, check_response, demo_claims, hs256_token
+from tests.e2e._traffic import BEHIND_PROXY_ENV, bearer, check_response, demo_claims, hs256_token
 from tests.support.uvicorn_server import UvicornServer
 
 pytestmark = pytest.mark.e2e
@@ -85,7 +85,9 @@ def test_hs256_journey_from_demo_login_to_admin_and_a_webhook_processed_once(
     tmp_path: Path,
 ) -> None:
     with (
-        UvicornServer(APP, factory=True, log_path=tmp_path / "uvicorn.log") as server,
+        UvicornServer(
+            APP, factory=True, env=BEHIND_PROXY_ENV, log_path=tmp_path / "uvicorn.log"
+        ) as server,
         httpx.Client(base_url=server.url, timeout=10) as client,
     ):
         http = _Checked(client)
@@ -226,6 +228,7 @@ def test_es256_journey_with_keys_from_a_local_jwks_server(
             "HARDENKIT_JWT_JWKS_URL": idp.url,
             "HARDENKIT_JWT_JWKS_ALLOW_HTTP_LOOPBACK": "true",
             "HARDENKIT_JWT_ALGORITHMS": "ES256",
+            **BEHIND_PROXY_ENV,
         }
         with (
             UvicornServer(APP, factory=True, env=env, log_path=tmp_path / "uvicorn.log") as server,

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e._traffic import (
+    BEHIND_PROXY_ENV,
     Planned,
     bearer,
     hs256_token,
@@ -43,6 +44,7 @@ LOAD_ENV = {
     "HARDENKIT_RATE_LIMIT_AUTH": f"{AUTH_LIMIT}/day",
     "HARDENKIT_RATE_LIMIT_TENANT": f"{TENANT_LIMIT}/day",
     "HARDENKIT_LOG_LEVEL": "WARNING",
+    **BEHIND_PROXY_ENV,
 }
 
 

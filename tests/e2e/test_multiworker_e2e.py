@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e._traffic import Planned, bearer, hs256_token, problems_of, run_plan, statuses
+from tests.e2e._traffic import (
+    BEHIND_PROXY_ENV,
+    Planned,
+    bearer,
+    hs256_token,
+    problems_of,
+    run_plan,
+    statuses,
+)
 from tests.support.redis_server import RedisServer
 from tests.support.uvicorn_server import UvicornServer
 
@@ -30,6 +38,7 @@ async def test_two_processes_on_one_redis_admit_exactly_the_shared_limit(
         "HARDENKIT_REDIS_SOCKET_TIMEOUT": "1.0",
         "HARDENKIT_RATE_LIMIT_DEFAULT": "1000000/day",
         "HARDENKIT_RATE_LIMIT_TENANT": f"{LIMIT}/hour",
+        **BEHIND_PROXY_ENV,
     }
     token = hs256_token("shared-tenant")
     plan = [

@@ -30,6 +30,7 @@ import pytest
 from redis import Redis
 
 from tests.e2e._traffic import (
+    BEHIND_PROXY_ENV,
     Planned,
     Result,
     bearer,
@@ -59,6 +60,7 @@ def _env(redis_url: str) -> dict[str, str]:
         "HARDENKIT_REDIS_RETRY_INTERVAL": "0.5",
         "HARDENKIT_RATE_LIMIT_DEFAULT": "1000000/day",
         "HARDENKIT_RATE_LIMIT_TENANT": f"{LIMIT}/day",
+        **BEHIND_PROXY_ENV,
     }
 
 

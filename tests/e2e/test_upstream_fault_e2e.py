@@ -23,7 +23,16 @@ import httpx
 import pytest
 
 from examples.reference_app.upstream import BREAKER_WAIT_SECONDS
-from tests.e2e._traffic import Planned, Result, bearer, hs256_token, problems_of, run_plan, send
+from tests.e2e._traffic import (
+    BEHIND_PROXY_ENV,
+    Planned,
+    Result,
+    bearer,
+    hs256_token,
+    problems_of,
+    run_plan,
+    send,
+)
 from tests.support.uvicorn_server import UvicornServer
 
 pytestmark = pytest.mark.e2e
@@ -55,6 +64,7 @@ async def test_breaker_opens_when_the_upstream_is_down_and_closes_after_it_recov
     env = {
         "HARDENKIT_RATE_LIMIT_DEFAULT": "1000000/day",
         "HARDENKIT_RATE_LIMIT_TENANT": "1000000/day",
+        **BEHIND_PROXY_ENV,
     }
     with UvicornServer(APP, factory=True, env=env, log_path=tmp_path / "uvicorn.log") as server:
         async with (

@@ -276,3 +276,29 @@ async def test_websocket_and_lifespan_scopes_pass_through_untouched() -> None:
     await middleware({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
     await middleware({"type": "websocket", "path": "/ws"}, None, None)  # type: ignore[arg-type]
     assert seen == ["lifespan", "websocket"]
+
+
+def test_a_refused_websocket_handshake_gets_the_api_security_headers() -> None:
+    from starlette.testclient import WebSocketDenialResponse
+
+    from hardenkit.errors import ErrorCode, send_problem
+
+    async def refuse(scope: dict[str, object], receive: object, send: object) -> None:
+        await send_problem(
+            send,  # type: ignore[arg-type]
+            scope,
+            429,
+            ErrorCode.RATE_LIMITED,
+            headers=[(b"server", b"leaky/1.0")],
+        )
+
+    client = TestClient(SecurityHeadersMiddleware(refuse))  # type: ignore[arg-type]
+    with pytest.raises(WebSocketDenialResponse) as refused, client.websocket_connect("/ws"):
+        pass
+    response = refused.value
+    assert response.status_code == 429
+    assert_common_headers(response.headers)
+    assert response.headers["content-security-policy"] == API_CSP
+    assert response.headers["cache-control"] == "no-store"
+    assert "server" not in response.headers
+    assert "strict-transport-security" not in response.headers  # ws://, not wss://

@@ -35,6 +35,8 @@ class UvicornServer:
 
     With ``factory=True`` the attribute is a function uvicorn calls to build the app
     (``examples.reference_app.app:create_app``, as ``uvicorn --factory`` runs it).
+    The server runs with ``--no-proxy-headers``, as the docs tell operators to, unless
+    ``proxy_headers=True`` asks for uvicorn's default (it rewrites the client itself).
     """
 
     def __init__(
@@ -46,10 +48,12 @@ class UvicornServer:
         log_path: Path | None = None,
         factory: bool = False,
         args: Sequence[str] = (),
+        proxy_headers: bool = False,
     ) -> None:
         self.app = app
         self.factory = factory
         self.args = tuple(args)  # more uvicorn options, e.g. ("--root-path", "/svc")
+        self.proxy_headers = proxy_headers
         self.port = port or free_port()
         self.env = {
             key: value
@@ -90,6 +94,8 @@ class UvicornServer:
         if self.factory:
             command.append("--factory")
         command += self.args
+        if not self.proxy_headers:
+            command.append("--no-proxy-headers")
         if self.log_path is None:
             self.process = subprocess.Popen(
                 command, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT

@@ -7,9 +7,11 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
+from hardenkit._forwarding import ForwardedHeader
 from hardenkit._settings._base import CommaList, Section, SettingProblem
 
 Environment = Literal["development", "test", "staging", "production"]
+RequestIdTrust = Literal["any", "proxies", "none"]
 
 
 class CoreSettings(Section):
@@ -43,10 +45,26 @@ class CoreSettings(Section):
     request_id_header: str = Field(
         default="X-Request-ID", min_length=1, description="Header carrying the request id."
     )
+    request_id_trust: RequestIdTrust = Field(
+        default="proxies",
+        description=(
+            "Whose incoming request id is kept: `proxies` (only from a peer in "
+            "HARDENKIT_TRUSTED_PROXIES), `any` (every client), `none` (always a fresh id)."
+        ),
+    )
     trusted_proxies: CommaList = Field(
         default_factory=list,
         description=(
-            "CIDRs of reverse proxies whose X-Forwarded-For / Forwarded headers are believed."
+            "CIDRs of reverse proxies whose forwarding header (HARDENKIT_FORWARDED_HEADER) "
+            "is believed."
+        ),
+    )
+    forwarded_header: ForwardedHeader = Field(
+        default="x-forwarded-for",
+        description=(
+            "The one header the trusted proxies write: `x-forwarded-for` (scheme from "
+            "X-Forwarded-Proto) or `forwarded` (RFC 7239, scheme from `proto=`); the other "
+            "is ignored."
         ),
     )
     problem_type_base: str = Field(
@@ -82,6 +100,11 @@ class CoreSettings(Section):
             raise ValueError(f"{value!r}: an exact path starting with `/`, without `*`")
         return value
 
+    @field_validator("forwarded_header", "request_id_trust", mode="before")
+    @classmethod
+    def _lowercase(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
@@ -101,6 +124,31 @@ class CoreSettings(Section):
                     "HARDENKIT_REDIS_URL",
                     "unset: rate limits and replay protection are per process, "
                     "not shared across instances",
+                    severity="warning",
+                )
+            )
+        problems.extend(self._proxy_problems())
+        return problems
+
+    def _proxy_problems(self) -> list[SettingProblem]:
+        problems = []
+        networks = [ipaddress.ip_network(entry, strict=False) for entry in self.trusted_proxies]
+        if any(network.prefixlen == 0 for network in networks):
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_TRUSTED_PROXIES",
+                    "trusts every address (/0): any client can forge its ip, so rate limits "
+                    "and audit logs use an address the client picked; list your proxies' "
+                    "networks",
+                )
+            )
+        if self.request_id_trust == "any":
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_REQUEST_ID_TRUST",
+                    "`any`: every client chooses the request id its requests are logged and "
+                    "answered under (a victim's, from an error page); keep `any` only for a "
+                    "service reached solely through a mesh, else use `proxies`",
                     severity="warning",
                 )
             )

@@ -34,7 +34,9 @@ class SecurityHeadersMiddleware:
 
     HTML responses get the HTML CSP (with this request's nonce), everything else the API
     CSP and ``Cache-Control: no-store``; all get HSTS (https requests only), nosniff,
-    frame, referrer, cross-origin and permissions policies. Headers naming the software
+    frame, referrer, cross-origin and permissions policies. A WebSocket handshake refused
+    with an HTTP response (a 401 or 429 over ``websocket.http.response``) gets them like
+    any other refusal. Headers naming the software
     stack (``Server``, ``X-Powered-By``, ...) are removed. A header the application set
     itself is kept unless the policy says otherwise; none is ever sent twice.
 
@@ -65,6 +67,9 @@ class SecurityHeadersMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, self._refusal_headers(scope, send))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -114,6 +119,22 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send_with_headers)
         finally:
             request_header_state.reset(token)
+
+    def _refusal_headers(self, scope: Scope, send: Send) -> Send:
+        """Wrap ``send`` so an HTTP answer to a WebSocket handshake carries the headers."""
+        https = scope.get("scheme") == "wss"
+        policy = self.routes.get(scope["path"], self.policy) if self.routes else self.policy
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "websocket.http.response.start":
+                headers, kind, present = _without_leaks(message.get("headers", ()), policy)
+                message["headers"] = headers
+                # No page is rendered from a refusal: a nonce nobody can use.
+                nonce = secrets.token_urlsafe(16).encode("ascii")
+                _apply(headers, present, policy, policy.compiled(kind, https=https), nonce)
+            await send(message)
+
+        return send_with_headers
 
     async def _continue_hashing(
         self,

@@ -1,0 +1,134 @@
+"""Parsers of the forwarding headers: one hop, an RFC 7239 ``Forwarded`` value.
+
+Pure functions over text a client may have written: they never raise, and what does
+not parse as an address is ``None`` (the caller decides what that means).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from starlette.types import Scope
+
+__all__ = [
+    "ForwardedHeader",
+    "IPAddress",
+    "forwarding_values",
+    "parse_forwarded",
+    "parse_hop",
+    "parse_ip",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+ForwardedHeader = Literal["x-forwarded-for", "forwarded"]
+"""The forwarding header the proxies write: ``x-forwarded-for`` or ``forwarded``."""
+
+
+def parse_hop(value: str) -> tuple[IPAddress, int] | None:
+    """Return the address and port (``0`` when absent) of one forwarding hop, or ``None``.
+
+    Accepts ``v4``, ``v4:port``, ``v6``, ``[v6]`` and ``[v6]:port``, quoted or not; an
+    IPv4-mapped IPv6 address is the IPv4 address. Anything else (``unknown``, an
+    obfuscated ``_id``, garbage) is ``None``.
+    """
+    text = value.strip().strip('"')
+    port_text = ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end == -1:
+            return None
+        text, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                return None
+            port_text = rest[1:]
+    elif text.count(":") == 1:
+        text, port_text = text.split(":", 1)
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    port = 0
+    if port_text:
+        if not port_text.isdigit() or len(port_text) > 5 or int(port_text) > 65535:
+            return None
+        port = int(port_text)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped, port
+    return address, port
+
+
+def parse_ip(value: str) -> IPAddress | None:
+    """Return the address of one hop (or of a peer), ignoring any port; ``None`` if none."""
+    hop = parse_hop(value)
+    return hop[0] if hop is not None else None
+
+
+def _split_unquoted(text: str, separator: str) -> list[str]:
+    """Split ``text`` on ``separator`` outside RFC 7230 quoted strings (backslash escapes)."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def _unquote(value: str) -> str:
+    text = value.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+        out: list[str] = []
+        escaped = False
+        for char in text:
+            if not escaped and char == "\\":
+                escaped = True
+                continue
+            escaped = False
+            out.append(char)
+        return "".join(out)
+    return text
+
+
+def parse_forwarded(value: str) -> list[tuple[str, str]]:
+    """Return ``(for, proto)`` of each element of an RFC 7239 ``Forwarded`` value.
+
+    Elements are separated by commas and their pairs by semicolons, both outside quoted
+    strings; ``proto`` is lowercased and empty when absent. An element without ``for``
+    is kept as ``("", proto)``, so the hops stay aligned with the proxies that wrote
+    them (an empty hop never parses as an address). Never raises.
+    """
+    elements: list[tuple[str, str]] = []
+    for element in _split_unquoted(value, ","):
+        if not element.strip():
+            continue
+        hop = ""
+        proto = ""
+        for pair in _split_unquoted(element, ";"):
+            key, _, raw = pair.partition("=")
+            key = key.strip().lower()
+            if key == "for":
+                hop = _unquote(raw)
+            elif key == "proto":
+                proto = _unquote(raw).lower()
+        elements.append((hop, proto))
+    return elements
+
+
+def forwarding_values(scope: Scope, header: bytes) -> list[bytes]:
+    """Return the raw values of every ``header`` line in ``scope``, in order."""
+    return [value for name, value in scope.get("headers", ()) if name == header]

@@ -1,0 +1,130 @@
+"""A server that rewrote ``scope["client"]`` before hardenkit is noticed, and only then."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from structlog.testing import capture_logs
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+from hardenkit import HardenSettings, install
+from hardenkit._server_rewrite import ServerRewriteDetector
+from hardenkit.health import HealthStatus
+from hardenkit.proxies import TrustedProxyMiddleware
+
+
+def request(client: tuple[str, int] | None, *headers: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "client": client,
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+    }
+
+
+def test_a_client_rewritten_from_its_own_x_forwarded_for_is_detected_and_logged_once() -> None:
+    detector = ServerRewriteDetector()
+    rewritten = request(("198.51.100.7", 0), ("X-Forwarded-For", "198.51.100.7"))
+    with capture_logs() as logs:
+        assert detector.inspect_request(rewritten)
+        assert detector.inspect_request(rewritten)
+    warnings = [log for log in logs if log["event"] == "server_rewrote_client"]
+    assert len(warnings) == 1
+    assert warnings[0]["log_level"] == "warning"
+    assert "--no-proxy-headers" in warnings[0]["fix"]
+    assert "HARDENKIT_TRUSTED_PROXIES" in warnings[0]["fix"]
+    assert detector.rewritten_requests == 2
+
+
+def test_a_client_rewritten_from_forwarded_is_detected_whatever_the_spelling() -> None:
+    detector = ServerRewriteDetector()
+    header = ("Forwarded", 'for="[2001:DB8::0:1]";proto=https')
+    assert detector.inspect_request(request(("2001:db8::1", 0), header))
+
+
+def test_a_real_peer_is_never_taken_for_a_rewrite() -> None:
+    detector = ServerRewriteDetector()
+    # A TCP peer has a port, even when a client lists the proxy's address in its header.
+    assert not detector.inspect_request(
+        request(("10.0.0.2", 51234), ("X-Forwarded-For", "10.0.0.2"))
+    )
+    # No forwarding header, an address not in it, or no client at all: nothing to see.
+    assert not detector.inspect_request(request(("198.51.100.7", 0)))
+    assert not detector.inspect_request(
+        request(("198.51.100.7", 0), ("X-Forwarded-For", "1.2.3.4"))
+    )
+    assert not detector.inspect_request(request(None, ("X-Forwarded-For", "1.2.3.4")))
+    assert detector.detected_by is None
+
+
+async def test_hardenkits_own_resolution_is_not_taken_for_a_server_rewrite() -> None:
+    inner = ServerRewriteDetector()
+
+    async def app(scope: dict[str, Any], receive: object, send: object) -> None:
+        inner.inspect_request(scope)
+
+    stack = TrustedProxyMiddleware(app, trusted_proxies=["10.0.0.0/8"])  # type: ignore[arg-type]
+    await stack(request(("10.0.0.2", 5000), ("X-Forwarded-For", "198.51.100.4")), None, None)  # type: ignore[arg-type]
+    assert stack.detector.detected_by is None
+    assert inner.detected_by is None
+
+
+async def _lifespan(app: Any) -> None:
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+
+
+async def test_uvicorns_proxy_headers_middleware_is_detected_at_startup() -> None:
+    detector = ServerRewriteDetector()
+    hardened = TrustedProxyMiddleware(Starlette(), detector=detector)
+    with capture_logs() as logs:
+        await _lifespan(ProxyHeadersMiddleware(hardened, trusted_hosts="127.0.0.1"))  # type: ignore[arg-type]
+    assert detector.detected_by is not None
+    assert "uvicorn" in detector.detected_by
+    assert [log["event"] for log in logs].count("server_rewrote_client") == 1
+    result = await detector.health_check()
+    assert result.status is HealthStatus.DEGRADED
+    assert result.detail["client_resolved_by"] == "server"
+
+
+async def test_uvicorn_proxy_headers_trusting_nobody_is_not_a_rewrite() -> None:
+    detector = ServerRewriteDetector()
+    hardened = TrustedProxyMiddleware(Starlette(), detector=detector)
+    await _lifespan(ProxyHeadersMiddleware(hardened, trusted_hosts=""))  # type: ignore[arg-type]
+    await _lifespan(hardened)
+    assert detector.detected_by is None
+    assert (await detector.health_check()).status is HealthStatus.HEALTHY
+
+
+async def whoami(request: Request) -> Response:
+    return JSONResponse({"client": request.client.host if request.client else None})
+
+
+async def test_readiness_of_an_installed_app_reports_a_rewriting_server() -> None:
+    app = Starlette(routes=[Route("/", whoami)])
+    install(app, HardenSettings(auth_mode="off"))
+    served = ProxyHeadersMiddleware(app, trusted_hosts="127.0.0.1")  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=served, client=("127.0.0.1", 40000))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        before = (await client.get("/readyz")).json()
+        assert before["checks"]["proxy_headers"] == {
+            "status": "healthy",
+            "client_resolved_by": "hardenkit",
+        }
+        picked = await client.get("/", headers={"X-Forwarded-For": "198.51.100.77"})
+        assert picked.json() == {"client": "198.51.100.77"}  # what the server made of it
+        after = (await client.get("/readyz")).json()
+    assert after["status"] == "degraded"
+    assert after["checks"]["proxy_headers"]["client_resolved_by"] == "server"
+    assert "--no-proxy-headers" in after["checks"]["proxy_headers"]["fix"]
