@@ -1,12 +1,13 @@
 """5,000 mixed requests at 50 connections on a real uvicorn: every refusal counted exactly.
 
 The rates are set so every expected count follows from the plan alone: with GCRA a rate
-of ``N/day`` (burst ``N``) admits exactly ``N`` requests of one key and then one more
-every ``86400 / N`` seconds, far longer than the run. So:
+of ``N/30day`` (burst ``N``) admits exactly ``N`` requests of one key and then one more
+every ``30 × 86400 / N`` seconds (28.8 minutes for the tenant rule), far longer than the
+run even on a loaded machine (with ``1500/day`` a run over 57.6 s admitted one more). So:
 
 - per client ip (every request comes from 127.0.0.1): 1,000,000/day, never reached;
-- the auth paths, per ip: 10/day: 60 logins with a wrong password get 10x401, 50x429;
-- per tenant: 1500/day: ``globex`` sends 1940 and gets exactly 1500x200 and 440x429;
+- the auth paths, per ip: 10/30day: 60 logins with a wrong password get 10x401, 50x429;
+- per tenant: 1500/30day: ``globex`` sends 1940 and gets exactly 1500x200 and 440x429;
   ``acme`` sends 1200 good requests and 800 tenant-mismatched ones: refused by auth,
   before the tenant layer, mismatches cost nothing, so all 1200 pass (if they were
   charged, acme's 2000 would exceed 1500 and 429s would appear);
@@ -41,8 +42,8 @@ AUTH_LIMIT = 10
 LOAD_ENV = {
     "HARDENKIT_REDIS_URL": "",  # memory stores, as `make demo`
     "HARDENKIT_RATE_LIMIT_DEFAULT": "1000000/day",
-    "HARDENKIT_RATE_LIMIT_AUTH": f"{AUTH_LIMIT}/day",
-    "HARDENKIT_RATE_LIMIT_TENANT": f"{TENANT_LIMIT}/day",
+    "HARDENKIT_RATE_LIMIT_AUTH": f"{AUTH_LIMIT}/30day",
+    "HARDENKIT_RATE_LIMIT_TENANT": f"{TENANT_LIMIT}/30day",
     "HARDENKIT_LOG_LEVEL": "WARNING",
     **BEHIND_PROXY_ENV,
 }
