@@ -32,8 +32,10 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from hardenkit._app_check import AppCheck, AppCheckMiddleware
 from hardenkit.auth._install import AuthStack, auth_middleware, build_auth
 from hardenkit.errors import (
+    ConfigurationError,
     ErrorMiddleware,
     HardenError,
     harden_error_handler,
@@ -92,6 +94,8 @@ class Hardened:
             (``None`` when no key is trusted); use it as a dependency or call ``verify``.
         auth: The JWT verifier, tenant status cache and API-key guard the auth layer
             uses; ``kit.auth.use_tenant_resolver(...)`` plugs in a TenantResolver.
+        app_check: The production policy run against the app's routes (at install, at
+            startup, or on the first request without a lifespan).
     """
 
     settings: HardenSettings
@@ -105,6 +109,7 @@ class Hardened:
     replay_store: ReplayStore | None = None
     message_verifier: MessageVerifier | None = None
     auth: AuthStack | None = None
+    app_check: AppCheck | None = None
 
 
 def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
@@ -119,17 +124,30 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
         The :class:`Hardened` handle, also stored on ``app.state.hardenkit``.
 
     Raises:
-        SettingsError: The settings are unsafe for the environment (names each variable).
+        SettingsError: The settings, or the routes the app has so far, are unsafe for the
+            environment (names each variable); the routes are checked again when the app
+            starts.
+        ConfigurationError: ``install()`` already ran on this app.
     """
+    if isinstance(getattr(app.state, "hardenkit", None), Hardened):
+        # A second stack would run every layer twice: double rate-limit charges, two
+        # request ids, auth on an already rewritten tenant header.
+        raise ConfigurationError(
+            "install() already ran on this app: call it once (app.state.hardenkit holds "
+            "what it built)"
+        )
     settings = load_settings() if settings is None else settings.raise_for_errors()
     for problem in settings.startup_warnings():
-        _logger.warning("setting_warning", setting=problem.setting, message=problem.message)
+        _logger.warning("setting_warning", setting=problem.setting, message=problem.detail)
+    app_check = AppCheck(app, settings)
+    app_check.run_early()
 
     set_problem_type_base(settings.problem_type_base)
     kit = Hardened(
         settings=settings,
         health=HealthRegistry(timeout=settings.readiness_check_timeout),
         redis=create_redis(settings),
+        app_check=app_check,
     )
     if kit.redis is not None:
         kit.redis_guard = RedisGuard(
@@ -172,6 +190,7 @@ def _middleware_stack(kit: Hardened) -> list[Middleware]:
         *auth_middleware(kit),
         principal_rate_limit(kit),
         *webhook_middleware(kit),
+        *([Middleware(AppCheckMiddleware, check=kit.app_check)] if kit.app_check else []),
     ]
 
 
@@ -200,6 +219,9 @@ def _close_redis_on_shutdown(app: Starlette, kit: Hardened) -> None:
 
     @asynccontextmanager
     async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        if kit.app_check is not None:
+            # Every route exists now: a refusal here stops the server from starting.
+            kit.app_check.run_final()
         async with inner(app_) as state:
             try:
                 yield state
