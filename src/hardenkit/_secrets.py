@@ -31,6 +31,7 @@ from hardenkit.signing._published import (
     DEMO_SERVICE_PRIVATE_KEY,
     PUBLISHED_WEBHOOK_SECRETS,
 )
+from hardenkit.signing._secret import webhook_key
 
 __all__ = [
     "MIN_SECRET_BITS",
@@ -98,8 +99,20 @@ _PUBLISHED_PATTERN: Final = re.compile(
         for secret in (published.lower() for published in PUBLISHED_SECRETS)
     )
 )
+
+
+def _standard_key(secret: str) -> bytes | None:
+    try:
+        return webhook_key(secret, "standard")
+    except ValueError:
+        return None
+
+
+# Binary keys are compared as bytes: the text of each secret, and a Standard Webhooks
+# secret's decoded key (how the webhook key and message seeds reach the judgement).
 _PUBLISHED_BYTES: Final = frozenset(
-    secret.encode() for secret in PUBLISHED_SECRETS if len(secret) >= 16
+    {secret.encode() for secret in PUBLISHED_SECRETS if len(secret) >= 16}
+    | {key for key in map(_standard_key, PUBLISHED_WEBHOOK_SECRETS) if key is not None}
 )
 _PUBLISHED_SEEDS: Final = (DEMO_AGENT_PRIVATE_KEY, DEMO_SERVICE_PRIVATE_KEY)
 
