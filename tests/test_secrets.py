@@ -45,7 +45,11 @@ def test_regular_binary_keys_are_refused(key: bytes) -> None:
 
 def test_the_same_judgement_refuses_each_kind_of_secret_in_production() -> None:
     weak_text = "abcdefghijklmnopqrstuvwxyz0123456789"
-    base: dict[str, Any] = {"env": "production", "jwt_issuer": "https://i.test", "jwt_audience": ["a"]}
+    base: dict[str, Any] = {
+        "env": "production",
+        "jwt_issuer": "https://i.test",
+        "jwt_audience": ["a"],
+    }
     cases: dict[str, dict[str, Any]] = {
         "HARDENKIT_JWT_SECRET": {"jwt_secret": weak_text},
         "HARDENKIT_WEBHOOK_SECRET": {

@@ -8,6 +8,8 @@ Outermost first, as a request meets them::
     SecurityHeaders          CSP with nonce, HSTS on https, ... on every response, 500s too
     CORS                     from HARDENKIT_CORS_ORIGINS: preflights answered before auth,
                              refusals (401, 429, 500, 504) readable by the calling page
+    AppCheck                 the route rules of the production policy, on the first
+                             request when no lifespan startup ran them (503 if refused)
     ErrorMiddleware          any crash becomes a 500 problem that reveals nothing
     TimeoutMiddleware        sets the request deadline; 504 problem when it passes
     RateLimit per client ip  before auth: the default rule and the strict auth-path rule
@@ -184,13 +186,15 @@ def _middleware_stack(kit: Hardened) -> list[Middleware]:
         # 401/429/500/504 stay readable by the calling page (docs/decisions.md).
         *security_header_layers(kit),
         *cors_layers(settings),
+        # Before every layer that answers or refuses: an app the policy refuses (checked
+        # here when no lifespan ran) answers 503 to every request, with headers.
+        *([Middleware(AppCheckMiddleware, check=kit.app_check)] if kit.app_check else []),
         Middleware(ErrorMiddleware),
         *timeout_layers(settings),
         client_ip_rate_limit(kit),
         *auth_middleware(kit),
         principal_rate_limit(kit),
         *webhook_middleware(kit),
-        *([Middleware(AppCheckMiddleware, check=kit.app_check)] if kit.app_check else []),
     ]
 
 
