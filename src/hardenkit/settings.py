@@ -31,7 +31,7 @@ from hardenkit.errors import ConfigurationError
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
-__all__ = ["HardenSettings", "SettingProblem", "SettingsError", "load_settings"]
+__all__ = ["HardenSettings", "PolicyReport", "SettingProblem", "SettingsError", "load_settings"]
 
 _RESERVED_PREFIXES = ("HARDENKIT_TEST_",)
 

@@ -180,7 +180,11 @@ class AuthSettings(Section):
         problems.extend(self._key_source_problems())
         if self.auth_mode == "off":
             problems.append(
-                SettingProblem("HARDENKIT_AUTH_MODE", "`off` is not allowed in production")
+                SettingProblem(
+                    "HARDENKIT_AUTH_MODE",
+                    "`off` is not allowed in production",
+                    fix="use `enforced` (or `report_only` during a rollout)",
+                )
             )
         elif self.auth_mode == "report_only":
             problems.append(
@@ -196,6 +200,7 @@ class AuthSettings(Section):
                 SettingProblem(
                     "HARDENKIT_API_KEYS",
                     "empty while HARDENKIT_API_KEY_PATHS is set: those paths refuse everyone",
+                    fix="add `name:sha256-hex` entries, or empty HARDENKIT_API_KEY_PATHS",
                 )
             )
         return problems

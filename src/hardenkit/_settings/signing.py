@@ -186,6 +186,7 @@ class SigningSettings(Section):
                         SettingProblem(
                             "HARDENKIT_WEBHOOK_SECRET",
                             "is a published demo or specification example secret",
+                            fix="use the secret your webhook provider generated for you",
                         )
                     )
                 else:
@@ -294,7 +295,11 @@ class SigningSettings(Section):
             published = {public_key_text(load_private_key(key)) for key in PUBLISHED_PRIVATE_KEYS}
             if public_key_text(own) in published:
                 problems.append(
-                    SettingProblem("HARDENKIT_MESSAGE_SIGNING_KEY", "is a published demo key")
+                    SettingProblem(
+                        "HARDENKIT_MESSAGE_SIGNING_KEY",
+                        "is a published demo key",
+                        fix="generate one with `hardenkit.signing.generate_private_key()`",
+                    )
                 )
             else:
                 problems += _weak_seed_problems(own)
@@ -306,6 +311,7 @@ class SigningSettings(Section):
                 SettingProblem(
                     "HARDENKIT_MESSAGE_TRUSTED_KEYS",
                     "trusts a published demo key (anyone holds its private half)",
+                    fix="trust only your peers' own public keys",
                 )
             )
         if self.message_tolerance > _LONG_WINDOW_SECONDS:
