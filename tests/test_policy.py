@@ -261,12 +261,17 @@ def test_an_accepted_risk_starts_and_doctor_warns_about_it_every_run(case: Case)
     assert case.risk is not None
     values = settings_for(case, accept_risks=[case.risk])
     settings = load_settings(**values)
-    if case.app is not None:
-        with capture_logs() as logs:
-            kit = install(case.app(), settings)
-            assert kit.app_check is not None
-            kit.app_check.run_final()
-        assert any(case.risk in str(entry.get("message")) for entry in logs)
+    with capture_logs() as logs:
+        kit = install((case.app or starlette_app)(), settings)
+        assert kit.app_check is not None
+        kit.app_check.run_final()
+    accepted = [
+        entry
+        for entry in logs
+        if entry.get("setting") == case.variable and case.risk in str(entry.get("message"))
+    ]
+    assert len(accepted) == 1, "the accepted risk is logged once at startup"
+    assert accepted[0]["log_level"] == "warning"
     for _ in range(2):
         found = findings(case, accept_risks=[case.risk])
         assert not [line for line in found.get("fail", []) if line.startswith(case.variable)]
