@@ -4,6 +4,8 @@
   ``workspace``, ``account``, ``team``, ``customer``, with ``_id``/``Id`` variants) that
   is neither bound (``HARDENKIT_TENANT_PATH_PARAMS``) nor declared not-a-tenant
   (``HARDENKIT_TENANT_UNBOUND_PARAMS``): a token of one tenant reads another's data.
+  The same for a query parameter a FastAPI route declares (its alias, as clients send
+  it) and ``HARDENKIT_TENANT_QUERY_PARAMS``.
 - A public prefix (``/api/*``) over a route that needs the principal: one with a bound or
   tenant-named path parameter, a ``require_roles``/``require_scopes`` guard, or (FastAPI)
   a security scheme or a dependency returning the :class:`~hardenkit.auth.Principal`.
@@ -42,6 +44,7 @@ _LOGIN_SEGMENT = re.compile(
     re.IGNORECASE,
 )
 _MAX_LISTED = 5
+_MAX_DEPENDANTS = 1000
 
 
 def is_tenant_name(name: str) -> bool:
@@ -69,22 +72,45 @@ def _listed(items: Sequence[str]) -> str:
 def _unbound_tenant_problems(
     settings: HardenSettings, routes: Sequence[RouteInfo]
 ) -> list[SettingProblem]:
-    allowed = set(settings.tenant_path_params) | set(settings.tenant_unbound_params)
-    unbound: dict[str, list[str]] = {}
+    declared = set(settings.tenant_unbound_params)
+    unbound: dict[tuple[str, str], list[str]] = {}
     for route in routes:
-        for name in route.params:
-            if is_tenant_name(name) and name not in allowed:
-                unbound.setdefault(name, []).append(route.path)
+        for kind, names, bound in (
+            ("path", route.params, settings.tenant_path_params),
+            ("query", _query_params(route), settings.tenant_query_params),
+        ):
+            for name in names:
+                if is_tenant_name(name) and name not in bound and name not in declared:
+                    unbound.setdefault((kind, name), []).append(route.path)
     return [
         SettingProblem(
-            "HARDENKIT_TENANT_PATH_PARAMS",
-            f"path parameter {name!r} ({_listed(paths)}) names a tenant but is not checked "
-            "against the token's tenant: a caller of one tenant reaches another's data",
-            fix=f"add {name} to HARDENKIT_TENANT_PATH_PARAMS, or to "
+            f"HARDENKIT_TENANT_{kind.upper()}_PARAMS",
+            f"{kind} parameter {name!r} ({_listed(paths)}) names a tenant but is not "
+            "checked against the token's tenant: a caller of one tenant reaches another's "
+            "data",
+            fix=f"add {name} to HARDENKIT_TENANT_{kind.upper()}_PARAMS, or to "
             "HARDENKIT_TENANT_UNBOUND_PARAMS if it is not a tenant id",
         )
-        for name, paths in sorted(unbound.items())
+        for (kind, name), paths in sorted(unbound.items())
     ]
+
+
+def _query_params(route: RouteInfo) -> list[str]:
+    """Query parameters a FastAPI route declares, as clients name them (aliases)."""
+    original = getattr(route.route, "original_route", route.route)
+    dependant = getattr(original, "dependant", None)
+    names: list[str] = []
+    pending = [dependant] if dependant is not None else []
+    visits = 0
+    while pending and visits < _MAX_DEPENDANTS:
+        visits += 1
+        current = pending.pop()
+        names.extend(
+            str(getattr(param, "alias", None) or param.name)
+            for param in getattr(current, "query_params", ())
+        )
+        pending.extend(getattr(current, "dependencies", ()))
+    return names
 
 
 def _public_prefix_problems(

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Query
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -208,3 +208,27 @@ def test_a_real_uvicorn_does_not_start_a_production_app_with_a_late_unbound_rout
     with UvicornServer("tests.auth.binding_app:late_route_app", env=env, factory=True) as running:
         assert httpx.get(f"{running.url}/orgs/acme/things", headers=headers).status_code == 200
         assert httpx.get(f"{running.url}/orgs/globex/things", headers=headers).status_code == 403
+
+
+def test_a_fastapi_query_parameter_that_names_a_tenant_must_be_bound_too() -> None:
+    app = FastAPI()
+
+    @app.get("/things")
+    def things(org_id: str, page: int = 1) -> dict[str, Any]:
+        return {}
+
+    @app.get("/others")
+    def others(workspace: str = Query(alias="workspaceId")) -> dict[str, Any]:
+        return {}
+
+    problems = {(p.setting, p.message.split(" (")[0]) for p in app_problems(settings(), app)}
+    assert problems == {
+        ("HARDENKIT_TENANT_QUERY_PARAMS", "query parameter 'org_id'"),
+        ("HARDENKIT_TENANT_QUERY_PARAMS", "query parameter 'workspaceId'"),
+    }
+    bound = settings(
+        tenant_query_params=["tenant_id", "org_id"], tenant_unbound_params=["workspaceId"]
+    )
+    assert app_problems(bound, app) == []
+    with pytest.raises(SettingsError, match="org_id"):
+        install(app, settings(env="production"))

@@ -109,8 +109,8 @@ class AuthSettings(Section):
     tenant_unbound_params: CommaList = Field(
         default_factory=list,
         description=(
-            "Path parameters whose names say tenant (`org_id`, `teamId`...) but are not "
-            "tenant ids; every other such parameter must be bound."
+            "Path (or FastAPI query) parameters whose names say tenant (`org_id`, "
+            "`teamId`...) but are not tenant ids; every other such parameter must be bound."
         ),
     )
     tenant_multi_membership: bool = Field(
