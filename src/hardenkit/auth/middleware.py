@@ -26,9 +26,9 @@ import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 import structlog
-from starlette.datastructures import QueryParams
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -156,7 +156,8 @@ class AuthMiddleware:
         self.tenant_path_params = tuple(
             (tenant_path_param,) if tenant_path_params is None else tenant_path_params
         )
-        self.tenant_query_params = tuple(tenant_query_params)
+        self.tenant_query_params = frozenset(tenant_query_params)
+        self._query_names = tuple(name.encode() for name in self.tenant_query_params)
         self.max_header_bytes = max_header_bytes
         self.tenant_status = tenant_status
         if mode == "off":
@@ -316,11 +317,17 @@ class AuthMiddleware:
         ]
         requests += [("path", value) for value in self._path_tenants(scope)]
         query_string: bytes = scope.get("query_string", b"")
-        if query_string and self.tenant_query_params:
-            # Parsed as Starlette parses it, so the app reads exactly what was checked.
-            query = QueryParams(query_string)
-            for name in self.tenant_query_params:
-                requests += [("query", value) for value in dict.fromkeys(query.getlist(name))]
+        # Only a query that may hold a bound name is parsed (an encoded name has a `%`).
+        if query_string and (
+            b"%" in query_string or any(name in query_string for name in self._query_names)
+        ):
+            # Parsed as Starlette's QueryParams parses it, so the app reads what was checked.
+            values = [
+                value
+                for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+                if name in self.tenant_query_params
+            ]
+            requests += [("query", value) for value in dict.fromkeys(values)]
         return requests
 
     async def _check_active(self, principal: Principal, tenant: str) -> None:
