@@ -250,7 +250,9 @@ class AuthSettings(Section):
         if self.jwt_jwks_allow_http_loopback:
             problems.append(
                 SettingProblem(
-                    "HARDENKIT_JWT_JWKS_ALLOW_HTTP_LOOPBACK", "plain http is not for production"
+                    "HARDENKIT_JWT_JWKS_ALLOW_HTTP_LOOPBACK",
+                    "plain http is not for production",
+                    fix="serve the JWKS over https and set this to false",
                 )
             )
         problems.extend(self._claim_problems(asymmetric=self.jwt_secret is None))
@@ -330,6 +332,7 @@ class AuthSettings(Section):
                     "HARDENKIT_JWT_AUDIENCE",
                     "unset: tokens meant for other services are accepted",
                     severity=severity,
+                    fix="set it to the audience your identity provider puts in this API's tokens",
                 )
             )
         if self.jwt_issuer is None:
@@ -338,6 +341,7 @@ class AuthSettings(Section):
                     "HARDENKIT_JWT_ISSUER",
                     "unset: the token's issuer is not checked",
                     severity=severity,
+                    fix="set it to your identity provider's issuer URL",
                 )
             )
         return problems
