@@ -230,3 +230,16 @@ def test_query_binding_can_be_switched_to_other_names() -> None:
     client = make_client(tenant_query_params=["org"])
     assert client.get("/items?org=globex", headers=bearer()).status_code == 403
     assert client.get("/items?tenant_id=globex", headers=bearer()).status_code == 200
+
+
+def test_a_flood_of_query_tenants_is_refused_cheaply_with_a_bounded_audit_event() -> None:
+    client = make_client(tenant_multi_membership=True)
+    memberships = [f"t{index}" for index in range(300)]  # what fits in a token
+    token = {"Authorization": f"Bearer {hs256(claims(tenant_id=memberships))}"}
+    query = "&".join(f"tenant_id=t{index}" for index in range(1500))
+    with capture_logs() as logs:
+        response = client.get(f"/items?{query}", headers=token)
+    assert response.status_code == 403
+    (event,) = [entry for entry in logs if entry.get("audit")]
+    assert event["reason"] == "conflicting_tenant_requests"
+    assert len(event["details"]["requested_tenants"]) <= 8

@@ -63,6 +63,12 @@ _REASON_DETAILS = {
     "(letters, digits and . _ - : @ only).",
 }
 _MAX_ROUTE_DEPTH = 8
+# Tenants one request may name that are compared and audited. Each source is deduplicated
+# and adds at most one value when all agree (header, path, query), so a request naming
+# more always names two different tenants and is refused whatever the rest say: capping
+# keeps `?tenant_id=` x 2000 against hundreds of memberships from costing a million
+# comparisons, and its audit event small.
+_MAX_TENANT_REQUESTS = 8
 
 
 class _RefusalError(Exception):
@@ -328,7 +334,7 @@ class AuthMiddleware:
                 if name in self.tenant_query_params
             ]
             requests += [("query", value) for value in dict.fromkeys(values)]
-        return requests
+        return requests[:_MAX_TENANT_REQUESTS]
 
     async def _check_active(self, principal: Principal, tenant: str) -> None:
         if self.tenant_status is None:
