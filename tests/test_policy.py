@@ -9,6 +9,7 @@ acceptance on every run.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 from fastapi import Depends, FastAPI
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -354,3 +357,25 @@ def test_a_second_install_on_the_same_app_is_refused() -> None:
 
 
 UNBOUND_APP = Starlette(routes=[Route("/orgs/{org_id}/things", ok)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.ip_addresses(v=4).flatmap(
+            lambda address: st.integers(0, 32).map(lambda bits: (address, bits))
+        ),
+        st.ip_addresses(v=6).flatmap(
+            lambda address: st.integers(0, 128).map(lambda bits: (address, bits))
+        ),
+    )
+)
+def test_a_trusted_proxy_range_is_refused_exactly_when_public_and_wide(
+    network: tuple[Any, int],
+) -> None:
+    address, bits = network
+    cidr = ipaddress.ip_network(f"{address}/{bits}", strict=False)
+    widest = 16 if cidr.version == 4 else 32
+    wide = bits == 0 or (not cidr.is_private and bits < widest)
+    found = HardenSettings(**SAFE, env="production", trusted_proxies=[str(cidr)]).problems()
+    assert any(p.risk == "trusted-proxies-too-wide" for p in found) == wide
