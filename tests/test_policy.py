@@ -379,3 +379,33 @@ def test_a_trusted_proxy_range_is_refused_exactly_when_public_and_wide(
     wide = bits == 0 or (not cidr.is_private and bits < widest)
     found = HardenSettings(**SAFE, env="production", trusted_proxies=[str(cidr)]).problems()
     assert any(p.risk == "trusted-proxies-too-wide" for p in found) == wide
+
+
+SETTINGS_ONLY = [case for case in CASES if case.app is None]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from(SETTINGS_ONLY), unique_by=lambda case: case.name, max_size=6),
+    st.sampled_from(["production", "staging"]),
+)
+def test_doctor_fails_exactly_what_startup_refuses_for_any_mix_of_cases(
+    cases: list[Case], env: str
+) -> None:
+    values: dict[str, Any] = {**SAFE, "env": env}
+    for case in cases:
+        values.update(case.settings)
+    try:
+        load_settings(**values)
+    except SettingsError as error:
+        refused = {problem.setting for problem in error.problems}
+    else:
+        refused = set()
+    failed = {
+        finding.check
+        for finding in doctor(lambda: HardenSettings(**values))
+        if finding.status == "fail"
+    }
+    assert failed == refused
+    if env == "production":
+        assert {case.variable for case in cases} <= refused
