@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from hardenkit import HardenSettings, load_settings
 
 DEMO_DEFAULTS: dict[str, Any] = {
@@ -46,8 +48,16 @@ DEMO_DEFAULTS: dict[str, Any] = {
 
 
 def demo_settings(**overrides: Any) -> HardenSettings:
-    """Return settings from the environment, filling unset values with the demo defaults."""
-    base = load_settings()
+    """Return settings from the environment, filling unset values with the demo defaults.
+
+    The environment and the demo values are judged together, once: in production every
+    demo secret and key is refused by name (``hardenkit doctor --settings`` lists them
+    all), not only what the environment alone lacks.
+    """
+    try:
+        base = HardenSettings()
+    except ValidationError:
+        return load_settings()  # raises SettingsError naming each unparsable variable
     values = {
         name: value for name, value in DEMO_DEFAULTS.items() if name not in base.model_fields_set
     }
@@ -56,4 +66,4 @@ def demo_settings(**overrides: Any) -> HardenSettings:
         # refuse startup. POST /auth/token then answers 404 (it signs with the secret).
         values.pop("jwt_secret", None)
     values.update(overrides)
-    return load_settings(**values) if values else base
+    return load_settings(**values)

@@ -19,19 +19,19 @@ import asyncio
 import importlib
 import json
 import os
-import re
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import structlog.testing
 from pydantic import ValidationError
 
 from hardenkit._settings._base import env_name
+from hardenkit.headers._grading import csp_directives, script_weaknesses
 from hardenkit.settings import HardenSettings, SettingsError, _problems_from_validation
 
 if TYPE_CHECKING:
@@ -55,71 +55,112 @@ class Finding:
 SettingsFactory = Callable[[], object]
 
 
+def _import_attribute(option: str, spec: str) -> object:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"{option} {spec!r}: expected module:attribute")
+    # A console script's sys.path starts at its own directory: import the project's
+    # modules the way `uvicorn module:app` does, from where the command runs.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"{option} {spec!r}: cannot import ({type(exc).__name__})") from None
+
+
 def load_settings_factory(spec: str) -> SettingsFactory:
     """Return the callable ``module:callable`` names (the current directory is importable).
 
     Raises:
         ValueError: ``spec`` is not ``module:callable`` or does not name a callable.
     """
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"--settings {spec!r}: expected module:callable")
-    # A console script's sys.path starts at its own directory: import the project's
-    # modules the way `uvicorn module:app` does, from where the command runs.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        target = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"--settings {spec!r}: cannot import ({type(exc).__name__})") from None
+    target = _import_attribute("--settings", spec)
     if not callable(target):
         raise ValueError(f"--settings {spec!r}: is not callable")
-    return target  # type: ignore[no-any-return]
+    return target
 
 
-def _build_settings(factory: SettingsFactory, findings: list[Finding]) -> HardenSettings | None:
+def load_app(spec: str) -> object:
+    """Return the ASGI app ``module:attribute`` names (imported as ``uvicorn`` would).
+
+    Raises:
+        ValueError: ``spec`` is malformed or names nothing importable.
+        SettingsError: Importing the app ran ``install()``, which refused the settings.
+    """
+    return _import_attribute("--app", spec)
+
+
+def _build_settings(
+    factory: SettingsFactory, findings: list[Finding]
+) -> tuple[HardenSettings | None, HardenSettings | None]:
+    """Return ``(settings to judge, settings to connect with)``; either may be missing."""
     reported = {finding.check for finding in findings}
     try:
         settings = factory()
     except ValidationError as exc:
         problems = _problems_from_validation(exc)
     except SettingsError as exc:
+        if exc.settings is not None:
+            # Parsed, then refused: judge them here so every problem is listed, warnings
+            # included, not only the ones that stopped the factory.
+            return exc.settings, exc.settings
         problems = exc.problems
     else:
         if isinstance(settings, HardenSettings):
-            return settings
+            return settings, settings
         findings.append(
             Finding("settings", "fail", f"the settings callable returned {type(settings).__name__}")
         )
-        return None
+        return None, _connection_settings()
     findings.extend(
         Finding(problem.setting, "fail", problem.message)
         for problem in problems
         if problem.setting not in reported
     )
-    return None
+    return None, _connection_settings()
+
+
+def _connection_settings() -> HardenSettings | None:
+    """Settings from the environment with every unparsable value at its default.
+
+    The settings failed, yet Redis and the JWKS they name can still be checked: an
+    operator fixing one problem learns about the next ones in the same run.
+    """
+    defaults: dict[str, Any] = {}
+    for _ in range(len(HardenSettings.model_fields)):
+        try:
+            return HardenSettings(**defaults)
+        except ValidationError as exc:
+            fields = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+            fields &= set(HardenSettings.model_fields) - set(defaults)
+            if not fields:
+                return None
+            for name in fields:
+                defaults[name] = HardenSettings.model_fields[name].get_default(
+                    call_default_factory=True
+                )
+    return None  # pragma: no cover - every field reset at most once
+
+
+def _policy_findings(settings: HardenSettings, app: object | None) -> list[Finding]:
+    report = settings.policy(app)  # type: ignore[arg-type]
+    findings = [Finding(problem.setting, "fail", problem.detail) for problem in report.errors]
+    findings += [Finding(problem.setting, "warn", problem.detail) for problem in report.warnings]
+    return findings
 
 
 def _settings_findings(
-    factory: SettingsFactory = HardenSettings,
+    factory: SettingsFactory = HardenSettings, app: object | None = None
 ) -> tuple[HardenSettings | None, list[Finding]]:
     findings = [
         Finding(name, "fail", "unknown setting (a typo?): it is refused at startup")
         for name in HardenSettings.unknown_variables()
     ]
-    settings = _build_settings(factory, findings)
+    settings, connect_with = _build_settings(factory, findings)
     if settings is None:
-        return None, findings
-    for problem in settings.problems():
-        if problem.severity == "warning":
-            if settings.enforced(problem):
-                findings.append(Finding(problem.setting, "warn", problem.message))
-        elif settings.enforced(problem):
-            findings.append(Finding(problem.setting, "fail", problem.message))
-        else:
-            findings.append(
-                Finding(problem.setting, "warn", f"{problem.message} (refused in production)")
-            )
+        return connect_with, findings
+    findings += _policy_findings(settings, app)
     if not findings:
         findings.append(Finding("settings", "pass", f"valid for env={settings.env}"))
     defaults = sorted(
@@ -295,16 +336,26 @@ def _server_finding(url: str, ready_path: str, *, timeout: float = 10.0) -> Find
     )
 
 
-def doctor(factory: SettingsFactory = HardenSettings, *, url: str | None = None) -> list[Finding]:
+def doctor(
+    factory: SettingsFactory = HardenSettings,
+    app: object | None = None,
+    *,
+    url: str | None = None,
+) -> list[Finding]:
     """Return every finding for the current environment.
+
+    The settings are judged by the same policy startup applies (``load_settings`` and
+    ``install()``); Redis and the JWKS are checked even when the settings fail.
 
     Args:
         factory: What builds the settings; the environment alone by default, or the
             service's own function (``--settings module:callable``).
+        app: The service's ASGI app (``--app module:app``): the rules that need its
+            routes run too.
         url: Base URL of the running service (``--url``): also check that its server did
             not rewrite the client address before hardenkit.
     """
-    settings, findings = _settings_findings(factory)
+    settings, findings = _settings_findings(factory, app)
     if settings is not None:
         findings.extend(_request_facts_findings(settings))
         findings.extend(asyncio.run(_run_checks(settings)))
@@ -321,39 +372,18 @@ def doctor(factory: SettingsFactory = HardenSettings, *, url: str | None = None)
 _REQUIRED_HEADERS = frozenset(
     {"content-security-policy", "x-content-type-options", "strict-transport-security"}
 )
-_NONCE = re.compile(r"'nonce-[^']*'")
-_REPORT_DIRECTIVES = frozenset({"report-uri", "report-to"})
-
-
-def _csp_directives(value: str) -> dict[str, frozenset[str]]:
-    directives: dict[str, frozenset[str]] = {}
-    for part in _NONCE.sub("'nonce-{nonce}'", value).split(";"):
-        words = part.split()
-        if words and words[0].lower() not in _REPORT_DIRECTIVES:
-            directives.setdefault(words[0].lower(), frozenset(words[1:]))
-    return directives
 
 
 def _csp_weakness(value: str) -> str | None:
-    directives = _csp_directives(value)
-    scripts = directives.get("script-src", directives.get("default-src"))
-    if scripts is None:
-        return "no script-src or default-src: any script may run"
-    if "'unsafe-eval'" in scripts:
-        return "script-src allows 'unsafe-eval'"
-    locked = any(s.startswith(("'nonce-", "'sha")) for s in scripts)
-    if "'unsafe-inline'" in scripts and not locked:
-        return "script-src allows 'unsafe-inline' (injected script runs)"
-    if "*" in scripts or {"https:", "http:", "data:"} & scripts:
-        return "script-src allows scripts from anywhere"
-    return None
+    weaknesses = script_weaknesses(value)
+    return weaknesses[0].message if weaknesses else None
 
 
 def _grade_csp(received: str, expected: str) -> tuple[Status, str]:
     weakness = _csp_weakness(received)
     if weakness is not None:
         return "fail", weakness
-    if _csp_directives(received) == _csp_directives(expected):
+    if csp_directives(received) == csp_directives(expected):
         return "pass", "as hardenkit's default"
     return "warn", f"differs from hardenkit's default ({expected})"
 
@@ -466,6 +496,35 @@ def _report(findings: Sequence[Finding], *, as_json: bool) -> int:
     return 1 if any(finding.status == "fail" for finding in findings) else 0
 
 
+def _doctor_command(
+    settings_spec: str | None, app_spec: str | None, url: str | None, *, as_json: bool
+) -> int:
+    factory: SettingsFactory = HardenSettings
+    app: object | None = None
+    refused: SettingsError | None = None
+    try:
+        if settings_spec:
+            factory = load_settings_factory(settings_spec)
+        if app_spec:
+            app = load_app(app_spec)
+    except ValueError as exc:
+        print(f"hardenkit doctor: {exc}", file=sys.stderr)
+        return 2
+    except SettingsError as exc:
+        # install() ran on import and refused: report what it said, then the rest.
+        refused = exc
+    kit = getattr(getattr(app, "state", None), "hardenkit", None)
+    if not settings_spec and kit is not None:
+        factory = lambda: kit.settings  # noqa: E731 - the settings the service runs with
+    findings = doctor(factory, app, url=url)
+    if refused is not None:
+        findings[:0] = [
+            Finding(problem.setting, "fail", f"{problem.detail} (importing the app)")
+            for problem in refused.problems
+        ]
+    return _report(findings, as_json=as_json)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hardenkit`` console script."""
     parser = argparse.ArgumentParser(prog="hardenkit", description=__doc__.splitlines()[0])
@@ -486,6 +545,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="base URL of the running service, e.g. http://127.0.0.1:8000: fail if its "
         "server rewrote the client address before hardenkit (uvicorn's proxy headers)",
     )
+    doctor_parser.add_argument(
+        "--app",
+        metavar="MODULE:APP",
+        help="also check the app's routes (tenant parameters, public prefixes, login "
+        "routes), e.g. myservice.main:app",
+    )
     headers_parser = commands.add_parser(
         "check-headers", help="grade the security headers a live URL returns"
     )
@@ -497,14 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "doctor":
-        factory: SettingsFactory = HardenSettings
-        if args.settings:
-            try:
-                factory = load_settings_factory(args.settings)
-            except ValueError as exc:
-                print(f"hardenkit doctor: {exc}", file=sys.stderr)
-                return 2
-        return _report(doctor(factory, url=args.url), as_json=args.json)
+        return _doctor_command(args.settings, args.app, args.url, as_json=args.json)
     if args.command == "check-headers":
         try:
             findings = check_headers(args.url, timeout=args.timeout)

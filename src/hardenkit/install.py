@@ -8,6 +8,8 @@ Outermost first, as a request meets them::
     SecurityHeaders          CSP with nonce, HSTS on https, ... on every response, 500s too
     CORS                     from HARDENKIT_CORS_ORIGINS: preflights answered before auth,
                              refusals (401, 429, 500, 504) readable by the calling page
+    AppCheck                 the route rules of the production policy, on the first
+                             request when no lifespan startup ran them (503 if refused)
     ErrorMiddleware          any crash becomes a 500 problem that reveals nothing
     TimeoutMiddleware        sets the request deadline; 504 problem when it passes
     BodyLimitMiddleware      bodies over HARDENKIT_MAX_BODY_BYTES: 413 before anything reads
@@ -37,9 +39,11 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from hardenkit._server_rewrite import ServerRewriteDetector
+from hardenkit._app_check import AppCheck, AppCheckMiddleware
 from hardenkit.auth._install import AuthStack, auth_middleware, build_auth
 from hardenkit.bodylimit import BodyLimitMiddleware
 from hardenkit.errors import (
+    ConfigurationError,
     ErrorMiddleware,
     HardenError,
     harden_error_handler,
@@ -104,6 +108,8 @@ class Hardened:
             uses; ``kit.auth.use_tenant_resolver(...)`` plugs in a TenantResolver.
         server_rewrite: Whether the ASGI server rewrote the client address before
             hardenkit (uvicorn's proxy headers); readiness reports it as ``proxy_headers``.
+        app_check: The production policy run against the app's routes (at install, at
+            startup, or on the first request without a lifespan).
     """
 
     settings: HardenSettings
@@ -118,6 +124,7 @@ class Hardened:
     message_verifier: MessageVerifier | None = None
     auth: AuthStack | None = None
     server_rewrite: ServerRewriteDetector = field(default_factory=ServerRewriteDetector)
+    app_check: AppCheck | None = None
 
 
 def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
@@ -132,17 +139,30 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
         The :class:`Hardened` handle, also stored on ``app.state.hardenkit``.
 
     Raises:
-        SettingsError: The settings are unsafe for the environment (names each variable).
+        SettingsError: The settings, or the routes the app has so far, are unsafe for the
+            environment (names each variable); the routes are checked again when the app
+            starts.
+        ConfigurationError: ``install()`` already ran on this app.
     """
+    if isinstance(getattr(app.state, "hardenkit", None), Hardened):
+        # A second stack would run every layer twice: double rate-limit charges, two
+        # request ids, auth on an already rewritten tenant header.
+        raise ConfigurationError(
+            "install() already ran on this app: call it once (app.state.hardenkit holds "
+            "what it built)"
+        )
     settings = load_settings() if settings is None else settings.raise_for_errors()
     for problem in settings.startup_warnings():
-        _logger.warning("setting_warning", setting=problem.setting, message=problem.message)
+        _logger.warning("setting_warning", setting=problem.setting, message=problem.detail)
+    app_check = AppCheck(app, settings)
+    app_check.run_early()
 
     set_problem_type_base(settings.problem_type_base)
     kit = Hardened(
         settings=settings,
         health=HealthRegistry(timeout=settings.readiness_check_timeout),
         redis=create_redis(settings),
+        app_check=app_check,
     )
     if kit.redis is not None:
         kit.redis_guard = RedisGuard(
@@ -188,6 +208,9 @@ def _middleware_stack(kit: Hardened) -> list[Middleware]:
         # 401/429/500/504 stay readable by the calling page (docs/decisions.md).
         *security_header_layers(kit),
         *cors_layers(settings),
+        # Before every layer that answers or refuses: an app the policy refuses (checked
+        # here when no lifespan ran) answers 503 to every request, with headers.
+        *([Middleware(AppCheckMiddleware, check=kit.app_check)] if kit.app_check else []),
         Middleware(ErrorMiddleware),
         *timeout_layers(settings),
         # Before anything that reads a body, and before auth: an unauthenticated 200 MB
@@ -232,6 +255,9 @@ def _close_redis_on_shutdown(app: Starlette, kit: Hardened) -> None:
 
     @asynccontextmanager
     async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        if kit.app_check is not None:
+            # Every route exists now: a refusal here stops the server from starting.
+            kit.app_check.run_final()
         async with inner(app_) as state:
             try:
                 yield state

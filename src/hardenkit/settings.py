@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,12 +21,17 @@ from hardenkit._settings.auth import AuthSettings
 from hardenkit._settings.core import CoreSettings
 from hardenkit._settings.headers import HeadersSettings
 from hardenkit._settings.logs import LoggingSettings
+from hardenkit._settings.policy import PolicyReport, judge
 from hardenkit._settings.ratelimit import RateLimitSettings
 from hardenkit._settings.resilience import ResilienceSettings
+from hardenkit._settings.risks import RiskSettings
 from hardenkit._settings.signing import SigningSettings
 from hardenkit.errors import ConfigurationError
 
-__all__ = ["HardenSettings", "SettingProblem", "SettingsError", "load_settings"]
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+__all__ = ["HardenSettings", "PolicyReport", "SettingProblem", "SettingsError", "load_settings"]
 
 _RESERVED_PREFIXES = ("HARDENKIT_TEST_",)
 
@@ -34,8 +39,13 @@ _RESERVED_PREFIXES = ("HARDENKIT_TEST_",)
 class SettingsError(ConfigurationError):
     """Settings that must not be used: names each variable and what is wrong, never values."""
 
-    def __init__(self, problems: list[SettingProblem]) -> None:
+    def __init__(
+        self, problems: list[SettingProblem], settings: HardenSettings | None = None
+    ) -> None:
         self.problems = problems
+        # The parsed settings the problems were found in (None when parsing failed), so
+        # `hardenkit doctor` can still check Redis and the JWKS they name.
+        self.settings = settings
         lines = "\n".join(f"  - {problem}" for problem in problems)
         super().__init__(f"invalid hardenkit settings:\n{lines}")
 
@@ -49,6 +59,7 @@ class HardenSettings(
     HeadersSettings,
     LoggingSettings,
     SigningSettings,
+    RiskSettings,
 ):
     """Every hardenkit setting, validated once at construction and immutable after.
 
@@ -81,19 +92,36 @@ class HardenSettings(
         """Whether ``problem`` counts here: production-only rules count only in production."""
         return self.is_production or not problem.production_only
 
+    def policy(self, app: ASGIApp | None = None) -> PolicyReport:
+        """Judge this configuration (and ``app``'s routes, when given) by the one policy.
+
+        Startup and ``hardenkit doctor`` both use this: what one refuses, the other fails.
+        """
+        problems = self.problems()
+        if app is not None:
+            from hardenkit._app_policy import app_problems  # noqa: PLC0415 - needs starlette
+
+            problems += app_problems(self, app)
+        return judge(
+            problems,
+            production=self.is_production,
+            accepted_risks=self.accept_risks,
+            app_checked=app is not None,
+        )
+
     def startup_errors(self) -> list[SettingProblem]:
         """Return the problems that refuse startup in this environment."""
-        return [p for p in self.problems() if p.severity == "error" and self.enforced(p)]
+        return list(self.policy().errors)
 
     def startup_warnings(self) -> list[SettingProblem]:
-        """Return the problems logged as warnings at startup in this environment."""
-        return [p for p in self.problems() if p.severity == "warning" and self.enforced(p)]
+        """Return the problems logged as warnings at startup (accepted risks included)."""
+        return list(self.policy().warnings)
 
     def raise_for_errors(self) -> HardenSettings:
         """Raise :class:`SettingsError` if these settings refuse startup; return them otherwise."""
         errors = self.startup_errors()
         if errors:
-            raise SettingsError(errors)
+            raise SettingsError(errors, self)
         return self
 
     @classmethod

@@ -19,16 +19,26 @@ class SettingProblem:
     """One violated rule, naming the environment variable that fixes it.
 
     ``severity="error"`` refuses to start in production; ``"warning"`` is reported by
-    ``hardenkit doctor`` and logged at startup.
+    ``hardenkit doctor`` and logged at startup. ``risk`` names the id under which an
+    operator may accept the problem (``HARDENKIT_ACCEPT_RISKS``; see
+    :mod:`hardenkit._settings.risks`); a problem without one can only be fixed. ``fix``
+    says what to change.
     """
 
     setting: str
     message: str
     severity: Severity = "error"
     production_only: bool = True
+    risk: str | None = None
+    fix: str | None = None
+
+    @property
+    def detail(self) -> str:
+        """The problem and, when known, its fix (no variable name; never a value)."""
+        return f"{self.message}; fix: {self.fix}" if self.fix else self.message
 
     def __str__(self) -> str:
-        return f"{self.setting}: {self.message}"
+        return f"{self.setting}: {self.detail}"
 
 
 def env_name(field_name: str) -> str:

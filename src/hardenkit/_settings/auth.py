@@ -12,10 +12,8 @@ from hardenkit._settings._base import CommaList, MultiLine, Section, SettingProb
 AuthMode = Literal["enforced", "report_only", "off"]
 
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
 _API_KEY_ENTRY = re.compile(r"[A-Za-z0-9_.-]{1,64}:[0-9a-f]{64}")
-# Words that mark a placeholder secret copied from docs or the demo.
-_PLACEHOLDER_MARKERS = ("demo", "changeme", "change-me", "example", "do-not-use", "insecure")
-_MIN_DISTINCT_SECRET_CHARS = 12
 
 
 class AuthSettings(Section):
@@ -97,6 +95,24 @@ class AuthSettings(Section):
         default_factory=list,
         description="Other headers read as the tenant header (e.g. `X-Client-ID`).",
     )
+    tenant_path_params: CommaList = Field(
+        default_factory=lambda: ["tenant_id"],
+        description=(
+            "Path parameters bound to the verified tenant like the header "
+            "(403 `TENANT_MISMATCH` when they differ)."
+        ),
+    )
+    tenant_query_params: CommaList = Field(
+        default_factory=lambda: ["tenant_id"],
+        description="Query parameters bound to the verified tenant like the header.",
+    )
+    tenant_unbound_params: CommaList = Field(
+        default_factory=list,
+        description=(
+            "Path (or FastAPI query) parameters whose names say tenant (`org_id`, "
+            "`teamId`...) but are not tenant ids; every other such parameter must be bound."
+        ),
+    )
     tenant_multi_membership: bool = Field(
         default=False,
         description="Accept a list of tenants in the claim; the request picks one.",
@@ -131,6 +147,14 @@ class AuthSettings(Section):
                 raise ValueError(f"{name!r} is not an HTTP header name")
         return value
 
+    @field_validator("tenant_path_params", "tenant_query_params", "tenant_unbound_params")
+    @classmethod
+    def _param_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _PARAM_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a parameter name")
+        return value
+
     @field_validator("api_keys")
     @classmethod
     def _api_key_entries(cls, value: list[str]) -> list[str]:
@@ -156,7 +180,11 @@ class AuthSettings(Section):
         problems.extend(self._key_source_problems())
         if self.auth_mode == "off":
             problems.append(
-                SettingProblem("HARDENKIT_AUTH_MODE", "`off` is not allowed in production")
+                SettingProblem(
+                    "HARDENKIT_AUTH_MODE",
+                    "`off` is not allowed in production",
+                    fix="use `enforced` (or `report_only` during a rollout)",
+                )
             )
         elif self.auth_mode == "report_only":
             problems.append(
@@ -166,11 +194,13 @@ class AuthSettings(Section):
                     severity="warning",
                 )
             )
+        problems.extend(self._published_api_key_problems())
         if self.api_key_paths and not self.api_keys:
             problems.append(
                 SettingProblem(
                     "HARDENKIT_API_KEYS",
                     "empty while HARDENKIT_API_KEY_PATHS is set: those paths refuse everyone",
+                    fix="add `name:sha256-hex` entries, or empty HARDENKIT_API_KEY_PATHS",
                 )
             )
         return problems
@@ -220,7 +250,9 @@ class AuthSettings(Section):
         if self.jwt_jwks_allow_http_loopback:
             problems.append(
                 SettingProblem(
-                    "HARDENKIT_JWT_JWKS_ALLOW_HTTP_LOOPBACK", "plain http is not for production"
+                    "HARDENKIT_JWT_JWKS_ALLOW_HTTP_LOOPBACK",
+                    "plain http is not for production",
+                    fix="serve the JWKS over https and set this to false",
                 )
             )
         problems.extend(self._claim_problems(asymmetric=self.jwt_secret is None))
@@ -256,17 +288,38 @@ class AuthSettings(Section):
         return []
 
     def _weak_secret_problems(self, secret: str) -> list[SettingProblem]:
-        lowered = secret.lower()
-        if any(marker in lowered for marker in _PLACEHOLDER_MARKERS):
-            return [SettingProblem("HARDENKIT_JWT_SECRET", "is a placeholder or demo secret")]
-        if len(set(secret)) < _MIN_DISTINCT_SECRET_CHARS:
-            return [
-                SettingProblem(
-                    "HARDENKIT_JWT_SECRET",
-                    "is too regular to be random; use e.g. `secrets.token_urlsafe(48)`",
-                )
-            ]
-        return []
+        from hardenkit._secrets import secret_weakness  # noqa: PLC0415 - settings load first
+
+        weakness = secret_weakness(secret)
+        if weakness is None:
+            return []
+        return [
+            SettingProblem(
+                "HARDENKIT_JWT_SECRET",
+                weakness,
+                fix="generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`",
+            )
+        ]
+
+    def _published_api_key_problems(self) -> list[SettingProblem]:
+        from hardenkit._secrets import published_api_key_hashes  # noqa: PLC0415
+
+        published = published_api_key_hashes()
+        weak = [
+            str(index + 1)
+            for index, entry in enumerate(self.api_keys)
+            if entry.partition(":")[2] in published
+        ]
+        if not weak:
+            return []
+        return [
+            SettingProblem(
+                "HARDENKIT_API_KEYS",
+                f"entry {', '.join(weak)} is the hash of a published placeholder key",
+                fix="issue random keys (`secrets.token_urlsafe(32)`) and configure their hashes",
+            )
+        ]
 
     def _claim_problems(self, *, asymmetric: bool) -> list[SettingProblem]:
         # A provider's keys sign tokens for every API it serves: without an audience
@@ -279,6 +332,7 @@ class AuthSettings(Section):
                     "HARDENKIT_JWT_AUDIENCE",
                     "unset: tokens meant for other services are accepted",
                     severity=severity,
+                    fix="set it to the audience your identity provider puts in this API's tokens",
                 )
             )
         if self.jwt_issuer is None:
@@ -287,6 +341,7 @@ class AuthSettings(Section):
                     "HARDENKIT_JWT_ISSUER",
                     "unset: the token's issuer is not checked",
                     severity=severity,
+                    fix="set it to your identity provider's issuer URL",
                 )
             )
         return problems

@@ -131,17 +131,9 @@ class CoreSettings(Section):
         return problems
 
     def _proxy_problems(self) -> list[SettingProblem]:
+        # A trusted-proxy range that trusts everyone is the policy's `trusted-proxies-too-wide`
+        # risk (_settings/risks.py), refused in production unless accepted by name.
         problems = []
-        networks = [ipaddress.ip_network(entry, strict=False) for entry in self.trusted_proxies]
-        if any(network.prefixlen == 0 for network in networks):
-            problems.append(
-                SettingProblem(
-                    "HARDENKIT_TRUSTED_PROXIES",
-                    "trusts every address (/0): any client can forge its ip, so rate limits "
-                    "and audit logs use an address the client picked; list your proxies' "
-                    "networks",
-                )
-            )
         if self.request_id_trust == "any":
             problems.append(
                 SettingProblem(

@@ -186,8 +186,11 @@ class SigningSettings(Section):
                         SettingProblem(
                             "HARDENKIT_WEBHOOK_SECRET",
                             "is a published demo or specification example secret",
+                            fix="use the secret your webhook provider generated for you",
                         )
                     )
+                else:
+                    problems += self._weak_webhook_secrets()
         elif self.webhook_paths:
             problems.append(
                 SettingProblem(
@@ -214,6 +217,31 @@ class SigningSettings(Section):
                     severity="warning",
                 )
             )
+        return problems
+
+    def _weak_webhook_secrets(self) -> list[SettingProblem]:
+        from hardenkit._secrets import secret_weakness  # noqa: PLC0415 - settings load first
+        from hardenkit.signing._secret import webhook_key  # noqa: PLC0415
+
+        assert self.webhook_secret is not None  # noqa: S101 - checked by the caller
+        problems = []
+        secrets = [s for s in self.webhook_secret.get_secret_value().split(",") if s.strip()]
+        for index, secret in enumerate(secrets):
+            # Standard Webhooks keys are the decoded bytes; Stripe-style keys the text.
+            material: str | bytes = secret.strip()
+            if self.webhook_scheme == "standard":
+                material = webhook_key(secret, "standard")
+            weakness = secret_weakness(material)
+            if weakness is not None:
+                which = f"secret {index + 1} " if len(secrets) > 1 else ""
+                problems.append(
+                    SettingProblem(
+                        "HARDENKIT_WEBHOOK_SECRET",
+                        f"{which}{weakness}",
+                        fix="use the secret your provider generated (or 32 bytes from "
+                        "`secrets.token_bytes`)",
+                    )
+                )
         return problems
 
     def _webhook_paths_not_public(self) -> list[SettingProblem]:
@@ -267,8 +295,14 @@ class SigningSettings(Section):
             published = {public_key_text(load_private_key(key)) for key in PUBLISHED_PRIVATE_KEYS}
             if public_key_text(own) in published:
                 problems.append(
-                    SettingProblem("HARDENKIT_MESSAGE_SIGNING_KEY", "is a published demo key")
+                    SettingProblem(
+                        "HARDENKIT_MESSAGE_SIGNING_KEY",
+                        "is a published demo key",
+                        fix="generate one with `hardenkit.signing.generate_private_key()`",
+                    )
                 )
+            else:
+                problems += _weak_seed_problems(own)
         trusted = {
             public_key_text(load_public_key(key)) for key in self.message_trusted_keys.values()
         }
@@ -277,6 +311,7 @@ class SigningSettings(Section):
                 SettingProblem(
                     "HARDENKIT_MESSAGE_TRUSTED_KEYS",
                     "trusts a published demo key (anyone holds its private half)",
+                    fix="trust only your peers' own public keys",
                 )
             )
         if self.message_tolerance > _LONG_WINDOW_SECONDS:
@@ -288,3 +323,25 @@ class SigningSettings(Section):
                 )
             )
         return problems
+
+
+def _weak_seed_problems(key: Any) -> list[SettingProblem]:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
+    from hardenkit._secrets import secret_weakness  # noqa: PLC0415 - settings load first
+
+    seed = key.private_bytes(
+        serialization.Encoding.Raw,
+        serialization.PrivateFormat.Raw,
+        serialization.NoEncryption(),
+    )
+    weakness = secret_weakness(seed)
+    if weakness is None:
+        return []
+    return [
+        SettingProblem(
+            "HARDENKIT_MESSAGE_SIGNING_KEY",
+            f"its seed {weakness}",
+            fix="generate one with `hardenkit.signing.generate_private_key()`",
+        )
+    ]

@@ -61,4 +61,7 @@ class EndpointGuard:
                 return await endpoint(connection, *args, **kwargs)
             return await run_in_threadpool(endpoint, connection, *args, **kwargs)
 
+        # Startup checks find guarded endpoints by this mark (a public prefix over one is
+        # refused in production).
+        guarded.hardenkit_guard = self  # type: ignore[attr-defined]
         return guarded

@@ -92,6 +92,8 @@ def build_auth(kit: Hardened) -> AuthStack:
         "public_paths": [*settings.public_paths, settings.health_path, settings.ready_path],
         "tenant_header": settings.tenant_header,
         "tenant_header_aliases": settings.tenant_header_aliases,
+        "tenant_path_params": settings.tenant_path_params,
+        "tenant_query_params": settings.tenant_query_params,
         "max_header_bytes": settings.auth_max_header_bytes,
         "tenant_status": tenant_status,
         "api_key_guard": guard,

@@ -8,14 +8,27 @@ name), or, when it starts with ``/``, a JSON pointer (RFC 6901) into nested clai
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from hardenkit.auth.errors import TokenRejectedError
 
-__all__ = ["MAX_TENANT_LENGTH", "ClaimPath", "read_string_set", "read_tenant"]
+__all__ = [
+    "MAX_TENANT_LENGTH",
+    "TENANT_ID_PATTERN",
+    "ClaimPath",
+    "read_string_set",
+    "read_tenant",
+]
 
 MAX_TENANT_LENGTH = 256
+# One encoding rule for tenant ids, end to end: ASCII letters and digits first, then also
+# `. _ - : @`. The same text is then the same bytes in a header (latin-1 to Starlette),
+# a path or query (UTF-8 percent-encoding), a Redis key and a log line; an id outside it
+# is refused at verification (401 ``invalid_tenant_id``) instead of arriving as mojibake
+# or failing a later comparison.
+TENANT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,255}")
 MAX_MEMBERSHIPS = 1000
 _MISSING = object()
 
@@ -62,8 +75,10 @@ def _tenant_text(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise TokenRejectedError("malformed_claims")
     text = str(value)
-    if not text or len(text) > MAX_TENANT_LENGTH or not text.isprintable():
+    if not text:
         raise TokenRejectedError("malformed_claims")
+    if not TENANT_ID_PATTERN.fullmatch(text):
+        raise TokenRejectedError("invalid_tenant_id")
     return text
 
 
@@ -72,13 +87,14 @@ def read_tenant(
 ) -> tuple[str | None, frozenset[str]]:
     """Return ``(tenant, memberships)`` from the claims.
 
-    A single tenant is a non-empty printable string (or an integer, read as its decimal
-    text). A list is accepted only when ``multi`` is true; the tenant is then chosen per
-    request among the memberships (``None`` here unless there is exactly one).
+    A single tenant is a string matching :data:`TENANT_ID_PATTERN` (or an integer, read
+    as its decimal text). A list is accepted only when ``multi`` is true; the tenant is
+    then chosen per request among the memberships (``None`` here unless there is exactly
+    one).
 
     Raises:
-        TokenRejectedError: ``missing_tenant``, ``tenant_list_not_allowed`` or
-            ``malformed_claims``.
+        TokenRejectedError: ``missing_tenant``, ``tenant_list_not_allowed``,
+            ``invalid_tenant_id`` (outside the tenant id charset) or ``malformed_claims``.
     """
     value = path.read(claims)
     if value is None:

@@ -4,8 +4,10 @@ For ``http`` and ``websocket`` scopes, outside the public paths:
 
 1. The ``Authorization: Bearer`` header is capped in size and parsed (one header only).
 2. :class:`~hardenkit.auth.verifier.JWTVerifier` verifies the token.
-3. The tenant is the verified claim. A tenant header (and its aliases) or a
-   ``{tenant_id}`` path parameter that says otherwise gets 403 ``TENANT_MISMATCH``.
+3. The tenant is the verified claim. A tenant header (and its aliases), a bound path
+   parameter (``tenant_path_params``, default ``tenant_id``) or a bound query parameter
+   (``tenant_query_params``, default ``tenant_id``) that says otherwise gets 403
+   ``TENANT_MISMATCH``, audited with the tenant asked for and where it was asked.
 4. An inactive tenant (per the optional :class:`~hardenkit.auth.tenants.TenantResolver`)
    gets 403.
 5. The tenant header is overwritten with the verified value, and the
@@ -24,12 +26,14 @@ import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 import structlog
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hardenkit._paths import route_path
+from hardenkit._routes import inner_routes
 from hardenkit.auth.apikeys import APIKeyGuard
 from hardenkit.auth.claims import MAX_TENANT_LENGTH
 from hardenkit.auth.errors import KeysUnavailableError, PublicReason, TokenRejectedError
@@ -54,7 +58,18 @@ _DESCRIPTIONS: dict[PublicReason, str] = {
     "invalid": "The access token is invalid.",
     "expired": "The access token expired.",
 }
+# Reasons that deserve their own words: the client can fix them.
+_REASON_DETAILS = {
+    "invalid_tenant_id": "The access token's tenant id is not a valid tenant id "
+    "(letters, digits and . _ - : @ only).",
+}
 _MAX_ROUTE_DEPTH = 8
+# Tenants one request may name that are compared and audited. Each source is deduplicated
+# and adds at most one value when all agree (header, path, query), so a request naming
+# more always names two different tenants and is refused whatever the rest say: capping
+# keeps `?tenant_id=` x 2000 against hundreds of memberships from costing a million
+# comparisons, and its audit event small.
+_MAX_TENANT_REQUESTS = 8
 
 
 class _RefusalError(Exception):
@@ -97,7 +112,10 @@ class AuthMiddleware:
         public_paths: Paths served without credentials (exact, or prefix with ``*``).
         tenant_header: The header a client may name its tenant in.
         tenant_header_aliases: Other headers read (and overwritten) as the tenant header.
-        tenant_path_param: Path parameter checked against the verified tenant.
+        tenant_path_param: Path parameter checked against the verified tenant (kept
+            for compatibility; ``tenant_path_params`` wins when given).
+        tenant_path_params: Path parameters checked against the verified tenant.
+        tenant_query_params: Query parameters checked against the verified tenant.
         max_header_bytes: Longest ``Authorization`` header accepted.
         tenant_status: Cached :class:`TenantResolver` answers; inactive tenants get 403.
         api_key_guard: Authenticates ``api_key_paths`` by API key instead of a JWT.
@@ -118,6 +136,8 @@ class AuthMiddleware:
         tenant_header: str = "X-Tenant-ID",
         tenant_header_aliases: Iterable[str] = (),
         tenant_path_param: str = "tenant_id",
+        tenant_path_params: Iterable[str] | None = None,
+        tenant_query_params: Iterable[str] = ("tenant_id",),
         max_header_bytes: int = 8192,
         tenant_status: TenantStatusCache | None = None,
         api_key_guard: APIKeyGuard | None = None,
@@ -140,7 +160,11 @@ class AuthMiddleware:
             {self.tenant_header}
             | {alias.lower().encode("latin-1") for alias in tenant_header_aliases}
         )
-        self.tenant_path_param = tenant_path_param
+        self.tenant_path_params = tuple(
+            (tenant_path_param,) if tenant_path_params is None else tenant_path_params
+        )
+        self.tenant_query_params = frozenset(tenant_query_params)
+        self._query_names = tuple(name.encode() for name in self.tenant_query_params)
         self.max_header_bytes = max_header_bytes
         self.tenant_status = tenant_status
         if mode == "off":
@@ -256,29 +280,25 @@ class AuthMiddleware:
             401,
             ErrorCode.AUTHENTICATION_ERROR,
             rejected.reason,
-            _DESCRIPTIONS[rejected.public_reason],
+            _REASON_DETAILS.get(rejected.reason, _DESCRIPTIONS[rejected.public_reason]),
             public_reason=rejected.public_reason,
         )
 
     async def _bind_tenant(
         self, scope: Scope, principal: Principal, header_values: list[bytes]
     ) -> Principal:
-        requested: str | None = None
-        if header_values:
-            distinct = set(header_values)
-            if len(distinct) > 1:
-                raise self._mismatch(principal, "conflicting_tenant_headers", "header")
-            requested = header_values[0].decode("latin-1")
-        path_tenant = self._path_tenant(scope)
-        if requested is not None and path_tenant is not None and not _same(requested, path_tenant):
-            raise self._mismatch(principal, "tenant_path_mismatch", "path", claimed=path_tenant)
-        chosen = requested if requested is not None else path_tenant
-        if chosen is not None:
-            # A list, not a generator: every membership is compared, whatever matches.
-            if not any([_same(chosen, member) for member in principal.tenants]):  # noqa: C419
-                source = "header" if requested is not None else "path"
-                raise self._mismatch(principal, f"tenant_{source}_mismatch", source, claimed=chosen)
-            tenant = chosen
+        requests = self._requested_tenants(scope, header_values)
+        # A list, not a generator: every membership is compared, whatever matches.
+        for source, value in requests:
+            if not any([_same(value, member) for member in principal.tenants]):  # noqa: C419
+                raise self._mismatch(principal, source, requests, value)
+        distinct = {value for _, value in requests}
+        if len(distinct) > 1:
+            # Each names a tenant of the token, but not the same one: which is meant?
+            source, value = next((s, v) for s, v in requests if v != requests[0][1])
+            raise self._mismatch(principal, source, requests, value, conflict=True)
+        if requests:
+            tenant = requests[0][1]
         elif principal.tenant is not None:
             tenant = principal.tenant
         else:
@@ -293,6 +313,29 @@ class AuthMiddleware:
             principal = replace(principal, tenant=tenant)
         await self._check_active(principal, tenant)
         return principal
+
+    def _requested_tenants(self, scope: Scope, header_values: list[bytes]) -> list[tuple[str, str]]:
+        """Every tenant the request names, with where: header, path or query."""
+        # Header bytes read as UTF-8 (a valid tenant id is ASCII, so any reading of a
+        # valid one agrees); anything else is shown as the client meant it, never as
+        # latin-1 mojibake, and can match no tenant.
+        requests = [
+            ("header", value.decode("utf-8", "replace")) for value in dict.fromkeys(header_values)
+        ]
+        requests += [("path", value) for value in self._path_tenants(scope)]
+        query_string: bytes = scope.get("query_string", b"")
+        # Only a query that may hold a bound name is parsed (an encoded name has a `%`).
+        if query_string and (
+            b"%" in query_string or any(name in query_string for name in self._query_names)
+        ):
+            # Parsed as Starlette's QueryParams parses it, so the app reads what was checked.
+            values = [
+                value
+                for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+                if name in self.tenant_query_params
+            ]
+            requests += [("query", value) for value in dict.fromkeys(values)]
+        return requests[:_MAX_TENANT_REQUESTS]
 
     async def _check_active(self, principal: Principal, tenant: str) -> None:
         if self.tenant_status is None:
@@ -322,9 +365,21 @@ class AuthMiddleware:
             raise refusal
 
     def _mismatch(
-        self, principal: Principal, reason: str, source: str, *, claimed: str | None = None
+        self,
+        principal: Principal,
+        source: str,
+        requests: list[tuple[str, str]],
+        requested: str,
+        *,
+        conflict: bool = False,
     ) -> _RefusalError:
         tenant_mismatches.add(1, {"source": source, "mode": self.mode})
+        if source == "header" and sum(name == "header" for name, _ in requests) > 1:
+            reason = "conflicting_tenant_headers"
+        elif conflict:
+            reason = "conflicting_tenant_requests"
+        else:
+            reason = f"tenant_{source}_mismatch"
         refusal = _RefusalError(
             403,
             ErrorCode.TENANT_MISMATCH,
@@ -335,19 +390,27 @@ class AuthMiddleware:
             tenant=principal.tenant,
         )
         refusal.principal = principal
-        if claimed is not None:
-            refusal.details["requested_tenant"] = claimed[:MAX_TENANT_LENGTH]
+        refusal.details["requested_tenant"] = requested[:MAX_TENANT_LENGTH]
+        refusal.details["requested_from"] = source
+        if len(requests) > 1:
+            refusal.details["requested_tenants"] = [
+                {"from": name, "tenant": value[:MAX_TENANT_LENGTH]} for name, value in requests
+            ]
         return refusal
 
-    def _path_tenant(self, scope: Scope) -> str | None:
+    def _path_tenants(self, scope: Scope) -> list[str]:
+        if not self.tenant_path_params:
+            return []
         app = scope.get("app")
         router = getattr(app, "router", None)
         routes = getattr(router, "routes", None)
         if not routes:
-            return None
+            return []
         params = _match_path_params(routes, scope, 0)
-        value = params.get(self.tenant_path_param) if params else None
-        return None if value is None else str(value)
+        if not params:
+            return []
+        values = (params.get(name) for name in self.tenant_path_params)
+        return list(dict.fromkeys(str(value) for value in values if value is not None))
 
     def _record(self, refusal: _RefusalError, path: str) -> None:
         outcome = "denied" if self.mode == "enforced" else "report_only_allowed"
@@ -385,26 +448,6 @@ def _challenge(refusal: _RefusalError) -> bytes:
     return f'Bearer realm="api", error="invalid_token", error_description="{description}"'.encode()
 
 
-def _inner_routes(route: Any) -> Sequence[Any]:
-    """Routes below ``route``: a Mount's or Router's, or FastAPI's included-router candidates.
-
-    FastAPI (0.16x) wraps ``include_router`` in a route whose ``matches`` reports a full
-    match without path parameters and resolves them in its own ``handle``; its effective
-    candidates carry the prefixed paths, so the tenant in the path is found there.
-    """
-    routes = getattr(route, "routes", None)
-    if routes:
-        return list(routes)
-    candidates = getattr(route, "effective_candidates", None)
-    if callable(candidates):
-        found = list(candidates())
-        low_priority = getattr(route, "effective_low_priority_routes", None)
-        if callable(low_priority):
-            found.extend(low_priority())
-        return found
-    return ()
-
-
 def _match_path_params(routes: Sequence[Any], scope: Scope, depth: int) -> dict[str, Any] | None:
     """Find the path parameters the router will give this request, without routing it."""
     for route in routes:
@@ -415,7 +458,7 @@ def _match_path_params(routes: Sequence[Any], scope: Scope, depth: int) -> dict[
         if match is not Match.FULL:
             continue
         params = dict((child or {}).get("path_params") or {})
-        inner = _inner_routes(route)
+        inner = inner_routes(route)
         if inner and depth < _MAX_ROUTE_DEPTH:
             nested = _match_path_params(inner, {**scope, **child}, depth + 1)
             if nested:

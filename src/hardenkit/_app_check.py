@@ -1,0 +1,100 @@
+"""When the route rules run: at ``install()``, at startup, or on the first request.
+
+Routes are often added after ``install(app)`` (FastAPI decorators below it, routers
+included later), so the rules of :mod:`hardenkit._app_policy` run three times at most:
+``install()`` refuses what the routes it sees already show; the lifespan startup runs
+them on the complete app (a refusal stops the server from starting, as any startup
+error); a server that runs no lifespan gets them on its first request, and a refusal
+then answers every request 503 instead of serving an app production refuses.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from hardenkit._settings._base import SettingProblem
+from hardenkit.errors import ErrorCode, send_problem
+from hardenkit.settings import SettingsError
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from hardenkit.settings import HardenSettings
+
+__all__ = ["AppCheck", "AppCheckMiddleware"]
+
+_logger = structlog.get_logger("hardenkit.install")
+
+
+class AppCheck:
+    """The policy run against one app's routes, until the routes are complete."""
+
+    def __init__(self, app: Any, settings: HardenSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.done = False
+        self._failure: SettingsError | None = None
+        self._logged: set[SettingProblem] = set(settings.startup_warnings())
+
+    def run_early(self) -> None:
+        """Refuse what the routes seen so far already show (more may come).
+
+        Raises:
+            SettingsError: The routes break a rule production refuses.
+        """
+        errors = self.settings.policy(self.app).errors
+        if errors:
+            raise SettingsError(list(errors), self.settings)
+
+    def run_final(self) -> None:
+        """Judge the complete app once: raise its errors, log its new warnings.
+
+        Raises:
+            SettingsError: The routes break a rule production refuses (raised again on
+                every later call: a refused app stays refused).
+        """
+        if self._failure is not None:
+            raise self._failure
+        if self.done:
+            return
+        report = self.settings.policy(self.app)
+        if report.errors:
+            self._failure = SettingsError(list(report.errors), self.settings)
+            raise self._failure
+        for problem in report.warnings:
+            if problem not in self._logged:
+                self._logged.add(problem)
+                _logger.warning("setting_warning", setting=problem.setting, message=problem.detail)
+        self.done = True
+
+
+class AppCheckMiddleware:
+    """Runs :meth:`AppCheck.run_final` on the first request when no lifespan ran it.
+
+    Args:
+        app: The next ASGI application.
+        check: The app's check (``kit.app_check``).
+    """
+
+    def __init__(self, app: ASGIApp, *, check: AppCheck) -> None:
+        self.app = app
+        self.check = check
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection."""
+        if not self.check.done and scope["type"] in ("http", "websocket"):
+            try:
+                self.check.run_final()
+            except SettingsError as error:
+                _logger.error("app_refused_by_policy", problems=[str(p) for p in error.problems])
+                await send_problem(
+                    send,
+                    scope,
+                    503,
+                    ErrorCode.SERVICE_UNAVAILABLE,
+                    detail="The service refuses to serve: its configuration is unsafe.",
+                )
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,191 @@
+"""Production rules that need the application's routes, not only the settings.
+
+- A path parameter whose name says tenant (``tenant``, ``org``, ``organization``,
+  ``workspace``, ``account``, ``team``, ``customer``, with ``_id``/``Id`` variants) that
+  is neither bound (``HARDENKIT_TENANT_PATH_PARAMS``) nor declared not-a-tenant
+  (``HARDENKIT_TENANT_UNBOUND_PARAMS``): a token of one tenant reads another's data.
+  The same for a query parameter a FastAPI route declares (its alias, as clients send
+  it) and ``HARDENKIT_TENANT_QUERY_PARAMS``.
+- A public prefix (``/api/*``) over a route that needs the principal: one with a bound or
+  tenant-named path parameter, a ``require_roles``/``require_scopes`` guard, or (FastAPI)
+  a security scheme or a dependency returning the :class:`~hardenkit.auth.Principal`.
+- No auth paths while a login or token route exists: the strict login limit is off.
+
+``install()`` runs them on the routes it can see, again when the app starts (lifespan),
+or on the first request when the server runs no lifespan; ``hardenkit doctor --app`` runs
+them too. Problems go through the same policy as the settings' own (see
+:mod:`hardenkit._settings.policy`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from hardenkit._paths import PathPatterns
+from hardenkit._routes import RouteInfo, iter_routes
+from hardenkit._settings._base import SettingProblem
+from hardenkit._settings.risks import risk_problem
+from hardenkit.auth._guard import EndpointGuard
+
+if TYPE_CHECKING:
+    from hardenkit.settings import HardenSettings
+
+__all__ = ["app_problems", "is_tenant_name"]
+
+_TENANT_NAME = re.compile(
+    r"(tenant|org|organi[sz]ation|workspace|account|team|customer)(_?id|_?uuid|_?slug)?",
+    re.IGNORECASE,
+)
+_LOGIN_SEGMENT = re.compile(
+    r"/(login|log-in|signin|sign-in|sign_in|token|oauth2?/token|authenticate|sessions?)(/|$)",
+    re.IGNORECASE,
+)
+_MAX_LISTED = 5
+_MAX_DEPENDANTS = 1000
+
+
+def is_tenant_name(name: str) -> bool:
+    """Whether a parameter named ``name`` reads as a tenant id."""
+    return _TENANT_NAME.fullmatch(name) is not None
+
+
+def app_problems(settings: HardenSettings, app: Any) -> list[SettingProblem]:
+    """Return the rule violations ``app``'s routes show under ``settings``."""
+    if settings.auth_mode == "off":
+        return []  # refused on its own; nothing below means anything without auth
+    routes = list(iter_routes(app))
+    return [
+        *_unbound_tenant_problems(settings, routes),
+        *_public_prefix_problems(settings, routes),
+        *_login_problems(settings, routes),
+    ]
+
+
+def _listed(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:_MAX_LISTED])
+    return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
+
+
+def _unbound_tenant_problems(
+    settings: HardenSettings, routes: Sequence[RouteInfo]
+) -> list[SettingProblem]:
+    declared = set(settings.tenant_unbound_params)
+    unbound: dict[tuple[str, str], list[str]] = {}
+    for route in routes:
+        for kind, names, bound in (
+            ("path", route.params, settings.tenant_path_params),
+            ("query", _query_params(route), settings.tenant_query_params),
+        ):
+            for name in names:
+                if is_tenant_name(name) and name not in bound and name not in declared:
+                    unbound.setdefault((kind, name), []).append(route.path)
+    return [
+        SettingProblem(
+            f"HARDENKIT_TENANT_{kind.upper()}_PARAMS",
+            f"{kind} parameter {name!r} ({_listed(paths)}) names a tenant but is not "
+            "checked against the token's tenant: a caller of one tenant reaches another's "
+            "data",
+            fix=f"add {name} to HARDENKIT_TENANT_{kind.upper()}_PARAMS, or to "
+            "HARDENKIT_TENANT_UNBOUND_PARAMS if it is not a tenant id",
+        )
+        for (kind, name), paths in sorted(unbound.items())
+    ]
+
+
+def _query_params(route: RouteInfo) -> list[str]:
+    """Query parameters a FastAPI route declares, as clients name them (aliases)."""
+    original = getattr(route.route, "original_route", route.route)
+    dependant = getattr(original, "dependant", None)
+    names: list[str] = []
+    pending = [dependant] if dependant is not None else []
+    visits = 0
+    while pending and visits < _MAX_DEPENDANTS:
+        visits += 1
+        current = pending.pop()
+        names.extend(
+            str(getattr(param, "alias", None) or param.name)
+            for param in getattr(current, "query_params", ())
+        )
+        pending.extend(getattr(current, "dependencies", ()))
+    return names
+
+
+def _public_prefix_problems(
+    settings: HardenSettings, routes: Sequence[RouteInfo]
+) -> list[SettingProblem]:
+    problems = []
+    bound = set(settings.tenant_path_params)
+    for pattern in settings.public_paths:
+        if not pattern.endswith("*") or pattern in ("/*", "*"):
+            continue  # exact paths are deliberate; `/*` is its own risk
+        patterns = PathPatterns([pattern])
+        protected = [
+            route.path
+            for route in routes
+            if patterns.matches(route.path) and _needs_principal(route, bound)
+        ]
+        if protected:
+            problems.append(
+                risk_problem(
+                    "public-paths-protected-prefix",
+                    f"{pattern} makes routes that need a verified caller public "
+                    f"({_listed(protected)}): they run without a token, and tenant binding "
+                    "is skipped",
+                    "list the public routes one by one",
+                )
+            )
+    return problems
+
+
+def _login_problems(settings: HardenSettings, routes: Sequence[RouteInfo]) -> list[SettingProblem]:
+    if settings.auth_paths:
+        return []
+    logins = [route.path for route in routes if _LOGIN_SEGMENT.search(route.path)]
+    if not logins:
+        return []
+    return [
+        risk_problem(
+            "auth-paths-empty",
+            f"empty while {_listed(logins)} exist: passwords there are guessed at the "
+            "default rate instead of HARDENKIT_RATE_LIMIT_AUTH",
+            "list the login routes in HARDENKIT_AUTH_PATHS",
+        )
+    ]
+
+
+def _needs_principal(route: RouteInfo, bound: set[str]) -> bool:
+    if any(name in bound or is_tenant_name(name) for name in route.params):
+        return True
+    if isinstance(getattr(route.endpoint, "hardenkit_guard", None), EndpointGuard):
+        return True
+    original = getattr(route.route, "original_route", route.route)
+    dependant = getattr(original, "dependant", None)
+    return dependant is not None and _dependant_needs_principal(dependant, 0)
+
+
+def _dependant_needs_principal(dependant: Any, depth: int) -> bool:
+    from fastapi.security.base import SecurityBase  # noqa: PLC0415 - only with FastAPI
+
+    if depth > 8:
+        return False
+    for dependency in getattr(dependant, "dependencies", ()):
+        call = getattr(dependency, "call", None)
+        if isinstance(call, EndpointGuard | SecurityBase) or _returns_principal(call):
+            return True
+        if _dependant_needs_principal(dependency, depth + 1):
+            return True
+    return False
+
+
+def _returns_principal(call: Any) -> bool:
+    if call is None:
+        return False
+    try:
+        annotation = inspect.signature(call).return_annotation
+    except (TypeError, ValueError):
+        return False
+    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    return name.split(".")[-1].removesuffix(" | None") == "Principal"

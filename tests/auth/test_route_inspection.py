@@ -1,0 +1,234 @@
+"""Every route is inspected for tenant parameters nobody binds: Starlette, Mounts, FastAPI.
+
+Production refuses to start (at ``install()``, at lifespan startup for routes added
+later, or with 503 on the first request when no lifespan ran); elsewhere it warns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from fastapi import APIRouter, FastAPI, Query
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Host, Mount, Route, Router, WebSocketRoute
+from starlette.testclient import TestClient
+from structlog.testing import capture_logs
+
+from hardenkit import HardenSettings, SettingsError, install
+from hardenkit._app_policy import app_problems, is_tenant_name
+from hardenkit._routes import iter_routes
+from tests.auth.support import AUDIENCE, ISSUER, claims
+from tests.support.uvicorn_server import UvicornServer
+from tests.test_policy import SAFE
+
+
+async def ok(request: Request) -> Response:
+    return JSONResponse({})
+
+
+async def ws(websocket: Any) -> None:  # pragma: no cover - never connected
+    await websocket.close()
+
+
+def settings(**values: Any) -> HardenSettings:
+    return HardenSettings(**{**SAFE, **values})
+
+
+def unbound(app: Any, **values: Any) -> list[str]:
+    return [
+        p.message
+        for p in app_problems(settings(**values), app)
+        if p.setting == "HARDENKIT_TENANT_PATH_PARAMS"
+    ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "tenant",
+        "tenant_id",
+        "tenantId",
+        "TenantID",
+        "org",
+        "org_id",
+        "orgId",
+        "organization_id",
+        "organisation",
+        "workspace",
+        "workspaceId",
+        "account_id",
+        "team",
+        "teamId",
+        "customer",
+        "customer_id",
+    ],
+)
+def test_parameter_names_that_say_tenant_are_recognised(name: str) -> None:
+    assert is_tenant_name(name)
+
+
+@pytest.mark.parametrize("name", ["item_id", "orgchart", "accounting", "teams_count", "user_id"])
+def test_other_parameter_names_are_not(name: str) -> None:
+    assert not is_tenant_name(name)
+
+
+def test_starlette_routes_mounts_hosts_and_websockets_are_all_inspected() -> None:
+    app = Starlette(
+        routes=[
+            Route("/orgs/{org_id}/things", ok),
+            Mount("/v1", routes=[Mount("/ws/{workspaceId}", routes=[Route("/x", ok)])]),
+            Mount("/sub", app=Starlette(routes=[Route("/teams/{team_id}", ok)])),
+            Host("api.example.com", app=Router(routes=[Route("/c/{customer_id}", ok)])),
+            WebSocketRoute("/live/{account_id}", ws),
+            Route("/items/{item_id}", ok),
+            Route("/tenants/{tenant_id}/items", ok),
+        ]
+    )
+    paths = {route.path for route in iter_routes(app)}
+    assert "/v1/ws/{workspaceId}/x" in paths
+    assert "/sub/teams/{team_id}" in paths
+    messages = unbound(app)
+    for name in ("org_id", "workspaceId", "team_id", "customer_id", "account_id"):
+        assert any(repr(name) in message for message in messages), name
+    assert not any("item_id" in message or "'tenant_id'" in message for message in messages)
+
+
+def test_fastapi_routers_included_at_any_depth_are_inspected() -> None:
+    teams = APIRouter()
+
+    @teams.get("/{team_id}/members")
+    def members(team_id: str) -> dict[str, Any]:
+        return {}
+
+    orgs = APIRouter(prefix="/orgs")
+
+    @orgs.get("/{org_id}/things")
+    def things(org_id: str) -> dict[str, Any]:
+        return {}
+
+    orgs.include_router(teams, prefix="/teams")
+    app = FastAPI()
+    app.include_router(orgs, prefix="/v1")
+    paths = {route.path for route in iter_routes(app)}
+    assert {"/v1/orgs/{org_id}/things", "/v1/orgs/teams/{team_id}/members"} <= paths
+    assert len(unbound(app)) == 2
+    assert unbound(app, tenant_path_params=["org_id"], tenant_unbound_params=["team_id"]) == []
+
+
+def test_production_refuses_an_unbound_parameter_at_install() -> None:
+    app = Starlette(routes=[Route("/orgs/{org_id}/things", ok)])
+    with pytest.raises(SettingsError) as refused:
+        install(app, settings(env="production"))
+    (problem,) = refused.value.problems
+    assert problem.setting == "HARDENKIT_TENANT_PATH_PARAMS"
+    assert "org_id" in str(problem)
+    assert "HARDENKIT_TENANT_UNBOUND_PARAMS" in str(problem)
+
+
+def test_binding_or_declaring_the_parameter_lets_production_start() -> None:
+    for values in ({"tenant_path_params": ["org_id"]}, {"tenant_unbound_params": ["org_id"]}):
+        app = Starlette(routes=[Route("/orgs/{org_id}/things", ok)])
+        install(app, settings(env="production", **values))
+        with TestClient(app):
+            pass
+
+
+def test_a_route_added_after_install_is_refused_at_lifespan_startup() -> None:
+    app = FastAPI()
+    install(app, settings(env="production"))
+
+    @app.get("/orgs/{org_id}/things")
+    def things(org_id: str) -> dict[str, Any]:
+        return {}
+
+    with pytest.raises(SettingsError, match="org_id"), TestClient(app):
+        pass
+
+
+def test_without_a_lifespan_the_first_request_is_refused_with_503_and_so_are_the_next() -> None:
+    app = Starlette(routes=[Route("/items", ok)])
+    install(app, settings(env="production"))
+    app.add_route("/orgs/{org_id}/things", ok)
+    client = TestClient(app)  # not entered: no lifespan runs
+    with capture_logs() as logs:
+        first = client.get("/healthz")
+        second = client.get("/items")
+    assert (first.status_code, second.status_code) == (503, 503)
+    assert first.json()["code"] == "SERVICE_UNAVAILABLE"
+    assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == [
+        "app_refused_by_policy",
+        "app_refused_by_policy",
+    ]
+
+
+def test_outside_production_an_unbound_parameter_is_a_startup_warning() -> None:
+    app = FastAPI()
+    install(app, settings())
+
+    @app.get("/workspaces/{workspace_id}")
+    def workspace(workspace_id: str) -> dict[str, Any]:
+        return {}
+
+    with capture_logs() as logs, TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+    warnings = [entry for entry in logs if entry.get("setting") == "HARDENKIT_TENANT_PATH_PARAMS"]
+    assert len(warnings) == 1
+    assert "workspace_id" in warnings[0]["message"]
+    assert "refused in production" in warnings[0]["message"]
+
+
+def test_a_real_uvicorn_does_not_start_a_production_app_with_a_late_unbound_route(
+    tmp_path: Any,
+) -> None:
+    env = {
+        "HARDENKIT_ENV": "production",
+        "HARDENKIT_REDIS_URL": "",
+        "HARDENKIT_JWT_SECRET": str(SAFE["jwt_secret"]),
+        "HARDENKIT_JWT_ISSUER": ISSUER,
+        "HARDENKIT_JWT_AUDIENCE": AUDIENCE,
+    }
+    log = tmp_path / "uvicorn.log"
+    server = UvicornServer(
+        "tests.auth.binding_app:late_route_app", env=env, factory=True, log_path=log
+    )
+    with pytest.raises(RuntimeError, match="exited"):
+        server.start(timeout=20)
+    text = log.read_text()
+    assert "HARDENKIT_TENANT_PATH_PARAMS" in text
+    assert "org_id" in text
+    # Bound, the same app serves, and binds org_id.
+    env["HARDENKIT_TENANT_PATH_PARAMS"] = "tenant_id,org_id"
+    token = jwt.encode(claims(), str(SAFE["jwt_secret"]), algorithm="HS256")
+    headers = {"Authorization": f"Bearer {token}"}
+    with UvicornServer("tests.auth.binding_app:late_route_app", env=env, factory=True) as running:
+        assert httpx.get(f"{running.url}/orgs/acme/things", headers=headers).status_code == 200
+        assert httpx.get(f"{running.url}/orgs/globex/things", headers=headers).status_code == 403
+
+
+def test_a_fastapi_query_parameter_that_names_a_tenant_must_be_bound_too() -> None:
+    app = FastAPI()
+
+    @app.get("/things")
+    def things(org_id: str, page: int = 1) -> dict[str, Any]:
+        return {}
+
+    @app.get("/others")
+    def others(workspace: str = Query(alias="workspaceId")) -> dict[str, Any]:
+        return {}
+
+    problems = {(p.setting, p.message.split(" (")[0]) for p in app_problems(settings(), app)}
+    assert problems == {
+        ("HARDENKIT_TENANT_QUERY_PARAMS", "query parameter 'org_id'"),
+        ("HARDENKIT_TENANT_QUERY_PARAMS", "query parameter 'workspaceId'"),
+    }
+    bound = settings(
+        tenant_query_params=["tenant_id", "org_id"], tenant_unbound_params=["workspaceId"]
+    )
+    assert app_problems(bound, app) == []
+    with pytest.raises(SettingsError, match="org_id"):
+        install(app, settings(env="production"))

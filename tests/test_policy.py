@@ -1,0 +1,411 @@
+"""One production policy: every refused configuration is refused by startup AND by doctor.
+
+Each case is a configuration a careless deployer would try. It must refuse
+``load_settings()``/``install()`` in production, fail ``hardenkit doctor`` with the same
+variable named, be a warning outside production, and (for the risks that have an id)
+start once ``HARDENKIT_ACCEPT_RISKS`` names exactly that id, with doctor warning about the
+acceptance on every run.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import Depends, FastAPI
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from structlog.testing import capture_logs
+
+from hardenkit import HardenSettings, SettingsError, install, load_settings
+from hardenkit._settings.risks import RISKS, risks_table
+from hardenkit.auth import Principal
+from hardenkit.cli import doctor, main
+from hardenkit.errors import ConfigurationError
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "qE7vN2pXcL9tRw4ZbH6mKd1YsJ8uFg3AoT5iVy0"  # random, not published
+SAFE: dict[str, Any] = {
+    "jwt_secret": SECRET,
+    "jwt_issuer": "https://issuer.test",
+    "jwt_audience": ["orders-api"],
+    "redis_url": None,
+}
+
+
+async def ok(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+def current_principal(request: Request) -> Principal:
+    principal: Principal = request.state.principal
+    return principal
+
+
+def starlette_app() -> Starlette:
+    return Starlette(
+        routes=[
+            Route("/auth/login", ok, methods=["POST"]),
+            Route("/api/tenants/{tenant_id}/items", ok),
+            Route("/api/public-news", ok),
+        ]
+    )
+
+
+def fastapi_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/api/me")
+    def me(principal: Principal = Depends(current_principal)) -> dict[str, Any]:  # noqa: B008
+        return {"sub": principal.subject}
+
+    @app.get("/news/today")
+    def news() -> dict[str, Any]:
+        return {}
+
+    return app
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    settings: dict[str, Any]
+    variable: str
+    risk: str | None
+    app: Any = field(default=None, compare=False)
+
+
+CASES = [
+    Case(
+        "public /*", {"public_paths": ["/*"]}, "HARDENKIT_PUBLIC_PATHS", "public-paths-everything"
+    ),
+    Case(
+        "public /api/* over a tenant route",
+        {"public_paths": ["/healthz", "/api/*"]},
+        "HARDENKIT_PUBLIC_PATHS",
+        "public-paths-protected-prefix",
+        app=starlette_app,
+    ),
+    Case(
+        "public /api/* over a FastAPI route that needs the principal",
+        {"public_paths": ["/api/*"]},
+        "HARDENKIT_PUBLIC_PATHS",
+        "public-paths-protected-prefix",
+        app=fastapi_app,
+    ),
+    Case(
+        "trusted proxies 0.0.0.0/0",
+        {"trusted_proxies": ["0.0.0.0/0"]},
+        "HARDENKIT_TRUSTED_PROXIES",
+        "trusted-proxies-too-wide",
+    ),
+    Case(
+        "trusted proxies ::/0",
+        {"trusted_proxies": ["::/0"]},
+        "HARDENKIT_TRUSTED_PROXIES",
+        "trusted-proxies-too-wide",
+    ),
+    Case(
+        "trusted proxies: a public /8",
+        {"trusted_proxies": ["10.0.0.0/8", "8.0.0.0/8"]},
+        "HARDENKIT_TRUSTED_PROXIES",
+        "trusted-proxies-too-wide",
+    ),
+    Case(
+        "exempt *",
+        {"rate_limit_exempt_paths": ["*"]},
+        "HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",
+        "rate-limit-exempt-everything",
+    ),
+    Case(
+        "empty auth paths with a login route",
+        {"auth_paths": []},
+        "HARDENKIT_AUTH_PATHS",
+        "auth-paths-empty",
+        app=starlette_app,
+    ),
+    Case(
+        "redis down open",
+        {"rate_limit_redis_down": "open"},
+        "HARDENKIT_RATE_LIMIT_REDIS_DOWN",
+        "rate-limit-open-when-redis-down",
+    ),
+    Case(
+        "http origin with credentials",
+        {"cors_origins": ["http://app.example.com"], "cors_allow_credentials": True},
+        "HARDENKIT_CORS_ORIGINS",
+        "cors-http-credentials",
+    ),
+    Case(
+        "script-src *",
+        {"csp_html": "default-src 'self'; script-src * 'nonce-{nonce}'"},
+        "HARDENKIT_CSP_HTML",
+        "csp-script-anywhere",
+    ),
+    Case(
+        "script-src unsafe-inline without nonce",
+        {"csp_html": "default-src 'self'; script-src 'self' 'unsafe-inline'"},
+        "HARDENKIT_CSP_HTML",
+        "csp-unsafe-inline",
+    ),
+    Case(
+        "script-src unsafe-eval",
+        {"csp_api": "default-src 'none'; script-src 'self' 'unsafe-eval'"},
+        "HARDENKIT_CSP_API",
+        "csp-unsafe-eval",
+    ),
+    Case(
+        "jwt secret: the alphabet",
+        {"jwt_secret": "abcdefghijklmnopqrstuvwxyz0123456789"},
+        "HARDENKIT_JWT_SECRET",
+        None,
+    ),
+    Case(
+        "jwt secret: jwt.io placeholder doubled",
+        {"jwt_secret": "your-256-bit-secret" * 2},
+        "HARDENKIT_JWT_SECRET",
+        None,
+    ),
+    Case(
+        "stripe webhook secret of 16 a",
+        {"webhook_secret": "a" * 16, "webhook_scheme": "stripe"},
+        "HARDENKIT_WEBHOOK_SECRET",
+        None,
+    ),
+    Case(
+        "standard webhook secret of zero bytes",
+        {"webhook_secret": "whsec_" + "A" * 44},
+        "HARDENKIT_WEBHOOK_SECRET",
+        None,
+    ),
+    Case(
+        "api key: the hash of `changeme`",
+        {"api_keys": ["ops:057ba03d6c44104863dc7361fe4578965d1887360f90a0895882e58a6248fc86"]},
+        "HARDENKIT_API_KEYS",
+        None,
+    ),
+    Case(
+        "an unbound org_id path parameter",
+        {},
+        "HARDENKIT_TENANT_PATH_PARAMS",
+        None,
+        app=lambda: Starlette(routes=[Route("/orgs/{org_id}/things", ok)]),
+    ),
+]
+
+
+def settings_for(case: Case, **extra: Any) -> dict[str, Any]:
+    return {**SAFE, "env": "production", **case.settings, **extra}
+
+
+def findings(case: Case, **extra: Any) -> dict[str, list[str]]:
+    app = case.app() if case.app else None
+    values = settings_for(case, **extra)
+    found: dict[str, list[str]] = {}
+    for finding in doctor(lambda: HardenSettings(**values), app):
+        found.setdefault(finding.status, []).append(f"{finding.check}: {finding.detail}")
+    return found
+
+
+def refuse_at_startup(case: Case, **extra: Any) -> SettingsError:
+    values = settings_for(case, **extra)
+    if case.app is None:
+        with pytest.raises(SettingsError) as refused:
+            load_settings(**values)
+        return refused.value
+    app = case.app()
+    settings = HardenSettings(**values)
+    with pytest.raises(SettingsError) as refused:
+        install(app, settings)
+    return refused.value
+
+
+def test_the_safe_baseline_starts_and_passes_doctor() -> None:
+    settings = load_settings(**{**SAFE, "env": "production"})
+    install(starlette_app(), settings)
+    assert "fail" not in findings(Case("baseline", {}, "", None, app=starlette_app))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_every_refused_configuration_fails_startup_and_doctor_alike(case: Case) -> None:
+    refused = refuse_at_startup(case)
+    assert case.variable in {problem.setting for problem in refused.problems}
+    startup = [str(p) for p in refused.problems if p.setting == case.variable]
+    failed = [line for line in findings(case).get("fail", []) if line.startswith(case.variable)]
+    assert failed, f"doctor passed what startup refuses: {startup}"
+    # Each says what is wrong and how to fix it.
+    assert all("fix:" in line for line in startup + failed)
+    if case.risk is not None:
+        assert all(f"HARDENKIT_ACCEPT_RISKS={case.risk}" in line for line in startup + failed)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_outside_production_each_is_a_warning_that_says_it_would_be_refused(
+    case: Case,
+) -> None:
+    found = findings(case, env="staging")
+    assert not [line for line in found.get("fail", []) if line.startswith(case.variable)]
+    assert any(
+        line.startswith(case.variable) and "refused in production" in line
+        for line in found.get("warn", [])
+    )
+
+
+@pytest.mark.parametrize("case", [case for case in CASES if case.risk], ids=lambda case: case.name)
+def test_an_accepted_risk_starts_and_doctor_warns_about_it_every_run(case: Case) -> None:
+    assert case.risk is not None
+    values = settings_for(case, accept_risks=[case.risk])
+    settings = load_settings(**values)
+    with capture_logs() as logs:
+        kit = install((case.app or starlette_app)(), settings)
+        assert kit.app_check is not None
+        kit.app_check.run_final()
+    accepted = [
+        entry
+        for entry in logs
+        if entry.get("setting") == case.variable and case.risk in str(entry.get("message"))
+    ]
+    assert len(accepted) == 1, "the accepted risk is logged once at startup"
+    assert accepted[0]["log_level"] == "warning"
+    for _ in range(2):
+        found = findings(case, accept_risks=[case.risk])
+        assert not [line for line in found.get("fail", []) if line.startswith(case.variable)]
+        assert any(
+            line.startswith(case.variable)
+            and f"risk accepted: HARDENKIT_ACCEPT_RISKS holds {case.risk}" in line
+            for line in found.get("warn", [])
+        )
+
+
+def test_accepting_one_risk_does_not_accept_another() -> None:
+    values = {
+        **SAFE,
+        "env": "production",
+        "public_paths": ["/*"],
+        "rate_limit_redis_down": "open",
+        "accept_risks": ["rate-limit-open-when-redis-down"],
+    }
+    with pytest.raises(SettingsError) as refused:
+        load_settings(**values)
+    assert [p.setting for p in refused.value.problems] == ["HARDENKIT_PUBLIC_PATHS"]
+
+
+@pytest.mark.parametrize("value", ["*", "all", "public-paths", "public-paths-everything,yes"])
+def test_unknown_or_wildcard_risk_ids_are_refused_in_every_environment(value: str) -> None:
+    for env in ("development", "production"):
+        with pytest.raises(SettingsError) as refused:
+            load_settings(env=env, accept_risks=value)
+        assert refused.value.problems[0].setting == "HARDENKIT_ACCEPT_RISKS"
+
+
+def test_an_acceptance_the_configuration_does_not_need_is_warned() -> None:
+    settings = load_settings(**SAFE, env="production", accept_risks=["csp-unsafe-eval"])
+    warnings = [str(p) for p in settings.startup_warnings()]
+    assert any(
+        "accepts csp-unsafe-eval, which this configuration does not have" in w for w in warnings
+    )
+
+
+def test_every_risk_has_a_case_in_the_table_above() -> None:
+    assert {case.risk for case in CASES if case.risk} == set(RISKS)
+
+
+def test_the_refused_in_production_table_in_the_docs_is_the_policys_own() -> None:
+    assert risks_table() in (ROOT / "docs" / "settings.md").read_text()
+
+
+def test_doctor_cli_with_app_runs_the_route_rules(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARDENKIT_TENANT_PATH_PARAMS", "tenant_id")
+    code = main(["doctor", "--json", "--app", "tests.test_policy:UNBOUND_APP"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0  # development: a warning
+    assert any(
+        f["check"] == "HARDENKIT_TENANT_PATH_PARAMS"
+        and f["status"] == "warn"
+        and "org_id" in f["detail"]
+        for f in out
+    )
+    monkeypatch.setenv("HARDENKIT_ENV", "production")
+    for name, value in SAFE.items():
+        if value is not None:
+            monkeypatch.setenv(
+                f"HARDENKIT_{name.upper()}", ",".join(value) if isinstance(value, list) else value
+            )
+    code = main(["doctor", "--json", "--app", "tests.test_policy:UNBOUND_APP"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert {f["check"] for f in out if f["status"] == "fail"} == {"HARDENKIT_TENANT_PATH_PARAMS"}
+
+
+def test_a_second_install_on_the_same_app_is_refused() -> None:
+    app = starlette_app()
+    install(app, HardenSettings(**SAFE))
+    layers = len(app.user_middleware)
+    with pytest.raises(ConfigurationError, match="install\\(\\) already ran"):
+        install(app, HardenSettings(**SAFE))
+    assert len(app.user_middleware) == layers
+
+
+UNBOUND_APP = Starlette(routes=[Route("/orgs/{org_id}/things", ok)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.ip_addresses(v=4).flatmap(
+            lambda address: st.integers(0, 32).map(lambda bits: (address, bits))
+        ),
+        st.ip_addresses(v=6).flatmap(
+            lambda address: st.integers(0, 128).map(lambda bits: (address, bits))
+        ),
+    )
+)
+def test_a_trusted_proxy_range_is_refused_exactly_when_public_and_wide(
+    network: tuple[Any, int],
+) -> None:
+    address, bits = network
+    cidr = ipaddress.ip_network(f"{address}/{bits}", strict=False)
+    widest = 16 if cidr.version == 4 else 32
+    wide = bits == 0 or (not cidr.is_private and bits < widest)
+    found = HardenSettings(**SAFE, env="production", trusted_proxies=[str(cidr)]).problems()
+    assert any(p.risk == "trusted-proxies-too-wide" for p in found) == wide
+
+
+SETTINGS_ONLY = [case for case in CASES if case.app is None]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from(SETTINGS_ONLY), unique_by=lambda case: case.name, max_size=6),
+    st.sampled_from(["production", "staging"]),
+)
+def test_doctor_fails_exactly_what_startup_refuses_for_any_mix_of_cases(
+    cases: list[Case], env: str
+) -> None:
+    values: dict[str, Any] = {**SAFE, "env": env}
+    for case in cases:
+        values.update(case.settings)
+    try:
+        load_settings(**values)
+    except SettingsError as error:
+        refused = {problem.setting for problem in error.problems}
+    else:
+        refused = set()
+    failed = {
+        finding.check
+        for finding in doctor(lambda: HardenSettings(**values))
+        if finding.status == "fail"
+    }
+    assert failed == refused
+    if env == "production":
+        assert {case.variable for case in cases} <= refused
