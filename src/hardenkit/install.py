@@ -38,8 +38,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from hardenkit._server_rewrite import ServerRewriteDetector
 from hardenkit._app_check import AppCheck, AppCheckMiddleware
+from hardenkit._server_rewrite import ServerRewriteDetector
 from hardenkit.auth._install import AuthStack, auth_middleware, build_auth
 from hardenkit.bodylimit import BodyLimitMiddleware
 from hardenkit.errors import (
