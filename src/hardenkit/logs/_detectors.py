@@ -17,16 +17,19 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
+from hardenkit.logs._assignments import AssignmentScanner
 from hardenkit.logs._keys import KeyClassifier
 
-__all__ = ["TextScanner", "luhn_valid", "marker"]
+__all__ = ["PASSTHROUGH_SHAPE", "PLAIN_ID_OR_TIMESTAMP", "TextScanner", "luhn_valid", "marker"]
 
 _PEM = re.compile(
     r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
     r".*?(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
     re.DOTALL,
 )
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}://)([^/?#\s@\"'<>]+)@")
+# Userinfo runs to the last '@' before the host: a password may hold '@' (and '?' or '#',
+# accepted when a ':' comes first, as in "user:pa#ss@host").
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}://)([^/\s\"'<>]+)@")
 _SLACK_WEBHOOK = re.compile(r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[\w/-]+")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*){1,4}")
 _DOTTED_VENDOR = re.compile(
@@ -34,17 +37,9 @@ _DOTTED_VENDOR = re.compile(
     r"|\bya29\.[A-Za-z0-9_-]{20,}"  # Google OAuth access token
 )
 _AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)(\s+)([A-Za-z0-9._~+/=:-]{8,})")
-_PAIR = re.compile(
-    r"""(?P<q>["']?)(?P<name>[A-Za-z_][A-Za-z0-9_.-]{0,63})(?P=q)[ \t]*:[ \t]*"""
-    r"""(?:"(?P<dq>(?:[^"\\\n]|\\.)*)"|'(?P<sq>(?:[^'\\\n]|\\.)*)'|(?P<bare>[^\s,;}\]"']+))"""
-)
 _HEADER_LINE = re.compile(
     r"(?im)^[ \t]*(?P<name>authorization|proxy-authorization|cookie|set-cookie|x-[a-z0-9-]+)"
     r"[ \t]*:[ \t]*(?P<value>[^\r\n]+)"
-)
-_KEY_VALUE = re.compile(
-    r"(?<![A-Za-z0-9_.\-\[\]])(?P<name>[A-Za-z_][A-Za-z0-9_.\-\[\]]{0,63})="
-    r"(?P<value>[^&#\s,;\"'<>]*)"
 )
 # Long runs of token characters: every vendor key and every random blob is one.
 _TOKEN_RUN = re.compile(r"[A-Za-z0-9_+/-]{16,}={0,2}")
@@ -100,6 +95,19 @@ _AWS_PREFIXES = frozenset(
 _AWS_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
 _TWILIO_KEY = re.compile(r"SK[0-9a-fA-F]{32}")
 
+# What hardenkit, structlog and Sentry write under pass-through names (ids, timestamps,
+# levels, logger names, addresses), and no JWT or vendor key: one precompiled check.
+# The commonest values, hex ids and ISO timestamps, have a quicker test of their own (no
+# vendor format is made of hex digits and dashes only).
+PLAIN_ID_OR_TIMESTAMP = re.compile(
+    r"[0-9a-fA-F-]{8,64}|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.,]+(?:Z|[+-][0-9]{2}:?[0-9]{2})?"
+)
+PASSTHROUGH_SHAPE = re.compile(
+    "(?!"
+    + "|".join(re.escape(prefix) for prefix in (*_VENDOR_PREFIXES, *sorted(_AWS_PREFIXES)))
+    + r"|SK[0-9a-fA-F]{32}\Z|.*eyJ)[A-Za-z0-9._:+@-]{0,128}"
+)
+
 _MIN_RANDOM_LENGTH = 24
 _MIN_HEX_LENGTH = 32
 _SEPARATORS = re.compile(r"[-_]+")
@@ -114,7 +122,6 @@ def marker(kind: str) -> str:
 
 
 _REDACTED = "[REDACTED]"
-_STRONG_BARE_NAMES = frozenset({"password", "passwd", "pwd", "secret", "authorization", "cookie"})
 
 
 def luhn_valid(digits: str) -> bool:
@@ -193,6 +200,7 @@ class TextScanner:
         random_threshold: float = _RANDOMNESS_THRESHOLD,
     ) -> None:
         self._keys = keys
+        self._assignments = AssignmentScanner(keys)
         self._allowed = tuple(allow_patterns)
         self._random_threshold = random_threshold
 
@@ -217,48 +225,21 @@ class TextScanner:
             text = _DOTTED_VENDOR.sub(marker("api_key"), text)
         if "earer" in text or "asic" in text or "EARER" in text or "ASIC" in text:
             text = _AUTH_SCHEME.sub(_auth_scheme_replacement, text)
-        if ": " in text or '":' in text or "':" in text:
-            text = _PAIR.sub(self._pair_replacement, text)
+        if "=" in text or ":" in text or "<" in text or "-" in text:
+            text = self._assignments.scan(text)
+        if ": " in text:
             text = _HEADER_LINE.sub(self._header_replacement, text)
-        if "=" in text:
-            text = _KEY_VALUE.sub(self._key_value_replacement, text)
         if _TOKEN_RUN.search(text) is not None:
             text = _TOKEN_RUN.sub(self._token_replacement, text)
         if len(text) >= 13 and _DIGIT_RUN.search(text) is not None:
             text = _DIGIT_RUN.sub(_card_replacement, text)
         return text
 
-    def _pair_replacement(self, match: re.Match[str]) -> str:
-        name = match["name"]
-        # An unquoted "name: value" is English as often as it is data ("token: expired"):
-        # only identifier-like names (x-api-key, access_token) or unmistakable ones count.
-        if (
-            not match["q"]
-            and "-" not in name
-            and "_" not in name
-            and name.lower() not in _STRONG_BARE_NAMES
-        ):
-            return match.group(0)
-        if not self._keys.is_sensitive_parameter(name):
-            return match.group(0)
-        group = "dq" if match["dq"] is not None else "sq" if match["sq"] is not None else "bare"
-        start, end = match.span(group)
-        whole, offset = match.group(0), match.start()
-        return whole[: start - offset] + _REDACTED + whole[end - offset :]
-
     def _header_replacement(self, match: re.Match[str]) -> str:
         if not self._keys.is_sensitive(match["name"]):
             return match.group(0)
         start, _ = match.span("value")
         return match.group(0)[: start - match.start()] + _REDACTED
-
-    def _key_value_replacement(self, match: re.Match[str]) -> str:
-        value = match["value"]
-        if not value or value.startswith("[REDACTED"):
-            return match.group(0)
-        if self._keys.is_sensitive_parameter(match["name"]):
-            return f"{match['name']}={_REDACTED}"
-        return match.group(0)
 
     def _token_replacement(self, match: re.Match[str]) -> str:
         run = match.group(0)
@@ -280,16 +261,9 @@ class TextScanner:
         return run if kind is None else marker(kind)
 
     def _classify_run(self, run: str) -> str | None:  # noqa: PLR0911 - one verdict per rule
-        if run.startswith(_VENDOR_PREFIXES):
-            return "jwt" if run.startswith("eyJ") else "api_key"
-        if (
-            len(run) >= 20
-            and run[:4] in _AWS_PREFIXES
-            and all(char in _AWS_ID_CHARS for char in run[4:20])
-        ):
-            return "aws_access_key_id"
-        if _TWILIO_KEY.fullmatch(run):
-            return "api_key"
+        vendor = _vendor_kind(run)
+        if vendor is not None:
+            return vendor
         if len(run) < _MIN_RANDOM_LENGTH:
             return None
         core = run.rstrip("=")
@@ -309,6 +283,16 @@ class TextScanner:
         if _mixed(core) and _randomness(core) >= self._random_threshold:
             return "high_entropy"
         return None
+
+
+def _vendor_kind(run: str) -> str | None:
+    if run.startswith(_VENDOR_PREFIXES):
+        return "jwt" if run.startswith("eyJ") else "api_key"
+    if len(run) >= 20 and run[:4] in _AWS_PREFIXES and all(c in _AWS_ID_CHARS for c in run[4:20]):
+        return "aws_access_key_id"
+    if _TWILIO_KEY.fullmatch(run):
+        return "api_key"
+    return None
 
 
 def _word_like(part: str) -> bool:
@@ -336,6 +320,11 @@ def _mixed(text: str) -> bool:
 
 
 def _userinfo_replacement(match: re.Match[str]) -> str:
+    userinfo = match.group(2)
+    query = min((userinfo.find(char) for char in "?#" if char in userinfo), default=-1)
+    if query >= 0 and ":" not in userinfo[:query]:
+        # "https://host?next=a@b": the '@' sits in the query, there is no userinfo.
+        return match.group(0)
     return f"{match.group(1)}{_REDACTED}@"
 
 
