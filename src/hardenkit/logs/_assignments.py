@@ -29,9 +29,10 @@ __all__ = ["AssignmentScanner"]
 REDACTED = "[REDACTED]"
 
 # A name, optionally quoted (escaped quotes included), then ':' or '='. Not preceded by a
-# name character, so "x-api-key=" is one name and "--password=" is a flag (below).
+# name character, so "x-api-key=" is one name and "--password=" is a flag (below); an
+# escaped line break ("\npassword=" in a repr) separates like a real one.
 _ASSIGNMENT = re.compile(
-    r"(?<![A-Za-z0-9_.\-\[\]\\])(?P<q>\\{0,7}[\"']|)"
+    r"(?:(?<![A-Za-z0-9_.\-\[\]\\])|(?<=\\[nrt]))(?P<q>\\{0,7}[\"']|)"
     r"(?P<name>[A-Za-z_][A-Za-z0-9_.\-\[\]]{0,63})(?P=q)"
     r"(?P<sep>[ \t]*[:=][ \t]*)"
 )
@@ -40,17 +41,26 @@ _OPENING_QUOTE = re.compile(r"\\{0,7}[\"']")
 _BARE_AFTER_EQUALS = re.compile(r"[^&#\s,;\"'<>]+")
 _BARE_AFTER_COLON = re.compile(r"[^\s,;}\]\"'\\]+")
 _LIST_SEPARATORS = re.compile(r"[&;,=]")
+# Bind parameters and format placeholders stand for a value; they are not one
+# ("SET password_hash = %(password_hash)s", "password = $1", "password=%s").
+_PLACEHOLDER = re.compile(r"(?:%(?:\(\w+\))?[sdr]|\$\d+|\?|:\w+|\{\w*\})(?![^\s,;)&])")
 _XML_ELEMENT = re.compile(
     r"<(?P<name>[A-Za-z_][\w.:-]{0,63})(?:\s[^<>]*)?>(?P<value>[^<]*)</(?P=name)\s*>"
 )
 _LONG_FLAG = re.compile(r"(?<![\w-])--(?P<name>[A-Za-z][A-Za-z0-9_-]{0,63})(?P<sep>=|[ \t]+)")
+# After "--password ", another option rather than a value: "--host", "-v". Anything
+# else, "-x9Tq..." included, may be the password.
+_NEXT_FLAG = re.compile(r"--[A-Za-z][\w-]*(?:=\S*)?|-[A-Za-z]")
 _FLAG_VALUE = re.compile(r"\"[^\"\n]*\"?|'[^'\n]*'?|[^\s\"']+")
 # Clients whose short flags carry a password: the flag, and whether the value may follow
 # after a space (``mysql -p db`` reads a database name, not a password).
-_CLIENTS = re.compile(
-    r"(?<![\w-])(?P<client>mysql(?:dump|admin|import|show|check|pump|sh|binlog)?|mariadb"
-    r"(?:-dump|-admin)?|redis-cli|sshpass|curl)(?![\w-])(?P<arguments>[^\r\n|;&]*)"
+_CLIENT = (
+    r"(?<![\w-])(?:mysql(?:dump|admin|import|show|check|pump|sh|binlog)?|mariadb"
+    r"(?:-dump|-admin)?|redis-cli|sshpass|curl)(?![\w-])"
 )
+# A client's arguments run to the end of its command: a line end, a pipe or a list
+# separator, or the next client named on the same line.
+_CLIENTS = re.compile(rf"(?P<client>{_CLIENT})(?P<arguments>(?:(?!{_CLIENT})[^\r\n|;&])*)")
 _CLIENT_NAMES = ("mysql", "mariadb", "redis-cli", "sshpass", "curl")
 _MYSQL_PASSWORD = re.compile(r"(?<=\s)-p(?P<value>\"[^\"]*\"|'[^']*'|\S+)")
 _SPACED_PASSWORD = {
@@ -150,6 +160,8 @@ class AssignmentScanner:
             return start, closing.start()
         if text.startswith(("[REDACTED", "="), position):
             return None
+        if _PLACEHOLDER.match(text, position) is not None:
+            return None
         separator = match["sep"]
         is_colon = ":" in separator
         spaced = separator != separator.strip()
@@ -181,7 +193,7 @@ class AssignmentScanner:
             if not self._keys.is_sensitive(name):
                 continue
             value = _FLAG_VALUE.match(text, match.end())
-            if value is None or (match["sep"] != "=" and value.group(0).startswith("-")):
+            if value is None or (match["sep"] != "=" and _NEXT_FLAG.fullmatch(value.group(0))):
                 continue
             if value.group(0).startswith("[REDACTED"):
                 continue

@@ -50,6 +50,13 @@ _DIGIT_RUN = re.compile(r"[0-9][0-9 -]{12,}")
 _DIGIT_GROUP = re.compile(r"[0-9]+")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
+# A hex run right after a label that names it a digest or an id: "sha256:ab12...",
+# "etag=...", "request_id=...".
+_HASH_LABEL = re.compile(
+    r"(?i)(?:sha1|sha224|sha256|sha384|sha512|md5|hash|digest|checksum|etag|commit"
+    r"|(?:request|trace|span|correlation)[_-]?id)"
+    r"[\"']?[ \t]*[:=][ \t]*[\"']?\Z"
+)
 _LOWERCASE_PATH = re.compile(r"[a-z0-9_+-]{0,15}(?:/[a-z0-9_+-]{0,15})+")
 
 _VENDOR_PREFIXES = (
@@ -109,6 +116,9 @@ PASSTHROUGH_SHAPE = re.compile(
 )
 
 _MIN_RANDOM_LENGTH = 24
+# A ULID minted between 2004 and 2039: 48-bit milliseconds, then 80 random bits, in
+# Crockford base32. An id, however random its tail looks.
+_ULID = re.compile(r"01[0-9A-HJKMNP-TV-Z]{24}")
 _MIN_HEX_LENGTH = 32
 _SEPARATORS = re.compile(r"[-_]+")
 # Share of the maximum entropy reachable at a string's length and alphabet; random blobs
@@ -168,6 +178,10 @@ def _randomness(text: str) -> float:
 
 def _looks_like_credential(token: str) -> bool:
     """Whether a word after ``Bearer``/``Basic`` is a credential rather than English."""
+    if "=" in token.rstrip("="):
+        # "token_type=Bearer expires_in=3600": the next pair, not a credential (base64
+        # pads only at the end). The pair scanner judges it by its name.
+        return False
     if any(not char.isalpha() for char in token):
         return True
     return any(char.isupper() for char in token[1:])
@@ -243,6 +257,13 @@ class TextScanner:
 
     def _token_replacement(self, match: re.Match[str]) -> str:
         run = match.group(0)
+        start = match.start()
+        if (
+            len(run) >= _MIN_HEX_LENGTH
+            and _HEX.fullmatch(run) is not None
+            and _HASH_LABEL.search(match.string, max(0, start - 24), start) is not None
+        ):
+            return run
         if "/" in run and _LOWERCASE_PATH.fullmatch(run):
             # A lowercase path with short segments: random tokens have capitals.
             return run
@@ -268,6 +289,8 @@ class TextScanner:
             return None
         core = run.rstrip("=")
         if self._allowed and any(pattern.fullmatch(core) for pattern in self._allowed):
+            return None
+        if len(core) == 26 and _ULID.fullmatch(core):
             return None
         if _HEX.fullmatch(core):
             return "hex" if len(core) >= _MIN_HEX_LENGTH else None

@@ -74,7 +74,9 @@ _CLEAN_CACHE_MAX_LENGTH = 256
 _DECISION_CACHE_SIZE = 4096
 _DEPTH_MARKER = marker("depth")
 # Per-name decisions (see Redactor._decision).
-_SCAN, _REDACT, _PASS, _PSEUDONYMIZE, _SECRET_NAME = range(5)
+_SCAN, _REDACT, _PASS, _PSEUDONYMIZE, _SECRET_NAME, _HASH = range(6)
+# Under a name that says "digest" (sha256, etag, commit), hex is what the name says.
+_ANY_HEX = re.compile(r"[0-9a-fA-F]{32,128}")
 
 
 class Redactor:
@@ -125,6 +127,7 @@ class Redactor:
             for pattern in allow_patterns
         )
         self._scanner = TextScanner(self._keys, patterns)
+        self._hash_scanner = TextScanner(self._keys, (*patterns, _ANY_HEX))
         self._passthrough = frozenset(passthrough_keys)
         self._pseudonymized = frozenset("".join(normalise_key(key)) for key in pseudonymize_keys)
         if isinstance(pseudonymization_key, str):
@@ -229,30 +232,30 @@ class Redactor:
             return decisions[key]
         except KeyError:
             pass
-        if isinstance(key, str):
-            name = key
-        elif isinstance(key, bytes):
-            name = key.decode("latin-1")
-        else:
-            # Numbers, tuples, enums: judged by what a renderer would print.
-            if key is None or isinstance(key, bool | float) or not self._key_holds_secret(key):
-                if len(decisions) < _DECISION_CACHE_SIZE:
-                    decisions[key] = _SCAN
-                return _SCAN
-            return _SECRET_NAME
-        if (top and name in self._passthrough) or name in self._passthrough_anywhere:
-            decision = _PASS
-        elif len(name) >= _SHORTEST_SECRET and self.redact_text(name) != name:
-            return _SECRET_NAME  # never cached: the cache would hold the secret
-        elif self._pseudonymized and "".join(normalise_key(name)) in self._pseudonymized:
-            decision = _PSEUDONYMIZE
-        elif self._keys.is_sensitive(name):
-            decision = _REDACT
-        else:
-            decision = _SCAN
-        if len(decisions) < _DECISION_CACHE_SIZE:
+        decision = self._judge_key(key, top=top)
+        # A key that is itself a secret is never cached: the cache would hold the secret.
+        if decision != _SECRET_NAME and len(decisions) < _DECISION_CACHE_SIZE:
             decisions[key] = decision
         return decision
+
+    def _judge_key(self, key: Any, *, top: bool) -> int:  # noqa: PLR0911 - one verdict per rule
+        if not isinstance(key, str | bytes):
+            # Numbers, tuples, enums: judged by what a renderer would print.
+            if key is None or isinstance(key, bool | float) or not self._key_holds_secret(key):
+                return _SCAN
+            return _SECRET_NAME
+        name = key if isinstance(key, str) else key.decode("latin-1")
+        if (top and name in self._passthrough) or name in self._passthrough_anywhere:
+            return _PASS
+        if len(name) >= _SHORTEST_SECRET and self.redact_text(name) != name:
+            return _SECRET_NAME
+        if self._pseudonymized and "".join(normalise_key(name)) in self._pseudonymized:
+            return _PSEUDONYMIZE
+        if self._keys.is_sensitive(name):
+            return _REDACT
+        if self._keys.names_a_hash(name):
+            return _HASH
+        return _SCAN
 
     def _key_holds_secret(self, key: Any) -> bool:
         if isinstance(key, int):
@@ -300,11 +303,18 @@ class Redactor:
                     result[key] = self._passthrough_value(value, depth, top=top)
             elif verdict == _PSEUDONYMIZE:
                 result[key] = None if value is None else self.pseudonymize(value)
+            elif verdict == _HASH:
+                result[key] = self._digest(value, depth)
             else:
                 # The name itself is a secret: a numbered marker keeps entries apart.
                 secret_names += 1
                 result[marker(str(secret_names))] = self._value(value, depth)
         return result
+
+    def _digest(self, value: Any, depth: int) -> Any:
+        if type(value) is str and _SHORTEST_SECRET <= len(value) <= self.max_string_length:
+            return self._hash_scanner.scan(value)
+        return self._value(value, depth)
 
     def _passthrough_value(self, value: Any, depth: int, *, top: bool) -> Any:
         # A value not shaped like an id, a timestamp or a name is scanned like any other.
