@@ -84,8 +84,10 @@ def _closing(quote: str) -> re.Pattern[str]:
 
 
 def _at_line_start(text: str, position: int) -> bool:
-    line_start = text.rfind("\n", 0, position) + 1
-    return not text[line_start:position].strip()
+    # Walks back over indentation only: linear however many names a long line holds.
+    while position > 0 and text[position - 1] in " \t":
+        position -= 1
+    return position == 0 or text[position - 1] == "\n"
 
 
 def _line_end(text: str, position: int) -> int:

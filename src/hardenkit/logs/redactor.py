@@ -29,8 +29,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from hardenkit.logs._detectors import (
+    HEX_OR_TIMESTAMP,
     PASSTHROUGH_SHAPE,
-    PLAIN_ID_OR_TIMESTAMP,
     TextScanner,
     marker,
 )
@@ -272,17 +272,19 @@ class Redactor:
         decisions = self._top_decisions if top else self._decisions
         clean = self._clean
         redact_text = self.redact_text
-        plain_id = PLAIN_ID_OR_TIMESTAMP.fullmatch
         passed = self._passed
+        shortest = _SHORTEST_SECRET
+        hex_or_timestamp = HEX_OR_TIMESTAMP.fullmatch
         secret_names = 0
+        # Verdicts as literals (see _SCAN and the others): no global lookup per field.
         for key, value in mapping.items():
             verdict = decisions.get(key)
             if verdict is None:
                 verdict = self._decision(key, top=top)
-            if verdict == _SCAN:
+            if verdict == 0:  # _SCAN
                 kind = type(value)
                 if kind is str:
-                    if len(value) >= _SHORTEST_SECRET and value not in clean:
+                    if len(value) >= shortest and value not in clean:
                         result[key] = redact_text(value)
                     else:
                         result[key] = value
@@ -290,13 +292,13 @@ class Redactor:
                     result[key] = value
                 else:
                     result[key] = self._value(value, depth)
-            elif verdict == _REDACT:
+            elif verdict == 1:  # _REDACT
                 result[key] = (
                     value if value is None or value is True or value is False else REDACTED
                 )
-            elif verdict == _PASS:
+            elif verdict == 2:  # _PASS
                 if type(value) is str and (
-                    len(value) < _SHORTEST_SECRET or plain_id(value) is not None or value in passed
+                    len(value) < shortest or value in passed or hex_or_timestamp(value) is not None
                 ):
                     result[key] = value
                 else:
