@@ -52,8 +52,7 @@ _LONG_FLAG = re.compile(r"(?<![\w-])--(?P<name>[A-Za-z][A-Za-z0-9_-]{0,63})(?P<s
 # else, "-x9Tq..." included, may be the password.
 _NEXT_FLAG = re.compile(r"--[A-Za-z][\w-]*(?:=\S*)?|-[A-Za-z]")
 _FLAG_VALUE = re.compile(r"\"[^\"\n]*\"?|'[^'\n]*'?|[^\s\"']+")
-# Clients whose short flags carry a password: the flag, and whether the value may follow
-# after a space (``mysql -p db`` reads a database name, not a password).
+# Clients whose short flags carry a password inline.
 _CLIENT = (
     r"(?<![\w-])(?:mysql(?:dump|admin|import|show|check|pump|sh|binlog)?|mariadb"
     r"(?:-dump|-admin)?|redis-cli|sshpass|curl)(?![\w-])"
@@ -62,6 +61,7 @@ _CLIENT = (
 # separator, or the next client named on the same line.
 _CLIENTS = re.compile(rf"(?P<client>{_CLIENT})(?P<arguments>(?:(?!{_CLIENT})[^\r\n|;&])*)")
 _CLIENT_NAMES = ("mysql", "mariadb", "redis-cli", "sshpass", "curl")
+# mysql's -p takes its value glued only: "mysql -p db" prompts, and db is a database.
 _MYSQL_PASSWORD = re.compile(r"(?<=\s)-p(?P<value>\"[^\"]*\"|'[^']*'|\S+)")
 _SPACED_PASSWORD = {
     "redis-cli": re.compile(r"(?<=\s)-a[ \t]*(?P<value>\"[^\"]*\"|'[^']*'|\S+)"),
