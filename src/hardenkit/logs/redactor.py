@@ -77,6 +77,7 @@ _DEPTH_MARKER = marker("depth")
 _SCAN, _REDACT, _PASS, _PSEUDONYMIZE, _SECRET_NAME, _HASH = range(6)
 # Under a name that says "digest" (sha256, etag, commit), hex is what the name says.
 _ANY_HEX = re.compile(r"[0-9a-fA-F]{32,128}")
+_hex_or_timestamp = HEX_OR_TIMESTAMP.fullmatch
 
 
 class Redactor:
@@ -272,9 +273,6 @@ class Redactor:
         decisions = self._top_decisions if top else self._decisions
         clean = self._clean
         redact_text = self.redact_text
-        passed = self._passed
-        shortest = _SHORTEST_SECRET
-        hex_or_timestamp = HEX_OR_TIMESTAMP.fullmatch
         secret_names = 0
         # Verdicts as literals (see _SCAN and the others): no global lookup per field.
         for key, value in mapping.items():
@@ -284,7 +282,7 @@ class Redactor:
             if verdict == 0:  # _SCAN
                 kind = type(value)
                 if kind is str:
-                    if len(value) >= shortest and value not in clean:
+                    if len(value) >= _SHORTEST_SECRET and value not in clean:
                         result[key] = redact_text(value)
                     else:
                         result[key] = value
@@ -298,7 +296,9 @@ class Redactor:
                 )
             elif verdict == 2:  # _PASS
                 if type(value) is str and (
-                    len(value) < shortest or value in passed or hex_or_timestamp(value) is not None
+                    len(value) < _SHORTEST_SECRET
+                    or _hex_or_timestamp(value) is not None
+                    or value in self._passed
                 ):
                     result[key] = value
                 else:
