@@ -286,7 +286,12 @@ class Redactor:
                         result[key] = redact_text(value)
                     else:
                         result[key] = value
-                elif kind is float or kind is bool or value is None:
+                elif (
+                    kind is float
+                    or kind is bool
+                    or value is None
+                    or (kind is int and value < _SHORTEST_CARD)
+                ):
                     result[key] = value
                 else:
                     result[key] = self._value(value, depth)
