@@ -11,8 +11,8 @@ pydantic models and exceptions:
   holds a secret becomes ``[REDACTED:1]``, ``[REDACTED:2]``, ... so entries stay apart.
 
 Pass-through names (``level``, ``timestamp``, ``request_id``, ...) are honoured at the
-top level of an event only, where hardenkit and structlog write them, and only for
-values shaped like what they write there; anywhere else they are ordinary names.
+top level of an event only, where hardenkit and structlog write them; anywhere else they
+are ordinary names. Those a caller can set (``request_id``) keep only id-shaped values.
 
 Below the depth cap everything is replaced (it fails closed). Anything the engine does
 not know how to walk is turned into its ``repr`` and scanned, so an unknown object cannot
@@ -74,7 +74,14 @@ _CLEAN_CACHE_MAX_LENGTH = 256
 _DECISION_CACHE_SIZE = 4096
 _DEPTH_MARKER = marker("depth")
 # Per-name decisions (see Redactor._decision).
-_SCAN, _REDACT, _PASS, _PSEUDONYMIZE, _SECRET_NAME, _HASH = range(6)
+_SCAN, _REDACT, _KEEP, _PASS, _PSEUDONYMIZE, _SECRET_NAME, _HASH = range(7)
+# Pass-through names that structlog's own processors (TimeStamper, add_log_level,
+# add_logger_name) write over whatever the call passed: kept as they are at the top
+# level. Other pass-through names (request_id, ...) may come from the caller: kept only
+# when shaped like ids.
+_WRITTEN_BY_PROCESSORS = frozenset(
+    {"timestamp", "level", "logger", "logger_name", "_record", "_from_structlog"}
+)
 # Under a name that says "digest" (sha256, etag, commit), hex is what the name says.
 _ANY_HEX = re.compile(r"[0-9a-fA-F]{32,128}")
 _hex_or_timestamp = HEX_OR_TIMESTAMP.fullmatch
@@ -246,7 +253,9 @@ class Redactor:
                 return _SCAN
             return _SECRET_NAME
         name = key if isinstance(key, str) else key.decode("latin-1")
-        if (top and name in self._passthrough) or name in self._passthrough_anywhere:
+        if top and name in self._passthrough:
+            return _KEEP if name in _WRITTEN_BY_PROCESSORS else _PASS
+        if name in self._passthrough_anywhere:
             return _PASS
         if len(name) >= _SHORTEST_SECRET and self.redact_text(name) != name:
             return _SECRET_NAME
@@ -299,7 +308,9 @@ class Redactor:
                 result[key] = (
                     value if value is None or value is True or value is False else REDACTED
                 )
-            elif verdict == 2:  # _PASS
+            elif verdict == 2:  # _KEEP
+                result[key] = value
+            elif verdict == 3:  # _PASS
                 if type(value) is str and (
                     len(value) < _SHORTEST_SECRET
                     or _hex_or_timestamp(value) is not None
