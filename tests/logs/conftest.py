@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import structlog
@@ -11,8 +12,8 @@ from hardenkit.logs.redactor import get_default_redactor, set_default_redactor
 from hardenkit.logs.setup import UVICORN_LOGGERS
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
+@contextmanager
+def restore_logging_state() -> Iterator[None]:
     """Put global logging back as it was: configure_logging changes process-wide state."""
     config = structlog.get_config()
     root = logging.getLogger()
@@ -41,6 +42,13 @@ def restore_logging() -> Iterator[None]:
             logger.setLevel(level)
         structlog.configure(**config)
         set_default_redactor(redactor)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put global logging back as it was after the test."""
+    with restore_logging_state():
+        yield
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -117,3 +119,32 @@ def test_a_32_hex_hash_is_redacted_unless_allowed_by_configuration() -> None:
     assert digest not in Redactor().redact_text(f"content md5 {digest}")
     allowed = Redactor(allow_patterns=[r"[0-9a-f]{32}"])
     assert allowed.redact_text(f"content md5 {digest}") == f"content md5 {digest}"
+
+
+CLEAN_LINES = (Path(__file__).parent / "clean_lines.txt").read_text().splitlines()
+
+
+def test_the_clean_corpus_holds_two_hundred_realistic_lines() -> None:
+    assert len(CLEAN_LINES) == 200
+    assert len(set(CLEAN_LINES)) == 200
+
+
+def test_realistic_clean_log_lines_come_out_unchanged() -> None:
+    # Access lines, SQL without literals, ids, UUIDs, ULIDs, ISO dates, versions, digests
+    # named as such, and sentences about tokens and passwords that hold none.
+    redactor = Redactor()
+    changed = [(line, redactor.redact_text(line)) for line in CLEAN_LINES]
+    assert [(before, after) for before, after in changed if before != after] == []
+
+
+def test_realistic_clean_log_lines_come_out_unchanged_through_the_json_log(
+    json_log: io.StringIO,
+) -> None:
+    log, stdlib = structlog.get_logger("tests.clean"), logging.getLogger("tests.clean")
+    for line in CLEAN_LINES:
+        log.info(line, line=line)
+        stdlib.info("%s", line)
+    events = [json.loads(row) for row in json_log.getvalue().splitlines()]
+    assert [event["event"] for event in events[::2]] == CLEAN_LINES
+    assert [event["line"] for event in events[::2]] == CLEAN_LINES
+    assert [event["event"] for event in events[1::2]] == CLEAN_LINES

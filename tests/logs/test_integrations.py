@@ -243,3 +243,31 @@ def test_audit_events_are_typed_json_lines_and_go_to_the_daily_file_too(
     assert line["request_id"] == "req-audit-42"
     assert line["details"] == {"token": "[REDACTED]"}
     assert "t-1" not in audit_file.read_text()
+
+
+def test_uvicorn_color_message_is_dropped_from_json_lines(json_log: io.StringIO) -> None:
+    # As uvicorn logs its startup lines: the plain template, and a coloured copy in extra.
+    logging.getLogger("uvicorn.error").info(
+        "Started server process [%d]",
+        4242,
+        extra={"color_message": "Started server process [\x1b[36m%d\x1b[0m]"},
+    )
+    logging.getLogger("uvicorn.error").info(
+        "ready", extra={"banner": "\x1b[1mready\x1b[0m", "note": "\x1b[1mnot a copy\x1b[0m"}
+    )
+    started, ready = _lines(json_log)
+    assert started["event"] == "Started server process [4242]"
+    assert "color_message" not in started
+    assert "\x1b" not in json.dumps(started)
+    assert "banner" not in ready  # a coloured duplicate of the message
+    assert ready["note"] == "\x1b[1mnot a copy\x1b[0m"  # coloured, but no duplicate
+
+
+def test_the_filter_drops_color_message_when_it_collapses_a_record() -> None:
+    record = logging.LogRecord(
+        "uvicorn.error", logging.INFO, __file__, 1, "token=%s", ("abc123",), None
+    )
+    record.color_message = "\x1b[1mtoken=%s\x1b[0m"
+    RedactingLogFilter(Redactor()).filter(record)
+    assert record.getMessage() == "token=[REDACTED]"
+    assert not hasattr(record, "color_message")

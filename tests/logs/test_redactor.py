@@ -238,3 +238,77 @@ def test_the_input_event_is_not_modified() -> None:
     event = {"password": "x", "nested": {"token": "y"}}
     Redactor().redact_event(event)
     assert event == {"password": "x", "nested": {"token": "y"}}
+
+
+_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZGEifQ.c2lnbmF0dXJlX3NpZ25hdHVyZQ"
+_STRIPE = "sk_live_51H8qX2eZvKYlo2C0AbCdEf"
+
+
+def test_dict_keys_holding_secrets_become_numbered_markers_that_keep_entries_apart() -> None:
+    other_jwt = _JWT[:-4] + "QQQQ"
+    event = Redactor().redact_event(
+        {"users": {_JWT: "bob", other_jwt: "eve", "ada": "ok"}, "cache": {_STRIPE: 1}}
+    )
+    assert event == {
+        "users": {"[REDACTED:1]": "bob", "[REDACTED:2]": "eve", "ada": "ok"},
+        "cache": {"[REDACTED:1]": 1},
+    }
+
+
+def test_a_secret_key_at_the_top_level_and_its_value_are_both_scanned() -> None:
+    event = Redactor().redact_event({f"token={_STRIPE}": f"Bearer {_JWT}", "event": "x"})
+    assert event == {"[REDACTED:1]": "Bearer [REDACTED:jwt]", "event": "x"}
+
+
+def test_non_string_keys_are_scanned_as_a_renderer_would_print_them() -> None:
+    card = 4111111111111111
+    event = Redactor().redact({"by_card": {card: "x", 42: "y", ("a", _STRIPE): "z"}})
+    assert event == {"by_card": {"[REDACTED:1]": "x", 42: "y", "[REDACTED:2]": "z"}}
+
+
+def test_ordinary_keys_come_out_unchanged() -> None:
+    event = {"counts": {"2024-05-01": 3, "checkout-service": 1, "user-123": 2, 7: 1}}
+    assert Redactor().redact_event(event) == event
+
+
+def test_pass_through_names_are_honoured_at_the_top_level_only() -> None:
+    event = Redactor().redact_event(
+        {
+            "request_id": "3f2b8f0e6a434b8e9f539a0d6f1f2c11",
+            "timestamp": "2024-05-01T12:30:45.123456Z",
+            "body": {"level": _JWT, "timestamp": _STRIPE, "request_id": "ab" * 16},
+        }
+    )
+    assert event == {
+        "request_id": "3f2b8f0e6a434b8e9f539a0d6f1f2c11",
+        "timestamp": "2024-05-01T12:30:45.123456Z",
+        "body": {
+            "level": "[REDACTED:jwt]",
+            "timestamp": "[REDACTED:api_key]",
+            "request_id": "[REDACTED:hex]",
+        },
+    }
+
+
+def test_a_credential_under_a_top_level_pass_through_name_is_still_redacted() -> None:
+    event = Redactor().redact_event(
+        {"request_id": _STRIPE, "trace_id": _JWT, "logger": "shop.http", "level": "info"}
+    )
+    assert event == {
+        "request_id": "[REDACTED:api_key]",
+        "trace_id": "[REDACTED:jwt]",
+        "logger": "shop.http",
+        "level": "info",
+    }
+
+
+def test_redacting_a_plain_dict_honours_no_pass_through_name() -> None:
+    assert Redactor().redact({"level": _JWT}) == {"level": "[REDACTED:jwt]"}
+
+
+def test_exception_notes_are_part_of_an_exception_logged_as_a_value() -> None:
+    error = RuntimeError(f"refused {_STRIPE}")
+    error.add_note("retrying with password='hunter2xyz'")
+    assert Redactor().redact({"error": error}) == {
+        "error": "RuntimeError: refused [REDACTED:api_key]\nretrying with password='[REDACTED]'"
+    }

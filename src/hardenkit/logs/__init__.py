@@ -6,7 +6,11 @@ Sentry hook (:func:`sentry_before_send`) and :func:`configure_logging`.
 """
 
 from hardenkit.logs.audit import AUDIT_LOGGER_NAME, AuditEvent, AuditEventType, audit
-from hardenkit.logs.processors import RedactingProcessor, add_request_context
+from hardenkit.logs.processors import (
+    RedactingProcessor,
+    add_request_context,
+    drop_color_duplicates,
+)
 from hardenkit.logs.redactor import (
     REDACTED,
     Redactor,
@@ -28,6 +32,7 @@ __all__ = [
     "add_request_context",
     "audit",
     "configure_logging",
+    "drop_color_duplicates",
     "get_default_redactor",
     "redacting_before_send",
     "sentry_before_send",

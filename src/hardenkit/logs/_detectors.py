@@ -17,16 +17,25 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
+from hardenkit.logs._assignments import AssignmentScanner
 from hardenkit.logs._keys import KeyClassifier
 
-__all__ = ["TextScanner", "luhn_valid", "marker"]
+__all__ = [
+    "HEX_OR_TIMESTAMP",
+    "PASSTHROUGH_SHAPE",
+    "TextScanner",
+    "luhn_valid",
+    "marker",
+]
 
 _PEM = re.compile(
     r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
     r".*?(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
     re.DOTALL,
 )
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}://)([^/?#\s@\"'<>]+)@")
+# Userinfo runs to the last '@' before the host: a password may hold '@' (and '?' or '#',
+# accepted when a ':' comes first, as in "user:pa#ss@host").
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}://)([^/\s\"'<>]+)@")
 _SLACK_WEBHOOK = re.compile(r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[\w/-]+")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*){1,4}")
 _DOTTED_VENDOR = re.compile(
@@ -34,17 +43,9 @@ _DOTTED_VENDOR = re.compile(
     r"|\bya29\.[A-Za-z0-9_-]{20,}"  # Google OAuth access token
 )
 _AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)(\s+)([A-Za-z0-9._~+/=:-]{8,})")
-_PAIR = re.compile(
-    r"""(?P<q>["']?)(?P<name>[A-Za-z_][A-Za-z0-9_.-]{0,63})(?P=q)[ \t]*:[ \t]*"""
-    r"""(?:"(?P<dq>(?:[^"\\\n]|\\.)*)"|'(?P<sq>(?:[^'\\\n]|\\.)*)'|(?P<bare>[^\s,;}\]"']+))"""
-)
 _HEADER_LINE = re.compile(
     r"(?im)^[ \t]*(?P<name>authorization|proxy-authorization|cookie|set-cookie|x-[a-z0-9-]+)"
     r"[ \t]*:[ \t]*(?P<value>[^\r\n]+)"
-)
-_KEY_VALUE = re.compile(
-    r"(?<![A-Za-z0-9_.\-\[\]])(?P<name>[A-Za-z_][A-Za-z0-9_.\-\[\]]{0,63})="
-    r"(?P<value>[^&#\s,;\"'<>]*)"
 )
 # Long runs of token characters: every vendor key and every random blob is one.
 _TOKEN_RUN = re.compile(r"[A-Za-z0-9_+/-]{16,}={0,2}")
@@ -55,6 +56,14 @@ _DIGIT_RUN = re.compile(r"[0-9][0-9 -]{12,}")
 _DIGIT_GROUP = re.compile(r"[0-9]+")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
+# A hex run right after a label that names it a digest or an id: "sha256:ab12...",
+# "etag=...", "request_id=...".
+_HASH_LABEL = re.compile(
+    r"(?i)(?:sha1|sha224|sha256|sha384|sha512|md5|hash|digest|checksum|etag|commit"
+    r"|(?:request|trace|span|correlation)[_-]?id)"
+    r"[\"']?[ \t]*[:=][ \t]*[\"']?\Z"
+)
+_DOTTED_NUMBER = re.compile(r"(?:[0-9]{1,12}[.:]+)*[0-9]{1,12}")
 _LOWERCASE_PATH = re.compile(r"[a-z0-9_+-]{0,15}(?:/[a-z0-9_+-]{0,15})+")
 
 _VENDOR_PREFIXES = (
@@ -100,7 +109,22 @@ _AWS_PREFIXES = frozenset(
 _AWS_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
 _TWILIO_KEY = re.compile(r"SK[0-9a-fA-F]{32}")
 
+# What hardenkit, structlog and Sentry write under pass-through names (ids, timestamps,
+# levels, logger names, addresses), and no JWT or vendor key: one precompiled check.
+# The commonest values, hex ids and ISO timestamps, have a quicker test of their own: a
+# string made of these characters only holds no JWT and no vendor or AWS key (each has
+# a letter outside a-f).
+HEX_OR_TIMESTAMP = re.compile(r"[0-9a-fA-F:.TZ+-]*")
+PASSTHROUGH_SHAPE = re.compile(
+    "(?!"
+    + "|".join(re.escape(prefix) for prefix in (*_VENDOR_PREFIXES, *sorted(_AWS_PREFIXES)))
+    + r"|SK[0-9a-fA-F]{32}\Z|.*eyJ)[A-Za-z0-9._:+@-]{0,128}"
+)
+
 _MIN_RANDOM_LENGTH = 24
+# A ULID minted between 2004 and 2039: 48-bit milliseconds, then 80 random bits, in
+# Crockford base32. An id, however random its tail looks.
+_ULID = re.compile(r"01[0-9A-HJKMNP-TV-Z]{24}")
 _MIN_HEX_LENGTH = 32
 _SEPARATORS = re.compile(r"[-_]+")
 # Share of the maximum entropy reachable at a string's length and alphabet; random blobs
@@ -114,7 +138,6 @@ def marker(kind: str) -> str:
 
 
 _REDACTED = "[REDACTED]"
-_STRONG_BARE_NAMES = frozenset({"password", "passwd", "pwd", "secret", "authorization", "cookie"})
 
 
 def luhn_valid(digits: str) -> bool:
@@ -161,6 +184,10 @@ def _randomness(text: str) -> float:
 
 def _looks_like_credential(token: str) -> bool:
     """Whether a word after ``Bearer``/``Basic`` is a credential rather than English."""
+    if "=" in token.rstrip("="):
+        # "token_type=Bearer expires_in=3600": the next pair, not a credential (base64
+        # pads only at the end). The pair scanner judges it by its name.
+        return False
     if any(not char.isalpha() for char in token):
         return True
     return any(char.isupper() for char in token[1:])
@@ -193,11 +220,16 @@ class TextScanner:
         random_threshold: float = _RANDOMNESS_THRESHOLD,
     ) -> None:
         self._keys = keys
+        self._assignments = AssignmentScanner(keys)
         self._allowed = tuple(allow_patterns)
         self._random_threshold = random_threshold
 
     def scan(self, text: str) -> str:  # noqa: PLR0912 - one guarded pass per detector
         """Return ``text`` with every detected secret replaced by a marker."""
+        if "0" <= text[:1] <= "9" and _DOTTED_NUMBER.fullmatch(text) is not None:
+            # Addresses, versions, times ("203.0.113.9:5000", "1.2.3", "12:30:45"): digit
+            # groups of at most 12, so not even a card number fits.
+            return text
         if _LOWERCASE_PATH.fullmatch(text):
             # The commonest long value ("/api/v1/orders/42/items"): only a card number
             # could hide in it.
@@ -217,34 +249,15 @@ class TextScanner:
             text = _DOTTED_VENDOR.sub(marker("api_key"), text)
         if "earer" in text or "asic" in text or "EARER" in text or "ASIC" in text:
             text = _AUTH_SCHEME.sub(_auth_scheme_replacement, text)
-        if ": " in text or '":' in text or "':" in text:
-            text = _PAIR.sub(self._pair_replacement, text)
+        if "=" in text or ":" in text or "<" in text or "-" in text:
+            text = self._assignments.scan(text)
+        if ": " in text:
             text = _HEADER_LINE.sub(self._header_replacement, text)
-        if "=" in text:
-            text = _KEY_VALUE.sub(self._key_value_replacement, text)
         if _TOKEN_RUN.search(text) is not None:
             text = _TOKEN_RUN.sub(self._token_replacement, text)
         if len(text) >= 13 and _DIGIT_RUN.search(text) is not None:
             text = _DIGIT_RUN.sub(_card_replacement, text)
         return text
-
-    def _pair_replacement(self, match: re.Match[str]) -> str:
-        name = match["name"]
-        # An unquoted "name: value" is English as often as it is data ("token: expired"):
-        # only identifier-like names (x-api-key, access_token) or unmistakable ones count.
-        if (
-            not match["q"]
-            and "-" not in name
-            and "_" not in name
-            and name.lower() not in _STRONG_BARE_NAMES
-        ):
-            return match.group(0)
-        if not self._keys.is_sensitive_parameter(name):
-            return match.group(0)
-        group = "dq" if match["dq"] is not None else "sq" if match["sq"] is not None else "bare"
-        start, end = match.span(group)
-        whole, offset = match.group(0), match.start()
-        return whole[: start - offset] + _REDACTED + whole[end - offset :]
 
     def _header_replacement(self, match: re.Match[str]) -> str:
         if not self._keys.is_sensitive(match["name"]):
@@ -252,16 +265,15 @@ class TextScanner:
         start, _ = match.span("value")
         return match.group(0)[: start - match.start()] + _REDACTED
 
-    def _key_value_replacement(self, match: re.Match[str]) -> str:
-        value = match["value"]
-        if not value or value.startswith("[REDACTED"):
-            return match.group(0)
-        if self._keys.is_sensitive_parameter(match["name"]):
-            return f"{match['name']}={_REDACTED}"
-        return match.group(0)
-
     def _token_replacement(self, match: re.Match[str]) -> str:
         run = match.group(0)
+        start = match.start()
+        if (
+            len(run) >= _MIN_HEX_LENGTH
+            and _HEX.fullmatch(run) is not None
+            and _HASH_LABEL.search(match.string, max(0, start - 24), start) is not None
+        ):
+            return run
         if "/" in run and _LOWERCASE_PATH.fullmatch(run):
             # A lowercase path with short segments: random tokens have capitals.
             return run
@@ -280,20 +292,15 @@ class TextScanner:
         return run if kind is None else marker(kind)
 
     def _classify_run(self, run: str) -> str | None:  # noqa: PLR0911 - one verdict per rule
-        if run.startswith(_VENDOR_PREFIXES):
-            return "jwt" if run.startswith("eyJ") else "api_key"
-        if (
-            len(run) >= 20
-            and run[:4] in _AWS_PREFIXES
-            and all(char in _AWS_ID_CHARS for char in run[4:20])
-        ):
-            return "aws_access_key_id"
-        if _TWILIO_KEY.fullmatch(run):
-            return "api_key"
+        vendor = _vendor_kind(run)
+        if vendor is not None:
+            return vendor
         if len(run) < _MIN_RANDOM_LENGTH:
             return None
         core = run.rstrip("=")
         if self._allowed and any(pattern.fullmatch(core) for pattern in self._allowed):
+            return None
+        if len(core) == 26 and _ULID.fullmatch(core):
             return None
         if _HEX.fullmatch(core):
             return "hex" if len(core) >= _MIN_HEX_LENGTH else None
@@ -309,6 +316,16 @@ class TextScanner:
         if _mixed(core) and _randomness(core) >= self._random_threshold:
             return "high_entropy"
         return None
+
+
+def _vendor_kind(run: str) -> str | None:
+    if run.startswith(_VENDOR_PREFIXES):
+        return "jwt" if run.startswith("eyJ") else "api_key"
+    if len(run) >= 20 and run[:4] in _AWS_PREFIXES and all(c in _AWS_ID_CHARS for c in run[4:20]):
+        return "aws_access_key_id"
+    if _TWILIO_KEY.fullmatch(run):
+        return "api_key"
+    return None
 
 
 def _word_like(part: str) -> bool:
@@ -336,6 +353,11 @@ def _mixed(text: str) -> bool:
 
 
 def _userinfo_replacement(match: re.Match[str]) -> str:
+    userinfo = match.group(2)
+    query = min((userinfo.find(char) for char in "?#" if char in userinfo), default=-1)
+    if query >= 0 and ":" not in userinfo[:query]:
+        # "https://host?next=a@b": the '@' sits in the query, there is no userinfo.
+        return match.group(0)
     return f"{match.group(1)}{_REDACTED}@"
 
 

@@ -75,6 +75,13 @@ DEFAULT_ALLOWED_KEYS: tuple[str, ...] = (
 )
 """Names that contain a root term but never hold a secret (their values are still scanned)."""
 
+# Names that say their value is a digest ("sha256", "content_md5", "etag", "commit"):
+# a long hex value under one is the hash it says it is, not a key.
+_HASH_WORDS = frozenset(
+    {"sha", "sha1", "sha224", "sha256", "sha384", "sha512", "md5", "hash", "digest"}
+    | {"checksum", "etag", "commit", "blake2b", "blake3", "crc32"}
+)
+
 _CACHE_LIMIT = 4096
 
 
@@ -125,6 +132,11 @@ class KeyClassifier:
             if len(self._query_cache) < _CACHE_LIMIT:
                 self._query_cache[name] = verdict
             return verdict
+
+    def names_a_hash(self, name: str) -> bool:
+        """Return whether ``name`` says its value is a digest (and is not a secret name)."""
+        words = normalise_key(name)
+        return not self._classify(words) and any(word in _HASH_WORDS for word in words)
 
     def _classify(self, words: tuple[str, ...]) -> bool:
         joined = "".join(words)

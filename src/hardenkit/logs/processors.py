@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 from typing import Any
@@ -11,7 +12,9 @@ from structlog.typing import EventDict
 from hardenkit.context import client_ip_var, principal_var, request_id_var, trace_id_var
 from hardenkit.logs.redactor import Redactor, get_default_redactor
 
-__all__ = ["RedactingProcessor", "add_request_context"]
+__all__ = ["RedactingProcessor", "add_request_context", "drop_color_duplicates"]
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def add_request_context(_logger: Any, _method_name: str, event_dict: EventDict) -> EventDict:
@@ -69,3 +72,30 @@ def _format_exception(exc_info: Any) -> str:
     if not isinstance(exc_info, tuple) or exc_info[0] is None:
         return "(no exception)"
     return "".join(traceback.format_exception(*exc_info))
+
+
+def drop_color_duplicates(_logger: Any, _method_name: str, event_dict: EventDict) -> EventDict:
+    """Drop uvicorn's ``color_message`` and any other ANSI-coloured copy of another field.
+
+    uvicorn passes ``extra={"color_message": ...}`` (the message template with terminal
+    colour codes) next to the plain message; copied into a JSON line it repeats the event
+    with escape sequences in it. A string field holding ANSI escapes is dropped when,
+    without them, it equals another field or the record's message template.
+    """
+    event_dict.pop("color_message", None)
+    coloured = [
+        name for name, value in event_dict.items() if type(value) is str and "\x1b[" in value
+    ]
+    if not coloured:
+        return event_dict
+    plain = {
+        value for name, value in event_dict.items() if type(value) is str and name not in coloured
+    }
+    record = event_dict.get("_record")
+    template = getattr(record, "msg", None)
+    if isinstance(template, str):
+        plain.add(template)
+    for name in coloured:
+        if _ANSI_ESCAPE.sub("", event_dict[name]) in plain:
+            del event_dict[name]
+    return event_dict

@@ -6,8 +6,13 @@ pydantic models and exceptions:
 * **names**: a value under a name such as ``password``, ``clientSecret`` or
   ``X-Api-Key`` is replaced whole, whatever it looks like;
 * **values**: strings are scanned for secrets wherever they sit (JWTs, bearer
-  credentials, PEM keys, vendor API keys, URL passwords, sensitive query parameters, card
-  numbers, long random strings).
+  credentials, PEM keys, vendor API keys, URL passwords, ``name=value`` pairs in any
+  notation, card numbers, long random strings). Dict keys are values too: a key that
+  holds a secret becomes ``[REDACTED:1]``, ``[REDACTED:2]``, ... so entries stay apart.
+
+Pass-through names (``level``, ``timestamp``, ``request_id``, ...) are honoured at the
+top level of an event only, where hardenkit and structlog write them; anywhere else they
+are ordinary names. Those a caller can set (``request_id``) keep only id-shaped values.
 
 Below the depth cap everything is replaced (it fails closed). Anything the engine does
 not know how to walk is turned into its ``repr`` and scanned, so an unknown object cannot
@@ -23,7 +28,12 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from hardenkit.logs._detectors import TextScanner, marker
+from hardenkit.logs._detectors import (
+    HEX_OR_TIMESTAMP,
+    PASSTHROUGH_SHAPE,
+    TextScanner,
+    marker,
+)
 from hardenkit.logs._keys import DEFAULT_ALLOWED_KEYS, KeyClassifier, normalise_key
 
 if TYPE_CHECKING:
@@ -61,7 +71,20 @@ _SHORTEST_SECRET = 8  # nothing any detector finds fits in fewer characters
 _SHORTEST_CARD = 10**12
 _CLEAN_CACHE_SIZE = 4096
 _CLEAN_CACHE_MAX_LENGTH = 256
+_DECISION_CACHE_SIZE = 4096
 _DEPTH_MARKER = marker("depth")
+# Per-name decisions (see Redactor._decision).
+_SCAN, _REDACT, _KEEP, _PASS, _PSEUDONYMIZE, _SECRET_NAME, _HASH = range(7)
+# Pass-through names that structlog's own processors (TimeStamper, add_log_level,
+# add_logger_name) write over whatever the call passed: kept as they are at the top
+# level. Other pass-through names (request_id, ...) may come from the caller: kept only
+# when shaped like ids.
+_WRITTEN_BY_PROCESSORS = frozenset(
+    {"timestamp", "level", "logger", "logger_name", "_record", "_from_structlog"}
+)
+# Under a name that says "digest" (sha256, etag, commit), hex is what the name says.
+_ANY_HEX = re.compile(r"[0-9a-fA-F]{32,128}")
+_hex_or_timestamp = HEX_OR_TIMESTAMP.fullmatch
 
 
 class Redactor:
@@ -112,6 +135,7 @@ class Redactor:
             for pattern in allow_patterns
         )
         self._scanner = TextScanner(self._keys, patterns)
+        self._hash_scanner = TextScanner(self._keys, (*patterns, _ANY_HEX))
         self._passthrough = frozenset(passthrough_keys)
         self._pseudonymized = frozenset("".join(normalise_key(key)) for key in pseudonymize_keys)
         if isinstance(pseudonymization_key, str):
@@ -121,11 +145,17 @@ class Redactor:
         self._hmac_key = pseudonymization_key
         self.max_depth = max_depth
         self.max_string_length = max_string_length
-        # Per-name decision: 0 scan the value, 1 redact it, 2 pass it, 3 pseudonymise it.
+        self._passthrough_anywhere: frozenset[str] = frozenset()
+        # Per-name decisions, one table for an event's top level (where pass-through
+        # names count) and one for everything below. Names that are themselves secrets
+        # are never cached.
+        self._top_decisions: dict[Any, int] = {}
         self._decisions: dict[Any, int] = {}
         # Short strings already scanned and found clean. Log values repeat (event names,
         # routes, user agents, tenants); a string that held a secret is never kept here.
         self._clean: dict[str, None] = {}
+        # Values under pass-through names already found shaped like ids or names.
+        self._passed: dict[str, None] = {}
 
     @classmethod
     def from_settings(cls, settings: HardenSettings) -> Redactor:
@@ -141,13 +171,25 @@ class Redactor:
             max_string_length=settings.log_max_string_length,
         )
 
-    def with_passthrough(self, keys: Iterable[str]) -> Redactor:
-        """Return a copy that also passes the values of ``keys`` through unscanned."""
+    def with_passthrough(self, keys: Iterable[str], *, at_any_depth: bool = False) -> Redactor:
+        """Return a copy that also passes the values of ``keys`` through unscanned.
+
+        Args:
+            keys: More pass-through names.
+            at_any_depth: Honour them at every depth, not only at the event's top level
+                (Sentry nests its own ids). Either way, only values shaped like ids,
+                timestamps or names pass; anything else under such a name is scanned.
+        """
         clone = object.__new__(Redactor)
         clone.__dict__.update(self.__dict__)
-        clone._passthrough = self._passthrough | frozenset(keys)
+        if at_any_depth:
+            clone._passthrough_anywhere = self._passthrough_anywhere | frozenset(keys)
+        else:
+            clone._passthrough = self._passthrough | frozenset(keys)
+        clone._top_decisions = {}
         clone._decisions = {}
         clone._clean = {}
+        clone._passed = {}
         return clone
 
     def is_sensitive_key(self, name: str) -> bool:
@@ -182,67 +224,130 @@ class Redactor:
         return scanned
 
     def redact_event(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """Return a redacted copy of a log event (a mapping of field name to value)."""
-        return self._mapping(event, 1)
+        """Return a redacted copy of a log event (a mapping of field name to value).
+
+        Pass-through names are honoured here, at the event's top level, and nowhere else.
+        """
+        return self._mapping(event, 1, top=True)
 
     def redact(self, value: Any) -> Any:
         """Return a redacted copy of any value: text, containers, models, exceptions."""
         return self._value(value, 0)
 
-    def _decision(self, key: Any) -> int:
+    def _decision(self, key: Any, *, top: bool) -> int:
+        decisions = self._top_decisions if top else self._decisions
         try:
-            return self._decisions[key]
+            return decisions[key]
         except KeyError:
             pass
-        if isinstance(key, bytes):
-            name = key.decode("latin-1")
-        elif isinstance(key, str):
-            name = key
-        else:
-            return 0
-        if name in self._passthrough:
-            decision = 2
-        elif self._pseudonymized and "".join(normalise_key(name)) in self._pseudonymized:
-            decision = 3
-        elif self._keys.is_sensitive(name):
-            decision = 1
-        else:
-            decision = 0
-        if len(self._decisions) < 4096:
-            self._decisions[key] = decision
+        decision = self._judge_key(key, top=top)
+        # A key that is itself a secret is never cached: the cache would hold the secret.
+        if decision != _SECRET_NAME and len(decisions) < _DECISION_CACHE_SIZE:
+            decisions[key] = decision
         return decision
 
-    def _mapping(self, mapping: Mapping[Any, Any], depth: int) -> dict[Any, Any]:
+    def _judge_key(self, key: Any, *, top: bool) -> int:  # noqa: PLR0911 - one verdict per rule
+        if not isinstance(key, str | bytes):
+            # Numbers, tuples, enums: judged by what a renderer would print.
+            if key is None or isinstance(key, bool | float) or not self._key_holds_secret(key):
+                return _SCAN
+            return _SECRET_NAME
+        name = key if isinstance(key, str) else key.decode("latin-1")
+        if top and name in self._passthrough:
+            return _KEEP if name in _WRITTEN_BY_PROCESSORS else _PASS
+        if name in self._passthrough_anywhere:
+            return _PASS
+        if len(name) >= _SHORTEST_SECRET and self.redact_text(name) != name:
+            return _SECRET_NAME
+        if self._pseudonymized and "".join(normalise_key(name)) in self._pseudonymized:
+            return _PSEUDONYMIZE
+        if self._keys.is_sensitive(name):
+            return _REDACT
+        if self._keys.names_a_hash(name):
+            return _HASH
+        return _SCAN
+
+    def _key_holds_secret(self, key: Any) -> bool:
+        if isinstance(key, int):
+            return bool(self._integer(int(key)) != key)
+        text = _safe_repr(key)
+        return self.redact_text(text) != text
+
+    def _mapping(  # noqa: PLR0912 - the hot path, inlined on purpose
+        self, mapping: Mapping[Any, Any], depth: int, *, top: bool = False
+    ) -> dict[Any, Any]:
         # The hot path of every log line: plain strings and numbers under ordinary names
         # are handled inline, without a method call per field.
         result: dict[Any, Any] = {}
-        decisions = self._decisions
+        decisions = self._top_decisions if top else self._decisions
         clean = self._clean
         redact_text = self.redact_text
+        secret_names = 0
+        # Verdicts as literals (see _SCAN and the others): no global lookup per field.
         for key, value in mapping.items():
             verdict = decisions.get(key)
             if verdict is None:
-                verdict = self._decision(key)
-            if verdict == 0:
+                verdict = self._decision(key, top=top)
+            if verdict == 0:  # _SCAN
                 kind = type(value)
                 if kind is str:
                     if len(value) >= _SHORTEST_SECRET and value not in clean:
                         result[key] = redact_text(value)
                     else:
                         result[key] = value
-                elif kind is float or kind is bool or value is None:
+                elif (
+                    kind is float
+                    or kind is bool
+                    or value is None
+                    or (kind is int and value < _SHORTEST_CARD)
+                ):
                     result[key] = value
                 else:
                     result[key] = self._value(value, depth)
-            elif verdict == 1:
+            elif verdict == 1:  # _REDACT
                 result[key] = (
                     value if value is None or value is True or value is False else REDACTED
                 )
-            elif verdict == 2:
+            elif verdict == 2:  # _KEEP
                 result[key] = value
-            else:
+            elif verdict == 3:  # _PASS
+                if type(value) is str and (
+                    len(value) < _SHORTEST_SECRET
+                    or _hex_or_timestamp(value) is not None
+                    or value in self._passed
+                ):
+                    result[key] = value
+                else:
+                    result[key] = self._passthrough_value(value, depth, top=top)
+            elif verdict == _PSEUDONYMIZE:
                 result[key] = None if value is None else self.pseudonymize(value)
+            elif verdict == _HASH:
+                result[key] = self._digest(value, depth)
+            else:
+                # The name itself is a secret: a numbered marker keeps entries apart.
+                secret_names += 1
+                result[marker(str(secret_names))] = self._value(value, depth)
         return result
+
+    def _digest(self, value: Any, depth: int) -> Any:
+        if type(value) is str and _SHORTEST_SECRET <= len(value) <= self.max_string_length:
+            return self._hash_scanner.scan(value)
+        return self._value(value, depth)
+
+    def _passthrough_value(self, value: Any, depth: int, *, top: bool) -> Any:
+        # A value not shaped like an id, a timestamp or a name is scanned like any other.
+        if type(value) is str:
+            if PASSTHROUGH_SHAPE.fullmatch(value) is None:
+                return self.redact_text(value)
+            passed = self._passed
+            if len(passed) >= _CLEAN_CACHE_SIZE:
+                passed.clear()
+            passed[value] = None
+            return value
+        if top or value is None or type(value) in (int, float, bool):
+            # structlog's bookkeeping (``_record``) and Sentry's own structures.
+            return value
+        return self._value(value, depth)
 
     def _value(self, value: Any, depth: int) -> Any:  # noqa: PLR0911 - one branch per type
         kind = type(value)
@@ -272,11 +377,11 @@ class Redactor:
         # A (name, value) pair, like ASGI headers or Sentry's header lists, follows the
         # name rules: ("authorization", "...") is redacted like {"authorization": "..."}.
         if len(items) == 2 and isinstance(items[0], str | bytes):
-            verdict = self._decision(items[0])
+            verdict = self._decision(items[0], top=False)
             pair: list[Any] | None = None
-            if verdict == 1 and items[1] is not None:
+            if verdict == _REDACT and items[1] is not None:
                 pair = [self._value(items[0], depth), REDACTED]
-            elif verdict == 3 and items[1] is not None:
+            elif verdict == _PSEUDONYMIZE and items[1] is not None:
                 pair = [items[0], self.pseudonymize(items[1])]
             if pair is not None:
                 return pair if type(items) is list else tuple(pair)
@@ -314,8 +419,12 @@ class Redactor:
         return self.redact_text(_safe_repr(value))
 
     def redact_exception(self, exc: BaseException) -> str:
-        """Return ``"ExceptionType: message"`` with the message and arguments redacted."""
-        return self.redact_text(f"{type(exc).__name__}: {_safe_str(exc)}")
+        """Return ``"ExceptionType: message"`` and its notes (PEP 678), redacted."""
+        text = f"{type(exc).__name__}: {_safe_str(exc)}"
+        notes = getattr(exc, "__notes__", None)
+        if isinstance(notes, list | tuple):
+            text += "".join(f"\n{_safe_str(note)}" for note in notes)
+        return self.redact_text(text)
 
 
 def _safe_repr(value: object) -> str:

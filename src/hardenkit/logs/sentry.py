@@ -10,7 +10,9 @@ No Sentry dependency: the hook is a plain function on the event dict::
 Everything in the event is redacted: exception messages, stack frame locals (``vars``,
 whose names follow the field-name rules), request headers, cookies, query string and
 body, breadcrumbs, ``extra``, tags and contexts. Sentry's own identifiers (event, trace,
-span and debug ids, release) are passed through so the event still groups and links.
+span and debug ids, release) are passed through so the event still groups and links, at
+any depth, but only while they look like identifiers: a JWT under ``extra.level`` is
+redacted like anywhere else.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ SentryHook = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 @lru_cache(maxsize=8)
 def _sentry_engine(redactor: Redactor) -> Redactor:
-    return redactor.with_passthrough(SENTRY_PASSTHROUGH_KEYS)
+    # Sentry nests its ids (contexts.trace.trace_id, frames' instruction_addr): they pass
+    # at any depth, and only when shaped like ids (see Redactor.with_passthrough).
+    return redactor.with_passthrough(SENTRY_PASSTHROUGH_KEYS, at_any_depth=True)
 
 
 def redacting_before_send(redactor: Redactor | None = None) -> SentryHook:

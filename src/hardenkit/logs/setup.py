@@ -8,7 +8,8 @@ One call sets up:
   logger name, UTC timestamp, request context, tracebacks without locals, redaction,
   then JSON (production, staging) or console output;
 * uvicorn's loggers stripped of their own handlers and propagating to that one handler,
-  so every line, access log included, is printed once and redacted;
+  so every line, access log included, is printed once and redacted, without uvicorn's
+  ANSI-coloured ``color_message`` copy;
 * the ``hardenkit.audit`` logger always at INFO, optionally also writing a JSONL file
   rotated at midnight UTC.
 
@@ -26,7 +27,11 @@ import structlog
 from structlog.typing import Processor
 
 from hardenkit.logs.audit import AUDIT_LOGGER_NAME
-from hardenkit.logs.processors import RedactingProcessor, add_request_context
+from hardenkit.logs.processors import (
+    RedactingProcessor,
+    add_request_context,
+    drop_color_duplicates,
+)
 from hardenkit.logs.redactor import Redactor, set_default_redactor
 
 if TYPE_CHECKING:
@@ -123,6 +128,7 @@ def _formatter(
         foreign_pre_chain=[
             *pre_chain,
             structlog.stdlib.ExtraAdder(),
+            drop_color_duplicates,
             _tracebacks(as_json=as_json),
             redacting,
         ],

@@ -47,9 +47,18 @@ class RedactingLogFilter(logging.Filter):
             record.msg = redactor.redact_event(record.msg)
         else:
             _redact_message(record, redactor)
-        for name, value in list(vars(record).items()):
-            if name not in _STANDARD_ATTRIBUTES and not name.startswith("_"):
-                setattr(record, name, redactor.redact_event({name: value})[name])
+        extra = {
+            name: value
+            for name, value in vars(record).items()
+            if name not in _STANDARD_ATTRIBUTES and not name.startswith("_")
+        }
+        if extra:
+            for name in extra:
+                delattr(record, name)
+            # One event of the extra fields: a name that is itself a secret comes back
+            # as a numbered marker, like a dict key anywhere else.
+            for name, value in redactor.redact_event(extra).items():
+                setattr(record, name, value)
         if record.exc_info and record.exc_info[0] is not None:
             text = "".join(traceback.format_exception(*record.exc_info))
             record.exc_text = redactor.redact_text(text.rstrip("\n"))
@@ -65,18 +74,24 @@ def _redact_message(record: logging.LogRecord, redactor: Redactor) -> None:
     template = record.msg if isinstance(record.msg, str) else str(record.msg)
     args: Any = record.args
     if isinstance(args, dict):
-        args = redactor.redact_event(args)
+        args = redactor.redact(args)
     elif isinstance(args, tuple):
         args = tuple(redactor.redact(arg) for arg in args)
     try:
         rendered = template % args if args else template
     except (TypeError, ValueError, KeyError):
-        record.msg, record.args = redactor.redact_text(f"{template} {args!r}"), ()
+        _collapse(record, redactor.redact_text(f"{template} {args!r}"))
         return
     final = redactor.redact_text(rendered)
     if final != rendered:
         # Something only the whole line reveals ("token=%s" % secret): keep the redacted
-        # line, drop the arguments.
-        record.msg, record.args = final, ()
+        # line and drop the arguments.
+        _collapse(record, final)
     else:
         record.msg, record.args = template, args
+
+
+def _collapse(record: logging.LogRecord, message: str) -> None:
+    record.msg, record.args = message, ()
+    # uvicorn's coloured copy of the template would be filled with the arguments again.
+    record.__dict__.pop("color_message", None)

@@ -1,0 +1,225 @@
+r"""Named values inside free text: ``name=value`` in every notation a log line carries.
+
+A value is secret here because of the name in front of it, judged by the same
+:class:`KeyClassifier` as field names. The notations:
+
+* assignments and pairs: ``password=x``, ``password = x`` (INI), ``password: x`` (YAML),
+  ``"password": "x"`` (JSON), ``password='x'`` (reprs, keyword arguments, libpq), and
+  the same with quotes escaped one or more levels deep (``\"password\": \"x\"``, JSON
+  inside a JSON string);
+* XML elements: ``<password>x</password>``;
+* command lines: ``--password=x``, ``--password x``, and the short flags of the clients
+  that take a password inline (``mysql -px``, ``redis-cli -a x``, ``sshpass -p x``,
+  ``curl -u user:x``).
+
+Names are found first and values read after them with quote-aware rules, so a name
+that is not secret consumes nothing and the pairs nested in its value (an SNS envelope's
+``Message``) are still found. A quoted value that never closes is redacted to the end of
+its line: the scanner fails closed.
+"""
+
+from __future__ import annotations
+
+import re
+
+from hardenkit.logs._keys import KeyClassifier
+
+__all__ = ["AssignmentScanner"]
+
+REDACTED = "[REDACTED]"
+
+# A name, optionally quoted (escaped quotes included), then ':' or '='. Not preceded by a
+# name character, so "x-api-key=" is one name and "--password=" is a flag (below); an
+# escaped line break ("\npassword=" in a repr) separates like a real one.
+_ASSIGNMENT = re.compile(
+    r"(?:(?<![A-Za-z0-9_.\-\[\]\\])|(?<=\\[nrt]))(?P<q>\\{0,7}[\"']|)"
+    r"(?P<name>[A-Za-z_][A-Za-z0-9_.\-\[\]]{0,63})(?P=q)"
+    r"(?P<sep>[ \t]*[:=][ \t]*)"
+)
+_OPENING_QUOTE = re.compile(r"\\{0,7}[\"']")
+# Unquoted values: a query parameter stops at '&', a JSON or YAML value at ',' or '}'.
+_BARE_AFTER_EQUALS = re.compile(r"[^&#\s,;\"'<>]+")
+_BARE_AFTER_COLON = re.compile(r"[^\s,;}\]\"'\\]+")
+_LIST_SEPARATORS = re.compile(r"[&;,=]")
+# Bind parameters and format placeholders stand for a value; they are not one
+# ("SET password_hash = %(password_hash)s", "password = $1", "password=%s").
+_PLACEHOLDER = re.compile(r"(?:%(?:\(\w+\))?[sdr]|\$\d+|\?|:\w+|\{\w*\})(?![^\s,;)&])")
+_XML_ELEMENT = re.compile(
+    r"<(?P<name>[A-Za-z_][\w.:-]{0,63})(?:\s[^<>]*)?>(?P<value>[^<]*)</(?P=name)\s*>"
+)
+_LONG_FLAG = re.compile(r"(?<![\w-])--(?P<name>[A-Za-z][A-Za-z0-9_-]{0,63})(?P<sep>=|[ \t]+)")
+# After "--password ", another option rather than a value: "--host", "-v". Anything
+# else, "-x9Tq..." included, may be the password.
+_NEXT_FLAG = re.compile(r"--[A-Za-z][\w-]*(?:=\S*)?|-[A-Za-z]")
+_FLAG_VALUE = re.compile(r"\"[^\"\n]*\"?|'[^'\n]*'?|[^\s\"']+")
+# Clients whose short flags carry a password inline.
+_CLIENT = (
+    r"(?<![\w-])(?:mysql(?:dump|admin|import|show|check|pump|sh|binlog)?|mariadb"
+    r"(?:-dump|-admin)?|redis-cli|sshpass|curl)(?![\w-])"
+)
+# A client's arguments run to the end of its command: a line end, a pipe or a list
+# separator, or the next client named on the same line.
+_CLIENTS = re.compile(rf"(?P<client>{_CLIENT})(?P<arguments>(?:(?!{_CLIENT})[^\r\n|;&])*)")
+_CLIENT_NAMES = ("mysql", "mariadb", "redis-cli", "sshpass", "curl")
+# mysql's -p takes its value glued only: "mysql -p db" prompts, and db is a database.
+_MYSQL_PASSWORD = re.compile(r"(?<=\s)-p(?P<value>\"[^\"]*\"|'[^']*'|\S+)")
+_SPACED_PASSWORD = {
+    "redis-cli": re.compile(r"(?<=\s)-a[ \t]*(?P<value>\"[^\"]*\"|'[^']*'|\S+)"),
+    "sshpass": re.compile(r"(?<=\s)-p[ \t]*(?P<value>\"[^\"]*\"|'[^']*'|\S+)"),
+}
+_CURL_USER = re.compile(
+    r"(?:(?<=\s)-u[ \t]*|(?<=\s)--user(?:=|[ \t]+))(?P<user>[^\s:]*):(?P<value>\S+)"
+)
+_STRONG_BARE_NAMES = frozenset({"password", "passwd", "pwd", "secret", "authorization", "cookie"})
+_CLOSING_QUOTES: dict[str, re.Pattern[str]] = {}
+
+
+def _closing(quote: str) -> re.Pattern[str]:
+    pattern = _CLOSING_QUOTES.get(quote)
+    if pattern is None:
+        # The same quote, not itself escaped one level deeper.
+        pattern = re.compile(r"(?<!\\)" + re.escape(quote) + r"|\n")
+        _CLOSING_QUOTES[quote] = pattern
+    return pattern
+
+
+def _at_line_start(text: str, position: int) -> bool:
+    # Walks back over indentation only: linear however many names a long line holds.
+    while position > 0 and text[position - 1] in " \t":
+        position -= 1
+    return position == 0 or text[position - 1] == "\n"
+
+
+def _line_end(text: str, position: int) -> int:
+    end = text.find("\n", position)
+    end = len(text) if end < 0 else end
+    return end - 1 if end > position and text[end - 1] == "\r" else end
+
+
+class AssignmentScanner:
+    """Replaces the values of secret names inside text, whatever the notation.
+
+    Args:
+        keys: Decides which names hold secrets.
+    """
+
+    def __init__(self, keys: KeyClassifier) -> None:
+        self._keys = keys
+
+    def scan(self, text: str) -> str:
+        """Return ``text`` with the value of every secret name replaced."""
+        if "=" in text or ": " in text or '":' in text or "':" in text:
+            text = self._assignments(text)
+        if "</" in text:
+            text = _XML_ELEMENT.sub(self._xml_replacement, text)
+        if "--" in text:
+            text = self._long_flags(text)
+        if " -" in text and any(client in text for client in _CLIENT_NAMES):
+            text = _CLIENTS.sub(_client_replacement, text)
+        return text
+
+    def _assignments(self, text: str) -> str:
+        pieces: list[str] = []
+        done = 0
+        for match in _ASSIGNMENT.finditer(text):
+            if match.start() < done or not self._secret_name(match):
+                continue
+            span = self._value_span(text, match)
+            if span is None:
+                continue
+            start, end = span
+            pieces.append(text[done:start])
+            pieces.append(REDACTED)
+            done = end
+        if not pieces:
+            return text
+        pieces.append(text[done:])
+        return "".join(pieces)
+
+    def _secret_name(self, match: re.Match[str]) -> bool:
+        name = match["name"]
+        # An unquoted "name: value" is English as often as it is data ("token: expired"):
+        # only identifier-like names (x-api-key, access_token) or unmistakable ones count.
+        if (
+            not match["q"]
+            and ":" in match["sep"]
+            and "-" not in name
+            and "_" not in name
+            and name.lower() not in _STRONG_BARE_NAMES
+        ):
+            return False
+        return self._keys.is_sensitive_parameter(name)
+
+    def _value_span(self, text: str, match: re.Match[str]) -> tuple[int, int] | None:
+        position = match.end()
+        quote = _OPENING_QUOTE.match(text, position)
+        if quote is not None:
+            start = quote.end()
+            closing = _closing(quote.group(0)).search(text, start)
+            if closing is None or closing.group(0) == "\n":
+                # Never closed on its line: everything after the quote may be the secret.
+                return start, _line_end(text, start)
+            return start, closing.start()
+        if text.startswith(("[REDACTED", "="), position):
+            return None
+        if _PLACEHOLDER.match(text, position) is not None:
+            return None
+        separator = match["sep"]
+        is_colon = ":" in separator
+        spaced = separator != separator.strip()
+        if not match["q"] and ((spaced and not is_colon) or _at_line_start(text, match.start())):
+            # INI and YAML lines ("password = a b c"): the value runs to the end of the
+            # line, spaces included, unless it is a list of parameters ("token=x&page=2").
+            end = _line_end(text, position)
+            if end > position and (
+                is_colon or spaced or _LIST_SEPARATORS.search(text, position, end) is None
+            ):
+                return position, end
+        bare = (_BARE_AFTER_COLON if is_colon else _BARE_AFTER_EQUALS).match(text, position)
+        return None if bare is None else (position, bare.end())
+
+    def _xml_replacement(self, match: re.Match[str]) -> str:
+        if not match["value"] or not self._keys.is_sensitive(match["name"]):
+            return match.group(0)
+        start, end = match.span("value")
+        whole, offset = match.group(0), match.start()
+        return whole[: start - offset] + REDACTED + whole[end - offset :]
+
+    def _long_flags(self, text: str) -> str:
+        pieces: list[str] = []
+        done = 0
+        for match in _LONG_FLAG.finditer(text):
+            name = match["name"]
+            if match.start() < done or name.startswith("no-"):
+                continue
+            if not self._keys.is_sensitive(name):
+                continue
+            value = _FLAG_VALUE.match(text, match.end())
+            if value is None or (match["sep"] != "=" and _NEXT_FLAG.fullmatch(value.group(0))):
+                continue
+            if value.group(0).startswith("[REDACTED"):
+                continue
+            pieces.append(text[done : value.start()])
+            pieces.append(REDACTED)
+            done = value.end()
+        if not pieces:
+            return text
+        pieces.append(text[done:])
+        return "".join(pieces)
+
+
+def _client_replacement(match: re.Match[str]) -> str:
+    client, arguments = match["client"], match["arguments"]
+    if client == "curl":
+        arguments = _CURL_USER.sub(_value_replacement, arguments)
+    elif client in _SPACED_PASSWORD:
+        arguments = _SPACED_PASSWORD[client].sub(_value_replacement, arguments)
+    else:
+        arguments = _MYSQL_PASSWORD.sub(_value_replacement, arguments)
+    return client + arguments
+
+
+def _value_replacement(match: re.Match[str]) -> str:
+    start, end = match.span("value")
+    whole, offset = match.group(0), match.start()
+    return whole[: start - offset] + REDACTED + whole[end - offset :]
