@@ -249,3 +249,19 @@ async def test_a_trusted_proxy_writing_the_other_header_is_reported_once() -> No
     assert [log["event"] for log in logs] == ["forwarded_header_mismatch"]
     assert logs[0]["setting"] == "HARDENKIT_FORWARDED_HEADER"
     assert logs[0]["log_level"] == "warning"
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        # The client's own value, with a quote it never closes, then the proxy's element:
+        # on two header lines, and appended to the same line.
+        [("Forwarded", 'for="198.51.100.7'), ("Forwarded", "for=203.0.113.50")],
+        [("Forwarded", 'for="198.51.100.7, for=203.0.113.50')],
+        [("Forwarded", 'for="198.51.100.7;proto=https, for=203.0.113.50;proto=http')],
+    ],
+)
+def test_an_unterminated_quote_from_the_client_never_swallows_the_proxys_element(
+    lines: list[tuple[str, str]],
+) -> None:
+    assert FORWARDED_PROXIES.resolve(scope("10.0.0.2", *lines)) == ("203.0.113.50", "http")

@@ -269,3 +269,14 @@ def test_refused_websocket_handshake_carries_the_request_id() -> None:
         pass
     assert refused.value.status_code == 401
     assert refused.value.headers["x-request-id"] == "ws-refused-0001"
+
+
+async def test_a_traceparent_is_trusted_exactly_like_a_request_id() -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    app = _echo_app(trust="proxies", trusted_proxies=["10.0.0.0/8"])
+    headers = {"traceparent": f"00-{trace}-00f067aa0ba902b7-01"}
+    for peer, kept in (("203.0.113.7", None), ("10.0.0.2", trace)):
+        transport = httpx.ASGITransport(app=app, client=(peer, 40000))  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            response = await client.get("/", headers=headers)
+        assert response.json()["trace_id"] == kept, peer

@@ -67,7 +67,12 @@ def parse_ip(value: str) -> IPAddress | None:
 
 
 def _split_unquoted(text: str, separator: str) -> list[str]:
-    """Split ``text`` on ``separator`` outside RFC 7230 quoted strings (backslash escapes)."""
+    """Split ``text`` on ``separator`` outside RFC 7230 quoted strings (backslash escapes).
+
+    A quoted string left open is malformed, and must not swallow what follows it: that
+    is where a proxy appended its element, after a client's own. So ``text`` with an
+    unterminated quote is split on every ``separator``, quotes or not.
+    """
     parts: list[str] = []
     current: list[str] = []
     quoted = False
@@ -84,6 +89,8 @@ def _split_unquoted(text: str, separator: str) -> list[str]:
             current = []
             continue
         current.append(char)
+    if quoted:
+        return text.split(separator)
     parts.append("".join(current))
     return parts
 
@@ -108,7 +115,8 @@ def parse_forwarded(value: str) -> list[tuple[str, str]]:
     """Return ``(for, proto)`` of each element of an RFC 7239 ``Forwarded`` value.
 
     Elements are separated by commas and their pairs by semicolons, both outside quoted
-    strings; ``proto`` is lowercased and empty when absent. An element without ``for``
+    strings (pass one header line at a time: a quote never spans lines); ``proto`` is
+    lowercased and empty when absent. An element without ``for``
     is kept as ``("", proto)``, so the hops stay aligned with the proxies that wrote
     them (an empty hop never parses as an address). Never raises.
     """

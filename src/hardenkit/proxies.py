@@ -128,7 +128,11 @@ class TrustedProxies:
     def _chain(self, scope: Scope) -> tuple[list[str], list[str]]:
         """Return the last hops of the chosen header and the protocol each one reports."""
         if self.header == "forwarded":
-            elements = parse_forwarded(_joined(forwarding_values(scope, b"forwarded")))
+            elements = [
+                element
+                for line in forwarding_values(scope, b"forwarded")
+                for element in parse_forwarded(line.decode("latin-1"))
+            ]
             elements = elements[-_MAX_HOPS:]
             return [hop for hop, _ in elements], [proto for _, proto in elements]
         hops = [

@@ -8,7 +8,8 @@ by a fresh id, and the replacement is logged without the rejected value. The res
 always carries the id actually used, never the one that was refused. The id is put in
 :data:`hardenkit.context.request_id_var` for log lines and error bodies, and set on every
 response (WebSocket handshake refusals included), including 500s produced further in.
-A W3C ``traceparent`` trace id, when valid, is recorded alongside.
+A W3C ``traceparent`` trace id, when valid and from a caller whose ids are trusted (the
+same rule), is recorded alongside; an untrusted caller's is ignored.
 """
 
 from __future__ import annotations
@@ -143,7 +144,11 @@ class RequestIdMiddleware:
                         length=len(value),
                     )
             elif name == b"traceparent":
-                trace_id = _trace_id(value)
+                # A trace id files requests as surely as a request id: the same trust.
+                if trusted is None:
+                    trusted = self._trusts_caller(scope)
+                if trusted:
+                    trace_id = _trace_id(value)
         if request_id is None:
             request_id = self.generator()
 
