@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -374,3 +377,26 @@ def test_doctor_url_cannot_tell_for_a_service_without_the_readiness_check(
     assert code == 0
     assert findings["proxy_headers"]["status"] == "warn"
     assert "cannot tell" in findings["proxy_headers"]["detail"]
+
+
+def test_doctor_json_stdout_is_only_the_report_when_the_app_logs_on_import() -> None:
+    # No key source: install() on import warns, and a default structlog prints to stdout.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HARDENKIT_")}
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from hardenkit.cli import main; raise SystemExit(main(sys.argv[1:]))",
+        "doctor",
+        "--json",
+        "--app",
+        "tests.support.noisy_installed_app:app",
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60, check=False
+    )
+    findings = json.loads(done.stdout)  # nothing but the report
+    assert any(f["check"] == "HARDENKIT_TENANT_PATH_PARAMS" for f in findings)
+    assert "setting_warning" in done.stderr  # the import's own warning went to stderr
+
+
+ROOT = Path(__file__).resolve().parent.parent

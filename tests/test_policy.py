@@ -120,6 +120,38 @@ CASES = [
         "trusted-proxies-too-wide",
     ),
     Case(
+        "trusted proxies: 256 public /16s that together are a /8",
+        {"trusted_proxies": [f"8.{n}.0.0/16" for n in range(256)]},
+        "HARDENKIT_TRUSTED_PROXIES",
+        "trusted-proxies-too-wide",
+    ),
+    Case(
+        "trusted proxies: NAT64, every IPv4 client as IPv6",
+        {"trusted_proxies": ["64:ff9b::/96"]},
+        "HARDENKIT_TRUSTED_PROXIES",
+        "trusted-proxies-too-wide",
+    ),
+    Case(
+        "a login route outside the auth paths",
+        {},
+        "HARDENKIT_AUTH_PATHS",
+        "login-route-unlimited",
+        app=lambda: Starlette(routes=[Route("/login", ok, methods=["POST"])]),
+    ),
+    Case(
+        "a login route in the exempt paths",
+        {"rate_limit_exempt_paths": ["/auth/login"]},
+        "HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",
+        "login-route-unlimited",
+        app=starlette_app,
+    ),
+    Case(
+        "auth report_only",
+        {"auth_mode": "report_only"},
+        "HARDENKIT_AUTH_MODE",
+        "auth-report-only",
+    ),
+    Case(
         "exempt *",
         {"rate_limit_exempt_paths": ["*"]},
         "HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",
@@ -376,7 +408,10 @@ def test_a_trusted_proxy_range_is_refused_exactly_when_public_and_wide(
     address, bits = network
     cidr = ipaddress.ip_network(f"{address}/{bits}", strict=False)
     widest = 16 if cidr.version == 4 else 32
-    wide = bits == 0 or (not cidr.is_private and bits < widest)
+    nat64 = ipaddress.ip_network("64:ff9b::/96")
+    # A NAT64 range is as wide as the IPv4 range it maps: 64:ff9b::/96 is all of IPv4.
+    maps_wide_ipv4 = cidr.version == 6 and cidr.overlaps(nat64) and max(bits, 96) - 96 < 16
+    wide = bits == 0 or (not cidr.is_private and bits < widest) or maps_wide_ipv4
     found = HardenSettings(**SAFE, env="production", trusted_proxies=[str(cidr)]).problems()
     assert any(p.risk == "trusted-proxies-too-wide" for p in found) == wide
 

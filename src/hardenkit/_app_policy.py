@@ -9,7 +9,8 @@
 - A public prefix (``/api/*``) over a route that needs the principal: one with a bound or
   tenant-named path parameter, a ``require_roles``/``require_scopes`` guard, or (FastAPI)
   a security scheme or a dependency returning the :class:`~hardenkit.auth.Principal`.
-- No auth paths while a login or token route exists: the strict login limit is off.
+- No auth paths while a login or token route exists, or a login route outside the auth
+  paths or inside the rate-limit exempt paths: the strict login limit is off for it.
 
 ``install()`` runs them on the routes it can see, again when the app starts (lifespan),
 or on the first request when the server runs no lifespan; ``hardenkit doctor --app`` runs
@@ -36,7 +37,10 @@ if TYPE_CHECKING:
 __all__ = ["app_problems", "is_tenant_name"]
 
 _TENANT_NAME = re.compile(
-    r"(tenant|org|organi[sz]ation|workspace|account|team|customer)(_?id|_?uuid|_?slug)?",
+    r"(?:x_*|current_*)?"
+    r"(?:tenants?|orgs?|organi[sz]ations?|workspaces?|accounts?|teams?|customers?)"
+    r"(?:_*(?:id|uuid|slug|name|key|ref|code))?"
+    r"|tid",  # Microsoft Entra's tenant claim, as a parameter name
     re.IGNORECASE,
 )
 _LOGIN_SEGMENT = re.compile(
@@ -141,19 +145,47 @@ def _public_prefix_problems(
 
 
 def _login_problems(settings: HardenSettings, routes: Sequence[RouteInfo]) -> list[SettingProblem]:
-    if settings.auth_paths:
-        return []
     logins = [route.path for route in routes if _LOGIN_SEGMENT.search(route.path)]
     if not logins:
         return []
-    return [
-        risk_problem(
-            "auth-paths-empty",
-            f"empty while {_listed(logins)} exist: passwords there are guessed at the "
-            "default rate instead of HARDENKIT_RATE_LIMIT_AUTH",
-            "list the login routes in HARDENKIT_AUTH_PATHS",
+    if not settings.auth_paths:
+        return [
+            risk_problem(
+                "auth-paths-empty",
+                f"empty while {_listed(logins)} exist: passwords there are guessed at the "
+                "default rate instead of HARDENKIT_RATE_LIMIT_AUTH",
+                "list the login routes in HARDENKIT_AUTH_PATHS",
+            )
+        ]
+    auth_paths = PathPatterns(settings.auth_paths)
+    exempt = PathPatterns(settings.rate_limit_exempt_paths)
+    outside = [path for path in logins if not auth_paths.matches(path)]
+    # Exempting everything is its own risk (rate-limit-exempt-everything), accepted alone.
+    everything = {"*", "/*"} & set(settings.rate_limit_exempt_paths)
+    exempted = [] if everything else [path for path in logins if exempt.matches(path)]
+    problems = []
+    if outside:
+        problems.append(
+            risk_problem(
+                "login-route-unlimited",
+                f"{_listed(outside)} look like login or token routes but are outside "
+                "HARDENKIT_AUTH_PATHS: passwords there are guessed at the default rate "
+                "instead of HARDENKIT_RATE_LIMIT_AUTH",
+                "add them to HARDENKIT_AUTH_PATHS",
+                setting="HARDENKIT_AUTH_PATHS",
+            )
         )
-    ]
+    if exempted:
+        problems.append(
+            risk_problem(
+                "login-route-unlimited",
+                f"{_listed(exempted)} look like login or token routes and are exempt from "
+                "rate limiting: passwords there are guessed at any rate",
+                "remove them from HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",
+                setting="HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",
+            )
+        )
+    return problems
 
 
 def _needs_principal(route: RouteInfo, bound: set[str]) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import json
 import os
@@ -24,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 import structlog.testing
@@ -488,16 +489,32 @@ def _render_table(findings: Sequence[Finding]) -> str:
     return "\n".join(lines)
 
 
-def _report(findings: Sequence[Finding], *, as_json: bool) -> int:
+def _report(findings: Sequence[Finding], *, as_json: bool, out: TextIO | None = None) -> int:
     if as_json:
-        print(json.dumps([asdict(finding) for finding in findings], indent=2))
+        print(json.dumps([asdict(finding) for finding in findings], indent=2), file=out)
     else:
-        print(_render_table(findings))
+        print(_render_table(findings), file=out)
     return 1 if any(finding.status == "fail" for finding in findings) else 0
 
 
 def _doctor_command(
     settings_spec: str | None, app_spec: str | None, url: str | None, *, as_json: bool
+) -> int:
+    # Whatever the checks print (the app's import runs install(), whose warnings a default
+    # structlog writes to stdout) goes to stderr: stdout carries the report alone, so
+    # `hardenkit doctor --json` stays parseable.
+    report_to = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        return _doctor_checks(settings_spec, app_spec, url, as_json=as_json, out=report_to)
+
+
+def _doctor_checks(
+    settings_spec: str | None,
+    app_spec: str | None,
+    url: str | None,
+    *,
+    as_json: bool,
+    out: TextIO,
 ) -> int:
     factory: SettingsFactory = HardenSettings
     app: object | None = None
@@ -522,7 +539,7 @@ def _doctor_command(
             Finding(problem.setting, "fail", f"{problem.detail} (importing the app)")
             for problem in refused.problems
         ]
-    return _report(findings, as_json=as_json)
+    return _report(findings, as_json=as_json, out=out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -66,6 +66,13 @@ def unbound(app: Any, **values: Any) -> list[str]:
         "teamId",
         "customer",
         "customer_id",
+        "orgs",
+        "tenants",
+        "tenant_name",
+        "tenant__id",
+        "x_tenant_id",
+        "current_org",
+        "tid",
     ],
 )
 def test_parameter_names_that_say_tenant_are_recognised(name: str) -> None:

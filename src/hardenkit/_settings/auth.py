@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 
 from hardenkit._settings._base import CommaList, MultiLine, Section, SettingProblem
+from hardenkit._settings.risks import risk_problem
 
 AuthMode = Literal["enforced", "report_only", "off"]
 
@@ -188,10 +189,11 @@ class AuthSettings(Section):
             )
         elif self.auth_mode == "report_only":
             problems.append(
-                SettingProblem(
-                    "HARDENKIT_AUTH_MODE",
-                    "`report_only` lets every bad credential through; use it for rollouts only",
-                    severity="warning",
+                risk_problem(
+                    "auth-report-only",
+                    "`report_only` lets every bad credential through (each is logged): auth "
+                    "is off for callers by another name",
+                    "use `enforced` once the rollout's logs show no refusals",
                 )
             )
         problems.extend(self._published_api_key_problems())

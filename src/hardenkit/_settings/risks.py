@@ -30,6 +30,7 @@ __all__ = ["RISKS", "Risk", "RiskSettings", "risk_problem"]
 ACCEPT_RISKS = "HARDENKIT_ACCEPT_RISKS"
 # A public range wider than this many prefix bits holds clients, not your proxies.
 _WIDEST_PUBLIC_PREFIX = {4: 16, 6: 32}
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: IPv4 clients, as IPv6
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +60,9 @@ RISKS: Final[dict[str, Risk]] = {
         Risk(
             "trusted-proxies-too-wide",
             "HARDENKIT_TRUSTED_PROXIES",
-            "`0.0.0.0/0`, `::/0`, or a public range wider than /16 (IPv4) or /32 (IPv6): "
-            "clients choose their own ip",
+            "`0.0.0.0/0`, `::/0`, or public ranges that together are wider than /16 (IPv4; "
+            "NAT64 `64:ff9b::/96` counts as the IPv4 it maps) or /32 (IPv6): clients choose "
+            "their own ip",
         ),
         Risk(
             "rate-limit-exempt-everything",
@@ -73,6 +75,18 @@ RISKS: Final[dict[str, Risk]] = {
             "empty while the app has a login or token route: passwords may be guessed at "
             "the default rate",
             needs_app=True,
+        ),
+        Risk(
+            "login-route-unlimited",
+            "HARDENKIT_AUTH_PATHS, HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",
+            "a login or token route outside the auth paths, or inside the exempt paths: "
+            "passwords there are guessed at the default rate, or at any rate",
+            needs_app=True,
+        ),
+        Risk(
+            "auth-report-only",
+            "HARDENKIT_AUTH_MODE",
+            "`report_only`: every bad credential is let through (logged); for a rollout",
         ),
         Risk(
             "rate-limit-open-when-redis-down",
@@ -164,14 +178,13 @@ def _public_path_problems(settings: HardenSettings) -> list[SettingProblem]:
 
 
 def _proxy_problems(settings: HardenSettings) -> list[SettingProblem]:
-    wide = []
-    for entry in settings.trusted_proxies:
-        network = ipaddress.ip_network(entry, strict=False)
-        everything = network.prefixlen == 0
-        widest = _WIDEST_PUBLIC_PREFIX[network.version]
-        public = not network.is_private and network.prefixlen < widest
-        if everything or public:
-            wide.append(entry)
+    networks = [ipaddress.ip_network(entry, strict=False) for entry in settings.trusted_proxies]
+    # Judged together: 256 /16s are one /8, and a client range split in pieces is as wide.
+    collapsed: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [
+        *ipaddress.collapse_addresses(n for n in networks if isinstance(n, ipaddress.IPv4Network)),
+        *ipaddress.collapse_addresses(n for n in networks if isinstance(n, ipaddress.IPv6Network)),
+    ]
+    wide = [str(network) for network in collapsed if _too_wide(network)]
     if not wide:
         return []
     return [
@@ -182,6 +195,18 @@ def _proxy_problems(settings: HardenSettings) -> list[SettingProblem]:
             "list only your load balancers' addresses or private subnets",
         )
     ]
+
+
+def _too_wide(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    if network.prefixlen == 0:
+        return True
+    if network.version == 6 and network.overlaps(_NAT64):
+        # Every IPv4 client reaches an IPv6-only service from an address in 64:ff9b::/96:
+        # the part of that range trusted is as wide as the IPv4 range it maps.
+        mapped_prefix = max(network.prefixlen, _NAT64.prefixlen) - _NAT64.prefixlen
+        if mapped_prefix < _WIDEST_PUBLIC_PREFIX[4]:
+            return True
+    return not network.is_private and network.prefixlen < _WIDEST_PUBLIC_PREFIX[network.version]
 
 
 def _rate_limit_problems(settings: HardenSettings) -> list[SettingProblem]:
