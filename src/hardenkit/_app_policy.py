@@ -5,7 +5,8 @@
   is neither bound (``HARDENKIT_TENANT_PATH_PARAMS``) nor declared not-a-tenant
   (``HARDENKIT_TENANT_UNBOUND_PARAMS``): a token of one tenant reads another's data.
   The same for a query parameter a FastAPI route declares (its alias, as clients send
-  it) and ``HARDENKIT_TENANT_QUERY_PARAMS``.
+  it) and ``HARDENKIT_TENANT_QUERY_PARAMS``, and for a top-level body field a FastAPI
+  route declares (a body is never bound: the handler must take the principal's tenant).
 - A public prefix (``/api/*``) over a route that needs the principal: one with a bound or
   tenant-named path parameter, a ``require_roles``/``require_scopes`` guard, or (FastAPI)
   a security scheme or a dependency returning the :class:`~hardenkit.auth.Principal`.
@@ -81,39 +82,71 @@ def _unbound_tenant_problems(
     for route in routes:
         for kind, names, bound in (
             ("path", route.params, settings.tenant_path_params),
-            ("query", _query_params(route), settings.tenant_query_params),
+            ("query", _declared_params(route, "query_params"), settings.tenant_query_params),
+            ("body", _body_fields(route), ()),
         ):
             for name in names:
                 if is_tenant_name(name) and name not in bound and name not in declared:
                     unbound.setdefault((kind, name), []).append(route.path)
-    return [
-        SettingProblem(
-            f"HARDENKIT_TENANT_{kind.upper()}_PARAMS",
-            f"{kind} parameter {name!r} ({_listed(paths)}) names a tenant but is not "
-            "checked against the token's tenant: a caller of one tenant reaches another's "
-            "data",
-            fix=f"add {name} to HARDENKIT_TENANT_{kind.upper()}_PARAMS, or to "
-            "HARDENKIT_TENANT_UNBOUND_PARAMS if it is not a tenant id",
+    return [_unbound_problem(kind, name, paths) for (kind, name), paths in sorted(unbound.items())]
+
+
+def _unbound_problem(kind: str, name: str, paths: list[str]) -> SettingProblem:
+    if kind == "body":
+        # Nothing reads a body before the handler: a body field cannot be bound, only
+        # taken from the principal instead.
+        return SettingProblem(
+            "HARDENKIT_TENANT_UNBOUND_PARAMS",
+            f"body field {name!r} ({_listed(paths)}) names a tenant, and a request body is "
+            "never checked against the token's tenant: a caller of one tenant writes "
+            "another's",
+            fix="take the tenant from the verified principal (`principal.tenant`), or list "
+            f"{name} in HARDENKIT_TENANT_UNBOUND_PARAMS once the handler checks it",
         )
-        for (kind, name), paths in sorted(unbound.items())
+    setting = f"HARDENKIT_TENANT_{kind.upper()}_PARAMS"
+    return SettingProblem(
+        setting,
+        f"{kind} parameter {name!r} ({_listed(paths)}) names a tenant but is not "
+        "checked against the token's tenant: a caller of one tenant reaches another's "
+        "data",
+        fix=f"add {name} to {setting}, or to HARDENKIT_TENANT_UNBOUND_PARAMS if it is not "
+        "a tenant id",
+    )
+
+
+def _dependants(route: RouteInfo) -> list[Any]:
+    """A FastAPI route's dependant and every sub-dependency's (none for Starlette)."""
+    original = getattr(route.route, "original_route", route.route)
+    dependant = getattr(original, "dependant", None)
+    found: list[Any] = []
+    pending = [dependant] if dependant is not None else []
+    while pending and len(found) < _MAX_DEPENDANTS:
+        current = pending.pop()
+        found.append(current)
+        pending.extend(getattr(current, "dependencies", ()))
+    return found
+
+
+def _declared_params(route: RouteInfo, kind: str) -> list[str]:
+    """Parameters of ``kind`` a FastAPI route declares, as clients name them (aliases)."""
+    return [
+        str(getattr(param, "alias", None) or param.name)
+        for dependant in _dependants(route)
+        for param in getattr(dependant, kind, ())
     ]
 
 
-def _query_params(route: RouteInfo) -> list[str]:
-    """Query parameters a FastAPI route declares, as clients name them (aliases)."""
-    original = getattr(route.route, "original_route", route.route)
-    dependant = getattr(original, "dependant", None)
+def _body_fields(route: RouteInfo) -> list[str]:
+    """Top-level body fields a FastAPI route declares: a model's fields, or embedded ones."""
     names: list[str] = []
-    pending = [dependant] if dependant is not None else []
-    visits = 0
-    while pending and visits < _MAX_DEPENDANTS:
-        visits += 1
-        current = pending.pop()
-        names.extend(
-            str(getattr(param, "alias", None) or param.name)
-            for param in getattr(current, "query_params", ())
-        )
-        pending.extend(getattr(current, "dependencies", ()))
+    for dependant in _dependants(route):
+        for param in getattr(dependant, "body_params", ()):
+            annotation = getattr(getattr(param, "field_info", None), "annotation", None)
+            fields = getattr(annotation, "model_fields", None)
+            if isinstance(fields, dict):
+                names += [str(info.alias or name) for name, info in fields.items()]
+            else:
+                names.append(str(getattr(param, "alias", None) or param.name))
     return names
 
 

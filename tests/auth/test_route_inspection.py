@@ -6,12 +6,13 @@ later, or with 503 on the first request when no lifespan ran); elsewhere it warn
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import jwt
 import pytest
-from fastapi import APIRouter, FastAPI, Query
+from fastapi import APIRouter, Body, FastAPI, Query
+from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -238,4 +239,35 @@ def test_a_fastapi_query_parameter_that_names_a_tenant_must_be_bound_too() -> No
     )
     assert app_problems(bound, app) == []
     with pytest.raises(SettingsError, match="org_id"):
+        install(app, settings(env="production"))
+
+
+class _Order(BaseModel):
+    tenant: str = Field(alias="tenantId")
+    item: str
+
+
+def test_a_fastapi_body_field_that_names_a_tenant_is_flagged_as_never_bound() -> None:
+    app = FastAPI()
+
+    @app.post("/orders")
+    def orders(order: _Order) -> dict[str, Any]:
+        return {}
+
+    @app.post("/notes")
+    def notes(
+        tenant_id: Annotated[str, Body(embed=True)], text: Annotated[str, Body(embed=True)]
+    ) -> dict[str, Any]:
+        return {}
+
+    problems = {(p.setting, p.message.split(" (")[0]) for p in app_problems(settings(), app)}
+    assert problems == {
+        ("HARDENKIT_TENANT_UNBOUND_PARAMS", "body field 'tenantId'"),
+        ("HARDENKIT_TENANT_UNBOUND_PARAMS", "body field 'tenant_id'"),
+    }
+    # Binding the name in the query or path does not bind a body: only a declaration does.
+    assert app_problems(settings(tenant_query_params=["tenant_id"]), app) != []
+    declared = settings(tenant_unbound_params=["tenantId", "tenant_id"])
+    assert app_problems(declared, app) == []
+    with pytest.raises(SettingsError, match="tenantId"):
         install(app, settings(env="production"))
