@@ -136,6 +136,7 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
             "redis",
             timeout=settings.redis_socket_timeout,
             retry_interval=settings.redis_retry_interval,
+            failure_threshold=settings.redis_failure_threshold,
             ping=kit.redis.ping,
         )
         kit.health.add("redis", kit.redis_guard.health_check)
@@ -200,6 +201,9 @@ def _close_redis_on_shutdown(app: Starlette, kit: Hardened) -> None:
 
     @asynccontextmanager
     async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        if kit.redis_guard is not None:
+            # Connection open and scripts loaded before the first request (warm start).
+            await kit.redis_guard.warm_up()
         async with inner(app_) as state:
             try:
                 yield state

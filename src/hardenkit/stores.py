@@ -1,10 +1,15 @@
 """Redis as the shared store, the process memory as its fallback.
 
 :func:`create_redis` builds the asyncio client from settings (standalone or Cluster) with
-short socket timeouts. :class:`RedisGuard` decides per call whether Redis is used: after a
-failure or timeout it switches to the caller's memory fallback at once, says so in a log
-line and a metric, and probes Redis again after ``retry_interval`` seconds, in the
-background where it has probes (a ping, the stores' own checks) and with one call
+short socket timeouts. :class:`RedisGuard` decides per call whether Redis is used, and
+switches to the caller's memory fallback only on evidence that Redis is unavailable: a
+refused, reset or closed connection at once; timeouts only when ``failure_threshold``
+calls in a row time out. A timeout is Redis's only when the event loop noticed it on
+time: time this process's own loop ran late is not counted (see ``hardenkit/_timer.py``).
+A single call that timed out without the switch is answered by the fallback for that
+call alone, and counted (``hardenkit.store.timeouts``). After a switch the guard says so
+in a log line and a metric, and probes Redis again after ``retry_interval`` seconds, in
+the background where it has probes (a ping, the stores' own checks) and with one call
 otherwise; when the probe succeeds, calls go back to Redis. No caller ever sees a Redis
 exception.
 """
@@ -12,6 +17,7 @@ exception.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
@@ -20,7 +26,7 @@ import structlog
 
 from hardenkit import _timer
 from hardenkit.health import CheckResult, HealthStatus
-from hardenkit.telemetry import store_fallbacks
+from hardenkit.telemetry import store_fallbacks, store_timeouts
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -42,13 +48,15 @@ few round trips, and on a busy event loop each waits its turn."""
 def create_redis(settings: HardenSettings) -> Redis | RedisCluster | None:
     """Return an asyncio Redis client for ``HARDENKIT_REDIS_URL``, or ``None`` when unset.
 
-    Socket and connect timeouts come from ``HARDENKIT_REDIS_SOCKET_TIMEOUT`` so a hung
-    Redis costs a request at most that long before the fallback answers.
+    ``HARDENKIT_REDIS_SOCKET_TIMEOUT`` bounds each call through :class:`RedisGuard`, which
+    does not count the time this process's own event loop was late. redis-py's socket
+    timeouts cannot tell a slow Redis from a late loop, so the client's are only a
+    backstop, ``LOOP_LAG_ALLOWANCE`` (1 s) longer.
     """
     if settings.redis_url is None:
         return None
     url = settings.redis_url.get_secret_value()
-    timeout = settings.redis_socket_timeout
+    timeout = settings.redis_socket_timeout + _timer.LOOP_LAG_ALLOWANCE
     if settings.redis_cluster:
         from redis.asyncio.cluster import RedisCluster  # noqa: PLC0415 - only when asked for
 
@@ -65,8 +73,13 @@ class RedisGuard:
 
     Args:
         name: Names the store in logs, metrics and readiness (``"ratelimit"``).
-        timeout: Seconds one Redis call may take before it counts as a failure.
+        timeout: Seconds one Redis call may take before it counts as timed out; time
+            the event loop was late to notice it is not counted (up to one second).
         retry_interval: Seconds after a failure before one probe call is sent to Redis.
+        failure_threshold: Timeouts in a row (no call answered in between, and none for
+            ``failure_threshold × timeout`` seconds) that switch the process to the
+            fallback. A refused, reset or closed connection switches at once; a timeout
+            below the threshold is answered by the fallback for that call alone.
         clock: Monotonic clock, replaceable in tests.
         ping: Async callable that checks Redis (``client.ping``); when given, readiness
             checks ping Redis themselves, so an outage and a recovery are noticed even
@@ -88,14 +101,20 @@ class RedisGuard:
         *,
         timeout: float = 0.05,
         retry_interval: float = 2.0,
+        failure_threshold: int = 3,
         clock: Callable[[], float] = time.monotonic,
         ping: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         if timeout <= 0 or retry_interval <= 0:
             raise ValueError("timeout and retry_interval must be positive")
+        if failure_threshold < 1:
+            raise ValueError("failure_threshold must be at least 1")
         self.name = name
         self.timeout = timeout
         self.retry_interval = retry_interval
+        self.failure_threshold = failure_threshold
+        self._timeouts_in_row = 0
+        self._answered_at = -math.inf
         self._clock = clock
         self._failed_at: float | None = None
         self._probing = False
@@ -103,6 +122,12 @@ class RedisGuard:
         self._probes: list[Callable[[], Awaitable[object]]] = [] if ping is None else [ping]
         self._probe_task: asyncio.Task[None] | None = None
         self.fallback_activations = 0
+        self.warmed_up = False
+        """Whether :meth:`warm_up` has run (readiness says ``starting`` until it has)."""
+        self.single_fallbacks = 0
+        """Calls that timed out without switching, each answered by the fallback alone."""
+        self.loop_lag_forgiven = 0.0
+        """Seconds of this process's own event-loop lag not held against Redis."""
 
     def add_probe(self, probe: Callable[[], Awaitable[object]]) -> None:
         """Add a check that must pass before calls go back to Redis after a failure.
@@ -112,6 +137,20 @@ class RedisGuard:
         fails by raising (a Redis error, ``OSError``) or by running out of time.
         """
         self._probes.append(probe)
+
+    async def warm_up(self) -> bool:
+        """Run every probe now (connect, load scripts), before the first request needs them.
+
+        :func:`hardenkit.install` awaits this at application startup (lifespan), so the
+        first burst of requests finds its connection open and its scripts loaded instead
+        of paying for them inside one call's timeout. Bounded like a probe; when Redis
+        cannot be reached, the guard starts on the fallback and probes again later.
+        Returns whether Redis is ready.
+        """
+        self._probing = True
+        await self._probe()
+        self.warmed_up = True
+        return not self.using_fallback
 
     @property
     def using_fallback(self) -> bool:
@@ -149,13 +188,27 @@ class RedisGuard:
         else:
             self._failed(failure)
 
+    def _answering(self) -> bool:
+        """Whether Redis answered a call lately: slow, not gone.
+
+        A call whose timeout passes meanwhile gets more time (up to ``LOOP_LAG_ALLOWANCE``).
+        """
+        return time.monotonic() - self._answered_at < self._silence_is_down
+
+    @property
+    def _silence_is_down(self) -> float:
+        return self.failure_threshold * self.timeout
+
     def _succeeded(self) -> None:
+        self._answered_at = time.monotonic()
+        self._timeouts_in_row = 0
         if self._failed_at is not None:
             _logger.info("redis_recovered", store=self.name)
         self._failed_at = None
         self._probing = False
 
     def _failed(self, error: BaseException) -> None:
+        self._timeouts_in_row = 0
         was_healthy = self._failed_at is None
         self._failed_at = self._clock()
         self._probing = False
@@ -178,8 +231,9 @@ class RedisGuard:
         if not self._may_call_redis():
             return await fallback_call()
         # One watchdog timer per event loop rather than an asyncio.timeout per call: this
-        # sits on the path of every rate-limit decision (see hardenkit/_timer.py).
-        attempt = _timer.watch(self.timeout)
+        # sits on the path of every rate-limit decision (see hardenkit/_timer.py). Patient:
+        # the time this process's loop was late is not Redis's.
+        attempt = _timer.watch(self.timeout, patient=True, answering=self._answering)
         failure: BaseException | None = None
         try:
             result = await redis_call()
@@ -193,14 +247,37 @@ class RedisGuard:
             if not _is_redis_failure(error):
                 self._probing = False
                 raise
-            failure = error
+            failure = _as_timeout(error)
         finally:
             attempt.done()
+            if attempt.loop_lag:
+                self.loop_lag_forgiven += attempt.loop_lag
         if failure is not None:
-            self._failed(failure)
+            if self._is_outage(failure):
+                self._failed(failure)
+            else:
+                self.single_fallbacks += 1
+                store_timeouts.add(1, {"store": self.name})
             return await fallback_call()
         self._succeeded()
         return result
+
+    def _is_outage(self, failure: BaseException) -> bool:
+        """Whether ``failure`` is evidence enough that Redis is unavailable.
+
+        A connection refused, reset or closed is; one timeout is not (a slow reply, a
+        busy host): only ``failure_threshold`` of them in a row, with no call answered in
+        between, and Redis silent for ``failure_threshold`` timeouts' worth of time, are.
+        (Callers queued behind one slow round trip time out together: that is one slow
+        reply, not several.) A probe's failure always is (Redis was down a moment ago).
+        """
+        if not isinstance(failure, TimeoutError) or self._failed_at is not None:
+            return True
+        self._timeouts_in_row += 1
+        silent_for = time.monotonic() - self._answered_at
+        return (
+            self._timeouts_in_row >= self.failure_threshold and silent_for >= self._silence_is_down
+        )
 
     async def health_check(self) -> CheckResult:
         """Readiness: healthy on Redis, degraded while the fallback answers."""
@@ -218,6 +295,13 @@ class RedisGuard:
 
 async def _nothing() -> None:
     return None
+
+
+def _as_timeout(error: BaseException) -> BaseException:
+    """redis-py's own ``TimeoutError`` (a socket timeout) as the builtin one."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError  # noqa: PLC0415
+
+    return TimeoutError() if isinstance(error, RedisTimeoutError) else error
 
 
 def _is_redis_failure(error: Exception) -> bool:

@@ -32,7 +32,20 @@ class CoreSettings(Section):
         default=0.05,
         gt=0,
         le=5,
-        description="Seconds a Redis command may take before the memory fallback takes over.",
+        description=(
+            "Seconds a Redis command may take before it counts as timed out (time this "
+            "process's own event loop ran late is not counted)."
+        ),
+    )
+    redis_failure_threshold: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description=(
+            "Redis timeouts in a row that switch a process to the memory fallback; a "
+            "refused or closed connection switches at once, a single timeout is answered "
+            "by the fallback for that call alone."
+        ),
     )
     redis_retry_interval: float = Field(
         default=2.0,
