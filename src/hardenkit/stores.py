@@ -62,9 +62,19 @@ def create_redis(settings: HardenSettings) -> Redis | RedisCluster | None:
 
         return RedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     from redis.asyncio import Redis  # noqa: PLC0415 - keeps import of hardenkit light
+    from redis.asyncio.retry import Retry  # noqa: PLC0415
+    from redis.backoff import NoBackoff  # noqa: PLC0415
+    from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415
 
+    # One immediate retry on a connection error: after Redis restarts, each pooled
+    # connection fails once on first use, which is a stale socket, not Redis down (a
+    # Redis that is down refuses the retry at once too). Never on a timeout.
     return Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=0,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
 
 
@@ -123,7 +133,8 @@ class RedisGuard:
         self._probe_task: asyncio.Task[None] | None = None
         self.fallback_activations = 0
         self.warmed_up = False
-        """Whether :meth:`warm_up` has run (readiness says ``starting`` until it has)."""
+        """Whether :meth:`warm_up` has run (readiness says ``starting`` while it runs)."""
+        self._warming = False
         self.single_fallbacks = 0
         """Calls that timed out without switching, each answered by the fallback alone."""
         self.loop_lag_forgiven = 0.0
@@ -147,8 +158,11 @@ class RedisGuard:
         cannot be reached, the guard starts on the fallback and probes again later.
         Returns whether Redis is ready.
         """
-        self._probing = True
-        await self._probe()
+        self._probing = self._warming = True
+        try:
+            await self._probe()
+        finally:
+            self._warming = False
         self.warmed_up = True
         return not self.using_fallback
 
@@ -280,7 +294,13 @@ class RedisGuard:
         )
 
     async def health_check(self) -> CheckResult:
-        """Readiness: healthy on Redis, degraded while the fallback answers."""
+        """Readiness: healthy on Redis, degraded while the fallback answers.
+
+        Unhealthy (``"backend": "starting"``) while :meth:`warm_up` runs: the instance
+        should get no traffic before its connection and scripts are ready.
+        """
+        if self._warming:
+            return CheckResult(HealthStatus.UNHEALTHY, {"backend": "starting", "store": self.name})
         ping = self._ping
         if ping is not None:
 
