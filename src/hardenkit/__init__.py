@@ -53,6 +53,7 @@ from hardenkit.resilience import (
 from hardenkit.settings import HardenSettings, SettingsError, load_settings
 from hardenkit.signing import (
     ReplayStore,
+    ReplayStoreUnavailableError,
     WebhookMiddleware,
     WebhookVerifier,
     sign_message,
@@ -97,6 +98,7 @@ __all__ = [
     "RedisGuard",
     "RedisStore",
     "ReplayStore",
+    "ReplayStoreUnavailableError",
     "RequestIdMiddleware",
     "RequestMetricsMiddleware",
     "ResilientTransport",
