@@ -438,3 +438,47 @@ async def test_callers_timing_out_together_right_after_an_answer_are_one_slow_re
     await asyncio.sleep(3 * 0.05)  # Redis silent for three timeouts: now it is down
     assert await guard.call(times_out, memory) == "memory"
     assert guard.using_fallback
+
+
+def test_every_redis_backed_store_made_without_a_guard_gets_the_same_kind_of_guard() -> None:
+    from hardenkit.auth.tenants import TenantStatusCache
+    from hardenkit.ratelimit import RedisStore
+    from hardenkit.resilience.shared import RedisBreakerStore
+    from hardenkit.signing import ReplayStore
+
+    client = Redis.from_url("redis://127.0.0.1:1/0")
+    guards = {
+        "ratelimit": RedisStore(client).guard,
+        "replay": ReplayStore(client).guard,
+        "tenants": TenantStatusCache(redis=client)._guard,
+        "breakers": RedisBreakerStore(client).guard,
+    }
+    for name, guard in guards.items():
+        assert guard is not None
+        assert guard.name == name
+        assert guard._ping == client.ping  # readiness and recovery without traffic
+        assert (guard.timeout, guard.failure_threshold) == (0.05, 3)
+
+
+@pytest.mark.redis
+def test_installed_every_redis_backed_store_shares_the_apps_one_guard(redis_url: str) -> None:
+    from starlette.applications import Starlette
+
+    from hardenkit import install
+    from hardenkit.resilience.registry import default_registry as registry
+
+    previous = registry.store
+    try:
+        kit = install(
+            Starlette(),
+            HardenSettings(redis_url=redis_url, outbound_shared_breakers=True),  # type: ignore[arg-type]
+        )
+        shared = registry.store
+    finally:
+        registry.share_through(previous)  # the process-wide registry, as it was
+    assert kit.redis_guard is not None
+    assert kit.rate_limit_store.guard is kit.redis_guard  # type: ignore[union-attr]
+    assert kit.replay_store.guard is kit.redis_guard  # type: ignore[union-attr]
+    assert kit.auth.tenant_status._guard is kit.redis_guard  # type: ignore[union-attr]
+    assert shared is not None
+    assert shared.guard is kit.redis_guard

@@ -140,6 +140,23 @@ class RedisGuard:
         self.loop_lag_forgiven = 0.0
         """Seconds of this process's own event-loop lag not held against Redis."""
 
+    @classmethod
+    def for_client(
+        cls,
+        name: str,
+        client: Redis | RedisCluster,
+        *,
+        timeout: float = 0.05,
+        retry_interval: float = 2.0,
+    ) -> RedisGuard:
+        """The guard a store makes for itself when given a client and no guard.
+
+        Every Redis-backed store uses this one convention (a ping as the first probe, so
+        readiness and recovery do not depend on traffic); an application passes its one
+        shared guard instead (``Hardened.redis_guard``), as :func:`hardenkit.install` does.
+        """
+        return cls(name, timeout=timeout, retry_interval=retry_interval, ping=client.ping)
+
     def add_probe(self, probe: Callable[[], Awaitable[object]]) -> None:
         """Add a check that must pass before calls go back to Redis after a failure.
 

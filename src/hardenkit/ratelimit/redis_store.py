@@ -88,7 +88,9 @@ class RedisStore:
         self.guard = (
             guard
             if guard is not None
-            else RedisGuard("ratelimit", timeout=timeout, retry_interval=retry_interval)
+            else RedisGuard.for_client(
+                "ratelimit", client, timeout=timeout, retry_interval=retry_interval
+            )
         )
         self.fallback = fallback if fallback is not None else MemoryStore()
         self.fallback_share: FallbackShare = fallback_share

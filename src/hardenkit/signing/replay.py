@@ -157,8 +157,8 @@ class ReplayStore:
         self.when_down: ReplayRedisDown = when_down
         self._redis = redis
         if redis is not None and guard is None:
-            guard = RedisGuard(
-                "replay", timeout=timeout, retry_interval=retry_interval, ping=redis.ping
+            guard = RedisGuard.for_client(
+                "replay", redis, timeout=timeout, retry_interval=retry_interval
             )
         self.guard = guard if redis is not None else None
         self.prefix = prefix
