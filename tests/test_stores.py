@@ -482,3 +482,36 @@ def test_installed_every_redis_backed_store_shares_the_apps_one_guard(redis_url:
     assert kit.auth.tenant_status._guard is kit.redis_guard  # type: ignore[union-attr]
     assert shared is not None
     assert shared.guard is kit.redis_guard
+
+
+async def test_warm_up_runs_every_probe_before_traffic_and_readiness_says_starting_meanwhile() -> (
+    None
+):
+    release = asyncio.Event()
+    guard = RedisGuard("test", timeout=0.05)
+    seen: list[str] = []
+
+    async def connect_and_load_scripts() -> None:
+        seen.append((await guard.health_check()).detail["backend"])
+        await release.wait()
+
+    guard.add_probe(connect_and_load_scripts)
+    warming = asyncio.create_task(guard.warm_up())
+    await wait_until(lambda: bool(seen))
+    assert seen == ["starting"]
+    assert (await guard.health_check()).status is HealthStatus.UNHEALTHY
+    release.set()
+    assert await warming is True
+    assert guard.warmed_up
+    assert (await guard.health_check()).status is HealthStatus.HEALTHY
+
+
+async def test_warm_up_against_an_unreachable_redis_starts_on_the_fallback() -> None:
+    async def refused() -> None:
+        raise ConnectionError
+
+    guard = RedisGuard("test", timeout=0.05)
+    guard.add_probe(refused)
+    assert await guard.warm_up() is False
+    assert guard.using_fallback
+    assert (await guard.health_check()).status is HealthStatus.DEGRADED
