@@ -20,7 +20,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
@@ -48,6 +48,11 @@ few round trips, and on a busy event loop each waits its turn."""
 def create_redis(settings: HardenSettings) -> Redis | RedisCluster | None:
     """Return an asyncio Redis client for ``HARDENKIT_REDIS_URL``, or ``None`` when unset.
 
+    Standalone, Cluster (``HARDENKIT_REDIS_CLUSTER``) or behind Sentinel
+    (``HARDENKIT_REDIS_SENTINELS`` + ``HARDENKIT_REDIS_SENTINEL_MASTER``: the client asks
+    the sentinels for the current master and follows a failover); ``rediss://`` with
+    ``HARDENKIT_REDIS_TLS_CA_FILE`` and an optional client certificate.
+
     ``HARDENKIT_REDIS_SOCKET_TIMEOUT`` bounds each call through :class:`RedisGuard`, which
     does not count the time this process's own event loop was late. redis-py's socket
     timeouts cannot tell a slow Redis from a late loop, so the client's are only a
@@ -57,25 +62,68 @@ def create_redis(settings: HardenSettings) -> Redis | RedisCluster | None:
         return None
     url = settings.redis_url.get_secret_value()
     timeout = settings.redis_socket_timeout + _timer.LOOP_LAG_ALLOWANCE
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        **_tls_options(settings),
+    }
     if settings.redis_cluster:
         from redis.asyncio.cluster import RedisCluster  # noqa: PLC0415 - only when asked for
 
-        return RedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    from redis.asyncio import Redis  # noqa: PLC0415 - keeps import of hardenkit light
-    from redis.asyncio.retry import Retry  # noqa: PLC0415
+        return RedisCluster.from_url(url, **options)
+    from redis.asyncio.retry import Retry  # noqa: PLC0415 - keeps import of hardenkit light
     from redis.backoff import NoBackoff  # noqa: PLC0415
     from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415
 
-    # One immediate retry on a connection error: after Redis restarts, each pooled
-    # connection fails once on first use, which is a stale socket, not Redis down (a
-    # Redis that is down refuses the retry at once too). Never on a timeout.
-    return Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        health_check_interval=0,
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    # One immediate retry on a connection error: after Redis restarts (or fails over),
+    # each pooled connection fails once on first use, which is a stale socket, not Redis
+    # down (a Redis that is down refuses the retry at once too). Never on a timeout.
+    options["health_check_interval"] = 0
+    options["retry"] = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+    if settings.redis_sentinels:
+        return _sentinel_client(settings, url, options)
+    from redis.asyncio import Redis  # noqa: PLC0415
+
+    return Redis.from_url(url, **options)
+
+
+def _tls_options(settings: HardenSettings) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if settings.redis_tls_ca_file is not None:
+        options["ssl_ca_certs"] = settings.redis_tls_ca_file
+    if settings.redis_tls_cert_file is not None:
+        options["ssl_certfile"] = settings.redis_tls_cert_file
+        options["ssl_keyfile"] = settings.redis_tls_key_file
+    return options
+
+
+def _sentinel_client(settings: HardenSettings, url: str, options: dict[str, Any]) -> Redis:
+    from urllib.parse import unquote, urlsplit  # noqa: PLC0415
+
+    from redis.asyncio.sentinel import Sentinel  # noqa: PLC0415
+
+    parts = urlsplit(url)
+    if parts.password is not None:
+        options["password"] = unquote(parts.password)
+    if parts.username:
+        options["username"] = unquote(parts.username)
+    database = parts.path.strip("/")
+    options["db"] = int(database) if database.isdigit() else 0
+    if parts.scheme == "rediss":
+        options["ssl"] = True
+    addresses = [entry.rpartition(":") for entry in settings.redis_sentinels]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        [(host.strip("[]"), int(port)) for host, _, port in addresses],
+        sentinel_kwargs={
+            "socket_timeout": options["socket_timeout"],
+            "socket_connect_timeout": options["socket_connect_timeout"],
+        },
     )
+    master = settings.redis_sentinel_master
+    if master is None:  # pragma: no cover - the settings refuse sentinels without it
+        raise ValueError("HARDENKIT_REDIS_SENTINEL_MASTER is required with sentinels")
+    client: Redis = sentinel.master_for(master, **options)
+    return client
 
 
 class RedisGuard:

@@ -142,14 +142,24 @@ class ScriptRunner:
             return await connection.read_response()
         except Exception as error:
             if connection is not None and not _is_reply_error(error):
-                await connection.disconnect(nowait=True)
+                await self._drop(connection)
             raise
         except BaseException:  # cancelled (the guard's timeout) with a reply in flight
             if connection is not None:
-                await connection.disconnect(nowait=True)
+                await self._drop(connection)
             raise
         finally:
             self._connection_busy = False
+
+    async def _drop(self, connection: Any) -> None:
+        """Close a connection that failed and give it back to the pool.
+
+        The next use takes one from the pool, connected afresh: to the current master,
+        behind Sentinel, where reconnecting the same object would go to the old one.
+        """
+        await connection.disconnect(nowait=True)
+        if connection is self._connection:
+            await self.aclose()
 
     async def _hold_connection(self) -> Any:
         from redis.asyncio.retry import Retry  # noqa: PLC0415 - redis is imported lazily
