@@ -44,6 +44,9 @@ _MIN_PROBE_SECONDS = 1.0
 """Least time a background probe has: a reconnect, its handshake and a script load are a
 few round trips, and on a busy event loop each waits its turn."""
 
+_MIN_SILENCE = 0.5
+"""Least time without any answer from Redis before timeouts count as Redis down."""
+
 
 def create_redis(settings: HardenSettings) -> Redis | RedisCluster | None:
     """Return an asyncio Redis client for ``HARDENKIT_REDIS_URL``, or ``None`` when unset.
@@ -135,9 +138,10 @@ class RedisGuard:
             the event loop was late to notice it is not counted (up to one second).
         retry_interval: Seconds after a failure before one probe call is sent to Redis.
         failure_threshold: Timeouts in a row (no call answered in between, and none for
-            ``failure_threshold × timeout`` seconds) that switch the process to the
-            fallback. A refused, reset or closed connection switches at once; a timeout
-            below the threshold is answered by the fallback for that call alone.
+            ``failure_threshold × timeout`` seconds, at least half a second) that switch
+            the process to the fallback. A refused, reset or closed connection switches
+            at once; a timeout below the threshold is answered by the fallback for that
+            call alone.
         clock: Monotonic clock, replaceable in tests.
         ping: Async callable that checks Redis (``client.ping``); when given, readiness
             checks ping Redis themselves, so an outage and a recovery are noticed even
@@ -276,7 +280,9 @@ class RedisGuard:
 
     @property
     def _silence_is_down(self) -> float:
-        return self.failure_threshold * self.timeout
+        # A loaded host can leave Redis without a CPU for a few timeouts; half a second
+        # without any answer is not that.
+        return max(self.failure_threshold * self.timeout, _MIN_SILENCE)
 
     def _succeeded(self) -> None:
         self._answered_at = time.monotonic()
@@ -346,7 +352,8 @@ class RedisGuard:
 
         A connection refused, reset or closed is; one timeout is not (a slow reply, a
         busy host): only ``failure_threshold`` of them in a row, with no call answered in
-        between, and Redis silent for ``failure_threshold`` timeouts' worth of time, are.
+        between, and Redis silent for ``failure_threshold`` timeouts' worth of time (at
+        least half a second), are.
         (Callers queued behind one slow round trip time out together: that is one slow
         reply, not several.) A probe's failure always is (Redis was down a moment ago).
         """

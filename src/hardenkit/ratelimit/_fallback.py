@@ -14,8 +14,9 @@ Three rules keep an outage from multiplying a limit across instances:
   comes back empty (restarted without persistence) does not forget an exhausted key.
 
 A single call that timed out without the switch (see :class:`~hardenkit.stores.RedisGuard`)
-is answered from the same seeded share, but read-only: nothing is stored or charged, as
-Redis most likely ran that call itself.
+is answered from the same seeded share; what it admits is counted in the mirror until
+Redis answers for the key again, but not charged back, as Redis most likely ran that call
+itself.
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ class OutageFallback:
                 decision = memory.decide_now(key, scaled, cost, now)
             else:
                 outcome = gcra(seeded, now, scaled.emission_interval_us, scaled.tolerance_us, cost)
+                if outcome.allowed:  # counted here until Redis answers for the key again
+                    full_tat = max(last_seen or now, now) + cost * rate.emission_interval_us
+                    memory.set_tat(key, full_tat)
                 return decision_from_gcra(
                     scaled,
                     cost,
