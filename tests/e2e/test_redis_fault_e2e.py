@@ -106,6 +106,11 @@ async def _background_load(
         await asyncio.gather(*(worker() for _ in range(10)))
 
 
+def _save(url: str) -> None:
+    with Redis.from_url(url) as admin:
+        admin.save()  # the restarted server loads this, as a persistent one would
+
+
 async def _wait_ready(client: httpx.AsyncClient, status: str, *, within: float) -> dict:
     deadline = time.monotonic() + within
     body: dict = {}
@@ -133,16 +138,17 @@ async def test_redis_outage_under_load_keeps_serving_and_enforcing_limits(
             try:
                 before = await run_plan(server.url, _hammer("hot"), concurrency=40)
 
-                with Redis.from_url(redis.url) as admin:
-                    admin.save()  # the restarted server loads this, as a persistent one would
-                redis.stop()
+                # In threads: the background load keeps its event loop (and its connections'
+                # keep-alive) while the server stops and starts, as a client elsewhere would.
+                await asyncio.to_thread(_save, redis.url)
+                await asyncio.to_thread(redis.stop)
                 served_at_stop = len(background)
                 degraded = await _wait_ready(probe, "degraded", within=5)
                 during = await run_plan(server.url, _hammer("hot"), concurrency=40)
                 during_new = await run_plan(server.url, _hammer("outage"), concurrency=40)
                 still_degraded = (await probe.get("/readyz")).json()
 
-                redis.start()
+                await asyncio.to_thread(redis.start)
                 served_at_start = len(background)
                 healthy = await _wait_ready(probe, "healthy", within=10)
                 after_hot = await run_plan(server.url, _hammer("hot"), concurrency=40)
