@@ -21,6 +21,7 @@ from hardenkit.errors import ErrorCode, ErrorMiddleware, HardenError, ProblemRes
 from hardenkit.headers import CSP, SecurityHeadersMiddleware, safe_redirect
 from hardenkit.health import CheckResult, HealthRegistry, HealthStatus
 from hardenkit.install import Hardened, install
+from hardenkit.instances import InstanceRegistry
 from hardenkit.logs import (
     AuditEvent,
     AuditEventType,
@@ -83,6 +84,7 @@ __all__ = [
     "Hardened",
     "HealthRegistry",
     "HealthStatus",
+    "InstanceRegistry",
     "JWKSClient",
     "JWTVerifier",
     "MemoryStore",
