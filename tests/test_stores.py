@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -107,12 +108,14 @@ def test_create_redis_is_none_without_url() -> None:
     assert create_redis(HardenSettings()) is None
 
 
-def test_create_redis_uses_the_socket_timeout() -> None:
+def test_the_clients_own_socket_timeout_is_only_a_backstop_behind_the_guards() -> None:
+    # redis-py's timeouts would count a late event loop against Redis; the guard's don't.
     client = create_redis(
         HardenSettings(redis_url="redis://127.0.0.1:1/0", redis_socket_timeout=0.07)
     )  # type: ignore[arg-type]
     assert isinstance(client, Redis)
-    assert client.connection_pool.connection_kwargs["socket_timeout"] == 0.07
+    assert client.connection_pool.connection_kwargs["socket_timeout"] == pytest.approx(1.07)
+    assert client.connection_pool.connection_kwargs["socket_connect_timeout"] == pytest.approx(1.07)
 
 
 @pytest.mark.redis
@@ -289,3 +292,226 @@ async def test_a_probe_cancelled_with_its_event_loop_lets_the_next_one_probe() -
     assert probe.runs == 2
     assert guard._probe_task is not None
     guard._probe_task.cancel()
+
+
+async def times_out() -> str:
+    raise TimeoutError
+
+
+async def test_one_timeout_is_answered_by_the_fallback_for_that_call_alone_and_counted() -> None:
+    guard = RedisGuard("test", timeout=0.05, failure_threshold=3)
+    assert await guard.call(times_out, memory) == "memory"
+    assert not guard.using_fallback
+    assert guard.single_fallbacks == 1
+    assert guard.fallback_activations == 0
+    assert await guard.call(redis_answers, memory) == "redis"
+
+
+async def test_timeouts_in_a_row_reaching_the_threshold_switch_to_the_fallback() -> None:
+    guard = RedisGuard("test", timeout=0.05, failure_threshold=3)
+    with structlog.testing.capture_logs() as logs:
+        answers = [await guard.call(times_out, memory) for _ in range(3)]
+    assert answers == ["memory"] * 3
+    assert guard.using_fallback
+    assert guard.fallback_activations == 1
+    assert guard.single_fallbacks == 2
+    assert [entry["event"] for entry in logs] == ["redis_unavailable_using_fallback"]
+    assert await guard.call(redis_answers, memory) == "memory"  # switched: Redis not asked
+
+
+async def test_a_call_answered_between_timeouts_starts_the_count_again() -> None:
+    guard = RedisGuard("test", timeout=0.05, failure_threshold=3)
+    for _ in range(5):
+        await guard.call(times_out, memory)
+        await guard.call(times_out, memory)
+        assert await guard.call(redis_answers, memory) == "redis"
+    assert not guard.using_fallback
+    assert guard.single_fallbacks == 10
+
+
+async def test_redis_py_socket_timeouts_count_as_timeouts_not_as_an_outage() -> None:
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    async def socket_timeout() -> str:
+        raise RedisTimeoutError("Timeout reading from socket")
+
+    guard = RedisGuard("test", timeout=0.05, failure_threshold=2)
+    assert await guard.call(socket_timeout, memory) == "memory"
+    assert not guard.using_fallback
+    assert await guard.call(socket_timeout, memory) == "memory"
+    assert guard.using_fallback
+
+
+async def test_a_refused_connection_switches_at_once_whatever_the_threshold() -> None:
+    guard = RedisGuard("test", timeout=0.05, failure_threshold=100)
+    assert await guard.call(refuse, memory) == "memory"
+    assert guard.using_fallback
+    assert guard.single_fallbacks == 0
+
+
+def test_the_failure_threshold_must_be_at_least_one() -> None:
+    with pytest.raises(ValueError, match="failure_threshold"):
+        RedisGuard("test", failure_threshold=0)
+
+
+def block_the_loop(seconds: float) -> None:
+    """What a CPU-bound request handler does to every other task of its process."""
+    time.sleep(seconds)
+
+
+async def test_a_reply_ready_when_a_busy_loop_notices_the_deadline_is_not_a_timeout() -> None:
+    loop = asyncio.get_running_loop()
+    guard = RedisGuard("test", timeout=0.05, failure_threshold=1)
+
+    async def replied_while_the_loop_was_busy() -> str:
+        reply: asyncio.Future[str] = loop.create_future()
+
+        def busy_then_reply() -> None:
+            block_the_loop(0.2)  # four timeouts long
+            # The reply is handled in the same loop turn in which the late deadline fires,
+            # as a socket found readable together with the due timer.
+            loop.call_soon(reply.set_result, "redis")
+
+        loop.call_later(0.01, busy_then_reply)
+        return await reply
+
+    for _ in range(3):
+        assert await guard.call(replied_while_the_loop_was_busy, memory) == "redis"
+    assert guard.single_fallbacks == 0
+    assert not guard.using_fallback
+    assert guard.loop_lag_forgiven >= 3 * 0.1
+
+
+async def test_a_reply_handed_over_by_another_task_gets_its_loop_turns() -> None:
+    loop = asyncio.get_running_loop()
+    guard = RedisGuard("test", timeout=0.05, failure_threshold=1)
+
+    async def reply_through_a_batch_task() -> str:
+        reply: asyncio.Future[str] = loop.create_future()
+
+        async def batch() -> None:  # as the pipelining drainer hands replies to callers
+            await asyncio.sleep(0)
+            reply.set_result("redis")
+
+        tasks = []
+
+        def busy_then_read() -> None:
+            block_the_loop(0.2)
+            tasks.append(loop.create_task(batch()))
+
+        loop.call_later(0.01, busy_then_read)
+        return await reply
+
+    assert await guard.call(reply_through_a_batch_task, memory) == "redis"
+    assert guard.single_fallbacks == 0
+
+
+async def test_a_hung_call_on_a_busy_loop_is_given_up_within_a_second_of_loop_lag() -> None:
+    loop = asyncio.get_running_loop()
+    guard = RedisGuard("test", timeout=0.05, failure_threshold=1)
+
+    blockers = []
+
+    async def hangs_while_the_loop_stays_busy() -> str:
+        # The loop is late to every deadline for 3 s.
+        blockers.extend(
+            loop.call_later(delay * 0.1, block_the_loop, 0.09) for delay in range(1, 30)
+        )
+        await asyncio.sleep(30)
+        return "redis"
+
+    started = loop.time()
+    assert await guard.call(hangs_while_the_loop_stays_busy, memory) == "memory"
+    assert 0.05 <= loop.time() - started <= 0.05 + 1.0 + 0.2
+    assert guard.using_fallback
+    for handle in blockers:
+        handle.cancel()
+
+
+async def test_callers_timing_out_together_right_after_an_answer_are_one_slow_reply() -> None:
+    guard = RedisGuard("test", timeout=0.05, failure_threshold=3)
+    assert await guard.call(redis_answers, memory) == "redis"
+    # Queued behind one slow round trip, many callers time out in the same instant.
+    answers = [await guard.call(times_out, memory) for _ in range(10)]
+    assert answers == ["memory"] * 10
+    assert not guard.using_fallback
+    await asyncio.sleep(0.5)  # Redis silent for half a second (at least 3 timeouts): down
+    assert await guard.call(times_out, memory) == "memory"
+    assert guard.using_fallback
+
+
+def test_every_redis_backed_store_made_without_a_guard_gets_the_same_kind_of_guard() -> None:
+    from hardenkit.auth.tenants import TenantStatusCache
+    from hardenkit.ratelimit import RedisStore
+    from hardenkit.resilience.shared import RedisBreakerStore
+    from hardenkit.signing import ReplayStore
+
+    client = Redis.from_url("redis://127.0.0.1:1/0")
+    guards = {
+        "ratelimit": RedisStore(client).guard,
+        "replay": ReplayStore(client).guard,
+        "tenants": TenantStatusCache(redis=client)._guard,
+        "breakers": RedisBreakerStore(client).guard,
+    }
+    for name, guard in guards.items():
+        assert guard is not None
+        assert guard.name == name
+        assert guard._ping == client.ping  # readiness and recovery without traffic
+        assert (guard.timeout, guard.failure_threshold) == (0.05, 3)
+
+
+@pytest.mark.redis
+def test_installed_every_redis_backed_store_shares_the_apps_one_guard(redis_url: str) -> None:
+    from starlette.applications import Starlette
+
+    from hardenkit import install
+    from hardenkit.resilience.registry import default_registry as registry
+
+    previous = registry.store
+    try:
+        kit = install(
+            Starlette(),
+            HardenSettings(redis_url=redis_url, outbound_shared_breakers=True),  # type: ignore[arg-type]
+        )
+        shared = registry.store
+    finally:
+        registry.share_through(previous)  # the process-wide registry, as it was
+    assert kit.redis_guard is not None
+    assert kit.rate_limit_store.guard is kit.redis_guard  # type: ignore[union-attr]
+    assert kit.replay_store.guard is kit.redis_guard  # type: ignore[union-attr]
+    assert kit.auth.tenant_status._guard is kit.redis_guard  # type: ignore[union-attr]
+    assert shared is not None
+    assert shared.guard is kit.redis_guard
+
+
+async def test_warm_up_runs_every_probe_before_traffic_and_readiness_says_starting_meanwhile() -> (
+    None
+):
+    release = asyncio.Event()
+    guard = RedisGuard("test", timeout=0.05)
+    seen: list[str] = []
+
+    async def connect_and_load_scripts() -> None:
+        seen.append((await guard.health_check()).detail["backend"])
+        await release.wait()
+
+    guard.add_probe(connect_and_load_scripts)
+    warming = asyncio.create_task(guard.warm_up())
+    await wait_until(lambda: bool(seen))
+    assert seen == ["starting"]
+    assert (await guard.health_check()).status is HealthStatus.UNHEALTHY
+    release.set()
+    assert await warming is True
+    assert guard.warmed_up
+    assert (await guard.health_check()).status is HealthStatus.HEALTHY
+
+
+async def test_warm_up_against_an_unreachable_redis_starts_on_the_fallback() -> None:
+    async def refused() -> None:
+        raise ConnectionError
+
+    guard = RedisGuard("test", timeout=0.05)
+    guard.add_probe(refused)
+    assert await guard.warm_up() is False
+    assert guard.using_fallback
+    assert (await guard.health_check()).status is HealthStatus.DEGRADED

@@ -82,6 +82,7 @@ def test_every_instrument_other_pieces_record_through_exists_under_its_name(
             1, {"rule": "auth", "outcome": "denied"}
         ),
         "hardenkit.store.fallbacks": lambda: telemetry.store_fallbacks.add(1, {"store": "redis"}),
+        "hardenkit.store.timeouts": lambda: telemetry.store_timeouts.add(1, {"store": "redis"}),
         "hardenkit.breaker.transitions": lambda: telemetry.breaker_transitions.add(
             1, {"breaker": "billing", "state": "open"}
         ),

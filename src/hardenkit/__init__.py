@@ -22,6 +22,7 @@ from hardenkit.errors import ErrorCode, ErrorMiddleware, HardenError, ProblemRes
 from hardenkit.headers import CSP, SecurityHeadersMiddleware, safe_redirect
 from hardenkit.health import CheckResult, HealthRegistry, HealthStatus
 from hardenkit.install import Hardened, install
+from hardenkit.instances import InstanceRegistry
 from hardenkit.logs import (
     AuditEvent,
     AuditEventType,
@@ -54,6 +55,7 @@ from hardenkit.resilience import (
 from hardenkit.settings import HardenSettings, SettingsError, load_settings
 from hardenkit.signing import (
     ReplayStore,
+    ReplayStoreUnavailableError,
     WebhookMiddleware,
     WebhookVerifier,
     sign_message,
@@ -84,6 +86,7 @@ __all__ = [
     "Hardened",
     "HealthRegistry",
     "HealthStatus",
+    "InstanceRegistry",
     "JWKSClient",
     "JWTVerifier",
     "MemoryStore",
@@ -99,6 +102,7 @@ __all__ = [
     "RedisGuard",
     "RedisStore",
     "ReplayStore",
+    "ReplayStoreUnavailableError",
     "RequestIdMiddleware",
     "RequestMetricsMiddleware",
     "ResilientTransport",

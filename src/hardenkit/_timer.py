@@ -7,6 +7,17 @@ earliest deadline and re-armed when it fires. Entering and leaving an attempt is
 insertion and removal. On expiry the attempt's task is cancelled exactly as
 ``asyncio.timeout`` does it (``task.cancel()``, then ``uncancel()`` when the
 ``CancelledError`` comes back), so no task is created and none is left behind.
+
+A *patient* attempt (``watch(timeout, patient=True)``, the Redis guard's) measures the
+callee, not this process: when its deadline is noticed late, because the event loop was
+busy with other work, the time the loop owed it is not the callee's fault, so it gets a
+fresh ``timeout`` from the moment the loop noticed (up to ``max_wait`` in all). So does an
+attempt whose ``answering`` callback says the callee answered other calls within the last
+``timeout`` (a queue behind a busy connection is not a dead one). When the deadline is
+noticed on time otherwise, it still gets two more loop turns before it is cancelled: a
+reply that is already readable wakes its task on the next turn (and a task it hands the
+reply to, on the one after), and cancelling then would throw a reply away that came in
+time.
 """
 
 from __future__ import annotations
@@ -14,8 +25,17 @@ from __future__ import annotations
 import asyncio
 import math
 import weakref
+from collections.abc import Callable
 
-__all__ = ["AttemptWatch", "watch"]
+__all__ = ["LOOP_LAG_ALLOWANCE", "AttemptWatch", "watch"]
+
+_LATE_FRACTION = 0.1
+"""A deadline noticed more than this fraction of the timeout late (and at least
+``_LATE_FLOOR`` seconds) means the event loop was busy, not that the callee was slow."""
+_LATE_FLOOR = 0.002
+LOOP_LAG_ALLOWANCE = 1.0
+"""Seconds of event-loop lag a patient attempt is forgiven on top of its timeout."""
+_LAST_LOOKS = 2
 
 
 class _Watchdog:
@@ -48,6 +68,8 @@ class _Watchdog:
         now = self._loop.time()
         earliest = math.inf
         for attempt in list(self._watches):
+            if attempt.deadline <= now and attempt.patient:
+                attempt.reconsider(now)
             if attempt.deadline <= now:
                 self._watches.discard(attempt)
                 attempt.expire()
@@ -60,16 +82,77 @@ class _Watchdog:
 class AttemptWatch:
     """One attempt under a timeout, in the current task."""
 
-    __slots__ = ("__weakref__", "_cancelling", "_dog", "_task", "deadline", "expired")
+    __slots__ = (
+        "__weakref__",
+        "_answering",
+        "_cancelling",
+        "_dog",
+        "_finished",
+        "_loop",
+        "_task",
+        "deadline",
+        "expired",
+        "latest",
+        "loop_lag",
+        "patient",
+        "timeout",
+    )
 
-    def __init__(self, dog: _Watchdog, task: asyncio.Task[object], deadline: float) -> None:
+    def __init__(
+        self,
+        dog: _Watchdog,
+        task: asyncio.Task[object],
+        deadline: float,
+        *,
+        timeout: float,
+        patient: bool = False,
+        max_wait: float = 0.0,
+        answering: Callable[[], bool] | None = None,
+    ) -> None:
+        self._answering = answering
         self._dog = dog
+        self._loop = task.get_loop()
         self._task = task
         self._cancelling = task.cancelling()
+        self._finished = False
         self.deadline = deadline
+        self.timeout = timeout
+        self.patient = patient
+        self.latest = deadline - timeout + max(max_wait, timeout)
         self.expired = False
+        self.loop_lag = 0.0
+        """Seconds the loop was late to notice this attempt's deadlines (patient only)."""
+
+    def reconsider(self, now: float) -> None:
+        """Give a fresh timeout when the deadline passing is no evidence against the callee.
+
+        That is when the loop noticed it late (this process was busy), or when the callee
+        answered other calls within the last ``timeout`` (it is slow, not gone).
+        """
+        if now >= self.latest:
+            return
+        late = now - self.deadline
+        if late > max(_LATE_FLOOR, self.timeout * _LATE_FRACTION):
+            self.loop_lag += late
+        elif self._answering is None or not self._answering():
+            return
+        self.deadline = min(now + self.timeout, self.latest)
 
     def expire(self) -> None:
+        if not self.patient:
+            self._cancel()
+            return
+        self._loop.call_soon(self._last_look, _LAST_LOOKS)
+
+    def _last_look(self, turns_left: int) -> None:
+        if self._finished:
+            return
+        if turns_left > 1:
+            self._loop.call_soon(self._last_look, turns_left - 1)
+        else:
+            self._cancel()
+
+    def _cancel(self) -> None:
         self.expired = True
         self._task.cancel()
 
@@ -82,6 +165,7 @@ class AttemptWatch:
 
     def done(self) -> None:
         """Leave the watchdog; absorb a cancellation the callee swallowed."""
+        self._finished = True
         self._dog.discard(self)
         if self.expired:
             self.expired = False
@@ -92,8 +176,16 @@ _dogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = weakref
 _last: tuple[asyncio.AbstractEventLoop | None, _Watchdog | None] = (None, None)
 
 
-def watch(timeout: float) -> AttemptWatch:
-    """Start watching the current task; it is cancelled if still running after ``timeout``."""
+def watch(
+    timeout: float, *, patient: bool = False, answering: Callable[[], bool] | None = None
+) -> AttemptWatch:
+    """Start watching the current task; it is cancelled if still running after ``timeout``.
+
+    ``patient``: time the event loop was late does not count, nor time while
+    ``answering()`` says the callee is answering other calls (see the module docstring),
+    up to ``LOOP_LAG_ALLOWANCE`` seconds beyond ``timeout``.
+    """
+    max_wait = timeout + LOOP_LAG_ALLOWANCE if patient else 0.0
     global _last  # noqa: PLW0603 - a one-entry cache of the loop's watchdog
     loop = asyncio.get_running_loop()
     last_loop, dog = _last
@@ -105,6 +197,14 @@ def watch(timeout: float) -> AttemptWatch:
     task = asyncio.current_task(loop)
     if task is None:  # pragma: no cover - awaiting always happens in a task
         raise RuntimeError("a timeout needs a running task")
-    attempt = AttemptWatch(dog, task, loop.time() + timeout)
+    attempt = AttemptWatch(
+        dog,
+        task,
+        loop.time() + timeout,
+        timeout=timeout,
+        patient=patient,
+        max_wait=max_wait,
+        answering=answering,
+    )
     dog.add(attempt)
     return attempt

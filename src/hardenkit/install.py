@@ -57,7 +57,8 @@ from hardenkit.headers._install import (
     security_header_layers,
     timeout_layers,
 )
-from hardenkit.health import HealthRegistry
+from hardenkit.health import CheckResult, HealthCheck, HealthRegistry
+from hardenkit.instances import InstanceRegistry
 from hardenkit.proxies import TrustedProxies, TrustedProxyMiddleware
 from hardenkit.ratelimit._install import (
     client_ip_rate_limit,
@@ -95,6 +96,8 @@ class Hardened:
         redis_guard: The one switch between Redis and the memory fallback that every
             Redis-backed piece of this app shares (``None`` when memory-only); readiness
             reports it as the ``redis`` check.
+        instances: This process's heartbeat in Redis and the live instances last
+            counted (``None`` when memory-only); the rate-limit fallback's share.
         middleware: The layers installed, outermost first.
         header_policy: The security header policy built from the settings.
         header_routes: Path patterns with their own header policy (FastAPI's docs pages).
@@ -116,6 +119,7 @@ class Hardened:
     health: HealthRegistry
     redis: Redis | RedisCluster | None = None
     redis_guard: RedisGuard | None = None
+    instances: InstanceRegistry | None = None
     middleware: list[Middleware] = field(default_factory=list)
     header_policy: HeaderPolicy | None = None
     header_routes: dict[str, HeaderPolicy] = field(default_factory=dict)
@@ -169,9 +173,13 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
             "redis",
             timeout=settings.redis_socket_timeout,
             retry_interval=settings.redis_retry_interval,
+            failure_threshold=settings.redis_failure_threshold,
             ping=kit.redis.ping,
         )
-        kit.health.add("redis", kit.redis_guard.health_check)
+        kit.instances = InstanceRegistry(
+            kit.redis, kit.redis_guard, key=f"{settings.rate_limit_key_prefix}instances"
+        )
+        kit.health.add("redis", _redis_check(kit.redis_guard, kit.instances))
     # Non-critical: a rewriting server is a misconfiguration to fix, not a reason to take
     # every instance out of rotation; readiness says "degraded" and names the fix.
     kit.health.add("proxy_headers", kit.server_rewrite.health_check, critical=False)
@@ -187,6 +195,16 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
     _close_redis_on_shutdown(app, kit)
     app.state.hardenkit = kit
     return kit
+
+
+def _redis_check(guard: RedisGuard, instances: InstanceRegistry) -> HealthCheck:
+    """Readiness of the shared guard, with how many instances share the stores."""
+
+    async def check() -> CheckResult:
+        result = await guard.health_check()
+        return CheckResult(result.status, {**result.detail, "instances": instances.live_instances})
+
+    return check
 
 
 def _middleware_stack(kit: Hardened) -> list[Middleware]:
@@ -258,10 +276,18 @@ def _close_redis_on_shutdown(app: Starlette, kit: Hardened) -> None:
         if kit.app_check is not None:
             # Every route exists now: a refusal here stops the server from starting.
             kit.app_check.run_final()
+        if kit.redis_guard is not None:
+            # Connection open and scripts loaded before the first request (warm start).
+            await kit.redis_guard.warm_up()
+        if kit.instances is not None:
+            await kit.instances.beat()  # counted before the first request
+            kit.instances.start()
         async with inner(app_) as state:
             try:
                 yield state
             finally:
+                if kit.instances is not None:
+                    await kit.instances.aclose()
                 if kit.redis is not None:
                     await kit.redis.aclose()
 

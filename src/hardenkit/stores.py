@@ -1,10 +1,15 @@
 """Redis as the shared store, the process memory as its fallback.
 
 :func:`create_redis` builds the asyncio client from settings (standalone or Cluster) with
-short socket timeouts. :class:`RedisGuard` decides per call whether Redis is used: after a
-failure or timeout it switches to the caller's memory fallback at once, says so in a log
-line and a metric, and probes Redis again after ``retry_interval`` seconds, in the
-background where it has probes (a ping, the stores' own checks) and with one call
+short socket timeouts. :class:`RedisGuard` decides per call whether Redis is used, and
+switches to the caller's memory fallback only on evidence that Redis is unavailable: a
+refused, reset or closed connection at once; timeouts only when ``failure_threshold``
+calls in a row time out. A timeout is Redis's only when the event loop noticed it on
+time: time this process's own loop ran late is not counted (see ``hardenkit/_timer.py``).
+A single call that timed out without the switch is answered by the fallback for that
+call alone, and counted (``hardenkit.store.timeouts``). After a switch the guard says so
+in a log line and a metric, and probes Redis again after ``retry_interval`` seconds, in
+the background where it has probes (a ping, the stores' own checks) and with one call
 otherwise; when the probe succeeds, calls go back to Redis. No caller ever sees a Redis
 exception.
 """
@@ -12,15 +17,16 @@ exception.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
 from hardenkit import _timer
 from hardenkit.health import CheckResult, HealthStatus
-from hardenkit.telemetry import store_fallbacks
+from hardenkit.telemetry import store_fallbacks, store_timeouts
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -38,26 +44,89 @@ _MIN_PROBE_SECONDS = 1.0
 """Least time a background probe has: a reconnect, its handshake and a script load are a
 few round trips, and on a busy event loop each waits its turn."""
 
+_MIN_SILENCE = 0.5
+"""Least time without any answer from Redis before timeouts count as Redis down."""
+
 
 def create_redis(settings: HardenSettings) -> Redis | RedisCluster | None:
     """Return an asyncio Redis client for ``HARDENKIT_REDIS_URL``, or ``None`` when unset.
 
-    Socket and connect timeouts come from ``HARDENKIT_REDIS_SOCKET_TIMEOUT`` so a hung
-    Redis costs a request at most that long before the fallback answers.
+    Standalone, Cluster (``HARDENKIT_REDIS_CLUSTER``) or behind Sentinel
+    (``HARDENKIT_REDIS_SENTINELS`` + ``HARDENKIT_REDIS_SENTINEL_MASTER``: the client asks
+    the sentinels for the current master and follows a failover); ``rediss://`` with
+    ``HARDENKIT_REDIS_TLS_CA_FILE`` and an optional client certificate.
+
+    ``HARDENKIT_REDIS_SOCKET_TIMEOUT`` bounds each call through :class:`RedisGuard`, which
+    does not count the time this process's own event loop was late. redis-py's socket
+    timeouts cannot tell a slow Redis from a late loop, so the client's are only a
+    backstop, ``LOOP_LAG_ALLOWANCE`` (1 s) longer.
     """
     if settings.redis_url is None:
         return None
     url = settings.redis_url.get_secret_value()
-    timeout = settings.redis_socket_timeout
+    timeout = settings.redis_socket_timeout + _timer.LOOP_LAG_ALLOWANCE
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        **_tls_options(settings),
+    }
     if settings.redis_cluster:
         from redis.asyncio.cluster import RedisCluster  # noqa: PLC0415 - only when asked for
 
-        return RedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    from redis.asyncio import Redis  # noqa: PLC0415 - keeps import of hardenkit light
+        return RedisCluster.from_url(url, **options)
+    from redis.asyncio.retry import Retry  # noqa: PLC0415 - keeps import of hardenkit light
+    from redis.backoff import NoBackoff  # noqa: PLC0415
+    from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415
 
-    return Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0
+    # One immediate retry on a connection error: after Redis restarts (or fails over),
+    # each pooled connection fails once on first use, which is a stale socket, not Redis
+    # down (a Redis that is down refuses the retry at once too). Never on a timeout.
+    options["health_check_interval"] = 0
+    options["retry"] = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+    if settings.redis_sentinels:
+        return _sentinel_client(settings, url, options)
+    from redis.asyncio import Redis  # noqa: PLC0415
+
+    return Redis.from_url(url, **options)
+
+
+def _tls_options(settings: HardenSettings) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if settings.redis_tls_ca_file is not None:
+        options["ssl_ca_certs"] = settings.redis_tls_ca_file
+    if settings.redis_tls_cert_file is not None:
+        options["ssl_certfile"] = settings.redis_tls_cert_file
+        options["ssl_keyfile"] = settings.redis_tls_key_file
+    return options
+
+
+def _sentinel_client(settings: HardenSettings, url: str, options: dict[str, Any]) -> Redis:
+    from urllib.parse import unquote, urlsplit  # noqa: PLC0415
+
+    from redis.asyncio.sentinel import Sentinel  # noqa: PLC0415
+
+    parts = urlsplit(url)
+    if parts.password is not None:
+        options["password"] = unquote(parts.password)
+    if parts.username:
+        options["username"] = unquote(parts.username)
+    database = parts.path.strip("/")
+    options["db"] = int(database) if database.isdigit() else 0
+    if parts.scheme == "rediss":
+        options["ssl"] = True
+    addresses = [entry.rpartition(":") for entry in settings.redis_sentinels]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        [(host.strip("[]"), int(port)) for host, _, port in addresses],
+        sentinel_kwargs={
+            "socket_timeout": options["socket_timeout"],
+            "socket_connect_timeout": options["socket_connect_timeout"],
+        },
     )
+    master = settings.redis_sentinel_master
+    if master is None:  # pragma: no cover - the settings refuse sentinels without it
+        raise ValueError("HARDENKIT_REDIS_SENTINEL_MASTER is required with sentinels")
+    client: Redis = sentinel.master_for(master, **options)
+    return client
 
 
 class RedisGuard:
@@ -65,8 +134,14 @@ class RedisGuard:
 
     Args:
         name: Names the store in logs, metrics and readiness (``"ratelimit"``).
-        timeout: Seconds one Redis call may take before it counts as a failure.
+        timeout: Seconds one Redis call may take before it counts as timed out; time
+            the event loop was late to notice it is not counted (up to one second).
         retry_interval: Seconds after a failure before one probe call is sent to Redis.
+        failure_threshold: Timeouts in a row (no call answered in between, and none for
+            ``failure_threshold × timeout`` seconds, at least half a second) that switch
+            the process to the fallback. A refused, reset or closed connection switches
+            at once; a timeout below the threshold is answered by the fallback for that
+            call alone.
         clock: Monotonic clock, replaceable in tests.
         ping: Async callable that checks Redis (``client.ping``); when given, readiness
             checks ping Redis themselves, so an outage and a recovery are noticed even
@@ -88,14 +163,20 @@ class RedisGuard:
         *,
         timeout: float = 0.05,
         retry_interval: float = 2.0,
+        failure_threshold: int = 3,
         clock: Callable[[], float] = time.monotonic,
         ping: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         if timeout <= 0 or retry_interval <= 0:
             raise ValueError("timeout and retry_interval must be positive")
+        if failure_threshold < 1:
+            raise ValueError("failure_threshold must be at least 1")
         self.name = name
         self.timeout = timeout
         self.retry_interval = retry_interval
+        self.failure_threshold = failure_threshold
+        self._timeouts_in_row = 0
+        self._answered_at = -math.inf
         self._clock = clock
         self._failed_at: float | None = None
         self._probing = False
@@ -103,6 +184,30 @@ class RedisGuard:
         self._probes: list[Callable[[], Awaitable[object]]] = [] if ping is None else [ping]
         self._probe_task: asyncio.Task[None] | None = None
         self.fallback_activations = 0
+        self.warmed_up = False
+        """Whether :meth:`warm_up` has run (readiness says ``starting`` while it runs)."""
+        self._warming = False
+        self.single_fallbacks = 0
+        """Calls that timed out without switching, each answered by the fallback alone."""
+        self.loop_lag_forgiven = 0.0
+        """Seconds of this process's own event-loop lag not held against Redis."""
+
+    @classmethod
+    def for_client(
+        cls,
+        name: str,
+        client: Redis | RedisCluster,
+        *,
+        timeout: float = 0.05,
+        retry_interval: float = 2.0,
+    ) -> RedisGuard:
+        """The guard a store makes for itself when given a client and no guard.
+
+        Every Redis-backed store uses this one convention (a ping as the first probe, so
+        readiness and recovery do not depend on traffic); an application passes its one
+        shared guard instead (``Hardened.redis_guard``), as :func:`hardenkit.install` does.
+        """
+        return cls(name, timeout=timeout, retry_interval=retry_interval, ping=client.ping)
 
     def add_probe(self, probe: Callable[[], Awaitable[object]]) -> None:
         """Add a check that must pass before calls go back to Redis after a failure.
@@ -112,6 +217,23 @@ class RedisGuard:
         fails by raising (a Redis error, ``OSError``) or by running out of time.
         """
         self._probes.append(probe)
+
+    async def warm_up(self) -> bool:
+        """Run every probe now (connect, load scripts), before the first request needs them.
+
+        :func:`hardenkit.install` awaits this at application startup (lifespan), so the
+        first burst of requests finds its connection open and its scripts loaded instead
+        of paying for them inside one call's timeout. Bounded like a probe; when Redis
+        cannot be reached, the guard starts on the fallback and probes again later.
+        Returns whether Redis is ready.
+        """
+        self._probing = self._warming = True
+        try:
+            await self._probe()
+        finally:
+            self._warming = False
+        self.warmed_up = True
+        return not self.using_fallback
 
     @property
     def using_fallback(self) -> bool:
@@ -149,13 +271,29 @@ class RedisGuard:
         else:
             self._failed(failure)
 
+    def _answering(self) -> bool:
+        """Whether Redis answered a call lately: slow, not gone.
+
+        A call whose timeout passes meanwhile gets more time (up to ``LOOP_LAG_ALLOWANCE``).
+        """
+        return time.monotonic() - self._answered_at < self._silence_is_down
+
+    @property
+    def _silence_is_down(self) -> float:
+        # A loaded host can leave Redis without a CPU for a few timeouts; half a second
+        # without any answer is not that.
+        return max(self.failure_threshold * self.timeout, _MIN_SILENCE)
+
     def _succeeded(self) -> None:
+        self._answered_at = time.monotonic()
+        self._timeouts_in_row = 0
         if self._failed_at is not None:
             _logger.info("redis_recovered", store=self.name)
         self._failed_at = None
         self._probing = False
 
     def _failed(self, error: BaseException) -> None:
+        self._timeouts_in_row = 0
         was_healthy = self._failed_at is None
         self._failed_at = self._clock()
         self._probing = False
@@ -178,8 +316,9 @@ class RedisGuard:
         if not self._may_call_redis():
             return await fallback_call()
         # One watchdog timer per event loop rather than an asyncio.timeout per call: this
-        # sits on the path of every rate-limit decision (see hardenkit/_timer.py).
-        attempt = _timer.watch(self.timeout)
+        # sits on the path of every rate-limit decision (see hardenkit/_timer.py). Patient:
+        # the time this process's loop was late is not Redis's.
+        attempt = _timer.watch(self.timeout, patient=True, answering=self._answering)
         failure: BaseException | None = None
         try:
             result = await redis_call()
@@ -193,17 +332,47 @@ class RedisGuard:
             if not _is_redis_failure(error):
                 self._probing = False
                 raise
-            failure = error
+            failure = _as_timeout(error)
         finally:
             attempt.done()
+            if attempt.loop_lag:
+                self.loop_lag_forgiven += attempt.loop_lag
         if failure is not None:
-            self._failed(failure)
+            if self._is_outage(failure):
+                self._failed(failure)
+            else:
+                self.single_fallbacks += 1
+                store_timeouts.add(1, {"store": self.name})
             return await fallback_call()
         self._succeeded()
         return result
 
+    def _is_outage(self, failure: BaseException) -> bool:
+        """Whether ``failure`` is evidence enough that Redis is unavailable.
+
+        A connection refused, reset or closed is; one timeout is not (a slow reply, a
+        busy host): only ``failure_threshold`` of them in a row, with no call answered in
+        between, and Redis silent for ``failure_threshold`` timeouts' worth of time (at
+        least half a second), are.
+        (Callers queued behind one slow round trip time out together: that is one slow
+        reply, not several.) A probe's failure always is (Redis was down a moment ago).
+        """
+        if not isinstance(failure, TimeoutError) or self._failed_at is not None:
+            return True
+        self._timeouts_in_row += 1
+        silent_for = time.monotonic() - self._answered_at
+        return (
+            self._timeouts_in_row >= self.failure_threshold and silent_for >= self._silence_is_down
+        )
+
     async def health_check(self) -> CheckResult:
-        """Readiness: healthy on Redis, degraded while the fallback answers."""
+        """Readiness: healthy on Redis, degraded while the fallback answers.
+
+        Unhealthy (``"backend": "starting"``) while :meth:`warm_up` runs: the instance
+        should get no traffic before its connection and scripts are ready.
+        """
+        if self._warming:
+            return CheckResult(HealthStatus.UNHEALTHY, {"backend": "starting", "store": self.name})
         ping = self._ping
         if ping is not None:
 
@@ -218,6 +387,13 @@ class RedisGuard:
 
 async def _nothing() -> None:
     return None
+
+
+def _as_timeout(error: BaseException) -> BaseException:
+    """redis-py's own ``TimeoutError`` (a socket timeout) as the builtin one."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError  # noqa: PLC0415
+
+    return TimeoutError() if isinstance(error, RedisTimeoutError) else error
 
 
 def _is_redis_failure(error: Exception) -> bool:

@@ -38,6 +38,7 @@ __all__ = [
     "retries",
     "signature_failures",
     "store_fallbacks",
+    "store_timeouts",
     "tenant_mismatches",
     "timeouts",
 ]
@@ -87,6 +88,14 @@ store_fallbacks = meter.create_counter(
     "hardenkit.store.fallbacks",
     unit="{event}",
     description="Times a Redis-backed store switched to its in-memory fallback.",
+)
+store_timeouts = meter.create_counter(
+    "hardenkit.store.timeouts",
+    unit="{call}",
+    description=(
+        "Redis calls that timed out without switching the store to its fallback; each was "
+        "answered by the fallback alone."
+    ),
 )
 breaker_transitions = meter.create_counter(
     "hardenkit.breaker.transitions",

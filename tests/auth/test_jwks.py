@@ -43,6 +43,39 @@ def verifier(jwks: JWKSClient) -> JWTVerifier:
     return JWTVerifier(jwks=jwks, issuer=ISSUER, audience=[AUDIENCE])
 
 
+async def background_refresh(jwks: JWKSClient) -> None:
+    """Wait (bounded) for a scheduled refresh that runs in the background."""
+    task = jwks._inflight
+    if task is not None:
+        async with asyncio.timeout(10):
+            await task
+
+
+async def test_with_keys_loaded_a_slow_provider_never_slows_a_request(
+    provider: JWKSProvider,
+) -> None:
+    clock = Clock()
+    jwks = client(provider.url, clock, cache_ttl=60, timeout=10.0)
+    check = verifier(jwks)
+    await check.verify(rs256(key_name="k1", kid="k1"))  # the first load is waited for
+    provider.delay = 8.0  # slow, not down: it answers after 8 s
+    clock.now += 61  # the keys are due for their scheduled refresh
+    loop = asyncio.get_running_loop()
+    slowest = 0.0
+    try:
+        for index in range(40):
+            started = loop.time()
+            token = rs256(claims(sub=f"during-{index}"), key_name="k1", kid="k1")
+            assert (await check.verify(token)).subject == f"during-{index}"
+            slowest = max(slowest, loop.time() - started)
+            await asyncio.sleep(0.02)
+        assert provider.hits == 2  # one refresh started, in the background, still waiting
+    finally:
+        if jwks._inflight is not None:
+            jwks._inflight.cancel()
+    assert slowest < 0.05
+
+
 async def test_a_token_signed_by_a_published_key_verifies(provider: JWKSProvider) -> None:
     jwks = client(provider.url, Clock())
     principal = await verifier(jwks).verify(rs256(key_name="k1", kid="k1"))
@@ -91,7 +124,9 @@ async def test_provider_answering_500_keeps_serving_cached_keys(provider: JWKSPr
     provider.status = 500
     clock.now += 120
     assert (await jwks.key_for("k1", "RS256")).algorithm == "RS256"
+    await background_refresh(jwks)
     assert provider.hits == 2
+    assert (await jwks.key_for("k1", "RS256")).algorithm == "RS256"
 
 
 async def test_no_keys_ever_loaded_gives_keys_unavailable(provider: JWKSProvider) -> None:

@@ -158,7 +158,14 @@ def client_for(base_url: str, concurrency: int) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(15.0),
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them:
+        # a request sent on a connection the server is closing fails with "Server
+        # disconnected" (seen when a loaded test process blocks its loop for seconds).
+        limits=httpx.Limits(
+            max_connections=concurrency,
+            max_keepalive_connections=concurrency,
+            keepalive_expiry=2.0,
+        ),
     )
 
 

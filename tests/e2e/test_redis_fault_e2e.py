@@ -4,13 +4,13 @@ What "enforced" means here, phase by phase, for a tenant limit of ``N/day`` (bur
 so exactly ``N`` admitted per key for the length of this test):
 
 1. Redis up: decisions run in Redis; a hammered tenant gets exactly ``N``.
-2. Redis down: decisions run in this process's memory fallback, which knows nothing of
-   Redis's counts. The limit still holds per process: a tenant gets exactly ``N`` more,
-   counted from the start of the outage (documented in docs/ratelimit.md: "limits hold
-   per instance, not across them; every instance starts with a fresh bucket").
+2. Redis down: decisions run in this process's memory fallback, seeded with what Redis
+   last said for each key: the tenant exhausted in phase 1 stays refused. A tenant new
+   during the outage gets this instance's share of ``N`` (all of it: one live instance).
 3. Redis back (restarted with its data, as a persistent Redis or a replica would be):
-   decisions are Redis's again. The tenant exhausted in phase 1 gets nothing, whatever it
-   got from memory meanwhile; a tenant new to Redis gets exactly ``N``.
+   what the fallback admitted is charged to Redis before Redis decides again, so the
+   tenant served during the outage is refused too; a tenant new to Redis gets exactly
+   ``N``.
 
 Background traffic (authorised on fresh tenants, unauthorised, tenant-mismatched) runs
 across all three phases and both transitions: every response is checked (status exactly
@@ -108,6 +108,11 @@ async def _background_load(
         await asyncio.gather(*(worker() for _ in range(10)))
 
 
+def _save(url: str) -> None:
+    with Redis.from_url(url) as admin:
+        admin.save()  # the restarted server loads this, as a persistent one would
+
+
 async def _wait_ready(client: httpx.AsyncClient, status: str, *, within: float) -> dict:
     deadline = time.monotonic() + within
     body: dict = {}
@@ -135,36 +140,43 @@ async def test_redis_outage_under_load_keeps_serving_and_enforcing_limits(
             try:
                 before = await run_plan(server.url, _hammer("hot"), concurrency=40)
 
-                with Redis.from_url(redis.url) as admin:
-                    admin.save()  # the restarted server loads this, as a persistent one would
-                redis.stop()
+                # In threads: the background load keeps its event loop (and its connections'
+                # keep-alive) while the server stops and starts, as a client elsewhere would.
+                await asyncio.to_thread(_save, redis.url)
+                await asyncio.to_thread(redis.stop)
                 served_at_stop = len(background)
                 degraded = await _wait_ready(probe, "degraded", within=5)
                 during = await run_plan(server.url, _hammer("hot"), concurrency=40)
+                during_new = await run_plan(server.url, _hammer("outage"), concurrency=40)
                 still_degraded = (await probe.get("/readyz")).json()
 
-                redis.start()
+                await asyncio.to_thread(redis.start)
                 served_at_start = len(background)
                 healthy = await _wait_ready(probe, "healthy", within=10)
                 after_hot = await run_plan(server.url, _hammer("hot"), concurrency=40)
+                after_outage = await run_plan(server.url, _hammer("outage"), concurrency=40)
                 after_fresh = await run_plan(server.url, _hammer("fresh"), concurrency=40)
             finally:
                 served_at_end = len(background)
                 stop.set()
                 await load
 
-    assert problems_of(before + during + after_hot + after_fresh) == []
-    assert max(r.status for r in before + during + after_hot + after_fresh + background) < 500
+    hammered = before + during + during_new + after_hot + after_outage + after_fresh
+    assert problems_of(hammered) == []
+    assert max(r.status for r in hammered + background) < 500
     assert statuses(before) == {200: LIMIT, 429: HAMMER - LIMIT}
     assert degraded["checks"]["redis"] == {
         "status": "degraded",
         "backend": "memory",
         "store": "redis",
+        "instances": 1,
     }
     assert still_degraded["status"] == "degraded"
-    assert statuses(during) == {200: LIMIT, 429: HAMMER - LIMIT}
+    assert statuses(during) == {429: HAMMER}  # exhausted before the outage: still
+    assert statuses(during_new) == {200: LIMIT, 429: HAMMER - LIMIT}
     assert healthy["checks"]["redis"]["status"] == "healthy"
     assert statuses(after_hot) == {429: HAMMER}
+    assert statuses(after_outage) == {429: HAMMER}  # what the fallback admitted, charged
     assert statuses(after_fresh) == {200: LIMIT, 429: HAMMER - LIMIT}
 
     # The background ran through both transitions, and every answer was the planned one.

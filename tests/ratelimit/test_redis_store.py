@@ -108,12 +108,9 @@ async def test_a_reply_arriving_after_the_timeout_is_never_read_as_a_later_decis
             assert decision.backend == "memory"
         finally:
             server.process.send_signal(signal.SIGCONT)
-        await asyncio.sleep(0.3)  # past the retry interval: the next call starts the probe
-        assert (await later.hit("fresh")).backend == "memory"
-        for _ in range(100):  # the probe reconnects in the background; bounded wait
-            if not guard.using_fallback:
-                break
-            await asyncio.sleep(0.02)
+        # One timeout is not an outage: that call alone was answered by memory.
+        assert not guard.using_fallback
+        assert guard.single_fallbacks == 1
         decisions = [await later.hit("fresh") for _ in range(3)]
         assert [(d.backend, d.remaining) for d in decisions] == [
             ("redis", 4),

@@ -66,10 +66,18 @@ def _ping(port: int, timeout: float = 0.2) -> bool:
 class RedisServer:
     """One private redis-server process that can be stopped and started again."""
 
-    def __init__(self, directory: Path, *, port: int | None = None, cluster: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        cluster: bool = False,
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.executable = require_redis_server()
         self.directory = directory
         self.cluster = cluster
+        self.extra_args = list(extra_args or [])
         self.port = port or free_port(with_bus=cluster)
         self.process: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
@@ -96,6 +104,7 @@ class RedisServer:
             "--logfile",
             str(self.directory / "redis.log"),
         ]
+        args += self.extra_args
         if self.cluster:
             args += [
                 "--cluster-enabled",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -30,11 +31,49 @@ class CoreSettings(Section):
     redis_cluster: bool = Field(
         default=False, description="Connect to a Redis Cluster rather than a single server."
     )
+    redis_tls_ca_file: str | None = Field(
+        default=None,
+        description=(
+            "CA bundle (PEM) that verifies the Redis server's certificate on `rediss://`; "
+            "the system's trust store when unset."
+        ),
+    )
+    redis_tls_cert_file: str | None = Field(
+        default=None,
+        description="Client certificate (PEM) for Redis servers that require one (`rediss://`).",
+    )
+    redis_tls_key_file: str | None = Field(
+        default=None, description="Private key (PEM) of `HARDENKIT_REDIS_TLS_CERT_FILE`."
+    )
+    redis_sentinels: CommaList = Field(
+        default_factory=list,
+        description=(
+            "Redis Sentinel addresses (`host:port,...`): the client asks them for the "
+            "current master of `HARDENKIT_REDIS_SENTINEL_MASTER` and follows failovers. "
+            "`HARDENKIT_REDIS_URL` still gives the password and database; its host is not used."
+        ),
+    )
+    redis_sentinel_master: str | None = Field(
+        default=None, description="Name of the master the sentinels monitor (`mymaster`)."
+    )
     redis_socket_timeout: float = Field(
         default=0.05,
         gt=0,
         le=5,
-        description="Seconds a Redis command may take before the memory fallback takes over.",
+        description=(
+            "Seconds a Redis command may take before it counts as timed out (time this "
+            "process's own event loop ran late is not counted)."
+        ),
+    )
+    redis_failure_threshold: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description=(
+            "Redis timeouts in a row that switch a process to the memory fallback; a "
+            "refused or closed connection switches at once, a single timeout is answered "
+            "by the fallback for that call alone."
+        ),
     )
     redis_retry_interval: float = Field(
         default=2.0,
@@ -105,6 +144,15 @@ class CoreSettings(Section):
     def _lowercase(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            host, _, port = entry.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{entry!r} is not host:port")
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
@@ -118,6 +166,7 @@ class CoreSettings(Section):
     def collect_problems(self) -> list[SettingProblem]:
         """Report core rule violations."""
         problems = super().collect_problems()
+        problems += self._redis_connection_problems()
         if self.env == "production" and self.redis_url is None:
             problems.append(
                 SettingProblem(
@@ -142,6 +191,57 @@ class CoreSettings(Section):
                     "answered under (a victim's, from an error page); keep `any` only for a "
                     "service reached solely through a mesh, else use `proxies`",
                     severity="warning",
+                )
+            )
+        return problems
+
+    def _redis_connection_problems(self) -> list[SettingProblem]:
+        problems = []
+        if bool(self.redis_sentinels) != bool(self.redis_sentinel_master):
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_REDIS_SENTINEL_MASTER",
+                    "HARDENKIT_REDIS_SENTINELS and HARDENKIT_REDIS_SENTINEL_MASTER go together",
+                    production_only=False,
+                )
+            )
+        if self.redis_sentinels and self.redis_url is None:
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_REDIS_URL",
+                    "required with HARDENKIT_REDIS_SENTINELS (password and database; use "
+                    "redis://sentinel/0 when there is none)",
+                    production_only=False,
+                )
+            )
+        if (self.redis_tls_cert_file is None) != (self.redis_tls_key_file is None):
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_REDIS_TLS_KEY_FILE",
+                    "HARDENKIT_REDIS_TLS_CERT_FILE and HARDENKIT_REDIS_TLS_KEY_FILE go together",
+                    production_only=False,
+                )
+            )
+        for setting, path in (
+            ("HARDENKIT_REDIS_TLS_CA_FILE", self.redis_tls_ca_file),
+            ("HARDENKIT_REDIS_TLS_CERT_FILE", self.redis_tls_cert_file),
+            ("HARDENKIT_REDIS_TLS_KEY_FILE", self.redis_tls_key_file),
+        ):
+            if path is not None and not Path(path).is_file():
+                problems.append(
+                    SettingProblem(
+                        setting, f"{path!r} is not a readable file", production_only=False
+                    )
+                )
+        tls_files = self.redis_tls_ca_file or self.redis_tls_cert_file
+        url = self.redis_url.get_secret_value() if self.redis_url is not None else ""
+        if tls_files and not url.startswith("rediss://") and not self.redis_sentinels:
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_REDIS_URL",
+                    "TLS files are set but the URL is not rediss://: the connection "
+                    "would not be encrypted",
+                    production_only=False,
                 )
             )
         return problems

@@ -40,6 +40,14 @@ class RateLimitSettings(Section):
         default="fallback",
         description="While Redis is down: `fallback` (memory), `open` (allow), `closed` (503).",
     )
+    rate_limit_fallback_share: Literal["auto"] | float = Field(
+        default="auto",
+        description=(
+            "While Redis is unavailable, the part of each limit one instance's fallback "
+            "admits: `auto` (1 / live instances, counted by heartbeats in Redis), a "
+            "fraction in (0, 1], or `1` (the whole limit per instance)."
+        ),
+    )
     rate_limit_exempt_paths: CommaList = Field(
         default_factory=list,
         description="Paths never rate limited, besides the health routes (exact or prefix `*`).",
@@ -70,6 +78,13 @@ class RateLimitSettings(Section):
     @classmethod
     def _rate(cls, value: str) -> str:
         Rate.parse(value)  # a ValueError names the expected form; pydantic names the setting
+        return value
+
+    @field_validator("rate_limit_fallback_share")
+    @classmethod
+    def _share(cls, value: str | float) -> str | float:
+        if value != "auto" and not 0 < float(value) <= 1:
+            raise ValueError("must be 'auto' or a fraction in (0, 1]")
         return value
 
     @field_validator("auth_paths", "rate_limit_exempt_paths")

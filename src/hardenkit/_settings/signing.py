@@ -124,6 +124,15 @@ class SigningSettings(Section):
         le=10_000_000,
         description="Ids the in-memory replay store holds (oldest evicted first).",
     )
+    replay_redis_down: Literal["fallback", "closed"] = Field(
+        default="fallback",
+        description=(
+            "While Redis is unavailable: `fallback` remembers webhook ids and message "
+            "nonces per process (another instance may process a redelivery again), "
+            "`closed` answers 503 with `Retry-After` and reports the replay store "
+            "unhealthy. Use `closed` in production with more than one instance."
+        ),
+    )
 
     @field_validator("message_trusted_keys")
     @classmethod
@@ -207,6 +216,20 @@ class SigningSettings(Section):
                     "must be at least twice HARDENKIT_WEBHOOK_TOLERANCE, or a replay inside "
                     "the window is not recognised",
                     production_only=False,
+                )
+            )
+        if (
+            self.replay_redis_down == "fallback"
+            and getattr(self, "redis_url", None) is not None
+            and (self.webhook_paths or self.message_trusted_keys)
+        ):
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_REPLAY_REDIS_DOWN",
+                    "`fallback` keeps webhook ids and nonces per process while Redis is "
+                    "unavailable: with more than one instance a redelivery can be "
+                    "processed twice; set `closed` (503, the sender retries)",
+                    severity="warning",
                 )
             )
         if self.webhook_tolerance > _LONG_WINDOW_SECONDS:

@@ -8,6 +8,10 @@
   ``refresh_cooldown`` seconds, so a flood of random ``kid`` values cannot turn into a
   flood of requests to the provider. A ``kid`` still unknown after a refresh is remembered
   (bounded) and refused without another fetch for ``negative_ttl`` seconds.
+- **Stale while revalidate.** Once keys are loaded, a scheduled refresh (``cache_ttl``)
+  runs in the background: no request waits for it, however slow the provider. A request
+  waits only for the first load, or for a refresh caused by an unknown ``kid`` (bounded by
+  the cooldown and the fetch timeout).
 - **Stale keys on outage.** When a refresh fails, the keys already known keep serving.
 - **Removal is honoured.** A successful refresh replaces the whole set: a key that left it
   is no longer trusted, and listeners (the verified-token cache) are told to flush.
@@ -192,8 +196,10 @@ class JWKSClient:
             KeysUnavailableError: No key set was ever loaded and the provider does not answer.
         """
         now = self._clock()
-        if self._entries is None or now - self._fetched_at >= self.cache_ttl:
+        if self._entries is None:
             await self._refresh(now, scheduled=True)
+        elif now - self._fetched_at >= self.cache_ttl:
+            self._revalidate(now)  # in the background: the cached keys answer meanwhile
         entries = self._entries
         if entries is None:
             raise KeysUnavailableError
@@ -239,6 +245,16 @@ class JWKSClient:
         self._unknown_kids.move_to_end(kid)
         while len(self._unknown_kids) > self.negative_cache_size:
             self._unknown_kids.popitem(last=False)
+
+    def _revalidate(self, now: float) -> None:
+        """Start a scheduled refresh in the background (single flight, cooldown)."""
+        task = self._inflight
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            return
+        if now - self._attempted_at < self.refresh_cooldown:
+            return
+        self._attempted_at = now
+        self._inflight = asyncio.get_running_loop().create_task(self._fetch_and_install(True))
 
     async def _refresh(self, now: float, *, scheduled: bool, forced: bool = False) -> bool:
         task = self._inflight

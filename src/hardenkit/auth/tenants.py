@@ -3,7 +3,11 @@
 :class:`TenantResolver` is what an application implements (a database lookup, a call to
 an account service). :class:`TenantStatusCache` asks it at most once per tenant per TTL:
 answers live in Redis, shared by every instance, with the process memory as the fallback
-the :class:`~hardenkit.stores.RedisGuard` switches to while Redis is down.
+the :class:`~hardenkit.stores.RedisGuard` switches to while Redis is unavailable (the same
+rules as every Redis-backed store). While it does, an answer cached by another instance is
+not known here, so the resolver is asked again; a suspension made with
+:meth:`~TenantStatusCache.invalidate` during the outage reaches this instance only when its
+own cached answer expires (``ttl``).
 """
 
 from __future__ import annotations
@@ -13,11 +17,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from hardenkit.stores import RedisGuard
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.cluster import RedisCluster
-
-    from hardenkit.stores import RedisGuard
 
 __all__ = ["TenantResolver", "TenantStatusCache"]
 
@@ -43,7 +47,8 @@ class TenantStatusCache:
         resolver: The application's resolver, or ``None`` (set later with :meth:`use`).
         ttl: Seconds an answer is reused.
         redis: Shared Redis client, or ``None`` for memory only.
-        guard: The app's :class:`~hardenkit.stores.RedisGuard` (required with ``redis``).
+        guard: The app's :class:`~hardenkit.stores.RedisGuard`; with ``redis`` and no
+            guard, the cache makes its own (:meth:`RedisGuard.for_client`).
         key_prefix: Prefix of the Redis keys.
         max_entries: Most answers kept in memory.
         clock: Monotonic clock for the memory entries.
@@ -62,8 +67,10 @@ class TenantStatusCache:
     ) -> None:
         if ttl <= 0 or max_entries <= 0:
             raise ValueError("ttl and max_entries must be positive")
-        if (redis is None) != (guard is None):
-            raise ValueError("give redis and its guard together")
+        if redis is None and guard is not None:
+            raise ValueError("a guard needs the redis client it guards")
+        if redis is not None and guard is None:
+            guard = RedisGuard.for_client("tenants", redis)
         self._resolver = resolver
         self.ttl = ttl
         self._redis = redis

@@ -40,6 +40,8 @@ def rate_limit_store(kit: Hardened) -> RateLimitStore:
                 guard=kit.redis_guard,
                 fallback=memory,
                 prefix=settings.rate_limit_key_prefix,
+                fallback_share=settings.rate_limit_fallback_share,
+                instances=kit.instances,
             )
         else:
             kit.rate_limit_store = memory

@@ -22,6 +22,8 @@ import asyncio
 import inspect
 from typing import TYPE_CHECKING, Any, Final
 
+from hardenkit import _timer
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.cluster import RedisCluster
@@ -33,6 +35,9 @@ _MAX_BATCH: Final = 256  # bounds one pipeline's size and the time its last call
 
 Reply = Any
 """What the script answers (``gcra.lua``: one integer)."""
+
+Queued = tuple[str, tuple[int, ...], "asyncio.Future[Reply]"]
+"""A decision waiting for the next batch: its key, its script arguments, its caller."""
 
 
 class ScriptRunner:
@@ -52,7 +57,7 @@ class ScriptRunner:
         self.script = script
         self.sha = sha
         self.batch_timeout = batch_timeout
-        self._queue: list[tuple[str, tuple[int, ...], asyncio.Future[Reply]]] = []
+        self._queue: list[Queued] = []
         self._busy = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drainer: asyncio.Task[None] | None = None
@@ -137,14 +142,24 @@ class ScriptRunner:
             return await connection.read_response()
         except Exception as error:
             if connection is not None and not _is_reply_error(error):
-                await connection.disconnect(nowait=True)
+                await self._drop(connection)
             raise
         except BaseException:  # cancelled (the guard's timeout) with a reply in flight
             if connection is not None:
-                await connection.disconnect(nowait=True)
+                await self._drop(connection)
             raise
         finally:
             self._connection_busy = False
+
+    async def _drop(self, connection: Any) -> None:
+        """Close a connection that failed and give it back to the pool.
+
+        The next use takes one from the pool, connected afresh: to the current master,
+        behind Sentinel, where reconnecting the same object would go to the old one.
+        """
+        await connection.disconnect(nowait=True)
+        if connection is self._connection:
+            await self.aclose()
 
     async def _hold_connection(self) -> Any:
         from redis.asyncio.retry import Retry  # noqa: PLC0415 - redis is imported lazily
@@ -178,18 +193,26 @@ class ScriptRunner:
             self._busy = False
             self._drainer = None
 
-    async def _send(self, batch: list[tuple[str, tuple[int, ...], asyncio.Future[Reply]]]) -> None:
+    async def _send(self, batch: list[Queued]) -> None:
+        # Only a backstop, as long as redis-py's own socket timeout (see create_redis): each
+        # caller's guard bounds its own wait. Cancelling a batch that is merely slow would
+        # close its connection and make the next batch reconnect, slower still.
+        attempt = _timer.watch(self.batch_timeout + _timer.LOOP_LAG_ALLOWANCE, patient=True)
         try:
-            async with asyncio.timeout(self.batch_timeout):
-                if len(batch) == 1:
-                    replies: list[Any] = [await self.run_one(batch[0][0], batch[0][1])]
-                else:
-                    replies = await self._pipeline(batch)
-        except Exception as error:  # noqa: BLE001 - handed to every caller, not swallowed
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+            if len(batch) == 1:
+                replies: list[Any] = [await self.run_one(batch[0][0], batch[0][1])]
+            else:
+                replies = await self._pipeline(batch)
+        except asyncio.CancelledError:
+            if not attempt.timed_out():
+                raise
+            _fail(batch, TimeoutError())
             return
+        except Exception as error:  # noqa: BLE001 - handed to every caller, not swallowed
+            _fail(batch, error)
+            return
+        finally:
+            attempt.done()
         for (_, _, future), reply in zip(batch, replies, strict=True):
             if future.done():
                 continue
@@ -198,9 +221,7 @@ class ScriptRunner:
             else:
                 future.set_result(reply)
 
-    async def _pipeline(
-        self, batch: list[tuple[str, tuple[int, ...], asyncio.Future[Reply]]]
-    ) -> list[Any]:
+    async def _pipeline(self, batch: list[Queued]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for key, args, _ in batch:
             pipe.evalsha(self.sha, 1, key, *args)
@@ -210,6 +231,12 @@ class ScriptRunner:
                 key, args, _ = batch[index]
                 replies[index] = await self.client.eval(self.script, 1, key, *args)
         return replies
+
+
+def _fail(batch: list[Queued], error: Exception) -> None:
+    for _, _, future in batch:
+        if not future.done():
+            future.set_exception(error)
 
 
 def _direct_pool(client: object) -> tuple[Any, tuple[str, ...]]:

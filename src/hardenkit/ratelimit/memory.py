@@ -85,6 +85,28 @@ class MemoryStore:
             rate, cost, allowed=outcome.allowed, ahead_us=outcome.ahead_us, backend="memory"
         )
 
+    def now_us(self) -> int:
+        """The store's clock, in integer microseconds."""
+        return self._clock()
+
+    def tat(self, key: str) -> int | None:
+        """The stored theoretical arrival time of ``key`` (``None``: a full bucket)."""
+        return self._tats.get(key)
+
+    def set_tat(self, key: str, tat: int) -> None:
+        """Store ``key``'s TAT as another store decided it (Redis, seeding the fallback)."""
+        with self._lock:
+            tats = self._tats
+            tats[key] = tat
+            tats.move_to_end(key)
+            if len(tats) > self.max_keys:
+                self._evict(self._clock())
+
+    def forget(self, key: str) -> None:
+        """Drop ``key``'s state (its bucket is full again)."""
+        with self._lock:
+            self._tats.pop(key, None)
+
     def _evict(self, now: int) -> None:
         _, tat = self._tats.popitem(last=False)
         if tat > now:

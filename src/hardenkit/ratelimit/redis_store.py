@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from importlib.resources import files
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
+from hardenkit.ratelimit._fallback import OutageFallback
 from hardenkit.ratelimit._pipelining import ScriptRunner
 from hardenkit.ratelimit.decision import (
     RateLimitDecision,
@@ -21,7 +22,13 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.cluster import RedisCluster
 
-__all__ = ["GCRA_SCRIPT", "RedisStore"]
+    from hardenkit.instances import InstanceRegistry
+
+__all__ = ["GCRA_SCRIPT", "FallbackShare", "RedisStore"]
+
+FallbackShare = float | Literal["auto"]
+"""The part of each limit one instance's fallback admits while Redis is unavailable:
+``"auto"`` (``1 / live instances``, from the heartbeats), a fraction, or ``1``."""
 
 GCRA_SCRIPT: Final = files("hardenkit.ratelimit").joinpath("gcra.lua").read_text()
 """The Lua script run by :class:`RedisStore` (``gcra.lua`` next to this module)."""
@@ -52,6 +59,13 @@ class RedisStore:
         prefix: Prepended to every key.
         timeout: Seconds per call for the private guard (ignored with ``guard``).
         retry_interval: Seconds before the private guard probes Redis again.
+        fallback_share: What one instance's fallback admits while Redis is unavailable
+            (see :mod:`hardenkit.ratelimit._fallback` and docs/ratelimit.md): ``"auto"``
+            divides each limit by the live instances ``instances`` last counted (1
+            without it), a fraction in (0, 1] is fixed, ``1`` admits the whole limit
+            per instance. The fallback always starts from what Redis last said for a
+            key, and what it admits is charged to Redis before Redis decides again.
+        instances: The heartbeat registry counting live instances (``"auto"`` share).
     """
 
     def __init__(
@@ -63,23 +77,42 @@ class RedisStore:
         prefix: str = "hk:rl:",
         timeout: float = 0.05,
         retry_interval: float = 2.0,
+        fallback_share: FallbackShare = "auto",
+        instances: InstanceRegistry | None = None,
     ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ValueError("prefix must not contain '{' or '}' (they are the hash tag)")
+        if fallback_share != "auto" and not 0 < fallback_share <= 1:
+            raise ValueError("fallback_share must be 'auto' or a fraction in (0, 1]")
         self.client = client
         self.guard = (
             guard
             if guard is not None
-            else RedisGuard("ratelimit", timeout=timeout, retry_interval=retry_interval)
+            else RedisGuard.for_client(
+                "ratelimit", client, timeout=timeout, retry_interval=retry_interval
+            )
         )
         self.fallback = fallback if fallback is not None else MemoryStore()
+        self.fallback_share: FallbackShare = fallback_share
+        self.instances = instances
+        self._outage = OutageFallback(self.fallback, self._share)
         self.prefix = prefix
         self._runner = ScriptRunner(
             client, GCRA_SCRIPT, _GCRA_SHA, batch_timeout=self.guard.timeout
         )
-        # After an outage the guard reconnects and reloads the script in the background
-        # before decisions go back to Redis (see RedisGuard).
+        # After an outage the guard reconnects and reloads the script in the background,
+        # then charges what the fallback admitted, before decisions go back to Redis.
         self.guard.add_probe(self._runner.prepare)
+        self.guard.add_probe(self._charge_outage)
+
+    def _share(self) -> float:
+        if self.fallback_share != "auto":
+            return self.fallback_share
+        live = self.instances.live_instances if self.instances is not None else 1
+        return 1.0 / live
+
+    async def _charge_outage(self) -> None:
+        await self._outage.charge(self.client, self.prefix)
 
     def redis_key(self, key: str) -> str:
         """Return the Redis key that holds ``key``'s state."""
@@ -94,13 +127,14 @@ class RedisStore:
 
         async def on_redis() -> RateLimitDecision:
             allowed, ahead_us = decode_reply(await self._runner.run(redis_key, args))
+            self._outage.mirror(key, ahead_us)
             return decision_from_gcra(
                 rate, cost, allowed=allowed, ahead_us=ahead_us, backend="redis"
             )
 
         async def on_fallback() -> RateLimitDecision:
             if when_down == "fallback":
-                return self.fallback.decide_now(key, rate, cost)
+                return self._outage.decide(key, rate, cost, outage=self.guard.using_fallback)
             if when_down == "open":
                 return RateLimitDecision(
                     allowed=True,

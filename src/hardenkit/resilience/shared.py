@@ -6,10 +6,11 @@ in Redis, judges the rates and transitions, all with the server's clock, so a fl
 processes behaves like one breaker. The two keys of a breaker share a hash tag and so a
 slot: the script runs on Redis Cluster too.
 
-While Redis is down or slow, the :class:`~hardenkit.stores.RedisGuard` answers from the
-breaker's own in-process state at once, and the store goes back to Redis after a
-successful probe. A transition is reported (metric, audit, callbacks) by the process whose
-call caused it, once for the fleet.
+While Redis is unavailable (the :class:`~hardenkit.stores.RedisGuard`'s rules: a refused
+connection at once, timeouts only several in a row), the breaker's own in-process state
+answers at once, and the store goes back to Redis after a successful probe. A single
+timed-out step is answered locally for that step alone. A transition is reported
+(metric, audit, callbacks) by the process whose call caused it, once for the fleet.
 
 Sharing costs two Redis round trips per call (one before, one after), so it is opt-in.
 It applies to async calls; sync calls on the same breaker use the local state.
@@ -63,7 +64,7 @@ class RedisBreakerStore:
         if ttl <= 0:
             raise ValueError("ttl must be positive")
         self.redis = redis
-        self.guard = guard or RedisGuard("breakers", ping=redis.ping)
+        self.guard = guard or RedisGuard.for_client("breakers", redis)
         self.prefix = prefix
         self.ttl_ms = int(ttl * 1000)
         self._script = redis.register_script(_SCRIPT)

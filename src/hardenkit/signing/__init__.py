@@ -25,7 +25,7 @@ from hardenkit.signing.messages import (
     verify_message,
 )
 from hardenkit.signing.middleware import WebhookMiddleware
-from hardenkit.signing.replay import ClaimOutcome, ReplayStore
+from hardenkit.signing.replay import ClaimOutcome, ReplayStore, ReplayStoreUnavailableError
 from hardenkit.signing.webhooks import (
     VerifiedWebhook,
     WebhookScheme,
@@ -38,6 +38,7 @@ __all__ = [
     "ClaimOutcome",
     "MessageVerifier",
     "ReplayStore",
+    "ReplayStoreUnavailableError",
     "SignatureError",
     "VerifiedMessage",
     "VerifiedWebhook",

@@ -25,7 +25,12 @@ def install_signing(kit: Hardened) -> None:
         guard=kit.redis_guard,
         prefix=settings.replay_key_prefix,
         max_memory_entries=settings.replay_max_memory_entries,
+        when_down=settings.replay_redis_down,
     )
+    if kit.redis is not None and settings.replay_redis_down == "closed":
+        # Non-critical: the check says the replay store is unhealthy, the instance stays
+        # in rotation for everything else (its other routes serve, on the fallbacks).
+        kit.health.add("replay", kit.replay_store.health_check, critical=False)
     if settings.message_trusted_keys:
         kit.message_verifier = MessageVerifier(
             settings.message_trusted_keys,

@@ -27,7 +27,7 @@ from hardenkit._paths import PathPatterns, route_path
 from hardenkit.errors import ErrorCode, send_problem
 from hardenkit.signing._body import ClientDisconnect, read_limited
 from hardenkit.signing._refusal import SignatureError, refuse
-from hardenkit.signing.replay import ClaimOutcome, ReplayStore
+from hardenkit.signing.replay import ClaimOutcome, ReplayStore, ReplayStoreUnavailableError
 from hardenkit.signing.webhooks import STANDARD_HEADERS, VerifiedWebhook, WebhookVerifier
 
 __all__ = ["SCOPE_KEY", "DuplicateHandling", "WebhookMiddleware"]
@@ -110,7 +110,19 @@ class WebhookMiddleware:
         except ClientDisconnect:
             return
         key = "webhook:" + verified.dedupe_key
-        outcome = await self.replay_store.claim(key, processing_ttl=self.processing_ttl)
+        try:
+            outcome = await self.replay_store.claim(key, processing_ttl=self.processing_ttl)
+        except ReplayStoreUnavailableError as unavailable:
+            _logger.warning("webhook_replay_store_unavailable", webhook_id=verified.id)
+            await send_problem(
+                send,
+                scope,
+                unavailable.status,
+                unavailable.code,
+                detail=unavailable.detail,
+                headers=[(b"retry-after", str(unavailable.retry_after_seconds).encode())],
+            )
+            return
         if outcome is ClaimOutcome.NEW:
             await self._process(scope, receive, send, body=body, verified=verified, key=key)
         elif outcome is ClaimOutcome.IN_PROGRESS:

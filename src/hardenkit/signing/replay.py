@@ -8,27 +8,38 @@ duplicate; one still being processed elsewhere is in progress). A claim is settl
 the sender's retry is processed).
 
 Every operation is one command on one key, so the store works unchanged on Redis Cluster.
-Redis is reached through a :class:`~hardenkit.stores.RedisGuard`: while Redis errors or
-times out, a bounded in-memory store answers (per process: ids seen by other instances are
-not known there, which the log line and metric of the guard say). Results obtained from
-Redis are mirrored into memory, so the fallback starts with what this process saw.
+Redis is reached through a :class:`~hardenkit.stores.RedisGuard` (the same rules as every
+Redis-backed store: slow is not down). While Redis is unavailable, ``when_down`` decides:
+
+* ``fallback``: a bounded in-memory store answers. It is per process: ids seen by other
+  instances are not known there, so with several instances a delivery redelivered to
+  another one during the outage is processed again. Results obtained from Redis are
+  mirrored into memory, so the fallback starts with what this process saw.
+* ``closed``: nothing is claimed or remembered; :class:`ReplayStoreUnavailableError` (503 with
+  ``Retry-After``) asks the sender to retry, so no delivery is ever processed twice.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
+from hardenkit.errors import ErrorCode, HardenError
+from hardenkit.health import CheckResult, HealthStatus
 from hardenkit.stores import RedisGuard
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.cluster import RedisCluster
 
-__all__ = ["ClaimOutcome", "ReplayStore"]
+__all__ = ["ClaimOutcome", "ReplayRedisDown", "ReplayStore", "ReplayStoreUnavailableError"]
+
+ReplayRedisDown = Literal["fallback", "closed"]
+"""While Redis is unavailable: remember ids per process (``fallback``) or refuse (``closed``)."""
 
 _SEEN = "1"
 _PROCESSING = "p"
@@ -45,6 +56,22 @@ class ClaimOutcome(StrEnum):
     """Already processed: do not process it again."""
     IN_PROGRESS = "in_progress"
     """Claimed by a delivery still being processed: ask the sender to retry later."""
+
+
+class ReplayStoreUnavailableError(HardenError):
+    """Redis is unavailable and the replay store is ``closed``: 503, retry later.
+
+    Nothing was claimed or remembered, so the sender's retry is processed normally.
+    """
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after_seconds = max(1, math.ceil(retry_after))
+        super().__init__(
+            ErrorCode.SERVICE_UNAVAILABLE,
+            status=503,
+            detail="Replay protection is unavailable; retry later.",
+            headers={"Retry-After": str(self.retry_after_seconds)},
+        )
 
 
 class _MemoryIds:
@@ -106,6 +133,9 @@ class ReplayStore:
         timeout: Seconds a Redis call may take before the fallback answers (own guard only).
         retry_interval: Seconds before Redis is probed again after a failure (own guard only).
         clock: Monotonic clock of the memory store, replaceable in tests.
+        when_down: While Redis is unavailable: ``fallback`` (ids in this process's
+            memory) or ``closed`` (raise :class:`ReplayStoreUnavailableError`). Ignored
+            without ``redis``.
     """
 
     def __init__(
@@ -118,13 +148,17 @@ class ReplayStore:
         timeout: float = 0.05,
         retry_interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        when_down: ReplayRedisDown = "fallback",
     ) -> None:
         if max_memory_entries <= 0:
             raise ValueError("max_memory_entries must be positive")
+        if when_down not in ("fallback", "closed"):
+            raise ValueError("when_down must be 'fallback' or 'closed'")
+        self.when_down: ReplayRedisDown = when_down
         self._redis = redis
         if redis is not None and guard is None:
-            guard = RedisGuard(
-                "replay", timeout=timeout, retry_interval=retry_interval, ping=redis.ping
+            guard = RedisGuard.for_client(
+                "replay", redis, timeout=timeout, retry_interval=retry_interval
             )
         self.guard = guard if redis is not None else None
         self.prefix = prefix
@@ -135,12 +169,28 @@ class ReplayStore:
         """Whether answers currently come from memory (always, without Redis)."""
         return self.guard is None or self.guard.using_fallback
 
+    def _refuse_if_closed(self) -> None:
+        """Called instead of Redis: refuse when ``closed`` rather than answer from memory."""
+        if self.when_down == "closed" and self.guard is not None:
+            raise ReplayStoreUnavailableError(self.guard.retry_interval)
+
+    async def health_check(self) -> CheckResult:
+        """Readiness: unhealthy while Redis is unavailable and the store is ``closed``."""
+        if self.guard is not None:
+            await self.guard.health_check()  # pings Redis: an outage is noticed here too
+        detail = {"when_down": self.when_down}
+        if self.when_down == "closed" and self.using_fallback:
+            return CheckResult(HealthStatus.UNHEALTHY, {**detail, "backend": "none"})
+        backend = "memory" if self.using_fallback else "redis"
+        return CheckResult(HealthStatus.HEALTHY, {**detail, "backend": backend})
+
     async def remember(self, key: str, ttl: float) -> bool:
         """Record ``key`` for ``ttl`` seconds; return ``True`` only the first time it is seen."""
         name = self.prefix + key
         redis = self._redis
 
         async def in_memory() -> bool:
+            self._refuse_if_closed()
             return self._memory.add(name, _SEEN, ttl) is None
 
         if redis is None or self.guard is None:
@@ -164,6 +214,7 @@ class ReplayStore:
         redis = self._redis
 
         async def in_memory() -> ClaimOutcome:
+            self._refuse_if_closed()
             return _outcome(self._memory.add(name, _PROCESSING, processing_ttl))
 
         if redis is None or self.guard is None:

@@ -1,0 +1,167 @@
+"""While Redis is unavailable the fallback keeps the global limit: seeded, shared, charged."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from hardenkit.instances import InstanceRegistry
+from hardenkit.ratelimit import RateLimiter, RedisStore
+from hardenkit.stores import RedisGuard
+from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.redis
+
+LIMIT = 20
+
+
+class Instance:
+    """One process's client, guard, heartbeat and rate-limit store on a shared Redis."""
+
+    def __init__(self, url: str, prefix: str, share: float | str = "auto") -> None:
+        self.client = Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self.guard = RedisGuard("test", timeout=1.0, retry_interval=0.2, ping=self.client.ping)
+        self.instances = InstanceRegistry(self.client, self.guard, key=f"{prefix}instances")
+        self.store = RedisStore(
+            self.client,
+            guard=self.guard,
+            prefix=prefix,
+            fallback_share=share,  # type: ignore[arg-type]
+            instances=self.instances,
+        )
+        self.limiter = RateLimiter(f"{LIMIT}/hour", store=self.store, name="api")
+
+    async def admitted(self, key: str, count: int) -> int:
+        return sum([(await self.limiter.hit(key)).allowed for _ in range(count)])
+
+    async def recovered(self) -> None:
+        for _ in range(200):  # bounded: the probe reconnects and charges in the background
+            if not self.guard.using_fallback:
+                return
+            await self.limiter.hit("nudge")  # a call after the retry interval starts it
+            await asyncio.sleep(0.02)
+        raise AssertionError("never back on Redis")
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+async def test_heartbeats_count_the_live_instances_and_a_leaving_one_at_once(
+    redis_url: str, key_prefix: str
+) -> None:
+    fleet = [Instance(redis_url, key_prefix) for _ in range(3)]
+    try:
+        assert [await instance.instances.beat() for instance in fleet] == [1, 2, 3]
+        await fleet[0].instances.aclose()
+        assert await fleet[1].instances.beat() == 2
+    finally:
+        for instance in fleet:
+            await instance.aclose()
+
+
+async def test_a_heartbeat_that_stops_stops_counting_after_its_ttl(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    guard = RedisGuard("test", timeout=1.0)
+    gone = InstanceRegistry(redis_client, guard, key=f"{key_prefix}i", ttl=0.2)
+    staying = InstanceRegistry(redis_client, guard, key=f"{key_prefix}i", ttl=5.0)
+    assert await gone.beat() == 1
+    assert await staying.beat() == 2
+    await asyncio.sleep(0.3)
+    assert await staying.beat() == 1
+    assert 0 < await redis_client.pttl(f"{key_prefix}i") <= 5000  # the key expires too
+
+
+async def test_a_key_exhausted_in_redis_stays_exhausted_during_and_after_an_outage(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    server = redis_server_factory()
+    instance = Instance(server.url, key_prefix, share=1.0)
+    try:
+        assert await instance.admitted("attacker", LIMIT + 5) == LIMIT
+        server.stop()
+        assert await instance.admitted("attacker", 10) == 0
+        assert instance.guard.using_fallback
+        server.start()
+        await instance.recovered()
+        assert await instance.admitted("attacker", 10) == 0
+    finally:
+        await instance.aclose()
+
+
+async def test_four_instances_admit_at_most_the_limit_plus_four_through_an_outage(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    server = redis_server_factory()
+    fleet = [Instance(server.url, key_prefix) for _ in range(4)]
+    try:
+        for instance in fleet:
+            await instance.instances.beat()
+        assert [instance.instances.live_instances for instance in fleet] == [1, 2, 3, 4]
+        for instance in fleet:  # every one has seen the count of four
+            await instance.instances.beat()
+        # Traffic spread over the fleet, as a load balancer does: 8 of 20 used.
+        used_before = sum([await fleet[index % 4].admitted("tenant", 1) for index in range(8)])
+        assert used_before == 8
+        server.stop()
+        during = [await instance.admitted("tenant", LIMIT) for instance in fleet]
+        assert all(instance.guard.using_fallback for instance in fleet)
+        # Each admits its quarter of what Redis last told it was left, rounded up:
+        # 15, 14, 13 and 12 left when each decided last.
+        assert during == [4, 4, 4, 3]
+        server.start()
+        for instance in fleet:
+            await instance.recovered()
+        after = sum([await instance.admitted("tenant", LIMIT) for instance in fleet])
+        assert used_before + sum(during) + after <= LIMIT + 4
+        # What the fallbacks admitted was charged: Redis hands out only what was left.
+        assert after == max(0, LIMIT - used_before - sum(during))
+    finally:
+        for instance in fleet:
+            await instance.aclose()
+
+
+async def test_what_the_fallback_admitted_is_charged_to_redis_before_it_decides_again(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    server = redis_server_factory()
+    instance = Instance(server.url, key_prefix, share=1.0)
+    other = Instance(server.url, key_prefix, share=1.0)
+    try:
+        assert await instance.admitted("seen", 1) == 1
+        server.stop()
+        assert await instance.admitted("seen", 5) == 5
+        assert await instance.admitted("new-in-outage", 8) == 8
+        server.start()
+        await instance.recovered()
+        # Another instance, which saw none of it, finds it counted in Redis.
+        assert await other.admitted("seen", LIMIT) == LIMIT - 6
+        assert await other.admitted("new-in-outage", LIMIT) == LIMIT - 8
+    finally:
+        await instance.aclose()
+        await other.aclose()
+
+
+async def test_one_timed_out_call_is_answered_from_what_redis_last_said_and_not_charged(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    guard = RedisGuard("test", timeout=1.0, failure_threshold=3)
+    store = RedisStore(redis_client, guard=guard, prefix=key_prefix, fallback_share=1.0)
+    limiter = RateLimiter("3/hour", store=store, name="api")
+    assert [(await limiter.hit("k")).allowed for _ in range(3)] == [True] * 3
+    key = store.fallback.tat  # the mirror of Redis's answer is what a timeout reads
+
+    async def times_out() -> object:
+        raise TimeoutError
+
+    async def fallback() -> object:
+        return store._outage.decide("api:x", limiter.rate, 1, outage=guard.using_fallback)
+
+    seeded = await guard.call(times_out, fallback)
+    assert not guard.using_fallback
+    assert seeded.allowed  # a key Redis never refused: its share is whole
+    assert key("api:x") is not None  # counted here until Redis answers for it again
+    assert store._outage.pending_keys == 0  # but not charged: Redis most likely ran it

@@ -1,0 +1,165 @@
+"""Redis in its production shapes: TLS (``rediss://``) and Sentinel, on real servers."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from hardenkit import HardenSettings
+from hardenkit.ratelimit import RateLimiter, RedisStore
+from hardenkit.stores import RedisGuard, create_redis
+from tests.support.redis_sentinel import MASTER_NAME, SentinelGroup
+from tests.support.redis_server import RedisServer, free_port
+from tests.support.tls import make_tls_files
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path):
+    files = make_tls_files(tmp_path / "tls")
+    tls_port = free_port()
+    server = RedisServer(
+        tmp_path / "redis",
+        extra_args=[
+            "--tls-port",
+            str(tls_port),
+            "--tls-cert-file",
+            str(files.server_cert),
+            "--tls-key-file",
+            str(files.server_key),
+            "--tls-ca-cert-file",
+            str(files.ca),
+            "--tls-auth-clients",
+            "yes",  # a client certificate is required
+        ],
+    )
+    server.start()
+    try:
+        yield tls_port, files
+    finally:
+        server.stop()
+
+
+async def limited_twice(client: Redis) -> list[bool]:
+    store = RedisStore(client, guard=RedisGuard("tls", timeout=1.0))
+    limiter = RateLimiter("1/hour", store=store, name="tls")
+    decisions = [await limiter.hit("k"), await limiter.hit("k")]
+    assert {decision.backend for decision in decisions} == {"redis"}
+    return [decision.allowed for decision in decisions]
+
+
+async def test_rediss_with_the_ca_file_and_a_client_certificate_decides_in_redis(tls_redis) -> None:
+    port, files = tls_redis
+    settings = HardenSettings(
+        redis_url=f"rediss://127.0.0.1:{port}/0",  # type: ignore[arg-type]
+        redis_tls_ca_file=str(files.ca),
+        redis_tls_cert_file=str(files.client_cert),
+        redis_tls_key_file=str(files.client_key),
+    )
+    assert not [problem for problem in settings.problems() if "REDIS" in problem.setting]
+    client = create_redis(settings)
+    assert isinstance(client, Redis)
+    try:
+        assert await limited_twice(client) == [True, False]
+    finally:
+        await client.aclose()
+
+
+async def test_a_server_certificate_from_another_ca_is_refused(tls_redis, tmp_path: Path) -> None:
+    port, files = tls_redis
+    stranger = make_tls_files(tmp_path / "stranger")
+    client = create_redis(
+        HardenSettings(
+            redis_url=f"rediss://127.0.0.1:{port}/0",  # type: ignore[arg-type]
+            redis_tls_ca_file=str(stranger.ca),
+            redis_tls_cert_file=str(files.client_cert),
+            redis_tls_key_file=str(files.client_key),
+        )
+    )
+    assert client is not None
+    guard = RedisGuard("tls", timeout=1.0)
+
+    async def ping() -> str:
+        await client.ping()
+        return "redis"
+
+    async def fallback() -> str:
+        return "fallback"
+
+    try:
+        assert await guard.call(ping, fallback) == "fallback"  # never trusted, never a 500
+        assert guard.using_fallback
+    finally:
+        await client.aclose()
+
+
+def test_tls_and_sentinel_settings_are_checked_at_startup(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.pem")
+    problems = {
+        problem.setting
+        for problem in HardenSettings(
+            redis_url="redis://127.0.0.1:6390/0",  # type: ignore[arg-type]
+            redis_tls_ca_file=missing,
+            redis_tls_cert_file=missing,
+            redis_sentinels=["127.0.0.1:26379"],
+        ).problems()
+    }
+    assert problems >= {
+        "HARDENKIT_REDIS_TLS_CA_FILE",
+        "HARDENKIT_REDIS_TLS_CERT_FILE",
+        "HARDENKIT_REDIS_TLS_KEY_FILE",
+        "HARDENKIT_REDIS_SENTINEL_MASTER",
+    }
+    with pytest.raises(ValueError, match="host:port"):
+        HardenSettings(redis_sentinels=["nohost"])
+
+
+@pytest.fixture
+def sentinel_group(tmp_path: Path):
+    group = SentinelGroup(tmp_path / "sentinel")
+    group.start()
+    try:
+        yield group
+    finally:
+        group.stop()
+
+
+async def test_through_sentinel_limits_hold_across_a_failover_with_no_error(sentinel_group) -> None:
+    client = create_redis(
+        HardenSettings(
+            redis_url="redis://sentinel/0",  # type: ignore[arg-type]
+            redis_sentinels=sentinel_group.addresses,
+            redis_sentinel_master=MASTER_NAME,
+        )
+    )
+    assert isinstance(client, Redis)
+    guard = RedisGuard("sentinel", timeout=0.2, retry_interval=0.3, ping=client.ping)
+    store = RedisStore(client, guard=guard)
+    limiter = RateLimiter("20/day", store=store, name="sentinel")
+    loop = asyncio.get_running_loop()
+    try:
+        before = [await limiter.hit("before") for _ in range(8)]
+        assert [(d.allowed, d.backend) for d in before] == [(True, "redis")] * 8
+        await client.execute_command("WAIT", 1, 500)  # the replica has it
+        sentinel_group.master.stop()  # the master dies mid-load
+        killed_at = loop.time()
+        during = []
+        while loop.time() - killed_at < 30:  # bounded: failover takes a few seconds
+            during.append(await limiter.hit("during"))
+            if during[-1].backend == "redis" and guard.fallback_activations:
+                break
+            await asyncio.sleep(0.02)
+        back_after = loop.time() - killed_at
+        assert during[-1].backend == "redis", "never back on Redis after the failover"
+        assert guard.fallback_activations >= 1
+        # Exact again on the promoted replica: what was replicated counts, a new key gets
+        # exactly its limit.
+        assert sum([(await limiter.hit("before")).allowed for _ in range(20)]) == 12
+        assert sum([(await limiter.hit("after")).allowed for _ in range(25)]) == 20
+        assert back_after < 15
+    finally:
+        await client.aclose()
