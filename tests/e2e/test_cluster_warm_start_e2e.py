@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e._traffic import Planned, bearer, hs256_token, problems_of, run_plan, statuses
+from tests.e2e._traffic import (
+    BEHIND_PROXY_ENV,
+    Planned,
+    bearer,
+    hs256_token,
+    problems_of,
+    run_plan,
+    statuses,
+)
 from tests.support.redis_server import RedisCluster
 from tests.support.uvicorn_server import UvicornServer
 
@@ -34,6 +42,7 @@ async def test_four_fresh_workers_on_a_cluster_admit_exactly_the_limit_in_their_
         "HARDENKIT_REDIS_CLUSTER": "true",
         "HARDENKIT_RATE_LIMIT_DEFAULT": "1000000/day",
         "HARDENKIT_RATE_LIMIT_TENANT": f"{LIMIT}/day",
+        **BEHIND_PROXY_ENV,  # the load client's request ids are kept, and checked
     }
     admitted_per_run: list[int] = []
     for run in range(RUNS):

@@ -16,7 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e._traffic import Planned, bearer, hs256_token, problems_of, run_plan, statuses
+from tests.e2e._traffic import (
+    BEHIND_PROXY_ENV,
+    Planned,
+    bearer,
+    hs256_token,
+    problems_of,
+    run_plan,
+    statuses,
+)
 from tests.support.redis_server import RedisServer
 from tests.support.uvicorn_server import UvicornServer
 
@@ -53,6 +61,7 @@ def worker_env(redis_url: str) -> dict[str, str]:
         "HARDENKIT_REDIS_URL": redis_url,
         "HARDENKIT_RATE_LIMIT_DEFAULT": "1000000/day",
         "HARDENKIT_RATE_LIMIT_TENANT": f"{LIMIT}/hour",
+        **BEHIND_PROXY_ENV,  # the load client's request ids are kept, and checked
     }
 
 

@@ -22,6 +22,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.e2e._traffic import (
+    BEHIND_PROXY_ENV,
     Planned,
     Result,
     bearer,
@@ -47,6 +48,7 @@ def _env(redis_url: str) -> dict[str, str]:
         "HARDENKIT_REDIS_RETRY_INTERVAL": "0.5",
         "HARDENKIT_RATE_LIMIT_DEFAULT": "1000000/day",
         "HARDENKIT_RATE_LIMIT_TENANT": f"{LIMIT}/day",  # no refill within a test
+        **BEHIND_PROXY_ENV,  # the load client's request ids are kept, and checked
     }
 
 

@@ -109,16 +109,20 @@ async def test_four_instances_admit_at_most_the_limit_plus_four_through_an_outag
         server.stop()
         during = [await instance.admitted("tenant", LIMIT) for instance in fleet]
         assert all(instance.guard.using_fallback for instance in fleet)
-        # Each admits its quarter of what Redis last told it was left, rounded up:
-        # 15, 14, 13 and 12 left when each decided last.
-        assert during == [4, 4, 4, 3]
+        # Each admits its quarter of what Redis last told it was left, rounded down: 15,
+        # 14, 13 and 12 left when each decided last. Only the last view is current; rounded
+        # up, the stale ones would add up to 15 of the 12 really left.
+        assert during == [3, 3, 3, 3]
         server.start()
         for instance in fleet:
             await instance.recovered()
         after = sum([await instance.admitted("tenant", LIMIT) for instance in fleet])
         assert used_before + sum(during) + after <= LIMIT + 4
-        # What the fallbacks admitted was charged: Redis hands out only what was left.
-        assert after == max(0, LIMIT - used_before - sum(during))
+        # What the fallbacks admitted was charged. This Redis came back empty: it knows the
+        # key again from the instances' views, each one's own (the stalest saw 5 used), so
+        # it hands out at most what the stalest view left after every fallback admission.
+        stalest_view_used = used_before - (len(fleet) - 1)
+        assert after <= max(0, LIMIT - stalest_view_used - sum(during))
     finally:
         for instance in fleet:
             await instance.aclose()

@@ -5,9 +5,11 @@ Three rules keep an outage from multiplying a limit across instances:
 * **Seeded.** Every decision Redis makes is mirrored into this process's memory (the key's
   TAT as Redis left it), so a key exhausted in Redis is exhausted in the fallback too.
 * **A share.** While Redis is unavailable an instance admits its share of what Redis last
-  said was left: ``ceil(remaining × share)``, and its share of the rate from then on
-  (``share`` is ``1 / live instances`` with ``auto``). Over ``N`` instances that is at most
-  ``remaining + N`` for what was left, and the rate itself for what refills.
+  said was left: ``floor(remaining × share)``, and its share of the rate from then on
+  (``share`` is ``1 / live instances`` with ``auto``). Rounded down because each view is a
+  little stale (other instances admitted since), so the views add up to more than what is
+  left; over ``N`` instances what was left is not exceeded by more than that staleness,
+  and the rate by at most ``N`` for what refills.
 * **Charged back.** What the fallback admitted is added to the keys in Redis (one script
   call per batch of keys) before Redis decides again, so recovery hands out no fresh quota.
   A key's TAT in Redis is also raised to what this instance last saw, so a Redis that
@@ -213,7 +215,7 @@ def _seeded_ahead(tat: int | None, now: int, rate: Rate, scaled: Rate, share: fl
     """How far ahead the key's TAT starts in the share: what Redis left, times the share."""
     ahead = tat - now if tat is not None and tat > now else 0
     remaining = max(0, (rate.tolerance_us - ahead) // rate.emission_interval_us)
-    units = min(scaled.burst, math.ceil(remaining * share))
+    units = min(scaled.burst, math.floor(remaining * share))
     return scaled.tolerance_us - units * scaled.emission_interval_us
 
 
