@@ -162,6 +162,30 @@ CASES = [
         "HARDENKIT_CSP_API",
         "csp-unsafe-eval",
     ),
+    *(
+        Case(f"csp {value}", {"csp_html": value}, "HARDENKIT_CSP_HTML", risk)
+        for value, risk in [
+            # CSP3 script-src-elem/-attr override script-src: each is judged on its own.
+            ("default-src 'self'; script-src-elem *", "csp-script-anywhere"),
+            ("default-src 'self'; script-src-elem 'unsafe-inline'", "csp-unsafe-inline"),
+            ("default-src 'self'; script-src-attr 'unsafe-inline'", "csp-unsafe-inline"),
+            ("default-src 'self'; script-src-elem 'self' 'unsafe-eval'", "csp-unsafe-eval"),
+            (
+                "default-src 'self'; script-src 'nonce-{nonce}'; script-src-elem 'self' https:",
+                "csp-script-anywhere",
+            ),
+            # Every spelling of "any host", and schemes/keywords in any case.
+            ("default-src 'self'; script-src https://*", "csp-script-anywhere"),
+            ("default-src 'self'; script-src http://*", "csp-script-anywhere"),
+            ("default-src 'self'; script-src *:*", "csp-script-anywhere"),
+            ("default-src 'self'; script-src https://*:*", "csp-script-anywhere"),
+            ("default-src https://*", "csp-script-anywhere"),
+            ("default-src 'self'; script-src HTTPS:", "csp-script-anywhere"),
+            ("default-src 'self'; script-src HTTP:", "csp-script-anywhere"),
+            ("default-src 'self'; script-src Data:", "csp-script-anywhere"),
+            ("default-src 'self'; script-src 'self' blob:", "csp-script-anywhere"),
+        ]
+    ),
     Case(
         "jwt secret: the alphabet",
         {"jwt_secret": "abcdefghijklmnopqrstuvwxyz0123456789"},
