@@ -9,6 +9,7 @@ acceptance on every run.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 from dataclasses import dataclass, field
@@ -72,6 +73,41 @@ def fastapi_app() -> FastAPI:
         return {}
 
     return app
+
+
+# Weak secrets a deployer might believe strong: keyboard walks, phrases, encodings of weak
+# text, digests of common passwords, placeholder variants.
+WEAK_SECRETS = [
+    "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p",
+    "zaq12wsxcde34rfvbgt56yhnmju78ik,lo9.;p0",
+    "qazwsxedcrfvtgbyhnujmikolpQAZWSXEDCRFV",
+    "thequickbrownfoxjumpsoverthelazydog",
+    "mysupersecretjwtkeyforproductionuse",
+    "ThisIsMyVerySecretJwtSigningKeyForProd2024!",
+    "correct-horse-battery-staple-is-my-jwt-key",
+    "lorem ipsum dolor sit amet consectetur adipiscing",
+    "c3VwZXJzZWNyZXRwYXNzd29yZDEyMyEh",  # base64 of a weak password
+    b"supersecretpassword123!!".hex(),
+    hashlib.sha256(b"password").hexdigest(),
+    hashlib.sha1(b"changeme").hexdigest(),  # noqa: S324
+    hashlib.md5(b"letmein").hexdigest(),  # noqa: S324 - the digest people paste
+    "your_256_bit_secret your_256_bit_secret",
+    "YOUR 256 BIT SECRET and more words here",
+    "a-string-secret-at-least-256-bits-lonk",  # one edit from jwt.io's placeholder
+    "my-secret-key-at-least-256-bits-long-ok",
+    "replace-with-a-long-random-string-in-production",
+    "sk_test_4eC39HqLyjWDarjtT1zdp7dc",  # Stripe's docs test key
+    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSx",  # Standard Webhooks' example, one char changed
+]
+WEAK_API_KEYS = [
+    "password",
+    "123456",
+    "api_key",
+    "YOUR_API_KEY",
+    "",
+    "demo-key-9f8e7d6c5b4a",
+    "sk_live_51H8FAKEFAKEFAKE",
+]
 
 
 @dataclass(frozen=True)
@@ -194,6 +230,30 @@ CASES = [
         "HARDENKIT_CSP_API",
         "csp-unsafe-eval",
     ),
+    *(
+        Case(f"csp {value}", {"csp_html": value}, "HARDENKIT_CSP_HTML", risk)
+        for value, risk in [
+            # CSP3 script-src-elem/-attr override script-src: each is judged on its own.
+            ("default-src 'self'; script-src-elem *", "csp-script-anywhere"),
+            ("default-src 'self'; script-src-elem 'unsafe-inline'", "csp-unsafe-inline"),
+            ("default-src 'self'; script-src-attr 'unsafe-inline'", "csp-unsafe-inline"),
+            ("default-src 'self'; script-src-elem 'self' 'unsafe-eval'", "csp-unsafe-eval"),
+            (
+                "default-src 'self'; script-src 'nonce-{nonce}'; script-src-elem 'self' https:",
+                "csp-script-anywhere",
+            ),
+            # Every spelling of "any host", and schemes/keywords in any case.
+            ("default-src 'self'; script-src https://*", "csp-script-anywhere"),
+            ("default-src 'self'; script-src http://*", "csp-script-anywhere"),
+            ("default-src 'self'; script-src *:*", "csp-script-anywhere"),
+            ("default-src 'self'; script-src https://*:*", "csp-script-anywhere"),
+            ("default-src https://*", "csp-script-anywhere"),
+            ("default-src 'self'; script-src HTTPS:", "csp-script-anywhere"),
+            ("default-src 'self'; script-src HTTP:", "csp-script-anywhere"),
+            ("default-src 'self'; script-src Data:", "csp-script-anywhere"),
+            ("default-src 'self'; script-src 'self' blob:", "csp-script-anywhere"),
+        ]
+    ),
     Case(
         "jwt secret: the alphabet",
         {"jwt_secret": "abcdefghijklmnopqrstuvwxyz0123456789"},
@@ -222,6 +282,31 @@ CASES = [
         "api key: the hash of `changeme`",
         {"api_keys": ["ops:057ba03d6c44104863dc7361fe4578965d1887360f90a0895882e58a6248fc86"]},
         "HARDENKIT_API_KEYS",
+        None,
+    ),
+    *(
+        Case(f"jwt secret: {secret}", {"jwt_secret": secret}, "HARDENKIT_JWT_SECRET", None)
+        for secret in WEAK_SECRETS
+    ),
+    *(
+        Case(
+            f"api key: the hash of {key!r}",
+            {"api_keys": ["ops:" + hashlib.sha256(key.encode()).hexdigest()]},
+            "HARDENKIT_API_KEYS",
+            None,
+        )
+        for key in WEAK_API_KEYS
+    ),
+    Case(
+        "stripe webhook secret: Stripe's docs test key",
+        {"webhook_secret": "sk_test_4eC39HqLyjWDarjtT1zdp7dc", "webhook_scheme": "stripe"},
+        "HARDENKIT_WEBHOOK_SECRET",
+        None,
+    ),
+    Case(
+        "standard webhook secret: the spec's example with one character changed",
+        {"webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSx"},
+        "HARDENKIT_WEBHOOK_SECRET",
         None,
     ),
     Case(
@@ -444,3 +529,13 @@ def test_doctor_fails_exactly_what_startup_refuses_for_any_mix_of_cases(
     assert failed == refused
     if env == "production":
         assert {case.variable for case in cases} <= refused
+
+
+@pytest.mark.parametrize("secret", WEAK_SECRETS)
+def test_a_weak_secret_is_refused_by_name_and_fix_without_repeating_it(secret: str) -> None:
+    case = Case("weak", {"jwt_secret": secret}, "HARDENKIT_JWT_SECRET", None)
+    startup = [str(p) for p in refuse_at_startup(case).problems]
+    failed = findings(case).get("fail", [])
+    lines = [line for line in startup + failed if line.startswith("HARDENKIT_JWT_SECRET")]
+    assert len(lines) == 2
+    assert all("fix:" in line and secret.lower() not in line.lower() for line in lines)

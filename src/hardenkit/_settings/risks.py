@@ -102,7 +102,8 @@ RISKS: Final[dict[str, Risk]] = {
         Risk(
             "csp-script-anywhere",
             "HARDENKIT_CSP_HTML, HARDENKIT_CSP_API",
-            "`script-src` (or `default-src`) with `*`, `http:`, `https:` or `data:`",
+            "`script-src`, `script-src-elem` or `script-src-attr` (or `default-src` in their "
+            "place) with `*`, a host `*` (`https://*`), `http:`, `https:`, `data:` or `blob:`",
         ),
         Risk(
             "csp-unsafe-inline",
