@@ -175,3 +175,17 @@ def test_each_shape_is_redacted_in_sentry_events(shape: str) -> None:
     rendered = json.dumps(sentry_before_send(event, None))
     assert _leaks(secrets, rendered) == []
     assert "fc6d8c0c43fc4630ad850ee518f1b9d0" in rendered
+
+
+def test_pass_through_names_a_stdlib_caller_sets_in_extra_are_replaced_not_kept(
+    json_log: io.StringIO,
+) -> None:
+    stripe = "sk_live_51H8abcDEFghiJKLmnoPQRstuVWXyz0123456789"
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+    logging.getLogger("tests.shapes").warning(
+        "event", extra={"timestamp": stripe, "level": "password=hunter2xyz", "logger": jwt}
+    )
+    line = json.loads(json_log.getvalue())
+    assert (line["level"], line["logger"]) == ("warning", "tests.shapes")
+    assert line["timestamp"].endswith("Z")
+    assert _leaks([stripe, "hunter2xyz", jwt], json_log.getvalue()) == []

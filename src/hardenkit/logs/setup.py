@@ -126,8 +126,11 @@ def _formatter(
         # Only records that did not come through structlog (uvicorn, libraries) run this
         # chain; structlog's own events arrive here already redacted.
         foreign_pre_chain=[
-            *pre_chain,
+            # A record's `extra` first: the level, logger name and timestamp written after
+            # it replace whatever a caller passed under those names, as for structlog calls
+            # (the redactor passes them through unscanned at the top level).
             structlog.stdlib.ExtraAdder(),
+            *pre_chain,
             drop_color_duplicates,
             _tracebacks(as_json=as_json),
             redacting,
