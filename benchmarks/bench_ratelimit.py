@@ -170,6 +170,7 @@ def _guard_and_fallback(rounds: int) -> dict[str, float]:
     memory = MemoryStore()
     outage_store = RedisStore(Redis.from_url("redis://127.0.0.1:1/0"), fallback_share=0.25)
     fallback = outage_store._outage  # the piece measured
+    outage_store.guard._failed(ConnectionError())  # decisions made during an outage
     for index in range(100):  # keys as Redis last saw them, before the outage
         fallback.mirror(f"k{index}", rate.emission_interval_us * 10)
     counter = iter(range(10**9))
@@ -184,7 +185,7 @@ def _guard_and_fallback(rounds: int) -> dict[str, float]:
         return memory.decide_now(f"k{next(counter) % 100}", rate, 1)
 
     async def fallback_decision() -> object:
-        return fallback.decide(f"k{next(counter) % 100}", rate, 1, outage=True)
+        return fallback.decide(f"k{next(counter) % 100}", rate, 1)
 
     subjects: dict[str, Callable[[], Awaitable[object]]] = {
         "bare": answer,

@@ -183,6 +183,7 @@ class RedisGuard:
         self._ping = ping
         self._probes: list[Callable[[], Awaitable[object]]] = [] if ping is None else [ping]
         self._probe_task: asyncio.Task[None] | None = None
+        self._on_recovery: list[Callable[[], object]] = []
         self.fallback_activations = 0
         self.warmed_up = False
         """Whether :meth:`warm_up` has run (readiness says ``starting`` while it runs)."""
@@ -209,14 +210,24 @@ class RedisGuard:
         """
         return cls(name, timeout=timeout, retry_interval=retry_interval, ping=client.ping)
 
-    def add_probe(self, probe: Callable[[], Awaitable[object]]) -> None:
+    def add_probe(self, probe: Callable[[], Awaitable[object]], *, first: bool = False) -> None:
         """Add a check that must pass before calls go back to Redis after a failure.
 
         A store adds what its first call after an outage would otherwise do inside one
         call's timeout: the rate-limit store reconnects and loads its script. A probe
         fails by raising (a Redis error, ``OSError``) or by running out of time.
+        ``first`` runs it before the others: the rate-limit store's charge-back, so that
+        a Redis that was only paused runs every instance's charge, queued meanwhile,
+        before any instance's next decision.
         """
-        self._probes.append(probe)
+        if first:
+            self._probes.insert(0, probe)
+        else:
+            self._probes.append(probe)
+
+    def on_recovery(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` each time calls go back to Redis after a failure."""
+        self._on_recovery.append(callback)
 
     async def warm_up(self) -> bool:
         """Run every probe now (connect, load scripts), before the first request needs them.
@@ -287,10 +298,13 @@ class RedisGuard:
     def _succeeded(self) -> None:
         self._answered_at = time.monotonic()
         self._timeouts_in_row = 0
-        if self._failed_at is not None:
-            _logger.info("redis_recovered", store=self.name)
+        recovered = self._failed_at is not None
         self._failed_at = None
         self._probing = False
+        if recovered:
+            _logger.info("redis_recovered", store=self.name)
+            for callback in self._on_recovery:
+                callback()
 
     def _failed(self, error: BaseException) -> None:
         self._timeouts_in_row = 0

@@ -103,6 +103,8 @@ class Result:
     problems: tuple[str, ...]
     body: Any
     server_seconds: float | None = None
+    ratelimit: str | None = None
+    """The ``RateLimit`` field (the tightest rule's remaining), when the response had one."""
 
 
 def check_response(response: httpx.Response, request_id: str) -> list[str]:
@@ -151,6 +153,7 @@ async def send(client: httpx.AsyncClient, planned: Planned) -> Result:
         tuple(problems),
         body,
         server_seconds(response.headers.get("server-timing")),
+        response.headers.get("ratelimit"),
     )
 
 

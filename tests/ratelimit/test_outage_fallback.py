@@ -10,6 +10,8 @@ from redis.asyncio import Redis
 
 from hardenkit.instances import InstanceRegistry
 from hardenkit.ratelimit import RateLimiter, RedisStore
+from hardenkit.ratelimit._fallback import Pending
+from hardenkit.ratelimit.limiter import key_digest
 from hardenkit.stores import RedisGuard
 from tests.support.redis_server import RedisServer
 
@@ -149,23 +151,87 @@ async def test_what_the_fallback_admitted_is_charged_to_redis_before_it_decides_
         await other.aclose()
 
 
-async def test_one_timed_out_call_is_answered_from_what_redis_last_said_and_not_charged(
+async def test_one_timed_out_call_is_answered_from_what_redis_last_said_and_settled(
     redis_client: Redis, key_prefix: str
 ) -> None:
     guard = RedisGuard("test", timeout=1.0, failure_threshold=3)
     store = RedisStore(redis_client, guard=guard, prefix=key_prefix, fallback_share=1.0)
     limiter = RateLimiter("3/hour", store=store, name="api")
     assert [(await limiter.hit("k")).allowed for _ in range(3)] == [True] * 3
-    key = store.fallback.tat  # the mirror of Redis's answer is what a timeout reads
+    key = f"api:{key_digest('x')}"  # what the limiter stores for key "x"
+    given_up = Pending(key, 1, store._outage)
 
     async def times_out() -> object:
         raise TimeoutError
 
     async def fallback() -> object:
-        return store._outage.decide("api:x", limiter.rate, 1, outage=guard.using_fallback)
+        return store._outage.decide(key, limiter.rate, 1, given_up)
 
     seeded = await guard.call(times_out, fallback)
     assert not guard.using_fallback
     assert seeded.allowed  # a key Redis never refused: its share is whole
-    assert key("api:x") is not None  # counted here until Redis answers for it again
-    assert store._outage.pending_keys == 0  # but not charged: Redis most likely ran it
+    assert (store._outage.pending_keys, store._outage.ready_keys) == (1, 0)
+    given_up(None)  # Redis never ran it (its connection was closed first): charged
+    for _ in range(100):  # bounded: settled in the background
+        if not store._outage.pending_keys:
+            break
+        await asyncio.sleep(0.01)
+    assert store._outage.pending_keys == 0
+    other = RateLimiter("3/hour", store=RedisStore(redis_client, prefix=key_prefix), name="api")
+    assert [(await other.hit("x")).allowed for _ in range(3)] == [True, True, False]
+
+
+@pytest.mark.parametrize(
+    ("redis_said", "left_after"),
+    # Never ran, or ran and refused: the fallback's admission is charged (2 of 3 left).
+    # Ran and admitted (the hit below stands for it): counted once, not charged again.
+    [(None, 2), (2, 2), (-5, 2)],
+)
+async def test_a_given_up_call_is_charged_unless_redis_admitted_it_itself(
+    redis_client: Redis, key_prefix: str, redis_said: int | None, left_after: int
+) -> None:
+    store = RedisStore(redis_client, prefix=key_prefix, fallback_share=1.0)
+    rate = RateLimiter("3/hour", store=store, name="api").rate
+    key = f"api:{key_digest('y')}"
+    given_up = Pending(key, 1, store._outage)
+    assert store._outage.decide(key, rate, 1, given_up).allowed
+    if redis_said is not None and redis_said > 0:  # it ran in Redis and admitted there
+        await RateLimiter("3/hour", store=store, name="api").hit("y")
+    given_up(redis_said)
+    for _ in range(100):
+        if not store._outage.pending_keys:
+            break
+        await asyncio.sleep(0.01)
+    assert store._outage.pending_keys == 0
+    other = RateLimiter("3/hour", store=RedisStore(redis_client, prefix=key_prefix), name="api")
+    decisions = [await other.hit("y") for _ in range(3)]
+    assert sum(decision.allowed for decision in decisions) == left_after
+
+
+async def test_a_call_dropped_in_a_paused_redis_is_charged_back_once_it_answers(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    """The shape of the fleet test's stall: Redis runs no command of a closed connection."""
+    server = redis_server_factory()
+    client = Redis.from_url(server.url, socket_timeout=5.0)
+    admin = Redis.from_url(server.url, socket_timeout=5.0)
+    guard = RedisGuard("test", timeout=0.05, retry_interval=0.2, failure_threshold=10)
+    store = RedisStore(client, guard=guard, prefix=key_prefix, fallback_share=1.0)
+    limiter = RateLimiter("5/hour", store=store, name="api")
+    try:
+        assert [(await limiter.hit("z")).backend for _ in range(2)] == ["redis"] * 2
+        await admin.execute_command("CLIENT", "PAUSE", "1200", "ALL")
+        during = await limiter.hit("z")  # its connection is closed when it times out
+        assert (during.backend, during.allowed) == ("memory", True)
+        assert not guard.using_fallback
+        assert guard.single_fallbacks == 1
+        for _ in range(300):  # bounded: charged once the pause ends
+            if not store._outage.pending_keys:
+                break
+            await asyncio.sleep(0.01)
+        assert store._outage.pending_keys == 0
+        after = [await limiter.hit("z") for _ in range(5)]
+        assert [decision.allowed for decision in after] == [True, True, False, False, False]
+    finally:
+        await client.aclose()
+        await admin.aclose()

@@ -16,13 +16,17 @@ Three rules keep an outage from multiplying a limit across instances:
   comes back empty (restarted without persistence) does not forget an exhausted key.
 
 A single call that timed out without the switch (see :class:`~hardenkit.stores.RedisGuard`)
-is answered from the same seeded share; what it admits is counted in the mirror until
-Redis answers for the key again, but not charged back, as Redis most likely ran that call
-itself.
+is answered from the same seeded share, and settled like an outage: what it admitted is
+charged back unless Redis is seen to have admitted that very call itself. A timed-out
+call may still run in Redis (a late reply on a busy host) or never run (a paused Redis
+drops a call whose connection closed): the runner reports the reply of a call whose
+caller gave up, or that none will come, and only a reply that admitted counts as
+already charged. Settled in the background once every such call of the key is known.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 from collections import OrderedDict
@@ -30,8 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from hardenkit.ratelimit.decision import RateLimitDecision, decision_from_gcra
-from hardenkit.ratelimit.gcra import gcra
+from hardenkit.ratelimit.decision import RateLimitDecision
+from hardenkit.ratelimit.gcra import decode_reply
 from hardenkit.ratelimit.rate import Rate
 
 if TYPE_CHECKING:
@@ -40,7 +44,7 @@ if TYPE_CHECKING:
 
     from hardenkit.ratelimit.memory import MemoryStore
 
-__all__ = ["OutageFallback"]
+__all__ = ["OutageFallback", "Pending"]
 
 CHARGE_SCRIPT: Final = """
 local t = redis.call('TIME')
@@ -54,15 +58,18 @@ for i, key in ipairs(KEYS) do
   local ahead = tat - now
   if ahead > 0 then
     redis.call('SET', key, tat, 'PX', (ahead - ahead % 1000) / 1000 + 1)
+  else
+    redis.call('DEL', key)
   end
   out[i] = ahead
 end
 return out
 """
 """For each key, ARGV holds a pair: the least its TAT may be ahead of now (what this
-instance last saw) and the increment (units admitted × emission interval, microseconds).
-It raises the TAT to the floor, adds the increment whatever the tolerance (what was
-admitted was admitted), and answers how far each TAT is ahead of now afterwards."""
+instance last saw) and the increment (units × emission interval, microseconds). It raises
+the TAT to the floor, adds the increment whatever the tolerance (what was admitted was
+admitted), and answers how far each TAT is ahead of now afterwards. A negative increment
+gives back units reserved and not used; a TAT no longer ahead of now is deleted."""
 
 _CHARGE_BATCH: Final = 256
 _CHARGE_PASSES: Final = 3
@@ -75,95 +82,186 @@ class OutageFallback:
         memory: Holds the TATs (mirrored from Redis, then this instance's own).
         share: Returns the fraction of each limit this instance may admit while Redis
             is unavailable (``1 / live instances``, a fixed fraction, or 1).
+        settle: Called when keys decided outside an outage (single timed-out calls)
+            are ready to be charged (see :meth:`charge` with ``ready_only``).
     """
 
-    def __init__(self, memory: MemoryStore, share: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        memory: MemoryStore,
+        share: Callable[[], float],
+        settle: Callable[[], None] | None = None,
+    ) -> None:
         self.memory = memory
         self._share = share
-        # Keys decided during this outage, in this instance's share, with the units
-        # admitted (to charge back). Bounded like the memory store.
-        # The full-rate TAT seen last in Redis is kept as the floor to restore.
+        self._settle = settle
+        # Keys decided by this fallback and not yet charged, in this instance's share,
+        # with the units admitted (to charge). Bounded like the memory store.
         self._outage: OrderedDict[str, _Outage] = OrderedDict()
+        self._charging = asyncio.Lock()
 
     def mirror(self, key: str, ahead_us: int) -> None:
         """Remember what Redis just decided for ``key`` (its TAT is ``ahead_us`` ahead)."""
         if key not in self._outage:
             self.memory.set_tat(key, self.memory.now_us() + ahead_us)
 
-    def decide(self, key: str, rate: Rate, cost: int, *, outage: bool) -> RateLimitDecision:
-        """Decide from memory: during an outage as this instance's share, else read-only."""
+    def decide(
+        self, key: str, rate: Rate, cost: int, pending: Pending | None = None
+    ) -> RateLimitDecision:
+        """Decide from memory, as this instance's share of what Redis last said was left.
+
+        ``pending`` is the Redis call this decision replaces, when one was sent and
+        given up on: its outcome, once known, says whether Redis counted it already.
+        """
+        entry = self._outage.get(key)
+        memory = self.memory
         share = self._share()
         scaled = _scaled(rate, share)
-        memory = self.memory
-        if key in self._outage:
-            decision = memory.decide_now(key, scaled, cost)
-        else:
+        if entry is None:
             now = memory.now_us()
             last_seen = memory.tat(key)
-            seeded = now + _seeded_ahead(last_seen, now, rate, scaled, share)
-            if outage:
-                memory.set_tat(key, seeded)
-                self._enter(key, _Outage(rate, 0, last_seen or 0))
-                decision = memory.decide_now(key, scaled, cost, now)
-            else:
-                outcome = gcra(seeded, now, scaled.emission_interval_us, scaled.tolerance_us, cost)
-                if outcome.allowed:  # counted here until Redis answers for the key again
-                    full_tat = max(last_seen or now, now) + cost * rate.emission_interval_us
-                    memory.set_tat(key, full_tat)
-                return decision_from_gcra(
-                    scaled,
-                    cost,
-                    allowed=outcome.allowed,
-                    ahead_us=outcome.ahead_us,
-                    backend="memory",
-                )
+            memory.set_tat(key, now + _seeded_ahead(last_seen, now, rate, scaled, share))
+            entry = self._enter(key, _Outage(rate, 0, last_seen or 0))
+            decision = memory.decide_now(key, scaled, cost, now)
+        else:
+            decision = memory.decide_now(key, scaled, cost)
         if decision.allowed:
-            self._outage[key].units += cost
+            entry.units += cost
+        if pending is None:
+            if entry.open == 0 and self._settle is not None:
+                self._settle()  # a no-op during an outage: recovery charges it
+        else:
+            pending.entry = entry
+            if pending.redis_admitted is None:
+                entry.open += 1
+            else:
+                self._resolved(pending)
         return decision
 
-    def _enter(self, key: str, entry: _Outage) -> None:
+    def resolve(self, pending: Pending, reply: Any) -> None:
+        """Record what became of a call that was given up on (see :class:`Pending`)."""
+        pending.redis_admitted = reply is not None and decode_reply(reply)[0]
+        if pending.entry is not None:
+            pending.entry.open -= 1
+            self._resolved(pending)
+
+    def _resolved(self, pending: Pending) -> None:
+        entry = pending.entry
+        if entry is None:  # pragma: no cover - callers set it first
+            return
+        if pending.redis_admitted:
+            entry.credit += pending.cost
+        if entry.open == 0 and self._settle is not None and self._outage.get(pending.key) is entry:
+            self._settle()
+
+    def _enter(self, key: str, entry: _Outage) -> _Outage:
         outage = self._outage
         outage[key] = entry
         if len(outage) > self.memory.max_keys:  # a flood of keys: forget the oldest
             oldest, _ = outage.popitem(last=False)
             self.memory.forget(oldest)
+        return entry
 
     @property
     def pending_keys(self) -> int:
-        """Keys decided by this fallback during the current outage."""
+        """Keys decided by this fallback and not yet charged to Redis."""
         return len(self._outage)
 
-    async def charge(self, client: Redis | RedisCluster, key_prefix: str) -> None:
-        """Charge what this outage admitted to Redis, then let Redis decide again.
+    @property
+    def ready_keys(self) -> int:
+        """Pending keys whose given-up calls all have a known outcome."""
+        return sum(1 for entry in self._outage.values() if entry.open == 0)
 
-        Runs as the guard's last probe, so calls go back to Redis only after it. Keys
-        that only refused are forgotten here (Redis decides them next time); keys that
-        admitted are charged and mirrored from Redis's answer.
+    async def charge(
+        self,
+        client: Redis | RedisCluster,
+        key_prefix: str,
+        *,
+        ready_only: bool = False,
+        keep: bool = False,
+    ) -> None:
+        """Charge what this fallback admitted to Redis, then let Redis decide again.
+
+        Runs as the guard's first probe after an outage (``keep``: every key stays in
+        this instance's share until the guard is back on Redis, as a later probe may
+        still fail), and in the background after single timed-out calls and after
+        recovery (``ready_only``: only keys whose given-up calls all have a known
+        outcome). Keys that only refused are forgotten here (Redis decides them next
+        time); keys that admitted are charged what Redis did not count itself, and
+        mirrored from Redis's answer.
         """
-        for _ in range(_CHARGE_PASSES):
-            if not self._outage:
-                return
-            now = self.memory.now_us()
-            taken = [(key, entry, entry.units) for key, entry in self._outage.items()]
-            to_charge = [
-                (key, max(0, entry.floor_tat - now), units * entry.rate.emission_interval_us)
-                for key, entry, units in taken
-                if units or entry.floor_tat > now
-            ]
-            aheads = await _charge(client, key_prefix, to_charge)
-            # No await from here to the end of the pass: decisions made meanwhile in
-            # this process are still in _outage and go in the next pass.
-            for key, entry, units in taken:
-                if entry.units > units:
+        async with self._charging:  # one charge at a time: each unit is charged once
+            for _ in range(_CHARGE_PASSES):
+                taken = [
+                    (key, entry, entry.units, entry.credit)
+                    for key, entry in self._outage.items()
+                    if not ready_only or entry.open == 0
+                ]
+                if not taken:
+                    return
+                now = self.memory.now_us()
+                share = self._share()
+                charges: list[Charge] = []
+                reserves: list[int] = []
+                for key, entry, units, credit in taken:
+                    used = max(0, units - credit)
+                    from_reserve = min(entry.reserved, used)
+                    left = entry.reserved - from_reserve
+                    if keep:  # reserve what the share may still admit before the switch
+                        added = max(0, self._capacity(key, entry, share, now) - left)
+                        reserves.append(left + added)
+                        increment = used - from_reserve + added
+                    else:  # letting go: give back what was reserved and not used
+                        reserves.append(0)
+                        increment = used - from_reserve - left
+                    floor = max(0, entry.floor_tat - now)
+                    if increment or floor:
+                        charges.append((key, floor, increment * entry.rate.emission_interval_us))
+                aheads = await _charge(client, key_prefix, charges)
+                # No await from here to the end of the pass: decisions made meanwhile in
+                # this process are still in _outage and go in the next pass.
+                for (key, entry, units, credit), reserved in zip(taken, reserves, strict=True):
                     entry.units -= units
+                    entry.credit -= credit
+                    entry.reserved = reserved
                     entry.floor_tat = 0
-                    continue
-                del self._outage[key]
-                ahead = aheads.get(key)
-                if ahead is None:
-                    self.memory.forget(key)
-                else:
-                    self.memory.set_tat(key, self.memory.now_us() + ahead)
+                    if entry.units or entry.open or keep:
+                        continue
+                    if self._outage.get(key) is entry:
+                        del self._outage[key]
+                    ahead = aheads.get(key)
+                    if ahead is None:
+                        self.memory.forget(key)
+                    else:
+                        self.memory.set_tat(key, self.memory.now_us() + ahead)
+
+    def _capacity(self, key: str, entry: _Outage, share: float, now: int) -> int:
+        """Units this instance's share of ``key`` may still admit now."""
+        scaled = _scaled(entry.rate, share)
+        tat = self.memory.tat(key)
+        ahead = tat - now if tat is not None and tat > now else 0
+        return max(0, (scaled.tolerance_us - ahead) // scaled.emission_interval_us)
+
+
+@dataclass(slots=True)
+class Pending:
+    """A Redis call given up on (timed out), whose decision the fallback made instead.
+
+    Redis may still run it (a late reply) or never (its connection closed first). The
+    script runner calls :meth:`OutageFallback.resolve` with its reply, or ``None`` when
+    none will come; only a reply that admitted counts as charged.
+    """
+
+    key: str
+    cost: int
+    fallback: OutageFallback
+    redis_admitted: bool | None = None
+    """Whether Redis admitted the call itself; ``None`` until known."""
+    entry: _Outage | None = None
+    """The fallback's entry for the key, once it decided."""
+
+    def __call__(self, reply: Any) -> None:
+        self.fallback.resolve(self, reply)
 
 
 @dataclass(slots=True)
@@ -175,6 +273,12 @@ class _Outage:
     """Units admitted, to charge."""
     floor_tat: int
     """The full-rate TAT last seen in Redis (the store's clock), restored if Redis lost it."""
+    credit: int = 0
+    """Units of given-up calls that Redis admitted itself: already counted there."""
+    reserved: int = 0
+    """Units charged ahead by the recovery probe and not admitted yet (see ``charge``)."""
+    open: int = 0
+    """Given-up calls of this key whose outcome is not known yet."""
 
 
 Charge = tuple[str, int, int]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from hardenkit import _timer
@@ -36,8 +37,14 @@ _MAX_BATCH: Final = 256  # bounds one pipeline's size and the time its last call
 Reply = Any
 """What the script answers (``gcra.lua``: one integer)."""
 
-Queued = tuple[str, tuple[int, ...], "asyncio.Future[Reply]"]
-"""A decision waiting for the next batch: its key, its script arguments, its caller."""
+Orphan = Callable[[Reply | None], None]
+"""Told what became of a call its caller stopped waiting for (timed out): the reply, or
+``None`` when it is unknown whether Redis ran it (the connection was closed with the
+call in flight, or the call was never sent)."""
+
+Queued = tuple[str, tuple[int, ...], "asyncio.Future[Reply]", Orphan | None]
+"""A decision waiting for the next batch: its key, its script arguments, its caller, and
+whom to tell what became of it if the caller stops waiting."""
 
 
 class ScriptRunner:
@@ -76,18 +83,28 @@ class ScriptRunner:
                 setattr(connection, name, value)
             await self._pool.release(connection)
 
-    async def run(self, key: str, args: tuple[int, ...]) -> Reply:
-        """Run the script on ``key`` with ``args``; return its reply."""
+    async def run(self, key: str, args: tuple[int, ...], orphan: Orphan | None = None) -> Reply:
+        """Run the script on ``key`` with ``args``; return its reply.
+
+        If the caller stops waiting (its timeout cancels it), ``orphan`` is told later
+        what became of the call: a queued call still goes out with its batch and
+        ``orphan`` gets its reply; a call whose connection had to be closed, or that was
+        never sent, gets ``None`` (Redis may or may not have run it).
+        """
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             await self._enter_loop(loop)
         if self._busy and self.pipelining:
             future: asyncio.Future[Reply] = loop.create_future()
-            self._queue.append((key, args, future))
+            self._queue.append((key, args, future, orphan))
             return await future
         self._busy = True
         try:
             return await self.run_one(key, args)
+        except asyncio.CancelledError:
+            if orphan is not None:  # its connection was closed with the call in flight
+                orphan(None)
+            raise
         finally:
             self._release()
 
@@ -185,7 +202,12 @@ class ScriptRunner:
     async def _drain(self) -> None:
         try:
             while self._queue:
-                batch = [entry for entry in self._queue[:_MAX_BATCH] if not entry[2].done()]
+                batch = []
+                for entry in self._queue[:_MAX_BATCH]:
+                    if not entry[2].done():
+                        batch.append(entry)
+                    elif entry[3] is not None:  # given up on before it was sent
+                        entry[3](None)
                 del self._queue[:_MAX_BATCH]
                 if batch:
                     await self._send(batch)
@@ -213,8 +235,10 @@ class ScriptRunner:
             return
         finally:
             attempt.done()
-        for (_, _, future), reply in zip(batch, replies, strict=True):
+        for (_, _, future, orphan), reply in zip(batch, replies, strict=True):
             if future.done():
+                if orphan is not None and future.cancelled():
+                    orphan(None if isinstance(reply, Exception) else reply)
                 continue
             if isinstance(reply, Exception):
                 future.set_exception(reply)
@@ -223,20 +247,22 @@ class ScriptRunner:
 
     async def _pipeline(self, batch: list[Queued]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
-        for key, args, _ in batch:
+        for key, args, _, _ in batch:
             pipe.evalsha(self.sha, 1, key, *args)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         for index, reply in enumerate(replies):
             if isinstance(reply, Exception) and _is_noscript(reply):
-                key, args, _ = batch[index]
+                key, args, _, _ = batch[index]
                 replies[index] = await self.client.eval(self.script, 1, key, *args)
         return replies
 
 
 def _fail(batch: list[Queued], error: Exception) -> None:
-    for _, _, future in batch:
+    for _, _, future, orphan in batch:
         if not future.done():
             future.set_exception(error)
+        elif orphan is not None and future.cancelled():
+            orphan(None)
 
 
 def _direct_pool(client: object) -> tuple[Any, tuple[str, ...]]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from importlib.resources import files
 from typing import TYPE_CHECKING, Final, Literal
 
-from hardenkit.ratelimit._fallback import OutageFallback
+import structlog
+
+from hardenkit.ratelimit._fallback import OutageFallback, Pending
 from hardenkit.ratelimit._pipelining import ScriptRunner
 from hardenkit.ratelimit.decision import (
     RateLimitDecision,
@@ -16,7 +19,7 @@ from hardenkit.ratelimit.decision import (
 from hardenkit.ratelimit.gcra import decode_reply
 from hardenkit.ratelimit.memory import MemoryStore
 from hardenkit.ratelimit.rate import Rate
-from hardenkit.stores import RedisGuard
+from hardenkit.stores import RedisGuard, _is_redis_failure
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -32,6 +35,8 @@ FallbackShare = float | Literal["auto"]
 
 GCRA_SCRIPT: Final = files("hardenkit.ratelimit").joinpath("gcra.lua").read_text()
 """The Lua script run by :class:`RedisStore` (``gcra.lua`` next to this module)."""
+
+_logger = structlog.get_logger("hardenkit.ratelimit")
 
 _GCRA_SHA: Final = hashlib.sha1(GCRA_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
@@ -95,15 +100,17 @@ class RedisStore:
         self.fallback = fallback if fallback is not None else MemoryStore()
         self.fallback_share: FallbackShare = fallback_share
         self.instances = instances
-        self._outage = OutageFallback(self.fallback, self._share)
+        self._outage = OutageFallback(self.fallback, self._share, self._settle_soon)
+        self._settling: asyncio.Task[None] | None = None
         self.prefix = prefix
         self._runner = ScriptRunner(
             client, GCRA_SCRIPT, _GCRA_SHA, batch_timeout=self.guard.timeout
         )
-        # After an outage the guard reconnects and reloads the script in the background,
-        # then charges what the fallback admitted, before decisions go back to Redis.
+        # After an outage the guard charges what the fallback admitted, then reconnects
+        # and reloads the script, in the background, before decisions go back to Redis.
+        self.guard.add_probe(self._charge_outage, first=True)
         self.guard.add_probe(self._runner.prepare)
-        self.guard.add_probe(self._charge_outage)
+        self.guard.on_recovery(self._settle_soon)  # gives back what the probe reserved
 
     def _share(self) -> float:
         if self.fallback_share != "auto":
@@ -112,7 +119,32 @@ class RedisStore:
         return 1.0 / live
 
     async def _charge_outage(self) -> None:
-        await self._outage.charge(self.client, self.prefix)
+        # Kept in the share, with what it may still admit reserved, until back on Redis.
+        await self._outage.charge(self.client, self.prefix, keep=True)
+
+    def _settle_soon(self) -> None:
+        """Charge keys decided by single timed-out calls, in the background.
+
+        During an outage the guard's recovery probe charges everything instead.
+        """
+        if self._settling is None and not self.guard.using_fallback:
+            self._settling = asyncio.get_running_loop().create_task(self._settle())
+
+    async def _settle(self) -> None:
+        try:
+            for _ in range(_SETTLE_ATTEMPTS):
+                if self.guard.using_fallback or not self._outage.ready_keys:
+                    return  # recovery charges it all, or nothing is left
+                try:
+                    async with asyncio.timeout(max(self.guard.retry_interval, 0.5)):
+                        await self._outage.charge(self.client, self.prefix, ready_only=True)
+                except Exception as error:  # noqa: BLE001 - a background task has no caller
+                    if not _is_redis_failure(error):
+                        _logger.error("ratelimit_settle_error", error=type(error).__name__)
+                        return
+                    await asyncio.sleep(self.guard.retry_interval)  # kept for a later try
+        finally:
+            self._settling = None
 
     def redis_key(self, key: str) -> str:
         """Return the Redis key that holds ``key``'s state."""
@@ -124,9 +156,17 @@ class RedisStore:
         """Take ``cost`` units of ``rate`` for ``key``; answer by ``when_down`` if Redis is not."""
         redis_key = self.prefix + "{" + key + "}"
         args = _script_args(rate, cost)
+        given_up: Pending | None = None
 
         async def on_redis() -> RateLimitDecision:
-            allowed, ahead_us = decode_reply(await self._runner.run(redis_key, args))
+            nonlocal given_up
+            pending = Pending(key, cost, self._outage)
+            try:
+                reply = await self._runner.run(redis_key, args, pending)
+            except asyncio.CancelledError:  # timed out (or cancelled): it may still run
+                given_up = pending
+                raise
+            allowed, ahead_us = decode_reply(reply)
             self._outage.mirror(key, ahead_us)
             return decision_from_gcra(
                 rate, cost, allowed=allowed, ahead_us=ahead_us, backend="redis"
@@ -134,7 +174,7 @@ class RedisStore:
 
         async def on_fallback() -> RateLimitDecision:
             if when_down == "fallback":
-                return self._outage.decide(key, rate, cost, outage=self.guard.using_fallback)
+                return self._outage.decide(key, rate, cost, given_up)
             if when_down == "open":
                 return RateLimitDecision(
                     allowed=True,
@@ -179,6 +219,9 @@ class RedisStore:
         closes its client at shutdown, as :func:`hardenkit.install` does, needs no call.
         """
         await self._runner.aclose()
+
+
+_SETTLE_ATTEMPTS: Final = 5
 
 
 def _script_args(rate: Rate, cost: int) -> tuple[int, ...]:
