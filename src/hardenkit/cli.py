@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 import structlog.testing
 from pydantic import ValidationError
 
-from hardenkit._settings._base import env_name
+from hardenkit._section import env_name
 from hardenkit.headers._grading import csp_directives, script_weaknesses
 from hardenkit.settings import HardenSettings, SettingsError, _problems_from_validation
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import Field
 
-from hardenkit._settings._base import Section, SettingProblem
+from hardenkit._section import Section, SettingProblem
 from hardenkit.errors import ConfigurationError
 
 __all__ = [
