@@ -1,4 +1,4 @@
-"""Logging settings (issue: redacting structured logs, audit, metrics)."""
+"""The logging section: redaction, log format and level, audit events."""
 
 from __future__ import annotations
 
