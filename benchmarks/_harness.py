@@ -27,7 +27,7 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One figure: ours against a peer, with the target the issue set.
+    """One figure: ours against a peer, with the target it must meet.
 
     ``ratio`` is ours / peer; the row passes when ``ratio <= max_ratio`` (or, for
     higher-is-better figures such as throughput, ``ratio >= min_ratio``).

@@ -3,7 +3,7 @@
 There is no webhook library among the installed peers, so the peer is the bare check a
 careful user would write: HMAC-SHA256 of ``{id}.{timestamp}.{body}`` and one
 ``compare_digest``, without header parsing, limits, timestamp window or audit. The ratio
-is what hardenkit's checks cost on top of it; reported, no target (the issue sets none).
+is what hardenkit's checks cost on top of it; reported, with no target.
 """
 
 from __future__ import annotations

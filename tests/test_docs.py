@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from hardenkit._settings._base import env_name
+from hardenkit._section import env_name
 from hardenkit.settings import HardenSettings
 
 ROOT = Path(__file__).resolve().parent.parent

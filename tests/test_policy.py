@@ -27,7 +27,7 @@ from starlette.routing import Route
 from structlog.testing import capture_logs
 
 from hardenkit import HardenSettings, SettingsError, install, load_settings
-from hardenkit._settings.risks import RISKS, risks_table
+from hardenkit._risks import RISKS, risks_table
 from hardenkit.auth import Principal
 from hardenkit.cli import doctor, main
 from hardenkit.errors import ConfigurationError

@@ -15,6 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hardenkit import HardenSettings
+from hardenkit._published import (
+    DEMO_WEBHOOK_SECRET,
+    PUBLISHED_PRIVATE_KEYS,
+    PUBLISHED_WEBHOOK_KEYS,
+    PUBLISHED_WEBHOOK_SECRETS,
+)
 from hardenkit._secrets import (
     _PUBLISHED_API_KEYS,
     MIN_SECRET_BITS,
@@ -23,7 +29,6 @@ from hardenkit._secrets import (
     published_api_key_hashes,
     secret_weakness,
 )
-from hardenkit.signing._published import DEMO_WEBHOOK_SECRET, PUBLISHED_PRIVATE_KEYS
 from hardenkit.signing._secret import webhook_key
 
 
@@ -93,6 +98,13 @@ def test_a_rotation_names_which_webhook_secret_is_weak() -> None:
     messages = [p.message for p in settings_.problems() if p.setting == "HARDENKIT_WEBHOOK_SECRET"]
     assert any(message.startswith("secret 2 ") for message in messages)
     assert not any(message.startswith("secret 1 ") for message in messages)
+
+
+def test_the_published_webhook_keys_are_what_the_webhook_verifier_decodes() -> None:
+    assert (
+        tuple(webhook_key(secret, "standard") for secret in PUBLISHED_WEBHOOK_SECRETS)
+        == PUBLISHED_WEBHOOK_KEYS
+    )
 
 
 def test_the_published_demo_webhook_secret_is_refused_by_key_bytes() -> None:

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from hardenkit import HardenSettings, SettingsError, load_settings
+from hardenkit._section import SettingProblem
 from hardenkit.errors import ConfigurationError
 
 
@@ -154,3 +157,46 @@ def test_production_warns_at_startup_when_any_client_may_choose_its_request_id()
     assert "HARDENKIT_REQUEST_ID_TRUST" in {p.setting for p in settings.startup_warnings()}
     default = HardenSettings(env="production")
     assert "HARDENKIT_REQUEST_ID_TRUST" not in {p.setting for p in default.startup_warnings()}
+
+
+def test_install_judges_the_settings_once_pem_parsing_included(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from starlette.applications import Starlette
+
+    from hardenkit import install
+    from hardenkit.auth import _settings as auth_section
+    from tests.auth.support import public_pem, rsa_key
+
+    settings = HardenSettings(jwt_public_key=public_pem(rsa_key()), jwt_algorithms=["RS256"])
+    chains: list[int] = []
+    parsed: list[str] = []
+    chain = HardenSettings.collect_problems
+    parse = auth_section.load_public_key
+
+    def counted_chain(self: HardenSettings) -> list[SettingProblem]:
+        chains.append(1)
+        return chain(self)
+
+    def counted_parse(pem: str) -> Any:
+        parsed.append(pem)
+        return parse(pem)
+
+    monkeypatch.setattr(HardenSettings, "collect_problems", counted_chain)
+    monkeypatch.setattr(auth_section, "load_public_key", counted_parse)
+
+    install(Starlette(), settings)
+    install(Starlette(), settings)  # a second app with the same settings object
+
+    assert len(chains) == 1
+    assert len(parsed) == 1
+
+
+def test_a_copy_with_other_values_is_judged_afresh() -> None:
+    development = HardenSettings(auth_mode="off")
+    assert development.startup_errors() == []
+
+    production = development.model_copy(update={"env": "production"})
+
+    assert "HARDENKIT_AUTH_MODE" in {problem.setting for problem in production.startup_errors()}
+    assert development.startup_errors() == []

@@ -25,7 +25,7 @@ from starlette.testclient import TestClient
 from hardenkit import telemetry
 from hardenkit.errors import ErrorMiddleware
 from hardenkit.logs import audit
-from hardenkit.telemetry import RequestMetricsMiddleware
+from hardenkit.requestmetrics import RequestMetricsMiddleware
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,7 @@ from hardenkit.ratelimit import (
     RedisStore,
 )
 from hardenkit.requestid import RequestIdMiddleware
+from hardenkit.requestmetrics import RequestMetricsMiddleware
 from hardenkit.resilience import (
     Bulkhead,
     BulkheadFullError,
@@ -64,7 +65,6 @@ from hardenkit.signing import (
     verify_webhook,
 )
 from hardenkit.stores import RedisGuard
-from hardenkit.telemetry import RequestMetricsMiddleware
 from hardenkit.timeouts import TimeoutMiddleware
 
 __all__ = [
@@ -139,7 +139,7 @@ __all__ = [
 ]
 
 
-# --- resilience (issue 5): httpx is an optional extra, so ResilientTransport loads lazily.
+# httpx is an optional extra, so ResilientTransport loads on first use.
 if TYPE_CHECKING:
     from hardenkit.resilience.httpx import ResilientTransport
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from hardenkit._settings._base import SettingProblem
+from hardenkit._section import SettingProblem
 from hardenkit.errors import ErrorCode, send_problem
 from hardenkit.settings import SettingsError
 

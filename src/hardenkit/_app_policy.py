@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from hardenkit._paths import PathPatterns
+from hardenkit._risks import risk_problem
 from hardenkit._routes import RouteInfo, iter_routes
-from hardenkit._settings._base import SettingProblem
-from hardenkit._settings.risks import risk_problem
+from hardenkit._section import SettingProblem
 from hardenkit.auth._guard import EndpointGuard
 
 if TYPE_CHECKING:

@@ -36,12 +36,12 @@ import re
 import string
 from typing import Final
 
-from hardenkit.signing._published import (
+from hardenkit._published import (
     DEMO_AGENT_PRIVATE_KEY,
     DEMO_SERVICE_PRIVATE_KEY,
+    PUBLISHED_WEBHOOK_KEYS,
     PUBLISHED_WEBHOOK_SECRETS,
 )
-from hardenkit.signing._secret import webhook_key
 
 __all__ = [
     "MIN_SECRET_BITS",
@@ -225,18 +225,11 @@ _BASE64: Final = re.compile(r"[A-Za-z0-9+/_-]{12,}={0,2}")
 _MIN_DECODED: Final = 8
 
 
-def _standard_key(secret: str) -> bytes | None:
-    try:
-        return webhook_key(secret, "standard")
-    except ValueError:
-        return None
-
-
 # Binary keys are compared as bytes: the text of each secret, and a Standard Webhooks
 # secret's decoded key (how the webhook key and message seeds reach the judgement).
 _PUBLISHED_BYTES: Final = frozenset(
     {secret.encode() for secret in PUBLISHED_SECRETS if len(secret) >= 16}
-    | {key for key in map(_standard_key, PUBLISHED_WEBHOOK_SECRETS) if key is not None}
+    | set(PUBLISHED_WEBHOOK_KEYS)
 )
 _PUBLISHED_SEEDS: Final = (DEMO_AGENT_PRIVATE_KEY, DEMO_SERVICE_PRIVATE_KEY)
 

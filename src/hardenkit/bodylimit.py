@@ -15,18 +15,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hardenkit._paths import PathTable, route_path
 from hardenkit.errors import ErrorCode, HardenError, send_problem
 
+if TYPE_CHECKING:
+    from hardenkit.settings import HardenSettings
+
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "BodyLimitMiddleware",
     "BodyTooLargeError",
+    "body_limit_layer",
     "declared_length",
     "parse_json",
     "read_body",
@@ -239,3 +244,12 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         HardenError: ``413`` over ``max_bytes``; ``400`` when the body is not JSON.
     """
     return parse_json(await read_body(request, max_bytes))
+
+
+def body_limit_layer(settings: HardenSettings) -> Middleware:
+    """Return the body limit layer ``install()`` adds, from ``HARDENKIT_MAX_BODY_BYTES*``."""
+    return Middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        paths=dict(settings.max_body_bytes_paths),
+    )

@@ -25,18 +25,19 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import Any, Literal, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 import structlog.testing
 from pydantic import ValidationError
 
-from hardenkit._settings._base import env_name
+from hardenkit._section import env_name
+from hardenkit.auth import JWTVerifier
+from hardenkit.errors import ConfigurationError
+from hardenkit.headers import LEAKING_HEADERS, HeaderPolicy
 from hardenkit.headers._grading import csp_directives, script_weaknesses
 from hardenkit.settings import HardenSettings, SettingsError, _problems_from_validation
-
-if TYPE_CHECKING:
-    from hardenkit.headers import HeaderPolicy
+from hardenkit.stores import create_redis
 
 __all__ = ["Finding", "check_headers", "doctor", "main"]
 
@@ -193,8 +194,6 @@ def _safe_url(url: str) -> str:
 
 
 async def _redis_finding(settings: HardenSettings) -> Finding:
-    from hardenkit.stores import create_redis  # noqa: PLC0415 - redis only when configured
-
     if settings.redis_url is None:
         status: Status = "warn" if settings.is_production else "pass"
         return Finding("redis", status, "HARDENKIT_REDIS_URL unset: in-memory stores only")
@@ -227,9 +226,6 @@ async def _redis_finding(settings: HardenSettings) -> Finding:
 async def _jwks_finding(settings: HardenSettings) -> Finding | None:
     if settings.jwt_jwks_url is None:
         return None
-    from hardenkit.auth import JWTVerifier  # noqa: PLC0415 - httpx only when configured
-    from hardenkit.errors import ConfigurationError  # noqa: PLC0415
-
     parts = urlsplit(settings.jwt_jwks_url)
     shown = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
     try:
@@ -425,8 +421,6 @@ def check_headers(url: str, *, timeout: float = 10.0) -> list[Finding]:
         ImportError: ``httpx`` is not installed (``pip install 'hardenkit[httpx]'``).
     """
     import httpx  # noqa: PLC0415 - optional extra
-
-    from hardenkit.headers import LEAKING_HEADERS, HeaderPolicy  # noqa: PLC0415
 
     try:
         response = httpx.get(url, timeout=timeout, follow_redirects=False)

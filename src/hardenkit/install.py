@@ -36,12 +36,14 @@ import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from hardenkit._app_check import AppCheck, AppCheckMiddleware
+from hardenkit._cors import cors_layer
+from hardenkit._parts import ReadinessCheck, Shared
 from hardenkit._server_rewrite import ServerRewriteDetector
-from hardenkit.auth._install import AuthStack, auth_middleware, build_auth
-from hardenkit.bodylimit import BodyLimitMiddleware
+from hardenkit.auth._install import AuthPart, AuthStack, build_auth
+from hardenkit.bodylimit import body_limit_layer
 from hardenkit.errors import (
     ConfigurationError,
     ErrorMiddleware,
@@ -51,26 +53,18 @@ from hardenkit.errors import (
     set_problem_type_base,
     validation_exception_handler,
 )
-from hardenkit.headers._install import (
-    cors_layers,
-    install_headers,
-    security_header_layers,
-    timeout_layers,
-)
+from hardenkit.headers._install import HeadersPart, build_headers
 from hardenkit.health import CheckResult, HealthCheck, HealthRegistry
 from hardenkit.instances import InstanceRegistry
 from hardenkit.proxies import TrustedProxies, TrustedProxyMiddleware
-from hardenkit.ratelimit._install import (
-    client_ip_rate_limit,
-    principal_rate_limit,
-    webhook_rate_limit,
-)
+from hardenkit.ratelimit._install import RateLimitPart, build_rate_limits
 from hardenkit.requestid import RequestIdMiddleware
-from hardenkit.resilience._install import install_resilience
+from hardenkit.requestmetrics import RequestMetricsMiddleware
+from hardenkit.resilience._install import build_resilience
 from hardenkit.settings import HardenSettings, load_settings
-from hardenkit.signing._install import install_signing, webhook_middleware
+from hardenkit.signing._install import SigningPart, build_signing
 from hardenkit.stores import RedisGuard, create_redis
-from hardenkit.telemetry import RequestMetricsMiddleware
+from hardenkit.timeouts import timeout_layer
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -85,9 +79,9 @@ __all__ = ["Hardened", "install"]
 _logger = structlog.get_logger("hardenkit.install")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Hardened:
-    """What :func:`install` built, kept on ``app.state.hardenkit``.
+    """What :func:`install` built, kept on ``app.state.hardenkit``; built once, never changed.
 
     Attributes:
         settings: The validated settings in force.
@@ -101,7 +95,7 @@ class Hardened:
         middleware: The layers installed, outermost first.
         header_policy: The security header policy built from the settings.
         header_routes: Path patterns with their own header policy (FastAPI's docs pages).
-        rate_limit_store: The rate-limit store both rate-limit layers share (Redis
+        rate_limit_store: The rate-limit store every rate-limit layer shares (Redis
             through ``redis_guard``, or memory); pass it to ``RouteLimit(store=...)``.
         replay_store: Webhook ids and message nonces (Redis through ``redis_guard``, or
             memory); shared by the webhook middleware and ``message_verifier``.
@@ -129,6 +123,17 @@ class Hardened:
     auth: AuthStack | None = None
     server_rewrite: ServerRewriteDetector = field(default_factory=ServerRewriteDetector)
     app_check: AppCheck | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """Every feature's part, each built from the settings and the shared pieces alone."""
+
+    headers: HeadersPart
+    signing: SigningPart
+    auth: AuthPart
+    rate_limits: RateLimitPart
+    checks: tuple[ReadinessCheck, ...]
 
 
 def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
@@ -162,39 +167,79 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
     app_check.run_early()
 
     set_problem_type_base(settings.problem_type_base)
+    shared = _shared(settings)
+    server_rewrite = ServerRewriteDetector()
+    parts = _build_parts(app, settings, shared)
+    health = HealthRegistry(timeout=settings.readiness_check_timeout)
+    for check in _core_checks(shared, server_rewrite) + parts.checks:
+        health.add(check.name, check.check, critical=check.critical)
     kit = Hardened(
         settings=settings,
-        health=HealthRegistry(timeout=settings.readiness_check_timeout),
-        redis=create_redis(settings),
+        health=health,
+        redis=shared.redis,
+        redis_guard=shared.guard,
+        instances=shared.instances,
+        middleware=_middleware_stack(settings, parts, server_rewrite, app_check),
+        header_policy=parts.headers.policy,
+        header_routes=parts.headers.route_policies,
+        rate_limit_store=parts.rate_limits.store,
+        replay_store=parts.signing.replay_store,
+        message_verifier=parts.signing.message_verifier,
+        auth=parts.auth.stack,
+        server_rewrite=server_rewrite,
         app_check=app_check,
     )
-    if kit.redis is not None:
-        kit.redis_guard = RedisGuard(
-            "redis",
-            timeout=settings.redis_socket_timeout,
-            retry_interval=settings.redis_retry_interval,
-            failure_threshold=settings.redis_failure_threshold,
-            ping=kit.redis.ping,
-        )
-        kit.instances = InstanceRegistry(
-            kit.redis, kit.redis_guard, key=f"{settings.rate_limit_key_prefix}instances"
-        )
-        kit.health.add("redis", _redis_check(kit.redis_guard, kit.instances))
-    # Non-critical: a rewriting server is a misconfiguration to fix, not a reason to take
-    # every instance out of rotation; readiness says "degraded" and names the fix.
-    kit.health.add("proxy_headers", kit.server_rewrite.health_check, critical=False)
-    install_signing(kit)
-    install_headers(app, kit)
-    install_resilience(app, kit)
-    kit.auth = build_auth(kit)
     _install_error_handlers(app)
-    _install_health_routes(app, kit)
-    kit.middleware = _middleware_stack(kit)
+    _install_routes(app, settings, health, parts.headers.routes)
     for layer in reversed(kit.middleware):
         app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
     _close_redis_on_shutdown(app, kit)
     app.state.hardenkit = kit
     return kit
+
+
+def _shared(settings: HardenSettings) -> Shared:
+    """The Redis client, its one guard and the instance registry (none when memory-only)."""
+    redis = create_redis(settings)
+    if redis is None:
+        return Shared()
+    guard = RedisGuard(
+        "redis",
+        timeout=settings.redis_socket_timeout,
+        retry_interval=settings.redis_retry_interval,
+        failure_threshold=settings.redis_failure_threshold,
+        ping=redis.ping,
+    )
+    instances = InstanceRegistry(redis, guard, key=f"{settings.rate_limit_key_prefix}instances")
+    return Shared(redis=redis, guard=guard, instances=instances)
+
+
+def _build_parts(app: Starlette, settings: HardenSettings, shared: Shared) -> _Parts:
+    signing = build_signing(settings, shared)
+    headers = build_headers(settings, app)
+    resilience = build_resilience(settings, shared)
+    auth = build_auth(settings, shared)
+    return _Parts(
+        headers=headers,
+        signing=signing,
+        auth=auth,
+        rate_limits=build_rate_limits(settings, shared),
+        checks=signing.checks + resilience.checks + auth.checks,
+    )
+
+
+def _core_checks(
+    shared: Shared, server_rewrite: ServerRewriteDetector
+) -> tuple[ReadinessCheck, ...]:
+    redis: tuple[ReadinessCheck, ...] = ()
+    if shared.guard is not None and shared.instances is not None:
+        redis = (ReadinessCheck("redis", _redis_check(shared.guard, shared.instances)),)
+    # Non-critical: a rewriting server is a misconfiguration to fix, not a reason to take
+    # every instance out of rotation; readiness says "degraded" and names the fix.
+    return (
+        *redis,
+        ReadinessCheck("proxy_headers", server_rewrite.health_check, critical=False),
+    )
 
 
 def _redis_check(guard: RedisGuard, instances: InstanceRegistry) -> HealthCheck:
@@ -207,45 +252,46 @@ def _redis_check(guard: RedisGuard, instances: InstanceRegistry) -> HealthCheck:
     return check
 
 
-def _middleware_stack(kit: Hardened) -> list[Middleware]:
+def _middleware_stack(
+    settings: HardenSettings,
+    parts: _Parts,
+    server_rewrite: ServerRewriteDetector,
+    app_check: AppCheck,
+) -> list[Middleware]:
     """Return the layers outermost first."""
-    settings = kit.settings
     proxies = TrustedProxies(settings.trusted_proxies, header=settings.forwarded_header)
-    return [
+    layers: list[Middleware | None] = [
         Middleware(
             RequestIdMiddleware,
             header_name=settings.request_id_header,
             trust=settings.request_id_trust,
             trusted_proxies=proxies,
         ),
-        Middleware(TrustedProxyMiddleware, trusted_proxies=proxies, detector=kit.server_rewrite),
-        # Outside the error layer, so the 500s it answers are counted (logs/telemetry issue).
+        Middleware(TrustedProxyMiddleware, trusted_proxies=proxies, detector=server_rewrite),
+        # Outside the error layer, so the 500s it answers are counted.
         Middleware(RequestMetricsMiddleware),
         # Headers outside the error layer, so the 500 it answers carries them too; CORS
         # outside every layer that refuses, so preflights are answered before auth and
         # 401/429/500/504 stay readable by the calling page (docs/decisions.md).
-        *security_header_layers(kit),
-        *cors_layers(settings),
+        parts.headers.middleware,
+        cors_layer(settings),
         # Before every layer that answers or refuses: an app the policy refuses (checked
         # here when no lifespan ran) answers 503 to every request, with headers.
-        *([Middleware(AppCheckMiddleware, check=kit.app_check)] if kit.app_check else []),
+        Middleware(AppCheckMiddleware, check=app_check),
         Middleware(ErrorMiddleware),
-        *timeout_layers(settings),
+        timeout_layer(settings),
         # Before anything that reads a body, and before auth: an unauthenticated 200 MB
         # POST is refused on its Content-Length, or as its stream crosses the limit.
         # Inside the timeout, so a body trickled in slowly still runs out of time.
-        Middleware(
-            BodyLimitMiddleware,
-            max_body_bytes=settings.max_body_bytes,
-            paths=dict(settings.max_body_bytes_paths),
-        ),
-        client_ip_rate_limit(kit),
-        *auth_middleware(kit),
-        principal_rate_limit(kit),
-        *webhook_middleware(kit),
+        body_limit_layer(settings),
+        parts.rate_limits.client_ip,
+        parts.auth.middleware,
+        parts.rate_limits.tenant,
+        parts.signing.middleware,
         # Inside the webhook layer: only deliveries whose signature verified are counted.
-        *webhook_rate_limit(kit),
+        parts.rate_limits.webhook,
     ]
+    return [layer for layer in layers if layer is not None]
 
 
 def _install_error_handlers(app: Starlette) -> None:
@@ -258,14 +304,15 @@ def _install_error_handlers(app: Starlette) -> None:
     app.add_exception_handler(RequestValidationError, validation_exception_handler)
 
 
-def _install_health_routes(app: Starlette, kit: Hardened) -> None:
-    health = kit.health
-    routes = [
-        Route(kit.settings.health_path, health.liveness, methods=["GET", "HEAD"]),
-        Route(kit.settings.ready_path, health.readiness, methods=["GET", "HEAD"]),
+def _install_routes(
+    app: Starlette, settings: HardenSettings, health: HealthRegistry, routes: tuple[BaseRoute, ...]
+) -> None:
+    probes = [
+        Route(settings.health_path, health.liveness, methods=["GET", "HEAD"]),
+        Route(settings.ready_path, health.readiness, methods=["GET", "HEAD"]),
     ]
     # First, so a catch-all mount of the application cannot shadow them.
-    app.router.routes[0:0] = routes
+    app.router.routes[0:0] = [*probes, *routes]
 
 
 def _close_redis_on_shutdown(app: Starlette, kit: Hardened) -> None:

@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import ValidationError
+from pydantic import PrivateAttr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hardenkit._settings._base import ENV_PREFIX, SettingProblem, env_name
-from hardenkit._settings.auth import AuthSettings
+from hardenkit._app_policy import app_problems
+from hardenkit._section import ENV_PREFIX, SettingProblem, env_name
 from hardenkit._settings.core import CoreSettings
-from hardenkit._settings.headers import HeadersSettings
 from hardenkit._settings.logs import LoggingSettings
 from hardenkit._settings.policy import PolicyReport, judge
-from hardenkit._settings.ratelimit import RateLimitSettings
+from hardenkit._settings.requests import RequestSettings
 from hardenkit._settings.resilience import ResilienceSettings
 from hardenkit._settings.risks import RiskSettings
-from hardenkit._settings.signing import SigningSettings
+from hardenkit.auth._settings import AuthSettings
 from hardenkit.errors import ConfigurationError
+from hardenkit.headers._settings import HeadersSettings
+from hardenkit.ratelimit._settings import RateLimitSettings
+from hardenkit.signing._settings import SigningSettings
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
@@ -56,6 +58,7 @@ class HardenSettings(
     AuthSettings,
     RateLimitSettings,
     ResilienceSettings,
+    RequestSettings,
     HeadersSettings,
     LoggingSettings,
     SigningSettings,
@@ -78,6 +81,9 @@ class HardenSettings(
     )
 
     _reserved_prefixes: ClassVar[tuple[str, ...]] = _RESERVED_PREFIXES
+    # The rule chain (PEM keys parsed, secrets judged) runs once per settings object:
+    # the fields are frozen, so its answer cannot change.
+    _problems: tuple[SettingProblem, ...] | None = PrivateAttr(default=None)
 
     @property
     def is_production(self) -> bool:
@@ -85,8 +91,20 @@ class HardenSettings(
         return self.env == "production"
 
     def problems(self) -> list[SettingProblem]:
-        """Return every rule this configuration violates, production-only ones included."""
-        return self.collect_problems()
+        """Return every rule this configuration violates, production-only ones included.
+
+        Computed on first use and kept: startup, the route checks and ``hardenkit doctor``
+        all ask, and the answer of frozen settings never changes.
+        """
+        if self._problems is None:
+            self._problems = tuple(self.collect_problems())
+        return list(self._problems)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """Return a copy (with ``update`` applied) whose problems are judged afresh."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied._problems = None
+        return copied
 
     def enforced(self, problem: SettingProblem) -> bool:
         """Whether ``problem`` counts here: production-only rules count only in production."""
@@ -99,8 +117,6 @@ class HardenSettings(
         """
         problems = self.problems()
         if app is not None:
-            from hardenkit._app_policy import app_problems  # noqa: PLC0415 - needs starlette
-
             problems += app_problems(self, app)
         return judge(
             problems,

@@ -22,18 +22,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hardenkit._paths import route_path
+from hardenkit._paths import PathTable, route_path
 from hardenkit.context import deadline_var, request_id_var, set_deadline
 from hardenkit.errors import ErrorCode, send_problem
-from hardenkit.headers._paths import PathTable
 from hardenkit.telemetry import timeouts as timeout_counter
 
-__all__ = ["TimeoutMiddleware"]
+if TYPE_CHECKING:
+    from hardenkit.settings import HardenSettings
+
+__all__ = ["TimeoutMiddleware", "timeout_layer"]
 
 _logger = structlog.get_logger("hardenkit.timeouts")
 
@@ -211,3 +214,14 @@ def _route_of(scope: Scope) -> str | None:
 def _check_seconds(name: str, seconds: float) -> None:
     if not isinstance(seconds, int | float) or not 0 < seconds <= _MAX_TIMEOUT:
         raise ValueError(f"{name} must be a number of seconds in (0, {_MAX_TIMEOUT:g}]")
+
+
+def timeout_layer(settings: HardenSettings) -> Middleware:
+    """Return the request timeout layer ``install()`` adds, from ``HARDENKIT_REQUEST_TIMEOUT*``."""
+    return Middleware(
+        TimeoutMiddleware,
+        timeout=settings.request_timeout,
+        routes=dict(settings.request_timeout_routes),
+        streaming_paths=list(settings.streaming_paths),
+        status_code=settings.request_timeout_status,
+    )

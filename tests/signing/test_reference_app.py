@@ -13,9 +13,9 @@ from starlette.testclient import TestClient
 
 from examples.reference_app.app import create_app
 from examples.reference_app.settings import DEMO_DEFAULTS, demo_settings
-from hardenkit import sign_message, sign_webhook, verify_message
+from hardenkit import _published, sign_message, sign_webhook, verify_message
 from hardenkit.settings import HardenSettings, SettingsError
-from hardenkit.signing import _published, generate_private_key, load_private_key, public_key_text
+from hardenkit.signing import generate_private_key, load_private_key, public_key_text
 
 ROOT = Path(__file__).resolve().parents[2]
 # The demo agent's private key, as docs/signing.md prints it for curl examples.

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 
 from hardenkit._forwarding import ForwardedHeader
-from hardenkit._settings._base import CommaList, Section, SettingProblem
+from hardenkit._section import CommaList, Section, SettingProblem
 
 Environment = Literal["development", "test", "staging", "production"]
 RequestIdTrust = Literal["any", "proxies", "none"]

@@ -1,4 +1,4 @@
-"""Logging settings (issue: redacting structured logs, audit, metrics)."""
+"""The logging section: redaction, log format and level, audit events."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from hardenkit._settings._base import CommaList, Section, SettingProblem
+from hardenkit._section import CommaList, Section, SettingProblem
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["auto", "json", "console"]

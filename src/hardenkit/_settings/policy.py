@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 
-from hardenkit._settings._base import SettingProblem
-from hardenkit._settings.risks import ACCEPT_RISKS, RISKS
+from hardenkit._risks import ACCEPT_RISKS, RISKS
+from hardenkit._section import SettingProblem
 
 __all__ = ["PolicyReport", "judge"]
 

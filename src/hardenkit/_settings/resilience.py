@@ -1,4 +1,4 @@
-"""Outbound resilience settings (issue: circuit breakers, retry, timeouts, deadlines).
+"""The outbound resilience section: circuit breakers, retry, timeouts, deadlines.
 
 Besides the fields below, ``HARDENKIT_RESILIENT_<NAME>_<KEY>`` overrides the policy that
 ``resilient("<name>")`` builds, per dependency name, so an operator can tune one provider
@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import Field
 
-from hardenkit._settings._base import Section, SettingProblem
+from hardenkit._section import Section, SettingProblem
 from hardenkit.errors import ConfigurationError
 
 __all__ = [

@@ -1,135 +1,28 @@
-"""Settings that switch a protection off by another name, and accepting one by its id.
+"""Accepting a refused risk by its id, and the rules that read several sections.
 
-Each :class:`Risk` is a configuration production refuses because it weakens a protection
-without saying so (``HARDENKIT_PUBLIC_PATHS=/*`` is ``HARDENKIT_AUTH_MODE=off`` by another
-name). An operator who really means it accepts that one risk by id in
-``HARDENKIT_ACCEPT_RISKS`` (``public-paths-everything,csp-unsafe-eval``): there is no
-wildcard and no "accept all", an unknown id is refused in every environment, and every
-accepted risk is logged at startup and listed by ``hardenkit doctor`` on every run.
-
-:data:`RISKS` is the one list; the rules below find them from the settings alone, and
-:mod:`hardenkit._app_policy` finds the ones that need the application's routes.
+:data:`hardenkit._risks.RISKS` is the one list of risks. The rules below find the ones
+that need more than one section's settings; the section that owns a setting finds the
+rest.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, cast
 
 from pydantic import Field, field_validator
 
-from hardenkit._settings._base import CommaList, Section, SettingProblem
-from hardenkit.headers._grading import ScriptWeakness, script_weaknesses
+from hardenkit._risks import RISKS, risk_problem
+from hardenkit._section import CommaList, Section, SettingProblem
 
 if TYPE_CHECKING:
     from hardenkit.settings import HardenSettings
 
-__all__ = ["RISKS", "Risk", "RiskSettings", "risk_problem"]
+__all__ = ["RiskSettings"]
 
-ACCEPT_RISKS = "HARDENKIT_ACCEPT_RISKS"
 # A public range wider than this many prefix bits holds clients, not your proxies.
 _WIDEST_PUBLIC_PREFIX = {4: 16, 6: 32}
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: IPv4 clients, as IPv6
-
-
-@dataclass(frozen=True, slots=True)
-class Risk:
-    """One refused configuration an operator may accept by ``id``."""
-
-    id: str
-    setting: str
-    refused: str
-    needs_app: bool = False
-
-
-RISKS: Final[dict[str, Risk]] = {
-    risk.id: risk
-    for risk in (
-        Risk(
-            "public-paths-everything",
-            "HARDENKIT_PUBLIC_PATHS",
-            "`/*`: no route needs credentials, and a client's tenant header reaches the app",
-        ),
-        Risk(
-            "public-paths-protected-prefix",
-            "HARDENKIT_PUBLIC_PATHS",
-            "a prefix (`/api/*`) over routes that need the principal or bind a tenant",
-            needs_app=True,
-        ),
-        Risk(
-            "trusted-proxies-too-wide",
-            "HARDENKIT_TRUSTED_PROXIES",
-            "`0.0.0.0/0`, `::/0`, or public ranges that together are wider than /16 (IPv4; "
-            "NAT64 `64:ff9b::/96` counts as the IPv4 it maps) or /32 (IPv6): clients choose "
-            "their own ip",
-        ),
-        Risk(
-            "rate-limit-exempt-everything",
-            "HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",
-            "`*` or `/*`: nothing is rate limited",
-        ),
-        Risk(
-            "auth-paths-empty",
-            "HARDENKIT_AUTH_PATHS",
-            "empty while the app has a login or token route: passwords may be guessed at "
-            "the default rate",
-            needs_app=True,
-        ),
-        Risk(
-            "login-route-unlimited",
-            "HARDENKIT_AUTH_PATHS, HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",
-            "a login or token route outside the auth paths, or inside the exempt paths: "
-            "passwords there are guessed at the default rate, or at any rate",
-            needs_app=True,
-        ),
-        Risk(
-            "auth-report-only",
-            "HARDENKIT_AUTH_MODE",
-            "`report_only`: every bad credential is let through (logged); for a rollout",
-        ),
-        Risk(
-            "rate-limit-open-when-redis-down",
-            "HARDENKIT_RATE_LIMIT_REDIS_DOWN",
-            "`open`: a Redis outage switches every limit off",
-        ),
-        Risk(
-            "cors-http-credentials",
-            "HARDENKIT_CORS_ORIGINS",
-            "an `http://` origin while HARDENKIT_CORS_ALLOW_CREDENTIALS=true: anyone on the "
-            "path reads credentialed responses",
-        ),
-        Risk(
-            "csp-script-anywhere",
-            "HARDENKIT_CSP_HTML, HARDENKIT_CSP_API",
-            "`script-src`, `script-src-elem` or `script-src-attr` (or `default-src` in their "
-            "place) with `*`, a host `*` (`https://*`), `http:`, `https:`, `data:` or `blob:`",
-        ),
-        Risk(
-            "csp-unsafe-inline",
-            "HARDENKIT_CSP_HTML, HARDENKIT_CSP_API",
-            "`'unsafe-inline'` scripts without a nonce or hash: injected script runs",
-        ),
-        Risk(
-            "csp-unsafe-eval",
-            "HARDENKIT_CSP_HTML, HARDENKIT_CSP_API",
-            "`'unsafe-eval'` scripts",
-        ),
-    )
-}
-
-
-def risk_problem(
-    risk_id: str, message: str, fix: str, *, setting: str | None = None
-) -> SettingProblem:
-    """Return the production error for ``risk_id``; the fix names the way to accept it."""
-    risk = RISKS[risk_id]
-    return SettingProblem(
-        setting or risk.setting,
-        message,
-        risk=risk_id,
-        fix=f"{fix}, or accept the risk with {ACCEPT_RISKS}={risk_id}",
-    )
 
 
 class RiskSettings(Section):
@@ -162,7 +55,6 @@ class RiskSettings(Section):
         problems += _proxy_problems(settings)
         problems += _rate_limit_problems(settings)
         problems += _cors_credential_problems(settings)
-        problems += _csp_problems(settings)
         return problems
 
 
@@ -245,32 +137,3 @@ def _cors_credential_problems(settings: HardenSettings) -> list[SettingProblem]:
             "serve those origins over https",
         )
     ]
-
-
-def _csp_problems(settings: HardenSettings) -> list[SettingProblem]:
-    problems: list[SettingProblem] = []
-    for setting, value in (
-        ("HARDENKIT_CSP_HTML", settings.csp_html),
-        ("HARDENKIT_CSP_API", settings.csp_api),
-    ):
-        if value is None:
-            continue
-        weaknesses: list[ScriptWeakness] = script_weaknesses(value)
-        problems.extend(
-            risk_problem(weakness.risk, weakness.message, weakness.fix, setting=setting)
-            for weakness in weaknesses
-        )
-    return problems
-
-
-def risks_table() -> str:
-    """Return the markdown table of :data:`RISKS` docs/settings.md carries (tested equal)."""
-    lines = [
-        "| risk id (`HARDENKIT_ACCEPT_RISKS`) | variable | refused in production when |",
-        "|---|---|---|",
-    ]
-    for risk in RISKS.values():
-        setting = ", ".join(f"`{name.strip()}`" for name in risk.setting.split(","))
-        when = risk.refused + (" (checked against the app's routes)" if risk.needs_app else "")
-        lines.append(f"| `{risk.id}` | {setting} | {when} |")
-    return "\n".join(lines)

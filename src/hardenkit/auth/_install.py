@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
+from starlette.middleware import Middleware
 
+from hardenkit._parts import ReadinessCheck
 from hardenkit.auth.apikeys import APIKeyGuard
 from hardenkit.auth.middleware import AuthMiddleware, AuthMode
 from hardenkit.auth.tenants import TenantResolver, TenantStatusCache
 from hardenkit.auth.verifier import JWTVerifier
 from hardenkit.errors import ConfigurationError
-from hardenkit.health import CheckResult, HealthStatus
+from hardenkit.health import CheckResult, HealthCheck, HealthStatus
 
 if TYPE_CHECKING:
-    from starlette.middleware import Middleware
+    from hardenkit._parts import Shared
+    from hardenkit.auth.jwks import JWKSClient
+    from hardenkit.settings import HardenSettings
 
-    from hardenkit.install import Hardened
-
-__all__ = ["AuthStack", "auth_middleware", "build_auth"]
+__all__ = ["AuthPart", "AuthStack", "build_auth"]
 
 _logger = structlog.get_logger("hardenkit.auth")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class AuthStack:
     """The authentication pieces :func:`hardenkit.install` built (``kit.auth``).
 
@@ -35,27 +37,33 @@ class AuthStack:
         tenant_status: Cached tenant activity; plug your resolver in with
             :meth:`use_tenant_resolver`.
         api_key_guard: The API-key guard for ``HARDENKIT_API_KEY_PATHS``, when set.
-        middleware_options: Keyword arguments of the installed :class:`AuthMiddleware`.
     """
 
     mode: AuthMode
     verifier: JWTVerifier | None
     tenant_status: TenantStatusCache
     api_key_guard: APIKeyGuard | None = None
-    middleware_options: dict[str, Any] = field(default_factory=dict)
 
     def use_tenant_resolver(self, resolver: TenantResolver | None) -> None:
         """Refuse tenants ``resolver`` says are inactive (answers cached with a TTL)."""
         self.tenant_status.use(resolver)
 
 
-def build_auth(kit: Hardened) -> AuthStack:
-    """Build the verifier, JWKS client, tenant cache and API-key guard from settings.
+@dataclass(frozen=True, slots=True)
+class AuthPart:
+    """The auth layer, its readiness check (JWKS, when keys come from one) and its pieces."""
+
+    middleware: Middleware
+    stack: AuthStack
+    checks: tuple[ReadinessCheck, ...] = ()
+
+
+def build_auth(settings: HardenSettings, shared: Shared) -> AuthPart:
+    """Build the verifier, JWKS client, tenant cache and API-key guard, and the auth layer.
 
     Raises:
         ConfigurationError: A key or algorithm setting is unusable (names the setting).
     """
-    settings = kit.settings
     verifier: JWTVerifier | None = None
     has_key_source = (
         settings.jwt_secret is not None
@@ -75,48 +83,40 @@ def build_auth(kit: Hardened) -> AuthStack:
     guard = APIKeyGuard.from_settings(settings) if settings.api_key_paths else None
     tenant_status = TenantStatusCache(
         ttl=settings.tenant_status_cache_ttl,
-        redis=kit.redis if kit.redis_guard is not None else None,
-        guard=kit.redis_guard if kit.redis is not None else None,
+        redis=shared.redis if shared.guard is not None else None,
+        guard=shared.guard if shared.redis is not None else None,
     )
-    stack = AuthStack(
-        mode=settings.auth_mode,
+    middleware = Middleware(
+        AuthMiddleware,
         verifier=verifier,
-        tenant_status=tenant_status,
-        api_key_guard=guard,
-    )
-    stack.middleware_options = {
-        "verifier": verifier,
-        "mode": settings.auth_mode,
+        mode=settings.auth_mode,
         # The probes are public whatever HARDENKIT_PUBLIC_PATHS says: a list written
         # without them must not lock every pod out of readiness.
-        "public_paths": [*settings.public_paths, settings.health_path, settings.ready_path],
-        "tenant_header": settings.tenant_header,
-        "tenant_header_aliases": settings.tenant_header_aliases,
-        "tenant_path_params": settings.tenant_path_params,
-        "tenant_query_params": settings.tenant_query_params,
-        "max_header_bytes": settings.auth_max_header_bytes,
-        "tenant_status": tenant_status,
-        "api_key_guard": guard,
-        "api_key_paths": settings.api_key_paths,
-    }
+        public_paths=[*settings.public_paths, settings.health_path, settings.ready_path],
+        tenant_header=settings.tenant_header,
+        tenant_header_aliases=settings.tenant_header_aliases,
+        tenant_path_params=settings.tenant_path_params,
+        tenant_query_params=settings.tenant_query_params,
+        max_header_bytes=settings.auth_max_header_bytes,
+        tenant_status=tenant_status,
+        api_key_guard=guard,
+        api_key_paths=settings.api_key_paths,
+    )
+    checks: tuple[ReadinessCheck, ...] = ()
     if verifier is not None and verifier.jwks is not None:
-        jwks = verifier.jwks
-
-        async def jwks_check() -> CheckResult:
-            if not jwks.loaded:
-                await jwks.refresh()
-            if jwks.loaded:
-                return CheckResult(HealthStatus.HEALTHY, {"keys": len(jwks.kids)})
-            return CheckResult(HealthStatus.UNHEALTHY, {"keys": 0})
-
-        kit.health.add("jwks", jwks_check, critical=False)
-    return stack
+        checks = (ReadinessCheck("jwks", _jwks_check(verifier.jwks), critical=False),)
+    stack = AuthStack(
+        mode=settings.auth_mode, verifier=verifier, tenant_status=tenant_status, api_key_guard=guard
+    )
+    return AuthPart(middleware=middleware, stack=stack, checks=checks)
 
 
-def auth_middleware(kit: Hardened) -> list[Middleware]:
-    """Return the auth layer for :func:`hardenkit.install`'s stack."""
-    from starlette.middleware import Middleware  # noqa: PLC0415
+def _jwks_check(jwks: JWKSClient) -> HealthCheck:
+    async def check() -> CheckResult:
+        if not jwks.loaded:
+            await jwks.refresh()
+        if jwks.loaded:
+            return CheckResult(HealthStatus.HEALTHY, {"keys": len(jwks.kids)})
+        return CheckResult(HealthStatus.UNHEALTHY, {"keys": 0})
 
-    if kit.auth is None:
-        return []
-    return [Middleware(AuthMiddleware, **kit.auth.middleware_options)]
+    return check

@@ -41,6 +41,7 @@ from hardenkit.auth.algorithms import EC_CURVES, OKP_ALGORITHMS, RSA_ALGORITHMS
 from hardenkit.auth.algorithms import allowed_algorithms as _allowed_algorithms
 from hardenkit.auth.errors import KeysUnavailableError, TokenRejectedError
 from hardenkit.auth.keys import MIN_RSA_BITS, VerificationKey, bind
+from hardenkit.errors import ConfigurationError
 
 if TYPE_CHECKING:
     import httpx
@@ -146,8 +147,6 @@ class JWKSClient:
         try:
             import httpx  # noqa: PLC0415 - optional extra, needed only for JWKS
         except ImportError:  # pragma: no cover - httpx is installed in every test env
-            from hardenkit.errors import ConfigurationError  # noqa: PLC0415
-
             raise ConfigurationError(
                 "HARDENKIT_JWT_JWKS_URL needs httpx: pip install 'hardenkit[httpx]'"
             ) from None

@@ -32,12 +32,11 @@ import structlog
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hardenkit._paths import route_path
+from hardenkit._paths import PathPatterns, route_path
 from hardenkit._routes import inner_routes
 from hardenkit.auth.apikeys import APIKeyGuard
 from hardenkit.auth.claims import MAX_TENANT_LENGTH
 from hardenkit.auth.errors import KeysUnavailableError, PublicReason, TokenRejectedError
-from hardenkit.auth.paths import PathPatterns
 from hardenkit.auth.principal import Principal
 from hardenkit.auth.tenants import TenantStatusCache
 from hardenkit.auth.verifier import JWTVerifier

@@ -8,7 +8,6 @@ untrusted redirect targets only to allowed hosts. See docs/headers.md.
 """
 
 from hardenkit.headers._csp import CSP, CSPError
-from hardenkit.headers._middleware import SecurityHeadersMiddleware
 from hardenkit.headers._nonce import csp_nonce_context, get_csp_nonce, set_header_policy
 from hardenkit.headers._overrides import header_policy, header_policy_dependency
 from hardenkit.headers._policy import (
@@ -21,6 +20,7 @@ from hardenkit.headers._policy import (
 from hardenkit.headers._presets import fastapi_docs_policy, fastapi_docs_routes
 from hardenkit.headers._redirect import is_safe_redirect, safe_redirect
 from hardenkit.headers._report import csp_report_endpoint, csp_report_route
+from hardenkit.headers.middleware import SecurityHeadersMiddleware
 
 __all__ = [
     "CSP",

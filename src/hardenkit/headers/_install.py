@@ -1,32 +1,42 @@
-"""How ``install()`` builds the headers, CORS and timeout layers from settings."""
+"""What ``install()`` builds for security headers: the policy, its layer, the report route."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 
 from hardenkit.headers._csp import CSP
-from hardenkit.headers._middleware import SecurityHeadersMiddleware
 from hardenkit.headers._policy import DEFAULT_API_CSP, DEFAULT_HTML_CSP, HeaderPolicy
 from hardenkit.headers._presets import fastapi_docs_policy, fastapi_docs_routes
 from hardenkit.headers._report import csp_report_route
-from hardenkit.timeouts import TimeoutMiddleware
+from hardenkit.headers.middleware import SecurityHeadersMiddleware
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
+    from starlette.routing import BaseRoute
 
-    from hardenkit.install import Hardened
     from hardenkit.settings import HardenSettings
 
-__all__ = [
-    "cors_layers",
-    "install_headers",
-    "policy_from_settings",
-    "security_header_layers",
-    "timeout_layers",
-]
+__all__ = ["HeadersPart", "build_headers", "policy_from_settings"]
+
+
+@dataclass(frozen=True, slots=True)
+class HeadersPart:
+    """The security headers layer and what it was built from.
+
+    Attributes:
+        middleware: The :class:`SecurityHeadersMiddleware` layer.
+        routes: The CSP report route, when ``HARDENKIT_CSP_REPORT_PATH`` is set.
+        policy: The header policy the settings describe.
+        route_policies: Path patterns with their own policy (FastAPI's docs pages).
+    """
+
+    middleware: Middleware
+    policy: HeaderPolicy
+    routes: tuple[BaseRoute, ...] = ()
+    route_policies: dict[str, HeaderPolicy] = field(default_factory=dict)
 
 
 def policy_from_settings(settings: HardenSettings) -> HeaderPolicy:
@@ -53,62 +63,18 @@ def policy_from_settings(settings: HardenSettings) -> HeaderPolicy:
     )
 
 
-def install_headers(app: Starlette, kit: Hardened) -> None:
-    """Build the header policy (and the docs preset) and add the CSP report route."""
-    settings = kit.settings
-    kit.header_policy = policy_from_settings(settings)
-    if settings.docs_csp_preset:
-        kit.header_routes = fastapi_docs_routes(app, fastapi_docs_policy(kit.header_policy))
+def build_headers(settings: HardenSettings, app: Starlette) -> HeadersPart:
+    """Build the header policy (and the docs preset for ``app``'s docs routes) and its layer."""
+    policy = policy_from_settings(settings)
+    route_policies = (
+        fastapi_docs_routes(app, fastapi_docs_policy(policy)) if settings.docs_csp_preset else {}
+    )
+    routes: tuple[BaseRoute, ...] = ()
     if settings.csp_report_path is not None:
-        route = csp_report_route(settings.csp_report_path, settings.csp_report_max_bytes)
-        app.router.routes.insert(0, route)
-
-
-def security_header_layers(kit: Hardened) -> list[Middleware]:
-    """Return the security headers layer (empty when :func:`install_headers` did not run)."""
-    if kit.header_policy is None:
-        return []
-    return [
-        Middleware(SecurityHeadersMiddleware, policy=kit.header_policy, routes=kit.header_routes)
-    ]
-
-
-def cors_layers(settings: HardenSettings) -> list[Middleware]:
-    """Return Starlette's CORS middleware for ``HARDENKIT_CORS_ORIGINS`` (none when empty)."""
-    if not settings.cors_origins:
-        return []
-    extra_request_headers = [settings.request_id_header]
-    tenant_header = getattr(settings, "tenant_header", None)
-    if isinstance(tenant_header, str):
-        extra_request_headers.append(tenant_header)
-    return [
-        Middleware(
-            CORSMiddleware,
-            allow_origins=list(settings.cors_origins),
-            allow_methods=list(settings.cors_allow_methods),
-            allow_headers=_unique([*settings.cors_allow_headers, *extra_request_headers]),
-            allow_credentials=settings.cors_allow_credentials,
-            expose_headers=_unique([*settings.cors_expose_headers, settings.request_id_header]),
-            max_age=settings.cors_max_age,
-        )
-    ]
-
-
-def timeout_layers(settings: HardenSettings) -> list[Middleware]:
-    """Return the request timeout layer."""
-    return [
-        Middleware(
-            TimeoutMiddleware,
-            timeout=settings.request_timeout,
-            routes=dict(settings.request_timeout_routes),
-            streaming_paths=list(settings.streaming_paths),
-            status_code=settings.request_timeout_status,
-        )
-    ]
-
-
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, str] = {}
-    for name in names:
-        seen.setdefault(name.lower(), name)
-    return list(seen.values())
+        routes = (csp_report_route(settings.csp_report_path, settings.csp_report_max_bytes),)
+    return HeadersPart(
+        middleware=Middleware(SecurityHeadersMiddleware, policy=policy, routes=route_policies),
+        policy=policy,
+        routes=routes,
+        route_policies=route_policies,
+    )

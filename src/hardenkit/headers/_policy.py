@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from hardenkit._settings.headers import ReferrerPolicySetting as ReferrerPolicy
 from hardenkit.headers._csp import CSP, CSPError
+from hardenkit.headers._settings import ReferrerPolicySetting as ReferrerPolicy
 
 __all__ = [
     "DEFAULT_API_CSP",

@@ -1,12 +1,12 @@
-"""How :func:`hardenkit.install` builds the two rate-limit layers from settings."""
+"""How :func:`hardenkit.install` builds the rate-limit store and layers from settings."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from starlette.middleware import Middleware
 
-from hardenkit.ratelimit.decision import RateLimitStore
 from hardenkit.ratelimit.keys import ClientIpKey, route, tenant
 from hardenkit.ratelimit.memory import MemoryStore
 from hardenkit.ratelimit.middleware import RateLimitMiddleware
@@ -14,60 +14,40 @@ from hardenkit.ratelimit.redis_store import RedisStore
 from hardenkit.ratelimit.rules import RateLimitRule
 
 if TYPE_CHECKING:
-    from hardenkit.install import Hardened
+    from hardenkit._parts import Shared
+    from hardenkit.ratelimit.decision import RateLimitStore
+    from hardenkit.settings import HardenSettings
 
-__all__ = [
-    "client_ip_rate_limit",
-    "principal_rate_limit",
-    "rate_limit_store",
-    "webhook_rate_limit",
-]
+__all__ = ["RateLimitPart", "build_rate_limits"]
 
 
-def rate_limit_store(kit: Hardened) -> RateLimitStore:
-    """Return the app's one rate-limit store, building it on first use.
+@dataclass(frozen=True, slots=True)
+class RateLimitPart:
+    """The app's one rate-limit store and the layers that share it.
 
-    Redis (through the app's shared guard) when ``HARDENKIT_REDIS_URL`` is set, memory
-    otherwise; both layers and any :class:`RouteLimit` given ``kit.rate_limit_store``
-    share it.
+    Attributes:
+        store: Redis (through the app's shared guard) when ``HARDENKIT_REDIS_URL`` is set,
+            memory otherwise; every layer and any :class:`RouteLimit` given
+            ``kit.rate_limit_store`` share it.
+        client_ip: Before auth: the strict auth-path rule, then the default, per client ip.
+        tenant: After auth: per verified tenant; requests without one are not counted.
+        webhook: Inside the webhook layer, one budget per webhook path (``None`` when no
+            webhook path is guarded).
     """
-    if kit.rate_limit_store is None:
-        settings = kit.settings
-        memory = MemoryStore(max_keys=settings.rate_limit_memory_max_keys)
-        if kit.redis is not None and kit.redis_guard is not None:
-            kit.rate_limit_store = RedisStore(
-                kit.redis,
-                guard=kit.redis_guard,
-                fallback=memory,
-                prefix=settings.rate_limit_key_prefix,
-                fallback_share=settings.rate_limit_fallback_share,
-                instances=kit.instances,
-            )
-        else:
-            kit.rate_limit_store = memory
-    return kit.rate_limit_store
+
+    store: RateLimitStore
+    client_ip: Middleware
+    tenant: Middleware
+    webhook: Middleware | None = None
 
 
-def _exempt_paths(kit: Hardened) -> list[str]:
-    # The probes are never limited, whatever else is configured: a kubelet that gets 429
-    # marks the pod unready.
-    settings = kit.settings
-    return [settings.health_path, settings.ready_path, *settings.rate_limit_exempt_paths]
-
-
-def _guarded_webhook_paths(kit: Hardened) -> list[str]:
-    # The paths WebhookMiddleware guards (install() adds it only with a secret): a path
-    # no signature check covers keeps the per-ip default.
-    settings = kit.settings
-    return list(settings.webhook_paths) if settings.webhook_secret is not None else []
-
-
-def client_ip_rate_limit(kit: Hardened) -> Middleware:
-    """The layer before auth: the strict auth-path rule, then the default, per client ip."""
-    settings = kit.settings
+def build_rate_limits(settings: HardenSettings, shared: Shared) -> RateLimitPart:
+    """Build the store once and the three layers that count on it."""
+    store = _store(settings, shared)
+    webhook_paths = _guarded_webhook_paths(settings)
     client_ip = ClientIpKey(settings.rate_limit_ipv6_prefix_length)
     down = settings.rate_limit_redis_down
-    rules = [
+    ip_rules = [
         RateLimitRule(
             "auth",
             settings.rate_limit_auth,
@@ -75,60 +55,73 @@ def client_ip_rate_limit(kit: Hardened) -> Middleware:
             paths=settings.auth_paths,
             when_down=down,
         ),
-        # Webhook paths have their own rule (webhook_rate_limit): a provider delivers
-        # from a few addresses, far more often than one client browses.
+        # Webhook paths have their own rule (the webhook layer): a provider delivers from
+        # a few addresses, far more often than one client browses.
         RateLimitRule(
             "ip",
             settings.rate_limit_default,
             key=client_ip,
-            except_paths=_guarded_webhook_paths(kit),
+            except_paths=webhook_paths,
             when_down=down,
         ),
     ]
+    tenant_rules = [RateLimitRule("tenant", settings.rate_limit_tenant, key=tenant, when_down=down)]
+    return RateLimitPart(
+        store=store,
+        client_ip=_layer(settings, store, ip_rules),
+        tenant=_layer(settings, store, tenant_rules),
+        webhook=_webhook_layer(settings, store, webhook_paths),
+    )
+
+
+def _store(settings: HardenSettings, shared: Shared) -> RateLimitStore:
+    memory = MemoryStore(max_keys=settings.rate_limit_memory_max_keys)
+    if shared.redis is None or shared.guard is None:
+        return memory
+    return RedisStore(
+        shared.redis,
+        guard=shared.guard,
+        fallback=memory,
+        prefix=settings.rate_limit_key_prefix,
+        fallback_share=settings.rate_limit_fallback_share,
+        instances=shared.instances,
+    )
+
+
+def _guarded_webhook_paths(settings: HardenSettings) -> list[str]:
+    # The paths WebhookMiddleware guards (install() adds it only with a secret): a path
+    # no signature check covers keeps the per-ip default.
+    return list(settings.webhook_paths) if settings.webhook_secret is not None else []
+
+
+def _layer(
+    settings: HardenSettings, store: RateLimitStore, rules: list[RateLimitRule]
+) -> Middleware:
     return Middleware(
         RateLimitMiddleware,
         rules=rules,
-        store=rate_limit_store(kit),
-        exempt_paths=_exempt_paths(kit),
+        store=store,
+        # The probes are never limited, whatever else is configured: a kubelet that gets
+        # 429 marks the pod unready.
+        exempt_paths=[settings.health_path, settings.ready_path, *settings.rate_limit_exempt_paths],
         trusted_proxies=settings.trusted_proxies,
         legacy_headers=settings.rate_limit_legacy_headers,
     )
 
 
-def principal_rate_limit(kit: Hardened) -> Middleware:
-    """The layer after auth: per verified tenant; requests without a tenant are not counted."""
-    settings = kit.settings
-    rules = [
-        RateLimitRule(
-            "tenant",
-            settings.rate_limit_tenant,
-            key=tenant,
-            when_down=settings.rate_limit_redis_down,
-        )
-    ]
-    return Middleware(
-        RateLimitMiddleware,
-        rules=rules,
-        store=rate_limit_store(kit),
-        exempt_paths=_exempt_paths(kit),
-        trusted_proxies=settings.trusted_proxies,
-        legacy_headers=settings.rate_limit_legacy_headers,
-    )
+def _webhook_layer(
+    settings: HardenSettings, store: RateLimitStore, webhook_paths: list[str]
+) -> Middleware | None:
+    """One budget per webhook path (method and path), for verified deliveries only.
 
-
-def webhook_rate_limit(kit: Hardened) -> list[Middleware]:
-    """The layer inside the webhook layer: one budget per webhook path (method and path).
-
-    It sits after signature verification, so only verified deliveries are counted: an
-    unsigned flood is refused before it can spend the provider's budget, and the budget
-    still bounds how often the handlers run. Keyed by path rather than ip, because a
-    provider sends from a pool of addresses that changes without notice, and nobody but
-    the holder of the secret can reach this key. None when no webhook path is set.
+    The layer sits after signature verification, so only verified deliveries are counted:
+    an unsigned flood is refused before it can spend the provider's budget, and the
+    budget still bounds how often the handlers run. Keyed by path rather than ip, because
+    a provider sends from a pool of addresses that changes without notice, and nobody but
+    the holder of the secret can reach this key.
     """
-    settings = kit.settings
-    webhook_paths = _guarded_webhook_paths(kit)
     if not webhook_paths:
-        return []
+        return None
     rule = RateLimitRule(
         "webhook",
         settings.rate_limit_webhook,
@@ -136,13 +129,4 @@ def webhook_rate_limit(kit: Hardened) -> list[Middleware]:
         paths=webhook_paths,
         when_down=settings.rate_limit_redis_down,
     )
-    return [
-        Middleware(
-            RateLimitMiddleware,
-            rules=[rule],
-            store=rate_limit_store(kit),
-            exempt_paths=_exempt_paths(kit),
-            trusted_proxies=settings.trusted_proxies,
-            legacy_headers=settings.rate_limit_legacy_headers,
-        )
-    ]
+    return _layer(settings, store, [rule])

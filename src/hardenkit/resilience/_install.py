@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hardenkit._parts import ReadinessCheck
 from hardenkit.health import CheckResult, HealthStatus
 from hardenkit.resilience.registry import ResilienceRegistry, default_registry
 from hardenkit.resilience.shared import RedisBreakerStore
 
 if TYPE_CHECKING:
-    from starlette.applications import Starlette
+    from hardenkit._parts import Shared
+    from hardenkit.settings import HardenSettings
 
-    from hardenkit.install import Hardened
+__all__ = ["ResiliencePart", "breaker_readiness", "build_resilience"]
 
-__all__ = ["breaker_readiness", "install_resilience"]
+
+@dataclass(frozen=True, slots=True)
+class ResiliencePart:
+    """The breakers' readiness check (non-critical) and the registry it reports."""
+
+    registry: ResilienceRegistry
+    checks: tuple[ReadinessCheck, ...] = ()
 
 
 def breaker_readiness(registry: ResilienceRegistry) -> CheckResult:
@@ -28,9 +37,9 @@ def breaker_readiness(registry: ResilienceRegistry) -> CheckResult:
     return CheckResult(status, {"breakers": report})
 
 
-def install_resilience(
-    app: Starlette, kit: Hardened, registry: ResilienceRegistry | None = None
-) -> None:
+def build_resilience(
+    settings: HardenSettings, shared: Shared, registry: ResilienceRegistry | None = None
+) -> ResiliencePart:
     """List the breakers in ``/readyz`` (non-critical) and share them through Redis if set.
 
     An open breaker makes readiness ``degraded``, never ``unhealthy``: one provider's
@@ -41,11 +50,12 @@ def install_resilience(
     async def breakers() -> CheckResult:
         return breaker_readiness(registry)
 
-    kit.health.add("breakers", breakers, critical=False)
-    settings = kit.settings
-    if settings.outbound_shared_breakers and kit.redis is not None:
+    if settings.outbound_shared_breakers and shared.redis is not None:
         registry.share_through(
             RedisBreakerStore(
-                kit.redis, guard=kit.redis_guard, prefix=settings.outbound_breaker_key_prefix
+                shared.redis, guard=shared.guard, prefix=settings.outbound_breaker_key_prefix
             )
         )
+    return ResiliencePart(
+        registry=registry, checks=(ReadinessCheck("breakers", breakers, critical=False),)
+    )

@@ -1,63 +1,89 @@
-"""What ``install()`` wires for signing: the shared replay store, message verifier, middleware."""
+"""What ``install()`` builds for signing: the shared replay store, message verifier, layer."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from starlette.middleware import Middleware
 
+from hardenkit._parts import ReadinessCheck
 from hardenkit.signing.messages import MessageVerifier
 from hardenkit.signing.middleware import WebhookMiddleware
 from hardenkit.signing.replay import ReplayStore
 from hardenkit.signing.webhooks import WebhookVerifier
 
 if TYPE_CHECKING:
-    from hardenkit.install import Hardened
+    from hardenkit._parts import Shared
+    from hardenkit.settings import HardenSettings
 
-__all__ = ["install_signing", "webhook_middleware"]
+__all__ = ["SigningPart", "build_signing"]
 
 
-def install_signing(kit: Hardened) -> None:
-    """Give ``kit`` its replay store (on the shared Redis guard) and message verifier."""
-    settings = kit.settings
-    kit.replay_store = ReplayStore(
-        kit.redis,
-        guard=kit.redis_guard,
+@dataclass(frozen=True, slots=True)
+class SigningPart:
+    """The webhook layer, the replay store it shares with the message verifier, and checks.
+
+    Attributes:
+        replay_store: Webhook ids and message nonces (Redis through the shared guard, or
+            memory).
+        middleware: The webhook layer for ``HARDENKIT_WEBHOOK_PATHS`` (``None`` when no
+            path or no secret is set).
+        message_verifier: Verifies messages signed by ``HARDENKIT_MESSAGE_TRUSTED_KEYS``
+            (``None`` when no key is trusted).
+        checks: The replay store's readiness, when it refuses while Redis is down.
+    """
+
+    replay_store: ReplayStore
+    middleware: Middleware | None = None
+    message_verifier: MessageVerifier | None = None
+    checks: tuple[ReadinessCheck, ...] = ()
+
+
+def build_signing(settings: HardenSettings, shared: Shared) -> SigningPart:
+    """Build the replay store (on the shared Redis guard), message verifier and webhook layer."""
+    replay_store = ReplayStore(
+        shared.redis,
+        guard=shared.guard,
         prefix=settings.replay_key_prefix,
         max_memory_entries=settings.replay_max_memory_entries,
         when_down=settings.replay_redis_down,
     )
-    if kit.redis is not None and settings.replay_redis_down == "closed":
+    checks: tuple[ReadinessCheck, ...] = ()
+    if shared.redis is not None and settings.replay_redis_down == "closed":
         # Non-critical: the check says the replay store is unhealthy, the instance stays
         # in rotation for everything else (its other routes serve, on the fallbacks).
-        kit.health.add("replay", kit.replay_store.health_check, critical=False)
+        checks = (ReadinessCheck("replay", replay_store.health_check, critical=False),)
+    message_verifier = None
     if settings.message_trusted_keys:
-        kit.message_verifier = MessageVerifier(
+        message_verifier = MessageVerifier(
             settings.message_trusted_keys,
-            replay_store=kit.replay_store,
+            replay_store=replay_store,
             tolerance=settings.message_tolerance,
             max_body_bytes=settings.message_max_body_bytes,
         )
+    return SigningPart(
+        replay_store=replay_store,
+        middleware=_webhook_layer(settings, replay_store),
+        message_verifier=message_verifier,
+        checks=checks,
+    )
 
 
-def webhook_middleware(kit: Hardened) -> list[Middleware]:
-    """Return the webhook layer for ``HARDENKIT_WEBHOOK_PATHS`` (none when unset)."""
-    settings = kit.settings
+def _webhook_layer(settings: HardenSettings, replay_store: ReplayStore) -> Middleware | None:
     if not settings.webhook_paths or settings.webhook_secret is None:
-        return []
+        return None
     verifier = WebhookVerifier(
         settings.webhook_secret.get_secret_value(),
         scheme=settings.webhook_scheme,
         tolerance=settings.webhook_tolerance,
         max_body_bytes=settings.webhook_max_body_bytes,
     )
-    return [
-        Middleware(
-            WebhookMiddleware,
-            verifier=verifier,
-            paths=settings.webhook_paths,
-            replay_store=kit.replay_store,
-            on_duplicate=settings.webhook_on_duplicate,
-            dedupe_ttl=settings.webhook_dedupe_ttl,
-        )
-    ]
+    return Middleware(
+        WebhookMiddleware,
+        verifier=verifier,
+        paths=settings.webhook_paths,
+        replay_store=replay_store,
+        on_duplicate=settings.webhook_on_duplicate,
+        dedupe_ttl=settings.webhook_dedupe_ttl,
+    )

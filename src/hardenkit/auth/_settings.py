@@ -1,4 +1,4 @@
-"""Authentication settings (issue: tenant-claim JWT authentication)."""
+"""The authentication section: key sources, claims, tenant binding, API keys."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from hardenkit._settings._base import CommaList, MultiLine, Section, SettingProblem
-from hardenkit._settings.risks import risk_problem
+from hardenkit._risks import risk_problem
+from hardenkit._secrets import published_api_key_hashes, secret_weakness
+from hardenkit._section import CommaList, MultiLine, Section, SettingProblem
+from hardenkit.auth.algorithms import allowed_algorithms
+from hardenkit.auth.jwks import check_jwks_url
+from hardenkit.auth.keys import check_secret, load_public_key, public_key_algorithms
 
 AuthMode = Literal["enforced", "report_only", "off"]
 
@@ -208,8 +212,6 @@ class AuthSettings(Section):
         return problems
 
     def _key_source_problems(self) -> list[SettingProblem]:
-        from hardenkit.auth.jwks import check_jwks_url  # noqa: PLC0415 - no import cycle
-
         problems: list[SettingProblem] = []
 
         def refuse(setting: str, message: str) -> None:
@@ -262,13 +264,6 @@ class AuthSettings(Section):
 
     def _key_problems(self) -> list[SettingProblem]:
         """Check the one key source against the algorithms; ``ValueError`` for those."""
-        from hardenkit.auth.algorithms import allowed_algorithms  # noqa: PLC0415 - no cycle
-        from hardenkit.auth.keys import (  # noqa: PLC0415
-            check_secret,
-            load_public_key,
-            public_key_algorithms,
-        )
-
         if self.jwt_secret is not None:
             secret = self.jwt_secret.get_secret_value()
             algorithms = allowed_algorithms("secret", self.jwt_algorithms)
@@ -290,8 +285,6 @@ class AuthSettings(Section):
         return []
 
     def _weak_secret_problems(self, secret: str) -> list[SettingProblem]:
-        from hardenkit._secrets import secret_weakness  # noqa: PLC0415 - settings load first
-
         weakness = secret_weakness(secret)
         if weakness is None:
             return []
@@ -305,8 +298,6 @@ class AuthSettings(Section):
         ]
 
     def _published_api_key_problems(self) -> list[SettingProblem]:
-        from hardenkit._secrets import published_api_key_hashes  # noqa: PLC0415
-
         published = published_api_key_hashes()
         weak = [
             str(index + 1)

@@ -1,14 +1,24 @@
-"""Webhook and message signing settings (issue: signed webhooks and messages)."""
+"""The signing section: webhook secrets, message keys, the replay store."""
 
 from __future__ import annotations
 
 import json
 from typing import Annotated, Any, Literal
 
+from cryptography.hazmat.primitives import serialization
 from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from hardenkit._settings._base import CommaList, MultiLine, Section, SettingProblem
+from hardenkit._published import (
+    PUBLISHED_PRIVATE_KEYS,
+    PUBLISHED_PUBLIC_KEYS,
+    PUBLISHED_WEBHOOK_SECRETS,
+)
+from hardenkit._secrets import secret_weakness
+from hardenkit._section import CommaList, MultiLine, Section, SettingProblem
+from hardenkit.signing._refusal import safe_key_id
+from hardenkit.signing._secret import webhook_key, webhook_keys
+from hardenkit.signing.keys import load_private_key, load_public_key, public_key_text
 
 WebhookSchemeSetting = Literal["standard", "stripe"]
 DuplicateHandlingSetting = Literal["acknowledge", "refuse"]
@@ -137,9 +147,6 @@ class SigningSettings(Section):
     @field_validator("message_trusted_keys")
     @classmethod
     def _public_keys(cls, value: dict[str, str]) -> dict[str, str]:
-        from hardenkit.signing._refusal import safe_key_id  # noqa: PLC0415 - avoids a cycle
-        from hardenkit.signing.keys import load_public_key  # noqa: PLC0415
-
         for key_id, key in value.items():
             if safe_key_id(key_id) is None:
                 raise ValueError("key ids must be 1-128 characters of A-Z a-z 0-9 . _ : -")
@@ -152,8 +159,6 @@ class SigningSettings(Section):
     @field_validator("message_signing_key")
     @classmethod
     def _private_key(cls, value: SecretStr | None) -> SecretStr | None:
-        from hardenkit.signing.keys import load_private_key  # noqa: PLC0415 - avoids a cycle
-
         if value is not None:
             load_private_key(value.get_secret_value())
         return value
@@ -161,8 +166,6 @@ class SigningSettings(Section):
     @field_validator("message_key_id")
     @classmethod
     def _key_id(cls, value: str | None) -> str | None:
-        from hardenkit.signing._refusal import safe_key_id  # noqa: PLC0415 - avoids a cycle
-
         if value is not None and safe_key_id(value) is None:
             raise ValueError("must be 1-128 characters of A-Z a-z 0-9 . _ : -")
         return value
@@ -175,9 +178,6 @@ class SigningSettings(Section):
         return problems
 
     def _webhook_problems(self) -> list[SettingProblem]:
-        from hardenkit.signing._published import PUBLISHED_WEBHOOK_SECRETS  # noqa: PLC0415
-        from hardenkit.signing._secret import webhook_key, webhook_keys  # noqa: PLC0415
-
         problems: list[SettingProblem] = []
         if self.webhook_secret is not None:
             try:
@@ -243,9 +243,6 @@ class SigningSettings(Section):
         return problems
 
     def _weak_webhook_secrets(self) -> list[SettingProblem]:
-        from hardenkit._secrets import secret_weakness  # noqa: PLC0415 - settings load first
-        from hardenkit.signing._secret import webhook_key  # noqa: PLC0415
-
         assert self.webhook_secret is not None  # noqa: S101 - checked by the caller
         problems = []
         secrets = [s for s in self.webhook_secret.get_secret_value().split(",") if s.strip()]
@@ -293,16 +290,6 @@ class SigningSettings(Section):
         ]
 
     def _message_problems(self) -> list[SettingProblem]:
-        from hardenkit.signing._published import (  # noqa: PLC0415
-            PUBLISHED_PRIVATE_KEYS,
-            PUBLISHED_PUBLIC_KEYS,
-        )
-        from hardenkit.signing.keys import (  # noqa: PLC0415
-            load_private_key,
-            load_public_key,
-            public_key_text,
-        )
-
         problems: list[SettingProblem] = []
         if (self.message_signing_key is None) != (self.message_key_id is None):
             problems.append(
@@ -349,10 +336,6 @@ class SigningSettings(Section):
 
 
 def _weak_seed_problems(key: Any) -> list[SettingProblem]:
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
-
-    from hardenkit._secrets import secret_weakness  # noqa: PLC0415 - settings load first
-
     seed = key.private_bytes(
         serialization.Encoding.Raw,
         serialization.PrivateFormat.Raw,

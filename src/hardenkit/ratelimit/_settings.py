@@ -1,4 +1,4 @@
-"""Rate limiting settings (issue: rate limiting through Redis with fallback)."""
+"""The rate-limit section: the rules' rates, exemptions, the Redis outage fallback."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from hardenkit._paths import PathPatterns
-from hardenkit._settings._base import CommaList, Section
+from hardenkit._section import CommaList, Section
 from hardenkit.ratelimit.rate import Rate
 
 RedisDownBehaviour = Literal["fallback", "open", "closed"]

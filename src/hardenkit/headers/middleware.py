@@ -12,9 +12,8 @@ from typing import Final
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hardenkit._paths import route_path
+from hardenkit._paths import PathTable, route_path
 from hardenkit.headers._nonce import RequestHeaderState, request_header_state
-from hardenkit.headers._paths import PathTable
 from hardenkit.headers._policy import CompiledHeaders, HeaderPolicy, Kind
 
 __all__ = ["SecurityHeadersMiddleware"]

@@ -7,6 +7,8 @@ by key bytes, so a different spelling of the same key is caught too.
 
 from __future__ import annotations
 
+import base64
+
 __all__ = [
     "DEMO_AGENT_PRIVATE_KEY",
     "DEMO_AGENT_PUBLIC_KEY",
@@ -15,6 +17,7 @@ __all__ = [
     "DEMO_WEBHOOK_SECRET",
     "PUBLISHED_PRIVATE_KEYS",
     "PUBLISHED_PUBLIC_KEYS",
+    "PUBLISHED_WEBHOOK_KEYS",
     "PUBLISHED_WEBHOOK_SECRETS",
 ]
 
@@ -31,3 +34,9 @@ _SPEC_EXAMPLE_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105 - 
 PUBLISHED_WEBHOOK_SECRETS = (DEMO_WEBHOOK_SECRET, _SPEC_EXAMPLE_SECRET)
 PUBLISHED_PRIVATE_KEYS = (DEMO_AGENT_PRIVATE_KEY, DEMO_SERVICE_PRIVATE_KEY)
 PUBLISHED_PUBLIC_KEYS = (DEMO_AGENT_PUBLIC_KEY, DEMO_SERVICE_PUBLIC_KEY)
+# Their HMAC keys as Standard Webhooks decodes them (the base64 after `whsec_`), so a key
+# given as bytes is caught too; tests/test_secrets.py checks them against webhook_key().
+PUBLISHED_WEBHOOK_KEYS = tuple(
+    base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    for secret in PUBLISHED_WEBHOOK_SECRETS
+)

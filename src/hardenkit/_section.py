@@ -21,7 +21,7 @@ class SettingProblem:
     ``severity="error"`` refuses to start in production; ``"warning"`` is reported by
     ``hardenkit doctor`` and logged at startup. ``risk`` names the id under which an
     operator may accept the problem (``HARDENKIT_ACCEPT_RISKS``; see
-    :mod:`hardenkit._settings.risks`); a problem without one can only be fixed. ``fix``
+    :mod:`hardenkit._risks`); a problem without one can only be fixed. ``fix``
     says what to change.
     """
 

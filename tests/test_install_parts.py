@@ -1,0 +1,59 @@
+"""install() composes the parts each feature builds; the result is built once."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+from starlette.applications import Starlette
+
+from hardenkit import HardenSettings, install
+from hardenkit._parts import Shared
+from hardenkit.ratelimit._install import build_rate_limits
+from hardenkit.ratelimit.memory import MemoryStore
+from hardenkit.ratelimit.middleware import RateLimitMiddleware
+from hardenkit.signing._install import build_signing
+
+SETTINGS = HardenSettings(
+    jwt_secret="x" * 8 + "Q2v9#Lm4!pR7@tZ1wY6^kB3$nH8&cF5*",
+    webhook_paths=["/webhooks/*"],
+    webhook_secret="whsec_" + "A" * 40,
+    cors_origins=["https://app.example"],
+)
+
+
+def test_every_installed_layer_is_built_from_keywords_its_class_accepts() -> None:
+    kit = install(Starlette(), SETTINGS)
+
+    for layer in kit.middleware:
+        assert layer.args == ()
+        inspect.signature(layer.cls).bind(Starlette(), **layer.kwargs)  # raises if not
+
+
+def test_every_rate_limit_layer_counts_on_the_store_the_kit_hands_out() -> None:
+    kit = install(Starlette(), SETTINGS)
+
+    stores = [layer.kwargs["store"] for layer in kit.middleware if layer.cls is RateLimitMiddleware]
+
+    assert len(stores) == 3  # per ip, per tenant, per webhook path
+    assert all(store is kit.rate_limit_store for store in stores)
+
+
+def test_the_kit_is_built_once_and_cannot_be_rewired_afterwards() -> None:
+    kit = install(Starlette(), SETTINGS)
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        kit.rate_limit_store = MemoryStore()  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        kit.auth = None  # type: ignore[misc]
+
+
+def test_a_builder_needs_only_the_settings_and_the_shared_pieces() -> None:
+    rate_limits = build_rate_limits(SETTINGS, Shared())
+    signing = build_signing(SETTINGS, Shared())
+
+    assert isinstance(rate_limits.store, MemoryStore)
+    assert rate_limits.webhook is not None
+    assert signing.middleware is not None
+    assert signing.checks == ()  # no Redis: nothing for readiness to report
