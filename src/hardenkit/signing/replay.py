@@ -21,14 +21,13 @@ Redis-backed store: slow is not down). While Redis is unavailable, ``when_down``
 
 from __future__ import annotations
 
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
-from hardenkit.errors import ErrorCode, HardenError
+from hardenkit.errors import ErrorCode, HardenError, retry_after_seconds
 from hardenkit.health import CheckResult, HealthStatus
 from hardenkit.stores import RedisGuard
 
@@ -65,7 +64,7 @@ class ReplayStoreUnavailableError(HardenError):
     """
 
     def __init__(self, retry_after: float) -> None:
-        self.retry_after_seconds = max(1, math.ceil(retry_after))
+        self.retry_after_seconds = retry_after_seconds(retry_after)
         super().__init__(
             ErrorCode.SERVICE_UNAVAILABLE,
             status=503,
