@@ -31,7 +31,7 @@ from starlette.requests import Request
 
 from hardenkit.errors import ErrorCode
 from hardenkit.signing._body import read_request_body
-from hardenkit.signing._refusal import SignatureError, refuse, safe_key_id
+from hardenkit.signing._refusal import SignatureError, recording, refuse, safe_key_id
 from hardenkit.signing.keys import load_private_key, load_public_key
 from hardenkit.signing.replay import ReplayStore
 
@@ -221,6 +221,12 @@ class MessageVerifier:
                 or a signature that does not verify), 401 ``SIGNATURE_EXPIRED`` (outside
                 the window).
         """
+        with recording():
+            return self._check_signature(message, now)
+
+    def _check_signature(
+        self, message: Mapping[str, Any] | bytes | str, now: float | None
+    ) -> VerifiedMessage:
         envelope = _parse(message)
         names = set(envelope)
         if names - _FIELDS:
@@ -280,7 +286,13 @@ class MessageVerifier:
             SignatureError: As :meth:`check_signature`, and 401 ``SIGNATURE_INVALID`` with
                 reason ``replayed`` when the nonce was seen before.
         """
-        verified = self.check_signature(message, now=now)
+        with recording():
+            return await self._verify(message, now)
+
+    async def _verify(
+        self, message: Mapping[str, Any] | bytes | str, now: float | None
+    ) -> VerifiedMessage:
+        verified = self._check_signature(message, now)
         store = self.replay_store
         if store is not None:
             # Remembered for the whole window in which the timestamp is acceptable.
