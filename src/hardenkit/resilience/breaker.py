@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from hardenkit.resilience.errors import CircuitOpenError
@@ -36,7 +37,7 @@ from hardenkit.resilience.windows import CountWindow, TimeWindow
 if TYPE_CHECKING:
     from hardenkit.resilience.shared import RedisBreakerStore
 
-__all__ = ["BreakerConfig", "CircuitBreaker"]
+__all__ = ["BreakerConfig", "CircuitBreaker", "Measurement"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -393,29 +394,20 @@ class CircuitBreaker:
         if window.failed or window.slow or window.total < window.size or self._time_window:
             self.record_flags(False, False)
 
+    def measure(self) -> Measurement:
+        """Measure one call: ``with breaker.measure() as call: call.result = fn()``.
+
+        Entering asks for a permission (:class:`CircuitOpenError` when refused), leaving
+        records the outcome: the exception that left the block, else ``call.result``,
+        timed when this breaker tracks slow calls. ``async with`` does the same through
+        the shared store when there is one.
+        """
+        return Measurement(self)
+
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call ``fn`` through the breaker (sync; the state stays local to this process)."""
-        if self._state is BreakerState.CLOSED and not self._timed:
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as error:
-                self.record_outcome(0.0, error)
-                raise
-            failure_result = self.failure_result
-            if failure_result is not None and failure_result(result):
-                self.record_flags(True, False)
-            else:
-                self.record_plain_success()
-            return result
-        self.acquire()
-        clock = self.clock
-        start = clock()
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as error:
-            self.record_outcome(clock() - start, error)
-            raise
-        self.record_outcome(clock() - start, None, result)
+        with Measurement(self) as call:
+            call.result = result = fn(*args, **kwargs)
         return result
 
     async def acquire_async(self) -> None:
@@ -450,27 +442,8 @@ class CircuitBreaker:
         self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """Await ``fn`` through the breaker (shared through Redis when a store is set)."""
-        if self._state is BreakerState.CLOSED and not self._timed and self.store is None:
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as error:
-                self.record_outcome(0.0, error)
-                raise
-            failure_result = self.failure_result
-            if failure_result is not None and failure_result(result):
-                self.record_flags(True, False)
-            else:
-                self.record_plain_success()
-            return result
-        await self.acquire_async()
-        clock = self.clock
-        start = clock()
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as error:
-            await self.record_async(clock() - start, error)
-            raise
-        await self.record_async(clock() - start, None, result)
+        async with Measurement(self) as call:
+            call.result = result = await fn(*args, **kwargs)
         return result
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
@@ -488,3 +461,69 @@ class CircuitBreaker:
             return self.call(fn, *args, **kwargs)
 
         return wrapper
+
+
+class Measurement:
+    """One call through a breaker: a permission on entry, its outcome recorded on exit.
+
+    The healthy path (closed, slow calls not tracked, no shared store) asks for no
+    permission and reads no clock. Nothing is suppressed: the block's exception goes on.
+
+    Attributes:
+        result: What the call returned; set it inside the block.
+    """
+
+    __slots__ = ("_breaker", "_shared", "_start", "result")
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self._breaker = breaker
+        self._start: float | None = None
+        self._shared = False
+        self.result: Any = None
+
+    def __enter__(self) -> Measurement:
+        breaker = self._breaker
+        if breaker._state is not BreakerState.CLOSED or breaker._timed:
+            breaker.acquire()
+            self._start = breaker.clock()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        breaker = self._breaker
+        if error is not None:
+            breaker.record_outcome(self._duration(), error)
+        elif breaker._timed:
+            breaker.record_outcome(self._duration(), None, self.result)
+        elif breaker.is_failure_result(self.result):
+            breaker.record_flags(True, False)
+        else:
+            breaker.record_plain_success()
+
+    async def __aenter__(self) -> Measurement:
+        breaker = self._breaker
+        if breaker.store is None:
+            return self.__enter__()
+        await breaker.acquire_async()
+        self._shared = True
+        self._start = breaker.clock()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._shared:
+            await self._breaker.record_async(self._duration(), error, self.result)
+        else:
+            self.__exit__(exc_type, error, traceback)
+
+    def _duration(self) -> float:
+        start = self._start
+        return 0.0 if start is None else self._breaker.clock() - start
