@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from tenacity import DoSleep, RetryCallState, Retrying, stop_after_attempt
 
@@ -27,7 +27,7 @@ from hardenkit.resilience.budget import RetryBudget
 from hardenkit.resilience.retry import Retry, retry_after_of
 from hardenkit.telemetry import retries
 
-__all__ = ["RetryRun"]
+__all__ = ["Policy", "RetryRun"]
 
 
 class _Attempts:
@@ -95,13 +95,21 @@ def _last_outcome(state: RetryCallState) -> Any:
     return state.outcome.result()
 
 
+class Policy(Protocol):
+    """What a retry run reads of the outbound policy (a ``Resilient``)."""
+
+    name: str
+    retry: Retry | None
+    budget: RetryBudget | None
+
+
 class RetryRun:
-    """The retries after the first attempt of a call through policy ``name``.
+    """The retries after the first attempt of a call through ``owner``.
 
     Args:
-        name: The policy (the ``hardenkit.resilience.retries`` metric's attribute).
-        policy: The retry policy.
-        budget: The retry budget withdrawn from for each retry, if any.
+        owner: The policy: its ``name`` (the ``hardenkit.resilience.retries`` metric's
+            attribute), ``retry`` (the retry policy) and ``budget`` (withdrawn from for
+            each retry, if any).
         fn, args, kwargs: The call, as tenacity records it.
         start: ``time.monotonic()`` when the first attempt began.
         error: What the first attempt raised, or ``None``.
@@ -112,9 +120,7 @@ class RetryRun:
 
     def __init__(
         self,
-        name: str,
-        policy: Retry,
-        budget: RetryBudget | None,
+        owner: Policy,
         *,
         fn: Callable[..., Any],
         args: Any,
@@ -123,10 +129,13 @@ class RetryRun:
         error: BaseException | None,
         result: Any,
     ) -> None:
-        self._name = name
+        policy = owner.retry
+        if policy is None:
+            raise ValueError(f"{owner.name!r} has no retry policy")
+        self._name = owner.name
         self._attempts = _Attempts(time.monotonic() - start)
         self._retrying = Retrying(
-            stop=_Stop(policy, budget, self._attempts),
+            stop=_Stop(policy, owner.budget, self._attempts),
             wait=_Wait(policy),
             retry=policy.retry_on,
             retry_error_callback=_last_outcome,

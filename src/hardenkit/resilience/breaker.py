@@ -37,7 +37,7 @@ from hardenkit.resilience.windows import CountWindow, TimeWindow
 if TYPE_CHECKING:
     from hardenkit.resilience.shared import RedisBreakerStore
 
-__all__ = ["BreakerConfig", "CircuitBreaker", "Measurement"]
+__all__ = ["BreakerConfig", "CircuitBreaker", "Measurement", "SharedStart", "Started"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -394,20 +394,69 @@ class CircuitBreaker:
         if window.failed or window.slow or window.total < window.size or self._time_window:
             self.record_flags(False, False)
 
-    def measure(self) -> Measurement:
-        """Measure one call: ``with breaker.measure() as call: call.result = fn()``.
+    def begin(self) -> Started:
+        """Ask to make one call; raise :class:`CircuitOpenError` when it is refused.
 
-        Entering asks for a permission (:class:`CircuitOpenError` when refused), leaving
-        records the outcome: the exception that left the block, else ``call.result``,
-        timed when this breaker tracks slow calls. ``async with`` does the same through
-        the shared store when there is one.
+        Returns what :meth:`end` needs to record the call: the start time when the call
+        is timed or needed a permission, ``None`` on the healthy path (closed, slow calls
+        not tracked), which asks for nothing and reads no clock.
+        """
+        if self._state is BreakerState.CLOSED and not self._timed:
+            return None
+        self.acquire()
+        return self.clock()
+
+    def end(self, started: Started, error: BaseException | None = None, result: Any = None) -> None:
+        """Record the outcome of a call :meth:`begin` let through: ``error``, else ``result``."""
+        if error is None and (started is None or not self._timed):
+            if self.failure_result is not None and self.failure_result(result):
+                self.record_flags(True, False)
+            else:
+                self.record_plain_success()
+        elif isinstance(started, SharedStart):
+            raise TypeError("a call begun with begin_async() ends with end_async()")
+        else:
+            duration = 0.0 if started is None else self.clock() - started
+            self.record_outcome(duration, error, result)
+
+    async def begin_async(self) -> Started:
+        """Like :meth:`begin`, asking the shared store when there is one.
+
+        Callers on a hot path skip the coroutine when :attr:`store` is ``None`` and call
+        :meth:`begin` (and :meth:`end`) instead: the result is the same.
+        """
+        if self.store is None:
+            return self.begin()
+        await self.acquire_async()
+        return SharedStart(self.clock())
+
+    async def end_async(
+        self, started: Started, error: BaseException | None = None, result: Any = None
+    ) -> None:
+        """Like :meth:`end`, writing to the shared store when the call began there."""
+        if isinstance(started, SharedStart):
+            await self.record_async(self.clock() - started.at, error, result)
+        else:
+            self.end(started, error, result)
+
+    def measure(self) -> Measurement:
+        """Measure a block: ``with breaker.measure() as call: call.result = fn()``.
+
+        Entering is :meth:`begin`, leaving is :meth:`end` with the exception that left
+        the block, else ``call.result``; ``async with`` uses :meth:`begin_async` and
+        :meth:`end_async`.
         """
         return Measurement(self)
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call ``fn`` through the breaker (sync; the state stays local to this process)."""
-        with Measurement(self) as call:
-            call.result = result = fn(*args, **kwargs)
+        started = self.begin()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as error:
+            self.end(started, error)
+            raise
+        self.end(started, None, result)
         return result
 
     async def acquire_async(self) -> None:
@@ -442,8 +491,17 @@ class CircuitBreaker:
         self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """Await ``fn`` through the breaker (shared through Redis when a store is set)."""
-        async with Measurement(self) as call:
-            call.result = result = await fn(*args, **kwargs)
+        if self.store is not None:
+            async with Measurement(self) as call:
+                call.result = result = await fn(*args, **kwargs)
+            return result
+        started = self.begin()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as error:
+            self.end(started, error)
+            raise
+        self.end(started, None, result)
         return result
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
@@ -463,29 +521,37 @@ class CircuitBreaker:
         return wrapper
 
 
-class Measurement:
-    """One call through a breaker: a permission on entry, its outcome recorded on exit.
+class SharedStart:
+    """The start of a call that asked the shared store (see :meth:`CircuitBreaker.begin_async`)."""
 
-    The healthy path (closed, slow calls not tracked, no shared store) asks for no
-    permission and reads no clock. Nothing is suppressed: the block's exception goes on.
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+
+Started = float | SharedStart | None
+"""What :meth:`CircuitBreaker.begin` returns for :meth:`CircuitBreaker.end`."""
+
+
+class Measurement:
+    """One block measured by a breaker (:meth:`CircuitBreaker.measure`).
+
+    Nothing is suppressed: the block's exception goes on.
 
     Attributes:
-        result: What the call returned; set it inside the block.
+        result: What the block produced; set it inside the block.
     """
 
-    __slots__ = ("_breaker", "_shared", "_start", "result")
+    __slots__ = ("_breaker", "_started", "result")
 
     def __init__(self, breaker: CircuitBreaker) -> None:
         self._breaker = breaker
-        self._start: float | None = None
-        self._shared = False
+        self._started: Started = None
         self.result: Any = None
 
     def __enter__(self) -> Measurement:
-        breaker = self._breaker
-        if breaker._state is not BreakerState.CLOSED or breaker._timed:
-            breaker.acquire()
-            self._start = breaker.clock()
+        self._started = self._breaker.begin()
         return self
 
     def __exit__(
@@ -494,23 +560,10 @@ class Measurement:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        breaker = self._breaker
-        if error is not None:
-            breaker.record_outcome(self._duration(), error)
-        elif breaker._timed:
-            breaker.record_outcome(self._duration(), None, self.result)
-        elif breaker.is_failure_result(self.result):
-            breaker.record_flags(True, False)
-        else:
-            breaker.record_plain_success()
+        self._breaker.end(self._started, error, self.result)
 
     async def __aenter__(self) -> Measurement:
-        breaker = self._breaker
-        if breaker.store is None:
-            return self.__enter__()
-        await breaker.acquire_async()
-        self._shared = True
-        self._start = breaker.clock()
+        self._started = await self._breaker.begin_async()
         return self
 
     async def __aexit__(
@@ -519,11 +572,4 @@ class Measurement:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._shared:
-            await self._breaker.record_async(self._duration(), error, self.result)
-        else:
-            self.__exit__(exc_type, error, traceback)
-
-    def _duration(self) -> float:
-        start = self._start
-        return 0.0 if start is None else self._breaker.clock() - start
+        await self._breaker.end_async(self._started, error, self.result)

@@ -155,8 +155,13 @@ class Resilient:
         breaker = self.breaker
         if breaker is None:
             return self._bounded(fn, args, kwargs, timeout)
-        with breaker.measure() as call:
-            call.result = result = self._bounded(fn, args, kwargs, timeout)
+        started = breaker.begin()
+        try:
+            result = self._bounded(fn, args, kwargs, timeout)
+        except BaseException as error:
+            breaker.end(started, error)
+            raise
+        breaker.end(started, None, result)
         return result
 
     def _bounded(self, fn: Callable[..., R], args: Any, kwargs: Any, timeout: float | None) -> R:
@@ -177,30 +182,6 @@ class Resilient:
             if token is not None:
                 deadline_var.reset(token)
 
-    def _retry_run(
-        self,
-        fn: Callable[..., Any],
-        args: Any,
-        kwargs: Any,
-        *,
-        start: float,
-        error: BaseException | None,
-        result: Any,
-    ) -> RetryRun:
-        """The retries after a first attempt that ended in ``error`` or ``result``."""
-        assert self.retry is not None  # noqa: S101 - only called when retrying
-        return RetryRun(
-            self.name,
-            self.retry,
-            self.budget,
-            fn=fn,
-            args=args,
-            kwargs=kwargs,
-            start=start,
-            error=error,
-            result=result,
-        )
-
     def _retry(
         self,
         fn: Callable[..., Any],
@@ -211,7 +192,9 @@ class Resilient:
         error: BaseException | None,
         result: Any,
     ) -> Any:
-        run = self._retry_run(fn, args, kwargs, start=start, error=error, result=result)
+        run = RetryRun(
+            self, fn=fn, args=args, kwargs=kwargs, start=start, error=error, result=result
+        )
         for wait in run:
             testing.sleep(wait)
             with run.attempt() as attempt:
@@ -260,25 +243,35 @@ class Resilient:
         breaker = self.breaker
         if breaker is None:
             return await self._bounded_async(fn, args, kwargs, timeout)
-        async with breaker.measure() as call:
-            call.result = result = await self._bounded_async(fn, args, kwargs, timeout)
+        if breaker.store is not None:  # two Redis round trips: a context manager is free
+            async with breaker.measure() as call:
+                call.result = result = await self._bounded_async(fn, args, kwargs, timeout)
+            return result
+        started = breaker.begin()
+        try:
+            result = await self._bounded_async(fn, args, kwargs, timeout)
+        except BaseException as error:
+            breaker.end(started, error)
+            raise
+        breaker.end(started, None, result)
         return result
 
     async def _bounded_async(
         self, fn: Callable[..., Awaitable[R]], args: Any, kwargs: Any, budget: float | None
     ) -> R:
+        bulkhead = self.bulkhead
         if budget is None:
-            if self.bulkhead is None:
+            if bulkhead is None:
                 return await fn(*args, **kwargs)
-            return await self._bulkheaded_async(fn, args, kwargs)
+            return await self._bulkheaded_async(bulkhead, fn, args, kwargs)
         token = set_deadline(budget)
         # The watchdog cancels the attempt in the current task: no task is created, so
         # none can be left behind (see _timer.py for why not asyncio.timeout).
         attempt = _timer.watch(budget)
         try:
-            if self.bulkhead is None:
+            if bulkhead is None:
                 return await fn(*args, **kwargs)
-            return await self._bulkheaded_async(fn, args, kwargs)
+            return await self._bulkheaded_async(bulkhead, fn, args, kwargs)
         except asyncio.CancelledError:
             if attempt.timed_out():
                 timeouts.add(1, {"kind": "outbound"})
@@ -288,10 +281,10 @@ class Resilient:
             attempt.done()
             deadline_var.reset(token)
 
-    async def _bulkheaded_async(self, fn: Callable[..., Awaitable[R]], args: Any, kwargs: Any) -> R:
-        bulkhead = self.bulkhead
-        if bulkhead is None:
-            return await fn(*args, **kwargs)
+    @staticmethod
+    async def _bulkheaded_async(
+        bulkhead: Bulkhead, fn: Callable[..., Awaitable[R]], args: Any, kwargs: Any
+    ) -> R:
         await bulkhead.acquire_async()
         try:
             return await fn(*args, **kwargs)
@@ -308,7 +301,9 @@ class Resilient:
         error: BaseException | None,
         result: Any,
     ) -> Any:
-        run = self._retry_run(fn, args, kwargs, start=start, error=error, result=result)
+        run = RetryRun(
+            self, fn=fn, args=args, kwargs=kwargs, start=start, error=error, result=result
+        )
         for wait in run:
             await testing.sleep_async(wait)
             with run.attempt() as attempt:
