@@ -18,6 +18,11 @@ Each refusal emits one audit event and one ``hardenkit.auth.failures`` count. A 
 carries ``WWW-Authenticate: Bearer`` (RFC 6750) and says only ``missing``, ``invalid`` or
 ``expired``; no response or log line ever holds the token. ``report_only`` lets refused
 requests through, logging a warning for each; ``off`` passes everything.
+
+This module is the ASGI flow; the header is parsed in ``_bearer``, the tenant bound in
+``_binding`` (which finds path parameters through ``_route_params``, the one place that
+knows how Starlette and FastAPI route), and a refusal is an ``_refusal.AuthRefusedError``
+turned into a :class:`~hardenkit.errors.Refusal` when it is sent.
 """
 
 from __future__ import annotations
