@@ -1,25 +1,23 @@
 """Refusals of signed webhooks and messages: one exception, one audit event, one metric.
 
 Every refusal in this package is built by :func:`refuse` and recorded when it leaves
-hardenkit: sent as a response (by the middleware or the exception handler), or raised out
-of a public verification method (:func:`recording`). Either way it is audited
-(``event_type="signature"``, ``outcome="denied"``) and counted in
+hardenkit: sent as a response (by the middleware or the exception handler), or raised
+out of a public verification method (which calls :meth:`SignatureError.record`). Either
+way it is audited (``event_type="signature"``, ``outcome="denied"``) and counted in
 ``hardenkit.signature.failures`` exactly once, with a stable reason and the key id when
 there is one. Neither the signature nor any secret is ever part of the event or the error.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
 from typing import Literal
 
 from hardenkit.errors import ErrorCode, HardenError
 from hardenkit.logs.audit import AuditEventType, audit
 from hardenkit.telemetry import signature_failures
 
-__all__ = ["SignatureError", "SignatureKind", "recording", "refuse", "safe_key_id"]
+__all__ = ["SignatureError", "SignatureKind", "refuse", "safe_key_id"]
 
 SignatureKind = Literal["webhook", "message"]
 
@@ -87,13 +85,3 @@ def refuse(
     return SignatureError(
         code, status=status, reason=reason, detail=detail, kind=kind, key_id=key_id
     )
-
-
-@contextlib.contextmanager
-def recording() -> Iterator[None]:
-    """Record a :class:`SignatureError` raised out of a public verification method."""
-    try:
-        yield
-    except SignatureError as error:
-        error.record()
-        raise

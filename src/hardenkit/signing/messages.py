@@ -31,7 +31,7 @@ from starlette.requests import Request
 
 from hardenkit.errors import ErrorCode
 from hardenkit.signing._body import read_request_body
-from hardenkit.signing._refusal import SignatureError, recording, refuse, safe_key_id
+from hardenkit.signing._refusal import SignatureError, refuse, safe_key_id
 from hardenkit.signing.keys import load_private_key, load_public_key
 from hardenkit.signing.replay import ReplayStore
 
@@ -221,8 +221,11 @@ class MessageVerifier:
                 or a signature that does not verify), 401 ``SIGNATURE_EXPIRED`` (outside
                 the window).
         """
-        with recording():
+        try:
             return self._check_signature(message, now)
+        except SignatureError as error:
+            error.record()  # leaving hardenkit: recorded here, once
+            raise
 
     def _check_signature(
         self, message: Mapping[str, Any] | bytes | str, now: float | None
@@ -286,8 +289,11 @@ class MessageVerifier:
             SignatureError: As :meth:`check_signature`, and 401 ``SIGNATURE_INVALID`` with
                 reason ``replayed`` when the nonce was seen before.
         """
-        with recording():
+        try:
             return await self._verify(message, now)
+        except SignatureError as error:
+            error.record()
+            raise
 
     async def _verify(
         self, message: Mapping[str, Any] | bytes | str, now: float | None

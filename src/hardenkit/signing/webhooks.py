@@ -36,7 +36,7 @@ from hardenkit.signing._headers import (
     parse_stripe_signature_header,
     parse_timestamp,
 )
-from hardenkit.signing._refusal import SignatureError, recording, refuse
+from hardenkit.signing._refusal import SignatureError, refuse
 from hardenkit.signing._secret import WebhookScheme, webhook_keys
 
 __all__ = [
@@ -163,8 +163,11 @@ class WebhookVerifier:
         signatures); 401 ``SIGNATURE_INVALID`` (no signature matches an active secret);
         401 ``SIGNATURE_EXPIRED`` (timestamp outside the tolerance window).
         """
-        with recording():
+        try:
             return self._verify(body, headers, now)
+        except SignatureError as error:
+            error.record()  # leaving hardenkit: recorded here, once
+            raise
 
     def _verify(
         self, body: bytes, headers: Mapping[str, str], now: float | None
