@@ -10,6 +10,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from hardenkit import ErrorCode, HardenError, HardenSettings, install
+from hardenkit.errors import harden_error_handler
 
 SECRET_MESSAGE = "connection failed for postgres://admin:s3cr3t-pa55@db.internal:5432"
 
@@ -194,3 +195,51 @@ def test_harden_error_raised_in_middleware_becomes_its_problem() -> None:
     assert response.status_code == 429
     assert response.headers["retry-after"] == "3"
     assert response.json()["code"] == "RATE_LIMITED"
+
+
+def test_a_refusal_survives_the_round_trip_through_harden_error() -> None:
+    from hardenkit.errors import Refusal
+
+    refusal = Refusal.retry_later(
+        503, ErrorCode.SERVICE_UNAVAILABLE, "Later.", wait=2.2, extensions={"hint": "x"}
+    )
+    error = refusal.error()
+    assert (error.status, error.code, error.detail) == (503, "SERVICE_UNAVAILABLE", "Later.")
+    assert error.headers == {"Retry-After": "3"}
+    assert error.refusal() == refusal
+
+
+def test_retry_after_is_whole_seconds_rounded_up_and_never_zero() -> None:
+    from hardenkit.errors import RETRY_SHORTLY_SECONDS, retry_after_seconds
+
+    assert [retry_after_seconds(wait) for wait in (0, 0.2, 1.0, 1.01)] == [1, 1, 1, 2]
+    assert retry_after_seconds(None) == RETRY_SHORTLY_SECONDS
+
+
+def test_a_refusal_is_recorded_once_when_sent_not_when_built() -> None:
+    from hardenkit import ErrorMiddleware
+    from hardenkit.errors import Refusal, send_refusal
+
+    sent: list[str] = []
+    refusal = Refusal(429, ErrorCode.RATE_LIMITED, "Slow down.", on_sent=lambda: sent.append("x"))
+    assert sent == []
+
+    async def by_middleware(scope: object, receive: object, send: object) -> None:
+        await send_refusal(send, scope, refusal)  # type: ignore[arg-type]
+
+    async def by_raising(scope: object, receive: object, send: object) -> None:
+        raise refusal.error()
+
+    for app in (by_middleware, ErrorMiddleware(by_raising)):  # type: ignore[arg-type]
+        response = TestClient(app).get("/x")  # type: ignore[arg-type]
+        assert (response.status_code, response.json()["detail"]) == (429, "Slow down.")
+    assert sent == ["x", "x"]
+
+    async def endpoint(request: Request) -> Response:
+        raise refusal.error()
+
+    app = Starlette(
+        routes=[Route("/x", endpoint)], exception_handlers={HardenError: harden_error_handler}
+    )
+    assert TestClient(app).get("/x").status_code == 429
+    assert sent == ["x", "x", "x"]

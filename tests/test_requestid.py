@@ -15,7 +15,7 @@ from starlette.websockets import WebSocket
 
 from hardenkit import ErrorMiddleware, RequestIdMiddleware, get_request_id
 from hardenkit.context import request_id_var, trace_id_var
-from hardenkit.errors import ErrorCode, send_problem
+from hardenkit.errors import ErrorCode, Refusal, send_refusal
 from hardenkit.requestid import generate_request_id, is_valid_request_id
 
 VALID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
@@ -259,7 +259,8 @@ async def test_installed_stack_replaces_a_client_id_by_default_and_keeps_a_proxy
 
 def test_refused_websocket_handshake_carries_the_request_id() -> None:
     async def refuse(scope: dict[str, object], receive: object, send: object) -> None:
-        await send_problem(send, scope, 401, ErrorCode.AUTHENTICATION_ERROR)  # type: ignore[arg-type]
+        refusal = Refusal(401, ErrorCode.AUTHENTICATION_ERROR)
+        await send_refusal(send, scope, refusal)  # type: ignore[arg-type]
 
     client = TestClient(RequestIdMiddleware(refuse, trust="any"))  # type: ignore[arg-type]
     with (

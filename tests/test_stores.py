@@ -9,7 +9,10 @@ import structlog.testing
 from redis.asyncio import Redis
 
 from hardenkit import HardenSettings, HealthStatus, RedisGuard
-from hardenkit.stores import create_redis
+from hardenkit.auth.tenants import TenantStatusCache
+from hardenkit.resilience.shared import RedisBreakerStore
+from hardenkit.signing.replay import ReplayStore
+from hardenkit.stores import create_redis, store_key
 from tests.support.redis_server import RedisServer
 
 
@@ -515,3 +518,26 @@ async def test_warm_up_against_an_unreachable_redis_starts_on_the_fallback() -> 
     assert await guard.warm_up() is False
     assert guard.using_fallback
     assert (await guard.health_check()).status is HealthStatus.DEGRADED
+
+
+def test_every_redis_backed_store_takes_its_guard_the_same_way() -> None:
+    client = Redis(port=1)  # never connected: only the wiring is looked at
+    shared = RedisGuard.for_client("app", client)
+    assert ReplayStore(client, guard=shared).guard is shared
+    assert TenantStatusCache(redis=client, guard=shared)._guard is shared
+    assert RedisBreakerStore(client, guard=shared).guard is shared
+    own = [ReplayStore(client).guard, TenantStatusCache(redis=client)._guard]
+    assert all(guard is not None and guard is not shared for guard in own)
+    assert ReplayStore().guard is None
+    with pytest.raises(ValueError, match="a guard needs the redis client"):
+        ReplayStore(guard=shared)
+    with pytest.raises(ValueError, match="a guard needs the redis client"):
+        TenantStatusCache(guard=shared)
+
+
+def test_store_keys_share_one_shape_with_a_cluster_hash_tag() -> None:
+    assert store_key("hk:tenant:", "acme") == "hk:tenant:{acme}"
+    assert RedisBreakerStore(Redis(port=1)).keys("payments") == [
+        "hardenkit:breaker:{payments}:state",
+        "hardenkit:breaker:{payments}:window",
+    ]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from hardenkit._section import SettingProblem
-from hardenkit.errors import ErrorCode, send_problem
+from hardenkit.errors import ErrorCode, Refusal, send_refusal
 from hardenkit.settings import SettingsError
 
 if TYPE_CHECKING:
@@ -89,12 +89,11 @@ class AppCheckMiddleware:
                 self.check.run_final()
             except SettingsError as error:
                 _logger.error("app_refused_by_policy", problems=[str(p) for p in error.problems])
-                await send_problem(
-                    send,
-                    scope,
+                refusal = Refusal(
                     503,
                     ErrorCode.SERVICE_UNAVAILABLE,
-                    detail="The service refuses to serve: its configuration is unsafe.",
+                    "The service refuses to serve: its configuration is unsafe.",
                 )
+                await send_refusal(send, scope, refusal)
                 return
         await self.app(scope, receive, send)

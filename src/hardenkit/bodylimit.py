@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hardenkit._paths import PathTable, route_path
-from hardenkit.errors import ErrorCode, HardenError, send_problem
+from hardenkit.errors import ErrorCode, HardenError, send_refusal
 
 if TYPE_CHECKING:
     from hardenkit.settings import HardenSettings
@@ -54,6 +54,8 @@ class BodyTooLargeError(HardenError):
             ErrorCode.PAYLOAD_TOO_LARGE,
             status=413,
             detail=f"The request body is larger than {limit} bytes.",
+            # The rest of the body is not read: closing the connection stops the server
+            # from receiving (and the client from sending) what nobody will look at.
             headers={"Connection": "close"},
         )
 
@@ -176,17 +178,7 @@ def _has_header(scope: Scope, name: bytes) -> bool:
 
 
 async def _refuse(scope: Scope, send: Send, limit: int) -> None:
-    refusal = BodyTooLargeError(limit)
-    await send_problem(
-        send,
-        scope,
-        413,
-        refusal.code,
-        detail=refusal.detail,
-        # The rest of the body is not read: closing the connection stops the server from
-        # receiving (and the client from sending) what nobody will look at.
-        headers=[(b"connection", b"close")],
-    )
+    await send_refusal(send, scope, BodyTooLargeError(limit).refusal())
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:

@@ -14,10 +14,13 @@ the failure; the request id ties it to the log line that has everything.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from http import HTTPStatus
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 import structlog
 from starlette.exceptions import HTTPException
@@ -29,16 +32,19 @@ from hardenkit.context import get_request_id
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
+    "RETRY_SHORTLY_SECONDS",
     "ConfigurationError",
     "ErrorCode",
     "ErrorMiddleware",
     "HardenError",
     "ProblemResponse",
+    "Refusal",
     "code_for_status",
     "harden_error_handler",
     "http_exception_handler",
     "problem_body",
-    "send_problem",
+    "retry_after_seconds",
+    "send_refusal",
     "validation_exception_handler",
 ]
 
@@ -128,7 +134,104 @@ class HardenError(Exception):
         self.title = title
         self.headers = dict(headers or {})
         self.extensions = dict(extensions or {})
+        self.on_sent: Callable[[], None] | None = None
         super().__init__(detail or self.code)
+
+    @classmethod
+    def from_refusal(cls, refusal: Refusal) -> HardenError:
+        """Return the exception that carries ``refusal`` (its ``on_sent`` hook included)."""
+        error = cls(
+            refusal.code,
+            status=refusal.status,
+            detail=refusal.detail,
+            title=refusal.title,
+            headers=dict(refusal.headers),
+            extensions=refusal.extensions,
+        )
+        error.on_sent = refusal.on_sent
+        return error
+
+    def refusal(self) -> Refusal:
+        """Return the :class:`Refusal` this exception answers with."""
+        return Refusal(
+            self.status,
+            self.code,
+            detail=self.detail,
+            title=self.title,
+            headers=tuple(self.headers.items()),
+            extensions=self.extensions,
+            on_sent=self.on_sent,
+        )
+
+
+# The wait asked for when nothing measures it (a dependency that cannot answer now).
+RETRY_SHORTLY_SECONDS: Final = 5
+
+
+def retry_after_seconds(wait: float | None) -> int:
+    """Whole seconds for ``Retry-After``: rounded up, never 0; unknown waits are short."""
+    if wait is None:
+        return RETRY_SHORTLY_SECONDS
+    return max(1, math.ceil(wait))
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One refusal of a request: everything its problem+json response holds.
+
+    Every layer that refuses (auth, signing, rate limits, timeouts, body limits) builds
+    one and hands it to :func:`send_refusal` (raw ASGI) or raises it as a
+    :class:`HardenError` (:meth:`error`). ``on_sent`` records the refusal (audit event,
+    metric): it runs where the refusal is sent, once, never where it is built.
+
+    Attributes:
+        status: HTTP status.
+        code: Stable machine code.
+        detail: Text written for the client; nothing secret or internal.
+        headers: Extra response header fields, as ``(name, value)`` pairs.
+        extensions: Extra problem members (``retry_after``...).
+        title: Overrides the status phrase.
+        on_sent: Called once when the refusal is sent.
+    """
+
+    status: int
+    code: ErrorCode | str
+    detail: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    extensions: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    title: str | None = None
+    on_sent: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def retry_later(
+        cls,
+        status: int,
+        code: ErrorCode | str,
+        detail: str,
+        *,
+        wait: float | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+        extensions: Mapping[str, Any] | None = None,
+        on_sent: Callable[[], None] | None = None,
+    ) -> Refusal:
+        """A refusal the client may retry: ``Retry-After`` from :func:`retry_after_seconds`."""
+        return cls(
+            status,
+            code,
+            detail,
+            headers=(("Retry-After", str(retry_after_seconds(wait))), *headers),
+            extensions=MappingProxyType(dict(extensions or {})),
+            on_sent=on_sent,
+        )
+
+    def error(self) -> HardenError:
+        """Return this refusal as an exception to raise."""
+        return HardenError.from_refusal(self)
+
+    def sent(self) -> None:
+        """Run ``on_sent``; called by whatever sends the refusal."""
+        if self.on_sent is not None:
+            self.on_sent()
 
 
 def set_problem_type_base(base: str) -> None:
@@ -205,39 +308,34 @@ class ProblemResponse(Response):
         super().__init__(_encode(body), status_code=status, headers=headers)
 
 
-async def send_problem(
-    send: Send,
-    scope: Scope,
-    status: int,
-    code: ErrorCode | str,
-    *,
-    detail: str | None = None,
-    title: str | None = None,
-    headers: Sequence[tuple[bytes, bytes]] = (),
-    extensions: Mapping[str, Any] | None = None,
-) -> None:
-    """Send a complete problem+json response over raw ASGI (for middleware).
+async def send_refusal(send: Send, scope: Scope, refusal: Refusal) -> None:
+    """Send ``refusal`` as a complete problem+json response over raw ASGI (for middleware).
 
-    A ``websocket`` scope is refused before its handshake is accepted: with this response
-    as the handshake's, where the server offers the ``websocket.http.response``
-    extension (uvicorn, Starlette's TestClient), or else with a close, which the server
-    answers with ``403``.
+    Runs the refusal's ``on_sent`` first. A ``websocket`` scope is refused before its
+    handshake is accepted: with this response as the handshake's, where the server offers
+    the ``websocket.http.response`` extension (uvicorn, Starlette's TestClient), or else
+    with a close, which the server answers with ``403``.
     """
+    refusal.sent()
     body = _encode(
         problem_body(
-            status,
-            code,
-            detail=detail,
-            title=title,
+            refusal.status,
+            refusal.code,
+            detail=refusal.detail,
+            title=refusal.title,
             instance=_instance_of(scope),
-            extensions=extensions,
+            extensions=refusal.extensions,
         )
     )
     response_headers = [
         (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
         (b"content-length", str(len(body)).encode()),
-        *headers,
+        *[
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in refusal.headers
+        ],
     ]
+    status = refusal.status
     if scope.get("type") != "websocket":
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": body})
@@ -251,15 +349,17 @@ async def send_problem(
 
 
 def error_response(exc: HardenError, instance: str | None) -> ProblemResponse:
-    """Return the response for a :class:`HardenError`."""
+    """Return the response for a :class:`HardenError`; runs its ``on_sent`` hook."""
+    refusal = exc.refusal()
+    refusal.sent()
     return ProblemResponse(
-        exc.status,
-        exc.code,
-        detail=exc.detail,
-        title=exc.title,
+        refusal.status,
+        refusal.code,
+        detail=refusal.detail,
+        title=refusal.title,
         instance=instance,
-        headers=exc.headers,
-        extensions=exc.extensions,
+        headers=dict(refusal.headers),
+        extensions=refusal.extensions,
     )
 
 
@@ -345,16 +445,7 @@ class ErrorMiddleware:
             # refusal, not a crash.
             if response_started:
                 raise
-            await send_problem(
-                send,
-                scope,
-                exc.status,
-                exc.code,
-                detail=exc.detail,
-                title=exc.title,
-                headers=[(k.lower().encode(), v.encode()) for k, v in exc.headers.items()],
-                extensions=exc.extensions,
-            )
+            await send_refusal(send, scope, exc.refusal())
         except Exception:
             _logger.exception(
                 "unhandled_exception",
@@ -363,4 +454,4 @@ class ErrorMiddleware:
                 response_started=response_started,
             )
             if not response_started:
-                await send_problem(send, scope, 500, ErrorCode.INTERNAL_ERROR)
+                await send_refusal(send, scope, Refusal(500, ErrorCode.INTERNAL_ERROR))

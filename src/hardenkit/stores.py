@@ -20,7 +20,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import structlog
 
@@ -210,6 +210,55 @@ class RedisGuard:
         """
         return cls(name, timeout=timeout, retry_interval=retry_interval, ping=client.ping)
 
+    @overload
+    @classmethod
+    def of_store(
+        cls,
+        name: str,
+        client: Redis | RedisCluster,
+        guard: RedisGuard | None,
+        *,
+        timeout: float = ...,
+        retry_interval: float = ...,
+    ) -> RedisGuard: ...
+
+    @overload
+    @classmethod
+    def of_store(
+        cls,
+        name: str,
+        client: None,
+        guard: RedisGuard | None,
+        *,
+        timeout: float = ...,
+        retry_interval: float = ...,
+    ) -> None: ...
+
+    @classmethod
+    def of_store(
+        cls,
+        name: str,
+        client: Redis | RedisCluster | None,
+        guard: RedisGuard | None,
+        *,
+        timeout: float = 0.05,
+        retry_interval: float = 2.0,
+    ) -> RedisGuard | None:
+        """The guard of a Redis-backed store: the one given (shared), else its own.
+
+        ``None`` without a client (the store keeps its state in memory).
+
+        Raises:
+            ValueError: A guard without the client it guards.
+        """
+        if client is None:
+            if guard is not None:
+                raise ValueError(f"{name}: a guard needs the redis client it guards")
+            return None
+        if guard is not None:
+            return guard
+        return cls.for_client(name, client, timeout=timeout, retry_interval=retry_interval)
+
     def add_probe(self, probe: Callable[[], Awaitable[object]], *, first: bool = False) -> None:
         """Add a check that must pass before calls go back to Redis after a failure.
 
@@ -393,14 +442,25 @@ class RedisGuard:
             async def redis_ping() -> None:
                 await ping()
 
-            await self.call(redis_ping, _nothing)
+            await self.call(redis_ping, nothing)
         if self.using_fallback:
             return CheckResult(HealthStatus.DEGRADED, {"backend": "memory", "store": self.name})
         return CheckResult(HealthStatus.HEALTHY, {"backend": "redis", "store": self.name})
 
 
-async def _nothing() -> None:
-    return None
+def store_key(prefix: str, name: str) -> str:
+    """The Redis key of ``name`` in a store: ``<prefix>{<name>}``.
+
+    The braces are a Redis Cluster hash tag: every key derived from one name (with a
+    suffix, like a breaker's ``:state`` and ``:window``) lands in one slot, so one script
+    may touch them all. The rate-limit store's keys have the same shape.
+    """
+    return f"{prefix}{{{name}}}"
+
+
+async def nothing() -> None:
+    """The fallback of a Redis write that has nothing to do without Redis."""
+    return
 
 
 def _as_timeout(error: BaseException) -> BaseException:

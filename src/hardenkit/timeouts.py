@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hardenkit._paths import PathTable, route_path
 from hardenkit.context import deadline_var, request_id_var, set_deadline
-from hardenkit.errors import ErrorCode, send_problem
+from hardenkit.errors import ErrorCode, Refusal, send_refusal
 from hardenkit.telemetry import timeouts as timeout_counter
 
 if TYPE_CHECKING:
@@ -148,13 +148,12 @@ class TimeoutMiddleware:
         try:
             if not started:
                 with contextlib.suppress(OSError):  # the client may be gone already
-                    await send_problem(
-                        send,
-                        scope,
+                    refusal = Refusal(
                         self.status_code,
                         ErrorCode.REQUEST_TIMEOUT,
-                        detail=f"The request took longer than {seconds:g} seconds.",
+                        f"The request took longer than {seconds:g} seconds.",
                     )
+                    await send_refusal(send, scope, refusal)
         finally:
             await self._finish(task, scope)
 

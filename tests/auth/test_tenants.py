@@ -50,7 +50,7 @@ async def test_answers_are_shared_through_redis_and_invalidated_everywhere(
     assert await first.is_active("acme") is False
     assert await second.is_active("acme") is False  # another instance, same Redis answer
     assert accounts.calls == 1
-    assert await redis_client.ttl(key_prefix + "acme") > 0
+    assert await redis_client.ttl(key_prefix + "{acme}") > 0
     accounts.inactive.clear()
     await first.invalidate("acme")
     assert await second.is_active("acme") is True

@@ -281,16 +281,11 @@ async def test_websocket_and_lifespan_scopes_pass_through_untouched() -> None:
 def test_a_refused_websocket_handshake_gets_the_api_security_headers() -> None:
     from starlette.testclient import WebSocketDenialResponse
 
-    from hardenkit.errors import ErrorCode, send_problem
+    from hardenkit.errors import ErrorCode, Refusal, send_refusal
 
     async def refuse(scope: dict[str, object], receive: object, send: object) -> None:
-        await send_problem(
-            send,  # type: ignore[arg-type]
-            scope,
-            429,
-            ErrorCode.RATE_LIMITED,
-            headers=[(b"server", b"leaky/1.0")],
-        )
+        refusal = Refusal(429, ErrorCode.RATE_LIMITED, headers=(("Server", "leaky/1.0"),))
+        await send_refusal(send, scope, refusal)  # type: ignore[arg-type]
 
     client = TestClient(SecurityHeadersMiddleware(refuse))  # type: ignore[arg-type]
     with pytest.raises(WebSocketDenialResponse) as refused, client.websocket_connect("/ws"):

@@ -238,3 +238,32 @@ def test_invalid_configuration_is_refused_at_construction() -> None:
         CircuitBreaker("x", failure_rate_threshold=0)
     with pytest.raises(ValueError, match="max_wait_in_open"):
         CircuitBreaker("x", wait_in_open=10, max_wait_in_open=5)
+
+
+def test_a_measured_block_records_its_duration_and_outcome() -> None:
+    clock = FakeClock()
+    breaker = small_breaker(clock, slow_call_duration=1.0, slow_call_rate_threshold=50.0)
+    for _ in range(4):
+        with breaker.measure() as call:
+            clock.advance(2.0)  # slow, though it answered
+            call.result = "ok"
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.snapshot()["state"] == "open"
+    with pytest.raises(CircuitOpenError), breaker.measure():
+        pytest.fail("an open breaker must refuse before the block runs")
+
+
+def test_a_measured_block_counts_its_exception_and_lets_it_go_on() -> None:
+    breaker = small_breaker(FakeClock())
+    for _ in range(4):
+        with pytest.raises(ConnectionError), breaker.measure():
+            failing()
+    assert breaker.state is BreakerState.OPEN
+
+
+async def test_an_async_measured_block_judges_a_failed_result() -> None:
+    breaker = small_breaker(FakeClock(), failure_result=lambda status: status >= 500)
+    for _ in range(4):
+        async with breaker.measure() as call:
+            call.result = 503
+    assert breaker.state is BreakerState.OPEN

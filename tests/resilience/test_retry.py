@@ -341,3 +341,36 @@ def test_parse_retry_after_http_date_relative_to_now() -> None:
 def test_parse_retry_after_never_raises_and_never_goes_negative(value: str | bytes) -> None:
     result = parse_retry_after(value)
     assert result is None or 0.0 <= result <= 86400.0
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "expected_waits"),
+    [
+        ((ConnectionError("a"), response(503, **{"Retry-After": "2"}), "ok"), [1.0, 2.0]),
+        ((ConnectionError("a"), ConnectionError("b"), ConnectionError("c")), [1.0, 1.0]),
+        ((response(503), response(503), response(503)), [1.0, 1.0]),
+    ],
+    ids=["recovers", "gives-up-raising", "gives-up-returning"],
+)
+async def test_sync_and_async_calls_retry_the_same_way(
+    outcomes: tuple[object, ...],
+    expected_waits: list[float],
+    registry: ResilienceRegistry,
+    waits: list[float],
+) -> None:
+    retry = Retry(attempts=3, wait=wait_fixed(1))
+    sync_upstream, async_upstream = Upstream(*outcomes), Upstream(*outcomes)
+    endings: list[object] = []
+    try:
+        endings.append(policy(registry, retry=retry)(sync_upstream)())
+    except ConnectionError as error:
+        endings.append(error)
+    assert waits == expected_waits
+    waits.clear()
+    try:
+        endings.append(await policy(registry, retry=retry)(async_upstream.call_async)())
+    except ConnectionError as error:
+        endings.append(error)
+    assert waits == expected_waits
+    assert sync_upstream.calls == async_upstream.calls == 3
+    assert endings[0] is endings[1] is outcomes[-1]

@@ -18,8 +18,10 @@ from starlette.testclient import TestClient
 from hardenkit import ReplayStore, WebhookMiddleware, WebhookVerifier, install, sign_webhook
 from hardenkit.settings import HardenSettings
 from hardenkit.signing import VerifiedWebhook
+from hardenkit.signing._refusal import refuse
 from hardenkit.signing._secret import encode_standard_secret
 from hardenkit.signing.middleware import SCOPE_KEY
+from tests.signing.conftest import Refusals
 
 SECRET = encode_standard_secret(hashlib.sha256(b"middleware").digest())
 BODY = b'{"type": "invoice.paid",   "amount": 4200}'  # spacing a JSON re-encode would lose
@@ -156,6 +158,29 @@ def test_bad_deliveries_get_a_coded_problem_and_never_reach_the_handler(
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["code"] == code
     assert handler.processed == []
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "reason"),
+    [
+        (lambda headers: {**headers, "webhook-id": "msg_other"}, "signature_mismatch"),
+        (lambda headers: [*headers.items(), ("webhook-id", "again")], "duplicate_header"),
+    ],
+    ids=["refused-by-the-verifier", "refused-by-the-middleware"],
+)
+def test_each_refused_delivery_is_audited_and_counted_once(
+    corrupt: object, reason: str, refusals: Refusals
+) -> None:
+    client = TestClient(make_app(Handler()))
+    headers = corrupt(sign_webhook(BODY, SECRET))  # type: ignore[operator]
+    assert client.post("/webhooks/in", content=BODY, headers=headers).status_code in (400, 401)
+    assert refusals.reasons == [reason]
+    assert refusals.metric == [(1, {"kind": "webhook", "reason": reason})]
+
+
+def test_a_refusal_built_but_never_raised_out_is_not_recorded(refusals: Refusals) -> None:
+    refuse("replayed", "Already processed.", kind="webhook")
+    assert (refusals.reasons, refusals.metric) == ([], [])
 
 
 def test_a_stale_delivery_is_refused_as_expired() -> None:

@@ -2,8 +2,9 @@
 
 A hit costs a hash and a dict lookup. The token itself is never stored, only its
 BLAKE2b digest. Entries die no later than the token's own ``exp`` (and the age limit, and
-the cache TTL); the oldest entry is evicted when the cache is full; :meth:`clear` drops
-everything when verification keys change.
+the cache TTL); the least recently stored entry is evicted when the cache is full
+(:class:`~hardenkit._ttlmap.TTLMap`); :meth:`clear` drops everything when verification
+keys change.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import time
 from collections.abc import Callable
 
+from hardenkit._ttlmap import TTLMap
 from hardenkit.auth.principal import Principal
 
 __all__ = ["VerifiedTokenCache", "token_digest"]
@@ -39,7 +41,7 @@ class VerifiedTokenCache:
         self.max_entries = max_entries
         self.ttl = ttl
         self._clock = clock
-        self._entries: dict[bytes, tuple[Principal, float]] = {}
+        self._entries: TTLMap[bytes, Principal] = TTLMap(max_entries if ttl > 0 else 0, clock)
 
     @property
     def enabled(self) -> bool:
@@ -51,24 +53,11 @@ class VerifiedTokenCache:
 
     def get(self, digest: bytes) -> Principal | None:
         """Return the principal cached for ``digest`` if its entry is still alive."""
-        entry = self._entries.get(digest)
-        if entry is None:
-            return None
-        if self._clock() < entry[1]:
-            return entry[0]
-        self._entries.pop(digest, None)
-        return None
+        return self._entries.get(digest)
 
     def put(self, digest: bytes, principal: Principal, valid_until: float) -> None:
         """Remember ``principal`` until ``valid_until`` or the TTL, whichever is first."""
-        if not self.enabled:
-            return
-        expires_at = min(valid_until, self._clock() + self.ttl)
-        entries = self._entries
-        if digest not in entries and len(entries) >= self.max_entries:
-            # Oldest first: dicts keep insertion order, so this is FIFO eviction.
-            entries.pop(next(iter(entries)))
-        entries[digest] = (principal, expires_at)
+        self._entries.put_until(digest, principal, min(valid_until, self._clock() + self.ttl))
 
     def clear(self) -> None:
         """Forget every entry (verification keys changed)."""

@@ -8,6 +8,7 @@ time, all of them, every time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Iterable
@@ -16,9 +17,9 @@ from typing import TYPE_CHECKING
 from starlette.requests import HTTPConnection
 
 from hardenkit.auth._guard import EndpointGuard
-from hardenkit.auth.errors import TokenRejectedError
+from hardenkit.auth.errors import RefusalReason, TokenRejectedError
 from hardenkit.auth.principal import Principal
-from hardenkit.errors import ConfigurationError, ErrorCode, HardenError
+from hardenkit.errors import ConfigurationError, ErrorCode, Refusal
 from hardenkit.logs.audit import AuditEventType, audit
 from hardenkit.telemetry import auth_failures
 
@@ -94,11 +95,11 @@ class APIKeyGuard(EndpointGuard):
             TokenRejectedError: ``missing`` or ``bad_api_key``.
         """
         if not presented:
-            raise TokenRejectedError("missing_api_key", "missing")
+            raise TokenRejectedError(RefusalReason.MISSING_API_KEY, "missing")
         if isinstance(presented, str):
             presented = presented.encode("utf-8", "replace")
         if len(presented) > MAX_API_KEY_LENGTH:
-            raise TokenRejectedError("bad_api_key")
+            raise TokenRejectedError(RefusalReason.BAD_API_KEY)
         digest = hashlib.sha256(presented).digest()
         matched: str | None = None
         for name, expected in self._entries:
@@ -106,14 +107,14 @@ class APIKeyGuard(EndpointGuard):
             if hmac.compare_digest(digest, expected) and matched is None:
                 matched = name
         if matched is None:
-            raise TokenRejectedError("bad_api_key")
+            raise TokenRejectedError(RefusalReason.BAD_API_KEY)
         return Principal(subject=matched, roles=self.roles, credential="api_key")
 
     def authenticate_headers(self, headers: Iterable[tuple[bytes, bytes]]) -> Principal:
         """Find the key header in raw ASGI headers and authenticate it."""
         values = [value for name, value in headers if name == self._header_key]
         if len(values) > 1:
-            raise TokenRejectedError("ambiguous_credentials")
+            raise TokenRejectedError(RefusalReason.AMBIGUOUS_CREDENTIALS)
         return self.authenticate(values[0] if values else None)
 
     def check(self, connection: HTTPConnection) -> Principal:
@@ -121,20 +122,25 @@ class APIKeyGuard(EndpointGuard):
         try:
             principal = self.authenticate_headers(connection.scope.get("headers", ()))
         except TokenRejectedError as rejected:
-            auth_failures.add(1, {"reason": rejected.reason, "mode": "enforced"})
-            audit(
-                AuditEventType.AUTH,
-                "denied",
-                reason=rejected.reason,
-                details={"path": connection.url.path, "credential": "api_key"},
-            )
-            raise HardenError(
+            refusal = Refusal(
+                401,
                 ErrorCode.AUTHENTICATION_ERROR,
-                status=401,
-                detail="A valid API key is required.",
-                headers={"WWW-Authenticate": f'ApiKey header="{self.header}"'},
-            ) from None
+                "A valid API key is required.",
+                headers=(("WWW-Authenticate", f'ApiKey header="{self.header}"'),),
+                on_sent=functools.partial(_record, rejected.reason, connection.url.path),
+            )
+            raise refusal.error() from None
         state = connection.scope.setdefault("state", {})
         if isinstance(state, dict):
             state["principal"] = principal
         return principal
+
+
+def _record(reason: str, path: str) -> None:
+    auth_failures.add(1, {"reason": reason, "mode": "enforced"})
+    audit(
+        AuditEventType.AUTH,
+        "denied",
+        reason=reason,
+        details={"path": path, "credential": "api_key"},
+    )

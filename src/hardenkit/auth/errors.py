@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 
-__all__ = ["KeysUnavailableError", "PublicReason", "TokenRejectedError"]
+__all__ = ["KeysUnavailableError", "PublicReason", "RefusalReason", "TokenRejectedError"]
 
 PublicReason = Literal["missing", "invalid", "expired"]
+
+
+class RefusalReason(StrEnum):
+    """Why a request was refused before any credential check could say more.
+
+    Shared by the auth middleware and the API-key guard; each value is the ``reason`` of
+    the audit event and of the ``hardenkit.auth.failures`` metric. A token the verifier
+    refuses carries the verifier's own reason (``bad_signature``, ``expired``...).
+    """
+
+    MISSING = "missing"
+    AMBIGUOUS_CREDENTIALS = "ambiguous_credentials"
+    HEADER_TOO_LARGE = "header_too_large"
+    MALFORMED_HEADER = "malformed_header"
+    NO_KEY_SOURCE = "no_key_source"
+    MISSING_API_KEY = "missing_api_key"
+    BAD_API_KEY = "bad_api_key"
+    TENANT_NOT_SELECTED = "tenant_not_selected"
+    TENANT_STATUS_UNAVAILABLE = "tenant_status_unavailable"
+    TENANT_INACTIVE = "tenant_inactive"
+    TENANT_HEADER_MISMATCH = "tenant_header_mismatch"
+    TENANT_PATH_MISMATCH = "tenant_path_mismatch"
+    TENANT_QUERY_MISMATCH = "tenant_query_mismatch"
+    CONFLICTING_TENANT_HEADERS = "conflicting_tenant_headers"
+    CONFLICTING_TENANT_REQUESTS = "conflicting_tenant_requests"
 
 
 class TokenRejectedError(Exception):

@@ -28,7 +28,6 @@ import hashlib
 import ipaddress
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,7 @@ from urllib.parse import urlsplit
 import structlog
 from jwt import PyJWK
 
+from hardenkit._ttlmap import TTLMap
 from hardenkit.auth.algorithms import EC_CURVES, OKP_ALGORITHMS, RSA_ALGORITHMS
 from hardenkit.auth.algorithms import allowed_algorithms as _allowed_algorithms
 from hardenkit.auth.errors import KeysUnavailableError, TokenRejectedError
@@ -163,7 +163,8 @@ class JWKSClient:
         self._fetched_at = float("-inf")
         self._attempted_at = float("-inf")
         self._inflight: asyncio.Task[bool] | None = None
-        self._unknown_kids: OrderedDict[str, float] = OrderedDict()
+        # Unknown kid -> True, alive for negative_ttl.
+        self._unknown_kids: TTLMap[str, bool] = TTLMap(negative_cache_size, clock)
         self._listeners: list[Callable[[], None]] = []
         self.fetch_count = 0
         """Fetches attempted so far (successful or not); for tests and diagnostics."""
@@ -232,18 +233,12 @@ class JWKSClient:
     def _may_refresh_for(self, kid: str, now: float) -> bool:
         if self._inflight is not None and not self._inflight.done():
             return True
-        remembered = self._unknown_kids.get(kid)
-        if remembered is not None and now - remembered < self.negative_ttl:
+        if self._unknown_kids.get(kid):
             return False
         return now - self._attempted_at >= self.refresh_cooldown
 
     def _remember_unknown(self, kid: str) -> None:
-        if self.negative_cache_size == 0:
-            return
-        self._unknown_kids[kid] = self._clock()
-        self._unknown_kids.move_to_end(kid)
-        while len(self._unknown_kids) > self.negative_cache_size:
-            self._unknown_kids.popitem(last=False)
+        self._unknown_kids.put(kid, True, self.negative_ttl)
 
     def _revalidate(self, now: float) -> None:
         """Start a scheduled refresh in the background (single flight, cooldown)."""
@@ -297,7 +292,7 @@ class JWKSClient:
         self._fingerprint = fingerprint
         self._fetched_at = self._clock()
         for kid in entries:
-            self._unknown_kids.pop(kid, None)
+            self._unknown_kids.pop(kid)
         if changed:
             _logger.info(
                 "jwks_keys_changed", host=self.host, keys=len(entries), removed=sorted(removed)

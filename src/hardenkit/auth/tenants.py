@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from hardenkit.stores import RedisGuard
+from hardenkit._ttlmap import TTLMap
+from hardenkit.stores import RedisGuard, nothing, store_key
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -49,7 +50,7 @@ class TenantStatusCache:
         redis: Shared Redis client, or ``None`` for memory only.
         guard: The app's :class:`~hardenkit.stores.RedisGuard`; with ``redis`` and no
             guard, the cache makes its own (:meth:`RedisGuard.for_client`).
-        key_prefix: Prefix of the Redis keys.
+        key_prefix: Prefix of the Redis keys (``<prefix>{<tenant>}``).
         max_entries: Most answers kept in memory.
         clock: Monotonic clock for the memory entries.
     """
@@ -67,18 +68,14 @@ class TenantStatusCache:
     ) -> None:
         if ttl <= 0 or max_entries <= 0:
             raise ValueError("ttl and max_entries must be positive")
-        if redis is None and guard is not None:
-            raise ValueError("a guard needs the redis client it guards")
-        if redis is not None and guard is None:
-            guard = RedisGuard.for_client("tenants", redis)
+        guard = RedisGuard.of_store("tenants", redis, guard)
         self._resolver = resolver
         self.ttl = ttl
         self._redis = redis
         self._guard = guard
         self.key_prefix = key_prefix
         self.max_entries = max_entries
-        self._clock = clock
-        self._memory: dict[str, tuple[bool, float]] = {}
+        self._memory: TTLMap[str, bool] = TTLMap(max_entries, clock)
 
     @property
     def resolver(self) -> TenantResolver | None:
@@ -110,62 +107,42 @@ class TenantStatusCache:
 
     async def invalidate(self, tenant_id: str) -> None:
         """Forget the cached answer for ``tenant_id`` here and in Redis."""
-        self._memory.pop(tenant_id, None)
+        self._memory.pop(tenant_id)
         if self._redis is not None and self._guard is not None:
             redis = self._redis
 
             async def delete() -> None:
-                await redis.delete(self.key_prefix + tenant_id)
+                await redis.delete(store_key(self.key_prefix, tenant_id))
 
-            await self._guard.call(delete, _nothing)
-
-    def _memory_get(self, tenant_id: str) -> bool | None:
-        entry = self._memory.get(tenant_id)
-        if entry is None:
-            return None
-        if self._clock() < entry[1]:
-            return entry[0]
-        self._memory.pop(tenant_id, None)
-        return None
-
-    def _memory_put(self, tenant_id: str, active: bool) -> None:
-        memory = self._memory
-        if tenant_id not in memory and len(memory) >= self.max_entries:
-            memory.pop(next(iter(memory)))
-        memory[tenant_id] = (active, self._clock() + self.ttl)
+            await self._guard.call(delete, nothing)
 
     async def _cached(self, tenant_id: str) -> bool | None:
         redis, guard = self._redis, self._guard
         if redis is None or guard is None:
-            return self._memory_get(tenant_id)
+            return self._memory.get(tenant_id)
 
         async def from_redis() -> bool | None:
-            value = await redis.get(self.key_prefix + tenant_id)
+            value = await redis.get(store_key(self.key_prefix, tenant_id))
             if value is None:
                 return None
             return value in (b"1", "1")
 
         async def from_memory() -> bool | None:
-            return self._memory_get(tenant_id)
+            return self._memory.get(tenant_id)
 
         return await guard.call(from_redis, from_memory)
 
     async def _store(self, tenant_id: str, active: bool) -> None:
         redis, guard = self._redis, self._guard
         if redis is None or guard is None:
-            self._memory_put(tenant_id, active)
+            self._memory.put(tenant_id, active, self.ttl)
             return
 
         async def to_redis() -> None:
-            await redis.set(
-                self.key_prefix + tenant_id, b"1" if active else b"0", ex=math.ceil(self.ttl)
-            )
+            key = store_key(self.key_prefix, tenant_id)
+            await redis.set(key, b"1" if active else b"0", ex=math.ceil(self.ttl))
 
         async def to_memory() -> None:
-            self._memory_put(tenant_id, active)
+            self._memory.put(tenant_id, active, self.ttl)
 
         await guard.call(to_redis, to_memory)
-
-
-async def _nothing() -> None:
-    return None

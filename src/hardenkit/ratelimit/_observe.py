@@ -1,7 +1,10 @@
-"""What every refusal and decision leaves behind: a metric, and an audit event if refused."""
+"""What every decision leaves behind (a metric) and what a refusal answers and audits."""
 
 from __future__ import annotations
 
+import functools
+
+from hardenkit.errors import ErrorCode, Refusal
 from hardenkit.logs.audit import AuditEventType, audit
 from hardenkit.ratelimit.decision import RateLimitDecision
 from hardenkit.ratelimit.headers import retry_after_seconds
@@ -9,6 +12,8 @@ from hardenkit.telemetry import ratelimit_decisions
 
 _ATTRIBUTES: dict[tuple[str, bool, bool, str], dict[str, str]] = {}
 _MAX_CACHED = 1024  # rule names are fixed at construction; stay bounded regardless
+
+UNAVAILABLE_DETAIL = "Rate limiting is temporarily unavailable; retry later."
 
 
 def record_decision(rule: str, decision: RateLimitDecision) -> None:
@@ -25,21 +30,39 @@ def record_decision(rule: str, decision: RateLimitDecision) -> None:
     ratelimit_decisions.add(1, attributes)
 
 
-def audit_refusal(rule: str, decision: RateLimitDecision) -> int:
-    """Emit the audit event of a refusal; return the ``Retry-After`` seconds."""
+def refusal_of(
+    rule: str, decision: RateLimitDecision, rate_headers: tuple[tuple[str, str], ...]
+) -> Refusal:
+    """The answer to a refused ``decision``: ``429``, or ``503`` while the store is down.
+
+    ``rate_headers`` (``RateLimit-Policy``...) go on the ``429`` only. The audit event is
+    emitted when the refusal is sent.
+    """
     retry_after = retry_after_seconds(decision)
+    on_sent = functools.partial(_audit_refusal, rule, decision, retry_after)
+    if decision.unavailable:
+        return Refusal.retry_later(
+            503,
+            ErrorCode.SERVICE_UNAVAILABLE,
+            UNAVAILABLE_DETAIL,
+            wait=retry_after,
+            on_sent=on_sent,
+        )
+    return Refusal.retry_later(
+        429,
+        ErrorCode.RATE_LIMITED,
+        f"Too many requests; retry after {retry_after} seconds.",
+        wait=retry_after,
+        headers=rate_headers,
+        extensions={"retry_after": retry_after},
+        on_sent=on_sent,
+    )
+
+
+def _audit_refusal(rule: str, decision: RateLimitDecision, retry_after: int) -> None:
     audit(
         AuditEventType.RATE_LIMITED,
         "denied",
         reason="store_unavailable" if decision.unavailable else "rate_limited",
         details={"rule": rule, "retry_after_seconds": retry_after, "backend": decision.backend},
     )
-    return retry_after
-
-
-UNAVAILABLE_DETAIL = "Rate limiting is temporarily unavailable; retry later."
-
-
-def refused_detail(retry_after: int) -> str:
-    """The problem ``detail`` of a 429."""
-    return f"Too many requests; retry after {retry_after} seconds."

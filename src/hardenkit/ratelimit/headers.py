@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from hardenkit import errors
 from hardenkit.ratelimit.decision import RateLimitDecision
 
 __all__ = ["decision_headers", "retry_after_seconds"]
@@ -17,7 +18,7 @@ __all__ = ["decision_headers", "retry_after_seconds"]
 
 def retry_after_seconds(decision: RateLimitDecision) -> int:
     """Whole seconds for ``Retry-After``, rounded up (never 0 for a refusal)."""
-    return max(1, math.ceil(decision.retry_after))
+    return errors.retry_after_seconds(decision.retry_after)
 
 
 def decision_headers(
@@ -40,3 +41,8 @@ def decision_headers(
             (b"x-ratelimit-reset", str(reset).encode()),
         ]
     return headers
+
+
+def as_text(headers: list[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
+    """Return raw header fields as the text pairs a :class:`~hardenkit.errors.Refusal` holds."""
+    return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers)

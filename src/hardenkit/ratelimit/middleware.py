@@ -8,16 +8,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hardenkit._paths import route_path
 from hardenkit.context import client_ip_var
-from hardenkit.errors import ErrorCode, send_problem
+from hardenkit.errors import send_refusal
 from hardenkit.proxies import TrustedProxies
-from hardenkit.ratelimit._observe import (
-    UNAVAILABLE_DETAIL,
-    audit_refusal,
-    record_decision,
-    refused_detail,
-)
+from hardenkit.ratelimit._observe import record_decision, refusal_of
+from hardenkit.ratelimit._report import REPORT_KEY, Report, report_of
 from hardenkit.ratelimit.decision import RateLimitDecision, RateLimitStore
-from hardenkit.ratelimit.headers import decision_headers
+from hardenkit.ratelimit.headers import as_text, decision_headers
 from hardenkit.ratelimit.limiter import RateLimiter
 from hardenkit.ratelimit.memory import MemoryStore
 from hardenkit.ratelimit.rules import PathPatterns, RateLimitRule
@@ -96,10 +92,10 @@ class RateLimitMiddleware:
         if scope["type"] not in _LIMITED or self.exempt.matches(route_path(scope)):
             await self.app(scope, receive, send)
             return
-        report: _Report | None = scope.get(_REPORT_KEY)
+        report = report_of(scope)
         reporting = report is None
         if report is None:  # the outermost rate-limit layer reports for all of them
-            report = scope[_REPORT_KEY] = _Report()
+            report = scope[REPORT_KEY] = Report()
         token = None
         if client_ip_var.get() is None:  # used without TrustedProxyMiddleware
             token = client_ip_var.set(self.trusted.resolve(scope)[0])
@@ -114,7 +110,8 @@ class RateLimitMiddleware:
                         if reporting
                         else []
                     )
-                    await _refuse(scope, send, rule_name, decision, rate_headers)
+                    refusal = refusal_of(rule_name, decision, as_text(rate_headers))
+                    await send_refusal(send, scope, refusal)
                     return
             if not reporting:
                 await self.app(scope, receive, send)
@@ -152,58 +149,8 @@ class RateLimitMiddleware:
         return tightest
 
 
-_REPORT_KEY = "hardenkit.ratelimit"
 _LIMITED = frozenset({"http", "websocket"})
 # The messages that start what the client sees first: where the rate-limit headers go.
 _RESPONSE_STARTS = frozenset(
     {"http.response.start", "websocket.accept", "websocket.http.response.start"}
 )
-
-
-class _Report:
-    """The tightest decision of every rate-limit layer a request went through."""
-
-    __slots__ = ("decision", "rule")
-
-    def __init__(self) -> None:
-        self.rule = ""
-        self.decision: RateLimitDecision | None = None
-
-    def offer(self, rule: str, decision: RateLimitDecision) -> None:
-        current = self.decision
-        if (
-            current is None
-            or not decision.allowed
-            or (current.allowed and decision.remaining < current.remaining)
-        ):
-            self.rule, self.decision = rule, decision
-
-
-async def _refuse(
-    scope: Scope,
-    send: Send,
-    rule: str,
-    decision: RateLimitDecision,
-    rate_headers: list[tuple[bytes, bytes]],
-) -> None:
-    retry_after = audit_refusal(rule, decision)
-    headers = [(b"retry-after", str(retry_after).encode())]
-    if decision.unavailable:
-        await send_problem(
-            send,
-            scope,
-            503,
-            ErrorCode.SERVICE_UNAVAILABLE,
-            detail=UNAVAILABLE_DETAIL,
-            headers=headers,
-        )
-        return
-    await send_problem(
-        send,
-        scope,
-        429,
-        ErrorCode.RATE_LIMITED,
-        detail=refused_detail(retry_after),
-        headers=headers + rate_headers,
-        extensions={"retry_after": retry_after},
-    )

@@ -8,15 +8,11 @@ from typing import Any, ParamSpec, TypeVar
 
 from starlette.requests import Request
 
-from hardenkit.errors import ErrorCode, HardenError
 from hardenkit.ratelimit import keys
-from hardenkit.ratelimit._observe import (
-    UNAVAILABLE_DETAIL,
-    audit_refusal,
-    record_decision,
-    refused_detail,
-)
+from hardenkit.ratelimit._observe import record_decision, refusal_of
+from hardenkit.ratelimit._report import report_of
 from hardenkit.ratelimit.decision import RateLimitDecision, RateLimitStore, RedisDownBehaviour
+from hardenkit.ratelimit.headers import as_text, decision_headers
 from hardenkit.ratelimit.keys import KeyFunction
 from hardenkit.ratelimit.limiter import RateLimiter
 from hardenkit.ratelimit.rate import Rate
@@ -45,8 +41,12 @@ class RouteLimit:
         @export_limit.wrap
         async def export(request: Request) -> Response: ...
 
-    A refusal raises :class:`~hardenkit.errors.HardenError` (429 ``RATE_LIMITED`` with
-    ``Retry-After``), which :func:`hardenkit.install` turns into the problem response.
+    A refusal raises :class:`~hardenkit.errors.HardenError` carrying the same refusal
+    :class:`~hardenkit.ratelimit.RateLimitMiddleware` sends (429 ``RATE_LIMITED`` with
+    ``Retry-After`` and the ``RateLimit`` headers, or 503 while a ``closed`` limit's store
+    is down), which :func:`hardenkit.install` turns into the problem response. Behind a
+    rate-limit middleware a refusal is handed to it, and it writes the headers, as it
+    does for its own rules.
 
     Args:
         rate: A :class:`Rate` or a rate string.
@@ -86,22 +86,12 @@ class RouteLimit:
         record_decision(self.limiter.name, decision)
         if decision.allowed:
             return decision
-        retry_after = audit_refusal(self.limiter.name, decision)
-        headers = {"Retry-After": str(retry_after)}
-        if decision.unavailable:
-            raise HardenError(
-                ErrorCode.SERVICE_UNAVAILABLE,
-                status=503,
-                detail=UNAVAILABLE_DETAIL,
-                headers=headers,
-            )
-        raise HardenError(
-            ErrorCode.RATE_LIMITED,
-            status=429,
-            detail=refused_detail(retry_after),
-            headers=headers,
-            extensions={"retry_after": retry_after},
-        )
+        name = self.limiter.name
+        report = report_of(request.scope)
+        if report is not None:  # the middleware outside writes the refusal's headers
+            report.offer(name, decision)
+        rate_headers = as_text(decision_headers(name, decision)) if report is None else ()
+        raise refusal_of(name, decision, rate_headers).error()
 
     def wrap(self, endpoint: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         """Decorate an async endpoint whose arguments include the ``Request``."""

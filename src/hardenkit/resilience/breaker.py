@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from hardenkit.resilience.errors import CircuitOpenError
@@ -36,7 +37,7 @@ from hardenkit.resilience.windows import CountWindow, TimeWindow
 if TYPE_CHECKING:
     from hardenkit.resilience.shared import RedisBreakerStore
 
-__all__ = ["BreakerConfig", "CircuitBreaker"]
+__all__ = ["BreakerConfig", "CircuitBreaker", "Measurement", "SharedStart", "Started"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -393,29 +394,69 @@ class CircuitBreaker:
         if window.failed or window.slow or window.total < window.size or self._time_window:
             self.record_flags(False, False)
 
-    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Call ``fn`` through the breaker (sync; the state stays local to this process)."""
+    def begin(self) -> Started:
+        """Ask to make one call; raise :class:`CircuitOpenError` when it is refused.
+
+        Returns what :meth:`end` needs to record the call: the start time when the call
+        is timed or needed a permission, ``None`` on the healthy path (closed, slow calls
+        not tracked), which asks for nothing and reads no clock.
+        """
         if self._state is BreakerState.CLOSED and not self._timed:
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as error:
-                self.record_outcome(0.0, error)
-                raise
-            failure_result = self.failure_result
-            if failure_result is not None and failure_result(result):
+            return None
+        self.acquire()
+        return self.clock()
+
+    def end(self, started: Started, error: BaseException | None = None, result: Any = None) -> None:
+        """Record the outcome of a call :meth:`begin` let through: ``error``, else ``result``."""
+        if error is None and (started is None or not self._timed):
+            if self.failure_result is not None and self.failure_result(result):
                 self.record_flags(True, False)
             else:
                 self.record_plain_success()
-            return result
-        self.acquire()
-        clock = self.clock
-        start = clock()
+        elif isinstance(started, SharedStart):
+            raise TypeError("a call begun with begin_async() ends with end_async()")
+        else:
+            duration = 0.0 if started is None else self.clock() - started
+            self.record_outcome(duration, error, result)
+
+    async def begin_async(self) -> Started:
+        """Like :meth:`begin`, asking the shared store when there is one.
+
+        Callers on a hot path skip the coroutine when :attr:`store` is ``None`` and call
+        :meth:`begin` (and :meth:`end`) instead: the result is the same.
+        """
+        if self.store is None:
+            return self.begin()
+        await self.acquire_async()
+        return SharedStart(self.clock())
+
+    async def end_async(
+        self, started: Started, error: BaseException | None = None, result: Any = None
+    ) -> None:
+        """Like :meth:`end`, writing to the shared store when the call began there."""
+        if isinstance(started, SharedStart):
+            await self.record_async(self.clock() - started.at, error, result)
+        else:
+            self.end(started, error, result)
+
+    def measure(self) -> Measurement:
+        """Measure a block: ``with breaker.measure() as call: call.result = fn()``.
+
+        Entering is :meth:`begin`, leaving is :meth:`end` with the exception that left
+        the block, else ``call.result``; ``async with`` uses :meth:`begin_async` and
+        :meth:`end_async`.
+        """
+        return Measurement(self)
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call ``fn`` through the breaker (sync; the state stays local to this process)."""
+        started = self.begin()
         try:
             result = fn(*args, **kwargs)
         except BaseException as error:
-            self.record_outcome(clock() - start, error)
+            self.end(started, error)
             raise
-        self.record_outcome(clock() - start, None, result)
+        self.end(started, None, result)
         return result
 
     async def acquire_async(self) -> None:
@@ -450,27 +491,17 @@ class CircuitBreaker:
         self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """Await ``fn`` through the breaker (shared through Redis when a store is set)."""
-        if self._state is BreakerState.CLOSED and not self._timed and self.store is None:
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as error:
-                self.record_outcome(0.0, error)
-                raise
-            failure_result = self.failure_result
-            if failure_result is not None and failure_result(result):
-                self.record_flags(True, False)
-            else:
-                self.record_plain_success()
+        if self.store is not None:
+            async with Measurement(self) as call:
+                call.result = result = await fn(*args, **kwargs)
             return result
-        await self.acquire_async()
-        clock = self.clock
-        start = clock()
+        started = self.begin()
         try:
             result = await fn(*args, **kwargs)
         except BaseException as error:
-            await self.record_async(clock() - start, error)
+            self.end(started, error)
             raise
-        await self.record_async(clock() - start, None, result)
+        self.end(started, None, result)
         return result
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
@@ -488,3 +519,57 @@ class CircuitBreaker:
             return self.call(fn, *args, **kwargs)
 
         return wrapper
+
+
+class SharedStart:
+    """The start of a call that asked the shared store (see :meth:`CircuitBreaker.begin_async`)."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+
+Started = float | SharedStart | None
+"""What :meth:`CircuitBreaker.begin` returns for :meth:`CircuitBreaker.end`."""
+
+
+class Measurement:
+    """One block measured by a breaker (:meth:`CircuitBreaker.measure`).
+
+    Nothing is suppressed: the block's exception goes on.
+
+    Attributes:
+        result: What the block produced; set it inside the block.
+    """
+
+    __slots__ = ("_breaker", "_started", "result")
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self._breaker = breaker
+        self._started: Started = None
+        self.result: Any = None
+
+    def __enter__(self) -> Measurement:
+        self._started = self._breaker.begin()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._breaker.end(self._started, error, self.result)
+
+    async def __aenter__(self) -> Measurement:
+        self._started = await self._breaker.begin_async()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._breaker.end_async(self._started, error, self.result)

@@ -20,26 +20,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from tenacity import DoSleep, RetryCallState, Retrying, stop_after_attempt
-
 from hardenkit import _timer
-from hardenkit._settings.resilience import resilient_overrides
 from hardenkit.context import deadline_var, remaining_time, set_deadline
-from hardenkit.errors import ConfigurationError
 from hardenkit.resilience import testing
+from hardenkit.resilience._config import CONFIG
+from hardenkit.resilience._named import breaker_for, bulkhead_for
+from hardenkit.resilience._retrying import RetryRun
 from hardenkit.resilience.breaker import CircuitBreaker
 from hardenkit.resilience.budget import RetryBudget
 from hardenkit.resilience.bulkhead import Bulkhead
 from hardenkit.resilience.errors import AttemptTimeoutError, DeadlineExceededError
-from hardenkit.resilience.registry import ResilienceRegistry, default_registry
-from hardenkit.resilience.retry import Retry, retry_after_of
-from hardenkit.telemetry import retries, timeouts
+from hardenkit.resilience.registry import ResilienceRegistry
+from hardenkit.resilience.retry import Retry
+from hardenkit.telemetry import timeouts
 
 __all__ = ["Resilient", "resilient"]
 
@@ -47,81 +45,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _MISSING: Any = object()
-
-_BREAKER_KEYS = (
-    "failure_rate_threshold",
-    "slow_call_duration",
-    "minimum_calls",
-    "window_size",
-    "wait_in_open",
-)
-
-
-class _Attempts:
-    """What the stop strategy needs to know about the attempts so far."""
-
-    __slots__ = ("last_duration", "stopped_by")
-
-    def __init__(self, last_duration: float) -> None:
-        self.last_duration = last_duration
-        self.stopped_by: str | None = None
-
-
-class _Stop:
-    """Tenacity stop strategy adding hardenkit's rules to the policy's own."""
-
-    def __init__(self, owner: Resilient, attempts: _Attempts) -> None:
-        policy = owner.retry
-        assert policy is not None  # noqa: S101 - only built when retrying
-        self._policy = policy
-        self._attempts = attempts
-        self._budget = owner.budget
-        limit = stop_after_attempt(policy.attempts)
-        self._base = limit if policy.stop is None else limit | policy.stop
-
-    def _stop(self, reason: str) -> bool:
-        self._attempts.stopped_by = reason
-        return True
-
-    def __call__(self, state: RetryCallState) -> bool:
-        policy = self._policy
-        if self._base(state):
-            return self._stop("attempts")
-        retry_after = retry_after_of(state.outcome)
-        if retry_after is not None and retry_after > policy.max_retry_after:
-            return self._stop("retry_after_too_long")
-        sleep = state.upcoming_sleep
-        needed = sleep + self._attempts.last_duration
-        elapsed = time.monotonic() - state.start_time
-        if testing.is_testing():
-            elapsed += state.idle_for  # the waits that were skipped still count
-        if elapsed + needed > policy.max_total:
-            return self._stop("max_total")
-        left = remaining_time()
-        if left is not None and needed >= left:
-            return self._stop("deadline")
-        if self._budget is not None and not self._budget.try_withdraw():
-            return self._stop("budget")
-        return False
-
-
-class _Wait:
-    """Tenacity wait strategy: the policy's backoff, never shorter than Retry-After."""
-
-    def __init__(self, policy: Retry) -> None:
-        self._policy = policy
-
-    def __call__(self, state: RetryCallState) -> float:
-        wait = float(self._policy.wait(state))
-        retry_after = retry_after_of(state.outcome)
-        if retry_after is not None and retry_after > wait:
-            wait = retry_after
-        return wait
-
-
-def _last_outcome(state: RetryCallState) -> Any:
-    assert state.outcome is not None  # noqa: S101 - tenacity stops after an outcome
-    return state.outcome.result()
 
 
 class Resilient:
@@ -232,18 +155,13 @@ class Resilient:
         breaker = self.breaker
         if breaker is None:
             return self._bounded(fn, args, kwargs, timeout)
-        breaker.acquire()
-        clock = breaker.clock
-        start = clock()
+        started = breaker.begin()
         try:
             result = self._bounded(fn, args, kwargs, timeout)
         except BaseException as error:
-            breaker.record_outcome(clock() - start, error)
+            breaker.end(started, error)
             raise
-        if breaker._timed or breaker.failure_result is not None:
-            breaker.record_outcome(clock() - start, None, result)
-        else:
-            breaker.record_plain_success()
+        breaker.end(started, None, result)
         return result
 
     def _bounded(self, fn: Callable[..., R], args: Any, kwargs: Any, timeout: float | None) -> R:
@@ -264,35 +182,6 @@ class Resilient:
             if token is not None:
                 deadline_var.reset(token)
 
-    def _retrying(self, attempts: _Attempts) -> Retrying:
-        assert self.retry is not None  # noqa: S101
-        return Retrying(
-            stop=_Stop(self, attempts),
-            wait=_Wait(self.retry),
-            retry=self.retry.retry_on,
-            retry_error_callback=_last_outcome,
-        )
-
-    def _start_state(
-        self,
-        retrying: Retrying,
-        fn: Callable[..., Any],
-        args: Any,
-        kwargs: Any,
-        *,
-        start: float,
-        error: BaseException | None,
-        result: Any,
-    ) -> RetryCallState:
-        retrying.begin()
-        state = RetryCallState(retrying, fn, args, kwargs)
-        state.start_time = start
-        if error is not None:
-            state.set_exception((type(error), error, error.__traceback__))
-        else:
-            state.set_result(result)
-        return state
-
     def _retry(
         self,
         fn: Callable[..., Any],
@@ -303,27 +192,14 @@ class Resilient:
         error: BaseException | None,
         result: Any,
     ) -> Any:
-        attempts = _Attempts(time.monotonic() - start)
-        retrying = self._retrying(attempts)
-        state = self._start_state(
-            retrying, fn, args, kwargs, start=start, error=error, result=result
+        run = RetryRun(
+            self, fn=fn, args=args, kwargs=kwargs, start=start, error=error, result=result
         )
-        while True:
-            action = retrying.iter(state)
-            if not isinstance(action, DoSleep):
-                return action
-            self._count_retry(state)
-            state.prepare_for_next_attempt()
-            testing.sleep(float(action))
-            began = time.monotonic()
-            try:
-                state.set_result(self._attempt(fn, args, kwargs))
-            except Exception:  # noqa: BLE001 - recorded for the retry policy to judge
-                state.set_exception(cast("Any", sys.exc_info()))
-            attempts.last_duration = time.monotonic() - began
-
-    def _count_retry(self, state: RetryCallState) -> None:
-        retries.add(1, {"policy": self.name})
+        for wait in run:
+            testing.sleep(wait)
+            with run.attempt() as attempt:
+                attempt.result = self._attempt(fn, args, kwargs)
+        return run.outcome
 
     # --- async --------------------------------------------------------------------------
 
@@ -367,44 +243,35 @@ class Resilient:
         breaker = self.breaker
         if breaker is None:
             return await self._bounded_async(fn, args, kwargs, timeout)
-        shared = breaker.store is not None
-        if shared:
-            await breaker.acquire_async()
-        else:
-            breaker.acquire()
-        clock = breaker.clock
-        start = clock()
+        if breaker.store is not None:  # two Redis round trips: a context manager is free
+            async with breaker.measure() as call:
+                call.result = result = await self._bounded_async(fn, args, kwargs, timeout)
+            return result
+        started = breaker.begin()
         try:
             result = await self._bounded_async(fn, args, kwargs, timeout)
         except BaseException as error:
-            if shared:
-                await breaker.record_async(clock() - start, error)
-            else:
-                breaker.record_outcome(clock() - start, error)
+            breaker.end(started, error)
             raise
-        if shared:
-            await breaker.record_async(clock() - start, None, result)
-        elif breaker._timed or breaker.failure_result is not None:
-            breaker.record_outcome(clock() - start, None, result)
-        else:
-            breaker.record_plain_success()
+        breaker.end(started, None, result)
         return result
 
     async def _bounded_async(
         self, fn: Callable[..., Awaitable[R]], args: Any, kwargs: Any, budget: float | None
     ) -> R:
+        bulkhead = self.bulkhead
         if budget is None:
-            if self.bulkhead is None:
+            if bulkhead is None:
                 return await fn(*args, **kwargs)
-            return await self._bulkheaded_async(fn, args, kwargs)
+            return await self._bulkheaded_async(bulkhead, fn, args, kwargs)
         token = set_deadline(budget)
         # The watchdog cancels the attempt in the current task: no task is created, so
         # none can be left behind (see _timer.py for why not asyncio.timeout).
         attempt = _timer.watch(budget)
         try:
-            if self.bulkhead is None:
+            if bulkhead is None:
                 return await fn(*args, **kwargs)
-            return await self._bulkheaded_async(fn, args, kwargs)
+            return await self._bulkheaded_async(bulkhead, fn, args, kwargs)
         except asyncio.CancelledError:
             if attempt.timed_out():
                 timeouts.add(1, {"kind": "outbound"})
@@ -414,10 +281,10 @@ class Resilient:
             attempt.done()
             deadline_var.reset(token)
 
-    async def _bulkheaded_async(self, fn: Callable[..., Awaitable[R]], args: Any, kwargs: Any) -> R:
-        bulkhead = self.bulkhead
-        if bulkhead is None:
-            return await fn(*args, **kwargs)
+    @staticmethod
+    async def _bulkheaded_async(
+        bulkhead: Bulkhead, fn: Callable[..., Awaitable[R]], args: Any, kwargs: Any
+    ) -> R:
         await bulkhead.acquire_async()
         try:
             return await fn(*args, **kwargs)
@@ -434,24 +301,14 @@ class Resilient:
         error: BaseException | None,
         result: Any,
     ) -> Any:
-        attempts = _Attempts(time.monotonic() - start)
-        retrying = self._retrying(attempts)
-        state = self._start_state(
-            retrying, fn, args, kwargs, start=start, error=error, result=result
+        run = RetryRun(
+            self, fn=fn, args=args, kwargs=kwargs, start=start, error=error, result=result
         )
-        while True:
-            action = retrying.iter(state)
-            if not isinstance(action, DoSleep):
-                return action
-            self._count_retry(state)
-            state.prepare_for_next_attempt()
-            await testing.sleep_async(float(action))
-            began = time.monotonic()
-            try:
-                state.set_result(await self._attempt_async(fn, args, kwargs))
-            except Exception:  # noqa: BLE001 - recorded for the retry policy to judge
-                state.set_exception(cast("Any", sys.exc_info()))
-            attempts.last_duration = time.monotonic() - began
+        for wait in run:
+            await testing.sleep_async(wait)
+            with run.attempt() as attempt:
+                attempt.result = await self._attempt_async(fn, args, kwargs)
+        return run.outcome
 
 
 def resilient(
@@ -494,8 +351,8 @@ def resilient(
         ConfigurationError: A ``HARDENKIT_RESILIENT_<NAME>_*`` variable is invalid, or
             sets a breaker option for a breaker built in code.
     """
-    registry = registry or default_registry
-    overrides = resilient_overrides(name)
+    registry = registry or CONFIG.registry
+    overrides = CONFIG.overrides(name)
     if attempts is not None and retry is not None:
         raise ValueError("give attempts= or retry=, not both")
     policy = retry or Retry(attempts=attempts if attempts is not None else 3)
@@ -515,8 +372,8 @@ def resilient(
     elif budget:
         chosen_budget = policy.budget or registry.budget(name, RetryBudget)
 
-    chosen_breaker = _breaker_for(name, breaker, overrides, registry)
-    chosen_bulkhead = _bulkhead_for(name, bulkhead, overrides, registry)
+    chosen_breaker = breaker_for(name, breaker, overrides, registry)
+    chosen_bulkhead = bulkhead_for(name, bulkhead, overrides, registry)
     return Resilient(
         name,
         retry=policy,
@@ -526,71 +383,3 @@ def resilient(
         deadline=deadline,
         budget=chosen_budget,
     )
-
-
-def _breaker_for(
-    name: str,
-    breaker: CircuitBreaker | bool,
-    overrides: dict[str, Any],
-    registry: ResilienceRegistry,
-) -> CircuitBreaker | None:
-    options = {key: overrides[key] for key in _BREAKER_KEYS if key in overrides}
-    chosen: CircuitBreaker | None
-    if isinstance(breaker, CircuitBreaker):
-        if options:
-            raise ConfigurationError(
-                f"{_variable(name, next(iter(options)))}: the breaker {breaker.name!r} is "
-                "built in code; set this option there"
-            )
-        known = registry.breakers().get(breaker.name)
-        chosen = known if known is not None else registry.add_breaker(breaker)
-        if chosen is not breaker:
-            raise ValueError(f"another breaker named {breaker.name!r} is already registered")
-    elif breaker:
-        try:
-            chosen = registry.breaker(name, lambda: CircuitBreaker(name, **options))
-        except ValueError as error:
-            raise ConfigurationError(f"HARDENKIT_RESILIENT_{_env(name)}_*: {error}") from None
-    else:
-        chosen = None
-    operator_state = overrides.get("breaker")
-    if operator_state is not None:
-        if chosen is None:
-            raise ConfigurationError(f"{_variable(name, 'breaker')}: {name!r} has no breaker")
-        if operator_state == "forced_open":
-            chosen.force_open()
-        elif operator_state == "disabled":
-            chosen.disable()
-    return chosen
-
-
-def _bulkhead_for(
-    name: str,
-    bulkhead: Bulkhead | int | None,
-    overrides: dict[str, Any],
-    registry: ResilienceRegistry,
-) -> Bulkhead | None:
-    limit = overrides.get("max_concurrent")
-    if isinstance(bulkhead, Bulkhead):
-        if limit is not None:
-            raise ConfigurationError(
-                f"{_variable(name, 'max_concurrent')}: the bulkhead is built in code; "
-                "set the limit there"
-            )
-        return bulkhead
-    if limit is None:
-        limit = bulkhead
-    if limit is None:
-        return None
-    max_concurrent = int(limit)
-    return registry.bulkhead(name, lambda: Bulkhead(name, max_concurrent=max_concurrent))
-
-
-def _env(name: str) -> str:
-    from hardenkit._settings.resilience import env_name_part  # noqa: PLC0415
-
-    return env_name_part(name)
-
-
-def _variable(name: str, key: str) -> str:
-    return f"HARDENKIT_RESILIENT_{_env(name)}_{key.upper()}"

@@ -7,9 +7,7 @@ subclasses: left unhandled inside a request they become a 503 problem response w
 
 from __future__ import annotations
 
-import math
-
-from hardenkit.errors import ErrorCode, HardenError
+from hardenkit.errors import ErrorCode, HardenError, retry_after_seconds
 
 __all__ = [
     "AttemptTimeoutError",
@@ -31,7 +29,8 @@ class CircuitOpenError(HardenError):
     def __init__(self, breaker_name: str, remaining_wait: float | None) -> None:
         self.breaker_name = breaker_name
         self.remaining_wait = remaining_wait
-        retry_after = 1 if remaining_wait is None else max(1, math.ceil(remaining_wait))
+        # Forced open: nothing says when it closes; ask for the shortest wait.
+        retry_after = retry_after_seconds(0 if remaining_wait is None else remaining_wait)
         super().__init__(
             ErrorCode.UPSTREAM_UNAVAILABLE,
             status=503,
@@ -60,7 +59,7 @@ class BulkheadFullError(HardenError):
             ErrorCode.SERVICE_UNAVAILABLE,
             status=503,
             detail="The service is busy; try again shortly.",
-            headers={"Retry-After": "1"},
+            headers={"Retry-After": str(retry_after_seconds(0))},
         )
         self.args = (f"bulkhead {bulkhead_name!r} is full",)
 

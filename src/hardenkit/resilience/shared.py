@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from hardenkit.resilience.errors import CircuitOpenError
 from hardenkit.resilience.events import BreakerState, StateChange, emit_state_change
-from hardenkit.stores import RedisGuard
+from hardenkit.stores import RedisGuard, store_key
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -49,7 +49,7 @@ class RedisBreakerStore:
         guard: The switch to local state while Redis fails; pass the application's
             ``Hardened.redis_guard`` so every Redis-backed piece agrees. A private guard
             is created when omitted.
-        prefix: Key prefix; keys are ``{<prefix><name>}:state`` and ``...:window``.
+        prefix: Key prefix; keys are ``<prefix>{<name>}:state`` and ``...:window``.
         ttl: Seconds an idle breaker's keys live in Redis.
     """
 
@@ -64,15 +64,15 @@ class RedisBreakerStore:
         if ttl <= 0:
             raise ValueError("ttl must be positive")
         self.redis = redis
-        self.guard = guard or RedisGuard.for_client("breakers", redis)
+        self.guard = RedisGuard.of_store("breakers", redis, guard)
         self.prefix = prefix
         self.ttl_ms = int(ttl * 1000)
         self._script = redis.register_script(_SCRIPT)
 
     def keys(self, name: str) -> list[str]:
         """The Redis keys holding the breaker called ``name``."""
-        tag = "{" + self.prefix + name + "}"
-        return [f"{tag}:state", f"{tag}:window"]
+        key = store_key(self.prefix, name)
+        return [f"{key}:state", f"{key}:window"]
 
     async def acquire(self, breaker: CircuitBreaker) -> None:
         """Ask the shared state for one call; raise :class:`CircuitOpenError` if refused."""

@@ -18,43 +18,38 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["is_testing", "set_testing", "sleep", "sleep_async", "waits_recorded"]
+from hardenkit.resilience._config import CONFIG
 
-_testing = False
-_waits: list[float] | None = None
+__all__ = ["is_testing", "set_testing", "sleep", "sleep_async", "waits_recorded"]
 
 
 def set_testing(testing: bool) -> None:
     """Turn the testing switch on (waits are recorded, not slept) or off."""
-    global _testing  # noqa: PLW0603 - one process-wide switch, by design
-    _testing = testing
+    CONFIG.testing = testing
 
 
 def is_testing() -> bool:
     """Whether retry waits are currently skipped."""
-    return _testing
+    return CONFIG.testing
 
 
 @contextmanager
 def waits_recorded() -> Iterator[list[float]]:
     """Turn testing on for the block and yield the list of waits it skipped."""
-    global _waits  # noqa: PLW0603
-    previous_testing, previous_waits = _testing, _waits
+    previous_testing, previous_waits = CONFIG.testing, CONFIG.waits
     waits: list[float] = []
-    set_testing(True)
-    _waits = waits
+    CONFIG.testing, CONFIG.waits = True, waits
     try:
         yield waits
     finally:
-        set_testing(previous_testing)
-        _waits = previous_waits
+        CONFIG.testing, CONFIG.waits = previous_testing, previous_waits
 
 
 def _skip(seconds: float) -> bool:
-    if not _testing:
+    if not CONFIG.testing:
         return False
-    if _waits is not None:
-        _waits.append(seconds)
+    if CONFIG.waits is not None:
+        CONFIG.waits.append(seconds)
     return True
 
 

@@ -1,7 +1,9 @@
 """Refusals of signed webhooks and messages: one exception, one audit event, one metric.
 
-Every refusal in this package goes through :func:`refuse`, so each one is audited
-(``event_type="signature"``, ``outcome="denied"``) and counted in
+Every refusal in this package is built by :func:`refuse` and recorded when it leaves
+hardenkit: sent as a response (by the middleware or the exception handler), or raised
+out of a public verification method (which calls :meth:`SignatureError.record`). Either
+way it is audited (``event_type="signature"``, ``outcome="denied"``) and counted in
 ``hardenkit.signature.failures`` exactly once, with a stable reason and the key id when
 there is one. Neither the signature nor any secret is ever part of the event or the error.
 """
@@ -46,6 +48,21 @@ class SignatureError(HardenError):
         self.reason = reason
         self.kind = kind
         self.key_id = key_id
+        self._recorded = False
+        self.on_sent = self.record
+
+    def record(self) -> None:
+        """Audit and count this refusal; only the first call does anything."""
+        if self._recorded:
+            return
+        self._recorded = True
+        audit(
+            AuditEventType.SIGNATURE,
+            "denied",
+            reason=self.reason,
+            details={"kind": self.kind, "key_id": self.key_id},
+        )
+        signature_failures.add(1, {"kind": self.kind, "reason": self.reason})
 
 
 def safe_key_id(value: object) -> str | None:
@@ -64,14 +81,7 @@ def refuse(
     status: int = 401,
     key_id: str | None = None,
 ) -> SignatureError:
-    """Audit and count one refusal, and return the error to raise."""
-    audit(
-        AuditEventType.SIGNATURE,
-        "denied",
-        reason=reason,
-        details={"kind": kind, "key_id": key_id},
-    )
-    signature_failures.add(1, {"kind": kind, "reason": reason})
+    """Return the error to raise; it is recorded when it leaves hardenkit, not here."""
     return SignatureError(
         code, status=status, reason=reason, detail=detail, kind=kind, key_id=key_id
     )

@@ -221,6 +221,15 @@ class MessageVerifier:
                 or a signature that does not verify), 401 ``SIGNATURE_EXPIRED`` (outside
                 the window).
         """
+        try:
+            return self._check_signature(message, now)
+        except SignatureError as error:
+            error.record()  # leaving hardenkit: recorded here, once
+            raise
+
+    def _check_signature(
+        self, message: Mapping[str, Any] | bytes | str, now: float | None
+    ) -> VerifiedMessage:
         envelope = _parse(message)
         names = set(envelope)
         if names - _FIELDS:
@@ -280,7 +289,16 @@ class MessageVerifier:
             SignatureError: As :meth:`check_signature`, and 401 ``SIGNATURE_INVALID`` with
                 reason ``replayed`` when the nonce was seen before.
         """
-        verified = self.check_signature(message, now=now)
+        try:
+            return await self._verify(message, now)
+        except SignatureError as error:
+            error.record()
+            raise
+
+    async def _verify(
+        self, message: Mapping[str, Any] | bytes | str, now: float | None
+    ) -> VerifiedMessage:
+        verified = self._check_signature(message, now)
         store = self.replay_store
         if store is not None:
             # Remembered for the whole window in which the timestamp is acceptable.

@@ -24,7 +24,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hardenkit._paths import PathPatterns, route_path
-from hardenkit.errors import ErrorCode, send_problem
+from hardenkit.errors import ErrorCode, Refusal, send_refusal
 from hardenkit.signing._body import ClientDisconnect, read_limited
 from hardenkit.signing._refusal import SignatureError, refuse
 from hardenkit.signing.replay import ClaimOutcome, ReplayStore, ReplayStoreUnavailableError
@@ -114,33 +114,22 @@ class WebhookMiddleware:
             outcome = await self.replay_store.claim(key, processing_ttl=self.processing_ttl)
         except ReplayStoreUnavailableError as unavailable:
             _logger.warning("webhook_replay_store_unavailable", webhook_id=verified.id)
-            await send_problem(
-                send,
-                scope,
-                unavailable.status,
-                unavailable.code,
-                detail=unavailable.detail,
-                headers=[(b"retry-after", str(unavailable.retry_after_seconds).encode())],
-            )
+            await send_refusal(send, scope, unavailable.refusal())
             return
         if outcome is ClaimOutcome.NEW:
             await self._process(scope, receive, send, body=body, verified=verified, key=key)
         elif outcome is ClaimOutcome.IN_PROGRESS:
             _logger.info("webhook_in_progress", webhook_id=verified.id)
-            await send_problem(
-                send,
-                scope,
-                409,
-                ErrorCode.CONFLICT,
-                detail="This delivery is being processed; retry later.",
-                headers=[(b"retry-after", b"5")],
+            refusal = Refusal.retry_later(
+                409, ErrorCode.CONFLICT, "This delivery is being processed; retry later."
             )
+            await send_refusal(send, scope, refusal)
         elif self.on_duplicate == "acknowledge":
             _logger.info("webhook_duplicate_acknowledged", webhook_id=verified.id)
             await _send_duplicate(send, verified)
         else:
-            refusal = refuse("replayed", "This delivery was already processed.", kind="webhook")
-            await _send_refusal(send, scope, refusal)
+            replayed = refuse("replayed", "This delivery was already processed.", kind="webhook")
+            await _send_refusal(send, scope, replayed)
 
     def _headers(self, scope: Scope) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -200,7 +189,7 @@ class WebhookMiddleware:
 
 
 async def _send_refusal(send: Send, scope: Scope, error: SignatureError) -> None:
-    await send_problem(send, scope, error.status, error.code, detail=error.detail)
+    await send_refusal(send, scope, error.refusal())
 
 
 async def _send_duplicate(send: Send, verified: VerifiedWebhook) -> None:

@@ -21,16 +21,15 @@ Redis-backed store: slow is not down). While Redis is unavailable, ``when_down``
 
 from __future__ import annotations
 
-import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
-from hardenkit.errors import ErrorCode, HardenError
+from hardenkit._ttlmap import TTLMap
+from hardenkit.errors import ErrorCode, HardenError, retry_after_seconds
 from hardenkit.health import CheckResult, HealthStatus
-from hardenkit.stores import RedisGuard
+from hardenkit.stores import RedisGuard, nothing
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -65,59 +64,13 @@ class ReplayStoreUnavailableError(HardenError):
     """
 
     def __init__(self, retry_after: float) -> None:
-        self.retry_after_seconds = max(1, math.ceil(retry_after))
+        self.retry_after_seconds = retry_after_seconds(retry_after)
         super().__init__(
             ErrorCode.SERVICE_UNAVAILABLE,
             status=503,
             detail="Replay protection is unavailable; retry later.",
             headers={"Retry-After": str(self.retry_after_seconds)},
         )
-
-
-class _MemoryIds:
-    """Bounded id -> (state, expiry) map; the oldest entry goes first when full."""
-
-    def __init__(self, max_entries: int, clock: Callable[[], float]) -> None:
-        self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()
-        self._max_entries = max_entries
-        self._clock = clock
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: str) -> str | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if entry[1] <= self._clock():
-            del self._entries[key]
-            return None
-        return entry[0]
-
-    def set(self, key: str, state: str, ttl: float) -> None:
-        self._entries.pop(key, None)
-        self._entries[key] = (state, self._clock() + ttl)
-        self._trim()
-
-    def add(self, key: str, state: str, ttl: float) -> str | None:
-        """Set ``key`` unless present; return the state found, ``None`` when it was added."""
-        found = self.get(key)
-        if found is None:
-            self.set(key, state, ttl)
-        return found
-
-    def delete(self, key: str) -> None:
-        self._entries.pop(key, None)
-
-    def _trim(self) -> None:
-        now = self._clock()
-        # Expired entries at the front go for free; beyond the bound the oldest goes, which
-        # is the one closest to expiring when TTLs are alike.
-        while self._entries:
-            key, (_, expires_at) = next(iter(self._entries.items()))
-            if expires_at > now and len(self._entries) <= self._max_entries:
-                break
-            del self._entries[key]
 
 
 class ReplayStore:
@@ -127,7 +80,8 @@ class ReplayStore:
         redis: An asyncio Redis or RedisCluster client; ``None`` keeps ids in memory only
             (one process).
         guard: The :class:`~hardenkit.stores.RedisGuard` to share (``install()`` passes the
-            app's); when omitted and ``redis`` is given, the store makes its own.
+            app's); when omitted and ``redis`` is given, the store makes its own
+            (:meth:`RedisGuard.of_store`, as every Redis-backed store does).
         prefix: Prepended to every key, so several apps can share one Redis.
         max_memory_entries: Bound of the in-memory store.
         timeout: Seconds a Redis call may take before the fallback answers (own guard only).
@@ -136,6 +90,10 @@ class ReplayStore:
         when_down: While Redis is unavailable: ``fallback`` (ids in this process's
             memory) or ``closed`` (raise :class:`ReplayStoreUnavailableError`). Ignored
             without ``redis``.
+
+    Raises:
+        ValueError: A bound below 1, an unknown ``when_down``, or a guard without
+            ``redis``.
     """
 
     def __init__(
@@ -156,13 +114,11 @@ class ReplayStore:
             raise ValueError("when_down must be 'fallback' or 'closed'")
         self.when_down: ReplayRedisDown = when_down
         self._redis = redis
-        if redis is not None and guard is None:
-            guard = RedisGuard.for_client(
-                "replay", redis, timeout=timeout, retry_interval=retry_interval
-            )
-        self.guard = guard if redis is not None else None
+        self.guard = RedisGuard.of_store(
+            "replay", redis, guard, timeout=timeout, retry_interval=retry_interval
+        )
         self.prefix = prefix
-        self._memory = _MemoryIds(max_memory_entries, clock)
+        self._memory: TTLMap[str, str] = TTLMap(max_memory_entries, clock)
 
     @property
     def using_fallback(self) -> bool:
@@ -198,7 +154,7 @@ class ReplayStore:
 
         async def in_redis() -> bool:
             first = bool(await redis.set(name, _SEEN, nx=True, px=_millis(ttl)))
-            self._memory.set(name, _SEEN, ttl)
+            self._memory.put(name, _SEEN, ttl)
             return first
 
         return await self.guard.call(in_redis, in_memory)
@@ -222,12 +178,12 @@ class ReplayStore:
 
         async def in_redis() -> ClaimOutcome:
             if await redis.set(name, _PROCESSING, nx=True, px=_millis(processing_ttl)):
-                self._memory.set(name, _PROCESSING, processing_ttl)
+                self._memory.put(name, _PROCESSING, processing_ttl)
                 return ClaimOutcome.NEW
             found = await redis.get(name)
             state = found.decode() if isinstance(found, bytes) else found
             if state == _DONE:
-                self._memory.set(name, _DONE, processing_ttl)
+                self._memory.put(name, _DONE, processing_ttl)
             # Gone between the two commands: its holder just released it; the sender retries.
             return _outcome(state) if state is not None else ClaimOutcome.IN_PROGRESS
 
@@ -236,7 +192,7 @@ class ReplayStore:
     async def complete(self, key: str, ttl: float) -> None:
         """Mark ``key`` processed; a delivery with the same key within ``ttl`` is a duplicate."""
         name = self.prefix + key
-        self._memory.set(name, _DONE, ttl)
+        self._memory.put(name, _DONE, ttl)
         redis = self._redis
         if redis is None or self.guard is None:
             return
@@ -244,12 +200,12 @@ class ReplayStore:
         async def in_redis() -> None:
             await redis.set(name, _DONE, px=_millis(ttl))
 
-        await self.guard.call(in_redis, _nothing)
+        await self.guard.call(in_redis, nothing)
 
     async def release(self, key: str) -> None:
         """Forget a claim whose processing failed, so a retry is processed."""
         name = self.prefix + key
-        self._memory.delete(name)
+        self._memory.pop(name)
         redis = self._redis
         if redis is None or self.guard is None:
             return
@@ -257,7 +213,7 @@ class ReplayStore:
         async def in_redis() -> None:
             await redis.delete(name)
 
-        await self.guard.call(in_redis, _nothing)
+        await self.guard.call(in_redis, nothing)
 
 
 def _outcome(state: str | None) -> ClaimOutcome:
@@ -268,7 +224,3 @@ def _outcome(state: str | None) -> ClaimOutcome:
 
 def _millis(seconds: float) -> int:
     return max(1, int(seconds * 1000))
-
-
-async def _nothing() -> None:
-    return None

@@ -163,6 +163,15 @@ class WebhookVerifier:
         signatures); 401 ``SIGNATURE_INVALID`` (no signature matches an active secret);
         401 ``SIGNATURE_EXPIRED`` (timestamp outside the tolerance window).
         """
+        try:
+            return self._verify(body, headers, now)
+        except SignatureError as error:
+            error.record()  # leaving hardenkit: recorded here, once
+            raise
+
+    def _verify(
+        self, body: bytes, headers: Mapping[str, str], now: float | None
+    ) -> VerifiedWebhook:
         if len(body) > self.max_body_bytes:
             raise refuse(
                 "body_too_large",
