@@ -30,10 +30,6 @@ DEFERRED: dict[tuple[str, str], str] = {
     ): "up a layer: configure_logging() without settings reads the environment, and the "
     "settings compose the sections of features that log",
     (
-        "hardenkit.resilience.core",
-        "hardenkit._settings.resilience",
-    ): "left for the resilience rewrite (the module is imported at the top as well)",
-    (
         "hardenkit.resilience.retry",
         "hardenkit.resilience.core",
     ): "left for the resilience rewrite: a policy used alone wraps itself in Resilient",
