@@ -50,10 +50,15 @@ def _ratio(row: Row) -> str:
 def _report(rows: list[Row], sections: list[Section]) -> str:
     parts = [
         "In-process figures are timed with the garbage collector on; throughput figures "
-        "come from uvicorn under load (see the sections below the table).",
-        _table(rows),
+        "come from uvicorn under load (see the sections below the table)."
     ]
-    parts.extend(f"## {section.title}\n\n{section.markdown}" for section in sections)
+    if rows:
+        parts.append(_table(rows))
+    parts.extend(
+        f"## {section.title}\n\n<!-- --8<-- [start:{section.name}] -->\n{section.markdown}\n"
+        f"<!-- --8<-- [end:{section.name}] -->"
+        for section in sections
+    )
     return "\n\n".join(parts)
 
 

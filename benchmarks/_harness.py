@@ -76,8 +76,13 @@ class Row:
 
 @dataclass(frozen=True, slots=True)
 class Section:
-    """A table of its own printed after the figures (per-stack details, per-layer costs)."""
+    """A table of its own printed after the figures (per-stack details, per-layer costs).
 
+    ``name`` marks it in the report for the docs to include (pymdownx snippet sections:
+    ``--8<-- "benchmarks/RESULTS.md:name"``).
+    """
+
+    name: str
     title: str
     markdown: str
 

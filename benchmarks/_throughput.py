@@ -48,8 +48,8 @@ class Variant:
     env: dict[str, str] = field(default_factory=dict)
     gc_freeze: bool = False
     connections: int = 32
-    # False where the app is meant to wait (1 ms of I/O at few connections): its CPU
-    # share is reported, not held to SATURATED_SHARE.
+    # False where the app is meant to wait (1 ms of I/O at few connections, a synchronous
+    # Redis client): its CPU share is reported, not held to SATURATED_SHARE.
     saturates: bool = True
 
 

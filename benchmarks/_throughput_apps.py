@@ -63,6 +63,16 @@ def hardenkit_environment() -> dict[str, str]:
     }
 
 
+def server_environment() -> dict[str, str]:
+    """This process's environment without ``HARDENKIT_*`` or ``BENCH_*``, plus the bench's."""
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("HARDENKIT_", "BENCH_"))
+    }
+    return {**inherited, **hardenkit_environment()}
+
+
 async def me(request: Request) -> Response:
     principal = get_principal()
     subject = principal.subject if principal else "alice"

@@ -22,8 +22,7 @@ from unittest import mock
 from benchmarks._cpu import plan_cores
 from benchmarks._harness import Row, Section
 from benchmarks._throughput import Measurement, Variant, measure_rounds
-from benchmarks._throughput_apps import installed_layers, token
-from benchmarks.bench_throughput import base_environment
+from benchmarks._throughput_apps import installed_layers, server_environment, token
 
 BARE = "bare Starlette"
 FULL = "full stack (install)"
@@ -39,7 +38,7 @@ def _label(cls_name: str, kwargs: dict[str, object]) -> str:
 
 def layer_variants() -> tuple[list[Variant], list[tuple[str, str, str]]]:
     """The apps to load, and per layer: (label, its variant, the variant it is added to)."""
-    with mock.patch.dict(os.environ, base_environment(), clear=True):
+    with mock.patch.dict(os.environ, server_environment(), clear=True):
         layers = installed_layers()
     names = [getattr(layer.cls, "__name__", repr(layer.cls)) for layer in layers]
     auth = names.index(_AUTH) if _AUTH in names else None
@@ -107,13 +106,13 @@ def layer_table(results: dict[str, list[Measurement]], costs: list[tuple[str, st
 
 
 def run(quick: bool) -> list[Row | Section]:
-    rounds, seconds = (2, 2.0) if quick else (3, 4.0)
+    rounds, seconds = (2, 2.0) if quick else (3, 3.0)
     cores = plan_cores()
     variants, costs = layer_variants()
     results = measure_rounds(
         variants,
         headers={"Authorization": f"Bearer {token()}"},
-        base_env=base_environment(),
+        base_env=server_environment(),
         rounds=rounds,
         seconds=seconds,
         cores=cores,
@@ -124,5 +123,9 @@ def run(quick: bool) -> list[Row | Section]:
         f"{seconds:g} s; medians over rounds."
     )
     return [
-        Section("Cost per layer under uvicorn", f"{description}\n\n{layer_table(results, costs)}")
+        Section(
+            "layer-costs",
+            "Cost per layer under uvicorn",
+            f"{description}\n\n{layer_table(results, costs)}",
+        )
     ]

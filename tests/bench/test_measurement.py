@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks.__main__ import _ratio
+from benchmarks.__main__ import _ratio, _report
 from benchmarks._cpu import (
     CorePlan,
     core_busy,
@@ -19,7 +19,7 @@ from benchmarks._cpu import (
     parse_proc_stat,
     plan_cores,
 )
-from benchmarks._harness import Row
+from benchmarks._harness import Row, Section
 from benchmarks._load import parse_response, run_load
 from benchmarks._throughput import median_range
 from benchmarks._wrk import parse_wrk
@@ -205,3 +205,11 @@ def test_load_client_counts_refused_responses_as_errors(
 def test_load_client_only_targets_loopback() -> None:
     with pytest.raises(ValueError, match="loopback"):
         run_load("192.0.2.1", 80, "/", seconds=0.1)
+
+
+def test_report_marks_each_section_for_the_docs_to_include() -> None:
+    report = _report([], [Section("layer-costs", "Cost per layer", "| a |\n|---|")])
+    assert "## Cost per layer" in report
+    start = report.index("<!-- --8<-- [start:layer-costs] -->")
+    end = report.index("<!-- --8<-- [end:layer-costs] -->")
+    assert start < report.index("| a |") < end
