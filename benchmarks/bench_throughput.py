@@ -85,12 +85,19 @@ def _median(values: list[float | None], form: str) -> str:
     return format(statistics.median(known), form) if known else "unknown"
 
 
+def _per_cpu_second(run: Measurement) -> float | None:
+    # What one core would serve if the server had it to itself: a figure that holds on
+    # a busy machine, where req/s measures the share of the core the server was given.
+    return 1e6 / run.server_cpu_us if run.server_cpu_us else None
+
+
 def stack_table(variants: list[Variant], results: dict[str, list[Measurement]]) -> str:
     """One line per app: throughput, the server's CPU, the load generator's CPU."""
     lines = [
         "| app | conns | req/s (median) | range | server CPU share (lowest) "
-        "| server core busy, all processes | server CPU µs/request | load generator cores busy |",
-        "|---|---:|---:|---|---:|---:|---:|---:|",
+        "| server core busy, all processes | server CPU µs/request | req/s per CPU second "
+        "| load generator cores busy |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for variant in variants:
         runs = results[variant.name]
@@ -103,6 +110,7 @@ def stack_table(variants: list[Variant], results: dict[str, list[Measurement]]) 
             f"{low:,.0f}–{high:,.0f} | {_percent(lowest)}{note} | "
             f"{_median([run.server_core_busy for run in runs], '.0%')} | "
             f"{_median([run.server_cpu_us for run in runs], '.0f')} | "
+            f"{_median([_per_cpu_second(run) for run in runs], ',.0f')} | "
             f"{_median([run.client_cores for run in runs], '.2f')} |"
         )
     return "\n".join(lines)
