@@ -1,15 +1,18 @@
 """What each layer of the installed stack costs a real server: add one layer, under uvicorn.
 
-Bare Starlette, the full ``install()`` stack, and, for every layer ``install()`` adds,
-the same app with that layer alone (the layers that act on a verified principal, such
-as the per-tenant limit, come with the auth layer, whose own cost is then subtracted).
+Bare Starlette, the full ``install()`` stack, the installed app with no layer at all
+(what ``install()`` adds besides middleware: health routes matched first, handlers), and,
+for every layer ``install()`` adds, that app with that layer alone (the layers that act
+on a verified principal, such as the per-tenant limit, come with the auth layer, whose
+own cost is then subtracted).
 Every app runs under uvicorn with the garbage collector on, loaded like the throughput
 benchmark (pinned cores, interleaved rounds). A layer's cost is the server CPU time per
-request above bare Starlette (robust when other work shares the machine), with the
-throughput-derived figure next to it (1/req/s above bare; equal when the server is the
-bottleneck). Shares are of the full stack's gap; what the layers alone do not add up to
-is the cost of running them together (more live objects per request for the collector,
-deeper call chains). Reported, no target: docs/architecture.md cites this table.
+request above the app it is added to (robust when other work shares the machine), with
+the throughput-derived figure next to it (1/req/s above the same app; equal when the
+server is the bottleneck). Shares are of the full stack's gap over bare Starlette; what
+the layers alone do not add up to is the cost of running them together (more live
+objects per request for the collector, deeper call chains). Reported, no target:
+docs/architecture.md includes this table.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from benchmarks._throughput_apps import installed_layers, server_environment, to
 
 BARE = "bare Starlette"
 FULL = "full stack (install)"
+NO_LAYER = "0. install() without its layers (health routes, handlers)"
 _AUTH = "AuthMiddleware"
 
 
@@ -42,8 +46,14 @@ def layer_variants() -> tuple[list[Variant], list[tuple[str, str, str]]]:
         layers = installed_layers()
     names = [getattr(layer.cls, "__name__", repr(layer.cls)) for layer in layers]
     auth = names.index(_AUTH) if _AUTH in names else None
-    variants = [Variant(BARE, "bare"), Variant(FULL, "hardened")]
-    costs: list[tuple[str, str, str]] = []
+    variants = [
+        Variant(BARE, "bare"),
+        Variant(FULL, "hardened"),
+        Variant(NO_LAYER, "layer", {"BENCH_LAYER": ""}),
+    ]
+    # Each layer is added to the installed app without layers, so what install() adds
+    # besides middleware (routes matched before the app's, handlers) is counted once.
+    costs: list[tuple[str, str, str]] = [(NO_LAYER, NO_LAYER, BARE)]
     for index, layer in enumerate(layers):
         label = f"{index + 1}. {_label(names[index], layer.kwargs)}"
         if auth is not None and index > auth:
@@ -53,7 +63,7 @@ def layer_variants() -> tuple[list[Variant], list[tuple[str, str, str]]]:
             costs.append((label, name, f"{auth + 1}. {names[auth]}"))
         else:
             variants.append(Variant(label, "layer", {"BENCH_LAYER": str(index)}))
-            costs.append((label, label, BARE))
+            costs.append((label, label, NO_LAYER))
     return variants, costs
 
 

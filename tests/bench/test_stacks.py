@@ -10,7 +10,7 @@ from benchmarks import _throughput_apps
 from benchmarks._cpu import plan_cores
 from benchmarks._throughput import Variant, measure_rounds
 from benchmarks._throughput_apps import hardenkit_environment, installed_layers, token
-from benchmarks.bench_layers import BARE, layer_variants
+from benchmarks.bench_layers import BARE, NO_LAYER, layer_variants
 
 
 @pytest.fixture
@@ -25,15 +25,17 @@ def test_every_installed_layer_is_measured_once_and_principal_layers_on_top_of_a
     auth = names.index("AuthMiddleware")
     variants, costs = layer_variants()
     layers = {variant.name: variant.env.get("BENCH_LAYER") for variant in variants}
-    assert len(costs) == len(names)
-    for index, (label, variant, base) in enumerate(costs):
+    assert costs[0] == (NO_LAYER, NO_LAYER, BARE)
+    assert layers[NO_LAYER] == ""
+    assert len(costs) == len(names) + 1
+    for index, (label, variant, base) in enumerate(costs[1:]):
         assert label.startswith(f"{index + 1}. {names[index]}")
         if index > auth:
             assert layers[variant] == f"{auth},{index}"
             assert base == f"{auth + 1}. AuthMiddleware"
         else:
             assert layers[variant] == str(index)
-            assert base == BARE
+            assert base == NO_LAYER
 
 
 @pytest.mark.usefixtures("bench_settings")
