@@ -24,7 +24,7 @@ from unittest import mock
 
 from benchmarks._cpu import plan_cores
 from benchmarks._harness import Row, Section
-from benchmarks._throughput import Measurement, Variant, measure_rounds
+from benchmarks._throughput import Measurement, Variant, load_generator_name, measure_rounds
 from benchmarks._throughput_apps import installed_layers, server_environment, token
 
 BARE = "bare Starlette"
@@ -128,9 +128,12 @@ def run(quick: bool) -> list[Row | Section]:
         cores=cores,
     )
     description = (
-        f"Each layer of `install()` alone on bare Starlette under uvicorn, memory stores, "
-        f"32 connections, GC on; {cores.describe()}; {rounds} interleaved rounds of "
-        f"{seconds:g} s; medians over rounds."
+        "Each layer of `install()` alone, added to the installed app without its layers "
+        "(row 0 is that app above bare Starlette), under uvicorn: memory stores, "
+        f"32 connections, GC on; {load_generator_name()}; {cores.describe()}; {rounds} "
+        f"interleaved rounds of {seconds:g} s; medians over rounds. Costs are server CPU "
+        "µs per request above the app the layer is added to; shares are of the full "
+        "stack's gap over bare Starlette."
     )
     return [
         Section(
