@@ -116,7 +116,7 @@ def layer_table(results: dict[str, list[Measurement]], costs: list[tuple[str, st
 
 
 def run(quick: bool) -> list[Row | Section]:
-    rounds, seconds = (2, 2.0) if quick else (3, 3.0)
+    rounds, seconds = (2, 2.0) if quick else (5, 2.0)
     cores = plan_cores()
     variants, costs = layer_variants()
     results = measure_rounds(
@@ -135,6 +135,14 @@ def run(quick: bool) -> list[Row | Section]:
         "µs per request above the app the layer is added to; shares are of the full "
         "stack's gap over bare Starlette."
     )
+    runs = [run for variant in variants for run in results[variant.name]]
+    shares = [run.server_share for run in runs if run.server_share is not None]
+    busy = [run.server_core_busy for run in runs if run.server_core_busy is not None]
+    if shares and busy:
+        description += (
+            f" Server CPU share: lowest {min(shares):.0%} of a run (target ≥ 95%), "
+            f"its core busy with all processes: lowest {min(busy):.0%}."
+        )
     return [
         Section(
             "layer-costs",
