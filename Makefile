@@ -42,6 +42,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 bench: $(STAMP)  ## every performance target, as ratios against peers measured in the same run
+	@command -v wrk >/dev/null || echo "wrk not found: throughput is loaded by Python clients (apt-get install wrk)"
 	$(BIN)/python -m benchmarks --output benchmarks/RESULTS.md
 
 clean:

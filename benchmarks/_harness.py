@@ -1,8 +1,11 @@
 """Timing primitives and the result row shared by every benchmark module.
 
-Each ``benchmarks/bench_*.py`` module exposes ``run(quick: bool) -> list[Row]``. Figures
-are the best (lowest) mean over several repeats, with the subjects of one comparison
-interleaved repeat by repeat, so a noisy moment on the machine hits all of them alike.
+Each ``benchmarks/bench_*.py`` module exposes ``run(quick: bool) -> list[Row | Section]``.
+In-process figures are the best (lowest) mean over several repeats, with the subjects of
+one comparison interleaved repeat by repeat, so a noisy moment on the machine hits all
+of them alike. The garbage collector stays on while they are timed: a server runs with
+it, and the objects a layer leaves behind cost collections (``gc.collect()`` runs once
+before timing, so every subject starts from the same heap).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 __all__ = [
     "AsgiCall",
     "Row",
+    "Section",
     "compare_async",
     "compare_async_per_call",
     "compare_sync",
@@ -30,7 +34,10 @@ class Row:
     """One figure: ours against a peer, with the target it must meet.
 
     ``ratio`` is ours / peer; the row passes when ``ratio <= max_ratio`` (or, for
-    higher-is-better figures such as throughput, ``ratio >= min_ratio``).
+    higher-is-better figures such as throughput, ``ratio >= min_ratio``). Figures taken
+    over interleaved rounds give the median of the per-round ratios in
+    ``measured_ratio`` (ours and peer are then medians of their own) and the lowest and
+    highest in ``spread``.
     """
 
     piece: str
@@ -41,9 +48,13 @@ class Row:
     unit: str = "µs"
     max_ratio: float | None = None
     min_ratio: float | None = None
+    measured_ratio: float | None = None
+    spread: tuple[float, float] | None = None
 
     @property
     def ratio(self) -> float:
+        if self.measured_ratio is not None:
+            return self.measured_ratio
         return self.ours / self.peer if self.peer else float("inf")
 
     @property
@@ -61,6 +72,19 @@ class Row:
         if self.min_ratio is not None:
             return self.ratio >= self.min_ratio
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A table of its own printed after the figures (per-stack details, per-layer costs).
+
+    ``name`` marks it in the report for the docs to include (pymdownx snippet sections:
+    ``--8<-- "benchmarks/RESULTS.md:name"``).
+    """
+
+    name: str
+    title: str
+    markdown: str
 
 
 def _measure_sync(fn: Callable[[], object], number: int) -> float:
@@ -85,13 +109,9 @@ def compare_sync(
     for fn in subjects.values():  # warm up caches and lazy imports
         _measure_sync(fn, max(1, number // 10))
     gc.collect()
-    gc.disable()
-    try:
-        for _ in range(repeat):
-            for name, fn in subjects.items():
-                best[name] = min(best[name], _measure_sync(fn, number))
-    finally:
-        gc.enable()
+    for _ in range(repeat):
+        for name, fn in subjects.items():
+            best[name] = min(best[name], _measure_sync(fn, number))
     return best
 
 
@@ -105,13 +125,9 @@ def compare_async(
         for fn in subjects.values():
             await _measure_async(fn, max(1, number // 10))
         gc.collect()
-        gc.disable()
-        try:
-            for _ in range(repeat):
-                for name, fn in subjects.items():
-                    best[name] = min(best[name], await _measure_async(fn, number))
-        finally:
-            gc.enable()
+        for _ in range(repeat):
+            for name, fn in subjects.items():
+                best[name] = min(best[name], await _measure_async(fn, number))
         return best
 
     return asyncio.run(main())
@@ -138,16 +154,12 @@ def compare_async_per_call(
         shuffle = random.Random(0).shuffle
         clock = time.perf_counter_ns
         gc.collect()
-        gc.disable()
-        try:
-            for _ in range(rounds):
-                shuffle(order)
-                for name, fn in order:
-                    started = clock()
-                    await fn()
-                    samples[name].append(clock() - started)
-        finally:
-            gc.enable()
+        for _ in range(rounds):
+            shuffle(order)
+            for name, fn in order:
+                started = clock()
+                await fn()
+                samples[name].append(clock() - started)
         return {name: statistics.median(times) / 1e9 for name, times in samples.items()}
 
     return asyncio.run(main())

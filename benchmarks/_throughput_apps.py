@@ -1,19 +1,76 @@
-"""Two apps with the same route, for the throughput comparison under uvicorn.
+"""The apps the throughput benchmark serves under uvicorn, all on the route ``/api/me``.
 
-``bare`` is plain Starlette; ``hardened`` is the same route behind ``hardenkit.install``
-with the full stack (request ids, proxies, metrics, headers, errors, timeout, both rate
-limits with limits high enough never to refuse, JWT auth with tenant binding). Settings
-come from ``HARDENKIT_*`` variables set by the benchmark.
+Factories for ``uvicorn --factory``; the benchmark passes their options in the
+environment (``HARDENKIT_*`` for hardenkit's settings, ``BENCH_*`` for the rest):
+
+* ``bare``: plain Starlette, the ceiling;
+* ``peer``: the stack users assemble from peer libraries (``_peer_stack.py``), slowapi on
+  ``BENCH_PEER_STORAGE`` (``memory://`` or a Redis URL);
+* ``hardened``: the same route behind ``hardenkit.install`` with the full stack (limits
+  high enough never to refuse), memory or Redis as ``HARDENKIT_REDIS_URL`` says;
+* ``bare_io`` / ``hardened_io``: the same with a handler awaiting 1 ms of I/O;
+* ``layer``: bare Starlette behind one layer of the installed stack, number
+  ``BENCH_LAYER`` in ``install()``'s order (the layers that need a principal come with
+  the auth layer, see ``bench_layers.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
+
+import jwt
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from benchmarks._peer_stack import peer_app
 from hardenkit import get_principal, install, load_settings
+
+# Random, so hardenkit's secret-strength check has nothing to warn about; not a secret.
+SECRET = "pAaSr2wEfW0GvKl2wqFKw-8Pa0As4wDVtTlEdatig2BpeU4DqRCF1qxiSz_VC08F"
+ISSUER = "https://bench.hardenkit.invalid"
+AUDIENCE = "bench"
+CORS_ORIGIN = "https://app.bench.invalid"
+# Never refuses during a run: every figure is the cost of an admitted request.
+RATE = "100000000/second"
+IO_SECONDS = 0.001
+
+
+def token() -> str:
+    """The one token every stack is sent: HS256, with the tenant claim."""
+    now = int(time.time())
+    claims = {
+        "sub": "alice", "tenant_id": "acme", "iss": ISSUER, "aud": AUDIENCE,
+        "iat": now, "exp": now + 3600,
+    }  # fmt: skip
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+def hardenkit_environment() -> dict[str, str]:
+    """hardenkit's settings for the benchmark: the full stack, limits that never refuse."""
+    return {
+        "HARDENKIT_JWT_SECRET": SECRET,
+        "HARDENKIT_JWT_ISSUER": ISSUER,
+        "HARDENKIT_JWT_AUDIENCE": AUDIENCE,
+        "HARDENKIT_CORS_ORIGINS": CORS_ORIGIN,
+        "HARDENKIT_RATE_LIMIT_DEFAULT": RATE,
+        "HARDENKIT_RATE_LIMIT_TENANT": RATE,
+        "HARDENKIT_LOG_LEVEL": "WARNING",
+    }
+
+
+def server_environment() -> dict[str, str]:
+    """This process's environment without ``HARDENKIT_*`` or ``BENCH_*``, plus the bench's."""
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("HARDENKIT_", "BENCH_"))
+    }
+    return {**inherited, **hardenkit_environment()}
 
 
 async def me(request: Request) -> Response:
@@ -23,11 +80,53 @@ async def me(request: Request) -> Response:
     return JSONResponse({"subject": subject, "tenant": tenant})
 
 
+async def me_io(request: Request) -> Response:
+    await asyncio.sleep(IO_SECONDS)
+    return await me(request)
+
+
 def bare() -> Starlette:
     return Starlette(routes=[Route("/api/me", me)])
 
 
+def bare_io() -> Starlette:
+    return Starlette(routes=[Route("/api/me", me_io)])
+
+
 def hardened() -> Starlette:
-    app = Starlette(routes=[Route("/api/me", me)])
+    app = bare()
     install(app, load_settings())
+    return app
+
+
+def hardened_io() -> Starlette:
+    app = bare_io()
+    install(app, load_settings())
+    return app
+
+
+def peer() -> Starlette:
+    return peer_app(
+        storage_uri=os.environ["BENCH_PEER_STORAGE"],
+        secret=SECRET,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        cors_origin=CORS_ORIGIN,
+        rate=RATE,
+    )
+
+
+def installed_layers() -> list[Middleware]:
+    """The layers ``install()`` adds for the benchmark settings, outermost first."""
+    return list(install(bare(), load_settings()).middleware)
+
+
+def layer() -> Starlette:
+    """The installed app with only the layers numbered in ``BENCH_LAYER`` (e.g. ``9,10``)."""
+    app = bare()
+    kit = install(app, load_settings())
+    wanted = [int(index) for index in os.environ["BENCH_LAYER"].split(",") if index]
+    # Starlette builds its middleware stack on the first request, from user_middleware:
+    # the app keeps everything else install() did (handlers, health routes, lifespan).
+    app.user_middleware = [kit.middleware[index] for index in wanted]
     return app

@@ -1,90 +1,196 @@
-"""Requests per second under uvicorn: the full hardenkit stack against the bare app.
+"""Three stacks side by side under uvicorn, on the same route with the same token.
 
-Both servers run one uvicorn worker without access log, one after the other, driven by
-the same keep-alive load client (benchmarks/_load.py) on loopback with a valid token, so
-the figure is what the stack costs a real server. Reported, no target.
+* bare Starlette (the ceiling);
+* the peer stack a FastAPI user assembles (``_peer_stack.py``), slowapi on memory and
+  on Redis (slowapi's Redis client is synchronous: that server waits on every round trip,
+  so its CPU share is shown, not held to the target);
+* hardenkit's full stack (``install()``), memory stores and Redis;
+* hardenkit and bare with a handler awaiting 1 ms of I/O, at 8 connections: with 32 the
+  bare app is CPU-bound even while every request waits 1 ms (32 / 1 ms is more than it
+  serves), so the row would repeat the first ratio instead of showing a waiting route;
+* hardenkit and bare with ``gc.freeze()`` after startup (the opt-in, measured).
+
+The Redis variants use a redis-server this benchmark starts on a private port (pinned
+with the load generator, off the server's core). Targets are ratios within each round.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
+import statistics
+import tempfile
+from pathlib import Path
 
-import httpx
-import jwt
+from benchmarks._cpu import plan_cores
+from benchmarks._harness import Row, Section
+from benchmarks._throughput import (
+    SATURATED_SHARE,
+    Measurement,
+    Variant,
+    load_generator_name,
+    measure_rounds,
+    median_range,
+)
+from benchmarks._throughput_apps import server_environment, token
+from tests.support.redis_server import RedisServer
 
-from benchmarks._harness import Row
-from benchmarks._load import run_load
-from tests.support.redis_server import free_port
+BARE = "bare Starlette"
+PEER = "peer stack, memory"
+PEER_REDIS = "peer stack, Redis"
+OURS = "hardenkit, memory"
+OURS_REDIS = "hardenkit, Redis"
+BARE_IO = "bare Starlette, 1 ms I/O"
+OURS_IO = "hardenkit, memory, 1 ms I/O"
+BARE_FROZEN = "bare Starlette, gc.freeze()"
+OURS_FROZEN = "hardenkit, memory, gc.freeze()"
+IO_CONNECTIONS = 8
 
-SECRET = "bench-secret-" + "x" * 40
-ISSUER = "https://bench.hardenkit.invalid"
-AUDIENCE = "bench"
-
-
-def _serve(factory: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    command = [
-        sys.executable, "-m", "uvicorn", f"benchmarks._throughput_apps:{factory}", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, env=env)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/api/me", timeout=0.5)
-            return process, port
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{factory} did not start")
-
-
-def _measure(factory: str, env: dict[str, str], headers: dict[str, str], seconds: float) -> float:
-    process, port = _serve(factory, env)
-    try:
-        run_load("127.0.0.1", port, "/api/me", headers=headers, concurrency=32, seconds=0.5)
-        result = run_load(
-            "127.0.0.1", port, "/api/me", headers=headers, concurrency=32, seconds=seconds
-        )
-        if set(result.statuses) != {200}:
-            raise RuntimeError(f"{factory} answered {dict(result.statuses)}")
-        return result.per_second
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
+# (figure, ours, peer, min_ratio or None for reported)
+_RATIOS: list[tuple[str, str, str, float | None]] = [
+    ("full stack vs bare, memory stores", OURS, BARE, 0.55),
+    ("full stack vs peer stack, memory stores", OURS, PEER, 3.0),
+    ("full stack vs bare, Redis", OURS_REDIS, BARE, 0.45),
+    ("full stack vs peer stack, both on Redis", OURS_REDIS, PEER_REDIS, 2.5),
+    (f"handler awaiting 1 ms of I/O, {IO_CONNECTIONS} connections", OURS_IO, BARE_IO, 0.9),
+    ("peer stack vs bare, memory (for scale)", PEER, BARE, None),
+    ("gc.freeze() after startup vs bare", OURS_FROZEN, BARE, None),
+    ("gc.freeze() after startup vs bare with gc.freeze()", OURS_FROZEN, BARE_FROZEN, None),
+    ("gc.freeze() after startup vs without", OURS_FROZEN, OURS, None),
+]
 
 
-def run(quick: bool) -> list[Row]:
-    now = int(time.time())
-    token = jwt.encode(
-        {"sub": "alice", "tenant_id": "acme", "iss": ISSUER, "aud": AUDIENCE,
-         "iat": now, "exp": now + 3600},
-        SECRET,
-        algorithm="HS256",
-    )  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HARDENKIT_")}
-    env.update(
-        HARDENKIT_JWT_SECRET=SECRET,
-        HARDENKIT_JWT_ISSUER=ISSUER,
-        HARDENKIT_JWT_AUDIENCE=AUDIENCE,
-        HARDENKIT_RATE_LIMIT_DEFAULT="100000000/s",
-        HARDENKIT_RATE_LIMIT_TENANT="100000000/s",
-        HARDENKIT_LOG_LEVEL="WARNING",
-    )
-    headers = {"Authorization": f"Bearer {token}"}
-    seconds = 2.0 if quick else 5.0
-    bare = _measure("bare", env, headers, seconds)
-    hardened = _measure("hardened", env, headers, seconds)
+def _variants(redis_url: str) -> list[Variant]:
+    ours_redis = {"HARDENKIT_REDIS_URL": redis_url}
     return [
-        Row(
-            piece="reference stack",
-            figure="requests/s under uvicorn, full stack vs no hardenkit (32 connections)",
-            ours=hardened,
-            peer_name="same route, bare Starlette",
-            peer=bare,
-            unit="req/s",
+        Variant(BARE, "bare"),
+        Variant(PEER, "peer", {"BENCH_PEER_STORAGE": "memory://"}),
+        # slowapi checks limits with the synchronous Redis client: the event loop waits for
+        # every round trip, so this server idles by design and is not held to the share.
+        Variant(PEER_REDIS, "peer", {"BENCH_PEER_STORAGE": redis_url}, saturates=False),
+        Variant(OURS, "hardened"),
+        Variant(OURS_REDIS, "hardened", ours_redis),
+        Variant(BARE_IO, "bare_io", connections=IO_CONNECTIONS, saturates=False),
+        Variant(OURS_IO, "hardened_io", connections=IO_CONNECTIONS, saturates=False),
+        Variant(BARE_FROZEN, "bare", gc_freeze=True),
+        Variant(OURS_FROZEN, "hardened", gc_freeze=True),
+    ]
+
+
+def _percent(value: float | None) -> str:
+    return f"{value:.0%}" if value is not None else "unknown"
+
+
+def _median(values: list[float | None], form: str) -> str:
+    known = [value for value in values if value is not None]
+    return format(statistics.median(known), form) if known else "unknown"
+
+
+def _per_cpu_second(run: Measurement) -> float | None:
+    # What one core would serve if the server had it to itself: a figure that holds on
+    # a busy machine, where req/s measures the share of the core the server was given.
+    return 1e6 / run.server_cpu_us if run.server_cpu_us else None
+
+
+def stack_table(variants: list[Variant], results: dict[str, list[Measurement]]) -> str:
+    """One line per app: throughput, the server's CPU, the load generator's CPU."""
+    lines = [
+        "| app | conns | req/s (median) | range | server CPU share (lowest) "
+        "| server core busy, all processes | server CPU µs/request | req/s per CPU second "
+        "| load generator cores busy |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for variant in variants:
+        runs = results[variant.name]
+        median, low, high = median_range([run.per_second for run in runs])
+        shares = [run.server_share for run in runs]
+        lowest = None if None in shares else min(s for s in shares if s is not None)
+        note = "" if variant.saturates else " (waits: not held to it)"
+        lines.append(
+            f"| {variant.name} | {variant.connections} | {median:,.0f} | "
+            f"{low:,.0f}–{high:,.0f} | {_percent(lowest)}{note} | "
+            f"{_median([run.server_core_busy for run in runs], '.0%')} | "
+            f"{_median([run.server_cpu_us for run in runs], '.0f')} | "
+            f"{_median([_per_cpu_second(run) for run in runs], ',.0f')} | "
+            f"{_median([run.client_cores for run in runs], '.2f')} |"
         )
+    return "\n".join(lines)
+
+
+def ratio_rows(results: dict[str, list[Measurement]]) -> list[Row]:
+    """The target rows: each ratio taken within a round, median and range over rounds."""
+    rows = []
+    for figure, ours, peer, min_ratio in _RATIOS:
+        ratios = [
+            mine.per_second / theirs.per_second
+            for mine, theirs in zip(results[ours], results[peer], strict=True)
+        ]
+        median, low, high = median_range(ratios)
+        rows.append(
+            Row(
+                piece="throughput",
+                figure=f"req/s under uvicorn, {figure}",
+                ours=statistics.median([run.per_second for run in results[ours]]),
+                peer_name=peer,
+                peer=statistics.median([run.per_second for run in results[peer]]),
+                unit="req/s",
+                min_ratio=min_ratio,
+                measured_ratio=median,
+                spread=(low, high),
+            )
+        )
+    return rows
+
+
+def saturation_row(variants: list[Variant], results: dict[str, list[Measurement]]) -> Row:
+    """The check that the load generator was not the bottleneck: the server's core busy."""
+    shares = [
+        run.server_share
+        for variant in variants
+        if variant.saturates
+        for run in results[variant.name]
+    ]
+    lowest = 0.0 if None in shares else min(s for s in shares if s is not None)
+    return Row(
+        piece="throughput",
+        figure="server CPU share, lowest run of a CPU-bound app (load generator not the limit)",
+        ours=lowest * 100,
+        peer_name="server core always busy",
+        peer=100.0,
+        unit="%",
+        min_ratio=SATURATED_SHARE,
+    )
+
+
+def run(quick: bool) -> list[Row | Section]:
+    rounds, seconds = (3, 2.0) if quick else (5, 4.0)
+    cores = plan_cores()
+    headers = {"Authorization": f"Bearer {token()}"}
+    with tempfile.TemporaryDirectory(prefix="hardenkit-bench-") as directory:
+        redis = RedisServer(Path(directory))
+        redis.start()
+        try:
+            if cores.pinned and redis.process is not None:
+                os.sched_setaffinity(redis.process.pid, cores.client)
+            variants = _variants(redis.url)
+            results = measure_rounds(
+                variants,
+                headers=headers,
+                base_env=server_environment(),
+                rounds=rounds,
+                seconds=seconds,
+                cores=cores,
+            )
+        finally:
+            redis.stop()
+    description = (
+        f"Load generator: {load_generator_name()}; {cores.describe()}; Redis on the load "
+        f"generator's cores. {rounds} interleaved rounds of {seconds:g} s per app; ratios "
+        "are medians of per-round ratios (range in parentheses)."
+    )
+    return [
+        *ratio_rows(results),
+        saturation_row(variants, results),
+        Section(
+            "throughput", "Throughput per app", f"{description}\n\n{stack_table(variants, results)}"
+        ),
     ]

@@ -1,0 +1,152 @@
+"""What each layer of the installed stack costs a real server: add one layer, under uvicorn.
+
+Bare Starlette, the full ``install()`` stack, the installed app with no layer at all
+(what ``install()`` adds besides middleware: health routes matched first, handlers), and,
+for every layer ``install()`` adds, that app with that layer alone (the layers that act
+on a verified principal, such as the per-tenant limit, come with the auth layer, whose
+own cost is then subtracted).
+Every app runs under uvicorn with the garbage collector on, loaded like the throughput
+benchmark (pinned cores, interleaved rounds). A layer's cost is the server CPU time per
+request above the app it is added to (robust when other work shares the machine), with
+the throughput-derived figure next to it (1/req/s above the same app; equal when the
+server is the bottleneck). Shares are of the full stack's gap over bare Starlette; what
+the layers alone do not add up to is the cost of running them together (more live
+objects per request for the collector, deeper call chains). Reported, no target:
+docs/architecture.md includes this table.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Callable
+from unittest import mock
+
+from benchmarks._cpu import plan_cores
+from benchmarks._harness import Row, Section
+from benchmarks._throughput import Measurement, Variant, load_generator_name, measure_rounds
+from benchmarks._throughput_apps import installed_layers, server_environment, token
+
+BARE = "bare Starlette"
+FULL = "full stack (install)"
+NO_LAYER = "0. install() without its layers (health routes, handlers)"
+_AUTH = "AuthMiddleware"
+
+
+def _label(cls_name: str, kwargs: dict[str, object]) -> str:
+    rules = kwargs.get("rules")
+    if isinstance(rules, list) and rules:
+        return f"{cls_name} ({', '.join(str(getattr(rule, 'name', '?')) for rule in rules)})"
+    return cls_name
+
+
+def layer_variants() -> tuple[list[Variant], list[tuple[str, str, str]]]:
+    """The apps to load, and per layer: (label, its variant, the variant it is added to)."""
+    with mock.patch.dict(os.environ, server_environment(), clear=True):
+        layers = installed_layers()
+    names = [getattr(layer.cls, "__name__", repr(layer.cls)) for layer in layers]
+    auth = names.index(_AUTH) if _AUTH in names else None
+    variants = [
+        Variant(BARE, "bare"),
+        Variant(FULL, "hardened"),
+        Variant(NO_LAYER, "layer", {"BENCH_LAYER": ""}),
+    ]
+    # Each layer is added to the installed app without layers, so what install() adds
+    # besides middleware (routes matched before the app's, handlers) is counted once.
+    costs: list[tuple[str, str, str]] = [(NO_LAYER, NO_LAYER, BARE)]
+    for index, layer in enumerate(layers):
+        label = f"{index + 1}. {_label(names[index], layer.kwargs)}"
+        if auth is not None and index > auth:
+            # Without a verified principal this layer has nothing to count.
+            name = f"{label}, with auth"
+            variants.append(Variant(name, "layer", {"BENCH_LAYER": f"{auth},{index}"}))
+            costs.append((label, name, f"{auth + 1}. {names[auth]}"))
+        else:
+            variants.append(Variant(label, "layer", {"BENCH_LAYER": str(index)}))
+            costs.append((label, label, NO_LAYER))
+    return variants, costs
+
+
+def _cpu_us(run: Measurement) -> float:
+    return run.server_cpu_us if run.server_cpu_us is not None else 1e6 / run.per_second
+
+
+def _throughput_us(run: Measurement) -> float:
+    return 1e6 / run.per_second
+
+
+def _above(
+    results: dict[str, list[Measurement]],
+    name: str,
+    base: str,
+    figure: Callable[[Measurement], float],
+) -> float:
+    """Median over rounds of what ``name`` costs per request above ``base``."""
+    return statistics.median(
+        figure(mine) - figure(theirs)
+        for mine, theirs in zip(results[name], results[base], strict=True)
+    )
+
+
+def layer_table(results: dict[str, list[Measurement]], costs: list[tuple[str, str, str]]) -> str:
+    """The add-one-layer table: µs per request above bare and share of the full gap."""
+    gap = _above(results, FULL, BARE, _cpu_us)
+    gap_throughput = _above(results, FULL, BARE, _throughput_us)
+    lines = [
+        "| layer (install order) | server CPU µs/request | share of the gap "
+        "| µs/request from req/s |",
+        "|---|---:|---:|---:|",
+    ]
+    total = 0.0
+    for label, name, base in costs:
+        cost = _above(results, name, base, _cpu_us)
+        total += cost
+        throughput = _above(results, name, base, _throughput_us)
+        lines.append(f"| {label} | {cost:.1f} | {cost / gap:.0%} | {throughput:.1f} |")
+    lines += [
+        f"| sum of the layers alone | {total:.1f} | {total / gap:.0%} | |",
+        f"| full stack above bare (the gap) | {gap:.1f} | 100% | {gap_throughput:.1f} |",
+        f"| not in any layer alone (running them together) | {gap - total:.1f} "
+        f"| {(gap - total) / gap:.0%} | |",
+        f"| bare Starlette itself | "
+        f"{statistics.median(_cpu_us(run) for run in results[BARE]):.1f} | | "
+        f"{statistics.median(_throughput_us(run) for run in results[BARE]):.1f} |",
+    ]
+    return "\n".join(lines)
+
+
+def run(quick: bool) -> list[Row | Section]:
+    rounds, seconds = (2, 2.0) if quick else (5, 2.0)
+    cores = plan_cores()
+    variants, costs = layer_variants()
+    results = measure_rounds(
+        variants,
+        headers={"Authorization": f"Bearer {token()}"},
+        base_env=server_environment(),
+        rounds=rounds,
+        seconds=seconds,
+        cores=cores,
+    )
+    description = (
+        "Each layer of `install()` alone, added to the installed app without its layers "
+        "(row 0 is that app above bare Starlette), under uvicorn: memory stores, "
+        f"32 connections, GC on; {load_generator_name()}; {cores.describe()}; {rounds} "
+        f"interleaved rounds of {seconds:g} s; medians over rounds. Costs are server CPU "
+        "µs per request above the app the layer is added to; shares are of the full "
+        "stack's gap over bare Starlette."
+    )
+    runs = [run for variant in variants for run in results[variant.name]]
+    shares = [run.server_share for run in runs if run.server_share is not None]
+    busy = [run.server_core_busy for run in runs if run.server_core_busy is not None]
+    if shares and busy:
+        description += (
+            f" Server CPU share: lowest {min(shares):.0%} of a run (target ≥ 95%), "
+            f"its core busy with all processes: lowest {min(busy):.0%}."
+        )
+    return [
+        Section(
+            "layer-costs",
+            "Cost per layer under uvicorn",
+            f"{description}\n\n{layer_table(results, costs)}",
+        )
+    ]

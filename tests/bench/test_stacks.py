@@ -1,0 +1,73 @@
+"""The apps the throughput benchmarks serve, and one real round under uvicorn."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from benchmarks import _throughput_apps
+from benchmarks._cpu import plan_cores
+from benchmarks._throughput import Variant, measure_rounds
+from benchmarks._throughput_apps import hardenkit_environment, installed_layers, token
+from benchmarks.bench_layers import BARE, NO_LAYER, layer_variants
+
+
+@pytest.fixture
+def bench_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in hardenkit_environment().items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.mark.usefixtures("bench_settings")
+def test_every_installed_layer_is_measured_once_and_principal_layers_on_top_of_auth() -> None:
+    names = [layer.cls.__name__ for layer in installed_layers()]
+    auth = names.index("AuthMiddleware")
+    variants, costs = layer_variants()
+    layers = {variant.name: variant.env.get("BENCH_LAYER") for variant in variants}
+    assert costs[0] == (NO_LAYER, NO_LAYER, BARE)
+    assert layers[NO_LAYER] == ""
+    assert len(costs) == len(names) + 1
+    for index, (label, variant, base) in enumerate(costs[1:]):
+        assert label.startswith(f"{index + 1}. {names[index]}")
+        if index > auth:
+            assert layers[variant] == f"{auth},{index}"
+            assert base == f"{auth + 1}. AuthMiddleware"
+        else:
+            assert layers[variant] == str(index)
+            assert base == NO_LAYER
+
+
+@pytest.mark.usefixtures("bench_settings")
+def test_layer_app_keeps_only_the_chosen_layers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCH_LAYER", "0,3")
+    all_layers = installed_layers()
+    app = _throughput_apps.layer()
+    assert [layer.cls for layer in app.user_middleware] == [
+        all_layers[0].cls,
+        all_layers[3].cls,
+    ]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="CPU shares are read from /proc")
+def test_one_round_under_uvicorn_records_throughput_and_the_servers_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BENCH_LOAD", "python")
+    results = measure_rounds(
+        [Variant("bare", "bare", connections=4)],
+        headers={"Authorization": f"Bearer {token()}"},
+        base_env=_throughput_apps.server_environment(),
+        rounds=1,
+        seconds=0.5,
+        cores=plan_cores(),
+    )
+    (run,) = results["bare"]
+    assert run.per_second > 0
+    assert run.server_cpu_us is not None
+    assert run.server_cpu_us > 0
+    assert run.server_share is not None
+    assert 0 < run.server_share <= 1.1  # one core, with a clock tick of rounding
+    assert run.client_cores is not None
