@@ -58,7 +58,7 @@ from hardenkit.headers._install import (
     timeout_layers,
 )
 from hardenkit.health import CheckResult, HealthCheck, HealthRegistry
-from hardenkit.instances import InstanceRegistry
+from hardenkit.instances import InstanceRegistry, instances_key
 from hardenkit.proxies import TrustedProxies, TrustedProxyMiddleware
 from hardenkit.ratelimit._install import (
     client_ip_rate_limit,
@@ -177,7 +177,7 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
             ping=kit.redis.ping,
         )
         kit.instances = InstanceRegistry(
-            kit.redis, kit.redis_guard, key=f"{settings.rate_limit_key_prefix}instances"
+            kit.redis, kit.redis_guard, key=instances_key(settings.rate_limit_key_prefix)
         )
         kit.health.add("redis", _redis_check(kit.redis_guard, kit.instances))
     # Non-critical: a rewriting server is a misconfiguration to fix, not a reason to take
