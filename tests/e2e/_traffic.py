@@ -10,9 +10,7 @@ security headers present.
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
-import ssl
 import time
 import uuid
 from collections import Counter
@@ -25,6 +23,7 @@ import httpx
 import jwt
 
 from examples.reference_app.settings import DEMO_DEFAULTS
+from tests.support.http_clients import tls_context
 from tests.support.server_timing import server_seconds
 
 DEMO_SECRET: str = DEMO_DEFAULTS["jwt_secret"]
@@ -156,21 +155,10 @@ async def send(client: httpx.AsyncClient, planned: Planned) -> Result:
     )
 
 
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """httpx's default context, made once: each client would load the CA bundle again.
-
-    That load is what a client costs (67 ms each on this 2-core host under load, against
-    4 ms with a shared context): a 50-connection burst paid over 3 s before its first
-    request, inside its time limit. The traffic is plain http; nothing here is weakened.
-    """
-    return httpx.create_ssl_context()
-
-
 def client_for(base_url: str, concurrency: int) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url,
-        verify=_tls_context(),
+        verify=tls_context(),  # made once: each client would load the CA bundle again
         timeout=httpx.Timeout(15.0),
         # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them:
         # a request sent on a connection the server is closing fails with "Server

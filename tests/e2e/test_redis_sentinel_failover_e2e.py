@@ -23,7 +23,7 @@ import itertools
 import json
 import time
 from collections.abc import AsyncIterator
-from contextlib import ExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -45,7 +45,7 @@ from tests.e2e._traffic import (
     statuses,
 )
 from tests.support.redis_sentinel import MASTER_NAME, SentinelGroup
-from tests.support.uvicorn_server import UvicornServer
+from tests.support.uvicorn_server import UvicornServer, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -68,6 +68,11 @@ def worker_env(group: SentinelGroup) -> dict[str, str]:
         "HARDENKIT_RATE_LIMIT_TENANT": f"{LIMIT}/day",  # no refill within the test
         **BEHIND_PROXY_ENV,  # the load client's request ids are kept, and checked
     }
+
+
+def workers(group: SentinelGroup, logs: list[Path]) -> list[UvicornServer]:
+    env = worker_env(group)
+    return [UvicornServer(APP, factory=True, env=env, log_path=log) for log in logs]
 
 
 def current_master_port(group: SentinelGroup) -> int | None:
@@ -190,14 +195,9 @@ async def test_sentinel_failover_under_load_keeps_limits_breakers_and_replay(
     group = SentinelGroup(tmp_path / "sentinel")
     group.start()
     logs = [tmp_path / f"worker{index}.log" for index in range(WORKERS)]
+    servers = workers(group, logs)
     try:
-        with ExitStack() as stack:
-            servers = [
-                stack.enter_context(
-                    UvicornServer(APP, factory=True, env=worker_env(group), log_path=log)
-                )
-                for log in logs
-            ]
+        with serving(servers):
             urls = [server.url for server in servers]
             async with probes(servers) as (first, second), asyncio.timeout(180):
                 assert [await redis_backend(probe) for probe in (first, second)] == ["redis"] * 2
