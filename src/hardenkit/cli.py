@@ -3,7 +3,9 @@
 ``hardenkit doctor`` reads the settings from the environment exactly as the service
 would (or, with ``--settings module:callable``, from the function the service builds
 them with), lists every violated rule and every value left at its default, checks that
-Redis answers (and how fast) and that the JWKS serves usable keys, and exits 1 when
+Redis answers (how fast, and how many live instances share it: the count readiness
+reports, which also decides whether replay protection should be ``closed``) and that
+the JWKS serves usable keys, and exits 1 when
 anything fails; it shows where the client address and the request id come from, and with
 ``--url`` it asks the running service whether its server rewrote the client address
 before hardenkit could (uvicorn's proxy headers). ``hardenkit check-headers URL`` fetches
