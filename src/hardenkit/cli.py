@@ -256,9 +256,10 @@ _REPLAY_DOWN = env_name("replay_redis_down")
 def _replay_advice(findings: list[Finding], live_instances: int | None) -> list[Finding]:
     """The advice to set ``HARDENKIT_REPLAY_REDIS_DOWN=closed``, weighed by the live count.
 
-    The settings policy cannot know how many instances run; the doctor can. With one
-    live instance a per-process fallback loses nothing, so the advice becomes a pass that
-    says when it will apply; with more, or when the count is unknown, it stays a warning.
+    The settings policy cannot know how many instances run; the doctor can. With at most
+    one live instance a per-process fallback loses nothing, so the advice becomes a pass
+    that says when it will apply; with more, or when the count is unknown, it stays a
+    warning.
     """
     advised: list[Finding] = []
     for finding in findings:
@@ -281,7 +282,8 @@ def _replay_advice(findings: list[Finding], live_instances: int | None) -> list[
                 Finding(
                     finding.check,
                     "pass",
-                    "`fallback` with 1 live instance: no other instance can process a "
+                    f"`fallback` with {live_instances} live instance"
+                    f"{'s' * (live_instances != 1)}: no other instance can process a "
                     "redelivery; set `closed` before a second instance shares this Redis",
                 )
             )
