@@ -6,7 +6,9 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from hardenkit import HardenSettings
 from hardenkit.ratelimit import RateLimiter, RedisStore
@@ -16,6 +18,8 @@ from tests.support.redis_server import RedisServer, free_port
 from tests.support.tls import make_tls_files
 
 pytestmark = pytest.mark.redis
+
+PLAIN_URL = "redis://sentinel/0"
 
 
 @pytest.fixture
@@ -69,6 +73,20 @@ async def test_rediss_with_the_ca_file_and_a_client_certificate_decides_in_redis
         await client.aclose()
 
 
+async def answered_by(client: Redis | RedisCluster) -> tuple[str, bool]:
+    """Who answered one call, and whether the guard then switched to the fallback."""
+    guard = RedisGuard("tls", timeout=1.0)
+
+    async def ping() -> str:
+        await client.ping()
+        return "redis"
+
+    async def fallback() -> str:
+        return "fallback"
+
+    return await guard.call(ping, fallback), guard.using_fallback
+
+
 async def test_a_server_certificate_from_another_ca_is_refused(tls_redis, tmp_path: Path) -> None:
     port, files = tls_redis
     stranger = make_tls_files(tmp_path / "stranger")
@@ -81,18 +99,9 @@ async def test_a_server_certificate_from_another_ca_is_refused(tls_redis, tmp_pa
         )
     )
     assert client is not None
-    guard = RedisGuard("tls", timeout=1.0)
-
-    async def ping() -> str:
-        await client.ping()
-        return "redis"
-
-    async def fallback() -> str:
-        return "fallback"
-
     try:
-        assert await guard.call(ping, fallback) == "fallback"  # never trusted, never a 500
-        assert guard.using_fallback
+        # Never trusted, never a 500: refused at once, so the guard switches.
+        assert await answered_by(client) == ("fallback", True)
     finally:
         await client.aclose()
 
@@ -118,6 +127,23 @@ def test_tls_and_sentinel_settings_are_checked_at_startup(tmp_path: Path) -> Non
         HardenSettings(redis_sentinels=["nohost"])
 
 
+def test_tls_files_behind_sentinel_need_a_rediss_url(tmp_path: Path) -> None:
+    files = make_tls_files(tmp_path / "tls")
+
+    def problems(url: str) -> set[str]:
+        settings = HardenSettings(
+            redis_url=url,  # type: ignore[arg-type]
+            redis_sentinels=["127.0.0.1:26379"],
+            redis_sentinel_master=MASTER_NAME,
+            redis_tls_ca_file=str(files.ca),
+        )
+        return {problem.setting for problem in settings.startup_errors()}
+
+    # A plain URL would pass the CA file to plain connections: every call would fail.
+    assert "HARDENKIT_REDIS_URL" in problems(PLAIN_URL)
+    assert "HARDENKIT_REDIS_URL" not in problems("rediss://sentinel/0")
+
+
 @pytest.fixture
 def sentinel_group(tmp_path: Path):
     group = SentinelGroup(tmp_path / "sentinel")
@@ -128,14 +154,9 @@ def sentinel_group(tmp_path: Path):
         group.stop()
 
 
-async def test_through_sentinel_limits_hold_across_a_failover_with_no_error(sentinel_group) -> None:
-    client = create_redis(
-        HardenSettings(
-            redis_url="redis://sentinel/0",  # type: ignore[arg-type]
-            redis_sentinels=sentinel_group.addresses,
-            redis_sentinel_master=MASTER_NAME,
-        )
-    )
+async def limits_hold_across_a_failover(settings: HardenSettings, group: SentinelGroup) -> None:
+    """Kill the master mid-load: no error, and exact again on the promoted replica."""
+    client = create_redis(settings)
     assert isinstance(client, Redis)
     guard = RedisGuard("sentinel", timeout=0.2, retry_interval=0.3, ping=client.ping)
     store = RedisStore(client, guard=guard)
@@ -145,7 +166,7 @@ async def test_through_sentinel_limits_hold_across_a_failover_with_no_error(sent
         before = [await limiter.hit("before") for _ in range(8)]
         assert [(d.allowed, d.backend) for d in before] == [(True, "redis")] * 8
         await client.execute_command("WAIT", 1, 500)  # the replica has it
-        sentinel_group.master.stop()  # the master dies mid-load
+        group.master.stop()  # the master dies mid-load
         killed_at = loop.time()
         during = []
         while loop.time() - killed_at < 30:  # bounded: failover takes a few seconds
@@ -163,3 +184,50 @@ async def test_through_sentinel_limits_hold_across_a_failover_with_no_error(sent
         assert back_after < 15
     finally:
         await client.aclose()
+
+
+async def test_through_sentinel_limits_hold_across_a_failover_with_no_error(sentinel_group) -> None:
+    settings = HardenSettings(
+        redis_url=PLAIN_URL,  # type: ignore[arg-type]
+        redis_sentinels=sentinel_group.addresses,
+        redis_sentinel_master=MASTER_NAME,
+    )
+    await limits_hold_across_a_failover(settings, sentinel_group)
+
+
+async def test_through_sentinel_to_tls_servers_limits_hold_across_a_failover(
+    tmp_path: Path,
+) -> None:
+    files = make_tls_files(tmp_path / "tls")
+    group = SentinelGroup(tmp_path / "sentinel", tls=files)
+    group.start()
+    try:
+        settings = HardenSettings(
+            redis_url="rediss://sentinel/0",  # type: ignore[arg-type]
+            redis_sentinels=group.addresses,
+            redis_sentinel_master=MASTER_NAME,
+            redis_tls_ca_file=str(files.ca),
+            redis_tls_cert_file=str(files.client_cert),
+            redis_tls_key_file=str(files.client_key),
+        )
+        assert not [problem for problem in settings.problems() if "REDIS" in problem.setting]
+        # The sentinels name the TLS ports only: a client that does not speak TLS is sent
+        # there too and never reaches Redis (the fallback answers, never a 500).
+        plain = create_redis(
+            settings.model_copy(
+                update={
+                    "redis_url": SecretStr(PLAIN_URL),
+                    "redis_tls_ca_file": None,
+                    "redis_tls_cert_file": None,
+                    "redis_tls_key_file": None,
+                }
+            )
+        )
+        assert plain is not None
+        try:
+            assert await answered_by(plain) == ("fallback", True)
+        finally:
+            await plain.aclose()
+        await limits_hold_across_a_failover(settings, group)
+    finally:
+        group.stop()

@@ -3,7 +3,9 @@
 ``hardenkit doctor`` reads the settings from the environment exactly as the service
 would (or, with ``--settings module:callable``, from the function the service builds
 them with), lists every violated rule and every value left at its default, checks that
-Redis answers (and how fast) and that the JWKS serves usable keys, and exits 1 when
+Redis answers (how fast, and how many live instances share it: the count readiness
+reports, which also decides whether replay protection should be ``closed``) and that
+the JWKS serves usable keys, and exits 1 when
 anything fails; it shows where the client address and the request id come from, and with
 ``--url`` it asks the running service whether its server rewrote the client address
 before hardenkit could (uvicorn's proxy headers). ``hardenkit check-headers URL`` fetches
@@ -36,6 +38,7 @@ from hardenkit.auth import JWTVerifier
 from hardenkit.errors import ConfigurationError
 from hardenkit.headers import LEAKING_HEADERS, HeaderPolicy
 from hardenkit.headers._grading import csp_directives, script_weaknesses
+from hardenkit.instances import count_live_instances, instances_key
 from hardenkit.settings import HardenSettings, SettingsError, _problems_from_validation
 from hardenkit.stores import create_redis
 
@@ -193,24 +196,43 @@ def _safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
-async def _redis_finding(settings: HardenSettings) -> Finding:
+async def _redis_findings(settings: HardenSettings) -> tuple[list[Finding], int | None]:
+    """Redis's latency and how many instances share it (``None``: the count is unknown)."""
     if settings.redis_url is None:
         status: Status = "warn" if settings.is_production else "pass"
-        return Finding("redis", status, "HARDENKIT_REDIS_URL unset: in-memory stores only")
+        return [Finding("redis", status, "HARDENKIT_REDIS_URL unset: in-memory stores only")], None
     shown = _safe_url(settings.redis_url.get_secret_value())
-    # The doctor is patient where a request is not: one second per ping.
+    # The doctor is patient where a request is not: one second per call.
     client = create_redis(settings.model_copy(update={"redis_socket_timeout": 1.0}))
     assert client is not None  # noqa: S101 - redis_url is set
     latencies: list[float] = []
+    key = instances_key(settings.rate_limit_key_prefix)
     try:
         for _ in range(5):
             started = time.perf_counter()
             await asyncio.wait_for(client.ping(), timeout=1.0)
             latencies.append((time.perf_counter() - started) * 1000)
+        live = await asyncio.wait_for(count_live_instances(client, key), timeout=1.0)
     except Exception as exc:  # noqa: BLE001 - every failure is a finding, not a crash
-        return Finding("redis", "fail", f"{shown} did not answer PING ({type(exc).__name__})")
+        if len(latencies) < 5:
+            failed = Finding("redis", "fail", f"{shown} did not answer PING ({type(exc).__name__})")
+            return [failed, _instances_unknown("Redis did not answer")], None
+        return [
+            _latency_finding(settings, shown, latencies),
+            _instances_unknown(f"counting the heartbeats in {key} failed ({type(exc).__name__})"),
+        ], None
     finally:
         await client.aclose()
+    counted = Finding(
+        "instances",
+        "pass",
+        f"{live} live instance{'s' * (live != 1)} share{'s' * (live == 1)} this Redis "
+        f"(heartbeats in {key}, the count readiness reports)",
+    )
+    return [_latency_finding(settings, shown, latencies), counted], live
+
+
+def _latency_finding(settings: HardenSettings, shown: str, latencies: list[float]) -> Finding:
     median = statistics.median(latencies)
     detail = f"{shown} answered PING in {median:.1f} ms (median of 5)"
     if median > settings.redis_socket_timeout * 1000 / 2:
@@ -221,6 +243,50 @@ async def _redis_finding(settings: HardenSettings) -> Finding:
             f"({settings.redis_socket_timeout * 1000:.0f} ms), expect fallbacks",
         )
     return Finding("redis", "pass", detail)
+
+
+def _instances_unknown(reason: str) -> Finding:
+    return Finding("instances", "warn", f"live instances unknown: {reason}")
+
+
+_REPLAY_DOWN = env_name("replay_redis_down")
+
+
+def _replay_advice(findings: list[Finding], live_instances: int | None) -> list[Finding]:
+    """The advice to set ``HARDENKIT_REPLAY_REDIS_DOWN=closed``, weighed by the live count.
+
+    The settings policy cannot know how many instances run; the doctor can. With at most
+    one live instance a per-process fallback loses nothing, so the advice becomes a pass
+    that says when it will apply; with more, or when the count is unknown, it stays a
+    warning.
+    """
+    advised: list[Finding] = []
+    for finding in findings:
+        if finding.check != _REPLAY_DOWN or finding.status != "warn":
+            advised.append(finding)
+        elif live_instances is None:
+            advised.append(
+                Finding(
+                    finding.check,
+                    "warn",
+                    f"{finding.detail} (live instances unknown: assuming more than one)",
+                )
+            )
+        elif live_instances > 1:
+            advised.append(
+                Finding(finding.check, "warn", f"{live_instances} live instances: {finding.detail}")
+            )
+        else:
+            advised.append(
+                Finding(
+                    finding.check,
+                    "pass",
+                    f"`fallback` with {live_instances} live instance"
+                    f"{'s' * (live_instances != 1)}: no other instance can process a "
+                    "redelivery; set `closed` before a second instance shares this Redis",
+                )
+            )
+    return advised
 
 
 async def _jwks_finding(settings: HardenSettings) -> Finding | None:
@@ -253,12 +319,12 @@ async def _jwks_finding(settings: HardenSettings) -> Finding | None:
     return Finding("jwks", "pass", f"{shown} served {count} usable key{'s' * (count != 1)}")
 
 
-async def _run_checks(settings: HardenSettings) -> list[Finding]:
-    findings = [await _redis_finding(settings)]
+async def _run_checks(settings: HardenSettings) -> tuple[list[Finding], int | None]:
+    findings, live_instances = await _redis_findings(settings)
     jwks = await _jwks_finding(settings)
     if jwks is not None:
         findings.append(jwks)
-    return findings
+    return findings, live_instances
 
 
 _REQUEST_ID_TRUST = {
@@ -355,7 +421,8 @@ def doctor(
     settings, findings = _settings_findings(factory, app)
     if settings is not None:
         findings.extend(_request_facts_findings(settings))
-        findings.extend(asyncio.run(_run_checks(settings)))
+        checked, live_instances = asyncio.run(_run_checks(settings))
+        findings = _replay_advice(findings, live_instances) + checked
     if url is not None:
         ready_path = settings.ready_path if settings is not None else "/readyz"
         findings.append(_server_finding(url, ready_path))

@@ -55,7 +55,7 @@ from hardenkit.errors import (
 )
 from hardenkit.headers._install import HeadersPart, build_headers
 from hardenkit.health import CheckResult, HealthCheck, HealthRegistry
-from hardenkit.instances import InstanceRegistry
+from hardenkit.instances import InstanceRegistry, instances_key
 from hardenkit.proxies import TrustedProxies, TrustedProxyMiddleware
 from hardenkit.ratelimit._install import RateLimitPart, build_rate_limits
 from hardenkit.requestid import RequestIdMiddleware
@@ -210,7 +210,7 @@ def _shared(settings: HardenSettings) -> Shared:
         failure_threshold=settings.redis_failure_threshold,
         ping=redis.ping,
     )
-    instances = InstanceRegistry(redis, guard, key=f"{settings.rate_limit_key_prefix}instances")
+    instances = InstanceRegistry(redis, guard, key=instances_key(settings.rate_limit_key_prefix))
     return Shared(redis=redis, guard=guard, instances=instances)
 
 

@@ -26,18 +26,42 @@ if TYPE_CHECKING:
 
     from hardenkit.stores import RedisGuard
 
-__all__ = ["InstanceRegistry"]
+__all__ = ["InstanceRegistry", "count_live_instances", "instances_key"]
 
 _logger = structlog.get_logger("hardenkit.instances")
 
-_HEARTBEAT: Final = """
+# One rule for "live", shared by the heartbeat (what readiness and the fallback see) and by
+# count_live_instances (what `hardenkit doctor` sees): a member whose heartbeat has not
+# expired by the Redis server's clock.
+_NOW: Final = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-redis.call('ZADD', KEYS[1], now + ARGV[2], ARGV[1])
+"""
+_LIVE: Final = "return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')\n"
+
+_HEARTBEAT: Final = (
+    _NOW
+    + """redis.call('ZADD', KEYS[1], now + ARGV[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return redis.call('ZCARD', KEYS[1])
 """
+    + _LIVE
+)
+_COUNT: Final = _NOW + _LIVE
+
+
+def instances_key(key_prefix: str) -> str:
+    """The sorted set of heartbeats under ``HARDENKIT_RATE_LIMIT_KEY_PREFIX``."""
+    return f"{key_prefix}instances"
+
+
+async def count_live_instances(redis: Redis | RedisCluster, key: str) -> int:
+    """Return how many instances have a live heartbeat in ``key``, without adding one.
+
+    The same rule the heartbeat counts by, so ``hardenkit doctor`` (which is no
+    instance) and readiness agree. Raises what the Redis client raises.
+    """
+    return int(await redis.eval(_COUNT, 1, key))
 
 
 class InstanceRegistry:

@@ -23,6 +23,7 @@ import httpx
 import jwt
 
 from examples.reference_app.settings import DEMO_DEFAULTS
+from tests.support.http_clients import tls_context
 from tests.support.server_timing import server_seconds
 
 DEMO_SECRET: str = DEMO_DEFAULTS["jwt_secret"]
@@ -160,6 +161,7 @@ async def send(client: httpx.AsyncClient, planned: Planned) -> Result:
 def client_for(base_url: str, concurrency: int) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url,
+        verify=tls_context(),  # made once: each client would load the CA bundle again
         timeout=httpx.Timeout(15.0),
         # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them:
         # a request sent on a connection the server is closing fails with "Server

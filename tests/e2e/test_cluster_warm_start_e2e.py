@@ -8,7 +8,6 @@ soon as they serve. Slot discovery, connections and the script load happen at st
 from __future__ import annotations
 
 import asyncio
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from tests.e2e._traffic import (
     statuses,
 )
 from tests.support.redis_server import RedisCluster
-from tests.support.uvicorn_server import UvicornServer
+from tests.support.uvicorn_server import UvicornServer, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -47,11 +46,8 @@ async def test_four_fresh_workers_on_a_cluster_admit_exactly_the_limit_in_their_
     admitted_per_run: list[int] = []
     for run in range(RUNS):
         logs = [tmp_path / f"run{run}-worker{index}.log" for index in range(WORKERS)]
-        with ExitStack() as stack:  # fresh workers: no request before the burst
-            servers = [
-                stack.enter_context(UvicornServer(APP, factory=True, env=env, log_path=log))
-                for log in logs
-            ]
+        servers = [UvicornServer(APP, factory=True, env=env, log_path=log) for log in logs]
+        with serving(servers):  # fresh workers, started together: no request before the burst
             plan = [
                 Planned(
                     "first",

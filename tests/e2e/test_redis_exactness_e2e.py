@@ -11,7 +11,7 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,7 @@ from tests.e2e._traffic import (
     statuses,
 )
 from tests.support.redis_server import RedisServer
-from tests.support.uvicorn_server import UvicornServer
+from tests.support.uvicorn_server import UvicornServer, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -67,11 +67,9 @@ def worker_env(redis_url: str) -> dict[str, str]:
 
 @contextmanager
 def workers(env: dict[str, str], logs: list[Path]) -> Iterator[list[UvicornServer]]:
-    with ExitStack() as stack:
-        yield [
-            stack.enter_context(UvicornServer(APP, factory=True, env=env, log_path=log))
-            for log in logs
-        ]
+    servers = [UvicornServer(APP, factory=True, env=env, log_path=log) for log in logs]
+    with serving(servers):
+        yield servers
 
 
 async def test_four_workers_on_a_busy_host_admit_exactly_the_limit_in_ten_runs_in_a_row(

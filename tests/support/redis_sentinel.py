@@ -1,4 +1,11 @@
-"""A private Redis Sentinel group: one master, one replica, three sentinels, loopback only."""
+"""A private Redis Sentinel group: one master, one replica, three sentinels, loopback only.
+
+With ``tls``, the master and the replica serve clients on a TLS port (client certificates
+required) and replicate over TLS; the sentinels reach them, and each other, over TLS and
+announce the TLS ports, so a client is sent to TLS only. Clients ask the sentinels on a
+plain port (hardenkit speaks plain text to sentinels), and the data servers keep a plain
+port for this harness's own start-up checks.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import time
 from pathlib import Path
 
 from tests.support.redis_server import RedisServer, _ping, free_port, require_redis_server
+from tests.support.tls import TlsFiles
 
 MASTER_NAME = "hkmaster"
 
@@ -15,15 +23,61 @@ MASTER_NAME = "hkmaster"
 class SentinelGroup:
     """Started in ``directory``; :meth:`stop` ends every process it started."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, tls: TlsFiles | None = None) -> None:
         self.directory = directory
-        self.master = RedisServer(directory / "master")
+        self.tls = tls
+        self.master_tls_port = free_port() if tls else None
+        self.replica_tls_port = free_port() if tls else None
+        self.master = RedisServer(
+            directory / "master", extra_args=self._tls_args(self.master_tls_port)
+        )
+        master_port = self.master_tls_port or self.master.port
         self.replica = RedisServer(
             directory / "replica",
-            extra_args=["--replicaof", "127.0.0.1", str(self.master.port)],
+            extra_args=[
+                "--replicaof",
+                "127.0.0.1",
+                str(master_port),
+                *self._tls_args(self.replica_tls_port),
+            ],
         )
         self.sentinel_ports = [free_port() for _ in range(3)]
         self._sentinels: list[subprocess.Popen[bytes]] = []
+
+    def _tls_args(self, tls_port: int | None) -> list[str]:
+        if self.tls is None or tls_port is None:
+            return []
+        return [
+            "--tls-port",
+            str(tls_port),
+            "--tls-cert-file",
+            str(self.tls.server_cert),
+            "--tls-key-file",
+            str(self.tls.server_key),
+            "--tls-client-cert-file",  # what the replica shows its master
+            str(self.tls.client_cert),
+            "--tls-client-key-file",
+            str(self.tls.client_key),
+            "--tls-ca-cert-file",
+            str(self.tls.ca),
+            "--tls-auth-clients",
+            "yes",
+            "--tls-replication",
+            "yes",
+        ]
+
+    def _sentinel_tls_config(self) -> str:
+        if self.tls is None:
+            return ""
+        # With tls-replication the sentinels talk TLS to each other too, on the port they
+        # announce (their tls-port); clients ask them on the plain port.
+        return (
+            f"tls-port {free_port()}\n"
+            f"tls-cert-file {self.tls.server_cert}\ntls-key-file {self.tls.server_key}\n"
+            f"tls-client-cert-file {self.tls.client_cert}\n"
+            f"tls-client-key-file {self.tls.client_key}\n"
+            f"tls-ca-cert-file {self.tls.ca}\ntls-replication yes\n"
+        )
 
     @property
     def addresses(self) -> list[str]:
@@ -41,10 +95,11 @@ class SentinelGroup:
             config.write_text(
                 f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
                 f"logfile {directory / 'sentinel.log'}\n"
-                f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master.port} 2\n"
+                f"sentinel monitor {MASTER_NAME} 127.0.0.1 "
+                f"{self.master_tls_port or self.master.port} 2\n"
                 f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
                 f"sentinel failover-timeout {MASTER_NAME} 5000\n"
-                f"sentinel parallel-syncs {MASTER_NAME} 1\n"
+                f"sentinel parallel-syncs {MASTER_NAME} 1\n" + self._sentinel_tls_config()
             )
             self._sentinels.append(
                 subprocess.Popen(

@@ -137,6 +137,14 @@ class RedisServer:
             self.process.wait(timeout=10)
         self.process = None
 
+    def kill(self) -> None:
+        """Die at once (SIGKILL), as a crashed host would: no shutdown, no goodbye."""
+        if self.process is None:
+            return
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self.process = None
+
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

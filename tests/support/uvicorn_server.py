@@ -12,11 +12,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
+from tests.support.http_clients import tls_context
 from tests.support.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +71,11 @@ class UvicornServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> None:
+        self.launch()
+        self.wait_serving(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (see :func:`serving` for several)."""
         runner = [sys.executable]
         if _coverage_active():
             runner += [
@@ -105,25 +112,35 @@ class UvicornServer:
                 self.process = subprocess.Popen(
                     command, cwd=ROOT, env=self.env, stdout=output, stderr=subprocess.STDOUT
                 )
+
+    def wait_serving(self, timeout: float = 20.0) -> None:
+        """Return once ``/healthz`` answers 200; stop the server and raise if it does not."""
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"uvicorn exited with {self.process.returncode}; log: {self.log_path}"
-                )
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+        with httpx.Client(verify=tls_context(), timeout=0.5) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(
+                        f"uvicorn exited with {self.process.returncode}; log: {self.log_path}"
+                    )
+                try:
+                    if client.get(f"{self.url}/healthz").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"uvicorn did not serve /healthz within {timeout} s")
+
+    def signal_stop(self) -> None:
+        """Ask for a graceful shutdown (SIGTERM) without waiting for it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
+        self.signal_stop()
         try:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -137,3 +154,21 @@ class UvicornServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def serving(servers: Sequence[UvicornServer], timeout: float = 30.0) -> Iterator[None]:
+    """Start ``servers`` together and stop them together: a fleet starts in the time of
+    its slowest member, not the sum (imports run in parallel on both cores, and each
+    graceful shutdown's waiting overlaps the others')."""
+    try:
+        for server in servers:
+            server.launch()
+        for server in servers:
+            server.wait_serving(timeout)
+        yield
+    finally:
+        for server in servers:
+            server.signal_stop()
+        for server in servers:
+            server.stop()

@@ -235,7 +235,9 @@ class CoreSettings(Section):
                 )
         tls_files = self.redis_tls_ca_file or self.redis_tls_cert_file
         url = self.redis_url.get_secret_value() if self.redis_url is not None else ""
-        if tls_files and not url.startswith("rediss://") and not self.redis_sentinels:
+        # Behind Sentinel too: the scheme says whether the master is reached over TLS, and
+        # TLS files on a plain connection fail every call instead of encrypting it.
+        if tls_files and not url.startswith("rediss://"):
             problems.append(
                 SettingProblem(
                     "HARDENKIT_REDIS_URL",

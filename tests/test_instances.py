@@ -1,0 +1,158 @@
+"""How many instances share Redis: one count for readiness, the fallback and the doctor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from hardenkit import HardenSettings, install
+from hardenkit.cli import main
+from hardenkit.instances import InstanceRegistry, count_live_instances, instances_key
+from hardenkit.stores import RedisGuard
+from tests.signing.test_middleware import SECRET
+
+pytestmark = pytest.mark.redis
+
+READY_WITHIN_SECONDS = 10.0  # a heartbeat every ttl / 3 = 1.7 s; slack for a loaded host
+
+
+def doctor_findings(capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, str]]:
+    capsys.readouterr()  # what the running apps logged is not the doctor's report
+    main(["doctor", "--json"])
+    return {finding["check"]: finding for finding in json.loads(capsys.readouterr().out)}
+
+
+def other_instances(redis_url: str, key_prefix: str, count: int, *, ttl: float = 60.0) -> None:
+    """``count`` instances of other processes, each with one live heartbeat of ``ttl`` s."""
+
+    async def beat() -> None:
+        client = Redis.from_url(redis_url)
+        try:
+            for _ in range(count):
+                registry = InstanceRegistry(
+                    client, RedisGuard("other", timeout=1.0), key=instances_key(key_prefix), ttl=ttl
+                )
+                await registry.beat()
+        finally:
+            await client.aclose()
+
+    asyncio.run(beat())
+
+
+def remove_instances(redis_url: str, key_prefix: str) -> None:
+    async def delete() -> None:
+        client = Redis.from_url(redis_url)
+        try:
+            await client.delete(instances_key(key_prefix))
+        finally:
+            await client.aclose()
+
+    asyncio.run(delete())
+
+
+@pytest.fixture
+def shared_redis_env(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str, key_prefix: str
+) -> Iterator[None]:
+    monkeypatch.setenv("HARDENKIT_REDIS_URL", redis_url)
+    monkeypatch.setenv("HARDENKIT_RATE_LIMIT_KEY_PREFIX", key_prefix)
+    monkeypatch.setenv("HARDENKIT_REDIS_SOCKET_TIMEOUT", "1")
+    yield
+    remove_instances(redis_url, key_prefix)
+
+
+async def test_an_expired_heartbeat_is_not_counted_and_counting_adds_none(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    key = instances_key(key_prefix)
+    registry = InstanceRegistry(redis_client, RedisGuard("t", timeout=1.0), key=key, ttl=30)
+    assert await registry.beat() == 1
+    seconds, micros = await redis_client.time()
+    now_ms = seconds * 1000 + micros // 1000
+    await redis_client.zadd(key, {"gone": now_ms - 1, "alive": now_ms + 30_000})
+    assert await count_live_instances(redis_client, key) == 2
+    assert await count_live_instances(redis_client, key) == 2  # the doctor is no instance
+    assert await registry.beat() == 2  # the heartbeat counts by the same rule
+    await registry.aclose()
+    assert await count_live_instances(redis_client, key) == 1
+
+
+@pytest.mark.usefixtures("shared_redis_env")
+def test_doctor_and_readiness_report_the_same_live_instances(
+    capsys: pytest.CaptureFixture[str], redis_url: str, key_prefix: str
+) -> None:
+    first, second = Starlette(), Starlette()
+    install(first, HardenSettings())
+    install(second, HardenSettings())
+    with TestClient(first) as client, TestClient(second):
+        deadline = time.monotonic() + READY_WITHIN_SECONDS
+        ready = client.get("/readyz").json()["checks"]["redis"]
+        while ready["instances"] != 2 and time.monotonic() < deadline:
+            time.sleep(0.2)  # until the first instance's next heartbeat saw the second
+            ready = client.get("/readyz").json()["checks"]["redis"]
+        assert ready["instances"] == 2
+        instances = doctor_findings(capsys)["instances"]
+    assert instances["status"] == "pass"
+    assert instances["detail"].startswith("2 live instances share this Redis")
+    assert instances_key(key_prefix) in instances["detail"]
+    # Both left the set on shutdown: the doctor counts none, at once.
+    assert doctor_findings(capsys)["instances"]["detail"].startswith("0 live instances")
+
+
+@pytest.fixture
+def webhooks_in_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARDENKIT_ENV", "production")  # the advice is for production
+    monkeypatch.setenv("HARDENKIT_WEBHOOK_PATHS", '["/webhooks/*"]')
+    monkeypatch.setenv("HARDENKIT_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("HARDENKIT_REPLAY_REDIS_DOWN", "fallback")
+
+
+@pytest.mark.usefixtures("shared_redis_env", "webhooks_in_fallback")
+def test_doctor_recommends_closed_replay_only_when_more_than_one_instance_is_live(
+    capsys: pytest.CaptureFixture[str], redis_url: str, key_prefix: str
+) -> None:
+    none_yet = doctor_findings(capsys)  # e.g. checked before the first deploy
+    assert none_yet["instances"]["detail"].startswith("0 live instances share this Redis")
+    assert none_yet["HARDENKIT_REPLAY_REDIS_DOWN"]["status"] == "pass"
+
+    other_instances(redis_url, key_prefix, 1)
+    alone = doctor_findings(capsys)
+    assert alone["instances"]["detail"].startswith("1 live instance shares this Redis")
+    assert alone["HARDENKIT_REPLAY_REDIS_DOWN"] == {
+        "check": "HARDENKIT_REPLAY_REDIS_DOWN",
+        "status": "pass",
+        "detail": "`fallback` with 1 live instance: no other instance can process a "
+        "redelivery; set `closed` before a second instance shares this Redis",
+    }
+
+    other_instances(redis_url, key_prefix, 2)
+    fleet = doctor_findings(capsys)
+    assert fleet["instances"]["detail"].startswith("3 live instances share this Redis")
+    advice = fleet["HARDENKIT_REPLAY_REDIS_DOWN"]
+    assert advice["status"] == "warn"
+    assert advice["detail"].startswith("3 live instances: ")
+    assert "set `closed`" in advice["detail"]
+
+
+@pytest.mark.usefixtures("webhooks_in_fallback")
+def test_doctor_recommends_closed_replay_when_the_live_instances_are_unknown(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HARDENKIT_REDIS_URL", "redis://127.0.0.1:1/0")
+    findings = doctor_findings(capsys)
+    assert findings["redis"]["status"] == "fail"
+    assert findings["instances"] == {
+        "check": "instances",
+        "status": "warn",
+        "detail": "live instances unknown: Redis did not answer",
+    }
+    advice = findings["HARDENKIT_REPLAY_REDIS_DOWN"]
+    assert advice["status"] == "warn"
+    assert advice["detail"].endswith("(live instances unknown: assuming more than one)")
