@@ -58,8 +58,6 @@ for i, key in ipairs(KEYS) do
   local ahead = tat - now
   if ahead > 0 then
     redis.call('SET', key, tat, 'PX', (ahead - ahead % 1000) / 1000 + 1)
-  else
-    redis.call('DEL', key)
   end
   out[i] = ahead
 end
@@ -68,8 +66,7 @@ return out
 """For each key, ARGV holds a pair: the least its TAT may be ahead of now (what this
 instance last saw) and the increment (units × emission interval, microseconds). It raises
 the TAT to the floor, adds the increment whatever the tolerance (what was admitted was
-admitted), and answers how far each TAT is ahead of now afterwards. A negative increment
-gives back units reserved and not used; a TAT no longer ahead of now is deleted."""
+admitted), and answers how far each TAT is ahead of now afterwards."""
 
 _CHARGE_BATCH: Final = 256
 _CHARGE_PASSES: Final = 3
@@ -184,11 +181,11 @@ class OutageFallback:
 
         Runs as the guard's first probe after an outage (``keep``: every key stays in
         this instance's share until the guard is back on Redis, as a later probe may
-        still fail), and in the background after single timed-out calls and after
-        recovery (``ready_only``: only keys whose given-up calls all have a known
-        outcome). Keys that only refused are forgotten here (Redis decides them next
-        time); keys that admitted are charged what Redis did not count itself, and
-        mirrored from Redis's answer.
+        still fail, and a key let go of now would start a fresh share), and in the
+        background after single timed-out calls and after recovery (``ready_only``:
+        only keys whose given-up calls all have a known outcome). Keys that only
+        refused are forgotten here (Redis decides them next time); keys that admitted
+        are charged what Redis did not count itself, and mirrored from Redis's answer.
         """
         async with self._charging:  # one charge at a time: each unit is charged once
             for _ in range(_CHARGE_PASSES):
@@ -200,30 +197,21 @@ class OutageFallback:
                 if not taken:
                     return
                 now = self.memory.now_us()
-                share = self._share()
-                charges: list[Charge] = []
-                reserves: list[int] = []
-                for key, entry, units, credit in taken:
-                    used = max(0, units - credit)
-                    from_reserve = min(entry.reserved, used)
-                    left = entry.reserved - from_reserve
-                    if keep:  # reserve what the share may still admit before the switch
-                        added = max(0, self._capacity(key, entry, share, now) - left)
-                        reserves.append(left + added)
-                        increment = used - from_reserve + added
-                    else:  # letting go: give back what was reserved and not used
-                        reserves.append(0)
-                        increment = used - from_reserve - left
-                    floor = max(0, entry.floor_tat - now)
-                    if increment or floor:
-                        charges.append((key, floor, increment * entry.rate.emission_interval_us))
+                charges = [
+                    (
+                        key,
+                        max(0, entry.floor_tat - now),
+                        max(0, units - credit) * entry.rate.emission_interval_us,
+                    )
+                    for key, entry, units, credit in taken
+                    if units > credit or entry.floor_tat > now
+                ]
                 aheads = await _charge(client, key_prefix, charges)
                 # No await from here to the end of the pass: decisions made meanwhile in
                 # this process are still in _outage and go in the next pass.
-                for (key, entry, units, credit), reserved in zip(taken, reserves, strict=True):
+                for key, entry, units, credit in taken:
                     entry.units -= units
                     entry.credit -= credit
-                    entry.reserved = reserved
                     entry.floor_tat = 0
                     if entry.units or entry.open or keep:
                         continue
@@ -234,13 +222,6 @@ class OutageFallback:
                         self.memory.forget(key)
                     else:
                         self.memory.set_tat(key, self.memory.now_us() + ahead)
-
-    def _capacity(self, key: str, entry: _Outage, share: float, now: int) -> int:
-        """Units this instance's share of ``key`` may still admit now."""
-        scaled = _scaled(entry.rate, share)
-        tat = self.memory.tat(key)
-        ahead = tat - now if tat is not None and tat > now else 0
-        return max(0, (scaled.tolerance_us - ahead) // scaled.emission_interval_us)
 
 
 @dataclass(slots=True)
@@ -275,8 +256,6 @@ class _Outage:
     """The full-rate TAT last seen in Redis (the store's clock), restored if Redis lost it."""
     credit: int = 0
     """Units of given-up calls that Redis admitted itself: already counted there."""
-    reserved: int = 0
-    """Units charged ahead by the recovery probe and not admitted yet (see ``charge``)."""
     open: int = 0
     """Given-up calls of this key whose outcome is not known yet."""
 

@@ -110,7 +110,7 @@ class RedisStore:
         # and reloads the script, in the background, before decisions go back to Redis.
         self.guard.add_probe(self._charge_outage, first=True)
         self.guard.add_probe(self._runner.prepare)
-        self.guard.on_recovery(self._settle_soon)  # gives back what the probe reserved
+        self.guard.on_recovery(self._settle_soon)  # lets go of the keys the probe kept
 
     def _share(self) -> float:
         if self.fallback_share != "auto":
@@ -119,7 +119,8 @@ class RedisStore:
         return 1.0 / live
 
     async def _charge_outage(self) -> None:
-        # Kept in the share, with what it may still admit reserved, until back on Redis.
+        # Charged first: a Redis that was only paused runs every instance's charge, queued
+        # meanwhile, before anyone's next decision. Kept in the share until back on Redis.
         await self._outage.charge(self.client, self.prefix, keep=True)
 
     def _settle_soon(self) -> None:
