@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hardenkit._marks import EXEMPT, MarkedRoutes
 from hardenkit._paths import route_path
 from hardenkit.context import client_ip_var
 from hardenkit.errors import send_refusal
@@ -43,7 +44,8 @@ class RateLimitMiddleware:
         rules: The rules, evaluated in order (put the strictest first).
         store: Shared state (:class:`RedisStore` or :class:`MemoryStore`); a private
             memory store by default.
-        exempt_paths: Paths never limited (exact, or a prefix ending in ``*``).
+        exempt_paths: Paths never limited (exact, or a prefix ending in ``*``); routes
+            whose endpoint is marked ``@exempt()`` are never limited either.
         trusted_proxies: Proxies whose forwarding headers are believed, used when no
             :class:`~hardenkit.proxies.TrustedProxyMiddleware` ran before this one.
         legacy_headers: Also send ``X-RateLimit-Limit/Remaining/Reset``.
@@ -80,6 +82,7 @@ class RateLimitMiddleware:
             for rule in self.rules
         )
         self.exempt = PathPatterns(exempt_paths)
+        self.exempt_routes = MarkedRoutes(EXEMPT)
         self.trusted = (
             trusted_proxies
             if isinstance(trusted_proxies, TrustedProxies)
@@ -89,7 +92,11 @@ class RateLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
-        if scope["type"] not in _LIMITED or self.exempt.matches(route_path(scope)):
+        if (
+            scope["type"] not in _LIMITED
+            or self.exempt.matches(route_path(scope))
+            or self.exempt_routes.matches(scope)
+        ):
             await self.app(scope, receive, send)
             return
         report = report_of(scope)
