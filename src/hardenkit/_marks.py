@@ -68,8 +68,8 @@ def exempt() -> Callable[[Endpoint], Endpoint]:
 
 def marks_of(endpoint: object) -> frozenset[str]:
     """The marks on ``endpoint`` (none for an unmarked one)."""
-    found = getattr(endpoint, _ATTRIBUTE, frozenset())
-    return found if isinstance(found, frozenset) else frozenset()
+    found: object = getattr(endpoint, _ATTRIBUTE, None)
+    return frozenset(str(mark) for mark in found) if isinstance(found, frozenset) else frozenset()
 
 
 class _Entry:
