@@ -31,6 +31,9 @@ class Requirement(EndpointGuard):
     Use :func:`require_roles` or :func:`require_scopes` to build one.
     """
 
+    # What the OpenAPI document of an installed FastAPI app lists for a route using it.
+    hardenkit_responses = (401, 403)
+
     def __init__(self, kind: str, required: Iterable[str], *, any_of: bool = False) -> None:
         self.kind = kind
         self.required = frozenset(required)

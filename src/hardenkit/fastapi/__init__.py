@@ -19,6 +19,7 @@ from hardenkit.fastapi._principals import (
     current_principal,
     optional_principal,
 )
+from hardenkit.fastapi._responses import problem_responses
 
 __all__ = [
     "CurrentPrincipal",
@@ -29,6 +30,7 @@ __all__ = [
     "exempt",
     "limit",
     "optional_principal",
+    "problem_responses",
     "public",
     "require_roles",
     "require_scopes",
