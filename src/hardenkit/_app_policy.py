@@ -12,6 +12,8 @@
   a security scheme or a dependency returning the :class:`~hardenkit.auth.Principal`.
 - A route marked ``@public()`` that needs the principal, by the same test: a public
   route is exactly as public as a path in ``HARDENKIT_PUBLIC_PATHS``.
+- A ``@limit(...)`` above the route decorator: the route serves the function without
+  its limit (refused in every environment: it is a bug, never a choice).
 - No auth paths while a login or token route exists, or a login route outside the auth
   paths or inside the rate-limit exempt paths (or marked ``@exempt()``): the strict login
   limit is off for it.
@@ -29,7 +31,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from hardenkit._marks import EXEMPT, PUBLIC, marks_of
+from hardenkit._marks import EXEMPT, PUBLIC, is_limited_original, marks_of
 from hardenkit._paths import PathPatterns
 from hardenkit._risks import risk_problem
 from hardenkit._routes import RouteInfo, iter_routes
@@ -63,10 +65,12 @@ def is_tenant_name(name: str) -> bool:
 
 def app_problems(settings: HardenSettings, app: Any) -> list[SettingProblem]:
     """Return the rule violations ``app``'s routes show under ``settings``."""
-    if settings.auth_mode == "off":
-        return []  # refused on its own; nothing below means anything without auth
     routes = list(iter_routes(app))
+    misplaced = _misplaced_limit_problems(routes)
+    if settings.auth_mode == "off":
+        return misplaced  # refused on its own; nothing below means anything without auth
     return [
+        *misplaced,
         *_unbound_tenant_problems(settings, routes),
         *_public_prefix_problems(settings, routes),
         *_public_route_problems(settings, routes),
@@ -180,6 +184,21 @@ def _public_prefix_problems(
                 )
             )
     return problems
+
+
+def _misplaced_limit_problems(routes: Sequence[RouteInfo]) -> list[SettingProblem]:
+    unlimited = [route.path for route in routes if is_limited_original(route.endpoint)]
+    if not unlimited:
+        return []
+    return [
+        SettingProblem(
+            "hardenkit.fastapi.limit",
+            f"@limit(...) is above the route decorator on {_listed(unlimited)}: the route "
+            "serves the function without its limit",
+            production_only=False,
+            fix="put @limit(...) below @app.get(...)/@router.post(...)",
+        )
+    ]
 
 
 def _public_route_problems(

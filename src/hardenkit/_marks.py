@@ -24,11 +24,21 @@ from starlette.types import Scope
 from hardenkit._paths import route_path
 from hardenkit._routes import RouteInfo, iter_routes
 
-__all__ = ["EXEMPT", "PUBLIC", "MarkedRoutes", "exempt", "marks_of", "public"]
+__all__ = [
+    "EXEMPT",
+    "PUBLIC",
+    "MarkedRoutes",
+    "exempt",
+    "is_limited_original",
+    "mark_limited_original",
+    "marks_of",
+    "public",
+]
 
 PUBLIC: Final = "public"
 EXEMPT: Final = "exempt"
 _ATTRIBUTE = "hardenkit_marks"
+_LIMITED_ORIGINAL = "hardenkit_limited_original"
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
@@ -70,6 +80,16 @@ def marks_of(endpoint: object) -> frozenset[str]:
     """The marks on ``endpoint`` (none for an unmarked one)."""
     found: object = getattr(endpoint, _ATTRIBUTE, None)
     return frozenset(str(mark) for mark in found) if isinstance(found, frozenset) else frozenset()
+
+
+def mark_limited_original(endpoint: object) -> None:
+    """Mark the function a route limit wrapped (the wrapper, not it, must be the route's)."""
+    setattr(endpoint, _LIMITED_ORIGINAL, True)
+
+
+def is_limited_original(endpoint: object) -> bool:
+    """Whether ``endpoint`` is a function a route limit wrapped: the limit is not on the route."""
+    return getattr(endpoint, _LIMITED_ORIGINAL, False) is True
 
 
 class _Entry:

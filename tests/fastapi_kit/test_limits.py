@@ -9,7 +9,7 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.testclient import TestClient
 
-from hardenkit import HardenSettings, install
+from hardenkit import HardenSettings, SettingsError, install
 from hardenkit.auth import Principal
 from hardenkit.errors import ConfigurationError
 from hardenkit.fastapi import CurrentPrincipal, OptionalPrincipal, exempt, limit, public
@@ -228,3 +228,15 @@ def test_bad_limits_are_refused_when_declared() -> None:
     with pytest.raises(ValueError):
         limit("lots/hour")
     assert isinstance(limit("1/hour", store=MemoryStore()).store, MemoryStore)
+
+
+def test_a_limit_above_the_route_decorator_refuses_to_start() -> None:
+    app = FastAPI()
+
+    @limit("1/hour")
+    @app.get("/open/unlimited")
+    async def unlimited() -> dict[str, str]:
+        return {}
+
+    with pytest.raises(SettingsError, match=r"above the route decorator on /open/unlimited"):
+        install(app, settings())

@@ -22,6 +22,7 @@ from fastapi import Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hardenkit._marks import mark_limited_original
 from hardenkit._ttlmap import TTLMap
 from hardenkit.auth import Principal, principal_of
 from hardenkit.errors import ConfigurationError
@@ -221,6 +222,9 @@ class Limit:
 
             wrapper = limited
         wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        # After wraps() copied the function's attributes: only the original carries it, so
+        # a route serving the original (decorators in the wrong order) is refused at startup.
+        mark_limited_original(endpoint)
         return wrapper  # type: ignore[return-value]
 
     def _renamed(self, name: str) -> Limit:
