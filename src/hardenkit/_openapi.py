@@ -10,9 +10,10 @@ app's document builder so that the document has:
 - the bearer scheme (and the API-key scheme when ``HARDENKIT_API_KEY_PATHS`` is set)
   registered once, and required on every protected operation (``require_roles`` /
   ``require_scopes`` list their roles or scopes, as OpenAPI 3.1 allows);
-- 401 and 403 on protected operations, 429 on limited ones (the stack's rules or a route
-  limit), 413 where a body is accepted, 503 where a dependency of the stack can be down
-  (JWKS, a ``closed`` limit's Redis, the replay store), and the timeout's status
+- 401 and 403 on protected operations (while ``HARDENKIT_AUTH_MODE=enforced``), 429 on
+  limited ones (the stack's rules or a route limit), 413 where a body is accepted, 503
+  where a dependency of the stack can be down (JWKS, a ``closed`` limit's Redis, the
+  replay store), and the timeout's status
   (``HARDENKIT_REQUEST_TIMEOUT_STATUS``) everywhere but the streaming paths.
 
 Which operations are protected, limited or public is read the way the layers decide it:
@@ -98,6 +99,7 @@ class _Operation:
     """What the layers and the route's dependencies can answer for one operation."""
 
     protected: bool
+    refused: bool  # protected, and the auth layer refuses (not report_only)
     limited: bool
     statuses: frozenset[int]
     roles: tuple[str, ...]
@@ -138,28 +140,34 @@ def _amend(document: dict[str, Any], app: Any, settings: HardenSettings) -> None
     for path, methods in document.get("paths", {}).items():
         for method, operation in methods.items():
             found = operations.get((path, method.upper()))
-            if found is None or not isinstance(operation, dict):
-                continue
-            responses = operation.setdefault("responses", {})
-            if "422" in responses:
-                responses["422"] = problem_response(422)
-            statuses = set(found.statuses)
-            if found.protected:
-                statuses |= {401, 403}
-                if "security" not in operation:
-                    scheme = API_KEY if found.api_key else BEARER
-                    operation["security"] = [{scheme: list(found.roles)}]
-            if found.limited:
-                statuses.add(429)
-            if method in _BODY_METHODS or "requestBody" in operation:
-                statuses.add(413)
-            if not streaming.matches(path):
-                statuses.add(settings.request_timeout_status)
-            for status in sorted(statuses):
-                responses.setdefault(str(status), problem_response(status))
+            if found is not None and isinstance(operation, dict):
+                timeout = None if streaming.matches(path) else settings.request_timeout_status
+                _amend_operation(operation, method, found, timeout)
     _drop_unused(
         components.get("schemas", {}), document, ("HTTPValidationError", "ValidationError")
     )
+
+
+def _amend_operation(
+    operation: dict[str, Any], method: str, found: _Operation, timeout_status: int | None
+) -> None:
+    responses = operation.setdefault("responses", {})
+    if "422" in responses:
+        responses["422"] = problem_response(422)
+    statuses = set(found.statuses)
+    if found.refused:
+        statuses |= {401, 403}
+    if found.protected and "security" not in operation:
+        scheme = API_KEY if found.api_key else BEARER
+        operation["security"] = [{scheme: list(found.roles)}]
+    if found.limited:
+        statuses.add(429)
+    if method in _BODY_METHODS or "requestBody" in operation:
+        statuses.add(413)
+    if timeout_status is not None:
+        statuses.add(timeout_status)
+    for status in sorted(statuses):
+        responses.setdefault(str(status), problem_response(status))
 
 
 def problem_response(status: int) -> dict[str, Any]:
@@ -197,6 +205,7 @@ def _operations(app: Any, settings: HardenSettings) -> dict[tuple[str, str], _Op
             statuses |= {401, 503}  # an unsigned delivery; the replay store down
         operation = _Operation(
             protected=protected,
+            refused=protected and settings.auth_mode == "enforced",
             limited=limited or 429 in statuses,
             statuses=frozenset(statuses),
             roles=roles,

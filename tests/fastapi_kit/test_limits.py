@@ -240,3 +240,40 @@ def test_a_limit_above_the_route_decorator_refuses_to_start() -> None:
 
     with pytest.raises(SettingsError, match=r"above the route decorator on /open/unlimited"):
         install(app, settings())
+
+
+def test_a_public_route_of_an_included_router_is_public_and_its_neighbours_are_not() -> None:
+    router = APIRouter(prefix="/v1")
+
+    @router.get("/status")
+    @public()
+    async def status() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/private")
+    async def private() -> dict[str, str]:
+        return {}
+
+    app = FastAPI()
+    app.include_router(router, prefix="/edge")
+    client = hardened(app)
+    assert client.get("/edge/v1/status").status_code == 200
+    assert client.get("/edge/v1/private").status_code == 401
+    document = app.openapi()
+    assert "security" not in document["paths"]["/edge/v1/status"]["get"]
+    assert "401" not in document["paths"]["/edge/v1/status"]["get"]["responses"]
+    assert "401" in document["paths"]["/edge/v1/private"]["get"]["responses"]
+
+
+def test_report_only_documents_the_scheme_but_no_refusal_it_never_sends() -> None:
+    app = FastAPI()
+
+    @app.get("/me")
+    async def me(principal: OptionalPrincipal) -> dict[str, str]:
+        return {}
+
+    client = hardened(app, auth_mode="report_only")
+    operation = app.openapi()["paths"]["/me"]["get"]
+    assert operation["security"] == [{"HTTPBearer": []}]
+    assert not {"401", "403"} & set(operation["responses"])
+    assert client.get("/me").status_code == 200
