@@ -15,7 +15,7 @@ rebuilt when the app's route list changes.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Final, TypeVar
 
 from starlette.routing import compile_path
@@ -39,6 +39,7 @@ PUBLIC: Final = "public"
 EXEMPT: Final = "exempt"
 _ATTRIBUTE = "hardenkit_marks"
 _LIMITED_ORIGINAL = "hardenkit_limited_original"
+_MAX_KNOWN = 1024
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
@@ -93,47 +94,80 @@ def is_limited_original(endpoint: object) -> bool:
 
 
 class _Entry:
-    __slots__ = ("marked", "methods", "pattern")
+    __slots__ = ("literal", "marked", "methods", "pattern")
 
     def __init__(self, info: RouteInfo, mark: str) -> None:
         self.pattern: re.Pattern[str] = compile_path(info.path)[0]
+        # The template up to its first parameter: a path that does not start with it
+        # cannot match, and checking that costs far less than the regex.
+        self.literal = info.path.split("{", 1)[0]
         methods: Collection[str] | None = getattr(info.route, "methods", None)
         self.methods = frozenset(methods) if methods else None
         self.marked = mark in marks_of(info.endpoint)
+
+    def accepts(self, path: str, method: str) -> bool:
+        return (
+            path.startswith(self.literal)
+            and (self.methods is None or method in self.methods)
+            and self.pattern.match(path) is not None
+        )
 
 
 class MarkedRoutes:
     """Whether the route serving a request carries ``mark``.
 
+    A request is matched against the marked routes first (usually a handful): one that
+    none of them accepts is served by an unmarked route, whatever the others are. Only
+    when a marked route accepts it are the routes before that one checked, since one of
+    them would serve it first.
+
     Args:
         mark: :data:`PUBLIC` or :data:`EXEMPT`.
     """
 
-    __slots__ = ("_routes", "_table", "mark")
+    __slots__ = ("_known", "_length", "_marked", "_routes", "_table", "mark")
 
     def __init__(self, mark: str) -> None:
         self.mark = mark
-        self._routes: tuple[int, int] = (0, -1)  # (id, length) of the route list read
+        self._routes: Sequence[Any] | None = None  # the route list the table was built from
+        self._length = -1
         self._table: tuple[_Entry, ...] = ()
+        self._marked: tuple[tuple[int, _Entry], ...] = ()
+        # Answers for requests a marked route accepts, so the scan of the routes before
+        # it runs once per path (bounded: templated paths are the client's choice).
+        self._known: dict[tuple[str, str], bool] = {}
 
     def matches(self, scope: Scope) -> bool:
         """Return whether the route that will serve ``scope`` is marked."""
         app = scope.get("app")
-        routes = getattr(getattr(app, "router", None), "routes", None)
-        if not routes:
-            return False
-        if (id(routes), len(routes)) != self._routes:
-            self._table = self._build(app)
-            self._routes = (id(routes), len(routes))
-        if not self._table:
+        routes: Sequence[Any] | None = getattr(getattr(app, "router", None), "routes", None)
+        if routes is None:
+            return False  # not a Starlette app: no routes, no marks
+        if routes is not self._routes or len(routes) != self._length:
+            self._build(app, routes)
+        if not self._marked:
             return False
         path = route_path(scope)
         method: str = scope.get("method", "GET")
-        for entry in self._table:
-            if entry.pattern.match(path) and (entry.methods is None or method in entry.methods):
-                return entry.marked
+        for position, entry in self._marked:
+            if entry.accepts(path, method):
+                known = self._known.get((path, method))
+                if known is not None:
+                    return known
+                # The first marked route that accepts it serves it, unless an (unmarked)
+                # route listed before it accepts it too.
+                served = not any(other.accepts(path, method) for other in self._table[:position])
+                if len(self._known) >= _MAX_KNOWN:
+                    self._known.clear()
+                self._known[(path, method)] = served
+                return served
         return False
 
-    def _build(self, app: Any) -> tuple[_Entry, ...]:
-        entries = tuple(_Entry(info, self.mark) for info in iter_routes(app))
-        return entries if any(entry.marked for entry in entries) else ()
+    def _build(self, app: Any, routes: Sequence[Any]) -> None:
+        self._known.clear()
+        self._routes = routes
+        self._length = len(routes)
+        self._table = tuple(_Entry(info, self.mark) for info in iter_routes(app))
+        self._marked = tuple(
+            (position, entry) for position, entry in enumerate(self._table) if entry.marked
+        )
