@@ -277,3 +277,37 @@ def test_report_only_documents_the_scheme_but_no_refusal_it_never_sends() -> Non
     assert operation["security"] == [{"HTTPBearer": []}]
     assert not {"401", "403"} & set(operation["responses"])
     assert client.get("/me").status_code == 200
+
+
+def test_api_key_routes_document_the_api_key_scheme_and_jwks_apps_a_503() -> None:
+    from hardenkit.auth.apikeys import hash_api_key
+
+    app = FastAPI()
+
+    @app.get("/internal/jobs")
+    async def jobs() -> dict[str, str]:
+        return {}
+
+    @app.get("/orders")
+    async def orders(principal: CurrentPrincipal) -> dict[str, str]:
+        return {}
+
+    install(
+        app,
+        HardenSettings(
+            jwt_jwks_url="https://idp.example/.well-known/jwks.json",
+            jwt_issuer=ISSUER,
+            jwt_audience=[AUDIENCE],
+            api_key_paths=["/internal/*"],
+            api_keys=[f"ops:{hash_api_key('k' * 40)}"],
+            api_key_header="X-API-Key",
+        ),
+    )
+    document = app.openapi()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["APIKeyHeader"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert document["paths"]["/internal/jobs"]["get"]["security"] == [{"APIKeyHeader": []}]
+    operation = document["paths"]["/orders"]["get"]
+    assert operation["security"] == [{"HTTPBearer": []}]
+    assert "503" in operation["responses"]  # the JWKS can be unreachable
+    assert operation["responses"]["503"]["headers"]["Retry-After"]["schema"] == {"type": "integer"}
