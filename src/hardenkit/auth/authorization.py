@@ -13,7 +13,13 @@ from hardenkit.errors import ErrorCode, HardenError
 from hardenkit.logs.audit import AuditEventType, audit
 from hardenkit.telemetry import auth_failures
 
-__all__ = ["Requirement", "principal_of", "require_roles", "require_scopes"]
+__all__ = [
+    "Requirement",
+    "authentication_required",
+    "principal_of",
+    "require_roles",
+    "require_scopes",
+]
 
 
 def principal_of(connection: HTTPConnection) -> Principal | None:
@@ -23,6 +29,16 @@ def principal_of(connection: HTTPConnection) -> Principal | None:
     if isinstance(principal, Principal):
         return principal
     return principal_var.get()
+
+
+def authentication_required() -> HardenError:
+    """The 401 for a request that reached a handler needing a principal without one."""
+    return HardenError(
+        ErrorCode.AUTHENTICATION_ERROR,
+        status=401,
+        detail="Authentication is required.",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 class Requirement(EndpointGuard):
@@ -53,12 +69,7 @@ class Requirement(EndpointGuard):
         """
         principal = principal_of(connection)
         if principal is None:
-            raise HardenError(
-                ErrorCode.AUTHENTICATION_ERROR,
-                status=401,
-                detail="Authentication is required.",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+            raise authentication_required()
         held = principal.roles if self.kind == "roles" else principal.scopes
         allowed = bool(held & self.required) if self.any_of else self.required <= held
         if allowed:

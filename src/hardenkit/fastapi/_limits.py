@@ -62,12 +62,43 @@ def _name_of(text: str) -> str:
 
 
 class Limit:
-    """A limit on a route; build it with :func:`limit`.
+    """A limit on a route, counted on the app's rate-limit store.
+
+    As a decorator, below the route decorator (the limit is named for the function)::
+
+        @app.post("/export")
+        @limit("5/minute", key=keys.tenant)
+        async def export(principal: CurrentPrincipal) -> Export: ...
+
+    As a dependency, on a route or a router (named for the route unless ``name`` is
+    given; two routes with one ``name`` share one budget)::
+
+        @app.get("/search", dependencies=[Depends(limit("30/minute"))])
+
+    With a rate per caller (computed once per key, then cached ``rate_ttl`` seconds)::
+
+        def plan_rate(request: Request, principal: Principal | None) -> str:
+            return "1000/minute" if principal and "pro" in principal.roles else "100/minute"
+
+        @limit(plan_rate, key=keys.tenant)
+
+    Args:
+        rate: A :class:`~hardenkit.Rate`, a rate string, or a :data:`RateFunction`
+            (sync or async) of the request and the verified principal.
+        name: Names the limit in keys, ``RateLimit`` headers, logs and metrics.
+        key: Who is counted (default: the client ip); ``None`` skips the limit.
+        cost: Units each request takes.
+        store: Where the counts live; default: the app's, resolved per request from
+            what :func:`hardenkit.install` built (Redis when configured).
+        when_down: While Redis is down: ``fallback``, ``open`` or ``closed`` (503).
+        rate_ttl: Seconds a computed rate is reused for a key.
 
     Attributes:
-        name: Names the limit in keys, headers, logs and metrics (``None``: the route's).
         rate: The fixed rate, or ``None`` when a :data:`RateFunction` computes it.
         hardenkit_responses: The statuses this dependency can answer (for OpenAPI).
+
+    Raises:
+        ValueError: A bad rate, name or cost (at import, not per request).
     """
 
     __signature__ = _DEPENDENCY_SIGNATURE
@@ -244,56 +275,5 @@ else:
     Limit.__call__._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
 
 
-def limit(
-    rate: Rate | str | RateFunction,
-    *,
-    name: str | None = None,
-    key: KeyFunction = keys.client_ip,
-    cost: int = 1,
-    store: RateLimitStore | None = None,
-    when_down: RedisDownBehaviour = "fallback",
-    rate_ttl: float = 60.0,
-) -> Limit:
-    """A limit on a route, counted on the app's rate-limit store.
-
-    As a decorator, below the route decorator (the limit is named for the function)::
-
-        @app.post("/export")
-        @limit("5/minute", key=keys.tenant)
-        async def export(principal: CurrentPrincipal) -> Export: ...
-
-    As a dependency, on a route or a router (named for the route unless ``name`` is
-    given; two routes with one ``name`` share one budget)::
-
-        @app.get("/search", dependencies=[Depends(limit("30/minute"))])
-
-    With a rate per caller (computed once per key, then cached ``rate_ttl`` seconds)::
-
-        def plan_rate(request: Request, principal: Principal | None) -> str:
-            return "1000/minute" if principal and "pro" in principal.roles else "100/minute"
-
-        @limit(plan_rate, key=keys.tenant)
-
-    Args:
-        rate: A :class:`~hardenkit.Rate`, a rate string, or a :data:`RateFunction`
-            (sync or async) of the request and the verified principal.
-        name: Names the limit in keys, ``RateLimit`` headers, logs and metrics.
-        key: Who is counted (default: the client ip); ``None`` skips the limit.
-        cost: Units each request takes.
-        store: Where the counts live; default: the app's, resolved per request from
-            what :func:`hardenkit.install` built (Redis when configured).
-        when_down: While Redis is down: ``fallback``, ``open`` or ``closed`` (503).
-        rate_ttl: Seconds a computed rate is reused for a key.
-
-    Raises:
-        ValueError: A bad rate, name or cost (at import, not per request).
-    """
-    return Limit(
-        rate,
-        name=name,
-        key=key,
-        cost=cost,
-        store=store,
-        when_down=when_down,
-        rate_ttl=rate_ttl,
-    )
+limit = Limit
+"""``limit("5/minute", key=..., cost=...)``: the name the docs use for :class:`Limit`."""

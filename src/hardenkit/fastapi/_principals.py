@@ -8,7 +8,7 @@ from fastapi import Depends
 from starlette.requests import Request
 
 from hardenkit.auth import Principal, principal_of
-from hardenkit.errors import ErrorCode, HardenError
+from hardenkit.auth.authorization import authentication_required
 
 __all__ = ["CurrentPrincipal", "OptionalPrincipal", "current_principal", "optional_principal"]
 
@@ -21,12 +21,7 @@ async def current_principal(request: Request) -> Principal:
     """
     principal = principal_of(request)
     if principal is None:
-        raise HardenError(
-            ErrorCode.AUTHENTICATION_ERROR,
-            status=401,
-            detail="Authentication is required.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise authentication_required()
     return principal
 
 
