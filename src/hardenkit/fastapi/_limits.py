@@ -225,9 +225,11 @@ class Limit:
         named = self if self.name is not None else self._renamed(_name_of(endpoint.__name__))
         hidden = f"hardenkit_limit_{id(named):x}"
         try:
+            # Resolved here: FastAPI versions that do not unwrap would read string
+            # annotations against this module's globals instead of the endpoint's.
             signature = inspect.signature(endpoint, eval_str=True)
-        except NameError:  # an annotation only resolvable where FastAPI looks (locals)
-            signature = inspect.signature(endpoint)
+        except (NameError, AttributeError, TypeError, SyntaxError):
+            signature = inspect.signature(endpoint)  # left for FastAPI to resolve
         parameters = list(signature.parameters.values())
         extra = inspect.Parameter(hidden, inspect.Parameter.KEYWORD_ONLY, default=Depends(named))
         position = next(
