@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from starlette.routing import Route
 from structlog.testing import capture_logs
 
 from hardenkit import HardenSettings, SettingsError, install, load_settings
+from hardenkit._marks import exempt, public
 from hardenkit._risks import RISKS, risks_table
 from hardenkit.auth import Principal
 from hardenkit.cli import doctor, main
@@ -51,6 +53,14 @@ def current_principal(request: Request) -> Principal:
     return principal
 
 
+def new_endpoint() -> Callable[[Request], Awaitable[Response]]:
+    # A mark stays on its function: each case marks a function of its own.
+    async def endpoint(request: Request) -> Response:
+        return await ok(request)
+
+    return endpoint
+
+
 def starlette_app() -> Starlette:
     return Starlette(
         routes=[
@@ -71,6 +81,17 @@ def fastapi_app() -> FastAPI:
     @app.get("/news/today")
     def news() -> dict[str, Any]:
         return {}
+
+    return app
+
+
+def public_principal_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/feed")
+    @public()
+    def feed(principal: Principal = Depends(current_principal)) -> dict[str, Any]:  # noqa: B008
+        return {"sub": principal.subject}
 
     return app
 
@@ -138,6 +159,22 @@ CASES = [
         app=fastapi_app,
     ),
     Case(
+        "@public() on a route with a tenant parameter",
+        {},
+        "HARDENKIT_PUBLIC_PATHS",
+        "public-route-protected",
+        app=lambda: Starlette(
+            routes=[Route("/api/tenants/{tenant_id}/feed", public()(new_endpoint()))]
+        ),
+    ),
+    Case(
+        "@public() on a FastAPI route that needs the principal",
+        {},
+        "HARDENKIT_PUBLIC_PATHS",
+        "public-route-protected",
+        app=public_principal_app,
+    ),
+    Case(
         "trusted proxies 0.0.0.0/0",
         {"trusted_proxies": ["0.0.0.0/0"]},
         "HARDENKIT_TRUSTED_PROXIES",
@@ -180,6 +217,15 @@ CASES = [
         "HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",
         "login-route-unlimited",
         app=starlette_app,
+    ),
+    Case(
+        "a login route marked @exempt()",
+        {},
+        "HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",
+        "login-route-unlimited",
+        app=lambda: Starlette(
+            routes=[Route("/auth/login", exempt()(new_endpoint()), methods=["POST"])]
+        ),
     ),
     Case(
         "auth report_only",

@@ -1,13 +1,15 @@
 """The reference service as a FastAPI app: the same routes, wired with dependencies.
 
 ``hardenkit.install(app, settings)`` is the same call as for the Starlette app
-(:mod:`examples.reference_app.app`), with the same demo settings. What FastAPI adds:
+(:mod:`examples.reference_app.app`), with the same demo settings. What FastAPI adds,
+from :mod:`hardenkit.fastapi`, with no code of the app's own:
 
-- the verified caller arrives as a parameter: ``principal: CurrentPrincipal`` (a
-  dependency returning the :class:`~hardenkit.auth.Principal` the auth layer verified),
-  or ``Depends(require_roles("admin"))``, which refuses with 403 and returns it;
-- an HTTP bearer security scheme on every ``/api`` route, so ``/docs`` shows the lock
-  and its "Authorize" button sends the token;
+- the verified caller arrives as a parameter: ``principal: CurrentPrincipal`` (never
+  ``None``), or ``Depends(require_roles("admin"))``, which refuses with 403 and returns it;
+- per-route limits on the app's store (``@limit("2/minute", key=keys.tenant)``), listed
+  next to the stack's own in the ``RateLimit`` headers;
+- an OpenAPI document that tells the truth: the bearer scheme on every protected route,
+  401/403/413/422/429/504 as the problem+json bodies the app really sends;
 - ``/docs`` and ``/redoc`` render under the strict CSP: ``install()`` gives exactly these
   pages the FastAPI docs preset (scripts allowed by hash, never ``'unsafe-inline'``).
 
@@ -24,39 +26,28 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Security
-from fastapi.security import HTTPBearer
+from fastapi import APIRouter, Depends, FastAPI, Request
+from pydantic import BaseModel, Field
 from starlette.routing import BaseRoute, Route
 
 from examples.reference_app import api, home, logging_demo, slow, token, upstream, webhooks
 from examples.reference_app.settings import demo_settings
-from hardenkit import HardenSettings, configure_logging, install, require_roles
-from hardenkit.auth import Principal, principal_of
-from hardenkit.errors import ErrorCode, HardenError
+from hardenkit import HardenSettings, configure_logging, install
+from hardenkit.auth import Principal
+from hardenkit.fastapi import CurrentPrincipal, limit, problem_responses, require_roles
+from hardenkit.ratelimit import keys
 
-# auto_error=False: the auth middleware is what refuses (with a problem+json body); this
-# object only declares the scheme in the OpenAPI document.
-bearer = HTTPBearer(
-    auto_error=False,
-    bearerFormat="JWT",
-    description="A token from POST /auth/token (demo users in docs/auth.md).",
-)
+__all__ = ["CurrentPrincipal", "create_app"]
 
-
-async def current_principal(request: Request) -> Principal:
-    """The principal the auth middleware verified for this request."""
-    principal = principal_of(request)
-    if principal is None:  # only on a public path, where no token was checked
-        raise HardenError(ErrorCode.AUTHENTICATION_ERROR, status=401)
-    return principal
-
-
-CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
 
-# Security(bearer) on the router: the OpenAPI document lists the scheme on every route
-# and /docs shows the lock; the auth middleware does the checking.
-router = APIRouter(prefix="/api", tags=["tenant API"], dependencies=[Security(bearer)])
+router = APIRouter(prefix="/api", tags=["tenant API"])
+
+
+class Note(BaseModel):
+    """A note to keep for the caller's tenant."""
+
+    text: str = Field(min_length=1, max_length=200)
 
 
 @router.get("/me")
@@ -71,18 +62,37 @@ async def tenant_items(tenant_id: str, principal: CurrentPrincipal) -> dict[str,
     return api.items_of(principal)
 
 
+@router.post("/tenants/{tenant_id}/notes", status_code=201)
+@limit("2/minute", key=keys.tenant)
+async def add_note(tenant_id: str, note: Note, principal: CurrentPrincipal) -> dict[str, Any]:
+    """Keep a note (twice a minute per tenant): 422 for a bad body, 429 past the limit."""
+    return {"tenant": principal.tenant, "text": note.text}
+
+
 @router.get("/admin/stats")
 async def admin_stats(request: Request, principal: Admin) -> dict[str, Any]:
     """Admin only: 403 ``AUTHORIZATION_ERROR`` without the ``admin`` role."""
     return api.stats_of(request.app.state.hardenkit)
 
 
-def _api_routes(app: FastAPI, routes: Iterable[BaseRoute], tag: str) -> None:
-    """Serve the Starlette app's handlers as they are, listed in the OpenAPI document."""
+def _api_routes(
+    app: FastAPI, routes: Iterable[BaseRoute], tag: str, *, answers: tuple[int, ...] = ()
+) -> None:
+    """Serve the Starlette app's handlers as they are, listed in the OpenAPI document.
+
+    ``answers``: the problem statuses the handlers themselves raise (the stack's own are
+    documented by ``install()``).
+    """
     for route in routes:
         assert isinstance(route, Route)  # noqa: S101 - the example modules hold plain Routes
         methods = sorted((route.methods or {"GET"}) - {"HEAD"})
-        app.add_api_route(route.path, route.endpoint, methods=methods, tags=[tag])
+        app.add_api_route(
+            route.path,
+            route.endpoint,
+            methods=methods,
+            tags=[tag],
+            responses=problem_responses(*answers),
+        )
 
 
 def create_app(settings: HardenSettings | None = None) -> FastAPI:
@@ -94,7 +104,7 @@ def create_app(settings: HardenSettings | None = None) -> FastAPI:
         summary="The Starlette reference app's routes, as FastAPI dependencies.",
         routes=list(home.routes),  # an HTML page, not part of the API document
     )
-    _api_routes(app, token.routes, "demo login")
+    _api_routes(app, token.routes, "demo login", answers=(400, 401, 404))
     app.include_router(router)
     _api_routes(app, slow.routes, "timeouts")
     _api_routes(app, upstream.routes, "resilience")

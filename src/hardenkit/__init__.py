@@ -5,6 +5,7 @@ The public API is exactly what ``__all__`` lists; everything else is private.
 
 from typing import TYPE_CHECKING
 
+from hardenkit._marks import exempt, public
 from hardenkit._version import __version__
 from hardenkit.auth import (
     APIKeyGuard,
@@ -119,12 +120,14 @@ __all__ = [
     "audit",
     "configure_logging",
     "deadline",
+    "exempt",
     "get_client_ip",
     "get_deadline",
     "get_principal",
     "get_request_id",
     "install",
     "load_settings",
+    "public",
     "read_body",
     "read_json",
     "require_roles",

@@ -10,8 +10,13 @@
 - A public prefix (``/api/*``) over a route that needs the principal: one with a bound or
   tenant-named path parameter, a ``require_roles``/``require_scopes`` guard, or (FastAPI)
   a security scheme or a dependency returning the :class:`~hardenkit.auth.Principal`.
+- A route marked ``@public()`` that needs the principal, by the same test: a public
+  route is exactly as public as a path in ``HARDENKIT_PUBLIC_PATHS``.
+- A ``@limit(...)`` above the route decorator: the route serves the function without
+  its limit (refused in every environment: it is a bug, never a choice).
 - No auth paths while a login or token route exists, or a login route outside the auth
-  paths or inside the rate-limit exempt paths: the strict login limit is off for it.
+  paths or inside the rate-limit exempt paths (or marked ``@exempt()``): the strict login
+  limit is off for it.
 
 ``install()`` runs them on the routes it can see, again when the app starts (lifespan),
 or on the first request when the server runs no lifespan; ``hardenkit doctor --app`` runs
@@ -26,6 +31,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from hardenkit._marks import EXEMPT, PUBLIC, is_limited_original, marks_of
 from hardenkit._paths import PathPatterns
 from hardenkit._risks import risk_problem
 from hardenkit._routes import RouteInfo, iter_routes
@@ -59,12 +65,15 @@ def is_tenant_name(name: str) -> bool:
 
 def app_problems(settings: HardenSettings, app: Any) -> list[SettingProblem]:
     """Return the rule violations ``app``'s routes show under ``settings``."""
-    if settings.auth_mode == "off":
-        return []  # refused on its own; nothing below means anything without auth
     routes = list(iter_routes(app))
+    misplaced = _misplaced_limit_problems(routes)
+    if settings.auth_mode == "off":
+        return misplaced  # refused on its own; nothing below means anything without auth
     return [
+        *misplaced,
         *_unbound_tenant_problems(settings, routes),
         *_public_prefix_problems(settings, routes),
+        *_public_route_problems(settings, routes),
         *_login_problems(settings, routes),
     ]
 
@@ -177,6 +186,42 @@ def _public_prefix_problems(
     return problems
 
 
+def _misplaced_limit_problems(routes: Sequence[RouteInfo]) -> list[SettingProblem]:
+    unlimited = [route.path for route in routes if is_limited_original(route.endpoint)]
+    if not unlimited:
+        return []
+    return [
+        SettingProblem(
+            "hardenkit.fastapi.limit",
+            f"@limit(...) is above the route decorator on {_listed(unlimited)}: the route "
+            "serves the function without its limit",
+            production_only=False,
+            fix="put @limit(...) below @app.get(...)/@router.post(...)",
+        )
+    ]
+
+
+def _public_route_problems(
+    settings: HardenSettings, routes: Sequence[RouteInfo]
+) -> list[SettingProblem]:
+    bound = set(settings.tenant_path_params)
+    protected = [
+        route.path
+        for route in routes
+        if PUBLIC in marks_of(route.endpoint) and _needs_principal(route, bound)
+    ]
+    if not protected:
+        return []
+    return [
+        risk_problem(
+            "public-route-protected",
+            f"@public() is on routes that need a verified caller ({_listed(protected)}): "
+            "they run without a token, and tenant binding is skipped",
+            "remove @public() from them",
+        )
+    ]
+
+
 def _login_problems(settings: HardenSettings, routes: Sequence[RouteInfo]) -> list[SettingProblem]:
     logins = [route.path for route in routes if _LOGIN_SEGMENT.search(route.path)]
     if not logins:
@@ -195,7 +240,16 @@ def _login_problems(settings: HardenSettings, routes: Sequence[RouteInfo]) -> li
     outside = [path for path in logins if not auth_paths.matches(path)]
     # Exempting everything is its own risk (rate-limit-exempt-everything), accepted alone.
     everything = {"*", "/*"} & set(settings.rate_limit_exempt_paths)
-    exempted = [] if everything else [path for path in logins if exempt.matches(path)]
+    exempted = (
+        []
+        if everything
+        else [
+            route.path
+            for route in routes
+            if _LOGIN_SEGMENT.search(route.path)
+            and (exempt.matches(route.path) or EXEMPT in marks_of(route.endpoint))
+        ]
+    )
     problems = []
     if outside:
         problems.append(
@@ -214,7 +268,7 @@ def _login_problems(settings: HardenSettings, routes: Sequence[RouteInfo]) -> li
                 "login-route-unlimited",
                 f"{_listed(exempted)} look like login or token routes and are exempt from "
                 "rate limiting: passwords there are guessed at any rate",
-                "remove them from HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",
+                "remove them from HARDENKIT_RATE_LIMIT_EXEMPT_PATHS (or their @exempt())",
                 setting="HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",
             )
         )

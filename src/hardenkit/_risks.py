@@ -50,6 +50,12 @@ RISKS: Final[dict[str, Risk]] = {
             needs_app=True,
         ),
         Risk(
+            "public-route-protected",
+            "HARDENKIT_PUBLIC_PATHS",
+            "`@public()` on a route that needs the principal or binds a tenant",
+            needs_app=True,
+        ),
+        Risk(
             "trusted-proxies-too-wide",
             "HARDENKIT_TRUSTED_PROXIES",
             "`0.0.0.0/0`, `::/0`, or public ranges that together are wider than /16 (IPv4; "

@@ -20,7 +20,8 @@ Outermost first, as a request meets them::
     RateLimit per webhook    verified deliveries only, per path (HARDENKIT_RATE_LIMIT_WEBHOOK)
     your application         exception handlers map HTTPException / validation errors
 
-plus ``/healthz`` and ``/readyz``, always public and never rate limited. Every path
+plus ``/healthz`` and ``/readyz``, always public and never rate limited, and (FastAPI) an
+OpenAPI document that lists the problem+json answers of these layers. Every path
 setting matches the route path (the path without ``root_path``), as Starlette routes. Every
 piece stays usable alone as middleware.
 """
@@ -40,6 +41,7 @@ from starlette.routing import BaseRoute, Route
 
 from hardenkit._app_check import AppCheck, AppCheckMiddleware
 from hardenkit._cors import cors_layer
+from hardenkit._openapi import document_errors
 from hardenkit._parts import ReadinessCheck, Shared
 from hardenkit._server_rewrite import ServerRewriteDetector
 from hardenkit.auth._install import AuthPart, AuthStack, build_auth
@@ -191,6 +193,8 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
     )
     _install_error_handlers(app)
     _install_routes(app, settings, health, parts.headers.routes)
+    # FastAPI: the OpenAPI document lists what the layers answer, as problem+json.
+    document_errors(app, settings)
     for layer in reversed(kit.middleware):
         app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
     _close_redis_on_shutdown(app, kit)

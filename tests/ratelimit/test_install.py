@@ -56,7 +56,8 @@ def test_api_routes_are_limited_per_verified_tenant_after_auth() -> None:
     _, client = hardened(rate_limit_tenant="2/15m", rate_limit_default="100/15m")
     acme = [client.get("/api/items", headers=bearer("acme")) for _ in range(3)]
     assert [response.status_code for response in acme] == [200, 200, 429]
-    assert acme[0].headers["ratelimit"] == '"tenant";r=1;t=450'
+    # The per-ip rule before auth applied too: both are listed.
+    assert acme[0].headers["ratelimit"] == '"ip";r=99;t=9, "tenant";r=1;t=450'
     assert acme[2].json()["code"] == "RATE_LIMITED"
     assert acme[2].headers["ratelimit"] == '"tenant";r=0;t=900'
     assert acme[2].headers["retry-after"] == "450"

@@ -116,11 +116,13 @@ def test_the_strict_rule_applies_only_to_its_paths_and_methods() -> None:
     assert client.post("/items").status_code == 200
 
 
-def test_every_matching_rule_must_allow_and_the_tightest_is_reported() -> None:
+def test_every_matching_rule_must_allow_and_every_one_is_listed() -> None:
     app = limited(RateLimitRule("auth", "3/15m", paths=["/auth/*"]), RateLimitRule("ip", "100/15m"))
     client = client_for(app)
     response = client.post("/auth/token")
-    assert response.headers["ratelimit"] == '"auth";r=2;t=300'
+    # draft-ietf-httpapi-ratelimit-headers: one list member per policy that applied.
+    assert response.headers["ratelimit"] == '"auth";r=2;t=300, "ip";r=99;t=9'
+    assert response.headers["ratelimit-policy"] == '"auth";q=3;w=900, "ip";q=100;w=900'
     assert client.get("/").headers["ratelimit"] == '"ip";r=98;t=18'
 
 

@@ -13,7 +13,13 @@ from hardenkit.errors import ErrorCode, HardenError
 from hardenkit.logs.audit import AuditEventType, audit
 from hardenkit.telemetry import auth_failures
 
-__all__ = ["Requirement", "principal_of", "require_roles", "require_scopes"]
+__all__ = [
+    "Requirement",
+    "authentication_required",
+    "principal_of",
+    "require_roles",
+    "require_scopes",
+]
 
 
 def principal_of(connection: HTTPConnection) -> Principal | None:
@@ -25,11 +31,24 @@ def principal_of(connection: HTTPConnection) -> Principal | None:
     return principal_var.get()
 
 
+def authentication_required() -> HardenError:
+    """The 401 for a request that reached a handler needing a principal without one."""
+    return HardenError(
+        ErrorCode.AUTHENTICATION_ERROR,
+        status=401,
+        detail="Authentication is required.",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
 class Requirement(EndpointGuard):
     """The principal must hold every one (or, with ``any_of``, one) of some roles/scopes.
 
     Use :func:`require_roles` or :func:`require_scopes` to build one.
     """
+
+    # What the OpenAPI document of an installed FastAPI app lists for a route using it.
+    hardenkit_responses = (401, 403)
 
     def __init__(self, kind: str, required: Iterable[str], *, any_of: bool = False) -> None:
         self.kind = kind
@@ -50,12 +69,7 @@ class Requirement(EndpointGuard):
         """
         principal = principal_of(connection)
         if principal is None:
-            raise HardenError(
-                ErrorCode.AUTHENTICATION_ERROR,
-                status=401,
-                detail="Authentication is required.",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+            raise authentication_required()
         held = principal.roles if self.kind == "roles" else principal.scopes
         allowed = bool(held & self.required) if self.any_of else self.required <= held
         if allowed:

@@ -34,6 +34,7 @@ from typing import Literal
 import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hardenkit._marks import PUBLIC, MarkedRoutes
 from hardenkit._paths import PathPatterns, route_path
 from hardenkit.auth._bearer import bearer_token
 from hardenkit.auth._binding import TenantBinding
@@ -66,7 +67,8 @@ class AuthMiddleware:
             protected request: auth fails closed, it is never silently skipped.
         mode: ``enforced`` (default), ``report_only`` (log and count refusals, let the
             request through) or ``off``.
-        public_paths: Paths served without credentials (exact, or prefix with ``*``).
+        public_paths: Paths served without credentials (exact, or prefix with ``*``);
+            routes whose endpoint is marked ``@public()`` are served the same way.
         tenant_header: The header a client may name its tenant in.
         tenant_header_aliases: Other headers read (and overwritten) as the tenant header.
         tenant_path_param: Path parameter checked against the verified tenant (kept
@@ -108,6 +110,7 @@ class AuthMiddleware:
         self.verifier = verifier
         self.mode: AuthMode = mode
         self.public_paths = PathPatterns(public_paths)
+        self.public_routes = MarkedRoutes(PUBLIC)
         self.api_key_paths = PathPatterns(api_key_paths)
         if self.api_key_paths and api_key_guard is None:
             raise ValueError("api_key_paths need an api_key_guard")
@@ -149,7 +152,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         path = route_path(scope)
-        if self.public_paths.matches(path):
+        if self.public_paths.matches(path) or self.public_routes.matches(scope):
             await self.app(scope, receive, send)
             return
         try:

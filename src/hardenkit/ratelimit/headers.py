@@ -1,19 +1,20 @@
 """Response header fields describing a decision.
 
 ``RateLimit-Policy`` and ``RateLimit`` follow draft-ietf-httpapi-ratelimit-headers-09
-(structured fields: ``"<policy>";q=<quota>;w=<window>`` and
-``"<policy>";r=<remaining>;t=<seconds to reset>``); the legacy ``X-RateLimit-*`` trio
+(structured field lists, one member per policy: ``"<policy>";q=<quota>;w=<window>``
+and ``"<policy>";r=<remaining>;t=<seconds to reset>``); the legacy ``X-RateLimit-*`` trio
 is added when asked for (``X-RateLimit-Reset`` in seconds from now, like ``t``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from hardenkit import errors
 from hardenkit.ratelimit.decision import RateLimitDecision
 
-__all__ = ["decision_headers", "retry_after_seconds"]
+__all__ = ["decision_headers", "decisions_headers", "retry_after_seconds"]
 
 
 def retry_after_seconds(decision: RateLimitDecision) -> int:
@@ -25,20 +26,35 @@ def decision_headers(
     policy: str, decision: RateLimitDecision, *, legacy: bool = False
 ) -> list[tuple[bytes, bytes]]:
     """Return the header fields describing ``decision`` of the rule named ``policy``."""
-    remaining = max(0, decision.remaining)
-    reset = math.ceil(decision.reset_after)
+    return decisions_headers([(policy, decision)], legacy=legacy)
+
+
+def decisions_headers(
+    decisions: Sequence[tuple[str, RateLimitDecision]], *, legacy: bool = False
+) -> list[tuple[bytes, bytes]]:
+    """Return the header fields describing every ``(policy, decision)``, in order.
+
+    ``RateLimit-Policy`` and ``RateLimit`` hold one list member per policy (structured
+    field lists: ``"ip";q=100;w=60, "export";q=5;w=60``); the legacy trio describes the
+    decision with the fewest remaining.
+    """
+    if not decisions:
+        return []
+    policies, limits = [], []
+    for policy, decision in decisions:
+        policies.append(f'"{policy}";q={decision.limit};w={decision.period_seconds}')
+        reset = math.ceil(decision.reset_after)
+        limits.append(f'"{policy}";r={max(0, decision.remaining)};t={reset}')
     headers = [
-        (
-            b"ratelimit-policy",
-            f'"{policy}";q={decision.limit};w={decision.period_seconds}'.encode(),
-        ),
-        (b"ratelimit", f'"{policy}";r={remaining};t={reset}'.encode()),
+        (b"ratelimit-policy", ", ".join(policies).encode()),
+        (b"ratelimit", ", ".join(limits).encode()),
     ]
     if legacy:
+        tightest = min((decision for _, decision in decisions), key=lambda d: d.remaining)
         headers += [
-            (b"x-ratelimit-limit", str(decision.limit).encode()),
-            (b"x-ratelimit-remaining", str(remaining).encode()),
-            (b"x-ratelimit-reset", str(reset).encode()),
+            (b"x-ratelimit-limit", str(tightest.limit).encode()),
+            (b"x-ratelimit-remaining", str(max(0, tightest.remaining)).encode()),
+            (b"x-ratelimit-reset", str(math.ceil(tightest.reset_after)).encode()),
         ]
     return headers
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hardenkit._marks import EXEMPT, MarkedRoutes
 from hardenkit._paths import route_path
 from hardenkit.context import client_ip_var
 from hardenkit.errors import send_refusal
@@ -26,12 +27,12 @@ class RateLimitMiddleware:
 
     Every rule whose paths and methods match, and whose key function returns a key, takes
     its cost; the first refusal answers (later rules are not charged). Allowed responses
-    carry ``RateLimit-Policy`` / ``RateLimit`` for the tightest rule. A refusal is a
+    carry ``RateLimit-Policy`` / ``RateLimit`` listing every rule that applied. A refusal is a
     ``429`` ``RATE_LIMITED`` problem with ``Retry-After``, an audit event and the
     ``hardenkit.ratelimit.decisions`` metric; a ``closed`` rule while Redis is down
     answers ``503`` ``SERVICE_UNAVAILABLE``. When several layers serve one request
-    (``install()`` puts one before auth and one after), the outermost reports the tightest
-    decision of all of them.
+    (``install()`` puts one before auth and one after, and per-route limits run in the
+    endpoint), the outermost lists the rules of all of them, or the one that refused.
 
     A WebSocket handshake is one ``GET`` request to the rules: admitted, its accept
     carries the headers; refused, it is never accepted, and gets the same problem as the
@@ -43,7 +44,8 @@ class RateLimitMiddleware:
         rules: The rules, evaluated in order (put the strictest first).
         store: Shared state (:class:`RedisStore` or :class:`MemoryStore`); a private
             memory store by default.
-        exempt_paths: Paths never limited (exact, or a prefix ending in ``*``).
+        exempt_paths: Paths never limited (exact, or a prefix ending in ``*``); routes
+            whose endpoint is marked ``@exempt()`` are never limited either.
         trusted_proxies: Proxies whose forwarding headers are believed, used when no
             :class:`~hardenkit.proxies.TrustedProxyMiddleware` ran before this one.
         legacy_headers: Also send ``X-RateLimit-Limit/Remaining/Reset``.
@@ -80,6 +82,7 @@ class RateLimitMiddleware:
             for rule in self.rules
         )
         self.exempt = PathPatterns(exempt_paths)
+        self.exempt_routes = MarkedRoutes(EXEMPT)
         self.trusted = (
             trusted_proxies
             if isinstance(trusted_proxies, TrustedProxies)
@@ -89,7 +92,11 @@ class RateLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
-        if scope["type"] not in _LIMITED or self.exempt.matches(route_path(scope)):
+        if (
+            scope["type"] not in _LIMITED
+            or self.exempt.matches(route_path(scope))
+            or self.exempt_routes.matches(scope)
+        ):
             await self.app(scope, receive, send)
             return
         report = report_of(scope)
@@ -100,27 +107,25 @@ class RateLimitMiddleware:
         if client_ip_var.get() is None:  # used without TrustedProxyMiddleware
             token = client_ip_var.set(self.trusted.resolve(scope)[0])
         try:
-            tightest = await self._decide(scope)
-            if tightest is not None:
-                rule_name, decision = tightest
-                report.offer(rule_name, decision)
-                if not decision.allowed:
-                    rate_headers = (
-                        decision_headers(rule_name, decision, legacy=self.legacy_headers)
-                        if reporting
-                        else []
-                    )
-                    refusal = refusal_of(rule_name, decision, as_text(rate_headers))
-                    await send_refusal(send, scope, refusal)
-                    return
+            refused = await self._decide(scope, report)
+            if refused is not None:
+                rule_name, decision = refused
+                rate_headers = (
+                    decision_headers(rule_name, decision, legacy=self.legacy_headers)
+                    if reporting
+                    else []
+                )
+                refusal = refusal_of(rule_name, decision, as_text(rate_headers))
+                await send_refusal(send, scope, refusal)
+                return
             if not reporting:
                 await self.app(scope, receive, send)
                 return
             legacy = self.legacy_headers
 
             async def send_with_headers(message: Message) -> None:
-                if message["type"] in _RESPONSE_STARTS and report.decision is not None:
-                    extra = decision_headers(report.rule, report.decision, legacy=legacy)
+                if message["type"] in _RESPONSE_STARTS and report.decisions:
+                    extra = report.headers(legacy=legacy)
                     message = {**message, "headers": [*message.get("headers", ()), *extra]}
                 await send(message)
 
@@ -129,11 +134,10 @@ class RateLimitMiddleware:
             if token is not None:
                 client_ip_var.reset(token)
 
-    async def _decide(self, scope: Scope) -> tuple[str, RateLimitDecision] | None:
-        """Return the first refusal, else the tightest decision; ``None`` if no rule applied."""
+    async def _decide(self, scope: Scope, report: Report) -> tuple[str, RateLimitDecision] | None:
+        """Offer every rule's decision to ``report``; return the first refusal, if any."""
         path = route_path(scope)
         method: str = scope.get("method", "GET")  # a WebSocket handshake is a GET
-        tightest: tuple[str, RateLimitDecision] | None = None
         for rule, limiter in self._limiters:
             if not rule.applies_to(path, method):
                 continue
@@ -142,11 +146,10 @@ class RateLimitMiddleware:
                 continue
             decision = await limiter.hit(key, rule.cost)
             record_decision(rule.name, decision)
+            report.offer(rule.name, decision)
             if not decision.allowed:
                 return rule.name, decision
-            if tightest is None or decision.remaining < tightest[1].remaining:
-                tightest = (rule.name, decision)
-        return tightest
+        return None
 
 
 _LIMITED = frozenset({"http", "websocket"})

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 from starlette.requests import Request
+from starlette.types import Scope
 
 from hardenkit.ratelimit import keys
 from hardenkit.ratelimit._observe import record_decision, refusal_of
@@ -17,7 +18,7 @@ from hardenkit.ratelimit.keys import KeyFunction
 from hardenkit.ratelimit.limiter import RateLimiter
 from hardenkit.ratelimit.rate import Rate
 
-__all__ = ["RouteLimit"]
+__all__ = ["RouteLimit", "enforce"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -82,16 +83,7 @@ class RouteLimit:
         key = self.key(request.scope)
         if key is None:
             return None
-        decision = await self.limiter.hit(key, self.cost)
-        record_decision(self.limiter.name, decision)
-        if decision.allowed:
-            return decision
-        name = self.limiter.name
-        report = report_of(request.scope)
-        if report is not None:  # the middleware outside writes the refusal's headers
-            report.offer(name, decision)
-        rate_headers = as_text(decision_headers(name, decision)) if report is None else ()
-        raise refusal_of(name, decision, rate_headers).error()
+        return await enforce(self.limiter, key, self.cost, request.scope)
 
     def wrap(self, endpoint: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         """Decorate an async endpoint whose arguments include the ``Request``."""
@@ -103,6 +95,28 @@ class RouteLimit:
             return await endpoint(*args, **kwargs)
 
         return limited
+
+
+async def enforce(limiter: RateLimiter, key: str, cost: int, scope: Scope) -> RateLimitDecision:
+    """Take ``cost`` for ``key``; offer the decision to the request's report; raise if refused.
+
+    Behind a rate-limit layer the decision goes to its report, which writes the headers
+    (every rule that applied, or the refusing one); with no layer outside, a refusal
+    carries this limit's headers itself.
+
+    Raises:
+        HardenError: The refusal (429, or 503 while a ``closed`` limit's store is down).
+    """
+    decision = await limiter.hit(key, cost)
+    name = limiter.name
+    record_decision(name, decision)
+    report = report_of(scope)
+    if report is not None:
+        report.offer(name, decision)
+    if decision.allowed:
+        return decision
+    rate_headers = as_text(decision_headers(name, decision)) if report is None else ()
+    raise refusal_of(name, decision, rate_headers).error()
 
 
 def _find_request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:

@@ -21,7 +21,7 @@ import asyncio
 import functools
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
@@ -85,12 +85,16 @@ class Resilient:
 
     # --- decorator ----------------------------------------------------------------------
 
+    # A coroutine function stays one (``asyncio.create_task(fetch())`` type-checks); any
+    # other callable keeps its exact signature. tests/typecheck/ checks both under mypy.
     @overload
-    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, R]]
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
     @overload
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a sync or async callable."""
+        """Decorate a sync or async callable, keeping its signature."""
         if inspect.iscoroutinefunction(fn):
             # Without a deadline of its own, skip one coroutine level on every call.
             call_async = self.call_async if self.deadline is not None else None

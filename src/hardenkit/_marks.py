@@ -1,0 +1,173 @@
+"""Route marks: ``public()`` and ``exempt()`` on an endpoint, honoured by the layers.
+
+A mark is a name kept on the endpoint function (``hardenkit_marks``), so it travels with
+the route however the app is assembled (``include_router``, ``Mount``). The layers run
+before the router, so :class:`MarkedRoutes` finds the route that will serve a request
+the way the router does: the first route whose path template and method match, over the
+app's flattened routes (:func:`hardenkit._routes.iter_routes`). A request served by an
+unmarked route is never treated as marked, even when a marked route's template would
+also match its path.
+
+Only an app with at least one marked route pays for the lookup; the route table is
+rebuilt when the app's route list changes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, Final, TypeVar
+
+from starlette.routing import compile_path
+from starlette.types import Scope
+
+from hardenkit._paths import route_path
+from hardenkit._routes import RouteInfo, iter_routes
+
+__all__ = [
+    "EXEMPT",
+    "PUBLIC",
+    "MarkedRoutes",
+    "exempt",
+    "is_limited_original",
+    "mark_limited_original",
+    "marks_of",
+    "public",
+]
+
+PUBLIC: Final = "public"
+EXEMPT: Final = "exempt"
+_ATTRIBUTE = "hardenkit_marks"
+_LIMITED_ORIGINAL = "hardenkit_limited_original"
+_MAX_KNOWN = 1024
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def _marker(name: str) -> Callable[[Endpoint], Endpoint]:
+    def mark(endpoint: Endpoint) -> Endpoint:
+        if not callable(endpoint):
+            raise TypeError(f"@{name}() decorates an endpoint function")
+        setattr(endpoint, _ATTRIBUTE, marks_of(endpoint) | {name})
+        return endpoint
+
+    return mark
+
+
+def public() -> Callable[[Endpoint], Endpoint]:
+    """Serve the decorated endpoint without credentials, as ``HARDENKIT_PUBLIC_PATHS`` would.
+
+    The route is exactly as public as a path listed in ``HARDENKIT_PUBLIC_PATHS``: no
+    token is read, no principal is set, and the production policy refuses it (risk
+    ``public-route-protected``) when the route needs a verified caller (a tenant path
+    parameter, a ``require_roles`` guard, a principal dependency). Put it below the route
+    decorator (``@app.get(...)`` first, then ``@public()``).
+    """
+    return _marker(PUBLIC)
+
+
+def exempt() -> Callable[[Endpoint], Endpoint]:
+    """Keep the decorated endpoint out of the rate-limit layers' rules.
+
+    The same as listing its path in ``HARDENKIT_RATE_LIMIT_EXEMPT_PATHS``: the per-ip,
+    per-tenant and webhook rules skip it (a login or token route may not be exempt in
+    production: risk ``login-route-unlimited``). Limits declared on the route itself
+    (``hardenkit.fastapi.limit``) still apply.
+    """
+    return _marker(EXEMPT)
+
+
+def marks_of(endpoint: object) -> frozenset[str]:
+    """The marks on ``endpoint`` (none for an unmarked one)."""
+    found: object = getattr(endpoint, _ATTRIBUTE, None)
+    return frozenset(str(mark) for mark in found) if isinstance(found, frozenset) else frozenset()
+
+
+def mark_limited_original(endpoint: object) -> None:
+    """Mark the function a route limit wrapped (the wrapper, not it, must be the route's)."""
+    setattr(endpoint, _LIMITED_ORIGINAL, True)
+
+
+def is_limited_original(endpoint: object) -> bool:
+    """Whether ``endpoint`` is a function a route limit wrapped: the limit is not on the route."""
+    return getattr(endpoint, _LIMITED_ORIGINAL, False) is True
+
+
+class _Entry:
+    __slots__ = ("literal", "marked", "methods", "pattern")
+
+    def __init__(self, info: RouteInfo, mark: str) -> None:
+        self.pattern: re.Pattern[str] = compile_path(info.path)[0]
+        # The template up to its first parameter: a path that does not start with it
+        # cannot match, and checking that costs far less than the regex.
+        self.literal = info.path.split("{", 1)[0]
+        methods: Collection[str] | None = getattr(info.route, "methods", None)
+        self.methods = frozenset(methods) if methods else None
+        self.marked = mark in marks_of(info.endpoint)
+
+    def accepts(self, path: str, method: str) -> bool:
+        return (
+            path.startswith(self.literal)
+            and (self.methods is None or method in self.methods)
+            and self.pattern.match(path) is not None
+        )
+
+
+class MarkedRoutes:
+    """Whether the route serving a request carries ``mark``.
+
+    A request is matched against the marked routes first (usually a handful): one that
+    none of them accepts is served by an unmarked route, whatever the others are. Only
+    when a marked route accepts it are the routes before that one checked, since one of
+    them would serve it first.
+
+    Args:
+        mark: :data:`PUBLIC` or :data:`EXEMPT`.
+    """
+
+    __slots__ = ("_known", "_length", "_marked", "_routes", "_table", "mark")
+
+    def __init__(self, mark: str) -> None:
+        self.mark = mark
+        self._routes: Sequence[Any] | None = None  # the route list the table was built from
+        self._length = -1
+        self._table: tuple[_Entry, ...] = ()
+        self._marked: tuple[tuple[int, _Entry], ...] = ()
+        # Answers for requests a marked route accepts, so the scan of the routes before
+        # it runs once per path (bounded: templated paths are the client's choice).
+        self._known: dict[tuple[str, str], bool] = {}
+
+    def matches(self, scope: Scope) -> bool:
+        """Return whether the route that will serve ``scope`` is marked."""
+        app = scope.get("app")
+        routes: Sequence[Any] | None = getattr(getattr(app, "router", None), "routes", None)
+        if routes is None:
+            return False  # not a Starlette app: no routes, no marks
+        if routes is not self._routes or len(routes) != self._length:
+            self._build(app, routes)
+        if not self._marked:
+            return False
+        path = route_path(scope)
+        method: str = scope.get("method", "GET")
+        for position, entry in self._marked:
+            if entry.accepts(path, method):
+                known = self._known.get((path, method))
+                if known is not None:
+                    return known
+                # The first marked route that accepts it serves it, unless an (unmarked)
+                # route listed before it accepts it too.
+                served = not any(other.accepts(path, method) for other in self._table[:position])
+                if len(self._known) >= _MAX_KNOWN:
+                    self._known.clear()
+                self._known[(path, method)] = served
+                return served
+        return False
+
+    def _build(self, app: Any, routes: Sequence[Any]) -> None:
+        self._known.clear()
+        self._routes = routes
+        self._length = len(routes)
+        self._table = tuple(_Entry(info, self.mark) for info in iter_routes(app))
+        self._marked = tuple(
+            (position, entry) for position, entry in enumerate(self._table) if entry.marked
+        )

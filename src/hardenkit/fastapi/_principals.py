@@ -1,0 +1,37 @@
+"""The verified caller as a FastAPI parameter: ``principal: CurrentPrincipal``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import Request
+
+from hardenkit.auth import Principal, principal_of
+from hardenkit.auth.authorization import authentication_required
+
+__all__ = ["CurrentPrincipal", "OptionalPrincipal", "current_principal", "optional_principal"]
+
+
+async def current_principal(request: Request) -> Principal:
+    """Return the principal the auth layer verified; 401 where none was (a public route).
+
+    Raises:
+        HardenError: 401 ``AUTHENTICATION_ERROR`` with ``WWW-Authenticate: Bearer``.
+    """
+    principal = principal_of(request)
+    if principal is None:
+        raise authentication_required()
+    return principal
+
+
+async def optional_principal(request: Request) -> Principal | None:
+    """Return the verified principal, or ``None`` on a route served without credentials."""
+    return principal_of(request)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+"""The verified :class:`~hardenkit.auth.Principal`, never ``None`` (401 on a public route)."""
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+"""The verified principal, or ``None`` on a public route: ``principal: OptionalPrincipal``."""

@@ -1,0 +1,313 @@
+"""hardenkit.fastapi.limit: route limits on the app's store, as decorator or dependency."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi import APIRouter, Depends, FastAPI, Request
+from starlette.testclient import TestClient
+
+from hardenkit import HardenSettings, SettingsError, install
+from hardenkit.auth import Principal
+from hardenkit.errors import ConfigurationError
+from hardenkit.fastapi import CurrentPrincipal, OptionalPrincipal, exempt, limit, public
+from hardenkit.ratelimit import MemoryStore, RedisStore, keys
+from tests.auth.support import AUDIENCE, ISSUER, SECRET, claims, hs256
+from tests.support.redis_server import RedisServer
+
+
+def settings(**values: Any) -> HardenSettings:
+    defaults: dict[str, Any] = {
+        "jwt_secret": SECRET,
+        "jwt_issuer": ISSUER,
+        "jwt_audience": [AUDIENCE],
+        "public_paths": ["/healthz", "/readyz", "/open/*"],
+    }
+    return HardenSettings(**{**defaults, **values})
+
+
+def bearer(tenant: str, **extra: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {hs256(claims(tenant_id=tenant, **extra))}"}
+
+
+def hardened(app: FastAPI, **values: Any) -> TestClient:
+    install(app, settings(**values))
+    return TestClient(app, client=("203.0.113.9", 40000))
+
+
+def test_a_decorated_route_is_limited_and_lists_its_rule_next_to_the_stacks() -> None:
+    app = FastAPI()
+
+    @app.post("/export")
+    @limit("2/hour", key=keys.tenant)
+    async def export(principal: CurrentPrincipal) -> dict[str, str | None]:
+        return {"tenant": principal.tenant}
+
+    client = hardened(app, rate_limit_default="100/hour", rate_limit_tenant="50/hour")
+    first = client.post("/export", headers=bearer("acme"))
+    assert first.status_code == 200
+    assert first.json() == {"tenant": "acme"}
+    policies = first.headers["ratelimit-policy"]
+    assert policies == '"ip";q=100;w=3600, "tenant";q=50;w=3600, "export";q=2;w=3600'
+    assert first.headers["ratelimit"].endswith('"export";r=1;t=1800')
+    assert client.post("/export", headers=bearer("acme")).status_code == 200
+    refused = client.post("/export", headers=bearer("acme"))
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["code"] == "RATE_LIMITED"
+    assert refused.headers.get_list("ratelimit") == ['"export";r=0;t=3600']
+    assert int(refused.headers["retry-after"]) == 1800
+    # Counted per tenant: another tenant has its own budget.
+    assert client.post("/export", headers=bearer("globex")).status_code == 200
+
+
+def test_a_sync_endpoint_keeps_its_parameters_under_the_decorator() -> None:
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    @limit("2/hour")
+    def item(item_id: int, q: str = "none") -> dict[str, Any]:
+        return {"item_id": item_id, "q": q}
+
+    client = hardened(app, public_paths=["/items/*"])
+    assert client.get("/items/7?q=x").json() == {"item_id": 7, "q": "x"}
+    assert client.get("/items/seven").status_code == 422
+    assert client.get("/items/7").status_code == 429
+
+
+def test_as_a_dependency_one_name_is_one_budget_shared_by_routes() -> None:
+    shared = limit("3/hour", name="reports")
+    router = APIRouter(prefix="/open", dependencies=[Depends(shared)])
+
+    @router.get("/daily")
+    async def daily() -> dict[str, str]:
+        return {"report": "daily"}
+
+    @router.get("/weekly")
+    async def weekly() -> dict[str, str]:
+        return {"report": "weekly"}
+
+    app = FastAPI()
+    app.include_router(router)
+    client = hardened(app)
+    statuses = [client.get(path).status_code for path in ("/open/daily", "/open/weekly") * 2]
+    assert statuses == [200, 200, 200, 429]
+
+
+def test_as_a_dependency_without_a_name_each_route_counts_on_its_own() -> None:
+    per_route = limit("1/hour")
+    app = FastAPI()
+
+    @app.get("/open/a", dependencies=[Depends(per_route)])
+    async def route_a() -> dict[str, str]:
+        return {}
+
+    @app.get("/open/b", dependencies=[Depends(per_route)])
+    async def route_b() -> dict[str, str]:
+        return {}
+
+    client = hardened(app)
+    assert [client.get("/open/a").status_code, client.get("/open/b").status_code] == [200, 200]
+    assert client.get("/open/a").headers["ratelimit"] == '"route_a";r=0;t=3600'
+
+
+def test_a_rate_computed_per_tenant_is_cached_per_key() -> None:
+    calls: list[str | None] = []
+
+    def plan(request: Request, principal: Principal | None) -> str:
+        tenant = principal.tenant if principal else None
+        calls.append(tenant)
+        return "3/hour" if tenant == "acme" else "1/hour"
+
+    app = FastAPI()
+
+    @app.get("/search")
+    @limit(plan, key=keys.tenant)
+    async def search(principal: CurrentPrincipal) -> dict[str, str]:
+        return {}
+
+    client = hardened(app)
+    acme = [client.get("/search", headers=bearer("acme")).status_code for _ in range(4)]
+    globex = [client.get("/search", headers=bearer("globex")).status_code for _ in range(2)]
+    assert acme == [200, 200, 200, 429]
+    assert globex == [200, 429]
+    assert calls == ["acme", "globex"]  # once per key, not per request
+
+
+async def _async_plan(request: Request, principal: Principal | None) -> str:
+    return "1/hour"
+
+
+def test_an_async_rate_function_is_awaited() -> None:
+    app = FastAPI()
+
+    @app.get("/open/x")
+    @limit(_async_plan)
+    async def route_x() -> dict[str, str]:
+        return {}
+
+    client = hardened(app)
+    assert [client.get("/open/x").status_code for _ in range(2)] == [200, 429]
+
+
+def test_the_limit_counts_on_the_apps_redis_store_without_being_given_it(
+    redis_server_factory: Callable[[], RedisServer],
+) -> None:
+    server = redis_server_factory()
+    app = FastAPI()
+
+    @app.get("/open/r")
+    @limit("2/hour")
+    async def route_r() -> dict[str, str]:
+        return {}
+
+    first = hardened(app, redis_url=server.url)
+    assert isinstance(app.state.hardenkit.rate_limit_store, RedisStore)
+    # A second app instance on the same Redis shares the budget: the count is in Redis.
+    other = FastAPI()
+    other.add_api_route("/open/r", route_r)
+    second = hardened(other, redis_url=server.url)
+    with first, second:
+        assert first.get("/open/r").status_code == 200
+        assert second.get("/open/r").status_code == 200
+        assert first.get("/open/r").status_code == 429
+
+
+def test_a_limit_without_install_or_store_says_what_to_do() -> None:
+    app = FastAPI()
+
+    @app.get("/x")
+    @limit("1/hour")
+    async def route_x() -> dict[str, str]:
+        return {}
+
+    with pytest.raises(ConfigurationError, match=r"no hardenkit.install\(\).*store="):
+        TestClient(app).get("/x")
+
+
+def test_an_exempt_route_keeps_its_own_limit_and_shows_it() -> None:
+    app = FastAPI()
+
+    @app.get("/open/feed")
+    @exempt()
+    @limit("2/hour")
+    async def feed() -> dict[str, str]:
+        return {}
+
+    client = hardened(app, rate_limit_default="1/hour")
+    first = client.get("/open/feed")
+    assert first.headers["ratelimit"] == '"feed";r=1;t=1800'
+    assert [client.get("/open/feed").status_code for _ in range(2)] == [200, 429]
+
+
+def test_a_public_route_needs_no_token_and_its_principal_is_optional() -> None:
+    app = FastAPI()
+
+    @app.get("/hello")
+    @public()
+    async def hello(principal: OptionalPrincipal) -> dict[str, str | None]:
+        return {"subject": principal.subject if principal else None}
+
+    @app.get("/me")
+    async def me(principal: CurrentPrincipal) -> dict[str, str | None]:
+        return {"subject": principal.subject}
+
+    client = hardened(app)
+    assert client.get("/hello").json() == {"subject": None}
+    assert client.get("/me").status_code == 401
+    assert client.get("/me", headers=bearer("acme")).json() == {"subject": "user-1"}
+
+
+def test_bad_limits_are_refused_when_declared() -> None:
+    with pytest.raises(ValueError, match="burst"):
+        limit("2/hour", cost=3)
+    with pytest.raises(ValueError, match="name"):
+        limit("2/hour", name="Has Spaces")
+    with pytest.raises(ValueError):
+        limit("lots/hour")
+    assert isinstance(limit("1/hour", store=MemoryStore()).store, MemoryStore)
+
+
+def test_a_limit_above_the_route_decorator_refuses_to_start() -> None:
+    app = FastAPI()
+
+    @limit("1/hour")
+    @app.get("/open/unlimited")
+    async def unlimited() -> dict[str, str]:
+        return {}
+
+    with pytest.raises(SettingsError, match=r"above the route decorator on /open/unlimited"):
+        install(app, settings())
+
+
+def test_a_public_route_of_an_included_router_is_public_and_its_neighbours_are_not() -> None:
+    router = APIRouter(prefix="/v1")
+
+    @router.get("/status")
+    @public()
+    async def status() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/private")
+    async def private() -> dict[str, str]:
+        return {}
+
+    app = FastAPI()
+    app.include_router(router, prefix="/edge")
+    client = hardened(app)
+    assert client.get("/edge/v1/status").status_code == 200
+    assert client.get("/edge/v1/private").status_code == 401
+    document = app.openapi()
+    assert "security" not in document["paths"]["/edge/v1/status"]["get"]
+    assert "401" not in document["paths"]["/edge/v1/status"]["get"]["responses"]
+    assert "401" in document["paths"]["/edge/v1/private"]["get"]["responses"]
+
+
+def test_report_only_documents_the_scheme_but_no_refusal_it_never_sends() -> None:
+    app = FastAPI()
+
+    @app.get("/me")
+    async def me(principal: OptionalPrincipal) -> dict[str, str]:
+        return {}
+
+    client = hardened(app, auth_mode="report_only")
+    operation = app.openapi()["paths"]["/me"]["get"]
+    assert operation["security"] == [{"HTTPBearer": []}]
+    assert not {"401", "403"} & set(operation["responses"])
+    assert client.get("/me").status_code == 200
+
+
+def test_api_key_routes_document_the_api_key_scheme_and_jwks_apps_a_503() -> None:
+    from hardenkit.auth.apikeys import hash_api_key
+
+    app = FastAPI()
+
+    @app.get("/internal/jobs")
+    async def jobs() -> dict[str, str]:
+        return {}
+
+    @app.get("/orders")
+    async def orders(principal: CurrentPrincipal) -> dict[str, str]:
+        return {}
+
+    install(
+        app,
+        HardenSettings(
+            jwt_jwks_url="https://idp.example/.well-known/jwks.json",
+            jwt_issuer=ISSUER,
+            jwt_audience=[AUDIENCE],
+            api_key_paths=["/internal/*"],
+            api_keys=[f"ops:{hash_api_key('k' * 40)}"],
+            api_key_header="X-API-Key",
+        ),
+    )
+    document = app.openapi()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["APIKeyHeader"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert document["paths"]["/internal/jobs"]["get"]["security"] == [{"APIKeyHeader": []}]
+    operation = document["paths"]["/orders"]["get"]
+    assert operation["security"] == [{"HTTPBearer": []}]
+    assert "503" in operation["responses"]  # the JWKS can be unreachable
+    assert operation["responses"]["503"]["headers"]["Retry-After"]["schema"] == {"type": "integer"}

@@ -1,0 +1,113 @@
+"""public() and exempt(): route-level marks the auth and rate-limit layers honour."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Mount, Route
+from starlette.testclient import TestClient
+
+from examples.reference_app.settings import DEMO_DEFAULTS
+from hardenkit import HardenSettings, exempt, install, public
+from hardenkit._marks import PUBLIC, MarkedRoutes, marks_of
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+async def hello(request: Request) -> Response:
+    return JSONResponse({"path": request.url.path})
+
+
+def marked(mark: Callable[[Endpoint], Endpoint]) -> Endpoint:
+    # A mark stays on its function: each route gets a function of its own.
+    async def endpoint(request: Request) -> Response:
+        return await hello(request)
+
+    return mark(endpoint)
+
+
+def app_with(*routes: Route | Mount, **overrides: Any) -> TestClient:
+    app = Starlette(routes=list(routes))
+    install(app, HardenSettings(**{**DEMO_DEFAULTS, **overrides}))
+    return TestClient(app)
+
+
+def test_a_public_route_is_served_without_a_token_and_its_neighbours_are_not() -> None:
+    client = app_with(Route("/status/{component}", marked(public())), Route("/reports", hello))
+    assert client.get("/status/db").status_code == 200
+    assert client.get("/reports").status_code == 401
+
+
+def test_a_public_route_inside_a_mount_is_public_under_the_mount_prefix() -> None:
+    client = app_with(Mount("/v1", routes=[Route("/status", marked(public())), Route("/x", hello)]))
+    assert client.get("/v1/status").status_code == 200
+    assert client.get("/v1/x").status_code == 401
+
+
+def test_an_unmarked_route_that_shadows_a_public_template_stays_protected() -> None:
+    # The router serves /files/secret with the first route: the mark of the second,
+    # whose template also matches, must not open it.
+    client = app_with(Route("/files/secret", hello), Route("/files/{name}", marked(public())))
+    assert client.get("/files/readme").status_code == 200
+    assert client.get("/files/secret").status_code == 401
+
+
+def test_a_public_mark_is_for_its_methods_only() -> None:
+    client = app_with(
+        Route("/feedback", marked(public()), methods=["GET"]),
+        Route("/feedback", hello, methods=["POST"]),
+    )
+    assert client.get("/feedback").status_code == 200
+    assert client.post("/feedback").status_code == 401
+
+
+def test_an_exempt_route_is_never_limited_and_others_are() -> None:
+    client = app_with(
+        Route("/ping", marked(exempt())),
+        Route("/news", hello),
+        public_paths=["/ping", "/news"],
+        rate_limit_default="2/hour",
+    )
+    assert [client.get("/ping").status_code for _ in range(4)] == [200] * 4
+    assert "ratelimit" not in client.get("/ping").headers
+    assert [client.get("/news").status_code for _ in range(3)] == [200, 200, 429]
+
+
+segments = st.sampled_from(["a", "b", "files", "{name{i}}", "{item{i}:int}", "{rest{i}:path}"])
+templates = st.lists(segments, min_size=1, max_size=3).map(
+    # Each parameter gets a name of its own (Starlette refuses a repeated one).
+    lambda parts: "/" + "/".join(part.replace("{i}", str(i)) for i, part in enumerate(parts))
+)
+paths = st.lists(st.sampled_from(["a", "b", "files", "7", "x/y"]), min_size=1, max_size=3).map(
+    lambda parts: "/" + "/".join(parts)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    table=st.lists(
+        st.tuples(templates, st.booleans(), st.sampled_from([("GET",), ("POST",), None])),
+        min_size=1,
+        max_size=8,
+    ),
+    path=paths,
+    method=st.sampled_from(["GET", "POST"]),
+)
+def test_the_marked_answer_is_the_mark_of_the_route_starlette_would_serve(
+    table: list[tuple[str, bool, tuple[str, ...] | None]], path: str, method: str
+) -> None:
+    routes = [
+        Route(template, marked(public()) if is_public else marked(lambda e: e), methods=methods)
+        for template, is_public, methods in table
+    ]
+    app = Starlette(routes=routes)
+    scope = {"type": "http", "app": app, "path": path, "root_path": "", "method": method}
+    served = next((route for route in routes if route.matches(dict(scope))[0] is Match.FULL), None)
+    expected = served is not None and PUBLIC in marks_of(served.endpoint)
+    assert MarkedRoutes(PUBLIC).matches(scope) is expected
