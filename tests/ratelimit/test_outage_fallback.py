@@ -235,3 +235,25 @@ async def test_a_call_dropped_in_a_paused_redis_is_charged_back_once_it_answers(
     finally:
         await client.aclose()
         await admin.aclose()
+
+
+def test_a_hot_key_starts_its_share_with_what_the_others_had_in_flight_taken_off() -> None:
+    """With four instances, each of the three others is taken to have had as many calls
+    for the key in flight as this one: their admissions are not in this view yet."""
+    from hardenkit.ratelimit._fallback import _scaled, _seeded_ahead
+    from hardenkit.ratelimit.rate import Rate
+
+    rate = Rate(100, 3600)
+    scaled = _scaled(rate, 0.25)
+    now = 10**12
+    half_used = now + 50 * rate.emission_interval_us  # 50 of 100 left in this view
+
+    def units(in_flight: int) -> int:
+        ahead = _seeded_ahead(half_used, now, rate, scaled, 0.25, in_flight=in_flight)
+        return (scaled.tolerance_us - ahead) // scaled.emission_interval_us
+
+    assert units(0) == 12  # floor(50 / 4)
+    assert units(4) == 9  # floor((50 - 3 x 4) / 4)
+    assert units(20) == 0  # the others may have used all of it
+    whole = _seeded_ahead(half_used, now, rate, rate, 1.0, in_flight=20)
+    assert (rate.tolerance_us - whole) // rate.emission_interval_us == 50  # one instance

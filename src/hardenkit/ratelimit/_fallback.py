@@ -103,12 +103,19 @@ class OutageFallback:
             self.memory.set_tat(key, self.memory.now_us() + ahead_us)
 
     def decide(
-        self, key: str, rate: Rate, cost: int, pending: Pending | None = None
+        self,
+        key: str,
+        rate: Rate,
+        cost: int,
+        pending: Pending | None = None,
+        in_flight: int = 0,
     ) -> RateLimitDecision:
         """Decide from memory, as this instance's share of what Redis last said was left.
 
         ``pending`` is the Redis call this decision replaces, when one was sent and
         given up on: its outcome, once known, says whether Redis counted it already.
+        ``in_flight``: this instance's other calls for ``key`` still waiting on Redis,
+        which tells how stale the view may be (see :func:`_seeded_ahead`).
         """
         entry = self._outage.get(key)
         memory = self.memory
@@ -117,7 +124,8 @@ class OutageFallback:
         if entry is None:
             now = memory.now_us()
             last_seen = memory.tat(key)
-            memory.set_tat(key, now + _seeded_ahead(last_seen, now, rate, scaled, share))
+            ahead = _seeded_ahead(last_seen, now, rate, scaled, share, in_flight=in_flight)
+            memory.set_tat(key, now + ahead)
             entry = self._enter(key, _Outage(rate, 0, last_seen or 0))
             decision = memory.decide_now(key, scaled, cost, now)
         else:
@@ -294,10 +302,21 @@ def _by_slot(client: object, key_prefix: str, charges: list[Charge]) -> list[lis
     return list(groups.values())
 
 
-def _seeded_ahead(tat: int | None, now: int, rate: Rate, scaled: Rate, share: float) -> int:
-    """How far ahead the key's TAT starts in the share: what Redis left, times the share."""
+def _seeded_ahead(
+    tat: int | None, now: int, rate: Rate, scaled: Rate, share: float, *, in_flight: int = 0
+) -> int:
+    """How far ahead the key's TAT starts in the share: what Redis left, times the share.
+
+    What Redis left is this instance's view after its own last decision; the other
+    instances went on deciding meanwhile. Behind a load balancer each had about as many
+    calls for the key in flight as this one has (``in_flight``), so that many per other
+    instance are taken off what was left before the share is cut: a hot key starts its
+    outage with less, a quiet one (nothing in flight) with its whole share.
+    """
     ahead = tat - now if tat is not None and tat > now else 0
     remaining = max(0, (rate.tolerance_us - ahead) // rate.emission_interval_us)
+    if in_flight and share < 1:
+        remaining = max(0, remaining - math.ceil(in_flight * (1 / share - 1)))
     units = min(scaled.burst, math.floor(remaining * share))
     return scaled.tolerance_us - units * scaled.emission_interval_us
 

@@ -102,6 +102,7 @@ class RedisStore:
         self.instances = instances
         self._outage = OutageFallback(self.fallback, self._share, self._settle_soon)
         self._settling: asyncio.Task[None] | None = None
+        self._in_flight: dict[str, int] = {}  # decisions per key waiting on Redis now
         self.prefix = prefix
         self._runner = ScriptRunner(
             client, GCRA_SCRIPT, _GCRA_SHA, batch_timeout=self.guard.timeout
@@ -175,7 +176,8 @@ class RedisStore:
 
         async def on_fallback() -> RateLimitDecision:
             if when_down == "fallback":
-                return self._outage.decide(key, rate, cost, given_up)
+                others = self._in_flight.get(key, 1) - 1
+                return self._outage.decide(key, rate, cost, given_up, others)
             if when_down == "open":
                 return RateLimitDecision(
                     allowed=True,
@@ -197,7 +199,14 @@ class RedisStore:
                 unavailable=True,
             )
 
-        return await self.guard.call(on_redis, on_fallback)
+        in_flight = self._in_flight
+        in_flight[key] = in_flight.get(key, 0) + 1
+        try:
+            return await self.guard.call(on_redis, on_fallback)
+        finally:
+            left = in_flight.pop(key) - 1
+            if left:
+                in_flight[key] = left
 
     async def evaluate(
         self, redis_key: str, rate: Rate, cost: int, now_us: int | None = None
