@@ -100,7 +100,7 @@ _STRONG_BARE_NAMES = frozenset(
 # Oracle clients log in with "user/password@db" as their first argument.
 _ORACLE_LOGIN = re.compile(
     r"(?<![\w-])(?:sqlplus|sqlldr|expdp|impdp|rman)(?:[ \t]+-[A-Za-z]+)*[ \t]+[\"']?"
-    r"[\w$#.]+/(?P<value>[^\s@\"']+)"
+    r"[\w$#.]+/(?P<value>[^\s\"']+)"
 )
 _ORACLE_CLIENTS = ("sqlplus", "sqlldr", "expdp", "impdp", "rman")
 _NOT_SECRET = (-1, -1)  # a value that a rule of its own says is not a secret
@@ -154,7 +154,7 @@ class AssignmentScanner:
         if " -" in text and any(client in text for client in _CLIENT_NAMES):
             text = _CLIENTS.sub(_client_replacement, text)
         if "/" in text and any(client in text for client in _ORACLE_CLIENTS):
-            text = _ORACLE_LOGIN.sub(_value_replacement, text)
+            text = _ORACLE_LOGIN.sub(_oracle_replacement, text)
         return text
 
     def _assignments(self, text: str, pattern: re.Pattern[str]) -> str:
@@ -222,7 +222,7 @@ class AssignmentScanner:
             # credential is the rest of the line.
             end = _line_end(text, position)
             return (position, end) if end > position else _NOT_SECRET
-        if is_colon and _at_line_start(text, match.start()):
+        if is_colon:
             block = _yaml_block(text, match.start(), position)
             if block is not None:
                 return block
@@ -298,7 +298,9 @@ def _yaml_block(text: str, key_start: int, position: int) -> tuple[int, int] | N
     start = text.find("\n", position) + 1
     if start == 0:
         return None
-    indent = key_start - (text.rfind("\n", 0, key_start) + 1)
+    line_start = text.rfind("\n", 0, key_start) + 1
+    key_line = text[line_start:key_start]
+    indent = len(key_line) - len(key_line.lstrip(" \t"))
     end = start
     while end < len(text):
         next_end = _line_end(text, end)
@@ -340,6 +342,15 @@ def _client_replacement(match: re.Match[str]) -> str:
     else:
         arguments = _MYSQL_PASSWORD.sub(_value_replacement, arguments)
     return client + arguments
+
+
+def _oracle_replacement(match: re.Match[str]) -> str:
+    # "user/password@db": the connect identifier follows the last '@'.
+    value = match["value"]
+    at = value.rfind("@")
+    start = match.start("value") - match.start()
+    kept = value[at:] if at > 0 else ""
+    return match.group(0)[:start] + REDACTED + kept
 
 
 def _value_replacement(match: re.Match[str]) -> str:

@@ -33,6 +33,7 @@ from hardenkit.logs.processors import (
     drop_color_duplicates,
 )
 from hardenkit.logs.redactor import Redactor, set_default_redactor
+from hardenkit.logs.stdlib import RedactedErrorReports
 
 if TYPE_CHECKING:
     from hardenkit.settings import HardenSettings
@@ -98,12 +99,20 @@ def configure_logging(
         # logger would keep the processors of the first call.
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler = _StreamHandler(stream if stream is not None else sys.stdout)
     handler.setFormatter(_formatter(pre_chain, redacting, as_json=as_json))
     _install_root_handler(handler, level)
     _route_uvicorn_to_root()
     _configure_audit_logger(settings, pre_chain, redacting)
     return redactor
+
+
+class _StreamHandler(RedactedErrorReports, logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler whose failures are reported redacted."""
+
+
+class _AuditFileHandler(RedactedErrorReports, logging.handlers.TimedRotatingFileHandler):
+    """The audit file handler, its failures reported redacted."""
 
 
 def _tracebacks(*, as_json: bool) -> Processor:
@@ -172,7 +181,7 @@ def _configure_audit_logger(
             existing.close()
     if settings.log_audit_file is None:
         return
-    handler = logging.handlers.TimedRotatingFileHandler(
+    handler = _AuditFileHandler(
         settings.log_audit_file, when="midnight", utc=True, encoding="utf-8", delay=True
     )
     handler.setFormatter(_formatter(pre_chain, redacting, as_json=True))
