@@ -23,7 +23,7 @@ SECRET = "hunter2xyz"
 KEY = "k-123456"
 HEX32 = "3f9a1c0b7e6d5a4f2c1b0a9e8d7c6b5a"
 DJANGO_KEY = "k#3@x!v8(z^m_2q$w0e+r&t*y5u6i7o9p-a%s=d~f1g4h0j"
-# The same word written with a Cyrillic "а": a lookalike name must not escape.
+# "password" written with a Cyrillic a: a lookalike name must not escape.
 LOOKALIKE_PASSWORD = "p\u0430ssword"
 # (what is logged, the substrings that must not survive)
 SHAPES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -253,8 +253,10 @@ def test_pass_through_names_a_stdlib_caller_sets_in_extra_are_replaced_not_kept(
 
 @pytest.mark.parametrize(
     "name",
-    ["pw", "creds", "passcode", "psw", "db_pw", "pword", "userpass", "hmac_key", "app_key"]
-    + ["license_key", "priv_key", "salt", "hmacKey", "License-Key", LOOKALIKE_PASSWORD],
+    [
+        *("pw", "creds", "passcode", "psw", "db_pw", "pword", "userpass", "hmac_key", "app_key"),
+        *("license_key", "priv_key", "salt", "hmacKey", "License-Key", LOOKALIKE_PASSWORD),
+    ],
 )
 def test_the_missing_secret_names_are_secret_names(name: str) -> None:
     redactor = Redactor()
@@ -322,7 +324,7 @@ class Login(NamedTuple):
     ("command", "expected"),
     [
         (["mysql", "-u", "root", "-phunter2xyz"], ["mysql", "-u", "root", "-p[REDACTED]"]),
-        (["x", "--password", SECRET, "--host", "db"], ["x", "--password", "[REDACTED]", "--host", "db"]),
+        (["x", "--password", SECRET, "-v"], ["x", "--password", "[REDACTED]", "-v"]),
         (("sshpass", "-p", SECRET, "ssh", "host"), ("sshpass", "-p", "[REDACTED]", "ssh", "host")),
         (["curl", "-u", f"user:{SECRET}", "https://x"], ["curl", "-u", "user:[REDACTED]", "https://x"]),
         (["psql", "--password", SECRET], ["psql", "--password", "[REDACTED]"]),
@@ -398,7 +400,7 @@ def test_a_failed_format_call_shows_no_argument_on_stderr(
     logger = logging.getLogger("tests.shapes.format")
     logger.handlers[:], logger.propagate = ours, False
     try:
-        logger.warning("password=%s %s", SECRET)
+        logger.warning("password=%s %s", SECRET)  # noqa: PLE1206 - the careless call
         logger.warning("login %d", "sk_live_51H8abcDEFghiJKLmnoPQRstu")
     finally:
         logger.handlers[:], logger.propagate = [], True
