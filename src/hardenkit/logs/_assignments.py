@@ -96,6 +96,7 @@ _CURL_USER = re.compile(
 )
 _STRONG_BARE_NAMES = frozenset(
     {"password", "passwd", "pwd", "passphrase", "passcode", "secret", "authorization", "cookie"}
+    | {"pw", "psw", "pword", "userpass", "creds", "salt"}
 )
 # Oracle clients log in with "user/password@db" as their first argument.
 _ORACLE_LOGIN = re.compile(
