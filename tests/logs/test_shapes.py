@@ -105,6 +105,17 @@ SHAPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "yaml_block_scalar": ("password: |\n  hunter2xyz\nuser: app", (SECRET,)),
     "xml_cdata": ("<password><![CDATA[hunter2xyz]]></password>", (SECRET,)),
     "lookalike_name": (f"{LOOKALIKE_PASSWORD}=hunter2xyz", (SECRET,)),
+    # Found in the last attacker pass.
+    "wrapped_value": ("DBSettings(host='db', password=SecretStr('hunter2xyz'))", (SECRET,)),
+    "openssl_pass": ("openssl pkcs12 -export -passout pass:hunter2xyz -in x", (SECRET,)),
+    "openssl_argv_repr": (f"{['openssl', 'rsa', '-passin', 'pass:' + SECRET]}", (SECRET,)),
+    "percent_encoded_json": (
+        "https://x/cb?state=%7B%22token%22%3A%20%22hunter2xyz%22%7D",
+        (SECRET,),
+    ),
+    "zapier_webhook": ("https://hooks.zapier.com/hooks/catch/123/hunter2xyz/", (SECRET,)),
+    "discord_webhook": ("https://discord.com/api/webhooks/1234/hunter2xyz-abc", (SECRET,)),
+    "odbc_identifier_like_braced": ("Server=db;PWD={hunter2xyz};Database=x", (SECRET,)),
 }
 
 
@@ -282,6 +293,8 @@ NOT_SECRETS = [
     "token_ttl=3600",
     "BEGIN; SELECT pg_advisory_xact_lock(hashtext($1)); COMMIT",
     "whatsapp_keyboard=on",
+    "GET /search?q=blue%20shoes&page=2 HTTP/1.1",
+    "template password={password} host={host}",
 ]
 
 

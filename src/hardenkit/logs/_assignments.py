@@ -48,8 +48,9 @@ _ASSIGNMENT = re.compile(
 _PAIR = re.compile(
     r"\((?P<q>\\{0,7}[\"'])(?P<name>[^\W\d][\w.\-]{0,63})(?P=q)(?P<sep>,[ \t]*)(?=b?\\{0,7}[\"'])"
 )
-# A quote opens a value; a bytes repr (b'...') too.
-_OPENING_QUOTE = re.compile(r"b?(\\{0,7}[\"'])")
+# A quote opens a value; a bytes repr (b'...') too, and a wrapper's call around it
+# (password=SecretStr('...'), token=Token("...")).
+_OPENING_QUOTE = re.compile(r"(?:[A-Za-z_][\w.]{0,63}\([ \t]*)?b?(\\{0,7}[\"'])")
 # Unquoted values: a query parameter stops at '&', a JSON or YAML value at ',' or '}'.
 _BARE_AFTER_EQUALS = re.compile(r"[^\s,;\"'<>]+")
 # Inside a bare value, '&' ends it only when another pair follows ("token=x&page=2"); a
@@ -65,7 +66,10 @@ _BARE_AFTER_COLON = re.compile(r"[^\s,;}\]\"'\\]+")
 _LIST_SEPARATORS = re.compile(r"[&;,=]")
 # Bind parameters and format placeholders stand for a value; they are not one
 # ("SET password_hash = %(password_hash)s", "password = $1", "password=%s").
-_PLACEHOLDER = re.compile(r"(?:%(?:\(\w+\))?[sdr]|\$\d+|\?|:\w+|\{\w*\})(?![^\s,;)&])")
+# A braced name is a str.format field, unless a ';' follows (ODBC: "PWD={hunter2};").
+_PLACEHOLDER = re.compile(
+    r"(?:%(?:\(\w+\))?[sdr]|\$\d+|\?|:\w+)(?![^\s,;)&])|\{(?:[A-Za-z_]\w*|\d*)\}(?![^\s,)&])"
+)
 _XML_ELEMENT = re.compile(
     r"<(?P<name>[A-Za-z_][\w.:-]{0,63})(?:\s[^<>]*)?>"
     r"(?P<value>(?:<!\[CDATA\[.*?\]\]>|[^<])*)</(?P=name)\s*>",
@@ -104,6 +108,8 @@ _ORACLE_LOGIN = re.compile(
     r"[\w$#.]+/(?P<value>[^\s\"']+)"
 )
 _ORACLE_CLIENTS = ("sqlplus", "sqlldr", "expdp", "impdp", "rman")
+# OpenSSL's password arguments: "-passin pass:secret", "-passout pass:secret".
+_OPENSSL_PASS = re.compile(r"(?<![\w-])-pass(?:in|out|word)?[ \t\"',]+pass:(?P<value>[^\s\"']+)")
 _NOT_SECRET = (-1, -1)  # a value that a rule of its own says is not a secret
 _FIRST_WORD = re.compile(r"[^\s\"'<>&;,)\]}]+")
 _NUMBER = re.compile(r"[0-9]+")
@@ -154,6 +160,8 @@ class AssignmentScanner:
             text = self._long_flags(text)
         if " -" in text and any(client in text for client in _CLIENT_NAMES):
             text = _CLIENTS.sub(_client_replacement, text)
+        if "pass:" in text:
+            text = _OPENSSL_PASS.sub(_value_replacement, text)
         if "/" in text and any(client in text for client in _ORACLE_CLIENTS):
             text = _ORACLE_LOGIN.sub(_oracle_replacement, text)
         return text

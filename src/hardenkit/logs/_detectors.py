@@ -16,6 +16,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable
+from urllib.parse import unquote
 
 from hardenkit.logs._argv import redact_argv_reprs
 from hardenkit.logs._assignments import AssignmentScanner
@@ -47,6 +48,14 @@ _URL_USERINFO = re.compile(
 # Go's MySQL driver: "user:password@tcp(host:3306)/db", to the last '@' before the protocol.
 _GO_DSN = re.compile(r"(?<![\w/])([^\s:@/\"'<>(]+):[^\s\"'<>]*@(?=(?:tcp6?|udp|unix)\()")
 _SLACK_WEBHOOK = re.compile(r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[\w/-]+")
+# Other webhook URLs whose path is the credential: Discord, Zapier, Microsoft Teams.
+_WEBHOOK = re.compile(
+    r"https://(?:(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks"
+    r"|hooks\.zapier\.com/hooks/catch"
+    r"|[\w-]+\.webhook\.office\.com/webhookb2)/[\w@/-]+"
+)
+# A percent-encoded text ("state=%7B%22token%22%3A..."): scanned decoded as well.
+_PERCENT_ESCAPE = re.compile(r"%(?:2[0-9A-Fa-f]|3[A-Fa-f]|5[BDbd]|7[BDbd])")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*){1,4}")
 _DOTTED_VENDOR = re.compile(
     r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"  # SendGrid
@@ -273,6 +282,13 @@ class TextScanner:
             return text
         if "PRIVATE KEY" in text:
             text = _PEM.sub(marker("private_key"), text)
+        if "%" in text and _PERCENT_ESCAPE.search(text) is not None:
+            # What hides behind percent-encoding is judged decoded; when something is
+            # found, the decoded, redacted text is what gets logged.
+            decoded = unquote(text)
+            redacted = self.scan(decoded)
+            if redacted != decoded:
+                return redacted
         if "', " in text or '", ' in text:
             text = redact_argv_reprs(text, self.scan)
         if "://" in text:
@@ -280,6 +296,8 @@ class TextScanner:
                 text = _URL_USERINFO.sub(_userinfo_replacement, text)
             if "hooks.slack.com" in text:
                 text = _SLACK_WEBHOOK.sub(marker("slack_webhook"), text)
+            if "webhook" in text or "hooks.zapier" in text:
+                text = _WEBHOOK.sub(marker("webhook"), text)
         if "@tcp(" in text or "@unix(" in text or "@tcp6(" in text or "@udp(" in text:
             text = _GO_DSN.sub(rf"\1:{_REDACTED}@", text)
         if "eyJ" in text:
