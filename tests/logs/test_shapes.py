@@ -116,6 +116,15 @@ SHAPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "zapier_webhook": ("https://hooks.zapier.com/hooks/catch/123/hunter2xyz/", (SECRET,)),
     "discord_webhook": ("https://discord.com/api/webhooks/1234/hunter2xyz-abc", (SECRET,)),
     "odbc_identifier_like_braced": ("Server=db;PWD={hunter2xyz};Database=x", (SECRET,)),
+    "docker_login": ("docker login -u bob -p hunter2xyz registry.example.com", (SECRET,)),
+    "seven_zip": ("7z x -phunter2xyz archive.7z", (SECRET,)),
+    "unzip": ("unzip -P hunter2xyz backup.zip", (SECRET,)),
+    "redis_auth_command": ("AUTH default hunter2xyz", (SECRET,)),
+    "netrc": ("machine api.example.com login bob password hunter2xyz", (SECRET,)),
+    "aws_configure_set": ("aws configure set aws_secret_access_key hunter2xyz", (SECRET,)),
+    "powershell": ("ConvertTo-SecureString 'hunter2xyz' -AsPlainText -Force", (SECRET,)),
+    "json_escaped_name": ('{"pass\\u0077ord": "hunter2xyz"}', (SECRET,)),
+    "escaped_yaml_block": (repr("password:\n  - hunter2xyz\nuser: app"), (SECRET,)),
 }
 
 
@@ -295,6 +304,10 @@ NOT_SECRETS = [
     "whatsapp_keyboard=on",
     "GET /search?q=blue%20shoes&page=2 HTTP/1.1",
     "template password={password} host={host}",
+    "docker run -p 8080:80 app",
+    "AUTH failed for user bob in the login flow",
+    "aws configure set region eu-west-1",
+    "login bob then password reset",
 ]
 
 

@@ -41,7 +41,7 @@ REDACTED = "[REDACTED]"
 # Names may be percent-encoded ("user%5Bpassword%5D=") or spelled with lookalike letters.
 _ASSIGNMENT = re.compile(
     r"(?:(?<![\w.\-\[\]\\%])|(?<=\\[nrt]))(?P<q>\\{0,7}[\"']|)"
-    r"(?P<name>[^\W\d][\w.\-\[\]%]{0,63})(?P=q)"
+    r"(?P<name>[^\W\d](?:[\w.\-\[\]%]|\\u[0-9a-fA-F]{4}){0,63})(?P=q)"
     r"(?P<sep>[ \t]*[:=][ \t]*)"
 )
 # ('password', 'x'): a pair in a repr (dict_items, header lists, a tuple of settings).
@@ -83,17 +83,20 @@ _FLAG_VALUE = re.compile(r"\"[^\"\n]*\"?|'[^'\n]*'?|[^\s\"']+")
 # Clients whose short flags carry a password inline.
 _CLIENT = (
     r"(?<![\w-])(?:mysql(?:dump|admin|import|show|check|pump|sh|binlog)?|mariadb"
-    r"(?:-dump|-admin)?|redis-cli|sshpass|curl)(?![\w-])"
+    r"(?:-dump|-admin)?|redis-cli|sshpass|curl|7za?|unzip|zip|docker[ \t]+login)(?![\w-])"
 )
 # A client's arguments run to the end of its command: a line end, a pipe or a list
 # separator, or the next client named on the same line.
 _CLIENTS = re.compile(rf"(?P<client>{_CLIENT})(?P<arguments>(?:(?!{_CLIENT})[^\r\n|;&])*)")
-_CLIENT_NAMES = ("mysql", "mariadb", "redis-cli", "sshpass", "curl")
+_CLIENT_NAMES = ("mysql", "mariadb", "redis-cli", "sshpass", "curl", "7z", "zip", "docker")
 # mysql's -p takes its value glued only: "mysql -p db" prompts, and db is a database.
 _MYSQL_PASSWORD = re.compile(r"(?<=\s)-p(?P<value>\"[^\"]*\"|'[^']*'|\S+)")
 _SPACED_PASSWORD = {
     "redis-cli": re.compile(r"(?<=\s)-a[ \t]*(?P<value>\"[^\"]*\"|'[^']*'|\S+)"),
     "sshpass": re.compile(r"(?<=\s)-p[ \t]*(?P<value>\"[^\"]*\"|'[^']*'|\S+)"),
+    "unzip": re.compile(r"(?<=\s)-P[ \t]*(?P<value>\"[^\"]*\"|'[^']*'|\S+)"),
+    "zip": re.compile(r"(?<=\s)-P[ \t]*(?P<value>\"[^\"]*\"|'[^']*'|\S+)"),
+    "docker login": re.compile(r"(?<=\s)-p[ \t]*(?P<value>\"[^\"]*\"|'[^']*'|\S+)"),
 }
 _CURL_USER = re.compile(
     r"(?:(?<=\s)-u[ \t]*|(?<=\s)--user(?:=|[ \t]+))(?P<user>[^\s:]*):(?P<value>\S+)"
@@ -108,6 +111,17 @@ _ORACLE_LOGIN = re.compile(
     r"[\w$#.]+/(?P<value>[^\s\"']+)"
 )
 _ORACLE_CLIENTS = ("sqlplus", "sqlldr", "expdp", "impdp", "rman")
+_END_OF_STRING = re.compile(r"(?<!\\)[\"']|\n|\Z")
+_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+# Commands that take a password as a positional word: Redis "AUTH [user] password" at
+# the end of a line, .netrc "login bob password x", "aws configure set <name> <value>",
+# PowerShell "ConvertTo-SecureString 'x' -AsPlainText".
+_POSITIONAL = re.compile(
+    r"(?m)(?<![\w-])AUTH[ \t]+(?:\S+[ \t]+)?(?P<auth>\S+)[ \t]*$"
+    r"|\blogin[ \t]+\S+[ \t]+password[ \t]+(?P<netrc>\S+)"
+    r"|\baws[ \t]+configure[ \t]+set[ \t]+(?P<name>\S+)[ \t]+(?P<setting>\S+)"
+    r"|ConvertTo-SecureString[ \t]+(?:-String[ \t]+)?(?P<quote>[\"'])(?P<pwsh>[^\"'\n]*)(?P=quote)"
+)
 # OpenSSL's password arguments: "-passin pass:secret", "-passout pass:secret".
 _OPENSSL_PASS = re.compile(r"(?<![\w-])-pass(?:in|out|word)?[ \t\"',]+pass:(?P<value>[^\s\"']+)")
 _NOT_SECRET = (-1, -1)  # a value that a rule of its own says is not a secret
@@ -162,6 +176,8 @@ class AssignmentScanner:
             text = _CLIENTS.sub(_client_replacement, text)
         if "pass:" in text:
             text = _OPENSSL_PASS.sub(_value_replacement, text)
+        if "AUTH " in text or "login " in text or "configure set" in text or "SecureStr" in text:
+            text = _POSITIONAL.sub(self._positional_replacement, text)
         if "/" in text and any(client in text for client in _ORACLE_CLIENTS):
             text = _ORACLE_LOGIN.sub(_oracle_replacement, text)
         return text
@@ -188,6 +204,8 @@ class AssignmentScanner:
         name = match["name"]
         if "%" in name:
             name = unquote(name)
+        if "\\u" in name:  # a JSON name with escaped letters ("pass\u0077ord")
+            name = _UNICODE_ESCAPE.sub(lambda escape: chr(int(escape[1], 16)), name)
         # An unquoted "name: value" is English as often as it is data ("token: expired"):
         # only identifier-like names (x-api-key, access_token) or unmistakable ones count.
         if (
@@ -269,6 +287,16 @@ class AssignmentScanner:
             return position, end  # a query parameter ("key", "sig"): one word
         return position, _spaced_value_end(text, end)
 
+    def _positional_replacement(self, match: re.Match[str]) -> str:
+        group = next(
+            name for name in ("auth", "netrc", "setting", "pwsh") if match[name] is not None
+        )
+        if group == "setting" and not self._keys.is_sensitive(match["name"]):
+            return match.group(0)
+        start, end = match.span(group)
+        whole, offset = match.group(0), match.start()
+        return whole[: start - offset] + REDACTED + whole[end - offset :]
+
     def _xml_replacement(self, match: re.Match[str]) -> str:
         if not match["value"] or not self._keys.is_sensitive(match["name"]):
             return match.group(0)
@@ -301,6 +329,11 @@ class AssignmentScanner:
 
 def _yaml_block(text: str, key_start: int, position: int) -> tuple[int, int] | None:
     """The block under "password:" (a list, a "|" scalar) when that is the value."""
+    if text.startswith(("\\n", "\\r\\n"), position):
+        # A YAML document inside a repr or JSON string, its line breaks escaped: the
+        # block is the rest of that string.
+        string_end = _END_OF_STRING.search(text, position)
+        return position, len(text) if string_end is None else string_end.start()
     line_end = _line_end(text, position)
     if _BLOCK_INDICATOR.match(text, position) is None and text[position:line_end].strip():
         return None
@@ -344,6 +377,8 @@ def _spaced_value_end(text: str, end: int) -> int:
 
 def _client_replacement(match: re.Match[str]) -> str:
     client, arguments = match["client"], match["arguments"]
+    if client.startswith("docker"):  # "docker  login", however many spaces
+        return client + _SPACED_PASSWORD["docker login"].sub(_value_replacement, arguments)
     if client == "curl":
         arguments = _CURL_USER.sub(_value_replacement, arguments)
     elif client in _SPACED_PASSWORD:

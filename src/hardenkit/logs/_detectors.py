@@ -306,16 +306,8 @@ class TextScanner:
             text = _DOTTED_VENDOR.sub(marker("api_key"), text)
         if "earer" in text or "asic" in text or "EARER" in text or "ASIC" in text:
             text = _AUTH_SCHEME.sub(_auth_scheme_replacement, text)
-        if (
-            "=" in text
-            or ":" in text
-            or "<" in text
-            or "-" in text
-            or "/" in text
-            or "', " in text
-            or '", ' in text
-        ):
-            text = self._assignments.scan(text)
+        # Named values, command lines, DSNs: guarded pass by pass inside.
+        text = self._assignments.scan(text)
         if ": " in text:
             text = _HEADER_LINE.sub(self._header_replacement, text)
         if len(text) >= 32 and _SYMBOL_RUN.search(text) is not None:
