@@ -38,10 +38,11 @@ REDACTED = "[REDACTED]"
 # A name, optionally quoted (escaped quotes included), then ':' or '='. Not preceded by a
 # name character, so "x-api-key=" is one name and "--password=" is a flag (below); an
 # escaped line break ("\npassword=" in a repr) separates like a real one.
-# Names may be percent-encoded ("user%5Bpassword%5D=") or spelled with lookalike letters.
+# Names may be percent-encoded ("user%5Bpassword%5D="), \u-escaped ("pass\u0077ord") or
+# spelled with lookalike letters.
 _ASSIGNMENT = re.compile(
     r"(?:(?<![\w.\-\[\]\\%])|(?<=\\[nrt]))(?P<q>\\{0,7}[\"']|)"
-    r"(?P<name>[^\W\d](?:[\w.\-\[\]%]|\\u[0-9a-fA-F]{4}){0,63})(?P=q)"
+    r"(?P<name>[^\W\d][\w.\-\[\]%\\]{0,63})(?P=q)"
     r"(?P<sep>[ \t]*[:=][ \t]*)"
 )
 # ('password', 'x'): a pair in a repr (dict_items, header lists, a tuple of settings).
@@ -50,7 +51,8 @@ _PAIR = re.compile(
 )
 # A quote opens a value; a bytes repr (b'...') too, and a wrapper's call around it
 # (password=SecretStr('...'), token=Token("...")).
-_OPENING_QUOTE = re.compile(r"(?:[A-Za-z_][\w.]{0,63}\([ \t]*)?b?(\\{0,7}[\"'])")
+_OPENING_QUOTE = re.compile(r"b?(\\{0,7}[\"'])")
+_WRAPPED_QUOTE = re.compile(r"[A-Za-z_][\w.]{0,63}\([ \t]*b?(\\{0,7}[\"'])")
 # Unquoted values: a query parameter stops at '&', a JSON or YAML value at ',' or '}'.
 _BARE_AFTER_EQUALS = re.compile(r"[^\s,;\"'<>]+")
 # Inside a bare value, '&' ends it only when another pair follows ("token=x&page=2"); a
@@ -221,6 +223,8 @@ class AssignmentScanner:
     def _value_span(self, text: str, match: re.Match[str]) -> tuple[int, int] | None:
         position = match.end()
         quote = _OPENING_QUOTE.match(text, position)
+        if quote is None and text.find("(", position, position + 65) >= 0:
+            quote = _WRAPPED_QUOTE.match(text, position)
         if quote is not None:
             start = quote.end()
             closing = _closing(quote.group(1)).search(text, start)
@@ -253,7 +257,11 @@ class AssignmentScanner:
             block = _yaml_block(text, match.start(), position)
             if block is not None:
                 return block
-        first = _FIRST_WORD.match(text, position)
+        first = (
+            _FIRST_WORD.match(text, position)
+            if "0" <= text[position : position + 1] <= "9"
+            else None
+        )
         if first is not None and _NUMBER.fullmatch(first.group(0)):
             if self._keys.names_a_count(name):
                 return _NOT_SECRET  # "tokens=123": a count
@@ -277,7 +285,7 @@ class AssignmentScanner:
         if bare is None:
             return None
         end = bare.end()
-        if not is_colon:
+        if not is_colon and text.find("&", position, end) >= 0:
             cut = _NEXT_PAIR.search(text, position, end)
             if cut is not None:
                 end = cut.start()
