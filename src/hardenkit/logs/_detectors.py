@@ -264,8 +264,21 @@ class TextScanner:
         self._allowed = tuple(allow_patterns)
         self._random_threshold = random_threshold
 
-    def scan(self, text: str) -> str:  # noqa: PLR0912 - one guarded pass per detector
+    def scan(self, text: str) -> str:
         """Return ``text`` with every detected secret replaced by a marker."""
+        scanned = self._scan(text)
+        if "%" in scanned and _PERCENT_ESCAPE.search(scanned) is not None:
+            # What hides behind percent-encoding ("state=%7B%22token%22%3A...") is judged
+            # decoded too, after the encoded text was scanned as it is (decoding a "%20"
+            # inside a password would split it); when decoding reveals a secret, the
+            # decoded, redacted text is what gets logged.
+            decoded = unquote(scanned)
+            redacted = self._scan(decoded)
+            if redacted != decoded:
+                return redacted
+        return scanned
+
+    def _scan(self, text: str) -> str:  # noqa: PLR0912 - one guarded pass per detector
         if (
             "0" <= text[:1] <= "9"
             and _DOTTED_NUMBER.fullmatch(text) is not None
@@ -282,13 +295,6 @@ class TextScanner:
             return text
         if "PRIVATE KEY" in text:
             text = _PEM.sub(marker("private_key"), text)
-        if "%" in text and _PERCENT_ESCAPE.search(text) is not None:
-            # What hides behind percent-encoding is judged decoded; when something is
-            # found, the decoded, redacted text is what gets logged.
-            decoded = unquote(text)
-            redacted = self.scan(decoded)
-            if redacted != decoded:
-                return redacted
         if "', " in text or '", ' in text:
             text = redact_argv_reprs(text, self.scan)
         if "://" in text:
