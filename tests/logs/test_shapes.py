@@ -125,6 +125,10 @@ SHAPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "powershell": ("ConvertTo-SecureString 'hunter2xyz' -AsPlainText -Force", (SECRET,)),
     "json_escaped_name": ('{"pass\\u0077ord": "hunter2xyz"}', (SECRET,)),
     "escaped_yaml_block": (repr("password:\n  - hunter2xyz\nuser: app"), (SECRET,)),
+    "yaml_block_after_a_line_long_value": (
+        "hunt Authorization: Bearer abc password:\n  - hunter2xyz\nuser: app",
+        (SECRET,),
+    ),
 }
 
 

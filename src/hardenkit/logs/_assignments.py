@@ -194,6 +194,11 @@ class AssignmentScanner:
             if span is None:
                 continue
             start, end = span
+            if text.endswith(":", start, end) and text.startswith("\n", end):
+                # The value ran to the end of a line that opens a YAML block ("...
+                # password:"): the block under it goes too, or its items would be left.
+                block = _yaml_block(text, start, end)
+                end = end if block is None else block[1]
             pieces.append(text[done:start])
             pieces.append(REDACTED)
             done = end
