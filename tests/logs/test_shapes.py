@@ -447,3 +447,15 @@ def test_a_failed_format_call_through_the_filter_drops_the_arguments() -> None:
     RedactingLogFilter(Redactor()).filter(record)
     assert SECRET not in record.getMessage()
     assert record.getMessage().startswith("password=%s %s [1 logging argument(s) not shown")
+
+
+def test_structured_arguments_of_a_stdlib_call_keep_their_names(json_log: io.StringIO) -> None:
+    settings = {"user": "app", "password": SECRET}
+    logger = logging.getLogger("tests.shapes.arguments")
+    logger.warning("values %s", settings.values())
+    logger.warning("login %s", Login("app", SECRET))
+    logger.warning("running %s", ["x", "--password", SECRET])
+    output = json_log.getvalue()
+    assert len(output.splitlines()) == 3
+    assert SECRET not in output
+    assert "[REDACTED]" in json.loads(output.splitlines()[2])["event"]
