@@ -125,6 +125,10 @@ SHAPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "powershell": ("ConvertTo-SecureString 'hunter2xyz' -AsPlainText -Force", (SECRET,)),
     "json_escaped_name": ('{"pass\\u0077ord": "hunter2xyz"}', (SECRET,)),
     "escaped_yaml_block": (repr("password:\n  - hunter2xyz\nuser: app"), (SECRET,)),
+    "client_after_a_spaced_value": (
+        "hunt password=hunter2xyz mysql -u root -psecond2xyz orders",
+        (SECRET, "second2xyz"),
+    ),
     "yaml_block_after_a_line_long_value": (
         "hunt Authorization: Bearer abc password:\n  - hunter2xyz\nuser: app",
         (SECRET,),
@@ -312,6 +316,7 @@ NOT_SECRETS = [
     "AUTH failed for user bob in the login flow",
     "aws configure set region eu-west-1",
     "login bob then password reset",
+    "login failed: password = $1",
 ]
 
 

@@ -120,7 +120,7 @@ _UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 # PowerShell "ConvertTo-SecureString 'x' -AsPlainText".
 _POSITIONAL = re.compile(
     r"(?m)(?<![\w-])AUTH[ \t]+(?:\S+[ \t]+)?(?P<auth>\S+)[ \t]*$"
-    r"|\blogin[ \t]+\S+[ \t]+password[ \t]+(?P<netrc>\S+)"
+    r"|\blogin[ \t]+[^\s:=]+[ \t]+password[ \t]+(?P<netrc>[^\s:=]\S*)"
     r"|\baws[ \t]+configure[ \t]+set[ \t]+(?P<name>\S+)[ \t]+(?P<setting>\S+)"
     r"|ConvertTo-SecureString[ \t]+(?:-String[ \t]+)?(?P<quote>[\"'])(?P<pwsh>[^\"'\n]*)(?P=quote)"
 )
@@ -166,12 +166,8 @@ class AssignmentScanner:
 
     def scan(self, text: str) -> str:
         """Return ``text`` with the value of every secret name replaced."""
-        if "=" in text or ": " in text or '":' in text or "':" in text or ":\n" in text:
-            text = self._assignments(text, _ASSIGNMENT)
-        if "', " in text or '", ' in text:
-            text = self._assignments(text, _PAIR)
-        if "</" in text:
-            text = _XML_ELEMENT.sub(self._xml_replacement, text)
+        # Command lines first: a name's value that runs past spaces must not swallow
+        # the client or flag that says what follows ("password=x mysql -pSECRET").
         if "--" in text:
             text = self._long_flags(text)
         if " -" in text and any(client in text for client in _CLIENT_NAMES):
@@ -182,6 +178,12 @@ class AssignmentScanner:
             text = _POSITIONAL.sub(self._positional_replacement, text)
         if "/" in text and any(client in text for client in _ORACLE_CLIENTS):
             text = _ORACLE_LOGIN.sub(_oracle_replacement, text)
+        if "=" in text or ": " in text or '":' in text or "':" in text or ":\n" in text:
+            text = self._assignments(text, _ASSIGNMENT)
+        if "', " in text or '", ' in text:
+            text = self._assignments(text, _PAIR)
+        if "</" in text:
+            text = _XML_ELEMENT.sub(self._xml_replacement, text)
         return text
 
     def _assignments(self, text: str, pattern: re.Pattern[str]) -> str:
