@@ -112,7 +112,6 @@ _ORACLE_LOGIN = re.compile(
     r"(?<![\w-])(?:sqlplus|sqlldr|expdp|impdp|rman)(?:[ \t]+-[A-Za-z]+)*[ \t]+[\"']?"
     r"[\w$#.]+/(?P<value>[^\s\"']+)"
 )
-_ORACLE_CLIENTS = ("sqlplus", "sqlldr", "expdp", "impdp", "rman")
 _END_OF_STRING = re.compile(r"(?<!\\)[\"']|\n|\Z")
 _UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 # Commands that take a password as a positional word: Redis "AUTH [user] password" at
@@ -176,7 +175,9 @@ class AssignmentScanner:
             text = _OPENSSL_PASS.sub(_value_replacement, text)
         if "AUTH " in text or "login " in text or "configure set" in text or "SecureStr" in text:
             text = _POSITIONAL.sub(self._positional_replacement, text)
-        if "/" in text and any(client in text for client in _ORACLE_CLIENTS):
+        if "/" in text and (
+            "sqlplus" in text or "dp " in text or "sqlldr" in text or "rman " in text
+        ):
             text = _ORACLE_LOGIN.sub(_oracle_replacement, text)
         if "=" in text or ": " in text or '":' in text or "':" in text or ":\n" in text:
             text = self._assignments(text, _ASSIGNMENT)
@@ -298,7 +299,8 @@ class AssignmentScanner:
                 end = cut.start()
                 if end == position:
                     return None
-        if not self._keys.is_sensitive(unquote(match["name"])):
+        name = match["name"]
+        if not self._keys.is_sensitive(unquote(name) if "%" in name else name):
             return position, end  # a query parameter ("key", "sig"): one word
         return position, _spaced_value_end(text, end)
 
