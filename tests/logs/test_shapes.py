@@ -122,6 +122,7 @@ SHAPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "redis_auth_command": ("AUTH default hunter2xyz", (SECRET,)),
     "netrc": ("machine api.example.com login bob password hunter2xyz", (SECRET,)),
     "aws_configure_set": ("aws configure set aws_secret_access_key hunter2xyz", (SECRET,)),
+    "htpasswd_batch": ("htpasswd -bc /etc/nginx/users admin hunter2xyz", (SECRET,)),
     "powershell": ("ConvertTo-SecureString 'hunter2xyz' -AsPlainText -Force", (SECRET,)),
     "json_escaped_name": ('{"pass\\u0077ord": "hunter2xyz"}', (SECRET,)),
     "escaped_yaml_block": (repr("password:\n  - hunter2xyz\nuser: app"), (SECRET,)),
@@ -317,6 +318,7 @@ NOT_SECRETS = [
     "aws configure set region eu-west-1",
     "login bob then password reset",
     "login failed: password = $1",
+    "htpasswd -c /etc/nginx/users admin",
 ]
 
 
@@ -363,6 +365,8 @@ class Login(NamedTuple):
         (("sshpass", "-p", SECRET, "ssh", "host"), ("sshpass", "-p", "[REDACTED]", "ssh", "host")),
         (["curl", "-u", f"user:{SECRET}", "https://x"], ["curl", "-u", "user:[REDACTED]", "https://x"]),
         (["psql", "--password", SECRET], ["psql", "--password", "[REDACTED]"]),
+        (["AUTH", "default", SECRET], ["AUTH", "default", "[REDACTED]"]),
+        (["htpasswd", "-b", "/x", "bob", SECRET], ["htpasswd", "-b", "/x", "bob", "[REDACTED]"]),
         (["ls", "-la", "/tmp"], ["ls", "-la", "/tmp"]),
     ],
 )  # fmt: skip

@@ -21,11 +21,15 @@ _ITEM = r"(?:'[^'\\\n]*'|\"[^\"\\\n]*\")"
 _ARGV_REPR = re.compile(rf"[\[(]{_ITEM}(?:,[ ]{_ITEM})+,?[\])]")
 
 
+# Commands whose password is a positional word: no option marks them as commands.
+_POSITIONAL_COMMANDS = frozenset({"AUTH", "auth"})
+
+
 def looks_like_argv(items: Sequence[object]) -> bool:
     """Whether ``items`` is a command: strings only, an option after the program."""
     if len(items) < 2 or not all(type(item) is str for item in items):
         return False
-    return any(str(item).startswith("-") for item in items[1:])
+    return items[0] in _POSITIONAL_COMMANDS or any(str(item).startswith("-") for item in items[1:])
 
 
 def redact_argv(items: Sequence[str], scan: Callable[[str], str]) -> list[str] | str:

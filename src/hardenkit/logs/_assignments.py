@@ -116,11 +116,13 @@ _END_OF_STRING = re.compile(r"(?<!\\)[\"']|\n|\Z")
 _UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 # Commands that take a password as a positional word: Redis "AUTH [user] password" at
 # the end of a line, .netrc "login bob password x", "aws configure set <name> <value>",
-# PowerShell "ConvertTo-SecureString 'x' -AsPlainText".
+# "htpasswd -b file user password", PowerShell "ConvertTo-SecureString 'x' -AsPlainText".
 _POSITIONAL = re.compile(
     r"(?m)(?<![\w-])AUTH[ \t]+(?:\S+[ \t]+)?(?P<auth>\S+)[ \t]*$"
     r"|\blogin[ \t]+[^\s:=]+[ \t]+password[ \t]+(?P<netrc>[^\s:=]\S*)"
     r"|\baws[ \t]+configure[ \t]+set[ \t]+(?P<name>\S+)[ \t]+(?P<setting>\S+)"
+    r"|\bhtpasswd(?=[^\n]*[ \t]-[A-Za-z]*b)(?:[ \t]+-[A-Za-z]+)*"
+    r"[ \t]+\S+[ \t]+\S+[ \t]+(?P<htpasswd>\S+)"
     r"|ConvertTo-SecureString[ \t]+(?:-String[ \t]+)?(?P<quote>[\"'])(?P<pwsh>[^\"'\n]*)(?P=quote)"
 )
 # OpenSSL's password arguments: "-passin pass:secret", "-passout pass:secret".
@@ -173,7 +175,13 @@ class AssignmentScanner:
             text = _CLIENTS.sub(_client_replacement, text)
         if "pass:" in text:
             text = _OPENSSL_PASS.sub(_value_replacement, text)
-        if "AUTH " in text or "login " in text or "configure set" in text or "SecureStr" in text:
+        if (
+            "AUTH " in text
+            or "login " in text
+            or "configure set" in text
+            or "SecureStr" in text
+            or "htpasswd" in text
+        ):
             text = _POSITIONAL.sub(self._positional_replacement, text)
         if "/" in text and (
             "sqlplus" in text or "dp " in text or "sqlldr" in text or "rman " in text
@@ -306,7 +314,9 @@ class AssignmentScanner:
 
     def _positional_replacement(self, match: re.Match[str]) -> str:
         group = next(
-            name for name in ("auth", "netrc", "setting", "pwsh") if match[name] is not None
+            name
+            for name in ("auth", "netrc", "setting", "htpasswd", "pwsh")
+            if match[name] is not None
         )
         if group == "setting" and not self._keys.is_sensitive(match["name"]):
             return match.group(0)
