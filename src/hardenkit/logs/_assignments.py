@@ -93,12 +93,18 @@ _CLIENTS = re.compile(rf"(?P<client>{_CLIENT})(?P<arguments>(?:(?!{_CLIENT})[^\r
 _CLIENT_NAMES = ("mysql", "mariadb", "redis-cli", "sshpass", "curl", "7z", "zip", "docker")
 # mysql's -p takes its value glued only: "mysql -p db" prompts, and db is a database.
 _MYSQL_PASSWORD = re.compile(r"(?<=\s)-p(?P<value>\"[^\"]*\"|'[^']*'|\S+)")
+
+
+def _spaced_flag(flag: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<=\s){flag}[ \t]*(?P<value>\"[^\"]*\"|'[^']*'|\S+)")
+
+
 _SPACED_PASSWORD = {
-    "redis-cli": re.compile(r"(?<=\s)-a[ \t]*(?P<value>\"[^\"]*\"|'[^']*'|\S+)"),
-    "sshpass": re.compile(r"(?<=\s)-p[ \t]*(?P<value>\"[^\"]*\"|'[^']*'|\S+)"),
-    "unzip": re.compile(r"(?<=\s)-P[ \t]*(?P<value>\"[^\"]*\"|'[^']*'|\S+)"),
-    "zip": re.compile(r"(?<=\s)-P[ \t]*(?P<value>\"[^\"]*\"|'[^']*'|\S+)"),
-    "docker login": re.compile(r"(?<=\s)-p[ \t]*(?P<value>\"[^\"]*\"|'[^']*'|\S+)"),
+    "redis-cli": _spaced_flag("-a"),
+    "sshpass": _spaced_flag("-p"),
+    "unzip": _spaced_flag("-P"),
+    "zip": _spaced_flag("-P"),
+    "docker login": _spaced_flag("-p"),
 }
 _CURL_USER = re.compile(
     r"(?:(?<=\s)-u[ \t]*|(?<=\s)--user(?:=|[ \t]+))(?P<user>[^\s:]*):(?P<value>\S+)"
