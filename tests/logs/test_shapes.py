@@ -122,6 +122,8 @@ SHAPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "redis_auth_command": ("AUTH default hunter2xyz", (SECRET,)),
     "netrc": ("machine api.example.com login bob password hunter2xyz", (SECRET,)),
     "aws_configure_set": ("aws configure set aws_secret_access_key hunter2xyz", (SECRET,)),
+    "client_name_inside_a_password": ("sshpass -p 000!7z.hunter2xyz ssh host", (SECRET,)),
+    "client_by_path": ("cmd=/usr/bin/mysql -u root -phunter2xyz", (SECRET,)),
     "htpasswd_batch": ("htpasswd -bc /etc/nginx/users admin hunter2xyz", (SECRET,)),
     "powershell": ("ConvertTo-SecureString 'hunter2xyz' -AsPlainText -Force", (SECRET,)),
     "json_escaped_name": ('{"pass\\u0077ord": "hunter2xyz"}', (SECRET,)),

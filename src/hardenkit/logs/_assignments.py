@@ -83,9 +83,11 @@ _LONG_FLAG = re.compile(r"(?<![\w-])--(?P<name>[A-Za-z][A-Za-z0-9_-]{0,63})(?P<s
 _NEXT_FLAG = re.compile(r"--[A-Za-z][\w-]*(?:=\S*)?|-[A-Za-z]")
 _FLAG_VALUE = re.compile(r"\"[^\"\n]*\"?|'[^'\n]*'?|[^\s\"']+")
 # Clients whose short flags carry a password inline.
+# A client is a word of its own: at the start, after a space, a quote, a path or a shell
+# separator, and followed by a space ("!7z." inside a password is not 7z).
 _CLIENT = (
-    r"(?<![\w-])(?:mysql(?:dump|admin|import|show|check|pump|sh|binlog)?|mariadb"
-    r"(?:-dump|-admin)?|redis-cli|sshpass|curl|7za?|unzip|zip|docker[ \t]+login)(?![\w-])"
+    r"(?<![^\s\"'|;&(/=,\[])(?:mysql(?:dump|admin|import|show|check|pump|sh|binlog)?|mariadb"
+    r"(?:-dump|-admin)?|redis-cli|sshpass|curl|7za?|unzip|zip|docker[ \t]+login)(?=[\s\"']|\Z)"
 )
 # A client's arguments run to the end of its command: a line end, a pipe or a list
 # separator, or the next client named on the same line.
