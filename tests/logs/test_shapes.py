@@ -124,6 +124,7 @@ SHAPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "aws_configure_set": ("aws configure set aws_secret_access_key hunter2xyz", (SECRET,)),
     "client_name_inside_a_password": ("sshpass -p 000!7z.hunter2xyz ssh host", (SECRET,)),
     "client_by_path": ("cmd=/usr/bin/mysql -u root -phunter2xyz", (SECRET,)),
+    "value_starting_with_equals": ("SECRET_KEY = =k#3@x!v8(z^m_2q$w0e+r&t*y5u", ("k#3@x!v8",)),
     "htpasswd_batch": ("htpasswd -bc /etc/nginx/users admin hunter2xyz", (SECRET,)),
     "powershell": ("ConvertTo-SecureString 'hunter2xyz' -AsPlainText -Force", (SECRET,)),
     "json_escaped_name": ('{"pass\\u0077ord": "hunter2xyz"}', (SECRET,)),

@@ -256,9 +256,12 @@ class AssignmentScanner:
                 # Never closed on its line: everything after the quote may be the secret.
                 return start, _line_end(text, start)
             return start, closing.start()
-        if text.startswith(("[REDACTED", "="), position):
-            return None
-        if _PLACEHOLDER.match(text, position) is not None:
+        if (
+            text.startswith("[REDACTED", position)
+            # "password == expected": a comparison, not a value
+            or (text.startswith("=", position) and not match["sep"].endswith((" ", "\t")))
+            or _PLACEHOLDER.match(text, position) is not None
+        ):
             return None
         special = self._special_span(text, match)
         if special is not None:
