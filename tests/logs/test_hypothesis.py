@@ -8,7 +8,7 @@ import random
 import string
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from hardenkit.logs import Redactor
@@ -141,7 +141,22 @@ def test_no_planted_secret_survives_in_random_nested_structures(
     assert [secret for secret in planted if secret in rendered] == []
 
 
+def _names_a_secret(structure: Any) -> bool:
+    """Whether a list is a (name, value) pair under a secret name, such as ["pw", "x"]:
+    redacted like {"pw": "x"} by design, so not text without secrets."""
+    if not isinstance(structure, list):
+        return False
+    if (
+        len(structure) == 2
+        and isinstance(structure[0], str)
+        and Redactor().is_sensitive_key(structure[0])
+    ):
+        return True
+    return any(_names_a_secret(item) for item in structure)
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.recursive(_FILLER, lambda inner: st.lists(inner, max_size=3), max_leaves=20))
 def test_text_without_secrets_comes_out_unchanged(structure: Any) -> None:
+    assume(not _names_a_secret(structure))
     assert Redactor().redact(structure) == structure

@@ -1,14 +1,17 @@
 """A generative leak hunt: secrets in every shape, hidden in every container, never logged.
 
 Hypothesis builds secrets (JWTs, vendor keys from the detectors' own list, AWS key ids,
-random passwords next to sensitive names, PEM blocks, Luhn-valid card numbers), wraps
-each in an encoding a real log line carries (f-strings, reprs, bytes, command lines,
-URLs, query strings, INI/YAML/XML, JSON escaped up to two levels, exception messages,
+random passwords next to sensitive names, PEM blocks, Luhn-valid card numbers, hex keys
+with a vendor's prefix or suffix, Django-style keys of symbols), wraps each in an
+encoding a real log line carries (f-strings, reprs, bytes, command lines and argv
+lists, ``CalledProcessError`` messages, URLs and DSNs, query strings, INI/YAML/XML,
+JSON escaped up to two levels, every ``Authorization`` scheme, exception messages,
 causes and notes), and hides the result in a random structure (dict keys and values at
-random depth, lists, tuples). The events are rendered through the structlog processor
-and through the real ``configure_logging`` JSON pipeline (structlog and stdlib records,
-message, arguments and ``extra``). No part of any secret may come out, and a control set
-of ordinary values placed next to them must come out unchanged.
+random depth, lists, tuples, NamedTuples, dict views, floats). The events are rendered
+through the structlog processor and through the real ``configure_logging`` JSON pipeline
+(structlog and stdlib records, message, arguments and ``extra``). No part of any secret
+may come out, and a control set of ordinary values placed next to them must come out
+unchanged.
 
 ``HARDENKIT_TEST_HYPOTHESIS_PROFILE=thorough`` runs many more examples than CI does.
 """
@@ -22,8 +25,9 @@ import logging
 import os
 import shlex
 import string
+import subprocess
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import pytest
@@ -62,8 +66,10 @@ _FILLER = st.lists(_WORDS, min_size=1, max_size=4).map(" ".join)
 _NEUTRAL_KEYS = st.sampled_from(["note", "detail", "items", "data", "meta", "attempts", "body"])
 _PASSWORD_NAMES = st.sampled_from(
     ["password", "passwd", "db_password", "api_key", "client_secret", "access_token",
-     "auth_token", "x-api-key", "secret", "private_key"]
+     "auth_token", "x-api-key", "secret", "private_key", "pw", "creds", "passcode", "db_pw",
+     "userpass", "hmac_key", "license_key", "priv_key", "salt", "passphrase"]
 )  # fmt: skip
+_SCHEMES = ["Digest", "Token", "AWS4-HMAC-SHA256", "Negotiate", "ApiKey", "SSWS"]
 # Runs of at most four letters or digits between symbols and digits: a secret's window
 # must not be an ordinary word that the output holds anyway ("Connection" of a password
 # is in "ConnectionError", which proved nothing about redaction).
@@ -88,6 +94,16 @@ CONTROLS: dict[str, object] = {
     "route": "/tenants/{tenant_id}/orders/{order_id}",
     "version": "hardenkit 0.1.0 (python 3.11.9)",
     "pod": "checkout-service-7d9f8b6c5d-x2x9z",
+    # Near misses: a secret word nearby, no secret (the attacker review's list).
+    "tokens": 123,
+    "tokenizer": "bert",
+    "secretary": "Jane",
+    "password_changed_at": "2026-01-01T00:00:00Z",
+    "query": "code=404&key=&tokens=123&tokenizer=bert&secretary=Jane",
+    "sql": "SELECT sessions.user_id FROM sessions WHERE sessions.id = $1",
+    "payment": "pi_3MtwBwLkdIwHu7ix28a3tqPa",
+    "customer": "cus_NffrFeUfNV2Hib",
+    "charge": "ch_3MmlLrLkdIwHu7ix0snN0B15",
 }
 
 
@@ -109,23 +125,37 @@ _EC_KEY = (
 class Secret:
     """A secret as it is written, and the distinctive part that must never be logged."""
 
-    def __init__(self, text: str, distinctive: str | None = None) -> None:
+    def __init__(
+        self, text: str, distinctive: str | None = None, *, lowercase: bool = False
+    ) -> None:
         self.text = text
         self.distinctive = text if distinctive is None else distinctive
+        # Hex and Django keys are lowercase: their windows count unless all letters.
+        self.lowercase = lowercase
 
     def windows(self) -> set[str]:
         part = self.distinctive
         if len(part) <= _WINDOW:
             return {part}
         windows = {part[index : index + _WINDOW] for index in range(len(part) - _WINDOW + 1)}
+        if self.lowercase:
+            return {window for window in windows if not window.isalpha()}
         return {window for window in windows if not window.islower()}
 
 
 @st.composite
 def _tokens(draw: st.DrawFn) -> Secret:
     """A credential recognisable by its format, wherever it sits."""
-    kind = draw(st.sampled_from(["jwt", "vendor", "aws", "card", "pem"]))
+    kind = draw(st.sampled_from(["jwt", "vendor", "aws", "card", "pem", "hex"]))
     body = draw(st.text(alphabet=_ALNUM, min_size=24, max_size=40)) + "Z9"
+    if kind == "hex":
+        digits = draw(st.text(alphabet="0123456789abcdef", min_size=32, max_size=32))
+        wrapped = draw(
+            st.sampled_from(
+                [f"dapi{digits}", f"shpat_{digits}", f"{digits}-us6", f"0x{digits}{digits[::-1]}"]
+            )
+        )
+        return Secret(wrapped, digits, lowercase=True)
     if kind == "jwt":
         claims = {"sub": draw(st.text(alphabet=_ALNUM, min_size=3, max_size=12)), "tid": body}
         header = _b64url(b'{"alg":"HS256","typ":"JWT"}')
@@ -158,6 +188,7 @@ def _encodings_of_a_token(token: str, filler: str) -> list[str]:
         f"https://api.example.com/v1/hooks/{token}/deliver",
         f"{filler}: {json.dumps(json.dumps({'note': token}))}",
         f"Authorization: Bearer {token}",
+        *(f"{filler} Authorization: {scheme} {token} {filler}" for scheme in _SCHEMES),
     ]
 
 
@@ -182,6 +213,45 @@ def _encodings_of_a_password(name: str, password: str, filler: str) -> list[str]
         f"mysql -u root -p{shlex.quote(password)} orders",
         f"redis-cli -a {shlex.quote(password)} ping",
         f"curl -u deploy:{shlex.quote(password)} https://api.example.com",
+        # The attacker review's shapes.
+        f"{filler} {name}={filler} {password} next=1",
+        f"{filler} {name}: {filler} {password}",
+        f"{filler} Authorization: {_SCHEMES[len(filler) % len(_SCHEMES)]} {password} {filler}",
+        str(subprocess.CalledProcessError(1, ["deploy", f"--{flag}", password])),
+        str(subprocess.CalledProcessError(1, ["mysql", "-u", "root", f"-p{password}"])),
+        f"running {['sshpass', '-p', password, 'ssh', 'deploy@host']}",
+        f"running {('curl', '-u', 'deploy:' + password, 'https://x')}",
+        str({name: password, "user": "app"}.items()),
+        f"sqlplus -s app/{password}@orcl",
+        f"dsn=app:{password}@tcp(db:3306)/orders",
+        f"Driver={{ODBC 18}};Server=db;UID=sa;PWD={{{password}}};Database=orders",
+        f"user%5B{name}%5D={quote(password, safe='')}&page=2",
+        f"{name}:\n  - {password}\n  - {password[::-1]}\nuser: app",
+        f"<{name}><![CDATA[{password}]]></{name}>",
+        f"{name.replace('a', chr(0x430), 1)}={password}",
+    ]
+
+
+def _encodings_that_change_the_password(password: str) -> list[tuple[str, Secret]]:
+    """URL passwords holding '/' or a space: the secret is the password as written."""
+    cut = next(index for index, char in enumerate(password) if not char.isdigit()) + 1
+    slashed = f"{password[:cut]}/{password[cut:]}"
+    spaced = f"{password[:cut]} {password[cut:]}".replace("@", "")
+    return [
+        (f"postgres://app:{slashed}@db.internal:5432/orders", Secret(slashed)),
+        (f"postgres://app:{spaced}@db.internal:5432/orders", Secret(spaced)),
+    ]
+
+
+_DJANGO_ALPHABET = string.ascii_lowercase + string.digits + "!@#$%^&*(-_=+)"
+
+
+def _encodings_of_a_django_key(key: str) -> list[str]:
+    return [
+        f"SECRET_KEY = {key}",
+        f"settings: {{'SECRET_KEY': {key!r}, 'DEBUG': False}}",
+        json.dumps({"SECRET_KEY": key}),
+        f"export DJANGO_SECRET_KEY='{key}'",
     ]
 
 
@@ -189,11 +259,47 @@ def _encodings_of_a_password(name: str, password: str, filler: str) -> list[str]
 def _planted(draw: st.DrawFn) -> tuple[str, Secret]:
     """One secret written in one of the encodings a log line carries."""
     filler = draw(_FILLER)
-    if draw(st.booleans()):
+    kind = draw(st.integers(0, 9))
+    if kind < 4:
         secret = draw(_tokens())
         return draw(st.sampled_from(_encodings_of_a_token(secret.text, filler))), secret
+    if kind == 4:
+        key = draw(st.text(alphabet=_DJANGO_ALPHABET, min_size=50, max_size=50))
+        text = draw(st.sampled_from(_encodings_of_a_django_key(key)))
+        return text, Secret(key, lowercase=True)
     name, password = draw(_PASSWORD_NAMES), draw(_PASSWORD)
+    if kind == 5:
+        return draw(st.sampled_from(_encodings_that_change_the_password(password)))
     return draw(st.sampled_from(_encodings_of_a_password(name, password, filler))), Secret(password)
+
+
+class Login(NamedTuple):
+    """Settings kept in a NamedTuple: logged as a tuple unless its names are kept."""
+
+    user: str
+    password: str
+
+
+@st.composite
+def _structured(draw: st.DrawFn) -> tuple[Any, Secret]:
+    """A secret in a structure a renderer prints: argv lists, NamedTuples, views, floats."""
+    password, flag = draw(_PASSWORD), draw(_PASSWORD_NAMES).replace("_", "-")
+    values: list[Any] = [
+        ["deploy", f"--{flag}", password, "--verbose"],
+        ("sshpass", "-p", password, "ssh", "deploy@host"),
+        ["mysql", "-u", "root", f"-p{password}", "orders"],
+        ["curl", "-s", "-u", f"deploy:{password}", "https://api.example.com"],
+        Login("app", password),
+        {"user": "app", "password": password}.items(),
+        {"user": "app", "api_key": password}.values(),
+    ]
+    secret = Secret(password)
+    if draw(st.booleans()):
+        card = _luhn_complete("4" + draw(st.text(alphabet=string.digits, min_size=14, max_size=14)))
+        values.append(float(card))
+        if draw(st.integers(0, len(values) - 1)) == len(values) - 1:
+            return float(card), Secret(card, card[:12])
+    return draw(st.sampled_from(values[:7])), secret
 
 
 class Opaque:
@@ -223,6 +329,10 @@ def _event(draw: st.DrawFn) -> tuple[dict[str, Any], list[Secret], list[str]]:
     controls = list(CONTROLS)
 
     def node(depth: int) -> Any:
+        if draw(st.integers(0, 7)) == 0:
+            value, secret = draw(_structured())
+            secrets.append(secret)
+            return value
         if depth >= 5 or draw(st.integers(0, 2)) == 0:
             text, secret = draw(_planted())
             secrets.append(secret)
@@ -350,4 +460,15 @@ _SHAPES: dict[str, Callable[[str], bool]] = {
     "cli": lambda text: text.startswith(("mysql", "redis-cli", "curl", "deploy")),
     "xml": lambda text: text.startswith("<"),
     "ini": lambda text: text.startswith("[db]"),
+    "argv repr": lambda text: text.startswith("Command '["),
+    "authorization scheme": lambda text: "Authorization: Digest" in text,
+    "spaced value": lambda text: text.endswith(" next=1"),
+    "go dsn": lambda text: "@tcp(" in text,
+    "odbc braces": lambda text: "PWD={" in text,
+    "oracle": lambda text: text.startswith("sqlplus"),
+    "yaml list": lambda text: ":\n  - " in text,
+    "cdata": lambda text: "CDATA" in text,
+    "percent-encoded name": lambda text: "%5B" in text,
+    "lookalike name": lambda text: chr(0x430) in text,
+    "pair repr": lambda text: text.startswith("dict_items"),
 }

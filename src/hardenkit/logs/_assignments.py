@@ -7,10 +7,16 @@ A value is secret here because of the name in front of it, judged by the same
   ``"password": "x"`` (JSON), ``password='x'`` (reprs, keyword arguments, libpq), and
   the same with quotes escaped one or more levels deep (``\"password\": \"x\"``, JSON
   inside a JSON string);
-* XML elements: ``<password>x</password>``;
-* command lines: ``--password=x``, ``--password x``, and the short flags of the clients
+* tuple pairs in reprs: ``('password', 'x')`` (``dict_items``, header lists);
+* XML elements: ``<password>x</password>``, CDATA included;
+* command lines: ``--password=x``, ``--password x``, the short flags of the clients
   that take a password inline (``mysql -px``, ``redis-cli -a x``, ``sshpass -p x``,
-  ``curl -u user:x``).
+  ``curl -u user:x``) and Oracle's ``sqlplus user/password@db``.
+
+An unquoted value under a secret name runs past spaces to the next ``name=`` pair or the
+end of the line (``password=horse battery staple user=bob``); an ``Authorization`` value
+runs to the end of the line whatever its scheme; an ODBC ``PWD={...}`` runs to its
+closing brace; a YAML key with nothing after its colon owns the indented block below.
 
 Names are found first and values read after them with quote-aware rules, so a name
 that is not secret consumes nothing and the pairs nested in its value (an SNS envelope's
@@ -21,6 +27,7 @@ its line: the scanner fails closed.
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 from hardenkit.logs._keys import KeyClassifier
 
@@ -31,21 +38,44 @@ REDACTED = "[REDACTED]"
 # A name, optionally quoted (escaped quotes included), then ':' or '='. Not preceded by a
 # name character, so "x-api-key=" is one name and "--password=" is a flag (below); an
 # escaped line break ("\npassword=" in a repr) separates like a real one.
+# Names may be percent-encoded ("user%5Bpassword%5D="), \u-escaped ("pass\u0077ord") or
+# spelled with lookalike letters.
 _ASSIGNMENT = re.compile(
-    r"(?:(?<![A-Za-z0-9_.\-\[\]\\])|(?<=\\[nrt]))(?P<q>\\{0,7}[\"']|)"
-    r"(?P<name>[A-Za-z_][A-Za-z0-9_.\-\[\]]{0,63})(?P=q)"
+    r"(?:(?<![\w.\-\[\]\\%])|(?<=\\[nrt]))(?P<q>\\{0,7}[\"']|)"
+    r"(?P<name>[^\W\d][\w.\-\[\]%\\]{0,63})(?P=q)"
     r"(?P<sep>[ \t]*[:=][ \t]*)"
 )
-_OPENING_QUOTE = re.compile(r"\\{0,7}[\"']")
+# ('password', 'x'): a pair in a repr (dict_items, header lists, a tuple of settings).
+_PAIR = re.compile(
+    r"\((?P<q>\\{0,7}[\"'])(?P<name>[^\W\d][\w.\-]{0,63})(?P=q)(?P<sep>,[ \t]*)(?=b?\\{0,7}[\"'])"
+)
+# A quote opens a value; a bytes repr (b'...') too, and a wrapper's call around it
+# (password=SecretStr('...'), token=Token("...")).
+_OPENING_QUOTE = re.compile(r"b?(\\{0,7}[\"'])")
+_WRAPPED_QUOTE = re.compile(r"[A-Za-z_][\w.]{0,63}\([ \t]*b?(\\{0,7}[\"'])")
 # Unquoted values: a query parameter stops at '&', a JSON or YAML value at ',' or '}'.
-_BARE_AFTER_EQUALS = re.compile(r"[^&#\s,;\"'<>]+")
+_BARE_AFTER_EQUALS = re.compile(r"[^\s,;\"'<>]+")
+# Inside a bare value, '&' ends it only when another pair follows ("token=x&page=2"); a
+# random key may hold '&' and '#' ("k#3@x!v8(z^m_2q$w0e+r&t*y5...").
+_NEXT_PAIR = re.compile(r"&+(?=[^\W\d][\w.\-\[\]%]*=)|&+\Z")
+# A word that starts the next pair or option: where a spaced value stops.
+_NEXT_WORD = re.compile(r"[ \t]+(?P<word>[^\s\"'<>]+)")
+_STARTS_PAIR = re.compile(r"[^\W\d][\w.\-\[\]%]*[=:]|-|\[REDACTED|\|")
+# ODBC escapes a brace inside a braced value by doubling it; fail closed on a stray one.
+_BRACED = re.compile(r"\{.*?\}(?=[;\s\"']|\Z)")
+_BLOCK_INDICATOR = re.compile(r"[|>][+-]?[ \t]*(?=\r?\n)")
 _BARE_AFTER_COLON = re.compile(r"[^\s,;}\]\"'\\]+")
 _LIST_SEPARATORS = re.compile(r"[&;,=]")
 # Bind parameters and format placeholders stand for a value; they are not one
 # ("SET password_hash = %(password_hash)s", "password = $1", "password=%s").
-_PLACEHOLDER = re.compile(r"(?:%(?:\(\w+\))?[sdr]|\$\d+|\?|:\w+|\{\w*\})(?![^\s,;)&])")
+# A braced name is a str.format field, unless a ';' follows (ODBC: "PWD={hunter2};").
+_PLACEHOLDER = re.compile(
+    r"(?:%(?:\(\w+\))?[sdr]|\$\d+|\?|:\w+)(?![^\s,;)&])|\{(?:[A-Za-z_]\w*|\d*)\}(?![^\s,)&])"
+)
 _XML_ELEMENT = re.compile(
-    r"<(?P<name>[A-Za-z_][\w.:-]{0,63})(?:\s[^<>]*)?>(?P<value>[^<]*)</(?P=name)\s*>"
+    r"<(?P<name>[A-Za-z_][\w.:-]{0,63})(?:\s[^<>]*)?>"
+    r"(?P<value>(?:<!\[CDATA\[.*?\]\]>|[^<])*)</(?P=name)\s*>",
+    re.DOTALL,
 )
 _LONG_FLAG = re.compile(r"(?<![\w-])--(?P<name>[A-Za-z][A-Za-z0-9_-]{0,63})(?P<sep>=|[ \t]+)")
 # After "--password ", another option rather than a value: "--host", "-v". Anything
@@ -53,24 +83,61 @@ _LONG_FLAG = re.compile(r"(?<![\w-])--(?P<name>[A-Za-z][A-Za-z0-9_-]{0,63})(?P<s
 _NEXT_FLAG = re.compile(r"--[A-Za-z][\w-]*(?:=\S*)?|-[A-Za-z]")
 _FLAG_VALUE = re.compile(r"\"[^\"\n]*\"?|'[^'\n]*'?|[^\s\"']+")
 # Clients whose short flags carry a password inline.
+# A client is a word of its own: at the start, after a space, a quote, a path or a shell
+# separator, and followed by a space ("!7z." inside a password is not 7z).
 _CLIENT = (
-    r"(?<![\w-])(?:mysql(?:dump|admin|import|show|check|pump|sh|binlog)?|mariadb"
-    r"(?:-dump|-admin)?|redis-cli|sshpass|curl)(?![\w-])"
+    r"(?<![^\s\"'|;&(/=,\[])(?:mysql(?:dump|admin|import|show|check|pump|sh|binlog)?|mariadb"
+    r"(?:-dump|-admin)?|redis-cli|sshpass|curl|7za?|unzip|zip|docker[ \t]+login)(?=[\s\"']|\Z)"
 )
 # A client's arguments run to the end of its command: a line end, a pipe or a list
 # separator, or the next client named on the same line.
 _CLIENTS = re.compile(rf"(?P<client>{_CLIENT})(?P<arguments>(?:(?!{_CLIENT})[^\r\n|;&])*)")
-_CLIENT_NAMES = ("mysql", "mariadb", "redis-cli", "sshpass", "curl")
+_CLIENT_NAMES = ("mysql", "mariadb", "redis-cli", "sshpass", "curl", "7z", "zip", "docker")
 # mysql's -p takes its value glued only: "mysql -p db" prompts, and db is a database.
 _MYSQL_PASSWORD = re.compile(r"(?<=\s)-p(?P<value>\"[^\"]*\"|'[^']*'|\S+)")
+
+
+def _spaced_flag(flag: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<=\s){flag}[ \t]*(?P<value>\"[^\"]*\"|'[^']*'|\S+)")
+
+
 _SPACED_PASSWORD = {
-    "redis-cli": re.compile(r"(?<=\s)-a[ \t]*(?P<value>\"[^\"]*\"|'[^']*'|\S+)"),
-    "sshpass": re.compile(r"(?<=\s)-p[ \t]*(?P<value>\"[^\"]*\"|'[^']*'|\S+)"),
+    "redis-cli": _spaced_flag("-a"),
+    "sshpass": _spaced_flag("-p"),
+    "unzip": _spaced_flag("-P"),
+    "zip": _spaced_flag("-P"),
+    "docker login": _spaced_flag("-p"),
 }
 _CURL_USER = re.compile(
     r"(?:(?<=\s)-u[ \t]*|(?<=\s)--user(?:=|[ \t]+))(?P<user>[^\s:]*):(?P<value>\S+)"
 )
-_STRONG_BARE_NAMES = frozenset({"password", "passwd", "pwd", "secret", "authorization", "cookie"})
+_STRONG_BARE_NAMES = frozenset(
+    {"password", "passwd", "pwd", "passphrase", "passcode", "secret", "authorization", "cookie"}
+    | {"pw", "psw", "pword", "userpass", "creds", "salt"}
+)
+# Oracle clients log in with "user/password@db" as their first argument.
+_ORACLE_LOGIN = re.compile(
+    r"(?<![\w-])(?:sqlplus|sqlldr|expdp|impdp|rman)(?:[ \t]+-[A-Za-z]+)*[ \t]+[\"']?"
+    r"[\w$#.]+/(?P<value>[^\s\"']+)"
+)
+_END_OF_STRING = re.compile(r"(?<!\\)[\"']|\n|\Z")
+_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+# Commands that take a password as a positional word: Redis "AUTH [user] password" at
+# the end of a line, .netrc "login bob password x", "aws configure set <name> <value>",
+# "htpasswd -b file user password", PowerShell "ConvertTo-SecureString 'x' -AsPlainText".
+_POSITIONAL = re.compile(
+    r"(?m)(?<![\w-])AUTH[ \t]+(?:\S+[ \t]+)?(?P<auth>\S+)[ \t]*$"
+    r"|\blogin[ \t]+[^\s:=]+[ \t]+password[ \t]+(?P<netrc>[^\s:=]\S*)"
+    r"|\baws[ \t]+configure[ \t]+set[ \t]+(?P<name>\S+)[ \t]+(?P<setting>\S+)"
+    r"|\bhtpasswd(?=[^\n]*[ \t]-[A-Za-z]*b)(?:[ \t]+-[A-Za-z]+)*"
+    r"[ \t]+\S+[ \t]+\S+[ \t]+(?P<htpasswd>\S+)"
+    r"|ConvertTo-SecureString[ \t]+(?:-String[ \t]+)?(?P<quote>[\"'])(?P<pwsh>[^\"'\n]*)(?P=quote)"
+)
+# OpenSSL's password arguments: "-passin pass:secret", "-passout pass:secret".
+_OPENSSL_PASS = re.compile(r"(?<![\w-])-pass(?:in|out|word)?[ \t\"',]+pass:(?P<value>[^\s\"']+)")
+_NOT_SECRET = (-1, -1)  # a value that a rule of its own says is not a secret
+_FIRST_WORD = re.compile(r"[^\s\"'<>&;,)\]}]+")
+_NUMBER = re.compile(r"[0-9]+")
 _CLOSING_QUOTES: dict[str, re.Pattern[str]] = {}
 
 
@@ -108,26 +175,49 @@ class AssignmentScanner:
 
     def scan(self, text: str) -> str:
         """Return ``text`` with the value of every secret name replaced."""
-        if "=" in text or ": " in text or '":' in text or "':" in text:
-            text = self._assignments(text)
-        if "</" in text:
-            text = _XML_ELEMENT.sub(self._xml_replacement, text)
+        # Command lines first: a name's value that runs past spaces must not swallow
+        # the client or flag that says what follows ("password=x mysql -pSECRET").
         if "--" in text:
             text = self._long_flags(text)
         if " -" in text and any(client in text for client in _CLIENT_NAMES):
             text = _CLIENTS.sub(_client_replacement, text)
+        if "pass:" in text:
+            text = _OPENSSL_PASS.sub(_value_replacement, text)
+        if (
+            "AUTH " in text
+            or "login " in text
+            or "configure set" in text
+            or "SecureStr" in text
+            or "htpasswd" in text
+        ):
+            text = _POSITIONAL.sub(self._positional_replacement, text)
+        if "/" in text and (
+            "sqlplus" in text or "dp " in text or "sqlldr" in text or "rman " in text
+        ):
+            text = _ORACLE_LOGIN.sub(_oracle_replacement, text)
+        if "=" in text or ": " in text or '":' in text or "':" in text or ":\n" in text:
+            text = self._assignments(text, _ASSIGNMENT)
+        if "', " in text or '", ' in text:
+            text = self._assignments(text, _PAIR)
+        if "</" in text:
+            text = _XML_ELEMENT.sub(self._xml_replacement, text)
         return text
 
-    def _assignments(self, text: str) -> str:
+    def _assignments(self, text: str, pattern: re.Pattern[str]) -> str:
         pieces: list[str] = []
         done = 0
-        for match in _ASSIGNMENT.finditer(text):
+        for match in pattern.finditer(text):
             if match.start() < done or not self._secret_name(match):
                 continue
             span = self._value_span(text, match)
             if span is None:
                 continue
             start, end = span
+            if text.endswith(":", start, end) and text.startswith("\n", end):
+                # The value ran to the end of a line that opens a YAML block ("...
+                # password:"): the block under it goes too, or its items would be left.
+                block = _yaml_block(text, start, end)
+                end = end if block is None else block[1]
             pieces.append(text[done:start])
             pieces.append(REDACTED)
             done = end
@@ -138,6 +228,10 @@ class AssignmentScanner:
 
     def _secret_name(self, match: re.Match[str]) -> bool:
         name = match["name"]
+        if "%" in name:
+            name = unquote(name)
+        if "\\u" in name:  # a JSON name with escaped letters ("pass\u0077ord")
+            name = _UNICODE_ESCAPE.sub(lambda escape: chr(int(escape[1], 16)), name)
         # An unquoted "name: value" is English as often as it is data ("token: expired"):
         # only identifier-like names (x-api-key, access_token) or unmistakable ones count.
         if (
@@ -153,18 +247,57 @@ class AssignmentScanner:
     def _value_span(self, text: str, match: re.Match[str]) -> tuple[int, int] | None:
         position = match.end()
         quote = _OPENING_QUOTE.match(text, position)
+        if quote is None and text.find("(", position, position + 65) >= 0:
+            quote = _WRAPPED_QUOTE.match(text, position)
         if quote is not None:
             start = quote.end()
-            closing = _closing(quote.group(0)).search(text, start)
+            closing = _closing(quote.group(1)).search(text, start)
             if closing is None or closing.group(0) == "\n":
                 # Never closed on its line: everything after the quote may be the secret.
                 return start, _line_end(text, start)
             return start, closing.start()
-        if text.startswith(("[REDACTED", "="), position):
+        if (
+            text.startswith("[REDACTED", position)
+            # "password == expected": a comparison, not a value
+            or (text.startswith("=", position) and not match["sep"].endswith((" ", "\t")))
+            or _PLACEHOLDER.match(text, position) is not None
+        ):
             return None
-        if _PLACEHOLDER.match(text, position) is not None:
-            return None
-        separator = match["sep"]
+        special = self._special_span(text, match)
+        if special is not None:
+            return None if special == _NOT_SECRET else special
+        return self._unquoted_span(text, match)
+
+    def _special_span(self, text: str, match: re.Match[str]) -> tuple[int, int] | None:
+        """The value's span for the notations with rules of their own, else None."""
+        position, name = match.end(), match["name"]
+        is_colon = ":" in match["sep"]
+        if text.startswith("{", position) and not is_colon:
+            braced = _BRACED.match(text, position)
+            return (position, _line_end(text, position)) if braced is None else braced.span()
+        if "uthoriz" in name or "UTHORIZ" in name:
+            # "Authorization: Digest username=..., response=...": every scheme's
+            # credential is the rest of the line.
+            end = _line_end(text, position)
+            return (position, end) if end > position else _NOT_SECRET
+        if is_colon:
+            block = _yaml_block(text, match.start(), position)
+            if block is not None:
+                return block
+        first = (
+            _FIRST_WORD.match(text, position)
+            if "0" <= text[position : position + 1] <= "9"
+            else None
+        )
+        if first is not None and _NUMBER.fullmatch(first.group(0)):
+            if self._keys.names_a_count(name):
+                return _NOT_SECRET  # "tokens=123": a count
+            if len(first.group(0)) <= 3 and not self._keys.is_sensitive(name):
+                return _NOT_SECRET  # "code=404": a status, under a name secret in URLs
+        return None
+
+    def _unquoted_span(self, text: str, match: re.Match[str]) -> tuple[int, int] | None:
+        position, separator = match.end(), match["sep"]
         is_colon = ":" in separator
         spaced = separator != separator.strip()
         if not match["q"] and ((spaced and not is_colon) or _at_line_start(text, match.start())):
@@ -176,7 +309,31 @@ class AssignmentScanner:
             ):
                 return position, end
         bare = (_BARE_AFTER_COLON if is_colon else _BARE_AFTER_EQUALS).match(text, position)
-        return None if bare is None else (position, bare.end())
+        if bare is None:
+            return None
+        end = bare.end()
+        if not is_colon and text.find("&", position, end) >= 0:
+            cut = _NEXT_PAIR.search(text, position, end)
+            if cut is not None:
+                end = cut.start()
+                if end == position:
+                    return None
+        name = match["name"]
+        if not self._keys.is_sensitive(unquote(name) if "%" in name else name):
+            return position, end  # a query parameter ("key", "sig"): one word
+        return position, _spaced_value_end(text, end)
+
+    def _positional_replacement(self, match: re.Match[str]) -> str:
+        group = next(
+            name
+            for name in ("auth", "netrc", "setting", "htpasswd", "pwsh")
+            if match[name] is not None
+        )
+        if group == "setting" and not self._keys.is_sensitive(match["name"]):
+            return match.group(0)
+        start, end = match.span(group)
+        whole, offset = match.group(0), match.start()
+        return whole[: start - offset] + REDACTED + whole[end - offset :]
 
     def _xml_replacement(self, match: re.Match[str]) -> str:
         if not match["value"] or not self._keys.is_sensitive(match["name"]):
@@ -208,8 +365,58 @@ class AssignmentScanner:
         return "".join(pieces)
 
 
+def _yaml_block(text: str, key_start: int, position: int) -> tuple[int, int] | None:
+    """The block under "password:" (a list, a "|" scalar) when that is the value."""
+    if text.startswith(("\\n", "\\r\\n"), position):
+        # A YAML document inside a repr or JSON string, its line breaks escaped: the
+        # block is the rest of that string.
+        string_end = _END_OF_STRING.search(text, position)
+        return position, len(text) if string_end is None else string_end.start()
+    line_end = _line_end(text, position)
+    if _BLOCK_INDICATOR.match(text, position) is None and text[position:line_end].strip():
+        return None
+    start = text.find("\n", position) + 1
+    if start == 0:
+        return None
+    line_start = text.rfind("\n", 0, key_start) + 1
+    key_line = text[line_start:key_start]
+    indent = len(key_line) - len(key_line.lstrip(" \t"))
+    end = start
+    while end < len(text):
+        next_end = _line_end(text, end)
+        line = text[end:next_end]
+        depth = len(line) - len(line.lstrip(" \t"))
+        # More indented than the key, or a list item at the key's own indentation.
+        if line.strip() and depth <= indent and not line.startswith("- ", indent):
+            break
+        end = min(next_end + 1, len(text))
+        if next_end >= len(text):
+            break
+    block = text[start:end].rstrip("\r\n")
+    body_start = start + len(block) - len(block.lstrip(" \t\r\n"))
+    body_end = start + len(block)
+    return (body_start, body_end) if body_end > body_start else None
+
+
+def _spaced_value_end(text: str, end: int) -> int:
+    """Where an unquoted value that stopped at a space ends: at the next pair or option.
+
+    ``password=horse battery staple user=bob``: the value is ``horse battery staple``.
+    """
+    while True:
+        word = _NEXT_WORD.match(text, end)
+        if word is None or _STARTS_PAIR.match(word["word"]) is not None:
+            return end
+        cut = _NEXT_PAIR.search(text, word.start("word"), word.end())
+        if cut is not None:
+            return cut.start()
+        end = word.end()
+
+
 def _client_replacement(match: re.Match[str]) -> str:
     client, arguments = match["client"], match["arguments"]
+    if client.startswith("docker"):  # "docker  login", however many spaces
+        return client + _SPACED_PASSWORD["docker login"].sub(_value_replacement, arguments)
     if client == "curl":
         arguments = _CURL_USER.sub(_value_replacement, arguments)
     elif client in _SPACED_PASSWORD:
@@ -217,6 +424,15 @@ def _client_replacement(match: re.Match[str]) -> str:
     else:
         arguments = _MYSQL_PASSWORD.sub(_value_replacement, arguments)
     return client + arguments
+
+
+def _oracle_replacement(match: re.Match[str]) -> str:
+    # "user/password@db": the connect identifier follows the last '@'.
+    value = match["value"]
+    at = value.rfind("@")
+    start = match.start("value") - match.start()
+    kept = value[at:] if at > 0 else ""
+    return match.group(0)[:start] + REDACTED + kept
 
 
 def _value_replacement(match: re.Match[str]) -> str:

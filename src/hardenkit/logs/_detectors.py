@@ -16,7 +16,9 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable
+from urllib.parse import unquote
 
+from hardenkit.logs._argv import redact_argv_reprs
 from hardenkit.logs._assignments import AssignmentScanner
 from hardenkit.logs._keys import KeyClassifier
 
@@ -34,9 +36,26 @@ _PEM = re.compile(
     re.DOTALL,
 )
 # Userinfo runs to the last '@' before the host: a password may hold '@' (and '?' or '#',
-# accepted when a ':' comes first, as in "user:pa#ss@host").
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}://)([^/\s\"'<>]+)@")
+# accepted when a ':' comes first, as in "user:pa#ss@host"). After "user:" it may hold
+# '/' too, unless it is a port ("host:8080/path/a@b"), and a few spaces when no '@'
+# comes before them ("user:pa ss@host").
+_URL_USERINFO = re.compile(
+    r"(?i)\b([a-z][a-z0-9+.-]{0,30}://)"
+    r"((?:[^\s/@:\"'<>]*:(?![0-9]{1,5}(?:[/?#\s]|\Z))[^\s\"'<>]*"
+    r"|[^\s/@:\"'<>]*:[^\s@\"'<>]*(?:[ \t][^\s@\"'<>]+){1,4}"
+    r"|[^/\s\"'<>]+))@"
+)
+# Go's MySQL driver: "user:password@tcp(host:3306)/db", to the last '@' before the protocol.
+_GO_DSN = re.compile(r"(?<![\w/])([^\s:@/\"'<>(]+):[^\s\"'<>]*@(?=(?:tcp6?|udp|unix)\()")
 _SLACK_WEBHOOK = re.compile(r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[\w/-]+")
+# Other webhook URLs whose path is the credential: Discord, Zapier, Microsoft Teams.
+_WEBHOOK = re.compile(
+    r"https://(?:(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks"
+    r"|hooks\.zapier\.com/hooks/catch"
+    r"|[\w-]+\.webhook\.office\.com/webhookb2)/[\w@/-]+"
+)
+# A percent-encoded text ("state=%7B%22token%22%3A..."): scanned decoded as well.
+_PERCENT_ESCAPE = re.compile(r"%(?:2[0-9A-Fa-f]|3[A-Fa-f]|5[BDbd]|7[BDbd])")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*){1,4}")
 _DOTTED_VENDOR = re.compile(
     r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"  # SendGrid
@@ -52,7 +71,7 @@ _TOKEN_RUN = re.compile(r"[A-Za-z0-9_+/-]{16,}={0,2}")
 # A run of digits, spaces and dashes (a plain character-class repeat, the fastest form for
 # the regex engine); the callback looks for a card among its digit groups (a card may
 # follow an unrelated number: "order 12 4111 1111 1111 1111").
-_DIGIT_RUN = re.compile(r"[0-9][0-9 -]{12,}")
+_DIGIT_RUN = re.compile(r"[0-9][0-9 .-]{12,}")
 _DIGIT_GROUP = re.compile(r"[0-9]+")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -64,6 +83,14 @@ _HASH_LABEL = re.compile(
     r"[\"']?[ \t]*[:=][ \t]*[\"']?\Z"
 )
 _DOTTED_NUMBER = re.compile(r"(?:[0-9]{1,12}[.:]+)*[0-9]{1,12}")
+# Random secrets drawn from letters, digits and symbols (Django's SECRET_KEY: 50 of
+# "a-z0-9!@#$%^&*(-_=+)"): a run with no space, no path or URL punctuation.
+_SYMBOL_RUN = re.compile(r"[A-Za-z0-9!@#$%^&*()_+=~-]{32,}")
+_RARE_SYMBOLS = frozenset("!@#$%^&*()~")
+_WORD = re.compile(r"[A-Za-z]{4,}")
+# A label in front of a shorter hex run: "secret 3f9a...", "token: '3f9a...'".
+_NAME_BEFORE = re.compile(r"([^\W\d][\w.-]{0,63})[\"']?[ \t]*[:=]?[ \t]*[\"']?\Z")
+_SHORT_HEX_LENGTH = 16
 _LOWERCASE_PATH = re.compile(r"[a-z0-9_+-]{0,15}(?:/[a-z0-9_+-]{0,15})+")
 
 _VENDOR_PREFIXES = (
@@ -98,6 +125,10 @@ _VENDOR_PREFIXES = (
     "AIza",  # Google API key
     "GOCSPX-",  # Google OAuth client secret
     "sk-",  # OpenAI (sk-, sk-proj-, sk-svcacct-) and Anthropic (sk-ant-)
+    "shpat_",  # Shopify access token
+    "shpss_",  # Shopify shared secret
+    "shpca_",  # Shopify custom app
+    "shppa_",  # Shopify private app
     "npm_",  # npm
     "pypi-",  # PyPI
     "SG.",  # SendGrid (dotted; also handled by the dotted pass)
@@ -108,6 +139,15 @@ _AWS_PREFIXES = frozenset(
 )
 _AWS_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
 _TWILIO_KEY = re.compile(r"SK[0-9a-fA-F]{32}")
+# Keys that are hex with a vendor's prefix or suffix: Databricks "dapi<32 hex>" (and its
+# "-2" variant), Mailchimp "<32 hex>-us6"; Stripe's client secrets "pi_..._secret_...".
+_HEX_VENDOR = re.compile(r"dapi[0-9a-f]{32}(?:-[0-9]+)?|[0-9a-f]{32}-us[0-9]{1,2}")
+_STRIPE_CLIENT_SECRET = re.compile(r"(?:pi|seti|src)_[A-Za-z0-9]+_secret_[A-Za-z0-9]+")
+# Stripe object ids: public references (a payment, a customer, a charge), not secrets.
+_STRIPE_OBJECT_ID = re.compile(
+    r"(?:pi|ch|cus|pm|in|ii|sub|si|evt|txn|re|po|tr|py|acct|price|prod|seti|src|card|ba"
+    r"|cs_live|cs_test|plink|il|fee|prv|du|dp|iv)_[A-Za-z0-9]{8,32}"
+)
 
 # What hardenkit, structlog and Sentry write under pass-through names (ids, timestamps,
 # levels, logger names, addresses), and no JWT or vendor key: one precompiled check.
@@ -224,11 +264,28 @@ class TextScanner:
         self._allowed = tuple(allow_patterns)
         self._random_threshold = random_threshold
 
-    def scan(self, text: str) -> str:  # noqa: PLR0912 - one guarded pass per detector
+    def scan(self, text: str) -> str:
         """Return ``text`` with every detected secret replaced by a marker."""
-        if "0" <= text[:1] <= "9" and _DOTTED_NUMBER.fullmatch(text) is not None:
-            # Addresses, versions, times ("203.0.113.9:5000", "1.2.3", "12:30:45"): digit
-            # groups of at most 12, so not even a card number fits.
+        scanned = self._scan(text)
+        if "%" in scanned and _PERCENT_ESCAPE.search(scanned) is not None:
+            # What hides behind percent-encoding ("state=%7B%22token%22%3A...") is judged
+            # decoded too, after the encoded text was scanned as it is (decoding a "%20"
+            # inside a password would split it); when decoding reveals a secret, the
+            # decoded, redacted text is what gets logged.
+            decoded = unquote(scanned)
+            redacted = self._scan(decoded)
+            if redacted != decoded:
+                return redacted
+        return scanned
+
+    def _scan(self, text: str) -> str:  # noqa: PLR0912 - one guarded pass per detector
+        if (
+            "0" <= text[:1] <= "9"
+            and _DOTTED_NUMBER.fullmatch(text) is not None
+            and len(text) - text.count(".") - text.count(":") < 13
+        ):
+            # Addresses, versions, times ("203.0.113.9:5000", "1.2.3", "12:30:45"): fewer
+            # than 13 digits, so not even a card number fits ("4111.1111.1111.1111" does).
             return text
         if _LOWERCASE_PATH.fullmatch(text):
             # The commonest long value ("/api/v1/orders/42/items"): only a card number
@@ -238,21 +295,29 @@ class TextScanner:
             return text
         if "PRIVATE KEY" in text:
             text = _PEM.sub(marker("private_key"), text)
+        if "', " in text or '", ' in text:
+            text = redact_argv_reprs(text, self.scan)
         if "://" in text:
             if "@" in text:
                 text = _URL_USERINFO.sub(_userinfo_replacement, text)
             if "hooks.slack.com" in text:
                 text = _SLACK_WEBHOOK.sub(marker("slack_webhook"), text)
+            if "webhook" in text or "hooks.zapier" in text:
+                text = _WEBHOOK.sub(marker("webhook"), text)
+        if "@tcp(" in text or "@unix(" in text or "@tcp6(" in text or "@udp(" in text:
+            text = _GO_DSN.sub(rf"\1:{_REDACTED}@", text)
         if "eyJ" in text:
             text = _JWT.sub(marker("jwt"), text)
         if "SG." in text or "ya29." in text:
             text = _DOTTED_VENDOR.sub(marker("api_key"), text)
         if "earer" in text or "asic" in text or "EARER" in text or "ASIC" in text:
             text = _AUTH_SCHEME.sub(_auth_scheme_replacement, text)
-        if "=" in text or ":" in text or "<" in text or "-" in text:
-            text = self._assignments.scan(text)
+        # Named values, command lines, DSNs: guarded pass by pass inside.
+        text = self._assignments.scan(text)
         if ": " in text:
             text = _HEADER_LINE.sub(self._header_replacement, text)
+        if len(text) >= 32 and _SYMBOL_RUN.search(text) is not None:
+            text = _SYMBOL_RUN.sub(self._symbol_replacement, text)
         if _TOKEN_RUN.search(text) is not None:
             text = _TOKEN_RUN.sub(self._token_replacement, text)
         if len(text) >= 13 and _DIGIT_RUN.search(text) is not None:
@@ -265,6 +330,17 @@ class TextScanner:
         start, _ = match.span("value")
         return match.group(0)[: start - match.start()] + _REDACTED
 
+    def _symbol_replacement(self, match: re.Match[str]) -> str:
+        run = match.group(0)
+        if len(_RARE_SYMBOLS.intersection(run)) < 3 or not _mixed(run):
+            return run
+        # Code has words ("pg_advisory_xact_lock(hashtext($1))"); a random key has few.
+        if sum(map(len, _WORD.findall(run))) * 2 >= len(run):
+            return run
+        if _randomness(run) < self._random_threshold:
+            return run
+        return marker("high_entropy")
+
     def _token_replacement(self, match: re.Match[str]) -> str:
         run = match.group(0)
         start = match.start()
@@ -273,6 +349,12 @@ class TextScanner:
             and _HEX.fullmatch(run) is not None
             and _HASH_LABEL.search(match.string, max(0, start - 24), start) is not None
         ):
+            return run
+        if _SHORT_HEX_LENGTH <= len(run) < _MIN_HEX_LENGTH and _HEX.fullmatch(run) is not None:
+            # Too short to be judged alone, a secret when its label says so.
+            name = _NAME_BEFORE.search(match.string, max(0, start - 72), start)
+            if name is not None and self._keys.is_sensitive(name.group(1)):
+                return marker("hex")
             return run
         if "/" in run and _LOWERCASE_PATH.fullmatch(run):
             # A lowercase path with short segments: random tokens have capitals.
@@ -302,8 +384,12 @@ class TextScanner:
             return None
         if len(core) == 26 and _ULID.fullmatch(core):
             return None
+        if core[:2] in ("0x", "0X"):
+            core = core[2:]  # a key or an address written as a number ("0x" + 64 hex)
         if _HEX.fullmatch(core):
             return "hex" if len(core) >= _MIN_HEX_LENGTH else None
+        if _STRIPE_OBJECT_ID.fullmatch(core):
+            return None
         if _UUID.search(core) and len(_UUID.sub("", core).strip("-_")) < _MIN_RANDOM_LENGTH:
             return None
         if core.count("-") + core.count("_") >= 2:
@@ -323,7 +409,9 @@ def _vendor_kind(run: str) -> str | None:
         return "jwt" if run.startswith("eyJ") else "api_key"
     if len(run) >= 20 and run[:4] in _AWS_PREFIXES and all(c in _AWS_ID_CHARS for c in run[4:20]):
         return "aws_access_key_id"
-    if _TWILIO_KEY.fullmatch(run):
+    if _TWILIO_KEY.fullmatch(run) or _HEX_VENDOR.fullmatch(run):
+        return "api_key"
+    if "_secret_" in run and _STRIPE_CLIENT_SECRET.fullmatch(run):
         return "api_key"
     return None
 

@@ -5,12 +5,16 @@ all become ``client secret``), then matched two ways: *root terms* that are spec
 enough to match anywhere in the joined name (``token`` in ``access_token`` and
 ``x-amz-security-token``), and short *words* that only match a whole word (``auth``,
 ``pin``, ``ssn``), because as substrings they would match ``author``, ``spinner`` or
-``classname``.
+``classname``. Words that merely contain a term (``tokenizer``, ``secretary``) and names
+that describe a secret rather than hold it (``password_changed_at``, ``salt_rounds``)
+are told apart; a name spelled with lookalike letters (a Cyrillic ``a`` in ``password``)
+is read as the name it imitates.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 
 __all__ = [
@@ -28,6 +32,7 @@ _ROOT_TERMS = (
     "password",
     "passwd",
     "passphrase",
+    "passcode",
     "secret",
     "token",
     "apikey",
@@ -53,6 +58,31 @@ _ROOT_TERMS = (
 # Too short or too common to match inside other words; matched as whole words only.
 _WHOLE_WORDS = frozenset(
     {"auth", "pwd", "pass", "ssn", "cvv", "cvv2", "cvc", "pin", "otp", "jwt", "csrf", "xsrf", "dsn"}
+    | {"pw", "psw", "pword", "userpass", "cred", "creds", "salt"}
+    | {"appkey", "hmackey", "licensekey", "privkey"}
+)
+# "key" after one of these words names a secret ("app_key", "hmacKey", "license-key");
+# joined into one word they would match inside others ("whatsappkeyboard").
+_KEY_QUALIFIERS = frozenset({"app", "hmac", "license", "priv", "private", "signing"})
+# Words that contain a root term but mean something else: removed before matching, so
+# "tokenizer" and "secretary" hold nothing while "secretary_password" still does.
+_FALSE_FRIENDS = re.compile("tokeni[sz]|secretar")
+# A last word that says the value is about the secret, not the secret: when, how long,
+# how many ("password_changed_at", "token_ttl", "salt_rounds").
+_METADATA_WORDS = frozenset(
+    {"at", "on", "date", "time", "timestamp", "expiry", "expires", "ttl", "age"}
+    | {"count", "length", "len", "size", "bits", "rounds", "version"}
+)
+# Plurals that name a count as often as a collection ("tokens=123"): an integer under
+# one is a number, anything else is redacted.
+_COUNTABLE_WORDS = frozenset(
+    {"tokens", "passwords", "secrets", "sessions", "cookies", "credentials", "keys"}
+)
+# Latin letters' lookalikes (Cyrillic, Greek) that NFKC leaves alone.
+_LOOKALIKES = str.maketrans(
+    "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0458\u0455\u0501\u04bb\u04cf\u051b\u051d\u0410\u0412"
+    "\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425\u03b1\u03bf\u03c4\u03c5\u03bd\u03ba\u03c1\u03c7",
+    "aeopcyxijsdhlqwABEKMHOPCTXaotuvkpx",
 )
 
 # Query parameters that carry capabilities even though the name says little: presigned
@@ -91,6 +121,8 @@ def normalise_key(name: str) -> tuple[str, ...]:
     >>> normalise_key("X-Api-Key"), normalise_key("clientSecret"), normalise_key("APIKey")
     (('x', 'api', 'key'), ('client', 'secret'), ('api', 'key'))
     """
+    if not name.isascii():
+        name = unicodedata.normalize("NFKC", name).translate(_LOOKALIKES)
     spaced = _CAMEL_ACRONYM.sub(r"\1_\2", _CAMEL_LOWER_UPPER.sub(r"\1_\2", name))
     return tuple(word for word in _NON_ALNUM.split(spaced.lower()) if word)
 
@@ -133,6 +165,11 @@ class KeyClassifier:
                 self._query_cache[name] = verdict
             return verdict
 
+    def names_a_count(self, name: str) -> bool:
+        """Return whether ``name`` is a plural that may hold a count (``tokens``)."""
+        words = normalise_key(name)
+        return bool(words) and words[-1] in _COUNTABLE_WORDS
+
     def names_a_hash(self, name: str) -> bool:
         """Return whether ``name`` says its value is a digest (and is not a secret name)."""
         words = normalise_key(name)
@@ -142,6 +179,14 @@ class KeyClassifier:
         joined = "".join(words)
         if not joined or joined in self._allowed:
             return False
+        if len(words) > 1 and words[-1] in _METADATA_WORDS:
+            return False
         if any(word in _WHOLE_WORDS for word in words):
             return True
+        if any(
+            word in ("key", "keys") and index and words[index - 1] in _KEY_QUALIFIERS
+            for index, word in enumerate(words)
+        ):
+            return True
+        joined = _FALSE_FRIENDS.sub("", joined)
         return any(term in joined for term in self._terms)

@@ -25,9 +25,10 @@ import dataclasses
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import ItemsView, Iterable, KeysView, Mapping, ValuesView
 from typing import TYPE_CHECKING, Any
 
+from hardenkit.logs._argv import looks_like_argv, redact_argv
 from hardenkit.logs._detectors import (
     HEX_OR_TIMESTAMP,
     PASSTHROUGH_SHAPE,
@@ -74,7 +75,7 @@ _CLEAN_CACHE_MAX_LENGTH = 256
 _DECISION_CACHE_SIZE = 4096
 _DEPTH_MARKER = marker("depth")
 # Per-name decisions (see Redactor._decision).
-_SCAN, _REDACT, _KEEP, _PASS, _PSEUDONYMIZE, _SECRET_NAME, _HASH = range(7)
+_SCAN, _REDACT, _KEEP, _PASS, _PSEUDONYMIZE, _SECRET_NAME, _HASH, _COUNT = range(8)
 # Pass-through names that structlog's own processors (TimeStamper, add_log_level,
 # add_logger_name) write over whatever the call passed: kept as they are at the top
 # level. Other pass-through names (request_id, ...) may come from the caller: kept only
@@ -85,6 +86,11 @@ _WRITTEN_BY_PROCESSORS = frozenset(
 # Under a name that says "digest" (sha256, etag, commit), hex is what the name says.
 _ANY_HEX = re.compile(r"[0-9a-fA-F]{32,128}")
 _hex_or_timestamp = HEX_OR_TIMESTAMP.fullmatch
+# What a secret cut by truncation is made of: the unfinished run at the cut is dropped,
+# so half a key is never left short enough to pass as ordinary text.
+_SECRET_CHARACTERS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+/=.~-!@#$%^&*()"
+)
 
 
 class Redactor:
@@ -214,7 +220,7 @@ class Redactor:
         if length < _SHORTEST_SECRET or text in self._clean:
             return text
         if length > self.max_string_length:
-            text = text[: self.max_string_length] + "…[truncated]"
+            text = _cut(text, self.max_string_length) + "…[truncated]"
         scanned = self._scanner.scan(text)
         if length <= _CLEAN_CACHE_MAX_LENGTH and scanned == text:
             clean = self._clean
@@ -262,7 +268,8 @@ class Redactor:
         if self._pseudonymized and "".join(normalise_key(name)) in self._pseudonymized:
             return _PSEUDONYMIZE
         if self._keys.is_sensitive(name):
-            return _REDACT
+            # "tokens": 123 is a count; anything else under it is redacted.
+            return _COUNT if self._keys.names_a_count(name) else _REDACT
         if self._keys.names_a_hash(name):
             return _HASH
         return _SCAN
@@ -296,10 +303,9 @@ class Redactor:
                     else:
                         result[key] = value
                 elif (
-                    kind is float
-                    or kind is bool
+                    kind is bool
                     or value is None
-                    or (kind is int and value < _SHORTEST_CARD)
+                    or ((kind is int or kind is float) and value < _SHORTEST_CARD)
                 ):
                     result[key] = value
                 else:
@@ -308,6 +314,8 @@ class Redactor:
                 result[key] = (
                     value if value is None or value is True or value is False else REDACTED
                 )
+            elif verdict == _COUNT:
+                result[key] = value if type(value) is int else REDACTED
             elif verdict == 2:  # _KEEP
                 result[key] = value
             elif verdict == 3:  # _PASS
@@ -355,10 +363,12 @@ class Redactor:
             if len(value) < _SHORTEST_SECRET:
                 return value
             return self.redact_text(value)
-        if value is None or kind is bool or kind is float:
+        if value is None or kind is bool:
             return value
         if kind is int:
             return self._integer(value)
+        if kind is float:
+            return self._float(value)
         if depth >= self.max_depth:
             return _DEPTH_MARKER
         if kind is dict:
@@ -373,6 +383,14 @@ class Redactor:
         redacted = self.redact_text(str(value))
         return value if redacted == str(value) else redacted
 
+    def _float(self, value: float) -> Any:
+        # A card number stored as a float (4111111111111111.0) is still a card number.
+        if not value >= _SHORTEST_CARD or value == float("inf"):
+            return value
+        text = str(int(value)) if value.is_integer() else repr(value)
+        redacted = self.redact_text(text)
+        return value if redacted == text else redacted
+
     def _sequence(self, items: list[Any] | tuple[Any, ...], depth: int) -> Any:
         # A (name, value) pair, like ASGI headers or Sentry's header lists, follows the
         # name rules: ("authorization", "...") is redacted like {"authorization": "..."}.
@@ -385,10 +403,16 @@ class Redactor:
                 pair = [items[0], self.pseudonymize(items[1])]
             if pair is not None:
                 return pair if type(items) is list else tuple(pair)
+        if looks_like_argv(items):
+            # A command: a flag and its value sit in separate items.
+            command = redact_argv(items, self.redact_text)
+            return command if isinstance(command, str) or type(items) is list else tuple(command)
         redacted = [self._value(item, depth) for item in items]
         return redacted if type(items) is list else tuple(redacted)
 
-    def _other(self, value: Any, depth: int) -> Any:  # noqa: PLR0911 - one branch per type
+    def _other(  # noqa: PLR0911, PLR0912 - one branch per type
+        self, value: Any, depth: int
+    ) -> Any:
         if isinstance(value, str):  # str subclasses, StrEnum members included
             return self.redact_text(str(value))
         if isinstance(value, bytes | bytearray | memoryview):
@@ -399,6 +423,14 @@ class Redactor:
             return self._integer(int(value))
         if isinstance(value, Mapping):
             return self._mapping(value, depth + 1)
+        as_dict = getattr(value, "_asdict", None)
+        if isinstance(value, tuple) and callable(as_dict):
+            # A NamedTuple: its field names are names like a dict's keys.
+            fields = as_dict()
+            if isinstance(fields, Mapping):
+                return self._mapping(fields, depth + 1)
+        if isinstance(value, ItemsView | ValuesView | KeysView):
+            return self._view(value, depth)
         if isinstance(value, list | tuple):
             return self._sequence(list(value), depth + 1)
         if isinstance(value, set | frozenset):
@@ -418,6 +450,16 @@ class Redactor:
                 return self._mapping(dumped, depth + 1)
         return self.redact_text(_safe_repr(value))
 
+    def _view(self, view: ItemsView[Any, Any] | ValuesView[Any] | KeysView[Any], depth: int) -> Any:
+        if isinstance(view, ItemsView):
+            return self._mapping(dict(view), depth + 1)
+        if isinstance(view, ValuesView):
+            # dict.values() keeps its dict (``.mapping``): the values keep their names.
+            source = getattr(view, "mapping", None)
+            if isinstance(source, Mapping):
+                return list(self._mapping(source, depth + 1).values())
+        return [self._value(item, depth + 1) for item in view]
+
     def redact_exception(self, exc: BaseException) -> str:
         """Return ``"ExceptionType: message"`` and its notes (PEP 678), redacted."""
         text = f"{type(exc).__name__}: {_safe_str(exc)}"
@@ -425,6 +467,14 @@ class Redactor:
         if isinstance(notes, list | tuple):
             text += "".join(f"\n{_safe_str(note)}" for note in notes)
         return self.redact_text(text)
+
+
+def _cut(text: str, length: int) -> str:
+    head = text[:length]
+    end = length
+    while end > 0 and head[end - 1] in _SECRET_CHARACTERS:
+        end -= 1
+    return head[:end]
 
 
 def _safe_repr(value: object) -> str:

@@ -32,7 +32,8 @@ from hardenkit.logs.processors import (
     add_request_context,
     drop_color_duplicates,
 )
-from hardenkit.logs.redactor import Redactor, set_default_redactor
+from hardenkit.logs.redactor import Redactor, get_default_redactor, set_default_redactor
+from hardenkit.logs.stdlib import RedactedErrorReports
 
 if TYPE_CHECKING:
     from hardenkit.settings import HardenSettings
@@ -98,12 +99,58 @@ def configure_logging(
         # logger would keep the processors of the first call.
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler = _StreamHandler(stream if stream is not None else sys.stdout)
     handler.setFormatter(_formatter(pre_chain, redacting, as_json=as_json))
+    handler.addFilter(_StructuredArguments(redactor))
     _install_root_handler(handler, level)
     _route_uvicorn_to_root()
     _configure_audit_logger(settings, pre_chain, redacting)
     return redactor
+
+
+class _StreamHandler(RedactedErrorReports, logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler whose failures are reported redacted."""
+
+
+class _AuditFileHandler(RedactedErrorReports, logging.handlers.TimedRotatingFileHandler):
+    """The audit file handler, its failures reported redacted."""
+
+
+class _StructuredArguments(logging.Filter):
+    """Redacts a stdlib record's structured arguments before its message is rendered.
+
+    The formatter renders ``msg % args`` first and redacts the text; rendered, a
+    ``dict.values()``, a NamedTuple or an argv list has lost the names and the items the
+    redactor goes by. Plain strings and numbers are left to the rendered text.
+    """
+
+    def __init__(self, redactor: Redactor | None) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact container arguments in place; keep the record."""
+        if isinstance(record.msg, dict):
+            return True
+        # A handler before this one may have rendered the message from the raw
+        # arguments; it would be copied as an extra "message" field, a duplicate of the
+        # event rendered without the arguments' structure.
+        record.__dict__.pop("message", None)
+        args = record.args
+        if not args:
+            return True
+        redactor = self.redactor or get_default_redactor()
+        if isinstance(args, tuple):
+            if any(type(arg) not in _PLAIN_ARGUMENTS for arg in args):
+                record.args = tuple(
+                    arg if type(arg) in _PLAIN_ARGUMENTS else redactor.redact(arg) for arg in args
+                )
+        else:
+            record.args = redactor.redact(args)
+        return True
+
+
+_PLAIN_ARGUMENTS = frozenset({str, int, float, bool, type(None)})
 
 
 def _tracebacks(*, as_json: bool) -> Processor:
@@ -172,9 +219,10 @@ def _configure_audit_logger(
             existing.close()
     if settings.log_audit_file is None:
         return
-    handler = logging.handlers.TimedRotatingFileHandler(
+    handler = _AuditFileHandler(
         settings.log_audit_file, when="midnight", utc=True, encoding="utf-8", delay=True
     )
     handler.setFormatter(_formatter(pre_chain, redacting, as_json=True))
+    handler.addFilter(_StructuredArguments(redacting.redactor))
     setattr(handler, _OWNED, True)
     logger.addHandler(handler)

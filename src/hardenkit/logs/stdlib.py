@@ -10,13 +10,15 @@ keep working; if the rendered message still reveals something only the whole lin
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import traceback
 from typing import Any
 
 from hardenkit.logs.redactor import Redactor, get_default_redactor
 
-__all__ = ["RedactingLogFilter"]
+__all__ = ["RedactedErrorReports", "RedactingLogFilter"]
 
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
@@ -80,7 +82,9 @@ def _redact_message(record: logging.LogRecord, redactor: Redactor) -> None:
     try:
         rendered = template % args if args else template
     except (TypeError, ValueError, KeyError):
-        _collapse(record, redactor.redact_text(f"{template} {args!r}"))
+        # The arguments cannot be placed, so the names in front of them cannot be read
+        # ("password=%s %s"): they are not shown.
+        _collapse(record, redactor.redact_text(template) + _arguments_not_shown(args))
         return
     final = redactor.redact_text(rendered)
     if final != rendered:
@@ -95,3 +99,35 @@ def _collapse(record: logging.LogRecord, message: str) -> None:
     record.msg, record.args = message, ()
     # uvicorn's coloured copy of the template would be filled with the arguments again.
     record.__dict__.pop("color_message", None)
+
+
+def _arguments_not_shown(args: object) -> str:
+    count = len(args) if isinstance(args, tuple | dict) else 1
+    return f" [{count} logging argument(s) not shown: the message could not be formatted]"
+
+
+class RedactedErrorReports(logging.Handler):
+    """A handler whose report of a failed ``emit`` shows nothing unredacted.
+
+    The standard ``Handler.handleError`` prints the record's message template and raw
+    arguments to stderr when formatting fails (``log.info("password=%s %s", pw)``);
+    this one prints the error, where the call was made, the redacted template and only
+    the number of arguments. Mix it in before the handler class.
+    """
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - stdlib name
+        """Report the failure to stderr, redacted, when ``logging.raiseExceptions``."""
+        if not logging.raiseExceptions or sys.stderr is None:
+            return
+        redactor = get_default_redactor()
+        error = sys.exc_info()[1]
+        template = record.msg if isinstance(record.msg, str) else repr(record.msg)
+        report = (
+            "--- Logging error ---\n"
+            f"{type(error).__name__}: {redactor.redact_text(str(error))}\n"
+            f"Logged from {record.pathname}:{record.lineno} ({record.name})\n"
+            f"Message: {redactor.redact_text(template)!r}\n"
+            f"Arguments:{_arguments_not_shown(record.args)}\n"
+        )
+        with contextlib.suppress(OSError):  # stderr closed: nowhere left to say it
+            sys.stderr.write(report)
