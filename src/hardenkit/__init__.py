@@ -66,6 +66,7 @@ from hardenkit.signing import (
 )
 from hardenkit.stores import RedisGuard
 from hardenkit.timeouts import TimeoutMiddleware
+from hardenkit.workcontext import WorkContext
 
 __all__ = [
     "CSP",
@@ -115,6 +116,7 @@ __all__ = [
     "TrustedProxyMiddleware",
     "WebhookMiddleware",
     "WebhookVerifier",
+    "WorkContext",
     "__version__",
     "audit",
     "configure_logging",
