@@ -21,9 +21,7 @@ def test_dot_env_in_the_working_directory_is_read(workdir: Path) -> None:
     assert load_settings().request_timeout == 7.5
 
 
-def test_the_environment_wins_over_the_file(
-    workdir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_environment_wins_over_the_file(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (workdir / ".env").write_text("HARDENKIT_REQUEST_TIMEOUT=7.5\n")
     monkeypatch.setenv("HARDENKIT_REQUEST_TIMEOUT", "3")
     assert load_settings().request_timeout == 3.0
