@@ -36,6 +36,7 @@ class JWKSServer:
         self.issuers: list[TokenIssuer] = list(issuers)
         self.requests = 0
         self.status = 200
+        self._count_lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -69,8 +70,11 @@ class JWKSServer:
         """Start serving (idempotent) and return the server."""
         if self._server is None:
             self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, name="hardenkit-test-jwks", daemon=True
+            server = self._server
+            self._thread = threading.Thread(  # a short poll: close() returns at once
+                target=lambda: server.serve_forever(poll_interval=0.02),
+                name="hardenkit-test-jwks",
+                daemon=True,
             )
             self._thread.start()
         return self
@@ -100,7 +104,8 @@ class JWKSServer:
 def _handler(server: JWKSServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            server.requests += 1
+            with server._count_lock:
+                server.requests += 1
             if self.path != _PATH or server.status != 200:
                 self.send_error(404 if self.path != _PATH else server.status)
                 return
