@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from hardenkit import SettingsError, load_settings
+from hardenkit import HardenSettings, SettingsError, load_settings
+from hardenkit.cli import main
 
 
 @pytest.fixture
@@ -99,3 +101,30 @@ def test_production_rules_apply_to_values_from_the_file(workdir: Path) -> None:
     (workdir / ".env").write_text("HARDENKIT_ENV=production\nHARDENKIT_AUTH_MODE=off\n")
     with pytest.raises(SettingsError, match="HARDENKIT_AUTH_MODE"):
         load_settings()
+
+
+def test_settings_constructed_directly_read_the_file_too(workdir: Path) -> None:
+    (workdir / ".env").write_text("HARDENKIT_REQUEST_TIMEOUT=7.5\nHARDENKIT_REQEUST_TYPO=1\n")
+    # The typo is judged where names are judged (load_settings, the doctor), not here.
+    assert HardenSettings().request_timeout == 7.5
+
+
+def test_the_doctor_fails_a_typo_in_the_file_and_reads_its_values(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / ".env").write_text("HARDENKIT_ENV=production\nHARDENKIT_REQEUST_TIMEOUT=5\n")
+    code = main(["doctor", "--json"])
+    findings = {f["check"]: f for f in json.loads(capsys.readouterr().out)}
+    assert code == 1
+    assert findings["HARDENKIT_REQEUST_TIMEOUT"]["status"] == "fail"
+    assert ".env" in findings["HARDENKIT_REQEUST_TIMEOUT"]["detail"]
+
+
+def test_the_doctor_fails_a_named_file_that_does_not_exist(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HARDENKIT_ENV_FILE", str(workdir / "missing.env"))
+    code = main(["doctor", "--json"])
+    findings = {f["check"]: f for f in json.loads(capsys.readouterr().out)}
+    assert code == 1
+    assert findings["HARDENKIT_ENV_FILE"]["status"] == "fail"

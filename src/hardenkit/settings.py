@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -43,15 +44,22 @@ from hardenkit.signing._settings import SigningSettings
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
-__all__ = ["HardenSettings", "PolicyReport", "SettingProblem", "SettingsError", "load_settings"]
+__all__ = [
+    "HardenSettings",
+    "PolicyReport",
+    "SettingProblem",
+    "SettingsError",
+    "load_settings",
+    "name_problems",
+]
 
 _RESERVED_PREFIXES = ("HARDENKIT_TEST_",)
 ENV_FILE_VARIABLE = "HARDENKIT_ENV_FILE"
-"""Names the ``.env`` file :func:`load_settings` reads (empty: read none)."""
+"""Names the ``.env`` file settings are read from (empty: read none)."""
 
-# The HARDENKIT_* lines of the .env file load_settings() is reading, for the one
-# construction it makes; empty otherwise, so HardenSettings() alone reads no file.
-_dotenv_var: ContextVar[Mapping[str, str]] = ContextVar("hardenkit_dotenv", default={})  # noqa: B039
+# The .env file load_settings(env_file=...) is reading, for the one construction it
+# makes; None otherwise, and HardenSettings() reads the default file itself.
+_env_file_var: ContextVar[_EnvFile | None] = ContextVar("hardenkit_env_file", default=None)
 
 
 class _DotEnvLines(EnvSettingsSource):
@@ -125,8 +133,19 @@ class HardenSettings(
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Read arguments, then the environment, then the ``.env`` lines being loaded."""
-        lines = _dotenv_var.get()
+        """Read arguments, then the environment, then the ``HARDENKIT_*`` lines of ``.env``.
+
+        The file is the one :func:`load_settings` was given, else the default one (see
+        there). Constructed directly, a named file that is missing is read as empty:
+        :func:`load_settings` and ``hardenkit doctor`` report it.
+        """
+        env_file = _env_file_var.get()
+        if env_file is None:
+            try:
+                env_file = _read_env_file(None)
+            except SettingsError:
+                env_file = _EnvFile(None, {})
+        lines = env_file.lines
         dotenv = _DotEnvLines(settings_cls, lines) if lines else dotenv_settings
         return init_settings, env_settings, dotenv, file_secret_settings
 
@@ -217,50 +236,73 @@ def load_settings(
         env_file: The ``.env`` file to read (added in 0.2).
         overrides: Values that win over every other source, by field name.
     """
-    dotenv_path, dotenv = _read_env_file(env_file)
+    env = _read_env_file(env_file)
+    problems = name_problems(env)
+    if problems:
+        raise SettingsError(problems)
+    token = _env_file_var.set(env)
+    try:
+        settings = HardenSettings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_problems_from_validation(exc)) from None
+    finally:
+        _env_file_var.reset(token)
+    return settings.raise_for_errors()
+
+
+def name_problems(env_file: _EnvFile | None = None) -> list[SettingProblem]:
+    """Return a problem for each ``HARDENKIT_*`` name no setting reads (likely a typo).
+
+    Judges the environment and the ``.env`` file (the default one unless given), as
+    startup (:func:`load_settings`) and ``hardenkit doctor`` both do: an unknown name, a
+    name the file may not hold, or a named file that does not exist.
+    """
+    try:
+        env = _read_env_file(None) if env_file is None else env_file
+    except SettingsError as missing:
+        return missing.problems
     in_environment = HardenSettings.unknown_variables()
     problems = [
         SettingProblem(name, "unknown setting (a typo?); see docs/settings.md")
         for name in in_environment
     ]
     problems += [
-        SettingProblem(name, f"unknown setting (a typo?) in {dotenv_path}; see docs/settings.md")
-        for name in HardenSettings.unknown_variables(dotenv)
+        SettingProblem(name, f"unknown setting (a typo?) in {env.path}; see docs/settings.md")
+        for name in HardenSettings.unknown_variables(env.lines)
         if name not in in_environment
     ]
     problems += [
         SettingProblem(
-            name,
-            f"read from the environment only, not from {dotenv_path}",
-            production_only=False,
+            name, f"read from the environment only, not from {env.path}", production_only=False
         )
-        for name in sorted(dotenv)
+        for name in sorted(env.lines)
         if name.startswith(HardenSettings.dynamic_env_prefixes()) or name == ENV_FILE_VARIABLE
     ]
-    if problems:
-        raise SettingsError(problems)
-    token = _dotenv_var.set(dotenv)
-    try:
-        settings = HardenSettings(**overrides)
-    except ValidationError as exc:
-        raise SettingsError(_problems_from_validation(exc)) from None
-    finally:
-        _dotenv_var.reset(token)
-    return settings.raise_for_errors()
+    return problems
 
 
-def _read_env_file(env_file: str | os.PathLike[str] | None) -> tuple[Path | None, dict[str, str]]:
-    """Return the ``.env`` file to read and its ``HARDENKIT_*`` lines (names upper-cased)."""
+@dataclass(frozen=True, slots=True)
+class _EnvFile:
+    path: Path | None
+    lines: Mapping[str, str]  # its HARDENKIT_* lines, names upper-cased
+
+
+def _read_env_file(env_file: str | os.PathLike[str] | None) -> _EnvFile:
+    """Return the ``.env`` file to read and its ``HARDENKIT_*`` lines.
+
+    Raises:
+        SettingsError: A file named explicitly does not exist.
+    """
     named_by = "env_file"
     if env_file is None:
         named = os.environ.get(ENV_FILE_VARIABLE)
         if named is None:
             default = Path(".env")
             if not default.is_file():
-                return None, {}
+                return _EnvFile(None, {})
             env_file = default
         elif not named.strip():
-            return None, {}
+            return _EnvFile(None, {})
         else:
             env_file, named_by = named, ENV_FILE_VARIABLE
     path = Path(env_file)
@@ -269,11 +311,14 @@ def _read_env_file(env_file: str | os.PathLike[str] | None) -> tuple[Path | None
             [SettingProblem(named_by, f"no such file: {path}", production_only=False)]
         )
     lines = dotenv_values(path, interpolate=False)
-    return path, {
-        name.upper(): value or ""
-        for name, value in lines.items()
-        if name.upper().startswith(ENV_PREFIX)
-    }
+    return _EnvFile(
+        path,
+        {
+            name.upper(): value or ""
+            for name, value in lines.items()
+            if name.upper().startswith(ENV_PREFIX)
+        },
+    )
 
 
 def _problems_from_validation(exc: ValidationError) -> list[SettingProblem]:
