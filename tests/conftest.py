@@ -16,6 +16,8 @@ from tests.support.redis_server import RedisCluster, RedisServer
 for _name in list(os.environ):
     if _name.upper().startswith("HARDENKIT_") and not _name.upper().startswith("HARDENKIT_TEST_"):
         del os.environ[_name]
+# ...nor a .env file it may keep in the working directory (tests that read one name it).
+os.environ["HARDENKIT_ENV_FILE"] = ""
 
 
 @pytest.fixture(scope="session")

@@ -32,3 +32,24 @@ def test_every_public_name_is_exported_once_and_importable() -> None:
     assert len(hardenkit.__all__) == len(set(hardenkit.__all__))
     for name in hardenkit.__all__:
         assert hasattr(hardenkit, name), name
+
+
+def test_every_public_name_has_its_entry_in_the_api_reference() -> None:
+    import hardenkit
+
+    text = (ROOT / "docs" / "reference.md").read_text()
+    # `install` is both a module and the function it exports: the entry names the function.
+    entries = re.findall(r"^::: hardenkit\.(?:install\.)?(\w+)$", text, flags=re.MULTILINE)
+    assert len(entries) == len(set(entries))
+    assert set(hardenkit.__all__) - {"__version__"} - set(entries) == set()
+    assert "members: false" not in text
+
+
+def test_the_site_has_its_four_sections_and_every_page_in_one() -> None:
+    text = (ROOT / "mkdocs.yml").read_text()
+    nav = text.split("\nnav:\n", 1)[1]
+    sections = re.findall(r"^  - ([^:]+):$", nav, flags=re.MULTILINE)
+    assert sections == ["Getting started", "Guides", "Operations", "Reference"]
+    in_nav = re.findall(r"^      - [^:]+: (\S+\.md)$", nav, flags=re.MULTILINE)
+    pages = sorted(path.name for path in (ROOT / "docs").glob("*.md"))
+    assert sorted(in_nav) == pages

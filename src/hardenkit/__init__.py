@@ -67,6 +67,7 @@ from hardenkit.signing import (
 )
 from hardenkit.stores import RedisGuard
 from hardenkit.timeouts import TimeoutMiddleware
+from hardenkit.workcontext import WorkContext
 
 __all__ = [
     "CSP",
@@ -116,6 +117,7 @@ __all__ = [
     "TrustedProxyMiddleware",
     "WebhookMiddleware",
     "WebhookVerifier",
+    "WorkContext",
     "__version__",
     "audit",
     "configure_logging",

@@ -39,7 +39,12 @@ from hardenkit.errors import ConfigurationError
 from hardenkit.headers import LEAKING_HEADERS, HeaderPolicy
 from hardenkit.headers._grading import csp_directives, script_weaknesses
 from hardenkit.instances import count_live_instances, instances_key
-from hardenkit.settings import HardenSettings, SettingsError, _problems_from_validation
+from hardenkit.settings import (
+    HardenSettings,
+    SettingsError,
+    _problems_from_validation,
+    name_problems,
+)
 from hardenkit.stores import create_redis
 
 __all__ = ["Finding", "check_headers", "doctor", "main"]
@@ -159,8 +164,8 @@ def _settings_findings(
     factory: SettingsFactory = HardenSettings, app: object | None = None
 ) -> tuple[HardenSettings | None, list[Finding]]:
     findings = [
-        Finding(name, "fail", "unknown setting (a typo?): it is refused at startup")
-        for name in HardenSettings.unknown_variables()
+        Finding(problem.setting, "fail", f"{problem.message}; it is refused at startup")
+        for problem in name_problems()  # the environment's and the .env file's
     ]
     settings, connect_with = _build_settings(factory, findings)
     if settings is None:

@@ -1,20 +1,31 @@
 """HardenSettings: every knob of hardenkit, read from ``HARDENKIT_*`` environment variables.
 
 Fields are flat (``jwt_secret`` comes from ``HARDENKIT_JWT_SECRET``). Lists accept
-``a,b,c`` or JSON. In production (``HARDENKIT_ENV=production``) unsafe combinations refuse
-to start with a :class:`SettingsError` that names each offending variable; an unknown
-``HARDENKIT_*`` variable is refused in every environment, because a typo must never fall
-back to a default silently. ``HARDENKIT_TEST_*`` is reserved for hardenkit's own test suite.
+``a,b,c`` or JSON. :func:`load_settings` also reads ``HARDENKIT_*`` lines of a ``.env``
+file (the environment wins), judged by the same typo check. In production
+(``HARDENKIT_ENV=production``) unsafe combinations refuse to start with a
+:class:`SettingsError` that names each offending variable; an unknown ``HARDENKIT_*``
+variable is refused in every environment, because a typo must never fall back to a
+default silently. ``HARDENKIT_TEST_*`` is reserved for hardenkit's own test suite.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from dotenv import dotenv_values
 from pydantic import PrivateAttr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from hardenkit._app_policy import app_problems
 from hardenkit._section import ENV_PREFIX, SettingProblem, env_name
@@ -33,9 +44,37 @@ from hardenkit.signing._settings import SigningSettings
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
-__all__ = ["HardenSettings", "PolicyReport", "SettingProblem", "SettingsError", "load_settings"]
+__all__ = [
+    "HardenSettings",
+    "PolicyReport",
+    "SettingProblem",
+    "SettingsError",
+    "load_settings",
+    "name_problems",
+]
 
 _RESERVED_PREFIXES = ("HARDENKIT_TEST_",)
+ENV_FILE_VARIABLE = "HARDENKIT_ENV_FILE"
+"""Names the ``.env`` file settings are read from (empty: read none)."""
+
+# The .env file load_settings(env_file=...) is reading, for the one construction it
+# makes; None otherwise, and HardenSettings() reads the default file itself.
+_env_file_var: ContextVar[_EnvFile | None] = ContextVar("hardenkit_env_file", default=None)
+
+
+class _DotEnvLines(EnvSettingsSource):
+    """The ``HARDENKIT_*`` lines of a ``.env`` file, parsed as environment variables are.
+
+    pydantic-settings' own dotenv source refuses every other line of the file under
+    ``extra="forbid"``; a ``.env`` shared with the rest of the service holds many.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], lines: Mapping[str, str]) -> None:
+        self._lines = lines
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name.lower(): value for name, value in self._lines.items()}
 
 
 class SettingsError(ConfigurationError):
@@ -84,6 +123,31 @@ class HardenSettings(
     # The rule chain (PEM keys parsed, secrets judged) runs once per settings object:
     # the fields are frozen, so its answer cannot change.
     _problems: tuple[SettingProblem, ...] | None = PrivateAttr(default=None)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read arguments, then the environment, then the ``HARDENKIT_*`` lines of ``.env``.
+
+        The file is the one :func:`load_settings` was given, else the default one (see
+        there). Constructed directly, a named file that is missing is read as empty:
+        :func:`load_settings` and ``hardenkit doctor`` report it.
+        """
+        env_file = _env_file_var.get()
+        if env_file is None:
+            try:
+                env_file = _read_env_file(None)
+            except SettingsError:
+                env_file = _EnvFile(None, {})
+        lines = env_file.lines
+        dotenv = _DotEnvLines(settings_cls, lines) if lines else dotenv_settings
+        return init_settings, env_settings, dotenv, file_secret_settings
 
     @property
     def is_production(self) -> bool:
@@ -144,7 +208,7 @@ class HardenSettings(
     def unknown_variables(cls, environ: Mapping[str, str] | None = None) -> list[str]:
         """Return ``HARDENKIT_*`` variables in ``environ`` that no setting reads."""
         environ = os.environ if environ is None else environ
-        known = {env_name(name) for name in cls.model_fields}
+        known = {env_name(name) for name in cls.model_fields} | {ENV_FILE_VARIABLE}
         prefixes = cls._reserved_prefixes + cls.dynamic_env_prefixes()
         return sorted(
             key
@@ -153,26 +217,108 @@ class HardenSettings(
         )
 
 
-def load_settings(**overrides: Any) -> HardenSettings:
+def load_settings(
+    env_file: str | os.PathLike[str] | None = None, **overrides: Any
+) -> HardenSettings:
     """Read and check settings; raise :class:`SettingsError` on anything unsafe.
 
-    Checks, in order: unknown ``HARDENKIT_*`` variables (likely typos), values that do not
-    parse, and the rules for the current environment. Messages name the variable and
-    never include its value.
+    Settings come from ``overrides``, then ``HARDENKIT_*`` environment variables, then
+    ``HARDENKIT_*`` lines of a ``.env`` file: each source wins over the next. The file is
+    ``env_file`` when given, else the one ``HARDENKIT_ENV_FILE`` names (empty: no file),
+    else ``.env`` in the working directory when there is one. A file named explicitly
+    must exist. Lines without the ``HARDENKIT_`` prefix are left to other readers.
+
+    Checks, in order: unknown ``HARDENKIT_*`` variables in the environment or the file
+    (likely typos), values that do not parse, and the rules for the current
+    environment. Messages name the variable and never include its value.
+
+    Args:
+        env_file: The ``.env`` file to read (added in 0.2).
+        overrides: Values that win over every other source, by field name.
     """
-    unknown = HardenSettings.unknown_variables()
-    if unknown:
-        raise SettingsError(
-            [
-                SettingProblem(name, "unknown setting (a typo?); see docs/settings.md")
-                for name in unknown
-            ]
-        )
+    env = _read_env_file(env_file)
+    problems = name_problems(env)
+    if problems:
+        raise SettingsError(problems)
+    token = _env_file_var.set(env)
     try:
         settings = HardenSettings(**overrides)
     except ValidationError as exc:
         raise SettingsError(_problems_from_validation(exc)) from None
+    finally:
+        _env_file_var.reset(token)
     return settings.raise_for_errors()
+
+
+def name_problems(env_file: _EnvFile | None = None) -> list[SettingProblem]:
+    """Return a problem for each ``HARDENKIT_*`` name no setting reads (likely a typo).
+
+    Judges the environment and the ``.env`` file (the default one unless given), as
+    startup (:func:`load_settings`) and ``hardenkit doctor`` both do: an unknown name, a
+    name the file may not hold, or a named file that does not exist.
+    """
+    try:
+        env = _read_env_file(None) if env_file is None else env_file
+    except SettingsError as missing:
+        return missing.problems
+    in_environment = HardenSettings.unknown_variables()
+    problems = [
+        SettingProblem(name, "unknown setting (a typo?); see docs/settings.md")
+        for name in in_environment
+    ]
+    problems += [
+        SettingProblem(name, f"unknown setting (a typo?) in {env.path}; see docs/settings.md")
+        for name in HardenSettings.unknown_variables(env.lines)
+        if name not in in_environment
+    ]
+    problems += [
+        SettingProblem(
+            name, f"read from the environment only, not from {env.path}", production_only=False
+        )
+        for name in sorted(env.lines)
+        if name.startswith(HardenSettings.dynamic_env_prefixes()) or name == ENV_FILE_VARIABLE
+    ]
+    return problems
+
+
+@dataclass(frozen=True, slots=True)
+class _EnvFile:
+    path: Path | None
+    lines: Mapping[str, str]  # its HARDENKIT_* lines, names upper-cased
+
+
+def _read_env_file(env_file: str | os.PathLike[str] | None) -> _EnvFile:
+    """Return the ``.env`` file to read and its ``HARDENKIT_*`` lines.
+
+    Raises:
+        SettingsError: A file named explicitly does not exist.
+    """
+    named_by = "env_file"
+    if env_file is None:
+        named = os.environ.get(ENV_FILE_VARIABLE)
+        if named is None:
+            default = Path(".env")
+            if not default.is_file():
+                return _EnvFile(None, {})
+            env_file = default
+        elif not named.strip():
+            return _EnvFile(None, {})
+        else:
+            env_file, named_by = named, ENV_FILE_VARIABLE
+    path = Path(env_file)
+    if not path.is_file():
+        raise SettingsError(
+            [SettingProblem(named_by, f"no such file: {path}", production_only=False)]
+        )
+    lines = dotenv_values(path, interpolate=False)
+    return _EnvFile(
+        path,
+        {
+            name.upper(): value or ""
+            for name, value in lines.items()
+            if name.upper().startswith(ENV_PREFIX)
+        },
+    )
 
 
 def _problems_from_validation(exc: ValidationError) -> list[SettingProblem]:

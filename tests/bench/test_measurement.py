@@ -213,3 +213,11 @@ def test_report_marks_each_section_for_the_docs_to_include() -> None:
     start = report.index("<!-- --8<-- [start:layer-costs] -->")
     end = report.index("<!-- --8<-- [end:layer-costs] -->")
     assert start < report.index("| a |") < end
+
+
+def test_report_marks_the_figures_table_and_its_machine_for_the_docs_to_include() -> None:
+    row = Row("auth", "fresh token", 1.0, "PyJWT", 2.0, max_ratio=1.0)
+    report = _report([row], [])
+    start = report.index("<!-- --8<-- [start:figures] -->")
+    end = report.index("<!-- --8<-- [end:figures] -->")
+    assert start < report.index("Machine: ") < report.index("| auth | fresh token |") < end

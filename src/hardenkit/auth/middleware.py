@@ -38,6 +38,7 @@ from hardenkit._marks import PUBLIC, MarkedRoutes
 from hardenkit._paths import PathPatterns, route_path
 from hardenkit.auth._bearer import bearer_token
 from hardenkit.auth._binding import TenantBinding
+from hardenkit.auth._override import PRINCIPAL_OVERRIDE
 from hardenkit.auth._refusal import AuthRefusedError, unauthenticated, unavailable
 from hardenkit.auth.apikeys import APIKeyGuard
 from hardenkit.auth.errors import KeysUnavailableError, RefusalReason, TokenRejectedError
@@ -185,6 +186,9 @@ class AuthMiddleware:
 
     def _api_key_principal(self, scope: Scope) -> Principal:
         assert self.api_key_guard is not None  # noqa: S101 - checked at construction
+        override = PRINCIPAL_OVERRIDE.principal  # hardenkit.testing.override_principal()
+        if override is not None:
+            return override
         try:
             return self.api_key_guard.authenticate_headers(scope.get("headers", ()))
         except TokenRejectedError as rejected:
@@ -199,7 +203,12 @@ class AuthMiddleware:
                 authorization.append(value)
             elif name in self._tenant_headers:
                 tenant_values.append(value)
-        principal = await self._verify(bearer_token(authorization, self.max_header_bytes))
+        override = PRINCIPAL_OVERRIDE.principal  # hardenkit.testing.override_principal()
+        principal = (
+            override
+            if override is not None
+            else await self._verify(bearer_token(authorization, self.max_header_bytes))
+        )
         principal = await self.binding.bind(scope, principal, tenant_values)
         tenant = principal.tenant
         if tenant is None or self.mode == "report_only":

@@ -6,6 +6,7 @@ import hashlib
 import re
 from typing import Final
 
+from hardenkit.ratelimit._switch import LIMITS
 from hardenkit.ratelimit.decision import RateLimitDecision, RateLimitStore, RedisDownBehaviour
 from hardenkit.ratelimit.memory import MemoryStore
 from hardenkit.ratelimit.rate import Rate
@@ -80,6 +81,11 @@ class RateLimiter:
         """
         if not 1 <= cost <= self.rate.burst:
             raise ValueError(f"cost must be between 1 and the burst ({self.rate.burst})")
+        if LIMITS.disabled:  # hardenkit.testing.limits_disabled(): nothing is charged
+            rate = self.rate
+            return RateLimitDecision(
+                True, rate.count, rate.burst, 0.0, 0.0, rate.period_seconds, "none"
+            )
         storage_key = f"{self.name}:{key_digest(key)}"
         return await self.store.decide(storage_key, self.rate, cost, self.when_down)
 

@@ -102,6 +102,11 @@ class MemoryStore:
             if len(tats) > self.max_keys:
                 self._evict(self._clock())
 
+    def clear(self) -> None:
+        """Forget every key (every bucket is full again)."""
+        with self._lock:
+            self._tats.clear()
+
     def forget(self, key: str) -> None:
         """Drop ``key``'s state (its bucket is full again)."""
         with self._lock:

@@ -148,6 +148,12 @@ class RedisStore:
         finally:
             self._settling = None
 
+    async def clear(self) -> None:
+        """Delete every key under this store's prefix, and forget the fallback's state."""
+        self.fallback.clear()
+        async for name in self.client.scan_iter(match=self.prefix + "*", count=500):
+            await self.client.delete(name)
+
     def redis_key(self, key: str) -> str:
         """Return the Redis key that holds ``key``'s state."""
         return f"{self.prefix}{{{key}}}"

@@ -56,6 +56,13 @@ class RetryBudget:
         self._retries = [0] * window
         self._second = math.floor(clock())
 
+    def reset(self) -> None:
+        """Forget every attempt and retry counted (a fresh window)."""
+        with self._lock:
+            self._requests[:] = [0] * self.window
+            self._retries[:] = [0] * self.window
+            self._second = math.floor(self._clock())
+
     def deposit(self) -> None:
         """Count one first attempt (cheap: the success path pays it on every call)."""
         second = int(self._clock())

@@ -85,6 +85,18 @@ class ResilienceRegistry:
         """Each breaker's snapshot, for readiness."""
         return {name: breaker.snapshot() for name, breaker in sorted(self.breakers().items())}
 
+    def reset(self) -> None:
+        """Close every breaker and empty every retry budget, keeping the objects.
+
+        Unlike :meth:`clear`, functions already decorated keep sharing them.
+        """
+        for breaker in self.breakers().values():
+            breaker.reset()
+        with self._lock:
+            budgets = list(self._budgets.values())
+        for budget in budgets:
+            budget.reset()
+
     def clear(self) -> None:
         """Forget every object (tests)."""
         with self._lock:

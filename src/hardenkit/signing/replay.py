@@ -140,6 +140,17 @@ class ReplayStore:
         backend = "memory" if self.using_fallback else "redis"
         return CheckResult(HealthStatus.HEALTHY, {**detail, "backend": backend})
 
+    def clear_memory(self) -> None:
+        """Forget every id kept in this process (the memory store and Redis's mirror)."""
+        self._memory.clear()
+
+    async def clear(self) -> None:
+        """Forget every id: this process's, and Redis's under this store's prefix."""
+        self.clear_memory()
+        if self._redis is not None:
+            async for name in self._redis.scan_iter(match=self.prefix + "*", count=500):
+                await self._redis.delete(name)
+
     async def remember(self, key: str, ttl: float) -> bool:
         """Record ``key`` for ``ttl`` seconds; return ``True`` only the first time it is seen."""
         name = self.prefix + key
