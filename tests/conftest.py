@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from redis.asyncio import Redis
 
 from tests.support.redis_server import RedisCluster, RedisServer
@@ -18,6 +19,11 @@ for _name in list(os.environ):
         del os.environ[_name]
 # ...nor a .env file it may keep in the working directory (tests that read one name it).
 os.environ["HARDENKIT_ENV_FILE"] = ""
+
+# Property tests check behaviour, not speed (make bench does): on a loaded 2-core CI
+# machine one example can take longer than hypothesis's default 200 ms deadline.
+settings.register_profile("hardenkit", deadline=None)
+settings.load_profile("hardenkit")
 
 
 @pytest.fixture(scope="session")
