@@ -72,7 +72,8 @@ def _variants(redis_url: str) -> list[Variant]:
         Variant(BARE_IO, "bare_io", connections=IO_CONNECTIONS, saturates=False),
         Variant(OURS_IO, "hardened_io", connections=IO_CONNECTIONS, saturates=False),
         Variant(BARE_FROZEN, "bare", gc_freeze=True),
-        Variant(OURS_FROZEN, "hardened", gc_freeze=True),
+        # The shipped opt-in (HARDENKIT_GC_FREEZE, applied in install()'s lifespan).
+        Variant(OURS_FROZEN, "hardened", {"HARDENKIT_GC_FREEZE": "true"}),
     ]
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import inspect
 
 import pytest
 from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
 from hardenkit import HardenSettings, install
 from hardenkit._parts import Shared
@@ -57,3 +59,20 @@ def test_a_builder_needs_only_the_settings_and_the_shared_pieces() -> None:
     assert rate_limits.webhook is not None
     assert signing.middleware is not None
     assert signing.checks == ()  # no Redis: nothing for readiness to report
+
+
+def test_gc_freeze_keeps_what_startup_built_out_of_collections_until_shutdown() -> None:
+    app = Starlette()
+    install(app, SETTINGS.model_copy(update={"gc_freeze": True}))
+    gc.unfreeze()
+    with TestClient(app):
+        assert gc.get_freeze_count() > 0  # startup's objects: the permanent generation
+    assert gc.get_freeze_count() == 0  # given back at shutdown
+
+
+def test_without_gc_freeze_nothing_is_frozen() -> None:
+    app = Starlette()
+    install(app, SETTINGS)
+    gc.unfreeze()
+    with TestClient(app):
+        assert gc.get_freeze_count() == 0

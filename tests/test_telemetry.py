@@ -7,6 +7,8 @@ points its own requests produced (distinct routes or attribute values).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -177,3 +179,37 @@ def test_refusals_become_events_on_the_current_span() -> None:
         "hardenkit.audit.reason": "ip_rule",
     }
     assert not trace.get_current_span().is_recording()
+
+
+def test_without_a_meter_provider_the_request_metrics_layer_is_a_pass_through() -> None:
+    # A fresh process: the API's default provider, as in a service without the SDK.
+    code = """
+import asyncio
+from hardenkit.requestmetrics import RequestMetricsMiddleware
+from hardenkit.telemetry import metrics_configured
+
+assert not metrics_configured()
+sends = []
+
+async def app(scope, receive, send):
+    sends.append(send)
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+async def send(message):
+    pass
+
+layer = RequestMetricsMiddleware(app)
+asyncio.run(layer({"type": "http", "method": "GET", "path": "/"}, None, send))
+assert sends == [send], "the layer wrapped send without a provider to record into"
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_meter_provider_set_by_the_application_is_detected(
+    reader: InMemoryMetricReader,
+) -> None:
+    assert telemetry.metrics_configured()

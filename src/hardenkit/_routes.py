@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RouteInfo", "inner_routes", "iter_routes"]
+__all__ = ["RouteInfo", "inner_routes", "iter_routes", "template_params"]
 
 _MAX_DEPTH = 16
 _PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?}")
@@ -34,6 +34,11 @@ class RouteInfo:
         """The handler (FastAPI's effective routes keep it on their original route)."""
         original = getattr(self.route, "original_route", None)
         return getattr(self.route, "endpoint", None) or getattr(original, "endpoint", None)
+
+
+def template_params(template: str) -> tuple[str, ...]:
+    """The parameter names in a path or host template: ``/t/{tenant_id}`` has ``tenant_id``."""
+    return tuple(_PARAM.findall(template))
 
 
 def inner_routes(route: Any) -> Sequence[Any]:
@@ -73,4 +78,4 @@ def _walk(routes: Sequence[Any], prefix: str, depth: int) -> Iterator[RouteInfo]
         if path is None:
             continue
         full = prefix + path
-        yield RouteInfo(full, tuple(_PARAM.findall(full)), route)
+        yield RouteInfo(full, template_params(full), route)

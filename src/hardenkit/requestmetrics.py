@@ -3,7 +3,8 @@
 Records :data:`hardenkit.telemetry.request_duration` and
 :data:`hardenkit.telemetry.active_requests` following the OpenTelemetry HTTP semantic
 conventions. ``install()`` places it outside the error layer, so the 500s it answers are
-counted.
+counted. Without a configured ``MeterProvider`` (the OpenTelemetry API's no-op default,
+checked once, at the first request) it records nothing and adds nothing to a request.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hardenkit._paths import route_path
-from hardenkit.telemetry import active_requests, request_duration
+from hardenkit.telemetry import active_requests, metrics_configured, request_duration
 
 __all__ = ["RequestMetricsMiddleware"]
 
@@ -35,6 +36,10 @@ class RequestMetricsMiddleware:
     time series per URL) and ``error.type`` for exceptions that escape. Place it outside
     the error middleware so 500s are counted.
 
+    Whether a ``MeterProvider`` is configured is decided at the first request: set the
+    SDK's provider before serving (at import or in the lifespan startup). Without one,
+    every request passes straight through.
+
     Args:
         app: The ASGI application to wrap.
     """
@@ -43,10 +48,17 @@ class RequestMetricsMiddleware:
         self.app = app
         self._templates: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
         self._templates_built_for = -1
+        self._recording: bool | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
         if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        recording = self._recording
+        if recording is None:
+            recording = self._recording = metrics_configured()
+        if not recording:
             await self.app(scope, receive, send)
             return
         method = scope.get("method", "GET")

@@ -26,6 +26,7 @@ __all__ = [
     "breaker_state",
     "breaker_transitions",
     "meter",
+    "metrics_configured",
     "ratelimit_decisions",
     "request_duration",
     "retries",
@@ -111,6 +112,21 @@ breaker_state = meter.create_gauge(
     unit="{state}",
     description="Current circuit breaker state by breaker: 0 closed, 1 half-open, 2 open.",
 )
+
+
+def metrics_configured() -> bool:
+    """Whether the application set a ``MeterProvider`` (not the API's no-op default).
+
+    Until one is set, the API's global provider is a proxy whose instruments drop every
+    measurement; an explicitly set ``NoOpMeterProvider`` drops them too. The check costs
+    microseconds (the API reads the environment), so callers make it once: the request
+    metrics layer, at its first request, after the application's startup.
+    """
+    provider = metrics.get_meter_provider()
+    if isinstance(provider, metrics.NoOpMeterProvider):
+        return False
+    # The API's default (opentelemetry.metrics._internal._ProxyMeterProvider) is private.
+    return type(provider).__name__ != "_ProxyMeterProvider"
 
 
 def add_span_event(name: str, attributes: Mapping[str, str | int | float | bool]) -> None:

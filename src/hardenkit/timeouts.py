@@ -13,8 +13,10 @@ left. When the clock runs out:
 
 Either way a ``request_timeout`` log line carries the request id and route, and
 ``hardenkit.timeouts`` counts it. Server-sent events (a ``text/event-stream`` response),
-WebSockets and the configured streaming routes have no timeout. The handler's task is
-always awaited before the middleware returns: nothing keeps running behind a response.
+WebSockets and the configured streaming routes have no timeout. The handler runs in
+the request's own task, under one watchdog per event loop (no second task, no timer
+per request); a handler that ignores its cancellation gets ``cancel_grace`` seconds to end,
+then goes on in a task of its own, held and logged, while the middleware returns.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ import structlog
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hardenkit._inline import InlineRun
 from hardenkit._paths import PathTable, route_path
+from hardenkit._timer import AttemptWatch, watch
 from hardenkit.context import deadline_var, request_id_var, set_deadline
 from hardenkit.errors import ErrorCode, Refusal, send_refusal
 from hardenkit.telemetry import timeouts as timeout_counter
@@ -88,7 +92,7 @@ class TimeoutMiddleware:
         self.routes: PathTable[float | None] = PathTable(table)
         self.status_code = status_code
         self.cancel_grace = cancel_grace
-        self._stragglers: set[asyncio.Future[None]] = set()
+        self._stragglers: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
@@ -106,90 +110,114 @@ class TimeoutMiddleware:
             deadline_var.reset(token)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, seconds: float) -> None:
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-
-        def wake() -> None:
-            if not waiter.done():
-                waiter.set_result(None)
-
-        timer = loop.call_later(seconds, wake)
-        started = False
-        timed_out = False
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if timed_out:
-                # The client has its answer (or the stream was cut): nothing more may go out.
-                raise asyncio.CancelledError
-            if message["type"] == "http.response.start":
-                started = True
-                if _is_event_stream(message):
-                    timer.cancel()  # server-sent events run as long as the client stays
-            await send(message)
-
-        task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
-        task.add_done_callback(lambda _: wake())
+        # The handler runs in this task; the per-loop watchdog cancels it at the deadline
+        # (no timer, future or second task per request, see hardenkit._inline).
+        attempt = watch(seconds)
+        response = _GuardedResponse(self, send, scope, seconds, attempt)
+        run = InlineRun(
+            self.app(scope, receive, response.send),
+            attempt,
+            on_overrun=response.time_up,
+            grace=self.cancel_grace,
+        )
         try:
-            await waiter
+            await run
         except asyncio.CancelledError:
-            # The server is cancelling us (shutdown): take the handler down with us.
-            timer.cancel()
-            task.cancel()
-            await self._finish(task, scope)
-            raise
-        if task.done():
-            timer.cancel()
-            task.result()  # the handler's own outcome, its exception included
-            return
-        timed_out = True
-        task.cancel()
-        self._record(scope, seconds, started=started)
-        try:
-            if not started:
-                with contextlib.suppress(OSError):  # the client may be gone already
-                    refusal = Refusal(
-                        self.status_code,
-                        ErrorCode.REQUEST_TIMEOUT,
-                        f"The request took longer than {seconds:g} seconds.",
-                    )
-                    await send_refusal(send, scope, refusal)
-        finally:
-            await self._finish(task, scope)
-
-    async def _finish(self, task: asyncio.Future[None], scope: Scope) -> None:
-        """Wait for a cancelled handler to end; never let it outlive us unnoticed."""
-        done, _ = await asyncio.wait({task}, timeout=self.cancel_grace)
-        if not done:
-            _logger.error(
-                "request_timeout_handler_still_running",
-                route=_route_of(scope),
-                grace_seconds=self.cancel_grace,
+            if not attempt.timed_out():
+                attempt.done()
+                raise  # the server is cancelling us (shutdown): the handler went down too
+        except Exception as error:
+            if not attempt.timed_out():
+                attempt.done()
+                raise  # the handler's own error, for the error layer
+            _logger.warning(
+                "request_timeout_handler_error", route=_route_of(scope), error=type(error).__name__
             )
-            # Keep a reference so the task is not collected mid-run; it logs when it ends.
-            self._stragglers.add(task)
-            task.add_done_callback(self._stragglers.discard)
-            return
-        with contextlib.suppress(asyncio.CancelledError):
-            exc = task.exception()
-            if exc is not None:
-                _logger.warning(
-                    "request_timeout_handler_error",
-                    route=_route_of(scope),
-                    error=type(exc).__name__,
-                )
+        else:
+            if not attempt.expired:
+                attempt.done()
+                return
+            attempt.timed_out()  # it swallowed the deadline's cancellation and returned
+        attempt.done()
+        await response.time_up()
+        if run.detached is not None:
+            self._hold(run.detached, scope)
 
-    def _record(self, scope: Scope, timeout: float, *, started: bool) -> None:
-        phase = "streaming" if started else "before_response"
-        timeout_counter.add(1, {"kind": "inbound", "phase": phase})
+    def _hold(self, straggler: asyncio.Task[None], scope: Scope) -> None:
+        """Keep a handler still running past its grace from being collected mid-run."""
+        _logger.error(
+            "request_timeout_handler_still_running",
+            route=_route_of(scope),
+            grace_seconds=self.cancel_grace,
+        )
+        self._stragglers.add(straggler)
+        straggler.add_done_callback(self._stragglers.discard)
+
+
+class _GuardedResponse:
+    """The handler's ``send`` and the timeout's one answer to the client.
+
+    Nothing the handler sends goes out once its time is up; an event stream ends the
+    watch (server-sent events run as long as the client stays).
+    """
+
+    __slots__ = ("_attempt", "_layer", "_scope", "_seconds", "_send", "closed", "started")
+
+    def __init__(
+        self,
+        layer: TimeoutMiddleware,
+        send: Send,
+        scope: Scope,
+        seconds: float,
+        attempt: AttemptWatch,
+    ) -> None:
+        self._layer = layer
+        self._send = send
+        self._scope = scope
+        self._seconds = seconds
+        self._attempt = attempt
+        self.started = False
+        self.closed = False
+
+    async def send(self, message: Message) -> None:
+        if self.closed or self._attempt.expired:
+            # The client has its answer (or the stream was cut): nothing more may go out.
+            raise asyncio.CancelledError
+        if message["type"] == "http.response.start":
+            self.started = True
+            if _is_event_stream(message):
+                self._attempt.done()
+        await self._send(message)
+
+    async def time_up(self) -> None:
+        """Record the timeout and answer it (a 504 before the response started), once."""
+        if self.closed:
+            return
+        self.closed = True
+        self._record()
+        if self.started:
+            return  # the stream is cut: the server closes the connection
+        with contextlib.suppress(OSError):  # the client may be gone already
+            refusal = Refusal(
+                self._layer.status_code,
+                ErrorCode.REQUEST_TIMEOUT,
+                f"The request took longer than {self._seconds:g} seconds.",
+            )
+            await send_refusal(self._send, self._scope, refusal)
+
+    def _record(self) -> None:
+        started = self.started
+        timeout_counter.add(
+            1, {"kind": "inbound", "phase": "streaming" if started else "before_response"}
+        )
         _logger.warning(
             "request_timeout",
             request_id=request_id_var.get(),
-            route=_route_of(scope),
-            method=scope.get("method"),
-            timeout_seconds=timeout,
+            route=_route_of(self._scope),
+            method=self._scope.get("method"),
+            timeout_seconds=self._seconds,
             response_started=started,
-            outcome="stream cut" if started else f"answered {self.status_code}",
+            outcome="stream cut" if started else f"answered {self._layer.status_code}",
         )
 
 

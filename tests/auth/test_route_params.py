@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Host, Mount, Route
 
-from hardenkit.auth._route_params import route_path_params
+from hardenkit.auth._binding import TenantBinding
+from hardenkit.auth._route_params import RouteParamNames, route_path_params
 
 
 async def endpoint(request: Request) -> Response:
@@ -69,3 +70,78 @@ def test_an_included_fastapi_router_gives_its_parameters() -> None:
 def test_a_scope_without_an_app_has_no_parameters() -> None:
     scope = scope_for(None, "/tenants/acme")
     assert route_path_params(scope) is None
+
+
+class CountingRoute(Route):
+    """A route that counts how often something tries to match a request against it."""
+
+    calls = 0
+
+    def matches(self, scope: Any) -> Any:
+        CountingRoute.calls += 1
+        return super().matches(scope)
+
+
+def test_an_app_without_a_bound_parameter_is_not_routed_for_the_binding() -> None:
+    CountingRoute.calls = 0
+    app = Starlette(routes=[CountingRoute("/items/{item_id}", endpoint)])
+    names = RouteParamNames(["tenant_id"])
+    assert not names.in_app_of(scope_for(app, "/items/1"))
+    binding = TenantBinding(path_params=["tenant_id"], query_params=[], tenant_status=None)
+    assert binding.requested_tenants(scope_for(app, "/items/1"), []) == []
+    assert CountingRoute.calls == 0
+
+
+def test_an_app_with_a_bound_parameter_is_routed_once_per_request() -> None:
+    CountingRoute.calls = 0
+    app = Starlette(
+        routes=[
+            CountingRoute("/items", endpoint),
+            CountingRoute("/tenants/{tenant_id}/items", endpoint),
+        ]
+    )
+    binding = TenantBinding(path_params=["tenant_id"], query_params=[], tenant_status=None)
+    requested = binding.requested_tenants(scope_for(app, "/tenants/acme/items"), [])
+    assert requested == [("path", "acme")]
+    assert CountingRoute.calls == 2  # each route tried once, in order
+
+
+def test_a_bound_parameter_added_after_the_first_request_is_seen() -> None:
+    inner = Mount("/v1", routes=[Route("/items", endpoint)])
+    app = Starlette(routes=[Route("/health", endpoint), inner])
+    names = RouteParamNames(["tenant_id"])
+    assert not names.in_app_of(scope_for(app, "/v1/items"))
+    inner.routes.append(Route("/tenants/{tenant_id}", endpoint))
+    assert names.in_app_of(scope_for(app, "/v1/tenants/acme"))
+    top = Starlette(routes=[Route("/items", endpoint)])
+    assert not names.in_app_of(scope_for(top, "/items"))
+    top.add_route("/orgs/{tenant_id}", endpoint)
+    assert names.in_app_of(scope_for(top, "/orgs/acme"))
+
+
+def test_bound_parameters_in_hosts_and_included_routers_are_seen() -> None:
+    names = RouteParamNames(["tenant_id"])
+    hosted = Starlette(
+        routes=[Host("{tenant_id}.example.com", app=Starlette(routes=[Route("/", endpoint)]))]
+    )
+    assert names.in_app_of(scope_for(hosted, "/"))
+    router = APIRouter()
+
+    @router.get("/items")
+    async def items(tenant_id: str) -> dict[str, str]:
+        return {}
+
+    app = FastAPI()
+    app.include_router(router, prefix="/tenants/{tenant_id}")
+    assert names.in_app_of(scope_for(app, "/tenants/acme/items"))
+    later = APIRouter()
+    app.include_router(later)
+    plain = FastAPI()
+    plain.include_router(later)
+    assert not names.in_app_of(scope_for(plain, "/x"))
+
+    @later.get("/orgs/{tenant_id}")
+    async def org(tenant_id: str) -> dict[str, str]:
+        return {}
+
+    assert names.in_app_of(scope_for(plain, "/orgs/acme"))

@@ -297,3 +297,53 @@ def test_a_refused_websocket_handshake_gets_the_api_security_headers() -> None:
     assert response.headers["cache-control"] == "no-store"
     assert "server" not in response.headers
     assert "strict-transport-security" not in response.headers  # ws://, not wss://
+
+
+def test_a_json_response_draws_no_nonce_and_an_html_page_draws_the_one_it_shows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    drawn: list[str] = []
+
+    def token_urlsafe(size: int) -> str:
+        drawn.append("n" * 22)
+        return drawn[-1]
+
+    monkeypatch.setattr("hardenkit.headers._nonce.secrets.token_urlsafe", token_urlsafe)
+    client = TestClient(make_app(), base_url="https://testserver")
+    assert client.get("/api").headers["content-security-policy"] == API_CSP
+    assert drawn == []
+    page_response = client.get("/")
+    assert drawn == ["n" * 22]
+    assert f"'nonce-{drawn[0]}'" in page_response.headers["content-security-policy"]
+    assert f'nonce="{drawn[0]}"' in page_response.text
+
+
+def test_what_the_handler_stores_in_request_state_reaches_the_original_state_dict() -> None:
+    async def handler(request: Request) -> Response:
+        request.state.user = "alice"
+        return JSONResponse({"nonce_read": len(request.state.csp_nonce)})
+
+    original: dict[str, object] = {"from_lifespan": 1}
+    seen: list[object] = []
+
+    async def outer(scope: dict[str, object], receive: object, send: object) -> None:
+        scope["state"] = original
+        await inner(scope, receive, send)  # type: ignore[arg-type]
+        seen.append(scope["state"])
+
+    inner = SecurityHeadersMiddleware(Starlette(routes=[Route("/", handler)]))
+    response = TestClient(outer).get("/")
+    assert response.json() == {"nonce_read": 22}
+    assert original["user"] == "alice"
+    assert original["from_lifespan"] == 1
+    assert seen == [original]
+    assert seen[0] is original  # the server's dict again, once the middleware returns
+
+
+def test_obsolete_headers_are_sent_only_when_asked_for() -> None:
+    default = TestClient(make_app()).get("/api").headers
+    assert "x-xss-protection" not in default
+    assert "x-download-options" not in default
+    legacy = TestClient(make_app(policy=HeaderPolicy(legacy_headers=True))).get("/api").headers
+    assert legacy["x-xss-protection"] == "0"
+    assert legacy["x-download-options"] == "noopen"

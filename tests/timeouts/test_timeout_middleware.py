@@ -291,3 +291,55 @@ async def test_a_handler_that_swallows_cancellation_cannot_delay_or_spoil_the_50
     await asyncio.wait_for(finished.wait(), 2)
     await asyncio.sleep(0)
     assert inner._stragglers == set()
+
+
+async def test_the_handler_runs_in_the_requests_own_task() -> None:
+    # No second task per request: what the handler sees is the task serving the request.
+    seen: list[asyncio.Task[Any] | None] = []
+
+    async def handler(request: Request) -> Response:
+        seen.append(asyncio.current_task())
+        await asyncio.sleep(0)
+        return JSONResponse({"ok": True})
+
+    app = TimeoutMiddleware(Starlette(routes=[Route("/", handler)]), timeout=TIMEOUT)
+    captured = await call(app, "/")
+    assert captured.status == 200
+    assert seen == [asyncio.current_task()]
+
+
+async def test_a_handler_that_swallows_cancellation_and_ends_within_the_grace_is_not_held() -> None:
+    ended = asyncio.Event()
+
+    async def slow_cleanup(request: Request) -> Response:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.05)  # cleanup that awaits, shorter than the grace
+        ended.set()
+        return JSONResponse({"late": True})
+
+    inner = TimeoutMiddleware(
+        Starlette(routes=[Route("/cleanup", slow_cleanup)]), timeout=TIMEOUT, cancel_grace=1
+    )
+    with structlog.testing.capture_logs() as logs:
+        captured = await call(inner, "/cleanup")
+    assert captured.status == 504
+    assert captured.seconds_until_start() < TIMEOUT + SLACK  # answered before the cleanup
+    assert ended.is_set()  # and the cleanup finished before the middleware returned
+    assert len([m for _, m in captured.messages if m["type"] == "http.response.start"]) == 1
+    assert inner._stragglers == set()
+    events = [log["event"] for log in logs]
+    assert events.count("request_timeout") == 1
+    assert "request_timeout_handler_still_running" not in events
+
+
+async def test_the_deadline_cancels_only_the_handler_not_the_caller_after_it() -> None:
+    handlers = Handlers()
+    captured = await call(make_app(handlers), "/slow")
+    assert captured.status == 504
+    # The caller's task goes on: no cancellation of ours is left pending on it.
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+    await asyncio.sleep(0.01)

@@ -121,6 +121,13 @@ class CoreSettings(Section):
     readiness_check_timeout: float = Field(
         default=1.0, gt=0, le=30, description="Seconds each readiness check may take."
     )
+    gc_freeze: bool = Field(
+        default=False,
+        description=(
+            "After the lifespan startup, `gc.collect()` then `gc.freeze()`: what startup "
+            "built is never scanned by the garbage collector again (see operations.md)."
+        ),
+    )
 
     @field_validator("redis_url", mode="before")
     @classmethod

@@ -17,7 +17,7 @@ import structlog
 from starlette.types import Scope
 
 from hardenkit.auth._refusal import AuthRefusedError, unavailable
-from hardenkit.auth._route_params import route_path_params
+from hardenkit.auth._route_params import RouteParamNames, route_path_params
 from hardenkit.auth.claims import MAX_TENANT_LENGTH
 from hardenkit.auth.errors import RefusalReason
 from hardenkit.auth.principal import Principal
@@ -59,6 +59,7 @@ class TenantBinding:
         tenant_status: TenantStatusCache | None,
     ) -> None:
         self.path_params = tuple(path_params)
+        self._routes_with_params = RouteParamNames(self.path_params)
         self.query_params = frozenset(query_params)
         self._query_names = tuple(name.encode() for name in self.query_params)
         self.tenant_status = tenant_status
@@ -123,8 +124,8 @@ class TenantBinding:
         return requests[:_MAX_TENANT_REQUESTS]
 
     def _path_tenants(self, scope: Scope) -> list[str]:
-        if not self.path_params:
-            return []
+        if not self._routes_with_params.in_app_of(scope):
+            return []  # no route has a bound parameter: no need to route the request
         params = route_path_params(scope)
         if not params:
             return []

@@ -8,17 +8,18 @@ routes (:func:`hardenkit._routes.inner_routes`) matched with the child scope app
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from starlette.routing import Match
 from starlette.types import Scope
 
-from hardenkit._routes import inner_routes
+from hardenkit._routes import inner_routes, template_params
 
-__all__ = ["route_path_params"]
+__all__ = ["RouteParamNames", "route_path_params"]
 
 _MAX_ROUTE_DEPTH = 8
+_TEMPLATES = ("path", "path_format", "host")
 
 
 def route_path_params(scope: Scope) -> dict[str, Any] | None:
@@ -50,3 +51,73 @@ def _match(routes: Sequence[Any], scope: Scope, depth: int) -> dict[str, Any] | 
                 params.update(nested)
         return params
     return None
+
+
+class RouteParamNames:
+    """Whether any route of the app serving a request can give one of ``names``.
+
+    Tenant binding matches the request against the routes only when some route has a
+    bound parameter: most apps have none, and routing twice is what it would cost. The
+    answer is worked out once per app from every route template (Starlette routes,
+    mounts, hosts, included FastAPI routers) and again whenever one of the route lists
+    it walked changes length (a route added after the first request).
+    """
+
+    __slots__ = ("_any", "_app", "_names", "_watched")
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._names = frozenset(names)
+        self._app: object = None
+        self._watched: tuple[tuple[Sequence[Any], int], ...] = ()
+        self._any = False
+
+    def in_app_of(self, scope: Scope) -> bool:
+        """Whether a route of ``scope["app"]`` has one of the names as a parameter."""
+        if not self._names:
+            return False
+        app = scope.get("app")
+        if app is not self._app or any(len(routes) != n for routes, n in self._watched):
+            self._refresh(app)
+        return self._any
+
+    def _refresh(self, app: object) -> None:
+        router = getattr(app, "router", None)
+        routes = getattr(router, "routes", None)
+        watched: list[tuple[Sequence[Any], int]] = []
+        found: set[str] = set()
+        if isinstance(routes, list):
+            _scan(routes, watched, found, 0)
+        self._app = app
+        self._watched = tuple(watched)
+        self._any = not self._names.isdisjoint(found)
+
+
+def _scan(
+    routes: Sequence[Any],
+    watched: list[tuple[Sequence[Any], int]],
+    found: set[str],
+    depth: int,
+    *,
+    owned: bool = True,
+) -> None:
+    """Collect every parameter name below ``routes``, and every route list it owns."""
+    if owned:
+        watched.append((routes, len(routes)))
+    for route in routes:
+        for node in (route, getattr(route, "original_route", None)):
+            for attribute in _TEMPLATES:
+                template = getattr(node, attribute, None)
+                if isinstance(template, str):
+                    found.update(template_params(template))
+            found.update(getattr(node, "param_convertors", None) or ())
+        if depth >= _MAX_ROUTE_DEPTH:
+            continue
+        # A Mount's or Host's routes, and an included FastAPI router's own list (its
+        # effective candidates are derived from it): a route added to any is noticed.
+        for owner in (route, getattr(route, "original_router", None)):
+            own = getattr(owner, "routes", None)
+            if isinstance(own, list) and own is not routes:
+                _scan(own, watched, found, depth + 1)
+        candidates = getattr(route, "effective_candidates", None)
+        if callable(candidates):  # a fresh list each time: watched through its router
+            _scan(list(candidates()), watched, found, depth + 1, owned=False)

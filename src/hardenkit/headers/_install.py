@@ -59,6 +59,7 @@ def policy_from_settings(settings: HardenSettings) -> HeaderPolicy:
         cross_origin_resource_policy=settings.cross_origin_resource_policy,
         cross_origin_embedder_policy=None if coep == "off" else coep,
         keep_app_headers=settings.security_headers_keep_app_values,
+        legacy_headers=settings.security_headers_legacy,
         **extra,
     )
 

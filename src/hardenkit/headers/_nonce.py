@@ -6,10 +6,16 @@ writes the policy that route wants into it (:func:`set_header_policy`), and the
 middleware reads that back when the response starts. The object is shared by reference,
 so a value set inside a handler (or in the thread a sync handler runs in) reaches the
 middleware even though context variables themselves do not flow outwards.
+
+The nonce is drawn the first time something asks for it: a template, the handler
+(``request.state.csp_nonce``, through :class:`RequestState`) or the middleware itself
+when an HTML response starts. A JSON response nobody asked a nonce for costs no
+randomness and carries none (its CSP has no nonce).
 """
 
 from __future__ import annotations
 
+import secrets
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +28,61 @@ __all__ = ["csp_nonce_context", "get_csp_nonce", "set_header_policy"]
 
 
 class RequestHeaderState:
-    """The nonce of one request and the policy its route chose, if any."""
+    """The nonce of one request (drawn when first read) and the policy its route chose."""
 
-    __slots__ = ("nonce", "policy")
+    __slots__ = ("_nonce", "policy")
 
-    def __init__(self, nonce: str) -> None:
-        self.nonce = nonce
+    def __init__(self) -> None:
+        self._nonce: str | None = None
         self.policy: HeaderPolicy | None = None
+
+    @property
+    def nonce(self) -> str:
+        """This request's CSP nonce: 128 random bits, drawn once."""
+        if self._nonce is None:
+            self._nonce = secrets.token_urlsafe(16)
+        return self._nonce
+
+
+_NONCE_KEY = "csp_nonce"
+
+
+class RequestState(dict[str, Any]):
+    """``scope["state"]`` while the headers middleware serves a request.
+
+    It starts as a copy of the state the server gave (uvicorn's copy of the lifespan
+    state) and writes every change through to it, so code outside the middleware that
+    holds the original (an outer middleware's ``request.state``) still sees what the
+    application stores. ``csp_nonce`` is drawn the first time it is read.
+    """
+
+    __slots__ = ("_header_state", "_origin")
+
+    def __init__(self, origin: dict[str, Any] | None, header_state: RequestHeaderState) -> None:
+        super().__init__(origin or ())
+        self._origin = origin
+        self._header_state = header_state
+
+    def __missing__(self, key: str) -> Any:
+        if key != _NONCE_KEY:
+            raise KeyError(key)
+        nonce = self._header_state.nonce
+        self[key] = nonce
+        return nonce
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``state.get("csp_nonce")`` draws the nonce, as ``state["csp_nonce"]`` does."""
+        return self[key] if key == _NONCE_KEY else super().get(key, default)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        if self._origin is not None:
+            self._origin[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        if self._origin is not None:
+            self._origin.pop(key, None)
 
 
 request_header_state: ContextVar[RequestHeaderState | None] = ContextVar(

@@ -91,6 +91,13 @@ class HeadersSettings(Section):
         default=True,
         description="A security header the application set itself wins over hardenkit's.",
     )
+    security_headers_legacy: bool = Field(
+        default=False,
+        description=(
+            "Also send `X-XSS-Protection: 0` and `X-Download-Options: noopen` (no grader "
+            "scores them; OWASP lists the first as deprecated)."
+        ),
+    )
 
     @field_validator("csp_html", "csp_api")
     @classmethod

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import secrets
 from collections.abc import Mapping
 from typing import Final
 
@@ -13,7 +12,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hardenkit._paths import PathTable, route_path
-from hardenkit.headers._nonce import RequestHeaderState, request_header_state
+from hardenkit.headers._nonce import RequestHeaderState, RequestState, request_header_state
 from hardenkit.headers._policy import CompiledHeaders, HeaderPolicy, Kind
 
 __all__ = ["SecurityHeadersMiddleware"]
@@ -39,7 +38,9 @@ class SecurityHeadersMiddleware:
     stack (``Server``, ``X-Powered-By``, ...) are removed. A header the application set
     itself is kept unless the policy says otherwise; none is ever sent twice.
 
-    The nonce is in ``request.state.csp_nonce`` and :func:`get_csp_nonce` for templates.
+    The nonce is in ``request.state.csp_nonce`` and :func:`get_csp_nonce` for templates;
+    it is drawn when first read, or when an HTML response starts: a JSON response whose
+    handler never asked for one has none.
 
     Args:
         app: The ASGI application to wrap.
@@ -72,18 +73,14 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        nonce = secrets.token_urlsafe(16)
-        state = scope.get("state")
-        if state is None:
-            scope["state"] = state = {}
-        state["csp_nonce"] = nonce
-        header_state = RequestHeaderState(nonce)
+        header_state = RequestHeaderState()
+        origin = scope.get("state")
+        scope["state"] = RequestState(origin, header_state)
         token = request_header_state.set(header_state)
         https = scope.get("scheme") == "https"
         path_policy = (
             self.routes.get(route_path(scope), self.policy) if self.routes else self.policy
         )
-        encoded_nonce = nonce.encode("ascii")
         held: list[Message] = []
         hashing_policy: HeaderPolicy | None = None
 
@@ -95,7 +92,7 @@ class SecurityHeadersMiddleware:
                     held,
                     policy=hashing_policy,
                     https=https,
-                    nonce=encoded_nonce,
+                    nonce=header_state,
                     send=send,
                 )
                 return
@@ -111,13 +108,15 @@ class SecurityHeadersMiddleware:
                     hashing_policy = policy
                     held.append(message)
                     return
-                _apply(headers, present, policy, policy.compiled(kind, https=https), encoded_nonce)
+                _apply(headers, present, policy, policy.compiled(kind, https=https), header_state)
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
             request_header_state.reset(token)
+            if origin is not None:
+                scope["state"] = origin  # it holds every change: they were written through
 
     def _refusal_headers(self, scope: Scope, send: Send) -> Send:
         """Wrap ``send`` so an HTTP answer to a WebSocket handshake carries the headers."""
@@ -128,9 +127,9 @@ class SecurityHeadersMiddleware:
             if message["type"] == "websocket.http.response.start":
                 headers, kind, present = _without_leaks(message.get("headers", ()), policy)
                 message["headers"] = headers
-                # No page is rendered from a refusal: a nonce nobody can use.
-                nonce = secrets.token_urlsafe(16).encode("ascii")
-                _apply(headers, present, policy, policy.compiled(kind, https=https), nonce)
+                # No page is rendered from a refusal: a nonce (if HTML) nobody can use.
+                compiled = policy.compiled(kind, https=https)
+                _apply(headers, present, policy, compiled, RequestHeaderState())
             await send(message)
 
         return send_with_headers
@@ -142,7 +141,7 @@ class SecurityHeadersMiddleware:
         *,
         policy: HeaderPolicy,
         https: bool,
-        nonce: bytes,
+        nonce: RequestHeaderState,
         send: Send,
     ) -> None:
         """Hold an HTML page's body until complete, then allow its inline scripts by hash.
@@ -224,7 +223,7 @@ def _apply(
     present: set[bytes],
     policy: HeaderPolicy,
     compiled: CompiledHeaders,
-    nonce: bytes,
+    nonce: RequestHeaderState,
 ) -> None:
     """Add the compiled headers to ``headers`` (in place), respecting what the app set."""
     keep = policy.keep_app_headers
@@ -243,4 +242,6 @@ def _apply(
         if keep:
             return
         headers[:] = [item for item in headers if item[0].lower() != name]
-    headers.append((name, nonce.join(parts) if len(parts) > 1 else parts[0]))
+    # Only a CSP with a nonce source (the HTML one, by default) draws the nonce.
+    value = nonce.nonce.encode("ascii").join(parts) if len(parts) > 1 else parts[0]
+    headers.append((name, value))
