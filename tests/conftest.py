@@ -10,12 +10,21 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from hardenkit.resilience import testing as resilience_testing
 from tests.support.redis_server import RedisCluster, RedisServer
 
 # The suite must not read the developer's own HARDENKIT_* settings.
 for _name in list(os.environ):
     if _name.upper().startswith("HARDENKIT_") and not _name.upper().startswith("HARDENKIT_TEST_"):
         del os.environ[_name]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_resilient_overrides() -> Iterator[None]:
+    """``resilient()`` keeps the overrides it parsed (or install set): none leak between tests."""
+    resilience_testing.reset_overrides()
+    yield
+    resilience_testing.reset_overrides()
 
 
 @pytest.fixture(scope="session")

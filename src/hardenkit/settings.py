@@ -22,12 +22,12 @@ from hardenkit._settings.core import CoreSettings
 from hardenkit._settings.logs import LoggingSettings
 from hardenkit._settings.policy import PolicyReport, judge
 from hardenkit._settings.requests import RequestSettings
-from hardenkit._settings.resilience import ResilienceSettings
 from hardenkit._settings.risks import RiskSettings
 from hardenkit.auth._settings import AuthSettings
 from hardenkit.errors import ConfigurationError
 from hardenkit.headers._settings import HeadersSettings
 from hardenkit.ratelimit._settings import RateLimitSettings
+from hardenkit.resilience._settings import ResilienceSettings
 from hardenkit.signing._settings import SigningSettings
 
 if TYPE_CHECKING:

@@ -352,7 +352,7 @@ def resilient(
             sets a breaker option for a breaker built in code.
     """
     registry = registry or CONFIG.registry
-    overrides = CONFIG.overrides(name)
+    overrides = CONFIG.overrides.of(name)
     if attempts is not None and retry is not None:
         raise ValueError("give attempts= or retry=, not both")
     policy = retry or Retry(attempts=attempts if attempts is not None else 3)
