@@ -26,6 +26,7 @@ from hardenkit._settings.risks import RiskSettings
 from hardenkit.auth._settings import AuthSettings
 from hardenkit.errors import ConfigurationError
 from hardenkit.headers._settings import HeadersSettings
+from hardenkit.logs.setup import read_settings_with
 from hardenkit.ratelimit._settings import RateLimitSettings
 from hardenkit.resilience._settings import ResilienceSettings
 from hardenkit.signing._settings import SigningSettings
@@ -181,3 +182,6 @@ def _problems_from_validation(exc: ValidationError) -> list[SettingProblem]:
         field = str(error["loc"][0]) if error["loc"] else "settings"
         problems.append(SettingProblem(env_name(field), error["msg"], production_only=False))
     return problems
+
+
+read_settings_with(load_settings)  # configure_logging() without settings reads them so
