@@ -19,6 +19,7 @@ from hardenkit.resilience import (
     RedisBreakerStore,
     StateChange,
 )
+from hardenkit.resilience.shared import _SCRIPT as breaker_script
 from hardenkit.stores import RedisGuard
 from tests.support.redis_server import RedisCluster, RedisServer
 
@@ -156,5 +157,37 @@ async def test_while_redis_is_down_each_process_falls_back_to_its_own_breaker(
                 break
         with pytest.raises(CircuitOpenError):
             await breaker.call_async(succeeding)
+    finally:
+        await client.aclose()
+
+
+async def test_warm_up_loads_the_breaker_script_before_the_first_call(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    server = redis_server_factory()
+    client = Redis.from_url(server.url)
+    try:
+        guard = patient_guard()
+        RedisBreakerStore(client, guard=guard, prefix=key_prefix)
+        assert await client.script_exists(breaker_script.sha) == [False]
+        assert await guard.warm_up()
+        assert await client.script_exists(breaker_script.sha) == [True]
+    finally:
+        await client.aclose()
+
+
+async def test_a_redis_that_lost_the_script_runs_the_step_all_the_same(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    server = redis_server_factory()
+    client = Redis.from_url(server.url)
+    try:
+        guard = patient_guard()
+        breaker = shared_breaker(RedisBreakerStore(client, guard=guard, prefix=key_prefix))
+        await guard.warm_up()
+        await client.script_flush()  # a private server: a restart between two probes
+        assert await breaker.call_async(succeeding) == "ok"
+        assert not guard.using_fallback
+        assert await client.script_exists(breaker_script.sha) == [True]
     finally:
         await client.aclose()
