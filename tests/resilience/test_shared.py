@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -161,33 +161,33 @@ async def test_while_redis_is_down_each_process_falls_back_to_its_own_breaker(
         await client.aclose()
 
 
-async def test_warm_up_loads_the_breaker_script_before_the_first_call(
-    redis_server_factory: Callable[[], RedisServer], key_prefix: str
-) -> None:
-    server = redis_server_factory()
-    client = Redis.from_url(server.url)
+@pytest.fixture
+async def private_client(redis_server_factory: Callable[[], RedisServer]) -> AsyncIterator[Redis]:
+    """A client of a Redis of its own, whose script cache a test may empty."""
+    client = Redis.from_url(redis_server_factory().url)
     try:
-        guard = patient_guard()
-        RedisBreakerStore(client, guard=guard, prefix=key_prefix)
-        assert await client.script_exists(breaker_script.sha) == [False]
-        assert await guard.warm_up()
-        assert await client.script_exists(breaker_script.sha) == [True]
+        yield client
     finally:
         await client.aclose()
+
+
+async def test_warm_up_loads_the_breaker_script_before_the_first_call(
+    private_client: Redis, key_prefix: str
+) -> None:
+    guard = patient_guard()
+    RedisBreakerStore(private_client, guard=guard, prefix=key_prefix)
+    assert await private_client.script_exists(breaker_script.sha) == [False]
+    assert await guard.warm_up()
+    assert await private_client.script_exists(breaker_script.sha) == [True]
 
 
 async def test_a_redis_that_lost_the_script_runs_the_step_all_the_same(
-    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+    private_client: Redis, key_prefix: str
 ) -> None:
-    server = redis_server_factory()
-    client = Redis.from_url(server.url)
-    try:
-        guard = patient_guard()
-        breaker = shared_breaker(RedisBreakerStore(client, guard=guard, prefix=key_prefix))
-        await guard.warm_up()
-        await client.script_flush()  # a private server: a restart between two probes
-        assert await breaker.call_async(succeeding) == "ok"
-        assert not guard.using_fallback
-        assert await client.script_exists(breaker_script.sha) == [True]
-    finally:
-        await client.aclose()
+    guard = patient_guard()
+    breaker = shared_breaker(RedisBreakerStore(private_client, guard=guard, prefix=key_prefix))
+    await guard.warm_up()
+    await private_client.script_flush()  # a restart between two probes
+    assert await breaker.call_async(succeeding) == "ok"
+    assert not guard.using_fallback
+    assert await private_client.script_exists(breaker_script.sha) == [True]
