@@ -11,6 +11,7 @@ import pytest
 from hypothesis import settings
 from redis.asyncio import Redis
 
+from hardenkit.resilience import testing as resilience_testing
 from tests.support.redis_server import RedisCluster, RedisServer
 
 # The suite must not read the developer's own HARDENKIT_* settings.
@@ -24,6 +25,14 @@ os.environ["HARDENKIT_ENV_FILE"] = ""
 # machine one example can take longer than hypothesis's default 200 ms deadline.
 settings.register_profile("hardenkit", deadline=None)
 settings.load_profile("hardenkit")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_resilient_overrides() -> Iterator[None]:
+    """``resilient()`` keeps the overrides it parsed (or install set): none leak between tests."""
+    resilience_testing.reset_overrides()
+    yield
+    resilience_testing.reset_overrides()
 
 
 @pytest.fixture(scope="session")

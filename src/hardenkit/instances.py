@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
+from hardenkit.stores import nothing
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.cluster import RedisCluster
@@ -133,8 +135,4 @@ class InstanceRegistry:
         async def leave() -> None:
             await self.redis.zrem(self.key, self.instance_id)
 
-        await self.guard.call(leave, _nothing)
-
-
-async def _nothing() -> None:
-    return None
+        await self.guard.call(leave, nothing)

@@ -33,12 +33,13 @@ from hardenkit._settings.core import CoreSettings
 from hardenkit._settings.logs import LoggingSettings
 from hardenkit._settings.policy import PolicyReport, judge
 from hardenkit._settings.requests import RequestSettings
-from hardenkit._settings.resilience import ResilienceSettings
 from hardenkit._settings.risks import RiskSettings
 from hardenkit.auth._settings import AuthSettings
 from hardenkit.errors import ConfigurationError
 from hardenkit.headers._settings import HeadersSettings
+from hardenkit.logs.setup import read_settings_with
 from hardenkit.ratelimit._settings import RateLimitSettings
+from hardenkit.resilience._settings import ResilienceSettings
 from hardenkit.signing._settings import SigningSettings
 
 if TYPE_CHECKING:
@@ -327,3 +328,6 @@ def _problems_from_validation(exc: ValidationError) -> list[SettingProblem]:
         field = str(error["loc"][0]) if error["loc"] else "settings"
         problems.append(SettingProblem(env_name(field), error["msg"], production_only=False))
     return problems
+
+
+read_settings_with(load_settings)  # configure_logging() without settings reads them so

@@ -17,9 +17,10 @@ exception.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import structlog
@@ -458,6 +459,39 @@ def store_key(prefix: str, name: str) -> str:
     return f"{prefix}{{{name}}}"
 
 
+class LuaScript:
+    """A Lua script of a Redis-backed store, run by its SHA and loaded before it is needed.
+
+    Every store loads its script the same way: as a probe of its guard
+    (:meth:`RedisGuard.add_probe`), so :meth:`RedisGuard.warm_up` loads it at startup and
+    the recovery probe reloads it into a Redis that restarted, before calls go back to
+    Redis. A call that still meets ``NOSCRIPT`` (a failover between probes) is sent once
+    more as ``EVAL``, which also caches it. The rate-limit store runs its script through
+    its pipelining runner with this SHA; the shared breaker store through :meth:`run`.
+    """
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def load(self, client: Redis | RedisCluster) -> None:
+        """Load the script (into every primary of a Cluster)."""
+        await client.script_load(self.source)
+
+    async def run(
+        self, client: Redis | RedisCluster, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """Run the script on ``keys`` with ``args`` (``EVALSHA``; ``EVAL`` after ``NOSCRIPT``)."""
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except Exception as error:
+            if not _is_noscript(error):
+                raise
+            return await client.eval(self.source, len(keys), *keys, *args)
+
+
 async def nothing() -> None:
     """The fallback of a Redis write that has nothing to do without Redis."""
     return
@@ -468,6 +502,12 @@ def _as_timeout(error: BaseException) -> BaseException:
     from redis.exceptions import TimeoutError as RedisTimeoutError  # noqa: PLC0415
 
     return TimeoutError() if isinstance(error, RedisTimeoutError) else error
+
+
+def _is_noscript(error: BaseException) -> bool:
+    from redis.exceptions import NoScriptError  # noqa: PLC0415 - redis is imported lazily
+
+    return isinstance(error, NoScriptError)
 
 
 def _is_redis_failure(error: Exception) -> bool:

@@ -7,10 +7,11 @@ from typing import Annotated
 import pytest
 from fastapi import Depends, FastAPI
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from structlog.testing import capture_logs
 
 from hardenkit import (
     APIKeyGuard,
@@ -21,7 +22,7 @@ from hardenkit import (
     require_scopes,
 )
 from hardenkit.auth import TokenRejectedError, hash_api_key
-from hardenkit.errors import ConfigurationError
+from hardenkit.errors import ConfigurationError, HardenError, error_response
 from tests.auth.support import AUDIENCE, ISSUER, SECRET, claims, hs256
 
 SETTINGS = HardenSettings(jwt_secret=SECRET, jwt_issuer=ISSUER, jwt_audience=[AUDIENCE])
@@ -134,3 +135,38 @@ def test_an_empty_api_key_guard_is_refused_at_startup_in_production() -> None:
 def test_api_key_entries_must_be_sha256_hex() -> None:
     with pytest.raises(ValueError, match="entry 1"):
         APIKeyGuard(["ops:not-a-hash"])
+
+
+def test_a_missing_role_or_scope_is_audited_once_with_its_reason_and_what_was_required() -> None:
+    client = starlette_client()
+    with capture_logs() as logs:
+        assert client.get("/admin", headers=bearer(roles=["member"])).status_code == 403
+        assert client.get("/orders", headers=bearer(scope="orders:read")).status_code == 403
+    audits = [entry for entry in logs if entry.get("audit")]
+    assert [(entry["reason"], entry["details"]["required"]) for entry in audits] == [
+        ("missing_roles", ["admin"]),
+        ("missing_scopes", ["orders:write"]),
+    ]
+    assert {entry["outcome"] for entry in audits} == {"denied"}
+    assert {entry["actor"] for entry in audits} == {"user-1"}
+
+
+def test_a_requirement_on_a_route_no_credential_reached_audits_its_401() -> None:
+    app = Starlette(routes=[Route("/open/admin", admin_only)])
+    install(app, SETTINGS.model_copy(update={"public_paths": ["/open/*"]}))
+    with capture_logs() as logs:
+        refused = TestClient(app).get("/open/admin")
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == "Bearer"
+    (event,) = [entry for entry in logs if entry.get("audit")]
+    assert (event["reason"], event["details"]["status"]) == ("missing", 401)
+
+
+def test_a_requirement_refusal_is_recorded_where_it_is_sent_not_where_it_is_built() -> None:
+    connection = HTTPConnection({"type": "http", "path": "/admin", "headers": [], "state": {}})
+    with capture_logs() as logs:
+        with pytest.raises(HardenError) as refused:
+            require_roles("admin").check(connection)
+        assert [entry for entry in logs if entry.get("audit")] == []
+        error_response(refused.value, None)
+    assert [entry["reason"] for entry in logs if entry.get("audit")] == ["missing"]

@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+import pytest
 import structlog
 from uvicorn.logging import AccessFormatter
 
@@ -21,7 +22,7 @@ from hardenkit.logs import (
     sentry_before_send,
 )
 from hardenkit.logs.sentry import redacting_before_send
-from hardenkit.settings import HardenSettings
+from hardenkit.settings import HardenSettings, SettingsError
 
 GITHUB_TOKEN = "ghp_" + "Zx9" * 12
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZGEifQ.c2lnbmF0dXJlLXNpZ25hdHVyZS1zaWc"
@@ -94,6 +95,21 @@ def test_the_log_level_comes_from_settings(restore_logging: None) -> None:
     logging.getLogger("lib").info("hidden too")
     structlog.get_logger("app").warning("shown")
     assert [line["event"] for line in _lines(stream)] == ["shown"]
+
+
+def test_without_settings_the_environment_is_read_and_checked(
+    restore_logging: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARDENKIT_LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("HARDENKIT_LOG_FORMAT", "json")
+    stream = io.StringIO()
+    configure_logging(stream=stream)
+    structlog.get_logger("app").info("hidden")
+    structlog.get_logger("app").warning("shown")
+    assert [line["event"] for line in _lines(stream)] == ["shown"]
+    monkeypatch.setenv("HARDENKIT_LOG_LEVLE", "DEBUG")  # a typo refuses, as load_settings does
+    with pytest.raises(SettingsError, match="HARDENKIT_LOG_LEVLE"):
+        configure_logging(stream=stream)
 
 
 def test_development_renders_console_lines_also_redacted(restore_logging: None) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from starlette.applications import Starlette
 
+from hardenkit import install
 from hardenkit.errors import ConfigurationError
-from hardenkit.resilience import BreakerState, ResilienceRegistry, resilient
+from hardenkit.resilience import BreakerState, ResilienceRegistry, _overrides, resilient, testing
 from hardenkit.settings import HardenSettings, SettingsError, load_settings
 
 
@@ -88,3 +90,47 @@ def test_a_breaker_override_for_a_breaker_built_in_code_is_refused(
 def test_sharing_breakers_without_redis_is_reported() -> None:
     settings = HardenSettings(outbound_shared_breakers=True)
     assert "HARDENKIT_OUTBOUND_SHARED_BREAKERS" in {p.setting for p in settings.problems()}
+
+
+def test_resilient_parses_the_environment_once_not_per_call(
+    monkeypatch: pytest.MonkeyPatch, registry: ResilienceRegistry
+) -> None:
+    parses: list[int] = []
+    real = _overrides.read_resilient_overrides
+
+    def counted() -> _overrides.ResilientOverrides:
+        parses.append(1)
+        return real()
+
+    monkeypatch.setattr(_overrides, "read_resilient_overrides", counted)
+    monkeypatch.setenv("HARDENKIT_RESILIENT_PAYMENTS_TIMEOUT", "4")
+    first = resilient("payments", registry=registry)
+    second = resilient("payments", registry=registry)
+    assert (first.timeout, second.timeout) == (4.0, 4.0)
+    assert len(parses) == 1
+
+
+def test_after_install_resilient_uses_the_overrides_the_settings_parsed(
+    monkeypatch: pytest.MonkeyPatch, registry: ResilienceRegistry
+) -> None:
+    monkeypatch.setenv("HARDENKIT_RESILIENT_PAYMENTS_TIMEOUT", "4")
+    settings = HardenSettings()
+    install(Starlette(), settings)
+    monkeypatch.setattr(_overrides, "read_resilient_overrides", _never_parsed)
+    monkeypatch.setenv("HARDENKIT_RESILIENT_PAYMENTS_TIMEOUT", "9")
+    assert resilient("payments", registry=registry).timeout == 4.0
+
+
+def test_reset_overrides_makes_the_next_resilient_read_the_environment_again(
+    monkeypatch: pytest.MonkeyPatch, registry: ResilienceRegistry
+) -> None:
+    monkeypatch.setenv("HARDENKIT_RESILIENT_PAYMENTS_TIMEOUT", "4")
+    assert resilient("payments", registry=registry).timeout == 4.0
+    monkeypatch.setenv("HARDENKIT_RESILIENT_PAYMENTS_TIMEOUT", "9")
+    assert resilient("payments", registry=registry).timeout == 4.0
+    testing.reset_overrides()
+    assert resilient("payments", registry=registry).timeout == 9.0
+
+
+def _never_parsed() -> _overrides.ResilientOverrides:
+    raise AssertionError("resilient() parsed the environment after install()")

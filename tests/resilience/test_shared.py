@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from hardenkit.resilience import (
     RedisBreakerStore,
     StateChange,
 )
+from hardenkit.resilience.shared import _SCRIPT as breaker_script
 from hardenkit.stores import RedisGuard
 from tests.support.redis_server import RedisCluster, RedisServer
 
@@ -158,3 +159,35 @@ async def test_while_redis_is_down_each_process_falls_back_to_its_own_breaker(
             await breaker.call_async(succeeding)
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def private_client(redis_server_factory: Callable[[], RedisServer]) -> AsyncIterator[Redis]:
+    """A client of a Redis of its own, whose script cache a test may empty."""
+    client = Redis.from_url(redis_server_factory().url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def test_warm_up_loads_the_breaker_script_before_the_first_call(
+    private_client: Redis, key_prefix: str
+) -> None:
+    guard = patient_guard()
+    RedisBreakerStore(private_client, guard=guard, prefix=key_prefix)
+    assert await private_client.script_exists(breaker_script.sha) == [False]
+    assert await guard.warm_up()
+    assert await private_client.script_exists(breaker_script.sha) == [True]
+
+
+async def test_a_redis_that_lost_the_script_runs_the_step_all_the_same(
+    private_client: Redis, key_prefix: str
+) -> None:
+    guard = patient_guard()
+    breaker = shared_breaker(RedisBreakerStore(private_client, guard=guard, prefix=key_prefix))
+    await guard.warm_up()
+    await private_client.script_flush()  # a restart between two probes
+    assert await breaker.call_async(succeeding) == "ok"
+    assert not guard.using_fallback
+    assert await private_client.script_exists(breaker_script.sha) == [True]

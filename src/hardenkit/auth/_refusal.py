@@ -1,4 +1,10 @@
-"""An auth decision to refuse: what the response says and what the audit event records."""
+"""An auth decision to refuse: what the response says and what the audit event records.
+
+Every auth refusal (the middleware's, an API-key guard's, ``require_roles`` /
+``require_scopes``) is an :class:`AuthRefusedError` turned into a
+:class:`~hardenkit.errors.Refusal`, and recorded by :func:`record_refusal` where it is
+sent (or let through in ``report_only``), never where it is built.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,10 @@ from typing import Any
 from hardenkit.auth.errors import PublicReason, RefusalReason, TokenRejectedError
 from hardenkit.auth.principal import Principal
 from hardenkit.errors import ErrorCode, Refusal
-from hardenkit.logs.audit import AuditEventType
+from hardenkit.logs.audit import AuditEventType, audit
+from hardenkit.telemetry import auth_failures, tenant_mismatches
 
-__all__ = ["AuthRefusedError", "unauthenticated", "unavailable"]
+__all__ = ["AuthRefusedError", "record_refusal", "unauthenticated", "unavailable"]
 
 DESCRIPTIONS: dict[PublicReason, str] = {
     "missing": "Authentication is required.",
@@ -32,6 +39,8 @@ class AuthRefusedError(Exception):
         principal: The verified principal when the refusal came after verification;
             ``report_only`` lets the request through with it.
         details: Extra audit details (the tenant asked for, and where).
+        challenge: The ``WWW-Authenticate`` value, when not the one the reason implies
+            (a ``401`` always challenges; a ``403`` only when given one).
     """
 
     def __init__(
@@ -46,6 +55,7 @@ class AuthRefusedError(Exception):
         subject: str | None = None,
         tenant: str | None = None,
         principal: Principal | None = None,
+        challenge: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.status = status
@@ -57,6 +67,7 @@ class AuthRefusedError(Exception):
         self.subject = subject
         self.tenant = tenant
         self.principal = principal
+        self.challenge = challenge
         self.details: dict[str, Any] = {}
 
     def refusal(self, on_sent: Callable[[], None] | None = None) -> Refusal:
@@ -64,7 +75,9 @@ class AuthRefusedError(Exception):
         if self.status == 503:
             return Refusal.retry_later(self.status, self.code, self.detail, on_sent=on_sent)
         headers: tuple[tuple[str, str], ...] = ()
-        if self.status == 401:
+        if self.challenge is not None:
+            headers = (("WWW-Authenticate", self.challenge),)
+        elif self.status == 401:
             headers = (("WWW-Authenticate", self._challenge()),)
         return Refusal(self.status, self.code, self.detail, headers=headers, on_sent=on_sent)
 
@@ -75,6 +88,22 @@ class AuthRefusedError(Exception):
             return 'Bearer realm="api"'
         description = DESCRIPTIONS[self.public_reason]
         return f'Bearer realm="api", error="invalid_token", error_description="{description}"'
+
+
+def record_refusal(refused: AuthRefusedError, path: str, mode: str = "enforced") -> None:
+    """Count and audit one auth refusal: sent (``enforced``) or let through (``report_only``)."""
+    outcome = "denied" if mode == "enforced" else "report_only_allowed"
+    auth_failures.add(1, {"reason": refused.reason, "mode": mode})
+    if refused.event_type is AuditEventType.TENANT_MISMATCH:
+        tenant_mismatches.add(1, {"source": refused.details["requested_from"], "mode": mode})
+    audit(
+        refused.event_type,
+        outcome,
+        reason=refused.reason,
+        actor=refused.subject,
+        tenant=refused.tenant,
+        details={"path": path, "status": refused.status, **refused.details},
+    )
 
 
 def unauthenticated(rejected: TokenRejectedError, detail: str | None = None) -> AuthRefusedError:

@@ -10,8 +10,8 @@ from pydantic import Field, SecretStr, field_validator
 from hardenkit._risks import risk_problem
 from hardenkit._secrets import published_api_key_hashes, secret_weakness
 from hardenkit._section import CommaList, MultiLine, Section, SettingProblem
+from hardenkit.auth._jwks_url import check_jwks_url
 from hardenkit.auth.algorithms import allowed_algorithms
-from hardenkit.auth.jwks import check_jwks_url
 from hardenkit.auth.keys import check_secret, load_public_key, public_key_algorithms
 
 AuthMode = Literal["enforced", "report_only", "off"]

@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING
 from starlette.requests import HTTPConnection
 
 from hardenkit.auth._guard import EndpointGuard
+from hardenkit.auth._refusal import record_refusal, unauthenticated
 from hardenkit.auth.errors import RefusalReason, TokenRejectedError
 from hardenkit.auth.principal import Principal
-from hardenkit.errors import ConfigurationError, ErrorCode, Refusal
-from hardenkit.logs.audit import AuditEventType, audit
-from hardenkit.telemetry import auth_failures
+from hardenkit.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from hardenkit.settings import HardenSettings
@@ -122,25 +121,12 @@ class APIKeyGuard(EndpointGuard):
         try:
             principal = self.authenticate_headers(connection.scope.get("headers", ()))
         except TokenRejectedError as rejected:
-            refusal = Refusal(
-                401,
-                ErrorCode.AUTHENTICATION_ERROR,
-                "A valid API key is required.",
-                headers=(("WWW-Authenticate", f'ApiKey header="{self.header}"'),),
-                on_sent=functools.partial(_record, rejected.reason, connection.url.path),
-            )
-            raise refusal.error() from None
+            refused = unauthenticated(rejected, "A valid API key is required.")
+            refused.challenge = f'ApiKey header="{self.header}"'
+            refused.details["credential"] = "api_key"
+            on_sent = functools.partial(record_refusal, refused, connection.url.path)
+            raise refused.refusal(on_sent).error() from None
         state = connection.scope.setdefault("state", {})
         if isinstance(state, dict):
             state["principal"] = principal
         return principal
-
-
-def _record(reason: str, path: str) -> None:
-    auth_failures.add(1, {"reason": reason, "mode": "enforced"})
-    audit(
-        AuditEventType.AUTH,
-        "denied",
-        reason=reason,
-        details={"path": path, "credential": "api_key"},
-    )

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from starlette.requests import HTTPConnection
 
 from hardenkit.auth._guard import EndpointGuard
+from hardenkit.auth._refusal import AuthRefusedError, record_refusal
+from hardenkit.auth.errors import RefusalReason
 from hardenkit.auth.principal import Principal
 from hardenkit.context import principal_var
 from hardenkit.errors import ErrorCode, HardenError
-from hardenkit.logs.audit import AuditEventType, audit
-from hardenkit.telemetry import auth_failures
 
 __all__ = [
     "Requirement",
@@ -31,14 +32,24 @@ def principal_of(connection: HTTPConnection) -> Principal | None:
     return principal_var.get()
 
 
-def authentication_required() -> HardenError:
-    """The 401 for a request that reached a handler needing a principal without one."""
-    return HardenError(
+def _missing_principal() -> AuthRefusedError:
+    return AuthRefusedError(
+        401,
         ErrorCode.AUTHENTICATION_ERROR,
-        status=401,
-        detail="Authentication is required.",
-        headers={"WWW-Authenticate": "Bearer"},
+        RefusalReason.MISSING,
+        "Authentication is required.",
+        public_reason="missing",
+        challenge="Bearer",
     )
+
+
+def authentication_required(path: str) -> HardenError:
+    """The 401 for a request that reached a handler needing a principal without one.
+
+    Counted and audited as an auth refusal when it is sent.
+    """
+    refused = _missing_principal()
+    return refused.refusal(functools.partial(record_refusal, refused, path)).error()
 
 
 class Requirement(EndpointGuard):
@@ -69,29 +80,32 @@ class Requirement(EndpointGuard):
         """
         principal = principal_of(connection)
         if principal is None:
-            raise authentication_required()
-        held = principal.roles if self.kind == "roles" else principal.scopes
-        allowed = bool(held & self.required) if self.any_of else self.required <= held
-        if allowed:
-            return principal
-        reason = f"missing_{self.kind}"
-        auth_failures.add(1, {"reason": reason, "mode": "enforced"})
-        audit(
-            AuditEventType.AUTH,
-            "denied",
-            reason=reason,
-            details={"path": connection.url.path, "required": sorted(self.required)},
-        )
-        headers = {}
-        if self.kind == "scopes":
-            scope_text = " ".join(sorted(self.required))
-            headers["WWW-Authenticate"] = f'Bearer error="insufficient_scope", scope="{scope_text}"'
-        raise HardenError(
+            refused = _missing_principal()
+        else:
+            held = principal.roles if self.kind == "roles" else principal.scopes
+            allowed = bool(held & self.required) if self.any_of else self.required <= held
+            if allowed:
+                return principal
+            refused = self._missing(principal)
+        on_sent = functools.partial(record_refusal, refused, connection.url.path)
+        raise refused.refusal(on_sent).error()
+
+    def _missing(self, principal: Principal) -> AuthRefusedError:
+        refused = AuthRefusedError(
+            403,
             ErrorCode.AUTHORIZATION_ERROR,
-            status=403,
-            detail=f"The caller lacks a required {self.kind[:-1]}.",
-            headers=headers,
+            RefusalReason(f"missing_{self.kind}"),
+            f"The caller lacks a required {self.kind[:-1]}.",
+            subject=principal.subject,
+            tenant=principal.tenant,
+            challenge=(
+                f'Bearer error="insufficient_scope", scope="{" ".join(sorted(self.required))}"'
+                if self.kind == "scopes"
+                else None
+            ),
         )
+        refused.details["required"] = sorted(self.required)
+        return refused
 
 
 def require_roles(*roles: str, any_of: bool = False) -> Requirement:

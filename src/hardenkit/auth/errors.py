@@ -13,7 +13,8 @@ PublicReason = Literal["missing", "invalid", "expired"]
 class RefusalReason(StrEnum):
     """Why a request was refused before any credential check could say more.
 
-    Shared by the auth middleware and the API-key guard; each value is the ``reason`` of
+    Shared by the auth middleware, the API-key guard and ``require_roles`` /
+    ``require_scopes``; each value is the ``reason`` of
     the audit event and of the ``hardenkit.auth.failures`` metric. A token the verifier
     refuses carries the verifier's own reason (``bad_signature``, ``expired``...).
     """
@@ -33,6 +34,8 @@ class RefusalReason(StrEnum):
     TENANT_QUERY_MISMATCH = "tenant_query_mismatch"
     CONFLICTING_TENANT_HEADERS = "conflicting_tenant_headers"
     CONFLICTING_TENANT_REQUESTS = "conflicting_tenant_requests"
+    MISSING_ROLES = "missing_roles"
+    MISSING_SCOPES = "missing_scopes"
 
 
 class TokenRejectedError(Exception):

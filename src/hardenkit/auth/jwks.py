@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -37,6 +36,7 @@ import structlog
 from jwt import PyJWK
 
 from hardenkit._ttlmap import TTLMap
+from hardenkit.auth._jwks_url import check_jwks_url
 from hardenkit.auth.algorithms import EC_CURVES, OKP_ALGORITHMS, RSA_ALGORITHMS
 from hardenkit.auth.algorithms import allowed_algorithms as _allowed_algorithms
 from hardenkit.auth.errors import KeysUnavailableError, TokenRejectedError
@@ -55,24 +55,6 @@ MAX_KEYS = 100
 MAX_KID_LENGTH = 256
 
 
-def check_jwks_url(url: str, *, allow_http_loopback: bool = False) -> str:
-    """Return ``url`` if it may serve keys, else raise ``ValueError`` saying why."""
-    parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("must not carry credentials")
-    if not parts.hostname:
-        raise ValueError("is not an absolute URL")
-    if parts.scheme == "https":
-        return url
-    if parts.scheme == "http":
-        if not _is_loopback(parts.hostname):
-            raise ValueError("must use https (plain http only for loopback hosts)")
-        if not allow_http_loopback:
-            raise ValueError("uses plain http; allow it for loopback explicitly")
-        return url
-    raise ValueError("must use https")
-
-
 _PRIVATE_OR_CHAIN_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "x5c", "x5u"})
 
 
@@ -87,15 +69,6 @@ def _usable_for_signatures(jwk: Any) -> bool:
         return False
     key_ops = jwk.get("key_ops")
     return key_ops is None or (isinstance(key_ops, list) and "verify" in key_ops)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, slots=True)

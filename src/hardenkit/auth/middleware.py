@@ -39,7 +39,12 @@ from hardenkit._paths import PathPatterns, route_path
 from hardenkit.auth._bearer import bearer_token
 from hardenkit.auth._binding import TenantBinding
 from hardenkit.auth._override import PRINCIPAL_OVERRIDE
-from hardenkit.auth._refusal import AuthRefusedError, unauthenticated, unavailable
+from hardenkit.auth._refusal import (
+    AuthRefusedError,
+    record_refusal,
+    unauthenticated,
+    unavailable,
+)
 from hardenkit.auth.apikeys import APIKeyGuard
 from hardenkit.auth.errors import KeysUnavailableError, RefusalReason, TokenRejectedError
 from hardenkit.auth.principal import Principal
@@ -47,8 +52,6 @@ from hardenkit.auth.tenants import TenantStatusCache
 from hardenkit.auth.verifier import JWTVerifier
 from hardenkit.context import principal_var
 from hardenkit.errors import send_refusal
-from hardenkit.logs.audit import AuditEventType, audit
-from hardenkit.telemetry import auth_failures, tenant_mismatches
 
 __all__ = ["AuthMiddleware", "AuthMode"]
 
@@ -232,17 +235,4 @@ class AuthMiddleware:
 
     def _record(self, refused: AuthRefusedError, path: str) -> None:
         """Count and audit one refusal, sent (enforced) or let through (report_only)."""
-        outcome = "denied" if self.mode == "enforced" else "report_only_allowed"
-        auth_failures.add(1, {"reason": refused.reason, "mode": self.mode})
-        if refused.event_type is AuditEventType.TENANT_MISMATCH:
-            tenant_mismatches.add(
-                1, {"source": refused.details["requested_from"], "mode": self.mode}
-            )
-        audit(
-            refused.event_type,
-            outcome,
-            reason=refused.reason,
-            actor=refused.subject,
-            tenant=refused.tenant,
-            details={"path": path, "status": refused.status, **refused.details},
-        )
+        record_refusal(refused, path, self.mode)

@@ -21,7 +21,7 @@ async def current_principal(request: Request) -> Principal:
     """
     principal = principal_of(request)
     if principal is None:
-        raise authentication_required()
+        raise authentication_required(request.url.path)
     return principal
 
 

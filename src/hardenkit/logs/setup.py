@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
 
 import structlog
@@ -38,12 +39,25 @@ from hardenkit.logs.stdlib import RedactedErrorReports
 if TYPE_CHECKING:
     from hardenkit.settings import HardenSettings
 
-__all__ = ["UVICORN_LOGGERS", "configure_logging"]
+__all__ = ["UVICORN_LOGGERS", "configure_logging", "read_settings_with"]
 
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 """Loggers uvicorn configures with handlers of its own; routed to the root instead."""
 
 _OWNED = "_hardenkit_handler"
+
+_settings_loader: list[Callable[[], HardenSettings]] = []
+"""How :func:`configure_logging` reads settings when given none (set by the settings)."""
+
+
+def read_settings_with(load: Callable[[], HardenSettings]) -> None:
+    """Set how :func:`configure_logging` called without settings reads them.
+
+    :mod:`hardenkit.settings` registers its ``load_settings`` when it is imported (as
+    ``import hardenkit`` does), so the settings, which compose the sections of features
+    that log, are never imported from here.
+    """
+    _settings_loader[:] = [load]
 
 
 def configure_logging(
@@ -61,9 +75,7 @@ def configure_logging(
         by :func:`sentry_before_send` and by filters built without one).
     """
     if settings is None:
-        from hardenkit.settings import load_settings  # noqa: PLC0415 - avoid an import cycle
-
-        settings = load_settings()
+        settings = _settings_loader[0]()
     redactor = Redactor.from_settings(settings)
     set_default_redactor(redactor)
     as_json = settings.log_format == "json" or (

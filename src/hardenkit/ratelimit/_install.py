@@ -44,7 +44,9 @@ class RateLimitPart:
 def build_rate_limits(settings: HardenSettings, shared: Shared) -> RateLimitPart:
     """Build the store once and the three layers that count on it."""
     store = _store(settings, shared)
-    webhook_paths = _guarded_webhook_paths(settings)
+    # The paths the webhook layer verifies; a path no signature check covers keeps the
+    # per-ip default.
+    webhook_paths = settings.verified_webhook_paths
     client_ip = ClientIpKey(settings.rate_limit_ipv6_prefix_length)
     down = settings.rate_limit_redis_down
     ip_rules = [
@@ -86,12 +88,6 @@ def _store(settings: HardenSettings, shared: Shared) -> RateLimitStore:
         fallback_share=settings.rate_limit_fallback_share,
         instances=shared.instances,
     )
-
-
-def _guarded_webhook_paths(settings: HardenSettings) -> list[str]:
-    # The paths WebhookMiddleware guards (install() adds it only with a secret): a path
-    # no signature check covers keeps the per-ip default.
-    return list(settings.webhook_paths) if settings.webhook_secret is not None else []
 
 
 def _layer(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from importlib.resources import files
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -19,7 +18,7 @@ from hardenkit.ratelimit.decision import (
 from hardenkit.ratelimit.gcra import decode_reply
 from hardenkit.ratelimit.memory import MemoryStore
 from hardenkit.ratelimit.rate import Rate
-from hardenkit.stores import RedisGuard, _is_redis_failure
+from hardenkit.stores import LuaScript, RedisGuard, _is_redis_failure, store_key
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -38,7 +37,7 @@ GCRA_SCRIPT: Final = files("hardenkit.ratelimit").joinpath("gcra.lua").read_text
 
 _logger = structlog.get_logger("hardenkit.ratelimit")
 
-_GCRA_SHA: Final = hashlib.sha1(GCRA_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+_GCRA: Final = LuaScript(GCRA_SCRIPT)
 
 
 class RedisStore:
@@ -90,12 +89,8 @@ class RedisStore:
         if fallback_share != "auto" and not 0 < fallback_share <= 1:
             raise ValueError("fallback_share must be 'auto' or a fraction in (0, 1]")
         self.client = client
-        self.guard = (
-            guard
-            if guard is not None
-            else RedisGuard.for_client(
-                "ratelimit", client, timeout=timeout, retry_interval=retry_interval
-            )
+        self.guard = RedisGuard.of_store(
+            "ratelimit", client, guard, timeout=timeout, retry_interval=retry_interval
         )
         self.fallback = fallback if fallback is not None else MemoryStore()
         self.fallback_share: FallbackShare = fallback_share
@@ -105,7 +100,7 @@ class RedisStore:
         self._in_flight: dict[str, int] = {}  # decisions per key waiting on Redis now
         self.prefix = prefix
         self._runner = ScriptRunner(
-            client, GCRA_SCRIPT, _GCRA_SHA, batch_timeout=self.guard.timeout
+            client, _GCRA.source, _GCRA.sha, batch_timeout=self.guard.timeout
         )
         # After an outage the guard charges what the fallback admitted, then reconnects
         # and reloads the script, in the background, before decisions go back to Redis.
@@ -156,7 +151,7 @@ class RedisStore:
 
     def redis_key(self, key: str) -> str:
         """Return the Redis key that holds ``key``'s state."""
-        return f"{self.prefix}{{{key}}}"
+        return store_key(self.prefix, key)
 
     async def decide(
         self, key: str, rate: Rate, cost: int, when_down: RedisDownBehaviour = "fallback"

@@ -4,15 +4,15 @@
   (:mod:`hardenkit.resilience.testing` turns them on and off).
 * ``registry``: where ``resilient(name)`` finds the breaker, bulkhead and budget of a
   name unless given another (:data:`~hardenkit.resilience.registry.default_registry`).
-* ``overrides``: the operator's ``HARDENKIT_RESILIENT_<NAME>_*`` values for a name.
+* ``overrides``: the operator's ``HARDENKIT_RESILIENT_<NAME>_*`` values. ``install()``
+  sets the ones its settings parsed; without it, the environment is parsed on first use
+  and kept, so ``resilient()`` never reads ``os.environ`` per call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from hardenkit._settings.resilience import resilient_overrides
+from hardenkit.resilience import _overrides
+from hardenkit.resilience._overrides import ResilientOverrides
 from hardenkit.resilience.registry import ResilienceRegistry, default_registry
 
 __all__ = ["CONFIG", "ResilienceConfig"]
@@ -21,17 +21,25 @@ __all__ = ["CONFIG", "ResilienceConfig"]
 class ResilienceConfig:
     """Every process-wide switch of ``resilient()``; there is one, :data:`CONFIG`."""
 
-    __slots__ = ("overrides", "registry", "testing", "waits")
+    __slots__ = ("_overrides", "registry", "testing", "waits")
 
-    def __init__(
-        self,
-        registry: ResilienceRegistry,
-        overrides: Callable[[str], dict[str, Any]],
-    ) -> None:
+    def __init__(self, registry: ResilienceRegistry) -> None:
         self.testing = False
         self.waits: list[float] | None = None
         self.registry = registry
-        self.overrides = overrides
+        self._overrides: ResilientOverrides | None = None
+
+    @property
+    def overrides(self) -> ResilientOverrides:
+        """The per-name overrides in force: the ones set, else the environment's, parsed once."""
+        if self._overrides is None:
+            self._overrides = _overrides.read_resilient_overrides()
+        return self._overrides
+
+    @overrides.setter
+    def overrides(self, overrides: ResilientOverrides | None) -> None:
+        # None forgets them: the next resilient() parses the environment again.
+        self._overrides = overrides
 
 
-CONFIG = ResilienceConfig(default_registry, resilient_overrides)
+CONFIG = ResilienceConfig(default_registry)

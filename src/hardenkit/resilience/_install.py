@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from hardenkit._parts import ReadinessCheck
 from hardenkit.health import CheckResult, HealthStatus
+from hardenkit.resilience._config import CONFIG
 from hardenkit.resilience.registry import ResilienceRegistry, default_registry
 from hardenkit.resilience.shared import RedisBreakerStore
 
@@ -43,9 +44,11 @@ def build_resilience(
     """List the breakers in ``/readyz`` (non-critical) and share them through Redis if set.
 
     An open breaker makes readiness ``degraded``, never ``unhealthy``: one provider's
-    outage must not take every instance out of rotation.
+    outage must not take every instance out of rotation. The ``HARDENKIT_RESILIENT_*``
+    overrides the settings parsed become the ones every ``resilient()`` uses.
     """
     registry = registry or default_registry
+    CONFIG.overrides = settings.resilient_overrides
 
     async def breakers() -> CheckResult:
         return breaker_readiness(registry)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hardenkit._settings.resilience import env_name_part
 from hardenkit.errors import ConfigurationError
+from hardenkit.resilience._overrides import env_name_part
 from hardenkit.resilience.breaker import CircuitBreaker
 from hardenkit.resilience.bulkhead import Bulkhead
 from hardenkit.resilience.registry import ResilienceRegistry

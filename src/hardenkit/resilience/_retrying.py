@@ -17,15 +17,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tenacity import DoSleep, RetryCallState, Retrying, stop_after_attempt
 
 from hardenkit.context import remaining_time
 from hardenkit.resilience._config import CONFIG
-from hardenkit.resilience.budget import RetryBudget
-from hardenkit.resilience.retry import Retry, retry_after_of
+from hardenkit.resilience._retry_after import retry_after_of
 from hardenkit.telemetry import retries
+
+if TYPE_CHECKING:
+    from hardenkit.resilience.budget import RetryBudget
+    from hardenkit.resilience.retry import Retry
 
 __all__ = ["Policy", "RetryRun"]
 

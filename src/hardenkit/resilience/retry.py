@@ -5,15 +5,12 @@ tenacity strategies as they are (``wait_exponential() + wait_random(0, 1)``,
 ``retry_if_exception_type(...)``, ``stop_after_delay(5)``), so nothing here invents a
 parallel vocabulary. hardenkit adds what tenacity leaves to the caller: ``Retry-After``,
 a cap on the total time, the retry budget and the request deadline (see
-:mod:`hardenkit.resilience.core`).
+:mod:`hardenkit.resilience._retrying`).
 """
 
 from __future__ import annotations
 
-import email.utils
-import math
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -23,6 +20,8 @@ from tenacity.retry import retry_base
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
+from hardenkit.resilience._policy import Resilient
+from hardenkit.resilience._retry_after import parse_retry_after, retry_after_of
 from hardenkit.resilience.errors import (
     BulkheadFullError,
     CircuitOpenError,
@@ -30,8 +29,6 @@ from hardenkit.resilience.errors import (
 )
 
 if TYPE_CHECKING:
-    from tenacity import Future
-
     from hardenkit.resilience.budget import RetryBudget
 
 __all__ = [
@@ -54,9 +51,6 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRAC
 """HTTP methods that may be repeated without a second effect (RFC 9110, section 9.2.2)."""
 
 _NEVER_RETRIED = (CircuitOpenError, BulkheadFullError, DeadlineExceededError)
-
-# A Retry-After beyond a day is a broken server, not a plan.
-_MAX_RETRY_AFTER_VALUE = 86_400.0
 
 
 def _status_of(value: Any) -> int | None:
@@ -91,54 +85,6 @@ def is_retryable_response(result: Any) -> bool:
     """Whether ``result`` is an HTTP response (``status_code``) with a retryable status."""
     status = _status_of(result)
     return status is not None and status in RETRYABLE_STATUSES
-
-
-def parse_retry_after(value: str | bytes, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delay-seconds or an HTTP date).
-
-    Returns ``None`` for anything else (a malformed header is ignored, never trusted).
-    A date in the past means 0.
-    """
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("ascii")
-        except UnicodeDecodeError:
-            return None
-    text = value.strip()
-    if not text:
-        return None
-    if text.isascii() and text.isdigit():
-        return min(float(text), _MAX_RETRY_AFTER_VALUE)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT; obsolete formats parse naive
-        return None
-    seconds = when.timestamp() - (time.time() if now is None else now)
-    return min(max(0.0, seconds), _MAX_RETRY_AFTER_VALUE)
-
-
-def retry_after_of(outcome: Future | None) -> float | None:
-    """The ``Retry-After`` carried by an attempt's result or exception, if any."""
-    if outcome is None:
-        return None
-    if outcome.failed:
-        error = outcome.exception()
-        seconds = getattr(error, "retry_after", None)
-        if isinstance(seconds, int | float) and not isinstance(seconds, bool):
-            return float(seconds) if math.isfinite(seconds) and seconds >= 0 else None
-        carrier = getattr(error, "response", None)
-    else:
-        carrier = outcome.result()
-    headers = getattr(carrier, "headers", None)
-    if headers is None:
-        return None
-    try:
-        value = headers.get("retry-after")
-    except (AttributeError, TypeError):
-        return None
-    return parse_retry_after(value) if isinstance(value, str | bytes) else None
 
 
 _DEFAULT_RETRY_ON = retry_if_exception(is_transient_error) | retry_if_result(is_retryable_response)
@@ -189,7 +135,5 @@ class Retry:
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorate ``fn`` with this policy alone (no breaker, no timeout)."""
-        from hardenkit.resilience.core import Resilient  # noqa: PLC0415 - cycle
-
         name = getattr(fn, "__qualname__", "retry")
         return Resilient(name, retry=self, breaker=None, timeout=None)(fn)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from hardenkit.resilience.errors import CircuitOpenError
 from hardenkit.resilience.events import BreakerState, StateChange, emit_state_change
-from hardenkit.stores import RedisGuard, store_key
+from hardenkit.stores import LuaScript, RedisGuard, store_key
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisBreakerStore"]
 
-_SCRIPT = resources.files("hardenkit.resilience").joinpath("_breaker.lua").read_text()
+_SCRIPT = LuaScript(resources.files("hardenkit.resilience").joinpath("_breaker.lua").read_text())
 
 
 def _text(value: Any) -> str:
@@ -67,7 +67,11 @@ class RedisBreakerStore:
         self.guard = RedisGuard.of_store("breakers", redis, guard)
         self.prefix = prefix
         self.ttl_ms = int(ttl * 1000)
-        self._script = redis.register_script(_SCRIPT)
+        # Loaded by the guard's probes: at startup (warm_up) and after an outage.
+        self.guard.add_probe(self._load_script)
+
+    async def _load_script(self) -> None:
+        await _SCRIPT.load(self.redis)
 
     def keys(self, name: str) -> list[str]:
         """The Redis keys holding the breaker called ``name``."""
@@ -108,9 +112,10 @@ class RedisBreakerStore:
         config = breaker.config
 
         async def via_redis() -> Sequence[Any] | None:
-            return await self._script(  # type: ignore[no-any-return]
-                keys=self.keys(breaker.name),
-                args=[
+            return await _SCRIPT.run(  # type: ignore[no-any-return]
+                self.redis,
+                self.keys(breaker.name),
+                [
                     op,
                     int(failed),
                     int(slow),

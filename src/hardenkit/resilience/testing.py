@@ -9,6 +9,10 @@ test can assert the waits that production would use and still run in microsecond
         with testing.waits_recorded() as waits:
             ...
         assert waits == [2.0]
+
+``resilient()`` parses the ``HARDENKIT_RESILIENT_*`` overrides once per process; a test
+that sets them calls :func:`reset_overrides` first, so the next ``resilient()`` reads
+them again.
 """
 
 from __future__ import annotations
@@ -20,7 +24,14 @@ from contextlib import contextmanager
 
 from hardenkit.resilience._config import CONFIG
 
-__all__ = ["is_testing", "set_testing", "sleep", "sleep_async", "waits_recorded"]
+__all__ = [
+    "is_testing",
+    "reset_overrides",
+    "set_testing",
+    "sleep",
+    "sleep_async",
+    "waits_recorded",
+]
 
 
 def set_testing(testing: bool) -> None:
@@ -31,6 +42,14 @@ def set_testing(testing: bool) -> None:
 def is_testing() -> bool:
     """Whether retry waits are currently skipped."""
     return CONFIG.testing
+
+
+def reset_overrides() -> None:
+    """Forget the ``HARDENKIT_RESILIENT_*`` overrides in force (parsed, or set by install).
+
+    The next ``resilient()`` parses the environment again.
+    """
+    CONFIG.overrides = None
 
 
 @contextmanager

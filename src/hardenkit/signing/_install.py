@@ -71,7 +71,8 @@ def build_signing(settings: HardenSettings, shared: Shared) -> SigningPart:
 
 
 def _webhook_layer(settings: HardenSettings, replay_store: ReplayStore) -> Middleware | None:
-    if not settings.webhook_paths or settings.webhook_secret is None:
+    paths = settings.verified_webhook_paths
+    if not paths or settings.webhook_secret is None:
         return None
     verifier = WebhookVerifier(
         settings.webhook_secret.get_secret_value(),
@@ -82,7 +83,7 @@ def _webhook_layer(settings: HardenSettings, replay_store: ReplayStore) -> Middl
     return Middleware(
         WebhookMiddleware,
         verifier=verifier,
-        paths=settings.webhook_paths,
+        paths=paths,
         replay_store=replay_store,
         on_duplicate=settings.webhook_on_duplicate,
         dedupe_ttl=settings.webhook_dedupe_ttl,

@@ -10,18 +10,15 @@ there is one. Neither the signature nor any secret is ever part of the event or 
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from hardenkit.errors import ErrorCode, HardenError
 from hardenkit.logs.audit import AuditEventType, audit
 from hardenkit.telemetry import signature_failures
 
-__all__ = ["SignatureError", "SignatureKind", "refuse", "safe_key_id"]
+__all__ = ["SignatureError", "SignatureKind", "refuse"]
 
 SignatureKind = Literal["webhook", "message"]
-
-_SAFE_KEY_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 class SignatureError(HardenError):
@@ -63,13 +60,6 @@ class SignatureError(HardenError):
             details={"kind": self.kind, "key_id": self.key_id},
         )
         signature_failures.add(1, {"kind": self.kind, "reason": self.reason})
-
-
-def safe_key_id(value: object) -> str | None:
-    """Return ``value`` when it is a well-formed key id, else ``None`` (safe to log)."""
-    if isinstance(value, str) and _SAFE_KEY_ID.fullmatch(value):
-        return value
-    return None
 
 
 def refuse(

@@ -16,7 +16,7 @@ from hardenkit._published import (
 )
 from hardenkit._secrets import secret_weakness
 from hardenkit._section import CommaList, MultiLine, Section, SettingProblem
-from hardenkit.signing._refusal import safe_key_id
+from hardenkit.signing._key_id import safe_key_id
 from hardenkit.signing._secret import webhook_key, webhook_keys
 from hardenkit.signing.keys import load_private_key, load_public_key, public_key_text
 
@@ -169,6 +169,15 @@ class SigningSettings(Section):
         if value is not None and safe_key_id(value) is None:
             raise ValueError("must be 1-128 characters of A-Z a-z 0-9 . _ : -")
         return value
+
+    @property
+    def verified_webhook_paths(self) -> list[str]:
+        """The paths the webhook layer verifies: ``webhook_paths``, once a secret is set.
+
+        ``install()`` adds the layer only then; the rate limits give these paths their
+        webhook budget instead of the per-ip one.
+        """
+        return list(self.webhook_paths) if self.webhook_secret is not None else []
 
     def collect_problems(self) -> list[SettingProblem]:
         """Report signing rule violations."""

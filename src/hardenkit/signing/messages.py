@@ -31,7 +31,8 @@ from starlette.requests import Request
 
 from hardenkit.errors import ErrorCode
 from hardenkit.signing._body import read_request_body
-from hardenkit.signing._refusal import SignatureError, refuse, safe_key_id
+from hardenkit.signing._key_id import safe_key_id
+from hardenkit.signing._refusal import SignatureError, refuse
 from hardenkit.signing.keys import load_private_key, load_public_key
 from hardenkit.signing.replay import ReplayStore
 

@@ -27,7 +27,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
 from hardenkit._ttlmap import TTLMap
-from hardenkit.errors import ErrorCode, HardenError, retry_after_seconds
+from hardenkit.errors import ErrorCode, HardenError, Refusal, retry_after_seconds
 from hardenkit.health import CheckResult, HealthStatus
 from hardenkit.stores import RedisGuard, nothing
 
@@ -64,13 +64,19 @@ class ReplayStoreUnavailableError(HardenError):
     """
 
     def __init__(self, retry_after: float) -> None:
-        self.retry_after_seconds = retry_after_seconds(retry_after)
-        super().__init__(
+        refusal = Refusal.retry_later(
+            503,
             ErrorCode.SERVICE_UNAVAILABLE,
-            status=503,
-            detail="Replay protection is unavailable; retry later.",
-            headers={"Retry-After": str(self.retry_after_seconds)},
+            "Replay protection is unavailable; retry later.",
+            wait=retry_after,
         )
+        super().__init__(
+            refusal.code,
+            status=refusal.status,
+            detail=refusal.detail,
+            headers=dict(refusal.headers),
+        )
+        self.retry_after_seconds = retry_after_seconds(retry_after)
 
 
 class ReplayStore:

@@ -1,11 +1,11 @@
-"""The outbound resilience section: circuit breakers, retry, timeouts, deadlines.
+"""The operator's per-name overrides of ``resilient(name)``: ``HARDENKIT_RESILIENT_<NAME>_<KEY>``.
 
-Besides the fields below, ``HARDENKIT_RESILIENT_<NAME>_<KEY>`` overrides the policy that
-``resilient("<name>")`` builds, per dependency name, so an operator can tune one provider
-without a release (``HARDENKIT_RESILIENT_OPENAI_TIMEOUT=20``). ``<NAME>`` is the name
-upper-cased with every character other than a letter or digit turned into ``_``
-(``payments-api`` → ``PAYMENTS_API``). A variable that does not parse refuses startup in
-every environment, naming the variable and never echoing its value.
+``<NAME>`` is the name upper-cased with every character other than a letter or digit
+turned into ``_`` (``payments-api`` → ``PAYMENTS_API``). The environment is parsed once
+per process: :func:`hardenkit.install` hands the settings' parse to the resilience
+config, and ``resilient()`` used without it parses the environment on first use (see
+:mod:`hardenkit.resilience._config`). A variable that does not parse is a problem naming
+the variable, never echoing its value.
 """
 
 from __future__ import annotations
@@ -14,20 +14,18 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field
-
-from hardenkit._section import Section, SettingProblem
+from hardenkit._section import SettingProblem
 from hardenkit.errors import ConfigurationError
 
 __all__ = [
     "OVERRIDE_KEYS",
     "RESILIENT_PREFIX",
-    "ResilienceSettings",
+    "ResilientOverrides",
     "env_name_part",
     "read_resilient_overrides",
-    "resilient_overrides",
 ]
 
 RESILIENT_PREFIX = "HARDENKIT_RESILIENT_"
@@ -100,14 +98,30 @@ def env_name_part(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
 
-def read_resilient_overrides(
-    environ: Mapping[str, str] | None = None,
-) -> tuple[dict[str, dict[str, Any]], list[SettingProblem]]:
-    """Parse every ``HARDENKIT_RESILIENT_*`` variable.
+@dataclass(frozen=True, slots=True)
+class ResilientOverrides:
+    """Every ``HARDENKIT_RESILIENT_*`` variable, parsed: values by ``<NAME>``, and problems."""
 
-    Returns:
-        The overrides by ``<NAME>`` part, and a problem for each variable that does not
-        parse (never including its value).
+    by_name: Mapping[str, Mapping[str, Any]]
+    problems: tuple[SettingProblem, ...] = ()
+
+    def of(self, name: str) -> dict[str, Any]:
+        """The overrides for ``resilient(name)``; raise if any of its variables is invalid.
+
+        Raises:
+            ConfigurationError: Names each invalid variable of this name.
+        """
+        part = env_name_part(name)
+        own = [p for p in self.problems if p.setting.startswith(f"{RESILIENT_PREFIX}{part}_")]
+        if own:
+            raise ConfigurationError("; ".join(str(problem) for problem in own))
+        return dict(self.by_name.get(part, {}))
+
+
+def read_resilient_overrides(environ: Mapping[str, str] | None = None) -> ResilientOverrides:
+    """Parse every ``HARDENKIT_RESILIENT_*`` variable of ``environ`` (``os.environ``).
+
+    Each variable that does not parse becomes a problem (never including its value).
     """
     environ = os.environ if environ is None else environ
     overrides: dict[str, dict[str, Any]] = {}
@@ -139,55 +153,4 @@ def read_resilient_overrides(
             )
             continue
         overrides.setdefault(name, {})[argument] = parsed
-    return overrides, problems
-
-
-def resilient_overrides(name: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The overrides for ``resilient(name)``; raise if any of its variables is invalid.
-
-    Raises:
-        ConfigurationError: Names each invalid variable of this name.
-    """
-    part = env_name_part(name)
-    overrides, problems = read_resilient_overrides(environ)
-    own = [p for p in problems if p.setting.startswith(f"{RESILIENT_PREFIX}{part}_")]
-    if own:
-        raise ConfigurationError("; ".join(str(problem) for problem in own))
-    return overrides.get(part, {})
-
-
-class ResilienceSettings(Section):
-    """Defaults for outbound calls; per-name overrides use ``HARDENKIT_RESILIENT_<NAME>_*``."""
-
-    outbound_shared_breakers: bool = Field(
-        default=False,
-        description=(
-            "Share circuit breaker state across processes through Redis "
-            "(two round trips per async call; needs `HARDENKIT_REDIS_URL`)."
-        ),
-    )
-    outbound_breaker_key_prefix: str = Field(
-        default="hardenkit:breaker:",
-        min_length=1,
-        description="Prefix of the Redis keys holding shared breaker state.",
-    )
-
-    @classmethod
-    def dynamic_env_prefixes(cls) -> tuple[str, ...]:
-        """Per-name overrides of ``resilient(name)`` policies."""
-        return (RESILIENT_PREFIX, *super().dynamic_env_prefixes())
-
-    def collect_problems(self) -> list[SettingProblem]:
-        """Report invalid per-name overrides (in every environment)."""
-        problems = super().collect_problems()
-        problems.extend(read_resilient_overrides()[1])
-        if self.outbound_shared_breakers and getattr(self, "redis_url", None) is None:
-            problems.append(
-                SettingProblem(
-                    "HARDENKIT_OUTBOUND_SHARED_BREAKERS",
-                    "breakers can only be shared through Redis; set HARDENKIT_REDIS_URL",
-                    severity="warning",
-                    production_only=False,
-                )
-            )
-        return problems
+    return ResilientOverrides(overrides, tuple(problems))
