@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 from hardenkit.ratelimit.decision import RateLimitDecision
 from hardenkit.ratelimit.gcra import decode_reply
 from hardenkit.ratelimit.rate import Rate
+from hardenkit.stores import store_key
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -279,7 +280,7 @@ async def _charge(
     for group in _by_slot(client, key_prefix, charges):
         for start in range(0, len(group), _CHARGE_BATCH):
             batch = group[start : start + _CHARGE_BATCH]
-            keys = [key_prefix + "{" + key + "}" for key, _, _ in batch]
+            keys = [store_key(key_prefix, key) for key, _, _ in batch]
             arguments = [value for _, floor, increment in batch for value in (floor, increment)]
             reply: Any = await client.eval(CHARGE_SCRIPT, len(keys), *keys, *arguments)
             aheads.update(
@@ -298,7 +299,7 @@ def _by_slot(client: object, key_prefix: str, charges: list[Charge]) -> list[lis
         return [charges] if charges else []
     groups: dict[int, list[Charge]] = {}
     for charge in charges:
-        groups.setdefault(keyslot(key_prefix + "{" + charge[0] + "}"), []).append(charge)
+        groups.setdefault(keyslot(store_key(key_prefix, charge[0])), []).append(charge)
     return list(groups.values())
 
 

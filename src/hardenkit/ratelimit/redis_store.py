@@ -157,7 +157,7 @@ class RedisStore:
         self, key: str, rate: Rate, cost: int, when_down: RedisDownBehaviour = "fallback"
     ) -> RateLimitDecision:
         """Take ``cost`` units of ``rate`` for ``key``; answer by ``when_down`` if Redis is not."""
-        redis_key = self.prefix + "{" + key + "}"
+        redis_key = store_key(self.prefix, key)
         args = _script_args(rate, cost)
         given_up: Pending | None = None
 
