@@ -168,3 +168,14 @@ async def test_two_closed_instances_through_a_pause_process_every_delivery_exact
     assert not pending
     processed = [webhook_id for webhook_id, _ in handler.processed]
     assert sorted(processed) == sorted(ids)  # each once: none twice, none lost
+
+
+async def test_a_claim_refused_as_in_progress_does_not_take_over_the_holders_release(
+    server_client: tuple[RedisServer, Redis],
+) -> None:
+    _, admin = server_client
+    store, other = closed_store(admin), closed_store(admin)
+    assert await store.claim("webhook:h", processing_ttl=60) is ClaimOutcome.NEW
+    assert await store.claim("webhook:h", processing_ttl=60) is ClaimOutcome.IN_PROGRESS
+    await store.release("webhook:h")  # the first claim's holder fails: its claim goes
+    assert await other.claim("webhook:h", processing_ttl=60) is ClaimOutcome.NEW

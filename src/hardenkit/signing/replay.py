@@ -238,13 +238,22 @@ class ReplayStore:
         token = uuid.uuid4().hex
         sent = False
 
-        async def in_memory() -> ClaimOutcome:
-            if sent and self.when_down == "closed":
-                # The claim may still land after this caller is answered 503: withdraw it.
-                self._held.pop(name)
+        def withdraw_if_sent() -> None:
+            # A claim sent but not answered may still land in Redis; this caller does not
+            # hold it (503, or memory said otherwise): withdraw it.
+            if sent:
                 self._owe(name, _Owed(done=False, token=token, ttl=processing_ttl))
-            self._refuse_if_closed()
-            return _outcome(self._memory.add(name, _PROCESSING, processing_ttl))
+
+        async def in_memory() -> ClaimOutcome:
+            try:
+                self._refuse_if_closed()
+            except ReplayStoreUnavailableError:
+                withdraw_if_sent()
+                raise
+            outcome = _outcome(self._memory.add(name, _PROCESSING, processing_ttl))
+            if outcome is not ClaimOutcome.NEW:
+                withdraw_if_sent()
+            return outcome
 
         if redis is None or self.guard is None:
             return await in_memory()
@@ -261,8 +270,10 @@ class ReplayStore:
                 self._memory.put(name, _DONE, processing_ttl)
             return _outcome(state)
 
-        self._held.put(name, (token, processing_ttl), processing_ttl)
-        return await self.guard.call(in_redis, in_memory)
+        outcome = await self.guard.call(in_redis, in_memory)
+        if outcome is ClaimOutcome.NEW:  # only a claim taken is this process's to settle
+            self._held.put(name, (token, processing_ttl), processing_ttl)
+        return outcome
 
     async def complete(self, key: str, ttl: float) -> None:
         """Mark ``key`` processed; a delivery with the same key within ``ttl`` is a duplicate.
