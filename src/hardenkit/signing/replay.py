@@ -1,4 +1,4 @@
-"""Remembering message and event ids: Redis ``SET NX`` with a TTL, memory when Redis is down.
+"""Remembering message and event ids in Redis (first writer wins, with a TTL); memory when down.
 
 :class:`ReplayStore` answers two questions. ``remember(key, ttl)``: is this the first time
 this nonce is seen? (signed messages: a second sighting is a replay). ``claim(key, ...)``:
@@ -7,7 +7,8 @@ duplicate; one still being processed elsewhere is in progress). A claim is settl
 ``complete`` (processed: remember it for ``ttl``) or ``release`` (failed: forget it, so
 the sender's retry is processed).
 
-Every operation is one command on one key, so the store works unchanged on Redis Cluster.
+Every operation is one command or one script on one key, so the store works unchanged on
+Redis Cluster.
 Redis is reached through a :class:`~hardenkit.stores.RedisGuard` (the same rules as every
 Redis-backed store: slow is not down). While Redis is unavailable, ``when_down`` decides:
 
@@ -30,8 +31,8 @@ late command itself cannot, so a retry is not held off for ``processing_ttl``.
 
 What that does not cover, said precisely: a process that dies between its handler's
 answer and the mark reaching Redis takes the owed mark with it, and a claim in Redis
-lapses after ``processing_ttl`` (so must Redis be back, with its data, before that for
-the id to stay refused everywhere). A redelivery after that is processed again.
+lapses after ``processing_ttl``: Redis must be back, with its data, before then for the
+id to stay refused everywhere. A redelivery after either is processed again.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ class ReplayStoreUnavailableError(HardenError):
 
 
 class ReplayStore:
-    """Ids remembered in Redis (``SET NX`` + TTL), with a bounded in-memory fallback.
+    """Ids remembered in Redis (first writer wins, with a TTL), with a bounded memory fallback.
 
     Args:
         redis: An asyncio Redis or RedisCluster client; ``None`` keeps ids in memory only
