@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from redis.asyncio import Redis
@@ -17,6 +17,7 @@ from hardenkit.cli import main
 from hardenkit.instances import InstanceRegistry, count_live_instances, instances_key
 from hardenkit.stores import RedisGuard
 from tests.signing.test_middleware import SECRET
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -98,6 +99,7 @@ def test_doctor_and_readiness_report_the_same_live_instances(
             time.sleep(0.2)  # until the first instance's next heartbeat saw the second
             ready = client.get("/readyz").json()["checks"]["redis"]
         assert ready["instances"] == 2
+        assert ready["instances_for_fallback_share"] == 2
         instances = doctor_findings(capsys)["instances"]
     assert instances["status"] == "pass"
     assert instances["detail"].startswith("2 live instances share this Redis")
@@ -156,3 +158,53 @@ def test_doctor_recommends_closed_replay_when_the_live_instances_are_unknown(
     advice = findings["HARDENKIT_REPLAY_REDIS_DOWN"]
     assert advice["status"] == "warn"
     assert advice["detail"].endswith("(live instances unknown: assuming more than one)")
+
+
+async def test_the_share_count_survives_a_redis_restarted_empty_until_the_window_passes(
+    redis_server_factory: Callable[[], RedisServer],
+) -> None:
+    server = redis_server_factory()
+    client = Redis.from_url(server.url)
+    now = [0.0]
+    registries = [
+        InstanceRegistry(
+            client,
+            RedisGuard(f"i{index}", timeout=1.0, retry_interval=0.05),
+            key="t:instances",
+            ttl=5.0,
+            clock=lambda: now[0],
+        )
+        for index in range(4)
+    ]
+    first = registries[0]
+    try:
+        for registry in registries:
+            await registry.beat()
+        assert await first.beat() == 4
+        server.stop()  # restarted empty: the heartbeats are gone
+        server.start()
+        deadline = time.monotonic() + READY_WITHIN_SECONDS
+        while first.measured_instances != 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.06)  # past retry_interval: the next beat is the probe
+            await first.beat()
+        assert first.measured_instances == 1  # what Redis says now...
+        assert first.live_instances == 4  # ...is not what the shares divide by
+        server.kill()  # the next outage, seconds later: the share is still a quarter
+        assert await first.beat() == 4
+        assert first.guard.using_fallback
+        now[0] += 60.0  # an outage ages nothing
+        assert first.live_instances == 4
+        server.start()
+        deadline = time.monotonic() + READY_WITHIN_SECONDS
+        while first.guard.using_fallback and time.monotonic() < deadline:
+            await asyncio.sleep(0.06)
+            await first.beat()
+        assert (first.measured_instances, first.live_instances) == (1, 4)
+        now[0] += first.window - 0.1
+        assert await first.beat() == 4  # still within 3 × ttl of the last answer of 4
+        now[0] += 0.2
+        assert await first.beat() == 1  # one instance for longer than the window: believed
+        await registries[1].beat()
+        assert await first.beat() == 2  # a higher count counts at once
+    finally:
+        await client.aclose()

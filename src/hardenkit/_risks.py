@@ -92,6 +92,12 @@ RISKS: Final[dict[str, Risk]] = {
             "`open`: a Redis outage switches every limit off",
         ),
         Risk(
+            "redis-tls-unverified",
+            "HARDENKIT_REDIS_URL",
+            "`rediss://` with `ssl_cert_reqs=none` (or `optional`) or "
+            "`ssl_check_hostname=false` in the URL: anyone on the path can pose as Redis",
+        ),
+        Risk(
             "cors-http-credentials",
             "HARDENKIT_CORS_ORIGINS",
             "an `http://` origin while HARDENKIT_CORS_ALLOW_CREDENTIALS=true: anyone on the "

@@ -22,12 +22,13 @@ import contextlib
 import importlib
 import json
 import os
+import ssl
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 import structlog.testing
@@ -46,6 +47,10 @@ from hardenkit.settings import (
     name_problems,
 )
 from hardenkit.stores import create_redis
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
 
 __all__ = ["Finding", "check_headers", "doctor", "main"]
 
@@ -207,6 +212,14 @@ async def _redis_findings(settings: HardenSettings) -> tuple[list[Finding], int 
         status: Status = "warn" if settings.is_production else "pass"
         return [Finding("redis", status, "HARDENKIT_REDIS_URL unset: in-memory stores only")], None
     shown = _safe_url(settings.redis_url.get_secret_value())
+    unusable = [
+        problem.setting
+        for problem in settings.problems()
+        if problem.setting.startswith("HARDENKIT_REDIS_") and not problem.production_only
+    ]
+    if unusable:  # reported with the settings; connecting would only fail less clearly
+        not_checked = f"{shown} not checked: fix {', '.join(sorted(set(unusable)))} first"
+        return [Finding("redis", "fail", not_checked), _instances_unknown("Redis unchecked")], None
     # The doctor is patient where a request is not: one second per call.
     client = create_redis(settings.model_copy(update={"redis_socket_timeout": 1.0}))
     assert client is not None  # noqa: S101 - redis_url is set
@@ -218,9 +231,10 @@ async def _redis_findings(settings: HardenSettings) -> tuple[list[Finding], int 
             await asyncio.wait_for(client.ping(), timeout=1.0)
             latencies.append((time.perf_counter() - started) * 1000)
         live = await asyncio.wait_for(count_live_instances(client, key), timeout=1.0)
+        persistence = await _persistence_finding(settings, client)
     except Exception as exc:  # noqa: BLE001 - every failure is a finding, not a crash
         if len(latencies) < 5:
-            failed = Finding("redis", "fail", f"{shown} did not answer PING ({type(exc).__name__})")
+            failed = Finding("redis", "fail", f"{shown} did not answer PING ({_why(exc)})")
             return [failed, _instances_unknown("Redis did not answer")], None
         return [
             _latency_finding(settings, shown, latencies),
@@ -234,7 +248,65 @@ async def _redis_findings(settings: HardenSettings) -> tuple[list[Finding], int 
         f"{live} live instance{'s' * (live != 1)} share{'s' * (live == 1)} this Redis "
         f"(heartbeats in {key}, the count readiness reports)",
     )
-    return [_latency_finding(settings, shown, latencies), counted], live
+    findings = [_latency_finding(settings, shown, latencies), counted]
+    return findings + ([persistence] if persistence is not None else []), live
+
+
+def _why(error: BaseException) -> str:
+    """The class of a connection failure, and the likely cause when it is a certificate."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError) or (
+            "CERTIFICATE_VERIFY_FAILED" in str(seen)
+        ):
+            return (
+                f"{type(error).__name__}: certificate verification failed; set "
+                "HARDENKIT_REDIS_TLS_CA_FILE to the CA that signed Redis's certificate"
+            )
+        seen = seen.__cause__ or seen.__context__
+    return type(error).__name__
+
+
+async def _persistence_finding(
+    settings: HardenSettings, client: Redis | RedisCluster
+) -> Finding | None:
+    """With replay ``closed``: whether Redis keeps processed ids across a restart."""
+    if settings.replay_redis_down != "closed":
+        return None
+    check = "redis_persistence"
+    try:
+        appendonly = await asyncio.wait_for(client.config_get("appendonly"), timeout=1.0)
+        save = await asyncio.wait_for(client.config_get("save"), timeout=1.0)
+    except Exception as exc:  # noqa: BLE001 - managed Redis often refuses CONFIG
+        return Finding(
+            check,
+            "warn",
+            f"unknown: Redis refused CONFIG GET ({type(exc).__name__}); replay `closed` "
+            "needs persistence (AOF or RDB) to remember processed ids across a Redis "
+            "restart: check your provider's setting",
+        )
+    aof = str(_config_value(appendonly, "appendonly")).lower() == "yes"
+    rdb = bool(str(_config_value(save, "save")).strip())
+    if aof or rdb:
+        kind = "AOF" if aof else "RDB snapshots (writes since the last one are lost)"
+        return Finding(check, "pass", f"Redis persists with {kind}: processed ids survive")
+    return Finding(
+        check,
+        "warn",
+        "Redis has no persistence (appendonly no, save ''): with replay `closed`, a Redis "
+        "restart forgets every processed id and redeliveries are processed again; enable "
+        "AOF (appendonly yes)",
+    )
+
+
+def _config_value(answer: object, name: str) -> object:
+    """One value of a ``CONFIG GET`` answer (Cluster: the first node's)."""
+    if isinstance(answer, dict):
+        if name in answer or name.encode() in answer:
+            return answer.get(name, answer.get(name.encode(), ""))
+        first = next(iter(answer.values()), "")
+        return _config_value(first, name) if isinstance(first, dict) else first
+    return ""
 
 
 def _latency_finding(settings: HardenSettings, shown: str, latencies: list[float]) -> Finding:

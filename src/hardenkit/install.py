@@ -252,7 +252,11 @@ def _redis_check(guard: RedisGuard, instances: InstanceRegistry) -> HealthCheck:
 
     async def check() -> CheckResult:
         result = await guard.health_check()
-        return CheckResult(result.status, {**result.detail, "instances": instances.live_instances})
+        counts = {
+            "instances": instances.measured_instances,
+            "instances_for_fallback_share": instances.live_instances,
+        }
+        return CheckResult(result.status, {**result.detail, **counts})
 
     return check
 

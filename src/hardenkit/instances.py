@@ -6,16 +6,26 @@ Redis server's milliseconds) every ``ttl / 3`` seconds, and reads back how many 
 are still live. The key itself expires ``ttl`` after the last heartbeat, so nothing is
 left behind. One key, one script: it works unchanged on Redis Cluster.
 
-While Redis is unavailable the last count seen stays in force: the rate-limit fallback
-admits ``ceil(limit / live_instances)`` per instance (docs/ratelimit.md), and readiness
-and ``hardenkit doctor`` say how many instances share the stores.
+The count the rate-limit fallback divides by (``live_instances``: each instance admits
+``ceil(limit / live_instances)`` while Redis is unavailable, docs/ratelimit.md) never
+drops below the highest count measured within the last ``3 × ttl`` seconds. A count can
+read low for reasons that are not fewer instances: after Redis restarts empty, the first
+heartbeats find a set holding only those that beat since, and a count taken then and
+kept through the next outage would multiply the limit. Only a low count that lasts
+longer than every live instance needs to beat again (``ttl``) is believed. While Redis
+is unavailable nothing decays: the counts of the last answers stay in force, and their
+window starts again at the first answer after the outage. Readiness
+and ``hardenkit doctor`` show the count measured (``measured_instances``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 import structlog
@@ -75,6 +85,7 @@ class InstanceRegistry:
             call like any other (when Redis is unavailable the last count stays).
         key: The sorted set holding the heartbeats.
         ttl: Seconds a heartbeat keeps an instance counted; one is sent every ``ttl / 3``.
+        clock: Monotonic clock of the ``3 × ttl`` window, replaceable in tests.
     """
 
     def __init__(
@@ -84,6 +95,7 @@ class InstanceRegistry:
         *,
         key: str = "hardenkit:instances",
         ttl: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if ttl <= 0:
             raise ValueError("ttl must be positive")
@@ -92,24 +104,46 @@ class InstanceRegistry:
         self.key = key
         self.ttl = ttl
         self.instance_id = uuid.uuid4().hex
-        self.live_instances = 1
+        self.measured_instances = 1
         """Live instances (this one included) at the last heartbeat Redis answered."""
+        self.live_instances = 1
+        """The count the fallback's shares divide by: the highest measured in the window."""
+        self.window = 3 * ttl
+        """Seconds a measured count stays in force after a lower one is measured."""
+        self._clock = clock
+        self._measured: deque[tuple[float, int]] = deque()
+        self._unanswered = False
         self._task: asyncio.Task[None] | None = None
 
     async def beat(self) -> int:
-        """Send one heartbeat; return the live instances (the last count if Redis is away)."""
+        """Send one heartbeat; return :attr:`live_instances`, the count shares divide by."""
 
-        async def in_redis() -> int:
+        async def in_redis() -> None:
             count = await self.redis.eval(
                 _HEARTBEAT, 1, self.key, self.instance_id, int(self.ttl * 1000)
             )
-            return max(1, int(count))
+            self._record(max(1, int(count)))
 
-        async def last_seen() -> int:
-            return self.live_instances
+        async def unanswered() -> None:
+            self._unanswered = True
 
-        self.live_instances = await self.guard.call(in_redis, last_seen)
+        await self.guard.call(in_redis, unanswered)
         return self.live_instances
+
+    def _record(self, count: int) -> None:
+        """Keep the counts measured in the window; only an answer from Redis ages them."""
+        now = self._clock()
+        measured = self._measured
+        if self._unanswered:  # the counts held through the outage: their window starts now
+            self._unanswered = False
+            measured = self._measured = deque((now, count) for _, count in measured)
+        while measured and measured[0][0] < now - self.window:
+            measured.popleft()
+        while measured and measured[-1][1] <= count:
+            measured.pop()  # a count at most this one's ends its say earlier than this one
+        measured.append((now, count))
+        self.measured_instances = count
+        self.live_instances = measured[0][1]
 
     def start(self) -> None:
         """Beat every ``ttl / 3`` seconds in a background task, until :meth:`aclose`."""

@@ -170,6 +170,7 @@ async def test_redis_outage_under_load_keeps_serving_and_enforcing_limits(
         "backend": "memory",
         "store": "redis",
         "instances": 1,
+        "instances_for_fallback_share": 1,
     }
     assert still_degraded["status"] == "degraded"
     assert statuses(during) == {429: HAMMER}  # exhausted before the outage: still

@@ -5,10 +5,12 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 
 from hardenkit._forwarding import ForwardedHeader
+from hardenkit._risks import risk_problem
 from hardenkit._section import CommaList, Section, SettingProblem
 
 Environment = Literal["development", "test", "staging", "production"]
@@ -244,6 +246,7 @@ class CoreSettings(Section):
         url = self.redis_url.get_secret_value() if self.redis_url is not None else ""
         # Behind Sentinel too: the scheme says whether the master is reached over TLS, and
         # TLS files on a plain connection fail every call instead of encrypting it.
+        problems += _unverified_tls_problems(url)
         if tls_files and not url.startswith("rediss://"):
             problems.append(
                 SettingProblem(
@@ -254,3 +257,38 @@ class CoreSettings(Section):
                 )
             )
         return problems
+
+
+# redis-py's own spelling of "false" in a URL (redis.connection.FALSE_STRINGS).
+_FALSE = frozenset({"0", "F", "FALSE", "N", "NO"})
+
+
+def _unverified_tls_problems(url: str) -> list[SettingProblem]:
+    """``ssl_cert_reqs=none`` or ``ssl_check_hostname=false`` in the URL: TLS unverified.
+
+    redis-py reads these from the URL's query and turns the certificate check off without
+    a word; the message names the options, never the URL (it may hold a password).
+    """
+    if not url.startswith("rediss://"):
+        return []
+    query = parse_qs(urlsplit(url).query)
+    weakened = [
+        f"ssl_cert_reqs={value}"
+        for value in query.get("ssl_cert_reqs", [])
+        if value.lower() in {"none", "optional"}
+    ] + [
+        f"ssl_check_hostname={value}"
+        for value in query.get("ssl_check_hostname", [])
+        if value.upper() in _FALSE
+    ]
+    if not weakened:
+        return []
+    return [
+        risk_problem(
+            "redis-tls-unverified",
+            f"{', '.join(weakened)} turns off the check of Redis's certificate: anyone on "
+            "the network path can pose as Redis and read or change every limit and id",
+            "remove it and set HARDENKIT_REDIS_TLS_CA_FILE to the CA that signed Redis's "
+            "certificate",
+        )
+    ]

@@ -80,6 +80,11 @@ class RateLimitSettings(Section):
         Rate.parse(value)  # a ValueError names the expected form; pydantic names the setting
         return value
 
+    @field_validator("rate_limit_fallback_share", mode="before")
+    @classmethod
+    def _auto_in_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("rate_limit_fallback_share")
     @classmethod
     def _share(cls, value: str | float) -> str | float:

@@ -1,4 +1,4 @@
-"""Remembering message and event ids: Redis ``SET NX`` with a TTL, memory when Redis is down.
+"""Remembering message and event ids in Redis (first writer wins, with a TTL); memory when down.
 
 :class:`ReplayStore` answers two questions. ``remember(key, ttl)``: is this the first time
 this nonce is seen? (signed messages: a second sighting is a replay). ``claim(key, ...)``:
@@ -7,7 +7,8 @@ duplicate; one still being processed elsewhere is in progress). A claim is settl
 ``complete`` (processed: remember it for ``ttl``) or ``release`` (failed: forget it, so
 the sender's retry is processed).
 
-Every operation is one command on one key, so the store works unchanged on Redis Cluster.
+Every operation is one command or one script on one key, so the store works unchanged on
+Redis Cluster.
 Redis is reached through a :class:`~hardenkit.stores.RedisGuard` (the same rules as every
 Redis-backed store: slow is not down). While Redis is unavailable, ``when_down`` decides:
 
@@ -17,19 +18,39 @@ Redis-backed store: slow is not down). While Redis is unavailable, ``when_down``
   mirrored into memory, so the fallback starts with what this process saw.
 * ``closed``: nothing is claimed or remembered; :class:`ReplayStoreUnavailableError` (503 with
   ``Retry-After``) asks the sender to retry, so no delivery is ever processed twice.
+
+A write Redis did not answer is owed, not dropped. Each claim carries a token of its own
+(``p:<token>``), so only its holder settles it. A processed mark that timed out (Redis
+paused, a blip) is kept in memory, where it makes this process answer ``duplicate``
+for the id, and written again in the background until Redis takes it or its ``ttl``
+ends; meanwhile the claim in Redis still says *processing*, so other instances answer
+"in progress" (409). A claim whose command timed out may still land in Redis after its
+caller was answered 503, and a release may be lost the same way: both are withdrawn in
+the background by a tombstone (``x:<token>``) that any new claim may replace but that the
+late command itself cannot, so a retry is not held off for ``processing_ttl``.
+
+What that does not cover, said precisely: a process that dies between its handler's
+answer and the mark reaching Redis takes the owed mark with it, and a claim in Redis
+lapses after ``processing_ttl``: Redis must be back, with its data, before then for the
+id to stay refused everywhere. A redelivery after either is processed again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
+
+import structlog
 
 from hardenkit._ttlmap import TTLMap
 from hardenkit.errors import ErrorCode, HardenError, Refusal, retry_after_seconds
 from hardenkit.health import CheckResult, HealthStatus
-from hardenkit.stores import RedisGuard, nothing
+from hardenkit.stores import RedisGuard
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -44,6 +65,39 @@ _SEEN = "1"
 _PROCESSING = "p"
 _DONE = "d"
 DEFAULT_MAX_MEMORY_ENTRIES = 100_000
+_OWED_RETRY_SECONDS = 0.25
+"""How often owed writes are tried again (each goes through the guard: while it is on the
+fallback, a try costs nothing and sends nothing)."""
+
+_logger = structlog.get_logger("hardenkit.signing")
+
+# A claim is taken when the id is unknown or withdrawn by another claim's holder; a
+# withdrawn claim's own late command (ARGV[1] is its token) does not land.
+_CLAIM: Final = """
+local state = redis.call('GET', KEYS[1])
+if not state or (string.sub(state, 1, 2) == 'x:' and state ~= 'x:' .. ARGV[1]) then
+  redis.call('SET', KEYS[1], 'p:' .. ARGV[1], 'PX', ARGV[2])
+  return false
+end
+return state
+"""
+# Withdraw this holder's claim, or keep its late command from landing: never another's.
+_WITHDRAW: Final = """
+local state = redis.call('GET', KEYS[1])
+if not state or state == 'p:' .. ARGV[1] then
+  redis.call('SET', KEYS[1], 'x:' .. ARGV[1], 'PX', ARGV[2])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Owed:
+    """A write Redis did not answer: a processed mark, or a withdrawal of a claim."""
+
+    done: bool
+    token: str
+    ttl: float
 
 
 class ClaimOutcome(StrEnum):
@@ -80,7 +134,7 @@ class ReplayStoreUnavailableError(HardenError):
 
 
 class ReplayStore:
-    """Ids remembered in Redis (``SET NX`` + TTL), with a bounded in-memory fallback.
+    """Ids remembered in Redis (first writer wins, with a TTL), with a bounded memory fallback.
 
     Args:
         redis: An asyncio Redis or RedisCluster client; ``None`` keeps ids in memory only
@@ -125,6 +179,15 @@ class ReplayStore:
         )
         self.prefix = prefix
         self._memory: TTLMap[str, str] = TTLMap(max_memory_entries, clock)
+        self._held: TTLMap[str, tuple[str, float]] = TTLMap(max_memory_entries, clock)
+        """Token and ``processing_ttl`` of each claim this process holds (lapse with it)."""
+        self._owed: TTLMap[str, _Owed] = TTLMap(max_memory_entries, clock)
+        self._catching_up: asyncio.Task[None] | None = None
+
+    @property
+    def owed_writes(self) -> int:
+        """Marks and withdrawals not yet written to Redis (written again in the background)."""
+        return len(self._owed)
 
     @property
     def using_fallback(self) -> bool:
@@ -140,7 +203,9 @@ class ReplayStore:
         """Readiness: unhealthy while Redis is unavailable and the store is ``closed``."""
         if self.guard is not None:
             await self.guard.health_check()  # pings Redis: an outage is noticed here too
-        detail = {"when_down": self.when_down}
+        detail: dict[str, object] = {"when_down": self.when_down}
+        if self._owed:
+            detail["owed_writes"] = len(self._owed)
         if self.when_down == "closed" and self.using_fallback:
             return CheckResult(HealthStatus.UNHEALTHY, {**detail, "backend": "none"})
         backend = "memory" if self.using_fallback else "redis"
@@ -184,58 +249,130 @@ class ReplayStore:
         :meth:`release` before that.
         """
         name = self.prefix + key
+        owed = self._owed.get(name)
+        if owed is not None and owed.done:
+            return ClaimOutcome.DUPLICATE  # processed here; the mark is on its way to Redis
         redis = self._redis
+        token = uuid.uuid4().hex
+        sent = False
+
+        def withdraw_if_sent() -> None:
+            # A claim sent but not answered may still land in Redis; this caller does not
+            # hold it (503, or memory said otherwise): withdraw it.
+            if sent:
+                self._owe(name, _Owed(done=False, token=token, ttl=processing_ttl))
 
         async def in_memory() -> ClaimOutcome:
-            self._refuse_if_closed()
-            return _outcome(self._memory.add(name, _PROCESSING, processing_ttl))
+            try:
+                self._refuse_if_closed()
+            except ReplayStoreUnavailableError:
+                withdraw_if_sent()
+                raise
+            outcome = _outcome(self._memory.add(name, _PROCESSING, processing_ttl))
+            if outcome is not ClaimOutcome.NEW:
+                withdraw_if_sent()
+            return outcome
 
         if redis is None or self.guard is None:
             return await in_memory()
 
         async def in_redis() -> ClaimOutcome:
-            if await redis.set(name, _PROCESSING, nx=True, px=_millis(processing_ttl)):
+            nonlocal sent
+            sent = True
+            found = await redis.eval(_CLAIM, 1, name, token, _millis(processing_ttl))
+            if found is None:
                 self._memory.put(name, _PROCESSING, processing_ttl)
                 return ClaimOutcome.NEW
-            found = await redis.get(name)
-            state = found.decode() if isinstance(found, bytes) else found
+            state = found.decode() if isinstance(found, bytes) else str(found)
             if state == _DONE:
                 self._memory.put(name, _DONE, processing_ttl)
-            # Gone between the two commands: its holder just released it; the sender retries.
-            return _outcome(state) if state is not None else ClaimOutcome.IN_PROGRESS
+            return _outcome(state)
 
-        return await self.guard.call(in_redis, in_memory)
+        outcome = await self.guard.call(in_redis, in_memory)
+        if outcome is ClaimOutcome.NEW:  # only a claim taken is this process's to settle
+            self._held.put(name, (token, processing_ttl), processing_ttl)
+        return outcome
 
     async def complete(self, key: str, ttl: float) -> None:
-        """Mark ``key`` processed; a delivery with the same key within ``ttl`` is a duplicate."""
+        """Mark ``key`` processed; a delivery with the same key within ``ttl`` is a duplicate.
+
+        When Redis does not take the mark, it is owed: this process answers ``duplicate``
+        for the id and writes the mark in the background until Redis takes it.
+        """
         name = self.prefix + key
         self._memory.put(name, _DONE, ttl)
-        redis = self._redis
-        if redis is None or self.guard is None:
-            return
-
-        async def in_redis() -> None:
-            await redis.set(name, _DONE, px=_millis(ttl))
-
-        await self.guard.call(in_redis, nothing)
+        held = self._held.get(name)
+        self._held.pop(name)
+        token = "" if held is None else held[0]
+        if self._redis is not None and self.guard is not None:
+            await self._write(name, _Owed(done=True, token=token, ttl=ttl))
 
     async def release(self, key: str) -> None:
-        """Forget a claim whose processing failed, so a retry is processed."""
+        """Withdraw a claim whose processing failed, so a retry is processed."""
         name = self.prefix + key
         self._memory.pop(name)
+        held = self._held.get(name)
+        self._held.pop(name)
+        if held is None or self._redis is None or self.guard is None:
+            return  # not held here (lapsed): Redis forgets it by itself
+        token, processing_ttl = held
+        await self._write(name, _Owed(done=False, token=token, ttl=processing_ttl))
+
+    async def _write(self, name: str, owed: _Owed) -> bool:
+        """Write ``owed`` to Redis; owe it (and return ``False``) when Redis does not answer."""
         redis = self._redis
-        if redis is None or self.guard is None:
-            return
+        guard = self.guard
+        if redis is None or guard is None:  # pragma: no cover - callers check
+            return True
 
-        async def in_redis() -> None:
-            await redis.delete(name)
+        async def in_redis() -> bool:
+            if owed.done:
+                await redis.set(name, _DONE, px=_millis(owed.ttl))
+            else:
+                await redis.eval(_WITHDRAW, 1, name, owed.token, _millis(owed.ttl))
+            return True
 
-        await self.guard.call(in_redis, nothing)
+        async def unanswered() -> bool:
+            self._owe(name, owed)
+            return False
+
+        return await guard.call(in_redis, unanswered)
+
+    def _owe(self, name: str, owed: _Owed) -> None:
+        current = self._owed.get(name)
+        if current is owed:
+            return  # tried again and still not written: owed as before
+        if current is not None and current.done and not owed.done:
+            return  # a processed mark outranks a withdrawal
+        self._owed.put(name, owed, owed.ttl)
+        _logger.warning(
+            "replay_write_owed",
+            kind="processed" if owed.done else "withdrawal",
+            owed=len(self._owed),
+        )
+        task = self._catching_up
+        if task is None or task.done():
+            self._catching_up = asyncio.get_running_loop().create_task(self._catch_up())
+
+    async def _catch_up(self) -> None:
+        """Write what is owed, oldest first, until nothing is (or each one's ttl ends)."""
+        while self._owed:
+            await asyncio.sleep(_OWED_RETRY_SECONDS)
+            for name in list(self._owed):
+                owed = self._owed.get(name)
+                if owed is None:
+                    continue
+                if not await self._write(name, owed):
+                    break  # Redis is still away: try again later
+                if self._owed.get(name) is owed:
+                    self._owed.pop(name)
+        _logger.info("replay_writes_caught_up")
 
 
 def _outcome(state: str | None) -> ClaimOutcome:
     if state is None:
         return ClaimOutcome.NEW
+    # A processing claim (``p``, ``p:<token>``) or a withdrawn one only a late command sees.
     return ClaimOutcome.DUPLICATE if state == _DONE else ClaimOutcome.IN_PROGRESS
 
 
