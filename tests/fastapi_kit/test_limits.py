@@ -400,3 +400,36 @@ def test_require_roles_as_a_decorator_on_a_fastapi_route_refuses_to_start() -> N
     with pytest.raises(SettingsError, match=r"decorates the FastAPI routes /admin") as raised:
         install(app, settings(env="development"))
     assert "Depends(require_roles" in str(raised.value)
+
+
+def test_openapi_says_401_for_a_public_principal_route_and_names_the_headers() -> None:
+    app = FastAPI()
+
+    @app.get("/whoami")
+    @public()
+    async def whoami(principal: CurrentPrincipal) -> dict[str, str]:
+        return {"subject": principal.subject}
+
+    @app.post("/export")
+    @limit("2/hour")
+    async def export(principal: CurrentPrincipal) -> dict[str, str]:
+        return {}
+
+    client = hardened(app, env="development")
+    public_401 = client.get("/whoami")
+    assert public_401.status_code == 401
+    document = app.openapi()
+    whoami_responses = document["paths"]["/whoami"]["get"]["responses"]
+    assert "401" in whoami_responses
+    assert "403" not in whoami_responses  # public: no auth layer refuses it
+    assert "WWW-Authenticate" in whoami_responses["401"]["headers"]
+    assert public_401.headers["www-authenticate"].startswith("Bearer")
+
+    export_responses = document["paths"]["/export"]["post"]["responses"]
+    assert "WWW-Authenticate" in export_responses["401"]["headers"]
+    answered = client.post("/export", headers=bearer("acme"))
+    for status in ("200", "429"):
+        declared = export_responses[status]["headers"]
+        assert {"RateLimit", "RateLimit-Policy"} <= set(declared), status
+    assert "ratelimit" in answered.headers
+    assert "ratelimit-policy" in answered.headers
