@@ -224,7 +224,7 @@ def _uncounted_limit_problems(
             or PUBLIC in marks_of(route.endpoint)
             or public_paths.matches(route.path)
         )
-        and any(needs_principal(limit.key) for limit in _route_limits(route))
+        and any(needs_principal(key) for key in _route_limit_keys(route))
     ]
     if not uncounted:
         return []
@@ -241,17 +241,16 @@ def _uncounted_limit_problems(
     ]
 
 
-def _route_limits(route: RouteInfo) -> list[Any]:
-    dependants = _dependants(route)
-    if not dependants:
-        return []  # not a FastAPI route: no route limits
-    from hardenkit.fastapi._limits import Limit  # noqa: PLC0415 - only with FastAPI
+def _route_limit_keys(route: RouteInfo) -> list[Any]:
+    """The ``key`` of each route limit among a FastAPI route's dependencies.
 
+    Read by attribute, not by class: this layer does not import ``hardenkit.fastapi``.
+    """
     return [
-        dependency.call
-        for dependant in dependants
+        getattr(dependency.call, "key", None)
+        for dependant in _dependants(route)
         for dependency in getattr(dependant, "dependencies", ())
-        if isinstance(getattr(dependency, "call", None), Limit)
+        if callable(getattr(getattr(dependency, "call", None), "key", None))
     ]
 
 
