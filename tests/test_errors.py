@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+
+import httpx
 from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.applications import Starlette
@@ -11,6 +14,7 @@ from starlette.testclient import TestClient
 
 from hardenkit import ErrorCode, HardenError, HardenSettings, install
 from hardenkit.errors import harden_error_handler
+from hardenkit.resilience import ResilienceRegistry, resilient
 
 SECRET_MESSAGE = "connection failed for postgres://admin:s3cr3t-pa55@db.internal:5432"
 
@@ -243,3 +247,68 @@ def test_a_refusal_is_recorded_once_when_sent_not_when_built() -> None:
     )
     assert TestClient(app).get("/x").status_code == 429
     assert sent == ["x", "x", "x"]
+
+
+def _outbound_app() -> tuple[FastAPI, list[int]]:
+    calls: list[int] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        raise httpx.ConnectError("connection refused by db.internal:5432", request=request)
+
+    def hang(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("read timed out from db.internal", request=request)
+
+    registry = ResilienceRegistry()
+
+    @resilient("rates-down", attempts=3, registry=registry)
+    async def fetch_rates() -> dict[str, object]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
+            return (await client.get("http://rates.internal/")).json()  # type: ignore[no-any-return]
+
+    @resilient("rates-slow", timeout=0.05, attempts=1, registry=registry)
+    async def slow_rates() -> None:
+        await asyncio.sleep(5)
+
+    app = FastAPI()
+
+    @app.get("/rates")
+    async def rates() -> dict[str, object]:
+        return await fetch_rates()
+
+    @app.get("/hanging")
+    async def hanging() -> dict[str, object]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(hang)) as client:
+            return (await client.get("http://rates.internal/")).json()  # type: ignore[no-any-return]
+
+    @app.get("/slow")
+    async def slow() -> None:
+        await slow_rates()
+
+    install(app, HardenSettings(auth_mode="off"))
+    return app, calls
+
+
+def test_an_unreachable_upstream_is_a_502_upstream_unavailable_not_a_500() -> None:
+    app, calls = _outbound_app()
+    response = TestClient(app).get("/rates")
+    assert len(calls) == 3  # every attempt was made, then the failure escaped the handler
+    assert response.status_code == 502
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["code"] == "UPSTREAM_UNAVAILABLE"
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert "detail" not in body
+    for leak in ("db.internal", "ConnectError", "refused", "rates-down"):
+        assert leak not in response.text
+
+
+def test_an_upstream_that_does_not_answer_in_time_is_a_504_upstream_timeout() -> None:
+    app, _ = _outbound_app()
+    client = TestClient(app)
+    for path in ("/hanging", "/slow"):
+        response = client.get(path)
+        assert response.status_code == 504, path
+        assert response.json()["code"] == "UPSTREAM_TIMEOUT"
+        assert "db.internal" not in response.text
+        assert "rates-slow" not in response.text

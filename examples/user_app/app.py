@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 
 import hardenkit
+from hardenkit.fastapi import CurrentPrincipal
 
 
 def create_app(settings: hardenkit.HardenSettings | None = None) -> FastAPI:
@@ -12,11 +13,8 @@ def create_app(settings: hardenkit.HardenSettings | None = None) -> FastAPI:
     app = FastAPI(title="orders")
 
     @app.get("/api/tenants/{tenant_id}/orders")
-    async def list_orders(tenant_id: str) -> dict[str, object]:
+    async def list_orders(tenant_id: str, principal: CurrentPrincipal) -> dict[str, object]:
         # The auth layer already refused a token of another tenant (403 TENANT_MISMATCH).
-        principal = hardenkit.get_principal()
-        if principal is None:  # only on a public path; this one is protected
-            raise HTTPException(status_code=401)
         return {"tenant": tenant_id, "subject": principal.subject, "orders": []}
 
     @app.post("/auth/login")
@@ -24,5 +22,5 @@ def create_app(settings: hardenkit.HardenSettings | None = None) -> FastAPI:
         # Public (HARDENKIT_PUBLIC_PATHS) and under the strict per-ip auth limit.
         return {"status": "sent a magic link"}
 
-    hardenkit.install(app, settings)
+    hardenkit.install(app, settings)  # last: after the routes and any middleware
     return app

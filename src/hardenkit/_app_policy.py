@@ -14,6 +14,12 @@
   route is exactly as public as a path in ``HARDENKIT_PUBLIC_PATHS``.
 - A ``@limit(...)`` above the route decorator: the route serves the function without
   its limit (refused in every environment: it is a bug, never a choice).
+- A route limit counted per verified caller (``keys.tenant``, ``keys.subject``...) on a
+  route served without credentials (``@public()``, ``HARDENKIT_PUBLIC_PATHS``, auth off):
+  no caller is verified there, so the limit would count no one (refused everywhere).
+- ``@require_roles(...)``/``@require_scopes(...)`` as a decorator on a FastAPI route: the
+  guard takes the request as its first argument, which FastAPI never passes (refused
+  everywhere; FastAPI takes it as a dependency).
 - No auth paths while a login or token route exists, or a login route outside the auth
   paths or inside the rate-limit exempt paths (or marked ``@exempt()``): the strict login
   limit is off for it.
@@ -37,6 +43,7 @@ from hardenkit._risks import risk_problem
 from hardenkit._routes import RouteInfo, iter_routes
 from hardenkit._section import SettingProblem
 from hardenkit.auth._guard import EndpointGuard
+from hardenkit.ratelimit.keys import needs_principal
 
 if TYPE_CHECKING:
     from hardenkit.settings import HardenSettings
@@ -66,7 +73,11 @@ def is_tenant_name(name: str) -> bool:
 def app_problems(settings: HardenSettings, app: Any) -> list[SettingProblem]:
     """Return the rule violations ``app``'s routes show under ``settings``."""
     routes = list(iter_routes(app))
-    misplaced = _misplaced_limit_problems(routes)
+    misplaced = [
+        *_misplaced_limit_problems(routes),
+        *_uncounted_limit_problems(settings, routes),
+        *_guard_decorator_problems(routes),
+    ]
     if settings.auth_mode == "off":
         return misplaced  # refused on its own; nothing below means anything without auth
     return [
@@ -197,6 +208,70 @@ def _misplaced_limit_problems(routes: Sequence[RouteInfo]) -> list[SettingProble
             "serves the function without its limit",
             production_only=False,
             fix="put @limit(...) below @app.get(...)/@router.post(...)",
+        )
+    ]
+
+
+def _uncounted_limit_problems(
+    settings: HardenSettings, routes: Sequence[RouteInfo]
+) -> list[SettingProblem]:
+    public_paths = PathPatterns(settings.public_paths)
+    uncounted = [
+        route.path
+        for route in routes
+        if (
+            settings.auth_mode == "off"
+            or PUBLIC in marks_of(route.endpoint)
+            or public_paths.matches(route.path)
+        )
+        and any(needs_principal(key) for key in _route_limit_keys(route))
+    ]
+    if not uncounted:
+        return []
+    return [
+        SettingProblem(
+            "hardenkit.fastapi.limit",
+            f"a limit keyed on the verified caller (keys.tenant, keys.subject, "
+            f"keys.api_key) is on {_listed(uncounted)}, served without credentials: no "
+            "caller is verified there, so the limit would count no one",
+            production_only=False,
+            fix="key it on the client: limit(..., key=keys.client_ip) (the default), or "
+            "make the route protected",
+        )
+    ]
+
+
+def _route_limit_keys(route: RouteInfo) -> list[Any]:
+    """The ``key`` of each route limit among a FastAPI route's dependencies.
+
+    Read by attribute, not by class: this layer does not import ``hardenkit.fastapi``.
+    """
+    return [
+        getattr(dependency.call, "key", None)
+        for dependant in _dependants(route)
+        for dependency in getattr(dependant, "dependencies", ())
+        if callable(getattr(getattr(dependency, "call", None), "key", None))
+    ]
+
+
+def _guard_decorator_problems(routes: Sequence[RouteInfo]) -> list[SettingProblem]:
+    decorated = [
+        route.path
+        for route in routes
+        if isinstance(getattr(route.endpoint, "hardenkit_guard", None), EndpointGuard)
+        and _dependants(route)
+    ]
+    if not decorated:
+        return []
+    return [
+        SettingProblem(
+            "hardenkit.require_roles",
+            f"@require_roles(...)/@require_scopes(...) decorates the FastAPI routes "
+            f"{_listed(decorated)}: FastAPI does not pass the request the guard checks, so "
+            "every call would fail",
+            production_only=False,
+            fix="take it as a dependency: `principal: Principal = "
+            'Depends(require_roles("admin"))` or `dependencies=[Depends(require_roles(...))]`',
         )
     ]
 

@@ -10,8 +10,10 @@ app's document builder so that the document has:
 - the bearer scheme (and the API-key scheme when ``HARDENKIT_API_KEY_PATHS`` is set)
   registered once, and required on every protected operation (``require_roles`` /
   ``require_scopes`` list their roles or scopes, as OpenAPI 3.1 allows);
-- 401 and 403 on protected operations (while ``HARDENKIT_AUTH_MODE=enforced``), 429 on
-  limited ones (the stack's rules or a route limit), 413 where a body is accepted, 503
+- 401 (with ``WWW-Authenticate``) and 403 on protected operations (while
+  ``HARDENKIT_AUTH_MODE=enforced``), 401 on a public one that takes ``CurrentPrincipal``,
+  429 on limited ones (the stack's rules or a route limit), whose 2xx and 429 answers
+  declare ``RateLimit``/``RateLimit-Policy``, 413 where a body is accepted, 503
   where a dependency of the stack can be down (JWKS, a ``closed`` limit's Redis, the
   replay store), and the timeout's status
   (``HARDENKIT_REQUEST_TIMEOUT_STATUS``) everywhere but the streaming paths.
@@ -91,6 +93,23 @@ _WHY: Final[dict[int, str]] = {
 _RETRY_AFTER: Final = {
     "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
 }
+_WWW_AUTHENTICATE: Final = {
+    "WWW-Authenticate": {
+        "description": "The scheme to authenticate with (RFC 6750: `Bearer`, with `error`).",
+        "schema": {"type": "string"},
+    }
+}
+_RATE_LIMIT: Final = {
+    "RateLimit": {
+        "description": "What is left of each limit that applied: "
+        '`"<name>";r=<remaining>;t=<seconds to a full budget>`, comma-separated.',
+        "schema": {"type": "string"},
+    },
+    "RateLimit-Policy": {
+        "description": 'Each limit that applied: `"<name>";q=<quota>;w=<window seconds>`.',
+        "schema": {"type": "string"},
+    },
+}
 _BODY_METHODS: Final = frozenset({"post", "put", "patch"})
 
 
@@ -168,6 +187,12 @@ def _amend_operation(
         statuses.add(timeout_status)
     for status in sorted(statuses):
         responses.setdefault(str(status), problem_response(status))
+    if found.limited:
+        for status, response in responses.items():
+            if (status.startswith("2") or status == "429") and isinstance(response, dict):
+                headers = response.setdefault("headers", {})
+                for name, header in _RATE_LIMIT.items():
+                    headers.setdefault(name, header)
 
 
 def problem_response(status: int) -> dict[str, Any]:
@@ -178,6 +203,8 @@ def problem_response(status: int) -> dict[str, Any]:
     }
     if status in (429, 503):
         response["headers"] = dict(_RETRY_AFTER)
+    if status == 401:
+        response["headers"] = dict(_WWW_AUTHENTICATE)
     return response
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -73,6 +74,7 @@ class ErrorCode(StrEnum):
     SIGNATURE_INVALID = "SIGNATURE_INVALID"
     SIGNATURE_EXPIRED = "SIGNATURE_EXPIRED"
     UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+    UPSTREAM_TIMEOUT = "UPSTREAM_TIMEOUT"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
@@ -412,6 +414,32 @@ async def validation_exception_handler(request: Request, exc: Exception) -> Resp
     )
 
 
+def outbound_failure(exc: BaseException) -> Refusal | None:
+    """The answer to an outbound call's failure that escaped the handler, if it is one.
+
+    A dependency that could not be reached (``httpx.TransportError``, retries exhausted)
+    is a 502 ``UPSTREAM_UNAVAILABLE``; one that did not answer in time
+    (``httpx.TimeoutException``, an attempt timeout of ``resilient``) a 504
+    ``UPSTREAM_TIMEOUT``; the request's deadline running out before an attempt could
+    start, a 504 ``REQUEST_TIMEOUT``. None of them is a crash of this service, and no
+    body names the dependency. Anything else is ``None`` (a 500).
+    """
+    kind: object = getattr(exc, "hardenkit_outbound", None)
+    httpx = sys.modules.get("httpx")  # raised by httpx only if httpx was imported
+    if httpx is not None:
+        if isinstance(exc, httpx.TimeoutException):
+            kind = "timeout"
+        elif isinstance(exc, httpx.TransportError):
+            kind = "unavailable"
+    if kind == "timeout":
+        return Refusal(504, ErrorCode.UPSTREAM_TIMEOUT)
+    if kind == "deadline":
+        return Refusal(504, ErrorCode.REQUEST_TIMEOUT)
+    if kind == "unavailable":
+        return Refusal(502, ErrorCode.UPSTREAM_UNAVAILABLE)
+    return None
+
+
 class ErrorMiddleware:
     """Turn any unhandled exception into a 500 problem that reveals nothing.
 
@@ -446,7 +474,20 @@ class ErrorMiddleware:
             if response_started:
                 raise
             await send_refusal(send, scope, exc.refusal())
-        except Exception:
+        except Exception as exc:
+            outbound = outbound_failure(exc)
+            if outbound is not None:
+                _logger.warning(
+                    "upstream_failure",
+                    path=scope.get("path"),
+                    method=scope.get("method"),
+                    status=outbound.status,
+                    exc_info=True,
+                )
+                if response_started:
+                    raise
+                await send_refusal(send, scope, outbound)
+                return
             _logger.exception(
                 "unhandled_exception",
                 path=scope.get("path"),

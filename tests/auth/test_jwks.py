@@ -8,9 +8,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
+from hardenkit import HardenSettings, install
 from hardenkit.auth import JWKSClient, JWTVerifier, KeysUnavailableError, TokenRejectedError
 from hardenkit.auth.jwks import check_jwks_url
+from hardenkit.testing import JWKSServer, TokenIssuer
 from tests.auth.jwks_server import JWKSProvider
 from tests.auth.support import AUDIENCE, ISSUER, claims, ec_key, jwk_of, rs256, rsa_key
 
@@ -238,3 +244,33 @@ async def test_a_redirect_is_not_followed(provider: JWKSProvider) -> None:
     jwks = client(provider.url, Clock())
     with pytest.raises(KeysUnavailableError):
         await jwks.key_for("k1", "RS256")
+
+
+async def test_keys_unavailable_says_when_the_next_fetch_can_happen(
+    provider: JWKSProvider,
+) -> None:
+    provider.stop()
+    clock = Clock()
+    jwks = client(provider.url, clock, refresh_cooldown=30)
+    with pytest.raises(KeysUnavailableError) as first:
+        await jwks.key_for("k1", "RS256")
+    assert first.value.retry_after == 30
+    clock.now += 12
+    with pytest.raises(KeysUnavailableError) as later:
+        await jwks.key_for("k1", "RS256")
+    assert later.value.retry_after == 18
+
+
+def test_a_jwks_outage_answers_503_with_retry_after_the_refetch_cooldown() -> None:
+    issuer = TokenIssuer.rs256()
+    with JWKSServer(issuer) as server:
+        server.status = 503
+        app = Starlette(routes=[Route("/me", lambda request: JSONResponse({}))])
+        install(app, HardenSettings(**server.settings(), jwt_jwks_refresh_cooldown=30))
+        answer = TestClient(app).get(
+            "/me", headers={"Authorization": f"Bearer {issuer.mint('alice', tenant='acme')}"}
+        )
+    assert answer.status_code == 503
+    assert answer.json()["code"] == "SERVICE_UNAVAILABLE"
+    # Asking before the cooldown ends gets the same answer: 30 s, not "shortly" (5 s).
+    assert 29 <= int(answer.headers["retry-after"]) <= 30

@@ -9,11 +9,12 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.testclient import TestClient
 
-from hardenkit import HardenSettings, SettingsError, install
+from hardenkit import HardenSettings, SettingsError, install, require_roles
 from hardenkit.auth import Principal
 from hardenkit.errors import ConfigurationError
 from hardenkit.fastapi import CurrentPrincipal, OptionalPrincipal, exempt, limit, public
 from hardenkit.ratelimit import MemoryStore, RedisStore, keys
+from hardenkit.testing import reset
 from tests.auth.support import AUDIENCE, ISSUER, SECRET, claims, hs256
 from tests.support.redis_server import RedisServer
 
@@ -311,3 +312,124 @@ def test_api_key_routes_document_the_api_key_scheme_and_jwks_apps_a_503() -> Non
     assert operation["security"] == [{"HTTPBearer": []}]
     assert "503" in operation["responses"]  # the JWKS can be unreachable
     assert operation["responses"]["503"]["headers"]["Retry-After"]["schema"] == {"type": "integer"}
+
+
+def test_a_computed_rate_is_computed_again_after_a_reset_and_for_a_new_app() -> None:
+    # One module-level limit, as a decorator at import time: first app A, then app B.
+    plan_of: dict[str, str] = {"now": "1/hour"}
+    shared = limit(lambda request, principal: plan_of["now"], key=keys.tenant)
+
+    def build() -> tuple[FastAPI, TestClient]:
+        app = FastAPI()
+
+        @app.get("/search", dependencies=[Depends(shared)])
+        async def search(principal: CurrentPrincipal) -> dict[str, str]:
+            return {}
+
+        return app, hardened(app)
+
+    app_a, client_a = build()
+    assert [client_a.get("/search", headers=bearer("acme")).status_code for _ in range(2)] == [
+        200,
+        429,
+    ]
+    plan_of["now"] = "3/hour"  # the tenant upgraded: a new app sees the new plan
+    _, client_b = build()
+    statuses = [client_b.get("/search", headers=bearer("acme")).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    # In the same app, reset() forgets the computed rate along with the counts.
+    plan_of["now"] = "2/hour"
+    reset(app_a.state.hardenkit)
+    statuses = [client_a.get("/search", headers=bearer("acme")).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+
+
+def test_a_limit_on_a_public_route_counts_each_client_ip() -> None:
+    app = FastAPI()
+
+    @app.post("/signup")
+    @public()
+    @limit("2/minute")
+    async def signup() -> dict[str, str]:
+        return {"status": "ok"}
+
+    client = hardened(app)
+    responses = [client.post("/signup") for _ in range(3)]
+    assert [response.status_code for response in responses] == [200, 200, 429]
+    assert '"signup";q=2;w=60' in responses[0].headers["ratelimit-policy"]
+    assert responses[2].json()["code"] == "RATE_LIMITED"
+    other = TestClient(app, client=("198.51.100.7", 40000))
+    assert other.post("/signup").status_code == 200
+
+
+@pytest.mark.parametrize("key", [keys.tenant, keys.subject, keys.combine(keys.route, keys.tenant)])
+def test_a_limit_per_verified_caller_on_a_public_route_refuses_to_start(
+    key: keys.KeyFunction,
+) -> None:
+    app = FastAPI()
+
+    @app.post("/signup")
+    @public()
+    @limit("2/minute", key=key)
+    async def signup() -> dict[str, str]:
+        return {"status": "ok"}
+
+    with pytest.raises(SettingsError, match=r"keyed on the verified caller .* on /signup"):
+        install(app, settings(env="development"))
+
+
+def test_a_limit_per_tenant_on_a_public_path_refuses_to_start() -> None:
+    app = FastAPI()
+
+    @app.get("/open/feed", dependencies=[Depends(limit("2/minute", key=keys.tenant))])
+    async def feed() -> dict[str, str]:
+        return {}
+
+    with pytest.raises(SettingsError, match=r"on /open/feed, served without credentials"):
+        install(app, settings())
+
+
+def test_require_roles_as_a_decorator_on_a_fastapi_route_refuses_to_start() -> None:
+    app = FastAPI()
+
+    @app.get("/admin")
+    @require_roles("admin")
+    async def admin() -> dict[str, str]:
+        return {}
+
+    with pytest.raises(SettingsError, match=r"decorates the FastAPI routes /admin") as raised:
+        install(app, settings(env="development"))
+    assert "Depends(require_roles" in str(raised.value)
+
+
+def test_openapi_says_401_for_a_public_principal_route_and_names_the_headers() -> None:
+    app = FastAPI()
+
+    @app.get("/whoami")
+    @public()
+    async def whoami(principal: CurrentPrincipal) -> dict[str, str]:
+        return {"subject": principal.subject}
+
+    @app.post("/export")
+    @limit("2/hour")
+    async def export(principal: CurrentPrincipal) -> dict[str, str]:
+        return {}
+
+    client = hardened(app, env="development")
+    public_401 = client.get("/whoami")
+    assert public_401.status_code == 401
+    document = app.openapi()
+    whoami_responses = document["paths"]["/whoami"]["get"]["responses"]
+    assert "401" in whoami_responses
+    assert "403" not in whoami_responses  # public: no auth layer refuses it
+    assert "WWW-Authenticate" in whoami_responses["401"]["headers"]
+    assert public_401.headers["www-authenticate"].startswith("Bearer")
+
+    export_responses = document["paths"]["/export"]["post"]["responses"]
+    assert "WWW-Authenticate" in export_responses["401"]["headers"]
+    answered = client.post("/export", headers=bearer("acme"))
+    for status in ("200", "429"):
+        declared = export_responses[status]["headers"]
+        assert {"RateLimit", "RateLimit-Policy"} <= set(declared), status
+    assert "ratelimit" in answered.headers
+    assert "ratelimit-policy" in answered.headers

@@ -187,20 +187,10 @@ async def test_redis_state_needs_areset_which_deletes_only_its_prefix(
     await store.aclose()
 
 
-def test_the_plugin_loads_with_autoload_off_and_its_fixtures_work(tmp_path: Path) -> None:
-    (tmp_path / "test_app.py").write_text(
-        textwrap.dedent(
-            """
-            from hardenkit.testing import TokenIssuer
-
-            def test_fixtures(hardenkit_issuer, hardenkit_principal, hardenkit_limits_disabled):
-                assert isinstance(hardenkit_issuer, TokenIssuer)
-                assert hardenkit_principal.tenant == "tenant-1"
-            """
-        )
-    )
-    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    result = subprocess.run(
+def _run_pytest(tmp_path: Path, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "HARDENKIT_ENV_FILE"}
+    env.update(PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", **env_vars)
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -218,5 +208,45 @@ def test_the_plugin_loads_with_autoload_off_and_its_fixtures_work(tmp_path: Path
         cwd=tmp_path,
         check=False,
     )
+
+
+def test_the_plugin_loads_with_autoload_off_and_its_fixtures_work(tmp_path: Path) -> None:
+    (tmp_path / "test_app.py").write_text(
+        textwrap.dedent(
+            """
+            from hardenkit.testing import TokenIssuer
+
+            def test_fixtures(hardenkit_issuer, hardenkit_principal, hardenkit_limits_disabled):
+                assert isinstance(hardenkit_issuer, TokenIssuer)
+                assert hardenkit_principal.tenant == "tenant-1"
+            """
+        )
+    )
+    result = _run_pytest(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+def test_the_plugin_keeps_a_developers_dotenv_out_of_the_tests_unless_asked(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / ".env").write_text("HARDENKIT_REQUEST_TIMEOUT=7.5\n")
+    (tmp_path / "test_app.py").write_text(
+        textwrap.dedent(
+            """
+            import os
+            from hardenkit import load_settings
+
+            def test_settings():
+                expected = float(os.environ.get("EXPECTED_TIMEOUT", "30"))
+                assert load_settings().request_timeout == expected
+            """
+        )
+    )
+    default = HardenSettings.model_fields["request_timeout"].default
+    ignored = _run_pytest(tmp_path, EXPECTED_TIMEOUT=str(default))
+    assert ignored.returncode == 0, ignored.stdout + ignored.stderr
+    # Asked for: the session's own HARDENKIT_ENV_FILE is kept.
+    read = _run_pytest(tmp_path, HARDENKIT_ENV_FILE=".env", EXPECTED_TIMEOUT="7.5")
+    assert read.returncode == 0, read.stdout + read.stderr
+    assert default != 7.5

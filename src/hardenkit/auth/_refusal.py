@@ -41,6 +41,7 @@ class AuthRefusedError(Exception):
         details: Extra audit details (the tenant asked for, and where).
         challenge: The ``WWW-Authenticate`` value, when not the one the reason implies
             (a ``401`` always challenges; a ``403`` only when given one).
+        retry_after: Seconds a ``503`` asks the client to wait (``None``: shortly).
     """
 
     def __init__(
@@ -56,8 +57,10 @@ class AuthRefusedError(Exception):
         tenant: str | None = None,
         principal: Principal | None = None,
         challenge: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(reason)
+        self.retry_after = retry_after
         self.status = status
         self.code = code
         self.reason = reason
@@ -73,7 +76,9 @@ class AuthRefusedError(Exception):
     def refusal(self, on_sent: Callable[[], None] | None = None) -> Refusal:
         """The response: a ``401`` challenges, a ``503`` asks for a retry."""
         if self.status == 503:
-            return Refusal.retry_later(self.status, self.code, self.detail, on_sent=on_sent)
+            return Refusal.retry_later(
+                self.status, self.code, self.detail, wait=self.retry_after, on_sent=on_sent
+            )
         headers: tuple[tuple[str, str], ...] = ()
         if self.challenge is not None:
             headers = (("WWW-Authenticate", self.challenge),)

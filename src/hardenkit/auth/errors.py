@@ -59,7 +59,12 @@ class KeysUnavailableError(TokenRejectedError):
     """No verification key could be obtained (the JWKS was never loaded).
 
     The token may be fine; the service cannot tell, so it answers 503 rather than 401.
+
+    Attributes:
+        retry_after: Seconds until the key set may be fetched again (the refetch
+            cooldown left), sent as ``Retry-After``; ``None`` when unknown.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, retry_after: float | None = None) -> None:
         super().__init__("keys_unavailable")
+        self.retry_after = retry_after

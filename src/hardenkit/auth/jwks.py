@@ -175,7 +175,9 @@ class JWKSClient:
             self._revalidate(now)  # in the background: the cached keys answer meanwhile
         entries = self._entries
         if entries is None:
-            raise KeysUnavailableError
+            # Asking again before the cooldown ends gets the same answer: say when it won't.
+            next_fetch = self._attempted_at + self.refresh_cooldown - self._clock()
+            raise KeysUnavailableError(retry_after=max(next_fetch, 0.0))
         entry = self._lookup(entries, kid)
         if entry is None and kid is not None and self._may_refresh_for(kid, now):
             await self._refresh(now, scheduled=False)

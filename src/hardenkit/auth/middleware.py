@@ -228,7 +228,9 @@ class AuthMiddleware:
             return await self.verifier.verify(token)
         except KeysUnavailableError as keys_unavailable:
             raise unavailable(
-                keys_unavailable.reason, "Credentials cannot be checked right now; retry shortly."
+                keys_unavailable.reason,
+                "Credentials cannot be checked right now; retry shortly.",
+                retry_after=keys_unavailable.retry_after,
             ) from None
         except TokenRejectedError as rejected:
             raise unauthenticated(rejected) from None

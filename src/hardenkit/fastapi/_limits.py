@@ -28,6 +28,7 @@ from hardenkit.auth import Principal, principal_of
 from hardenkit.errors import ConfigurationError
 from hardenkit.ratelimit import keys
 from hardenkit.ratelimit._report import report_of
+from hardenkit.ratelimit._switch import COMPUTED_RATES
 from hardenkit.ratelimit.decision import RateLimitStore, RedisDownBehaviour
 from hardenkit.ratelimit.headers import decisions_headers
 from hardenkit.ratelimit.keys import KeyFunction
@@ -44,6 +45,7 @@ RateFunction = Callable[[Request, Principal | None], "Rate | str | Awaitable[Rat
 
 _MAX_RATES: Final = 10_000
 _MAX_LIMITERS: Final = 1024
+_MAX_STORES: Final = 64
 _NOT_A_NAME = re.compile(r"[^a-z0-9_.-]+")
 
 # FastAPI reads a dependency's signature to know what to inject.
@@ -139,8 +141,9 @@ class Limit:
         self.when_down: RedisDownBehaviour = when_down
         self.rate_ttl = rate_ttl
         self.hardenkit_responses = (429, 503) if when_down == "closed" else (429,)
-        self._rates: TTLMap[str, Rate] = TTLMap(_MAX_RATES, time.monotonic)
+        self._rates: dict[int, tuple[RateLimitStore, TTLMap[str, Rate]]] = {}
         self._limiters: dict[tuple[int, str, Rate], RateLimiter] = {}
+        COMPUTED_RATES.track(self)
 
     def __repr__(self) -> str:
         rate = str(self.rate) if self.rate is not None else "dynamic"
@@ -172,7 +175,7 @@ class Limit:
         if key is None:
             return
         store = self._store(request)
-        rate = self.rate if self.rate is not None else await self._rate_for(request, key)
+        rate = self.rate if self.rate is not None else await self._rate_for(request, store, key)
         name = self.name or _name_of(str(getattr(scope.get("route"), "name", "") or "route"))
         decision = await enforce(self._limiter(store, name, rate), key, self.cost, scope)
         if report_of(scope) is None and response is not None:
@@ -195,8 +198,24 @@ class Limit:
             )
         return store
 
-    async def _rate_for(self, request: Request, key: str) -> Rate:
-        cached = self._rates.get(key)
+    def forget_rates(self) -> None:
+        """Compute every caller's rate again (``hardenkit.testing.reset`` calls it)."""
+        self._rates = {}
+
+    def _rate_cache(self, store: RateLimitStore) -> TTLMap[str, Rate]:
+        # Per store, so per app: another app (or a test's new app) computes its callers'
+        # rates afresh. The entry holds the store, so its id names no other store.
+        entry = self._rates.get(id(store))
+        if entry is None:
+            if len(self._rates) >= _MAX_STORES:
+                self._rates = {}
+            entry = (store, TTLMap(_MAX_RATES, time.monotonic))
+            self._rates[id(store)] = entry
+        return entry[1]
+
+    async def _rate_for(self, request: Request, store: RateLimitStore, key: str) -> Rate:
+        rates = self._rate_cache(store)
+        cached = rates.get(key)
         if cached is not None:
             return cached
         assert self._rate_of is not None  # noqa: S101 - one of rate and _rate_of is set
@@ -209,7 +228,7 @@ class Limit:
                 f"{self!r}: the rate computed for this caller ({rate}) is smaller than the "
                 f"cost ({self.cost}); no request could ever pass"
             )
-        self._rates.put(key, rate, self.rate_ttl)
+        rates.put(key, rate, self.rate_ttl)
         return rate
 
     def _limiter(self, store: RateLimitStore, name: str, rate: Rate) -> RateLimiter:
@@ -264,8 +283,9 @@ class Limit:
         clone = Limit.__new__(Limit)
         clone.__dict__.update(self.__dict__)
         clone.name = name
-        clone._rates = TTLMap(_MAX_RATES, time.monotonic)
+        clone._rates = {}
         clone._limiters = {}
+        COMPUTED_RATES.track(clone)
         return clone
 
 

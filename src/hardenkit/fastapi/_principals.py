@@ -25,6 +25,10 @@ async def current_principal(request: Request) -> Principal:
     return principal
 
 
+# The OpenAPI document lists the 401 wherever this dependency is, public routes included.
+current_principal.hardenkit_responses = (401,)  # type: ignore[attr-defined]
+
+
 async def optional_principal(request: Request) -> Principal | None:
     """Return the verified principal, or ``None`` on a route served without credentials."""
     return principal_of(request)

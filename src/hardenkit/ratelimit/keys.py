@@ -21,6 +21,7 @@ __all__ = [
     "api_key",
     "client_ip",
     "combine",
+    "needs_principal",
     "route",
     "subject",
     "tenant",
@@ -74,18 +75,39 @@ client_ip: KeyFunction = ClientIpKey()
 """The client ip, IPv6 grouped by /64."""
 
 
+_NEEDS_PRINCIPAL = "hardenkit_needs_principal"
+
+
+def needs_principal(function: KeyFunction) -> bool:
+    """Whether ``function`` counts the verified caller (``None`` where no one was verified).
+
+    True for :func:`tenant`, :func:`subject`, :func:`api_key` and any :func:`combine` of
+    one of them. A route limit keyed so on a public route would count no one: startup
+    refuses it (see docs/ratelimit.md).
+    """
+    return getattr(function, _NEEDS_PRINCIPAL, False) is True
+
+
+def _counts_principal(function: KeyFunction) -> KeyFunction:
+    setattr(function, _NEEDS_PRINCIPAL, True)
+    return function
+
+
+@_counts_principal
 def tenant(scope: Scope) -> str | None:
     """The verified tenant; ``None`` (rule skipped) before auth or for tenant-less callers."""
     principal = principal_var.get()
     return principal.tenant if principal is not None else None
 
 
+@_counts_principal
 def subject(scope: Scope) -> str | None:
     """The verified subject (``sub`` claim or API key name)."""
     principal = principal_var.get()
     return principal.subject if principal is not None else None
 
 
+@_counts_principal
 def api_key(scope: Scope) -> str | None:
     """The verified API key's name, for callers that authenticated with one."""
     principal = principal_var.get()
@@ -115,4 +137,6 @@ def combine(*functions: KeyFunction) -> KeyFunction:
         # part is length-prefixed.
         return "".join(f"{len(part)}:{part}" for part in parts)
 
+    if any(needs_principal(function) for function in functions):
+        _counts_principal(combined)
     return combined

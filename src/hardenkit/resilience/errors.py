@@ -65,7 +65,12 @@ class BulkheadFullError(HardenError):
 
 
 class AttemptTimeoutError(TimeoutError):
-    """One attempt ran longer than its timeout and was cancelled (async) or abandoned."""
+    """One attempt ran longer than its timeout and was cancelled (async) or abandoned.
+
+    Left unhandled inside a request it becomes a 504 ``UPSTREAM_TIMEOUT`` problem.
+    """
+
+    hardenkit_outbound = "timeout"
 
     def __init__(self, name: str, timeout: float) -> None:
         self.name = name
@@ -74,7 +79,12 @@ class AttemptTimeoutError(TimeoutError):
 
 
 class DeadlineExceededError(TimeoutError):
-    """No time was left before the deadline to start (another) attempt."""
+    """No time was left before the deadline to start (another) attempt.
+
+    Left unhandled inside a request it becomes a 504 ``REQUEST_TIMEOUT`` problem.
+    """
+
+    hardenkit_outbound = "deadline"
 
     def __init__(self, name: str) -> None:
         self.name = name

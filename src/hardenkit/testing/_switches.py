@@ -17,7 +17,7 @@ import structlog
 
 from hardenkit.auth._override import PRINCIPAL_OVERRIDE
 from hardenkit.auth.principal import Principal
-from hardenkit.ratelimit._switch import LIMITS
+from hardenkit.ratelimit._switch import COMPUTED_RATES, LIMITS
 from hardenkit.ratelimit.memory import MemoryStore
 from hardenkit.ratelimit.redis_store import RedisStore
 from hardenkit.resilience.registry import ResilienceRegistry, default_registry
@@ -105,8 +105,10 @@ def reset(
     """Start the next test from scratch: full rate-limit buckets, closed breakers, no ids.
 
     Resets the breakers and retry budgets of ``registry`` (the process-wide one by
-    default; the objects stay, so decorated functions keep them), and forgets the
-    in-memory state of ``kit.rate_limit_store``, ``kit.replay_store`` and ``stores``.
+    default; the objects stay, so decorated functions keep them), forgets the rates
+    route limits computed per caller (``limit(plan_rate)``: the next request computes
+    them again), and forgets the in-memory state of ``kit.rate_limit_store``,
+    ``kit.replay_store`` and ``stores``.
 
     Raises:
         RuntimeError: A store keeps its state in Redis; clear it with ``await areset(...)``
@@ -114,6 +116,7 @@ def reset(
             Redis database.
     """
     registry.reset()
+    COMPUTED_RATES.forget()
     for store in _stores_of(kit, stores):
         if isinstance(store, MemoryStore):
             store.clear()
@@ -136,6 +139,7 @@ async def areset(
     Call it on the event loop the app's Redis client belongs to.
     """
     registry.reset()
+    COMPUTED_RATES.forget()
     for store in _stores_of(kit, stores):
         if isinstance(store, MemoryStore):
             store.clear()

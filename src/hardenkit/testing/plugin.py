@@ -4,15 +4,23 @@ pytest loads it by itself (the ``pytest11`` entry point ``hardenkit``), or with
 ``pytest -p hardenkit.testing.plugin`` when plugin autoloading is off. Every fixture name
 starts with ``hardenkit_``; none is autouse, so a project that does not ask for one is
 not changed by it.
+
+One thing it does for the whole session: settings built in tests ignore the developer's
+``./.env`` (``HARDENKIT_ENV_FILE`` is set to empty), so a local ``.env`` cannot change
+what a test sees, or pass on one machine and fail in CI. A session that sets
+``HARDENKIT_ENV_FILE`` itself (the environment, ``pytest-env``) keeps its value, and
+``load_settings(env_file=...)`` still reads the file it is given.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from hardenkit.auth.principal import Principal
+from hardenkit.settings import ENV_FILE_VARIABLE
 from hardenkit.testing._jwks import JWKSServer
 from hardenkit.testing._switches import limits_disabled, override_principal, reset
 from hardenkit.testing._tokens import TokenIssuer
@@ -26,6 +34,22 @@ __all__ = [
     "hardenkit_reset",
     "hardenkit_rs256_issuer",
 ]
+
+_ENV_FILE_SET_BY_PLUGIN = pytest.StashKey[bool]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Make settings built during the session ignore ``./.env`` unless the user chose one."""
+    set_here = ENV_FILE_VARIABLE not in os.environ
+    if set_here:
+        os.environ[ENV_FILE_VARIABLE] = ""
+    config.stash[_ENV_FILE_SET_BY_PLUGIN] = set_here
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Give the environment back as it was."""
+    if config.stash.get(_ENV_FILE_SET_BY_PLUGIN, False):
+        os.environ.pop(ENV_FILE_VARIABLE, None)
 
 
 @pytest.fixture
