@@ -30,6 +30,7 @@ import re
 from urllib.parse import unquote
 
 from hardenkit.logs._keys import KeyClassifier
+from hardenkit.logs._positional import PositionalScanner, bracketed_items
 
 __all__ = ["AssignmentScanner"]
 
@@ -41,13 +42,13 @@ REDACTED = "[REDACTED]"
 # Names may be percent-encoded ("user%5Bpassword%5D="), \u-escaped ("pass\u0077ord") or
 # spelled with lookalike letters.
 _ASSIGNMENT = re.compile(
-    r"(?:(?<![\w.\-\[\]\\%])|(?<=\\[nrt]))(?P<q>\\{0,7}[\"']|)"
+    r"(?:(?<![\w.\-\[\]\\%])|(?<=\\[nrt]))(?:b(?=\\{0,7}[\"']))?(?P<q>\\{0,7}[\"']|)"
     r"(?P<name>[^\W\d][\w.\-\[\]%\\]{0,63})(?P=q)"
-    r"(?P<sep>[ \t]*[:=][ \t]*)"
+    r"(?P<sep>[ \t]*(?:=>|[:=])[ \t]*)"
 )
 # ('password', 'x'): a pair in a repr (dict_items, header lists, a tuple of settings).
 _PAIR = re.compile(
-    r"\((?P<q>\\{0,7}[\"'])(?P<name>[^\W\d][\w.\-]{0,63})(?P=q)(?P<sep>,[ \t]*)(?=b?\\{0,7}[\"'])"
+    r"\(b?(?P<q>\\{0,7}[\"'])(?P<name>[^\W\d][\w.\-]{0,63})(?P=q)(?P<sep>,[ \t]*)(?=b?\\{0,7}[\"'])"
 )
 # A quote opens a value; a bytes repr (b'...') too, and a wrapper's call around it
 # (password=SecretStr('...'), token=Token("...")).
@@ -172,10 +173,14 @@ class AssignmentScanner:
 
     def __init__(self, keys: KeyClassifier) -> None:
         self._keys = keys
+        self._positional = PositionalScanner(keys.is_sensitive)
 
     def scan(self, text: str) -> str:
         """Return ``text`` with the value of every secret name replaced."""
-        # Command lines first: a name's value that runs past spaces must not swallow
+        # Values told by their place first: "key='x-api-key', value='...'" needs the
+        # name before the query-parameter rule for "key=" replaces it.
+        text = self._positional.scan(text)
+        # Command lines next: a name's value that runs past spaces must not swallow
         # the client or flag that says what follows ("password=x mysql -pSECRET").
         if "--" in text:
             text = self._long_flags(text)
@@ -256,6 +261,15 @@ class AssignmentScanner:
                 # Never closed on its line: everything after the quote may be the secret.
                 return start, _line_end(text, start)
             return start, closing.start()
+        if text[position : position + 1] in ("(", "[") and self._keys.is_sensitive(match["name"]):
+            # auth=('bob', '...'): a tuple or list under a secret name goes whole.
+            if text.startswith("[REDACTED", position):
+                return None
+            items = bracketed_items(text, position)
+            return (position + 1, _line_end(text, position)) if items is None else (
+                position + 1,
+                items[1] - 1,
+            )
         if (
             text.startswith("[REDACTED", position)
             # "password == expected": a comparison, not a value

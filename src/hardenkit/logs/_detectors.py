@@ -134,6 +134,7 @@ _VENDOR_PREFIXES = (
     "SG.",  # SendGrid (dotted; also handled by the dotted pass)
     "eyJ",  # a JWT fragment (base64url of '{"')
 )
+_BASE64_PEM = "LS0tLS1CRUdJTi"  # base64 of "-----BEGIN"
 _AWS_PREFIXES = frozenset(
     {"AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "AROA", "APKA"}
 )
@@ -405,6 +406,15 @@ class TextScanner:
 
 
 def _vendor_kind(run: str) -> str | None:
+    if run.startswith(_BASE64_PEM):
+        # A PEM block in base64 (Kubernetes secret data, a kubeconfig): a certificate is
+        # public, a private key is not.
+        head = run[:96]
+        try:
+            decoded = base64.b64decode(head[: len(head) // 4 * 4])
+        except (binascii.Error, ValueError):
+            decoded = b""
+        return "private_key" if b"PRIVATE KEY" in decoded else None
     if run.startswith(_VENDOR_PREFIXES):
         return "jwt" if run.startswith("eyJ") else "api_key"
     if len(run) >= 20 and run[:4] in _AWS_PREFIXES and all(c in _AWS_ID_CHARS for c in run[4:20]):
