@@ -37,8 +37,8 @@ _LOGIN_CALL = re.compile(
     r"[ \t]*,[ \t]*b?(?P<q>['\"])(?P<value>[^'\"\n]*)(?P=q)"
 )
 _PGPASS = re.compile(
-    r"(?m)^(?:[\w.*-]*[A-Za-z*][\w.*-]*|[0-9.]+):(?:[0-9]{1,5}|\*):[\w.*-]+:[\w.*@-]+:"
-    r"(?P<value>[^\s:][^\n]*)$"
+    r"(?m)(?:^|(?<=[\s'\"]))(?:[\w.*-]*[A-Za-z*][\w.*-]*|[0-9]{1,3}(?:\.[0-9]{1,3}){3}):(?:[0-9]{1,5}|\*):[\w.*-]+:[\w.*@-]+:"
+    r"(?P<value>[^\s:'\"][^\n'\"]*)"
 )
 # {"name": "DB_PASSWORD", "value": "..."}, key='x-api-key', value='...', YAML
 # "- name: X\n  value: y": the value under a name that another field gives.
@@ -292,6 +292,8 @@ def _csv_header(line: str) -> tuple[str, list[str]] | None:
     for delimiter in _CSV_DELIMITERS:
         if delimiter in line:
             names = line.split(delimiter)
+            # "upstream said: name,password": a message in front of the header.
+            names[0] = names[0].rpartition(": ")[2]
             if len(names) >= 2 and all(_CSV_NAME.fullmatch(name.strip()) for name in names):
                 return delimiter, names
     return None

@@ -377,7 +377,8 @@ class Redactor:
     def _passthrough_value(self, value: Any, depth: int, *, top: bool) -> Any:
         # A value not shaped like an id, a timestamp or a name is scanned like any other.
         if type(value) is str:
-            if PASSTHROUGH_SHAPE.fullmatch(value) is None:
+            # Four colons: a .pgpass line ("db:5432:orders:app:pw") is id-shaped too.
+            if PASSTHROUGH_SHAPE.fullmatch(value) is None or value.count(":") >= 4:
                 return self.redact_text(value)
             passed = self._passed
             if len(passed) >= _CLEAN_CACHE_SIZE:
