@@ -169,7 +169,10 @@ SHAPES.update(
             (SECRET,),
         ),
         # SQL: literals under a secret column, SQLAlchemy's statement and parameters.
-        "insert_values": ("INSERT INTO users (name, password) VALUES ('bob', 'hunter2xyz')", (SECRET,)),
+        "insert_values": (
+            "INSERT INTO users (name, password) VALUES ('bob', 'hunter2xyz')",
+            (SECRET,),
+        ),
         "insert_many_rows": (
             "INSERT INTO users (name, password) VALUES ('bob', 'hunter2xyz'), ('al', 'second2xyz')",
             (SECRET, "second2xyz"),
@@ -191,7 +194,8 @@ SHAPES.update(
             (SECRET, "second2xyz"),
         ),
         "sqlalchemy_named": (
-            "[SQL: UPDATE users SET password=%(password)s]\n[parameters: {'password': 'hunter2xyz'}]",
+            "[SQL: UPDATE users SET password=%(password)s]\n"
+            "[parameters: {'password': 'hunter2xyz'}]",
             (SECRET,),
         ),
         "csv_row": ("name,password,email\nbob,hunter2xyz,bob@example.com\n", (SECRET,)),
@@ -204,13 +208,19 @@ SHAPES.update(
         "auth_tuple": ("requests.get(url, auth=('bob', 'hunter2xyz'))", (SECRET,)),
         "sudo_stdin": ("echo 'hunter2xyz' | sudo -S apt-get update", (SECRET,)),
         "sudo_stdin_later_flag": ("echo hunter2xyz | sudo -u app -S ls", (SECRET,)),
-        "docker_password_stdin": ("echo hunter2xyz | docker login -u bob --password-stdin", (SECRET,)),
+        "docker_password_stdin": (
+            "echo hunter2xyz | docker login -u bob --password-stdin",
+            (SECRET,),
+        ),
         "chpasswd": ("echo 'bob:hunter2xyz' | chpasswd", (SECRET,)),
         "pgpass": ("db.internal:5432:orders:app:hunter2xyz", (SECRET,)),
         # A name in one field, the secret in its sibling.
         "grpc_metadata": ("metadata=(_Metadatum(key='x-api-key', value='hunter2xyz'),)", (SECRET,)),
         "k8s_env_yaml": ("env:\n- name: DB_PASSWORD\n  value: hunter2xyz\n", (SECRET,)),
-        "k8s_env_json": (json.dumps({"env": [{"name": "DB_PASSWORD", "value": SECRET}]}), (SECRET,)),
+        "k8s_env_json": (
+            json.dumps({"env": [{"name": "DB_PASSWORD", "value": SECRET}]}),
+            (SECRET,),
+        ),
         "aws_ssm_parameter": (
             json.dumps({"Name": "/prod/db/password", "Type": "SecureString", "Value": SECRET}),
             (SECRET,),
@@ -230,7 +240,9 @@ SHAPES.update(
             ("GawgguFyGrWK",),
         ),
         "jwk_ec_private": (
-            json.dumps({"kty": "EC", "crv": "P-256", "d": "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9"}),
+            json.dumps(
+                {"kty": "EC", "crv": "P-256", "d": "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9"}
+            ),
             ("jpsQnnGQmL",),
         ),
         "k8s_secret_base64_pem": (f"data:\n  tls.key: {_B64_PEM}\n", (_B64_PEM[:16],)),
@@ -239,7 +251,10 @@ SHAPES.update(
         # Already caught; kept so they stay caught.
         "set_cookie_header": ("Set-Cookie: session=hunter2xyz; Path=/; HttpOnly", (SECRET,)),
         "basic_in_header_list": (f"headers=[('Authorization', 'Basic {_BASIC}')]", (_BASIC[:10],)),
-        "celery_kwargs": ("Task t[3f2b] received: args=('bob',) kwargs={'password': 'hunter2xyz'}", (SECRET,)),
+        "celery_kwargs": (
+            "Task t[3f2b] received: args=('bob',) kwargs={'password': 'hunter2xyz'}",
+            (SECRET,),
+        ),
         "rich_traceback_locals": ("│ password = 'hunter2xyz' │", (SECRET,)),
         "environ_repr": ("environ({'PATH': '/usr/bin', 'PGPASSWORD': 'hunter2xyz'})", (SECRET,)),
         "jdbc": ("jdbc:sqlserver://db:1433;user=sa;password=hunter2xyz;", (SECRET,)),
@@ -248,7 +263,10 @@ SHAPES.update(
         "wget": ("wget --user=bob --password=hunter2xyz https://x", (SECRET,)),
         "docker_env_flag": ("docker run -e DB_PASSWORD=hunter2xyz -e X=1 app", (SECRET,)),
         "toml": ('[database]\npassword = "hunter2xyz"', (SECRET,)),
-        "npmrc_uuid_token": ("//registry.npmjs.org/:_authToken=0a1b2c3d-aaaa-bbbb", ("0a1b2c3d-aaaa",)),
+        "npmrc_uuid_token": (
+            "//registry.npmjs.org/:_authToken=0a1b2c3d-aaaa-bbbb",
+            ("0a1b2c3d-aaaa",),
+        ),
         "github_token_in_remote": (
             "https://x-access-token:ghs_16C7e42F292c6912E7710c838347Ae178B4a@github.com/o/r.git",
             ("16C7e42F292c",),
@@ -637,9 +655,9 @@ def test_the_positional_rules_keep_their_lines_shape() -> None:
     assert scan("name,password,email\nbob,hunter2xyz,bob@example.com") == (
         "name,password,email\nbob,[REDACTED],bob@example.com"
     )
-    assert scan("[SQL: UPDATE users SET password=? WHERE users.id = ?]\n[parameters: ('x2', 7)]") == (
-        "[SQL: UPDATE users SET password=? WHERE users.id = ?]\n[parameters: ('[REDACTED]', 7)]"
-    )
+    assert scan(
+        "[SQL: UPDATE users SET password=? WHERE users.id = ?]\n[parameters: ('x2', 7)]"
+    ) == ("[SQL: UPDATE users SET password=? WHERE users.id = ?]\n[parameters: ('[REDACTED]', 7)]")
     assert scan("echo 'hunter2xyz' | sudo -S ls") == "echo '[REDACTED]' | sudo -S ls"
     assert scan("smtp.login('bob', 'hunter2xyz')") == "smtp.login('bob', '[REDACTED]')"
     assert scan("db:5432:orders:app:hunter2xyz") == "db:5432:orders:app:[REDACTED]"

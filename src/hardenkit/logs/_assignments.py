@@ -261,15 +261,6 @@ class AssignmentScanner:
                 # Never closed on its line: everything after the quote may be the secret.
                 return start, _line_end(text, start)
             return start, closing.start()
-        if text[position : position + 1] in ("(", "[") and self._keys.is_sensitive(match["name"]):
-            # auth=('bob', '...'): a tuple or list under a secret name goes whole.
-            if text.startswith("[REDACTED", position):
-                return None
-            items = bracketed_items(text, position)
-            return (position + 1, _line_end(text, position)) if items is None else (
-                position + 1,
-                items[1] - 1,
-            )
         if (
             text.startswith("[REDACTED", position)
             # "password == expected": a comparison, not a value
@@ -282,10 +273,16 @@ class AssignmentScanner:
             return None if special == _NOT_SECRET else special
         return self._unquoted_span(text, match)
 
-    def _special_span(self, text: str, match: re.Match[str]) -> tuple[int, int] | None:
+    def _special_span(  # noqa: PLR0911 - one rule per notation
+        self, text: str, match: re.Match[str]
+    ) -> tuple[int, int] | None:
         """The value's span for the notations with rules of their own, else None."""
         position, name = match.end(), match["name"]
         is_colon = ":" in match["sep"]
+        if text[position : position + 1] in ("(", "[") and self._keys.is_sensitive(name):
+            # auth=('bob', '...'): a tuple or list under a secret name goes whole.
+            items = bracketed_items(text, position)
+            return (position + 1, _line_end(text, position) if items is None else items[1] - 1)
         if text.startswith("{", position) and not is_colon:
             braced = _BRACED.match(text, position)
             return (position, _line_end(text, position)) if braced is None else braced.span()

@@ -37,14 +37,15 @@ _LOGIN_CALL = re.compile(
     r"[ \t]*,[ \t]*b?(?P<q>['\"])(?P<value>[^'\"\n]*)(?P=q)"
 )
 _PGPASS = re.compile(
-    r"(?m)(?:^|(?<=[\s'\"]))(?:[\w.*-]*[A-Za-z*][\w.*-]*|[0-9]{1,3}(?:\.[0-9]{1,3}){3}):(?:[0-9]{1,5}|\*):[\w.*-]+:[\w.*@-]+:"
+    r"(?m)(?:^|(?<=[\s'\"])|(?<=\\n))(?:[\w.*-]*[A-Za-z*][\w.*-]*|[0-9]{1,3}(?:\.[0-9]{1,3}){3}):(?:[0-9]{1,5}|\*):[\w.*-]+:[\w.*@-]+:"
     r"(?P<value>[^\s:'\"][^\n'\"]*)"
 )
 # {"name": "DB_PASSWORD", "value": "..."}, key='x-api-key', value='...', YAML
 # "- name: X\n  value: y": the value under a name that another field gives.
 _NAME_VALUE = re.compile(
     r"(?P<q1>\\{0,3}[\"']?)(?:name|key|Name|Key|ParameterKey|ParameterName)(?P=q1)[ \t]*[:=][ \t]*"
-    r"(?P<q2>\\{0,3}[\"']?)(?P<name>[^\"'\s,}\\]{1,128})(?P=q2)[ \t]*(?:,[ \t]*|\r?\n[ \t]*)"
+    r"(?P<q2>\\{0,3}[\"']?)(?P<name>[^\"'\s,}\\]{1,128})(?P=q2)"
+    r"[ \t]*(?:,[ \t]*|(?:\r?\n|\\n)[ \t]*)"
     # one field between them at most ("Name": ..., "Type": "SecureString", "Value": ...)
     r"(?:\\{0,3}[\"']?\w{1,32}\\{0,3}[\"']?[ \t]*[:=][ \t]*[^,{}\n]{0,80},[ \t]*)?"
     r"(?P<q3>\\{0,3}[\"']?)(?:value|Value|ParameterValue)(?P=q3)[ \t]*[:=][ \t]*"
@@ -57,25 +58,28 @@ _JWK_PRIVATE = re.compile(
 JWK_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k", "oth"})
 # pydantic: the location line, then "  message [type=..., input_value=..., input_type=...]".
 _PYDANTIC = re.compile(
-    r"(?m)^(?P<loc>[^\s\[][^\n]{0,200})\r?\n[ \t]+[^\n]*?\[type=[^\n]*?input_value="
+    r"(?m)(?:^|(?<=\\n))(?P<loc>[^\s\[\\][^\n\\]{0,200})(?:\r?\n|\\n)"
+    r"[ \t]+[^\n]*?\[type=[^\n]*?input_value="
     r"(?P<value>[^\n]*?), input_type="
 )
 _INSERT = re.compile(
-    r"(?i)\bINSERT[ \t\r\n]+(?:INTO[ \t\r\n]+)?[\w.\"`\[\]]+[ \t\r\n]*\((?P<columns>[^()]{1,2000})\)"
-    r"[ \t\r\n]*VALUES[ \t\r\n]*(?=\()"
+    r"(?i)\bINSERT\s+(?:INTO\s+)?[\w.\"`\[\]]+\s*\((?P<columns>[^()]{1,2000})\)"
+    r"\s*VALUES[ \t\r\n]*(?=\()"
 )
 _COLUMN_BEFORE = re.compile(r"[\"`\[]?(?P<name>[A-Za-z_]\w*)[\"`\]]?[ \t]*(?:=|<>|!=)[ \t]*\Z")
 _SQL_PLACEHOLDER = re.compile(r"\?|%s|\$(?P<number>[0-9]+)|%\(\w+\)s|(?<![:\w]):\w+")
 _SQL_AND_PARAMETERS = re.compile(
-    r"\[SQL: (?P<sql>.*?)\]\r?\n\[parameters: (?=[(\[])", re.DOTALL
+    r"\[SQL: (?P<sql>.*?)\](?:\r?\n|\\n)\[parameters: (?=[(\[])", re.DOTALL
 )
 _PLACEHOLDER_VALUE = re.compile(r"\?|%s|\$[0-9]+|:\w+|%\(\w+\)s|NULL|null|None|DEFAULT")
-_CSV_DELIMITERS = (",", ";", "\t")
+_CSV_DELIMITERS = (",", ";", "\t", "\\t")
+_HEADER_PREFIX = re.compile(r"[:=(\s'\"]*[:=(\s'\"]")
+_LINE_BREAK = re.compile(r"(\r?\n|(?:\\r)?\\n)")
 _CSV_NAME = re.compile(r"[\"']?[A-Za-z_][\w .-]{0,63}[\"']?")
 
 
 def bracketed_items(text: str, start: int) -> tuple[list[tuple[int, int]], int] | None:
-    """The spans of a bracketed list's top-level items, and the end of the list.
+    r"""The spans of a bracketed list's top-level items, and the end of the list.
 
     ``text[start]`` is the opening bracket. Quotes (with ``\\`` or doubled escapes) and
     nested brackets are skipped. None when the list never closes.
@@ -161,7 +165,7 @@ class PositionalScanner:
     def __init__(self, is_sensitive: Callable[[str], bool]) -> None:
         self._sensitive = is_sensitive
 
-    def scan(self, text: str) -> str:  # noqa: PLR0912 - one guarded pass per notation
+    def scan(self, text: str) -> str:
         """Return ``text`` with every positional secret replaced."""
         if "|" in text and ("echo" in text or "printf" in text):
             text = _STDIN_PASSWORD.sub(_stdin_replacement, text)
@@ -179,7 +183,9 @@ class PositionalScanner:
             text = self._inserts(text)
         if text.count(":") >= 4:
             text = _PGPASS.sub(_value_replacement, text)
-        if "\n" in text and ("," in text or ";" in text or "\t" in text):
+        if ("\n" in text or "\\n" in text) and (
+            "," in text or ";" in text or "\t" in text or "\\t" in text
+        ):
             text = self._csv(text)
         return text
 
@@ -256,7 +262,9 @@ class PositionalScanner:
                 before = _COLUMN_BEFORE.search(sql, max(0, match.start() - 70), match.start())
                 verdict = before is not None and self._sensitive(before["name"])
             if match["number"] is not None:
-                numbered[int(match["number"])] = verdict or numbered.get(int(match["number"]), False)
+                numbered[int(match["number"])] = verdict or numbered.get(
+                    int(match["number"]), False
+                )
             else:
                 verdicts.append(verdict)
         if numbered:
@@ -264,16 +272,19 @@ class PositionalScanner:
         return verdicts
 
     def _csv(self, text: str) -> str:
-        lines = text.split("\n")
+        # Lines, also in a repr where line breaks are escaped ("'a,b\\nc,d'").
+        lines = _LINE_BREAK.split(text)
         secret: list[bool] = []
         delimiter = ""
         changed = False
-        for index, line in enumerate(lines):
+        for index in range(0, len(lines), 2):  # the line breaks sit between
+            line = lines[index]
             if secret:
                 row = _split_row(line.rstrip("\r"), delimiter)
-                if len(row) == len(secret):
+                # More fields than the header: text follows the row; fewer: the table ended.
+                if len(row) >= len(secret):
                     spans: list[tuple[int, int]] = []
-                    for column, span in enumerate(row):
+                    for column, span in enumerate(row[: len(secret)]):
                         if secret[column]:
                             _replace_item(line, span, spans)
                     lines[index] = _apply(line, spans)
@@ -285,7 +296,7 @@ class PositionalScanner:
                 delimiter, names = header
                 verdicts = self._columns_secret(names)
                 secret = verdicts if any(verdicts) else []
-        return "\n".join(lines) if changed else text
+        return "".join(lines) if changed else text
 
 
 def _csv_header(line: str) -> tuple[str, list[str]] | None:
@@ -293,7 +304,7 @@ def _csv_header(line: str) -> tuple[str, list[str]] | None:
         if delimiter in line:
             names = line.split(delimiter)
             # "upstream said: name,password": a message in front of the header.
-            names[0] = names[0].rpartition(": ")[2]
+            names[0] = _HEADER_PREFIX.split(names[0])[-1]
             if len(names) >= 2 and all(_CSV_NAME.fullmatch(name.strip()) for name in names):
                 return delimiter, names
     return None
@@ -307,9 +318,11 @@ def _split_row(line: str, delimiter: str) -> list[tuple[int, int]]:
         if char == '"' and line[start:position].strip() == "":
             position = _quote_end(line, position)
             continue
-        if char == delimiter:
+        if line.startswith(delimiter, position):
             spans.append((start, position))
-            start = position + 1
+            position += len(delimiter)
+            start = position
+            continue
         position += 1
     spans.append((start, len(line)))
     return spans
