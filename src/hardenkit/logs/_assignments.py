@@ -43,7 +43,7 @@ REDACTED = "[REDACTED]"
 # spelled with lookalike letters.
 _ASSIGNMENT = re.compile(
     r"(?:(?<![\w.\-\[\]\\%])|(?<=\\[nrt]))(?:b(?=\\{0,7}[\"']))?(?P<q>\\{0,7}[\"']|)"
-    r"(?P<name>[^\W\d][\w.\-\[\]%\\]{0,63})(?P=q)"
+    r"(?P<name>[^\W\d](?:[\w.\-\[\]%]|\\(?![nrt])){0,63})(?P=q)"
     r"(?P<sep>[ \t]*(?:=>|[:=])[ \t]*)"
 )
 # ('password', 'x'): a pair in a repr (dict_items, header lists, a tuple of settings).
@@ -200,7 +200,15 @@ class AssignmentScanner:
             "sqlplus" in text or "dp " in text or "sqlldr" in text or "rman " in text
         ):
             text = _ORACLE_LOGIN.sub(_oracle_replacement, text)
-        if "=" in text or ": " in text or '":' in text or "':" in text or ":\n" in text:
+        if (
+            "=" in text
+            or ": " in text
+            or '":' in text
+            or "':" in text
+            or ":\n" in text
+            # Go's %+v ("&{User:app Password:x}") and a bare "Password:x"
+            or (":" in text and ("{" in text or "ssword:" in text))
+        ):
             text = self._assignments(text, _ASSIGNMENT)
         if "', " in text or '", ' in text:
             text = self._assignments(text, _PAIR)

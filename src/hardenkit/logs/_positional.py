@@ -66,7 +66,7 @@ _INSERT = re.compile(
     r"(?i)\bINSERT\s+(?:INTO\s+)?[\w.\"`\[\]]+\s*\((?P<columns>[^()]{1,2000})\)"
     r"\s*VALUES[ \t\r\n]*(?=\()"
 )
-_COLUMN_BEFORE = re.compile(r"[\"`\[]?(?P<name>[A-Za-z_]\w*)[\"`\]]?[ \t]*(?:=|<>|!=)[ \t]*\Z")
+_COLUMN_BEFORE = re.compile(r"[\"`\[]?(?P<name>[A-Za-z_][\w-]*)[\"`\]]?[ \t]*(?:=|<>|!=)[ \t]*\Z")
 _SQL_PLACEHOLDER = re.compile(r"\?|%s|\$(?P<number>[0-9]+)|%\(\w+\)s|(?<![:\w]):\w+")
 _SQL_AND_PARAMETERS = re.compile(
     r"\[SQL: (?P<sql>.*?)\](?:\r?\n|\\n)\[parameters: (?=[(\[])", re.DOTALL
