@@ -248,6 +248,21 @@ SHAPES.update(
         "k8s_secret_base64_pem": (f"data:\n  tls.key: {_B64_PEM}\n", (_B64_PEM[:16],)),
         "ruby_hash": ('{:password=>"hunter2xyz", :user=>"app"}', (SECRET,)),
         "ruby_string_keys": ('{"password"=>"hunter2xyz"}', (SECRET,)),
+        "http_client_send_cookie": (
+            "send: b'GET / HTTP/1.1\\r\\nHost: x\\r\\nCookie: sid=hunter2xyz\\r\\n'",
+            (SECRET,),
+        ),
+        "go_struct_verbose": ("&{User:app Password:hunter2xyz Host:db}", (SECRET,)),
+        "better_exceptions_locals": (
+            "    connect(user, cfg.password)\n    \u2502       \u2502     \u2514 'hunter2xyz'\n"
+            "    \u2502       \u2514 'bob'\n    \u2514 <function connect>",
+            (SECRET,),
+        ),
+        "htpasswd_apr1_hash": ("bob:$apr1$abc$H6uskkkW/CnWsd4sdpbjF.", ("H6uskkkW/CnW",)),
+        "bcrypt_hash": (
+            "hash=$2b$12$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy",
+            ("N9qo8uLOickgx",),
+        ),
         # Already caught; kept so they stay caught.
         "set_cookie_header": ("Set-Cookie: session=hunter2xyz; Path=/; HttpOnly", (SECRET,)),
         "basic_in_header_list": (f"headers=[('Authorization', 'Basic {_BASIC}')]", (_BASIC[:10],)),
@@ -682,6 +697,9 @@ def test_the_positional_rules_keep_their_lines_shape() -> None:
         "started at 12:30:45 on 2024-05-01T12:30:45Z",
         '{"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9", "kid": "k2"}',
         "tls.crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJrVENC",
+        "    connect(user, host)\n    \u2502       \u2514 'db.internal'\n    \u2514 'bob'",
+        "UPDATE t SET a = $1$ WHERE b = $2",
+        "{User:app Host:db Port:5432}",
     ],
 )
 def test_near_misses_of_the_positional_rules_survive_unchanged(text: str) -> None:

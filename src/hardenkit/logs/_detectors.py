@@ -56,6 +56,11 @@ _WEBHOOK = re.compile(
 )
 # A percent-encoded text ("state=%7B%22token%22%3A..."): scanned decoded as well.
 _PERCENT_ESCAPE = re.compile(r"%(?:2[0-9A-Fa-f]|3[A-Fa-f]|5[BDbd]|7[BDbd])")
+# Password hashes in crypt(3) notation (htpasswd, /etc/shadow, bcrypt, argon2): a
+# dictionary attack away from the password.
+_CRYPT_HASH = re.compile(
+    r"\$(?:apr1|1|5|6|2[abxy]|y|gy|7|argon2(?:id|i|d)|scrypt)\$[./A-Za-z0-9$=,+]{8,}"
+)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*){1,4}")
 _DOTTED_VENDOR = re.compile(
     r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"  # SendGrid
@@ -309,6 +314,8 @@ class TextScanner:
             text = _GO_DSN.sub(rf"\1:{_REDACTED}@", text)
         if "eyJ" in text:
             text = _JWT.sub(marker("jwt"), text)
+        if "$" in text:
+            text = _CRYPT_HASH.sub(marker("password_hash"), text)
         if "SG." in text or "ya29." in text:
             text = _DOTTED_VENDOR.sub(marker("api_key"), text)
         if "earer" in text or "asic" in text or "EARER" in text or "ASIC" in text:

@@ -9,6 +9,8 @@ A value is secret here because of where it sits, read with the same
 * a pair of fields: ``{"name": "DB_PASSWORD", "value": "..."}`` (Kubernetes env, AWS
   SSM, gRPC metadata ``key='x-api-key', value='...'``), pydantic's ``input_value=``
   under the field the error names, a JSON Web Key's private members (``d``, ``k``, ...);
+* a column of a traceback: better-exceptions and loguru print each variable's value
+  under its name (``└ 'hunter2'``);
 * an argument: ``smtp.login('bob', '...')`` and the other login calls whose second
   argument is a password, ``echo '...' | sudo -S`` (and ``--password-stdin``,
   ``chpasswd``), a ``.pgpass`` line ``host:port:db:user:password``.
@@ -72,6 +74,9 @@ _SQL_AND_PARAMETERS = re.compile(
     r"\[SQL: (?P<sql>.*?)\](?:\r?\n|\\n)\[parameters: (?=[(\[])", re.DOTALL
 )
 _PLACEHOLDER_VALUE = re.compile(r"\?|%s|\$[0-9]+|:\w+|%\(\w+\)s|NULL|null|None|DEFAULT")
+# A line of better-exceptions' variable annotations: bars, then "└ value".
+_ANNOTATION = re.compile(r"[ \t\u2502]*(?P<mark>\u2514) (?P<value>.*)")
+_NAME_AT = re.compile(r"[A-Za-z_][\w.]*")
 _CSV_DELIMITERS = (",", ";", "\t", "\\t")
 _HEADER_PREFIX = re.compile(r"[:=(\s'\"]*[:=(\s'\"]")
 _LINE_BREAK = re.compile(r"(\r?\n|(?:\\r)?\\n)")
@@ -181,6 +186,8 @@ class PositionalScanner:
             text = self._sqlalchemy(text)
         if "VALUES" in text or "values" in text:
             text = self._inserts(text)
+        if "\u2514 " in text:
+            text = self._variable_annotations(text)
         if text.count(":") >= 4:
             text = _PGPASS.sub(_value_replacement, text)
         if ("\n" in text or "\\n" in text) and (
@@ -203,6 +210,49 @@ class PositionalScanner:
         if not any(self._sensitive(part) for part in re.split(r"[.\s]", match["loc"]) if part):
             return match.group(0)
         return _value_replacement(match)
+
+    def _variable_annotations(self, text: str) -> str:
+        """better-exceptions and loguru's ``diagnose``: a value under its name's column.
+
+        ::
+
+            connect(user, password)
+            │       │     └ 'hunter2'
+        """
+        lines = text.split("\n")
+        source = ""
+        block: list[int] = []
+        for index, line in enumerate([*lines, ""]):
+            if _ANNOTATION.match(line) is not None:
+                block.append(index)
+                continue
+            if block:
+                self._annotated_block(source, lines, block)
+                block = []
+            source = line
+        return "\n".join(lines)
+
+    def _annotated_block(self, source: str, lines: list[str], block: list[int]) -> None:
+        marks = [_ANNOTATION.match(lines[index]) for index in block]
+        names = [
+            _NAME_AT.match(source, mark.start("mark"))
+            if mark is not None
+            and not source[mark.start("mark") - 1 : mark.start("mark")].isalnum()
+            else None
+            for mark in marks
+        ]
+        # Columns that do not fall on names: the source line was shifted (a message in
+        # front of it); any secret name in it redacts every value of the block.
+        aligned = all(name is not None for name in names)
+        anywhere = not aligned and any(
+            self._sensitive(word) for token in _NAME_AT.findall(source) for word in token.split(".")
+        )
+        for index, mark, name in zip(block, marks, names, strict=True):
+            secret = anywhere or (
+                name is not None and self._sensitive(name.group(0).rpartition(".")[2])
+            )
+            if secret and mark is not None:
+                lines[index] = lines[index][: mark.start("value")] + REDACTED
 
     def _columns_secret(self, names: list[str]) -> list[bool]:
         return [self._sensitive(name.strip().strip("\"`[]'")) for name in names]
