@@ -43,7 +43,7 @@ REDACTED = "[REDACTED]"
 # spelled with lookalike letters.
 _ASSIGNMENT = re.compile(
     r"(?:(?<![\w.\-\[\]\\%])|(?<=\\[nrt]))(?:b(?=\\{0,7}[\"']))?(?P<q>\\{0,7}[\"']|)"
-    r"(?P<name>[^\W\d](?:[\w.\-\[\]%]|\\(?![nrt])){0,63})(?P=q)"
+    r"(?P<name>[^\W\d][\w.\-\[\]%\\]{0,63})(?P=q)"
     r"(?P<sep>[ \t]*(?:=>|[:=])[ \t]*)"
 )
 # ('password', 'x'): a pair in a repr (dict_items, header lists, a tuple of settings).
@@ -219,7 +219,8 @@ class AssignmentScanner:
     def _assignments(self, text: str, pattern: re.Pattern[str]) -> str:
         pieces: list[str] = []
         done = 0
-        for match in pattern.finditer(text):
+        for found in pattern.finditer(text):
+            match = _after_escaped_break(pattern, text, found) if "\\" in found["name"] else found
             if match.start() < done or not self._secret_name(match):
                 continue
             span = self._value_span(text, match)
@@ -382,6 +383,21 @@ class AssignmentScanner:
             return text
         pieces.append(text[done:])
         return "".join(pieces)
+
+
+def _after_escaped_break(
+    pattern: re.Pattern[str], text: str, match: re.Match[str]
+) -> re.Match[str]:
+    r"""The pair whose name follows an escaped line break inside ``match``'s name.
+
+    In a repr, ``x\\r\\nCookie: ...`` reads as one name; the name is ``Cookie``.
+    """
+    name = match["name"]
+    cut = max(name.rfind("\\n"), name.rfind("\\r"), name.rfind("\\t"))
+    if cut < 0:
+        return match
+    again = pattern.match(text, match.start("name") + cut + 2)
+    return match if again is None else again
 
 
 def _yaml_block(text: str, key_start: int, position: int) -> tuple[int, int] | None:
