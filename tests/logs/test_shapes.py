@@ -199,6 +199,8 @@ SHAPES.update(
             (SECRET,),
         ),
         "csv_row": ("name,password,email\nbob,hunter2xyz,bob@example.com\n", (SECRET,)),
+        "csv_quoted_header": ('"name","password",email\nbob,hunter2xyz,x', (SECRET,)),
+        "csv_in_a_repr": (repr({"a": 1, "export": "name,password\nbob,hunter2xyz"}), (SECRET,)),
         "csv_semicolons_quoted": ('user;"pwd"\nbob;"hunter2xyz"', (SECRET,)),
         # Positional arguments and stdin.
         "smtp_login": ("smtp.login('bob', 'hunter2xyz')", (SECRET,)),

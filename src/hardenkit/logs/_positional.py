@@ -350,11 +350,20 @@ class PositionalScanner:
 
 
 def _csv_header(line: str) -> tuple[str, list[str]] | None:
+    header = _csv_names(line)
+    quote = max(line.rfind("'"), line.rfind('"'))
+    if header is None and quote >= 0:
+        # In a repr or JSON, the header starts after the quote that opens the string.
+        header = _csv_names(line[quote + 1 :])
+    return header
+
+
+def _csv_names(line: str) -> tuple[str, list[str]] | None:
     for delimiter in _CSV_DELIMITERS:
         if delimiter in line:
             names = line.split(delimiter)
             # "upstream said: name,password": a message in front of the header.
-            names[0] = _HEADER_PREFIX.split(names[0])[-1]
+            names[0] = _HEADER_PREFIX.split(names[0].rstrip("'\""))[-1]
             if len(names) >= 2 and all(_CSV_NAME.fullmatch(name.strip()) for name in names):
                 return delimiter, names
     return None
@@ -365,16 +374,21 @@ def _split_row(line: str, delimiter: str) -> list[tuple[int, int]]:
     start = position = 0
     while position < len(line):
         char = line[position]
-        if char == '"' and line[start:position].strip() == "":
-            position = _quote_end(line, position)
-            continue
+        if char in "'\"":
+            if line[start:position].strip() == "":
+                position = _quote_end(line, position)
+                continue
+            if line[position + 1 : position + 2] in ("", "}", "]", ")", ",", ";", " "):
+                # The quote closes the string the rows were logged in ("...,x'}").
+                break
+
         if line.startswith(delimiter, position):
             spans.append((start, position))
             position += len(delimiter)
             start = position
             continue
         position += 1
-    spans.append((start, len(line)))
+    spans.append((start, position))
     return spans
 
 
