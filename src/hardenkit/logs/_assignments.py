@@ -30,7 +30,7 @@ import re
 from urllib.parse import unquote
 
 from hardenkit.logs._keys import KeyClassifier
-from hardenkit.logs._positional import PositionalScanner, bracketed_items
+from hardenkit.logs._positional import PositionalScanner, bracketed_items, replace_group
 
 __all__ = ["AssignmentScanner"]
 
@@ -187,7 +187,7 @@ class AssignmentScanner:
         if " -" in text and any(client in text for client in _CLIENT_NAMES):
             text = _CLIENTS.sub(_client_replacement, text)
         if "pass:" in text:
-            text = _OPENSSL_PASS.sub(_value_replacement, text)
+            text = _OPENSSL_PASS.sub(replace_group, text)
         if (
             "AUTH " in text
             or "login " in text
@@ -351,16 +351,12 @@ class AssignmentScanner:
         )
         if group == "setting" and not self._keys.is_sensitive(match["name"]):
             return match.group(0)
-        start, end = match.span(group)
-        whole, offset = match.group(0), match.start()
-        return whole[: start - offset] + REDACTED + whole[end - offset :]
+        return replace_group(match, group)
 
     def _xml_replacement(self, match: re.Match[str]) -> str:
         if not match["value"] or not self._keys.is_sensitive(match["name"]):
             return match.group(0)
-        start, end = match.span("value")
-        whole, offset = match.group(0), match.start()
-        return whole[: start - offset] + REDACTED + whole[end - offset :]
+        return replace_group(match)
 
     def _long_flags(self, text: str) -> str:
         pieces: list[str] = []
@@ -451,13 +447,13 @@ def _spaced_value_end(text: str, end: int) -> int:
 def _client_replacement(match: re.Match[str]) -> str:
     client, arguments = match["client"], match["arguments"]
     if client.startswith("docker"):  # "docker  login", however many spaces
-        return client + _SPACED_PASSWORD["docker login"].sub(_value_replacement, arguments)
+        return client + _SPACED_PASSWORD["docker login"].sub(replace_group, arguments)
     if client == "curl":
-        arguments = _CURL_USER.sub(_value_replacement, arguments)
+        arguments = _CURL_USER.sub(replace_group, arguments)
     elif client in _SPACED_PASSWORD:
-        arguments = _SPACED_PASSWORD[client].sub(_value_replacement, arguments)
+        arguments = _SPACED_PASSWORD[client].sub(replace_group, arguments)
     else:
-        arguments = _MYSQL_PASSWORD.sub(_value_replacement, arguments)
+        arguments = _MYSQL_PASSWORD.sub(replace_group, arguments)
     return client + arguments
 
 
@@ -468,9 +464,3 @@ def _oracle_replacement(match: re.Match[str]) -> str:
     start = match.start("value") - match.start()
     kept = value[at:] if at > 0 else ""
     return match.group(0)[:start] + REDACTED + kept
-
-
-def _value_replacement(match: re.Match[str]) -> str:
-    start, end = match.span("value")
-    whole, offset = match.group(0), match.start()
-    return whole[: start - offset] + REDACTED + whole[end - offset :]

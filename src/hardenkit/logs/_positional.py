@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-__all__ = ["JWK_PRIVATE_MEMBERS", "PositionalScanner", "bracketed_items"]
+__all__ = ["JWK_PRIVATE_MEMBERS", "PositionalScanner", "bracketed_items", "replace_group"]
 
 REDACTED = "[REDACTED]"
 
@@ -175,11 +175,11 @@ class PositionalScanner:
         if "|" in text and ("echo" in text or "printf" in text):
             text = _STDIN_PASSWORD.sub(_stdin_replacement, text)
         if "(" in text and ("login(" in text or "bind" in text or "Auth(" in text):
-            text = _LOGIN_CALL.sub(_value_replacement, text)
+            text = _LOGIN_CALL.sub(replace_group, text)
         if "alue" in text and ("ame" in text or "ey" in text):
-            text = _NAME_VALUE.sub(self._name_value_replacement, text)
+            text = _NAME_VALUE.sub(self._namereplace_group, text)
         if "kty" in text:
-            text = _JWK_PRIVATE.sub(_value_replacement, text)
+            text = _JWK_PRIVATE.sub(replace_group, text)
         if "input_value=" in text:
             text = _PYDANTIC.sub(self._pydantic_replacement, text)
         if "[parameters: " in text:
@@ -189,27 +189,25 @@ class PositionalScanner:
         if "\u2514 " in text:
             text = self._variable_annotations(text)
         if text.count(":") >= 4:
-            text = _PGPASS.sub(_value_replacement, text)
+            text = _PGPASS.sub(replace_group, text)
         if ("\n" in text or "\\n" in text) and (
             "," in text or ";" in text or "\t" in text or "\\t" in text
         ):
             text = self._csv(text)
         return text
 
-    def _name_value_replacement(self, match: re.Match[str]) -> str:
+    def _namereplace_group(self, match: re.Match[str]) -> str:
         if not self._sensitive(match["name"]):
             return match.group(0)
         group = "quoted" if match["quoted"] is not None else "bare"
-        start, end = match.span(group)
         if group == "bare" and match[group].startswith("[REDACTED"):
             return match.group(0)
-        whole, offset = match.group(0), match.start()
-        return whole[: start - offset] + REDACTED + whole[end - offset :]
+        return replace_group(match, group)
 
     def _pydantic_replacement(self, match: re.Match[str]) -> str:
         if not any(self._sensitive(part) for part in re.split(r"[.\s]", match["loc"]) if part):
             return match.group(0)
-        return _value_replacement(match)
+        return replace_group(match)
 
     def _variable_annotations(self, text: str) -> str:
         """better-exceptions and loguru's ``diagnose``: a value under its name's column.
@@ -393,13 +391,11 @@ def _split_row(line: str, delimiter: str) -> list[tuple[int, int]]:
 
 
 def _stdin_replacement(match: re.Match[str]) -> str:
-    group = "quoted" if match["quoted"] is not None else "bare"
+    return replace_group(match, "quoted" if match["quoted"] is not None else "bare")
+
+
+def replace_group(match: re.Match[str], group: str = "value") -> str:
+    """Return ``match``'s text with ``group`` replaced by the marker."""
     start, end = match.span(group)
-    whole, offset = match.group(0), match.start()
-    return whole[: start - offset] + REDACTED + whole[end - offset :]
-
-
-def _value_replacement(match: re.Match[str]) -> str:
-    start, end = match.span("value")
     whole, offset = match.group(0), match.start()
     return whole[: start - offset] + REDACTED + whole[end - offset :]
