@@ -19,6 +19,7 @@ unchanged.
 from __future__ import annotations
 
 import base64
+import enum
 import io
 import json
 import logging
@@ -296,7 +297,8 @@ class Login(NamedTuple):
 
 @st.composite
 def _structured(draw: st.DrawFn) -> tuple[Any, Secret]:
-    """A secret in a structure a renderer prints: argv lists, NamedTuples, views, floats."""
+    """A secret in a structure a renderer prints: argv lists, NamedTuples, views, floats,
+    name/value siblings, Enum members."""
     password, flag = draw(_PASSWORD), draw(_PASSWORD_NAMES).replace("_", "-")
     values: list[Any] = [
         ["deploy", f"--{flag}", password, "--verbose"],
@@ -306,6 +308,10 @@ def _structured(draw: st.DrawFn) -> tuple[Any, Secret]:
         Login("app", password),
         {"user": "app", "password": password}.items(),
         {"user": "app", "api_key": password}.values(),
+        # A sibling names the secret; an Enum member holds it.
+        [{"name": flag.upper(), "value": password}, {"name": "REGION", "value": "eu"}],
+        {"Name": f"/prod/{flag}", "Type": "SecureString", "Value": password},
+        enum.Enum("Backend", {"PROD": password}).PROD,
     ]
     secret = Secret(password)
     if draw(st.booleans()):
@@ -313,7 +319,7 @@ def _structured(draw: st.DrawFn) -> tuple[Any, Secret]:
         values.append(float(card))
         if draw(st.integers(0, len(values) - 1)) == len(values) - 1:
             return float(card), Secret(card, card[:12])
-    return draw(st.sampled_from(values[:7])), secret
+    return draw(st.sampled_from(values[:10])), secret
 
 
 class Opaque:
