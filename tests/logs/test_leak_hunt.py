@@ -19,6 +19,7 @@ unchanged.
 from __future__ import annotations
 
 import base64
+import enum
 import io
 import json
 import logging
@@ -229,6 +230,20 @@ def _encodings_of_a_password(name: str, password: str, filler: str) -> list[str]
         f"{name}:\n  - {password}\n  - {password[::-1]}\nuser: app",
         f"<{name}><![CDATA[{password}]]></{name}>",
         f"{name.replace('a', chr(0x430), 1)}={password}",
+        # The final attacker pass: secrets told by their place.
+        f"INSERT INTO users (user_name, {name}) VALUES ('app', '{password}')",  # noqa: S608
+        f"(psycopg2.IntegrityError) duplicate key\n[SQL: INSERT INTO users (user_name, {name})"  # noqa: S608
+        f" VALUES (%s, %s)]\n[parameters: ('app', '{password}')]",
+        f"[SQL: UPDATE users SET {name}=? WHERE id = ?]\n[parameters: ('{password}', 7)]",  # noqa: S608
+        f"user_name,{name},region\napp,{password},eu",
+        json.dumps([{"name": name.upper(), "value": password}]),
+        f"env:\n- name: {name.upper()}\n  value: {password}\n",
+        f"1 validation error for Settings\n{name}\n  Value error [type=value_error,"
+        f" input_value={password!r}, input_type=str]",
+        f"smtp.login('app', {password!r}) failed",
+        f"echo {shlex.quote(password)} | sudo -S systemctl restart app",
+        f"db.internal:5432:orders:app:{password}",
+        f"headers=[(b'{name}', b'{password}')]",
     ]
 
 
@@ -282,7 +297,8 @@ class Login(NamedTuple):
 
 @st.composite
 def _structured(draw: st.DrawFn) -> tuple[Any, Secret]:
-    """A secret in a structure a renderer prints: argv lists, NamedTuples, views, floats."""
+    """A secret in a structure a renderer prints: argv lists, NamedTuples, views, floats,
+    name/value siblings, Enum members."""
     password, flag = draw(_PASSWORD), draw(_PASSWORD_NAMES).replace("_", "-")
     values: list[Any] = [
         ["deploy", f"--{flag}", password, "--verbose"],
@@ -292,6 +308,10 @@ def _structured(draw: st.DrawFn) -> tuple[Any, Secret]:
         Login("app", password),
         {"user": "app", "password": password}.items(),
         {"user": "app", "api_key": password}.values(),
+        # A sibling names the secret; an Enum member holds it.
+        [{"name": flag.upper(), "value": password}, {"name": "REGION", "value": "eu"}],
+        {"Name": f"/prod/{flag}", "Type": "SecureString", "Value": password},
+        enum.Enum("Backend", {"PROD": password}).PROD,
     ]
     secret = Secret(password)
     if draw(st.booleans()):
@@ -299,7 +319,7 @@ def _structured(draw: st.DrawFn) -> tuple[Any, Secret]:
         values.append(float(card))
         if draw(st.integers(0, len(values) - 1)) == len(values) - 1:
             return float(card), Secret(card, card[:12])
-    return draw(st.sampled_from(values[:7])), secret
+    return draw(st.sampled_from(values[:10])), secret
 
 
 class Opaque:
@@ -471,4 +491,13 @@ _SHAPES: dict[str, Callable[[str], bool]] = {
     "percent-encoded name": lambda text: "%5B" in text,
     "lookalike name": lambda text: chr(0x430) in text,
     "pair repr": lambda text: text.startswith("dict_items"),
+    "insert columns": lambda text: text.startswith("INSERT INTO"),
+    "sqlalchemy parameters": lambda text: "[parameters: " in text,
+    "csv column": lambda text: text.startswith("user_name,"),
+    "name and value": lambda text: '"value": ' in text or "  value: " in text,
+    "pydantic input": lambda text: "input_value=" in text,
+    "login call": lambda text: ".login(" in text,
+    "stdin password": lambda text: "| sudo -S" in text,
+    "pgpass": lambda text: text.startswith("db.internal:5432:"),
+    "bytes pair": lambda text: "(b'" in text,
 }

@@ -66,3 +66,31 @@ def test_a_request_with_secrets_everywhere_logs_none_of_them(
     leaks = {name: secret for name, secret in SECRETS.items() if secret in output}
     assert leaks == {}
     assert "4242 4242 4242 4242".replace(" ", "") not in output
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_request_body_with_positional_secrets_logs_none_of_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    secret, key = "hunter2xyz", "GawgguFyGrWKav7AX4VKUg"
+    app = create_app(demo_settings(log_format="json", request_id_trust="any"))
+    client = TestClient(app, raise_server_exceptions=False)
+    client.post(
+        "/demo/logging",
+        json={
+            "env": [{"name": "DB_PASSWORD", "value": secret}, {"name": "REGION", "value": "eu"}],
+            "jwk": {"kty": "oct", "k": key},
+            "export": f"name,password\nbob,{secret}",
+            "sql": f"INSERT INTO users (name, password) VALUES ('bob', '{secret}')",  # noqa: S608
+            "shell": f"echo '{secret}' | sudo -S ls",
+        },
+    )
+    output = capsys.readouterr().out
+    received = next(
+        json.loads(line)
+        for line in output.splitlines()
+        if line.startswith("{") and json.loads(line)["event"] == "demo_request_received"
+    )
+    assert received["body"]["env"][1] == {"name": "REGION", "value": "eu"}
+    assert secret not in output
+    assert key not in output

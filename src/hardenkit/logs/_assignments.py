@@ -30,6 +30,7 @@ import re
 from urllib.parse import unquote
 
 from hardenkit.logs._keys import KeyClassifier
+from hardenkit.logs._positional import PositionalScanner, bracketed_items, replace_group
 
 __all__ = ["AssignmentScanner"]
 
@@ -41,13 +42,13 @@ REDACTED = "[REDACTED]"
 # Names may be percent-encoded ("user%5Bpassword%5D="), \u-escaped ("pass\u0077ord") or
 # spelled with lookalike letters.
 _ASSIGNMENT = re.compile(
-    r"(?:(?<![\w.\-\[\]\\%])|(?<=\\[nrt]))(?P<q>\\{0,7}[\"']|)"
+    r"(?:(?<![\w.\-\[\]\\%])|(?<=\\[nrt]))(?:b(?=\\{0,7}[\"']))?(?P<q>\\{0,7}[\"']|)"
     r"(?P<name>[^\W\d][\w.\-\[\]%\\]{0,63})(?P=q)"
-    r"(?P<sep>[ \t]*[:=][ \t]*)"
+    r"(?P<sep>[ \t]*(?:=>|[:=])[ \t]*)"
 )
 # ('password', 'x'): a pair in a repr (dict_items, header lists, a tuple of settings).
 _PAIR = re.compile(
-    r"\((?P<q>\\{0,7}[\"'])(?P<name>[^\W\d][\w.\-]{0,63})(?P=q)(?P<sep>,[ \t]*)(?=b?\\{0,7}[\"'])"
+    r"\(b?(?P<q>\\{0,7}[\"'])(?P<name>[^\W\d][\w.\-]{0,63})(?P=q)(?P<sep>,[ \t]*)(?=b?\\{0,7}[\"'])"
 )
 # A quote opens a value; a bytes repr (b'...') too, and a wrapper's call around it
 # (password=SecretStr('...'), token=Token("...")).
@@ -172,17 +173,21 @@ class AssignmentScanner:
 
     def __init__(self, keys: KeyClassifier) -> None:
         self._keys = keys
+        self._positional = PositionalScanner(keys.is_sensitive)
 
     def scan(self, text: str) -> str:
         """Return ``text`` with the value of every secret name replaced."""
-        # Command lines first: a name's value that runs past spaces must not swallow
+        # Values told by their place first: "key='x-api-key', value='...'" needs the
+        # name before the query-parameter rule for "key=" replaces it.
+        text = self._positional.scan(text)
+        # Command lines next: a name's value that runs past spaces must not swallow
         # the client or flag that says what follows ("password=x mysql -pSECRET").
         if "--" in text:
             text = self._long_flags(text)
         if " -" in text and any(client in text for client in _CLIENT_NAMES):
             text = _CLIENTS.sub(_client_replacement, text)
         if "pass:" in text:
-            text = _OPENSSL_PASS.sub(_value_replacement, text)
+            text = _OPENSSL_PASS.sub(replace_group, text)
         if (
             "AUTH " in text
             or "login " in text
@@ -195,7 +200,15 @@ class AssignmentScanner:
             "sqlplus" in text or "dp " in text or "sqlldr" in text or "rman " in text
         ):
             text = _ORACLE_LOGIN.sub(_oracle_replacement, text)
-        if "=" in text or ": " in text or '":' in text or "':" in text or ":\n" in text:
+        if (
+            "=" in text
+            or ": " in text
+            or '":' in text
+            or "':" in text
+            or ":\n" in text
+            # Go's %+v ("&{User:app Password:x}") and a bare "Password:x"
+            or (":" in text and ("{" in text or "ssword:" in text))
+        ):
             text = self._assignments(text, _ASSIGNMENT)
         if "', " in text or '", ' in text:
             text = self._assignments(text, _PAIR)
@@ -206,7 +219,8 @@ class AssignmentScanner:
     def _assignments(self, text: str, pattern: re.Pattern[str]) -> str:
         pieces: list[str] = []
         done = 0
-        for match in pattern.finditer(text):
+        for found in pattern.finditer(text):
+            match = _after_escaped_break(pattern, text, found) if "\\" in found["name"] else found
             if match.start() < done or not self._secret_name(match):
                 continue
             span = self._value_span(text, match)
@@ -268,10 +282,16 @@ class AssignmentScanner:
             return None if special == _NOT_SECRET else special
         return self._unquoted_span(text, match)
 
-    def _special_span(self, text: str, match: re.Match[str]) -> tuple[int, int] | None:
+    def _special_span(  # noqa: PLR0911 - one rule per notation
+        self, text: str, match: re.Match[str]
+    ) -> tuple[int, int] | None:
         """The value's span for the notations with rules of their own, else None."""
         position, name = match.end(), match["name"]
         is_colon = ":" in match["sep"]
+        if text[position : position + 1] in ("(", "[") and self._keys.is_sensitive(name):
+            # auth=('bob', '...'): a tuple or list under a secret name goes whole.
+            items = bracketed_items(text, position)
+            return (position + 1, _line_end(text, position) if items is None else items[1] - 1)
         if text.startswith("{", position) and not is_colon:
             braced = _BRACED.match(text, position)
             return (position, _line_end(text, position)) if braced is None else braced.span()
@@ -331,16 +351,12 @@ class AssignmentScanner:
         )
         if group == "setting" and not self._keys.is_sensitive(match["name"]):
             return match.group(0)
-        start, end = match.span(group)
-        whole, offset = match.group(0), match.start()
-        return whole[: start - offset] + REDACTED + whole[end - offset :]
+        return replace_group(match, group)
 
     def _xml_replacement(self, match: re.Match[str]) -> str:
         if not match["value"] or not self._keys.is_sensitive(match["name"]):
             return match.group(0)
-        start, end = match.span("value")
-        whole, offset = match.group(0), match.start()
-        return whole[: start - offset] + REDACTED + whole[end - offset :]
+        return replace_group(match)
 
     def _long_flags(self, text: str) -> str:
         pieces: list[str] = []
@@ -363,6 +379,21 @@ class AssignmentScanner:
             return text
         pieces.append(text[done:])
         return "".join(pieces)
+
+
+def _after_escaped_break(
+    pattern: re.Pattern[str], text: str, match: re.Match[str]
+) -> re.Match[str]:
+    r"""The pair whose name follows an escaped line break inside ``match``'s name.
+
+    In a repr, ``x\\r\\nCookie: ...`` reads as one name; the name is ``Cookie``.
+    """
+    name = match["name"]
+    cut = max(name.rfind("\\n"), name.rfind("\\r"), name.rfind("\\t"))
+    if cut < 0:
+        return match
+    again = pattern.match(text, match.start("name") + cut + 2)
+    return match if again is None else again
 
 
 def _yaml_block(text: str, key_start: int, position: int) -> tuple[int, int] | None:
@@ -416,13 +447,13 @@ def _spaced_value_end(text: str, end: int) -> int:
 def _client_replacement(match: re.Match[str]) -> str:
     client, arguments = match["client"], match["arguments"]
     if client.startswith("docker"):  # "docker  login", however many spaces
-        return client + _SPACED_PASSWORD["docker login"].sub(_value_replacement, arguments)
+        return client + _SPACED_PASSWORD["docker login"].sub(replace_group, arguments)
     if client == "curl":
-        arguments = _CURL_USER.sub(_value_replacement, arguments)
+        arguments = _CURL_USER.sub(replace_group, arguments)
     elif client in _SPACED_PASSWORD:
-        arguments = _SPACED_PASSWORD[client].sub(_value_replacement, arguments)
+        arguments = _SPACED_PASSWORD[client].sub(replace_group, arguments)
     else:
-        arguments = _MYSQL_PASSWORD.sub(_value_replacement, arguments)
+        arguments = _MYSQL_PASSWORD.sub(replace_group, arguments)
     return client + arguments
 
 
@@ -433,9 +464,3 @@ def _oracle_replacement(match: re.Match[str]) -> str:
     start = match.start("value") - match.start()
     kept = value[at:] if at > 0 else ""
     return match.group(0)[:start] + REDACTED + kept
-
-
-def _value_replacement(match: re.Match[str]) -> str:
-    start, end = match.span("value")
-    whole, offset = match.group(0), match.start()
-    return whole[: start - offset] + REDACTED + whole[end - offset :]

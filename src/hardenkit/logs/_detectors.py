@@ -56,6 +56,11 @@ _WEBHOOK = re.compile(
 )
 # A percent-encoded text ("state=%7B%22token%22%3A..."): scanned decoded as well.
 _PERCENT_ESCAPE = re.compile(r"%(?:2[0-9A-Fa-f]|3[A-Fa-f]|5[BDbd]|7[BDbd])")
+# Password hashes in crypt(3) notation (htpasswd, /etc/shadow, bcrypt, argon2): a
+# dictionary attack away from the password.
+_CRYPT_HASH = re.compile(
+    r"\$(?:apr1|1|5|6|2[abxy]|y|gy|7|argon2(?:id|i|d)|scrypt)\$[./A-Za-z0-9$=,+]{8,}"
+)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*){1,4}")
 _DOTTED_VENDOR = re.compile(
     r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"  # SendGrid
@@ -134,6 +139,7 @@ _VENDOR_PREFIXES = (
     "SG.",  # SendGrid (dotted; also handled by the dotted pass)
     "eyJ",  # a JWT fragment (base64url of '{"')
 )
+_BASE64_PEM = "LS0tLS1CRUdJTi"  # base64 of "-----BEGIN"
 _AWS_PREFIXES = frozenset(
     {"AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "AROA", "APKA"}
 )
@@ -308,6 +314,8 @@ class TextScanner:
             text = _GO_DSN.sub(rf"\1:{_REDACTED}@", text)
         if "eyJ" in text:
             text = _JWT.sub(marker("jwt"), text)
+        if "$" in text:
+            text = _CRYPT_HASH.sub(marker("password_hash"), text)
         if "SG." in text or "ya29." in text:
             text = _DOTTED_VENDOR.sub(marker("api_key"), text)
         if "earer" in text or "asic" in text or "EARER" in text or "ASIC" in text:
@@ -405,6 +413,15 @@ class TextScanner:
 
 
 def _vendor_kind(run: str) -> str | None:
+    if run.startswith(_BASE64_PEM):
+        # A PEM block in base64 (Kubernetes secret data, a kubeconfig): a certificate is
+        # public, a private key is not.
+        head = run[:96]
+        try:
+            decoded = base64.b64decode(head[: len(head) // 4 * 4])
+        except (binascii.Error, ValueError):
+            decoded = b""
+        return "private_key" if b"PRIVATE KEY" in decoded else None
     if run.startswith(_VENDOR_PREFIXES):
         return "jwt" if run.startswith("eyJ") else "api_key"
     if len(run) >= 20 and run[:4] in _AWS_PREFIXES and all(c in _AWS_ID_CHARS for c in run[4:20]):

@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import ItemsView, Iterable, KeysView, Mapping, ValuesView
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from hardenkit.logs._argv import looks_like_argv, redact_argv
@@ -36,6 +37,7 @@ from hardenkit.logs._detectors import (
     marker,
 )
 from hardenkit.logs._keys import DEFAULT_ALLOWED_KEYS, KeyClassifier, normalise_key
+from hardenkit.logs._positional import JWK_PRIVATE_MEMBERS
 
 if TYPE_CHECKING:
     from hardenkit.settings import HardenSettings
@@ -74,6 +76,14 @@ _CLEAN_CACHE_SIZE = 4096
 _CLEAN_CACHE_MAX_LENGTH = 256
 _DECISION_CACHE_SIZE = 4096
 _DEPTH_MARKER = marker("depth")
+# A field that names the secret held by its sibling.
+_NAME_VALUE_KEYS = (
+    ("name", "value"),
+    ("key", "value"),
+    ("Name", "Value"),
+    ("Key", "Value"),
+    ("ParameterKey", "ParameterValue"),
+)
 # Per-name decisions (see Redactor._decision).
 _SCAN, _REDACT, _KEEP, _PASS, _PSEUDONYMIZE, _SECRET_NAME, _HASH, _COUNT = range(8)
 # Pass-through names that structlog's own processors (TimeStamper, add_log_level,
@@ -335,7 +345,29 @@ class Redactor:
                 # The name itself is a secret: a numbered marker keeps entries apart.
                 secret_names += 1
                 result[marker(str(secret_names))] = self._value(value, depth)
+        if not top and ("value" in result or "Value" in result or "kty" in result):
+            self._sibling_named(result)
         return result
+
+    def _sibling_named(self, result: dict[Any, Any]) -> None:
+        """Redact what a sibling field names as secret, in place.
+
+        ``{"name": "DB_PASSWORD", "value": ...}`` (Kubernetes env, AWS parameters) and a
+        JSON Web Key's private members (``{"kty": "oct", "k": ...}``).
+        """
+        if "kty" in result:
+            for member in JWK_PRIVATE_MEMBERS.intersection(result):
+                if result[member] is not None:
+                    result[member] = REDACTED
+        for name_key, value_key in _NAME_VALUE_KEYS:
+            name = result.get(name_key)
+            if (
+                value_key in result
+                and isinstance(name, str)
+                and self._keys.is_sensitive(name)
+                and result[value_key] is not None
+            ):
+                result[value_key] = REDACTED
 
     def _digest(self, value: Any, depth: int) -> Any:
         if type(value) is str and _SHORTEST_SECRET <= len(value) <= self.max_string_length:
@@ -345,7 +377,8 @@ class Redactor:
     def _passthrough_value(self, value: Any, depth: int, *, top: bool) -> Any:
         # A value not shaped like an id, a timestamp or a name is scanned like any other.
         if type(value) is str:
-            if PASSTHROUGH_SHAPE.fullmatch(value) is None:
+            # Four colons: a .pgpass line ("db:5432:orders:app:pw") is id-shaped too.
+            if PASSTHROUGH_SHAPE.fullmatch(value) is None or value.count(":") >= 4:
                 return self.redact_text(value)
             passed = self._passed
             if len(passed) >= _CLEAN_CACHE_SIZE:
@@ -413,7 +446,9 @@ class Redactor:
     def _other(  # noqa: PLR0911, PLR0912 - one branch per type
         self, value: Any, depth: int
     ) -> Any:
-        if isinstance(value, str):  # str subclasses, StrEnum members included
+        if isinstance(value, Enum) and not isinstance(value, int):
+            return self._enum_member(value)
+        if isinstance(value, str):  # str subclasses
             return self.redact_text(str(value))
         if isinstance(value, bytes | bytearray | memoryview):
             return self.redact_text(bytes(value).decode("utf-8", "replace"))
@@ -449,6 +484,16 @@ class Redactor:
             if isinstance(dumped, Mapping):
                 return self._mapping(dumped, depth + 1)
         return self.redact_text(_safe_repr(value))
+
+    def _enum_member(self, member: Enum) -> str:
+        # A member is logged by its name: its value is in the code. A StrEnum's value is
+        # what it prints, so it is kept unless the member's or the class's name is secret.
+        name = f"{type(member).__name__}.{member.name}"
+        if not isinstance(member, str):
+            return self.redact_text(name)
+        if self._keys.is_sensitive(member.name) or self._keys.is_sensitive(type(member).__name__):
+            return REDACTED
+        return self.redact_text(str(member.value))
 
     def _view(self, view: ItemsView[Any, Any] | ValuesView[Any] | KeysView[Any], depth: int) -> Any:
         if isinstance(view, ItemsView):
