@@ -253,6 +253,12 @@ CASES = [
         "rate-limit-open-when-redis-down",
     ),
     Case(
+        "a fixed outage share with Redis",
+        {"rate_limit_fallback_share": 1.0, "redis_url": "redis://127.0.0.1:1/0"},
+        "HARDENKIT_RATE_LIMIT_FALLBACK_SHARE",
+        "rate-limit-fallback-share-fixed",
+    ),
+    Case(
         "rediss with the certificate check off in the URL",
         {"redis_url": "rediss://127.0.0.1:1/0?ssl_cert_reqs=none"},
         "HARDENKIT_REDIS_URL",

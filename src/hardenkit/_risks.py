@@ -92,6 +92,12 @@ RISKS: Final[dict[str, Risk]] = {
             "`open`: a Redis outage switches every limit off",
         ),
         Risk(
+            "rate-limit-fallback-share-fixed",
+            "HARDENKIT_RATE_LIMIT_FALLBACK_SHARE",
+            "a number instead of `auto` with Redis: during an outage the instances together "
+            "admit instances × share × the limit (`1`: each instance the whole limit)",
+        ),
+        Risk(
             "redis-tls-unverified",
             "HARDENKIT_REDIS_URL",
             "`rediss://` with `ssl_cert_reqs=none` (or `optional`) or "

@@ -118,7 +118,18 @@ def _rate_limit_problems(settings: HardenSettings) -> list[SettingProblem]:
                 "rate-limit-open-when-redis-down",
                 "`open` lets every request through while Redis is down: an outage (or an "
                 "attacker who causes one) switches the limits off",
-                "use `fallback` (per-instance limits) or `closed` (503)",
+                "use `fallback` (each instance its share of the limit) or `closed` (503)",
+            )
+        )
+    share = settings.rate_limit_fallback_share
+    if share != "auto" and settings.redis_url is not None:
+        problems.append(
+            risk_problem(
+                "rate-limit-fallback-share-fixed",
+                f"`{share}` is a fixed share: while Redis is unavailable every instance "
+                f"admits {share} of each limit, so the instances together admit more than "
+                "the limit as soon as there are more than 1 / share of them",
+                "use `auto` (1 / live instances, counted by heartbeats in Redis)",
             )
         )
     return problems
