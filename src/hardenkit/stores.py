@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from hardenkit.settings import HardenSettings
 
-__all__ = ["RedisGuard", "create_redis"]
+__all__ = ["RedisGuard", "create_redis", "is_redis_failure"]
 
 T = TypeVar("T")
 
@@ -319,7 +319,7 @@ class RedisGuard:
                 for probe in self._probes:
                     await probe()
         except Exception as error:  # noqa: BLE001 - a background task has no caller to raise to
-            if not _is_redis_failure(error):
+            if not is_redis_failure(error):
                 _logger.error("redis_probe_error", store=self.name, error=type(error).__name__)
             failure = error
         except asyncio.CancelledError:  # the loop is closing: the next loop probes afresh
@@ -393,7 +393,7 @@ class RedisGuard:
         except Exception as error:
             # Redis errored, timed out or is out of reach: the fallback answers, the log
             # line keeps the class name. Anything else is the caller's bug.
-            if not _is_redis_failure(error):
+            if not is_redis_failure(error):
                 self._probing = False
                 raise
             failure = _as_timeout(error)
@@ -510,7 +510,7 @@ def _is_noscript(error: BaseException) -> bool:
     return isinstance(error, NoScriptError)
 
 
-def _is_redis_failure(error: Exception) -> bool:
+def is_redis_failure(error: Exception) -> bool:
     """Whether ``error`` says Redis failed (errored, timed out, unreachable), not a bug."""
     if isinstance(error, (OSError, TimeoutError, ConnectionError)):
         return True

@@ -141,20 +141,18 @@ class OutageFallback:
             if pending.redis_admitted is None:
                 entry.open += 1
             else:
-                self._resolved(pending)
+                self._resolved(pending, entry)
         return decision
 
     def resolve(self, pending: Pending, reply: Any) -> None:
         """Record what became of a call that was given up on (see :class:`Pending`)."""
         pending.redis_admitted = reply is not None and decode_reply(reply)[0]
-        if pending.entry is not None:
-            pending.entry.open -= 1
-            self._resolved(pending)
-
-    def _resolved(self, pending: Pending) -> None:
         entry = pending.entry
-        if entry is None:  # pragma: no cover - callers set it first
-            return
+        if entry is not None:
+            entry.open -= 1
+            self._resolved(pending, entry)
+
+    def _resolved(self, pending: Pending, entry: _Outage) -> None:
         if pending.redis_admitted:
             entry.credit += pending.cost
         if entry.open == 0 and self._settle is not None and self._outage.get(pending.key) is entry:

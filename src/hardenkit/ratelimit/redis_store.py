@@ -18,7 +18,7 @@ from hardenkit.ratelimit.decision import (
 from hardenkit.ratelimit.gcra import decode_reply
 from hardenkit.ratelimit.memory import MemoryStore
 from hardenkit.ratelimit.rate import Rate
-from hardenkit.stores import LuaScript, RedisGuard, _is_redis_failure, store_key
+from hardenkit.stores import LuaScript, RedisGuard, is_redis_failure, store_key
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -136,7 +136,7 @@ class RedisStore:
                     async with asyncio.timeout(max(self.guard.retry_interval, 0.5)):
                         await self._outage.charge(self.client, self.prefix, ready_only=True)
                 except Exception as error:  # noqa: BLE001 - a background task has no caller
-                    if not _is_redis_failure(error):
+                    if not is_redis_failure(error):
                         _logger.error("ratelimit_settle_error", error=type(error).__name__)
                         return
                     await asyncio.sleep(self.guard.retry_interval)  # kept for a later try
