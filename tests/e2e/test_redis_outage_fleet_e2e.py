@@ -105,12 +105,19 @@ async def by_worker(http: list[httpx.AsyncClient], tenant: str, count: int) -> l
 
 
 def last_view(results: list[Result]) -> int:
-    """What Redis said was left after the last of these decisions (the least ``r=``)."""
-    return min(
-        int(result.ratelimit.split(";r=")[1].split(";")[0])
-        for result in results
-        if result.ratelimit
-    )
+    """What Redis said was left of the tenant rule after the last of these decisions.
+
+    ``RateLimit`` lists every rule that applied (``"ip";r=…;t=…, "tenant";r=…;t=…``);
+    the least ``r`` of the tenant's item is the view after the last decision.
+    """
+    views = []
+    for result in results:
+        for item in (result.ratelimit or "").split(","):
+            name, _, parameters = item.strip().partition(";")
+            if name == '"tenant"':
+                views.append(int(dict(p.split("=", 1) for p in parameters.split(";"))["r"]))
+    assert views, "no response carried the tenant rule's RateLimit item"
+    return min(views)
 
 
 async def readiness(servers: list[UvicornServer]) -> list[dict]:
@@ -144,7 +151,7 @@ def no_server_errors(results: list[Result]) -> None:
     assert max(result.status for result in results) < 500
 
 
-async def test_redis_killed_under_load_for_seconds_admits_at_most_the_limit_plus_four(
+async def test_redis_killed_under_load_for_seconds_admits_at_most_the_shares_of_the_views(
     tmp_path: Path, redis_server_factory: Callable[[], RedisServer]
 ) -> None:
     redis = redis_server_factory()
@@ -153,7 +160,8 @@ async def test_redis_killed_under_load_for_seconds_admits_at_most_the_limit_plus
         async with asyncio.timeout(150), clients(servers) as http:
             await wait_ready(servers, "healthy", instances=WORKERS, within=10)
             exhausted_before = await spread(http, "exhausted", 160)
-            before = await spread(http, "main", 40)
+            views = await by_worker(http, "main", 40)
+            before = [result for results in views for result in results]
 
             redis.stop()  # no save: it comes back empty, as a Redis without persistence
             degraded = await wait_ready(servers, "degraded", within=10)
@@ -174,7 +182,17 @@ async def test_redis_killed_under_load_for_seconds_admits_at_most_the_limit_plus
     assert admitted(exhausted_after) == 0
     assert admitted(before) == 40
     assert admitted(during) > 0  # served from the fallback, each its share
-    assert admitted(before) + admitted(during) + admitted(after) <= LIMIT + WORKERS
+    # Each worker's fallback admits at most its quarter of what it last saw left (with
+    # every view current, at most the LIMIT - 40 left in all). This Redis comes back
+    # empty and relearns the key from the charges, each raising it to its own worker's
+    # view: taken in some order, the key can end up as low as the stalest view plus
+    # what the fallbacks admitted, so Redis can admit the difference between the
+    # freshest and the stalest view once more (docs/ratelimit.md, "the bound").
+    left = [last_view(results) for results in views]
+    shares = sum(view // WORKERS for view in left)
+    restarted_empty = max(left) - min(left)
+    total = admitted(before) + admitted(during) + admitted(after)
+    assert total <= max(LIMIT, admitted(before) + shares) + restarted_empty
     assert {body["checks"]["redis"]["backend"] for body in degraded} == {"memory"}
     assert {body["checks"]["redis"]["instances"] for body in degraded} == {WORKERS}
     assert {body["checks"]["redis"]["backend"] for body in healthy} == {"redis"}
