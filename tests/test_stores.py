@@ -3,17 +3,27 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import structlog.testing
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster as ClusterClient
+from redis.exceptions import (
+    ClusterDownError,
+    CrossSlotTransactionError,
+    InvalidPipelineStack,
+    RedisClusterException,
+    SlotNotCoveredError,
+)
 
 from hardenkit import HardenSettings, HealthStatus, RedisGuard
 from hardenkit.auth.tenants import TenantStatusCache
+from hardenkit.ratelimit import Rate, RedisStore
 from hardenkit.resilience.shared import RedisBreakerStore
 from hardenkit.signing.replay import ReplayStore
-from hardenkit.stores import create_redis, store_key
-from tests.support.redis_server import RedisServer
+from hardenkit.stores import create_redis, is_redis_failure, store_key
+from tests.support.redis_server import RedisCluster, RedisServer
 
 
 class Clock:
@@ -38,6 +48,48 @@ async def test_guard_uses_redis_while_it_answers(redis_client: Redis) -> None:
     assert await guard.call(ping, memory) == "redis"
     assert not guard.using_fallback
     assert (await guard.health_check()).status is HealthStatus.HEALTHY
+
+
+@pytest.mark.redis
+async def test_a_cluster_with_every_node_down_is_an_outage_not_a_bug(
+    tmp_path: Path,
+) -> None:
+    # redis-py's Cluster client says "cannot be connected" with RedisClusterException, which
+    # is not a RedisError: it once went through the guard as a bug (HTTP 500, readiness 503).
+    cluster = RedisCluster(tmp_path)
+    cluster.start()
+    client = ClusterClient.from_url(cluster.url, socket_timeout=0.2, socket_connect_timeout=0.2)
+    guard = RedisGuard("test", timeout=0.5, retry_interval=60.0, ping=client.ping)
+    store = RedisStore(client, guard=guard, prefix="hk:cluster-down:")
+    rate = Rate.parse("5/minute")
+    try:
+        assert (await store.decide("k", rate, 1)).backend == "redis"
+        cluster.stop()
+        for _ in range(3):  # the client retries its nodes, then says the cluster is gone
+            assert (await store.decide("k", rate, 1)).backend == "memory"
+        assert guard.using_fallback
+        assert (await guard.health_check()).status is HealthStatus.DEGRADED
+        # A client made while every node is down fails the same way.
+        fresh = ClusterClient.from_url(cluster.url, socket_timeout=0.2, socket_connect_timeout=0.2)
+        other = RedisGuard("other", timeout=0.5, retry_interval=60.0, ping=fresh.ping)
+        try:
+            decision = await RedisStore(fresh, guard=other, prefix="hk:cd:").decide("k", rate, 1)
+            assert decision.backend == "memory"
+            assert other.using_fallback
+        finally:
+            await fresh.aclose()
+    finally:
+        cluster.stop()
+        await client.aclose()
+
+
+def test_cluster_client_errors_are_failures_except_the_callers_mistakes() -> None:
+    assert is_redis_failure(RedisClusterException("Redis Cluster cannot be connected."))
+    assert is_redis_failure(SlotNotCoveredError("no node serves slot 12"))
+    assert is_redis_failure(ClusterDownError("CLUSTERDOWN"))
+    assert not is_redis_failure(CrossSlotTransactionError("keys in several slots"))
+    assert not is_redis_failure(InvalidPipelineStack("misused pipeline"))
+    assert not is_redis_failure(KeyError("a bug"))
 
 
 @pytest.mark.redis

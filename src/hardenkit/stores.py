@@ -511,9 +511,22 @@ def _is_noscript(error: BaseException) -> bool:
 
 
 def is_redis_failure(error: Exception) -> bool:
-    """Whether ``error`` says Redis failed (errored, timed out, unreachable), not a bug."""
+    """Whether ``error`` says Redis failed (errored, timed out, unreachable), not a bug.
+
+    redis-py's Cluster client reports a cluster it cannot reach (every node down, a slot
+    no node serves) with ``RedisClusterException``, which is not a ``RedisError``; two of
+    its kinds are mistakes of the caller (keys of one transaction in several slots, a
+    misused pipeline) and stay bugs.
+    """
     if isinstance(error, (OSError, TimeoutError, ConnectionError)):
         return True
-    from redis.exceptions import RedisError  # noqa: PLC0415 - redis is imported lazily
+    from redis.exceptions import (  # noqa: PLC0415 - redis is imported lazily
+        CrossSlotTransactionError,
+        InvalidPipelineStack,
+        RedisClusterException,
+        RedisError,
+    )
 
-    return isinstance(error, RedisError)
+    if isinstance(error, (CrossSlotTransactionError, InvalidPipelineStack)):
+        return False
+    return isinstance(error, (RedisError, RedisClusterException))
