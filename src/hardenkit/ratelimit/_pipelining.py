@@ -7,8 +7,9 @@ pay one network round trip and one pass through redis-py per batch instead of on
 which is where an asyncio client spends its time. Each decision is still exactly one
 ``EVALSHA``.
 
-The lone caller's command goes over one connection the runner keeps checked out of the
-client's pool, with the connection's own timeouts and retries replaced by none: the
+The lone caller's command, and each batch, go over one connection the runner keeps
+checked out of the client's pool, with the connection's own timeouts and retries
+replaced by none: the
 guard's timeout bounds every call and the guard is the retry policy. redis-py's
 per-command timeouts cost a task per write on Python 3.11 (``asyncio.wait_for``) and a
 timer per read, and its pool checkout a lock and counters: together about 50 µs of a
@@ -246,15 +247,51 @@ class ScriptRunner:
                 future.set_result(reply)
 
     async def _pipeline(self, batch: list[Queued]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for key, args, _, _ in batch:
-            pipe.evalsha(self.sha, 1, key, *args)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        replies = await self._send_batch(batch)
         for index, reply in enumerate(replies):
             if isinstance(reply, Exception) and _is_noscript(reply):
                 key, args, _, _ = batch[index]
                 replies[index] = await self.client.eval(self.script, 1, key, *args)
         return replies
+
+    async def _send_batch(self, batch: list[Queued]) -> list[Any]:
+        """Every ``EVALSHA`` of ``batch`` in one write, then their replies, in order.
+
+        Over the held connection, as a lone command goes (no pool checkout, no socket
+        timeout per reply, no retry loop: the drainer's watch is the backstop, each
+        caller's guard its own bound); an error reply is that call's, the others read on.
+        Through redis-py's pipeline on a Cluster client, or while the connection is busy.
+        """
+        if self._pool is None or self._connection_busy:
+            pipe = self.client.pipeline(transaction=False)
+            for key, args, _, _ in batch:
+                pipe.evalsha(self.sha, 1, key, *args)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            return replies
+        self._connection_busy = True
+        connection = self._connection
+        try:
+            if connection is None:
+                connection = await self._hold_connection()
+            commands = [("EVALSHA", self.sha, 1, key, *args) for key, args, _, _ in batch]
+            await connection.send_packed_command(
+                connection.pack_commands(commands), check_health=False
+            )
+            replies = []
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except Exception as error:
+                    if not _is_reply_error(error):
+                        raise
+                    replies.append(error)  # read whole: the next reply follows it
+            return replies
+        except BaseException:  # failed, or cancelled with replies in flight: never reread
+            if connection is not None:
+                await self._drop(connection)
+            raise
+        finally:
+            self._connection_busy = False
 
 
 def _fail(batch: list[Queued], error: Exception) -> None:
