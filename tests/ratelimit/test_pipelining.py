@@ -7,9 +7,12 @@ import signal
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from hardenkit.ratelimit import RateLimiter, RedisStore
+from hardenkit.ratelimit._pipelining import ScriptRunner
 from hardenkit.stores import RedisGuard
 from tests.support.redis_server import RedisServer
 
@@ -101,3 +104,20 @@ async def test_a_batch_cut_off_by_a_frozen_redis_is_never_read_as_later_decision
         ]
     finally:
         await client.aclose()
+
+
+_SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@given(
+    key=st.text(min_size=1, max_size=80),
+    args=st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=6),
+)
+def test_an_evalsha_is_written_byte_for_byte_as_redis_py_packs_it(
+    key: str, args: list[int]
+) -> None:
+    client = Redis()  # never connects: only its encoder and a connection's packer are used
+    runner = ScriptRunner(client, "return 1", _SHA, batch_timeout=1.0)
+    connection = client.connection_pool.make_connection()
+    expected = b"".join(connection.pack_command("EVALSHA", _SHA, 1, key, *args))
+    assert runner._pack_evalsha(key, tuple(args)) == expected

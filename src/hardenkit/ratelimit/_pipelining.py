@@ -75,6 +75,16 @@ class ScriptRunner:
         self._connection: Any = None  # held out of the pool for lone commands
         self._connection_settings: dict[str, Any] = {}  # its own, given back with it
         self._connection_busy = False
+        # "*<count>\r\n$7\r\nEVALSHA\r\n$40\r\n<sha>\r\n$1\r\n1\r\n": every EVALSHA's start.
+        sha_bytes = sha.encode("ascii")
+        self._evalsha_head = b"*%%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$1\r\n1\r\n" % (
+            len(sha_bytes),
+            sha_bytes,
+        )
+        get_encoder = getattr(client, "get_encoder", None)
+        self._encode_key: Callable[[str], bytes] = (
+            get_encoder().encode if get_encoder is not None else str.encode
+        )
 
     async def aclose(self) -> None:
         """Give the held connection back to the client's pool (the client stays open)."""
@@ -132,13 +142,28 @@ class ScriptRunner:
     async def run_one(self, key: str, args: tuple[int, ...]) -> Reply:
         """Run the script once, on its own (``EVALSHA``, ``EVAL`` after ``NOSCRIPT``)."""
         try:
-            return await self._command("EVALSHA", self.sha, 1, key, *args)
+            return await self._command(
+                "EVALSHA", self.sha, 1, key, *args, packed=self._pack_evalsha(key, args)
+            )
         except Exception as error:
             if not _is_noscript(error):
                 raise
             return await self._command("EVAL", self.script, 1, key, *args)
 
-    async def _command(self, *command: str | int) -> Reply:
+    def _pack_evalsha(self, key: str, args: tuple[int, ...]) -> bytes:
+        """``EVALSHA sha 1 key args...`` as the Redis protocol writes it (RESP).
+
+        What ``pack_command`` makes of the same command, byte for byte, at a third of its
+        cost: the head is the same for every call, the rest is one key and integers.
+        """
+        encoded = self._encode_key(key)
+        parts = [self._evalsha_head % (4 + len(args)), b"$%d\r\n%s\r\n" % (len(encoded), encoded)]
+        for arg in args:
+            digits = b"%d" % arg
+            parts.append(b"$%d\r\n%s\r\n" % (len(digits), digits))
+        return b"".join(parts)
+
+    async def _command(self, *command: str | int, packed: bytes | None = None) -> Reply:
         """Send one command and read its reply.
 
         On a standalone client this goes over the held connection, skipping redis-py's
@@ -155,7 +180,8 @@ class ScriptRunner:
             if connection is None:
                 connection = await self._hold_connection()
             await connection.send_packed_command(
-                connection.pack_command(*command), check_health=False
+                packed if packed is not None else connection.pack_command(*command),
+                check_health=False,
             )
             return await connection.read_response()
         except Exception as error:
@@ -273,12 +299,10 @@ class ScriptRunner:
         try:
             if connection is None:
                 connection = await self._hold_connection()
-            commands = [("EVALSHA", self.sha, 1, key, *args) for key, args, _, _ in batch]
-            await connection.send_packed_command(
-                connection.pack_commands(commands), check_health=False
-            )
+            packed = b"".join([self._pack_evalsha(key, args) for key, args, _, _ in batch])
+            await connection.send_packed_command(packed, check_health=False)
             replies = []
-            for _ in commands:
+            for _ in batch:
                 try:
                     replies.append(await connection.read_response())
                 except Exception as error:
