@@ -1,6 +1,6 @@
 """Instructions per request, counted by callgrind: a cost figure that noise does not move.
 
-``python -m benchmarks.instructions FACTORY [-n 1000] [--layer 3,4]``
+``python -m benchmarks.instructions FACTORY [-n 1000] [--layer 3,4] [--redis URL]``
 
 Timings on a shared machine move with what else runs there; the number of instructions
 a request executes does not (to about 2%: the garbage collector's work varies). This
@@ -88,8 +88,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("factory", help="bare, hardened, peer, layer... (_throughput_apps)")
     parser.add_argument("-n", "--requests", type=int, default=1000)
     parser.add_argument("--layer", default=None, help="BENCH_LAYER for the layer factory")
+    parser.add_argument("--redis", default=None, help="HARDENKIT_REDIS_URL: stores on Redis")
     args = parser.parse_args(argv)
     env = {"BENCH_LAYER": args.layer} if args.layer is not None else {}
+    if args.redis is not None:
+        env["HARDENKIT_REDIS_URL"] = args.redis
     per_request = count_instructions(args.factory, args.requests, env=env)
     print(f"{args.factory}: {per_request:,.0f} instructions per request")
 
