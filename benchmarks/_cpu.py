@@ -1,12 +1,15 @@
 """Which core serves and which cores load, and how busy a process kept its core.
 
 A throughput figure is only the server's if the server was the bottleneck: its core
-busy (close to) all the time the load ran. The benchmark pins the server to one core and
-the load generator to the others, and prints the server's CPU share of every run, read
-from ``/proc/<pid>/stat`` (Linux), next to how busy the server's core was with every
-process (``/proc/stat``): a server short of 100% on a core that was full was crowded out
-by other work on the machine, one on a core left idle was starved by its load generator.
-Elsewhere both are unknown and say so.
+busy (close to) all the time the load ran. The benchmark pins the server it loads to one
+core and everything else (the load generator, the servers waiting for their turn, Redis,
+the harness itself) to the others, and prints the server's CPU share of every run, read
+from ``/proc/<pid>/stat`` (Linux), next to where the rest of the server's core went
+(``/proc/stat``): other processes (the server was crowded out), the hypervisor (steal:
+the virtual core did not run), or idle (the load generator starved it). Interrupt work
+is shown too: with tick-based accounting the kernel charges the softirq it runs in the
+server's context (the loopback traffic of its own sockets) to the server's system time,
+so that part is inside the server's share. Elsewhere all of it is unknown and says so.
 """
 
 from __future__ import annotations
@@ -17,13 +20,17 @@ from pathlib import Path
 
 __all__ = [
     "CorePlan",
+    "CoreSplit",
+    "CoreTimes",
     "core_busy",
     "core_times",
     "cpu_seconds",
     "cpu_share",
     "parse_cpu_line",
     "parse_proc_stat",
+    "pin_process",
     "plan_cores",
+    "split_core",
 ]
 
 # Fields after "pid (comm) ": state is the first, utime the 12th, stime the 13th.
@@ -91,24 +98,65 @@ def cpu_share(before: float | None, after: float | None, wall_seconds: float) ->
     return max(0.0, after - before) / wall_seconds
 
 
-def parse_cpu_line(text: str, core: int) -> tuple[int, int]:
-    """(busy, total) ticks of ``core`` from the text of ``/proc/stat``.
+@dataclass(frozen=True, slots=True)
+class CoreTimes:
+    """Ticks a core spent so far, by ``/proc/stat`` column (``guest`` is inside ``user``)."""
 
-    Idle is the ``idle`` and ``iowait`` columns; busy is every other column except
-    ``guest`` and ``guest_nice``, which ``user`` and ``nice`` already include.
+    user: int
+    nice: int
+    system: int
+    idle: int
+    iowait: int
+    irq: int
+    softirq: int
+    steal: int
+
+    @property
+    def total(self) -> int:
+        return (
+            self.user + self.nice + self.system + self.idle + self.iowait
+            + self.irq + self.softirq + self.steal
+        )  # fmt: skip
+
+    @property
+    def busy(self) -> int:
+        """Ticks the core ran anything of this machine: every column but idle and steal."""
+        return self.total - self.idle - self.iowait - self.steal
+
+    def __sub__(self, other: CoreTimes) -> CoreTimes:
+        return CoreTimes(*(getattr(self, name) - getattr(other, name) for name in self.__slots__))
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSplit:
+    """Where the server's core went during one run, each a share of the run's wall time.
+
+    ``server + other + steal + idle`` is the whole run. Idle and steal are measured
+    (the kernel times idle periods exactly, the hypervisor reports steal); the server's
+    share is its exact run time; ``other`` is what is left, the other processes of this
+    machine. The busy columns of ``/proc/stat`` are sampled at each tick instead, and
+    miss busy time between idle periods, so they serve only for ``interrupts``: irq and
+    softirq ticks as a share of the core's ticks, work the kernel charges to the process
+    it interrupted (the server's own loopback traffic is inside its share).
     """
+
+    other: float  # processes other than the server
+    steal: float  # the hypervisor ran something else: the virtual core did not run
+    idle: float  # nothing to run: the server waited for its load generator
+    interrupts: float  # irq + softirq, sampled; overlaps ``server`` and ``other``
+
+
+def parse_cpu_line(text: str, core: int) -> CoreTimes:
+    """The ticks of ``core`` from the text of ``/proc/stat``."""
     prefix = f"cpu{core} "
     for line in text.splitlines():
         if line.startswith(prefix):
-            ticks = [int(value) for value in line.split()[1:9]]
-            idle = ticks[3] + ticks[4]
-            total = sum(ticks)
-            return total - idle, total
+            return CoreTimes(*(int(value) for value in line.split()[1:9]))
     raise ValueError(f"/proc/stat has no line for core {core}")
 
 
-def core_times(core: int) -> tuple[int, int] | None:
-    """(busy, total) ticks of ``core`` so far, or None where unknown."""
+def core_times(core: int) -> CoreTimes | None:
+    """The ticks of ``core`` so far, or None where unknown."""
     try:
         text = Path("/proc/stat").read_text()
     except OSError:
@@ -116,8 +164,49 @@ def core_times(core: int) -> tuple[int, int] | None:
     return parse_cpu_line(text, core)
 
 
-def core_busy(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+def core_busy(before: CoreTimes | None, after: CoreTimes | None) -> float | None:
     """Share of the time between two :func:`core_times` the core ran any process."""
-    if before is None or after is None or after[1] <= before[1]:
+    if before is None or after is None or after.total <= before.total:
         return None
-    return (after[0] - before[0]) / (after[1] - before[1])
+    spent = after - before
+    return spent.busy / spent.total
+
+
+def split_core(
+    before: CoreTimes | None,
+    after: CoreTimes | None,
+    server_share: float | None,
+    wall_seconds: float,
+    ticks_per_second: float | None = None,
+) -> CoreSplit | None:
+    """Where the core went over ``wall_seconds`` between two :func:`core_times`."""
+    if before is None or after is None or server_share is None or after.total <= before.total:
+        return None
+    if wall_seconds <= 0:
+        return None
+    ticks = (ticks_per_second or os.sysconf("SC_CLK_TCK")) * wall_seconds
+    spent = after - before
+    idle = min(1.0, (spent.idle + spent.iowait) / ticks)
+    steal = min(1.0 - idle, spent.steal / ticks)
+    return CoreSplit(
+        # Times are read to the tick: a remainder a tick below zero is none at all.
+        other=max(0.0, 1.0 - server_share - idle - steal),
+        steal=steal,
+        idle=idle,
+        interrupts=(spent.irq + spent.softirq) / spent.total,
+    )
+
+
+def pin_process(pid: int, cores: frozenset[int]) -> None:
+    """Pin every thread of ``pid`` to ``cores`` (threads it starts later inherit it)."""
+    if not cores or not hasattr(os, "sched_setaffinity"):
+        return
+    try:
+        threads = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        threads = [pid]
+    for tid in threads:
+        try:
+            os.sched_setaffinity(tid, cores)
+        except ProcessLookupError:  # the thread ended meanwhile
+            continue

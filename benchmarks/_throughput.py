@@ -1,12 +1,14 @@
 """Requests per second under uvicorn, measured so that the server is the bottleneck.
 
-Every app runs in its own uvicorn process pinned to the server core; the load generator
-(wrk when installed, else several Python client processes) runs on the other cores. All
-servers are up at once and the rounds are interleaved (each round loads every app once,
-in a rotated order), so a noisy moment of the machine hits every app alike; a ratio is
-taken within each round and reported as the median with its range. Every run records
-the server's CPU share (its core busy = the server was the bottleneck) and what the load
-generator used.
+Every app runs in its own uvicorn process; the load generator (wrk when installed, else
+several Python client processes) runs on the other cores. All servers are up at once and
+the rounds are interleaved (each round loads every app once, in a rotated order), so a
+noisy moment of the machine hits every app alike; a ratio is taken within each round and
+reported as the median with its range. Only the server being loaded is on the server
+core: the others wait on the load generator's cores (an idle uvicorn still wakes ten
+times a second, and a dozen of them took 5-10% of the server's core), and so does this
+harness. Every run records the server's CPU share (its core busy = the server was the
+bottleneck), where the rest of its core went, and what the load generator used.
 """
 
 from __future__ import annotations
@@ -22,7 +24,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
-from benchmarks._cpu import CorePlan, core_busy, core_times, cpu_seconds, cpu_share, plan_cores
+from benchmarks._cpu import (
+    CorePlan,
+    CoreSplit,
+    core_busy,
+    core_times,
+    cpu_seconds,
+    cpu_share,
+    pin_process,
+    plan_cores,
+    split_core,
+)
 from benchmarks._load import LoadResult, PythonLoadGenerator
 from benchmarks._wrk import run_wrk, wrk_path
 from tests.support.redis_server import free_port
@@ -31,6 +43,7 @@ __all__ = [
     "Measurement",
     "Variant",
     "load_generator_name",
+    "lowest_share_run",
     "measure_rounds",
     "median_range",
 ]
@@ -60,6 +73,7 @@ class Measurement:
     per_second: float
     server_share: float | None  # share of one core the server used during the run
     server_core_busy: float | None  # share of the server's core any process used
+    server_core: CoreSplit | None  # where the server's core went: others, steal, idle
     server_cpu_us: float | None  # server CPU time per request, in microseconds
     client_cores: float | None  # cores the load generator kept busy during the run
 
@@ -67,6 +81,13 @@ class Measurement:
 def median_range(values: Sequence[float]) -> tuple[float, float, float]:
     """The median, lowest and highest of ``values``."""
     return statistics.median(values), min(values), max(values)
+
+
+def lowest_share_run(runs: list[Measurement]) -> Measurement | None:
+    """The run whose server had the least of its core (None when a share is unknown)."""
+    if any(run.server_share is None for run in runs) or not runs:
+        return None
+    return min(runs, key=lambda run: run.server_share or 0.0)
 
 
 def load_generator_name() -> str:
@@ -85,7 +106,8 @@ class _Server:
         self.port = free_port()
         command = [sys.executable, "-m", "benchmarks._serve", variant.factory, str(self.port)]
         if cores.pinned:
-            command += ["--cores", ",".join(map(str, sorted(cores.server)))]
+            # Waiting for its turn off the server core; _measure moves it there to load it.
+            command += ["--cores", ",".join(map(str, sorted(cores.client)))]
         if variant.gc_freeze:
             command.append("--gc-freeze")
         self.process = subprocess.Popen(command, env={**base_env, **variant.env})
@@ -143,20 +165,32 @@ class _Load:
 
 def _measure(load: _Load, server: _Server, headers: dict[str, str], seconds: float) -> Measurement:
     core = min(load.cores.server) if load.cores.pinned else None
-    core_before = core_times(core) if core is not None else None
-    before = cpu_seconds(server.process.pid)
-    result = load.run(server.port, headers, server.variant.connections, seconds)
-    after = cpu_seconds(server.process.pid)
-    core_after = core_times(core) if core is not None else None
+    if core is not None:
+        pin_process(server.process.pid, load.cores.server)
+    try:
+        started = time.perf_counter()
+        core_before = core_times(core) if core is not None else None
+        before = cpu_seconds(server.process.pid)
+        result = load.run(server.port, headers, server.variant.connections, seconds)
+        after = cpu_seconds(server.process.pid)
+        core_after = core_times(core) if core is not None else None
+        window = time.perf_counter() - started
+    finally:
+        if core is not None:
+            pin_process(server.process.pid, load.cores.client)
     if result.errors or not result.requests:
         raise RuntimeError(
             f"{server.variant.name}: {result.errors} failed of {result.requests} requests"
         )
     client = result.client_cpu_seconds
+    # Over the window the core was read in: the server, the others, idle and steal
+    # then add up to the whole of it.
+    share = cpu_share(before, after, window)
     return Measurement(
         per_second=result.per_second,
-        server_share=cpu_share(before, after, result.wall_seconds),
+        server_share=share,
         server_core_busy=core_busy(core_before, core_after),
+        server_core=split_core(core_before, core_after, share, window),
         server_cpu_us=(after - before) / result.requests * 1e6
         if before is not None and after is not None
         else None,
@@ -191,6 +225,10 @@ def measure_rounds(
     cores = cores or plan_cores()
     results: dict[str, list[Measurement]] = {variant.name: [] for variant in variants}
     with ExitStack() as stack:
+        if cores.pinned and hasattr(os, "sched_setaffinity"):
+            # This process too stays off the server core while it loads.
+            stack.callback(os.sched_setaffinity, 0, os.sched_getaffinity(0))
+            os.sched_setaffinity(0, cores.client)
         load = _Load(cores, stack)
         servers = stack.enter_context(_servers(variants, cores, base_env))
         for server in servers:

@@ -24,7 +24,13 @@ from unittest import mock
 
 from benchmarks._cpu import plan_cores
 from benchmarks._harness import Row, Section
-from benchmarks._throughput import Measurement, Variant, load_generator_name, measure_rounds
+from benchmarks._throughput import (
+    Measurement,
+    Variant,
+    load_generator_name,
+    lowest_share_run,
+    measure_rounds,
+)
 from benchmarks._throughput_apps import installed_layers, server_environment, token
 
 BARE = "bare Starlette"
@@ -135,13 +141,13 @@ def run(quick: bool) -> list[Row | Section]:
         "µs per request above the app the layer is added to; shares are of the full "
         "stack's gap over bare Starlette."
     )
-    runs = [run for variant in variants for run in results[variant.name]]
-    shares = [run.server_share for run in runs if run.server_share is not None]
-    busy = [run.server_core_busy for run in runs if run.server_core_busy is not None]
-    if shares and busy:
+    lowest = lowest_share_run([run for variant in variants for run in results[variant.name]])
+    if lowest is not None and lowest.server_share is not None and lowest.server_core:
+        split = lowest.server_core
         description += (
-            f" Server CPU share: lowest {min(shares):.0%} of a run (target ≥ 95%), "
-            f"its core busy with all processes: lowest {min(busy):.0%}."
+            f" Server CPU share: lowest {lowest.server_share:.0%} of a run (target ≥ 95%); "
+            f"in that run its core went {split.other:.0%} to other processes, "
+            f"{split.steal:.0%} to steal, {split.idle:.0%} idle."
         )
     return [
         Section(

@@ -28,6 +28,7 @@ from benchmarks._throughput import (
     Measurement,
     Variant,
     load_generator_name,
+    lowest_share_run,
     measure_rounds,
     median_range,
 )
@@ -92,24 +93,33 @@ def _per_cpu_second(run: Measurement) -> float | None:
     return 1e6 / run.server_cpu_us if run.server_cpu_us else None
 
 
+def core_columns(run: Measurement | None) -> str:
+    """Where the server's core went in ``run``: other processes, steal, idle, interrupts."""
+    split = run.server_core if run is not None else None
+    if split is None:
+        return "unknown | unknown | unknown | unknown"
+    return f"{split.other:.0%} | {split.steal:.0%} | {split.idle:.0%} | {split.interrupts:.0%}"
+
+
 def stack_table(variants: list[Variant], results: dict[str, list[Measurement]]) -> str:
-    """One line per app: throughput, the server's CPU, the load generator's CPU."""
+    """One line per app: throughput, the server's CPU and its core, the load generator."""
     lines = [
         "| app | conns | req/s (median) | range | server CPU share (lowest) "
-        "| server core busy, all processes | server CPU µs/request | req/s per CPU second "
-        "| load generator cores busy |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| that run, server core: other processes | steal | idle "
+        "| irq + softirq (inside the shares) | server CPU µs/request "
+        "| req/s per CPU second | load generator cores busy |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for variant in variants:
         runs = results[variant.name]
         median, low, high = median_range([run.per_second for run in runs])
-        shares = [run.server_share for run in runs]
-        lowest = None if None in shares else min(s for s in shares if s is not None)
+        lowest = lowest_share_run(runs)
         note = "" if variant.saturates else " (waits: not held to it)"
         lines.append(
             f"| {variant.name} | {variant.connections} | {median:,.0f} | "
-            f"{low:,.0f}–{high:,.0f} | {_percent(lowest)}{note} | "
-            f"{_median([run.server_core_busy for run in runs], '.0%')} | "
+            f"{low:,.0f}–{high:,.0f} | "
+            f"{_percent(lowest.server_share if lowest else None)}{note} | "
+            f"{core_columns(lowest)} | "
             f"{_median([run.server_cpu_us for run in runs], '.0f')} | "
             f"{_median([_per_cpu_second(run) for run in runs], ',.0f')} | "
             f"{_median([run.client_cores for run in runs], '.2f')} |"
@@ -184,9 +194,15 @@ def run(quick: bool) -> list[Row | Section]:
         finally:
             redis.stop()
     description = (
-        f"Load generator: {load_generator_name()}; {cores.describe()}; Redis on the load "
-        f"generator's cores. {rounds} interleaved rounds of {seconds:g} s per app; ratios "
-        "are medians of per-round ratios (range in parentheses)."
+        f"Load generator: {load_generator_name()}; {cores.describe()}; Redis, the servers "
+        "waiting for their turn and the harness on the load generator's cores. "
+        f"{rounds} interleaved rounds of {seconds:g} s per app; ratios are medians of "
+        "per-round ratios (range in parentheses). For the run where the server had the "
+        "least of its core, the columns after its share say where the rest went: other "
+        "processes of this machine, steal (the hypervisor did not run the virtual core), "
+        "idle (the server waited); irq + softirq is the interrupt work on that core, "
+        "which the kernel charges to the process it interrupted (the server's own "
+        "loopback traffic is inside its share)."
     )
     return [
         *ratio_rows(results),

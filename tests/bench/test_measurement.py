@@ -13,11 +13,13 @@ from hypothesis import strategies as st
 from benchmarks.__main__ import _ratio, _report
 from benchmarks._cpu import (
     CorePlan,
+    CoreTimes,
     core_busy,
     cpu_share,
     parse_cpu_line,
     parse_proc_stat,
     plan_cores,
+    split_core,
 )
 from benchmarks._harness import Row, Section
 from benchmarks._load import parse_response, run_load
@@ -76,15 +78,37 @@ def test_cpu_share_is_cpu_seconds_over_wall_seconds() -> None:
     assert cpu_share(10.0, 12.0, 0.0) is None
 
 
-def test_core_busy_counts_every_column_but_idle_and_iowait() -> None:
+def test_core_busy_counts_every_column_but_idle_iowait_and_steal() -> None:
     before = "cpu  1 2 3 4\ncpu0 100 0 50 800 50 0 0 0 0 0\ncpu1 9 9 9 9 9 9 9 9 9 9\n"
-    after = "cpu  1 2 3 4\ncpu0 190 0 60 800 50 0 0 0 0 0\ncpu1 9 9 9 9 9 9 9 9 9 9\n"
+    after = "cpu  1 2 3 4\ncpu0 190 0 60 800 50 0 0 100 0 0\ncpu1 9 9 9 9 9 9 9 9 9 9\n"
     first, second = parse_cpu_line(before, 0), parse_cpu_line(after, 0)
-    assert first == (150, 1000)
-    assert core_busy(first, second) == pytest.approx(1.0)
+    assert (first.busy, first.total) == (150, 1000)
+    # 100 ticks ran, 100 ticks the hypervisor took: busy half the time, not all of it.
+    assert core_busy(first, second) == pytest.approx(0.5)
     assert core_busy(first, first) is None
     with pytest.raises(ValueError, match="core 7"):
         parse_cpu_line(before, 7)
+
+
+def test_the_server_core_splits_into_server_other_processes_steal_and_idle() -> None:
+    #             user nice system idle iowait irq softirq steal
+    before = CoreTimes(0, 0, 0, 0, 0, 0, 0, 0)
+    # 10 s at 100 ticks/s, of which the tick sampling saw 900 (busy time it missed).
+    after = CoreTimes(520, 20, 100, 90, 10, 0, 60, 100)
+    split = split_core(before, after, server_share=0.55, wall_seconds=10.0, ticks_per_second=100)
+    assert split is not None
+    assert split.idle == pytest.approx(0.1)
+    assert split.steal == pytest.approx(0.1)
+    assert split.other == pytest.approx(0.25)
+    assert 0.55 + split.other + split.steal + split.idle == pytest.approx(1.0)
+    assert split.interrupts == pytest.approx(60 / 900)
+    # A server read a tick above what idle and steal leave: no one else, not less.
+    over = split_core(before, after, server_share=0.81, wall_seconds=10.0, ticks_per_second=100)
+    assert over is not None
+    assert over.other == 0.0
+    assert split_core(before, after, None, 10.0) is None
+    assert split_core(after, after, 0.5, 10.0) is None
+    assert split_core(before, after, 0.5, 0.0) is None
 
 
 def test_server_gets_one_core_and_the_load_generator_the_others() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -56,14 +57,17 @@ def test_one_round_under_uvicorn_records_throughput_and_the_servers_cpu(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("BENCH_LOAD", "python")
+    cores = plan_cores()
+    affinity = os.sched_getaffinity(0)
     results = measure_rounds(
         [Variant("bare", "bare", connections=4)],
         headers={"Authorization": f"Bearer {token()}"},
         base_env=_throughput_apps.server_environment(),
         rounds=1,
         seconds=0.5,
-        cores=plan_cores(),
+        cores=cores,
     )
+    assert os.sched_getaffinity(0) == affinity  # the harness gave its cores back
     (run,) = results["bare"]
     assert run.per_second > 0
     assert run.server_cpu_us is not None
@@ -71,3 +75,10 @@ def test_one_round_under_uvicorn_records_throughput_and_the_servers_cpu(
     assert run.server_share is not None
     assert 0 < run.server_share <= 1.1  # one core, with a clock tick of rounding
     assert run.client_cores is not None
+    if cores.pinned:  # where the rest of the server core went, all of it accounted for
+        assert run.server_core is not None
+        split = run.server_core
+        parts = (run.server_share, split.other, split.steal, split.idle)
+        assert all(part >= 0 for part in parts)
+        # Three readings, each to a clock tick (10 ms) of a 0.5 s run: 2% apiece.
+        assert sum(parts) == pytest.approx(1.0, abs=0.07)

@@ -6,6 +6,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from hardenkit.ratelimit import MemoryStore, Rate, RateLimiter
+from hardenkit.ratelimit import limiter as limiter_module
 
 
 def test_a_flood_of_distinct_keys_cannot_grow_the_store_past_its_cap() -> None:
@@ -59,3 +60,15 @@ async def test_limiters_with_different_names_do_not_share_keys() -> None:
     assert (await first.hit("same")).allowed
     assert (await second.hit("same")).allowed
     assert not (await first.hit("same")).allowed
+
+
+async def test_a_flood_of_distinct_callers_keeps_the_limiter_small_and_every_count_exact() -> None:
+    limiter = RateLimiter("1/hour", store=MemoryStore(), name="flood")
+    bound = limiter_module._MAX_CACHED_KEYS
+    assert (await limiter.hit("first")).allowed
+    for index in range(bound * 2 + 10):
+        await limiter.hit(f"caller:{index}")
+    # The storage keys it remembers stay bounded, and a caller it forgot is still
+    # counted against the same bucket: "first" has used its one request of the hour.
+    assert len(limiter._storage_keys) <= bound
+    assert not (await limiter.hit("first")).allowed

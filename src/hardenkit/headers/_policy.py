@@ -99,6 +99,14 @@ class CompiledHeaders:
     static: tuple[tuple[bytes, bytes], ...]
     csp_name: bytes
     csp_parts: tuple[bytes, ...] | None
+    names: frozenset[bytes] = field(init=False, repr=False, compare=False)
+    """Every header name this adds (the CSP's included): what an app's own may clash with."""
+
+    def __post_init__(self) -> None:
+        names = {name for name, _ in self.static}
+        if self.csp_parts is not None:
+            names.add(self.csp_name)
+        object.__setattr__(self, "names", frozenset(names))
 
 
 @dataclass(frozen=True)

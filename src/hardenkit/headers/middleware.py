@@ -226,22 +226,25 @@ def _apply(
     nonce: RequestHeaderState,
 ) -> None:
     """Add the compiled headers to ``headers`` (in place), respecting what the app set."""
-    keep = policy.keep_app_headers
-    for name, value in compiled.static:
-        if name in present:
-            # Caching is the application's call; it always keeps its own Cache-Control.
-            if keep or name == _CACHE_CONTROL:
-                continue
-            headers[:] = [item for item in headers if item[0].lower() != name]
-        headers.append((name, value))
     parts = compiled.csp_parts
+    name = compiled.csp_name
+    if present.isdisjoint(compiled.names):
+        headers.extend(compiled.static)  # the usual case: the app set none of them
+    else:
+        keep = policy.keep_app_headers
+        for static_name, value in compiled.static:
+            if static_name in present:
+                # Caching is the application's call; it always keeps its own Cache-Control.
+                if keep or static_name == _CACHE_CONTROL:
+                    continue
+                headers[:] = [item for item in headers if item[0].lower() != static_name]
+            headers.append((static_name, value))
+        if parts is not None and name in present:
+            if keep:
+                return
+            headers[:] = [item for item in headers if item[0].lower() != name]
     if parts is None:
         return
-    name = compiled.csp_name
-    if name in present:
-        if keep:
-            return
-        headers[:] = [item for item in headers if item[0].lower() != name]
     # Only a CSP with a nonce source (the HTML one, by default) draws the nonce.
     value = nonce.nonce.encode("ascii").join(parts) if len(parts) > 1 else parts[0]
     headers.append((name, value))

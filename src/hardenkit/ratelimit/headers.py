@@ -16,6 +16,21 @@ from hardenkit.ratelimit.decision import RateLimitDecision
 
 __all__ = ["decision_headers", "decisions_headers", "retry_after_seconds"]
 
+# A rule's RateLimit-Policy member never changes (its name, quota and window are fixed):
+# formatted once. Bounded, as the names come from code, not from requests.
+_POLICY_MEMBERS: dict[tuple[str, int, int], str] = {}
+_MAX_POLICY_MEMBERS = 1024
+
+
+def _policy_member(policy: str, decision: RateLimitDecision) -> str:
+    key = (policy, decision.limit, decision.period_seconds)
+    member = _POLICY_MEMBERS.get(key)
+    if member is None:
+        member = f'"{policy}";q={decision.limit};w={decision.period_seconds}'
+        if len(_POLICY_MEMBERS) < _MAX_POLICY_MEMBERS:
+            _POLICY_MEMBERS[key] = member
+    return member
+
 
 def retry_after_seconds(decision: RateLimitDecision) -> int:
     """Whole seconds for ``Retry-After``, rounded up (never 0 for a refusal)."""
@@ -42,7 +57,7 @@ def decisions_headers(
         return []
     policies, limits = [], []
     for policy, decision in decisions:
-        policies.append(f'"{policy}";q={decision.limit};w={decision.period_seconds}')
+        policies.append(_policy_member(policy, decision))
         reset = math.ceil(decision.reset_after)
         limits.append(f'"{policy}";r={max(0, decision.remaining)};t={reset}')
     headers = [

@@ -1,0 +1,121 @@
+"""Concurrent decisions batched over the store's one held connection."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+
+from hardenkit.ratelimit import RateLimiter, RedisStore
+from hardenkit.ratelimit._pipelining import ScriptRunner
+from hardenkit.stores import RedisGuard
+from tests.ratelimit.test_redis_store import connected_clients
+from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.redis
+
+
+async def evalsha_calls(admin: Redis) -> int:
+    stats = (await admin.info("commandstats")).get("cmdstat_evalsha", {"calls": 0})
+    return int(stats["calls"])
+
+
+@pytest.fixture
+def server(redis_server_factory: Callable[[], RedisServer]) -> RedisServer:
+    return redis_server_factory()
+
+
+@pytest.fixture
+async def admin(server: RedisServer) -> AsyncIterator[Redis]:
+    """A client of the private Redis for the test's own look at it (INFO)."""
+    client = Redis.from_url(server.url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def client(server: RedisServer) -> AsyncIterator[Redis]:
+    """The client the store under test uses."""
+    client = Redis.from_url(server.url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    yield client
+    await client.aclose()
+
+
+async def test_concurrent_decisions_go_in_batches_over_the_one_held_connection(
+    admin: Redis, client: Redis
+) -> None:
+    before = await connected_clients(admin)
+    store = RedisStore(client, prefix="hk:", guard=RedisGuard("batch", timeout=2.0))
+    limiter = RateLimiter("100/hour", store=store, name="batched")
+    evalsha_before = await evalsha_calls(admin)
+    decisions = await asyncio.gather(*(limiter.hit(f"caller-{i % 7}") for i in range(700)))
+    assert {decision.backend for decision in decisions} == {"redis"}
+    # Every caller counted exactly: 7 callers, 100 each, 700 calls.
+    assert sum(decision.allowed for decision in decisions) == 700
+    assert min(decision.remaining for decision in decisions) == 0
+    # No second connection for the batches, and still one EVALSHA per decision.
+    assert await connected_clients(admin) == before + 1
+    assert await evalsha_calls(admin) - evalsha_before == 700
+
+
+async def test_an_error_reply_in_a_batch_is_that_callers_and_the_others_are_answered(
+    client: Redis,
+) -> None:
+    store = RedisStore(client, prefix="hk:", guard=RedisGuard("mixed", timeout=2.0))
+    limiter = RateLimiter("5/hour", store=store, name="mixed")
+    assert (await limiter.hit("warm")).backend == "redis"  # script loaded, conn held
+    # A key of the wrong type makes the script fail for that caller alone.
+    digest = limiter._storage_key("wrong").split(":", 1)[1]
+    await client.hset("hk:{mixed:" + digest + "}", "field", 1)
+    keys = ["a", "wrong", "b", "c", "d"]
+    results = dict(zip(keys, await asyncio.gather(*map(limiter.hit, keys)), strict=True))
+    for key in ("a", "b", "c", "d"):
+        assert (results[key].backend, results[key].remaining) == ("redis", 4)
+    # The failing caller is answered too (by the fallback), not left waiting.
+    assert results["wrong"].backend == "memory"
+    assert (await limiter.hit("a")).remaining == 3  # the replies stayed in order
+
+
+async def test_a_batch_cut_off_by_a_frozen_redis_is_never_read_as_later_decisions(
+    server: RedisServer, client: Redis
+) -> None:
+    assert server.process is not None
+    # Each caller gives up after 0.1 s; no outage is declared, so each is answered alone.
+    guard = RedisGuard("frozen", timeout=0.1, retry_interval=0.2, failure_threshold=1000)
+    store = RedisStore(client, guard=guard)
+    stalled = RateLimiter("100/hour", store=store, name="stalled")
+    later = RateLimiter("5/hour", store=store, name="later")
+    assert (await later.hit("warm")).backend == "redis"
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        decisions = await asyncio.gather(*(stalled.hit(f"k{i}") for i in range(20)))
+        assert {decision.backend for decision in decisions} == {"memory"}
+        # Past the batch's own backstop (its callers' timeout plus the loop-lag
+        # allowance): the batch is cut off with its replies still to come.
+        await asyncio.sleep(1.5)
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    fresh = [(d.backend, d.remaining) for d in [await later.hit("fresh") for _ in range(3)]]
+    assert fresh == [("redis", 4), ("redis", 3), ("redis", 2)]
+
+
+_SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@given(
+    key=st.text(min_size=1, max_size=80),
+    args=st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=6),
+)
+def test_an_evalsha_is_written_byte_for_byte_as_redis_py_packs_it(
+    key: str, args: list[int]
+) -> None:
+    client = Redis()  # never connects: only its encoder and a connection's packer are used
+    runner = ScriptRunner(client, "return 1", _SHA, batch_timeout=1.0)
+    connection = client.connection_pool.make_connection()
+    expected = b"".join(connection.pack_command("EVALSHA", _SHA, 1, key, *args))
+    assert runner._pack_evalsha(key, tuple(args)) == expected
