@@ -1,22 +1,36 @@
-"""What a :class:`~.redis_store.RedisStore` answers while Redis is unavailable.
+"""What a :class:`~hardenkit.ratelimit.redis_store.RedisStore` answers while Redis is unavailable.
 
 Three rules keep an outage from multiplying a limit across instances:
 
-* **Seeded.** Every decision Redis makes is mirrored into this process's memory (the key's
-  TAT as Redis left it), so a key exhausted in Redis is exhausted in the fallback too.
-* **A share.** While Redis is unavailable an instance admits its share of what Redis last
-  said was left: ``floor(remaining × share)``, and its share of the rate from then on
-  (``share`` is ``1 / live instances`` with ``auto``). Rounded down because each view is a
-  little stale (other instances admitted since), so the views add up to more than what is
-  left; over ``N`` instances what was left is not exceeded by more than that staleness,
-  and the rate by at most ``N`` for what refills.
+* **Reserved.** Every decision Redis makes for a key also reserves, in Redis, this
+  instance's part of what is left (``floor(left / N)`` with ``N`` live instances, see
+  :func:`~hardenkit.ratelimit.gcra.gcra_reserving`) for ``reserve`` seconds; no other
+  instance may take reserved units, and the reservations never add up to more than is
+  left. This process mirrors its reservation and when it expires (the time the call was
+  *sent* plus ``reserve``: never later than Redis's own expiry). When an outage starts (or
+  one call times out), a key's share starts with that reservation if it is still valid,
+  else empty: a key this instance never decided, or not within ``reserve`` seconds, gets
+  only its ``1 / N`` share of what refills. A reservation that expires during the outage
+  is dropped (the bucket is emptied): the other instances may take its units in Redis by
+  then, if only this instance is cut off. So the fleet spends at most what was left,
+  plus what refills (at most ``N`` more per window: the shares' rates are rounded up).
+  A lone instance (``N = 1``) reserves nothing and starts from what Redis last told it
+  was left: no other instance decides the key.
+  With a fixed share (``HARDENKIT_RATE_LIMIT_FALLBACK_SHARE`` a number) nothing is
+  reserved: the share starts from ``floor(left × share)`` of what Redis last told this
+  instance was left, which other instances may have taken since.
 * **Charged back.** What the fallback admitted is added to the keys in Redis (one script
-  call per batch of keys) before Redis decides again, so recovery hands out no fresh quota.
-  A key's TAT in Redis is also raised to what this instance last saw, so a Redis that
-  comes back empty (restarted without persistence) does not forget an exhausted key.
+  call per batch of keys) before Redis decides again, and taken off this instance's
+  reservation there. A key that Redis lost (restarted without persistence) is restored
+  from the TAT this instance last saw, and remembers that floor (its *restore base*): a
+  later charge adds only what its floor is above the base, so the key ends at the
+  freshest view plus every charge, whatever order the charges arrive in.
+* **Held until charged.** While a key has admissions not yet charged, this instance keeps
+  deciding it from its share (:meth:`OutageFallback.holds`): Redis would otherwise give it
+  its reservation a second time.
 
 A single call that timed out without the switch (see :class:`~hardenkit.stores.RedisGuard`)
-is answered from the same seeded share, and settled like an outage: what it admitted is
+is answered from the same share, and settled like an outage: what it admitted is
 charged back unless Redis is seen to have admitted that very call itself. A timed-out
 call may still run in Redis (a late reply on a busy host) or never run (a paused Redis
 drops a call whose connection closed): the runner reports the reply of a call whose
@@ -32,10 +46,11 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
+from hardenkit._ttlmap import TTLMap
 from hardenkit.ratelimit.decision import RateLimitDecision
-from hardenkit.ratelimit.gcra import decode_reply
+from hardenkit.ratelimit.gcra import Reservation, decode_reply
 from hardenkit.ratelimit.rate import Rate
 from hardenkit.stores import store_key
 
@@ -45,36 +60,78 @@ if TYPE_CHECKING:
 
     from hardenkit.ratelimit.memory import MemoryStore
 
-__all__ = ["OutageFallback", "Pending"]
+__all__ = ["RESERVED", "RESTORED", "OutageFallback", "Pending"]
+
+RESERVED: Final = ":reserved"
+"""Suffix of a key's reservations hash (after the hash tag: same Cluster slot)."""
+RESTORED: Final = ":restored"
+"""Suffix of a key's restore base, set when a charge restored the key from a floor."""
 
 CHARGE_SCRIPT: Final = """
-local t = redis.call('TIME')
-local now = t[1] * 1000000 + t[2]
+local now
+if ARGV[2] ~= '' then
+  now = ARGV[2] + 0
+else
+  now = redis.call('TIME')
+  now = now[1] * 1000000 + now[2]
+end
 local out = {}
-for i, key in ipairs(KEYS) do
+for i = 1, #KEYS / 3 do
+  local key, based, reserved = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  local floor = now + ARGV[3 * i]
   local tat = tonumber(redis.call('GET', key))
-  local floor = now + ARGV[2 * i - 1]
-  if not tat or tat < floor then tat = floor end
-  tat = tat + ARGV[2 * i]
+  local base = tonumber(redis.call('GET', based))
+  if tat and base then
+    if floor > base then
+      tat = tat + floor - base
+      base = floor
+    end
+  elseif not tat or tat < floor then
+    tat = floor
+    base = floor
+  else
+    base = nil
+  end
+  if tat < now then tat = now end
+  tat = tat + ARGV[3 * i + 1]
   local ahead = tat - now
   if ahead > 0 then
-    redis.call('SET', key, tat, 'PX', (ahead - ahead % 1000) / 1000 + 1)
+    local ttl = (ahead - ahead % 1000) / 1000 + 1
+    redis.call('SET', key, tat, 'PX', ttl)
+    if base then redis.call('SET', based, base, 'PX', ttl) end
+  end
+  local units = ARGV[3 * i + 2] + 0
+  if units > 0 then
+    local value = redis.call('HGET', reserved, ARGV[1])
+    if value then
+      local expiry, held = string.match(value, '^(%d+):(%d+)$')
+      if expiry and held - units > 0 then
+        redis.call('HSET', reserved, ARGV[1], string.format('%d:%d', expiry, held - units))
+      else
+        redis.call('HDEL', reserved, ARGV[1])
+      end
+    end
   end
   out[i] = ahead
 end
 return out
 """
-"""For each key, ARGV holds a pair: the least its TAT may be ahead of now (what this
-instance last saw) and the increment (units × emission interval, microseconds). It raises
-the TAT to the floor, adds the increment whatever the tolerance (what was admitted was
-admitted), and answers how far each TAT is ahead of now afterwards."""
+"""KEYS holds three keys per charged key: its TAT, its restore base, its reservations.
+ARGV[1] is the charging store's id, ARGV[2] a "now" for tests ('' in production: the
+server's time), then a triple per key: the least its TAT may be ahead of now (what this
+instance last saw), the increment (units × emission interval, microseconds) and the
+units admitted. A key Redis lost, or holds below that floor, is restored from the floor,
+which becomes its restore base; a key with a base gains only what a floor is above it.
+Then the increment is added whatever the tolerance (what was admitted was admitted), and
+the units are taken off the store's reservation. Answers how far each TAT is ahead of
+now afterwards."""
 
 _CHARGE_BATCH: Final = 256
 _CHARGE_PASSES: Final = 3
 
 
 class OutageFallback:
-    """The seeded, shared, charged-back memory fallback of one Redis store.
+    """The reserved, shared, charged-back memory fallback of one Redis store.
 
     Args:
         memory: Holds the TATs (mirrored from Redis, then this instance's own).
@@ -82,6 +139,9 @@ class OutageFallback:
             is unavailable (``1 / live instances``, a fixed fraction, or 1).
         settle: Called when keys decided outside an outage (single timed-out calls)
             are ready to be charged (see :meth:`charge` with ``ready_only``).
+        member: The store's id in the keys' reservations.
+        reserve_us: How long a reservation holds, in microseconds; ``None``: the store
+            reserves nothing (a fixed share) and a share starts from the last view.
     """
 
     def __init__(
@@ -89,48 +149,84 @@ class OutageFallback:
         memory: MemoryStore,
         share: Callable[[], float],
         settle: Callable[[], None] | None = None,
+        *,
+        member: str = "",
+        reserve_us: int | None = None,
     ) -> None:
         self.memory = memory
         self._share = share
         self._settle = settle
+        self.member = member
+        self.reserve_us = reserve_us
         # Keys decided by this fallback and not yet charged, in this instance's share,
         # with the units admitted (to charge). Bounded like the memory store.
         self._outage: OrderedDict[str, _Outage] = OrderedDict()
+        # This store's reservation per key, as Redis last answered it, until it expires
+        # by this process's clock (microseconds).
+        self._reserved: TTLMap[str, Reservation] = TTLMap(memory.max_keys, memory.now_us)
+        self._charged_from = -1  # calls sent before a charge began carry stale reservations
         self._charging = asyncio.Lock()
 
-    def mirror(self, key: str, ahead_us: int) -> None:
-        """Remember what Redis just decided for ``key`` (its TAT is ``ahead_us`` ahead)."""
-        if key not in self._outage:
-            self.memory.set_tat(key, self.memory.now_us() + ahead_us)
+    def holds(self, key: str) -> bool:
+        """Whether ``key`` has admissions not charged yet: its share decides it until then.
+
+        Redis does not know them yet, and still holds this instance's reservation: let
+        Redis decide and it would give the same units a second time.
+        """
+        return key in self._outage
+
+    def mirror(self, key: str, ahead_us: int, reserved: int | None, sent_us: int) -> None:
+        """Remember what Redis decided for ``key`` in a call sent at ``sent_us``.
+
+        ``ahead_us``: its TAT is that far ahead of now. ``reserved``: the units Redis now
+        reserves for this store (``None``: a refusal, which leaves the reservation as
+        it was). The reservation is kept until ``sent_us + reserve``: Redis set its own
+        expiry later than that, when it ran the call.
+        """
+        if key in self._outage:
+            return
+        self.memory.set_tat(key, self.memory.now_us() + ahead_us)
+        if reserved is None:
+            return
+        if reserved and self.reserve_us is not None and sent_us > self._charged_from:
+            expiry = sent_us + self.reserve_us
+            self._reserved.put_until(key, Reservation(reserved, expiry), expiry)
+        else:
+            self._reserved.pop(key)
 
     def decide(
-        self,
-        key: str,
-        rate: Rate,
-        cost: int,
-        pending: Pending | None = None,
-        in_flight: int = 0,
+        self, key: str, rate: Rate, cost: int, pending: Pending | None = None
     ) -> RateLimitDecision:
-        """Decide from memory, as this instance's share of what Redis last said was left.
+        """Decide from memory, as this instance's share (see the module's docstring).
 
         ``pending`` is the Redis call this decision replaces, when one was sent and
         given up on: its outcome, once known, says whether Redis counted it already.
-        ``in_flight``: this instance's other calls for ``key`` still waiting on Redis,
-        which tells how stale the view may be (see :func:`_seeded_ahead`).
         """
         entry = self._outage.get(key)
         memory = self.memory
         share = self._share()
         scaled = _scaled(rate, share)
+        now = memory.now_us()
         if entry is None:
-            now = memory.now_us()
             last_seen = memory.tat(key)
-            ahead = _seeded_ahead(last_seen, now, rate, scaled, share, in_flight=in_flight)
-            memory.set_tat(key, now + ahead)
-            entry = self._enter(key, _Outage(rate, 0, last_seen or 0))
-            decision = memory.decide_now(key, scaled, cost, now)
-        else:
-            decision = memory.decide_now(key, scaled, cost)
+            until: int | None = None
+            if self.reserve_us is None or share >= 1:  # a fixed share, or no one else
+                units = _view_share(last_seen, now, rate, scaled, share)
+            else:
+                reservation = self._reserved.get(key)
+                self._reserved.pop(key)  # spent here; Redis learns it from the charge
+                units = 0 if reservation is None else min(scaled.burst, reservation.units)
+                until = None if reservation is None else reservation.expiry_us
+            memory.set_tat(key, now + scaled.tolerance_us - units * scaled.emission_interval_us)
+            entry = self._enter(key, _Outage(rate, 0, last_seen or 0, reserved_until=until))
+        elif entry.reserved_until is not None and now >= entry.reserved_until:
+            # The reservation expired: in Redis the other instances may take its units
+            # now. What is left of it goes; the bucket refills from empty at the expiry.
+            empty = entry.reserved_until + scaled.tolerance_us
+            if (memory.tat(key) or 0) < empty:
+                memory.set_tat(key, empty)
+            entry.reserved_until = None
+        decision = memory.decide_now(key, scaled, cost, now)
         if decision.allowed:
             entry.units += cost
         if pending is None:
@@ -146,7 +242,7 @@ class OutageFallback:
 
     def resolve(self, pending: Pending, reply: Any) -> None:
         """Record what became of a call that was given up on (see :class:`Pending`)."""
-        pending.redis_admitted = reply is not None and decode_reply(reply)[0]
+        pending.redis_admitted = reply is not None and decode_reply(reply).allowed
         entry = pending.entry
         if entry is not None:
             entry.open -= 1
@@ -204,16 +300,18 @@ class OutageFallback:
                 if not taken:
                     return
                 now = self.memory.now_us()
+                self._charged_from = now
                 charges = [
-                    (
+                    Charge(
                         key,
                         max(0, entry.floor_tat - now),
                         max(0, units - credit) * entry.rate.emission_interval_us,
+                        units,
                     )
                     for key, entry, units, credit in taken
                     if units > credit or entry.floor_tat > now
                 ]
-                aheads = await _charge(client, key_prefix, charges)
+                aheads = await _charge(client, key_prefix, self.member, charges)
                 # No await from here to the end of the pass: decisions made meanwhile in
                 # this process are still in _outage and go in the next pass.
                 for key, entry, units, credit in taken:
@@ -265,26 +363,54 @@ class _Outage:
     """Units of given-up calls that Redis admitted itself: already counted there."""
     open: int = 0
     """Given-up calls of this key whose outcome is not known yet."""
+    reserved_until: int | None = None
+    """When the reservation this share started with expires (the store's clock)."""
 
 
-Charge = tuple[str, int, int]
-"""A key, the least its TAT may be ahead of now, and the increment, in microseconds."""
+class Charge(NamedTuple):
+    """What one key is charged (microseconds, and the units taken off the reservation)."""
+
+    key: str
+    floor_us: int
+    """The least its TAT may be ahead of now: what this instance last saw."""
+    increment_us: int
+    units: int
+    """Units this fallback admitted, taken off this store's reservation in Redis."""
 
 
 async def _charge(
-    client: Redis | RedisCluster, key_prefix: str, charges: list[Charge]
+    client: Redis | RedisCluster,
+    key_prefix: str,
+    member: str,
+    charges: list[Charge],
+    now_us: int | None = None,
 ) -> dict[str, int]:
+    """Run :data:`CHARGE_SCRIPT` over ``charges``; return each key's TAT offset after.
+
+    ``now_us`` replaces the Redis server's clock; only tests pass it.
+    """
     aheads: dict[str, int] = {}
+    now = "" if now_us is None else now_us
     for group in _by_slot(client, key_prefix, charges):
         for start in range(0, len(group), _CHARGE_BATCH):
             batch = group[start : start + _CHARGE_BATCH]
-            keys = [store_key(key_prefix, key) for key, _, _ in batch]
-            arguments = [value for _, floor, increment in batch for value in (floor, increment)]
-            reply: Any = await client.eval(CHARGE_SCRIPT, len(keys), *keys, *arguments)
+            keys = [
+                name for charge in batch for name in _charge_keys(store_key(key_prefix, charge.key))
+            ]
+            arguments = [
+                value
+                for charge in batch
+                for value in (charge.floor_us, charge.increment_us, charge.units)
+            ]
+            reply: Any = await client.eval(CHARGE_SCRIPT, len(keys), *keys, member, now, *arguments)
             aheads.update(
-                (key, int(ahead)) for (key, _, _), ahead in zip(batch, reply, strict=True)
+                (charge.key, int(ahead)) for charge, ahead in zip(batch, reply, strict=True)
             )
     return aheads
+
+
+def _charge_keys(redis_key: str) -> tuple[str, str, str]:
+    return redis_key, redis_key + RESTORED, redis_key + RESERVED
 
 
 def _by_slot(client: object, key_prefix: str, charges: list[Charge]) -> list[list[Charge]]:
@@ -297,27 +423,20 @@ def _by_slot(client: object, key_prefix: str, charges: list[Charge]) -> list[lis
         return [charges] if charges else []
     groups: dict[int, list[Charge]] = {}
     for charge in charges:
-        groups.setdefault(keyslot(store_key(key_prefix, charge[0])), []).append(charge)
+        groups.setdefault(keyslot(store_key(key_prefix, charge.key)), []).append(charge)
     return list(groups.values())
 
 
-def _seeded_ahead(
-    tat: int | None, now: int, rate: Rate, scaled: Rate, share: float, *, in_flight: int = 0
-) -> int:
-    """How far ahead the key's TAT starts in the share: what Redis left, times the share.
+def _view_share(tat: int | None, now: int, rate: Rate, scaled: Rate, share: float) -> int:
+    """Units a fixed share starts with: ``floor(left × share)`` of what Redis last said.
 
     What Redis left is this instance's view after its own last decision; the other
-    instances went on deciding meanwhile. Behind a load balancer each had about as many
-    calls for the key in flight as this one has (``in_flight``), so that many per other
-    instance are taken off what was left before the share is cut: a hot key starts its
-    outage with less, a quiet one (nothing in flight) with its whole share.
+    instances may have gone on deciding since, so the views of a fleet add up to more
+    than is left (the accepted risk of a fixed share).
     """
     ahead = tat - now if tat is not None and tat > now else 0
     remaining = max(0, (rate.tolerance_us - ahead) // rate.emission_interval_us)
-    if in_flight and share < 1:
-        remaining = max(0, remaining - math.ceil(in_flight * (1 / share - 1)))
-    units = min(scaled.burst, math.floor(remaining * share))
-    return scaled.tolerance_us - units * scaled.emission_interval_us
+    return min(scaled.burst, math.floor(remaining * share))
 
 
 @functools.lru_cache(maxsize=256)

@@ -35,15 +35,18 @@ _TAKEN_OVER: Final = ("socket_timeout", "socket_connect_timeout", "retry")
 _MAX_BATCH: Final = 256  # bounds one pipeline's size and the time its last caller waits
 
 Reply = Any
-"""What the script answers (``gcra.lua``: one integer)."""
+"""What the script answers (``gcra.lua``: three integers)."""
+
+Args = tuple[int | str, ...]
+"""The script's ARGV."""
 
 Orphan = Callable[[Reply | None], None]
 """Told what became of a call its caller stopped waiting for (timed out): the reply, or
 ``None`` when it is unknown whether Redis ran it (the connection was closed with the
 call in flight, or the call was never sent)."""
 
-Queued = tuple[str, tuple[int, ...], "asyncio.Future[Reply]", Orphan | None]
-"""A decision waiting for the next batch: its key, its script arguments, its caller, and
+Queued = tuple[tuple[str, ...], Args, "asyncio.Future[Reply]", Orphan | None]
+"""A decision waiting for the next batch: its keys, its script arguments, its caller, and
 whom to tell what became of it if the caller stops waiting."""
 
 
@@ -83,8 +86,8 @@ class ScriptRunner:
                 setattr(connection, name, value)
             await self._pool.release(connection)
 
-    async def run(self, key: str, args: tuple[int, ...], orphan: Orphan | None = None) -> Reply:
-        """Run the script on ``key`` with ``args``; return its reply.
+    async def run(self, keys: tuple[str, ...], args: Args, orphan: Orphan | None = None) -> Reply:
+        """Run the script on ``keys`` with ``args``; return its reply.
 
         If the caller stops waiting (its timeout cancels it), ``orphan`` is told later
         what became of the call: a queued call still goes out with its batch and
@@ -96,11 +99,11 @@ class ScriptRunner:
             await self._enter_loop(loop)
         if self._busy and self.pipelining:
             future: asyncio.Future[Reply] = loop.create_future()
-            self._queue.append((key, args, future, orphan))
+            self._queue.append((keys, args, future, orphan))
             return await future
         self._busy = True
         try:
-            return await self.run_one(key, args)
+            return await self.run_one(keys, args)
         except asyncio.CancelledError:
             if orphan is not None:  # its connection was closed with the call in flight
                 orphan(None)
@@ -128,14 +131,14 @@ class ScriptRunner:
         self._loop, self._busy, self._queue = loop, False, []
         await self.aclose()  # a connection belongs to the loop it was opened on
 
-    async def run_one(self, key: str, args: tuple[int, ...]) -> Reply:
+    async def run_one(self, keys: tuple[str, ...], args: Args) -> Reply:
         """Run the script once, on its own (``EVALSHA``, ``EVAL`` after ``NOSCRIPT``)."""
         try:
-            return await self._command("EVALSHA", self.sha, 1, key, *args)
+            return await self._command("EVALSHA", self.sha, len(keys), *keys, *args)
         except Exception as error:
             if not _is_noscript(error):
                 raise
-            return await self._command("EVAL", self.script, 1, key, *args)
+            return await self._command("EVAL", self.script, len(keys), *keys, *args)
 
     async def _command(self, *command: str | int) -> Reply:
         """Send one command and read its reply.
@@ -247,13 +250,13 @@ class ScriptRunner:
 
     async def _pipeline(self, batch: list[Queued]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
-        for key, args, _, _ in batch:
-            pipe.evalsha(self.sha, 1, key, *args)
+        for keys, args, _, _ in batch:
+            pipe.evalsha(self.sha, len(keys), *keys, *args)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         for index, reply in enumerate(replies):
             if isinstance(reply, Exception) and _is_noscript(reply):
-                key, args, _, _ = batch[index]
-                replies[index] = await self.client.eval(self.script, 1, key, *args)
+                keys, args, _, _ = batch[index]
+                replies[index] = await self.client.eval(self.script, len(keys), *keys, *args)
         return replies
 
 

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from importlib.resources import files
 from typing import TYPE_CHECKING, Final, Literal
 
 import structlog
 
-from hardenkit.ratelimit._fallback import OutageFallback, Pending
+from hardenkit.ratelimit._fallback import RESERVED, OutageFallback, Pending
 from hardenkit.ratelimit._pipelining import ScriptRunner
 from hardenkit.ratelimit.decision import (
     RateLimitDecision,
     RedisDownBehaviour,
     decision_from_gcra,
 )
-from hardenkit.ratelimit.gcra import decode_reply
+from hardenkit.ratelimit.gcra import Reply, decode_reply
 from hardenkit.ratelimit.memory import MemoryStore
 from hardenkit.ratelimit.rate import Rate
 from hardenkit.stores import LuaScript, RedisGuard, is_redis_failure, store_key
@@ -53,7 +54,16 @@ class RedisStore:
     decisions are pipelined over the pool. :meth:`aclose` gives it back.
 
     Keys are ``<prefix>{<name>:<digest>}``: the braces are a Cluster hash tag, so every
-    key of one decision lands in one slot.
+    key of one decision lands in one slot (the key's reservations are the same key with
+    ``:reserved`` after it, its restore base ``:restored``).
+
+    With the ``"auto"`` share and more than one live instance, each decision also
+    reserves this store's part of what is left of the key (``floor(left / N)``) for
+    ``reserve_seconds``, which no other instance may take meanwhile: that is what this
+    instance's fallback may spend if Redis becomes unavailable (see
+    :mod:`hardenkit.ratelimit._fallback`). Healthy decisions pay for it: an instance may
+    be refused while another instance's reservation holds the last units of a key, at
+    most ``reserve_seconds`` after that instance last decided it.
 
     Args:
         client: redis-py asyncio client (``Redis`` or ``RedisCluster``).
@@ -67,9 +77,12 @@ class RedisStore:
             (see :mod:`hardenkit.ratelimit._fallback` and docs/ratelimit.md): ``"auto"``
             divides each limit by the live instances ``instances`` last counted (1
             without it), a fraction in (0, 1] is fixed, ``1`` admits the whole limit
-            per instance. The fallback always starts from what Redis last said for a
-            key, and what it admits is charged to Redis before Redis decides again.
+            per instance. What it admits is charged to Redis before Redis decides again.
         instances: The heartbeat registry counting live instances (``"auto"`` share).
+        reserve_seconds: How long a reservation holds after this instance's last
+            decision of a key (``"auto"`` share only): the longest a quiet instance keeps
+            units from the others, and the longest after its last decision of a key that
+            this instance may spend its part of it during an outage.
     """
 
     def __init__(
@@ -83,11 +96,14 @@ class RedisStore:
         retry_interval: float = 2.0,
         fallback_share: FallbackShare = "auto",
         instances: InstanceRegistry | None = None,
+        reserve_seconds: float = 10.0,
     ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ValueError("prefix must not contain '{' or '}' (they are the hash tag)")
         if fallback_share != "auto" and not 0 < fallback_share <= 1:
             raise ValueError("fallback_share must be 'auto' or a fraction in (0, 1]")
+        if not 0 < reserve_seconds <= _MAX_RESERVE_SECONDS:
+            raise ValueError(f"reserve_seconds must be in (0, {_MAX_RESERVE_SECONDS}]")
         self.client = client
         self.guard = RedisGuard.of_store(
             "ratelimit", client, guard, timeout=timeout, retry_interval=retry_interval
@@ -95,9 +111,19 @@ class RedisStore:
         self.fallback = fallback if fallback is not None else MemoryStore()
         self.fallback_share: FallbackShare = fallback_share
         self.instances = instances
-        self._outage = OutageFallback(self.fallback, self._share, self._settle_soon)
+        self.reserve_seconds = reserve_seconds
+        self.member = uuid.uuid4().hex
+        """This store's id in the keys' reservations (one per store, as each has its own
+        fallback)."""
+        self._reserve_us = round(reserve_seconds * 1_000_000)
+        self._outage = OutageFallback(
+            self.fallback,
+            self._share,
+            self._settle_soon,
+            member=self.member,
+            reserve_us=self._reserve_us if fallback_share == "auto" else None,
+        )
         self._settling: asyncio.Task[None] | None = None
-        self._in_flight: dict[str, int] = {}  # decisions per key waiting on Redis now
         self.prefix = prefix
         self._runner = ScriptRunner(
             client, _GCRA.source, _GCRA.sha, batch_timeout=self.guard.timeout
@@ -157,28 +183,37 @@ class RedisStore:
         self, key: str, rate: Rate, cost: int, when_down: RedisDownBehaviour = "fallback"
     ) -> RateLimitDecision:
         """Take ``cost`` units of ``rate`` for ``key``; answer by ``when_down`` if Redis is not."""
+        outage = self._outage
+        if when_down == "fallback" and outage.holds(key) and not self.guard.using_fallback:
+            return outage.decide(key, rate, cost)  # its share until what it admitted is charged
         redis_key = store_key(self.prefix, key)
-        args = _script_args(rate, cost)
+        keys = (redis_key, redis_key + RESERVED)
+        args = self._script_args(rate, cost)
         given_up: Pending | None = None
 
         async def on_redis() -> RateLimitDecision:
             nonlocal given_up
-            pending = Pending(key, cost, self._outage)
+            pending = Pending(key, cost, outage)
+            sent = self.fallback.now_us()
             try:
-                reply = await self._runner.run(redis_key, args, pending)
+                reply = decode_reply(await self._runner.run(keys, args, pending))
             except asyncio.CancelledError:  # timed out (or cancelled): it may still run
                 given_up = pending
                 raise
-            allowed, ahead_us = decode_reply(reply)
-            self._outage.mirror(key, ahead_us)
+            outage.mirror(key, reply.ahead_us, reply.reserved if reply.allowed else None, sent)
             return decision_from_gcra(
-                rate, cost, allowed=allowed, ahead_us=ahead_us, backend="redis"
+                rate,
+                cost,
+                allowed=reply.allowed,
+                ahead_us=reply.ahead_us,
+                backend="redis",
+                held=reply.held,
+                retry_after_us=reply.retry_after_us,
             )
 
         async def on_fallback() -> RateLimitDecision:
             if when_down == "fallback":
-                others = self._in_flight.get(key, 1) - 1
-                return self._outage.decide(key, rate, cost, given_up, others)
+                return outage.decide(key, rate, cost, given_up)
             if when_down == "open":
                 return RateLimitDecision(
                     allowed=True,
@@ -200,27 +235,34 @@ class RedisStore:
                 unavailable=True,
             )
 
-        in_flight = self._in_flight
-        in_flight[key] = in_flight.get(key, 0) + 1
-        try:
-            return await self.guard.call(on_redis, on_fallback)
-        finally:
-            left = in_flight.pop(key) - 1
-            if left:
-                in_flight[key] = left
+        return await self.guard.call(on_redis, on_fallback)
+
+    def _script_args(self, rate: Rate, cost: int) -> tuple[int | str, ...]:
+        """``gcra.lua``'s ARGV (see the script): what to decide, and what to reserve."""
+        instances = self.instances
+        live = instances.live_instances if instances is not None else 1
+        return (
+            rate.emission_interval_us * cost,
+            rate.tolerance_us,
+            rate.emission_interval_us,
+            self.member,
+            live if self.fallback_share == "auto" else 1,
+            self._reserve_us,
+        )
 
     async def evaluate(
         self, redis_key: str, rate: Rate, cost: int, now_us: int | None = None
-    ) -> tuple[bool, int]:
-        """Run the script once and return ``(allowed, ahead_us)`` (see :mod:`.gcra`).
+    ) -> Reply:
+        """Run the script once for this store and return its decoded reply (:mod:`.gcra`).
 
         ``now_us`` replaces the Redis server's clock; only tests pass it.
         """
-        args = _script_args(rate, cost)
+        keys = (redis_key, redis_key + RESERVED)
+        args = self._script_args(rate, cost)
         if now_us is None:
-            reply = await self._runner.run(redis_key, args)
+            reply = await self._runner.run(keys, args)
         else:
-            reply = await self._runner.run_one(redis_key, (*args, now_us))
+            reply = await self._runner.run_one(keys, (*args, now_us))
         return decode_reply(reply)
 
     async def aclose(self) -> None:
@@ -233,8 +275,4 @@ class RedisStore:
 
 
 _SETTLE_ATTEMPTS: Final = 5
-
-
-def _script_args(rate: Rate, cost: int) -> tuple[int, ...]:
-    """``gcra.lua``'s ARGV: the increment (cost × emission interval) and the tolerance."""
-    return (rate.emission_interval_us * cost, rate.tolerance_us)
+_MAX_RESERVE_SECONDS: Final = 3600

@@ -1,0 +1,123 @@
+"""Charging an outage back: the order the instances' charges arrive in does not matter."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+
+from hardenkit.ratelimit import Rate
+from hardenkit.ratelimit._fallback import RESERVED, RESTORED, Charge, _charge
+from hardenkit.ratelimit.gcra import decode_reply
+from hardenkit.ratelimit.redis_store import GCRA_SCRIPT
+from hardenkit.stores import store_key
+
+pytestmark = pytest.mark.redis
+
+NOW = 1_700_000_000_000_000
+RATE = Rate(1000, 365 * 86400)  # one unit per 8.76 hours: nothing refills at NOW
+EMISSION = RATE.emission_interval_us
+PREFIX = "hktest:charge:"
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def decide(client: Redis, key: str, cost: int) -> int:
+    """One Redis decision at NOW; return the increment it added (0 if refused)."""
+    redis_key = store_key(PREFIX, key)
+    reply = decode_reply(
+        await client.eval(
+            GCRA_SCRIPT,
+            2,
+            redis_key,
+            redis_key + RESERVED,
+            EMISSION * cost,
+            RATE.tolerance_us,
+            EMISSION,
+            "decider",
+            1,
+            10_000_000,
+            NOW,
+        )
+    )
+    return EMISSION * cost if reply.allowed else 0
+
+
+async def tat(client: Redis, key: str) -> int:
+    """The key's TAT (``NOW`` for a key not stored: its bucket is full)."""
+    stored = await client.get(store_key(PREFIX, key))
+    return NOW if stored is None else int(stored)
+
+
+# One instance's charge: its floor (what it last saw, in units used), what it admitted.
+charges = st.lists(st.tuples(st.integers(0, 400), st.integers(0, 50)), min_size=2, max_size=4)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    charged=charges,
+    order=st.randoms(use_true_random=False),
+    between=st.lists(st.integers(0, 5), min_size=4, max_size=4),
+)
+async def test_a_key_redis_lost_ends_at_the_freshest_view_plus_everything_in_any_order(
+    client: Redis, charged: list[tuple[int, int]], order: object, between: list[int]
+) -> None:
+    key = f"k-{uuid.uuid4().hex}"
+    arriving = list(enumerate(charged))
+    order.shuffle(arriving)  # type: ignore[attr-defined]
+    decided = 0
+    for position, (instance, (floor_units, units)) in enumerate(arriving):
+        charge = Charge(key, floor_units * EMISSION, units * EMISSION, units)
+        await _charge(client, PREFIX, f"instance-{instance}", [charge], now_us=NOW)
+        if between[position]:  # Redis decides between the charges
+            decided += await decide(client, key, between[position])
+    freshest = max(floor for floor, _ in charged)
+    everything = sum(units for _, units in charged)
+    assert await tat(client, key) == NOW + (freshest + everything) * EMISSION + decided
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(charged=charges, used=st.integers(400, 600))
+async def test_a_key_redis_kept_only_gains_the_charges(
+    client: Redis, charged: list[tuple[int, int]], used: int
+) -> None:
+    """A paused Redis lost nothing: every view is at most its TAT, no floor applies."""
+    key = f"k-{uuid.uuid4().hex}"
+    await decide(client, key, used)
+    for instance, (floor_units, units) in enumerate(charged):
+        charge = Charge(key, floor_units * EMISSION, units * EMISSION, units)
+        await _charge(client, PREFIX, f"instance-{instance}", [charge], now_us=NOW)
+    everything = sum(units for _, units in charged)
+    assert await tat(client, key) == NOW + (used + everything) * EMISSION
+    assert not await client.exists(store_key(PREFIX, key) + RESTORED)
+
+
+async def test_a_charge_takes_what_was_spent_off_the_instances_reservation(
+    client: Redis,
+) -> None:
+    key = f"k-{uuid.uuid4().hex}"
+    reserved = store_key(PREFIX, key) + RESERVED
+    expiry = NOW + 10_000_000
+    await client.hset(reserved, mapping={"mine": f"{expiry}:7", "other": f"{expiry}:5"})
+    await _charge(client, PREFIX, "mine", [Charge(key, 0, 3 * EMISSION, 3)], now_us=NOW)
+    assert await client.hgetall(reserved) == {
+        b"mine": f"{expiry}:4".encode(),
+        b"other": f"{expiry}:5".encode(),
+    }
+    await _charge(client, PREFIX, "mine", [Charge(key, 0, 9 * EMISSION, 9)], now_us=NOW)
+    assert await client.hgetall(reserved) == {b"other": f"{expiry}:5".encode()}
