@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from hardenkit.ratelimit import Rate
 from hardenkit.ratelimit._fallback import RESERVED, RESTORED, Charge, _charge
-from hardenkit.ratelimit.gcra import decode_reply
+from hardenkit.ratelimit.gcra import Reservation, decode_reply, reservation_value
 from hardenkit.ratelimit.redis_store import GCRA_SCRIPT
 from hardenkit.stores import store_key
 
@@ -113,11 +113,12 @@ async def test_a_charge_takes_what_was_spent_off_the_instances_reservation(
     key = f"k-{uuid.uuid4().hex}"
     reserved = store_key(PREFIX, key) + RESERVED
     expiry = NOW + 10_000_000
-    await client.hset(reserved, mapping={"mine": f"{expiry}:7", "other": f"{expiry}:5"})
+
+    def value(units: int) -> bytes:
+        return b"%d" % reservation_value(Reservation(units, expiry))
+
+    await client.hset(reserved, mapping={"mine": value(7), "other": value(5)})
     await _charge(client, PREFIX, "mine", [Charge(key, 0, 3 * EMISSION, 3)], now_us=NOW)
-    assert await client.hgetall(reserved) == {
-        b"mine": f"{expiry}:4".encode(),
-        b"other": f"{expiry}:5".encode(),
-    }
+    assert await client.hgetall(reserved) == {b"mine": value(4), b"other": value(5)}
     await _charge(client, PREFIX, "mine", [Charge(key, 0, 9 * EMISSION, 9)], now_us=NOW)
-    assert await client.hgetall(reserved) == {b"other": f"{expiry}:5".encode()}
+    assert await client.hgetall(reserved) == {b"other": value(5)}

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from hardenkit.ratelimit import MemoryStore, Rate, RedisStore
 from hardenkit.ratelimit._fallback import RESERVED
 from hardenkit.ratelimit.decision import decision_from_gcra
-from hardenkit.ratelimit.gcra import Reservation, decode_reply, gcra_reserving
+from hardenkit.ratelimit.gcra import Reservation, decode_reply, gcra_reserving, reservation_of
 from hardenkit.ratelimit.redis_store import GCRA_SCRIPT
 
 pytestmark = pytest.mark.redis
@@ -84,10 +84,7 @@ reserves = st.integers(10_000_000, 120_000_000)
 
 def stored_reservations(redis: SyncRedis, key: str) -> dict[str, Reservation]:
     stored = redis.hgetall(key)
-    return {
-        field.decode(): Reservation(int(units), int(expiry))
-        for field, (expiry, units) in ((f, v.decode().split(":")) for f, v in stored.items())
-    }
+    return {field.decode(): reservation_of(int(value)) for field, value in stored.items()}
 
 
 def assert_lua_agrees_with_python(

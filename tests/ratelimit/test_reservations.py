@@ -24,7 +24,7 @@ from redis import Redis as SyncRedis
 
 from hardenkit.ratelimit import Rate
 from hardenkit.ratelimit._fallback import RESERVED
-from hardenkit.ratelimit.gcra import Reply, decode_reply
+from hardenkit.ratelimit.gcra import Reply, decode_reply, reservation_expiry, reservation_of
 from hardenkit.ratelimit.redis_store import GCRA_SCRIPT
 
 pytestmark = pytest.mark.redis
@@ -78,9 +78,9 @@ class Key:
         """Every unexpired reservation at ``now``, in units."""
         held = {}
         for field, value in self.redis.hgetall(self.key + RESERVED).items():
-            expiry, units = (int(part) for part in value.decode().split(":"))
-            if expiry > now:
-                held[field.decode()] = units
+            reservation = reservation_of(int(value))
+            if reservation.expiry_us > now:
+                held[field.decode()] = reservation.units
         return held
 
 
@@ -145,7 +145,7 @@ class ReservationMachine(RuleBasedStateMachine):
     @precondition(lambda self: hasattr(self, "key"))
     @rule()
     def every_reservation_expires_after_reserve(self) -> None:
-        later = self.now + self.key.reserve_us
+        later = reservation_expiry(self.now, self.key.reserve_us)  # a tenth of a second
         assert self.key.reservations(later) == {}
 
 
@@ -176,10 +176,11 @@ def test_an_idle_instances_reservation_frees_its_units_after_reserve(
     assert [reply.allowed for reply in taken] == [True, True, True, False]
     refused = taken[-1]
     assert refused.held == 1
-    # Told to come back when "a"'s reservation expires (refill would take 450 s).
-    assert refused.retry_after_us == RESERVE_US
-    assert not key.decide("b", 4, 1, now + RESERVE_US - 1).allowed
-    assert key.decide("b", 4, 1, now + RESERVE_US).allowed
+    # Told to come back when "a"'s reservation expires (refill would take 450 s): 10 s,
+    # rounded up to the next tenth of a second.
+    assert refused.retry_after_us == RESERVE_US + 100_000
+    assert not key.decide("b", 4, 1, now + refused.retry_after_us - 1).allowed
+    assert key.decide("b", 4, 1, now + refused.retry_after_us).allowed
 
 
 def test_an_instance_can_always_spend_its_own_reservation(sync_redis: SyncRedis) -> None:

@@ -102,14 +102,11 @@ for i = 1, #KEYS / 3 do
   end
   local units = ARGV[3 * i + 2] + 0
   if units > 0 then
-    local value = redis.call('HGET', reserved, ARGV[1])
-    if value then
-      local expiry, held = string.match(value, '^(%d+):(%d+)$')
-      if expiry and held - units > 0 then
-        redis.call('HSET', reserved, ARGV[1], string.format('%d:%d', expiry, held - units))
-      else
-        redis.call('HDEL', reserved, ARGV[1])
-      end
+    local value = tonumber(redis.call('HGET', reserved, ARGV[1]))
+    if value and value % 65536 > units then
+      redis.call('HSET', reserved, ARGV[1], value - units)
+    elseif value then
+      redis.call('HDEL', reserved, ARGV[1])
     end
   end
   out[i] = ahead

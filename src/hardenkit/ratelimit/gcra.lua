@@ -1,15 +1,15 @@
 -- GCRA in one round trip, with reservations; the same integer math as
 -- hardenkit/ratelimit/gcra.py (gcra_reserving).
 -- KEYS[1]  the key's TAT
--- KEYS[2]  the key's reservations: a hash, field = a store's id, value = "expiry:units"
---          (expiry in the server's microseconds). Both keys share one {hash tag}, so one
---          Cluster slot.
+-- KEYS[2]  the key's reservations: a hash, field = a store's id, value = its expiry in
+--          tenths of a second (the server's clock, rounded up) x 65536 + its units. Both
+--          keys share one {hash tag}, so one Cluster slot.
 -- ARGV[1]  increment: cost x emission interval, microseconds
 -- ARGV[2]  tolerance: burst x emission interval, microseconds
 -- ARGV[3]  emission interval, microseconds
 -- ARGV[4]  the deciding store's id
--- ARGV[5]  live instances: above 1 the store reserves floor(left / ARGV[5]) for itself
---          (1: it reserves nothing and drops what it held)
+-- ARGV[5]  live instances: above 1 the store reserves floor(left / ARGV[5]) for itself,
+--          at most 65535 units (1: it reserves nothing and drops what it held)
 -- ARGV[6]  how long a reservation holds, microseconds
 -- ARGV[7]  optional "now" in microseconds, for the equivalence tests only; production
 --          leaves it out and the time comes from the Redis server, so app clocks do not matter
@@ -24,9 +24,10 @@
 -- may spend its own without the sum exceeding what was left.
 --
 -- Written for time inside Redis, which every decision waits for: ARGV strings become
--- numbers by arithmetic (ARGV[1] + 0) rather than tonumber, floor is taken by modulo, and
--- the TAT is passed to SET as a number (Redis writes integral numbers as plain integers).
--- Every value stays below 2^53 (Rate bounds the tolerance), so Lua's doubles are exact.
+-- numbers by arithmetic (ARGV[1] + 0) rather than tonumber, floor is taken by modulo, no
+-- string function runs, and numbers are passed to SET and HSET as numbers (Redis writes
+-- integral numbers as plain integers). Every value stays below 2^53 (Rate bounds the
+-- tolerance; a reservation's number until the year 2400), so Lua's doubles are exact.
 local now
 if ARGV[7] then
   now = ARGV[7] + 0
@@ -42,14 +43,22 @@ else
   ahead = 0
 end
 local me = ARGV[4]
+local number = tonumber
 local held = 0 -- units the other stores hold
 local freed = 0 -- when the last of them expires
 local mine = false
 local fields = redis.call('HGETALL', KEYS[2])
 for i = 1, #fields, 2 do
-  local expiry, units = string.match(fields[i + 1], '^(%d+):(%d+)$')
-  expiry = tonumber(expiry)
-  if not expiry or expiry <= now then
+  -- A reservation is one number: its expiry in tenths of a second times 65536, plus
+  -- its units (at most 65535), so reading it is arithmetic, not a string function.
+  local value = number(fields[i + 1])
+  local units = 0
+  local expiry = 0
+  if value then
+    units = value % 65536
+    expiry = (value - units) / 65536 * 100000
+  end
+  if expiry <= now then
     redis.call('HDEL', KEYS[2], fields[i])
   elseif fields[i] == me then
     mine = true
@@ -80,9 +89,12 @@ if instances > 1 then
   reserved = (left - left % instances) / instances
   if reserved > left - held then reserved = left - held end
 end
+if reserved > 65535 then reserved = 65535 end
 if reserved > 0 then
   local expiry = now + ARGV[6]
-  redis.call('HSET', KEYS[2], me, string.format('%d:%d', expiry, reserved))
+  expiry = (expiry - expiry % 100000) / 100000 + 1 -- tenths of a second, rounded up
+  redis.call('HSET', KEYS[2], me, expiry * 65536 + reserved)
+  expiry = expiry * 100000
   if expiry > freed then freed = expiry end
   local life = freed - now -- the hash expires with its last field
   redis.call('PEXPIRE', KEYS[2], (life - life % 1000) / 1000 + 1)

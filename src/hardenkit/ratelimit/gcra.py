@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 __all__ = [
+    "MAX_RESERVED",
     "GcraOutcome",
     "Reply",
     "Reservation",
@@ -32,6 +33,9 @@ __all__ = [
     "decode_reply",
     "gcra",
     "gcra_reserving",
+    "reservation_expiry",
+    "reservation_of",
+    "reservation_value",
     "settle",
 ]
 
@@ -89,6 +93,25 @@ class Reservation(NamedTuple):
     expiry_us: int
 
 
+MAX_RESERVED = 65535
+"""Most units one reservation holds (they share one number with its expiry in Redis)."""
+
+
+def reservation_expiry(now: int, reserve_us: int) -> int:
+    """When a reservation made at ``now`` expires (rounded up: Redis keeps tenths of a second)."""
+    return ((now + reserve_us) // 100_000 + 1) * 100_000
+
+
+def reservation_value(reservation: Reservation) -> int:
+    """A reservation as Redis keeps it: its expiry in tenths of a second × 65536 + units."""
+    return reservation.expiry_us // 100_000 * 65536 + reservation.units
+
+
+def reservation_of(value: int) -> Reservation:
+    """The reservation :func:`reservation_value` gave ``value`` for."""
+    return Reservation(value % 65536, value // 65536 * 100_000)
+
+
 class ReservingOutcome(NamedTuple):
     """One decision with reservations, in units and integer microseconds.
 
@@ -128,8 +151,9 @@ def gcra_reserving(
     The units left after a decision are ``left = (tolerance - ahead) // emission``. The
     others' unexpired reservations add up to ``held``; the request is admitted only if
     ``left >= held`` after it, then ``me`` reserves
-    ``max(0, min(left // instances, left - held))`` until ``now + reserve_us`` (nothing
-    when ``instances <= 1``: its old reservation is dropped).
+    ``max(0, min(left // instances, left - held, 65535))`` until ``now + reserve_us``
+    (rounded up to a tenth of a second; nothing when ``instances <= 1``: its old
+    reservation is dropped).
 
     Invariant: the unexpired reservations never add up to more than ``left``. Suppose
     they do not before a decision. A refusal changes neither the TAT nor a reservation
@@ -156,9 +180,9 @@ def gcra_reserving(
             wait = min(wait, held * emission_us - room)
         return ReservingOutcome(False, None, ahead, 0, wait, held, kept)
     left = room // emission_us
-    reserved = max(0, min(left // instances, left - held)) if instances > 1 else 0
+    reserved = max(0, min(left // instances, left - held, MAX_RESERVED)) if instances > 1 else 0
     if reserved:
-        kept[me] = Reservation(reserved, now + reserve_us)
+        kept[me] = Reservation(reserved, reservation_expiry(now, reserve_us))
     else:
         kept.pop(me, None)
     return ReservingOutcome(True, now + after, after, reserved, 0, held, kept)
