@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,15 +21,6 @@ NOW = 1_700_000_000_000_000
 RATE = Rate(1000, 365 * 86400)  # one unit per 8.76 hours: nothing refills at NOW
 EMISSION = RATE.emission_interval_us
 PREFIX = "hktest:charge:"
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def decide(client: Redis, key: str, cost: int) -> int:
@@ -73,7 +63,7 @@ charges = st.lists(st.tuples(st.integers(0, 400), st.integers(0, 50)), min_size=
     between=st.lists(st.integers(0, 5), min_size=4, max_size=4),
 )
 async def test_a_key_redis_lost_ends_at_the_freshest_view_plus_everything_in_any_order(
-    client: Redis, charged: list[tuple[int, int]], order: object, between: list[int]
+    redis_client: Redis, charged: list[tuple[int, int]], order: object, between: list[int]
 ) -> None:
     key = f"k-{uuid.uuid4().hex}"
     arriving = list(enumerate(charged))
@@ -81,12 +71,12 @@ async def test_a_key_redis_lost_ends_at_the_freshest_view_plus_everything_in_any
     decided = 0
     for position, (instance, (floor_units, units)) in enumerate(arriving):
         charge = Charge(key, floor_units * EMISSION, units * EMISSION, units)
-        await _charge(client, PREFIX, f"instance-{instance}", [charge], now_us=NOW)
+        await _charge(redis_client, PREFIX, f"instance-{instance}", [charge], now_us=NOW)
         if between[position]:  # Redis decides between the charges
-            decided += await decide(client, key, between[position])
+            decided += await decide(redis_client, key, between[position])
     freshest = max(floor for floor, _ in charged)
     everything = sum(units for _, units in charged)
-    assert await tat(client, key) == NOW + (freshest + everything) * EMISSION + decided
+    assert await tat(redis_client, key) == NOW + (freshest + everything) * EMISSION + decided
 
 
 @settings(
@@ -94,21 +84,21 @@ async def test_a_key_redis_lost_ends_at_the_freshest_view_plus_everything_in_any
 )
 @given(charged=charges, used=st.integers(400, 600))
 async def test_a_key_redis_kept_only_gains_the_charges(
-    client: Redis, charged: list[tuple[int, int]], used: int
+    redis_client: Redis, charged: list[tuple[int, int]], used: int
 ) -> None:
     """A paused Redis lost nothing: every view is at most its TAT, no floor applies."""
     key = f"k-{uuid.uuid4().hex}"
-    await decide(client, key, used)
+    await decide(redis_client, key, used)
     for instance, (floor_units, units) in enumerate(charged):
         charge = Charge(key, floor_units * EMISSION, units * EMISSION, units)
-        await _charge(client, PREFIX, f"instance-{instance}", [charge], now_us=NOW)
+        await _charge(redis_client, PREFIX, f"instance-{instance}", [charge], now_us=NOW)
     everything = sum(units for _, units in charged)
-    assert await tat(client, key) == NOW + (used + everything) * EMISSION
-    assert not await client.exists(store_key(PREFIX, key) + RESTORED)
+    assert await tat(redis_client, key) == NOW + (used + everything) * EMISSION
+    assert not await redis_client.exists(store_key(PREFIX, key) + RESTORED)
 
 
 async def test_a_charge_takes_what_was_spent_off_the_instances_reservation(
-    client: Redis,
+    redis_client: Redis,
 ) -> None:
     key = f"k-{uuid.uuid4().hex}"
     reserved = store_key(PREFIX, key) + RESERVED
@@ -117,8 +107,8 @@ async def test_a_charge_takes_what_was_spent_off_the_instances_reservation(
     def value(units: int) -> bytes:
         return b"%d" % reservation_value(Reservation(units, expiry))
 
-    await client.hset(reserved, mapping={"mine": value(7), "other": value(5)})
-    await _charge(client, PREFIX, "mine", [Charge(key, 0, 3 * EMISSION, 3)], now_us=NOW)
-    assert await client.hgetall(reserved) == {b"mine": value(4), b"other": value(5)}
-    await _charge(client, PREFIX, "mine", [Charge(key, 0, 9 * EMISSION, 9)], now_us=NOW)
-    assert await client.hgetall(reserved) == {b"other": value(5)}
+    await redis_client.hset(reserved, mapping={"mine": value(7), "other": value(5)})
+    await _charge(redis_client, PREFIX, "mine", [Charge(key, 0, 3 * EMISSION, 3)], now_us=NOW)
+    assert await redis_client.hgetall(reserved) == {b"mine": value(4), b"other": value(5)}
+    await _charge(redis_client, PREFIX, "mine", [Charge(key, 0, 9 * EMISSION, 9)], now_us=NOW)
+    assert await redis_client.hgetall(reserved) == {b"other": value(5)}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -23,15 +22,6 @@ from hardenkit.ratelimit.redis_store import GCRA_SCRIPT
 pytestmark = pytest.mark.redis
 
 START_US = 1_700_000_000_000_000
-
-
-@pytest.fixture(scope="module")
-def sync_redis(redis_url: str) -> Iterator[SyncRedis]:
-    client = SyncRedis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 # Emission intervals of at least half a second keep the real TTL the script sets (in real

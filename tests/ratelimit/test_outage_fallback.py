@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 from redis.asyncio import Redis
@@ -240,14 +241,21 @@ async def test_a_call_dropped_in_a_paused_redis_is_charged_back_once_it_answers(
         await admin.aclose()
 
 
-async def fleet_of(url: str, prefix: str, size: int, **options: float) -> list[Instance]:
+@asynccontextmanager
+async def fleet_of(
+    url: str, prefix: str, size: int, **options: float
+) -> AsyncIterator[list[Instance]]:
     """``size`` instances that have each counted ``size`` live ones."""
     fleet = [Instance(url, prefix, **options) for _ in range(size)]
-    for _ in range(2):
+    try:
+        for _ in range(2):
+            for instance in fleet:
+                await instance.instances.beat()
+        assert [instance.instances.live_instances for instance in fleet] == [size] * size
+        yield fleet
+    finally:
         for instance in fleet:
-            await instance.instances.beat()
-    assert [instance.instances.live_instances for instance in fleet] == [size] * size
-    return fleet
+            await instance.aclose()
 
 
 async def test_a_key_an_instance_never_decided_gets_only_the_refill_share_in_an_outage(
@@ -256,8 +264,7 @@ async def test_a_key_an_instance_never_decided_gets_only_the_refill_share_in_an_
     """A client on one keep-alive connection reaches one instance only: the others must
     not hand it a fresh share when Redis goes away."""
     server = redis_server_factory()
-    fleet = await fleet_of(server.url, key_prefix, 4)
-    try:
+    async with fleet_of(server.url, key_prefix, 4) as fleet:
         assert await fleet[0].admitted("one-connection", LIMIT + 5) == LIMIT
         assert await fleet[0].admitted("used-a-little", 4) == 4
         server.stop()
@@ -266,9 +273,6 @@ async def test_a_key_an_instance_never_decided_gets_only_the_refill_share_in_an_
         # 16 left, decided by the first instance only: it holds floor(16 / 4) = 4 of them.
         during = [await instance.admitted("used-a-little", LIMIT) for instance in fleet]
         assert during == [4, 0, 0, 0]
-    finally:
-        for instance in fleet:
-            await instance.aclose()
 
 
 async def test_a_reservation_that_expires_during_an_outage_is_dropped(
@@ -277,47 +281,35 @@ async def test_a_reservation_that_expires_during_an_outage_is_dropped(
     """Only this instance may be cut off: once its reservation expires in Redis, the
     others may take those units, so what is left of it here goes too."""
     server = redis_server_factory()
-    fleet = await fleet_of(server.url, key_prefix, 2, reserve=1.0)
-    instance = fleet[0]
-    try:
+    async with fleet_of(server.url, key_prefix, 2, reserve=1.0) as [instance, _]:
         assert await instance.admitted("tenant", 2) == 2  # 18 left: 9 reserved for it
         server.stop()
         assert await instance.admitted("tenant", 3) == 3
         await asyncio.sleep(1.1)  # the reservation (1 s from the call's sending) expires
         assert await instance.admitted("tenant", LIMIT) == 0  # its last 6 are gone
         assert instance.guard.using_fallback
-    finally:
-        for each in fleet:
-            await each.aclose()
 
 
 async def test_a_reservation_already_expired_when_the_outage_starts_gives_nothing(
     redis_server_factory: Callable[[], RedisServer], key_prefix: str
 ) -> None:
     server = redis_server_factory()
-    fleet = await fleet_of(server.url, key_prefix, 2, reserve=1.0)
-    try:
-        assert await fleet[0].admitted("tenant", 2) == 2
+    async with fleet_of(server.url, key_prefix, 2, reserve=1.0) as [instance, _]:
+        assert await instance.admitted("tenant", 2) == 2
         await asyncio.sleep(1.1)
         server.stop()
-        assert await fleet[0].admitted("tenant", LIMIT) == 0
-    finally:
-        for instance in fleet:
-            await instance.aclose()
+        assert await instance.admitted("tenant", LIMIT) == 0
 
 
 async def test_a_lone_instance_reserves_nothing_and_keeps_what_redis_last_said(
     redis_server_factory: Callable[[], RedisServer], key_prefix: str
 ) -> None:
     server = redis_server_factory()
-    [instance] = await fleet_of(server.url, key_prefix, 1)
-    try:
+    async with fleet_of(server.url, key_prefix, 1) as [instance]:
         assert await instance.admitted("tenant", 5) == 5
         assert [key async for key in instance.client.scan_iter("*:reserved")] == []
         server.stop()
         assert await instance.admitted("tenant", LIMIT) == LIMIT - 5
-    finally:
-        await instance.aclose()
 
 
 def test_a_fixed_share_starts_from_what_this_instance_last_saw_left() -> None:

@@ -7,7 +7,6 @@ count 1 to 4 live instances, as a hypothesis state machine.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -31,15 +30,6 @@ pytestmark = pytest.mark.redis
 
 START_US = 1_700_000_000_000_000
 RESERVE_US = 10_000_000
-
-
-@pytest.fixture(scope="module")
-def sync_redis(redis_url: str) -> Iterator[SyncRedis]:
-    client = SyncRedis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 class Key:
