@@ -162,6 +162,8 @@ def test_an_idle_instances_reservation_frees_its_units_after_reserve(
     now = START_US
     first = key.decide("a", 4, 4, now)  # 4 left: "a" keeps floor(4 / 4) = 1 of them
     assert (first.allowed, first.reserved) == (True, 1)
+    # The hash expires with its last reservation (in milliseconds, rounded up).
+    assert 10_000 < sync_redis.pttl(key.key + RESERVED) <= 10_101
     taken = [key.decide("b", 4, 1, now) for _ in range(4)]
     assert [reply.allowed for reply in taken] == [True, True, True, False]
     refused = taken[-1]
