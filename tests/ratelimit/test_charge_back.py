@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from hardenkit.ratelimit import Rate
-from hardenkit.ratelimit._fallback import RESERVED, RESTORED, Charge, _charge
+from hardenkit.ratelimit._charge import RESERVED, RESTORED, Charge, charge_keys
 from hardenkit.ratelimit.gcra import Reservation, decode_reply, reservation_value
 from hardenkit.ratelimit.redis_store import GCRA_SCRIPT
 from hardenkit.stores import store_key
@@ -71,7 +71,7 @@ async def test_a_key_redis_lost_ends_at_the_freshest_view_plus_everything_in_any
     decided = 0
     for position, (instance, (floor_units, units)) in enumerate(arriving):
         charge = Charge(key, floor_units * EMISSION, units * EMISSION, units)
-        await _charge(redis_client, PREFIX, f"instance-{instance}", [charge], now_us=NOW)
+        await charge_keys(redis_client, PREFIX, f"instance-{instance}", [charge], now_us=NOW)
         if between[position]:  # Redis decides between the charges
             decided += await decide(redis_client, key, between[position])
     freshest = max(floor for floor, _ in charged)
@@ -91,7 +91,7 @@ async def test_a_key_redis_kept_only_gains_the_charges(
     await decide(redis_client, key, used)
     for instance, (floor_units, units) in enumerate(charged):
         charge = Charge(key, floor_units * EMISSION, units * EMISSION, units)
-        await _charge(redis_client, PREFIX, f"instance-{instance}", [charge], now_us=NOW)
+        await charge_keys(redis_client, PREFIX, f"instance-{instance}", [charge], now_us=NOW)
     everything = sum(units for _, units in charged)
     assert await tat(redis_client, key) == NOW + (used + everything) * EMISSION
     assert not await redis_client.exists(store_key(PREFIX, key) + RESTORED)
@@ -108,7 +108,7 @@ async def test_a_charge_takes_what_was_spent_off_the_instances_reservation(
         return b"%d" % reservation_value(Reservation(units, expiry))
 
     await redis_client.hset(reserved, mapping={"mine": value(7), "other": value(5)})
-    await _charge(redis_client, PREFIX, "mine", [Charge(key, 0, 3 * EMISSION, 3)], now_us=NOW)
+    await charge_keys(redis_client, PREFIX, "mine", [Charge(key, 0, 3 * EMISSION, 3)], now_us=NOW)
     assert await redis_client.hgetall(reserved) == {b"mine": value(4), b"other": value(5)}
-    await _charge(redis_client, PREFIX, "mine", [Charge(key, 0, 9 * EMISSION, 9)], now_us=NOW)
+    await charge_keys(redis_client, PREFIX, "mine", [Charge(key, 0, 9 * EMISSION, 9)], now_us=NOW)
     assert await redis_client.hgetall(reserved) == {b"other": value(5)}

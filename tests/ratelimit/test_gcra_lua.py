@@ -14,7 +14,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from hardenkit.ratelimit import MemoryStore, Rate, RedisStore
-from hardenkit.ratelimit._fallback import RESERVED
+from hardenkit.ratelimit._charge import RESERVED
 from hardenkit.ratelimit.decision import decision_from_gcra
 from hardenkit.ratelimit.gcra import Reservation, decode_reply, gcra_reserving, reservation_of
 from hardenkit.ratelimit.redis_store import GCRA_SCRIPT

@@ -22,7 +22,7 @@ from hypothesis.stateful import (
 from redis import Redis as SyncRedis
 
 from hardenkit.ratelimit import Rate
-from hardenkit.ratelimit._fallback import RESERVED
+from hardenkit.ratelimit._charge import RESERVED
 from hardenkit.ratelimit.gcra import Reply, decode_reply, reservation_expiry, reservation_of
 from hardenkit.ratelimit.redis_store import GCRA_SCRIPT
 

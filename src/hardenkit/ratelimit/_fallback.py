@@ -46,13 +46,13 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final
 
 from hardenkit._ttlmap import TTLMap
+from hardenkit.ratelimit._charge import Charge, charge_keys
 from hardenkit.ratelimit.decision import RateLimitDecision
 from hardenkit.ratelimit.gcra import Reservation, decode_reply
 from hardenkit.ratelimit.rate import Rate
-from hardenkit.stores import store_key
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -60,70 +60,8 @@ if TYPE_CHECKING:
 
     from hardenkit.ratelimit.memory import MemoryStore
 
-__all__ = ["RESERVED", "RESTORED", "OutageFallback", "Pending"]
+__all__ = ["OutageFallback", "Pending"]
 
-RESERVED: Final = ":reserved"
-"""Suffix of a key's reservations hash (after the hash tag: same Cluster slot)."""
-RESTORED: Final = ":restored"
-"""Suffix of a key's restore base, set when a charge restored the key from a floor."""
-
-CHARGE_SCRIPT: Final = """
-local now
-if ARGV[2] ~= '' then
-  now = ARGV[2] + 0
-else
-  now = redis.call('TIME')
-  now = now[1] * 1000000 + now[2]
-end
-local out = {}
-for i = 1, #KEYS / 3 do
-  local key, based, reserved = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
-  local floor = now + ARGV[3 * i]
-  local tat = tonumber(redis.call('GET', key))
-  local base = tonumber(redis.call('GET', based))
-  if tat and base then
-    if floor > base then
-      tat = tat + floor - base
-      base = floor
-    end
-  elseif not tat or tat < floor then
-    tat = floor
-    base = floor
-  else
-    base = nil
-  end
-  if tat < now then tat = now end
-  tat = tat + ARGV[3 * i + 1]
-  local ahead = tat - now
-  if ahead > 0 then
-    local ttl = (ahead - ahead % 1000) / 1000 + 1
-    redis.call('SET', key, tat, 'PX', ttl)
-    if base then redis.call('SET', based, base, 'PX', ttl) end
-  end
-  local units = ARGV[3 * i + 2] + 0
-  if units > 0 then
-    local value = tonumber(redis.call('HGET', reserved, ARGV[1]))
-    if value and value % 65536 > units then
-      redis.call('HSET', reserved, ARGV[1], value - units)
-    elseif value then
-      redis.call('HDEL', reserved, ARGV[1])
-    end
-  end
-  out[i] = ahead
-end
-return out
-"""
-"""KEYS holds three keys per charged key: its TAT, its restore base, its reservations.
-ARGV[1] is the charging store's id, ARGV[2] a "now" for tests ('' in production: the
-server's time), then a triple per key: the least its TAT may be ahead of now (what this
-instance last saw), the increment (units × emission interval, microseconds) and the
-units admitted. A key Redis lost, or holds below that floor, is restored from the floor,
-which becomes its restore base; a key with a base gains only what a floor is above it.
-Then the increment is added whatever the tolerance (what was admitted was admitted), and
-the units are taken off the store's reservation. Answers how far each TAT is ahead of
-now afterwards."""
-
-_CHARGE_BATCH: Final = 256
 _CHARGE_PASSES: Final = 3
 
 
@@ -308,7 +246,7 @@ class OutageFallback:
                     for key, entry, units, credit in taken
                     if units > credit or entry.floor_tat > now
                 ]
-                aheads = await _charge(client, key_prefix, self.member, charges)
+                aheads = await charge_keys(client, key_prefix, self.member, charges)
                 # No await from here to the end of the pass: decisions made meanwhile in
                 # this process are still in _outage and go in the next pass.
                 for key, entry, units, credit in taken:
@@ -362,66 +300,6 @@ class _Outage:
     """Given-up calls of this key whose outcome is not known yet."""
     reserved_until: int | None = None
     """When the reservation this share started with expires (the store's clock)."""
-
-
-class Charge(NamedTuple):
-    """What one key is charged (microseconds, and the units taken off the reservation)."""
-
-    key: str
-    floor_us: int
-    """The least its TAT may be ahead of now: what this instance last saw."""
-    increment_us: int
-    units: int
-    """Units this fallback admitted, taken off this store's reservation in Redis."""
-
-
-async def _charge(
-    client: Redis | RedisCluster,
-    key_prefix: str,
-    member: str,
-    charges: list[Charge],
-    now_us: int | None = None,
-) -> dict[str, int]:
-    """Run :data:`CHARGE_SCRIPT` over ``charges``; return each key's TAT offset after.
-
-    ``now_us`` replaces the Redis server's clock; only tests pass it.
-    """
-    aheads: dict[str, int] = {}
-    now = "" if now_us is None else now_us
-    for group in _by_slot(client, key_prefix, charges):
-        for start in range(0, len(group), _CHARGE_BATCH):
-            batch = group[start : start + _CHARGE_BATCH]
-            keys = [
-                name for charge in batch for name in _charge_keys(store_key(key_prefix, charge.key))
-            ]
-            arguments = [
-                value
-                for charge in batch
-                for value in (charge.floor_us, charge.increment_us, charge.units)
-            ]
-            reply: Any = await client.eval(CHARGE_SCRIPT, len(keys), *keys, member, now, *arguments)
-            aheads.update(
-                (charge.key, int(ahead)) for charge, ahead in zip(batch, reply, strict=True)
-            )
-    return aheads
-
-
-def _charge_keys(redis_key: str) -> tuple[str, str, str]:
-    return redis_key, redis_key + RESTORED, redis_key + RESERVED
-
-
-def _by_slot(client: object, key_prefix: str, charges: list[Charge]) -> list[list[Charge]]:
-    """One group on a standalone Redis; one per hash slot on a Cluster.
-
-    A script's keys must share a slot on a Cluster.
-    """
-    keyslot = getattr(client, "keyslot", None)
-    if keyslot is None:
-        return [charges] if charges else []
-    groups: dict[int, list[Charge]] = {}
-    for charge in charges:
-        groups.setdefault(keyslot(store_key(key_prefix, charge.key)), []).append(charge)
-    return list(groups.values())
 
 
 def _view_share(tat: int | None, now: int, rate: Rate, scaled: Rate, share: float) -> int:

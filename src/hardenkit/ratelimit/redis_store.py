@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import structlog
 
-from hardenkit.ratelimit._fallback import RESERVED, OutageFallback, Pending
+from hardenkit.ratelimit._charge import RESERVED
+from hardenkit.ratelimit._fallback import OutageFallback, Pending
 from hardenkit.ratelimit._pipelining import ScriptRunner
 from hardenkit.ratelimit.decision import (
     RateLimitDecision,
