@@ -322,3 +322,22 @@ def test_a_fixed_share_starts_from_what_this_instance_last_saw_left() -> None:
     assert _view_share(half_used, now, rate, _scaled(rate, 0.25), 0.25) == 12
     assert _view_share(half_used, now, rate, rate, 1.0) == 50
     assert _view_share(None, now, rate, _scaled(rate, 0.25), 0.25) == 25  # capped at the burst
+
+
+def test_a_share_leaves_out_what_this_instance_still_has_in_flight_to_redis() -> None:
+    """Calls sent before the share started may still be admitted by Redis, out of this
+    instance's reservation: the share does not hand those units out a second time."""
+    from hardenkit.ratelimit._fallback import OutageFallback
+    from hardenkit.ratelimit.memory import MemoryStore
+    from hardenkit.ratelimit.rate import Rate
+
+    def share_after(in_flight: int) -> int:
+        fallback = OutageFallback(MemoryStore(), lambda: 0.25, reserve_us=10_000_000)
+        rate = Rate(100, 3600)
+        fallback.mirror("k", 0, 5, fallback.memory.now_us())  # Redis reserved 5 for it
+        first = fallback.decide("k", rate, 1, in_flight=in_flight)
+        return first.allowed + sum(fallback.decide("k", rate, 1).allowed for _ in range(10))
+
+    assert share_after(0) == 5
+    assert share_after(3) == 2
+    assert share_after(7) == 0

@@ -9,13 +9,15 @@ Three rules keep an outage from multiplying a limit across instances:
   left. This process mirrors its reservation and when it expires (the time the call was
   *sent* plus ``reserve``: never later than Redis's own expiry). When an outage starts (or
   one call times out), a key's share starts with that reservation if it is still valid,
-  else empty: a key this instance never decided, or not within ``reserve`` seconds, gets
-  only its ``1 / N`` share of what refills. A reservation that expires during the outage
-  is dropped (the bucket is emptied): the other instances may take its units in Redis by
-  then, if only this instance is cut off. So the fleet spends at most what was left,
-  plus what refills (at most ``N`` more per window: the shares' rates are rounded up).
-  A lone instance (``N = 1``) reserves nothing and starts from what Redis last told it
-  was left: no other instance decides the key.
+  less the units of this instance's other calls for the key still waiting on Redis
+  (Redis may yet admit them out of the same reservation), else empty: a key this
+  instance never decided, or not within ``reserve`` seconds, gets only its ``1 / N``
+  share of what refills. A reservation that expires during the outage is dropped (the
+  bucket is emptied): the other instances may take its units in Redis by then, if only
+  this instance is cut off. So the fleet spends at most what was left, plus what refills
+  (at most ``N`` more per window: the shares' rates are rounded up). A lone instance
+  (``N = 1``) reserves nothing and starts from what Redis last told it was left (less
+  its calls in flight): no other instance decides the key.
   With a fixed share (``HARDENKIT_RATE_LIMIT_FALLBACK_SHARE`` a number) nothing is
   reserved: the share starts from ``floor(left × share)`` of what Redis last told this
   instance was left, which other instances may have taken since.
@@ -130,12 +132,20 @@ class OutageFallback:
             self._reserved.pop(key)
 
     def decide(
-        self, key: str, rate: Rate, cost: int, pending: Pending | None = None
+        self,
+        key: str,
+        rate: Rate,
+        cost: int,
+        pending: Pending | None = None,
+        in_flight: int = 0,
     ) -> RateLimitDecision:
         """Decide from memory, as this instance's share (see the module's docstring).
 
         ``pending`` is the Redis call this decision replaces, when one was sent and
         given up on: its outcome, once known, says whether Redis counted it already.
+        ``in_flight``: units of this instance's other calls for ``key`` still waiting on
+        Redis. Redis may yet admit them, out of this very reservation (or view), so a
+        share that starts now leaves them out.
         """
         entry = self._outage.get(key)
         memory = self.memory
@@ -145,12 +155,15 @@ class OutageFallback:
         if entry is None:
             last_seen = memory.tat(key)
             until: int | None = None
-            if self.reserve_us is None or share >= 1:  # a fixed share, or no one else
+            if self.reserve_us is None:  # a fixed share: the view, as it is
                 units = _view_share(last_seen, now, rate, scaled, share)
+            elif share >= 1:  # no one else decides the key: the view, less what is in flight
+                units = max(0, _view_share(last_seen, now, rate, scaled, share) - in_flight)
             else:
                 reservation = self._reserved.get(key)
                 self._reserved.pop(key)  # spent here; Redis learns it from the charge
-                units = 0 if reservation is None else min(scaled.burst, reservation.units)
+                held = 0 if reservation is None else reservation.units
+                units = max(0, min(scaled.burst, held - in_flight))
                 until = None if reservation is None else reservation.expiry_us
             memory.set_tat(key, now + scaled.tolerance_us - units * scaled.emission_interval_us)
             entry = self._enter(key, _Outage(rate, 0, last_seen or 0, reserved_until=until))

@@ -125,6 +125,9 @@ class RedisStore:
             reserve_us=self._reserve_us if fallback_share == "auto" else None,
         )
         self._settling: asyncio.Task[None] | None = None
+        # Units per key of this store's calls waiting on Redis: Redis may still admit
+        # them out of this instance's reservation, which a share starting now leaves out.
+        self._in_flight: dict[str, int] = {}
         self.prefix = prefix
         self._runner = ScriptRunner(
             client, _GCRA.source, _GCRA.sha, batch_timeout=self.guard.timeout
@@ -214,7 +217,8 @@ class RedisStore:
 
         async def on_fallback() -> RateLimitDecision:
             if when_down == "fallback":
-                return outage.decide(key, rate, cost, given_up)
+                others = self._in_flight[key] - cost  # this one is answered here
+                return outage.decide(key, rate, cost, given_up, others)
             if when_down == "open":
                 return RateLimitDecision(
                     allowed=True,
@@ -236,7 +240,14 @@ class RedisStore:
                 unavailable=True,
             )
 
-        return await self.guard.call(on_redis, on_fallback)
+        in_flight = self._in_flight
+        in_flight[key] = in_flight.get(key, 0) + cost
+        try:
+            return await self.guard.call(on_redis, on_fallback)
+        finally:
+            left = in_flight.pop(key) - cost
+            if left:
+                in_flight[key] = left
 
     def _script_args(self, rate: Rate, cost: int) -> tuple[int | str, ...]:
         """``gcra.lua``'s ARGV (see the script): what to decide, and what to reserve."""
