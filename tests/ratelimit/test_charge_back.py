@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from hardenkit.ratelimit import Rate
-from hardenkit.ratelimit._charge import RESERVED, RESTORED, Charge, charge_keys
+from hardenkit.ratelimit._charge import MIN_SLACK_US, RESERVED, RESTORED, Charge, charge_keys
 from hardenkit.ratelimit.gcra import Reservation, decode_reply, reservation_value
 from hardenkit.ratelimit.redis_store import GCRA_SCRIPT
 from hardenkit.stores import store_key
@@ -112,3 +112,30 @@ async def test_a_charge_takes_what_was_spent_off_the_instances_reservation(
     assert await redis_client.hgetall(reserved) == {b"mine": value(4), b"other": value(5)}
     await charge_keys(redis_client, PREFIX, "mine", [Charge(key, 0, 9 * EMISSION, 9)], now_us=NOW)
     assert await redis_client.hgetall(reserved) == {b"other": value(5)}
+
+
+async def test_a_restore_of_a_key_redis_kept_writes_nothing(redis_client: Redis) -> None:
+    """Every mirrored key is sent on recovery; one Redis still has is left as it is, even
+    when this instance's view reads a little after its TAT (the time a reply took)."""
+    key = f"k-{uuid.uuid4().hex}"
+    redis_key = store_key(PREFIX, key)
+    await decide(redis_client, key, 300)
+    await redis_client.pexpire(redis_key, 100_000)  # a charge that wrote would reset it
+    late_view = 300 * EMISSION + 200_000  # 200 ms after the TAT Redis holds
+    await charge_keys(
+        redis_client, PREFIX, "mine", [Charge(key, late_view, 0, 0, MIN_SLACK_US)], now_us=NOW
+    )
+    assert await tat(redis_client, key) == NOW + 300 * EMISSION
+    assert 0 < await redis_client.pttl(redis_key) <= 100_000
+    assert not await redis_client.exists(redis_key + RESTORED)
+
+
+async def test_a_restore_brings_back_a_key_redis_lost_at_the_highest_view(
+    redis_client: Redis,
+) -> None:
+    key = f"k-{uuid.uuid4().hex}"
+    for view in (120, 300, 200):  # three instances' mirrors, in any order
+        await charge_keys(
+            redis_client, PREFIX, "any", [Charge(key, view * EMISSION, 0, 0)], now_us=NOW
+        )
+    assert await tat(redis_client, key) == NOW + 300 * EMISSION

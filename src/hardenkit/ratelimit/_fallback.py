@@ -50,10 +50,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+import structlog
+
 from hardenkit._ttlmap import TTLMap
-from hardenkit.ratelimit._charge import Charge, charge_keys
-from hardenkit.ratelimit.decision import RateLimitDecision
-from hardenkit.ratelimit.gcra import Reservation, decode_reply
+from hardenkit.ratelimit._charge import MIN_SLACK_US, Charge, charge_keys
+from hardenkit.ratelimit.decision import RateLimitDecision, decision_from_gcra
+from hardenkit.ratelimit.gcra import Reservation, decode_reply, gcra
 from hardenkit.ratelimit.rate import Rate
 
 if TYPE_CHECKING:
@@ -65,6 +67,8 @@ if TYPE_CHECKING:
 __all__ = ["OutageFallback", "Pending"]
 
 _CHARGE_PASSES: Final = 3
+
+_logger = structlog.get_logger("hardenkit.ratelimit")
 
 
 class OutageFallback:
@@ -96,8 +100,12 @@ class OutageFallback:
         self.member = member
         self.reserve_us = reserve_us
         # Keys decided by this fallback and not yet charged, in this instance's share,
-        # with the units admitted (to charge). Bounded like the memory store.
+        # with the units admitted (to charge). Bounded like the memory store; only entries
+        # with nothing to charge (``_idle``, oldest first) make room for a new key.
         self._outage: OrderedDict[str, _Outage] = OrderedDict()
+        self._idle: OrderedDict[str, None] = OrderedDict()
+        self.refused_full = 0
+        """New keys refused because every entry still has something to charge."""
         # This store's reservation per key, as Redis last answered it, until it expires
         # by this process's clock (microseconds).
         self._reserved: TTLMap[str, Reservation] = TTLMap(memory.max_keys, memory.now_us)
@@ -122,7 +130,9 @@ class OutageFallback:
         """
         if key in self._outage:
             return
-        self.memory.set_tat(key, self.memory.now_us() + ahead_us)
+        # From the sending: Redis ran the call later, so this is never after its TAT (a
+        # floor restored from it must not raise a key Redis kept).
+        self.memory.set_tat(key, sent_us + ahead_us)
         if reserved is None:
             return
         if reserved and self.reserve_us is not None and sent_us > self._charged_from:
@@ -138,7 +148,7 @@ class OutageFallback:
         cost: int,
         pending: Pending | None = None,
         in_flight: int = 0,
-    ) -> RateLimitDecision:
+    ) -> RateLimitDecision | None:
         """Decide from memory, as this instance's share (see the module's docstring).
 
         ``pending`` is the Redis call this decision replaces, when one was sent and
@@ -146,37 +156,39 @@ class OutageFallback:
         ``in_flight``: units of this instance's other calls for ``key`` still waiting on
         Redis. Redis may yet admit them, out of this very reservation (or view), so a
         share that starts now leaves them out.
+
+        ``None``: the share cannot decide it, only Redis can (the caller answers as
+        unavailable). A cost above the share's burst would never be admitted by the
+        share, yet Redis may admit it; and a new key finds no room while every key
+        already decided here still has admissions to charge (forgetting one would
+        leave them uncharged).
         """
         entry = self._outage.get(key)
         memory = self.memory
         share = self._share()
         scaled = _scaled(rate, share)
+        if scaled.burst < cost <= rate.burst:
+            return None
         now = memory.now_us()
         if entry is None:
-            last_seen = memory.tat(key)
-            until: int | None = None
-            if self.reserve_us is None:  # a fixed share: the view, as it is
-                units = _view_share(last_seen, now, rate, scaled, share)
-            elif share >= 1:  # no one else decides the key: the view, less what is in flight
-                units = max(0, _view_share(last_seen, now, rate, scaled, share) - in_flight)
-            else:
-                reservation = self._reserved.get(key)
-                self._reserved.pop(key)  # spent here; Redis learns it from the charge
-                held = 0 if reservation is None else reservation.units
-                units = max(0, min(scaled.burst, held - in_flight))
-                until = None if reservation is None else reservation.expiry_us
-            memory.set_tat(key, now + scaled.tolerance_us - units * scaled.emission_interval_us)
-            entry = self._enter(key, _Outage(rate, 0, last_seen or 0, reserved_until=until))
+            if not self._room():
+                return None
+            entry = self._start(key, rate, scaled, share=share, now=now, in_flight=in_flight)
         elif entry.reserved_until is not None and now >= entry.reserved_until:
             # The reservation expired: in Redis the other instances may take its units
             # now. What is left of it goes; the bucket refills from empty at the expiry.
-            empty = entry.reserved_until + scaled.tolerance_us
-            if (memory.tat(key) or 0) < empty:
-                memory.set_tat(key, empty)
+            entry.tat = max(entry.tat, entry.reserved_until + scaled.tolerance_us)
             entry.reserved_until = None
-        decision = memory.decide_now(key, scaled, cost, now)
-        if decision.allowed:
+        self._outage.move_to_end(key)
+        # The entry keeps its own TAT: the memory store's LRU (mirrors, a flood of keys)
+        # must not forget a key this share decided.
+        outcome = gcra(entry.tat, now, scaled.emission_interval_us, scaled.tolerance_us, cost)
+        if outcome.new_tat is not None:
+            entry.tat = outcome.new_tat
             entry.units += cost
+        decision = decision_from_gcra(
+            scaled, cost, allowed=outcome.allowed, ahead_us=outcome.ahead_us, backend="memory"
+        )
         if pending is None:
             if entry.open == 0 and self._settle is not None:
                 self._settle()  # a no-op during an outage: recovery charges it
@@ -186,7 +198,30 @@ class OutageFallback:
                 entry.open += 1
             else:
                 self._resolved(pending, entry)
+        self._mark(key, entry)
         return decision
+
+    def _start(
+        self, key: str, rate: Rate, scaled: Rate, *, share: float, now: int, in_flight: int
+    ) -> _Outage:
+        """Enter ``key``: its share starts from the reservation, or the view (module doc)."""
+        memory = self.memory
+        last_seen = memory.tat(key)
+        until: int | None = None
+        if self.reserve_us is None:  # a fixed share: the view, as it is
+            units = _view_share(last_seen, now, rate, scaled, share)
+        elif share >= 1:  # no one else decides the key: the view, less what is in flight
+            units = max(0, _view_share(last_seen, now, rate, scaled, share) - in_flight)
+        else:
+            reservation = self._reserved.get(key)
+            self._reserved.pop(key)  # spent here; Redis learns it from the charge
+            held = 0 if reservation is None else reservation.units
+            units = max(0, min(scaled.burst, held - in_flight))
+            until = None if reservation is None else reservation.expiry_us
+        start = now + scaled.tolerance_us - units * scaled.emission_interval_us
+        entry = _Outage(rate, 0, last_seen or 0, start, reserved_until=until)
+        self._outage[key] = entry
+        return entry
 
     def resolve(self, pending: Pending, reply: Any) -> None:
         """Record what became of a call that was given up on (see :class:`Pending`)."""
@@ -194,6 +229,7 @@ class OutageFallback:
         entry = pending.entry
         if entry is not None:
             entry.open -= 1
+            self._mark(pending.key, entry)
             self._resolved(pending, entry)
 
     def _resolved(self, pending: Pending, entry: _Outage) -> None:
@@ -202,13 +238,36 @@ class OutageFallback:
         if entry.open == 0 and self._settle is not None and self._outage.get(pending.key) is entry:
             self._settle()
 
-    def _enter(self, key: str, entry: _Outage) -> _Outage:
-        outage = self._outage
-        outage[key] = entry
-        if len(outage) > self.memory.max_keys:  # a flood of keys: forget the oldest
-            oldest, _ = outage.popitem(last=False)
-            self.memory.forget(oldest)
-        return entry
+    def _room(self) -> bool:
+        """Make room for one more key (bounded like the memory store), if it can be made.
+
+        Only a key with nothing left to charge goes (no units, no call of unknown
+        outcome): it refused everything, or was charged already. A key that admitted
+        stays until charged, whatever the flood.
+        """
+        if len(self._outage) < self.memory.max_keys:
+            return True
+        if self._idle:
+            oldest, _ = self._idle.popitem(last=False)
+            del self._outage[oldest]
+            return True
+        self.refused_full += 1
+        if self.refused_full & (self.refused_full - 1) == 0:  # 1, 2, 4, 8...
+            _logger.warning(
+                "ratelimit_fallback_full",
+                max_keys=self.memory.max_keys,
+                refused_keys=self.refused_full,
+                setting="HARDENKIT_RATE_LIMIT_MEMORY_MAX_KEYS",
+            )
+        return False
+
+    def _mark(self, key: str, entry: _Outage) -> None:
+        """Keep ``_idle`` in step: the keys that could be forgotten without losing a charge."""
+        if entry.units == 0 and entry.open == 0 and self._outage.get(key) is entry:
+            self._idle[key] = None
+            self._idle.move_to_end(key)
+        else:
+            self._idle.pop(key, None)
 
     @property
     def pending_keys(self) -> int:
@@ -239,42 +298,72 @@ class OutageFallback:
         are charged what Redis did not count itself, and mirrored from Redis's answer.
         """
         async with self._charging:  # one charge at a time: each unit is charged once
+            restore = keep  # the recovery probe, first pass: the mirrored keys as well
             for _ in range(_CHARGE_PASSES):
                 taken = [
                     (key, entry, entry.units, entry.credit)
                     for key, entry in self._outage.items()
                     if not ready_only or entry.open == 0
                 ]
-                if not taken:
-                    return
                 now = self.memory.now_us()
+                restores = self._restores(now) if restore else []
+                restore = False
+                if not taken and not restores:
+                    return
                 self._charged_from = now
-                charges = [
+                charges = restores + [
                     Charge(
                         key,
                         max(0, entry.floor_tat - now),
                         max(0, units - credit) * entry.rate.emission_interval_us,
                         units,
+                        max(MIN_SLACK_US, entry.rate.emission_interval_us),
                     )
                     for key, entry, units, credit in taken
                     if units > credit or entry.floor_tat > now
                 ]
-                aheads = await charge_keys(client, key_prefix, self.member, charges)
+                aheads = await charge_keys(
+                    client, key_prefix, self.member, charges, clock=self.memory.now_us
+                )
                 # No await from here to the end of the pass: decisions made meanwhile in
                 # this process are still in _outage and go in the next pass.
                 for key, entry, units, credit in taken:
                     entry.units -= units
                     entry.credit -= credit
                     entry.floor_tat = 0
+                    self._mark(key, entry)
                     if entry.units or entry.open or keep:
                         continue
                     if self._outage.get(key) is entry:
                         del self._outage[key]
+                        self._idle.pop(key, None)
                     ahead = aheads.get(key)
                     if ahead is None:
                         self.memory.forget(key)
                     else:
                         self.memory.set_tat(key, self.memory.now_us() + ahead)
+
+    def _restores(self, now: int) -> list[Charge]:
+        """Every key this instance mirrored whose TAT is still ahead: restored if Redis lost it.
+
+        A Redis restarted empty would otherwise hand out a fresh limit for every key
+        nobody decided during the outage. Whichever instance saw a key last brings its
+        state back (the charge script raises a restored key to the highest floor). A key
+        Redis still has is not written. At most ``max_keys`` keys (the memory store's
+        bound), 256 per script call.
+        """
+        outage = self._outage
+        return [
+            Charge(key, tat - now, 0, 0, MIN_SLACK_US)
+            for key, tat in self.memory.ahead_of(now)
+            if key not in outage
+        ]
+
+    async def restore(self, client: Redis | RedisCluster, key_prefix: str) -> None:
+        """Restore the keys this instance mirrored, if Redis lost them (:meth:`_restores`)."""
+        async with self._charging:
+            restores = self._restores(self.memory.now_us())
+            await charge_keys(client, key_prefix, self.member, restores, clock=self.memory.now_us)
 
 
 @dataclass(slots=True)
@@ -307,6 +396,8 @@ class _Outage:
     """Units admitted, to charge."""
     floor_tat: int
     """The full-rate TAT last seen in Redis (the store's clock), restored if Redis lost it."""
+    tat: int
+    """The share's TAT (the store's clock)."""
     credit: int = 0
     """Units of given-up calls that Redis admitted itself: already counted there."""
     open: int = 0

@@ -97,7 +97,7 @@ class RedisStore:
         retry_interval: float = 2.0,
         fallback_share: FallbackShare = "auto",
         instances: InstanceRegistry | None = None,
-        reserve_seconds: float = 10.0,
+        reserve_seconds: float = 2.0,
     ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ValueError("prefix must not contain '{' or '}' (they are the hash tag)")
@@ -125,6 +125,7 @@ class RedisStore:
             reserve_us=self._reserve_us if fallback_share == "auto" else None,
         )
         self._settling: asyncio.Task[None] | None = None
+        self._warned_unknown = False
         # Units per key of this store's calls waiting on Redis: Redis may still admit
         # them out of this instance's reservation, which a share starting now leaves out.
         self._in_flight: dict[str, int] = {}
@@ -137,6 +138,9 @@ class RedisStore:
         self.guard.add_probe(self._charge_outage, first=True)
         self.guard.add_probe(self._runner.prepare)
         self.guard.on_recovery(self._settle_soon)  # lets go of the keys the probe kept
+        self._restoring: asyncio.Task[None] | None = None
+        if instances is not None:  # Redis lost its data, maybe without a failed call
+            instances.on_rejoin(self._restore_soon)
 
     def _share(self) -> float:
         if self.fallback_share != "auto":
@@ -173,6 +177,21 @@ class RedisStore:
         finally:
             self._settling = None
 
+    def _restore_soon(self) -> None:
+        """Restore the keys this instance mirrored, in the background (Redis lost them)."""
+        if self._restoring is None:
+            self._restoring = asyncio.get_running_loop().create_task(self._restore())
+
+    async def _restore(self) -> None:
+        try:
+            async with asyncio.timeout(max(self.guard.retry_interval, 0.5) * 10):
+                await self._outage.restore(self.client, self.prefix)
+        except Exception as error:  # noqa: BLE001 - a background task has no caller
+            # Left to the guard: a failed call switches it, and its probe restores.
+            _logger.warning("ratelimit_restore_failed", error=type(error).__name__)
+        finally:
+            self._restoring = None
+
     async def clear(self) -> None:
         """Delete every key under this store's prefix, and forget the fallback's state."""
         self.fallback.clear()
@@ -189,7 +208,8 @@ class RedisStore:
         """Take ``cost`` units of ``rate`` for ``key``; answer by ``when_down`` if Redis is not."""
         outage = self._outage
         if when_down == "fallback" and outage.holds(key) and not self.guard.using_fallback:
-            return outage.decide(key, rate, cost)  # its share until what it admitted is charged
+            # Its share until what it admitted is charged.
+            return outage.decide(key, rate, cost) or self._unavailable(rate)
         redis_key = store_key(self.prefix, key)
         keys = (redis_key, redis_key + RESERVED)
         args = self._script_args(rate, cost)
@@ -216,9 +236,10 @@ class RedisStore:
             )
 
         async def on_fallback() -> RateLimitDecision:
-            if when_down == "fallback":
+            if when_down == "fallback" and self._instances_known():
                 others = self._in_flight[key] - cost  # this one is answered here
-                return outage.decide(key, rate, cost, given_up, others)
+                decision = outage.decide(key, rate, cost, given_up, others)
+                return decision or self._unavailable(rate)
             if when_down == "open":
                 return RateLimitDecision(
                     allowed=True,
@@ -229,16 +250,7 @@ class RedisStore:
                     period_seconds=rate.period_seconds,
                     backend="none",
                 )
-            return RateLimitDecision(
-                allowed=False,
-                limit=rate.count,
-                remaining=0,
-                retry_after=self.guard.retry_interval,
-                reset_after=self.guard.retry_interval,
-                period_seconds=rate.period_seconds,
-                backend="none",
-                unavailable=True,
-            )
+            return self._unavailable(rate)
 
         in_flight = self._in_flight
         in_flight[key] = in_flight.get(key, 0) + cost
@@ -248,6 +260,40 @@ class RedisStore:
             left = in_flight.pop(key) - cost
             if left:
                 in_flight[key] = left
+
+    def _unavailable(self, rate: Rate) -> RateLimitDecision:
+        """Only Redis can decide: 503 with ``Retry-After`` the guard's retry interval."""
+        return RateLimitDecision(
+            allowed=False,
+            limit=rate.count,
+            remaining=0,
+            retry_after=self.guard.retry_interval,
+            reset_after=self.guard.retry_interval,
+            period_seconds=rate.period_seconds,
+            backend="none",
+            unavailable=True,
+        )
+
+    def _instances_known(self) -> bool:
+        """Whether the ``auto`` share has a count to divide by.
+
+        A heartbeat registry that never had an answer from Redis (this process started
+        during an outage) does not know how many instances share the limits: a share of
+        1 would give this instance the whole limit on top of what the others admit. The
+        fallback does not admit then; it answers as ``when_down="closed"`` does.
+        """
+        instances = self.instances
+        if self.fallback_share != "auto" or instances is None or instances.answered:
+            return True
+        if not self._warned_unknown:
+            self._warned_unknown = True
+            _logger.error(
+                "ratelimit_fallback_closed_instances_unknown",
+                detail="Redis has not answered since this process started: the live "
+                "instances are unknown, so the fallback refuses (503) until it does",
+                setting="HARDENKIT_RATE_LIMIT_FALLBACK_SHARE",
+            )
+        return False
 
     def _script_args(self, rate: Rate, cost: int) -> tuple[int | str, ...]:
         """``gcra.lua``'s ARGV (see the script): what to decide, and what to reserve."""
