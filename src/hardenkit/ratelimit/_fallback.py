@@ -29,7 +29,13 @@ Three rules keep an outage from multiplying a limit across instances:
   freshest view plus every charge, whatever order the charges arrive in.
 * **Held until charged.** While a key has admissions not yet charged, this instance keeps
   deciding it from its share (:meth:`OutageFallback.holds`): Redis would otherwise give it
-  its reservation a second time.
+  its reservation a second time. Such a key is never forgotten to make room (a flood of
+  keys): only keys with nothing to charge are; when none can go, a new key is left to
+  Redis (:meth:`OutageFallback.decide` answers ``None``: unavailable), as is a cost above
+  the share's burst, which the share could never admit.
+* **Restored.** The recovery probe, and a heartbeat that finds itself gone from Redis,
+  send every key this instance mirrored whose TAT is still ahead (``_restores``): a
+  key Redis lost comes back at the highest view; a key Redis kept is not written.
 
 A single call that timed out without the switch (see :class:`~hardenkit.stores.RedisGuard`)
 is answered from the same share, and settled like an outage: what it admitted is
