@@ -139,3 +139,23 @@ async def test_a_restore_brings_back_a_key_redis_lost_at_the_highest_view(
             redis_client, PREFIX, "any", [Charge(key, view * EMISSION, 0, 0)], now_us=NOW
         )
     assert await tat(redis_client, key) == NOW + 300 * EMISSION
+
+
+async def test_floors_measured_before_the_call_are_moved_to_when_it_runs(
+    redis_client: Redis,
+) -> None:
+    """Building 100,000 charges, or the batches before, takes time: a floor measured
+    300 ms before its batch is sent reads 300 ms higher than it is by then."""
+    key = f"k-{uuid.uuid4().hex}"
+    await decide(redis_client, key, 300)
+    view = 300 * EMISSION + 400_000  # ahead of what Redis holds by the 300 ms, and 100 ms
+
+    def clock() -> int:
+        return 5_300_000  # the batch goes out 300 ms after the measure
+
+    charge = Charge(key, view, 0, 0, MIN_SLACK_US)
+    await charge_keys(
+        redis_client, PREFIX, "mine", [charge], now_us=NOW, clock=clock, measured_us=5_000_000
+    )
+    assert await tat(redis_client, key) == NOW + 300 * EMISSION
+    assert not await redis_client.exists(store_key(PREFIX, key) + RESTORED)

@@ -329,7 +329,12 @@ class OutageFallback:
                     if units > credit or entry.floor_tat > now
                 ]
                 aheads = await charge_keys(
-                    client, key_prefix, self.member, charges, clock=self.memory.now_us
+                    client,
+                    key_prefix,
+                    self.member,
+                    charges,
+                    clock=self.memory.now_us,
+                    measured_us=now,
                 )
                 # No await from here to the end of the pass: decisions made meanwhile in
                 # this process are still in _outage and go in the next pass.
@@ -368,8 +373,11 @@ class OutageFallback:
     async def restore(self, client: Redis | RedisCluster, key_prefix: str) -> None:
         """Restore the keys this instance mirrored, if Redis lost them (:meth:`_restores`)."""
         async with self._charging:
-            restores = self._restores(self.memory.now_us())
-            await charge_keys(client, key_prefix, self.member, restores, clock=self.memory.now_us)
+            now = self.memory.now_us()
+            restores = self._restores(now)
+            await charge_keys(
+                client, key_prefix, self.member, restores, clock=self.memory.now_us, measured_us=now
+            )
 
 
 @dataclass(slots=True)
