@@ -160,6 +160,20 @@ def test_doctor_recommends_closed_replay_when_the_live_instances_are_unknown(
     assert advice["detail"].endswith("(live instances unknown: assuming more than one)")
 
 
+def test_readiness_shows_the_count_unknown_until_redis_answers_a_heartbeat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Started during an outage: no count to divide the limits by, and none is shown."""
+    monkeypatch.setenv("HARDENKIT_REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("HARDENKIT_REDIS_SOCKET_TIMEOUT", "0.2")
+    app = Starlette()
+    install(app, HardenSettings())
+    with TestClient(app) as client:
+        redis = client.get("/readyz").json()["checks"]["redis"]
+    assert redis["instances"] is None
+    assert redis["instances_for_fallback_share"] is None
+
+
 async def test_the_share_count_survives_a_redis_restarted_empty_until_the_window_passes(
     redis_server_factory: Callable[[], RedisServer],
 ) -> None:

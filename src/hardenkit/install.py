@@ -252,9 +252,10 @@ def _redis_check(guard: RedisGuard, instances: InstanceRegistry) -> HealthCheck:
 
     async def check() -> CheckResult:
         result = await guard.health_check()
+        known = instances.answered  # None: Redis never answered a heartbeat yet
         counts = {
-            "instances": instances.measured_instances,
-            "instances_for_fallback_share": instances.live_instances,
+            "instances": instances.measured_instances if known else None,
+            "instances_for_fallback_share": instances.live_instances if known else None,
         }
         return CheckResult(result.status, {**result.detail, **counts})
 

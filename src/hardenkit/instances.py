@@ -51,13 +51,17 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 """
 _LIVE: Final = "return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')\n"
 
+# Answers the live count, and 1 when this instance's own heartbeat was still there.
 _HEARTBEAT: Final = (
     _NOW
-    + """redis.call('ZADD', KEYS[1], now + ARGV[2], ARGV[1])
+    + """local mine = redis.call('ZSCORE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], now + ARGV[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local live = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+if mine and mine + 0 > now then return {live, 1} end
+return {live, 0}
 """
-    + _LIVE
 )
 _COUNT: Final = _NOW + _LIVE
 
@@ -106,6 +110,9 @@ class InstanceRegistry:
         self.instance_id = uuid.uuid4().hex
         self.measured_instances = 1
         """Live instances (this one included) at the last heartbeat Redis answered."""
+        self.answered = False
+        """Whether Redis ever answered a heartbeat: until then the count is unknown, and
+        the ``auto`` rate-limit fallback does not admit (docs/ratelimit.md)."""
         self.live_instances = 1
         """The count the fallback's shares divide by: the highest measured in the window."""
         self.window = 3 * ttl
@@ -114,15 +121,32 @@ class InstanceRegistry:
         self._measured: deque[tuple[float, int]] = deque()
         self._unanswered = False
         self._task: asyncio.Task[None] | None = None
+        self._on_rejoin: list[Callable[[], None]] = []
+
+    def on_rejoin(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when this instance's heartbeat is found gone from Redis.
+
+        After the first answer, a heartbeat that finds its own entry missing means Redis
+        lost its data (a restart without persistence, a failover to an empty replica) or
+        did not hear from this instance for ``ttl``: the rate-limit store then restores
+        the keys it mirrored (docs/ratelimit.md). A restart can be short enough for the
+        client to reconnect without any call failing; the heartbeat still sees it.
+        """
+        self._on_rejoin.append(callback)
 
     async def beat(self) -> int:
         """Send one heartbeat; return :attr:`live_instances`, the count shares divide by."""
 
         async def in_redis() -> None:
-            count = await self.redis.eval(
+            count, present = await self.redis.eval(
                 _HEARTBEAT, 1, self.key, self.instance_id, int(self.ttl * 1000)
             )
+            rejoined = self.answered and not int(present)
             self._record(max(1, int(count)))
+            if rejoined:
+                _logger.warning("instance_heartbeat_lost", key=self.key)
+                for callback in self._on_rejoin:
+                    callback()
 
         async def unanswered() -> None:
             self._unanswered = True
@@ -144,6 +168,7 @@ class InstanceRegistry:
         measured.append((now, count))
         self.measured_instances = count
         self.live_instances = measured[0][1]
+        self.answered = True
 
     def start(self) -> None:
         """Beat every ``ttl / 3`` seconds in a background task, until :meth:`aclose`."""

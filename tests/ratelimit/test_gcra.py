@@ -101,14 +101,22 @@ def test_never_more_than_burst_plus_elapsed_times_rate_is_admitted(
         assert admitted <= burst + elapsed * count / (period_s * 1_000_000)
 
 
-@given(ahead_us=st.integers(0, 366 * 86400 * 1_000_000), allowed=st.booleans())
-def test_the_scripts_one_integer_reply_carries_the_decision_and_the_offset(
-    ahead_us: int, allowed: bool
+@given(
+    ahead_us=st.integers(0, 366 * 86400 * 1_000_000),
+    allowed=st.booleans(),
+    second=st.integers(0, 10**12),
+    held=st.integers(0, 10**9),
+)
+def test_the_scripts_first_integer_carries_the_decision_and_the_offset(
+    ahead_us: int, allowed: bool, second: int, held: int
 ) -> None:
     if allowed and ahead_us == 0:
         ahead_us = 1  # an admitted request always pushes the TAT ahead of now
-    reply = ahead_us if allowed else -1 - ahead_us
-    assert decode_reply(reply) == (allowed, ahead_us)
+    code = ahead_us if allowed else -1 - ahead_us
+    reply = decode_reply([code, second, held])
+    assert (reply.allowed, reply.ahead_us, reply.held) == (allowed, ahead_us, held)
+    # The second integer is the units reserved when admitted, the wait when refused.
+    assert (reply.reserved, reply.retry_after_us) == ((second, 0) if allowed else (0, second))
 
 
 def test_settled_values_are_what_the_client_is_told() -> None:

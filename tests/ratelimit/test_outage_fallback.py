@@ -1,9 +1,10 @@
-"""While Redis is unavailable the fallback keeps the global limit: seeded, shared, charged."""
+"""While Redis is unavailable the fallback keeps the global limit: reserved, shared, charged."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 from redis.asyncio import Redis
@@ -23,7 +24,9 @@ LIMIT = 20
 class Instance:
     """One process's client, guard, heartbeat and rate-limit store on a shared Redis."""
 
-    def __init__(self, url: str, prefix: str, share: float | str = "auto") -> None:
+    def __init__(
+        self, url: str, prefix: str, share: float | str = "auto", reserve: float = 10.0
+    ) -> None:
         self.client = Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self.guard = RedisGuard("test", timeout=1.0, retry_interval=0.2, ping=self.client.ping)
         self.instances = InstanceRegistry(self.client, self.guard, key=f"{prefix}instances")
@@ -33,6 +36,7 @@ class Instance:
             prefix=prefix,
             fallback_share=share,  # type: ignore[arg-type]
             instances=self.instances,
+            reserve_seconds=reserve,
         )
         self.limiter = RateLimiter(f"{LIMIT}/hour", store=self.store, name="api")
 
@@ -114,20 +118,17 @@ async def test_four_instances_admit_at_most_the_limit_plus_four_through_an_outag
         server.stop()
         during = [await instance.admitted("tenant", LIMIT) for instance in fleet]
         assert all(instance.guard.using_fallback for instance in fleet)
-        # Each admits its quarter of what Redis last told it was left, rounded down: 15,
-        # 14, 13 and 12 left when each decided last. Only the last view is current; rounded
-        # up, the stale ones would add up to 15 of the 12 really left.
+        # Each spends the reservation its last decision left it: 12 were left after the
+        # last, and each decision reserved min(floor(left / 4), left - the others' own).
         assert during == [3, 3, 3, 3]
+        assert sum(during) <= LIMIT - used_before
         server.start()
         for instance in fleet:
             await instance.recovered()
         after = sum([await instance.admitted("tenant", LIMIT) for instance in fleet])
-        assert used_before + sum(during) + after <= LIMIT + 4
-        # What the fallbacks admitted was charged. This Redis came back empty: it knows the
-        # key again from the instances' views, each one's own (the stalest saw 5 used), so
-        # it hands out at most what the stalest view left after every fallback admission.
-        stalest_view_used = used_before - (len(fleet) - 1)
-        assert after <= max(0, LIMIT - stalest_view_used - sum(during))
+        # This Redis came back empty: it knows the key again from the charges, restored
+        # from the freshest view whatever the order they came in, plus every charge.
+        assert used_before + sum(during) + after == LIMIT
     finally:
         for instance in fleet:
             await instance.aclose()
@@ -188,17 +189,17 @@ async def test_one_timed_out_call_is_answered_from_what_redis_last_said_and_sett
     ("redis_said", "left_after"),
     # Never ran, or ran and refused: the fallback's admission is charged (2 of 3 left).
     # Ran and admitted (the hit below stands for it): counted once, not charged again.
-    [(None, 2), (2, 2), (-5, 2)],
+    [(None, 2), ([2, 0, 0], 2), ([-5, 0, 0], 2)],
 )
 async def test_a_given_up_call_is_charged_unless_redis_admitted_it_itself(
-    redis_client: Redis, key_prefix: str, redis_said: int | None, left_after: int
+    redis_client: Redis, key_prefix: str, redis_said: list[int] | None, left_after: int
 ) -> None:
     store = RedisStore(redis_client, prefix=key_prefix, fallback_share=1.0)
     rate = RateLimiter("3/hour", store=store, name="api").rate
     key = f"api:{key_digest('y')}"
     given_up = Pending(key, 1, store._outage)
     assert store._outage.decide(key, rate, 1, given_up).allowed
-    if redis_said is not None and redis_said > 0:  # it ran in Redis and admitted there
+    if redis_said is not None and redis_said[0] > 0:  # it ran in Redis and admitted there
         await RateLimiter("3/hour", store=store, name="api").hit("y")
     given_up(redis_said)
     for _ in range(100):
@@ -240,23 +241,103 @@ async def test_a_call_dropped_in_a_paused_redis_is_charged_back_once_it_answers(
         await admin.aclose()
 
 
-def test_a_hot_key_starts_its_share_with_what_the_others_had_in_flight_taken_off() -> None:
-    """With four instances, each of the three others is taken to have had as many calls
-    for the key in flight as this one: their admissions are not in this view yet."""
-    from hardenkit.ratelimit._fallback import _scaled, _seeded_ahead
+@asynccontextmanager
+async def fleet_of(
+    url: str, prefix: str, size: int, **options: float
+) -> AsyncIterator[list[Instance]]:
+    """``size`` instances that have each counted ``size`` live ones."""
+    fleet = [Instance(url, prefix, **options) for _ in range(size)]
+    try:
+        for _ in range(2):
+            for instance in fleet:
+                await instance.instances.beat()
+        assert [instance.instances.live_instances for instance in fleet] == [size] * size
+        yield fleet
+    finally:
+        for instance in fleet:
+            await instance.aclose()
+
+
+async def test_a_key_an_instance_never_decided_gets_only_the_refill_share_in_an_outage(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    """A client on one keep-alive connection reaches one instance only: the others must
+    not hand it a fresh share when Redis goes away."""
+    server = redis_server_factory()
+    async with fleet_of(server.url, key_prefix, 4) as fleet:
+        assert await fleet[0].admitted("one-connection", LIMIT + 5) == LIMIT
+        assert await fleet[0].admitted("used-a-little", 4) == 4
+        server.stop()
+        # 20/hour: the share refills one unit every 12 minutes per instance.
+        assert [await instance.admitted("one-connection", 5) for instance in fleet] == [0] * 4
+        # 16 left, decided by the first instance only: it holds floor(16 / 4) = 4 of them.
+        during = [await instance.admitted("used-a-little", LIMIT) for instance in fleet]
+        assert during == [4, 0, 0, 0]
+
+
+async def test_a_reservation_that_expires_during_an_outage_is_dropped(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    """Only this instance may be cut off: once its reservation expires in Redis, the
+    others may take those units, so what is left of it here goes too."""
+    server = redis_server_factory()
+    async with fleet_of(server.url, key_prefix, 2, reserve=1.0) as [instance, _]:
+        assert await instance.admitted("tenant", 2) == 2  # 18 left: 9 reserved for it
+        server.stop()
+        assert await instance.admitted("tenant", 3) == 3
+        await asyncio.sleep(1.1)  # the reservation (1 s from the call's sending) expires
+        assert await instance.admitted("tenant", LIMIT) == 0  # its last 6 are gone
+        assert instance.guard.using_fallback
+
+
+async def test_a_reservation_already_expired_when_the_outage_starts_gives_nothing(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    server = redis_server_factory()
+    async with fleet_of(server.url, key_prefix, 2, reserve=1.0) as [instance, _]:
+        assert await instance.admitted("tenant", 2) == 2
+        await asyncio.sleep(1.1)
+        server.stop()
+        assert await instance.admitted("tenant", LIMIT) == 0
+
+
+async def test_a_lone_instance_reserves_nothing_and_keeps_what_redis_last_said(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    server = redis_server_factory()
+    async with fleet_of(server.url, key_prefix, 1) as [instance]:
+        assert await instance.admitted("tenant", 5) == 5
+        assert [key async for key in instance.client.scan_iter("*:reserved")] == []
+        server.stop()
+        assert await instance.admitted("tenant", LIMIT) == LIMIT - 5
+
+
+def test_a_fixed_share_starts_from_what_this_instance_last_saw_left() -> None:
+    from hardenkit.ratelimit._fallback import _scaled, _view_share
     from hardenkit.ratelimit.rate import Rate
 
     rate = Rate(100, 3600)
-    scaled = _scaled(rate, 0.25)
     now = 10**12
     half_used = now + 50 * rate.emission_interval_us  # 50 of 100 left in this view
+    assert _view_share(half_used, now, rate, _scaled(rate, 0.25), 0.25) == 12
+    assert _view_share(half_used, now, rate, rate, 1.0) == 50
+    assert _view_share(None, now, rate, _scaled(rate, 0.25), 0.25) == 25  # capped at the burst
 
-    def units(in_flight: int) -> int:
-        ahead = _seeded_ahead(half_used, now, rate, scaled, 0.25, in_flight=in_flight)
-        return (scaled.tolerance_us - ahead) // scaled.emission_interval_us
 
-    assert units(0) == 12  # floor(50 / 4)
-    assert units(4) == 9  # floor((50 - 3 x 4) / 4)
-    assert units(20) == 0  # the others may have used all of it
-    whole = _seeded_ahead(half_used, now, rate, rate, 1.0, in_flight=20)
-    assert (rate.tolerance_us - whole) // rate.emission_interval_us == 50  # one instance
+def test_a_share_leaves_out_what_this_instance_still_has_in_flight_to_redis() -> None:
+    """Calls sent before the share started may still be admitted by Redis, out of this
+    instance's reservation: the share does not hand those units out a second time."""
+    from hardenkit.ratelimit._fallback import OutageFallback
+    from hardenkit.ratelimit.memory import MemoryStore
+    from hardenkit.ratelimit.rate import Rate
+
+    def share_after(in_flight: int) -> int:
+        fallback = OutageFallback(MemoryStore(), lambda: 0.25, reserve_us=10_000_000)
+        rate = Rate(100, 3600)
+        fallback.mirror("k", 0, 5, fallback.memory.now_us())  # Redis reserved 5 for it
+        first = fallback.decide("k", rate, 1, in_flight=in_flight)
+        return first.allowed + sum(fallback.decide("k", rate, 1).allowed for _ in range(10))
+
+    assert share_after(0) == 5
+    assert share_after(3) == 2
+    assert share_after(7) == 0

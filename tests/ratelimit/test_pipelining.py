@@ -117,5 +117,5 @@ def test_an_evalsha_is_written_byte_for_byte_as_redis_py_packs_it(
     client = Redis()  # never connects: only its encoder and a connection's packer are used
     runner = ScriptRunner(client, "return 1", _SHA, batch_timeout=1.0)
     connection = client.connection_pool.make_connection()
-    expected = b"".join(connection.pack_command("EVALSHA", _SHA, 1, key, *args))
-    assert runner._pack_evalsha(key, tuple(args)) == expected
+    expected = b"".join(connection.pack_command("EVALSHA", _SHA, 2, key, key + ":r", *args))
+    assert runner._packed_evalsha((key, key + ":r"), tuple(args)) == expected

@@ -194,3 +194,20 @@ async def test_aclose_gives_the_held_connection_back_with_its_timeout(
     finally:
         await client.aclose()
         await pool.disconnect()  # a pool passed in is its owner's to close
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+def test_the_runner_encodes_a_decision_exactly_as_redis_py_would(encoding: str) -> None:
+    from redis.asyncio.connection import Connection
+
+    from hardenkit.ratelimit._pipelining import ScriptRunner
+
+    runner = ScriptRunner(Redis(encoding=encoding), "return 1", "a" * 40, batch_timeout=1.0)
+    runner._encoding = encoding  # as taken from the held connection
+    keys = ("hk:rl:{api:préfixe}", "hk:rl:{api:préfixe}:reserved")
+    args = (60, 60_000_000, 60, "0123abcd", 4, 10_000_000)
+    expected = b"".join(
+        Connection(encoding=encoding).pack_command("EVALSHA", "a" * 40, 2, *keys, *args)
+    )
+    assert runner._packed_evalsha(keys, args) == expected
+    assert runner._packed_evalsha(keys, args) == expected  # the arguments' encoding kept

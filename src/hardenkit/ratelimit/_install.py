@@ -87,6 +87,7 @@ def _store(settings: HardenSettings, shared: Shared) -> RateLimitStore:
         prefix=settings.rate_limit_key_prefix,
         fallback_share=settings.rate_limit_fallback_share,
         instances=shared.instances,
+        reserve_seconds=settings.rate_limit_reservation_seconds,
     )
 
 

@@ -9,8 +9,8 @@ which is where an asyncio client spends its time. Each decision is still exactly
 
 The lone caller's command, and each batch, go over one connection the runner keeps
 checked out of the client's pool, with the connection's own timeouts and retries
-replaced by none: the
-guard's timeout bounds every call and the guard is the retry policy. redis-py's
+replaced by none: the guard's timeout bounds every call and the guard is the retry
+policy. redis-py's
 per-command timeouts cost a task per write on Python 3.11 (``asyncio.wait_for``) and a
 timer per read, and its pool checkout a lock and counters: together about 50 µs of a
 redis-py ``PING``'s 130-180 µs on the 2-core bench machine. Closing the client closes
@@ -34,17 +34,21 @@ _TAKEN_OVER: Final = ("socket_timeout", "socket_connect_timeout", "retry")
 """Settings of the held connection that the runner replaces while it holds it."""
 
 _MAX_BATCH: Final = 256  # bounds one pipeline's size and the time its last caller waits
+_MAX_ENCODED_ARGS: Final = 1024  # distinct argument tuples kept encoded
 
 Reply = Any
-"""What the script answers (``gcra.lua``: one integer)."""
+"""What the script answers (``gcra.lua``: three integers)."""
+
+Args = tuple[int | str, ...]
+"""The script's ARGV."""
 
 Orphan = Callable[[Reply | None], None]
 """Told what became of a call its caller stopped waiting for (timed out): the reply, or
 ``None`` when it is unknown whether Redis ran it (the connection was closed with the
 call in flight, or the call was never sent)."""
 
-Queued = tuple[str, tuple[int, ...], "asyncio.Future[Reply]", Orphan | None]
-"""A decision waiting for the next batch: its key, its script arguments, its caller, and
+Queued = tuple[tuple[str, ...], Args, "asyncio.Future[Reply]", Orphan | None]
+"""A decision waiting for the next batch: its keys, its script arguments, its caller, and
 whom to tell what became of it if the caller stops waiting."""
 
 
@@ -75,16 +79,9 @@ class ScriptRunner:
         self._connection: Any = None  # held out of the pool for lone commands
         self._connection_settings: dict[str, Any] = {}  # its own, given back with it
         self._connection_busy = False
-        # "*<count>\r\n$7\r\nEVALSHA\r\n$40\r\n<sha>\r\n$1\r\n1\r\n": every EVALSHA's start.
-        sha_bytes = sha.encode("ascii")
-        self._evalsha_head = b"*%%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$1\r\n1\r\n" % (
-            len(sha_bytes),
-            sha_bytes,
-        )
-        get_encoder = getattr(client, "get_encoder", None)
-        self._encode_key: Callable[[str], bytes] = (
-            get_encoder().encode if get_encoder is not None else str.encode
-        )
+        self._evalsha_head = _bulk("EVALSHA") + _bulk(sha)
+        self._encoded_args: dict[Args, bytes] = {}
+        self._encoding = "utf-8"  # the held connection's, read when it is taken
 
     async def aclose(self) -> None:
         """Give the held connection back to the client's pool (the client stays open)."""
@@ -94,8 +91,8 @@ class ScriptRunner:
                 setattr(connection, name, value)
             await self._pool.release(connection)
 
-    async def run(self, key: str, args: tuple[int, ...], orphan: Orphan | None = None) -> Reply:
-        """Run the script on ``key`` with ``args``; return its reply.
+    async def run(self, keys: tuple[str, ...], args: Args, orphan: Orphan | None = None) -> Reply:
+        """Run the script on ``keys`` with ``args``; return its reply.
 
         If the caller stops waiting (its timeout cancels it), ``orphan`` is told later
         what became of the call: a queued call still goes out with its batch and
@@ -107,11 +104,11 @@ class ScriptRunner:
             await self._enter_loop(loop)
         if self._busy and self.pipelining:
             future: asyncio.Future[Reply] = loop.create_future()
-            self._queue.append((key, args, future, orphan))
+            self._queue.append((keys, args, future, orphan))
             return await future
         self._busy = True
         try:
-            return await self.run_one(key, args)
+            return await self.run_one(keys, args)
         except asyncio.CancelledError:
             if orphan is not None:  # its connection was closed with the call in flight
                 orphan(None)
@@ -139,31 +136,20 @@ class ScriptRunner:
         self._loop, self._busy, self._queue = loop, False, []
         await self.aclose()  # a connection belongs to the loop it was opened on
 
-    async def run_one(self, key: str, args: tuple[int, ...]) -> Reply:
+    async def run_one(self, keys: tuple[str, ...], args: Args) -> Reply:
         """Run the script once, on its own (``EVALSHA``, ``EVAL`` after ``NOSCRIPT``)."""
         try:
             return await self._command(
-                "EVALSHA", self.sha, 1, key, *args, packed=self._pack_evalsha(key, args)
+                "EVALSHA", self.sha, len(keys), *keys, *args, evalsha=(keys, args)
             )
         except Exception as error:
             if not _is_noscript(error):
                 raise
-            return await self._command("EVAL", self.script, 1, key, *args)
+            return await self._command("EVAL", self.script, len(keys), *keys, *args)
 
-    def _pack_evalsha(self, key: str, args: tuple[int, ...]) -> bytes:
-        """``EVALSHA sha 1 key args...`` as the Redis protocol writes it (RESP).
-
-        What ``pack_command`` makes of the same command, byte for byte, at a third of its
-        cost: the head is the same for every call, the rest is one key and integers.
-        """
-        encoded = self._encode_key(key)
-        parts = [self._evalsha_head % (4 + len(args)), b"$%d\r\n%s\r\n" % (len(encoded), encoded)]
-        for arg in args:
-            digits = b"%d" % arg
-            parts.append(b"$%d\r\n%s\r\n" % (len(digits), digits))
-        return b"".join(parts)
-
-    async def _command(self, *command: str | int, packed: bytes | None = None) -> Reply:
+    async def _command(
+        self, *command: str | int, evalsha: tuple[tuple[str, ...], Args] | None = None
+    ) -> Reply:
         """Send one command and read its reply.
 
         On a standalone client this goes over the held connection, skipping redis-py's
@@ -171,6 +157,8 @@ class ScriptRunner:
         retry policy (a failure goes to the fallback at once) and its timeout bounds the
         call, and a decision is in every request's path. A connection that failed or was
         cancelled mid-reply is closed, never read again; it reconnects on its next use.
+        ``evalsha``: the command is this script's ``EVALSHA`` of these keys and
+        arguments, which the runner encodes itself (:meth:`_packed_evalsha`).
         """
         if self._pool is None or self._connection_busy:  # Cluster, or already in use
             return await self.client.execute_command(*command)
@@ -179,10 +167,12 @@ class ScriptRunner:
         try:
             if connection is None:
                 connection = await self._hold_connection()
-            await connection.send_packed_command(
-                packed if packed is not None else connection.pack_command(*command),
-                check_health=False,
+            packed = (
+                connection.pack_command(*command)
+                if evalsha is None
+                else self._packed_evalsha(*evalsha)
             )
+            await connection.send_packed_command(packed, check_health=False)
             return await connection.read_response()
         except Exception as error:
             if connection is not None and not _is_reply_error(error):
@@ -194,6 +184,28 @@ class ScriptRunner:
             raise
         finally:
             self._connection_busy = False
+
+    def _take_encoding(self, connection: Any) -> None:
+        """Encode as ``connection`` does (the client's encoding, UTF-8 by default)."""
+        if connection.encoder.encoding != self._encoding:
+            self._encoding = connection.encoder.encoding
+            self._encoded_args.clear()
+
+    def _packed_evalsha(self, keys: tuple[str, ...], args: Args) -> bytes:
+        """This script's ``EVALSHA`` in the Redis protocol, as redis-py would encode it.
+
+        A decision's arguments repeat (one tuple per rate, cost and instance count), so
+        their encoding is kept: 1 µs a decision instead of redis-py's 10 µs for eleven
+        arguments, on the 2-core bench machine.
+        """
+        tail = self._encoded_args.get(args)
+        if tail is None:
+            if len(self._encoded_args) >= _MAX_ENCODED_ARGS:
+                self._encoded_args.clear()
+            tail = b"".join(_bulk(arg, self._encoding) for arg in args)
+            self._encoded_args[args] = tail
+        head = b"*%d\r\n%s%s" % (3 + len(keys) + len(args), self._evalsha_head, _bulk(len(keys)))
+        return b"".join([head, *(_bulk(key, self._encoding) for key in keys), tail])
 
     async def _drop(self, connection: Any) -> None:
         """Close a connection that failed and give it back to the pool.
@@ -210,6 +222,7 @@ class ScriptRunner:
         from redis.backoff import NoBackoff  # noqa: PLC0415
 
         connection = await self._pool.get_connection(*self._pool_arguments)
+        self._take_encoding(connection)
         # Its time limits and retries are its callers': the guard's timeout per call, the
         # guard's probe budget when reconnecting after an outage. Its own would cost a
         # task per write on Python 3.11 and cut a reconnect short on a busy event loop.
@@ -273,49 +286,74 @@ class ScriptRunner:
                 future.set_result(reply)
 
     async def _pipeline(self, batch: list[Queued]) -> list[Any]:
-        replies = await self._send_batch(batch)
+        if self._pool is None:
+            pipe = self.client.pipeline(transaction=False)
+            for keys, args, _, _ in batch:
+                pipe.evalsha(self.sha, len(keys), *keys, *args)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        else:
+            replies = await self._pipeline_direct(batch)
         for index, reply in enumerate(replies):
             if isinstance(reply, Exception) and _is_noscript(reply):
-                key, args, _, _ = batch[index]
-                replies[index] = await self.client.eval(self.script, 1, key, *args)
+                keys, args, _, _ = batch[index]
+                replies[index] = await self.client.eval(self.script, len(keys), *keys, *args)
         return replies
 
-    async def _send_batch(self, batch: list[Queued]) -> list[Any]:
-        """Every ``EVALSHA`` of ``batch`` in one write, then their replies, in order.
+    async def _pipeline_direct(self, batch: list[Queued]) -> list[Any]:
+        """Send ``batch`` as one write; read a reply each, in order.
 
-        Over the held connection, as a lone command goes (no pool checkout, no socket
-        timeout per reply, no retry loop: the drainer's watch is the backstop, each
-        caller's guard its own bound); an error reply is that call's, the others read on.
-        Through redis-py's pipeline on a Cluster client, or while the connection is busy.
+        What ``pipeline(transaction=False).execute(raise_on_error=False)`` does, with the
+        commands encoded by :meth:`_packed_evalsha` (redis-py's encoding cost 10 µs a
+        decision, most of a pipelined decision's own time), over the held connection as
+        a lone command goes (no pool checkout, no timer per reply: the drainer's watch is
+        the backstop, each caller's guard its own bound); over a connection of the pool
+        while the held one is busy (a probe). A connection that fails or is cancelled
+        mid-batch is closed, never read again.
         """
-        if self._pool is None or self._connection_busy:
-            pipe = self.client.pipeline(transaction=False)
-            for key, args, _, _ in batch:
-                pipe.evalsha(self.sha, 1, key, *args)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-            return replies
+        if self._connection_busy:
+            connection = await self._pool.get_connection(*self._pool_arguments)
+            try:
+                return await self._write_batch(connection, batch)
+            except BaseException:
+                await connection.disconnect(nowait=True)
+                raise
+            finally:
+                await self._pool.release(connection)
         self._connection_busy = True
         connection = self._connection
         try:
             if connection is None:
                 connection = await self._hold_connection()
-            packed = b"".join([self._pack_evalsha(key, args) for key, args, _, _ in batch])
-            await connection.send_packed_command(packed, check_health=False)
-            replies = []
-            for _ in batch:
-                try:
-                    replies.append(await connection.read_response())
-                except Exception as error:
-                    if not _is_reply_error(error):
-                        raise
-                    replies.append(error)  # read whole: the next reply follows it
-            return replies
-        except BaseException:  # failed, or cancelled with replies in flight: never reread
+            return await self._write_batch(connection, batch)
+        except BaseException:  # failed, or cancelled with replies in flight
             if connection is not None:
                 await self._drop(connection)
             raise
         finally:
             self._connection_busy = False
+
+    async def _write_batch(self, connection: Any, batch: list[Queued]) -> list[Any]:
+        """One write of every command, then every reply; an error reply is its command's."""
+        self._take_encoding(connection)
+        await connection.send_packed_command(
+            b"".join([self._packed_evalsha(keys, args) for keys, args, _, _ in batch]),
+            check_health=False,
+        )
+        replies: list[Any] = []
+        for _ in batch:
+            try:
+                replies.append(await connection.read_response())
+            except Exception as error:
+                if not _is_reply_error(error):
+                    raise
+                replies.append(error)  # read whole: the next reply follows it
+        return replies
+
+
+def _bulk(value: str | int, encoding: str = "utf-8") -> bytes:
+    """One argument as a Redis protocol bulk string, text encoded as the client's."""
+    data = value.encode(encoding) if isinstance(value, str) else b"%d" % value
+    return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
 def _fail(batch: list[Queued], error: Exception) -> None:

@@ -48,6 +48,18 @@ class RateLimitSettings(Section):
             "fraction in (0, 1], or `1` (the whole limit per instance)."
         ),
     )
+    rate_limit_reservation_seconds: float = Field(
+        default=2.0,
+        ge=1.0,
+        le=3600.0,
+        description=(
+            "With the `auto` share, how long each instance's reservation of a key (its "
+            "1 / live instances of what is left, which no other instance may take) holds "
+            "after its last decision of the key: the longest a quiet instance keeps units "
+            "from the others, and the longest after it last decided a key that it may "
+            "spend them while Redis is unavailable."
+        ),
+    )
     rate_limit_exempt_paths: CommaList = Field(
         default_factory=list,
         description="Paths never rate limited, besides the health routes (exact or prefix `*`).",

@@ -57,17 +57,32 @@ class RateLimitStore(Protocol):
 
 
 def decision_from_gcra(
-    rate: Rate, cost: int, *, allowed: bool, ahead_us: int, backend: Backend
+    rate: Rate,
+    cost: int,
+    *,
+    allowed: bool,
+    ahead_us: int,
+    backend: Backend,
+    held: int = 0,
+    retry_after_us: int = 0,
 ) -> RateLimitDecision:
-    """Build the public decision from a GCRA outcome (see :func:`~.gcra.settle`)."""
-    remaining, retry_after_us, reset_after_us = settle(
+    """Build the public decision from a GCRA outcome (see :func:`~.gcra.settle`).
+
+    ``held``: units other instances reserved (:func:`~.gcra.gcra_reserving`), not
+    available to this one; a refusal then carries the script's ``retry_after_us``.
+    """
+    remaining, retry_us, reset_after_us = settle(
         allowed, ahead_us, rate.emission_interval_us, rate.tolerance_us, cost
     )
+    if held:
+        remaining = max(0, remaining - held)
+        if not allowed:
+            retry_us = retry_after_us
     return RateLimitDecision(
         allowed,
         rate.count,
         remaining,
-        retry_after_us / 1_000_000,
+        retry_us / 1_000_000,
         reset_after_us / 1_000_000,
         rate.period_seconds,
         backend,

@@ -93,6 +93,11 @@ class MemoryStore:
         """The stored theoretical arrival time of ``key`` (``None``: a full bucket)."""
         return self._tats.get(key)
 
+    def ahead_of(self, now: int) -> list[tuple[str, int]]:
+        """Every key whose TAT is after ``now``, with its TAT (oldest use first)."""
+        with self._lock:
+            return [(key, tat) for key, tat in self._tats.items() if tat > now]
+
     def set_tat(self, key: str, tat: int) -> None:
         """Store ``key``'s TAT as another store decided it (Redis, seeding the fallback)."""
         with self._lock:

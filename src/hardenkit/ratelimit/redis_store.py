@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from importlib.resources import files
 from typing import TYPE_CHECKING, Final, Literal
 
 import structlog
 
+from hardenkit.ratelimit._charge import RESERVED
 from hardenkit.ratelimit._fallback import OutageFallback, Pending
 from hardenkit.ratelimit._pipelining import ScriptRunner
 from hardenkit.ratelimit.decision import (
@@ -15,7 +17,7 @@ from hardenkit.ratelimit.decision import (
     RedisDownBehaviour,
     decision_from_gcra,
 )
-from hardenkit.ratelimit.gcra import decode_reply
+from hardenkit.ratelimit.gcra import Reply, decode_reply
 from hardenkit.ratelimit.memory import MemoryStore
 from hardenkit.ratelimit.rate import Rate
 from hardenkit.stores import LuaScript, RedisGuard, is_redis_failure, store_key
@@ -53,7 +55,16 @@ class RedisStore:
     decisions are pipelined over the pool. :meth:`aclose` gives it back.
 
     Keys are ``<prefix>{<name>:<digest>}``: the braces are a Cluster hash tag, so every
-    key of one decision lands in one slot.
+    key of one decision lands in one slot (the key's reservations are the same key with
+    ``:reserved`` after it, its restore base ``:restored``).
+
+    With the ``"auto"`` share and more than one live instance, each decision also
+    reserves this store's part of what is left of the key (``floor(left / N)``) for
+    ``reserve_seconds``, which no other instance may take meanwhile: that is what this
+    instance's fallback may spend if Redis becomes unavailable (see
+    :mod:`hardenkit.ratelimit._fallback`). Healthy decisions pay for it: an instance may
+    be refused while another instance's reservation holds the last units of a key, at
+    most ``reserve_seconds`` after that instance last decided it.
 
     Args:
         client: redis-py asyncio client (``Redis`` or ``RedisCluster``).
@@ -67,9 +78,12 @@ class RedisStore:
             (see :mod:`hardenkit.ratelimit._fallback` and docs/ratelimit.md): ``"auto"``
             divides each limit by the live instances ``instances`` last counted (1
             without it), a fraction in (0, 1] is fixed, ``1`` admits the whole limit
-            per instance. The fallback always starts from what Redis last said for a
-            key, and what it admits is charged to Redis before Redis decides again.
+            per instance. What it admits is charged to Redis before Redis decides again.
         instances: The heartbeat registry counting live instances (``"auto"`` share).
+        reserve_seconds: How long a reservation holds after this instance's last
+            decision of a key (``"auto"`` share only): the longest a quiet instance keeps
+            units from the others, and the longest after its last decision of a key that
+            this instance may spend its part of it during an outage.
     """
 
     def __init__(
@@ -83,11 +97,14 @@ class RedisStore:
         retry_interval: float = 2.0,
         fallback_share: FallbackShare = "auto",
         instances: InstanceRegistry | None = None,
+        reserve_seconds: float = 2.0,
     ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ValueError("prefix must not contain '{' or '}' (they are the hash tag)")
         if fallback_share != "auto" and not 0 < fallback_share <= 1:
             raise ValueError("fallback_share must be 'auto' or a fraction in (0, 1]")
+        if not 0 < reserve_seconds <= _MAX_RESERVE_SECONDS:
+            raise ValueError(f"reserve_seconds must be in (0, {_MAX_RESERVE_SECONDS}]")
         self.client = client
         self.guard = RedisGuard.of_store(
             "ratelimit", client, guard, timeout=timeout, retry_interval=retry_interval
@@ -95,9 +112,23 @@ class RedisStore:
         self.fallback = fallback if fallback is not None else MemoryStore()
         self.fallback_share: FallbackShare = fallback_share
         self.instances = instances
-        self._outage = OutageFallback(self.fallback, self._share, self._settle_soon)
+        self.reserve_seconds = reserve_seconds
+        self.member = uuid.uuid4().hex
+        """This store's id in the keys' reservations (one per store, as each has its own
+        fallback)."""
+        self._reserve_us = round(reserve_seconds * 1_000_000)
+        self._outage = OutageFallback(
+            self.fallback,
+            self._share,
+            self._settle_soon,
+            member=self.member,
+            reserve_us=self._reserve_us if fallback_share == "auto" else None,
+        )
         self._settling: asyncio.Task[None] | None = None
-        self._in_flight: dict[str, int] = {}  # decisions per key waiting on Redis now
+        self._warned_unknown = False
+        # Units per key of this store's calls waiting on Redis: Redis may still admit
+        # them out of this instance's reservation, which a share starting now leaves out.
+        self._in_flight: dict[str, int] = {}
         self.prefix = prefix
         self._runner = ScriptRunner(
             client, _GCRA.source, _GCRA.sha, batch_timeout=self.guard.timeout
@@ -107,6 +138,9 @@ class RedisStore:
         self.guard.add_probe(self._charge_outage, first=True)
         self.guard.add_probe(self._runner.prepare)
         self.guard.on_recovery(self._settle_soon)  # lets go of the keys the probe kept
+        self._restoring: asyncio.Task[None] | None = None
+        if instances is not None:  # Redis lost its data, maybe without a failed call
+            instances.on_rejoin(self._restore_soon)
 
     def _share(self) -> float:
         if self.fallback_share != "auto":
@@ -143,6 +177,21 @@ class RedisStore:
         finally:
             self._settling = None
 
+    def _restore_soon(self) -> None:
+        """Restore the keys this instance mirrored, in the background (Redis lost them)."""
+        if self._restoring is None:
+            self._restoring = asyncio.get_running_loop().create_task(self._restore())
+
+    async def _restore(self) -> None:
+        try:
+            async with asyncio.timeout(max(self.guard.retry_interval, 0.5) * 10):
+                await self._outage.restore(self.client, self.prefix)
+        except Exception as error:  # noqa: BLE001 - a background task has no caller
+            # Left to the guard: a failed call switches it, and its probe restores.
+            _logger.warning("ratelimit_restore_failed", error=type(error).__name__)
+        finally:
+            self._restoring = None
+
     async def clear(self) -> None:
         """Delete every key under this store's prefix, and forget the fallback's state."""
         self.fallback.clear()
@@ -157,28 +206,40 @@ class RedisStore:
         self, key: str, rate: Rate, cost: int, when_down: RedisDownBehaviour = "fallback"
     ) -> RateLimitDecision:
         """Take ``cost`` units of ``rate`` for ``key``; answer by ``when_down`` if Redis is not."""
+        outage = self._outage
+        if when_down == "fallback" and outage.holds(key) and not self.guard.using_fallback:
+            # Its share until what it admitted is charged.
+            return outage.decide(key, rate, cost) or self._unavailable(rate)
         redis_key = store_key(self.prefix, key)
-        args = _script_args(rate, cost)
+        keys = (redis_key, redis_key + RESERVED)
+        args = self._script_args(rate, cost)
         given_up: Pending | None = None
 
         async def on_redis() -> RateLimitDecision:
             nonlocal given_up
-            pending = Pending(key, cost, self._outage)
+            pending = Pending(key, cost, outage)
+            sent = self.fallback.now_us()
             try:
-                reply = await self._runner.run(redis_key, args, pending)
+                reply = decode_reply(await self._runner.run(keys, args, pending))
             except asyncio.CancelledError:  # timed out (or cancelled): it may still run
                 given_up = pending
                 raise
-            allowed, ahead_us = decode_reply(reply)
-            self._outage.mirror(key, ahead_us)
+            outage.mirror(key, reply.ahead_us, reply.reserved if reply.allowed else None, sent)
             return decision_from_gcra(
-                rate, cost, allowed=allowed, ahead_us=ahead_us, backend="redis"
+                rate,
+                cost,
+                allowed=reply.allowed,
+                ahead_us=reply.ahead_us,
+                backend="redis",
+                held=reply.held,
+                retry_after_us=reply.retry_after_us,
             )
 
         async def on_fallback() -> RateLimitDecision:
-            if when_down == "fallback":
-                others = self._in_flight.get(key, 1) - 1
-                return self._outage.decide(key, rate, cost, given_up, others)
+            if when_down == "fallback" and self._instances_known():
+                others = self._in_flight[key] - cost  # this one is answered here
+                decision = outage.decide(key, rate, cost, given_up, others)
+                return decision or self._unavailable(rate)
             if when_down == "open":
                 return RateLimitDecision(
                     allowed=True,
@@ -189,38 +250,77 @@ class RedisStore:
                     period_seconds=rate.period_seconds,
                     backend="none",
                 )
-            return RateLimitDecision(
-                allowed=False,
-                limit=rate.count,
-                remaining=0,
-                retry_after=self.guard.retry_interval,
-                reset_after=self.guard.retry_interval,
-                period_seconds=rate.period_seconds,
-                backend="none",
-                unavailable=True,
-            )
+            return self._unavailable(rate)
 
         in_flight = self._in_flight
-        in_flight[key] = in_flight.get(key, 0) + 1
+        in_flight[key] = in_flight.get(key, 0) + cost
         try:
             return await self.guard.call(on_redis, on_fallback)
         finally:
-            left = in_flight.pop(key) - 1
+            left = in_flight.pop(key) - cost
             if left:
                 in_flight[key] = left
 
+    def _unavailable(self, rate: Rate) -> RateLimitDecision:
+        """Only Redis can decide: 503 with ``Retry-After`` the guard's retry interval."""
+        return RateLimitDecision(
+            allowed=False,
+            limit=rate.count,
+            remaining=0,
+            retry_after=self.guard.retry_interval,
+            reset_after=self.guard.retry_interval,
+            period_seconds=rate.period_seconds,
+            backend="none",
+            unavailable=True,
+        )
+
+    def _instances_known(self) -> bool:
+        """Whether the ``auto`` share has a count to divide by.
+
+        A heartbeat registry that never had an answer from Redis (this process started
+        during an outage) does not know how many instances share the limits: a share of
+        1 would give this instance the whole limit on top of what the others admit. The
+        fallback does not admit then; it answers as ``when_down="closed"`` does.
+        """
+        instances = self.instances
+        if self.fallback_share != "auto" or instances is None or instances.answered:
+            return True
+        if not self._warned_unknown:
+            self._warned_unknown = True
+            _logger.error(
+                "ratelimit_fallback_closed_instances_unknown",
+                detail="Redis has not answered since this process started: the live "
+                "instances are unknown, so the fallback refuses (503) until it does",
+                setting="HARDENKIT_RATE_LIMIT_FALLBACK_SHARE",
+            )
+        return False
+
+    def _script_args(self, rate: Rate, cost: int) -> tuple[int | str, ...]:
+        """``gcra.lua``'s ARGV (see the script): what to decide, and what to reserve."""
+        instances = self.instances
+        live = instances.live_instances if instances is not None else 1
+        return (
+            rate.emission_interval_us * cost,
+            rate.tolerance_us,
+            rate.emission_interval_us,
+            self.member,
+            live if self.fallback_share == "auto" else 1,
+            self._reserve_us,
+        )
+
     async def evaluate(
         self, redis_key: str, rate: Rate, cost: int, now_us: int | None = None
-    ) -> tuple[bool, int]:
-        """Run the script once and return ``(allowed, ahead_us)`` (see :mod:`.gcra`).
+    ) -> Reply:
+        """Run the script once for this store and return its decoded reply (:mod:`.gcra`).
 
         ``now_us`` replaces the Redis server's clock; only tests pass it.
         """
-        args = _script_args(rate, cost)
+        keys = (redis_key, redis_key + RESERVED)
+        args = self._script_args(rate, cost)
         if now_us is None:
-            reply = await self._runner.run(redis_key, args)
+            reply = await self._runner.run(keys, args)
         else:
-            reply = await self._runner.run_one(redis_key, (*args, now_us))
+            reply = await self._runner.run_one(keys, (*args, now_us))
         return decode_reply(reply)
 
     async def aclose(self) -> None:
@@ -233,8 +333,4 @@ class RedisStore:
 
 
 _SETTLE_ATTEMPTS: Final = 5
-
-
-def _script_args(rate: Rate, cost: int) -> tuple[int, ...]:
-    """``gcra.lua``'s ARGV: the increment (cost × emission interval) and the tolerance."""
-    return (rate.emission_interval_us * cost, rate.tolerance_us)
+_MAX_RESERVE_SECONDS: Final = 3600

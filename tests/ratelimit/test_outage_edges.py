@@ -1,0 +1,124 @@
+"""The outage's edges: Redis back empty, an instance that never counted, a flood, a big cost."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from hardenkit.ratelimit._fallback import OutageFallback
+from hardenkit.ratelimit.memory import MemoryStore
+from hardenkit.ratelimit.rate import Rate
+from tests.ratelimit.test_outage_fallback import LIMIT, Instance, fleet_of
+from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.redis
+
+
+async def test_redis_back_empty_restores_keys_nobody_decided_during_the_outage(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    """Without persistence a restarted Redis knows no key: the instances that mirrored a
+    key bring it back, though none of them decided it while Redis was away."""
+    server = redis_server_factory()
+    async with fleet_of(server.url, key_prefix, 4) as fleet:
+        spread = sum([await fleet[index % 4].admitted("quiet", 1) for index in range(LIMIT)])
+        assert spread == LIMIT
+        # Exhausted through one instance only; the others never decided it.
+        assert await fleet[0].admitted("pinned", LIMIT) == LIMIT
+        server.stop()
+        assert await fleet[1].admitted("pinned", 5) == 0  # no reservation: no share
+        server.start()
+        await fleet[1].recovered()  # its probe restores what it mirrored
+        # The others made no call during the outage: their next heartbeat finds itself
+        # gone from Redis, and they restore theirs.
+        for instance in fleet:
+            await instance.instances.beat()
+        for instance in fleet:
+            while getattr(instance.store, "_restoring", None) is not None:
+                await asyncio.sleep(0.01)
+        assert not any(instance.guard.using_fallback for instance in fleet)
+        assert sum([await instance.admitted("quiet", LIMIT) for instance in fleet]) == 0
+        assert sum([await instance.admitted("pinned", LIMIT) for instance in fleet]) == 0
+
+
+async def test_an_instance_that_never_heard_from_redis_does_not_admit_in_an_outage(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    """Started during an outage, it cannot know how many instances share each limit: a
+    share of 1 would give it the whole limit on top of the others."""
+    server = redis_server_factory()
+    server.stop()
+    late = Instance(server.url, key_prefix)
+    try:
+        await late.instances.beat()  # unanswered
+        assert not late.instances.answered
+        decisions = [await late.limiter.hit("tenant") for _ in range(3)]
+        assert [(d.allowed, d.unavailable) for d in decisions] == [(False, True)] * 3
+        assert decisions[0].retry_after == late.guard.retry_interval
+        server.start()
+        await late.recovered()
+        await late.instances.beat()
+        assert late.instances.answered
+        assert await late.admitted("tenant", 3) == 3
+    finally:
+        await late.aclose()
+
+
+async def test_a_cost_above_the_shares_burst_is_left_to_redis(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    """A share of 20/hour among 4 has a burst of 5: a request of 6 is never admitted by
+    it, though Redis would admit it; the answer is unavailable, retry soon."""
+    server = redis_server_factory()
+    async with fleet_of(server.url, key_prefix, 4) as fleet:
+        assert (await fleet[0].limiter.hit("big", 6)).allowed
+        server.stop()
+        decision = await fleet[0].limiter.hit("big", 6)
+        assert (decision.allowed, decision.unavailable) == (False, True)
+        assert decision.retry_after == fleet[0].guard.retry_interval
+        assert (await fleet[0].limiter.hit("big", 1)).allowed  # its reservation still holds
+
+
+def test_a_flood_of_keys_never_forgets_one_with_admissions_to_charge() -> None:
+    """Bounded by ``max_keys``: only keys with nothing to charge make room; when none can
+    go a new key is refused by the fallback (``None``: unavailable), not admitted."""
+    fallback = OutageFallback(MemoryStore(max_keys=4), lambda: 1.0, reserve_us=10_000_000)
+    rate = Rate(5, 3600)
+    victim = [fallback.decide("victim", rate, 1) for _ in range(7)]
+    assert [d.allowed for d in victim if d is not None] == [True] * 5 + [False] * 2
+    for index in range(3):  # three more keys admit once each: four keys to charge
+        decision = fallback.decide(f"flood-{index}", rate, 1)
+        assert decision is not None
+        assert decision.allowed
+    assert [fallback.decide(f"more-{index}", rate, 1) for index in range(100)] == [None] * 100
+    assert fallback.pending_keys == 4
+    assert fallback.refused_full == 100
+    again = fallback.decide("victim", rate, 1)
+    assert again is not None
+    assert not again.allowed  # its state survived the flood
+
+
+def test_keys_with_nothing_to_charge_make_room_oldest_first() -> None:
+    fallback = OutageFallback(MemoryStore(max_keys=3), lambda: 1.0, reserve_us=10_000_000)
+    rate = Rate(5, 3600)
+    memory = fallback.memory
+    exhausted = memory.now_us() + rate.tolerance_us  # Redis said: nothing left
+    for key in ("refused-a", "refused-b"):
+        fallback.mirror(key, rate.tolerance_us, None, memory.now_us())
+    assert memory.tat("refused-a") is not None
+    assert memory.tat("refused-a") >= exhausted  # type: ignore[operator]
+    for key in ("refused-a", "refused-b"):
+        decision = fallback.decide(key, rate, 1)
+        assert decision is not None
+        assert not decision.allowed
+    admitted = fallback.decide("admitted", rate, 1)
+    assert admitted is not None
+    assert admitted.allowed
+    for key in ("new-1", "new-2"):  # each takes the place of the oldest refused key
+        decision = fallback.decide(key, rate, 1)
+        assert decision is not None
+        assert decision.allowed
+    assert fallback.pending_keys == 3
+    assert fallback.decide("new-3", rate, 1) is None  # every key left has a charge
