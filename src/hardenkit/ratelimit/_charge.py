@@ -39,13 +39,16 @@ for i = 1, #KEYS / 3 do
   local increment = ARGV[4 * i] + 0
   local units = ARGV[4 * i + 1] + 0
   -- A view reads a little late against the server's clock (the time of a reply, a
-  -- busy server's time in a long pipeline): within the slack it is the same view.
+  -- busy server's time in a long pipeline): a key within the slack below it is the
+  -- same view, one Redis kept. A restored key gains every bit a floor is above its
+  -- base, slack or not: views one unit apart differ by one emission interval, give or
+  -- take that lag, and a slack there would drop the unit whenever the lag is against it.
   local slack = ARGV[4 * i + 2] + 0
   local write = increment > 0
   local tat = tonumber(redis.call('GET', key))
   local base = tonumber(redis.call('GET', based))
   if tat and base then
-    if floor > base + slack then
+    if floor > base then
       tat = tat + floor - base
       base = floor
       write = true
@@ -89,11 +92,11 @@ this instance last saw), the increment (units × emission interval, microseconds
 units admitted, and the slack (microseconds). A key Redis lost, or holds more than the
 slack below that floor, is restored from the floor, which becomes its restore base (kept
 a minute at most: the charges of one recovery); a key with a base gains what a floor is
-above it, past the slack. Then the increment is added whatever the tolerance (what was
-admitted was admitted), and the units are taken off the store's reservation. A *restore*
-(increment and units 0: a key this instance mirrored, not decided during the outage)
-writes nothing to a key Redis still has. Answers how far each TAT is ahead of now
-afterwards."""
+above it (no slack: it would drop a unit between views one emission interval apart).
+Then the increment is added whatever the tolerance (what was admitted was admitted),
+and the units are taken off the store's reservation. A *restore* (increment and units
+0: a key this instance mirrored, not decided during the outage) writes nothing to a key
+Redis still has. Answers how far each TAT is ahead of now afterwards."""
 
 _CHARGE_BATCH: Final = 256
 
