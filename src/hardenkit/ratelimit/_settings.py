@@ -49,7 +49,7 @@ class RateLimitSettings(Section):
         ),
     )
     rate_limit_reservation_seconds: float = Field(
-        default=2.0,
+        default=10.0,
         ge=1.0,
         le=3600.0,
         description=(

@@ -97,7 +97,7 @@ class RedisStore:
         retry_interval: float = 2.0,
         fallback_share: FallbackShare = "auto",
         instances: InstanceRegistry | None = None,
-        reserve_seconds: float = 2.0,
+        reserve_seconds: float = 10.0,
     ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ValueError("prefix must not contain '{' or '}' (they are the hash tag)")
