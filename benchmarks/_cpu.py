@@ -3,13 +3,14 @@
 A throughput figure is only the server's if the server was the bottleneck: its core
 busy (close to) all the time the load ran. The benchmark pins the server it loads to one
 core and everything else (the load generator, the servers waiting for their turn, Redis,
-the harness itself) to the others, and prints the server's CPU share of every run, read
-from ``/proc/<pid>/stat`` (Linux), next to where the rest of the server's core went
-(``/proc/stat``): other processes (the server was crowded out), the hypervisor (steal:
-the virtual core did not run), or idle (the load generator starved it). Interrupt work
-is shown too: with tick-based accounting the kernel charges the softirq it runs in the
-server's context (the loopback traffic of its own sockets) to the server's system time,
-so that part is inside the server's share. Elsewhere all of it is unknown and says so.
+the harness itself) to the others, and prints the server's CPU share of every run, timed
+by the scheduler (``/proc/<pid>/task/*/schedstat``, Linux), next to where the rest of the
+server's core went (``/proc/stat``): other processes (the server was crowded out), the
+hypervisor (steal: the virtual core did not run), or idle (the load generator starved
+it). Interrupt work is shown too: without ``CONFIG_IRQ_TIME_ACCOUNTING`` the kernel counts
+the softirq it runs in the server's context (the loopback traffic of its own sockets) as
+the server's time, so that part is inside the server's share. Elsewhere all of it is
+unknown and says so.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "cpu_share",
     "parse_cpu_line",
     "parse_proc_stat",
+    "parse_schedstat",
     "pin_process",
     "plan_cores",
     "split_core",
@@ -82,8 +84,31 @@ def parse_proc_stat(text: str, ticks_per_second: float) -> float:
     return (int(fields[_UTIME]) + int(fields[_STIME])) / ticks_per_second
 
 
+def parse_schedstat(text: str) -> float:
+    """CPU seconds from the text of ``/proc/<pid>/task/<tid>/schedstat``.
+
+    Its first field is the nanoseconds the thread ran, timed by the scheduler at every
+    switch: exact, where ``/proc/<pid>/stat`` samples at each clock tick.
+    """
+    return int(text.split(maxsplit=1)[0]) / 1e9
+
+
 def cpu_seconds(pid: int) -> float | None:
-    """CPU seconds ``pid`` has used so far (every thread), or None where unknown."""
+    """CPU seconds ``pid`` has used so far (its live threads), or None where unknown.
+
+    Timed exactly by the scheduler (``schedstat``) where the kernel keeps it, else sampled
+    at each clock tick (``stat``). Tick sampling read the server's share up to 12% high
+    next to the exactly timed idle of its core, so the shares in the tables are only
+    comparable when timed. A thread that ended between two readings drops out of the
+    later one: uvicorn's servers keep theirs.
+    """
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        return sum(
+            parse_schedstat(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text()) for tid in tasks
+        )
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:

@@ -27,6 +27,19 @@ settings.register_profile("hardenkit", deadline=None)
 settings.load_profile("hardenkit")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``pytest -n`` (``make test``) the end-to-end tests run one at a time.
+
+    They start uvicorn fleets and Redis servers and hold bounds on a busy host; one of
+    them at a time next to a worker running the unit tests is the load they are written
+    for, two fleets at once on two cores is not a shape users run.
+    """
+    for item in items:
+        if item.get_closest_marker("e2e") is not None:
+            item.add_marker(pytest.mark.xdist_group("e2e"))
+
+
 @pytest.fixture(autouse=True)
 def _fresh_resilient_overrides() -> Iterator[None]:
     """``resilient()`` keeps the overrides it parsed (or install set): none leak between tests."""

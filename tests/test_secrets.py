@@ -242,6 +242,8 @@ def test_the_hash_of_a_placeholder_or_common_api_key_is_published(key: str) -> N
         "orders-" + secrets_token(),
         secrets_token() + "-production",
     ],
+    # Named, not shown: two are generated, and pytest -n needs the same ids everywhere.
+    ids=["fixed", "word-prefix", "word-suffix"],
 )
 def test_random_secrets_with_a_readable_prefix_or_suffix_still_pass(secret: str) -> None:
     assert secret_weakness(secret) is None

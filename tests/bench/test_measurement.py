@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,9 +18,11 @@ from benchmarks._cpu import (
     CorePlan,
     CoreTimes,
     core_busy,
+    cpu_seconds,
     cpu_share,
     parse_cpu_line,
     parse_proc_stat,
+    parse_schedstat,
     plan_cores,
     split_core,
 )
@@ -70,6 +75,45 @@ def test_proc_stat_cpu_is_user_plus_system_counted_after_the_command_name() -> N
     fields = ["S", *["0"] * 10, "250", "50", *["0"] * 30]
     text = "4242 (uvicorn (x) y) " + " ".join(fields)
     assert parse_proc_stat(text, ticks_per_second=100) == pytest.approx(3.0)
+
+
+def test_schedstat_cpu_is_the_first_field_in_nanoseconds() -> None:
+    assert parse_schedstat("1500000000 2000 7\n") == pytest.approx(1.5)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="CPU time is read from /proc")
+def test_cpu_seconds_of_a_process_are_the_time_it_ran_not_the_time_it_slept() -> None:
+    # A child that sleeps, then spins 0.3 s of its own CPU time: the reading across the
+    # spin grows by that, not by the wall time around it.
+    code = (
+        "import sys, time\n"
+        "sys.stdin.readline()\n"
+        "end = time.process_time() + 0.3\n"
+        "while time.process_time() < end: pass\n"
+        "print('spun', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdin is not None
+        assert child.stdout is not None
+        time.sleep(0.2)
+        before = cpu_seconds(child.pid)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "spun\n"
+        after = cpu_seconds(child.pid)
+        assert before is not None
+        assert after is not None
+        # The spin is measured by the child's own clock; the reading adds the few
+        # instructions around it (reading a line, printing one), never a sampling tick.
+        assert after - before == pytest.approx(0.3, abs=0.02)
+    finally:
+        child.kill()
+        child.wait()
+    assert cpu_seconds(child.pid) is None  # a process that is gone is unknown, not zero
 
 
 def test_cpu_share_is_cpu_seconds_over_wall_seconds() -> None:

@@ -67,7 +67,10 @@ def test_trusted_keys_read_pairs_or_json(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 @pytest.mark.parametrize(
-    "value", ["agent-a=garbage", "no-separator", f"bad id={AGENT}", f"a={AGENT},a={OTHER}"]
+    "value",
+    ["agent-a=garbage", "no-separator", f"bad id={AGENT}", f"a={AGENT},a={OTHER}"],
+    # Named, not shown: the keys are generated, and pytest -n needs the same ids everywhere.
+    ids=["garbage-key", "no-separator", "space-in-id", "repeated-id"],
 )
 def test_unusable_trusted_keys_refuse_to_start(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     error = refused_settings(monkeypatch, message_trusted_keys=value)

@@ -29,7 +29,9 @@ def _coverage_active() -> bool:
         import coverage
     except ImportError:  # pragma: no cover
         return False
-    return coverage.Coverage.current() is not None
+    current = coverage.Coverage.current()
+    # With ``patch = ["subprocess"]`` every Python subprocess measures itself.
+    return current is not None and "subprocess" not in current.config.patch
 
 
 class UvicornServer:
