@@ -38,7 +38,7 @@ PYTEST_WORKERS ?= 2
 
 pytest: $(STAMP)
 	rm -f .coverage .coverage.*
-	$(BIN)/coverage run -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/coverage run -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=15
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 

@@ -11,13 +11,16 @@ request above the app it is added to (robust when other work shares the machine)
 the throughput-derived figure next to it (1/req/s above the same app; equal when the
 server is the bottleneck). Shares are of the full stack's gap over bare Starlette; what
 the layers alone do not add up to is the cost of running them together (more live
-objects per request for the collector, deeper call chains). Reported, no target:
-docs/architecture.md includes this table.
+objects per request for the collector, deeper call chains). Where valgrind is installed,
+each app's instructions per request (callgrind, uvicorn's protocol in-process, GC on:
+:mod:`benchmarks.instructions`) stand next to the timings: a figure other work on the
+machine does not move. Reported, no target: docs/architecture.md includes this table.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 from collections.abc import Callable
 from unittest import mock
@@ -32,6 +35,7 @@ from benchmarks._throughput import (
     measure_rounds,
 )
 from benchmarks._throughput_apps import installed_layers, server_environment, token
+from benchmarks.instructions import count_instructions
 
 BARE = "bare Starlette"
 FULL = "full stack (install)"
@@ -94,29 +98,64 @@ def _above(
     )
 
 
-def layer_table(results: dict[str, list[Measurement]], costs: list[tuple[str, str, str]]) -> str:
+def instruction_counts(variants: list[Variant], requests: int) -> dict[str, float] | None:
+    """Instructions per request of every variant, or None without valgrind."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        return None
+    return {
+        variant.name: count_instructions(variant.factory, requests, env=variant.env)
+        for variant in variants
+    }
+
+
+def _thousands(count: float) -> str:
+    return f"{count / 1000:,.0f}k"
+
+
+def layer_table(
+    results: dict[str, list[Measurement]],
+    costs: list[tuple[str, str, str]],
+    instructions: dict[str, float] | None = None,
+) -> str:
     """The add-one-layer table: µs per request above bare and share of the full gap."""
     gap = _above(results, FULL, BARE, _cpu_us)
     gap_throughput = _above(results, FULL, BARE, _throughput_us)
+    counted = instructions or {}
+
+    def above(name: str, base: str) -> str:
+        if name not in counted or base not in counted:
+            return ""
+        return _thousands(counted[name] - counted[base])
+
     lines = [
         "| layer (install order) | server CPU µs/request | share of the gap "
-        "| µs/request from req/s |",
-        "|---|---:|---:|---:|",
+        "| µs/request from req/s | instructions/request |",
+        "|---|---:|---:|---:|---:|",
     ]
     total = 0.0
+    total_counted = 0.0
     for label, name, base in costs:
         cost = _above(results, name, base, _cpu_us)
         total += cost
+        if name in counted and base in counted:
+            total_counted += counted[name] - counted[base]
         throughput = _above(results, name, base, _throughput_us)
-        lines.append(f"| {label} | {cost:.1f} | {cost / gap:.0%} | {throughput:.1f} |")
+        lines.append(
+            f"| {label} | {cost:.1f} | {cost / gap:.0%} | {throughput:.1f} | {above(name, base)} |"
+        )
+    gap_counted = above(FULL, BARE)
     lines += [
-        f"| sum of the layers alone | {total:.1f} | {total / gap:.0%} | |",
-        f"| full stack above bare (the gap) | {gap:.1f} | 100% | {gap_throughput:.1f} |",
+        f"| sum of the layers alone | {total:.1f} | {total / gap:.0%} | "
+        f"| {_thousands(total_counted) if counted else ''} |",
+        f"| full stack above bare (the gap) | {gap:.1f} | 100% | {gap_throughput:.1f} "
+        f"| {gap_counted} |",
         f"| not in any layer alone (running them together) | {gap - total:.1f} "
-        f"| {(gap - total) / gap:.0%} | |",
+        f"| {(gap - total) / gap:.0%} | "
+        f"| {_thousands(counted[FULL] - counted[BARE] - total_counted) if gap_counted else ''} |",
         f"| bare Starlette itself | "
         f"{statistics.median(_cpu_us(run) for run in results[BARE]):.1f} | | "
-        f"{statistics.median(_throughput_us(run) for run in results[BARE]):.1f} |",
+        f"{statistics.median(_throughput_us(run) for run in results[BARE]):.1f} "
+        f"| {_thousands(counted[BARE]) if BARE in counted else ''} |",
     ]
     return "\n".join(lines)
 
@@ -133,6 +172,8 @@ def run(quick: bool) -> list[Row | Section]:
         seconds=seconds,
         cores=cores,
     )
+    counted_requests = 200 if quick else 1000  # a fixed ~3M per run (32 connections set up)
+    instructions = instruction_counts(variants, counted_requests)
     description = (
         "Each layer of `install()` alone, added to the installed app without its layers "
         "(row 0 is that app above bare Starlette), under uvicorn: memory stores, "
@@ -149,10 +190,17 @@ def run(quick: bool) -> list[Row | Section]:
             f"in that run its core went {split.other:.0%} to other processes, "
             f"{split.steal:.0%} to steal, {split.idle:.0%} idle."
         )
+    description += (
+        f" Instructions per request: callgrind over {counted_requests} requests per app "
+        "(uvicorn's protocol in-process, GC on), a figure other work on the machine does "
+        "not move."
+        if instructions is not None
+        else " Instructions per request: not counted (valgrind is not installed)."
+    )
     return [
         Section(
             "layer-costs",
             "Cost per layer under uvicorn",
-            f"{description}\n\n{layer_table(results, costs)}",
+            f"{description}\n\n{layer_table(results, costs, instructions)}",
         )
     ]

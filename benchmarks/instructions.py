@@ -15,6 +15,8 @@ app with only those layers (the ``layer`` factory, ``BENCH_LAYER``). Needs valgr
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import re
 import shutil
 import subprocess
@@ -48,6 +50,28 @@ def _await_file(path: Path, process: subprocess.Popen[str], timeout: float) -> N
         time.sleep(0.2)
 
 
+def _acknowledge(pipe: Path, process: subprocess.Popen[str], timeout: float) -> None:
+    """Write the byte the measured process blocks on, once it has the pipe open."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            descriptor = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as error:  # ENXIO: no reader yet
+            if error.errno != errno.ENXIO:
+                raise
+            if process.poll() is not None:
+                raise RuntimeError(f"the measured process exited ({process.returncode})") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the measured process never opened {pipe.name}") from None
+            time.sleep(0.01)
+            continue
+        try:
+            os.write(descriptor, b"x")
+        finally:
+            os.close(descriptor)
+        return
+
+
 def count_instructions(
     factory: str, requests: int, *, env: dict[str, str] | None = None, timeout: float = 600
 ) -> float:
@@ -57,6 +81,8 @@ def count_instructions(
         raise RuntimeError("valgrind is not installed (apt-get install valgrind)")
     with tempfile.TemporaryDirectory(prefix="hardenkit-instructions-") as directory:
         signals = Path(directory)
+        for step in ("start", "stop"):
+            os.mkfifo(signals / f"{step}.ack")
         command = [
             valgrind, "--tool=callgrind", "--instr-atstart=no",
             f"--callgrind-out-file={signals / 'callgrind.out'}",
@@ -73,7 +99,7 @@ def count_instructions(
                     subprocess.run(
                         [control, "-i", switch, str(process.pid)], check=True, capture_output=True
                     )
-                    (signals / f"{step}.ack").touch()
+                    _acknowledge(signals / f"{step}.ack", process, timeout)
                 log, _ = process.communicate(timeout=timeout)
             finally:
                 if process.poll() is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -28,8 +27,9 @@ from benchmarks._cpu import (
 )
 from benchmarks._harness import Row, Section
 from benchmarks._load import parse_response, run_load
-from benchmarks._throughput import median_range
+from benchmarks._throughput import Measurement, median_range
 from benchmarks._wrk import parse_wrk
+from benchmarks.bench_layers import BARE, FULL, NO_LAYER, layer_table
 
 WRK_OK = """Running 1s test @ http://127.0.0.1:18778/api/me
   1 threads and 4 connections
@@ -87,6 +87,7 @@ def test_cpu_seconds_of_a_process_are_the_time_it_ran_not_the_time_it_slept() ->
     # spin grows by that, not by the wall time around it.
     code = (
         "import sys, time\n"
+        "print('ready', flush=True)\n"
         "sys.stdin.readline()\n"
         "end = time.process_time() + 0.3\n"
         "while time.process_time() < end: pass\n"
@@ -99,7 +100,7 @@ def test_cpu_seconds_of_a_process_are_the_time_it_ran_not_the_time_it_slept() ->
     try:
         assert child.stdin is not None
         assert child.stdout is not None
-        time.sleep(0.2)
+        assert child.stdout.readline() == "ready\n"  # started, and waiting for the go
         before = cpu_seconds(child.pid)
         child.stdin.write("go\n")
         child.stdin.flush()
@@ -289,3 +290,37 @@ def test_report_marks_the_figures_table_and_its_machine_for_the_docs_to_include(
     start = report.index("<!-- --8<-- [start:figures] -->")
     end = report.index("<!-- --8<-- [end:figures] -->")
     assert start < report.index("Machine: ") < report.index("| auth | fresh token |") < end
+
+
+def _run(cpu_us: float) -> Measurement:
+    return Measurement(
+        per_second=1e6 / cpu_us,
+        server_share=1.0,
+        server_core_busy=1.0,
+        server_core=None,
+        server_cpu_us=cpu_us,
+        client_cores=0.5,
+    )
+
+
+def test_the_layer_table_counts_each_layer_above_the_app_it_was_added_to() -> None:
+    results = {
+        BARE: [_run(100.0)],
+        FULL: [_run(300.0)],
+        NO_LAYER: [_run(110.0)],
+        "1. A": [_run(150.0)],
+    }
+    costs = [(NO_LAYER, NO_LAYER, BARE), ("1. A", "1. A", NO_LAYER)]
+    counted = {BARE: 230_000.0, FULL: 700_000.0, NO_LAYER: 260_000.0, "1. A": 360_000.0}
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line
+        for line in layer_table(results, costs, counted).splitlines()
+    }
+    # 150 - 110 = 40 µs of a 200 µs gap; 100k instructions above the no-layer app.
+    assert rows["1. A"] == "| 1. A | 40.0 | 20% | 40.0 | 100k |"
+    assert rows["full stack above bare (the gap)"].endswith("| 470k |")
+    assert rows["sum of the layers alone"].endswith("| 130k |")
+    assert rows["not in any layer alone (running them together)"].endswith("| 340k |")
+    assert rows["bare Starlette itself"].endswith("| 230k |")
+    # Without valgrind the column stays, empty, and nothing is made up.
+    assert layer_table(results, costs).splitlines()[2].endswith("|  |")
