@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -27,9 +28,10 @@ from benchmarks._cpu import (
 )
 from benchmarks._harness import Row, Section
 from benchmarks._load import parse_response, run_load
-from benchmarks._throughput import Measurement, median_range
+from benchmarks._throughput import Measurement, Variant, median_range
 from benchmarks._wrk import parse_wrk
 from benchmarks.bench_layers import BARE, FULL, NO_LAYER, layer_table
+from benchmarks.bench_throughput import stack_table
 
 WRK_OK = """Running 1s test @ http://127.0.0.1:18778/api/me
   1 threads and 4 connections
@@ -324,3 +326,12 @@ def test_the_layer_table_counts_each_layer_above_the_app_it_was_added_to() -> No
     assert rows["bare Starlette itself"].endswith("| 230k |")
     # Without valgrind the column stays, empty, and nothing is made up.
     assert layer_table(results, costs).splitlines()[2].endswith("|  |")
+
+
+def test_the_stack_table_shows_a_peers_failed_requests() -> None:
+    variants = [Variant("bare", "bare"), Variant("peer, Redis", "peer", may_fail=True)]
+    failing = replace(_run(500.0), failed=6)
+    table = stack_table(variants, {"bare": [_run(100.0)], "peer, Redis": [failing, failing]})
+    bare_line, peer_line = table.splitlines()[2:]
+    assert bare_line.endswith("| 0 |")
+    assert peer_line.endswith("| 12 |")  # both rounds' failures, none hidden
