@@ -116,7 +116,7 @@ def _sentinel_client(settings: HardenSettings, url: str, options: dict[str, Any]
     if parts.scheme == "rediss":
         options["ssl"] = True
     addresses = [entry.rpartition(":") for entry in settings.redis_sentinels]
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
         [(host.strip("[]"), int(port)) for host, _, port in addresses],
         sentinel_kwargs={
             "socket_timeout": options["socket_timeout"],
