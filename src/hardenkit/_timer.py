@@ -39,10 +39,10 @@ _LAST_LOOKS = 2
 
 
 class _Watchdog:
-    __slots__ = ("__weakref__", "_armed_for", "_handle", "_loop", "_watches")
+    __slots__ = ("__weakref__", "_armed_for", "_handle", "_watches", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.loop = loop
         self._watches: set[AttemptWatch] = set()
         self._handle: asyncio.TimerHandle | None = None
         self._armed_for = math.inf
@@ -60,12 +60,12 @@ class _Watchdog:
         if self._handle is not None:
             self._handle.cancel()
         self._armed_for = when
-        self._handle = self._loop.call_at(when, self._fire)
+        self._handle = self.loop.call_at(when, self._fire)
 
     def _fire(self) -> None:
         self._handle = None
         self._armed_for = math.inf
-        now = self._loop.time()
+        now = self.loop.time()
         earliest = math.inf
         for attempt in list(self._watches):
             if attempt.deadline <= now and attempt.patient:
@@ -88,7 +88,6 @@ class AttemptWatch:
         "_cancelling",
         "_dog",
         "_finished",
-        "_loop",
         "_task",
         "deadline",
         "expired",
@@ -98,27 +97,26 @@ class AttemptWatch:
         "timeout",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - positional: one is built on every guarded call
         self,
         dog: _Watchdog,
         task: asyncio.Task[object],
         deadline: float,
-        *,
         timeout: float,
-        patient: bool = False,
-        max_wait: float = 0.0,
-        answering: Callable[[], bool] | None = None,
+        patient: bool,
+        latest: float,
+        answering: Callable[[], bool] | None,
     ) -> None:
         self._answering = answering
         self._dog = dog
-        self._loop = task.get_loop()
         self._task = task
         self._cancelling = task.cancelling()
         self._finished = False
         self.deadline = deadline
         self.timeout = timeout
         self.patient = patient
-        self.latest = deadline - timeout + max(max_wait, timeout)
+        self.latest = latest
+        """The last moment a patient attempt may be given more time until."""
         self.expired = False
         self.loop_lag = 0.0
         """Seconds the loop was late to notice this attempt's deadlines (patient only)."""
@@ -142,13 +140,13 @@ class AttemptWatch:
         if not self.patient:
             self._cancel()
             return
-        self._loop.call_soon(self._last_look, _LAST_LOOKS)
+        self._dog.loop.call_soon(self._last_look, _LAST_LOOKS)
 
     def _last_look(self, turns_left: int) -> None:
         if self._finished:
             return
         if turns_left > 1:
-            self._loop.call_soon(self._last_look, turns_left - 1)
+            self._dog.loop.call_soon(self._last_look, turns_left - 1)
         else:
             self._cancel()
 
@@ -172,6 +170,8 @@ class AttemptWatch:
             self._task.uncancel()
 
 
+_running_loop = asyncio.get_running_loop
+_current_task = asyncio.current_task
 _dogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = weakref.WeakKeyDictionary()
 _last: tuple[asyncio.AbstractEventLoop | None, _Watchdog | None] = (None, None)
 
@@ -185,26 +185,20 @@ def watch(
     ``answering()`` says the callee is answering other calls (see the module docstring),
     up to ``LOOP_LAG_ALLOWANCE`` seconds beyond ``timeout``.
     """
-    max_wait = timeout + LOOP_LAG_ALLOWANCE if patient else 0.0
     global _last  # noqa: PLW0603 - a one-entry cache of the loop's watchdog
-    loop = asyncio.get_running_loop()
+    loop = _running_loop()
     last_loop, dog = _last
     if loop is not last_loop or dog is None:
         dog = _dogs.get(loop)
         if dog is None:
             dog = _dogs[loop] = _Watchdog(loop)
         _last = (loop, dog)
-    task = asyncio.current_task(loop)
+    task = _current_task(loop)
     if task is None:  # pragma: no cover - awaiting always happens in a task
         raise RuntimeError("a timeout needs a running task")
-    attempt = AttemptWatch(
-        dog,
-        task,
-        loop.time() + timeout,
-        timeout=timeout,
-        patient=patient,
-        max_wait=max_wait,
-        answering=answering,
-    )
+    now = loop.time()
+    # A patient attempt may get more time, up to LOOP_LAG_ALLOWANCE beyond its timeout.
+    latest = now + timeout + LOOP_LAG_ALLOWANCE if patient else now + timeout
+    attempt = AttemptWatch(dog, task, now + timeout, timeout, patient, latest, answering)
     dog.add(attempt)
     return attempt

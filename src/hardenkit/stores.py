@@ -193,6 +193,7 @@ class RedisGuard:
         """Calls that timed out without switching, each answered by the fallback alone."""
         self.loop_lag_forgiven = 0.0
         """Seconds of this process's own event-loop lag not held against Redis."""
+        self._answering_now = self._answering  # bound once: passed on every call
 
     @classmethod
     def for_client(
@@ -377,12 +378,12 @@ class RedisGuard:
         fallback_call: Callable[[], Awaitable[T]],
     ) -> T:
         """Return ``redis_call()``'s result, or ``fallback_call()``'s when Redis fails."""
-        if not self._may_call_redis():
+        if self._failed_at is not None and not self._may_call_redis():
             return await fallback_call()
         # One watchdog timer per event loop rather than an asyncio.timeout per call: this
         # sits on the path of every rate-limit decision (see hardenkit/_timer.py). Patient:
         # the time this process's loop was late is not Redis's.
-        attempt = _timer.watch(self.timeout, patient=True, answering=self._answering)
+        attempt = _timer.watch(self.timeout, patient=True, answering=self._answering_now)
         failure: BaseException | None = None
         try:
             result = await redis_call()
@@ -408,7 +409,12 @@ class RedisGuard:
                 self.single_fallbacks += 1
                 store_timeouts.add(1, {"store": self.name})
             return await fallback_call()
-        self._succeeded()
+        if self._failed_at is None:  # the common case, inline: every decision passes here
+            self._answered_at = time.monotonic()
+            self._timeouts_in_row = 0
+            self._probing = False
+        else:
+            self._succeeded()
         return result
 
     def _is_outage(self, failure: BaseException) -> bool:
