@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from redis.asyncio import Redis
+from structlog.testing import capture_logs
 
 from hardenkit.instances import InstanceRegistry
 from hardenkit.ratelimit import RateLimiter, RedisStore
@@ -341,3 +345,91 @@ def test_a_share_leaves_out_what_this_instance_still_has_in_flight_to_redis() ->
     assert share_after(0) == 5
     assert share_after(3) == 2
     assert share_after(7) == 0
+
+
+@pytest.mark.parametrize(
+    ("share", "reserve_us"),
+    [(1.0, 10_000_000), (1.0, None), (0.5, None)],
+    ids=["lone-instance", "fixed-share-1", "fixed-share-half"],
+)
+def test_a_key_the_memory_dropped_while_still_limiting_starts_empty_in_an_outage(
+    share: float, reserve_us: int | None
+) -> None:
+    """A flood of other keys pushed an exhausted key out of the mirror: its view is lost.
+    The outage must not read that as a full bucket and hand out the limit again."""
+    from hardenkit.ratelimit._fallback import OutageFallback
+    from hardenkit.ratelimit.memory import MemoryStore
+    from hardenkit.ratelimit.rate import Rate
+
+    clock = [10**12]
+    rate = Rate(100, 900)
+
+    def fallback_after(flood: int) -> OutageFallback:
+        fallback = OutageFallback(
+            MemoryStore(max_keys=50, clock=lambda: clock[0]), lambda: share, reserve_us=reserve_us
+        )
+        now = clock[0]
+        fallback.mirror("exhausted", rate.tolerance_us, None, now)  # Redis: none left
+        for index in range(flood):  # one request each: still limiting for 9 s
+            fallback.mirror(f"other-{index}", rate.emission_interval_us, None, now)
+        return fallback
+
+    def admitted(fallback: OutageFallback, key: str, count: int) -> int:
+        return sum(bool(fallback.decide(key, rate, 1).allowed) for _ in range(count))  # type: ignore[union-attr]
+
+    assert admitted(fallback_after(0), "exhausted", 120) == 0  # its view says so
+    flooded = fallback_after(60)
+    assert "exhausted" not in flooded.memory
+    assert admitted(flooded, "exhausted", 120) == 0  # before the fix: 100 × share
+    assert admitted(flooded, "never-seen", 120) == 0  # it may be a forgotten key too
+    assert flooded.started_empty == 2
+    clock[0] += rate.emission_interval_us * 2  # it refills at the share's rate
+    assert 1 <= admitted(flooded, "exhausted", 120) <= 2
+    clock[0] += rate.tolerance_us  # every forgotten key has refilled: unknown is full
+    assert admitted(flooded, "new-after-all-refilled", 120) == 100 * share
+    assert admitted(fallback_after(0), "never-seen", 120) == 100 * share  # no flood
+
+
+@given(
+    count=st.integers(1, 1_000_000),
+    period=st.integers(1, 366 * 86400),
+    burst_factor=st.integers(1, 50),
+    instances=st.integers(2, 16),
+)
+def test_a_share_of_any_valid_rate_is_never_more_than_its_part_rounded_up(
+    count: int, period: int, burst_factor: int, instances: int
+) -> None:
+    """Rounding up may push an extreme rate's share past 366 days of refill: it then gets
+    a smaller burst, never the whole rate (which multiplied it by the instances)."""
+    from hardenkit.ratelimit._fallback import _scaled
+    from hardenkit.ratelimit.rate import Rate
+
+    try:
+        rate = Rate(count, period, count * burst_factor)
+    except ValueError:
+        return  # not a valid rate: nothing to share
+    share = 1 / instances
+    scaled = _scaled(rate, share)
+    assert scaled.period_seconds == rate.period_seconds
+    assert scaled.count <= math.ceil(rate.count * share)
+    assert 1 <= scaled.burst <= math.ceil(rate.burst * share)
+
+
+def test_an_extreme_rate_is_shared_not_kept_whole() -> None:
+    from hardenkit.ratelimit._fallback import _scaled
+    from hardenkit.ratelimit.rate import Rate
+
+    rate = Rate(2, 240 * 86400, 3)  # ceil(3 / 2) = 2 would refill over 480 days
+    assert (_scaled(rate, 0.5).count, _scaled(rate, 0.5).burst) == (1, 1)
+
+
+async def test_a_store_without_an_instance_count_says_its_share_counts_one_instance() -> None:
+    client = Redis.from_url("redis://127.0.0.1:1/0")
+    with capture_logs() as logs:
+        RedisStore(client)
+        RedisStore(client, fallback_share=1)  # said: one instance
+    warned = [log for log in logs if log["event"] == "ratelimit_fallback_share_counts_one_instance"]
+    assert len(warned) == 1
+    assert warned[0]["log_level"] == "warning"
+    assert warned[0]["setting"] == "HARDENKIT_RATE_LIMIT_FALLBACK_SHARE"
+    await client.aclose()

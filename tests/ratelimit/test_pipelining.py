@@ -119,3 +119,23 @@ def test_an_evalsha_is_written_byte_for_byte_as_redis_py_packs_it(
     connection = client.connection_pool.make_connection()
     expected = b"".join(connection.pack_command("EVALSHA", _SHA, 2, key, key + ":r", *args))
     assert runner._packed_evalsha((key, key + ":r"), tuple(args)) == expected
+
+
+async def test_a_caller_cancelled_in_the_turn_its_reply_came_hands_the_reply_on() -> None:
+    """The batch set the reply, and in that same turn the caller's timeout cancelled it:
+    the batch saw a done future, not a cancelled one. Whoever waits for the given-up
+    call's outcome (the fallback, to settle its charge) must still be told."""
+    runner = ScriptRunner(
+        Redis.from_url("redis://127.0.0.1:1/0"), "return 1", "0" * 40, batch_timeout=1.0
+    )
+    runner._loop = asyncio.get_running_loop()
+    runner._busy = True  # a batch is in flight: this call queues behind it
+    told: list[object] = []
+    caller = asyncio.create_task(runner.run(("k",), (1,), told.append))
+    await asyncio.sleep(0)
+    [(_, _, future, _)] = runner._queue
+    future.set_result([5, 0, 0])
+    caller.cancel()  # the same turn
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert told == [[5, 0, 0]]

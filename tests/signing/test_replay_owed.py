@@ -82,6 +82,25 @@ class LateReplies:
         return getattr(self.client, name)
 
 
+async def test_a_nonce_answered_503_but_run_by_redis_is_withdrawn_so_the_retry_is_accepted(
+    server_client: tuple[RedisServer, Redis],
+) -> None:
+    """A signed message's nonce, remembered by a command Redis ran after the guard gave
+    up on it: the sender got 503 and retries the same message, which is no replay."""
+    server, admin = server_client
+    late = LateReplies(Redis.from_url(server.url))
+    first = closed_store(late)  # type: ignore[arg-type]
+    second = closed_store(Redis.from_url(server.url))
+    late.lose_next_reply = True
+    with pytest.raises(ReplayStoreUnavailableError):
+        await first.remember("message:n1", ttl=300)
+    assert await admin.get("hardenkit:replay:message:n1") is not None  # it landed
+    await eventually(lambda: first.owed_writes == 0)
+    assert await second.remember("message:n1", ttl=300)  # the retry: first time seen
+    assert not await first.remember("message:n1", ttl=300)  # and now it is a replay
+    assert not await second.remember("message:n1", ttl=300)
+
+
 async def test_a_claim_answered_503_but_run_by_redis_is_withdrawn_so_the_retry_is_processed(
     server_client: tuple[RedisServer, Redis],
 ) -> None:

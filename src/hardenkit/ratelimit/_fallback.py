@@ -20,7 +20,9 @@ Three rules keep an outage from multiplying a limit across instances:
   its calls in flight): no other instance decides the key.
   With a fixed share (``HARDENKIT_RATE_LIMIT_FALLBACK_SHARE`` a number) nothing is
   reserved: the share starts from ``floor(left × share)`` of what Redis last told this
-  instance was left, which other instances may have taken since.
+  instance was left, which other instances may have taken since. Both start a key
+  without a view empty while the memory store may have dropped it still limiting (more
+  keys than ``max_keys`` in a window): a full bucket would give its limit again.
 * **Charged back.** What the fallback admitted is added to the keys in Redis (one script
   call per batch of keys) before Redis decides again, and taken off this instance's
   reservation there. A key that Redis lost (restarted without persistence) is restored
@@ -62,7 +64,7 @@ from hardenkit._ttlmap import TTLMap
 from hardenkit.ratelimit._charge import MIN_SLACK_US, Charge, charge_keys
 from hardenkit.ratelimit.decision import RateLimitDecision, decision_from_gcra
 from hardenkit.ratelimit.gcra import Reservation, decode_reply, gcra
-from hardenkit.ratelimit.rate import Rate
+from hardenkit.ratelimit.rate import MAX_TOLERANCE_US, Rate
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -112,6 +114,8 @@ class OutageFallback:
         self._idle: OrderedDict[str, None] = OrderedDict()
         self.refused_full = 0
         """New keys refused because every entry still has something to charge."""
+        self.started_empty = 0
+        """Keys whose share started empty: no view, and the memory store forgot keys."""
         # This store's reservation per key, as Redis last answered it, until it expires
         # by this process's clock (microseconds).
         self._reserved: TTLMap[str, Reservation] = TTLMap(memory.max_keys, memory.now_us)
@@ -214,7 +218,13 @@ class OutageFallback:
         memory = self.memory
         last_seen = memory.tat(key)
         until: int | None = None
-        if self.reserve_us is None:  # a fixed share: the view, as it is
+        if (self.reserve_us is None or share >= 1) and memory.may_have_forgotten(key, now):
+            # No view: the memory store dropped keys still limiting (more than max_keys),
+            # maybe this one. It starts empty and refills at the share's rate: a full
+            # bucket would hand out the limit a second time.
+            units = 0
+            self._started_unknown()
+        elif self.reserve_us is None:  # a fixed share: the view, as it is
             units = _view_share(last_seen, now, rate, scaled, share)
         elif share >= 1:  # no one else decides the key: the view, less what is in flight
             units = max(0, _view_share(last_seen, now, rate, scaled, share) - in_flight)
@@ -228,6 +238,18 @@ class OutageFallback:
         entry = _Outage(rate, 0, last_seen or 0, start, reserved_until=until)
         self._outage[key] = entry
         return entry
+
+    def _started_unknown(self) -> None:
+        self.started_empty += 1
+        if self.started_empty & (self.started_empty - 1) == 0:  # 1, 2, 4, 8...
+            _logger.warning(
+                "ratelimit_fallback_key_unknown_started_empty",
+                detail="the memory store dropped keys that were still limiting, so a key "
+                "without a view may be one of them: its share starts empty",
+                started_empty=self.started_empty,
+                max_keys=self.memory.max_keys,
+                setting="HARDENKIT_RATE_LIMIT_MEMORY_MAX_KEYS",
+            )
 
     def resolve(self, pending: Pending, reply: Any) -> None:
         """Record what became of a call that was given up on (see :class:`Pending`)."""
@@ -437,9 +459,9 @@ def _scaled(rate: Rate, share: float) -> Rate:
     """``rate`` times ``share``, rounded up (count and burst at least 1)."""
     if share >= 1:
         return rate
-    try:
-        return Rate(
-            math.ceil(rate.count * share), rate.period_seconds, math.ceil(rate.burst * share)
-        )
-    except ValueError:  # rounding pushed an extreme rate past its bounds: keep it whole
-        return rate
+    count = math.ceil(rate.count * share)
+    burst = math.ceil(rate.burst * share)
+    emission = -(-rate.period_seconds * 1_000_000 // count)
+    # Rounding up may push an extreme rate's burst past 366 days of refill: then the
+    # largest burst that fits, smaller than the share's (it never admits more).
+    return Rate(count, rate.period_seconds, min(burst, max(1, MAX_TOLERANCE_US // emission)))

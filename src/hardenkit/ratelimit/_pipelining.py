@@ -105,7 +105,14 @@ class ScriptRunner:
         if self._busy and self.pipelining:
             future: asyncio.Future[Reply] = loop.create_future()
             self._queue.append((keys, args, future, orphan))
-            return await future
+            try:
+                return await future
+            except asyncio.CancelledError:
+                # Cancelled in the very turn its reply came: the batch found the future
+                # done, not cancelled, and told no one. The reply is here; pass it on.
+                if orphan is not None and future.done() and not future.cancelled():
+                    orphan(None if future.exception() is not None else future.result())
+                raise
         self._busy = True
         try:
             return await self.run_one(keys, args)

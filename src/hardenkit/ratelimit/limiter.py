@@ -41,7 +41,8 @@ class RateLimiter:
 
     Example::
 
-        limiter = RateLimiter("100/hour", store=RedisStore(redis), name="agent-runs")
+        store = RedisStore(redis, guard=guard, instances=instances)  # docs/ratelimit.md
+        limiter = RateLimiter("100/hour", store=store, name="agent-runs")
         decision = await limiter.hit(f"tenant:{tenant_id}")
         if not decision.allowed:
             await asyncio.sleep(decision.retry_after)

@@ -52,6 +52,9 @@ class MemoryStore:
         self._lock = threading.Lock()
         self.evicted_live_keys = 0
         """Keys dropped while still limiting (a flood); each drop forgets one client's use."""
+        self.forgotten_until = 0
+        """The latest TAT of a key dropped while still limiting (the store's clock): until
+        then, a key this store does not know may be one it forgot, not a full bucket."""
 
     def __len__(self) -> int:
         return len(self._tats)
@@ -117,13 +120,19 @@ class MemoryStore:
         with self._lock:
             self._tats.pop(key, None)
 
+    def may_have_forgotten(self, key: str, now: int) -> bool:
+        """Whether ``key`` is unknown here and may be a key dropped while still limiting."""
+        return now < self.forgotten_until and key not in self._tats
+
     def _evict(self, now: int) -> None:
         _, tat = self._tats.popitem(last=False)
         if tat > now:
             self.evicted_live_keys += 1
+            self.forgotten_until = max(self.forgotten_until, tat)
             if self.evicted_live_keys & (self.evicted_live_keys - 1) == 0:  # 1, 2, 4, 8...
                 _logger.warning(
                     "ratelimit_memory_store_full",
                     max_keys=self.max_keys,
                     evicted_live_keys=self.evicted_live_keys,
+                    setting="HARDENKIT_RATE_LIMIT_MEMORY_MAX_KEYS",
                 )

@@ -49,6 +49,8 @@ _RATE_PATTERN: Final = re.compile(
 
 _MAX_COUNT: Final = 1_000_000_000
 _MAX_PERIOD_SECONDS: Final = 366 * 86400
+MAX_TOLERANCE_US: Final = _MAX_PERIOD_SECONDS * 1_000_000
+"""The longest a full burst may take to refill (366 days), in microseconds."""
 _MICROSECONDS: Final = 1_000_000
 
 
@@ -87,7 +89,7 @@ class Rate:
         object.__setattr__(self, "burst", burst)
         # Rounded up so a period never admits more than ``count`` beyond the burst.
         emission = -(-self.period_seconds * _MICROSECONDS // self.count)
-        if emission * burst > _MAX_PERIOD_SECONDS * _MICROSECONDS:
+        if emission * burst > MAX_TOLERANCE_US:
             # Also what keeps every value gcra.lua computes exact in Lua's doubles.
             raise ValueError(
                 "a full burst must refill within 366 days (burst × period / count); "

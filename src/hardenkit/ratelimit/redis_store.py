@@ -105,6 +105,16 @@ class RedisStore:
             raise ValueError("fallback_share must be 'auto' or a fraction in (0, 1]")
         if not 0 < reserve_seconds <= _MAX_RESERVE_SECONDS:
             raise ValueError(f"reserve_seconds must be in (0, {_MAX_RESERVE_SECONDS}]")
+        if fallback_share == "auto" and instances is None:
+            # Counting one instance where there are N: an outage admits N × each limit.
+            _logger.warning(
+                "ratelimit_fallback_share_counts_one_instance",
+                detail="fallback_share='auto' without instances= divides by one instance: "
+                "with N instances an outage admits up to N times each limit. Pass "
+                "instances=InstanceRegistry(redis, guard) (install() does), or "
+                "fallback_share=1 to say there is one instance",
+                setting="HARDENKIT_RATE_LIMIT_FALLBACK_SHARE",
+            )
         self.client = client
         self.guard = RedisGuard.of_store(
             "ratelimit", client, guard, timeout=timeout, retry_interval=retry_interval

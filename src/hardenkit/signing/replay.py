@@ -27,7 +27,9 @@ ends; meanwhile the claim in Redis still says *processing*, so other instances a
 "in progress" (409). A claim whose command timed out may still land in Redis after its
 caller was answered 503, and a release may be lost the same way: both are withdrawn in
 the background by a tombstone (``x:<token>``) that any new claim may replace but that the
-late command itself cannot, so a retry is not held off for ``processing_ttl``.
+late command itself cannot, so a retry is not held off for ``processing_ttl``. A nonce
+(:meth:`ReplayStore.remember`) is taken the same way, and withdrawn the same way when
+its caller was answered 503: the sender's retry of that message is not a replay.
 
 What that does not cover, said precisely: a process that dies between its handler's
 answer and the mark reaching Redis takes the owed mark with it, and a claim in Redis
@@ -226,16 +228,26 @@ class ReplayStore:
         """Record ``key`` for ``ttl`` seconds; return ``True`` only the first time it is seen."""
         name = self.prefix + key
         redis = self._redis
+        token = uuid.uuid4().hex
+        sent = False
 
         async def in_memory() -> bool:
-            self._refuse_if_closed()
+            try:
+                self._refuse_if_closed()
+            except ReplayStoreUnavailableError:
+                if sent:  # it may still land: the sender's retry must not read as a replay
+                    self._owe(name, _Owed(done=False, token=token, ttl=ttl))
+                raise
             return self._memory.add(name, _SEEN, ttl) is None
 
         if redis is None or self.guard is None:
             return await in_memory()
 
         async def in_redis() -> bool:
-            first = bool(await redis.set(name, _SEEN, nx=True, px=_millis(ttl)))
+            nonlocal sent
+            sent = True
+            # Taken as a claim is (a token of its own), so that it can be withdrawn.
+            first = await redis.eval(_CLAIM, 1, name, token, _millis(ttl)) is None
             self._memory.put(name, _SEEN, ttl)
             return first
 
