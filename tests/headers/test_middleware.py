@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse as FastAPIHTMLResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from hardenkit.headers import (
@@ -347,3 +347,24 @@ def test_obsolete_headers_are_sent_only_when_asked_for() -> None:
     legacy = TestClient(make_app(policy=HeaderPolicy(legacy_headers=True))).get("/api").headers
     assert legacy["x-xss-protection"] == "0"
     assert legacy["x-download-options"] == "noopen"
+
+
+@pytest.mark.parametrize("served", ["root_path", "mount"])
+def test_reports_go_to_the_report_route_where_a_path_prefix_serves_it(served: str) -> None:
+    """Under ``--root-path`` or a ``Mount`` the report route answers at the prefix plus
+    its path: that is where browsers must post (not to a path the proxy does not route)."""
+    policy = HeaderPolicy(report_path="/csp-report")
+    inner = make_app(policy=policy)
+    if served == "mount":
+        client = TestClient(Starlette(routes=[Mount("/svc", app=inner)]))
+        path = "/svc/"
+    else:
+        client = TestClient(inner, root_path="/svc")
+        path = "/"
+    for route in (path, path + "api"):
+        headers = client.get(route).headers
+        assert "report-uri /svc/csp-report" in headers["content-security-policy"]
+        assert headers["reporting-endpoints"] == 'csp-endpoint="/svc/csp-report"'
+    plain = TestClient(make_app(policy=policy)).get("/").headers
+    assert "report-uri /csp-report" in plain["content-security-policy"]
+    assert policy.at_root("/svc") is policy.at_root("/svc")  # compiled once

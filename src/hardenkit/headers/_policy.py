@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
 from hardenkit.headers._csp import CSP, CSPError
@@ -177,6 +177,9 @@ class HeaderPolicy:
         init=False, repr=False, compare=False
     )
     remove_headers_encoded: frozenset[bytes] = field(init=False, repr=False, compare=False)
+    _rooted: dict[str, HeaderPolicy] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -194,6 +197,24 @@ class HeaderPolicy:
             for https in (True, False)
         }
         object.__setattr__(self, "_compiled", compiled)
+
+    def at_root(self, root_path: str) -> HeaderPolicy:
+        """This policy as served under ``root_path`` (a ``Mount``, ``--root-path``).
+
+        The report route answers at ``root_path`` + ``report_path`` from the client's side,
+        so that is where ``report-uri`` and ``Reporting-Endpoints`` must point. One copy
+        per root path, kept (a server's root paths are its configuration, a few at most).
+        """
+        if self.report_path is None or not root_path:
+            return self
+        rooted = self._rooted.get(root_path)
+        if rooted is None:
+            path = root_path.rstrip("/") + self.report_path
+            if not _is_report_path(path) or len(self._rooted) >= _MAX_ROOT_PATHS:
+                return self  # not a path a header can carry: reports go where they went
+            rooted = replace(self, report_path=path)
+            self._rooted[root_path] = rooted
+        return rooted
 
     def compiled(self, kind: Kind, *, https: bool) -> CompiledHeaders:
         """Return the precompiled headers for a response ``kind`` over ``https`` or not."""
@@ -289,6 +310,9 @@ class HeaderPolicy:
             csp_name=self.csp_header_name.lower().encode("ascii"),
             csp_parts=None if csp is None else csp.template(https=https),
         )
+
+
+_MAX_ROOT_PATHS: Final = 16
 
 
 def _check_choice(name: str, value: str | None, allowed: frozenset[str]) -> None:

@@ -78,6 +78,7 @@ class SecurityHeadersMiddleware:
         scope["state"] = RequestState(origin, header_state)
         token = request_header_state.set(header_state)
         https = scope.get("scheme") == "https"
+        root_path: str = scope.get("root_path", "")
         path_policy = (
             self.routes.get(route_path(scope), self.policy) if self.routes else self.policy
         )
@@ -97,7 +98,7 @@ class SecurityHeadersMiddleware:
                 )
                 return
             if message["type"] == "http.response.start":
-                policy = header_state.policy or path_policy
+                policy = (header_state.policy or path_policy).at_root(root_path)
                 headers, kind, present = _without_leaks(message.get("headers", ()), policy)
                 message["headers"] = headers
                 if (
@@ -122,6 +123,7 @@ class SecurityHeadersMiddleware:
         """Wrap ``send`` so an HTTP answer to a WebSocket handshake carries the headers."""
         https = scope.get("scheme") == "wss"
         policy = self.routes.get(scope["path"], self.policy) if self.routes else self.policy
+        policy = policy.at_root(scope.get("root_path", ""))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "websocket.http.response.start":
