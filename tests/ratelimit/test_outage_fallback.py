@@ -352,42 +352,55 @@ def test_a_share_leaves_out_what_this_instance_still_has_in_flight_to_redis() ->
     [(1.0, 10_000_000), (1.0, None), (0.5, None)],
     ids=["lone-instance", "fixed-share-1", "fixed-share-half"],
 )
-def test_a_key_the_memory_dropped_while_still_limiting_starts_empty_in_an_outage(
+def test_a_key_the_memory_dropped_while_still_limiting_is_not_a_full_bucket_in_an_outage(
     share: float, reserve_us: int | None
 ) -> None:
     """A flood of other keys pushed an exhausted key out of the mirror: its view is lost.
-    The outage must not read that as a full bucket and hand out the limit again."""
+    The outage must not read that as a full bucket and hand out the limit again; nor may
+    the flood take the limit from keys it did not spend (a denial of service)."""
     from hardenkit.ratelimit._fallback import OutageFallback
-    from hardenkit.ratelimit.memory import MemoryStore
+    from hardenkit.ratelimit.memory import MemoryStore, _slot_of
     from hardenkit.ratelimit.rate import Rate
 
     clock = [10**12]
     rate = Rate(100, 900)
+    full = int(100 * share)
 
     def fallback_after(flood: int) -> OutageFallback:
         fallback = OutageFallback(
             MemoryStore(max_keys=50, clock=lambda: clock[0]), lambda: share, reserve_us=reserve_us
         )
         now = clock[0]
-        fallback.mirror("exhausted", rate.tolerance_us, None, now)  # Redis: none left
+        fallback.mirror("api:exhausted", rate.tolerance_us, None, now)  # Redis: none left
         for index in range(flood):  # one request each: still limiting for 9 s
-            fallback.mirror(f"other-{index}", rate.emission_interval_us, None, now)
+            fallback.mirror(f"api:other-{index}", rate.emission_interval_us, None, now)
         return fallback
 
-    def admitted(fallback: OutageFallback, key: str, count: int) -> int:
-        return sum(bool(fallback.decide(key, rate, 1).allowed) for _ in range(count))  # type: ignore[union-attr]
+    def admitted(fallback: OutageFallback, key: str, count: int = 120) -> int:
+        decisions = [fallback.decide(key, rate, 1) for _ in range(count)]
+        return sum(bool(decision and decision.allowed) for decision in decisions)
 
-    assert admitted(fallback_after(0), "exhausted", 120) == 0  # its view says so
+    evicted = {_slot_of("api:exhausted"), *(_slot_of(f"api:other-{i}") for i in range(60))}
+    apart = next(f"api:new-{i}" for i in range(100) if _slot_of(f"api:new-{i}") not in evicted)
+    flood_slot = next(
+        slot
+        for slot in (_slot_of(f"api:other-{i}") for i in range(60))
+        if slot != _slot_of("api:exhausted")
+    )
+    beside_a_flood_key = next(
+        f"api:new-{i}" for i in range(1_000_000) if _slot_of(f"api:new-{i}") == flood_slot
+    )
+    assert admitted(fallback_after(0), "api:exhausted") == 0  # its view says so
     flooded = fallback_after(60)
-    assert "exhausted" not in flooded.memory
-    assert admitted(flooded, "exhausted", 120) == 0  # before the fix: 100 × share
-    assert admitted(flooded, "never-seen", 120) == 0  # it may be a forgotten key too
-    assert flooded.started_empty == 2
+    assert "api:exhausted" not in flooded.memory
+    assert admitted(flooded, "api:exhausted") == 0  # before the fix: the whole limit again
+    assert admitted(flooded, apart) == full  # no dropped key in its slot: a full bucket
+    assert admitted(flooded, beside_a_flood_key) in {full - 1, full}  # one unit, at most
+    assert admitted(flooded, "login:new") == full  # another rule's keys are kept apart
+    assert flooded.estimated_views == 2
     clock[0] += rate.emission_interval_us * 2  # it refills at the share's rate
-    assert 1 <= admitted(flooded, "exhausted", 120) <= 2
-    clock[0] += rate.tolerance_us  # every forgotten key has refilled: unknown is full
-    assert admitted(flooded, "new-after-all-refilled", 120) == 100 * share
-    assert admitted(fallback_after(0), "never-seen", 120) == 100 * share  # no flood
+    assert 1 <= admitted(flooded, "api:exhausted") <= 2
+    assert admitted(fallback_after(0), "api:never-seen") == full  # no flood
 
 
 @given(

@@ -21,8 +21,8 @@ Three rules keep an outage from multiplying a limit across instances:
   With a fixed share (``HARDENKIT_RATE_LIMIT_FALLBACK_SHARE`` a number) nothing is
   reserved: the share starts from ``floor(left × share)`` of what Redis last told this
   instance was left, which other instances may have taken since. Both start a key
-  without a view empty while the memory store may have dropped it still limiting (more
-  keys than ``max_keys`` in a window): a full bucket would give its limit again.
+  without a view from the memory store's estimate when it dropped keys still limiting
+  (more keys than ``max_keys`` in a window): a full bucket would give its limit again.
 * **Charged back.** What the fallback admitted is added to the keys in Redis (one script
   call per batch of keys) before Redis decides again, and taken off this instance's
   reservation there. A key that Redis lost (restarted without persistence) is restored
@@ -114,8 +114,8 @@ class OutageFallback:
         self._idle: OrderedDict[str, None] = OrderedDict()
         self.refused_full = 0
         """New keys refused because every entry still has something to charge."""
-        self.started_empty = 0
-        """Keys whose share started empty: no view, and the memory store forgot keys."""
+        self.estimated_views = 0
+        """Keys whose share started from an estimate: no view, dropped keys in its slot."""
         # This store's reservation per key, as Redis last answered it, until it expires
         # by this process's clock (microseconds).
         self._reserved: TTLMap[str, Reservation] = TTLMap(memory.max_keys, memory.now_us)
@@ -218,16 +218,18 @@ class OutageFallback:
         memory = self.memory
         last_seen = memory.tat(key)
         until: int | None = None
-        if (self.reserve_us is None or share >= 1) and memory.may_have_forgotten(key, now):
-            # No view: the memory store dropped keys still limiting (more than max_keys),
-            # maybe this one. It starts empty and refills at the share's rate: a full
-            # bucket would hand out the limit a second time.
-            units = 0
-            self._started_unknown()
-        elif self.reserve_us is None:  # a fixed share: the view, as it is
-            units = _view_share(last_seen, now, rate, scaled, share)
+        view = last_seen
+        if view is None and (self.reserve_us is None or share >= 1):
+            # No view: the memory store may have dropped this key while it was still
+            # limiting (more keys than max_keys). A full bucket would hand its limit out
+            # again; its slot's estimate is never below what it had.
+            view = memory.forgotten_tat(key, now)
+            if view is not None:
+                self._estimated()
+        if self.reserve_us is None:  # a fixed share: the view, as it is
+            units = _view_share(view, now, rate, scaled, share)
         elif share >= 1:  # no one else decides the key: the view, less what is in flight
-            units = max(0, _view_share(last_seen, now, rate, scaled, share) - in_flight)
+            units = max(0, _view_share(view, now, rate, scaled, share) - in_flight)
         else:
             reservation = self._reserved.get(key)
             self._reserved.pop(key)  # spent here; Redis learns it from the charge
@@ -239,14 +241,15 @@ class OutageFallback:
         self._outage[key] = entry
         return entry
 
-    def _started_unknown(self) -> None:
-        self.started_empty += 1
-        if self.started_empty & (self.started_empty - 1) == 0:  # 1, 2, 4, 8...
+    def _estimated(self) -> None:
+        self.estimated_views += 1
+        if self.estimated_views & (self.estimated_views - 1) == 0:  # 1, 2, 4, 8...
             _logger.warning(
-                "ratelimit_fallback_key_unknown_started_empty",
+                "ratelimit_fallback_key_view_estimated",
                 detail="the memory store dropped keys that were still limiting, so a key "
-                "without a view may be one of them: its share starts empty",
-                started_empty=self.started_empty,
+                "without a view may be one of them: its share starts from the latest "
+                "state of the dropped keys that share its slot",
+                estimated_views=self.estimated_views,
                 max_keys=self.memory.max_keys,
                 setting="HARDENKIT_RATE_LIMIT_MEMORY_MAX_KEYS",
             )

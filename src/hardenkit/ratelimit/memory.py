@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Final
 
 import structlog
 
@@ -52,9 +54,10 @@ class MemoryStore:
         self._lock = threading.Lock()
         self.evicted_live_keys = 0
         """Keys dropped while still limiting (a flood); each drop forgets one client's use."""
-        self.forgotten_until = 0
-        """The latest TAT of a key dropped while still limiting (the store's clock): until
-        then, a key this store does not know may be one it forgot, not a full bucket."""
+        # The latest TAT of the keys dropped while still limiting, per rule (the part of
+        # a key before its first ":") and slot of the key's hash: an upper estimate of a
+        # key this store no longer knows (see forgotten_tat). Made on the first such drop.
+        self._forgotten: dict[str, array[int]] = {}
 
     def __len__(self) -> int:
         return len(self._tats)
@@ -120,15 +123,30 @@ class MemoryStore:
         with self._lock:
             self._tats.pop(key, None)
 
-    def may_have_forgotten(self, key: str, now: int) -> bool:
-        """Whether ``key`` is unknown here and may be a key dropped while still limiting."""
-        return now < self.forgotten_until and key not in self._tats
+    def forgotten_tat(self, key: str, now: int) -> int | None:
+        """At least the TAT ``key`` had, if it may be a key dropped while still limiting.
+
+        ``None`` when no key of its rule that was dropped still limiting shares its slot
+        (1 of 16,384, by the process's salted string hash: a client cannot aim at one),
+        or when all that did have refilled by ``now``. Otherwise the latest TAT among
+        them: never below the key's own, and as far above it as the most spent key of
+        the same rule and slot. A flood of keys that took one unit each costs a colliding
+        key about one unit; only keys spent to their limit in every slot of a rule
+        would leave its unknown keys nothing.
+        """
+        slots = self._forgotten.get(_rule_of(key)) or self._forgotten.get(_OVERFLOW)
+        if slots is None or key in self._tats:
+            return None
+        tat = slots[_slot_of(key)]
+        return tat if tat > now else None
 
     def _evict(self, now: int) -> None:
-        _, tat = self._tats.popitem(last=False)
+        key, tat = self._tats.popitem(last=False)
         if tat > now:
             self.evicted_live_keys += 1
-            self.forgotten_until = max(self.forgotten_until, tat)
+            slots = self._forgotten_slots(key)
+            slot = _slot_of(key)
+            slots[slot] = max(slots[slot], tat)
             if self.evicted_live_keys & (self.evicted_live_keys - 1) == 0:  # 1, 2, 4, 8...
                 _logger.warning(
                     "ratelimit_memory_store_full",
@@ -136,3 +154,28 @@ class MemoryStore:
                     evicted_live_keys=self.evicted_live_keys,
                     setting="HARDENKIT_RATE_LIMIT_MEMORY_MAX_KEYS",
                 )
+
+    def _forgotten_slots(self, key: str) -> array[int]:
+        rule = _rule_of(key)
+        slots = self._forgotten.get(rule)
+        if slots is None:
+            if len(self._forgotten) >= _FORGOTTEN_RULES:  # more rules than kept apart
+                rule = _OVERFLOW
+                slots = self._forgotten.get(rule)
+            if slots is None:
+                slots = self._forgotten[rule] = array("q", bytes(8 * _FORGOTTEN_SLOTS))
+        return slots
+
+
+_FORGOTTEN_SLOTS: Final = 16_384  # 128 KiB per rule, made only when a rule's key is dropped
+_FORGOTTEN_RULES: Final = 32  # rules kept apart; the keys of any more share one set of slots
+_OVERFLOW: Final = "\x00"  # no rule name holds it (they are [a-z0-9_.-])
+
+
+def _rule_of(key: str) -> str:
+    """The rule a stored key belongs to: ``<rule>:<digest>`` (``RateLimiter``'s keys)."""
+    return key.partition(":")[0]
+
+
+def _slot_of(key: str) -> int:
+    return hash(key) % _FORGOTTEN_SLOTS
