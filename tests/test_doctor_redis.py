@@ -115,7 +115,7 @@ def test_the_fallback_share_auto_is_accepted_in_any_case(value: str) -> None:
         (["--rename-command", "CONFIG", ""], "warn", "unknown: Redis refused CONFIG GET"),
     ],
 )
-def test_doctor_says_whether_redis_keeps_processed_ids_when_replay_is_closed(
+def test_doctor_says_whether_redis_keeps_its_data_for_rate_limits_and_replay(
     case: tuple[list[str], str, str],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -127,10 +127,15 @@ def test_doctor_says_whether_redis_keeps_processed_ids_when_replay_is_closed(
     try:
         monkeypatch.setenv("HARDENKIT_REDIS_URL", server.url)
         monkeypatch.setenv("HARDENKIT_REPLAY_REDIS_DOWN", "fallback")
-        assert "redis_persistence" not in doctor(capsys)[1]  # only `closed` relies on it
+        limits_only = doctor(capsys)[1]["redis_persistence"]  # rate limits rely on it
         monkeypatch.setenv("HARDENKIT_REPLAY_REDIS_DOWN", "closed")
         persistence = doctor(capsys)[1]["redis_persistence"]
     finally:
         server.stop()
-    assert persistence["status"] == status
-    assert says in persistence["detail"]
+    for finding in (limits_only, persistence):
+        assert finding["status"] == status
+        assert says in finding["detail"]
+    if status == "warn":
+        assert "rate limits" in limits_only["detail"]
+        assert "replay" not in limits_only["detail"]
+        assert "replay `closed`" in persistence["detail"]

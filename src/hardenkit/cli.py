@@ -249,7 +249,7 @@ async def _redis_findings(settings: HardenSettings) -> tuple[list[Finding], int 
         f"(heartbeats in {key}, the count readiness reports)",
     )
     findings = [_latency_finding(settings, shown, latencies), counted]
-    return findings + ([persistence] if persistence is not None else []), live
+    return [*findings, persistence], live
 
 
 def _why(error: BaseException) -> str:
@@ -267,13 +267,13 @@ def _why(error: BaseException) -> str:
     return type(error).__name__
 
 
-async def _persistence_finding(
-    settings: HardenSettings, client: Redis | RedisCluster
-) -> Finding | None:
-    """With replay ``closed``: whether Redis keeps processed ids across a restart."""
-    if settings.replay_redis_down != "closed":
-        return None
+async def _persistence_finding(settings: HardenSettings, client: Redis | RedisCluster) -> Finding:
+    """Whether Redis keeps its data across a restart: rate limits (and replay) rely on it."""
     check = "redis_persistence"
+    relying = "rate limits (a key's limit handed out again before the instance that last "
+    relying += "decided it restores it, docs/ratelimit.md)"
+    if settings.replay_redis_down == "closed":
+        relying += " and replay `closed` (every processed id forgotten)"
     try:
         appendonly = await asyncio.wait_for(client.config_get("appendonly"), timeout=1.0)
         save = await asyncio.wait_for(client.config_get("save"), timeout=1.0)
@@ -281,21 +281,19 @@ async def _persistence_finding(
         return Finding(
             check,
             "warn",
-            f"unknown: Redis refused CONFIG GET ({type(exc).__name__}); replay `closed` "
-            "needs persistence (AOF or RDB) to remember processed ids across a Redis "
-            "restart: check your provider's setting",
+            f"unknown: Redis refused CONFIG GET ({type(exc).__name__}); a restart without "
+            f"persistence (AOF or RDB) weakens {relying}: check your provider's setting",
         )
     aof = str(_config_value(appendonly, "appendonly")).lower() == "yes"
     rdb = bool(str(_config_value(save, "save")).strip())
     if aof or rdb:
         kind = "AOF" if aof else "RDB snapshots (writes since the last one are lost)"
-        return Finding(check, "pass", f"Redis persists with {kind}: processed ids survive")
+        return Finding(check, "pass", f"Redis persists with {kind}: its state survives a restart")
     return Finding(
         check,
         "warn",
-        "Redis has no persistence (appendonly no, save ''): with replay `closed`, a Redis "
-        "restart forgets every processed id and redeliveries are processed again; enable "
-        "AOF (appendonly yes)",
+        f"Redis has no persistence (appendonly no, save ''): a restart empties it, which "
+        f"weakens {relying}; enable AOF (appendonly yes)",
     )
 
 
