@@ -82,16 +82,22 @@ class LateReplies:
         return getattr(self.client, name)
 
 
+def late_and_prompt(
+    server_client: tuple[RedisServer, Redis],
+) -> tuple[Redis, ReplayStore, ReplayStore]:
+    """An admin client, a ``closed`` store whose next reply never arrives, and one whose do."""
+    server, admin = server_client
+    late = LateReplies(Redis.from_url(server.url))
+    late.lose_next_reply = True
+    return admin, closed_store(late), closed_store(Redis.from_url(server.url))  # type: ignore[arg-type]
+
+
 async def test_a_nonce_answered_503_but_run_by_redis_is_withdrawn_so_the_retry_is_accepted(
     server_client: tuple[RedisServer, Redis],
 ) -> None:
     """A signed message's nonce, remembered by a command Redis ran after the guard gave
     up on it: the sender got 503 and retries the same message, which is no replay."""
-    server, admin = server_client
-    late = LateReplies(Redis.from_url(server.url))
-    first = closed_store(late)  # type: ignore[arg-type]
-    second = closed_store(Redis.from_url(server.url))
-    late.lose_next_reply = True
+    admin, first, second = late_and_prompt(server_client)
     with pytest.raises(ReplayStoreUnavailableError):
         await first.remember("message:n1", ttl=300)
     assert await admin.get("hardenkit:replay:message:n1") is not None  # it landed
@@ -104,11 +110,7 @@ async def test_a_nonce_answered_503_but_run_by_redis_is_withdrawn_so_the_retry_i
 async def test_a_claim_answered_503_but_run_by_redis_is_withdrawn_so_the_retry_is_processed(
     server_client: tuple[RedisServer, Redis],
 ) -> None:
-    server, admin = server_client
-    late = LateReplies(Redis.from_url(server.url))
-    first = closed_store(late)  # type: ignore[arg-type]
-    second = closed_store(Redis.from_url(server.url))
-    late.lose_next_reply = True
+    admin, first, second = late_and_prompt(server_client)
     with pytest.raises(ReplayStoreUnavailableError):
         await first.claim("webhook:late", processing_ttl=60)
     assert (await admin.get("hardenkit:replay:webhook:late") or b"").startswith(b"p:")
