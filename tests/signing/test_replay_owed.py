@@ -10,8 +10,10 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from hardenkit import ReplayStore, ReplayStoreUnavailableError, sign_webhook
+from hardenkit._timer import LOOP_LAG_ALLOWANCE
 from hardenkit.signing.replay import _CLAIM, ClaimOutcome
 from hardenkit.stores import RedisGuard
 from tests.signing.test_middleware import BODY, SECRET, Handler, make_app
@@ -200,3 +202,90 @@ async def test_a_claim_refused_as_in_progress_does_not_take_over_the_holders_rel
     assert await store.claim("webhook:h", processing_ttl=60) is ClaimOutcome.IN_PROGRESS
     await store.release("webhook:h")  # the first claim's holder fails: its claim goes
     assert await other.claim("webhook:h", processing_ttl=60) is ClaimOutcome.NEW
+
+
+class LateCommands:
+    """A real client cut off from Redis for ``delay`` seconds, while the one command it
+    sent first reaches Redis at the end of them, whether or not its caller still waits
+    (a stopped Redis or a stalled network: the command was in flight). Meanwhile its
+    other commands fail at once, so a withdrawal lands only after the late command."""
+
+    def __init__(self, client: Redis, delay: float) -> None:
+        self.client = client
+        self.delay = delay
+        self.delay_next = False
+        self.cut_until = 0.0
+        self.landed: list[asyncio.Task[Any]] = []
+
+    async def eval(self, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        if self.delay_next:
+            self.delay_next = False
+            self.cut_until = loop.time() + self.delay
+
+            async def later() -> Any:
+                await asyncio.sleep(self.delay)
+                return await self.client.eval(*args)
+
+            task = loop.create_task(later())
+            self.landed.append(task)
+            return await asyncio.shield(task)
+        if loop.time() < self.cut_until:
+            raise RedisConnectionError("cut off")
+        return await self.client.eval(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+async def test_a_nonce_that_lands_after_its_503_is_never_refused_as_replayed_on_retry(
+    server_client: tuple[RedisServer, Redis],
+) -> None:
+    """Its command ran after the sender was answered 503: until the withdrawal lands, the
+    sender's retry is asked to come back (503), never refused for good as a replay."""
+    server, admin = server_client
+    # Longer than its guard waits at most (its timeout, more while Redis answered others
+    # lately, never beyond the loop-lag allowance): the caller has given up by then.
+    late = LateCommands(Redis.from_url(server.url), delay=0.2 + LOOP_LAG_ALLOWANCE + 0.3)
+    first = closed_store(late)  # type: ignore[arg-type]
+    second = closed_store(Redis.from_url(server.url))
+    assert await first.remember("message:warm", ttl=300)  # the offset to Redis's clock
+    late.delay_next = True
+    with pytest.raises(ReplayStoreUnavailableError):
+        await first.remember("message:n2", ttl=300)  # answered 503
+    await asyncio.gather(*late.landed)  # the command ran in Redis, 1.5 s late
+    state = await admin.get("hardenkit:replay:message:n2")
+    assert state is not None
+    assert state.endswith(b":l") or state.startswith(b"x:")  # marked late, or withdrawn
+    retried = [False]
+
+    async def retry() -> bool:
+        try:
+            retried[0] = await second.remember("message:n2", ttl=300)
+        except ReplayStoreUnavailableError:
+            return False  # "retry later": the withdrawal has not landed yet
+        return True
+
+    await eventually_async(retry)
+    assert retried[0]  # accepted: the first time this message is processed
+    assert not await second.remember("message:n2", ttl=300)  # and now it is a replay
+    assert not await first.remember("message:n2", ttl=300)
+
+
+async def test_a_nonce_taken_in_time_answers_replayed_at_once(
+    server_client: tuple[RedisServer, Redis],
+) -> None:
+    _, admin = server_client
+    store = closed_store(admin)
+    for _ in range(3):  # with and without a measured clock offset
+        key = f"message:{_}"
+        assert await store.remember(key, ttl=300)
+        assert not await store.remember(key, ttl=300)
+        assert not (await admin.get(f"hardenkit:replay:{key}") or b"").endswith(b":l")
+
+
+async def eventually_async(attempt: Callable[[], Any]) -> None:
+    deadline = time.monotonic() + WITHIN_SECONDS
+    while not await attempt():
+        assert time.monotonic() < deadline, "never accepted"
+        await asyncio.sleep(0.05)

@@ -29,7 +29,12 @@ caller was answered 503, and a release may be lost the same way: both are withdr
 the background by a tombstone (``x:<token>``) that any new claim may replace but that the
 late command itself cannot, so a retry is not held off for ``processing_ttl``. A nonce
 (:meth:`ReplayStore.remember`) is taken the same way, and withdrawn the same way when
-its caller was answered 503: the sender's retry of that message is not a replay.
+its caller was answered 503: the sender's retry of that message is not a replay. A
+nonce command that Redis ran after its caller may have stopped waiting (by Redis's
+clock, from the offset the replies show) is marked late, and until its withdrawal
+lands the same nonce answers 503 (retry), not "replayed": a retry that comes back
+before the withdrawal is asked again, never refused for good. A nonce taken in time
+answers "replayed" as before.
 
 What that does not cover, said precisely: a process that dies between its handler's
 answer and the mark reaching Redis takes the owed mark with it, and a claim in Redis
@@ -68,6 +73,8 @@ _PROCESSING = "p"
 _DONE = "d"
 DEFAULT_MAX_MEMORY_ENTRIES = 100_000
 _OWED_RETRY_SECONDS = 0.25
+_LATE_MARGIN_SECONDS = 0.25
+"""How much later than its guard's timeout a nonce command must run to be marked late."""
 """How often owed writes are tried again (each goes through the guard: while it is on the
 fallback, a try costs nothing and sends nothing)."""
 
@@ -83,10 +90,32 @@ if not state or (string.sub(state, 1, 2) == 'x:' and state ~= 'x:' .. ARGV[1]) t
 end
 return state
 """
-# Withdraw this holder's claim, or keep its late command from landing: never another's.
+# A nonce is taken as a claim is (a token of its own). One that runs after ARGV[3] (the
+# time its sender stops waiting, by Redis's clock, microseconds; '' when not known) is
+# marked ':l', late: its sender may have answered 503 and owe its withdrawal, so the
+# same nonce answers "pending" (retry) rather than "seen" until that lands. Returns the
+# outcome ('new', 'pending' or the state) and Redis's time.
+_REMEMBER: Final = """
+local time = redis.call('TIME')
+local now = time[1] * 1000000 + time[2]
+local state = redis.call('GET', KEYS[1])
+if not state or (string.sub(state, 1, 2) == 'x:' and state ~= 'x:' .. ARGV[1]) then
+  local mark = 'p:' .. ARGV[1]
+  if ARGV[3] ~= '' and now > ARGV[3] + 0 then mark = mark .. ':l' end
+  redis.call('SET', KEYS[1], mark, 'PX', ARGV[2])
+  return {'new', now}
+end
+if string.sub(state, 1, 2) == 'p:' and string.sub(state, -2) == ':l' then
+  return {'pending', now}
+end
+return {state, now}
+"""
+# Withdraw this holder's claim or nonce, or keep its late command from landing: never
+# another's.
 _WITHDRAW: Final = """
 local state = redis.call('GET', KEYS[1])
-if not state or state == 'p:' .. ARGV[1] then
+local mine = 'p:' .. ARGV[1]
+if not state or state == mine or state == mine .. ':l' then
   redis.call('SET', KEYS[1], 'x:' .. ARGV[1], 'PX', ARGV[2])
 end
 return 0
@@ -185,6 +214,12 @@ class ReplayStore:
         """Token and ``processing_ttl`` of each claim this process holds (lapse with it)."""
         self._owed: TTLMap[str, _Owed] = TTLMap(max_memory_entries, clock)
         self._catching_up: asyncio.Task[None] | None = None
+        self._clock_offset_us: int | None = None
+        """Redis's clock minus this process's (``_now_us``), at most: from the last reply."""
+        # Marked late past the guard's timeout plus a margin: a command that merely waited
+        # on a busy host is not marked (its nonce's replays would answer 503, not 401).
+        timeout = self.guard.timeout if self.guard else 0.0
+        self._give_up_us = round((timeout + _LATE_MARGIN_SECONDS) * 1_000_000)
 
     @property
     def owed_writes(self) -> int:
@@ -246,10 +281,17 @@ class ReplayStore:
         async def in_redis() -> bool:
             nonlocal sent
             sent = True
-            # Taken as a claim is (a token of its own), so that it can be withdrawn.
-            first = await redis.eval(_CLAIM, 1, name, token, _millis(ttl)) is None
+            # By Redis's clock, when this call's guard may give up on it (see _REMEMBER).
+            offset = self._clock_offset_us
+            gives_up = "" if offset is None else str(_now_us() + self._give_up_us + offset)
+            outcome, redis_now = await redis.eval(_REMEMBER, 1, name, token, _millis(ttl), gives_up)
+            # Redis's clock ran the call before this moment: a lower bound of the offset.
+            self._clock_offset_us = int(redis_now) - _now_us()
+            state = outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+            if state == "pending":
+                raise ReplayStoreUnavailableError(_OWED_RETRY_SECONDS * 4)
             self._memory.put(name, _SEEN, ttl)
-            return first
+            return state == "new"
 
         return await self.guard.call(in_redis, in_memory)
 
@@ -386,6 +428,10 @@ def _outcome(state: str | None) -> ClaimOutcome:
         return ClaimOutcome.NEW
     # A processing claim (``p``, ``p:<token>``) or a withdrawn one only a late command sees.
     return ClaimOutcome.DUPLICATE if state == _DONE else ClaimOutcome.IN_PROGRESS
+
+
+def _now_us() -> int:
+    return time.monotonic_ns() // 1000
 
 
 def _millis(seconds: float) -> int:
