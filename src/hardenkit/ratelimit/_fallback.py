@@ -464,7 +464,7 @@ def _scaled(rate: Rate, share: float) -> Rate:
         return rate
     count = math.ceil(rate.count * share)
     burst = math.ceil(rate.burst * share)
-    emission = -(-rate.period_seconds * 1_000_000 // count)
+    emission = Rate(count, rate.period_seconds, 1).emission_interval_us  # always valid
     # Rounding up may push an extreme rate's burst past 366 days of refill: then the
     # largest burst that fits, smaller than the share's (it never admits more).
     return Rate(count, rate.period_seconds, min(burst, max(1, MAX_TOLERANCE_US // emission)))
