@@ -73,10 +73,10 @@ _PROCESSING = "p"
 _DONE = "d"
 DEFAULT_MAX_MEMORY_ENTRIES = 100_000
 _OWED_RETRY_SECONDS = 0.25
-_LATE_MARGIN_SECONDS = 0.25
-"""How much later than its guard's timeout a nonce command must run to be marked late."""
 """How often owed writes are tried again (each goes through the guard: while it is on the
 fallback, a try costs nothing and sends nothing)."""
+_LATE_MARGIN_SECONDS = 0.25
+"""How much later than its guard's timeout a nonce command must run to be marked late."""
 
 _logger = structlog.get_logger("hardenkit.signing")
 
