@@ -11,7 +11,8 @@ insertion and removal. On expiry the attempt's task is cancelled exactly as
 A *patient* attempt (``watch(timeout, patient=True)``, the Redis guard's) measures the
 callee, not this process: when its deadline is noticed late, because the event loop was
 busy with other work, the time the loop owed it is not the callee's fault, so it gets a
-fresh ``timeout`` from the moment the loop noticed (up to ``max_wait`` in all). So does an
+fresh ``timeout`` from the moment the loop noticed (up to ``timeout`` +
+``LOOP_LAG_ALLOWANCE`` in all). So does an
 attempt whose ``answering`` callback says the callee answered other calls within the last
 ``timeout`` (a queue behind a busy connection is not a dead one). When the deadline is
 noticed on time otherwise, it still gets two more loop turns before it is cancelled: a

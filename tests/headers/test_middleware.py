@@ -368,3 +368,10 @@ def test_reports_go_to_the_report_route_where_a_path_prefix_serves_it(served: st
     plain = TestClient(make_app(policy=policy)).get("/").headers
     assert "report-uri /csp-report" in plain["content-security-policy"]
     assert policy.at_root("/svc") is policy.at_root("/svc")  # compiled once
+
+
+def test_a_report_url_elsewhere_is_not_prefixed_with_the_root_path() -> None:
+    policy = HeaderPolicy(report_path="https://reports.example.com/csp")
+    assert policy.at_root("/svc") is policy
+    headers = TestClient(make_app(policy=policy), root_path="/svc").get("/").headers
+    assert "report-uri https://reports.example.com/csp" in headers["content-security-policy"]

@@ -446,3 +446,18 @@ async def test_a_store_without_an_instance_count_says_its_share_counts_one_insta
     assert warned[0]["log_level"] == "warning"
     assert warned[0]["setting"] == "HARDENKIT_RATE_LIMIT_FALLBACK_SHARE"
     await client.aclose()
+
+
+def test_clearing_the_memory_store_forgets_what_it_dropped_too() -> None:
+    """``testing.reset()`` promises full buckets: the estimates of dropped keys go too."""
+    from hardenkit.ratelimit.memory import MemoryStore
+    from hardenkit.ratelimit.rate import Rate
+
+    clock = [10**12]
+    rate = Rate(100, 900)
+    memory = MemoryStore(max_keys=1, clock=lambda: clock[0])
+    memory.set_tat("api:exhausted", clock[0] + rate.tolerance_us)
+    memory.set_tat("api:other", clock[0] + rate.emission_interval_us)  # drops the first
+    assert memory.forgotten_tat("api:exhausted", clock[0]) == clock[0] + rate.tolerance_us
+    memory.clear()
+    assert memory.forgotten_tat("api:exhausted", clock[0]) is None

@@ -205,8 +205,8 @@ class HeaderPolicy:
         so that is where ``report-uri`` and ``Reporting-Endpoints`` must point. One copy
         per root path, kept (a server's root paths are its configuration, a few at most).
         """
-        if self.report_path is None or not root_path:
-            return self
+        if self.report_path is None or not root_path or not self.report_path.startswith("/"):
+            return self  # no reports, no prefix, or an absolute URL the prefix is not part of
         rooted = self._rooted.get(root_path)
         if rooted is None:
             path = root_path.rstrip("/") + self.report_path

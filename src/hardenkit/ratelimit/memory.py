@@ -114,9 +114,10 @@ class MemoryStore:
                 self._evict(self._clock())
 
     def clear(self) -> None:
-        """Forget every key (every bucket is full again)."""
+        """Forget every key (every bucket is full again), and the keys it dropped."""
         with self._lock:
             self._tats.clear()
+            self._forgotten.clear()
 
     def forget(self, key: str) -> None:
         """Drop ``key``'s state (its bucket is full again)."""

@@ -31,10 +31,11 @@ late command itself cannot, so a retry is not held off for ``processing_ttl``. A
 (:meth:`ReplayStore.remember`) is taken the same way, and withdrawn the same way when
 its caller was answered 503: the sender's retry of that message is not a replay. A
 nonce command that Redis ran after its caller may have stopped waiting (by Redis's
-clock, from the offset the replies show) is marked late, and until its withdrawal
-lands the same nonce answers 503 (retry), not "replayed": a retry that comes back
-before the withdrawal is asked again, never refused for good. A nonce taken in time
-answers "replayed" as before.
+clock, from the offset the previous reply showed) is marked late, and the same nonce
+answers 503 (retry), not "replayed": until its withdrawal lands with ``closed``, so a
+retry that comes back before it is asked again, never refused for good; until the
+nonce's TTL when nothing is owed (``fallback``, or a caller that still got the reply).
+A nonce taken in time answers "replayed" as before.
 
 What that does not cover, said precisely: a process that dies between its handler's
 answer and the mark reaching Redis takes the owed mark with it, and a claim in Redis
