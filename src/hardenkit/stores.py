@@ -349,10 +349,9 @@ class RedisGuard:
     def _succeeded(self) -> None:
         self._answered_at = time.monotonic()
         self._timeouts_in_row = 0
-        recovered = self._failed_at is not None
-        self._failed_at = None
         self._probing = False
-        if recovered:
+        if self._failed_at is not None:  # on every decision's path: the common case first
+            self._failed_at = None
             _logger.info("redis_recovered", store=self.name)
             for callback in self._on_recovery:
                 callback()
@@ -409,12 +408,7 @@ class RedisGuard:
                 self.single_fallbacks += 1
                 store_timeouts.add(1, {"store": self.name})
             return await fallback_call()
-        if self._failed_at is None:  # the common case, inline: every decision passes here
-            self._answered_at = time.monotonic()
-            self._timeouts_in_row = 0
-            self._probing = False
-        else:
-            self._succeeded()
+        self._succeeded()
         return result
 
     def _is_outage(self, failure: BaseException) -> bool:
