@@ -16,6 +16,7 @@ unknown and says so.
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ __all__ = [
     "core_times",
     "cpu_seconds",
     "cpu_share",
+    "keep_off_server_core",
     "parse_cpu_line",
     "parse_proc_stat",
     "parse_schedstat",
@@ -235,3 +237,11 @@ def pin_process(pid: int, cores: frozenset[int]) -> None:
             os.sched_setaffinity(tid, cores)
         except ProcessLookupError:  # the thread ended meanwhile
             continue
+
+
+def keep_off_server_core(cores: CorePlan, stack: ExitStack) -> None:
+    """Run this process on the load generator's cores until ``stack`` closes (if pinned)."""
+    if not cores.pinned or not hasattr(os, "sched_setaffinity"):
+        return
+    stack.callback(os.sched_setaffinity, 0, os.sched_getaffinity(0))
+    os.sched_setaffinity(0, cores.client)

@@ -31,6 +31,7 @@ from benchmarks._cpu import (
     core_times,
     cpu_seconds,
     cpu_share,
+    keep_off_server_core,
     pin_process,
     plan_cores,
     split_core,
@@ -231,10 +232,7 @@ def measure_rounds(
     cores = cores or plan_cores()
     results: dict[str, list[Measurement]] = {variant.name: [] for variant in variants}
     with ExitStack() as stack:
-        if cores.pinned and hasattr(os, "sched_setaffinity"):
-            # This process too stays off the server core while it loads.
-            stack.callback(os.sched_setaffinity, 0, os.sched_getaffinity(0))
-            os.sched_setaffinity(0, cores.client)
+        keep_off_server_core(cores, stack)  # this process too, while it loads
         load = _Load(cores, stack)
         servers = stack.enter_context(_servers(variants, cores, base_env))
         for server in servers:
