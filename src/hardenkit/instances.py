@@ -52,6 +52,8 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 _LIVE: Final = "return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')\n"
 
 # Answers the live count, and 1 when this instance's own heartbeat was still there.
+# With KEYS[2], the rate-limit store's epoch (see gcra.lua) is created when missing, as
+# now + ARGV[3] microseconds: the hold after Redis lost its data (0 on a first start).
 _HEARTBEAT: Final = (
     _NOW
     + """local mine = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -59,6 +61,9 @@ redis.call('ZADD', KEYS[1], now + ARGV[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 local live = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SET', KEYS[2], t[1] * 1000000 + t[2] + ARGV[3])
+end
 if mine and mine + 0 > now then return {live, 1} end
 return {live, 0}
 """
@@ -90,6 +95,10 @@ class InstanceRegistry:
         key: The sorted set holding the heartbeats.
         ttl: Seconds a heartbeat keeps an instance counted; one is sent every ``ttl / 3``.
         clock: Monotonic clock of the ``3 × ttl`` window, replaceable in tests.
+        epoch: The rate-limit store's epoch key
+            (:func:`hardenkit.ratelimit.redis_store.epoch_key`; standalone Redis and
+            Sentinel only, as a Cluster script cannot reach two slots): each heartbeat
+            recreates it, :attr:`restart_hold` ahead, if Redis lost it.
     """
 
     def __init__(
@@ -100,6 +109,7 @@ class InstanceRegistry:
         key: str = "hardenkit:instances",
         ttl: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        epoch: str | None = None,
     ) -> None:
         if ttl <= 0:
             raise ValueError("ttl must be positive")
@@ -107,6 +117,11 @@ class InstanceRegistry:
         self.guard = guard
         self.key = key
         self.ttl = ttl
+        self.epoch = epoch
+        self.restart_hold = ttl / 3 + 1.0
+        """Seconds the rate limits are held after Redis lost its data: one heartbeat
+        interval for every instance to notice, and a second to restore the keys it
+        mirrored (``gcra.lua``, docs/ratelimit.md)."""
         self.instance_id = uuid.uuid4().hex
         self.measured_instances = 1
         """Live instances (this one included) at the last heartbeat Redis answered."""
@@ -138,8 +153,10 @@ class InstanceRegistry:
         """Send one heartbeat; return :attr:`live_instances`, the count shares divide by."""
 
         async def in_redis() -> None:
+            keys = (self.key,) if self.epoch is None else (self.key, self.epoch)
+            hold = round(self.restart_hold * 1_000_000) if self.answered else 0
             count, present = await self.redis.eval(
-                _HEARTBEAT, 1, self.key, self.instance_id, int(self.ttl * 1000)
+                _HEARTBEAT, len(keys), *keys, self.instance_id, int(self.ttl * 1000), hold
             )
             rejoined = self.answered and not int(present)
             self._record(max(1, int(count)))

@@ -24,6 +24,7 @@ import pytest
 from redis.asyncio import Redis
 
 from hardenkit._timer import LOOP_LAG_ALLOWANCE
+from hardenkit.ratelimit.redis_store import epoch_key
 from tests.e2e._traffic import (
     BEHIND_PROXY_ENV,
     Planned,
@@ -43,6 +44,7 @@ pytestmark = pytest.mark.e2e
 APP = "examples.reference_app.app:create_app"
 WORKERS = 4
 LIMIT = 100
+PREFIX = "hk:rl:"  # HARDENKIT_RATE_LIMIT_KEY_PREFIX's default
 
 
 def _env(redis_url: str) -> dict[str, str]:
@@ -183,6 +185,66 @@ async def test_redis_killed_under_load_for_seconds_admits_at_most_the_shares_of_
     assert {body["checks"]["redis"]["backend"] for body in degraded} == {"memory"}
     assert {body["checks"]["redis"]["instances"] for body in degraded} == {WORKERS}
     assert {body["checks"]["redis"]["backend"] for body in healthy} == {"redis"}
+
+
+async def test_a_quick_restart_that_empties_redis_hands_no_spent_key_out_again(
+    tmp_path: Path, redis_server_factory: Callable[[], RedisServer]
+) -> None:
+    """A key spent through one worker (one keep-alive connection), then Redis restarted
+    empty at once, before that idle worker's next heartbeat. The other workers must not
+    decide the key on the empty Redis before the worker that saw it restores it: the
+    epoch holds them (docs/ratelimit.md). Before it, 200 of 100 were admitted in the
+    review's runs. Worker 0 stays idle meanwhile, as in the review. Three rounds: three
+    moments in its heartbeat's period (the old code admitted in about two of three)."""
+    redis = redis_server_factory()
+    logs = [tmp_path / f"worker-{index}.log" for index in range(WORKERS)]
+    rounds = []
+    with fleet(redis.url, logs) as servers:
+        async with asyncio.timeout(150), clients(servers) as http:
+            await wait_ready(servers, "healthy", instances=WORKERS, within=10)
+            for round_ in range(3):
+                tenant = f"one-connection-{round_}"
+                if round_:  # worker 0 finds the last restart: outage, probe, back on Redis
+                    for _ in range(2):
+                        await by_worker(http[:1], f"nudge-{round_}", 5)
+                        await asyncio.sleep(0.6)  # HARDENKIT_REDIS_RETRY_INTERVAL, and more
+                    await wait_ready(servers, "healthy", within=10)
+                (before,) = await by_worker(http[:1], tenant, 120)
+                redis.kill()  # no save: it comes back empty, within a heartbeat
+                redis.start()
+                after: list[Result] = []
+                for _ in range(40):  # the other workers: their outage, then the hold
+                    after += await spread(http[1:], tenant, 15)
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(await until_redis_decides(redis.url) + 0.2)
+                later = await spread(http, tenant, 40)
+                # Through the workers that are back on Redis (worker 0's first call would
+                # find its connection dead: an outage, where a new key has no share).
+                fresh = await spread(http[1:], f"new-{round_}", 30)
+                rounds.append((before, after, later, fresh))
+    for before, after, later, fresh in rounds:
+        no_server_errors(before + after + later + fresh)
+        assert admitted(before) == LIMIT
+        assert (admitted(after), admitted(later)) == (0, 0)
+        assert admitted(fresh) == 30  # a key nobody had is whole once the hold ends
+    held = [log for log in logs if "ratelimit_redis_lost_data_holding" in log.read_text()]
+    assert held, "no worker saw the epoch gone"
+
+
+async def until_redis_decides(url: str) -> float:
+    """Seconds until the rate-limit epoch's hold ends, by the Redis server's clock."""
+    admin = Redis.from_url(url, socket_timeout=5)
+    try:
+        for _ in range(100):  # bounded: a worker's probe or heartbeat recreates it
+            if (ready := await admin.get(epoch_key(PREFIX))) is not None:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("no worker recreated the epoch")
+        seconds, micros = await admin.time()
+    finally:
+        await admin.aclose()
+    return max(0.0, (int(ready) - seconds * 1_000_000 - micros) / 1_000_000)
 
 
 def _log_times(log: Path, event: str) -> list[float]:

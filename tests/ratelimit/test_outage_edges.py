@@ -6,10 +6,15 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from redis.asyncio import Redis
 
+from hardenkit.instances import InstanceRegistry, instances_key
+from hardenkit.ratelimit import RateLimiter, RedisStore
 from hardenkit.ratelimit._fallback import OutageFallback
 from hardenkit.ratelimit.memory import MemoryStore
 from hardenkit.ratelimit.rate import Rate
+from hardenkit.ratelimit.redis_store import epoch_key
+from hardenkit.stores import RedisGuard
 from tests.ratelimit.test_outage_fallback import LIMIT, Instance, fleet_of
 from tests.support.redis_server import RedisServer
 
@@ -122,3 +127,90 @@ def test_keys_with_nothing_to_charge_make_room_oldest_first() -> None:
         assert decision.allowed
     assert fallback.pending_keys == 3
     assert fallback.decide("new-3", rate, 1) is None  # every key left has a charge
+
+
+async def test_a_restart_that_empties_redis_holds_until_the_keys_holder_restored_it(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    """A client on one keep-alive connection spends a key through one instance, and Redis
+    restarts empty before that instance notices (no call of its own failed, its next
+    heartbeat not due). The others must not decide the key on the empty Redis: until
+    the hold ends they answer from their shares (none: no reservation), and by then the
+    holder has restored it. Before the epoch they admitted the limit again."""
+    hold = 3.0
+    server = redis_server_factory()
+    async with fleet_of(server.url, key_prefix, 4, restart_hold=hold) as fleet:
+        assert await fleet[0].admitted("pinned", LIMIT) == LIMIT
+        server.stop()
+        server.start()  # empty: the test servers keep nothing on disk
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for instance in fleet[1:]:
+            await instance.limiter.hit("nudge")  # its dead connection fails: an outage
+            await instance.recovered()  # its probe restores what it mirrored, not the key
+        held = [
+            await instance.limiter.hit("pinned") for instance in fleet[1:] for _ in range(LIMIT)
+        ]
+        fresh = await fleet[1].limiter.hit("never-seen")
+        assert loop.time() - started < hold  # all of it inside the hold
+        assert not any(decision.allowed for decision in held)
+        # Told to come back when Redis decides again, not after the share's slow refill.
+        assert max(decision.retry_after for decision in [*held, fresh]) <= hold
+        assert not fresh.allowed
+        # The holder's heartbeat finds itself gone from Redis: it restores its keys.
+        await fleet[0].instances.beat()
+        for _ in range(200):  # bounded: the restore runs in the background
+            if fleet[0].store._restoring is None:
+                break
+            await asyncio.sleep(0.01)
+        await fleet[0].limiter.hit("nudge")  # its own dead connection, in turn
+        await fleet[0].recovered()
+        await asyncio.sleep(await until_redis_decides(fleet[0].client, key_prefix) + 0.1)
+        after = [await instance.limiter.hit("pinned") for instance in fleet for _ in range(5)]
+        assert {decision.backend for decision in after} == {"redis"}
+        assert not any(decision.allowed for decision in after)
+        assert await fleet[2].admitted("never-seen", LIMIT) == LIMIT  # a new key is whole
+
+
+async def test_a_first_start_and_a_cleared_store_do_not_hold(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    """The epoch is created ready by a store (or heartbeat) that never had an answer: a
+    first deployment decides at once. ``clear()`` (``testing.reset()``) keeps it."""
+    guard = RedisGuard("test", timeout=1.0)
+    registry = InstanceRegistry(
+        redis_client, guard, key=instances_key(key_prefix), epoch=epoch_key(key_prefix)
+    )
+    store = RedisStore(redis_client, guard=guard, prefix=key_prefix, instances=registry)
+    limiter = RateLimiter("3/hour", store=store, name="first")
+    assert (await limiter.hit("k")).allowed  # the store's first call creates the epoch
+    assert int(await redis_client.get(epoch_key(key_prefix))) > 0
+    await registry.beat()
+    await store.clear()
+    assert await redis_client.exists(epoch_key(key_prefix))
+    assert [(await limiter.hit("k")).allowed for _ in range(4)] == [True] * 3 + [False]
+
+
+async def test_a_heartbeat_recreates_a_lost_epoch_a_hold_ahead(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    guard = RedisGuard("test", timeout=1.0)
+    epoch = epoch_key(key_prefix)
+    registry = InstanceRegistry(redis_client, guard, key=instances_key(key_prefix), epoch=epoch)
+    await registry.beat()  # first answer: ready at once
+    first = int(await redis_client.get(epoch))
+    server_now = await redis_client.time()
+    assert first <= server_now[0] * 1_000_000 + server_now[1]
+    await redis_client.delete(epoch, instances_key(key_prefix))  # Redis lost its data
+    await registry.beat()
+    again = int(await redis_client.get(epoch))
+    server_now = await redis_client.time()
+    ahead = again - (server_now[0] * 1_000_000 + server_now[1])
+    assert registry.restart_hold * 1_000_000 - 500_000 < ahead <= registry.restart_hold * 1_000_000
+
+
+async def until_redis_decides(client: Redis, key_prefix: str) -> float:
+    """Seconds until the epoch's hold ends, by the Redis server's clock."""
+    ready = int(await client.get(epoch_key(key_prefix)))
+    seconds, micros = await client.time()
+    return max(0.0, (ready - seconds * 1_000_000 - micros) / 1_000_000)

@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
-from hardenkit.instances import InstanceRegistry
+from hardenkit.instances import InstanceRegistry, instances_key
 from hardenkit.ratelimit import RateLimiter, RedisStore
 from hardenkit.ratelimit._fallback import Pending
 from hardenkit.ratelimit.limiter import key_digest
+from hardenkit.ratelimit.redis_store import epoch_key
 from hardenkit.stores import RedisGuard
 from tests.support.redis_server import RedisServer
 
@@ -29,11 +30,20 @@ class Instance:
     """One process's client, guard, heartbeat and rate-limit store on a shared Redis."""
 
     def __init__(
-        self, url: str, prefix: str, share: float | str = "auto", reserve: float = 10.0
+        self,
+        url: str,
+        prefix: str,
+        share: float | str = "auto",
+        reserve: float = 10.0,
+        restart_hold: float | None = None,
     ) -> None:
         self.client = Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self.guard = RedisGuard("test", timeout=1.0, retry_interval=0.2, ping=self.client.ping)
-        self.instances = InstanceRegistry(self.client, self.guard, key=f"{prefix}instances")
+        self.instances = InstanceRegistry(  # as install() builds it
+            self.client, self.guard, key=instances_key(prefix), epoch=epoch_key(prefix)
+        )
+        if restart_hold is not None:
+            self.instances.restart_hold = restart_hold
         self.store = RedisStore(
             self.client,
             guard=self.guard,

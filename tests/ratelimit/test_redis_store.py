@@ -10,6 +10,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from hardenkit.ratelimit import RateLimiter, RedisStore
 from hardenkit.ratelimit.limiter import key_digest
+from hardenkit.ratelimit.redis_store import epoch_key
 from hardenkit.stores import RedisGuard
 from tests.support.redis_server import RedisServer
 
@@ -40,11 +41,13 @@ async def test_keys_are_hash_tagged_digests_that_expire_by_themselves(
 ) -> None:
     limiter = RateLimiter("10/minute", store=store_on(redis_client, key_prefix), name="api")
     await limiter.hit("tenant {evil}:with separators")
-    keys = [key.decode() async for key in redis_client.scan_iter(match=f"{key_prefix}*")]
+    keys = {key.decode() async for key in redis_client.scan_iter(match=f"{key_prefix}*")}
     digest = key_digest("tenant {evil}:with separators")
-    assert keys == [f"{key_prefix}{{api:{digest}}}"]
-    ttl_ms = await redis_client.pttl(keys[0])
+    assert keys == {f"{key_prefix}{{api:{digest}}}", epoch_key(key_prefix)}
+    ttl_ms = await redis_client.pttl(f"{key_prefix}{{api:{digest}}}")
     assert 0 < ttl_ms <= 6_000  # one emission interval: the bucket is full again by then
+    # One key per prefix, whatever the clients, kept: Redis losing it is the signal.
+    assert await redis_client.pttl(epoch_key(key_prefix)) == -1
 
 
 async def test_concurrent_callers_in_one_process_are_counted_exactly(

@@ -151,6 +151,19 @@ class OutageFallback:
         else:
             self._reserved.pop(key)
 
+    def seen(self, key: str, ahead_us: int, sent_us: int) -> None:
+        """Raise ``key``'s view to what Redis holds, told by a held call (``gcra.lua``).
+
+        A share that starts during the hold starts from it: a key another instance has
+        already restored is not a full bucket for an instance that never saw it.
+        """
+        if not ahead_us or key in self._outage:
+            return
+        tat = sent_us + ahead_us  # from the sending: never after what Redis holds
+        view = self.memory.tat(key)
+        if view is None or tat > view:
+            self.memory.set_tat(key, tat)
+
     def decide(
         self,
         key: str,
@@ -325,8 +338,9 @@ class OutageFallback:
         still fail, and a key let go of now would start a fresh share), and in the
         background after single timed-out calls and after recovery (``ready_only``:
         only keys whose given-up calls all have a known outcome). Keys that only
-        refused are forgotten here (Redis decides them next time); keys that admitted
-        are charged what Redis did not count itself, and mirrored from Redis's answer.
+        refused leave the share here (Redis decides them next time, and their view
+        stays); keys that admitted are charged what Redis did not count itself, and
+        mirrored from Redis's answer.
         """
         async with self._charging:  # one charge at a time: each unit is charged once
             restore = keep  # the recovery probe, first pass: the mirrored keys as well
@@ -374,10 +388,10 @@ class OutageFallback:
                         del self._outage[key]
                         self._idle.pop(key, None)
                     ahead = aheads.get(key)
-                    if ahead is None:
-                        self.memory.forget(key)
-                    else:
+                    if ahead is not None:
                         self.memory.set_tat(key, self.memory.now_us() + ahead)
+                    # Else the view stays the last one Redis gave: a share that starts
+                    # from it again (a later outage, a hold) must not find a full bucket.
 
     def _restores(self, now: int) -> list[Charge]:
         """Every key this instance mirrored whose TAT is still ahead: restored if Redis lost it.

@@ -11,12 +11,21 @@
 -- ARGV[5]  live instances: above 1 the store reserves floor(left / ARGV[5]) for itself,
 --          at most 65535 units (1: it reserves nothing and drops what it held)
 -- ARGV[6]  how long a reservation holds, microseconds
--- ARGV[7]  optional "now" in microseconds, for the equivalence tests only; production
---          leaves it out and the time comes from the Redis server, so app clocks do not matter
+-- ARGV[7]  optional "now" in microseconds, for the tests only; production passes '' (or
+--          nothing) and the time comes from the Redis server, so app clocks do not matter
+-- KEYS[3]  optional (standalone Redis and Sentinel): the store's epoch, the time (in
+--          microseconds) from which Redis decides. Redis loses it with its data: a missing
+--          epoch is created as now + ARGV[8], and until that time every decision answers
+--          "hold" (nothing is read or stored), so that the instances restore the keys
+--          they mirrored before any of them decides on an empty Redis.
+-- ARGV[8]  with KEYS[3]: the hold, microseconds (0 from a store that never had an answer
+--          from Redis: a first deployment, not a Redis that lost its data)
 -- Returns three integers: the decision, as how far the key's TAT is ahead of now after it
--- (at least 1) when admitted, or -1 - that offset when refused (nothing is stored then);
--- then the units now reserved for this store when admitted, or the microseconds to wait
--- before the same request is admitted when refused; then the units the other stores hold.
+-- (at least 1) when admitted, or -1 - that offset when refused (nothing is stored then),
+-- or 0 for "hold"; then the units now reserved for this store when admitted, or the
+-- microseconds to wait before the same request is admitted when refused, or until the
+-- hold ends; then the units the other stores hold, or with a hold how far the key's TAT
+-- in Redis is ahead of now (0: none).
 --
 -- Others' unexpired reservations are not available to this store: it is admitted only if
 -- they still fit in what is left after it. Its own is. So the reservations never add up to
@@ -29,11 +38,26 @@
 -- integral numbers as plain integers). Every value stays below 2^53 (Rate bounds the
 -- tolerance; a reservation's number until the year 2400), so Lua's doubles are exact.
 local now
-if ARGV[7] then
+if ARGV[7] and ARGV[7] ~= '' then
   now = ARGV[7] + 0
 else
   now = redis.call('TIME')
   now = now[1] * 1000000 + now[2]
+end
+if KEYS[3] then
+  local ready = tonumber(redis.call('GET', KEYS[3]))
+  if not ready then
+    ready = now + ARGV[8]
+    redis.call('SET', KEYS[3], ready)
+  end
+  if now < ready then
+    -- What Redis holds of the key (restored, or kept), for the share to start from.
+    local tat = tonumber(redis.call('GET', KEYS[1]))
+    if tat and tat > now then
+      return {0, ready - now, tat - now}
+    end
+    return {0, ready - now, 0}
+  end
 end
 -- tonumber: a missing key (false) or a value that is not a number reads as a full bucket.
 local ahead = tonumber(redis.call('GET', KEYS[1]))

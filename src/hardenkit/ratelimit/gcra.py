@@ -206,9 +206,13 @@ def decode_reply(reply: list[int]) -> Reply:
 
     The first is ``ahead_us`` (at least 1) when the script admits and ``-1 - ahead_us``
     when it refuses, so one integer carries both facts; the second is the units reserved
-    (admitted) or the wait (refused); the third the units the other stores held.
+    (admitted) or the wait (refused); the third the units the other stores held. A first
+    integer of 0 is the script's "hold" (Redis lost its data, see ``gcra.lua``): nothing
+    was admitted, and the second is the wait until the hold ends.
     """
     code, second, held = reply
-    if code >= 0:
+    if code > 0:
         return Reply(True, code, second, 0, held)
+    if code == 0:
+        return Reply(False, 0, 0, second, held)
     return Reply(False, -1 - code, 0, second, held)

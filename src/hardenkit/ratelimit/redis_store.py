@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from importlib.resources import files
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
     from hardenkit.instances import InstanceRegistry
 
-__all__ = ["GCRA_SCRIPT", "FallbackShare", "RedisStore"]
+__all__ = ["GCRA_SCRIPT", "FallbackShare", "RedisStore", "epoch_key"]
 
 FallbackShare = float | Literal["auto"]
 """The part of each limit one instance's fallback admits while Redis is unavailable:
@@ -39,7 +40,32 @@ GCRA_SCRIPT: Final = files("hardenkit.ratelimit").joinpath("gcra.lua").read_text
 
 _logger = structlog.get_logger("hardenkit.ratelimit")
 
+
+def epoch_key(key_prefix: str) -> str:
+    """The rate-limit store's epoch under ``key_prefix`` (see ``gcra.lua``).
+
+    The time from which Redis decides the limits. A Redis that lost its data lost it too,
+    and the first heartbeat or decision after that recreates it a hold ahead, during which
+    the instances restore the keys they mirrored (docs/ratelimit.md).
+    """
+    return f"{key_prefix}epoch"
+
+
 _GCRA: Final = LuaScript(GCRA_SCRIPT)
+
+# The epoch as gcra.lua reads it: created ARGV[1] microseconds ahead when missing; answers
+# the microseconds until Redis decides (0: it decides now).
+_EPOCH: Final = """
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
+local ready = tonumber(redis.call('GET', KEYS[1]))
+if not ready then
+  ready = now + ARGV[1]
+  redis.call('SET', KEYS[1], ready)
+end
+if ready > now then return ready - now end
+return 0
+"""
 
 
 class RedisStore:
@@ -66,6 +92,14 @@ class RedisStore:
     be refused while another instance's reservation holds the last units of a key, at
     most ``reserve_seconds`` after that instance last decided it.
 
+    On a standalone Redis (or Sentinel) the store also keeps an *epoch* in Redis
+    (:func:`epoch_key`), which Redis loses with its data (a restart
+    without persistence, a flush). A store that has had answers from Redis recreates it
+    ``restart_hold`` seconds ahead, and until then every decision is held: answered from
+    this instance's share as in an outage, while every instance restores the keys it
+    mirrored, so that no instance decides a key on an empty Redis before the instance
+    that saw it last has brought it back (docs/ratelimit.md, "Redis that lost its data").
+
     Args:
         client: redis-py asyncio client (``Redis`` or ``RedisCluster``).
         guard: The app's shared :class:`~hardenkit.stores.RedisGuard`; a private one
@@ -84,6 +118,8 @@ class RedisStore:
             decision of a key (``"auto"`` share only): the longest a quiet instance keeps
             units from the others, and the longest after its last decision of a key that
             this instance may spend its part of it during an outage.
+        restart_hold: Seconds decisions are held after Redis lost its data (above);
+            by default ``instances``' (a heartbeat interval and a second), else 1.
     """
 
     def __init__(
@@ -98,6 +134,7 @@ class RedisStore:
         fallback_share: FallbackShare = "auto",
         instances: InstanceRegistry | None = None,
         reserve_seconds: float = 10.0,
+        restart_hold: float | None = None,
     ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ValueError("prefix must not contain '{' or '}' (they are the hash tag)")
@@ -140,6 +177,14 @@ class RedisStore:
         # them out of this instance's reservation, which a share starting now leaves out.
         self._in_flight: dict[str, int] = {}
         self.prefix = prefix
+        if restart_hold is None:
+            restart_hold = instances.restart_hold if instances is not None else 1.0
+        self._hold_us = round(restart_hold * 1_000_000)
+        self._answered = False  # a first answer: from now on a missing epoch is a loss
+        self._hold_until = 0  # the fallback's clock, microseconds
+        # A Cluster script reaches one slot: the epoch is for standalone and Sentinel.
+        self.epoch_key = None if hasattr(client, "keyslot") else epoch_key(prefix)
+        """The epoch's key (``None`` on a Cluster)."""
         self._runner = ScriptRunner(
             client, _GCRA.source, _GCRA.sha, batch_timeout=self.guard.timeout
         )
@@ -162,6 +207,12 @@ class RedisStore:
         # Charged first: a Redis that was only paused runs every instance's charge, queued
         # meanwhile, before anyone's next decision. Kept in the share until back on Redis.
         await self._outage.charge(self.client, self.prefix, keep=True)
+        if self.epoch_key is not None:
+            # Back on a Redis that lost its data: the outage goes on as a hold, its keys
+            # in the share (with what is left of their reservations) until it ends.
+            wait = await self.client.eval(_EPOCH, 1, self.epoch_key, self._hold_arg())
+            if int(wait) > 0:
+                self._hold(int(wait))
 
     def _settle_soon(self) -> None:
         """Charge keys decided by single timed-out calls, in the background.
@@ -173,6 +224,14 @@ class RedisStore:
 
     async def _settle(self) -> None:
         try:
+            # Held (Redis lost its data): the keys stay in the share until the hold ends.
+            # Charged now, a key would start a new share at its next held decision,
+            # without the reservation its first one spent from.
+            for _ in range(_SETTLE_ATTEMPTS):  # a later loss may extend the hold
+                wait = self._hold_until - self.fallback.now_us()
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait / 1_000_000)
             for _ in range(_SETTLE_ATTEMPTS):
                 if self.guard.using_fallback or not self._outage.ready_keys:
                     return  # recovery charges it all, or nothing is left
@@ -203,10 +262,15 @@ class RedisStore:
             self._restoring = None
 
     async def clear(self) -> None:
-        """Delete every key under this store's prefix, and forget the fallback's state."""
+        """Delete every key under this store's prefix, and forget the fallback's state.
+
+        The epoch stays: a missing one would hold every decision for ``restart_hold``.
+        """
         self.fallback.clear()
+        epoch = None if self.epoch_key is None else self.epoch_key.encode()
         async for name in self.client.scan_iter(match=self.prefix + "*", count=500):
-            await self.client.delete(name)
+            if name != epoch:
+                await self.client.delete(name)
 
     def redis_key(self, key: str) -> str:
         """Return the Redis key that holds ``key``'s state."""
@@ -219,9 +283,8 @@ class RedisStore:
         outage = self._outage
         if when_down == "fallback" and outage.holds(key) and not self.guard.using_fallback:
             # Its share until what it admitted is charged.
-            return outage.decide(key, rate, cost) or self._unavailable(rate)
-        redis_key = store_key(self.prefix, key)
-        keys = (redis_key, redis_key + RESERVED)
+            return self._held(outage.decide(key, rate, cost), rate)
+        keys = self._keys(key)
         args = self._script_args(rate, cost)
         given_up: Pending | None = None
 
@@ -230,10 +293,16 @@ class RedisStore:
             pending = Pending(key, cost, outage)
             sent = self.fallback.now_us()
             try:
-                reply = decode_reply(await self._runner.run(keys, args, pending))
+                raw = await self._runner.run(keys, args, pending)
             except asyncio.CancelledError:  # timed out (or cancelled): it may still run
                 given_up = pending
                 raise
+            self._answered = True
+            if raw[0] == 0:  # held: Redis lost its data (gcra.lua)
+                self._hold(raw[1])
+                outage.seen(key, raw[2], sent)  # the key as restored so far, if it is
+                return await on_fallback()
+            reply = decode_reply(raw)
             outage.mirror(key, reply.ahead_us, reply.reserved if reply.allowed else None, sent)
             return decision_from_gcra(
                 rate,
@@ -249,7 +318,7 @@ class RedisStore:
             if when_down == "fallback" and self._instances_known():
                 others = self._in_flight[key] - cost  # this one is answered here
                 decision = outage.decide(key, rate, cost, given_up, others)
-                return decision or self._unavailable(rate)
+                return self._held(decision, rate)
             if when_down == "open":
                 return RateLimitDecision(
                     allowed=True,
@@ -270,6 +339,43 @@ class RedisStore:
             left = in_flight.pop(key) - cost
             if left:
                 in_flight[key] = left
+
+    def _keys(self, key: str) -> tuple[str, ...]:
+        redis_key = store_key(self.prefix, key)
+        if self.epoch_key is None:
+            return (redis_key, redis_key + RESERVED)
+        return (redis_key, redis_key + RESERVED, self.epoch_key)
+
+    def _hold(self, wait_us: int) -> None:
+        """Redis lost its data: hold decisions for ``wait_us`` and restore this mirror."""
+        now = self.fallback.now_us()
+        if now >= self._hold_until:  # a new hold
+            _logger.warning(
+                "ratelimit_redis_lost_data_holding",
+                detail="the rate-limit epoch is gone from Redis (a restart without "
+                "persistence, a flush): decisions come from this instance's share while "
+                "every instance restores the keys it mirrored",
+                hold_seconds=round(wait_us / 1_000_000, 3),
+                key=self.epoch_key,
+            )
+            self._restore_soon()
+        self._hold_until = max(self._hold_until, now + wait_us)
+
+    def _held(self, decision: RateLimitDecision | None, rate: Rate) -> RateLimitDecision:
+        """The share's decision, told to retry no later than the hold's end while it holds.
+
+        A share refuses with its own wait (a key without a reservation refills at ``1/N``
+        of its rate), but Redis decides again when the hold ends.
+        """
+        if decision is None:
+            return self._unavailable(rate)
+        if decision.allowed:
+            return decision
+        left = (self._hold_until - self.fallback.now_us()) / 1_000_000
+        if left <= 0 or decision.retry_after <= left:
+            return decision
+        wait = max(left, 0.001)
+        return replace(decision, retry_after=wait, reset_after=max(wait, decision.reset_after))
 
     def _unavailable(self, rate: Rate) -> RateLimitDecision:
         """Only Redis can decide: 503 with ``Retry-After`` the guard's retry interval."""
@@ -305,11 +411,11 @@ class RedisStore:
             )
         return False
 
-    def _script_args(self, rate: Rate, cost: int) -> tuple[int | str, ...]:
-        """``gcra.lua``'s ARGV (see the script): what to decide, and what to reserve."""
+    def _script_args(self, rate: Rate, cost: int, now_us: int | str = "") -> tuple[int | str, ...]:
+        """``gcra.lua``'s ARGV (see the script): what to decide, what to reserve, the hold."""
         instances = self.instances
         live = instances.live_instances if instances is not None else 1
-        return (
+        args = (
             rate.emission_interval_us * cost,
             rate.tolerance_us,
             rate.emission_interval_us,
@@ -317,6 +423,20 @@ class RedisStore:
             live if self.fallback_share == "auto" else 1,
             self._reserve_us,
         )
+        if self.epoch_key is None:
+            return args if now_us == "" else (*args, now_us)
+        return (*args, now_us, self._hold_arg())
+
+    def _hold_arg(self) -> int:
+        """The hold a missing epoch is recreated with: none on a first start.
+
+        A store that never had an answer from Redis, nor its heartbeat, cannot tell a
+        first deployment from a Redis that lost its data; it takes the first.
+        """
+        instances = self.instances
+        if self._answered or (instances is not None and instances.answered):
+            return self._hold_us
+        return 0
 
     async def evaluate(
         self, redis_key: str, rate: Rate, cost: int, now_us: int | None = None
@@ -325,13 +445,12 @@ class RedisStore:
 
         ``now_us`` replaces the Redis server's clock; only tests pass it.
         """
-        keys = (redis_key, redis_key + RESERVED)
-        args = self._script_args(rate, cost)
+        keys: tuple[str, ...] = (redis_key, redis_key + RESERVED)
+        if self.epoch_key is not None:
+            keys = (*keys, self.epoch_key)
         if now_us is None:
-            reply = await self._runner.run(keys, args)
-        else:
-            reply = await self._runner.run_one(keys, (*args, now_us))
-        return decode_reply(reply)
+            return decode_reply(await self._runner.run(keys, self._script_args(rate, cost)))
+        return decode_reply(await self._runner.run_one(keys, self._script_args(rate, cost, now_us)))
 
     async def aclose(self) -> None:
         """Give the connection this store holds back to the client's pool.
