@@ -214,3 +214,19 @@ async def until_redis_decides(client: Redis, key_prefix: str) -> float:
     ready = int(await client.get(epoch_key(key_prefix)))
     seconds, micros = await client.time()
     return max(0.0, (ready - seconds * 1_000_000 - micros) / 1_000_000)
+
+
+async def test_an_outage_refusal_says_to_retry_when_redis_may_answer_not_after_the_refill(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    """A key an instance never decided has no share in an outage, and its share refills
+    at a quarter of 20/hour: the refusal used to say 720 s. Redis may decide it after
+    the guard's retry interval; the client is told that."""
+    server = redis_server_factory()
+    async with fleet_of(server.url, key_prefix, 4) as fleet:
+        assert await fleet[0].admitted("warm", 1) == 1
+        server.stop()
+        refused = [await fleet[0].limiter.hit("never-seen") for _ in range(3)]
+        assert [decision.allowed for decision in refused] == [False] * 3
+        assert {decision.backend for decision in refused} == {"memory"}
+        assert max(d.retry_after for d in refused) == fleet[0].guard.retry_interval

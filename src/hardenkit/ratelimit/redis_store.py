@@ -362,19 +362,20 @@ class RedisStore:
         self._hold_until = max(self._hold_until, now + wait_us)
 
     def _held(self, decision: RateLimitDecision | None, rate: Rate) -> RateLimitDecision:
-        """The share's decision, told to retry no later than the hold's end while it holds.
+        """The share's decision, told to retry no later than Redis may decide again.
 
         A share refuses with its own wait (a key without a reservation refills at ``1/N``
-        of its rate), but Redis decides again when the hold ends.
+        of its rate: an hour for ``100/day`` among four), but Redis may decide sooner:
+        when the hold ends, or when the guard tries Redis again.
         """
         if decision is None:
             return self._unavailable(rate)
         if decision.allowed:
             return decision
         left = (self._hold_until - self.fallback.now_us()) / 1_000_000
-        if left <= 0 or decision.retry_after <= left:
+        wait = max(left, 0.001) if left > 0 else self.guard.retry_interval
+        if decision.retry_after <= wait:
             return decision
-        wait = max(left, 0.001)
         return replace(decision, retry_after=wait, reset_after=max(wait, decision.reset_after))
 
     def _unavailable(self, rate: Rate) -> RateLimitDecision:
