@@ -270,8 +270,12 @@ def _why(error: BaseException) -> str:
 async def _persistence_finding(settings: HardenSettings, client: Redis | RedisCluster) -> Finding:
     """Whether Redis keeps its data across a restart: rate limits (and replay) rely on it."""
     check = "redis_persistence"
-    relying = "rate limits (a key's limit handed out again before the instance that last "
-    relying += "decided it restores it, docs/ratelimit.md)"
+    if hasattr(client, "keyslot"):  # a Cluster has no epoch to hold decisions with
+        relying = "rate limits (a key's limit handed out again before the instance that "
+        relying += "last decided it restores it, docs/ratelimit.md)"
+    else:
+        relying = "rate limits (decisions held from the instances' shares for a few "
+        relying += "seconds while they restore what they mirrored, docs/ratelimit.md)"
     if settings.replay_redis_down == "closed":
         relying += " and replay `closed` (every processed id forgotten)"
     try:
