@@ -230,3 +230,22 @@ async def test_an_outage_refusal_says_to_retry_when_redis_may_answer_not_after_t
         assert [decision.allowed for decision in refused] == [False] * 3
         assert {decision.backend for decision in refused} == {"memory"}
         assert max(d.retry_after for d in refused) == fleet[0].guard.retry_interval
+
+
+async def test_a_hold_answers_each_rule_by_its_when_down(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    """A lost epoch (a flush) holds every rule: ``closed`` answers 503 until the hold
+    ends, ``open`` admits, ``fallback`` decides from the share; then Redis decides."""
+    guard = RedisGuard("test", timeout=1.0)
+    store = RedisStore(redis_client, guard=guard, prefix=key_prefix, restart_hold=1.0)
+    closed = RateLimiter("3/hour", store=store, name="login", when_down="closed")
+    opened = RateLimiter("3/hour", store=store, name="feed", when_down="open")
+    assert (await closed.hit("k")).allowed  # an answer: from now on a lost epoch is a loss
+    await redis_client.delete(epoch_key(key_prefix))
+    held = await closed.hit("k")
+    assert (held.allowed, held.unavailable, held.backend) == (False, True, "none")
+    assert [(await opened.hit("k")).allowed for _ in range(5)] == [True] * 5
+    await asyncio.sleep(await until_redis_decides(redis_client, key_prefix) + 0.05)
+    after = [await closed.hit("k") for _ in range(3)]
+    assert [(d.allowed, d.backend) for d in after] == [(True, "redis")] * 2 + [(False, "redis")]
