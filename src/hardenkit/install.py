@@ -228,12 +228,13 @@ def _build_parts(app: Starlette, settings: HardenSettings, shared: Shared) -> _P
     headers = build_headers(settings, app)
     resilience = build_resilience(settings, shared)
     auth = build_auth(settings, shared)
+    rate_limits = build_rate_limits(settings, shared)
     return _Parts(
         headers=headers,
         signing=signing,
         auth=auth,
-        rate_limits=build_rate_limits(settings, shared),
-        checks=signing.checks + resilience.checks + auth.checks,
+        rate_limits=rate_limits,
+        checks=signing.checks + resilience.checks + auth.checks + rate_limits.checks,
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from redis.asyncio import Redis
 
+from hardenkit.health import HealthStatus
 from hardenkit.instances import InstanceRegistry, instances_key
 from hardenkit.ratelimit import RateLimiter, RedisStore
 from hardenkit.ratelimit._fallback import OutageFallback
@@ -246,6 +247,10 @@ async def test_a_hold_answers_each_rule_by_its_when_down(
     held = await closed.hit("k")
     assert (held.allowed, held.unavailable, held.backend) == (False, True, "none")
     assert [(await opened.hit("k")).allowed for _ in range(5)] == [True] * 5
+    ready = await store.health_check()  # /readyz's "rate_limits", not critical
+    assert ready.status == HealthStatus.DEGRADED
+    assert 0 < ready.detail["held_seconds"] <= 1.0
     await asyncio.sleep(await until_redis_decides(redis_client, key_prefix) + 0.05)
+    assert (await store.health_check()).status == HealthStatus.HEALTHY
     after = [await closed.hit("k") for _ in range(3)]
     assert [(d.allowed, d.backend) for d in after] == [(True, "redis")] * 2 + [(False, "redis")]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from starlette.middleware import Middleware
 
+from hardenkit._parts import ReadinessCheck
 from hardenkit.ratelimit.keys import ClientIpKey, route, tenant
 from hardenkit.ratelimit.memory import MemoryStore
 from hardenkit.ratelimit.middleware import RateLimitMiddleware
@@ -33,12 +34,15 @@ class RateLimitPart:
         tenant: After auth: per verified tenant; requests without one are not counted.
         webhook: Inside the webhook layer, one budget per webhook path (``None`` when no
             webhook path is guarded).
+        checks: With Redis, ``rate_limits`` in ``/readyz``: degraded while decisions are
+            held after Redis lost its data (docs/ratelimit.md).
     """
 
     store: RateLimitStore
     client_ip: Middleware
     tenant: Middleware
     webhook: Middleware | None = None
+    checks: tuple[ReadinessCheck, ...] = ()
 
 
 def build_rate_limits(settings: HardenSettings, shared: Shared) -> RateLimitPart:
@@ -68,11 +72,15 @@ def build_rate_limits(settings: HardenSettings, shared: Shared) -> RateLimitPart
         ),
     ]
     tenant_rules = [RateLimitRule("tenant", settings.rate_limit_tenant, key=tenant, when_down=down)]
+    checks: tuple[ReadinessCheck, ...] = ()
+    if isinstance(store, RedisStore):
+        checks = (ReadinessCheck("rate_limits", store.health_check, critical=False),)
     return RateLimitPart(
         store=store,
         client_ip=_layer(settings, store, ip_rules),
         tenant=_layer(settings, store, tenant_rules),
         webhook=_webhook_layer(settings, store, webhook_paths),
+        checks=checks,
     )
 
 

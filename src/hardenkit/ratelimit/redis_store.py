@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import structlog
 
+from hardenkit.health import CheckResult, HealthStatus
 from hardenkit.ratelimit._charge import RESERVED
 from hardenkit.ratelimit._fallback import OutageFallback, Pending
 from hardenkit.ratelimit._pipelining import ScriptRunner
@@ -339,6 +340,19 @@ class RedisStore:
             left = in_flight.pop(key) - cost
             if left:
                 in_flight[key] = left
+
+    @property
+    def held_seconds(self) -> float:
+        """Seconds left of the hold after Redis lost its data (0: Redis decides)."""
+        return max(0.0, (self._hold_until - self.fallback.now_us()) / 1_000_000)
+
+    async def health_check(self) -> CheckResult:
+        """Readiness: degraded while decisions are held after Redis lost its data."""
+        held = self.held_seconds
+        if held:
+            detail = {"held_seconds": round(held, 3), "reason": "redis_lost_data"}
+            return CheckResult(HealthStatus.DEGRADED, detail)
+        return CheckResult(HealthStatus.HEALTHY, {"held_seconds": 0})
 
     def _keys(self, key: str) -> tuple[str, ...]:
         redis_key = store_key(self.prefix, key)
