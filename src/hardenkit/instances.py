@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
-from hardenkit.stores import nothing
+from hardenkit.stores import EPOCH_SCRIPT, MAX_HOLD_US, nothing
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -52,8 +52,6 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 _LIVE: Final = "return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')\n"
 
 # Answers the live count, and 1 when this instance's own heartbeat was still there.
-# With KEYS[2], the rate-limit store's epoch (see gcra.lua) is created when missing, as
-# now + ARGV[3] microseconds: the hold after Redis lost its data (0 on a first start).
 _HEARTBEAT: Final = (
     _NOW
     + """local mine = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -61,9 +59,6 @@ redis.call('ZADD', KEYS[1], now + ARGV[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 local live = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
-if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('SET', KEYS[2], t[1] * 1000000 + t[2] + ARGV[3])
-end
 if mine and mine + 0 > now then return {live, 1} end
 return {live, 0}
 """
@@ -97,8 +92,8 @@ class InstanceRegistry:
         clock: Monotonic clock of the ``3 × ttl`` window, replaceable in tests.
         epoch: The rate-limit store's epoch key
             (:func:`hardenkit.ratelimit.redis_store.epoch_key`; standalone Redis and
-            Sentinel only, as a Cluster script cannot reach two slots): each heartbeat
-            recreates it, :attr:`restart_hold` ahead, if Redis lost it.
+            Sentinel, where the decision script reads it): each heartbeat recreates it,
+            :attr:`restart_hold` ahead, if Redis lost it (:data:`~hardenkit.stores.EPOCH_SCRIPT`).
     """
 
     def __init__(
@@ -118,7 +113,7 @@ class InstanceRegistry:
         self.key = key
         self.ttl = ttl
         self.epoch = epoch
-        self.restart_hold = ttl / 3 + 1.0
+        self.restart_hold = min(ttl / 3 + 1.0, MAX_HOLD_US / 1_000_000)
         """Seconds the rate limits are held after Redis lost its data: one heartbeat
         interval for every instance to notice, and a second to restore the keys it
         mirrored (``gcra.lua``, docs/ratelimit.md)."""
@@ -153,11 +148,12 @@ class InstanceRegistry:
         """Send one heartbeat; return :attr:`live_instances`, the count shares divide by."""
 
         async def in_redis() -> None:
-            keys = (self.key,) if self.epoch is None else (self.key, self.epoch)
-            hold = round(self.restart_hold * 1_000_000) if self.answered else 0
             count, present = await self.redis.eval(
-                _HEARTBEAT, len(keys), *keys, self.instance_id, int(self.ttl * 1000), hold
+                _HEARTBEAT, 1, self.key, self.instance_id, int(self.ttl * 1000)
             )
+            if self.epoch is not None:  # its own call: another slot than the set
+                hold = round(self.restart_hold * 1_000_000) if self.answered else 0
+                await self.redis.eval(EPOCH_SCRIPT, 1, self.epoch, hold)
             rejoined = self.answered and not int(present)
             self._record(max(1, int(count)))
             if rejoined:

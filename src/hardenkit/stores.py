@@ -21,7 +21,7 @@ import hashlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 import structlog
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from hardenkit.settings import HardenSettings
 
-__all__ = ["RedisGuard", "create_redis", "is_redis_failure"]
+__all__ = ["EPOCH_SCRIPT", "MAX_HOLD_US", "RedisGuard", "create_redis", "is_redis_failure"]
 
 T = TypeVar("T")
 
@@ -490,6 +490,31 @@ class LuaScript:
             if not _is_noscript(error):
                 raise
             return await client.eval(self.source, len(keys), *keys, *args)
+
+
+MAX_HOLD_US: Final = 60_000_000
+"""The longest hold an epoch may set (``gcra.lua`` and :data:`EPOCH_SCRIPT`): an epoch
+further ahead than this is taken as corrupt (a Redis clock stepped back after it was
+set) and set again, rather than holding every decision for as long as the clock was off."""
+
+EPOCH_SCRIPT: Final = f"""
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
+local ready = tonumber(redis.call('GET', KEYS[1]))
+if not ready or ready > now + {MAX_HOLD_US} then
+  ready = now + ARGV[1]
+  redis.call('SET', KEYS[1], ready)
+end
+if ready > now then return ready - now end
+return 0
+"""
+"""The rate-limit epoch as ``gcra.lua`` reads it, on its own (one key: any Redis shape).
+
+KEYS[1] is the epoch (``hardenkit.ratelimit.redis_store.epoch_key``), ARGV[1] the hold
+in microseconds a missing one is recreated with (0 on a first start). Answers the
+microseconds until Redis decides again (0: now). Run by the heartbeat and by the rate-
+limit store's first probe after an outage, so a Redis that lost its data holds the
+limits from the first moment any instance hears from it."""
 
 
 async def nothing() -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from structlog.testing import capture_logs
 
 from hardenkit.health import HealthStatus
 from hardenkit.instances import InstanceRegistry, instances_key
 from hardenkit.ratelimit import RateLimiter, RedisStore
 from hardenkit.ratelimit._fallback import OutageFallback
+from hardenkit.ratelimit.limiter import key_digest
 from hardenkit.ratelimit.memory import MemoryStore
 from hardenkit.ratelimit.rate import Rate
 from hardenkit.ratelimit.redis_store import epoch_key
@@ -237,7 +240,8 @@ async def test_a_hold_answers_each_rule_by_its_when_down(
     redis_client: Redis, key_prefix: str
 ) -> None:
     """A lost epoch (a flush) holds every rule: ``closed`` answers 503 until the hold
-    ends, ``open`` admits, ``fallback`` decides from the share; then Redis decides."""
+    ends; ``open`` is not open while Redis is up, the share decides it as it does for
+    ``fallback`` (a lone store: the whole limit, never more); then Redis decides."""
     guard = RedisGuard("test", timeout=1.0)
     store = RedisStore(redis_client, guard=guard, prefix=key_prefix, restart_hold=1.0)
     closed = RateLimiter("3/hour", store=store, name="login", when_down="closed")
@@ -246,7 +250,8 @@ async def test_a_hold_answers_each_rule_by_its_when_down(
     await redis_client.delete(epoch_key(key_prefix))
     held = await closed.hit("k")
     assert (held.allowed, held.unavailable, held.backend) == (False, True, "none")
-    assert [(await opened.hit("k")).allowed for _ in range(5)] == [True] * 5
+    assert 0 < held.retry_after <= 1.0  # when the hold ends
+    assert [(await opened.hit("k")).allowed for _ in range(5)] == [True] * 3 + [False] * 2
     ready = await store.health_check()  # /readyz's "rate_limits", not critical
     assert ready.status == HealthStatus.DEGRADED
     assert 0 < ready.detail["held_seconds"] <= 1.0
@@ -254,3 +259,77 @@ async def test_a_hold_answers_each_rule_by_its_when_down(
     assert (await store.health_check()).status == HealthStatus.HEALTHY
     after = [await closed.hit("k") for _ in range(3)]
     assert [(d.allowed, d.backend) for d in after] == [(True, "redis")] * 2 + [(False, "redis")]
+
+
+async def test_a_key_its_holder_decides_during_the_hold_is_in_redis_before_the_hold_ends(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    """Review: the holder's own first call after the loss put the key in its share,
+    which the restore skips, and it was charged only after the hold: the others found it
+    empty at the hold's end (40 of 20). A hold now charges what the share decides as it
+    goes, a key's floor first."""
+    server = redis_server_factory()
+    async with fleet_of(server.url, key_prefix, 4, restart_hold=1.5) as fleet:
+        assert await fleet[0].admitted("pinned", LIMIT) == LIMIT
+        admin = Redis.from_url(server.url)
+        try:
+            await admin.flushall()  # Redis lost its data; no call failed
+            decision = await fleet[0].limiter.hit("pinned")  # the holder, first
+            assert not decision.allowed
+            await asyncio.sleep(0.3)  # well inside the hold
+            assert await until_redis_decides(admin, key_prefix) > 0
+            # Already back in Redis, exhausted, before anyone may decide it there.
+            stored = fleet[0].store.redis_key(f"api:{key_digest('pinned')}")
+            assert await admin.pttl(stored) > 3_000_000  # most of the hour's refill
+            await asyncio.sleep(await until_redis_decides(admin, key_prefix) + 0.02)
+        finally:
+            await admin.aclose()
+        assert await fleet[1].admitted("pinned", 25) == 0
+
+
+async def test_an_epoch_set_by_a_clock_stepped_back_is_set_again(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    """An epoch an hour ahead is no hold: every decision would wait for the clock."""
+    guard = RedisGuard("test", timeout=1.0)
+    store = RedisStore(redis_client, guard=guard, prefix=key_prefix, restart_hold=0.5)
+    limiter = RateLimiter("3/hour", store=store, name="clock")
+    assert (await limiter.hit("k")).allowed
+    seconds, micros = await redis_client.time()
+    await redis_client.set(epoch_key(key_prefix), (seconds + 3600) * 1_000_000 + micros)
+    held = await limiter.hit("k")  # set again, half a second ahead
+    assert held.backend == "memory"
+    assert 0 < await until_redis_decides(redis_client, key_prefix) <= 0.5
+    await asyncio.sleep(await until_redis_decides(redis_client, key_prefix) + 0.05)
+    assert (await limiter.hit("k")).backend == "redis"
+
+
+async def test_a_redis_that_refuses_two_slots_decides_without_the_epoch(
+    tmp_path: Path, key_prefix: str
+) -> None:
+    """A cluster-mode server behind a plain client (as a sharding proxy would be)
+    refuses a script naming two slots: the store leaves the epoch out and says so,
+    instead of every decision failing over to the fallback."""
+    server = RedisServer(tmp_path / "cluster-mode", cluster=True)
+    server.start()
+    client = Redis.from_url(server.url, socket_timeout=2.0)
+    try:
+        await client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        for _ in range(100):  # bounded: the node takes its slots
+            if (await client.execute_command("CLUSTER", "INFO")).find(b"cluster_state:ok") >= 0:
+                break
+            await asyncio.sleep(0.05)
+        guard = RedisGuard("test", timeout=2.0, ping=client.ping)
+        store = RedisStore(client, guard=guard, prefix=key_prefix, fallback_share=1)
+        with capture_logs() as logs:
+            await guard.warm_up()
+        assert store.epoch_key is None
+        assert any(entry["event"] == "ratelimit_epoch_unavailable" for entry in logs)
+        limiter = RateLimiter("3/hour", store=store, name="proxy")
+        decisions = [await limiter.hit("k") for _ in range(4)]
+        assert [(d.allowed, d.backend) for d in decisions] == [(True, "redis")] * 3 + [
+            (False, "redis")
+        ]
+    finally:
+        await client.aclose()
+        server.stop()

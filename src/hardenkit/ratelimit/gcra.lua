@@ -46,7 +46,9 @@ else
 end
 if KEYS[3] then
   local ready = tonumber(redis.call('GET', KEYS[3]))
-  if not ready then
+  -- More than a minute ahead (hardenkit.stores.MAX_HOLD_US): set by a clock stepped
+  -- back since, not a hold; set again rather than held for as long as it was off.
+  if not ready or ready > now + 60000000 then
     ready = now + ARGV[8]
     redis.call('SET', KEYS[3], ready)
   end

@@ -9,6 +9,7 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Final, Literal
 
 import structlog
+from redis.exceptions import ClusterCrossSlotError
 
 from hardenkit.health import CheckResult, HealthStatus
 from hardenkit.ratelimit._charge import RESERVED
@@ -22,7 +23,14 @@ from hardenkit.ratelimit.decision import (
 from hardenkit.ratelimit.gcra import Reply, decode_reply
 from hardenkit.ratelimit.memory import MemoryStore
 from hardenkit.ratelimit.rate import Rate
-from hardenkit.stores import LuaScript, RedisGuard, is_redis_failure, store_key
+from hardenkit.stores import (
+    EPOCH_SCRIPT,
+    MAX_HOLD_US,
+    LuaScript,
+    RedisGuard,
+    is_redis_failure,
+    store_key,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -53,20 +61,6 @@ def epoch_key(key_prefix: str) -> str:
 
 
 _GCRA: Final = LuaScript(GCRA_SCRIPT)
-
-# The epoch as gcra.lua reads it: created ARGV[1] microseconds ahead when missing; answers
-# the microseconds until Redis decides (0: it decides now).
-_EPOCH: Final = """
-local t = redis.call('TIME')
-local now = t[1] * 1000000 + t[2]
-local ready = tonumber(redis.call('GET', KEYS[1]))
-if not ready then
-  ready = now + ARGV[1]
-  redis.call('SET', KEYS[1], ready)
-end
-if ready > now then return ready - now end
-return 0
-"""
 
 
 class RedisStore:
@@ -180,6 +174,8 @@ class RedisStore:
         self.prefix = prefix
         if restart_hold is None:
             restart_hold = instances.restart_hold if instances is not None else 1.0
+        if not 0 < restart_hold <= MAX_HOLD_US / 1_000_000:
+            raise ValueError(f"restart_hold must be in (0, {MAX_HOLD_US // 1_000_000}]")
         self._hold_us = round(restart_hold * 1_000_000)
         self._answered = False  # a first answer: from now on a missing epoch is a loss
         self._hold_until = 0  # the fallback's clock, microseconds
@@ -192,6 +188,7 @@ class RedisStore:
         # After an outage the guard charges what the fallback admitted, then reconnects
         # and reloads the script, in the background, before decisions go back to Redis.
         self.guard.add_probe(self._charge_outage, first=True)
+        self.guard.add_probe(self._check_epoch)
         self.guard.add_probe(self._runner.prepare)
         self.guard.on_recovery(self._settle_soon)  # lets go of the keys the probe kept
         self._restoring: asyncio.Task[None] | None = None
@@ -211,9 +208,33 @@ class RedisStore:
         if self.epoch_key is not None:
             # Back on a Redis that lost its data: the outage goes on as a hold, its keys
             # in the share (with what is left of their reservations) until it ends.
-            wait = await self.client.eval(_EPOCH, 1, self.epoch_key, self._hold_arg())
+            wait = await self.client.eval(EPOCH_SCRIPT, 1, self.epoch_key, self._hold_arg())
             if int(wait) > 0:
                 self._hold(int(wait))
+
+    async def _check_epoch(self) -> None:
+        """Leave the epoch out where Redis refuses a script two slots (CROSSSLOT).
+
+        A Redis that enforces slots behind a client that knows none (a cluster-mode
+        server, a sharding proxy such as Redis Enterprise's) refuses every decision that
+        names the epoch: then the store decides without it, and says so.
+        """
+        if self.epoch_key is None:
+            return
+        try:
+            await self.client.eval(
+                "return 1", 2, store_key(self.prefix, "epoch-check"), self.epoch_key
+            )
+        except ClusterCrossSlotError:
+            _logger.error(
+                "ratelimit_epoch_unavailable",
+                detail="Redis refuses a script that names two hash slots (a cluster-mode "
+                "server or a sharding proxy behind a plain client): decisions are not held "
+                "after Redis lost its data (docs/ratelimit.md); use a Cluster client or "
+                "persistence",
+                setting="HARDENKIT_REDIS_URL",
+            )
+            self.epoch_key = None
 
     def _settle_soon(self) -> None:
         """Charge keys decided by single timed-out calls, in the background.
@@ -225,14 +246,25 @@ class RedisStore:
 
     async def _settle(self) -> None:
         try:
-            # Held (Redis lost its data): the keys stay in the share until the hold ends.
-            # Charged now, a key would start a new share at its next held decision,
-            # without the reservation its first one spent from.
-            for _ in range(_SETTLE_ATTEMPTS):  # a later loss may extend the hold
+            # Held (Redis lost its data): what the share decided goes to Redis as it is
+            # decided (a key's floor restores it, units are charged), so that it is all
+            # there when Redis decides again; nobody decides on Redis meanwhile. The keys
+            # stay in the share (``keep``) until the hold ends: let go of, a key would
+            # start a new share, without the reservation its first one spent from.
+            for _ in range(_HOLD_CHARGES):  # bounded: a hold is at most MAX_HOLD_US
                 wait = self._hold_until - self.fallback.now_us()
                 if wait <= 0:
                     break
-                await asyncio.sleep(wait / 1_000_000)
+                try:
+                    async with asyncio.timeout(max(self.guard.retry_interval, 0.5)):
+                        await self._outage.charge(
+                            self.client, self.prefix, keep=True, restore=False
+                        )
+                except Exception as error:  # noqa: BLE001 - a background task has no caller
+                    if not is_redis_failure(error):
+                        _logger.error("ratelimit_settle_error", error=type(error).__name__)
+                        return
+                await asyncio.sleep(min(wait / 1_000_000, _HOLD_CHARGE_INTERVAL))
             for _ in range(_SETTLE_ATTEMPTS):
                 if self.guard.using_fallback or not self._outage.ready_keys:
                     return  # recovery charges it all, or nothing is left
@@ -302,7 +334,13 @@ class RedisStore:
             if raw[0] == 0:  # held: Redis lost its data (gcra.lua)
                 self._hold(raw[1])
                 outage.seen(key, raw[2], sent)  # the key as restored so far, if it is
-                return await on_fallback()
+                if when_down == "closed":
+                    return self._unavailable(rate, raw[1] / 1_000_000)
+                # An open rule is not open while Redis is up: it is held like the rest.
+                if self._instances_known():
+                    others = self._in_flight[key] - cost
+                    return self._held(outage.decide(key, rate, cost, None, others), rate)
+                return self._unavailable(rate, raw[1] / 1_000_000)
             reply = decode_reply(raw)
             outage.mirror(key, reply.ahead_us, reply.reserved if reply.allowed else None, sent)
             return decision_from_gcra(
@@ -392,14 +430,15 @@ class RedisStore:
             return decision
         return replace(decision, retry_after=wait, reset_after=max(wait, decision.reset_after))
 
-    def _unavailable(self, rate: Rate) -> RateLimitDecision:
-        """Only Redis can decide: 503 with ``Retry-After`` the guard's retry interval."""
+    def _unavailable(self, rate: Rate, wait: float | None = None) -> RateLimitDecision:
+        """Only Redis can decide: 503 with ``Retry-After`` ``wait``, else the retry interval."""
+        wait = self.guard.retry_interval if wait is None else max(wait, 0.001)
         return RateLimitDecision(
             allowed=False,
             limit=rate.count,
             remaining=0,
-            retry_after=self.guard.retry_interval,
-            reset_after=self.guard.retry_interval,
+            retry_after=wait,
+            reset_after=wait,
             period_seconds=rate.period_seconds,
             backend="none",
             unavailable=True,
@@ -477,4 +516,7 @@ class RedisStore:
 
 
 _SETTLE_ATTEMPTS: Final = 5
+_HOLD_CHARGE_INTERVAL: Final = 0.05
+"""Seconds between a hold's charges: the last ones land this long before Redis decides."""
+_HOLD_CHARGES: Final = MAX_HOLD_US // 50_000 + 1
 _MAX_RESERVE_SECONDS: Final = 3600
