@@ -333,3 +333,33 @@ async def test_a_redis_that_refuses_two_slots_decides_without_the_epoch(
     finally:
         await client.aclose()
         server.stop()
+
+
+async def test_what_a_share_admits_in_a_hold_reaches_redis_while_the_key_stays_in_it(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    """Second review: charged once and let go of, a key would start a new share without
+    its reservation; charged only after the hold, the others would decide without its
+    units. So: charged as it goes, kept in the share, and in the hold's last moments the
+    share refuses (what it admitted then could not reach Redis in time)."""
+    server = redis_server_factory()
+    emission_ms = 3600 * 1000 // LIMIT
+    async with fleet_of(server.url, key_prefix, 4, restart_hold=1.5) as fleet:
+        holder = fleet[0]
+        assert await holder.admitted("spread", 4) == 4  # reserves floor(16 / 4) = 4
+        storage = f"api:{key_digest('spread')}"
+        admin = Redis.from_url(server.url)
+        try:
+            await admin.flushall()
+            assert await holder.admitted("spread", 2) == 2  # held: from its reservation
+            await asyncio.sleep(0.3)
+            assert await admin.pttl(holder.store.redis_key(storage)) > 5.5 * emission_ms
+            assert holder.store._outage.holds(storage)
+            await asyncio.sleep(max(0.0, await until_redis_decides(admin, key_prefix) - 0.08))
+            closing = await holder.limiter.hit("spread")  # 2 left in its share, but late
+            assert (closing.allowed, closing.backend) == (False, "memory")
+            assert 0 < closing.retry_after <= 0.15
+            await asyncio.sleep(await until_redis_decides(admin, key_prefix) + 0.05)
+        finally:
+            await admin.aclose()
+        assert await fleet[1].admitted("spread", LIMIT) == LIMIT - 6

@@ -208,9 +208,10 @@ class RedisStore:
         if self.epoch_key is not None:
             # Back on a Redis that lost its data: the outage goes on as a hold, its keys
             # in the share (with what is left of their reservations) until it ends.
+            sent = self.fallback.now_us()
             wait = await self.client.eval(EPOCH_SCRIPT, 1, self.epoch_key, self._hold_arg())
             if int(wait) > 0:
-                self._hold(int(wait))
+                self._hold(int(wait), sent)
 
     async def _check_epoch(self) -> None:
         """Leave the epoch out where Redis refuses a script two slots (CROSSSLOT).
@@ -245,39 +246,58 @@ class RedisStore:
             self._settling = asyncio.get_running_loop().create_task(self._settle())
 
     async def _settle(self) -> None:
+        held_turns = settle_turns = 0
         try:
-            # Held (Redis lost its data): what the share decided goes to Redis as it is
-            # decided (a key's floor restores it, units are charged), so that it is all
-            # there when Redis decides again; nobody decides on Redis meanwhile. The keys
-            # stay in the share (``keep``) until the hold ends: let go of, a key would
-            # start a new share, without the reservation its first one spent from.
-            for _ in range(_HOLD_CHARGES):  # bounded: a hold is at most MAX_HOLD_US
-                wait = self._hold_until - self.fallback.now_us()
-                if wait <= 0:
-                    break
-                try:
-                    async with asyncio.timeout(max(self.guard.retry_interval, 0.5)):
-                        await self._outage.charge(
-                            self.client, self.prefix, keep=True, restore=False
-                        )
-                except Exception as error:  # noqa: BLE001 - a background task has no caller
-                    if not is_redis_failure(error):
-                        _logger.error("ratelimit_settle_error", error=type(error).__name__)
+            for _ in range(_HOLD_CHARGES + _SETTLE_ATTEMPTS):  # bounded: both counts below
+                left = self._hold_until - self.fallback.now_us()
+                if left > 0 and held_turns < _HOLD_CHARGES:
+                    # Held (Redis lost its data): what the share decides goes to Redis as
+                    # it is decided (a key's floor restores it, units are charged), so it
+                    # is all there when Redis decides again; nobody decides on Redis
+                    # meanwhile. The keys stay in the share (``keep``) until the hold
+                    # ends: let go of, a key would start a new share, without the
+                    # reservation its first one spent from. Re-checked at every turn: a
+                    # hold may start while this task waits to retry a settle.
+                    held_turns += 1
+                    if await self._charge_once(keep=True) is None:
                         return
-                await asyncio.sleep(min(wait / 1_000_000, _HOLD_CHARGE_INTERVAL))
-            for _ in range(_SETTLE_ATTEMPTS):
+                    if left > _HOLD_MARGIN_US:
+                        pause = min(left - _HOLD_MARGIN_US, _HOLD_CHARGE_US)
+                    else:  # the last charge is out; the shares refuse until the end
+                        pause = left
+                    await asyncio.sleep(pause / 1_000_000)
+                    continue
+                if settle_turns >= _SETTLE_ATTEMPTS:
+                    return
+                settle_turns += 1
                 if self.guard.using_fallback or not self._outage.ready_keys:
                     return  # recovery charges it all, or nothing is left
-                try:
-                    async with asyncio.timeout(max(self.guard.retry_interval, 0.5)):
-                        await self._outage.charge(self.client, self.prefix, ready_only=True)
-                except Exception as error:  # noqa: BLE001 - a background task has no caller
-                    if not is_redis_failure(error):
-                        _logger.error("ratelimit_settle_error", error=type(error).__name__)
-                        return
+                charged = await self._charge_once(keep=False)
+                if charged is None:
+                    return
+                if not charged:
                     await asyncio.sleep(self.guard.retry_interval)  # kept for a later try
         finally:
             self._settling = None
+
+    async def _charge_once(self, *, keep: bool) -> bool | None:
+        """One charge of the background settle.
+
+        ``True``: done; ``False``: Redis failed it (kept for a later try); ``None``: stop
+        (a bug, logged).
+        """
+        try:
+            async with asyncio.timeout(max(self.guard.retry_interval, 0.5)):
+                if keep:
+                    await self._outage.charge(self.client, self.prefix, keep=True, restore=False)
+                else:
+                    await self._outage.charge(self.client, self.prefix, ready_only=True)
+        except Exception as error:  # noqa: BLE001 - a background task has no caller
+            if not is_redis_failure(error):
+                _logger.error("ratelimit_settle_error", error=type(error).__name__)
+                return None
+            return False
+        return True
 
     def _restore_soon(self) -> None:
         """Restore the keys this instance mirrored, in the background (Redis lost them)."""
@@ -316,6 +336,8 @@ class RedisStore:
         outage = self._outage
         if when_down == "fallback" and outage.holds(key) and not self.guard.using_fallback:
             # Its share until what it admitted is charged.
+            if (closing := self._closing(rate)) is not None:
+                return closing
             return self._held(outage.decide(key, rate, cost), rate)
         keys = self._keys(key)
         args = self._script_args(rate, cost)
@@ -332,11 +354,13 @@ class RedisStore:
                 raise
             self._answered = True
             if raw[0] == 0:  # held: Redis lost its data (gcra.lua)
-                self._hold(raw[1])
+                self._hold(raw[1], sent)
                 outage.seen(key, raw[2], sent)  # the key as restored so far, if it is
                 if when_down == "closed":
                     return self._unavailable(rate, raw[1] / 1_000_000)
                 # An open rule is not open while Redis is up: it is held like the rest.
+                if (closing := self._closing(rate)) is not None:
+                    return closing
                 if self._instances_known():
                     others = self._in_flight[key] - cost
                     return self._held(outage.decide(key, rate, cost, None, others), rate)
@@ -398,8 +422,12 @@ class RedisStore:
             return (redis_key, redis_key + RESERVED)
         return (redis_key, redis_key + RESERVED, self.epoch_key)
 
-    def _hold(self, wait_us: int) -> None:
-        """Redis lost its data: hold decisions for ``wait_us`` and restore this mirror."""
+    def _hold(self, wait_us: int, sent_us: int) -> None:
+        """Redis lost its data: hold decisions for ``wait_us`` and restore this mirror.
+
+        Counted from the call's sending (``sent_us``), so this instance's hold ends no
+        later than Redis's: the share's last charge lands before Redis decides again.
+        """
         now = self.fallback.now_us()
         if now >= self._hold_until:  # a new hold
             _logger.warning(
@@ -411,7 +439,26 @@ class RedisStore:
                 key=self.epoch_key,
             )
             self._restore_soon()
-        self._hold_until = max(self._hold_until, now + wait_us)
+        self._hold_until = max(self._hold_until, sent_us + wait_us)
+
+    def _closing(self, rate: Rate) -> RateLimitDecision | None:
+        """A refusal in a hold's last moments (``_HOLD_MARGIN_US``), else ``None``.
+
+        What a share admitted then could not reach Redis before Redis decides again.
+        """
+        left = self._hold_until - self.fallback.now_us()
+        if not 0 < left <= _HOLD_MARGIN_US:
+            return None
+        wait = left / 1_000_000
+        return RateLimitDecision(
+            allowed=False,
+            limit=rate.count,
+            remaining=0,
+            retry_after=wait,
+            reset_after=wait,
+            period_seconds=rate.period_seconds,
+            backend="memory",
+        )
 
     def _held(self, decision: RateLimitDecision | None, rate: Rate) -> RateLimitDecision:
         """The share's decision, told to retry no later than Redis may decide again.
@@ -516,7 +563,10 @@ class RedisStore:
 
 
 _SETTLE_ATTEMPTS: Final = 5
-_HOLD_CHARGE_INTERVAL: Final = 0.05
-"""Seconds between a hold's charges: the last ones land this long before Redis decides."""
-_HOLD_CHARGES: Final = MAX_HOLD_US // 50_000 + 1
+_HOLD_CHARGE_US: Final = 50_000
+"""Microseconds between a hold's charges."""
+_HOLD_MARGIN_US: Final = 150_000
+"""A hold's last microseconds: the shares refuse, and their last charge is sent then, so
+that it lands before Redis decides again."""
+_HOLD_CHARGES: Final = MAX_HOLD_US // _HOLD_CHARGE_US + 2
 _MAX_RESERVE_SECONDS: Final = 3600
