@@ -16,6 +16,7 @@ from hardenkit.ratelimit._charge import RESERVED
 from hardenkit.ratelimit._fallback import OutageFallback, Pending
 from hardenkit.ratelimit._pipelining import ScriptRunner
 from hardenkit.ratelimit.decision import (
+    Backend,
     RateLimitDecision,
     RedisDownBehaviour,
     decision_from_gcra,
@@ -449,16 +450,7 @@ class RedisStore:
         left = self._hold_until - self.fallback.now_us()
         if not 0 < left <= _HOLD_MARGIN_US:
             return None
-        wait = left / 1_000_000
-        return RateLimitDecision(
-            allowed=False,
-            limit=rate.count,
-            remaining=0,
-            retry_after=wait,
-            reset_after=wait,
-            period_seconds=rate.period_seconds,
-            backend="memory",
-        )
+        return _refused(rate, left / 1_000_000, backend="memory")
 
     def _held(self, decision: RateLimitDecision | None, rate: Rate) -> RateLimitDecision:
         """The share's decision, told to retry no later than Redis may decide again.
@@ -480,16 +472,7 @@ class RedisStore:
     def _unavailable(self, rate: Rate, wait: float | None = None) -> RateLimitDecision:
         """Only Redis can decide: 503 with ``Retry-After`` ``wait``, else the retry interval."""
         wait = self.guard.retry_interval if wait is None else max(wait, 0.001)
-        return RateLimitDecision(
-            allowed=False,
-            limit=rate.count,
-            remaining=0,
-            retry_after=wait,
-            reset_after=wait,
-            period_seconds=rate.period_seconds,
-            backend="none",
-            unavailable=True,
-        )
+        return _refused(rate, wait, backend="none", unavailable=True)
 
     def _instances_known(self) -> bool:
         """Whether the ``auto`` share has a count to divide by.
@@ -560,6 +543,22 @@ class RedisStore:
         closes its client at shutdown, as :func:`hardenkit.install` does, needs no call.
         """
         await self._runner.aclose()
+
+
+def _refused(
+    rate: Rate, wait: float, *, backend: Backend, unavailable: bool = False
+) -> RateLimitDecision:
+    """A refusal that only says when to come back (not decided by the key's state)."""
+    return RateLimitDecision(
+        allowed=False,
+        limit=rate.count,
+        remaining=0,
+        retry_after=wait,
+        reset_after=wait,
+        period_seconds=rate.period_seconds,
+        backend=backend,
+        unavailable=unavailable,
+    )
 
 
 _SETTLE_ATTEMPTS: Final = 5
