@@ -46,7 +46,7 @@ from hardenkit.settings import (
     _problems_from_validation,
     name_problems,
 )
-from hardenkit.stores import create_redis
+from hardenkit.stores import create_redis, is_cluster
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -270,7 +270,7 @@ def _why(error: BaseException) -> str:
 async def _persistence_finding(settings: HardenSettings, client: Redis | RedisCluster) -> Finding:
     """Whether Redis keeps its data across a restart: rate limits (and replay) rely on it."""
     check = "redis_persistence"
-    if hasattr(client, "keyslot"):  # a Cluster has no epoch to hold decisions with
+    if is_cluster(client):  # a Cluster has no epoch to hold decisions with
         relying = "rate limits (a key's limit handed out again before the instance that "
         relying += "last decided it restores it, docs/ratelimit.md)"
     else:

@@ -61,7 +61,7 @@ from hardenkit.health import CheckResult, HealthCheck, HealthRegistry
 from hardenkit.instances import InstanceRegistry, instances_key
 from hardenkit.proxies import TrustedProxies, TrustedProxyMiddleware
 from hardenkit.ratelimit._install import RateLimitPart, build_rate_limits
-from hardenkit.ratelimit.redis_store import epoch_key
+from hardenkit.ratelimit.redis_store import epoch_for
 from hardenkit.requestid import RequestIdMiddleware
 from hardenkit.requestmetrics import RequestMetricsMiddleware
 from hardenkit.resilience._install import build_resilience
@@ -217,8 +217,7 @@ def _shared(settings: HardenSettings) -> Shared:
         ping=redis.ping,
     )
     prefix = settings.rate_limit_key_prefix
-    # The epoch (gcra.lua) is one key beside the set: not for a Cluster, one slot per script.
-    epoch = None if hasattr(redis, "keyslot") else epoch_key(prefix)
+    epoch = epoch_for(redis, prefix)  # the store's (gcra.lua), recreated by the heartbeat
     instances = InstanceRegistry(redis, guard, key=instances_key(prefix), epoch=epoch)
     return Shared(redis=redis, guard=guard, instances=instances)
 

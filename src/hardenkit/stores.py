@@ -35,7 +35,14 @@ if TYPE_CHECKING:
 
     from hardenkit.settings import HardenSettings
 
-__all__ = ["EPOCH_SCRIPT", "MAX_HOLD_US", "RedisGuard", "create_redis", "is_redis_failure"]
+__all__ = [
+    "EPOCH_SCRIPT",
+    "MAX_HOLD_US",
+    "RedisGuard",
+    "create_redis",
+    "is_cluster",
+    "is_redis_failure",
+]
 
 T = TypeVar("T")
 
@@ -515,6 +522,13 @@ in microseconds a missing one is recreated with (0 on a first start). Answers th
 microseconds until Redis decides again (0: now). Run by the heartbeat and by the rate-
 limit store's first probe after an outage, so a Redis that lost its data holds the
 limits from the first moment any instance hears from it."""
+
+
+def is_cluster(client: object) -> bool:
+    """Whether ``client`` is a Redis Cluster client (one hash slot per script)."""
+    from redis.asyncio.cluster import RedisCluster  # noqa: PLC0415 - redis is imported lazily
+
+    return isinstance(client, RedisCluster)
 
 
 async def nothing() -> None:

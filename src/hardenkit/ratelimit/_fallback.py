@@ -330,7 +330,7 @@ class OutageFallback:
         *,
         ready_only: bool = False,
         keep: bool = False,
-        restore: bool | None = None,
+        restore: bool = False,
     ) -> None:
         """Charge what this fallback admitted to Redis, then let Redis decide again.
 
@@ -344,9 +344,8 @@ class OutageFallback:
         mirrored from Redis's answer.
         """
         async with self._charging:  # one charge at a time: each unit is charged once
-            # The recovery probe's first pass sends the mirrored keys as well (``restore``,
-            # by default with ``keep``); a hold's charges, made again and again, do not.
-            restore = keep if restore is None else restore
+            # The recovery probe's first pass sends the mirrored keys as well (``restore``);
+            # a hold's charges, made again and again, do not.
             for _ in range(_CHARGE_PASSES):
                 taken = [
                     (key, entry, entry.units, entry.credit)

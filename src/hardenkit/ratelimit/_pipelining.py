@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from hardenkit import _timer
+from hardenkit.stores import is_cluster
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -74,7 +75,7 @@ class ScriptRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drainer: asyncio.Task[None] | None = None
         # redis-py refuses scripts in Cluster pipelines; there every decision goes alone.
-        self.pipelining = not _is_cluster(client)
+        self.pipelining = not is_cluster(client)
         self._pool, self._pool_arguments = _direct_pool(client)
         self._connection: Any = None  # held out of the pool for lone commands
         self._connection_settings: dict[str, Any] = {}  # its own, given back with it
@@ -133,7 +134,7 @@ class ScriptRunner:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             await self._enter_loop(loop)
-        if _is_cluster(self.client):
+        if is_cluster(self.client):
             await self.client.script_load(self.script)  # every primary
         else:
             await self._command("SCRIPT", "LOAD", self.script)
@@ -396,12 +397,6 @@ def _is_reply_error(error: BaseException) -> bool:
     from redis.exceptions import ResponseError  # noqa: PLC0415 - redis is imported lazily
 
     return isinstance(error, ResponseError)
-
-
-def _is_cluster(client: object) -> bool:
-    from redis.asyncio.cluster import RedisCluster  # noqa: PLC0415 - redis is imported lazily
-
-    return isinstance(client, RedisCluster)
 
 
 def _is_noscript(error: BaseException) -> bool:

@@ -29,6 +29,7 @@ from hardenkit.stores import (
     MAX_HOLD_US,
     LuaScript,
     RedisGuard,
+    is_cluster,
     is_redis_failure,
     store_key,
 )
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
     from hardenkit.instances import InstanceRegistry
 
-__all__ = ["GCRA_SCRIPT", "FallbackShare", "RedisStore", "epoch_key"]
+__all__ = ["GCRA_SCRIPT", "FallbackShare", "RedisStore", "epoch_for", "epoch_key"]
 
 FallbackShare = float | Literal["auto"]
 """The part of each limit one instance's fallback admits while Redis is unavailable:
@@ -59,6 +60,14 @@ def epoch_key(key_prefix: str) -> str:
     the instances restore the keys they mirrored (docs/ratelimit.md).
     """
     return f"{key_prefix}epoch"
+
+
+def epoch_for(client: object, key_prefix: str) -> str | None:
+    """The epoch key a store under ``key_prefix`` uses on ``client``: none on a Cluster.
+
+    A Cluster script reaches one hash slot, and the epoch is another.
+    """
+    return None if is_cluster(client) else epoch_key(key_prefix)
 
 
 _GCRA: Final = LuaScript(GCRA_SCRIPT)
@@ -180,8 +189,7 @@ class RedisStore:
         self._hold_us = round(restart_hold * 1_000_000)
         self._answered = False  # a first answer: from now on a missing epoch is a loss
         self._hold_until = 0  # the fallback's clock, microseconds
-        # A Cluster script reaches one slot: the epoch is for standalone and Sentinel.
-        self.epoch_key = None if hasattr(client, "keyslot") else epoch_key(prefix)
+        self.epoch_key = epoch_for(client, prefix)
         """The epoch's key (``None`` on a Cluster)."""
         self._runner = ScriptRunner(
             client, _GCRA.source, _GCRA.sha, batch_timeout=self.guard.timeout
@@ -205,7 +213,7 @@ class RedisStore:
     async def _charge_outage(self) -> None:
         # Charged first: a Redis that was only paused runs every instance's charge, queued
         # meanwhile, before anyone's next decision. Kept in the share until back on Redis.
-        await self._outage.charge(self.client, self.prefix, keep=True)
+        await self._outage.charge(self.client, self.prefix, keep=True, restore=True)
         if self.epoch_key is not None:
             # Back on a Redis that lost its data: the outage goes on as a hold, its keys
             # in the share (with what is left of their reservations) until it ends.
@@ -290,7 +298,7 @@ class RedisStore:
         try:
             async with asyncio.timeout(max(self.guard.retry_interval, 0.5)):
                 if keep:
-                    await self._outage.charge(self.client, self.prefix, keep=True, restore=False)
+                    await self._outage.charge(self.client, self.prefix, keep=True)
                 else:
                     await self._outage.charge(self.client, self.prefix, ready_only=True)
         except Exception as error:  # noqa: BLE001 - a background task has no caller
