@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from hardenkit.stores import store_key
+from redis.crc import key_slot
+
+from hardenkit.stores import is_cluster, store_key
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -130,17 +132,20 @@ async def charge_keys(
     *,
     clock: Callable[[], int] | None = None,
     measured_us: int = 0,
+    slotted: bool = False,
 ) -> dict[str, int]:
     """Run :data:`CHARGE_SCRIPT` over ``charges``; return each key's TAT offset after.
 
     ``now_us`` replaces the Redis server's clock; only tests pass it. ``clock``: the
     clock the floors were measured by, at ``measured_us``; a batch sent later has its
     floors lowered by the time since (one batch waits for the one before, and building
-    100,000 charges takes a while).
+    100,000 charges takes a while). ``slotted``: the server refuses a script that names
+    two hash slots although the client knows none (a cluster-mode server or a sharding
+    proxy behind a plain client), so the keys go one slot per call there too.
     """
     aheads: dict[str, int] = {}
     now = "" if now_us is None else now_us
-    for group in _by_slot(client, key_prefix, charges):
+    for group in _by_slot(client, key_prefix, charges, slotted=slotted):
         for start in range(0, len(group), _CHARGE_BATCH):
             batch = group[start : start + _CHARGE_BATCH]
             late = max(0, clock() - measured_us) if clock is not None else 0
@@ -168,14 +173,20 @@ def _key_names(redis_key: str) -> tuple[str, str, str]:
     return redis_key, redis_key + RESTORED, redis_key + RESERVED
 
 
-def _by_slot(client: object, key_prefix: str, charges: list[Charge]) -> list[list[Charge]]:
-    """One group on a standalone Redis; one per hash slot on a Cluster.
+def _slot_of(key: str) -> int:
+    return key_slot(key.encode())
 
-    A script's keys must share a slot on a Cluster.
+
+def _by_slot(
+    client: object, key_prefix: str, charges: list[Charge], *, slotted: bool
+) -> list[list[Charge]]:
+    """One group on a standalone Redis; one per hash slot on a Cluster or where ``slotted``.
+
+    A script's keys must share a slot on a Cluster, and on a server that enforces slots.
     """
-    keyslot = getattr(client, "keyslot", None)
-    if keyslot is None:
+    if not is_cluster(client) and not slotted:
         return [charges] if charges else []
+    keyslot: Callable[[str], int] = getattr(client, "keyslot", None) or _slot_of
     groups: dict[int, list[Charge]] = {}
     for charge in charges:
         groups.setdefault(keyslot(store_key(key_prefix, charge.key)), []).append(charge)

@@ -107,6 +107,8 @@ class OutageFallback:
         self._settle = settle
         self.member = member
         self.reserve_us = reserve_us
+        self.slotted = False
+        """Whether Redis enforces hash slots behind a plain client: one slot per charge call."""
         # Keys decided by this fallback and not yet charged, in this instance's share,
         # with the units admitted (to charge). Bounded like the memory store; only entries
         # with nothing to charge (``_idle``, oldest first) make room for a new key.
@@ -376,6 +378,7 @@ class OutageFallback:
                     charges,
                     clock=self.memory.now_us,
                     measured_us=now,
+                    slotted=self.slotted,
                 )
                 # No await from here to the end of the pass: decisions made meanwhile in
                 # this process are still in _outage and go in the next pass.
@@ -417,7 +420,13 @@ class OutageFallback:
             now = self.memory.now_us()
             restores = self._restores(now)
             await charge_keys(
-                client, key_prefix, self.member, restores, clock=self.memory.now_us, measured_us=now
+                client,
+                key_prefix,
+                self.member,
+                restores,
+                clock=self.memory.now_us,
+                measured_us=now,
+                slotted=self.slotted,
             )
 
 

@@ -245,6 +245,7 @@ class RedisStore:
                 setting="HARDENKIT_REDIS_URL",
             )
             self.epoch_key = None
+            self._outage.slotted = True  # outage charges: one hash slot per script call
 
     def _settle_soon(self) -> None:
         """Charge keys decided by single timed-out calls, in the background.
