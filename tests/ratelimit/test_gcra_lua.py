@@ -18,6 +18,7 @@ from hardenkit.ratelimit._charge import RESERVED
 from hardenkit.ratelimit.decision import decision_from_gcra
 from hardenkit.ratelimit.gcra import Reservation, decode_reply, gcra_reserving, reservation_of
 from hardenkit.ratelimit.redis_store import GCRA_SCRIPT
+from hardenkit.stores import EPOCH_SCRIPT, MAX_HOLD_US
 
 pytestmark = pytest.mark.redis
 
@@ -195,3 +196,10 @@ async def test_memory_and_redis_stores_answer_the_same_sequence_alike(
         outcomes.append(in_memory.allowed)
     assert any(outcomes)
     assert not all(outcomes)
+
+
+def test_the_script_resets_an_epoch_further_ahead_than_the_longest_hold() -> None:
+    """gcra.lua spells ``MAX_HOLD_US`` as a literal (the heartbeat's script formats it in):
+    the two must not drift apart, or one resets an epoch the other holds by."""
+    assert f"ready > now + {MAX_HOLD_US} then" in GCRA_SCRIPT
+    assert f"ready > now + {MAX_HOLD_US} then" in EPOCH_SCRIPT

@@ -259,7 +259,7 @@ class RedisStore:
         held_turns = settle_turns = 0
         try:
             for _ in range(_HOLD_CHARGES + _SETTLE_ATTEMPTS):  # bounded: both counts below
-                left = self._hold_until - self.fallback.now_us()
+                left = self._hold_left_us()
                 if left > 0 and held_turns < _HOLD_CHARGES:
                     # Held (Redis lost its data): what the share decides goes to Redis as
                     # it is decided (a key's floor restores it, units are charged), so it
@@ -371,10 +371,7 @@ class RedisStore:
                 # An open rule is not open while Redis is up: it is held like the rest.
                 if (closing := self._closing(rate)) is not None:
                     return closing
-                if self._instances_known():
-                    others = self._in_flight[key] - cost
-                    return self._held(outage.decide(key, rate, cost, None, others), rate)
-                return self._unavailable(rate, raw[1] / 1_000_000)
+                return self._from_share(key, rate, cost, None, raw[1] / 1_000_000)
             reply = decode_reply(raw)
             outage.mirror(key, reply.ahead_us, reply.reserved if reply.allowed else None, sent)
             return decision_from_gcra(
@@ -388,10 +385,8 @@ class RedisStore:
             )
 
         async def on_fallback() -> RateLimitDecision:
-            if when_down == "fallback" and self._instances_known():
-                others = self._in_flight[key] - cost  # this one is answered here
-                decision = outage.decide(key, rate, cost, given_up, others)
-                return self._held(decision, rate)
+            if when_down == "fallback":
+                return self._from_share(key, rate, cost, given_up)
             if when_down == "open":
                 return RateLimitDecision(
                     allowed=True,
@@ -416,7 +411,7 @@ class RedisStore:
     @property
     def held_seconds(self) -> float:
         """Seconds left of the hold after Redis lost its data (0: Redis decides)."""
-        return max(0.0, (self._hold_until - self.fallback.now_us()) / 1_000_000)
+        return max(0.0, self._hold_left_us() / 1_000_000)
 
     async def health_check(self) -> CheckResult:
         """Readiness: degraded while decisions are held after Redis lost its data."""
@@ -451,12 +446,29 @@ class RedisStore:
             self._restore_soon()
         self._hold_until = max(self._hold_until, sent_us + wait_us)
 
+    def _hold_left_us(self) -> int:
+        """Microseconds left of the hold (0 or less: Redis decides)."""
+        return self._hold_until - self.fallback.now_us()
+
+    def _from_share(
+        self, key: str, rate: Rate, cost: int, given_up: Pending | None, wait: float | None = None
+    ) -> RateLimitDecision:
+        """Decide from this instance's share (an outage, a hold).
+
+        A 503 with ``wait`` instead when the live instances are unknown. ``given_up``:
+        this decision's own call, which timed out.
+        """
+        if not self._instances_known():
+            return self._unavailable(rate, wait)
+        others = self._in_flight[key] - cost  # this one is answered here
+        return self._held(self._outage.decide(key, rate, cost, given_up, others), rate)
+
     def _closing(self, rate: Rate) -> RateLimitDecision | None:
         """A refusal in a hold's last moments (``_HOLD_MARGIN_US``), else ``None``.
 
         What a share admitted then could not reach Redis before Redis decides again.
         """
-        left = self._hold_until - self.fallback.now_us()
+        left = self._hold_left_us()
         if not 0 < left <= _HOLD_MARGIN_US:
             return None
         return _refused(rate, left / 1_000_000, backend="memory")
@@ -472,7 +484,7 @@ class RedisStore:
             return self._unavailable(rate)
         if decision.allowed:
             return decision
-        left = (self._hold_until - self.fallback.now_us()) / 1_000_000
+        left = self._hold_left_us() / 1_000_000
         wait = max(left, 0.001) if left > 0 else self.guard.retry_interval
         if decision.retry_after <= wait:
             return decision
