@@ -10,7 +10,7 @@ import pytest
 from hardenkit import HardenSettings
 from hardenkit.cli import main
 from hardenkit.settings import SettingsError, load_settings
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, one_node_cluster
 from tests.support.tls import TlsFiles
 from tests.test_redis_tls_sentinel import tls_redis  # noqa: F401 - the fixture
 
@@ -139,3 +139,19 @@ def test_doctor_says_whether_redis_keeps_its_data_for_rate_limits_and_replay(
         assert "rate limits" in limits_only["detail"]
         assert "replay" not in limits_only["detail"]
         assert "replay `closed`" in persistence["detail"]
+
+
+def test_doctor_says_a_redis_that_refuses_two_slots_cannot_hold_decisions(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Behind a plain client, a slot-enforcing Redis leaves the store without its epoch
+    (it logs so at startup): without persistence, the doctor says what a restart costs."""
+    server = one_node_cluster(tmp_path / "cluster-mode")
+    try:
+        monkeypatch.setenv("HARDENKIT_REDIS_URL", server.url)
+        finding = doctor(capsys)[1]["redis_persistence"]
+    finally:
+        server.stop()
+    assert finding["status"] == "warn"
+    assert "no epoch on this Redis" in finding["detail"]
+    assert "handed out again" in finding["detail"]

@@ -40,6 +40,7 @@ from hardenkit.errors import ConfigurationError
 from hardenkit.headers import LEAKING_HEADERS, HeaderPolicy
 from hardenkit.headers._grading import csp_directives, script_weaknesses
 from hardenkit.instances import count_live_instances, instances_key
+from hardenkit.ratelimit.redis_store import refuses_two_slots
 from hardenkit.settings import (
     HardenSettings,
     SettingsError,
@@ -270,9 +271,9 @@ def _why(error: BaseException) -> str:
 async def _persistence_finding(settings: HardenSettings, client: Redis | RedisCluster) -> Finding:
     """Whether Redis keeps its data across a restart: rate limits (and replay) rely on it."""
     check = "redis_persistence"
-    if is_cluster(client):  # a Cluster has no epoch to hold decisions with
+    if not await _has_epoch(client, settings.rate_limit_key_prefix):
         relying = "rate limits (a key's limit handed out again before the instance that "
-        relying += "last decided it restores it, docs/ratelimit.md)"
+        relying += "last decided it restores it: no epoch on this Redis, docs/ratelimit.md)"
     else:
         relying = "rate limits (decisions held from the instances' shares for a few "
         relying += "seconds while they restore what they mirrored, docs/ratelimit.md)"
@@ -299,6 +300,20 @@ async def _persistence_finding(settings: HardenSettings, client: Redis | RedisCl
         f"Redis has no persistence (appendonly no, save ''): a restart empties it, which "
         f"weakens {relying}; enable AOF (appendonly yes)",
     )
+
+
+async def _has_epoch(client: Redis | RedisCluster, key_prefix: str) -> bool:
+    """Whether the rate-limit store can hold decisions after Redis lost its data.
+
+    Not on a Cluster, nor on a Redis that refuses a script two slots (the store leaves
+    the epoch out there, by the same check); a check that fails says nothing either way.
+    """
+    if is_cluster(client):
+        return False
+    try:
+        return not await asyncio.wait_for(refuses_two_slots(client, key_prefix), timeout=1.0)
+    except Exception:  # noqa: BLE001 - the other findings report an unreachable Redis
+        return True
 
 
 def _config_value(answer: object, name: str) -> object:

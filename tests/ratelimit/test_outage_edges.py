@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
@@ -20,7 +21,7 @@ from hardenkit.ratelimit.rate import Rate
 from hardenkit.ratelimit.redis_store import epoch_key
 from hardenkit.stores import RedisGuard
 from tests.ratelimit.test_outage_fallback import LIMIT, Instance, fleet_of
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, await_cluster_ok, one_node_cluster
 
 pytestmark = pytest.mark.redis
 
@@ -335,33 +336,12 @@ async def test_a_redis_that_refuses_two_slots_decides_without_the_epoch(
         server.stop()
 
 
-async def _cluster_mode_server(directory: Path) -> RedisServer:
-    """A one-node cluster-mode server holding every slot, for a plain client."""
-    server = RedisServer(directory, cluster=True)
-    server.start()
-    client = Redis.from_url(server.url, socket_timeout=2.0)
-    try:
-        await client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-        await _until_cluster_ok(client)
-    finally:
-        await client.aclose()
-    return server
-
-
-async def _until_cluster_ok(client: Redis) -> None:
-    for _ in range(100):  # bounded: the node takes its slots
-        if (await client.execute_command("CLUSTER", "INFO")).find(b"cluster_state:ok") >= 0:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the cluster-mode node never reported cluster_state:ok")
-
-
 async def test_an_outage_on_a_redis_that_refuses_two_slots_is_charged_back_slot_by_slot(
     tmp_path: Path, key_prefix: str
 ) -> None:
     """Behind a plain client, a server that enforces slots refuses one charge naming many
     keys: the charges go one slot per call, so what the fallback admitted reaches Redis."""
-    server = await _cluster_mode_server(tmp_path / "cluster-mode")
+    server = one_node_cluster(tmp_path / "cluster-mode")
     instance = Instance(server.url, key_prefix, share=1.0)
     keys = [f"caller-{index}" for index in range(6)]  # store keys in six different slots
     other: Instance | None = None
@@ -374,7 +354,8 @@ async def test_an_outage_on_a_redis_that_refuses_two_slots_is_charged_back_slot_
         for key in keys:
             assert await instance.admitted(key, 4) == 4
         server.start()
-        await _until_cluster_ok(instance.client)
+        with SyncRedis(port=server.port, socket_timeout=2.0) as admin:
+            await_cluster_ok(admin)
         await instance.recovered()
         # Another instance, which saw none of it, finds every admission counted in Redis.
         other = Instance(server.url, key_prefix, share=1.0)

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,6 +149,36 @@ class RedisServer:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+
+def one_node_cluster(directory: Path) -> RedisServer:
+    """A started cluster-mode server holding every slot: what a sharding proxy looks
+    like to a plain client (it refuses a script naming two hash slots, CROSSSLOT).
+
+    ``stop()`` and ``start()`` keep its slots (its nodes file stays in ``directory``);
+    :func:`await_cluster_ok` waits until it serves them again.
+    """
+    server = RedisServer(directory, cluster=True)
+    server.start()
+    import redis
+
+    client: Any = redis.Redis(port=server.port, socket_timeout=2.0)  # untyped commands
+    try:
+        client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        await_cluster_ok(client)
+    finally:
+        client.close()
+    return server
+
+
+def await_cluster_ok(client: Any) -> None:
+    """Wait (bounded) until a cluster-mode node reports ``cluster_state:ok``."""
+    for _ in range(100):  # bounded: the node takes its slots in a moment
+        info: bytes = client.execute_command("CLUSTER", "INFO")
+        if info.find(b"cluster_state:ok") >= 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the cluster-mode node never reported cluster_state:ok")
 
 
 class RedisCluster:

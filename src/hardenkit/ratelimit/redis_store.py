@@ -40,7 +40,14 @@ if TYPE_CHECKING:
 
     from hardenkit.instances import InstanceRegistry
 
-__all__ = ["GCRA_SCRIPT", "FallbackShare", "RedisStore", "epoch_for", "epoch_key"]
+__all__ = [
+    "GCRA_SCRIPT",
+    "FallbackShare",
+    "RedisStore",
+    "epoch_for",
+    "epoch_key",
+    "refuses_two_slots",
+]
 
 FallbackShare = float | Literal["auto"]
 """The part of each limit one instance's fallback admits while Redis is unavailable:
@@ -68,6 +75,24 @@ def epoch_for(client: object, key_prefix: str) -> str | None:
     A Cluster script reaches one hash slot, and the epoch is another.
     """
     return None if is_cluster(client) else epoch_key(key_prefix)
+
+
+async def refuses_two_slots(client: Redis | RedisCluster, key_prefix: str) -> bool:
+    """Whether Redis refuses a script naming two hash slots (``CROSSSLOT``) to ``client``.
+
+    A Redis that enforces slots behind a client that knows none (a cluster-mode server,
+    a sharding proxy such as Redis Enterprise's) does: the epoch, another slot than any
+    key's, cannot be read with the key then. ``False`` on a Cluster client, which knows.
+    """
+    if is_cluster(client):
+        return False
+    try:
+        await client.eval(
+            "return 1", 2, store_key(key_prefix, "epoch-check"), epoch_key(key_prefix)
+        )
+    except ClusterCrossSlotError:
+        return True
+    return False
 
 
 _GCRA: Final = LuaScript(GCRA_SCRIPT)
@@ -231,11 +256,7 @@ class RedisStore:
         """
         if self.epoch_key is None:
             return
-        try:
-            await self.client.eval(
-                "return 1", 2, store_key(self.prefix, "epoch-check"), self.epoch_key
-            )
-        except ClusterCrossSlotError:
+        if await refuses_two_slots(self.client, self.prefix):
             _logger.error(
                 "ratelimit_epoch_unavailable",
                 detail="Redis refuses a script that names two hash slots (a cluster-mode "
