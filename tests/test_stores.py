@@ -596,3 +596,41 @@ def test_store_keys_share_one_shape_with_a_cluster_hash_tag() -> None:
         "hardenkit:breaker:{payments}:state",
         "hardenkit:breaker:{payments}:window",
     ]
+
+
+async def test_an_answer_sent_before_redis_failed_does_not_end_the_outage() -> None:
+    """A call in flight when another found Redis gone (a heartbeat, a slow decision)
+    answers late: that says nothing of Redis now. Only a probe ends the outage, after
+    the stores' charges ran."""
+    probes: list[str] = []
+
+    async def probe() -> None:
+        probes.append("charged")
+
+    guard = RedisGuard("test", timeout=1.0, retry_interval=0.2)
+    guard.add_probe(probe)
+    release = asyncio.Event()
+
+    async def in_flight() -> str:
+        await release.wait()
+        return "redis"
+
+    async def refused() -> str:
+        raise ConnectionRefusedError
+
+    late = asyncio.ensure_future(guard.call(in_flight, memory))
+    await asyncio.sleep(0)  # sent
+    assert await guard.call(refused, memory) == "memory"
+    assert guard.using_fallback
+    release.set()
+    assert await late == "redis"  # its own answer, for its own caller...
+    assert guard.using_fallback  # ...but the outage goes on until a probe passes
+    assert probes == []
+    await asyncio.sleep(0.25)
+    assert await guard.call(in_flight, memory) == "memory"  # starts the probe
+    for _ in range(50):  # bounded: the probe runs in the background
+        if not guard.using_fallback:
+            break
+        await asyncio.sleep(0.01)
+    assert probes == ["charged"]
+    assert not guard.using_fallback

@@ -187,6 +187,8 @@ class RedisGuard:
         self._answered_at = -math.inf
         self._clock = clock
         self._failed_at: float | None = None
+        self._failures = 0  # switches to the fallback so far: a call's answer is news only
+        # if it was sent after the last one
         self._probing = False
         self._ping = ping
         self._probes: list[Callable[[], Awaitable[object]]] = [] if ping is None else [ping]
@@ -367,6 +369,7 @@ class RedisGuard:
         self._timeouts_in_row = 0
         was_healthy = self._failed_at is None
         self._failed_at = self._clock()
+        self._failures += 1
         self._probing = False
         if was_healthy:
             self.fallback_activations += 1
@@ -390,6 +393,7 @@ class RedisGuard:
         # sits on the path of every rate-limit decision (see hardenkit/_timer.py). Patient:
         # the time this process's loop was late is not Redis's.
         attempt = _timer.watch(self.timeout, patient=True, answering=self._answering_now)
+        sent_after = self._failures
         failure: BaseException | None = None
         try:
             result = await redis_call()
@@ -415,6 +419,10 @@ class RedisGuard:
                 self.single_fallbacks += 1
                 store_timeouts.add(1, {"store": self.name})
             return await fallback_call()
+        if self._failed_at is not None and sent_after != self._failures:
+            # Sent before Redis failed (a heartbeat, a decision in flight): its answer
+            # says nothing of Redis now. Only a probe, or a call after it, goes back.
+            return result
         self._succeeded()
         return result
 

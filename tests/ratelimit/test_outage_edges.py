@@ -402,3 +402,71 @@ async def test_what_a_share_admits_in_a_hold_reaches_redis_while_the_key_stays_i
         finally:
             await admin.aclose()
         assert await fleet[1].admitted("spread", LIMIT) == LIMIT - 6
+
+
+class _CutShort:
+    """A client whose ``eval`` gives up at the ``at``-th call (the probe's time ran out)."""
+
+    def __init__(self, client: Redis, at: int) -> None:
+        self.client = client
+        self.at = at
+        self.calls = 0
+
+    async def eval(self, *args: object) -> object:
+        self.calls += 1
+        if self.calls == self.at:
+            raise asyncio.CancelledError
+        return await self.client.eval(*args)  # type: ignore[arg-type]
+
+
+async def test_a_charge_cut_short_charges_each_unit_once_when_it_is_taken_up_again(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    """The probe has a time budget: what landed before it ran out counts as charged,
+    what did not is charged by the next charge, and nothing twice."""
+    server = redis_server_factory()
+    instance = Instance(server.url, key_prefix, share=1.0)
+    other = Instance(server.url, key_prefix, share=1.0)
+    keys = [f"caller-{index}" for index in range(600)]  # three batches of charges
+    try:
+        server.stop()
+        for key in keys:
+            assert await instance.admitted(key, 1) == 1
+        server.start()
+        outage = instance.store._outage
+        cut = _CutShort(instance.client, at=2)
+        with pytest.raises(asyncio.CancelledError):
+            await outage.charge(cut, key_prefix)  # type: ignore[arg-type]
+        assert outage.ready_keys == len(keys) - 256  # one batch landed: let go of
+        await outage.charge(instance.client, key_prefix)
+        assert outage.ready_keys == 0
+        for key in (*keys[:3], *keys[-3:]):  # from the batch that landed, and the rest
+            assert await other.admitted(key, LIMIT) == LIMIT - 1, key
+    finally:
+        await instance.aclose()
+        await other.aclose()
+
+
+async def test_a_store_built_without_warm_up_finds_a_redis_that_refuses_two_slots(
+    tmp_path: Path, key_prefix: str
+) -> None:
+    """Built by hand, no lifespan: the first decision fails with CROSSSLOT. The probe
+    checks the slots before it charges, so the charge goes slot by slot and passes."""
+    server = one_node_cluster(tmp_path / "cluster-mode")
+    instance = Instance(server.url, key_prefix, share=1.0)
+    other: Instance | None = None
+    try:
+        decided = [await instance.limiter.hit(f"caller-{index}") for index in range(6)]
+        assert all(decision.allowed for decision in decided)
+        assert instance.guard.using_fallback  # CROSSSLOT: the epoch named two slots
+        await instance.recovered()
+        assert instance.store.epoch_key is None
+        other = Instance(server.url, key_prefix, share=1.0)
+        await other.guard.warm_up()
+        for index in range(6):
+            assert await other.admitted(f"caller-{index}", LIMIT) == LIMIT - 1
+    finally:
+        await instance.aclose()
+        if other is not None:
+            await other.aclose()
+        server.stop()

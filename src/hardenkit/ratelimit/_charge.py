@@ -133,6 +133,7 @@ async def charge_keys(
     clock: Callable[[], int] | None = None,
     measured_us: int = 0,
     slotted: bool = False,
+    into: dict[str, int] | None = None,
 ) -> dict[str, int]:
     """Run :data:`CHARGE_SCRIPT` over ``charges``; return each key's TAT offset after.
 
@@ -141,9 +142,10 @@ async def charge_keys(
     floors lowered by the time since (one batch waits for the one before, and building
     100,000 charges takes a while). ``slotted``: the server refuses a script that names
     two hash slots although the client knows none (a cluster-mode server or a sharding
-    proxy behind a plain client), so the keys go one slot per call there too.
+    proxy behind a plain client), so the keys go one slot per call there too. ``into``
+    receives each batch's keys as Redis answers it: a caller cut short knows what landed.
     """
-    aheads: dict[str, int] = {}
+    aheads: dict[str, int] = {} if into is None else into
     now = "" if now_us is None else now_us
     for group in _by_slot(client, key_prefix, charges, slotted=slotted):
         for start in range(0, len(group), _CHARGE_BATCH):

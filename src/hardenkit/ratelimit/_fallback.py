@@ -332,7 +332,6 @@ class OutageFallback:
         *,
         ready_only: bool = False,
         keep: bool = False,
-        restore: bool = False,
     ) -> None:
         """Charge what this fallback admitted to Redis, then let Redis decide again.
 
@@ -343,24 +342,22 @@ class OutageFallback:
         only keys whose given-up calls all have a known outcome). Keys that only
         refused leave the share here (Redis decides them next time, and their view
         stays); keys that admitted are charged what Redis did not count itself, and
-        mirrored from Redis's answer.
+        mirrored from Redis's answer. Each batch counts as charged as soon as Redis
+        answers it: a charge cut short (the probe's time is up) leaves only the rest
+        for the next one, so nothing is charged twice and nothing is dropped.
         """
         async with self._charging:  # one charge at a time: each unit is charged once
-            # The recovery probe's first pass sends the mirrored keys as well (``restore``);
-            # a hold's charges, made again and again, do not.
             for _ in range(_CHARGE_PASSES):
                 taken = [
                     (key, entry, entry.units, entry.credit)
                     for key, entry in self._outage.items()
                     if not ready_only or entry.open == 0
                 ]
-                now = self.memory.now_us()
-                restores = self._restores(now) if restore else []
-                restore = False
-                if not taken and not restores:
+                if not taken:
                     return
+                now = self.memory.now_us()
                 self._charged_from = now
-                charges = restores + [
+                charges = [
                     Charge(
                         key,
                         max(0, entry.floor_tat - now),
@@ -371,32 +368,52 @@ class OutageFallback:
                     for key, entry, units, credit in taken
                     if units > credit or entry.floor_tat > now
                 ]
-                aheads = await charge_keys(
-                    client,
-                    key_prefix,
-                    self.member,
-                    charges,
-                    clock=self.memory.now_us,
-                    measured_us=now,
-                    slotted=self.slotted,
-                )
-                # No await from here to the end of the pass: decisions made meanwhile in
-                # this process are still in _outage and go in the next pass.
-                for key, entry, units, credit in taken:
-                    entry.units -= units
-                    entry.credit -= credit
-                    entry.floor_tat = 0
-                    self._mark(key, entry)
-                    if entry.units or entry.open or keep:
-                        continue
-                    if self._outage.get(key) is entry:
-                        del self._outage[key]
-                        self._idle.pop(key, None)
-                    ahead = aheads.get(key)
-                    if ahead is not None:
-                        self.memory.set_tat(key, self.memory.now_us() + ahead)
-                    # Else the view stays the last one Redis gave: a share that starts
-                    # from it again (a later outage, a hold) must not find a full bucket.
+                landed: dict[str, int] = {}
+                try:
+                    await charge_keys(
+                        client,
+                        key_prefix,
+                        self.member,
+                        charges,
+                        clock=self.memory.now_us,
+                        measured_us=now,
+                        slotted=self.slotted,
+                        into=landed,
+                    )
+                finally:
+                    # No await here: decisions made meanwhile in this process are still
+                    # in _outage and go in the next pass.
+                    self._charged(taken, {charge.key for charge in charges}, landed, keep)
+
+    def _charged(
+        self,
+        taken: list[tuple[str, _Outage, int, int]],
+        sent: set[str],
+        landed: dict[str, int],
+        keep: bool,
+    ) -> None:
+        """Take what Redis counted off each key's entry; let go of the keys it settled.
+
+        A key sent whose batch got no answer (``sent`` but not ``landed``) keeps all of
+        it, for the next charge.
+        """
+        for key, entry, units, credit in taken:
+            if key in sent and key not in landed:
+                continue
+            entry.units -= units
+            entry.credit -= credit
+            entry.floor_tat = 0
+            self._mark(key, entry)
+            if entry.units or entry.open or keep:
+                continue
+            if self._outage.get(key) is entry:
+                del self._outage[key]
+                self._idle.pop(key, None)
+            ahead = landed.get(key)
+            if ahead is not None:
+                self.memory.set_tat(key, self.memory.now_us() + ahead)
+            # Else the view stays the last one Redis gave: a share that starts
+            # from it again (a later outage, a hold) must not find a full bucket.
 
     def _restores(self, now: int) -> list[Charge]:
         """Every key this instance mirrored whose TAT is still ahead: restored if Redis lost it.
@@ -415,19 +432,23 @@ class OutageFallback:
         ]
 
     async def restore(self, client: Redis | RedisCluster, key_prefix: str) -> None:
-        """Restore the keys this instance mirrored, if Redis lost them (:meth:`_restores`)."""
-        async with self._charging:
-            now = self.memory.now_us()
-            restores = self._restores(now)
-            await charge_keys(
-                client,
-                key_prefix,
-                self.member,
-                restores,
-                clock=self.memory.now_us,
-                measured_us=now,
-                slotted=self.slotted,
-            )
+        """Restore the keys this instance mirrored, if Redis lost them (:meth:`_restores`).
+
+        Not one at a time with :meth:`charge` (a restore of many keys takes seconds, and
+        the recovery probe's charge must not wait for it): a restore charges no unit, and
+        only raises a key Redis lost to the floor this instance saw, which a charge of
+        the same key does as well.
+        """
+        now = self.memory.now_us()
+        await charge_keys(
+            client,
+            key_prefix,
+            self.member,
+            self._restores(now),
+            clock=self.memory.now_us,
+            measured_us=now,
+            slotted=self.slotted,
+        )
 
 
 @dataclass(slots=True)

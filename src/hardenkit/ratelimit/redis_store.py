@@ -222,7 +222,9 @@ class RedisStore:
         # After an outage the guard charges what the fallback admitted, then reconnects
         # and reloads the script, in the background, before decisions go back to Redis.
         self.guard.add_probe(self._charge_outage, first=True)
-        self.guard.add_probe(self._check_epoch)
+        # Before the charge: on a Redis that refuses two slots, the charge must know to
+        # go slot by slot, or it fails there every time (a store built without warm_up).
+        self.guard.add_probe(self._check_epoch, first=True)
         self.guard.add_probe(self._runner.prepare)
         self.guard.on_recovery(self._settle_soon)  # lets go of the keys the probe kept
         self._restoring: asyncio.Task[None] | None = None
@@ -238,8 +240,13 @@ class RedisStore:
     async def _charge_outage(self) -> None:
         # Charged first: a Redis that was only paused runs every instance's charge, queued
         # meanwhile, before anyone's next decision. Kept in the share until back on Redis.
-        await self._outage.charge(self.client, self.prefix, keep=True, restore=True)
-        if self.epoch_key is not None:
+        await self._outage.charge(self.client, self.prefix, keep=True)
+        if self.epoch_key is None:
+            # No epoch to tell whether Redis lost the keys this instance mirrored: they are
+            # restored in the background (a restore of many keys would outlast the probe,
+            # which would then never pass), where Redis kept them a restore writes nothing.
+            self._restore_soon()
+        else:
             # Back on a Redis that lost its data: the outage goes on as a hold, its keys
             # in the share (with what is left of their reservations) until it ends.
             sent = self.fallback.now_us()
