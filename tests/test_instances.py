@@ -85,6 +85,38 @@ async def test_an_expired_heartbeat_is_not_counted_and_counting_adds_none(
     assert await count_live_instances(redis_client, key) == 1
 
 
+async def test_an_instance_is_counted_once_the_others_have_had_a_heartbeat_to_see_it(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    """The ``auto`` fallback admits only when every other instance divides by a count
+    that includes this one: at once when alone, else ``counted_after`` seconds later."""
+    now = [100.0]
+    key = instances_key(key_prefix)
+
+    def registry() -> InstanceRegistry:
+        guard = RedisGuard("t", timeout=1.0)
+        return InstanceRegistry(redis_client, guard, key=key, ttl=3, clock=lambda: now[0])
+
+    first, second = registry(), registry()
+    assert not first.counted  # no answer yet: the count is unknown
+    assert await first.beat() == 1
+    assert first.counted  # alone: nobody else divides by anything
+    assert await second.beat() == 2
+    assert second.answered
+    assert not second.counted
+    assert second.counted_after == 1.5  # half the ttl: a beat every ttl / 3, and slack
+    now[0] += 1.4
+    await second.beat()
+    assert not second.counted  # it is when it joined that counts, not the last beat
+    now[0] += 0.1
+    assert second.counted
+    assert first.counted
+    for instance in (first, second):
+        await instance.aclose()
+    with pytest.raises(ValueError, match="counted_after"):
+        InstanceRegistry(redis_client, RedisGuard("t"), key=key, counted_after=-1)
+
+
 @pytest.mark.usefixtures("shared_redis_env")
 def test_doctor_and_readiness_report_the_same_live_instances(
     capsys: pytest.CaptureFixture[str], redis_url: str, key_prefix: str

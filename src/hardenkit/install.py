@@ -260,6 +260,7 @@ def _redis_check(guard: RedisGuard, instances: InstanceRegistry) -> HealthCheck:
         counts = {
             "instances": instances.measured_instances if known else None,
             "instances_for_fallback_share": instances.live_instances if known else None,
+            "counted_by_others": instances.counted,  # until then its fallback refuses
         }
         return CheckResult(result.status, {**result.detail, **counts})
 

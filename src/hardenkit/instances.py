@@ -105,9 +105,12 @@ class InstanceRegistry:
         ttl: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         epoch: str | None = None,
+        counted_after: float | None = None,
     ) -> None:
         if ttl <= 0:
             raise ValueError("ttl must be positive")
+        if counted_after is not None and counted_after < 0:
+            raise ValueError("counted_after must not be negative")
         self.redis = redis
         self.guard = guard
         self.key = key
@@ -123,6 +126,10 @@ class InstanceRegistry:
         self.answered = False
         """Whether Redis ever answered a heartbeat: until then the count is unknown, and
         the ``auto`` rate-limit fallback does not admit (docs/ratelimit.md)."""
+        self.counted_after = ttl / 2 if counted_after is None else counted_after
+        """Seconds after the first answer until every other instance has counted this
+        one (each beats every ``ttl / 3``; half as long again for a late loop)."""
+        self._counted_from: float | None = None
         self.live_instances = 1
         """The count the fallback's shares divide by: the highest measured in the window."""
         self.window = 3 * ttl
@@ -182,6 +189,23 @@ class InstanceRegistry:
         self.measured_instances = count
         self.live_instances = measured[0][1]
         self.answered = True
+        if self._counted_from is None:
+            # Alone at its first answer, nobody else divides by a count without it.
+            self._counted_from = now + (self.counted_after if count > 1 else 0.0)
+
+    @property
+    def counted(self) -> bool:
+        """Whether every live instance counts this one, so the shares add up to one.
+
+        An instance that joined within the last heartbeat interval is not in the count
+        the others divide by yet: were it to admit its share in an outage starting now,
+        the shares would add up to more than the limit (two counting 2 take a half
+        each, a third counting 3 a third on top). It does not admit until
+        :attr:`counted_after` seconds after Redis first answered it, unless it was
+        alone then (a later arrival is the one that waits).
+        """
+        since = self._counted_from
+        return since is not None and self._clock() >= since
 
     def start(self) -> None:
         """Beat every ``ttl / 3`` seconds in a background task, until :meth:`aclose`."""

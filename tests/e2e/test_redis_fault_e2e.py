@@ -171,6 +171,7 @@ async def test_redis_outage_under_load_keeps_serving_and_enforcing_limits(
         "store": "redis",
         "instances": 1,
         "instances_for_fallback_share": 1,
+        "counted_by_others": True,  # alone at its first heartbeat: nobody to wait for
     }
     assert still_degraded["status"] == "degraded"
     assert statuses(during) == {429: HAMMER}  # exhausted before the outage: still

@@ -117,7 +117,15 @@ async def wait_ready(
         bodies = await readiness(servers)
         if all(
             body["status"] == status
-            and (instances is None or body["checks"]["redis"]["instances"] == instances)
+            and (
+                instances is None
+                # every worker counts the others, and has been counted long enough for
+                # its fallback to admit its share (a worker joining refuses meanwhile)
+                or (
+                    body["checks"]["redis"]["instances"] == instances
+                    and body["checks"]["redis"]["counted_by_others"]
+                )
+            )
             for body in bodies
         ):
             return bodies

@@ -162,6 +162,7 @@ async def probes(servers: list[UvicornServer]) -> AsyncIterator[list[httpx.Async
         httpx.AsyncClient(base_url=servers[0].url, timeout=10) as first,
         httpx.AsyncClient(base_url=servers[1].url, timeout=10) as second,
     ):
+        await counted_by_each_other([first, second])
         yield [first, second]
 
 
@@ -194,6 +195,19 @@ async def promoted(group: SentinelGroup, killed_at: float) -> float:
             return time.monotonic()
         await asyncio.sleep(0.1)
     raise AssertionError(f"the replica was not promoted within {PROMOTION_WITHIN} s")
+
+
+async def counted_by_each_other(clients: list[httpx.AsyncClient]) -> None:
+    """Until each worker has been counted by the other: a worker that joined within a
+    heartbeat interval refuses in an outage (its share would come on top)."""
+    deadline = time.monotonic() + PROMOTION_WITHIN
+    checks: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        checks = [(await client.get("/readyz")).json()["checks"]["redis"] for client in clients]
+        if all(check["counted_by_others"] for check in checks):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the workers never counted each other: {checks}")
 
 
 async def back_on_redis(clients: list[httpx.AsyncClient], since: float) -> float:

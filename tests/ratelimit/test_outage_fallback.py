@@ -36,11 +36,20 @@ class Instance:
         share: float | str = "auto",
         reserve: float = 10.0,
         restart_hold: float | None = None,
+        *,
+        counted_after: float = 0.0,
     ) -> None:
         self.client = Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self.guard = RedisGuard("test", timeout=1.0, retry_interval=0.2, ping=self.client.ping)
-        self.instances = InstanceRegistry(  # as install() builds it
-            self.client, self.guard, key=instances_key(prefix), epoch=epoch_key(prefix)
+        # As install() builds it, except that a heartbeat counts at once: these fleets
+        # beat in rounds until every instance counts every other (``fleet_of``), which
+        # is what the default ``ttl / 2`` waits for in a running fleet.
+        self.instances = InstanceRegistry(
+            self.client,
+            self.guard,
+            key=instances_key(prefix),
+            epoch=epoch_key(prefix),
+            counted_after=counted_after,
         )
         if restart_hold is not None:
             self.instances.restart_hold = restart_hold
@@ -324,6 +333,35 @@ async def test_a_lone_instance_reserves_nothing_and_keeps_what_redis_last_said(
         assert [key async for key in instance.client.scan_iter("*:reserved")] == []
         server.stop()
         assert await instance.admitted("tenant", LIMIT) == LIMIT - 5
+
+
+async def test_an_instance_that_joined_within_a_heartbeat_does_not_admit_in_an_outage(
+    redis_server_factory: Callable[[], RedisServer], key_prefix: str
+) -> None:
+    """Scaled from 2 to 3 just before Redis goes away, the two old instances may still
+    divide by 2: a share for the newcomer would come on top of their halves. It refuses
+    until the others have had a heartbeat interval to count it, then takes its share."""
+    server = redis_server_factory()
+    async with fleet_of(server.url, key_prefix, 2) as old:
+        joining = Instance(server.url, key_prefix, counted_after=0.5)
+        try:
+            assert await joining.instances.beat() == 3  # answered, not yet counted
+            assert joining.instances.answered
+            assert not joining.instances.counted
+            assert [instance.instances.live_instances for instance in old] == [2, 2]
+            assert await joining.admitted("tenant", 1) == 1  # 19 left: 6 reserved for it
+            server.stop()
+            with capture_logs() as logs:
+                decisions = [await joining.limiter.hit("tenant") for _ in range(3)]
+            assert [(d.allowed, d.unavailable) for d in decisions] == [(False, True)] * 3
+            events = [log["event"] for log in logs]
+            assert events.count("ratelimit_fallback_closed_instance_joining") == 1
+            await asyncio.sleep(0.55)
+            assert joining.instances.counted
+            # By now the others count 3 (they beat every ttl / 3): a third is its share.
+            assert await joining.admitted("tenant", LIMIT) == (LIMIT - 1) // 3
+        finally:
+            await joining.aclose()
 
 
 def test_a_fixed_share_starts_from_what_this_instance_last_saw_left() -> None:

@@ -203,6 +203,7 @@ class RedisStore:
         )
         self._settling: asyncio.Task[None] | None = None
         self._warned_unknown = False
+        self._warned_joining = False
         # Units per key of this store's calls waiting on Redis: Redis may still admit
         # them out of this instance's reservation, which a share starting now leaves out.
         self._in_flight: dict[str, int] = {}
@@ -528,12 +529,24 @@ class RedisStore:
 
         A heartbeat registry that never had an answer from Redis (this process started
         during an outage) does not know how many instances share the limits: a share of
-        1 would give this instance the whole limit on top of what the others admit. The
-        fallback does not admit then; it answers as ``when_down="closed"`` does.
+        1 would give this instance the whole limit on top of what the others admit. One
+        that joined within the last heartbeat interval is not counted by the others yet
+        (:attr:`~hardenkit.instances.InstanceRegistry.counted`): its share would come on
+        top of theirs. The fallback does not admit then; it answers as
+        ``when_down="closed"`` does.
         """
         instances = self.instances
-        if self.fallback_share != "auto" or instances is None or instances.answered:
+        if self.fallback_share != "auto" or instances is None or instances.counted:
             return True
+        if instances.answered:
+            if not self._warned_joining:
+                self._warned_joining = True
+                _logger.info(
+                    "ratelimit_fallback_closed_instance_joining",
+                    detail="this instance joined less than a heartbeat interval ago: the "
+                    "others do not count it yet, so its fallback refuses (503) meanwhile",
+                )
+            return False
         if not self._warned_unknown:
             self._warned_unknown = True
             _logger.error(
