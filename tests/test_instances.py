@@ -85,11 +85,13 @@ async def test_an_expired_heartbeat_is_not_counted_and_counting_adds_none(
     assert await count_live_instances(redis_client, key) == 1
 
 
-async def test_an_instance_is_counted_once_the_others_have_had_a_heartbeat_to_see_it(
+async def test_an_instance_is_counted_only_when_redis_shows_every_other_beat_since_it_joined(
     redis_client: Redis, key_prefix: str
 ) -> None:
-    """The ``auto`` fallback admits only when every other instance divides by a count
-    that includes this one: at once when alone, else ``counted_after`` seconds later."""
+    """The ``auto`` fallback admits only once every other live instance divides by a count
+    that includes this one, and this one's count has had time to include them all. Time
+    alone never makes it so: an outage, or another instance that could not beat, keeps
+    it as it was."""
     now = [100.0]
     key = instances_key(key_prefix)
 
@@ -97,24 +99,65 @@ async def test_an_instance_is_counted_once_the_others_have_had_a_heartbeat_to_se
         guard = RedisGuard("t", timeout=1.0)
         return InstanceRegistry(redis_client, guard, key=key, ttl=3, clock=lambda: now[0])
 
-    first, second = registry(), registry()
+    async def beat(instance: InstanceRegistry) -> int:
+        count = await instance.beat()
+        await asyncio.sleep(0.002)  # the next beat a millisecond later by Redis's clock
+        return count
+
+    first, second, third = registry(), registry(), registry()
+    assert first.counted_after == 1.5  # half the ttl: a beat every ttl / 3, and slack
     assert not first.counted  # no answer yet: the count is unknown
-    assert await first.beat() == 1
-    assert first.counted  # alone: nobody else divides by anything
-    assert await second.beat() == 2
-    assert second.answered
-    assert not second.counted
-    assert second.counted_after == 1.5  # half the ttl: a beat every ttl / 3, and slack
-    now[0] += 1.4
-    await second.beat()
-    assert not second.counted  # it is when it joined that counts, not the last beat
-    now[0] += 0.1
-    assert second.counted
-    assert first.counted
-    for instance in (first, second):
+    assert await beat(first) == 1
+    assert not first.counted  # alone now; one Redis lost may be back within a beat
+    now[0] += 60.0
+    assert not first.counted  # by time alone, never (an outage keeps it as it was)
+    assert await beat(first) == 1
+    assert first.counted  # a beat 1.5 s or more later, and still nobody else
+    assert await beat(second) == 2
+    now[0] += 1.5
+    assert await beat(second) == 2
+    assert not second.counted  # the first has not beat since the second joined
+    await beat(first)
+    await beat(second)
+    assert second.counted  # now it has: the first's count includes the second
+    assert await beat(third) == 3
+    now[0] += 1.5
+    await beat(first)  # the second is late (a busy loop, its guard on the fallback)
+    await beat(third)
+    assert not third.counted
+    await beat(second)
+    await beat(third)
+    assert third.counted
+    for instance in (first, second, third):
         await instance.aclose()
     with pytest.raises(ValueError, match="counted_after"):
         InstanceRegistry(redis_client, RedisGuard("t"), key=key, counted_after=-1)
+
+
+async def test_a_newcomer_on_a_redis_that_lost_the_heartbeats_does_not_trust_its_first_count(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    """After Redis restarts empty, the first heartbeat finds only itself: the others are
+    back within a beat, and the newcomer is not counted until it has seen them."""
+    now = [100.0]
+    key = instances_key(key_prefix)
+    old = InstanceRegistry(redis_client, RedisGuard("t"), key=key, ttl=3, counted_after=0)
+    await old.beat()
+    await old.beat()
+    assert old.counted
+    await redis_client.delete(key)  # what an empty restart leaves
+    newcomer = InstanceRegistry(redis_client, RedisGuard("t"), key=key, ttl=3, clock=lambda: now[0])
+    assert await newcomer.beat() == 1
+    assert not newcomer.counted
+    await asyncio.sleep(0.002)
+    await old.beat()  # back in the set: its count includes the newcomer
+    await asyncio.sleep(0.002)
+    now[0] += 1.5
+    assert await newcomer.beat() == 2
+    assert newcomer.counted
+    assert newcomer.live_instances == 2
+    for instance in (old, newcomer):
+        await instance.aclose()
 
 
 @pytest.mark.usefixtures("shared_redis_env")

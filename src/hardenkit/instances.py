@@ -16,6 +16,11 @@ longer than every live instance needs to beat again (``ttl``) is believed. While
 is unavailable nothing decays: the counts of the last answers stay in force, and their
 window starts again at the first answer after the outage. Readiness
 and ``hardenkit doctor`` show the count measured (``measured_instances``).
+
+A newcomer is not in the others' counts until they beat again. The heartbeat also
+answers when the other member that beat longest ago beat, so an instance knows (by the
+Redis server's clock) when every other one counts it: ``counted``, which the fallback
+waits for before it admits a share.
 """
 
 from __future__ import annotations
@@ -51,7 +56,9 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 """
 _LIVE: Final = "return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')\n"
 
-# Answers the live count, and 1 when this instance's own heartbeat was still there.
+# Answers the live count; 1 when this instance's own heartbeat was still there; the
+# server's time (ms); and the earliest expiry among the other live members (0: none),
+# which is when the one that beat longest ago beat, plus the ttl.
 _HEARTBEAT: Final = (
     _NOW
     + """local mine = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -59,8 +66,16 @@ redis.call('ZADD', KEYS[1], now + ARGV[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 local live = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
-if mine and mine + 0 > now then return {live, 1} end
-return {live, 0}
+local oldest = 0
+local first = redis.call('ZRANGE', KEYS[1], 0, 1, 'WITHSCORES')
+for i = 1, #first, 2 do
+  if first[i] ~= ARGV[1] then
+    oldest = first[i + 1] + 0
+    break
+  end
+end
+if mine and mine + 0 > now then return {live, 1, now, oldest} end
+return {live, 0, now, oldest}
 """
 )
 _COUNT: Final = _NOW + _LIVE
@@ -127,9 +142,24 @@ class InstanceRegistry:
         """Whether Redis ever answered a heartbeat: until then the count is unknown, and
         the ``auto`` rate-limit fallback does not admit (docs/ratelimit.md)."""
         self.counted_after = ttl / 2 if counted_after is None else counted_after
-        """Seconds after the first answer until every other instance has counted this
-        one (each beats every ``ttl / 3``; half as long again for a late loop)."""
-        self._counted_from: float | None = None
+        """Seconds after its first answer before this instance trusts its own count:
+        every live instance beats every ``ttl / 3`` (half as long again for a late
+        loop), so one that Redis lost (a restart without persistence) is back by then."""
+        self.counted = False
+        """Whether every live instance counts this one, and this one all of them, so
+        the fallback's shares add up to one (:meth:`beat` decides; docs/ratelimit.md).
+
+        An instance that joined a moment ago is not in the count the others divide by
+        until they beat again: were it to admit its share in an outage starting now,
+        the shares would add up to more than the limit (two counting 2 take a half
+        each, a third counting 3 a third on top). Its count may miss instances too,
+        after Redis restarted empty. It becomes ``True`` at a heartbeat Redis answers
+        at least :attr:`counted_after` seconds after the first, when every other live
+        instance has beat since this one joined (by the Redis server's clock; the
+        instances sharing the key beat with the same ``ttl``, as ``install()`` does). Never
+        by time alone: through an outage it stays as it was. Once true, it stays.
+        """
+        self._joined: tuple[float, int] | None = None  # first answer: our clock, Redis ms
         self.live_instances = 1
         """The count the fallback's shares divide by: the highest measured in the window."""
         self.window = 3 * ttl
@@ -155,7 +185,7 @@ class InstanceRegistry:
         """Send one heartbeat; return :attr:`live_instances`, the count shares divide by."""
 
         async def in_redis() -> None:
-            count, present = await self.redis.eval(
+            count, present, server_ms, oldest = await self.redis.eval(
                 _HEARTBEAT, 1, self.key, self.instance_id, int(self.ttl * 1000)
             )
             if self.epoch is not None:  # its own call: another slot than the set
@@ -163,6 +193,7 @@ class InstanceRegistry:
                 await self.redis.eval(EPOCH_SCRIPT, 1, self.epoch, hold)
             rejoined = self.answered and not int(present)
             self._record(max(1, int(count)))
+            self._check_counted(int(server_ms), int(oldest))
             if rejoined:
                 _logger.warning("instance_heartbeat_lost", key=self.key)
                 for callback in self._on_rejoin:
@@ -189,23 +220,21 @@ class InstanceRegistry:
         self.measured_instances = count
         self.live_instances = measured[0][1]
         self.answered = True
-        if self._counted_from is None:
-            # Alone at its first answer, nobody else divides by a count without it.
-            self._counted_from = now + (self.counted_after if count > 1 else 0.0)
 
-    @property
-    def counted(self) -> bool:
-        """Whether every live instance counts this one, so the shares add up to one.
-
-        An instance that joined within the last heartbeat interval is not in the count
-        the others divide by yet: were it to admit its share in an outage starting now,
-        the shares would add up to more than the limit (two counting 2 take a half
-        each, a third counting 3 a third on top). It does not admit until
-        :attr:`counted_after` seconds after Redis first answered it, unless it was
-        alone then (a later arrival is the one that waits).
-        """
-        since = self._counted_from
-        return since is not None and self._clock() >= since
+    def _check_counted(self, server_ms: int, oldest_expiry_ms: int) -> None:
+        """Decide :attr:`counted` from an answered heartbeat (see there)."""
+        joined = self._joined
+        if joined is None:
+            self._joined = (self._clock(), server_ms)
+            return
+        if self.counted or self._clock() - joined[0] < self.counted_after:
+            return
+        # The other member that beat longest ago beat at its expiry minus the ttl: after
+        # this one joined (strictly: within one millisecond the order is unknown), its
+        # count included this one, and every other's did too.
+        oldest_beat = oldest_expiry_ms - int(self.ttl * 1000)
+        if not oldest_expiry_ms or oldest_beat > joined[1]:
+            self.counted = True
 
     def start(self) -> None:
         """Beat every ``ttl / 3`` seconds in a background task, until :meth:`aclose`."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -80,7 +81,13 @@ def test_with_redis_the_limits_share_the_apps_guard_and_readiness_degrades_while
     assert kit.rate_limit_store.guard is kit.redis_guard
     with client:
         assert client.post("/auth/token").status_code == 200
-        assert client.get("/readyz").json()["checks"]["redis"]["status"] == "healthy"
+        redis_check = client.get("/readyz").json()["checks"]["redis"]
+        assert redis_check["status"] == "healthy"
+        deadline = time.monotonic() + 10.0  # a heartbeat every 1.7 s, counted at ~3.3 s
+        while not redis_check["counted_by_others"] and time.monotonic() < deadline:
+            time.sleep(0.1)  # until a heartbeat has shown that it counts every instance
+            redis_check = client.get("/readyz").json()["checks"]["redis"]
+        assert redis_check["counted_by_others"]
         server.stop()
         statuses = [client.post("/auth/token").status_code for _ in range(4)]
         # The fallback starts from what Redis last said: 2 of 3 left, not a fresh bucket.

@@ -41,9 +41,9 @@ class Instance:
     ) -> None:
         self.client = Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self.guard = RedisGuard("test", timeout=1.0, retry_interval=0.2, ping=self.client.ping)
-        # As install() builds it, except that a heartbeat counts at once: these fleets
-        # beat in rounds until every instance counts every other (``fleet_of``), which
-        # is what the default ``ttl / 2`` waits for in a running fleet.
+        # As install() builds it, except that its second heartbeat may count it: these
+        # fleets beat in rounds until every instance counts every other (``fleet_of``),
+        # where a running fleet waits ``ttl / 2`` for late beats.
         self.instances = InstanceRegistry(
             self.client,
             self.guard,
@@ -274,7 +274,9 @@ async def fleet_of(
         for _ in range(2):
             for instance in fleet:
                 await instance.instances.beat()
+                await asyncio.sleep(0.002)  # one beat per millisecond of Redis's clock
         assert [instance.instances.live_instances for instance in fleet] == [size] * size
+        assert all(instance.instances.counted for instance in fleet)
         yield fleet
     finally:
         for instance in fleet:
@@ -335,12 +337,13 @@ async def test_a_lone_instance_reserves_nothing_and_keeps_what_redis_last_said(
         assert await instance.admitted("tenant", LIMIT) == LIMIT - 5
 
 
-async def test_an_instance_that_joined_within_a_heartbeat_does_not_admit_in_an_outage(
+async def test_an_instance_that_joined_just_before_an_outage_does_not_admit_through_it(
     redis_server_factory: Callable[[], RedisServer], key_prefix: str
 ) -> None:
-    """Scaled from 2 to 3 just before Redis goes away, the two old instances may still
-    divide by 2: a share for the newcomer would come on top of their halves. It refuses
-    until the others have had a heartbeat interval to count it, then takes its share."""
+    """Scaled from 2 to 3 just before Redis goes away, the two old instances still divide
+    by 2: a share for the newcomer would come on top of their halves. It refuses through
+    the whole outage, however long (time alone proves nothing), and takes its share
+    only once Redis has shown that the others count it."""
     server = redis_server_factory()
     async with fleet_of(server.url, key_prefix, 2) as old:
         joining = Instance(server.url, key_prefix, counted_after=0.5)
@@ -353,13 +356,22 @@ async def test_an_instance_that_joined_within_a_heartbeat_does_not_admit_in_an_o
             server.stop()
             with capture_logs() as logs:
                 decisions = [await joining.limiter.hit("tenant") for _ in range(3)]
-            assert [(d.allowed, d.unavailable) for d in decisions] == [(False, True)] * 3
+                await asyncio.sleep(0.6)  # longer than counted_after: still not counted
+                await joining.instances.beat()  # unanswered
+                decisions.append(await joining.limiter.hit("tenant"))
+            assert [(d.allowed, d.unavailable) for d in decisions] == [(False, True)] * 4
             events = [log["event"] for log in logs]
             assert events.count("ratelimit_fallback_closed_instance_joining") == 1
-            await asyncio.sleep(0.55)
-            assert joining.instances.counted
-            # By now the others count 3 (they beat every ttl / 3): a third is its share.
-            assert await joining.admitted("tenant", LIMIT) == (LIMIT - 1) // 3
+            # The old instances keep their halves of what is left (19, nothing reserved
+            # for them): the newcomer's refusals are what keeps the sum within the limit.
+            assert [await instance.admitted("tenant", LIMIT) for instance in old] == [0, 0]
+            server.start()
+            await joining.recovered()
+            for instance in [*old, joining]:
+                await instance.instances.beat()
+                await asyncio.sleep(0.002)
+            await joining.instances.beat()
+            assert joining.instances.counted  # Redis shows the others beat since it joined
         finally:
             await joining.aclose()
 

@@ -530,7 +530,7 @@ class RedisStore:
         A heartbeat registry that never had an answer from Redis (this process started
         during an outage) does not know how many instances share the limits: a share of
         1 would give this instance the whole limit on top of what the others admit. One
-        that joined within the last heartbeat interval is not counted by the others yet
+        that joined a moment ago is not in the others' counts until they beat again
         (:attr:`~hardenkit.instances.InstanceRegistry.counted`): its share would come on
         top of theirs. The fallback does not admit then; it answers as
         ``when_down="closed"`` does.
@@ -543,8 +543,9 @@ class RedisStore:
                 self._warned_joining = True
                 _logger.info(
                     "ratelimit_fallback_closed_instance_joining",
-                    detail="this instance joined less than a heartbeat interval ago: the "
-                    "others do not count it yet, so its fallback refuses (503) meanwhile",
+                    detail="Redis has not yet shown that every other instance counts "
+                    "this one (it joined a moment ago, or the others could not beat since): "
+                    "its fallback refuses (503) until a heartbeat does",
                 )
             return False
         if not self._warned_unknown:
