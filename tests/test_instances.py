@@ -96,32 +96,28 @@ async def test_an_instance_is_counted_only_when_redis_shows_every_other_beat_sin
     key = instances_key(key_prefix)
 
     def registry() -> InstanceRegistry:
-        guard = RedisGuard("t", timeout=1.0)
+        guard = RedisGuard("t", timeout=1.0, retry_interval=0.5)
         return InstanceRegistry(redis_client, guard, key=key, ttl=3, clock=lambda: now[0])
 
-    async def beat(instance: InstanceRegistry) -> int:
-        count = await instance.beat()
-        await asyncio.sleep(0.002)  # the next beat a millisecond later by Redis's clock
-        return count
-
     first, second, third = registry(), registry(), registry()
-    assert first.counted_after == 1.5  # half the ttl: a beat every ttl / 3, and slack
+    # Time for one that Redis lost to be back: the guard's probe, then a late beat.
+    assert first.counted_after == 0.5 + 1.5
     assert not first.counted  # no answer yet: the count is unknown
     assert await beat(first) == 1
     assert not first.counted  # alone now; one Redis lost may be back within a beat
     now[0] += 60.0
     assert not first.counted  # by time alone, never (an outage keeps it as it was)
     assert await beat(first) == 1
-    assert first.counted  # a beat 1.5 s or more later, and still nobody else
+    assert first.counted  # a beat 2 s or more later, and still nobody else
     assert await beat(second) == 2
-    now[0] += 1.5
+    now[0] += 2.0
     assert await beat(second) == 2
     assert not second.counted  # the first has not beat since the second joined
     await beat(first)
     await beat(second)
     assert second.counted  # now it has: the first's count includes the second
     assert await beat(third) == 3
-    now[0] += 1.5
+    now[0] += 2.0
     await beat(first)  # the second is late (a busy loop, its guard on the fallback)
     await beat(third)
     assert not third.counted
@@ -134,26 +130,73 @@ async def test_an_instance_is_counted_only_when_redis_shows_every_other_beat_sin
         InstanceRegistry(redis_client, RedisGuard("t"), key=key, counted_after=-1)
 
 
+async def beat(instance: InstanceRegistry) -> int:
+    count = await instance.beat()
+    await asyncio.sleep(0.002)  # the next beat a millisecond later by Redis's clock
+    return count
+
+
+async def test_an_instance_away_until_its_heartbeat_expired_joins_afresh(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    """Paused or cut off for longer than the ttl, the others may have stopped counting
+    it: it is counted again only once they have beat since it came back. Its entry lost
+    with Redis's data while it beat on time is no such absence."""
+    now = [100.0]
+    key = instances_key(key_prefix)
+    here = InstanceRegistry(
+        redis_client, RedisGuard("t"), key=key, ttl=3, counted_after=1.0, clock=lambda: now[0]
+    )
+    other = InstanceRegistry(redis_client, RedisGuard("t"), key=key, ttl=3, counted_after=0)
+    await beat(here)
+    await beat(other)
+    await beat(other)
+    now[0] += 1.0
+    await beat(here)
+    assert here.counted
+    await redis_client.delete(key)  # Redis lost its data; this one beat 1 s ago
+    now[0] += 1.0
+    await beat(here)
+    assert here.counted
+    await beat(other)  # back in the set too
+    await redis_client.zrem(key, here.instance_id)  # expired while it was away
+    now[0] += 3.0
+    await beat(here)
+    assert not here.counted  # the other has not beat since it came back
+    now[0] += 1.0
+    await beat(here)
+    assert not here.counted
+    await beat(other)
+    await beat(here)
+    assert here.counted
+    for instance in (here, other):
+        await instance.aclose()
+
+
 async def test_a_newcomer_on_a_redis_that_lost_the_heartbeats_does_not_trust_its_first_count(
     redis_client: Redis, key_prefix: str
 ) -> None:
     """After Redis restarts empty, the first heartbeat finds only itself: the others are
-    back within a beat, and the newcomer is not counted until it has seen them."""
+    back within their guard's retry interval and a beat, and the newcomer is not counted
+    until it has seen them."""
     now = [100.0]
     key = instances_key(key_prefix)
     old = InstanceRegistry(redis_client, RedisGuard("t"), key=key, ttl=3, counted_after=0)
-    await old.beat()
-    await old.beat()
+    await beat(old)
+    await beat(old)
     assert old.counted
     await redis_client.delete(key)  # what an empty restart leaves
-    newcomer = InstanceRegistry(redis_client, RedisGuard("t"), key=key, ttl=3, clock=lambda: now[0])
-    assert await newcomer.beat() == 1
-    assert not newcomer.counted
-    await asyncio.sleep(0.002)
-    await old.beat()  # back in the set: its count includes the newcomer
-    await asyncio.sleep(0.002)
-    now[0] += 1.5
-    assert await newcomer.beat() == 2
+    newcomer = InstanceRegistry(
+        redis_client, RedisGuard("t", retry_interval=10.0), key=key, ttl=3, clock=lambda: now[0]
+    )
+    assert newcomer.counted_after == 10.0 + 1.5
+    assert await beat(newcomer) == 1
+    now[0] += 5.0
+    assert await beat(newcomer) == 1
+    assert not newcomer.counted  # the old one may still be waiting to retry Redis
+    await beat(old)  # back in the set: its count includes the newcomer
+    now[0] += 6.5
+    assert await beat(newcomer) == 2
     assert newcomer.counted
     assert newcomer.live_instances == 2
     for instance in (old, newcomer):

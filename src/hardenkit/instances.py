@@ -109,6 +109,8 @@ class InstanceRegistry:
             (:func:`hardenkit.ratelimit.redis_store.epoch_key`; standalone Redis and
             Sentinel, where the decision script reads it): each heartbeat recreates it,
             :attr:`restart_hold` ahead, if Redis lost it (:data:`~hardenkit.stores.EPOCH_SCRIPT`).
+        counted_after: Seconds before this instance trusts its own count (see
+            :attr:`counted`); default ``guard.retry_interval + ttl / 2``.
     """
 
     def __init__(
@@ -141,10 +143,13 @@ class InstanceRegistry:
         self.answered = False
         """Whether Redis ever answered a heartbeat: until then the count is unknown, and
         the ``auto`` rate-limit fallback does not admit (docs/ratelimit.md)."""
-        self.counted_after = ttl / 2 if counted_after is None else counted_after
-        """Seconds after its first answer before this instance trusts its own count:
-        every live instance beats every ``ttl / 3`` (half as long again for a late
-        loop), so one that Redis lost (a restart without persistence) is back by then."""
+        self.counted_after = (
+            guard.retry_interval + ttl / 2 if counted_after is None else counted_after
+        )
+        """Seconds after its first answer before this instance trusts its own count. One
+        that Redis lost (a restart without persistence) is back by then: its guard
+        probes Redis ``retry_interval`` after a failure, and it beats every ``ttl / 3``
+        (half as long again for a late loop). The instances share the setting."""
         self.counted = False
         """Whether every live instance counts this one, and this one all of them, so
         the fallback's shares add up to one (:meth:`beat` decides; docs/ratelimit.md).
@@ -157,9 +162,13 @@ class InstanceRegistry:
         at least :attr:`counted_after` seconds after the first, when every other live
         instance has beat since this one joined (by the Redis server's clock; the
         instances sharing the key beat with the same ``ttl``, as ``install()`` does). Never
-        by time alone: through an outage it stays as it was. Once true, it stays.
+        by time alone: through an outage it stays as it was. It is lost again when this
+        instance was away from Redis long enough for its heartbeat to expire (a paused
+        process, a network cut): the others may have stopped counting it, and it joins
+        afresh.
         """
         self._joined: tuple[float, int] | None = None  # first answer: our clock, Redis ms
+        self._last_answer = 0.0  # when Redis last answered a heartbeat, by our clock
         self.live_instances = 1
         """The count the fallback's shares divide by: the highest measured in the window."""
         self.window = 3 * ttl
@@ -192,6 +201,10 @@ class InstanceRegistry:
                 hold = round(self.restart_hold * 1_000_000) if self.answered else 0
                 await self.redis.eval(EPOCH_SCRIPT, 1, self.epoch, hold)
             rejoined = self.answered and not int(present)
+            if rejoined and self._clock() - self._last_answer >= self.ttl:
+                # Gone long enough to expire, not lost with Redis's data: the others'
+                # counts may have dropped it (docs/ratelimit.md). It joins afresh.
+                self.counted, self._joined = False, None
             self._record(max(1, int(count)))
             self._check_counted(int(server_ms), int(oldest))
             if rejoined:
@@ -223,6 +236,7 @@ class InstanceRegistry:
 
     def _check_counted(self, server_ms: int, oldest_expiry_ms: int) -> None:
         """Decide :attr:`counted` from an answered heartbeat (see there)."""
+        self._last_answer = self._clock()
         joined = self._joined
         if joined is None:
             self._joined = (self._clock(), server_ms)
