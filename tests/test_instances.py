@@ -203,6 +203,39 @@ async def test_a_newcomer_on_a_redis_that_lost_the_heartbeats_does_not_trust_its
         await instance.aclose()
 
 
+async def test_a_newcomer_waits_until_the_others_count_one_that_appeared_after_it(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    """After Redis restarted empty, one old instance back before another may count one
+    fewer: a newcomer counted then, and Redis gone again, would give shares over the
+    limit (1/2 + 1/3 + 1/3). It waits until every other has beat since the last one
+    appeared."""
+    now = [100.0]
+    key = instances_key(key_prefix)
+    first = InstanceRegistry(redis_client, RedisGuard("t"), key=key, ttl=3, counted_after=0)
+    second = InstanceRegistry(redis_client, RedisGuard("t"), key=key, ttl=3, counted_after=0)
+    for instance in (first, second, first, second):
+        await beat(instance)
+    await redis_client.delete(key)  # an empty restart
+    await beat(first)  # back first: its new count is 1 (its window holds 2)
+    newcomer = InstanceRegistry(
+        redis_client, RedisGuard("t"), key=key, ttl=3, counted_after=1.0, clock=lambda: now[0]
+    )
+    await beat(newcomer)
+    await beat(first)  # counts the newcomer: 2
+    await beat(second)  # back now: 3
+    now[0] += 1.0
+    assert await beat(newcomer) == 3
+    assert not newcomer.counted  # the first beat after the newcomer, not after the second
+    await beat(newcomer)
+    assert not newcomer.counted
+    await beat(first)  # now it counts all three
+    await beat(newcomer)
+    assert newcomer.counted
+    for instance in (first, second, newcomer):
+        await instance.aclose()
+
+
 @pytest.mark.usefixtures("shared_redis_env")
 def test_doctor_and_readiness_report_the_same_live_instances(
     capsys: pytest.CaptureFixture[str], redis_url: str, key_prefix: str

@@ -17,10 +17,11 @@ is unavailable nothing decays: the counts of the last answers stay in force, and
 window starts again at the first answer after the outage. Readiness
 and ``hardenkit doctor`` show the count measured (``measured_instances``).
 
-A newcomer is not in the others' counts until they beat again. The heartbeat also
-answers when the other member that beat longest ago beat, so an instance knows (by the
-Redis server's clock) when every other one counts it: ``counted``, which the fallback
-waits for before it admits a share.
+A newcomer is not in the others' counts until they beat again. Until it is, its
+heartbeat also answers every live member and its expiry (when it last beat, plus the
+ttl), so an instance knows (by the Redis server's clock) when every other one counts it
+and every one that appeared since: ``counted``, which the fallback waits for before it
+admits a share.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 _LIVE: Final = "return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')\n"
 
 # Answers the live count; 1 when this instance's own heartbeat was still there; the
-# server's time (ms); and the earliest expiry among the other live members (0: none),
-# which is when the one that beat longest ago beat, plus the ttl.
+# server's time (ms); and, when asked (ARGV[3] = 1: not counted yet), every live member
+# with its expiry, from which a member's last beat is its expiry minus the ttl.
 _HEARTBEAT: Final = (
     _NOW
     + """local mine = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -66,19 +67,19 @@ redis.call('ZADD', KEYS[1], now + ARGV[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 local live = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
-local oldest = 0
-local first = redis.call('ZRANGE', KEYS[1], 0, 1, 'WITHSCORES')
-for i = 1, #first, 2 do
-  if first[i] ~= ARGV[1] then
-    oldest = first[i + 1] + 0
-    break
-  end
+local members = {}
+if ARGV[3] == '1' then
+  members = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 end
-if mine and mine + 0 > now then return {live, 1, now, oldest} end
-return {live, 0, now, oldest}
+if mine and mine + 0 > now then return {live, 1, now, members} end
+return {live, 0, now, members}
 """
 )
 _COUNT: Final = _NOW + _LIVE
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def instances_key(key_prefix: str) -> str:
@@ -160,7 +161,8 @@ class InstanceRegistry:
         each, a third counting 3 a third on top). Its count may miss instances too,
         after Redis restarted empty. It becomes ``True`` at a heartbeat Redis answers
         at least :attr:`counted_after` seconds after the first, when every other live
-        instance has beat since this one joined (by the Redis server's clock; the
+        instance has beat since this one joined and since the last other one appeared
+        (by the Redis server's clock; the
         instances sharing the key beat with the same ``ttl``, as ``install()`` does). Never
         by time alone: through an outage it stays as it was. It is lost again when this
         instance was away from Redis long enough for its heartbeat to expire (a paused
@@ -168,6 +170,8 @@ class InstanceRegistry:
         afresh.
         """
         self._joined: tuple[float, int] | None = None  # first answer: our clock, Redis ms
+        self._known: set[str] = set()  # the other members at the last beat, until counted
+        self._appeared: dict[str, int] = {}  # those that appeared since it joined: when
         self._last_answer = 0.0  # when Redis last answered a heartbeat, by our clock
         self.live_instances = 1
         """The count the fallback's shares divide by: the highest measured in the window."""
@@ -194,8 +198,13 @@ class InstanceRegistry:
         """Send one heartbeat; return :attr:`live_instances`, the count shares divide by."""
 
         async def in_redis() -> None:
-            count, present, server_ms, oldest = await self.redis.eval(
-                _HEARTBEAT, 1, self.key, self.instance_id, int(self.ttl * 1000)
+            count, present, server_ms, members = await self.redis.eval(
+                _HEARTBEAT,
+                1,
+                self.key,
+                self.instance_id,
+                int(self.ttl * 1000),
+                int(not self.counted),
             )
             if self.epoch is not None:  # its own call: another slot than the set
                 hold = round(self.restart_hold * 1_000_000) if self.answered else 0
@@ -206,7 +215,7 @@ class InstanceRegistry:
                 # counts may have dropped it (docs/ratelimit.md). It joins afresh.
                 self.counted, self._joined = False, None
             self._record(max(1, int(count)))
-            self._check_counted(int(server_ms), int(oldest))
+            self._check_counted(int(server_ms), members)
             if rejoined:
                 _logger.warning("instance_heartbeat_lost", key=self.key)
                 for callback in self._on_rejoin:
@@ -234,21 +243,43 @@ class InstanceRegistry:
         self.live_instances = measured[0][1]
         self.answered = True
 
-    def _check_counted(self, server_ms: int, oldest_expiry_ms: int) -> None:
-        """Decide :attr:`counted` from an answered heartbeat (see there)."""
+    def _check_counted(self, server_ms: int, members: list[bytes | str]) -> None:
+        """Decide :attr:`counted` from an answered heartbeat (see there).
+
+        ``members``: every live member and its expiry, flat, while not counted yet.
+        """
         self._last_answer = self._clock()
+        if self.counted:
+            return
+        ttl_ms = int(self.ttl * 1000)
+        last_beats = {}  # every other live member: when it last beat, Redis ms
+        for index in range(0, len(members) - 1, 2):
+            name = _text(members[index])
+            if name != self.instance_id:
+                last_beats[name] = int(float(_text(members[index + 1]))) - ttl_ms
         joined = self._joined
         if joined is None:
             self._joined = (self._clock(), server_ms)
+            self._known, self._appeared = set(last_beats), {}
             return
-        if self.counted or self._clock() - joined[0] < self.counted_after:
+        # One that appeared since (a newcomer, or one back after Redis lost the set) is
+        # in another's count only once that one beat after it: wait for that too. The
+        # beat that first saw it is no earlier than it joined.
+        appeared = {
+            name: self._appeared.get(name, server_ms) if name in self._known else server_ms
+            for name in last_beats
+            if name in self._appeared or name not in self._known
+        }
+        self._known, self._appeared = set(last_beats), appeared
+        if self._clock() - joined[0] < self.counted_after:
             return
-        # The other member that beat longest ago beat at its expiry minus the ttl: after
-        # this one joined (strictly: within one millisecond the order is unknown), its
-        # count included this one, and every other's did too.
-        oldest_beat = oldest_expiry_ms - int(self.ttl * 1000)
-        if not oldest_expiry_ms or oldest_beat > joined[1]:
-            self.counted = True
+        for name, beat in last_beats.items():
+            # Strictly after: within one millisecond the order is unknown.
+            if beat <= joined[1] or any(
+                beat <= since for other, since in appeared.items() if other != name
+            ):
+                return
+        self.counted = True
 
     def start(self) -> None:
         """Beat every ``ttl / 3`` seconds in a background task, until :meth:`aclose`."""
