@@ -162,9 +162,9 @@ class InstanceRegistry:
         after Redis restarted empty. It becomes ``True`` at a heartbeat Redis answers
         at least :attr:`counted_after` seconds after the first, when every other live
         instance has beat since this one joined and since the last other one appeared
-        (by the Redis server's clock; the
-        instances sharing the key beat with the same ``ttl``, as ``install()`` does). Never
-        by time alone: through an outage it stays as it was. It is lost again when this
+        (by the Redis server's clock; the instances sharing the key beat with the same
+        ``ttl``, as ``install()`` does). Never by time alone: through an outage it stays
+        as it was. It is lost again when this
         instance was away from Redis long enough for its heartbeat to expire (a paused
         process, a network cut): the others may have stopped counting it, and it joins
         afresh.
@@ -266,7 +266,7 @@ class InstanceRegistry:
         # in another's count only once that one beat after it: wait for that too. The
         # beat that first saw it is no earlier than it joined.
         appeared = {
-            name: self._appeared.get(name, server_ms) if name in self._known else server_ms
+            name: self._appeared.get(name, server_ms)
             for name in last_beats
             if name in self._appeared or name not in self._known
         }
