@@ -293,19 +293,28 @@ async def test_a_failed_probe_keeps_the_fallback_until_another_interval_has_pass
         raise ConnectionError
 
     probe = Probe(refused)
-    guard, clock = await start_probing(probe)
-    await probe_done(guard)
-    assert probe.runs == 1
-    assert guard.using_fallback
-    clock.now += 0.9
-    assert await guard.call(redis_answers, memory) == "memory"
-    await asyncio.sleep(0)
-    assert probe.runs == 1
-    clock.now += 0.1
-    await guard.call(redis_answers, memory)
-    await probe_done(guard)
-    assert probe.runs == 2
+    with structlog.testing.capture_logs() as logs:
+        guard, clock = await start_probing(probe)
+        await probe_done(guard)
+        assert probe.runs == 1
+        assert guard.using_fallback
+        clock.now += 0.9
+        assert await guard.call(redis_answers, memory) == "memory"
+        await asyncio.sleep(0)
+        assert probe.runs == 1
+        for runs in (2, 3):
+            clock.now += 1.0
+            await guard.call(redis_answers, memory)
+            await probe_done(guard)
+            assert probe.runs == runs
     assert guard.fallback_activations == 1  # still the one outage, said once
+    # Each failed probe is counted, and said at 1, 2, 4, 8...: a long outage stays quiet.
+    assert guard.failed_probes == 3
+    failed = [log for log in logs if log["event"] == "redis_probe_failed"]
+    assert [(log["failed_probes"], log["error"]) for log in failed] == [
+        (1, "ConnectionError"),
+        (2, "ConnectionError"),
+    ]
 
 
 async def test_a_hung_probe_gives_up_after_its_time_and_a_bug_in_one_is_logged() -> None:

@@ -193,6 +193,8 @@ class RedisGuard:
         self._ping = ping
         self._probes: list[Callable[[], Awaitable[object]]] = [] if ping is None else [ping]
         self._probe_task: asyncio.Task[None] | None = None
+        self.failed_probes = 0
+        """Recovery probes that failed in a row (logged at 1, 2, 4, 8...)."""
         self._on_recovery: list[Callable[[], object]] = []
         self.fallback_activations = 0
         self.warmed_up = False
@@ -338,9 +340,19 @@ class RedisGuard:
         finally:
             self._probe_task = None
         if failure is None:
+            self.failed_probes = 0
             self._succeeded()
-        else:
-            self._failed(failure)
+            return
+        self._failed(failure)
+        self.failed_probes += 1
+        if self.failed_probes & (self.failed_probes - 1) == 0:  # 1, 2, 4, 8...: bounded
+            _logger.info(
+                "redis_probe_failed",
+                store=self.name,
+                error=type(failure).__name__,
+                failed_probes=self.failed_probes,
+                retry_in_seconds=self.retry_interval,
+            )
 
     def _answering(self) -> bool:
         """Whether Redis answered a call lately: slow, not gone.
