@@ -139,9 +139,10 @@ async def beat(instance: InstanceRegistry) -> int:
 async def test_an_instance_away_until_its_heartbeat_expired_joins_afresh(
     redis_client: Redis, key_prefix: str
 ) -> None:
-    """Paused or cut off for longer than the ttl, the others may have stopped counting
-    it: it is counted again only once they have beat since it came back. Its entry lost
-    with Redis's data while it beat on time is no such absence."""
+    """Paused or cut off for as long as the others keep a count in their window, they
+    may have stopped counting it: it is counted again only once they have beat since it
+    came back. Its entry lost with Redis's data while it beat on time, or expired in an
+    outage shorter than that, is no such absence."""
     now = [100.0]
     key = instances_key(key_prefix)
     here = InstanceRegistry(
@@ -159,8 +160,12 @@ async def test_an_instance_away_until_its_heartbeat_expired_joins_afresh(
     await beat(here)
     assert here.counted
     await beat(other)  # back in the set too
-    await redis_client.zrem(key, here.instance_id)  # expired while it was away
-    now[0] += 3.0
+    await redis_client.zrem(key, here.instance_id)  # expired: Redis away from everyone
+    now[0] += 5.0  # longer than the ttl, shorter than the others keep their counts
+    await beat(here)
+    assert here.counted  # their windows (3 x ttl, aged only by answers) still hold it
+    await redis_client.zrem(key, here.instance_id)  # expired again: away on its own
+    now[0] += 3 * 3 - 1  # the others' window, less a beat: they may have dropped it
     await beat(here)
     assert not here.counted  # the other has not beat since it came back
     now[0] += 1.0

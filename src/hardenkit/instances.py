@@ -165,9 +165,9 @@ class InstanceRegistry:
         (by the Redis server's clock; the instances sharing the key beat with the same
         ``ttl``, as ``install()`` does). Never by time alone: through an outage it stays
         as it was. It is lost again when this
-        instance was away from Redis long enough for its heartbeat to expire (a paused
-        process, a network cut): the others may have stopped counting it, and it joins
-        afresh.
+        instance was away from Redis (a paused process, a network cut) until its
+        heartbeat expired and for nearly the others' ``3 × ttl`` window: their counts may
+        no longer include it, and it joins afresh.
         """
         self._joined: tuple[float, int] | None = None  # first answer: our clock, Redis ms
         self._known: set[str] = set()  # the other members at the last beat, until counted
@@ -210,9 +210,11 @@ class InstanceRegistry:
                 hold = round(self.restart_hold * 1_000_000) if self.answered else 0
                 await self.redis.eval(EPOCH_SCRIPT, 1, self.epoch, hold)
             rejoined = self.answered and not int(present)
-            if rejoined and self._clock() - self._last_answer >= self.ttl:
-                # Gone long enough to expire, not lost with Redis's data: the others'
-                # counts may have dropped it (docs/ratelimit.md). It joins afresh.
+            if rejoined and self._clock() - self._last_answer >= self.window - self.ttl / 3:
+                # Away (not lost with Redis's data) for as long as the others keep a count
+                # in their window, less a beat: theirs may no longer include it. It joins
+                # afresh (docs/ratelimit.md). A shorter absence, a Redis outage of all,
+                # leaves it in their counts.
                 self.counted, self._joined = False, None
             self._record(max(1, int(count)))
             self._check_counted(int(server_ms), members)
