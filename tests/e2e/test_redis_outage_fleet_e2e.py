@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from datetime import datetime
@@ -388,3 +389,70 @@ async def test_repeated_redis_pauses_under_64_concurrent_callers_keep_the_bound(
     if pause > LOOP_LAG_ALLOWANCE:  # longer than the guard waits: the fallbacks answered
         for start in paused_at:
             assert any(start <= sent and answered < start + pause for sent, answered in answered_at)
+
+
+SCALE_RULE = (20, 10)  # a limit that refills within the test: the shares decide it
+
+
+async def test_a_fleet_scaled_up_just_before_redis_dies_keeps_the_bound(
+    tmp_path: Path, redis_server_factory: Callable[[], RedisServer]
+) -> None:
+    """Two workers kept at the limit, two more started, Redis killed as the new ones
+    become ready. The old ones still divide by 2, so their refill shares add up to the
+    limit; a share for each new one would come on top (measured before the rule: 29 to
+    32 in a 10 s window). The new ones refuse (503) until Redis shows the others count
+    them, so each 10 s window holds limit + workers."""
+    limit, period = SCALE_RULE
+    redis = redis_server_factory()
+    env = {**_env(redis.url), "HARDENKIT_RATE_LIMIT_TENANT": f"{limit}/{period}s"}
+    token = bearer(hs256_token("scaled"))
+    old = Planned("old", "/api/me", token, expected=frozenset({200, 429}))
+    joining = Planned("joining", "/api/me", token, expected=frozenset({200, 429, 503}))
+    answers: list[tuple[float, int, Result]] = []  # when sent, by which worker, what
+    killed: list[float] = []
+
+    def worker(name: str) -> UvicornServer:
+        return UvicornServer(APP, factory=True, env=env, log_path=tmp_path / f"{name}.log")
+
+    async def caller(client: httpx.AsyncClient, index: int, planned: Planned) -> None:
+        deadline = time.monotonic() + 60  # bounded, whatever happens to the kill
+        while time.monotonic() < deadline and (
+            not killed or time.monotonic() - killed[0] < 2 * period
+        ):
+            sent = time.monotonic()
+            answers.append((sent, index, await send(client, planned)))
+            await asyncio.sleep(0.02)
+
+    with ExitStack() as stack:
+        servers = [stack.enter_context(worker(f"old-{index}")) for index in range(2)]
+        await wait_ready(servers, "healthy", instances=2, within=15)
+        async with asyncio.timeout(90), AsyncExitStack() as clients_stack:
+            http = [
+                await clients_stack.enter_async_context(client_for(server.url, 1))
+                for server in servers
+            ]
+            # The old workers keep the key at its limit, as steady traffic does.
+            load = [asyncio.create_task(caller(http[i], i, old)) for i in range(2)]
+            for index in range(2):
+                server = await asyncio.to_thread(stack.enter_context, worker(f"new-{index}"))
+                servers.append(server)
+                http.append(await clients_stack.enter_async_context(client_for(server.url, 1)))
+            await wait_ready(servers[2:], "healthy", within=15)  # on Redis, not counted yet
+            await asyncio.to_thread(redis.stop)
+            killed.append(time.monotonic())
+            load += [asyncio.create_task(caller(http[i], i, joining)) for i in (2, 3)]
+            await asyncio.gather(*load)
+
+    assert problems_of(result for _, _, result in answers) == []
+    during = [(sent - killed[0], index, r) for sent, index, r in answers if sent >= killed[0]]
+    windows = [
+        sum(result.status == 200 for offset, _, result in during if low <= offset < low + period)
+        for low in (0, period)
+    ]
+    refused = Counter(index for _, index, result in during if result.status == 503)
+    print(f"scaled up: admitted per {period} s window {windows}, 503 by worker {refused}")
+    assert all(admitted <= limit + len(servers) for admitted in windows), windows
+    assert min(windows) > 0  # the old workers kept serving their shares
+    assert set(refused) <= {2, 3}  # only the workers that joined refuse
+    assert refused[2] > 0
+    assert refused[3] > 0
