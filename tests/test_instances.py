@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 
@@ -378,3 +379,39 @@ async def test_the_share_count_survives_a_redis_restarted_empty_until_the_window
         assert await first.beat() == 2  # a higher count counts at once
     finally:
         await client.aclose()
+
+
+def test_a_forked_child_beats_and_reserves_under_ids_of_its_own() -> None:
+    """An app built before a pre-fork server forks (gunicorn --preload): each worker must
+    be its own instance, or N workers count as one and each takes the whole limit."""
+    from hardenkit.ratelimit.redis_store import RedisStore
+
+    redis = Redis.from_url("redis://127.0.0.1:1")  # never connected
+    registry = InstanceRegistry(redis, RedisGuard("instances"))
+    store = RedisStore(redis, instances=registry)
+    store.fallback.set_tat("someone", store.fallback.now_us() + 10**9)
+    registry.answered = registry.counted = True
+    registry.live_instances = 4
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        state = [
+            registry.instance_id,
+            store.member,
+            store._outage.member,
+            registry.answered,
+            registry.counted,
+            registry.live_instances,
+            len(store.fallback),
+        ]
+        os.write(write, json.dumps(state).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as child:
+        instance_id, member, outage_member, answered, counted, live, kept = json.load(child)
+    os.waitpid(pid, 0)
+    assert instance_id != registry.instance_id
+    assert member == outage_member != store.member
+    # It joins as a newcomer: no count, not counted, nothing the parent decided.
+    assert (answered, counted, live, kept) == (False, False, 1, 0)
+    assert (registry.answered, registry.counted, len(store.fallback)) == (True, True, 1)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
+from hardenkit._afterfork import renew_after_fork
 from hardenkit.stores import EPOCH_SCRIPT, MAX_HOLD_US, nothing
 
 if TYPE_CHECKING:
@@ -182,6 +183,22 @@ class InstanceRegistry:
         self._unanswered = False
         self._task: asyncio.Task[None] | None = None
         self._on_rejoin: list[Callable[[], None]] = []
+        renew_after_fork(self)
+
+    def renew_after_fork(self) -> None:
+        """In a forked child: a new instance id, and nothing the parent measured.
+
+        A worker forked from a process that built the app (gunicorn ``--preload``) would
+        otherwise beat with its parent's id: N workers counted as one instance, each
+        admitting the whole limit in an outage. The child joins as a newcomer.
+        """
+        self.instance_id = uuid.uuid4().hex
+        self.measured_instances = self.live_instances = 1
+        self.answered = self.counted = self._unanswered = False
+        self._joined, self._known, self._appeared = None, set(), {}
+        self._last_answer = 0.0
+        self._measured = deque()
+        self._task = None  # the parent's task: its loop does not run here
 
     def on_rejoin(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when this instance's heartbeat is found gone from Redis.

@@ -13,6 +13,10 @@ outage stays refused during and after it, even one that reached a single worker 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -37,8 +41,8 @@ from tests.e2e._traffic import (
     send,
     statuses,
 )
-from tests.support.redis_server import RedisServer
-from tests.support.uvicorn_server import UvicornServer
+from tests.support.redis_server import RedisServer, free_port
+from tests.support.uvicorn_server import ROOT, UvicornServer
 
 pytestmark = pytest.mark.e2e
 
@@ -456,3 +460,67 @@ async def test_a_fleet_scaled_up_just_before_redis_dies_keeps_the_bound(
     assert set(refused) <= {2, 3}  # only the workers that joined refuse
     assert refused[2] > 0
     assert refused[3] > 0
+
+
+class _Worker:
+    """A forked worker of :mod:`tests.support.prefork`, addressed by its own port."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+
+
+def _serving(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@contextmanager
+def preforked(redis_url: str, workers: int, log: Path) -> Iterator[list[_Worker]]:
+    """The reference app built once, then forked into ``workers`` (gunicorn --preload)."""
+    ports = [free_port() for _ in range(workers)]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HARDENKIT_")}
+    env.update(_env(redis_url))
+    command = [sys.executable, "-m", "tests.support.prefork", ",".join(map(str, ports))]
+    with log.open("wb") as output:
+        parent = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=output)
+    try:
+        deadline = time.monotonic() + 30
+        for port in ports:
+            while not _serving(port):
+                assert parent.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, f"no worker on {port}: {log.read_text()}"
+                time.sleep(0.1)
+        yield [_Worker(port) for port in ports]
+    finally:
+        parent.send_signal(signal.SIGTERM)
+        try:
+            parent.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            parent.kill()
+            parent.wait()
+
+
+async def test_workers_forked_from_one_built_app_are_counted_apart_and_keep_the_bound(
+    tmp_path: Path, redis_server_factory: Callable[[], RedisServer]
+) -> None:
+    """gunicorn --preload builds the app, then forks: every worker inherits the heartbeat's
+    instance id and the store's reservation member. Each renews them in the child, so
+    Redis counts three instances and an outage admits limit + workers, not workers x
+    limit (measured before: 286 of a 104 bound with four workers)."""
+    workers = 3
+    redis = redis_server_factory()
+    with preforked(redis.url, workers, tmp_path / "prefork.log") as servers:
+        async with asyncio.timeout(90), clients(servers) as http:
+            await wait_ready(servers, "healthy", instances=workers, within=20)
+            before = await spread(http, "forked", 30)
+            redis.stop()
+            await wait_ready(servers, "degraded", within=10)
+            during = await spread(http, "forked", 150)
+    no_server_errors(before + during)
+    total = admitted(before) + admitted(during)
+    print(f"pre-forked: {admitted(before)} before, {admitted(during)} during the outage")
+    assert admitted(before) == 30
+    assert admitted(during) > 0  # each served its share
+    assert total <= LIMIT + workers

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import structlog
 from redis.exceptions import ClusterCrossSlotError
 
+from hardenkit._afterfork import renew_after_fork
 from hardenkit.health import CheckResult, HealthStatus
 from hardenkit.ratelimit._charge import RESERVED
 from hardenkit.ratelimit._fallback import OutageFallback, Pending
@@ -194,13 +195,7 @@ class RedisStore:
         """This store's id in the keys' reservations (one per store, as each has its own
         fallback)."""
         self._reserve_us = round(reserve_seconds * 1_000_000)
-        self._outage = OutageFallback(
-            self.fallback,
-            self._share,
-            self._settle_soon,
-            member=self.member,
-            reserve_us=self._reserve_us if fallback_share == "auto" else None,
-        )
+        self._outage = self._new_outage()
         self._settling: asyncio.Task[None] | None = None
         self._warned_unknown = False
         self._warned_joining = False
@@ -231,6 +226,32 @@ class RedisStore:
         self._restoring: asyncio.Task[None] | None = None
         if instances is not None:  # Redis lost its data, maybe without a failed call
             instances.on_rejoin(self._restore_soon)
+        renew_after_fork(self)
+
+    def _new_outage(self) -> OutageFallback:
+        return OutageFallback(
+            self.fallback,
+            self._share,
+            self._settle_soon,
+            member=self.member,
+            reserve_us=self._reserve_us if self.fallback_share == "auto" else None,
+        )
+
+    def renew_after_fork(self) -> None:
+        """In a forked child: a new reservation member, and none of the parent's state.
+
+        Workers forked from a process that built the app (gunicorn ``--preload``) would
+        otherwise reserve and charge under one member, and each hold a copy of the
+        parent's fallback: what one admitted would be charged by all.
+        """
+        slotted = self._outage.slotted
+        self.member = uuid.uuid4().hex
+        self.fallback.clear()
+        self._outage = self._new_outage()
+        self._outage.slotted = slotted
+        self._settling = self._restoring = None  # the parent's tasks
+        self._in_flight = {}
+        self._answered, self._hold_until = False, 0
 
     def _share(self) -> float:
         if self.fallback_share != "auto":
