@@ -108,3 +108,30 @@ def test_long_windows_are_warned_about_in_production() -> None:
     )
     warned = {p.setting for p in settings.problems() if p.severity == "warning"}
     assert {"HARDENKIT_WEBHOOK_TOLERANCE", "HARDENKIT_MESSAGE_TOLERANCE"} <= warned
+
+
+@pytest.mark.parametrize(
+    ("timeouts", "claimed_for"),
+    [
+        ({}, 60.0),  # the default 30 s timeout: the default claim
+        ({"HARDENKIT_REQUEST_TIMEOUT": "90"}, 95.0),
+        ({"HARDENKIT_REQUEST_TIMEOUT_ROUTES": '{"/webhooks/*": 120}'}, 125.0),
+    ],
+)
+def test_a_webhook_claim_outlives_any_handler_the_timeouts_let_run(
+    monkeypatch: pytest.MonkeyPatch, timeouts: dict[str, str], claimed_for: float
+) -> None:
+    """A claim that lapsed while its handler still ran (a 65 s handler, a 60 s claim)
+    let the sender's next retry be processed beside it: twice, measured."""
+    from starlette.applications import Starlette
+
+    from hardenkit import install
+    from hardenkit.signing import WebhookMiddleware
+
+    monkeypatch.setenv("HARDENKIT_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("HARDENKIT_WEBHOOK_PATHS", "/webhooks/*")
+    for name, value in timeouts.items():
+        monkeypatch.setenv(name, value)
+    kit = install(Starlette(), load_settings())
+    (layer,) = [item for item in kit.middleware if item.cls is WebhookMiddleware]
+    assert layer.kwargs["processing_ttl"] == claimed_for

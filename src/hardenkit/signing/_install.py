@@ -9,7 +9,7 @@ from starlette.middleware import Middleware
 
 from hardenkit._parts import ReadinessCheck
 from hardenkit.signing.messages import MessageVerifier
-from hardenkit.signing.middleware import WebhookMiddleware
+from hardenkit.signing.middleware import DEFAULT_PROCESSING_TTL_SECONDS, WebhookMiddleware
 from hardenkit.signing.replay import ReplayStore
 from hardenkit.signing.webhooks import WebhookVerifier
 
@@ -87,4 +87,21 @@ def _webhook_layer(settings: HardenSettings, replay_store: ReplayStore) -> Middl
         replay_store=replay_store,
         on_duplicate=settings.webhook_on_duplicate,
         dedupe_ttl=settings.webhook_dedupe_ttl,
+        processing_ttl=processing_ttl(settings),
     )
+
+
+# Beyond the longest timeout: the claim starts after the request did (its body was read
+# first), and Redis counts the claim's TTL from when it ran the command.
+_CLAIM_SLACK_SECONDS = 5.0
+
+
+def processing_ttl(settings: HardenSettings) -> float:
+    """Seconds a webhook claim lasts: longer than any handler may run under the timeouts.
+
+    A claim that lapsed while its handler was still running would let the sender's next
+    retry be processed alongside it. The request timeout (per route where one is set)
+    cancels a handler first; the claim outlives the longest of them.
+    """
+    longest = max([settings.request_timeout, *settings.request_timeout_routes.values()])
+    return max(float(DEFAULT_PROCESSING_TTL_SECONDS), longest + _CLAIM_SLACK_SECONDS)
