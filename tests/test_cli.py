@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import string
 import subprocess
 import sys
 import threading
@@ -11,6 +14,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hardenkit.cli import expected_headers, main
 from hardenkit.headers import HeaderPolicy
@@ -81,6 +86,34 @@ def test_doctor_measures_redis_latency(
     assert findings["redis"]["status"] == "pass"
     assert "answered PING" in findings["redis"]["detail"]
     assert code == 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    password=st.text(alphabet=string.ascii_letters + string.digits + "-._~", min_size=12),
+    form=st.sampled_from(["user-info", "query", "sentinel query"]),
+)
+def test_doctor_never_prints_a_redis_password_however_the_url_carries_it(
+    password: str, form: str
+) -> None:
+    """redis-py takes the password from the user-info or from ``?password=``; doctor's
+    output ends up in CI logs, so neither form may reach it."""
+    port = free_port()  # nothing listens: the finding shows the URL it could not reach
+    url = {
+        "user-info": f"redis://app:{password}@127.0.0.1:{port}/0",
+        "query": f"redis://127.0.0.1:{port}/0?db=0&password={password}",
+        "sentinel query": f"redis://127.0.0.1:{port}/0?sentinel_password={password}",
+    }[form]
+    environment = {"HARDENKIT_REDIS_URL": url, "HARDENKIT_REDIS_SOCKET_TIMEOUT": "0.2"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            main(["doctor", "--json"])
+    findings = {f["check"]: f for f in json.loads(output.getvalue())}
+    assert password not in output.getvalue()
+    assert f"127.0.0.1:{port}" in findings["redis"]["detail"]  # the URL is still shown
 
 
 # --- doctor: JWKS, --settings --------------------------------------------------------

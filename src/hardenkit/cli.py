@@ -22,6 +22,7 @@ import contextlib
 import importlib
 import json
 import os
+import re
 import ssl
 import statistics
 import sys
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, TextIO
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 import structlog.testing
 from pydantic import ValidationError
@@ -197,14 +198,29 @@ def _settings_findings(
 
 
 def _safe_url(url: str) -> str:
+    """``url`` with every password masked: the user-info's and a ``?password=`` query's.
+
+    redis-py reads ``password`` (and ``sentinel_password``...) from the query too, and
+    doctor's output ends up in CI logs.
+    """
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+    netloc = parts.netloc
+    if parts.password is not None:
+        user_info, host = netloc.rsplit("@", 1)
+        user = user_info.split(":", 1)[0]
+        netloc = f"{user}:***@{host}"
+    query = parts.query
+    if query:
+        query = "&".join(
+            f"{item.partition('=')[0]}=***"
+            if _SECRET_PARAMETER.search(unquote_plus(item.partition("=")[0]))
+            else item
+            for item in query.split("&")
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+_SECRET_PARAMETER = re.compile(r"pass|secret|token|key", re.IGNORECASE)
 
 
 async def _redis_findings(settings: HardenSettings) -> tuple[list[Finding], int | None]:
