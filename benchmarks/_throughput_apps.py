@@ -9,6 +9,10 @@ environment (``HARDENKIT_*`` for hardenkit's settings, ``BENCH_*`` for the rest)
 * ``hardened``: the same route behind ``hardenkit.install`` with the full stack (limits
   high enough never to refuse), memory or Redis as ``HARDENKIT_REDIS_URL`` says;
 * ``bare_io`` / ``hardened_io``: the same with a handler awaiting 1 ms of I/O;
+* ``bare_headers``: plain Starlette sending the response headers the full stack sends
+  (captured from one request to ``hardened``), with no other work: what those headers
+  alone cost in the server (uvicorn checks and writes each one), the floor under any
+  stack that sends them;
 * ``layer``: bare Starlette behind one layer of the installed stack, number
   ``BENCH_LAYER`` in ``install()``'s order (the layers that need a principal come with
   the auth layer, see ``bench_layers.py``).
@@ -26,6 +30,8 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.testclient import TestClient
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from benchmarks._peer_stack import peer_app
 from hardenkit import get_principal, install, load_settings
@@ -103,6 +109,41 @@ def hardened_io() -> Starlette:
     app = bare_io()
     install(app, load_settings())
     return app
+
+
+def stack_headers() -> list[tuple[bytes, bytes]]:
+    """The headers the full stack adds to the benchmark route's response, as sent."""
+    with TestClient(hardened(), base_url="http://127.0.0.1:8000") as client:
+        sent = client.get("/api/me", headers={"Authorization": f"Bearer {token()}"})
+    bare_sends = {"content-length", "content-type"}
+    return [
+        (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in sent.headers.multi_items()
+        if name not in bare_sends
+    ]
+
+
+class _SendHeaders:
+    """Adds fixed headers to every response: no other work."""
+
+    def __init__(self, app: ASGIApp, headers: list[tuple[bytes, bytes]]) -> None:
+        self.app = app
+        self.headers = headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *self.headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def bare_headers() -> Starlette:
+    return Starlette(
+        routes=[Route("/api/me", me)],
+        middleware=[Middleware(_SendHeaders, headers=stack_headers())],
+    )
 
 
 def peer() -> Starlette:

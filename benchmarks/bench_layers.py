@@ -40,6 +40,7 @@ from benchmarks.instructions import count_instructions
 BARE = "bare Starlette"
 FULL = "full stack (install)"
 NO_LAYER = "0. install() without its layers (health routes, handlers)"
+HEADERS = "bare Starlette sending the full stack's response headers, no other work"
 _AUTH = "AuthMiddleware"
 
 
@@ -60,6 +61,7 @@ def layer_variants() -> tuple[list[Variant], list[tuple[str, str, str]]]:
         Variant(BARE, "bare"),
         Variant(FULL, "hardened"),
         Variant(NO_LAYER, "layer", {"BENCH_LAYER": ""}),
+        Variant(HEADERS, "bare_headers"),
     ]
     # Each layer is added to the installed app without layers, so what install() adds
     # besides middleware (routes matched before the app's, handlers) is counted once.
@@ -157,6 +159,13 @@ def layer_table(
         f"{statistics.median(_throughput_us(run) for run in results[BARE]):.1f} "
         f"| {_thousands(counted[BARE]) if BARE in counted else ''} |",
     ]
+    if HEADERS in results:  # a reference, in no sum: the floor under any such stack
+        floor = _above(results, HEADERS, BARE, _cpu_us)
+        lines.append(
+            f"| {HEADERS} (above bare) | {floor:.1f} | {floor / gap:.0%} "
+            f"| {_above(results, HEADERS, BARE, _throughput_us):.1f} "
+            f"| {above(HEADERS, BARE)} |"
+        )
     return "\n".join(lines)
 
 
@@ -180,7 +189,10 @@ def run(quick: bool) -> list[Row | Section]:
         f"32 connections, GC on; {load_generator_name()}; {cores.describe()}; {rounds} "
         f"interleaved rounds of {seconds:g} s; medians over rounds. Costs are server CPU "
         "µs per request above the app the layer is added to; shares are of the full "
-        "stack's gap over bare Starlette."
+        "stack's gap over bare Starlette. The last row is no layer: bare Starlette "
+        "adding the headers the full stack's response carries and doing nothing else, "
+        "what the server pays for those headers alone; no stack that sends them runs "
+        "faster than bare × bare / (bare + that row)."
     )
     lowest = lowest_share_run([run for variant in variants for run in results[variant.name]])
     if lowest is not None and lowest.server_share is not None and lowest.server_core:

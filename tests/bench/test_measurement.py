@@ -30,7 +30,7 @@ from benchmarks._harness import Row, Section
 from benchmarks._load import parse_response, run_load
 from benchmarks._throughput import Measurement, Variant, median_range
 from benchmarks._wrk import parse_wrk
-from benchmarks.bench_layers import BARE, FULL, NO_LAYER, layer_table
+from benchmarks.bench_layers import BARE, FULL, HEADERS, NO_LAYER, layer_table
 from benchmarks.bench_throughput import stack_table
 
 WRK_OK = """Running 1s test @ http://127.0.0.1:18778/api/me
@@ -326,6 +326,29 @@ def test_the_layer_table_counts_each_layer_above_the_app_it_was_added_to() -> No
     assert rows["bare Starlette itself"].endswith("| 230k |")
     # Without valgrind the column stays, empty, and nothing is made up.
     assert layer_table(results, costs).splitlines()[2].endswith("|  |")
+
+
+def test_the_header_floor_is_a_row_of_its_own_in_no_sum() -> None:
+    results = {
+        BARE: [_run(100.0)],
+        FULL: [_run(300.0)],
+        NO_LAYER: [_run(110.0)],
+        "1. A": [_run(150.0)],
+        HEADERS: [_run(130.0)],
+    }
+    costs = [(NO_LAYER, NO_LAYER, BARE), ("1. A", "1. A", NO_LAYER)]
+    counted = {
+        BARE: 230_000.0,
+        FULL: 700_000.0,
+        NO_LAYER: 260_000.0,
+        "1. A": 360_000.0,
+        HEADERS: 310_000.0,
+    }
+    lines = layer_table(results, costs, counted).splitlines()
+    # 30 µs of the 200 µs gap, 80k instructions above bare; the sums are as without it.
+    assert lines[-1] == f"| {HEADERS} (above bare) | 30.0 | 15% | 30.0 | 80k |"
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines}
+    assert rows["sum of the layers alone"].endswith("| 130k |")
 
 
 def test_the_stack_table_shows_a_peers_failed_requests() -> None:

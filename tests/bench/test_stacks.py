@@ -6,6 +6,7 @@ import os
 import sys
 
 import pytest
+from starlette.applications import Starlette
 
 from benchmarks import _throughput_apps
 from benchmarks._cpu import plan_cores
@@ -37,6 +38,21 @@ def test_every_installed_layer_is_measured_once_and_principal_layers_on_top_of_a
         else:
             assert layers[variant] == str(index)
             assert base == NO_LAYER
+
+
+@pytest.mark.usefixtures("bench_settings")
+def test_the_header_floor_app_sends_what_the_full_stack_sends_and_does_nothing_else() -> None:
+    from starlette.testclient import TestClient
+
+    def sent(app: Starlette) -> list[str]:
+        with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+            response = client.get("/api/me", headers={"Authorization": f"Bearer {token()}"})
+        assert response.status_code == 200
+        return [name for name, _ in response.headers.multi_items()]
+
+    assert sent(_throughput_apps.bare_headers()) == sent(_throughput_apps.hardened())
+    assert len(sent(_throughput_apps.bare())) == 2  # what the floor adds is those headers
+    assert _throughput_apps.bare_headers().user_middleware[0].cls.__name__ == "_SendHeaders"
 
 
 @pytest.mark.usefixtures("bench_settings")
