@@ -33,6 +33,7 @@ from hardenkit._risks import RISKS, risks_table
 from hardenkit.auth import Principal
 from hardenkit.cli import doctor, main
 from hardenkit.errors import ConfigurationError
+from hardenkit.signing._secret import encode_standard_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "qE7vN2pXcL9tRw4ZbH6mKd1YsJ8uFg3AoT5iVy0"  # random, not published
@@ -139,6 +140,8 @@ class Case:
     risk: str | None
     app: Any = field(default=None, compare=False)
 
+
+WEBHOOK_SECRET = encode_standard_secret(hashlib.sha256(b"policy test webhook").digest())
 
 CASES = [
     Case(
@@ -257,6 +260,17 @@ CASES = [
         {"rate_limit_fallback_share": 1.0, "redis_url": "redis://127.0.0.1:1/0"},
         "HARDENKIT_RATE_LIMIT_FALLBACK_SHARE",
         "rate-limit-fallback-share-fixed",
+    ),
+    Case(
+        "a webhook path among the streaming paths",
+        {
+            "webhook_secret": WEBHOOK_SECRET,
+            "webhook_paths": ["/webhooks/*"],
+            "public_paths": ["/webhooks/*"],
+            "streaming_paths": ["/webhooks/live"],
+        },
+        "HARDENKIT_STREAMING_PATHS",
+        "webhook-path-untimed",
     ),
     Case(
         "rediss with the certificate check off in the URL",

@@ -98,6 +98,12 @@ RISKS: Final[dict[str, Risk]] = {
             "admit instances × share × the limit (`1`: each instance the whole limit)",
         ),
         Risk(
+            "webhook-path-untimed",
+            "HARDENKIT_STREAMING_PATHS",
+            "a webhook path among the streaming paths: no timeout ends its handler, so its "
+            "claim may lapse mid-run and the sender's retry is processed beside it",
+        ),
+        Risk(
             "redis-tls-unverified",
             "HARDENKIT_REDIS_URL",
             "`rediss://` with `ssl_cert_reqs=none` (or `optional`) or "

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, cast
 
 from pydantic import Field, field_validator
 
+from hardenkit._paths import PathPatterns
 from hardenkit._risks import RISKS, risk_problem
 from hardenkit._section import CommaList, Section, SettingProblem
 
@@ -55,6 +56,7 @@ class RiskSettings(Section):
         problems += _proxy_problems(settings)
         problems += _rate_limit_problems(settings)
         problems += _cors_credential_problems(settings)
+        problems += _untimed_webhook_problems(settings)
         return problems
 
 
@@ -148,3 +150,32 @@ def _cors_credential_problems(settings: HardenSettings) -> list[SettingProblem]:
             "serve those origins over https",
         )
     ]
+
+
+def _untimed_webhook_problems(settings: HardenSettings) -> list[SettingProblem]:
+    """A webhook path the request timeout skips: nothing bounds its handler's run."""
+    streaming = PathPatterns(settings.streaming_paths)
+    # Two patterns overlap when either matches the shortest path of the other.
+    untimed = [
+        pattern
+        for pattern in settings.verified_webhook_paths
+        if streaming.matches(_base(pattern))
+        or any(PathPatterns([pattern]).matches(_base(other)) for other in settings.streaming_paths)
+    ]
+    if not untimed:
+        return []
+    return [
+        risk_problem(
+            "webhook-path-untimed",
+            f"{', '.join(untimed)} is both a webhook path and a streaming "
+            "path: no timeout ends a delivery's handler, so its claim (the request timeout "
+            "+ 5 s) may lapse mid-run and the sender's retry is processed beside it",
+            "remove the webhook paths from HARDENKIT_STREAMING_PATHS",
+        )
+    ]
+
+
+def _base(pattern: str) -> str:
+    """The shortest path ``pattern`` matches (``/hooks/*`` -> ``/hooks``, ``*`` -> ``/``)."""
+    base = pattern.removesuffix("*").removesuffix("/")
+    return base or "/"
