@@ -75,10 +75,11 @@ def test_rediss_without_the_ca_says_certificate_verification_failed(
         "ssl_check_hostname=0",
     ],
 )
+@pytest.mark.parametrize("scheme", ["rediss", "Rediss", "REDISS"])  # redis-py: TLS all three
 def test_turning_off_the_redis_certificate_check_in_the_url_is_a_refused_risk(
-    query: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    query: str, scheme: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"rediss://:s3cret@127.0.0.1:1/0?{query}"
+    url = f"{scheme}://:s3cret@127.0.0.1:1/0?{query}"
     development = HardenSettings(redis_url=url)  # type: ignore[arg-type]
     (problem,) = [p for p in development.problems() if p.risk == "redis-tls-unverified"]
     assert problem.setting == "HARDENKIT_REDIS_URL"
@@ -93,6 +94,14 @@ def test_turning_off_the_redis_certificate_check_in_the_url_is_a_refused_risk(
     _, findings = doctor(capsys)
     assert findings["HARDENKIT_REDIS_URL"]["status"] == "warn"
     assert query in findings["HARDENKIT_REDIS_URL"]["detail"]
+
+
+@pytest.mark.parametrize("scheme", ["rediss", "Rediss", "REDISS"])
+def test_tls_files_with_a_rediss_url_in_any_case_are_accepted(scheme: str, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("read when connecting")
+    settings = HardenSettings(redis_url=f"{scheme}://127.0.0.1:1/0", redis_tls_ca_file=str(ca))  # type: ignore[arg-type]
+    assert not [p for p in settings.problems() if "rediss" in p.message]
 
 
 def test_a_verified_rediss_url_is_no_risk() -> None:

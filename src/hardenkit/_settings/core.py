@@ -247,7 +247,7 @@ class CoreSettings(Section):
         # Behind Sentinel too: the scheme says whether the master is reached over TLS, and
         # TLS files on a plain connection fail every call instead of encrypting it.
         problems += _unverified_tls_problems(url)
-        if tls_files and not url.startswith("rediss://"):
+        if tls_files and not _is_tls(url):
             problems.append(
                 SettingProblem(
                     "HARDENKIT_REDIS_URL",
@@ -263,13 +263,22 @@ class CoreSettings(Section):
 _FALSE = frozenset({"0", "F", "FALSE", "N", "NO"})
 
 
+def _is_tls(url: str) -> bool:
+    """Whether redis-py connects over TLS: its scheme is ``rediss``, in any case.
+
+    (``urlsplit`` lowercases the scheme, as redis-py's own parsing does: ``REDISS://`` is
+    TLS, and judged as TLS.)
+    """
+    return urlsplit(url).scheme == "rediss"
+
+
 def _unverified_tls_problems(url: str) -> list[SettingProblem]:
     """``ssl_cert_reqs=none`` or ``ssl_check_hostname=false`` in the URL: TLS unverified.
 
     redis-py reads these from the URL's query and turns the certificate check off without
     a word; the message names the options, never the URL (it may hold a password).
     """
-    if not url.startswith("rediss://"):
+    if not _is_tls(url):
         return []
     query = parse_qs(urlsplit(url).query)
     weakened = [
