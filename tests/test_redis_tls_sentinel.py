@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from hardenkit import HardenSettings
+from hardenkit.instances import InstanceRegistry
 from hardenkit.ratelimit import RateLimiter, RedisStore
 from hardenkit.stores import RedisGuard, create_redis
 from tests.support.redis_sentinel import MASTER_NAME, SentinelGroup
@@ -231,3 +235,63 @@ async def test_through_sentinel_to_tls_servers_limits_hold_across_a_failover(
         await limits_hold_across_a_failover(settings, group)
     finally:
         group.stop()
+
+
+async def test_after_a_failover_that_leaves_the_old_master_up_writes_reach_the_new_one(
+    sentinel_group: SentinelGroup,
+) -> None:
+    """SENTINEL FAILOVER promotes the replica and leaves the old master up and writable
+    until the sentinels demote it (about 10 s), and the resync then discards what it took:
+    a webhook id claimed there was processed again (measured). The heartbeat asks the
+    sentinels and moves every connection to the new master within an interval."""
+    settings = HardenSettings(
+        redis_url=PLAIN_URL,  # type: ignore[arg-type]
+        redis_sentinels=sentinel_group.addresses,
+        redis_sentinel_master=MASTER_NAME,
+    )
+    client = create_redis(settings)
+    assert isinstance(client, Redis)
+    guard = RedisGuard("sentinel", timeout=0.5, retry_interval=0.3, ping=client.ping)
+    registry = InstanceRegistry(client, guard, key="hk:test:instances", ttl=1.5)  # 0.5 s beats
+    sentinel = Redis(port=sentinel_group.sentinel_ports[0])
+    old = Redis(port=sentinel_group.master.port)
+    new = Redis(port=sentinel_group.replica.port)
+    loop = asyncio.get_running_loop()
+    try:
+        await client.set("probe", "before")  # connected to the old master
+        await registry.beat()
+        registry.start()
+        deadline = loop.time() + 30
+        while True:  # the sentinels learn of the replica from the master's INFO first
+            try:
+                await sentinel.execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
+                break
+            except ResponseError as error:
+                if "NOGOODSLAVE" not in str(error):
+                    raise
+                assert loop.time() < deadline, "the sentinels never saw the replica"
+                await asyncio.sleep(0.2)
+        while (await sentinel.sentinel_get_master_addr_by_name(MASTER_NAME))[1] != (
+            sentinel_group.replica.port
+        ):
+            assert loop.time() < deadline, "the sentinels never promoted the replica"
+            await asyncio.sleep(0.05)
+        promoted = loop.time()
+        landed = None
+        for attempt in range(200):  # bounded: 200 x 50 ms
+            value = f"after-{attempt}"
+            with contextlib.suppress(RedisConnectionError):  # moved mid-call: once
+                await client.set("probe", value)
+                if await new.get("probe") == value.encode():
+                    landed = loop.time() - promoted
+                    break
+            await asyncio.sleep(0.05)
+        old_role = (await old.execute_command("ROLE"))[0]
+    finally:
+        await registry.aclose()
+        for connection in (client, sentinel, old, new):
+            await connection.aclose()
+    assert landed is not None, "writes never reached the promoted replica"
+    print(f"writes on the new master {landed:.2f} s after the promotion; old: {old_role!r}")
+    assert landed < 2.0  # an interval and a half; the sentinels demote the old one at ~10 s
+    assert old_role == b"master"  # it was still up and writable: the case measured

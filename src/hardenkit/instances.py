@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Final
 import structlog
 
 from hardenkit._afterfork import renew_after_fork
-from hardenkit.stores import EPOCH_SCRIPT, MAX_HOLD_US, nothing
+from hardenkit.stores import EPOCH_SCRIPT, MAX_HOLD_US, follow_sentinel_master, nothing
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -308,6 +308,9 @@ class InstanceRegistry:
     async def _run(self) -> None:
         while True:
             try:
+                # Behind Sentinel, after a failover that left the old master up: the
+                # heartbeat (and every call after it) goes to the master named now.
+                await follow_sentinel_master(self.redis)
                 await self.beat()
             except Exception:  # a bug must not stop the heartbeat; it is logged
                 _logger.exception("instance_heartbeat_failed")

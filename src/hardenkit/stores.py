@@ -137,6 +137,49 @@ def _sentinel_client(settings: HardenSettings, url: str, options: dict[str, Any]
     return client
 
 
+# How long one question to the sentinels may take: they answer at once or are down.
+_SENTINEL_ASK_SECONDS = 1.0
+
+
+async def follow_sentinel_master(client: Redis | RedisCluster) -> bool:
+    """Behind Sentinel: move every connection to the master the sentinels name now.
+
+    redis-py asks the sentinels for the master only when it opens a connection. After a
+    failover that left the old master up (``SENTINEL FAILOVER``, a network split), the
+    connections it holds keep writing there until the sentinels demote it, about 10 s
+    later, and the resync to the new master discards those writes: limits spent and
+    webhook ids claimed go missing. Asked on every heartbeat, the sentinels' answer
+    moves every connection (in use too) to the new master within one interval.
+
+    Returns whether the master changed. A client not behind Sentinel, or not connected
+    yet, is left alone; sentinels that do not answer leave the connections as they are
+    (the guard handles a master that fails).
+    """
+    pool = getattr(client, "connection_pool", None)
+    if pool is None or not hasattr(pool, "sentinel_manager") or not pool.is_master:
+        return False
+    known = pool.master_address
+    if known is None:  # no connection yet: the first one asks the sentinels
+        return False
+    try:
+        async with asyncio.timeout(_SENTINEL_ASK_SECONDS):
+            current = await pool.get_master_address()  # closes the idle connections if moved
+    except Exception as error:  # noqa: BLE001 - sentinels down or no master: asked again later
+        _logger.debug("redis_sentinel_not_asked", error=type(error).__name__)
+        return False
+    if current == known:
+        return False
+    _logger.warning(
+        "redis_sentinel_master_changed",
+        previous=f"{known[0]}:{known[1]}",
+        master=f"{current[0]}:{current[1]}",
+        detail="every connection moves to the new master; writes the old one took since "
+        "the failover are lost when it resyncs",
+    )
+    await pool.disconnect(inuse_connections=True)
+    return True
+
+
 class RedisGuard:
     """Routes calls to Redis while it answers and to a memory fallback while it does not.
 
