@@ -237,6 +237,24 @@ async def test_through_sentinel_to_tls_servers_limits_hold_across_a_failover(
         group.stop()
 
 
+async def fail_over(sentinel: Redis, promoted_port: int) -> None:
+    """``SENTINEL FAILOVER``, once the sentinels know the replica; until it is promoted."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while True:  # the sentinels learn of the replica from the master's INFO first
+        try:
+            await sentinel.execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
+            break
+        except ResponseError as error:
+            if "NOGOODSLAVE" not in str(error):
+                raise
+            assert loop.time() < deadline, "the sentinels never saw the replica"
+            await asyncio.sleep(0.2)
+    while (await sentinel.sentinel_get_master_addr_by_name(MASTER_NAME))[1] != promoted_port:
+        assert loop.time() < deadline, "the sentinels never promoted the replica"
+        await asyncio.sleep(0.05)
+
+
 async def test_after_a_failover_that_leaves_the_old_master_up_writes_reach_the_new_one(
     sentinel_group: SentinelGroup,
 ) -> None:
@@ -259,23 +277,12 @@ async def test_after_a_failover_that_leaves_the_old_master_up_writes_reach_the_n
     loop = asyncio.get_running_loop()
     try:
         await client.set("probe", "before")  # connected to the old master
+        store = RedisStore(client, guard=guard, instances=registry)
+        limiter = RateLimiter("20/day", store=store, name="moved")
+        assert (await limiter.hit("before")).backend == "redis"  # its held connection too
         await registry.beat()
         registry.start()
-        deadline = loop.time() + 30
-        while True:  # the sentinels learn of the replica from the master's INFO first
-            try:
-                await sentinel.execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
-                break
-            except ResponseError as error:
-                if "NOGOODSLAVE" not in str(error):
-                    raise
-                assert loop.time() < deadline, "the sentinels never saw the replica"
-                await asyncio.sleep(0.2)
-        while (await sentinel.sentinel_get_master_addr_by_name(MASTER_NAME))[1] != (
-            sentinel_group.replica.port
-        ):
-            assert loop.time() < deadline, "the sentinels never promoted the replica"
-            await asyncio.sleep(0.05)
+        await fail_over(sentinel, sentinel_group.replica.port)
         promoted = loop.time()
         landed = None
         for attempt in range(200):  # bounded: 200 x 50 ms
@@ -287,6 +294,8 @@ async def test_after_a_failover_that_leaves_the_old_master_up_writes_reach_the_n
                     break
             await asyncio.sleep(0.05)
         old_role = (await old.execute_command("ROLE"))[0]
+        decided = await limiter.hit("after")  # the decisions' held connection moved too
+        stored = await new.exists(store.redis_key(limiter._storage_key("after")))
     finally:
         await registry.aclose()
         for connection in (client, sentinel, old, new):
@@ -295,3 +304,5 @@ async def test_after_a_failover_that_leaves_the_old_master_up_writes_reach_the_n
     print(f"writes on the new master {landed:.2f} s after the promotion; old: {old_role!r}")
     assert landed < 2.0  # an interval and a half; the sentinels demote the old one at ~10 s
     assert old_role == b"master"  # it was still up and writable: the case measured
+    assert decided.backend == "redis"
+    assert stored == 1

@@ -171,10 +171,9 @@ class ScriptRunner:
         if self._pool is None or self._connection_busy:  # Cluster, or already in use
             return await self.client.execute_command(*command)
         self._connection_busy = True
-        connection = self._connection
+        connection = None
         try:
-            if connection is None:
-                connection = await self._hold_connection()
+            connection = await self._held()
             packed = (
                 connection.pack_command(*command)
                 if evalsha is None
@@ -224,6 +223,22 @@ class ScriptRunner:
         await connection.disconnect(nowait=True)
         if connection is self._connection:
             await self.aclose()
+
+    async def _held(self) -> Any:
+        """The held connection; taken afresh from the pool when it is not connected.
+
+        One closed under it (behind Sentinel, the master moved:
+        :func:`hardenkit.stores.follow_sentinel_master` closes every connection) would
+        reconnect to its old address when written to; one the pool hands out connects
+        to the master the sentinels name now.
+        """
+        connection = self._connection
+        if connection is not None and not connection.is_connected:
+            await self.aclose()
+            connection = None
+        if connection is None:
+            connection = await self._hold_connection()
+        return connection
 
     async def _hold_connection(self) -> Any:
         from redis.asyncio.retry import Retry  # noqa: PLC0415 - redis is imported lazily
@@ -328,10 +343,9 @@ class ScriptRunner:
             finally:
                 await self._pool.release(connection)
         self._connection_busy = True
-        connection = self._connection
+        connection = None
         try:
-            if connection is None:
-                connection = await self._hold_connection()
+            connection = await self._held()
             return await self._write_batch(connection, batch)
         except BaseException:  # failed, or cancelled with replies in flight
             if connection is not None:
