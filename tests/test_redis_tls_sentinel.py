@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from structlog.testing import capture_logs
 
 from hardenkit import HardenSettings
 from hardenkit.instances import InstanceRegistry
@@ -104,10 +105,32 @@ async def test_a_server_certificate_from_another_ca_is_refused(tls_redis, tmp_pa
     )
     assert client is not None
     try:
-        # Never trusted, never a 500: refused at once, so the guard switches.
-        assert await answered_by(client) == ("fallback", True)
+        # Never trusted, never a 500: refused at once, so the guard switches, and its log
+        # line names the setting to fix (redis-py says only ConnectionError).
+        with capture_logs() as logs:
+            assert await answered_by(client) == ("fallback", True)
     finally:
         await client.aclose()
+    (switched,) = [entry for entry in logs if entry["event"] == "redis_unavailable_using_fallback"]
+    assert "HARDENKIT_REDIS_TLS_CA_FILE" in switched["fix"]
+
+
+async def test_a_server_that_asks_for_a_client_certificate_names_the_settings(tls_redis) -> None:
+    port, files = tls_redis
+    client = create_redis(
+        HardenSettings(
+            redis_url=f"rediss://127.0.0.1:{port}/0",  # type: ignore[arg-type]
+            redis_tls_ca_file=str(files.ca),
+        )
+    )
+    assert client is not None
+    try:
+        with capture_logs() as logs:
+            assert await answered_by(client) == ("fallback", True)
+    finally:
+        await client.aclose()
+    (switched,) = [entry for entry in logs if entry["event"] == "redis_unavailable_using_fallback"]
+    assert "HARDENKIT_REDIS_TLS_CERT_FILE" in switched["fix"]
 
 
 def test_tls_and_sentinel_settings_are_checked_at_startup(tmp_path: Path) -> None:

@@ -23,7 +23,6 @@ import importlib
 import json
 import os
 import re
-import ssl
 import statistics
 import sys
 import time
@@ -48,7 +47,7 @@ from hardenkit.settings import (
     _problems_from_validation,
     name_problems,
 )
-from hardenkit.stores import create_redis, is_cluster
+from hardenkit.stores import create_redis, is_cluster, tls_failure
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -270,18 +269,9 @@ async def _redis_findings(settings: HardenSettings) -> tuple[list[Finding], int 
 
 
 def _why(error: BaseException) -> str:
-    """The class of a connection failure, and the likely cause when it is a certificate."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError) or (
-            "CERTIFICATE_VERIFY_FAILED" in str(seen)
-        ):
-            return (
-                f"{type(error).__name__}: certificate verification failed; set "
-                "HARDENKIT_REDIS_TLS_CA_FILE to the CA that signed Redis's certificate"
-            )
-        seen = seen.__cause__ or seen.__context__
-    return type(error).__name__
+    """The class of a connection failure, and what to fix when it is TLS's."""
+    fix = tls_failure(error)
+    return type(error).__name__ if fix is None else f"{type(error).__name__}: {fix}"
 
 
 async def _persistence_finding(settings: HardenSettings, client: Redis | RedisCluster) -> Finding:

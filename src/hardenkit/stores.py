@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
@@ -135,6 +136,29 @@ def _sentinel_client(settings: HardenSettings, url: str, options: dict[str, Any]
         raise ValueError("HARDENKIT_REDIS_SENTINEL_MASTER is required with sentinels")
     client: Redis = sentinel.master_for(master, **options)
     return client
+
+
+def tls_failure(error: BaseException) -> str | None:
+    """What to fix when ``error`` (or what caused it) is a TLS handshake refused, else None.
+
+    redis-py reports both as a plain ``ConnectionError``; the setting to change is in
+    the SSL error it wraps.
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        text = str(seen)
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+            return (
+                "certificate verification failed; set HARDENKIT_REDIS_TLS_CA_FILE to the "
+                "CA that signed Redis's certificate"
+            )
+        if "CERTIFICATE_REQUIRED" in text:
+            return (
+                "Redis asks for a client certificate; set HARDENKIT_REDIS_TLS_CERT_FILE and "
+                "HARDENKIT_REDIS_TLS_KEY_FILE"
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 # How long one question to the sentinels may take: they answer at once or are down.
@@ -395,6 +419,7 @@ class RedisGuard:
                 error=type(failure).__name__,
                 failed_probes=self.failed_probes,
                 retry_in_seconds=self.retry_interval,
+                **_fix_for(failure),
             )
 
     def _answering(self) -> bool:
@@ -434,6 +459,7 @@ class RedisGuard:
                 store=self.name,
                 error=type(error).__name__,
                 retry_in_seconds=self.retry_interval,
+                **_fix_for(error),
             )
 
     async def call(
@@ -592,6 +618,11 @@ def is_cluster(client: object) -> bool:
     from redis.asyncio.cluster import RedisCluster  # noqa: PLC0415 - redis is imported lazily
 
     return isinstance(client, RedisCluster)
+
+
+def _fix_for(error: BaseException) -> dict[str, str]:
+    fix = tls_failure(error)
+    return {} if fix is None else {"fix": fix}
 
 
 async def nothing() -> None:
