@@ -92,45 +92,39 @@ async def answered_by(client: Redis | RedisCluster) -> tuple[str, bool]:
     return await guard.call(ping, fallback), guard.using_fallback
 
 
-async def test_a_server_certificate_from_another_ca_is_refused(tls_redis, tmp_path: Path) -> None:
-    port, files = tls_redis
-    stranger = make_tls_files(tmp_path / "stranger")
-    client = create_redis(
-        HardenSettings(
-            redis_url=f"rediss://127.0.0.1:{port}/0",  # type: ignore[arg-type]
-            redis_tls_ca_file=str(stranger.ca),
-            redis_tls_cert_file=str(files.client_cert),
-            redis_tls_key_file=str(files.client_key),
-        )
-    )
+async def refused_with_fix(settings: HardenSettings) -> str:
+    """Never trusted, never a 500: refused at once, so the guard switches; the ``fix`` its
+    log line gives (redis-py itself says only ``ConnectionError``)."""
+    client = create_redis(settings)
     assert client is not None
     try:
-        # Never trusted, never a 500: refused at once, so the guard switches, and its log
-        # line names the setting to fix (redis-py says only ConnectionError).
         with capture_logs() as logs:
             assert await answered_by(client) == ("fallback", True)
     finally:
         await client.aclose()
     (switched,) = [entry for entry in logs if entry["event"] == "redis_unavailable_using_fallback"]
-    assert "HARDENKIT_REDIS_TLS_CA_FILE" in switched["fix"]
+    return str(switched["fix"])
+
+
+async def test_a_server_certificate_from_another_ca_is_refused(tls_redis, tmp_path: Path) -> None:
+    port, files = tls_redis
+    stranger = make_tls_files(tmp_path / "stranger")
+    settings = HardenSettings(
+        redis_url=f"rediss://127.0.0.1:{port}/0",  # type: ignore[arg-type]
+        redis_tls_ca_file=str(stranger.ca),
+        redis_tls_cert_file=str(files.client_cert),
+        redis_tls_key_file=str(files.client_key),
+    )
+    assert "HARDENKIT_REDIS_TLS_CA_FILE" in await refused_with_fix(settings)
 
 
 async def test_a_server_that_asks_for_a_client_certificate_names_the_settings(tls_redis) -> None:
     port, files = tls_redis
-    client = create_redis(
-        HardenSettings(
-            redis_url=f"rediss://127.0.0.1:{port}/0",  # type: ignore[arg-type]
-            redis_tls_ca_file=str(files.ca),
-        )
+    settings = HardenSettings(
+        redis_url=f"rediss://127.0.0.1:{port}/0",  # type: ignore[arg-type]
+        redis_tls_ca_file=str(files.ca),
     )
-    assert client is not None
-    try:
-        with capture_logs() as logs:
-            assert await answered_by(client) == ("fallback", True)
-    finally:
-        await client.aclose()
-    (switched,) = [entry for entry in logs if entry["event"] == "redis_unavailable_using_fallback"]
-    assert "HARDENKIT_REDIS_TLS_CERT_FILE" in switched["fix"]
+    assert "HARDENKIT_REDIS_TLS_CERT_FILE" in await refused_with_fix(settings)
 
 
 def test_tls_and_sentinel_settings_are_checked_at_startup(tmp_path: Path) -> None:
