@@ -118,15 +118,6 @@ async def test_a_server_certificate_from_another_ca_is_refused(tls_redis, tmp_pa
     assert "HARDENKIT_REDIS_TLS_CA_FILE" in await refused_with_fix(settings)
 
 
-async def test_a_server_that_asks_for_a_client_certificate_names_the_settings(tls_redis) -> None:
-    port, files = tls_redis
-    settings = HardenSettings(
-        redis_url=f"rediss://127.0.0.1:{port}/0",  # type: ignore[arg-type]
-        redis_tls_ca_file=str(files.ca),
-    )
-    assert "HARDENKIT_REDIS_TLS_CERT_FILE" in await refused_with_fix(settings)
-
-
 def test_tls_and_sentinel_settings_are_checked_at_startup(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.pem")
     problems = {
