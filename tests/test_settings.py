@@ -57,6 +57,24 @@ def test_comma_separated_and_json_lists_both_work(monkeypatch: pytest.MonkeyPatc
     assert load_settings().jwt_algorithms == ["PS256", "EdDSA"]
 
 
+def test_ipv6_sentinels_in_brackets_are_a_comma_list_not_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HARDENKIT_REDIS_URL", "redis://sentinel/0")
+    monkeypatch.setenv("HARDENKIT_REDIS_SENTINEL_MASTER", "main")
+    monkeypatch.setenv("HARDENKIT_REDIS_SENTINELS", "[::1]:26379, [fd00::7]:26380")
+    assert load_settings().redis_sentinels == ["[::1]:26379", "[fd00::7]:26380"]
+    monkeypatch.setenv("HARDENKIT_REDIS_SENTINELS", '["[::1]:26379"]')  # JSON still works
+    assert load_settings().redis_sentinels == ["[::1]:26379"]
+    monkeypatch.setenv("HARDENKIT_REDIS_CLUSTER", "true")  # a Cluster has no sentinels
+    with pytest.raises(SettingsError, match="HARDENKIT_REDIS_SENTINELS: set with"):
+        load_settings()
+    monkeypatch.delenv("HARDENKIT_REDIS_CLUSTER")
+    monkeypatch.setenv("HARDENKIT_REDIS_SENTINELS", "[]")
+    monkeypatch.delenv("HARDENKIT_REDIS_SENTINEL_MASTER")
+    assert load_settings().redis_sentinels == []
+
+
 @given(st.lists(st.from_regex(r"[A-Za-z0-9/*._-]{1,20}", fullmatch=True), max_size=6))
 def test_comma_lists_round_trip(items: list[str]) -> None:
     settings = HardenSettings(cors_origins=",".join(items))  # type: ignore[arg-type]

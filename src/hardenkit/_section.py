@@ -47,10 +47,14 @@ def env_name(field_name: str) -> str:
 
 
 def _split_list(value: Any) -> Any:
-    """Accept a JSON list or comma-separated text for list-valued settings."""
+    """Accept a JSON list or comma-separated text for list-valued settings.
+
+    JSON when it reads as a list of strings (``[]``, or ``[`` with a quote in it): an
+    IPv6 address in brackets (``[::1]:26379``) starts with ``[`` too, and is one entry.
+    """
     if isinstance(value, str):
         text = value.strip()
-        if text.startswith("["):
+        if text.startswith("[") and (text == "[]" or '"' in text):
             return json.loads(text)
         return [part.strip() for part in text.split(",") if part.strip()]
     return value

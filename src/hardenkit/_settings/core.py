@@ -214,6 +214,15 @@ class CoreSettings(Section):
                     production_only=False,
                 )
             )
+        if self.redis_sentinels and self.redis_cluster:
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_REDIS_SENTINELS",
+                    "set with HARDENKIT_REDIS_CLUSTER=true: a Cluster is reached through its "
+                    "nodes, the sentinels would be ignored; set one of the two",
+                    production_only=False,
+                )
+            )
         if self.redis_sentinels and self.redis_url is None:
             problems.append(
                 SettingProblem(
