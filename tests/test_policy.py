@@ -30,6 +30,7 @@ from structlog.testing import capture_logs
 from hardenkit import HardenSettings, SettingsError, install, load_settings
 from hardenkit._marks import exempt, public
 from hardenkit._risks import RISKS, risks_table
+from hardenkit._section import env_name
 from hardenkit.auth import Principal
 from hardenkit.cli import doctor, main
 from hardenkit.errors import ConfigurationError
@@ -574,7 +575,25 @@ def test_a_trusted_proxy_range_is_refused_exactly_when_public_and_wide(
 
 
 # A case with its own Redis URL makes the doctor connect, and no Redis answers it here.
-SETTINGS_ONLY = [case for case in CASES if case.app is None and "redis_url" not in case.settings]
+_VARIABLES = {case.variable for case in CASES}
+
+
+def _sets_another_cases_variable(case: Case) -> bool:
+    """Whether ``case`` needs a setting another case spoils (a valid webhook secret)."""
+    return any(
+        env_name(name) != case.variable and env_name(name) in _VARIABLES for name in case.settings
+    )
+
+
+# Mixed freely: no Redis (a URL changes what other cases mean), and no case that sets
+# another case's variable (mixed with that case, one of the two would be undone).
+SETTINGS_ONLY = [
+    case
+    for case in CASES
+    if case.app is None
+    and "redis_url" not in case.settings
+    and not _sets_another_cases_variable(case)
+]
 
 
 @settings(max_examples=60, deadline=None)
