@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from redis.exceptions import ResponseError
 from structlog.testing import capture_logs
 
 from hardenkit import HardenSettings
+from hardenkit.cli import main
 from hardenkit.instances import InstanceRegistry
 from hardenkit.ratelimit import RateLimiter, RedisStore
 from hardenkit.stores import RedisGuard, create_redis
@@ -314,3 +316,18 @@ async def test_after_a_failover_that_leaves_the_old_master_up_writes_reach_the_n
     assert old_role == b"master"  # it was still up and writable: the case measured
     assert decided.backend == "redis"
     assert stored == 1
+
+
+def test_doctor_names_the_master_the_sentinels_sent_it_to(
+    sentinel_group: SentinelGroup,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("HARDENKIT_REDIS_URL", PLAIN_URL)
+    monkeypatch.setenv("HARDENKIT_REDIS_SENTINELS", ",".join(sentinel_group.addresses))
+    monkeypatch.setenv("HARDENKIT_REDIS_SENTINEL_MASTER", MASTER_NAME)
+    main(["doctor", "--json"])
+    findings = {finding["check"]: finding for finding in json.loads(capsys.readouterr().out)}
+    assert findings["redis"]["status"] == "pass"
+    master = f"master 127.0.0.1:{sentinel_group.master.port}, named by the sentinels"
+    assert master in findings["redis"]["detail"]

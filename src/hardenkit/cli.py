@@ -248,6 +248,9 @@ async def _redis_findings(settings: HardenSettings) -> tuple[list[Finding], int 
             latencies.append((time.perf_counter() - started) * 1000)
         live = await asyncio.wait_for(count_live_instances(client, key), timeout=1.0)
         persistence = await _persistence_finding(settings, client)
+        master = getattr(getattr(client, "connection_pool", None), "master_address", None)
+        if master is not None:  # behind Sentinel: the URL's host is not what answered
+            shown += f" (master {master[0]}:{master[1]}, named by the sentinels)"
     except Exception as exc:  # noqa: BLE001 - every failure is a finding, not a crash
         if len(latencies) < 5:
             failed = Finding("redis", "fail", f"{shown} did not answer PING ({_why(exc)})")
