@@ -139,3 +139,25 @@ async def test_a_caller_cancelled_in_the_turn_its_reply_came_hands_the_reply_on(
     with pytest.raises(asyncio.CancelledError):
         await caller
     assert told == [[5, 0, 0]]
+
+
+async def test_a_held_connection_redis_closed_while_idle_is_replaced_not_a_fallback(
+    admin: Redis, client: Redis
+) -> None:
+    """Redis closed the store's held connection while it sat idle (CLIENT KILL here; a
+    restart or a sentinel's reconfiguration alike): the next decision fails on it once,
+    which is a stale socket, not Redis down. It is sent again at once on a fresh
+    connection, as redis-py does for its pooled ones; the guard stays on Redis."""
+    guard = RedisGuard("stale", timeout=2.0)
+    store = RedisStore(client, prefix="hk:", guard=guard, fallback_share=1)
+    limiter = RateLimiter("3/hour", store=store, name="stale")
+    assert (await limiter.hit("caller")).backend == "redis"
+    killed = await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    assert killed >= 1
+    decisions = [await limiter.hit("caller") for _ in range(3)]
+    assert [(d.backend, d.allowed) for d in decisions] == [
+        ("redis", True),
+        ("redis", True),
+        ("redis", False),  # counted once each: the first decision was not taken twice
+    ]
+    assert guard.fallback_activations == 0

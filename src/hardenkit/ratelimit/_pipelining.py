@@ -170,6 +170,21 @@ class ScriptRunner:
         """
         if self._pool is None or self._connection_busy:  # Cluster, or already in use
             return await self.client.execute_command(*command)
+        # A held connection that Redis closed while it sat idle (a restart, a CLIENT KILL)
+        # fails on its next use without Redis being down: tried once more, at once, on a
+        # fresh one, as redis-py retries its pooled connections. A Redis that is down
+        # refuses that one too, and the guard falls back.
+        stale = self._connection is not None
+        try:
+            return await self._held_command(command, evalsha)
+        except Exception as error:
+            if not stale or not _is_connection_error(error):
+                raise
+        return await self._held_command(command, evalsha)
+
+    async def _held_command(
+        self, command: tuple[str | int, ...], evalsha: tuple[tuple[str, ...], Args] | None
+    ) -> Reply:
         self._connection_busy = True
         connection = None
         try:
@@ -411,6 +426,12 @@ def _is_reply_error(error: BaseException) -> bool:
     from redis.exceptions import ResponseError  # noqa: PLC0415 - redis is imported lazily
 
     return isinstance(error, ResponseError)
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415
+
+    return isinstance(error, RedisConnectionError)
 
 
 def _is_noscript(error: BaseException) -> bool:
