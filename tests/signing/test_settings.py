@@ -135,3 +135,28 @@ def test_a_webhook_claim_outlives_any_handler_the_timeouts_let_run(
     kit = install(Starlette(), load_settings())
     (layer,) = [item for item in kit.middleware if item.cls is WebhookMiddleware]
     assert layer.kwargs["processing_ttl"] == claimed_for
+
+
+@pytest.mark.parametrize(
+    ("webhooks", "streaming", "untimed"),
+    [
+        ("/webhooks/*", "/webhooks/live", True),
+        ("/webhooks/in", "/webhooks/*", True),
+        ("/webhooks/x/", "/webhooks/x/", True),  # an exact path ending in / is itself
+        ("/hooks/", "/hooks/*", True),
+        ("/hooks", "*", True),
+        ("/webhooks/*", "/webhooksx", False),
+        ("/webhooks/*", "/events/*", False),
+    ],
+)
+def test_a_webhook_path_the_timeout_skips_is_a_risk_whatever_the_patterns(
+    webhooks: str, streaming: str, untimed: bool
+) -> None:
+    settings = HardenSettings(
+        webhook_secret=SECRET,  # type: ignore[arg-type]
+        webhook_paths=[webhooks],
+        public_paths=[webhooks],
+        streaming_paths=[streaming],
+    )
+    risks = {problem.risk for problem in settings.problems()}
+    assert ("webhook-path-untimed" in risks) is untimed

@@ -176,6 +176,11 @@ def _untimed_webhook_problems(settings: HardenSettings) -> list[SettingProblem]:
 
 
 def _base(pattern: str) -> str:
-    """The shortest path ``pattern`` matches (``/hooks/*`` -> ``/hooks``, ``*`` -> ``/``)."""
-    base = pattern.removesuffix("*").removesuffix("/")
-    return base or "/"
+    """The shortest path ``pattern`` matches (``/hooks/*`` -> ``/hooks``, ``*`` -> ``/``).
+
+    An exact pattern is its own path, a trailing ``/`` included (``/hooks/`` is not
+    ``/hooks``).
+    """
+    if not pattern.endswith("*"):
+        return pattern
+    return pattern.removesuffix("*").removesuffix("/") or "/"
