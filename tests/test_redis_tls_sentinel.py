@@ -19,7 +19,7 @@ from hardenkit import HardenSettings
 from hardenkit.cli import main
 from hardenkit.instances import InstanceRegistry
 from hardenkit.ratelimit import RateLimiter, RedisStore
-from hardenkit.stores import RedisGuard, create_redis
+from hardenkit.stores import RedisGuard, create_redis, follow_sentinel_master
 from tests.support.redis_sentinel import MASTER_NAME, SentinelGroup
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.tls import make_tls_files
@@ -331,3 +331,48 @@ def test_doctor_names_the_master_the_sentinels_sent_it_to(
     assert findings["redis"]["status"] == "pass"
     master = f"master 127.0.0.1:{sentinel_group.master.port}, named by the sentinels"
     assert master in findings["redis"]["detail"]
+
+
+async def test_a_master_move_is_seen_after_new_connections_already_went_to_the_new_one(
+    sentinel_group: SentinelGroup,
+) -> None:
+    """redis-py updates the pool's master address whenever it opens a connection, and
+    closes only the idle ones then: after a burst the pool already names the new master
+    while the decisions' held connection is still on the old one (measured: every
+    decision there for as long as the old master stayed up). The heartbeat's check
+    compares with the master it saw itself."""
+    settings = HardenSettings(
+        redis_url=PLAIN_URL,  # type: ignore[arg-type]
+        redis_sentinels=sentinel_group.addresses,
+        redis_sentinel_master=MASTER_NAME,
+    )
+    client = create_redis(settings)
+    assert isinstance(client, Redis)
+    store = RedisStore(client, guard=RedisGuard("burst", timeout=0.5), fallback_share=1)
+    limiter = RateLimiter("20/day", store=store, name="burst")
+    sentinel = Redis(port=sentinel_group.sentinel_ports[0])
+    new = Redis(port=sentinel_group.replica.port)
+    try:
+        assert (await limiter.hit("before")).backend == "redis"  # held, on the old master
+        assert not await follow_sentinel_master(client)  # a heartbeat before the failover
+        await fail_over(sentinel, sentinel_group.replica.port)
+        for port in sentinel_group.sentinel_ports:  # every sentinel names it, not only one
+            other = Redis(port=port)
+            try:
+                for _ in range(200):  # bounded: 10 s
+                    master = await other.sentinel_get_master_addr_by_name(MASTER_NAME)
+                    if master[1] == sentinel_group.replica.port:
+                        break
+                    await asyncio.sleep(0.05)
+            finally:
+                await other.aclose()
+        # A burst opens connections, which ask the sentinels: the pool names the new master.
+        await asyncio.gather(*(client.incr("burst") for _ in range(20)))
+        assert client.connection_pool.master_address[1] == sentinel_group.replica.port
+        assert await follow_sentinel_master(client)  # the next heartbeat still sees the move
+        await limiter.hit("after")
+        stored = await new.exists(store.redis_key(limiter._storage_key("after")))
+    finally:
+        for connection in (client, sentinel, new):
+            await connection.aclose()
+    assert stored == 1

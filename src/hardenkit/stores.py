@@ -21,6 +21,7 @@ import hashlib
 import math
 import ssl
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
@@ -163,6 +164,7 @@ def tls_failure(error: BaseException) -> str | None:
 
 # How long one question to the sentinels may take: they answer at once or are down.
 _SENTINEL_ASK_SECONDS = 1.0
+_seen_masters: weakref.WeakKeyDictionary[Any, tuple[str, int]] = weakref.WeakKeyDictionary()
 
 
 async def follow_sentinel_master(client: Redis | RedisCluster) -> bool:
@@ -182,7 +184,11 @@ async def follow_sentinel_master(client: Redis | RedisCluster) -> bool:
     pool = getattr(client, "connection_pool", None)
     if pool is None or not hasattr(pool, "sentinel_manager") or not pool.is_master:
         return False
-    known = pool.master_address
+    # The master this function last saw, not the pool's own ``master_address``: redis-py
+    # updates that whenever it opens a connection (closing only the idle ones), so after
+    # a burst it already names the new master while held and busy connections are still
+    # on the old one.
+    known = _seen_masters.get(pool, pool.master_address)
     if known is None:  # no connection yet: the first one asks the sentinels
         return False
     try:
@@ -191,6 +197,7 @@ async def follow_sentinel_master(client: Redis | RedisCluster) -> bool:
     except Exception as error:  # noqa: BLE001 - sentinels down or no master: asked again later
         _logger.debug("redis_sentinel_not_asked", error=type(error).__name__)
         return False
+    _seen_masters[pool] = current
     if current == known:
         return False
     _logger.warning(
