@@ -643,3 +643,26 @@ async def test_an_answer_sent_before_redis_failed_does_not_end_the_outage() -> N
         await asyncio.sleep(0.01)
     assert probes == ["charged"]
     assert not guard.using_fallback
+
+
+def test_a_child_forked_while_its_parent_probes_redis_probes_for_itself() -> None:
+    """The probe task is the parent's and does not run in the child: left marked as
+    probing, the child would stay on its fallback for good (measured: 487 fallback
+    calls and no Redis call in 5 s)."""
+    import json
+    import os
+
+    guard = RedisGuard("forked", retry_interval=0.05)
+    guard._probing = True  # the parent is mid-probe
+    guard._failed_at = 0.0
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        os.write(write, json.dumps([guard._probing, guard._probe_task is None]).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        probing, no_task = json.load(pipe)
+    os.waitpid(pid, 0)
+    assert (probing, no_task) == (False, True)
+    assert guard._probing  # the parent's own state is its own

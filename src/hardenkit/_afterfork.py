@@ -5,14 +5,17 @@ server) hands every worker a copy of the same objects. Whatever identifies a pro
 the others through Redis (the heartbeat's instance id, the rate-limit store's
 reservation member) would then be one id for N processes: the instance count reads 1
 and every worker's outage share is the whole limit. Objects registered here renew
-themselves in the child, before it runs anything else.
+themselves in the child, before it runs anything else. So do the connections: a child
+of a process that already talked to Redis (a fork after startup, after traffic) would
+otherwise share its parent's sockets, and replies would reach the wrong process.
 """
 
 from __future__ import annotations
 
 import os
 import weakref
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 __all__ = ["PerProcess", "renew_after_fork"]
 
@@ -24,17 +27,27 @@ class PerProcess(Protocol):
         """Start afresh in a forked child: new ids, no state of the parent's."""
 
 
-_registered: weakref.WeakSet[PerProcess] = weakref.WeakSet()
+_registered: weakref.WeakKeyDictionary[object, Callable[[Any], None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def renew_after_fork(obj: PerProcess) -> None:
-    """Call ``obj.renew_after_fork()`` in every child this process forks from now on."""
-    _registered.add(obj)
+def renew_after_fork(obj: object, renew: Callable[[Any], None] | None = None) -> None:
+    """Call ``renew(obj)`` (``obj.renew_after_fork()`` by default) in every forked child.
+
+    Held weakly: an object gone before the fork is forgotten. ``renew`` must not hold
+    ``obj`` itself (it would keep it alive).
+    """
+    _registered[obj] = _renew_itself if renew is None else renew
+
+
+def _renew_itself(obj: PerProcess) -> None:
+    obj.renew_after_fork()
 
 
 def _renew_all() -> None:
-    for obj in list(_registered):
-        obj.renew_after_fork()
+    for obj, renew in list(_registered.items()):
+        renew(obj)
 
 
 os.register_at_fork(after_in_child=_renew_all)

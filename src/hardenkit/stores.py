@@ -17,6 +17,7 @@ exception.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import math
 import ssl
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 import structlog
 
 from hardenkit import _timer
+from hardenkit._afterfork import renew_after_fork
 from hardenkit.health import CheckResult, HealthStatus
 from hardenkit.telemetry import store_fallbacks, store_timeouts
 
@@ -83,7 +85,9 @@ def create_redis(settings: HardenSettings) -> Redis | RedisCluster | None:
     if settings.redis_cluster:
         from redis.asyncio.cluster import RedisCluster  # noqa: PLC0415 - only when asked for
 
-        return RedisCluster.from_url(url, **options)
+        cluster = RedisCluster.from_url(url, **options)
+        renew_after_fork(cluster, _forget_connections)
+        return cluster
     from redis.asyncio.retry import Retry  # noqa: PLC0415 - keeps import of hardenkit light
     from redis.backoff import NoBackoff  # noqa: PLC0415
     from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415
@@ -93,11 +97,31 @@ def create_redis(settings: HardenSettings) -> Redis | RedisCluster | None:
     # down (a Redis that is down refuses the retry at once too). Never on a timeout.
     options["health_check_interval"] = 0
     options["retry"] = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
-    if settings.redis_sentinels:
-        return _sentinel_client(settings, url, options)
     from redis.asyncio import Redis  # noqa: PLC0415
 
-    return Redis.from_url(url, **options)
+    client = (
+        _sentinel_client(settings, url, options)
+        if settings.redis_sentinels
+        else Redis.from_url(url, **options)
+    )
+    renew_after_fork(client, _forget_connections)
+    return client
+
+
+def _forget_connections(client: Any) -> None:
+    """In a forked child: drop the parent's connections (its sockets), never close them.
+
+    redis-py's asyncio pools do not check the process id: a child would write to its
+    parent's sockets and read replies meant for it (measured: a parent answering 500,
+    `decode_reply` given another command's reply). The child connects afresh.
+    """
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        pool.reset()
+    nodes = getattr(getattr(client, "nodes_manager", None), "nodes_cache", {})
+    for node in nodes.values():  # a Cluster: each node keeps its own connections
+        node._connections = []
+        node._free = collections.deque(maxlen=node.max_connections)
 
 
 def _tls_options(settings: HardenSettings) -> dict[str, Any]:
@@ -268,6 +292,7 @@ class RedisGuard:
         self._probes: list[Callable[[], Awaitable[object]]] = [] if ping is None else [ping]
         self._probe_task: asyncio.Task[None] | None = None
         self.failed_probes = 0
+        renew_after_fork(self)
         """Recovery probes that failed in a row (logged at 1, 2, 4, 8...)."""
         self._on_recovery: list[Callable[[], object]] = []
         self.fallback_activations = 0
@@ -279,6 +304,11 @@ class RedisGuard:
         self.loop_lag_forgiven = 0.0
         """Seconds of this process's own event-loop lag not held against Redis."""
         self._answering_now = self._answering  # bound once: passed on every call
+
+    def renew_after_fork(self) -> None:
+        """In a forked child: the parent's probe task does not run here; probe afresh."""
+        self._probing = False
+        self._probe_task = None
 
     @classmethod
     def for_client(

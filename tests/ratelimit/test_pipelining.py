@@ -161,3 +161,51 @@ async def test_a_held_connection_redis_closed_while_idle_is_replaced_not_a_fallb
         ("redis", False),  # counted once each: the first decision was not taken twice
     ]
     assert guard.fallback_activations == 0
+
+
+async def test_a_child_forked_after_decisions_connects_afresh_and_counts_with_its_parent(
+    server: RedisServer,
+) -> None:
+    """A fork after the app talked to Redis (after its startup, after traffic): the child
+    would write to its parent's sockets and read replies meant for the parent (measured
+    before: 500s from a reply to another command). It drops them and connects afresh;
+    the parent carries on; the two count one limit."""
+    import json
+    import os
+
+    from hardenkit import HardenSettings
+    from hardenkit.stores import create_redis
+
+    client = create_redis(HardenSettings(redis_url=server.url))  # type: ignore[arg-type]
+    assert isinstance(client, Redis)
+    guard = RedisGuard("fork", timeout=2.0)
+    store = RedisStore(client, prefix="hk:", guard=guard, fallback_share=1)
+    limiter = RateLimiter("3/hour", store=store, name="forked")
+    assert (await limiter.hit("caller")).allowed
+    parent_id = await client.client_id()
+    held = store._runner._connection
+    assert held is not None
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+
+            async def child() -> list[object]:
+                decision = await limiter.hit("caller")
+                fresh = store._runner._connection is not held
+                return [decision.backend, decision.allowed, fresh, await client.client_id()]
+
+            os.write(write, json.dumps(asyncio.run(child())).encode())
+        except BaseException as error:
+            os.write(write, json.dumps(["error", repr(error), False, 0]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        backend, allowed, fresh, child_id = json.load(pipe)
+    os.waitpid(pid, 0)
+    assert (backend, allowed, fresh) == ("redis", True, True)
+    assert child_id != parent_id  # its own connection, not the parent's socket
+    assert await client.client_id() == parent_id  # the parent's connection is untouched
+    assert [(await limiter.hit("caller")).allowed for _ in range(2)] == [True, False]
+    await client.aclose()

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from hardenkit import _timer
+from hardenkit._afterfork import renew_after_fork
 from hardenkit.stores import is_cluster
 
 if TYPE_CHECKING:
@@ -83,6 +84,16 @@ class ScriptRunner:
         self._evalsha_head = _bulk("EVALSHA") + _bulk(sha)
         self._encoded_args: dict[Args, bytes] = {}
         self._encoding = "utf-8"  # the held connection's, read when it is taken
+        renew_after_fork(self)
+
+    def renew_after_fork(self) -> None:
+        """In a forked child: the parent's held connection (its socket) and queue are not ours.
+
+        Dropped, never closed or given back (the pool forgets the parent's connections
+        too, :func:`hardenkit.stores.create_redis`); the child connects afresh.
+        """
+        self._loop, self._busy, self._queue, self._drainer = None, False, [], None
+        self._connection, self._connection_busy = None, False
 
     async def aclose(self) -> None:
         """Give the held connection back to the client's pool (the client stays open)."""
