@@ -27,9 +27,7 @@ class PerProcess(Protocol):
         """Start afresh in a forked child: new ids, no state of the parent's."""
 
 
-_registered: weakref.WeakKeyDictionary[object, Callable[[Any], None]] = (
-    weakref.WeakKeyDictionary()
-)
+_registered: weakref.WeakKeyDictionary[object, Callable[[Any], None]] = weakref.WeakKeyDictionary()
 
 
 def renew_after_fork(obj: object, renew: Callable[[Any], None] | None = None) -> None:
