@@ -22,7 +22,6 @@ import hashlib
 import math
 import ssl
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
@@ -188,7 +187,6 @@ def tls_failure(error: BaseException) -> str | None:
 
 # How long one question to the sentinels may take: they answer at once or are down.
 _SENTINEL_ASK_SECONDS = 1.0
-_seen_masters: weakref.WeakKeyDictionary[Any, tuple[str, int]] = weakref.WeakKeyDictionary()
 
 
 async def follow_sentinel_master(client: Redis | RedisCluster) -> bool:
@@ -199,21 +197,15 @@ async def follow_sentinel_master(client: Redis | RedisCluster) -> bool:
     connections it holds keep writing there until the sentinels demote it, about 10 s
     later, and the resync to the new master discards those writes: limits spent and
     webhook ids claimed go missing. Asked on every heartbeat, the sentinels' answer
-    moves every connection (in use too) to the new master within one interval.
+    moves every connection still on another server (in use too) to the new master
+    within one interval.
 
-    Returns whether the master changed. A client not behind Sentinel, or not connected
+    Returns whether any connection was moved. A client not behind Sentinel, or not connected
     yet, is left alone; sentinels that do not answer leave the connections as they are
     (the guard handles a master that fails).
     """
     pool = getattr(client, "connection_pool", None)
     if pool is None or not hasattr(pool, "sentinel_manager") or not pool.is_master:
-        return False
-    # The master this function last saw, not the pool's own ``master_address``: redis-py
-    # updates that whenever it opens a connection (closing only the idle ones), so after
-    # a burst it already names the new master while held and busy connections are still
-    # on the old one.
-    known = _seen_masters.get(pool, pool.master_address)
-    if known is None:  # no connection yet: the first one asks the sentinels
         return False
     try:
         async with asyncio.timeout(_SENTINEL_ASK_SECONDS):
@@ -221,17 +213,34 @@ async def follow_sentinel_master(client: Redis | RedisCluster) -> bool:
     except Exception as error:  # noqa: BLE001 - sentinels down or no master: asked again later
         _logger.debug("redis_sentinel_not_asked", error=type(error).__name__)
         return False
-    _seen_masters[pool] = current
-    if current == known:
+    # Each connection is judged by the address it is connected to, not by the pool's
+    # ``master_address``: redis-py updates that whenever it opens a connection (closing
+    # only the idle ones), so after a burst it names the new master while held and busy
+    # connections are still on the old one. Those already on the new master stay: after
+    # a master that died, the probe reconnected them there, and closing them would fail
+    # the calls in flight for nothing.
+    connections = [
+        *getattr(pool, "_available_connections", ()),
+        *getattr(pool, "_in_use_connections", ()),
+    ]
+    stale = [
+        connection
+        for connection in connections
+        if connection.is_connected and (connection.host, connection.port) != tuple(current)
+    ]
+    if not stale:
         return False
+    previous = ", ".join(sorted({f"{c.host}:{c.port}" for c in stale}))
     _logger.warning(
         "redis_sentinel_master_changed",
-        previous=f"{known[0]}:{known[1]}",
+        previous=previous,
         master=f"{current[0]}:{current[1]}",
-        detail="every connection moves to the new master; writes the old one took since "
-        "the failover are lost when it resyncs",
+        connections_moved=len(stale),
+        detail="connections still on the old master move to the new one; writes it took "
+        "since the failover are lost when it resyncs",
     )
-    await pool.disconnect(inuse_connections=True)
+    for connection in stale:
+        await connection.disconnect()
     return True
 
 
