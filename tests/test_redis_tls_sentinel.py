@@ -247,6 +247,19 @@ async def test_through_sentinel_to_tls_servers_limits_hold_across_a_failover(
         group.stop()
 
 
+def sentinel_client(group: SentinelGroup) -> Redis:
+    """The client ``install()`` builds for ``group``'s sentinels."""
+    client = create_redis(
+        HardenSettings(
+            redis_url=PLAIN_URL,  # type: ignore[arg-type]
+            redis_sentinels=group.addresses,
+            redis_sentinel_master=MASTER_NAME,
+        )
+    )
+    assert isinstance(client, Redis)
+    return client
+
+
 async def fail_over(sentinel: Redis, promoted_port: int) -> None:
     """``SENTINEL FAILOVER``, once the sentinels know the replica; until it is promoted."""
     loop = asyncio.get_running_loop()
@@ -272,13 +285,7 @@ async def test_after_a_failover_that_leaves_the_old_master_up_writes_reach_the_n
     until the sentinels demote it (about 10 s), and the resync then discards what it took:
     a webhook id claimed there was processed again (measured). The heartbeat asks the
     sentinels and moves every connection to the new master within an interval."""
-    settings = HardenSettings(
-        redis_url=PLAIN_URL,  # type: ignore[arg-type]
-        redis_sentinels=sentinel_group.addresses,
-        redis_sentinel_master=MASTER_NAME,
-    )
-    client = create_redis(settings)
-    assert isinstance(client, Redis)
+    client = sentinel_client(sentinel_group)
     guard = RedisGuard("sentinel", timeout=0.5, retry_interval=0.3, ping=client.ping)
     registry = InstanceRegistry(client, guard, key="hk:test:instances", ttl=1.5)  # 0.5 s beats
     sentinel = Redis(port=sentinel_group.sentinel_ports[0])
@@ -340,14 +347,8 @@ async def test_a_master_move_is_seen_after_new_connections_already_went_to_the_n
     closes only the idle ones then: after a burst the pool already names the new master
     while the decisions' held connection is still on the old one (measured: every
     decision there for as long as the old master stayed up). The heartbeat's check
-    compares with the master it saw itself."""
-    settings = HardenSettings(
-        redis_url=PLAIN_URL,  # type: ignore[arg-type]
-        redis_sentinels=sentinel_group.addresses,
-        redis_sentinel_master=MASTER_NAME,
-    )
-    client = create_redis(settings)
-    assert isinstance(client, Redis)
+    judges each connection by the server it is connected to."""
+    client = sentinel_client(sentinel_group)
     store = RedisStore(client, guard=RedisGuard("burst", timeout=0.5), fallback_share=1)
     limiter = RateLimiter("20/day", store=store, name="burst")
     sentinel = Redis(port=sentinel_group.sentinel_ports[0])
