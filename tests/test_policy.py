@@ -274,6 +274,19 @@ CASES = [
         "webhook-path-untimed",
     ),
     Case(
+        "a webhook route served by a plain def handler",
+        {
+            "webhook_secret": WEBHOOK_SECRET,
+            "webhook_paths": ["/webhooks/*"],
+            "public_paths": ["/webhooks/*"],
+        },
+        "HARDENKIT_WEBHOOK_PATHS",
+        "webhook-handler-sync",
+        app=lambda: Starlette(
+            routes=[Route("/webhooks/in", lambda request: Response(), methods=["POST"])]
+        ),
+    ),
+    Case(
         "rediss with the certificate check off in the URL",
         {"redis_url": "rediss://127.0.0.1:1/0?ssl_cert_reqs=none"},
         "HARDENKIT_REDIS_URL",

@@ -32,10 +32,13 @@ them too. Problems go through the same policy as the settings' own (see
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from starlette.routing import compile_path
 
 from hardenkit._marks import EXEMPT, PUBLIC, is_limited_original, marks_of
 from hardenkit._paths import PathPatterns
@@ -77,6 +80,7 @@ def app_problems(settings: HardenSettings, app: Any) -> list[SettingProblem]:
         *_misplaced_limit_problems(routes),
         *_uncounted_limit_problems(settings, routes),
         *_guard_decorator_problems(routes),
+        *_sync_webhook_problems(settings, routes),
     ]
     if settings.auth_mode == "off":
         return misplaced  # refused on its own; nothing below means anything without auth
@@ -274,6 +278,101 @@ def _guard_decorator_problems(routes: Sequence[RouteInfo]) -> list[SettingProble
             'Depends(require_roles("admin"))` or `dependencies=[Depends(require_roles(...))]`',
         )
     ]
+
+
+def _sync_webhook_problems(
+    settings: HardenSettings, routes: Sequence[RouteInfo]
+) -> list[SettingProblem]:
+    patterns = settings.verified_webhook_paths
+    synchronous = [
+        route.path for route in routes if _runs_in_thread(route) and _may_serve(route, patterns)
+    ]
+    if not synchronous:
+        return []
+    return [
+        risk_problem(
+            "webhook-handler-sync",
+            f"the webhook routes {_listed(synchronous)} are served by synchronous (`def`) "
+            "handlers: they run in a thread that the request timeout cannot stop, so one "
+            "that runs past its claim (the request timeout + 5 s, at least 60 s) is "
+            "processed again beside the sender's retry",
+            "write them `async def` (blocking work in `await anyio.to_thread.run_sync(...)` "
+            "ends with the request, the thread's own run aside: keep it short)",
+        )
+    ]
+
+
+def _may_serve(route: RouteInfo, patterns: Sequence[str]) -> bool:
+    """Whether ``route`` may serve a path among ``patterns``.
+
+    By the template as written (``/hooks/{name}`` under ``/hooks/*``), and by what the
+    template matches: ``/hooks/{name}`` serves the webhook path ``/hooks/github``, a
+    ``Mount("/hooks", app=...)`` everything below it.
+    """
+    if not patterns:
+        return False
+    if PathPatterns(patterns).matches(route.path):
+        return True
+    templates = [route.path]
+    if _mounted_app(route) is not None:
+        templates.append(route.path.rstrip("/") + "/{rest:path}")
+    regexes = [compile_path(template)[0] for template in templates]
+    probes = [
+        probe
+        for pattern in patterns
+        for probe in (
+            (pattern,)
+            if not pattern.endswith("*")
+            else (pattern[:-1] + "x", pattern[:-1].rstrip("/") or "/")
+        )
+    ]
+    return any(regex.match(probe) for regex in regexes for probe in probes)
+
+
+def _mounted_app(route: RouteInfo) -> Any:
+    """The app of a ``Mount`` without routes of its own (a sub-application), if any."""
+    app = getattr(route.route, "app", None)
+    return app if route.endpoint is None and app is not None else None
+
+
+def _runs_in_thread(route: RouteInfo) -> bool:
+    """Whether Starlette or FastAPI runs ``route``'s handler in a worker thread.
+
+    A plain ``def`` (a function, a method, a ``partial`` of one); a class endpoint
+    (``HTTPEndpoint``) with any plain method handler; on a FastAPI route, any callable
+    whose call is not a coroutine function (FastAPI runs those in a thread, where
+    Starlette takes a callable object for an ASGI app); a WSGI application mounted
+    with ``WSGIMiddleware``.
+    """
+    endpoint = route.endpoint
+    if endpoint is None:
+        mounted = _mounted_app(route)
+        return mounted is not None and type(mounted).__name__ == "WSGIMiddleware"
+    if inspect.isclass(endpoint):
+        handlers = [
+            getattr(endpoint, method.lower(), None)
+            for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+        ]
+        return any(handler is not None and _plain_function(handler) for handler in handlers)
+    if _plain_function(endpoint):
+        return True
+    if _dependants(route):  # FastAPI: it checks the callable and its __call__
+        call = endpoint
+        while isinstance(call, functools.partial):
+            call = call.func
+        return not (
+            inspect.iscoroutinefunction(call)
+            or (callable(call) and inspect.iscoroutinefunction(call.__call__))
+        )
+    return False
+
+
+def _plain_function(handler: Any) -> bool:
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    return (inspect.isfunction(handler) or inspect.ismethod(handler)) and not (
+        inspect.iscoroutinefunction(handler)
+    )
 
 
 def _public_route_problems(

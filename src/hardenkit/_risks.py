@@ -104,6 +104,14 @@ RISKS: Final[dict[str, Risk]] = {
             "claim may lapse mid-run and the sender's retry is processed beside it",
         ),
         Risk(
+            "webhook-handler-sync",
+            "HARDENKIT_WEBHOOK_PATHS",
+            "a webhook route served by a synchronous (`def`) handler: its thread outlives "
+            "the request timeout, so its claim may lapse mid-run and the sender's retry is "
+            "processed beside it",
+            needs_app=True,
+        ),
+        Risk(
             "redis-tls-unverified",
             "HARDENKIT_REDIS_URL",
             "`rediss://` with `ssl_cert_reqs=none` (or `optional`) or "

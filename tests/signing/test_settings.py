@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Callable
+from functools import partial, update_wrapper
+from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.endpoints import HTTPEndpoint
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
 
+from hardenkit._app_policy import app_problems
 from hardenkit.settings import HardenSettings, SettingsError, load_settings
 from hardenkit.signing import generate_private_key, private_key_text, public_key_text
 from hardenkit.signing._secret import encode_standard_secret
@@ -160,3 +172,173 @@ def test_a_webhook_path_the_timeout_skips_is_a_risk_whatever_the_patterns(
     )
     risks = {problem.risk for problem in settings.problems()}
     assert ("webhook-path-untimed" in risks) is untimed
+
+
+def _sync_handler(request: Request) -> Response:
+    return Response()
+
+
+async def _async_handler(request: Request) -> Response:
+    return Response()
+
+
+_sync_in = Route("/in", _sync_handler)
+
+
+class _SyncEndpoint(HTTPEndpoint):
+    async def get(self, request: Request) -> Response:
+        return Response()
+
+    def post(self, request: Request) -> Response:
+        return Response()
+
+
+class _AsyncEndpoint(HTTPEndpoint):
+    async def post(self, request: Request) -> Response:
+        return Response()
+
+
+async def _asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
+    await Response()(scope, receive, send)
+
+
+def _fastapi(handler: Callable[..., Any]) -> FastAPI:
+    app = FastAPI()
+    app.post("/webhooks/in")(handler)
+    return app
+
+
+def _fastapi_def() -> FastAPI:
+    def receive_hook() -> dict[str, str]:
+        return {}
+
+    return _fastapi(receive_hook)
+
+
+def _fastapi_async() -> FastAPI:
+    async def receive_hook() -> dict[str, str]:
+        return {}
+
+    return _fastapi(receive_hook)
+
+
+@pytest.mark.parametrize(
+    ("app", "in_thread"),
+    [
+        (lambda: Starlette(routes=[Route("/webhooks/in", _sync_handler)]), True),
+        (lambda: Starlette(routes=[Route("/webhooks/in", _async_handler)]), False),
+        (lambda: Starlette(routes=[Route("/webhooks/in", partial(_sync_handler))]), True),
+        (lambda: Starlette(routes=[Route("/webhooks/in", partial(_async_handler))]), False),
+        (lambda: Starlette(routes=[Route("/webhooks/in", _SyncEndpoint)]), True),
+        (lambda: Starlette(routes=[Route("/webhooks/in", _AsyncEndpoint)]), False),
+        (lambda: Starlette(routes=[Route("/webhooks/in", _asgi_app)]), False),
+        (lambda: Starlette(routes=[Mount("/webhooks", routes=[_sync_in])]), True),
+        (lambda: Starlette(routes=[Route("/events/in", _sync_handler)]), False),
+        (_fastapi_def, True),
+        (_fastapi_async, False),
+    ],
+    ids=[
+        "def", "async def", "partial of def", "partial of async def", "endpoint with a def",
+        "async endpoint", "ASGI app", "def under a Mount", "def outside the webhook paths",
+        "FastAPI def", "FastAPI async def",
+    ],
+)  # fmt: skip
+def test_a_webhook_route_whose_handler_runs_in_a_thread_is_a_risk(
+    app: Callable[[], Starlette], in_thread: bool
+) -> None:
+    # A thread outlives the request timeout's cancellation: the claim may lapse while the
+    # handler still runs, and the sender's retry is processed beside it.
+    settings = HardenSettings(
+        webhook_secret=SECRET,  # type: ignore[arg-type]
+        webhook_paths=["/webhooks/*"],
+        public_paths=["/webhooks/*"],
+    )
+    problems = [problem for problem in app_problems(settings, app()) if problem.risk]
+    assert [problem.risk for problem in problems] == (["webhook-handler-sync"] if in_thread else [])
+    if in_thread:
+        (problem,) = problems
+        assert problem.setting == "HARDENKIT_WEBHOOK_PATHS"
+        assert "/webhooks/in" in problem.message
+        assert "async def" in str(problem.fix)
+
+
+class _SyncCallable:
+    def __call__(self) -> dict[str, str]:
+        return {}
+
+
+class _AsyncCallable:
+    async def __call__(self) -> dict[str, str]:
+        return {}
+
+
+class _Decorated:  # a class-based decorator, as some libraries wrap handlers
+    def __init__(self, function: Callable[..., Any]) -> None:
+        update_wrapper(self, function)
+        self.function = function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.function(*args, **kwargs)
+
+
+def _wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    start_response("200 OK", [])
+    return [b""]
+
+
+def _plain_hook() -> dict[str, str]:
+    return {}
+
+
+def _routed(path: str, handler: Callable[..., Any]) -> Callable[[], Starlette]:
+    return lambda: Starlette(routes=[Route(path, handler)])
+
+
+def _wsgi_mounted(path: str) -> Callable[[], Starlette]:
+    def app() -> Starlette:
+        with warnings.catch_warnings():  # deprecated for a2wsgi's, which has the same name
+            warnings.simplefilter("ignore")
+            from starlette.middleware.wsgi import WSGIMiddleware
+
+        return Starlette(routes=[Mount(path, app=WSGIMiddleware(_wsgi_app))])
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("webhook_path", "app", "in_thread"),
+    [
+        ("/webhooks/github", _routed("/webhooks/{provider}", _sync_handler), True),
+        ("/webhooks/github", _routed("/webhooks/{provider}", _async_handler), False),
+        ("/webhooks/github", _routed("/events/{provider}", _sync_handler), False),
+        ("/webhooks/*", _wsgi_mounted("/webhooks"), True),
+        ("/webhooks/github", _wsgi_mounted("/webhooks"), True),
+        ("/webhooks/*", _wsgi_mounted("/events"), False),
+        ("/webhooks/*", lambda: _fastapi(_SyncCallable()), True),
+        ("/webhooks/*", lambda: _fastapi(_AsyncCallable()), False),
+        ("/webhooks/*", lambda: _fastapi(_Decorated(_plain_hook)), True),
+    ],
+    ids=[
+        "template over an exact webhook path", "async template", "template elsewhere",
+        "WSGI app mounted on the prefix", "WSGI app mounted above an exact path",
+        "WSGI app elsewhere", "FastAPI callable object", "FastAPI async callable object",
+        "FastAPI class-based decorator",
+    ],
+)  # fmt: skip
+def test_every_shape_that_serves_a_webhook_from_a_thread_is_found(
+    webhook_path: str, app: Callable[[], Starlette], in_thread: bool
+) -> None:
+    settings = HardenSettings(
+        webhook_secret=SECRET,  # type: ignore[arg-type]
+        webhook_paths=[webhook_path],
+        public_paths=["/webhooks/*"],
+    )
+    risks = [problem.risk for problem in app_problems(settings, app()) if problem.risk]
+    assert risks == (["webhook-handler-sync"] if in_thread else [])
+
+
+def test_without_a_webhook_secret_a_def_handler_on_a_webhook_path_is_no_risk() -> None:
+    # No secret, no webhook layer: the paths are not verified, nothing is claimed.
+    settings = HardenSettings(webhook_paths=["/webhooks/*"], public_paths=["/webhooks/*"])
+    app = Starlette(routes=[Route("/webhooks/in", _sync_handler)])
+    assert not [problem for problem in app_problems(settings, app) if problem.risk]
