@@ -17,7 +17,7 @@ from redis.exceptions import (
     SlotNotCoveredError,
 )
 
-from hardenkit import HardenSettings, HealthStatus, RedisGuard
+from hardenkit import HardenSettings, HealthStatus, RedisGuard, _timer
 from hardenkit.auth.tenants import TenantStatusCache
 from hardenkit.ratelimit import Rate, RedisStore
 from hardenkit.resilience.shared import RedisBreakerStore
@@ -471,6 +471,40 @@ async def test_a_reply_handed_over_by_another_task_gets_its_loop_turns() -> None
 
     assert await guard.call(reply_through_a_batch_task, memory) == "redis"
     assert guard.single_fallbacks == 0
+
+
+@pytest.mark.parametrize("lag_bound", [None, 0.2], ids=["default bound", "bound 0.2 s"])
+async def test_a_stall_longer_than_the_allowance_is_forgiven_up_to_its_bound(
+    monkeypatch: pytest.MonkeyPatch, lag_bound: float | None
+) -> None:
+    # A handler blocked the loop for 1.3 s (longer than LOOP_LAG_ALLOWANCE) before the
+    # call's reply could even be read; the reply comes 10 ms after the loop is back, as
+    # a call queued behind another is sent only then. Redis answered: not a timeout.
+    if lag_bound is not None:
+        monkeypatch.setattr(_timer, "MAX_LOOP_LAG_FORGIVEN", lag_bound)
+    assert _timer.LOOP_LAG_ALLOWANCE < 1.3
+    loop = asyncio.get_running_loop()
+    guard = RedisGuard("test", timeout=0.05, failure_threshold=1)
+
+    async def answered_after_the_stall() -> str:
+        reply: asyncio.Future[str] = loop.create_future()
+
+        def stall_then_reply() -> None:
+            block_the_loop(1.3)
+            loop.call_later(0.01, reply.set_result, "redis")
+
+        loop.call_soon(stall_then_reply)
+        return await reply
+
+    answer = await guard.call(answered_after_the_stall, memory)
+    if lag_bound is None:
+        assert answer == "redis"
+        assert guard.single_fallbacks == 0
+        assert guard.loop_lag_forgiven >= 1.2
+    else:  # the bound is reached: the call is given up on, as a hung one would be
+        assert answer == "memory"
+        assert guard.loop_lag_forgiven == pytest.approx(0.2)
+    assert not guard.using_fallback or lag_bound is not None
 
 
 async def test_a_hung_call_on_a_busy_loop_is_given_up_within_a_second_of_loop_lag() -> None:

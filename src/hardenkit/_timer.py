@@ -12,7 +12,8 @@ A *patient* attempt (``watch(timeout, patient=True)``, the Redis guard's) measur
 callee, not this process: when its deadline is noticed late, because the event loop was
 busy with other work, the time the loop owed it is not the callee's fault, so it gets a
 fresh ``timeout`` from the moment the loop noticed (up to ``timeout`` +
-``LOOP_LAG_ALLOWANCE`` in all). So does an
+``LOOP_LAG_ALLOWANCE`` in all, plus the lag itself, up to ``MAX_LOOP_LAG_FORGIVEN``:
+a stall is never the callee's). So does an
 attempt whose ``answering`` callback says the callee answered other calls within the last
 ``timeout`` (a queue behind a busy connection is not a dead one). When the deadline is
 noticed on time otherwise, it still gets two more loop turns before it is cancelled: a
@@ -28,14 +29,22 @@ import math
 import weakref
 from collections.abc import Callable
 
-__all__ = ["LOOP_LAG_ALLOWANCE", "AttemptWatch", "watch"]
+__all__ = ["LOOP_LAG_ALLOWANCE", "MAX_LOOP_LAG_FORGIVEN", "AttemptWatch", "watch"]
 
 _LATE_FRACTION = 0.1
 """A deadline noticed more than this fraction of the timeout late (and at least
 ``_LATE_FLOOR`` seconds) means the event loop was busy, not that the callee was slow."""
 _LATE_FLOOR = 0.002
 LOOP_LAG_ALLOWANCE = 1.0
-"""Seconds of event-loop lag a patient attempt is forgiven on top of its timeout."""
+"""Seconds a patient attempt may be given on top of its timeout, besides loop lag."""
+MAX_LOOP_LAG_FORGIVEN = 5.0
+"""Seconds of event-loop lag a patient attempt is forgiven at most, on top of the rest.
+
+The lag is this process's time, never the callee's, so it does not use up
+``LOOP_LAG_ALLOWANCE``: a handler that blocked the loop for 1.5 s left every call in
+flight, and every call queued behind one, past a one-second allowance, and they fell
+back although Redis had answered. The bound keeps a loop that is late to every deadline
+from waiting for a hung callee for ever."""
 _LAST_LOOKS = 2
 
 
@@ -128,12 +137,15 @@ class AttemptWatch:
         That is when the loop noticed it late (this process was busy), or when the callee
         answered other calls within the last ``timeout`` (it is slow, not gone).
         """
-        if now >= self.latest:
-            return
         late = now - self.deadline
         if late > max(_LATE_FLOOR, self.timeout * _LATE_FRACTION):
-            self.loop_lag += late
+            forgiven = min(late, MAX_LOOP_LAG_FORGIVEN - self.loop_lag)
+            if forgiven > 0:
+                self.loop_lag += forgiven
+                self.latest += forgiven
         elif self._answering is None or not self._answering():
+            return
+        if now >= self.latest:
             return
         self.deadline = min(now + self.timeout, self.latest)
 
