@@ -284,8 +284,13 @@ def _sync_webhook_problems(
     settings: HardenSettings, routes: Sequence[RouteInfo]
 ) -> list[SettingProblem]:
     patterns = settings.verified_webhook_paths
+    if not patterns:
+        return []
+    listed = PathPatterns(patterns)
     synchronous = [
-        route.path for route in routes if _runs_in_thread(route) and _may_serve(route, patterns)
+        route.path
+        for route in routes
+        if _may_serve(route, patterns, listed) and _runs_in_thread(route)
     ]
     if not synchronous:
         return []
@@ -302,16 +307,14 @@ def _sync_webhook_problems(
     ]
 
 
-def _may_serve(route: RouteInfo, patterns: Sequence[str]) -> bool:
+def _may_serve(route: RouteInfo, patterns: Sequence[str], listed: PathPatterns) -> bool:
     """Whether ``route`` may serve a path among ``patterns``.
 
     By the template as written (``/hooks/{name}`` under ``/hooks/*``), and by what the
     template matches: ``/hooks/{name}`` serves the webhook path ``/hooks/github``, a
     ``Mount("/hooks", app=...)`` everything below it.
     """
-    if not patterns:
-        return False
-    if PathPatterns(patterns).matches(route.path):
+    if listed.matches(route.path):
         return True
     templates = [route.path]
     if _mounted_app(route) is not None:
@@ -356,7 +359,8 @@ def _runs_in_thread(route: RouteInfo) -> bool:
         return any(handler is not None and _plain_function(handler) for handler in handlers)
     if _plain_function(endpoint):
         return True
-    if _dependants(route):  # FastAPI: it checks the callable and its __call__
+    original = getattr(route.route, "original_route", route.route)
+    if getattr(original, "dependant", None) is not None:  # FastAPI checks its __call__
         call = endpoint
         while isinstance(call, functools.partial):
             call = call.func
