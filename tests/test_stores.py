@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -172,8 +173,9 @@ def test_the_clients_own_socket_timeout_is_only_a_backstop_behind_the_guards() -
         HardenSettings(redis_url="redis://127.0.0.1:1/0", redis_socket_timeout=0.07)
     )  # type: ignore[arg-type]
     assert isinstance(client, Redis)
-    assert client.connection_pool.connection_kwargs["socket_timeout"] == pytest.approx(1.07)
-    assert client.connection_pool.connection_kwargs["socket_connect_timeout"] == pytest.approx(1.07)
+    # As long as the guard may wait: its timeout, 1 s for a slow Redis, 5 s of loop lag.
+    assert client.connection_pool.connection_kwargs["socket_timeout"] == pytest.approx(6.07)
+    assert client.connection_pool.connection_kwargs["socket_connect_timeout"] == pytest.approx(6.07)
 
 
 @pytest.mark.redis
@@ -505,6 +507,33 @@ async def test_a_stall_longer_than_the_allowance_is_forgiven_up_to_its_bound(
         assert answer == "memory"
         assert guard.loop_lag_forgiven == pytest.approx(0.2)
     assert not guard.using_fallback or lag_bound is not None
+
+
+@pytest.mark.redis
+async def test_a_stall_with_replies_waiting_is_no_outage_for_plain_redis_py_calls(
+    redis_url: str,
+) -> None:
+    # The replay store's calls go through redis-py with its socket timeouts: a 1.5 s
+    # stall timed them out there (a 1.05 s backstop), and the guard saw an outage.
+    client = create_redis(HardenSettings(redis_url=redis_url))  # type: ignore[arg-type]
+    assert client is not None
+    guard = RedisGuard("test", timeout=0.05)
+    store = ReplayStore(client, guard=guard, prefix=f"test:stall:{uuid.uuid4().hex}:")
+    try:
+        await store.remember("warm", 10)
+        claims = [
+            asyncio.ensure_future(store.claim(f"stall-{index}", processing_ttl=60))
+            for index in range(6)
+        ]
+        await asyncio.sleep(0)  # sent
+        await asyncio.sleep(0)
+        block_the_loop(1.5)
+        outcomes = await asyncio.gather(*claims)
+    finally:
+        await client.aclose()
+    assert [outcome.value for outcome in outcomes] == ["new"] * 6
+    assert guard.single_fallbacks == 0
+    assert guard.fallback_activations == 0
 
 
 async def test_a_hung_call_on_a_busy_loop_is_given_up_within_a_second_of_loop_lag() -> None:

@@ -70,12 +70,17 @@ def create_redis(settings: HardenSettings) -> Redis | RedisCluster | None:
     ``HARDENKIT_REDIS_SOCKET_TIMEOUT`` bounds each call through :class:`RedisGuard`, which
     does not count the time this process's own event loop was late. redis-py's socket
     timeouts cannot tell a slow Redis from a late loop, so the client's are only a
-    backstop, ``LOOP_LAG_ALLOWANCE`` (1 s) longer.
+    backstop, as long as the guard may wait: ``LOOP_LAG_ALLOWANCE`` (1 s) plus
+    ``MAX_LOOP_LAG_FORGIVEN`` (5 s) longer. (At 1 s longer, a handler that blocked the
+    loop for 1.5 s made the calls in flight time out in redis-py, replies read or not,
+    and the guard took those for an outage.)
     """
     if settings.redis_url is None:
         return None
     url = settings.redis_url.get_secret_value()
-    timeout = settings.redis_socket_timeout + _timer.LOOP_LAG_ALLOWANCE
+    timeout = (
+        settings.redis_socket_timeout + _timer.LOOP_LAG_ALLOWANCE + _timer.MAX_LOOP_LAG_FORGIVEN
+    )
     options: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
