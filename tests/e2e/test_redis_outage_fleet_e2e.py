@@ -319,8 +319,9 @@ HOT_CONCURRENCY = 16  # per worker: 64 in all, on one key
         (8, 300, 0.35),
         # Long enough for calls to give up on Redis: the fallbacks answer in each pause,
         # and every pause starts from the reservations again. On a busy host the patient
-        # guard waits its timeout plus up to LOOP_LAG_ALLOWANCE (1 s) of loop lag before it
-        # gives up (a 900 ms pause was outwaited in CI), so each pause outlasts that.
+        # guard waits its timeout plus the time its loop was late (a 900 ms pause was
+        # outwaited in CI), and at most LOOP_LAG_ALLOWANCE (1 s) more while Redis answers
+        # others; each pause outlasts that.
         (3, 2000, 2.2),
     ],
 )
