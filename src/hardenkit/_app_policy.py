@@ -361,9 +361,7 @@ def _runs_in_thread(route: RouteInfo) -> bool:
         return True
     original = getattr(route.route, "original_route", route.route)
     if getattr(original, "dependant", None) is not None:  # FastAPI checks its __call__
-        call = endpoint
-        while isinstance(call, functools.partial):
-            call = call.func
+        call = _unwrapped(endpoint)
         return not (
             inspect.iscoroutinefunction(call)
             or (callable(call) and inspect.iscoroutinefunction(call.__call__))
@@ -371,9 +369,15 @@ def _runs_in_thread(route: RouteInfo) -> bool:
     return False
 
 
-def _plain_function(handler: Any) -> bool:
+def _unwrapped(handler: Any) -> Any:
+    """What a ``functools.partial`` (of a partial...) calls, as Starlette and FastAPI look."""
     while isinstance(handler, functools.partial):
         handler = handler.func
+    return handler
+
+
+def _plain_function(handler: Any) -> bool:
+    handler = _unwrapped(handler)
     return (inspect.isfunction(handler) or inspect.ismethod(handler)) and not (
         inspect.iscoroutinefunction(handler)
     )
