@@ -63,10 +63,10 @@ def _env(redis_url: str) -> dict[str, str]:
 
 
 @contextmanager
-def fleet(redis_url: str, logs: list[Path]) -> Iterator[list[UvicornServer]]:
+def fleet(redis_url: str, logs: list[Path], app: str = APP) -> Iterator[list[UvicornServer]]:
     with ExitStack() as stack:
         yield [
-            stack.enter_context(UvicornServer(APP, factory=True, env=_env(redis_url), log_path=log))
+            stack.enter_context(UvicornServer(app, factory=True, env=_env(redis_url), log_path=log))
             for log in logs
         ]
 
@@ -394,6 +394,96 @@ async def test_repeated_redis_pauses_under_64_concurrent_callers_keep_the_bound(
     if pause > LOOP_LAG_ALLOWANCE:  # longer than the guard waits: the fallbacks answered
         for start in paused_at:
             assert any(start <= sent and answered < start + pause for sent, answered in answered_at)
+
+
+BLOCKING_APP = "tests.e2e._loop_blocking_app:create_app"
+BLOCK_SECONDS = 1.5  # longer than the guard's 1 s allowance for a Redis that answers others
+BLOCKS = 2  # per blocking connection
+BLOCKERS = 2  # per worker: one handler blocks again soon after the other let go
+
+
+async def test_handlers_blocking_the_loop_never_pass_for_a_redis_outage(
+    tmp_path: Path, redis_server_factory: Callable[[], RedisServer]
+) -> None:
+    """Handlers that call ``time.sleep(1.5)`` in an ``async def`` stall their worker's loop
+    while Redis calls are in flight: the readiness PING each one starts first, and the
+    decisions of the 16 other requests its worker serves. Their replies are read late
+    because the loop was, not because Redis was: no call is given up, Redis stays the one
+    place that decides (the limit is exact), and nobody gets a 503.
+
+    Before the guard forgave loop lag beyond its 1 s allowance (``_timer``), an attacker
+    review measured this shape at 108 admitted of 100 and 76 answers 503, with workers
+    logging ``redis_unavailable_using_fallback``; with that forgiveness taken out again,
+    every stall here gives its PING up.
+    """
+    redis = redis_server_factory()
+    logs = [tmp_path / f"worker-{index}.log" for index in range(WORKERS)]
+    planned = Planned(
+        "main", "/api/me", bearer(hs256_token("main")), expected=frozenset({200, 429})
+    )
+    blocking = Planned(
+        "blocking",
+        f"/api/block?seconds={BLOCK_SECONDS}",
+        bearer(hs256_token("blocking")),  # its own tenant: charged to another key
+    )
+    results: list[Result] = []
+    blocked: list[Result] = []
+    with fleet(redis.url, logs, app=BLOCKING_APP) as servers:
+        await wait_ready(servers, "healthy", instances=WORKERS, within=10)
+        async with asyncio.timeout(120), AsyncExitStack() as stack:
+            http = [
+                await stack.enter_async_context(client_for(server.url, HOT_CONCURRENCY))
+                for server in servers
+            ]
+            blockers = [
+                await stack.enter_async_context(client_for(server.url, BLOCKERS))
+                for server in servers
+            ]
+            done = asyncio.Event()
+
+            async def caller(client: httpx.AsyncClient) -> None:
+                for _ in range(2_000):  # bounded in count as well as by `done`
+                    if done.is_set():
+                        return
+                    results.append(await send(client, planned))
+
+            async def block(client: httpx.AsyncClient, delay: float) -> None:
+                await asyncio.sleep(delay)  # the load is in flight first
+                for _ in range(BLOCKS):
+                    blocked.append(await send(client, blocking))
+                    await asyncio.sleep(0.2)
+
+            async def blocks_then_done() -> None:
+                await asyncio.gather(
+                    *(
+                        block(client, 0.3 + 0.4 * turn)
+                        for client in blockers
+                        for turn in range(BLOCKERS)
+                    )
+                )
+                done.set()
+
+            await asyncio.gather(
+                blocks_then_done(),
+                *(caller(client) for client in http for _ in range(HOT_CONCURRENCY)),
+            )
+
+    no_server_errors(results + blocked)
+    print(f"blocked loops: {admitted(results)} admitted of {len(results)}")
+    assert len(blocked) == WORKERS * BLOCKERS * BLOCKS
+    # Each handler held its loop, with its PING in flight: answered, and nothing given up.
+    assert min(result.elapsed for result in blocked) >= BLOCK_SECONDS
+    assert [(result.body["redis"], result.body["given_up"]) for result in blocked] == [
+        ("healthy", 0)
+    ] * len(blocked)
+    # The PING's deadline (50 ms) passed in the stall: the rest of the stall was forgiven.
+    assert all(result.body["loop_lag_forgiven"] >= BLOCK_SECONDS - 0.1 for result in blocked)
+    # The load went on across the stalls, and past the limit.
+    assert max(result.elapsed for result in results) >= BLOCK_SECONDS / 2
+    assert len(results) > 2 * LIMIT
+    assert admitted(results) == LIMIT  # decided in Redis throughout: exact
+    for log in logs:
+        assert not _log_times(log, "redis_unavailable_using_fallback"), log.name
 
 
 SCALE_RULE = (20, 10)  # a limit that refills within the test: the shares decide it
