@@ -70,20 +70,21 @@ class _Transport(asyncio.Transport):
 def _complete(written: bytearray) -> bool:
     """Whether ``written`` holds a whole response (the benchmark route sends a length).
 
-    In a few calls into C, whatever the number of headers: the instruction counter
-    counts this too, and a loop over header lines here would charge every extra header
-    of the app to the app.
+    In a few calls into C, none of them over every byte of the head: the instruction
+    counter counts this too, and work per header line or per header byte here would
+    charge the app's extra headers to the app. (Lowering the whole head, as the first
+    version did, cost 12k instructions per response of the full stack.) uvicorn writes
+    header names in lower case, so the length's name is found as it is.
     """
     end = written.find(b"\r\n\r\n")
     if end < 0:
         return False
-    head = bytes(written[:end]).lower()
-    start = head.find(b"\r\ncontent-length:")
+    start = written.find(b"\r\ncontent-length:", 0, end)
     if start < 0:
         return False
     start += len(b"\r\ncontent-length:")
-    stop = head.find(b"\r\n", start)
-    length = int(head[start : stop if stop >= 0 else len(head)])
+    stop = written.find(b"\r\n", start, end + 2)
+    length = int(written[start:stop])
     return len(written) - end - 4 >= length
 
 
