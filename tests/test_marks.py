@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Match, Mount, Route
-from starlette.testclient import TestClient
+from starlette.routing import BaseRoute, Host, Match, Mount, Route, Router, WebSocketRoute
+from starlette.testclient import TestClient, WebSocketDenialResponse
+from starlette.websockets import WebSocket
 
 from examples.reference_app.settings import DEMO_DEFAULTS
 from hardenkit import HardenSettings, exempt, install, public
@@ -32,7 +35,7 @@ def marked(mark: Callable[[Endpoint], Endpoint]) -> Endpoint:
     return mark(endpoint)
 
 
-def app_with(*routes: Route | Mount, **overrides: Any) -> TestClient:
+def app_with(*routes: BaseRoute, **overrides: Any) -> TestClient:
     app = Starlette(routes=list(routes))
     install(app, HardenSettings(**{**DEMO_DEFAULTS, **overrides}))
     return TestClient(app)
@@ -111,3 +114,56 @@ def test_the_marked_answer_is_the_mark_of_the_route_starlette_would_serve(
     served = next((route for route in routes if route.matches(dict(scope))[0] is Match.FULL), None)
     expected = served is not None and PUBLIC in marks_of(served.endpoint)
     assert MarkedRoutes(PUBLIC).matches(scope) is expected
+
+
+async def opaque_admin(scope: Any, receive: Any, send: Any) -> None:
+    """A mounted app with no router to look into (a WSGI app, a raw ASGI app)."""
+    await JSONResponse({"admin": "data"})(scope, receive, send)
+
+
+def test_a_public_catch_all_does_not_open_a_mounted_app_listed_before_it() -> None:
+    # The SPA shape of the attacker review: the mount serves /admin/..., not the catch-all.
+    client = app_with(
+        Route("/api/me", hello),
+        Mount("/admin", app=opaque_admin),
+        Mount("/docs-site", routes=[Route("/index", hello)]),
+        Route("/{full_path:path}", marked(public())),
+    )
+    assert client.get("/anything/else").status_code == 200
+    assert client.get("/admin/users").status_code == 401
+    # The mount matches below /admin only: /admin itself is the catch-all's, and public.
+    assert client.get("/admin").json() == {"path": "/admin"}
+    # A mounted router that has no such route answers 404 itself: never the catch-all.
+    assert client.get("/docs-site/index").status_code == 401
+    assert client.get("/docs-site/missing").status_code == 401
+
+
+def test_a_public_http_route_does_not_open_a_websocket_route_on_the_same_path() -> None:
+    async def live(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("secret")
+        await websocket.close()
+
+    client = app_with(Route("/live", marked(public())), WebSocketRoute("/live", live))
+    assert client.get("/live").status_code == 200
+    with pytest.raises(WebSocketDenialResponse) as denied, client.websocket_connect("/live"):
+        pass
+    assert denied.value.status_code == 401
+
+
+def test_a_public_route_of_one_host_does_not_open_the_routes_of_another() -> None:
+    client = app_with(
+        Host("docs.example.com", Router([Route("/{page:path}", marked(public()))])),
+        Route("/admin/data", hello),
+    )
+    assert client.get("/admin/data", headers={"Host": "docs.example.com"}).status_code == 200
+    assert client.get("/admin/data", headers={"Host": "api.example.com"}).status_code == 401
+    # The same path asked again for the other host: the answer is not taken from a cache.
+    assert client.get("/admin/data", headers={"Host": "docs.example.com"}).status_code == 200
+
+
+def test_a_public_route_inside_a_mount_wrapped_in_middleware_is_found() -> None:
+    inner = Starlette(routes=[Route("/status", marked(public())), Route("/x", hello)])
+    client = app_with(Mount("/w", app=GZipMiddleware(inner)))
+    assert client.get("/w/status").status_code == 200
+    assert client.get("/w/x").status_code == 401

@@ -3,13 +3,15 @@
 A mark is a name kept on the endpoint function (``hardenkit_marks``), so it travels with
 the route however the app is assembled (``include_router``, ``Mount``). The layers run
 before the router, so :class:`MarkedRoutes` finds the route that will serve a request
-the way the router does: the first route whose path template and method match, over the
-app's flattened routes (:func:`hardenkit._routes.iter_routes`). A request served by an
-unmarked route is never treated as marked, even when a marked route's template would
-also match its path.
+the way the router does (:func:`hardenkit._routes.serving_route`: each route's own
+``matches``, mounts and hosts descended into). A request served by anything else (an
+unmarked route, a mounted app whose routes cannot be seen, a ``WebSocketRoute`` where the
+marked route is HTTP, another host's routes, the router's 404) is never treated as
+marked, even when a marked route's template would also match its path.
 
-Only an app with at least one marked route pays for the lookup; the route table is
-rebuilt when the app's route list changes.
+Only an app with at least one marked route pays for the lookup, and only for a request
+whose path a marked route's template matches; the route table is rebuilt when the app's
+route list changes.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, Final, TypeVar
 
-from starlette.routing import compile_path
+from starlette.routing import Host, compile_path
 from starlette.types import Scope
 
 from hardenkit._paths import route_path
-from hardenkit._routes import RouteInfo, iter_routes
+from hardenkit._routes import RouteInfo, endpoint_of, inner_routes, iter_routes, serving_route
 
 __all__ = [
     "EXEMPT",
@@ -40,6 +42,7 @@ EXEMPT: Final = "exempt"
 _ATTRIBUTE = "hardenkit_marks"
 _LIMITED_ORIGINAL = "hardenkit_limited_original"
 _MAX_KNOWN = 1024
+_MAX_DEPTH = 16
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
@@ -94,7 +97,9 @@ def is_limited_original(endpoint: object) -> bool:
 
 
 class _Entry:
-    __slots__ = ("literal", "marked", "methods", "pattern")
+    """A marked route's full template and methods: whether it could serve a request."""
+
+    __slots__ = ("literal", "methods", "pattern")
 
     def __init__(self, info: RouteInfo, mark: str) -> None:
         self.pattern: re.Pattern[str] = compile_path(info.path)[0]
@@ -103,7 +108,6 @@ class _Entry:
         self.literal = info.path.split("{", 1)[0]
         methods: Collection[str] | None = getattr(info.route, "methods", None)
         self.methods = frozenset(methods) if methods else None
-        self.marked = mark in marks_of(info.endpoint)
 
     def accepts(self, path: str, method: str) -> bool:
         return (
@@ -125,17 +129,18 @@ class MarkedRoutes:
         mark: :data:`PUBLIC` or :data:`EXEMPT`.
     """
 
-    __slots__ = ("_known", "_length", "_marked", "_routes", "_table", "mark")
+    __slots__ = ("_hosts", "_known", "_length", "_marked", "_routes", "mark")
 
     def __init__(self, mark: str) -> None:
         self.mark = mark
         self._routes: Sequence[Any] | None = None  # the route list the table was built from
         self._length = -1
-        self._table: tuple[_Entry, ...] = ()
-        self._marked: tuple[tuple[int, _Entry], ...] = ()
-        # Answers for requests a marked route accepts, so the scan of the routes before
-        # it runs once per path (bounded: templated paths are the client's choice).
-        self._known: dict[tuple[str, str], bool] = {}
+        # The marked routes' templates: a request none of them matches is not served by one.
+        self._marked: tuple[_Entry, ...] = ()
+        self._hosts = False  # a Host route: the answer depends on the Host header too
+        # Answers for requests a marked route's template matches, so the router's choice
+        # is worked out once per request shape (bounded: paths are the client's choice).
+        self._known: dict[tuple[str, str, str, bytes | None], bool] = {}
 
     def matches(self, scope: Scope) -> bool:
         """Return whether the route that will serve ``scope`` is marked."""
@@ -149,25 +154,44 @@ class MarkedRoutes:
             return False
         path = route_path(scope)
         method: str = scope.get("method", "GET")
-        for position, entry in self._marked:
-            if entry.accepts(path, method):
-                known = self._known.get((path, method))
-                if known is not None:
-                    return known
-                # The first marked route that accepts it serves it, unless an (unmarked)
-                # route listed before it accepts it too.
-                served = not any(other.accepts(path, method) for other in self._table[:position])
-                if len(self._known) >= _MAX_KNOWN:
-                    self._known.clear()
-                self._known[(path, method)] = served
-                return served
-        return False
+        if not any(entry.accepts(path, method) for entry in self._marked):
+            return False  # no marked route can serve it, whatever serves it
+        known_key = (scope["type"], method, path, _host(scope) if self._hosts else None)
+        known = self._known.get(known_key)
+        if known is None:
+            served = serving_route(routes, scope)
+            known = served is not None and self.mark in marks_of(endpoint_of(served[0]))
+            if len(self._known) >= _MAX_KNOWN:
+                self._known.clear()
+            self._known[known_key] = known
+        return known
 
     def _build(self, app: Any, routes: Sequence[Any]) -> None:
         self._known.clear()
         self._routes = routes
         self._length = len(routes)
-        self._table = tuple(_Entry(info, self.mark) for info in iter_routes(app))
-        self._marked = tuple(
-            (position, entry) for position, entry in enumerate(self._table) if entry.marked
-        )
+        infos = list(iter_routes(app))
+        self._marked = tuple(_Entry(info, self.mark) for info in infos if _marked(info, self.mark))
+        self._hosts = _has_hosts(routes, 0)
+
+
+def _marked(info: RouteInfo, mark: str) -> bool:
+    return mark in marks_of(info.endpoint)
+
+
+def _has_hosts(routes: Sequence[Any], depth: int) -> bool:
+    """Whether a ``Host`` route is among ``routes`` or below them (answers depend on it)."""
+    for route in routes:
+        if isinstance(route, Host):
+            return True
+        inner = inner_routes(route)
+        if inner and depth < _MAX_DEPTH and _has_hosts(inner, depth + 1):
+            return True
+    return False
+
+
+def _host(scope: Scope) -> bytes | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            return bytes(value)
+    return None

@@ -15,9 +15,21 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RouteInfo", "inner_routes", "iter_routes", "template_params"]
+from starlette.routing import Host, Match, Mount
+from starlette.types import Scope
+
+__all__ = [
+    "RouteInfo",
+    "endpoint_of",
+    "inner_routes",
+    "iter_routes",
+    "mounted_routes",
+    "serving_route",
+    "template_params",
+]
 
 _MAX_DEPTH = 16
+_MAX_WRAPPERS = 8
 _PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?}")
 
 
@@ -32,8 +44,13 @@ class RouteInfo:
     @property
     def endpoint(self) -> Any:
         """The handler (FastAPI's effective routes keep it on their original route)."""
-        original = getattr(self.route, "original_route", None)
-        return getattr(self.route, "endpoint", None) or getattr(original, "endpoint", None)
+        return endpoint_of(self.route)
+
+
+def endpoint_of(route: Any) -> Any:
+    """The handler of ``route`` (FastAPI's effective routes keep it on their original route)."""
+    original = getattr(route, "original_route", None)
+    return getattr(route, "endpoint", None) or getattr(original, "endpoint", None)
 
 
 def template_params(template: str) -> tuple[str, ...]:
@@ -41,8 +58,35 @@ def template_params(template: str) -> tuple[str, ...]:
     return tuple(_PARAM.findall(template))
 
 
+def mounted_routes(route: Any) -> list[Any] | None:
+    """The route list of the router a ``Mount`` or ``Host`` passes requests to, if any.
+
+    The mounted app may be wrapped in middleware (``Mount("/w", app=GZipMiddleware(sub))``,
+    or the mount's own ``middleware=``): its router is found below the wrappers, through
+    their ``app`` attributes. ``None`` for any other route, and for an app with no router
+    (a WSGI app, a plain ASGI callable), whose routes cannot be seen.
+    """
+    if not isinstance(route, Mount | Host):
+        return None
+    app: Any = route
+    for _ in range(_MAX_WRAPPERS):
+        routes = getattr(app, "routes", None)
+        if isinstance(routes, list) and routes:
+            return routes
+        router_routes = getattr(getattr(app, "router", None), "routes", None)
+        if isinstance(router_routes, list) and router_routes:
+            return router_routes
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
+    return None
+
+
 def inner_routes(route: Any) -> Sequence[Any]:
     """Routes below ``route``: a Mount's or Router's, or an included FastAPI router's."""
+    mounted = mounted_routes(route)
+    if mounted:
+        return list(mounted)
     routes = getattr(route, "routes", None)
     if routes:
         return list(routes)
@@ -70,7 +114,7 @@ def _walk(routes: Sequence[Any], prefix: str, depth: int) -> Iterator[RouteInfo]
             if depth < _MAX_DEPTH:
                 yield from _walk(inner_routes(route), prefix, depth + 1)
             continue
-        inner = inner_routes(route) if hasattr(route, "routes") else ()
+        inner = inner_routes(route) if hasattr(route, "routes") or mounted_routes(route) else ()
         if inner:
             if depth < _MAX_DEPTH:
                 yield from _walk(inner, prefix + (path or "").rstrip("/"), depth + 1)
@@ -79,3 +123,39 @@ def _walk(routes: Sequence[Any], prefix: str, depth: int) -> Iterator[RouteInfo]
             continue
         full = prefix + path
         yield RouteInfo(full, template_params(full), route)
+
+
+def serving_route(
+    routes: Sequence[Any], scope: Scope, depth: int = 0
+) -> tuple[Any, dict[str, Any]] | None:
+    """The route that will serve ``scope`` as the router picks it, with its path parameters.
+
+    ``None`` when no endpoint will (a 404, a 405 or a redirect answers). The first route
+    whose ``matches(scope)`` is ``Match.FULL`` serves the request, as in the router: a
+    route's own ``matches`` knows its scope type (``Route`` is HTTP only,
+    ``WebSocketRoute`` WebSocket only), its methods, and a ``Host``'s host. Below a
+    ``Mount``, ``Host`` or included FastAPI router, its routes are matched in turn with
+    its child scope; none of them matching means the mounted router answers (a 404), never
+    a later route of the outer list. A mount whose routes cannot be seen (a WSGI app, a
+    plain ASGI app) serves the request itself: the mount is returned.
+    """
+    for route in routes:
+        matches = getattr(route, "matches", None)
+        if matches is None:
+            continue
+        match, child = matches(scope)
+        if match is not Match.FULL:
+            continue
+        child = child or {}
+        params: dict[str, Any] = dict(child.get("path_params") or {})
+        inner = inner_routes(route)
+        if not inner:
+            return route, params
+        if depth >= _MAX_DEPTH:
+            return None  # deeper than any app is built: no endpoint is assumed
+        found = serving_route(inner, {**scope, **child}, depth + 1)
+        if found is None:
+            return None
+        served_by, nested = found
+        return served_by, {**params, **nested}
+    return None

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from starlette.applications import Starlette
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Host, Mount, Route
@@ -145,3 +146,25 @@ def test_bound_parameters_in_hosts_and_included_routers_are_seen() -> None:
         return {}
 
     assert names.in_app_of(scope_for(plain, "/orgs/acme"))
+
+
+def test_a_tenant_parameter_inside_a_mount_wrapped_in_middleware_is_seen_and_bound() -> None:
+    # The attacker review's shape: GZipMiddleware hides the sub-app's routes from Mount.routes.
+    sub = Starlette(routes=[Route("/tenants/{tenant_id}/items", endpoint)])
+    app = Starlette(routes=[Mount("/w", app=GZipMiddleware(sub))])
+    assert RouteParamNames(["tenant_id"]).in_app_of(scope_for(app, "/w/tenants/globex/items"))
+    binding = TenantBinding(path_params=["tenant_id"], query_params=[], tenant_status=None)
+    requested = binding.requested_tenants(scope_for(app, "/w/tenants/globex/items"), [])
+    assert requested == [("path", "globex")]
+
+
+def test_a_mounted_router_with_no_such_route_gives_no_parameters_from_later_routes() -> None:
+    # The mounted router answers 404: a later route whose template matches never serves.
+    app = Starlette(
+        routes=[
+            Mount("/v1", routes=[Route("/items", endpoint)]),
+            Route("/{section}/{tenant_id}", endpoint),
+        ]
+    )
+    assert route_path_params(scope_for(app, "/v1/acme")) is None
+    assert route_path_params(scope_for(app, "/v2/acme")) == {"section": "v2", "tenant_id": "acme"}

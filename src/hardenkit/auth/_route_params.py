@@ -1,9 +1,8 @@
 """The path parameters the router will give a request, found without routing it.
 
-This is the one place that knows how Starlette (and FastAPI, whose routes are Starlette
-routes) match a path: each route's ``matches(scope)`` answers ``Match.FULL`` with a child
-scope holding ``path_params``; a ``Mount``, ``Host`` or included FastAPI router has inner
-routes (:func:`hardenkit._routes.inner_routes`) matched with the child scope applied.
+The matching itself is :func:`hardenkit._routes.serving_route`, the one place that
+knows how Starlette (and FastAPI, whose routes are Starlette routes) pick the route for a
+request; the route marks (``@public()``, ``@exempt()``) use it too.
 """
 
 from __future__ import annotations
@@ -11,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from starlette.routing import Match
 from starlette.types import Scope
 
-from hardenkit._routes import inner_routes, template_params
+from hardenkit._routes import mounted_routes, serving_route, template_params
 
 __all__ = ["RouteParamNames", "route_path_params"]
 
@@ -23,34 +21,18 @@ _TEMPLATES = ("path", "path_format", "host")
 
 
 def route_path_params(scope: Scope) -> dict[str, Any] | None:
-    """Return the path parameters of the route serving ``scope``; ``None`` if none matches.
+    """Return the path parameters of the route serving ``scope``; ``None`` if none will.
 
     The routes are those of ``scope["app"].router`` (what Starlette and FastAPI put in
-    the scope before the middleware runs).
+    the scope before the middleware runs), matched as the router matches them
+    (:func:`hardenkit._routes.serving_route`).
     """
     router = getattr(scope.get("app"), "router", None)
     routes = getattr(router, "routes", None)
     if not routes:
         return None
-    return _match(routes, scope, 0)
-
-
-def _match(routes: Sequence[Any], scope: Scope, depth: int) -> dict[str, Any] | None:
-    for route in routes:
-        matches = getattr(route, "matches", None)
-        if matches is None:
-            continue
-        match, child = matches(scope)
-        if match is not Match.FULL:
-            continue
-        params = dict((child or {}).get("path_params") or {})
-        inner = inner_routes(route)
-        if inner and depth < _MAX_ROUTE_DEPTH:
-            nested = _match(inner, {**scope, **child}, depth + 1)
-            if nested:
-                params.update(nested)
-        return params
-    return None
+    found = serving_route(routes, scope)
+    return None if found is None else found[1]
 
 
 class RouteParamNames:
@@ -115,7 +97,8 @@ def _scan(
         # A Mount's or Host's routes, and an included FastAPI router's own list (its
         # effective candidates are derived from it): a route added to any is noticed.
         for owner in (route, getattr(route, "original_router", None)):
-            own = getattr(owner, "routes", None)
+            # A mount's router below any middleware wrapping it, else the route's own list.
+            own = mounted_routes(owner) or getattr(owner, "routes", None)
             if isinstance(own, list) and own is not routes:
                 _scan(own, watched, found, depth + 1)
         candidates = getattr(route, "effective_candidates", None)
