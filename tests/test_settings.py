@@ -218,3 +218,11 @@ def test_a_copy_with_other_values_is_judged_afresh() -> None:
 
     assert "HARDENKIT_AUTH_MODE" in {problem.setting for problem in production.startup_errors()}
     assert development.startup_errors() == []
+
+
+def test_unix_is_a_trusted_proxy_entry_and_not_a_wide_network() -> None:
+    settings = HardenSettings(env="production", trusted_proxies=["unix", "10.0.0.0/8"])
+    assert "HARDENKIT_TRUSTED_PROXIES" not in {p.setting for p in settings.startup_errors()}
+    assert "HARDENKIT_TRUSTED_PROXIES" not in {p.setting for p in settings.problems()}
+    with pytest.raises(ValueError, match="nor `unix`"):
+        HardenSettings(trusted_proxies=["unix-socket"])

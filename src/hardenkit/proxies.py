@@ -32,7 +32,10 @@ from hardenkit._forwarding import (
 from hardenkit._server_rewrite import RESOLVED_KEY, ServerRewriteDetector
 from hardenkit.context import client_ip_var
 
-__all__ = ["ForwardedHeader", "TrustedProxies", "TrustedProxyMiddleware"]
+__all__ = ["UNIX_SOCKET", "ForwardedHeader", "TrustedProxies", "TrustedProxyMiddleware"]
+
+UNIX_SOCKET: Final = "unix"
+"""The ``HARDENKIT_TRUSTED_PROXIES`` entry for a proxy connected over a unix socket."""
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -51,8 +54,10 @@ class TrustedProxies:
     """The proxy networks whose forwarding header is believed, and which header that is.
 
     Args:
-        cidrs: Networks or single addresses (``"10.0.0.0/8"``, ``"::1"``). An entry that
-            is not a network raises ``ValueError`` naming it, at startup.
+        cidrs: Networks or single addresses (``"10.0.0.0/8"``, ``"::1"``), or ``"unix"``:
+            a peer connected over a unix socket (``uvicorn --uds``, which gives no client
+            address) is the proxy. An entry that is not a network raises ``ValueError``
+            naming it, at startup.
         header: The one forwarding header the proxies write (``HARDENKIT_FORWARDED_HEADER``):
             ``"x-forwarded-for"`` (with ``X-Forwarded-Proto``) or ``"forwarded"``.
             The other header is never read.
@@ -62,7 +67,11 @@ class TrustedProxies:
         self, cidrs: Iterable[str] = (), *, header: ForwardedHeader = "x-forwarded-for"
     ) -> None:
         networks: list[IPNetwork] = []
+        unix = False
         for entry in cidrs:
+            if entry.strip().lower() == UNIX_SOCKET:
+                unix = True
+                continue
             try:
                 networks.append(ipaddress.ip_network(entry.strip(), strict=False))
             except ValueError:
@@ -75,17 +84,19 @@ class TrustedProxies:
                 f"{', '.join(get_args(ForwardedHeader))}"
             )
         self.networks: tuple[IPNetwork, ...] = tuple(networks)
+        self.unix = unix
+        """Whether a peer on a unix socket (no client address) is a trusted proxy."""
         self.header: ForwardedHeader = header
         # Peers are few (the load balancers, or the clients themselves): parsing an
         # address costs microseconds, a cached answer a dict lookup.
         self._peer_trust = functools.lru_cache(maxsize=4096)(self._compute_peer_trust)
 
     def __bool__(self) -> bool:
-        return bool(self.networks)
+        return bool(self.networks) or self.unix
 
     def __repr__(self) -> str:
-        networks = ", ".join(str(network) for network in self.networks)
-        return f"TrustedProxies([{networks}], header={self.header!r})"
+        entries = [str(network) for network in self.networks] + ([UNIX_SOCKET] * self.unix)
+        return f"TrustedProxies([{', '.join(entries)}], header={self.header!r})"
 
     def is_trusted(self, address: IPAddress | None) -> bool:
         """Return whether ``address`` belongs to a trusted proxy."""
@@ -95,6 +106,15 @@ class TrustedProxies:
         """Return whether the connected peer ``host`` (``scope["client"][0]``) is trusted."""
         return bool(self.networks) and self._peer_trust(host)
 
+    def trusts_client(self, client: Sequence[object] | None) -> bool:
+        """Return whether the peer ``scope["client"]`` describes is a trusted proxy.
+
+        ``None`` (no address: a unix socket) is trusted when ``unix`` is listed.
+        """
+        if not client:
+            return self.unix
+        return self.trusts_peer(str(client[0]))
+
     def _compute_peer_trust(self, host: str) -> bool:
         return self.is_trusted(parse_ip(host))
 
@@ -103,9 +123,10 @@ class TrustedProxies:
         client = scope.get("client")
         peer_host: str | None = client[0] if client else None
         scheme: str = scope.get("scheme", "http")
-        if not self.networks or peer_host is None:
-            return peer_host, scheme
-        if not self.trusts_peer(peer_host):
+        if peer_host is None:
+            if not self.unix:
+                return None, scheme
+        elif not self.networks or not self.trusts_peer(peer_host):
             return peer_host, scheme
 
         hops, protos = self._chain(scope)

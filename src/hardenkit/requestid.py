@@ -117,7 +117,7 @@ class RequestIdMiddleware:
         if self.trust != "proxies":
             return self.trust == "any"
         client = scope.get("client")
-        return client is not None and self.trusted_proxies.trusts_peer(client[0])
+        return self.trusted_proxies.trusts_client(client)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""

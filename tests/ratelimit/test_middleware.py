@@ -184,7 +184,7 @@ def test_client_ip_key_groups_ipv6_and_unmaps_ipv4() -> None:
     assert keys.ClientIpKey(48)({"client": ("2001:db8:0:ffff::1", 1)}) == "2001:db8::/48"
     assert keys.client_ip({"client": ("::ffff:192.0.2.1", 1)}) == "192.0.2.1"
     assert keys.client_ip({"client": ("192.0.2.1", 1)}) == "192.0.2.1"
-    assert keys.client_ip({}) is None
+    assert keys.client_ip({}) == keys.UNKNOWN_CLIENT  # no address: one shared bucket
 
 
 def test_a_tenant_rule_counts_per_verified_tenant_and_skips_requests_without_one() -> None:
@@ -386,3 +386,41 @@ async def test_a_refused_handshake_on_a_server_without_denial_responses_is_close
     await app(dict(scope), receive, send)
     assert reached == ["/ws"]
     assert sent == [{"type": "websocket.close", "code": 1008, "reason": ""}]
+
+
+async def test_requests_without_a_client_address_share_one_bucket_and_say_so_once() -> None:
+    """uvicorn --uds behind a proxy that is not trusted: no address to count by. Skipping
+    the rule turned every per-ip limit off, the login limit included (attacker review)."""
+    keys._warned_unknown = False
+    sent: list[int] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    limited = RateLimitMiddleware(
+        app, rules=[RateLimitRule("ip", "2/hour", key=keys.client_ip)], store=MemoryStore()
+    )
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            sent.append(message["status"])
+
+    with capture_logs() as logs:
+        for forwarded in ("198.51.100.1", "198.51.100.2", "198.51.100.3"):
+            scope = {
+                "type": "http",
+                "method": "GET",
+                "path": "/login",
+                "root_path": "",
+                "query_string": b"",
+                "headers": [(b"x-forwarded-for", forwarded.encode())],
+                "client": None,
+            }
+            await limited(scope, receive, send)
+    assert sent == [200, 200, 429]
+    warnings = [log for log in logs if log["event"] == "rate_limit_client_unknown"]
+    assert len(warnings) == 1
+    assert warnings[0]["setting"] == "HARDENKIT_TRUSTED_PROXIES"

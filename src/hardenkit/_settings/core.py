@@ -97,7 +97,7 @@ class CoreSettings(Section):
         default_factory=list,
         description=(
             "CIDRs of reverse proxies whose forwarding header (HARDENKIT_FORWARDED_HEADER) "
-            "is believed."
+            "is believed; `unix` for a proxy connected over a unix socket (uvicorn --uds)."
         ),
     )
     forwarded_header: ForwardedHeader = Field(
@@ -166,10 +166,15 @@ class CoreSettings(Section):
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for entry in value:
+            if entry.strip().lower() == "unix":
+                continue  # the proxy on the other end of a unix socket (uvicorn --uds)
             try:
                 ipaddress.ip_network(entry, strict=False)
             except ValueError:
-                raise ValueError(f"{entry!r} is not an IP network (CIDR)") from None
+                raise ValueError(
+                    f"{entry!r} is not an IP network (CIDR), nor `unix` (a proxy connected "
+                    "over a unix socket)"
+                ) from None
         return value
 
     def collect_problems(self) -> list[SettingProblem]:

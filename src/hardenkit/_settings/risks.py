@@ -73,7 +73,11 @@ def _public_path_problems(settings: HardenSettings) -> list[SettingProblem]:
 
 
 def _proxy_problems(settings: HardenSettings) -> list[SettingProblem]:
-    networks = [ipaddress.ip_network(entry, strict=False) for entry in settings.trusted_proxies]
+    networks = [
+        ipaddress.ip_network(entry, strict=False)
+        for entry in settings.trusted_proxies
+        if entry.strip().lower() != "unix"  # a socket's peer: one proxy, never a client
+    ]
     # Judged together: 256 /16s are one /8, and a client range split in pieces is as wide.
     collapsed: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [
         *ipaddress.collapse_addresses(n for n in networks if isinstance(n, ipaddress.IPv4Network)),

@@ -10,10 +10,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
+import structlog
 from starlette.types import Scope
 
 from hardenkit._paths import route_path
 from hardenkit.context import client_ip_var, principal_var
+
+_logger = structlog.get_logger("hardenkit.ratelimit")
 
 __all__ = [
     "ClientIpKey",
@@ -54,7 +57,7 @@ class ClientIpKey:
         if ip is None:
             client = scope.get("client")
             if not client:
-                return None
+                return _unknown_client()
             ip = client[0]
         if ":" not in ip:
             return ip
@@ -69,6 +72,36 @@ class ClientIpKey:
 
     def __repr__(self) -> str:
         return f"ClientIpKey(ipv6_prefix_length={self.ipv6_prefix_length})"
+
+
+UNKNOWN_CLIENT = "unknown-client"
+"""The key of every request without a client address: they share one bucket."""
+_warned_unknown = False
+
+
+def _unknown_client() -> str:
+    """No address (a unix socket whose proxy is not trusted): one shared key, never a skip.
+
+    Skipping the rule would turn every per-ip limit off (the login limit included) for a
+    service behind a proxy on a unix socket. Sharing one bucket keeps them on, too
+    strictly: the warning, once per process, says how to name the clients.
+    """
+    global _warned_unknown  # noqa: PLW0603 - once per process
+    if not _warned_unknown:
+        _warned_unknown = True
+        _logger.warning(
+            "rate_limit_client_unknown",
+            setting="HARDENKIT_TRUSTED_PROXIES",
+            message=(
+                "a request came without a client address (a unix socket): every such "
+                "request shares one per-ip rate-limit bucket"
+            ),
+            fix=(
+                "add `unix` to HARDENKIT_TRUSTED_PROXIES so the proxy's forwarding header "
+                "names each client"
+            ),
+        )
+    return UNKNOWN_CLIENT
 
 
 client_ip: KeyFunction = ClientIpKey()
