@@ -17,7 +17,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["PerProcess", "renew_after_fork"]
+__all__ = ["PerProcess", "keep_inherited", "renew_after_fork"]
+
+_inherited: list[object] = []
 
 
 class PerProcess(Protocol):
@@ -37,6 +39,18 @@ def renew_after_fork(obj: object, renew: Callable[[Any], None] | None = None) ->
     ``obj`` itself (it would keep it alive).
     """
     _registered[obj] = _renew_itself if renew is None else renew
+
+
+def keep_inherited(*objects: object) -> None:
+    """Keep what a child drops of its parent's (connections, tasks) for the life of the child.
+
+    Dropped, they would be finalized here at the collector's whim: a redis-py connection
+    closes its transport once a loop runs, which unregisters the socket from the epoll
+    instance parent and child share (the parent then never hears its reply: measured, a
+    timeout on its next command), and a task's coroutine would run its ``finally`` blocks
+    in the wrong process. Kept, they are never used: a few objects per fork.
+    """
+    _inherited.extend(obj for obj in objects if obj is not None)
 
 
 def _renew_itself(obj: PerProcess) -> None:

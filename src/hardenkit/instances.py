@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
-from hardenkit._afterfork import renew_after_fork
+from hardenkit._afterfork import keep_inherited, renew_after_fork
 from hardenkit.stores import EPOCH_SCRIPT, MAX_HOLD_US, follow_sentinel_master, nothing
 
 if TYPE_CHECKING:
@@ -198,6 +198,7 @@ class InstanceRegistry:
         self._joined, self._known, self._appeared = None, set(), {}
         self._last_answer = 0.0
         self._measured = deque()
+        keep_inherited(self._task)  # never finalized here (its finally blocks are the parent's)
         self._task = None  # the parent's task: its loop does not run here
 
     def on_rejoin(self, callback: Callable[[], None]) -> None:

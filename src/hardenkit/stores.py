@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 import structlog
 
 from hardenkit import _timer
-from hardenkit._afterfork import renew_after_fork
+from hardenkit._afterfork import keep_inherited, renew_after_fork
 from hardenkit.health import CheckResult, HealthStatus
 from hardenkit.telemetry import store_fallbacks, store_timeouts
 
@@ -121,9 +121,16 @@ def _forget_connections(client: Any) -> None:
     """
     pool = getattr(client, "connection_pool", None)
     if pool is not None:
+        # Never finalized here: closing them would unregister the parent's sockets from
+        # the epoll both processes share (see keep_inherited).
+        keep_inherited(
+            list(getattr(pool, "_available_connections", ())),
+            list(getattr(pool, "_in_use_connections", ())),
+        )
         pool.reset()
     nodes = getattr(getattr(client, "nodes_manager", None), "nodes_cache", {})
     for node in nodes.values():  # a Cluster: each node keeps its own connections
+        keep_inherited(node._connections, node._free)
         node._connections = []
         node._free = collections.deque(maxlen=node.max_connections)
 
@@ -321,6 +328,7 @@ class RedisGuard:
 
     def renew_after_fork(self) -> None:
         """In a forked child: the parent's probe task does not run here; probe afresh."""
+        keep_inherited(self._probe_task)
         self._probing = False
         self._probe_task = None
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from hardenkit import _timer
-from hardenkit._afterfork import renew_after_fork
+from hardenkit._afterfork import keep_inherited, renew_after_fork
 from hardenkit.stores import is_cluster
 
 if TYPE_CHECKING:
@@ -90,8 +90,10 @@ class ScriptRunner:
         """In a forked child: the parent's held connection (its socket) and queue are not ours.
 
         Dropped, never closed or given back (the pool forgets the parent's connections
-        too, :func:`hardenkit.stores.create_redis`); the child connects afresh.
+        too, :func:`hardenkit.stores.create_redis`), and kept from the collector
+        (:func:`~hardenkit._afterfork.keep_inherited`); the child connects afresh.
         """
+        keep_inherited(self._connection, self._drainer, self._queue)
         self._loop, self._busy, self._queue, self._drainer = None, False, [], None
         self._connection, self._connection_busy = None, False
 
