@@ -175,6 +175,17 @@ def test_doctor_refuses_plain_http_jwks_outside_loopback_like_the_service(
     assert code == 1
 
 
+def test_doctor_never_prints_the_credentials_of_a_jwks_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HARDENKIT_JWT_JWKS_URL", "https://u:LeakMe@idp.example/jwks.json")
+    for arguments in (("doctor",), ("doctor", "--json")):
+        code, out = run(capsys, *arguments)
+        assert "LeakMe" not in out
+        assert "***@idp.example/jwks.json" in out
+        assert code == 1
+
+
 def test_doctor_passes_the_reference_apps_demo_settings(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -54,9 +54,9 @@ if TYPE_CHECKING:
 __all__ = ["app_problems", "is_tenant_name"]
 
 _TENANT_NAME = re.compile(
-    r"(?:x_*|current_*)?"
+    r"(?:x[_-]*|current[_-]*)?"
     r"(?:tenants?|orgs?|organi[sz]ations?|workspaces?|accounts?|teams?|customers?)"
-    r"(?:_*(?:id|uuid|slug|name|key|ref|code))?"
+    r"(?:[_-]*(?:id|uuid|slug|name|key|ref|code))?"
     r"|tid",  # Microsoft Entra's tenant claim, as a parameter name
     re.IGNORECASE,
 )

@@ -396,7 +396,9 @@ async def _jwks_finding(settings: HardenSettings) -> Finding | None:
     if settings.jwt_jwks_url is None:
         return None
     parts = urlsplit(settings.jwt_jwks_url)
-    shown = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    _, at, host = parts.netloc.rpartition("@")
+    # Whatever user-info the URL carries is a credential (refused, but shown masked).
+    shown = urlunsplit((parts.scheme, f"***@{host}" if at else host, parts.path, "", ""))
     try:
         # The service's own client, built the way install() builds it: the same
         # https/loopback rules, timeout, size cap and key filtering apply.

@@ -74,6 +74,9 @@ def unbound(app: Any, **values: Any) -> list[str]:
         "x_tenant_id",
         "current_org",
         "tid",
+        "tenant-id",  # a FastAPI alias (Query(alias="tenant-id")), as a header would be named
+        "org-id",
+        "x-tenant-id",
     ],
 )
 def test_parameter_names_that_say_tenant_are_recognised(name: str) -> None:

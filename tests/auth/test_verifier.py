@@ -341,6 +341,11 @@ async def test_non_finite_numbers_are_refused() -> None:
     assert await reason(hs_verifier(), raw_hmac_token(b'{"alg":"HS256"}', huge)) == (
         "malformed_claims"
     )
+    # An integer past any float (a 500 before: OverflowError), in each time claim.
+    for name in ("exp", "iat", "nbf"):
+        past_float = json.dumps({**claims(), name: 10**400}).encode()
+        token = raw_hmac_token(b'{"alg":"HS256"}', past_float)
+        assert await reason(hs_verifier(), token) == "malformed_claims", name
 
 
 async def test_non_canonical_base64_is_refused() -> None:

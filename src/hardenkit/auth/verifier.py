@@ -294,9 +294,15 @@ def _number(claims: Mapping[str, Any], name: str, *, required: bool) -> float | 
             raise TokenRejectedError(f"missing_{name}")
         return None
     # bool is an int subclass; strings are never numbers here.
-    if type(value) not in (int, float) or not math.isfinite(value):
+    if type(value) not in (int, float):
         raise TokenRejectedError("malformed_claims")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int past any float (10**400): JSON allows it
+        raise TokenRejectedError("malformed_claims") from None
+    if not math.isfinite(number):
+        raise TokenRejectedError("malformed_claims")
+    return number
 
 
 def _required_number(claims: Mapping[str, Any], name: str) -> float:
