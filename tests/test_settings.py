@@ -226,3 +226,28 @@ def test_unix_is_a_trusted_proxy_entry_and_not_a_wide_network() -> None:
     assert "HARDENKIT_TRUSTED_PROXIES" not in {p.setting for p in settings.problems()}
     with pytest.raises(ValueError, match="nor `unix`"):
         HardenSettings(trusted_proxies=["unix-socket"])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:Xy7kLm9pQ2/rest@127.0.0.1:6381/0",  # an unescaped `/` in the password
+        "redis://:Xy7kLm9pQ2#rest@127.0.0.1:6381/0",
+        "http://:Xy7kLm9pQ2@127.0.0.1:6381/0",
+        "redis://:Xy7kLm9pQ2@[::1",
+    ],
+)
+def test_a_redis_url_redis_py_cannot_read_is_refused_naming_the_setting_never_the_value(
+    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HARDENKIT_REDIS_URL", url)
+    with pytest.raises(SettingsError, match="HARDENKIT_REDIS_URL") as refused:
+        load_settings()
+    assert "Xy7kLm9pQ2" not in str(refused.value)
+    from hardenkit.cli import main
+
+    for arguments in (["doctor"], ["doctor", "--json"]):
+        assert main(arguments) == 1
+        out = capsys.readouterr().out
+        assert "HARDENKIT_REDIS_URL" in out
+        assert "Xy7kLm9pQ2" not in out

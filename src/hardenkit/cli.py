@@ -227,12 +227,14 @@ async def _redis_findings(settings: HardenSettings) -> tuple[list[Finding], int 
     if settings.redis_url is None:
         status: Status = "warn" if settings.is_production else "pass"
         return [Finding("redis", status, "HARDENKIT_REDIS_URL unset: in-memory stores only")], None
-    shown = _safe_url(settings.redis_url.get_secret_value())
     unusable = [
         problem.setting
         for problem in settings.problems()
         if problem.setting.startswith("HARDENKIT_REDIS_") and not problem.production_only
     ]
+    # A URL redis-py cannot read may not split where the password ends: never shown.
+    shown = "the URL" if "HARDENKIT_REDIS_URL" in unusable else None
+    shown = shown or _safe_url(settings.redis_url.get_secret_value())
     if unusable:  # reported with the settings; connecting would only fail less clearly
         not_checked = f"{shown} not checked: fix {', '.join(sorted(set(unusable)))} first"
         return [Finding("redis", "fail", not_checked), _instances_unknown("Redis unchecked")], None

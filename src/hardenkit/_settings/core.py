@@ -258,6 +258,11 @@ class CoreSettings(Section):
                 )
         tls_files = self.redis_tls_ca_file or self.redis_tls_cert_file
         url = self.redis_url.get_secret_value() if self.redis_url is not None else ""
+        if url and (unreadable := _unreadable_redis_url(url)) is not None:
+            problems.append(
+                SettingProblem("HARDENKIT_REDIS_URL", unreadable, production_only=False)
+            )
+            return problems  # nothing more can be read from it
         # Behind Sentinel too: the scheme says whether the master is reached over TLS, and
         # TLS files on a plain connection fail every call instead of encrypting it.
         problems += _unverified_tls_problems(url)
@@ -315,3 +320,22 @@ def _unverified_tls_problems(url: str) -> list[SettingProblem]:
             "certificate",
         )
     ]
+
+
+def _unreadable_redis_url(url: str) -> str | None:
+    """Why redis-py cannot read ``url``, without any part of it; ``None`` when it can.
+
+    redis-py's own message may quote the URL (``Port could not be cast to integer value as
+    'Xy7kLm9pQ2'``: the start of a password with an unescaped ``/``), so it is never shown.
+    """
+    from redis.connection import parse_url  # noqa: PLC0415 - only with a Redis URL
+
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+    except (ValueError, TypeError):
+        return (
+            "is not a URL redis-py can read: the scheme must be redis://, rediss:// or "
+            "unix://, and `/`, `#`, `?` or `@` in a password must be percent-encoded "
+            "(`%2F`, `%23`, `%3F`, `%40`)"
+        )
+    return None
