@@ -244,6 +244,18 @@ CASES = [
         "rate-limit-exempt-everything",
     ),
     Case(
+        "streaming /*",
+        {"streaming_paths": ["/*"]},
+        "HARDENKIT_STREAMING_PATHS",
+        "streaming-paths-everything",
+    ),
+    Case(
+        "timeout route /* for a day",
+        {"request_timeout_routes": {"/*": 86400}},
+        "HARDENKIT_REQUEST_TIMEOUT_ROUTES",
+        "request-timeout-catch-all-long",
+    ),
+    Case(
         "empty auth paths with a login route",
         {"auth_paths": []},
         "HARDENKIT_AUTH_PATHS",

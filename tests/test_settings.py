@@ -251,3 +251,11 @@ def test_a_redis_url_redis_py_cannot_read_is_refused_naming_the_setting_never_th
         out = capsys.readouterr().out
         assert "HARDENKIT_REDIS_URL" in out
         assert "Xy7kLm9pQ2" not in out
+
+
+def test_a_catch_all_body_limit_over_64_mib_is_warned_like_the_global_one() -> None:
+    settings = HardenSettings(max_body_bytes_paths={"/*": 99_999_999_999_999})
+    warned = [p for p in settings.problems() if p.setting == "HARDENKIT_MAX_BODY_BYTES_PATHS"]
+    assert [problem.severity for problem in warned] == ["warning"]
+    narrow = HardenSettings(max_body_bytes_paths={"/api/uploads/*": 99_999_999_999_999})
+    assert "HARDENKIT_MAX_BODY_BYTES_PATHS" not in {p.setting for p in narrow.problems()}

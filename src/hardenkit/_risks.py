@@ -68,6 +68,17 @@ RISKS: Final[dict[str, Risk]] = {
             "`*` or `/*`: nothing is rate limited",
         ),
         Risk(
+            "streaming-paths-everything",
+            "HARDENKIT_STREAMING_PATHS",
+            "`*` or `/*`: no request has a timeout",
+        ),
+        Risk(
+            "request-timeout-catch-all-long",
+            "HARDENKIT_REQUEST_TIMEOUT_ROUTES",
+            "a `*` or `/*` route over 3600 s, the cap of HARDENKIT_REQUEST_TIMEOUT: the "
+            "timeout of every route, past its cap",
+        ),
+        Risk(
             "auth-paths-empty",
             "HARDENKIT_AUTH_PATHS",
             "empty while the app has a login or token route: passwords may be guessed at "

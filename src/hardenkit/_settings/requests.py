@@ -119,6 +119,21 @@ class RequestSettings(Section):
                     production_only=False,
                 )
             )
+        large = [
+            pattern
+            for pattern, limit in self.max_body_bytes_paths.items()
+            if pattern in {"*", "/*"} and limit > _LARGE_BODY_BYTES
+        ]
+        if large:
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_MAX_BODY_BYTES_PATHS",
+                    f"`{large[0]}` over {_LARGE_BODY_BYTES // (1024 * 1024)} MiB lets every "
+                    "route take bodies that large; list the routes that need it one by one",
+                    severity="warning",
+                    production_only=False,
+                )
+            )
         return problems
 
     def _cors_problems(self) -> list[SettingProblem]:

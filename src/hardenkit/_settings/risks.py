@@ -57,7 +57,41 @@ class RiskSettings(Section):
         problems += _rate_limit_problems(settings)
         problems += _cors_credential_problems(settings)
         problems += _untimed_webhook_problems(settings)
+        problems += _untimed_everything_problems(settings)
         return problems
+
+
+_EVERYTHING = frozenset({"*", "/*"})
+_TIMEOUT_CAP = 3600.0  # HARDENKIT_REQUEST_TIMEOUT's own upper bound
+
+
+def _untimed_everything_problems(settings: HardenSettings) -> list[SettingProblem]:
+    """A catch-all that ends the request timeout (streaming) or lifts it past its cap."""
+    problems = []
+    if _EVERYTHING & set(settings.streaming_paths):
+        problems.append(
+            risk_problem(
+                "streaming-paths-everything",
+                "`*` exempts every route from the request timeout: a stuck handler holds "
+                "its connection (and what it locked) for ever",
+                "list the streaming routes one by one (SSE and WebSockets are exempt anyway)",
+            )
+        )
+    long = [
+        pattern
+        for pattern, seconds in settings.request_timeout_routes.items()
+        if pattern in _EVERYTHING and seconds > _TIMEOUT_CAP
+    ]
+    if long:
+        problems.append(
+            risk_problem(
+                "request-timeout-catch-all-long",
+                f"`{long[0]}` sets every route's timeout past "
+                f"{_TIMEOUT_CAP:g} s, the cap of HARDENKIT_REQUEST_TIMEOUT",
+                "raise the timeout of the routes that need it, one by one",
+            )
+        )
+    return problems
 
 
 def _public_path_problems(settings: HardenSettings) -> list[SettingProblem]:
