@@ -59,6 +59,7 @@ from hardenkit.errors import (
 from hardenkit.headers._install import HeadersPart, build_headers
 from hardenkit.health import CheckResult, HealthCheck, HealthRegistry
 from hardenkit.instances import InstanceRegistry, instances_key
+from hardenkit.logs.setup import structlog_redacts
 from hardenkit.proxies import TrustedProxies, TrustedProxyMiddleware
 from hardenkit.ratelimit._install import RateLimitPart, build_rate_limits
 from hardenkit.ratelimit.redis_store import epoch_for
@@ -167,6 +168,16 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
     settings = load_settings() if settings is None else settings.raise_for_errors()
     for problem in settings.startup_warnings():
         _logger.warning("setting_warning", setting=problem.setting, message=problem.detail)
+    if settings.is_production and not structlog_redacts():
+        # install() leaves logging to the app (docs/logging.md): said here, where a
+        # quickstart without configure_logging() would otherwise log secrets in clear.
+        _logger.warning(
+            "logging_not_redacted",
+            message="log lines are not redacted: tokens, passwords and keys are written "
+            "as they are, and HARDENKIT_LOG_* settings do nothing",
+            fix="call hardenkit.configure_logging() before install(), or add "
+            "hardenkit.logs.RedactingProcessor to your structlog processors",
+        )
     app_check = AppCheck(app, settings)
     app_check.run_early()
 

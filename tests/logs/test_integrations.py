@@ -287,3 +287,27 @@ def test_the_filter_drops_color_message_when_it_collapses_a_record() -> None:
     RedactingLogFilter(Redactor()).filter(record)
     assert record.getMessage() == "token=[REDACTED]"
     assert not hasattr(record, "color_message")
+
+
+def test_a_production_install_without_redacting_logs_warns_naming_the_fix(
+    restore_logging: None,
+) -> None:
+    """The README's quickstart once left configure_logging() out: in production, tokens and
+    passwords were logged in clear and nothing said so (new-user review)."""
+    from starlette.applications import Starlette
+
+    from hardenkit import HardenSettings, configure_logging, install
+    from tests.test_policy import SAFE
+
+    production = HardenSettings(**{**SAFE, "env": "production"})
+    plain = io.StringIO()
+    structlog.reset_defaults()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=plain))
+    install(Starlette(), production)
+    assert "logging_not_redacted" in plain.getvalue()
+    assert "hardenkit.configure_logging()" in plain.getvalue()
+
+    redacted = io.StringIO()
+    configure_logging(production, stream=redacted)
+    install(Starlette(), production)
+    assert "logging_not_redacted" not in redacted.getvalue()

@@ -39,7 +39,7 @@ from hardenkit.logs.stdlib import RedactedErrorReports
 if TYPE_CHECKING:
     from hardenkit.settings import HardenSettings
 
-__all__ = ["UVICORN_LOGGERS", "configure_logging", "read_settings_with"]
+__all__ = ["UVICORN_LOGGERS", "configure_logging", "read_settings_with", "structlog_redacts"]
 
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 """Loggers uvicorn configures with handlers of its own; routed to the root instead."""
@@ -118,6 +118,16 @@ def configure_logging(
     _route_uvicorn_to_root()
     _configure_audit_logger(settings, pre_chain, redacting)
     return redactor
+
+
+def structlog_redacts() -> bool:
+    """Whether structlog's processors include hardenkit's redaction.
+
+    True once :func:`configure_logging` ran, or when the app added
+    :class:`~hardenkit.logs.processors.RedactingProcessor` to its own chain.
+    """
+    processors = structlog.get_config().get("processors", ())
+    return any(isinstance(processor, RedactingProcessor) for processor in processors)
 
 
 class _StreamHandler(RedactedErrorReports, logging.StreamHandler):  # type: ignore[type-arg]
