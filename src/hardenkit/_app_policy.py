@@ -81,6 +81,7 @@ def app_problems(settings: HardenSettings, app: Any) -> list[SettingProblem]:
         *_uncounted_limit_problems(settings, routes),
         *_guard_decorator_problems(routes),
         *_sync_webhook_problems(settings, routes),
+        *_unserved_webhook_problems(settings, routes),
     ]
     if settings.auth_mode == "off":
         return misplaced  # refused on its own; nothing below means anything without auth
@@ -303,6 +304,35 @@ def _sync_webhook_problems(
             "processed again beside the sender's retry",
             "write them `async def` (blocking work in `await anyio.to_thread.run_sync(...)` "
             "ends with the request, the thread's own run aside: keep it short)",
+        )
+    ]
+
+
+def _unserved_webhook_problems(
+    settings: HardenSettings, routes: Sequence[RouteInfo]
+) -> list[SettingProblem]:
+    """Webhook paths no route serves: the signature check guards nothing.
+
+    The usual cause is a path written without the prefix a router adds
+    (``/webhooks/*`` for routes at ``/api/v1/webhooks/...``): the real webhook routes
+    are then served unverified. A warning, not a refusal: the routes seen when a check
+    runs early may not be all of them.
+    """
+    unserved = [
+        pattern
+        for pattern in settings.verified_webhook_paths
+        if not any(_may_serve(route, [pattern], PathPatterns([pattern])) for route in routes)
+    ]
+    if not unserved or not routes:
+        return []
+    return [
+        SettingProblem(
+            "HARDENKIT_WEBHOOK_PATHS",
+            f"no route serves {_listed(unserved)}: deliveries there are never verified, and "
+            "a webhook route at another path is served unsigned; write each path as the app "
+            "routes it (with any router prefix, without the root path)",
+            severity="warning",
+            production_only=False,
         )
     ]
 

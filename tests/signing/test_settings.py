@@ -9,7 +9,7 @@ from functools import partial, update_wrapper
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.applications import Starlette
 from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
@@ -342,3 +342,37 @@ def test_without_a_webhook_secret_a_def_handler_on_a_webhook_path_is_no_risk() -
     settings = HardenSettings(webhook_paths=["/webhooks/*"], public_paths=["/webhooks/*"])
     app = Starlette(routes=[Route("/webhooks/in", _sync_handler)])
     assert not [problem for problem in app_problems(settings, app) if problem.risk]
+
+
+def test_webhook_paths_that_no_route_serves_are_warned_about() -> None:
+    """Written without the router's prefix, the paths verify nothing and the real webhook
+    route is served unsigned (new-user review: `/api/v1/webhooks/stripe` answered 200)."""
+    app = FastAPI()
+    router = APIRouter()
+
+    @router.post("/webhooks/{provider}")
+    async def receive(provider: str) -> dict[str, bool]:
+        return {"received": True}
+
+    app.include_router(router, prefix="/api/v1")
+
+    def warned(*paths: str) -> list[str]:
+        settings = HardenSettings(
+            webhook_secret=SECRET,  # type: ignore[arg-type]
+            webhook_paths=list(paths),
+            public_paths=list(paths),
+        )
+        return [
+            problem.message
+            for problem in app_problems(settings, app)
+            if problem.setting == "HARDENKIT_WEBHOOK_PATHS" and problem.severity == "warning"
+        ]
+
+    (message,) = warned("/webhooks/*")
+    assert "/webhooks/*" in message
+    assert "router prefix" in message
+    assert warned("/api/v1/webhooks/*") == []
+    assert warned("/api/v1/webhooks/stripe") == []  # the template serves it
+    (message,) = warned("/api/v1/webhooks/stripe", "/hooks/github")
+    assert "/hooks/github" in message
+    assert "/api/v1/webhooks/stripe" not in message
