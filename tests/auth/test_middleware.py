@@ -323,6 +323,26 @@ def test_api_key_paths_take_an_api_key_instead_of_a_jwt() -> None:
     assert client.get("/service/stats", headers={"X-API-Key": "wrong"}).status_code == 401
 
 
+def test_an_api_key_acts_for_no_tenant_so_a_request_naming_one_is_refused() -> None:
+    """A key has no tenant to bind to: a tenant in the path, the query or the header was
+    the client's choice, unchecked (new-user review: one partner key read every tenant)."""
+    guard = APIKeyGuard([f"partner:{hash_api_key('k' * 40)}"])
+    client = TestClient(make_app(api_key_guard=guard, api_key_paths=["/*"]))
+    key = {"X-API-Key": "k" * 40}
+    assert client.get("/service/stats", headers=key).status_code == 200
+    for path, headers, reason in (
+        ("/tenants/globex/items", key, "tenant_path_mismatch"),
+        ("/v1/tenants/acme/orders", key, "tenant_path_mismatch"),
+        ("/service/stats", {**key, "X-Tenant-ID": "globex"}, "tenant_header_mismatch"),
+    ):
+        with capture_logs() as logs:
+            refused = client.get(path, headers=headers)
+        assert refused.status_code == 403, path
+        assert refused.json()["code"] == "TENANT_MISMATCH"
+        audited = [log for log in logs if log.get("event_type") == "tenant_mismatch"]
+        assert [(log["actor"], log["reason"]) for log in audited] == [("partner", reason)]
+
+
 def test_construction_refuses_nonsense() -> None:
     with pytest.raises(ValueError, match="mode"):
         AuthMiddleware(open_route, verifier=None, mode="permissive")  # type: ignore[arg-type]

@@ -161,7 +161,7 @@ class AuthMiddleware:
             return
         try:
             if self.api_key_paths and self.api_key_paths.matches(path):
-                principal, new_scope = self._api_key_principal(scope), scope
+                principal, new_scope = await self._api_key_principal_bound(scope), scope
             else:
                 principal, new_scope = await self._authenticate(scope)
         except AuthRefusedError as refused:
@@ -186,6 +186,22 @@ class AuthMiddleware:
             await self.app(new_scope, receive, send)
         finally:
             principal_var.reset(token)
+
+    async def _api_key_principal_bound(self, scope: Scope) -> Principal:
+        """The key's principal, refused (403) for a request that names a tenant.
+
+        A key acts for no tenant: a tenant in the header, path or query would otherwise
+        pass through unchecked, the client's choice (a new-user review read every
+        tenant's `/api/tenants/{tenant_id}/items` with one partner key).
+        """
+        principal = self._api_key_principal(scope)
+        tenant_values = [
+            value for name, value in scope.get("headers", ()) if name in self._tenant_headers
+        ]
+        if self.binding.requested_tenants(scope, tenant_values):
+            # Judged as a token's would be: a tenant the credential does not hold is 403.
+            principal = await self.binding.bind(scope, principal, tenant_values)
+        return principal
 
     def _api_key_principal(self, scope: Scope) -> Principal:
         assert self.api_key_guard is not None  # noqa: S101 - checked at construction
