@@ -57,6 +57,13 @@ from hardenkit.settings import HardenSettings
         "bearer",
         "connectionString",
         "sentry_dsn",
+        # Webhook and URL signatures: with the logged body, a delivery anyone can replay
+        # (an attacker review found GitHub's logged in clear, as a "digest").
+        "x-hub-signature-256",
+        "X-Hub-Signature",
+        "webhook_signature",
+        "signature",
+        "sig",
     ],
 )
 def test_values_under_secret_names_are_redacted_whatever_they_look_like(name: str) -> None:
@@ -66,7 +73,18 @@ def test_values_under_secret_names_are_redacted_whatever_they_look_like(name: st
 
 @pytest.mark.parametrize(
     "name",
-    ["author", "spinner", "classname", "lessons", "keyboard", "cache_key", "key_id", "status"],
+    [
+        "author",
+        "spinner",
+        "classname",
+        "lessons",
+        "keyboard",
+        "cache_key",
+        "key_id",
+        "status",
+        "signal",
+        "design",
+    ],
 )
 def test_names_that_merely_contain_short_terms_are_not_secret(name: str) -> None:
     assert Redactor().redact_event({name: "plain value"}) == {name: "plain value"}
@@ -311,4 +329,18 @@ def test_exception_notes_are_part_of_an_exception_logged_as_a_value() -> None:
     error.add_note("retrying with password='hunter2xyz'")
     assert Redactor().redact({"error": error}) == {
         "error": "RuntimeError: refused [REDACTED:api_key]\nretrying with password='[REDACTED]'"
+    }
+
+
+def test_a_github_signature_is_redacted_in_headers_and_in_a_logged_query() -> None:
+    value = "sha256=3f1a" + "0" * 60
+    event = Redactor().redact_event(
+        {
+            "headers": {"x-hub-signature-256": value, "x-github-event": "push"},
+            "query": {"sig": "abc123def456", "signature": "abc123def456", "page": "2"},
+        }
+    )
+    assert event == {
+        "headers": {"x-hub-signature-256": REDACTED, "x-github-event": "push"},
+        "query": {"sig": REDACTED, "signature": REDACTED, "page": "2"},
     }

@@ -53,11 +53,15 @@ _ROOT_TERMS = (
     "cardno",
     "securitycode",
     "connectionstring",
+    # A webhook or request signature (GitHub's x-hub-signature-256, x-signature): with
+    # the logged body it is a delivery anyone can replay where ids are not deduplicated.
+    "signature",
 )
 
 # Too short or too common to match inside other words; matched as whole words only.
 _WHOLE_WORDS = frozenset(
     {"auth", "pwd", "pass", "ssn", "cvv", "cvv2", "cvc", "pin", "otp", "jwt", "csrf", "xsrf", "dsn"}
+    | {"sig"}
     | {"pw", "psw", "pword", "userpass", "cred", "creds", "salt"}
     | {"appkey", "hmackey", "licensekey", "privkey"}
 )
