@@ -259,3 +259,15 @@ def test_a_catch_all_body_limit_over_64_mib_is_warned_like_the_global_one() -> N
     assert [problem.severity for problem in warned] == ["warning"]
     narrow = HardenSettings(max_body_bytes_paths={"/api/uploads/*": 99_999_999_999_999})
     assert "HARDENKIT_MAX_BODY_BYTES_PATHS" not in {p.setting for p in narrow.problems()}
+
+
+def test_public_proxy_ranges_are_judged_together_as_the_docs_say() -> None:
+    # Three public /17s are 98,304 addresses: wider than a /16, though none is alone.
+    pieces = HardenSettings(
+        env="production", trusted_proxies=["1.0.0.0/17", "3.0.0.0/17", "5.0.0.0/17"]
+    )
+    assert "HARDENKIT_TRUSTED_PROXIES" in {p.setting for p in pieces.startup_errors()}
+    two = HardenSettings(env="production", trusted_proxies=["1.0.0.0/17", "3.0.0.0/17"])
+    assert "HARDENKIT_TRUSTED_PROXIES" not in {p.setting for p in two.startup_errors()}
+    private = HardenSettings(env="production", trusted_proxies=["10.0.0.0/8", "1.0.0.0/16"])
+    assert "HARDENKIT_TRUSTED_PROXIES" not in {p.setting for p in private.startup_errors()}

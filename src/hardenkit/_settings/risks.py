@@ -118,6 +118,17 @@ def _proxy_problems(settings: HardenSettings) -> list[SettingProblem]:
         *ipaddress.collapse_addresses(n for n in networks if isinstance(n, ipaddress.IPv6Network)),
     ]
     wide = [str(network) for network in collapsed if _too_wide(network)]
+    for version, bits in ((4, 32), (6, 128)):
+        # Public pieces that are each narrow enough may not be together (3 x /17).
+        public = [
+            network
+            for network in collapsed
+            if network.version == version and not network.is_private and str(network) not in wide
+        ]
+        if sum(network.num_addresses for network in public) > 2 ** (
+            bits - _WIDEST_PUBLIC_PREFIX[version]
+        ):
+            wide += [str(network) for network in public]
     if not wide:
         return []
     return [
