@@ -326,9 +326,15 @@ def test_readiness_shows_the_count_unknown_until_redis_answers_a_heartbeat(
     app = Starlette()
     install(app, HardenSettings())
     with TestClient(app) as client:
-        redis = client.get("/readyz").json()["checks"]["redis"]
+        ready = client.get("/readyz")
+    redis = ready.json()["checks"]["redis"]
     assert redis["instances"] is None
     assert redis["instances_for_fallback_share"] is None
+    # Never reached Redis (a wrong URL, CA or sentinel master): its fallback refuses every
+    # limited request, so it is not ready (new-user review: it said 200 "degraded").
+    assert ready.status_code == 503
+    assert redis["status"] == "unhealthy"
+    assert redis["never_answered"] is True
 
 
 async def test_the_share_count_survives_a_redis_restarted_empty_until_the_window_passes(

@@ -57,7 +57,7 @@ from hardenkit.errors import (
     validation_exception_handler,
 )
 from hardenkit.headers._install import HeadersPart, build_headers
-from hardenkit.health import CheckResult, HealthCheck, HealthRegistry
+from hardenkit.health import CheckResult, HealthCheck, HealthRegistry, HealthStatus
 from hardenkit.instances import InstanceRegistry, instances_key
 from hardenkit.logs.setup import structlog_redacts
 from hardenkit.proxies import TrustedProxies, TrustedProxyMiddleware
@@ -273,7 +273,14 @@ def _redis_check(guard: RedisGuard, instances: InstanceRegistry) -> HealthCheck:
             "instances_for_fallback_share": instances.live_instances if known else None,
             "counted_by_others": instances.counted,  # until then its fallback refuses
         }
-        return CheckResult(result.status, {**result.detail, **counts})
+        status = result.status
+        if status is HealthStatus.DEGRADED and not known:
+            # Redis never answered this process: a wrong CA, sentinel master or URL
+            # until shown otherwise, and its fallback refuses every limited request
+            # (503). Not ready, so a rollout with such settings stops at its first pod.
+            status = HealthStatus.UNHEALTHY
+            counts["never_answered"] = True
+        return CheckResult(status, {**result.detail, **counts})
 
     return check
 
