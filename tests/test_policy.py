@@ -216,6 +216,20 @@ CASES = [
         app=lambda: Starlette(routes=[Route("/login", ok, methods=["POST"])]),
     ),
     Case(
+        "a one-time-code route outside the auth paths",
+        {},
+        "HARDENKIT_AUTH_PATHS",
+        "login-route-unlimited",
+        app=lambda: Starlette(routes=[Route("/account/mfa/verify", ok, methods=["POST"])]),
+    ),
+    Case(
+        "a password-reset route outside the auth paths",
+        {},
+        "HARDENKIT_AUTH_PATHS",
+        "login-route-unlimited",
+        app=lambda: Starlette(routes=[Route("/password-reset", ok, methods=["POST"])]),
+    ),
+    Case(
         "a login route in the exempt paths",
         {"rate_limit_exempt_paths": ["/auth/login"]},
         "HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",

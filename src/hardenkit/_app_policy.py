@@ -61,7 +61,10 @@ _TENANT_NAME = re.compile(
     re.IGNORECASE,
 )
 _LOGIN_SEGMENT = re.compile(
-    r"/(login|log-in|signin|sign-in|sign_in|token|oauth2?/token|authenticate|sessions?)(/|$)",
+    r"/(login|log-in|signin|sign-in|sign_in|token|oauth2?/token|authenticate|sessions?"
+    # One-time codes and password resets are guessed like passwords (6 digits at the
+    # default rate of 100 per 15 min fall in days).
+    r"|mfa|2fa|otp|totp|password[-_]?reset|reset[-_]?password|forgot[-_]?password)(/|$)",
     re.IGNORECASE,
 )
 _MAX_LISTED = 5

@@ -88,8 +88,9 @@ RISKS: Final[dict[str, Risk]] = {
         Risk(
             "login-route-unlimited",
             "HARDENKIT_AUTH_PATHS, HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",
-            "a login or token route outside the auth paths, or inside the exempt paths: "
-            "passwords there are guessed at the default rate, or at any rate",
+            "a login, token, one-time-code (`/mfa`, `/otp`) or password-reset route outside "
+            "the auth paths, or inside the exempt paths: passwords and codes there are "
+            "guessed at the default rate, or at any rate",
             needs_app=True,
         ),
         Risk(
