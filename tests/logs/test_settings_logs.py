@@ -34,3 +34,19 @@ def test_lists_come_from_comma_separated_environment_values(
 ) -> None:
     monkeypatch.setenv("HARDENKIT_LOG_REDACT_KEYS", "iban, tax_id")
     assert HardenSettings().log_redact_keys == ["iban", "tax_id"]
+
+
+def test_allow_lists_that_switch_redaction_off_for_plain_secrets_are_warned() -> None:
+    """`password` in the allowed names or `.*` in the allowed patterns kept secrets in the
+    logs with no word at startup (new-user review)."""
+    settings = HardenSettings(
+        log_allow_keys=["token_type", "password", "X-Authorization"],
+        log_allow_patterns=[".*", "[0-9a-f]{32}"],
+    )
+    warned = {p.setting: p for p in settings.problems() if p.setting.startswith("HARDENKIT_LOG_")}
+    assert warned["HARDENKIT_LOG_ALLOW_KEYS"].severity == "warning"
+    assert "password, X-Authorization" in warned["HARDENKIT_LOG_ALLOW_KEYS"].message
+    assert "token_type" not in warned["HARDENKIT_LOG_ALLOW_KEYS"].message
+    assert warned["HARDENKIT_LOG_ALLOW_PATTERNS"].message.startswith(".* matches")
+    narrow = HardenSettings(log_allow_keys=["token_type"], log_allow_patterns=["[0-9a-f]{32}"])
+    assert not [p for p in narrow.problems() if p.setting.startswith("HARDENKIT_LOG_ALLOW")]

@@ -13,6 +13,24 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["auto", "json", "console"]
 
 _MIN_PSEUDONYMIZATION_KEY_LENGTH = 32
+# Names no allow-list should hold: never "looks secret but is not".
+_PLAINLY_SECRET = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "authorization",
+    "apikey",
+    "privatekey",
+    "cookie",
+    "bearer",
+    "credential",
+    "signature",
+)
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+# A value of the kind the entropy detector exists for: a pattern that matches it keeps
+# every such secret.
+_RANDOM_LOOKING = "tR8kZq2LwX9vB4nM7cJ1pY6sH3dF5gK0"
 
 
 class LoggingSettings(Section):
@@ -95,12 +113,49 @@ class LoggingSettings(Section):
                     production_only=False,
                 )
             )
+        problems += self._allow_problems()
         if key is not None and len(key.get_secret_value()) < _MIN_PSEUDONYMIZATION_KEY_LENGTH:
             problems.append(
                 SettingProblem(
                     "HARDENKIT_LOG_PSEUDONYMIZATION_KEY",
                     f"shorter than {_MIN_PSEUDONYMIZATION_KEY_LENGTH} characters: "
                     "pseudonyms of guessable values could be reversed by brute force",
+                )
+            )
+        return problems
+
+    def _allow_problems(self) -> list[SettingProblem]:
+        """Allow-lists that switch redaction off for what is plainly a secret."""
+        problems = []
+        secret_names = [
+            name
+            for name in self.log_allow_keys
+            if any(term in _NOT_ALNUM.sub("", name.lower()) for term in _PLAINLY_SECRET)
+        ]
+        if secret_names:
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_LOG_ALLOW_KEYS",
+                    f"{', '.join(secret_names)} name secrets: their values are logged unless "
+                    "a detector recognises them; list only names that look secret but are not",
+                    severity="warning",
+                    production_only=False,
+                )
+            )
+        broad = [
+            pattern
+            for pattern in self.log_allow_patterns
+            if re.fullmatch(pattern, _RANDOM_LOOKING) is not None
+        ]
+        if broad:
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_LOG_ALLOW_PATTERNS",
+                    f"{', '.join(broad)} matches any random-looking value, secrets included: "
+                    "they are logged unless a vendor detector recognises them; match only the "
+                    "shape you mean (`[0-9a-f]{32}`)",
+                    severity="warning",
+                    production_only=False,
                 )
             )
         return problems
