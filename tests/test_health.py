@@ -118,3 +118,32 @@ def test_a_probe_path_that_is_a_pattern_is_refused_since_it_would_make_routes_pu
         HardenSettings(health_path=path)
     with pytest.raises(ValueError, match="exact path"):
         HardenSettings(ready_path=path)
+
+
+def test_a_probe_path_that_is_also_an_app_route_is_warned_about() -> None:
+    """The probes are added first: the app's route at that path is never reached, and
+    the path is public and unlimited (new-user review: HARDENKIT_HEALTH_PATH=/api/me)."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from hardenkit import HardenSettings, install
+    from hardenkit._app_policy import app_problems
+    from tests.test_policy import SAFE
+
+    async def me(request: object) -> PlainTextResponse:
+        return PlainTextResponse("me")
+
+    def warned(**values: str) -> list[str]:
+        app = Starlette(routes=[Route("/api/me", me)])
+        settings = HardenSettings(**{**SAFE, **values})
+        install(app, settings)
+        return [
+            problem.setting
+            for problem in app_problems(settings, app)
+            if problem.setting in {"HARDENKIT_HEALTH_PATH", "HARDENKIT_READY_PATH"}
+        ]
+
+    assert warned(health_path="/api/me") == ["HARDENKIT_HEALTH_PATH"]
+    assert warned(ready_path="/api/me") == ["HARDENKIT_READY_PATH"]
+    assert warned() == []  # the probes' own routes are not a clash

@@ -46,6 +46,7 @@ from hardenkit._risks import risk_problem
 from hardenkit._routes import RouteInfo, iter_routes
 from hardenkit._section import SettingProblem
 from hardenkit.auth._guard import EndpointGuard
+from hardenkit.health import HealthRegistry
 from hardenkit.ratelimit.keys import needs_principal
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ def app_problems(settings: HardenSettings, app: Any) -> list[SettingProblem]:
         *_guard_decorator_problems(routes),
         *_sync_webhook_problems(settings, routes),
         *_unserved_webhook_problems(settings, routes),
+        *_shadowed_route_problems(settings, routes),
     ]
     if settings.auth_mode == "off":
         return misplaced  # refused on its own; nothing below means anything without auth
@@ -309,6 +311,35 @@ def _sync_webhook_problems(
             "ends with the request, the thread's own run aside: keep it short)",
         )
     ]
+
+
+def _shadowed_route_problems(
+    settings: HardenSettings, routes: Sequence[RouteInfo]
+) -> list[SettingProblem]:
+    """An app route at a probe's path: the probe, added first, serves it instead."""
+    problems = []
+    for setting, path in (
+        ("HARDENKIT_HEALTH_PATH", settings.health_path),
+        ("HARDENKIT_READY_PATH", settings.ready_path),
+    ):
+        shadowed = [
+            route.path
+            for route in routes
+            if route.path == path
+            and not isinstance(getattr(route.endpoint, "__self__", None), HealthRegistry)
+        ]
+        if shadowed:
+            problems.append(
+                SettingProblem(
+                    setting,
+                    f"{path} is also a route of the app: the probe, public and never rate "
+                    "limited, answers there and the app's route is never reached",
+                    severity="warning",
+                    production_only=False,
+                    fix="give the probe a path of its own",
+                )
+            )
+    return problems
 
 
 def _unserved_webhook_problems(
