@@ -271,3 +271,28 @@ def test_public_proxy_ranges_are_judged_together_as_the_docs_say() -> None:
     assert "HARDENKIT_TRUSTED_PROXIES" not in {p.setting for p in two.startup_errors()}
     private = HardenSettings(env="production", trusted_proxies=["10.0.0.0/8", "1.0.0.0/16"])
     assert "HARDENKIT_TRUSTED_PROXIES" not in {p.setting for p in private.startup_errors()}
+
+
+def test_json_that_does_not_parse_names_the_variable_in_startup_and_doctor(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pydantic-settings raised its own error naming the field (new-user review), and
+    doctor crashed with a traceback."""
+    monkeypatch.setenv("HARDENKIT_REQUEST_TIMEOUT_ROUTES", '{"/api/*": 12, oops-Xy7k')
+    with pytest.raises(SettingsError, match="HARDENKIT_REQUEST_TIMEOUT_ROUTES") as refused:
+        load_settings()
+    assert "Xy7k" not in str(refused.value)
+    from hardenkit.cli import main
+
+    assert main(["doctor", "--json"]) == 1
+    out = capsys.readouterr().out
+    assert '"check": "HARDENKIT_REQUEST_TIMEOUT_ROUTES"' in out
+    assert "Xy7k" not in out
+
+
+def test_an_empty_key_source_is_unset_not_a_second_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARDENKIT_JWT_SECRET", "")
+    monkeypatch.setenv("HARDENKIT_JWT_JWKS_URL", "https://idp.example/jwks.json")
+    settings = HardenSettings()
+    assert settings.jwt_secret is None
+    assert not [p for p in settings.problems() if "only one key source" in p.message]

@@ -33,6 +33,7 @@ from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 import structlog.testing
 from pydantic import ValidationError
+from pydantic_settings import SettingsError as SourceError
 
 from hardenkit._section import env_name
 from hardenkit.auth import JWTVerifier
@@ -44,8 +45,10 @@ from hardenkit.ratelimit.redis_store import refuses_two_slots
 from hardenkit.settings import (
     HardenSettings,
     SettingsError,
+    _problems_from_source,
     _problems_from_validation,
     name_problems,
+    unparsable_field,
 )
 from hardenkit.stores import create_redis, is_cluster, tls_failure
 
@@ -116,6 +119,8 @@ def _build_settings(
         settings = factory()
     except ValidationError as exc:
         problems = _problems_from_validation(exc)
+    except SourceError as exc:
+        problems = _problems_from_source(exc)
     except SettingsError as exc:
         if exc.settings is not None:
             # Parsed, then refused: judge them here so every problem is listed, warnings
@@ -147,6 +152,14 @@ def _connection_settings() -> HardenSettings | None:
     for _ in range(len(HardenSettings.model_fields)):
         try:
             return HardenSettings(**defaults)
+        except SourceError as exc:
+            field = unparsable_field(exc)
+            if field is None or field in defaults:
+                return None
+            defaults[field] = HardenSettings.model_fields[field].get_default(
+                call_default_factory=True
+            )
+            continue
         except ValidationError as exc:
             fields = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
             fields &= set(HardenSettings.model_fields) - set(defaults)

@@ -12,6 +12,7 @@ default silently. ``HARDENKIT_TEST_*`` is reserved for hardenkit's own test suit
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from pydantic_settings import SettingsError as SourceError
 
 from hardenkit._app_policy import app_problems
 from hardenkit._section import ENV_PREFIX, SettingProblem, env_name
@@ -246,6 +248,8 @@ def load_settings(
         settings = HardenSettings(**overrides)
     except ValidationError as exc:
         raise SettingsError(_problems_from_validation(exc)) from None
+    except SourceError as exc:
+        raise SettingsError(_problems_from_source(exc)) from None
     finally:
         _env_file_var.reset(token)
     return settings.raise_for_errors()
@@ -320,6 +324,23 @@ def _read_env_file(env_file: str | os.PathLike[str] | None) -> _EnvFile:
             if name.upper().startswith(ENV_PREFIX)
         },
     )
+
+
+_SOURCE_FIELD = re.compile(r'field "([A-Za-z0-9_]+)"')
+
+
+def unparsable_field(exc: SourceError) -> str | None:
+    """The field whose environment value pydantic-settings could not decode (JSON), if named."""
+    found = _SOURCE_FIELD.search(str(exc))
+    return found.group(1) if found else None
+
+
+def _problems_from_source(exc: SourceError) -> list[SettingProblem]:
+    """pydantic-settings' decoding errors, named by variable and never with the value."""
+    field = unparsable_field(exc)
+    setting = env_name(field) if field else f"{ENV_PREFIX}*"
+    message = "is not valid JSON: write a JSON object or list as docs/settings.md shows"
+    return [SettingProblem(setting, message, production_only=False)]
 
 
 def _problems_from_validation(exc: ValidationError) -> list[SettingProblem]:

@@ -171,6 +171,15 @@ class AuthSettings(Section):
                 )
         return value
 
+    @field_validator("jwt_secret", "jwt_public_key", "jwt_jwks_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `HARDENKIT_JWT_SECRET=` (a template's blank line) means no key source, as an
+        # empty HARDENKIT_REDIS_URL means no Redis: not a second source to refuse.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("public_paths", "api_key_paths")
     @classmethod
     def _paths(cls, value: list[str]) -> list[str]:
