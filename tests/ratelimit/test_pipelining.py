@@ -10,12 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster as ClusterClient
 
 from hardenkit.ratelimit import RateLimiter, RedisStore
-from hardenkit.ratelimit._pipelining import ScriptRunner
+from hardenkit.ratelimit._pipelining import _CLUSTER_IN_FLIGHT, ScriptRunner
 from hardenkit.stores import RedisGuard
 from tests.ratelimit.test_redis_store import connected_clients
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisCluster, RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -215,3 +216,34 @@ async def test_a_child_forked_after_decisions_connects_afresh_and_counts_with_it
     assert await client.client_id() == parent_id  # the parent's connection is untouched
     assert [(await limiter.hit("caller")).allowed for _ in range(2)] == [True, False]
     await client.aclose()
+
+
+@pytest.mark.cluster
+async def test_a_first_burst_on_a_cluster_finds_its_connections_open(
+    redis_cluster: RedisCluster,
+) -> None:
+    """Startup opens the connections a burst needs: none is opened inside a decision.
+
+    A burst of 16 new connections to one node took 30-45 ms on an idle 2-core host, most
+    of a decision's 50 ms: a fresh worker's first burst fell back (503 while the
+    instances were unknown) on a busy one.
+    """
+    client = ClusterClient.from_url(redis_cluster.url)
+    store = RedisStore(client, prefix="hk:burst:", fallback_share=1)
+    limiter = RateLimiter("1000/hour", store=store, name="burst")
+    try:
+        assert await store.guard.warm_up()
+
+        def opened() -> dict[str, int]:
+            return {node.name: len(node._connections) for node in client.get_primaries()}
+
+        at_startup = opened()
+        assert all(count >= _CLUSTER_IN_FLIGHT for count in at_startup.values()), at_startup
+        # Keys on every primary; four times as many callers as connections to each.
+        callers = [f"caller-{index}" for index in range(4 * _CLUSTER_IN_FLIGHT * 3)]
+        decisions = await asyncio.gather(*(limiter.hit(caller) for caller in callers))
+        assert {(decision.backend, decision.allowed) for decision in decisions} == {("redis", True)}
+        assert opened() == at_startup
+        assert store.guard.single_fallbacks == 0
+    finally:
+        await client.aclose()

@@ -35,6 +35,13 @@ if TYPE_CHECKING:
 _TAKEN_OVER: Final = ("socket_timeout", "socket_connect_timeout", "retry")
 """Settings of the held connection that the runner replaces while it holds it."""
 
+_CLUSTER_IN_FLIGHT: Final = 8
+"""Decisions a runner has in flight at once on a Cluster, and the connections it opens
+to every primary before the first one (:meth:`ScriptRunner.prepare`). Further decisions
+wait for one of those rather than open a connection inside their own timeout: a burst
+of 16 new connections to a node took 30-45 ms on an idle 2-core host, most of the 50 ms
+a decision may take, so a fresh worker's first burst fell back on a busy one. Eight
+round trips of about 0.3 ms each carry far more decisions than a process serves."""
 _MAX_BATCH: Final = 256  # bounds one pipeline's size and the time its last caller waits
 _MAX_ENCODED_ARGS: Final = 1024  # distinct argument tuples kept encoded
 
@@ -77,6 +84,7 @@ class ScriptRunner:
         self._drainer: asyncio.Task[None] | None = None
         # redis-py refuses scripts in Cluster pipelines; there every decision goes alone.
         self.pipelining = not is_cluster(client)
+        self._cluster_slots = asyncio.Semaphore(_CLUSTER_IN_FLIGHT)
         self._pool, self._pool_arguments = _direct_pool(client)
         self._connection: Any = None  # held out of the pool for lone commands
         self._connection_settings: dict[str, Any] = {}  # its own, given back with it
@@ -95,6 +103,7 @@ class ScriptRunner:
         """
         keep_inherited(self._connection, self._drainer, self._queue)
         self._loop, self._busy, self._queue, self._drainer = None, False, [], None
+        self._cluster_slots = asyncio.Semaphore(_CLUSTER_IN_FLIGHT)
         self._connection, self._connection_busy = None, False
 
     async def aclose(self) -> None:
@@ -116,7 +125,9 @@ class ScriptRunner:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             await self._enter_loop(loop)
-        if self._busy and self.pipelining:
+        if not self.pipelining:
+            return await self._run_on_cluster(keys, args, orphan)
+        if self._busy:
             future: asyncio.Future[Reply] = loop.create_future()
             self._queue.append((keys, args, future, orphan))
             try:
@@ -149,12 +160,50 @@ class ScriptRunner:
             await self._enter_loop(loop)
         if is_cluster(self.client):
             await self.client.script_load(self.script)  # every primary
+            await self._open_cluster_connections()
         else:
             await self._command("SCRIPT", "LOAD", self.script)
+
+    async def _run_on_cluster(
+        self, keys: tuple[str, ...], args: Args, orphan: Orphan | None
+    ) -> Reply:
+        """One decision alone, on a connection :meth:`prepare` opened.
+
+        redis-py refuses scripts in Cluster pipelines; at most ``_CLUSTER_IN_FLIGHT``
+        decisions are in flight, the others wait for one of them to finish.
+        """
+        slots = self._cluster_slots
+        acquired = False
+        try:
+            await slots.acquire()
+            acquired = True
+            return await self.run_one(keys, args)
+        except asyncio.CancelledError:
+            if orphan is not None:  # never sent, or its connection closed in flight
+                orphan(None)
+            raise
+        finally:
+            if acquired:
+                slots.release()
+
+    async def _open_cluster_connections(self) -> None:
+        """Open ``_CLUSTER_IN_FLIGHT`` connections to every primary, kept by its node.
+
+        Concurrent ``PING`` commands take a connection each; redis-py keeps them for the next
+        commands to that node, so a burst of decisions finds them connected.
+        """
+        await asyncio.gather(
+            *(
+                self.client.execute_command("PING", target_nodes=node)
+                for node in self.client.get_primaries()  # type: ignore[union-attr]
+                for _ in range(_CLUSTER_IN_FLIGHT)
+            )
+        )
 
     async def _enter_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """First use, or a new event loop (tests, workers): start from a clean state."""
         self._loop, self._busy, self._queue = loop, False, []
+        self._cluster_slots = asyncio.Semaphore(_CLUSTER_IN_FLIGHT)
         await self.aclose()  # a connection belongs to the loop it was opened on
 
     async def run_one(self, keys: tuple[str, ...], args: Args) -> Reply:
