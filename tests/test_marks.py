@@ -167,3 +167,50 @@ def test_a_public_route_inside_a_mount_wrapped_in_middleware_is_found() -> None:
     client = app_with(Mount("/w", app=GZipMiddleware(inner)))
     assert client.get("/w/status").status_code == 200
     assert client.get("/w/x").status_code == 401
+
+
+def test_a_public_route_does_not_open_a_host_of_an_included_fastapi_router() -> None:
+    """``APIRouter.host()`` inside ``include_router``: FastAPI wraps the Host in a context.
+
+    Attacker review: the Host was not seen, so the answer for a path was cached without
+    the Host header; a request for the public route's host opened the admin host's route.
+    """
+    from fastapi import APIRouter, FastAPI
+
+    router = APIRouter()
+    router.host("admin.example.com", app=Router([Route("/items", hello)]))
+    app = FastAPI()
+    app.include_router(router)
+
+    @app.get("/items")
+    @public()
+    async def items() -> dict[str, str]:
+        return {"public": "yes"}
+
+    install(app, HardenSettings(**DEMO_DEFAULTS))
+    client = TestClient(app)
+    assert client.get("/items", headers={"Host": "www.example.com"}).status_code == 200
+    assert client.get("/items", headers={"Host": "admin.example.com"}).status_code == 401
+    assert client.get("/items", headers={"Host": "www.example.com"}).status_code == 200
+
+
+def test_a_public_route_in_a_mount_of_an_included_fastapi_router_is_found() -> None:
+    from fastapi import APIRouter, FastAPI
+
+    router = APIRouter()
+    router.mount("/w", app=Starlette(routes=[Route("/status", marked(public()))]))
+    router.add_route("/open", marked(public()))
+    app = FastAPI()
+    app.include_router(router, prefix="/v1")
+    install(app, HardenSettings(**DEMO_DEFAULTS))
+    client = TestClient(app)
+    assert client.get("/v1/w/status").status_code == 200
+    assert client.get("/v1/open").status_code == 200
+
+
+def test_a_route_added_to_a_mounted_router_after_requests_is_not_answered_from_the_cache() -> None:
+    sub = Router([Route("/{page}", marked(public()))])
+    client = app_with(Mount("/m", app=sub))
+    assert client.get("/m/admin").status_code == 200
+    sub.routes.insert(0, Route("/admin", hello))  # now serves /m/admin, unmarked
+    assert client.get("/m/admin").status_code == 401

@@ -20,11 +20,11 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, Final, TypeVar
 
-from starlette.routing import Host, compile_path
+from starlette.routing import compile_path
 from starlette.types import Scope
 
 from hardenkit._paths import route_path
-from hardenkit._routes import RouteInfo, endpoint_of, inner_routes, iter_routes, serving_route
+from hardenkit._routes import RouteInfo, endpoint_of, iter_routes, route_lists, serving_route
 
 __all__ = [
     "EXEMPT",
@@ -42,7 +42,6 @@ EXEMPT: Final = "exempt"
 _ATTRIBUTE = "hardenkit_marks"
 _LIMITED_ORIGINAL = "hardenkit_limited_original"
 _MAX_KNOWN = 1024
-_MAX_DEPTH = 16
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
@@ -129,15 +128,15 @@ class MarkedRoutes:
         mark: :data:`PUBLIC` or :data:`EXEMPT`.
     """
 
-    __slots__ = ("_hosts", "_known", "_length", "_marked", "_routes", "mark")
+    __slots__ = ("_known", "_marked", "_routes", "_watched", "mark")
 
     def __init__(self, mark: str) -> None:
         self.mark = mark
         self._routes: Sequence[Any] | None = None  # the route list the table was built from
-        self._length = -1
+        # Every route list below it, with its length: a route added to any rebuilds.
+        self._watched: tuple[tuple[list[Any], int], ...] = ()
         # The marked routes' templates: a request none of them matches is not served by one.
         self._marked: tuple[_Entry, ...] = ()
-        self._hosts = False  # a Host route: the answer depends on the Host header too
         # Answers for requests a marked route's template matches, so the router's choice
         # is worked out once per request shape (bounded: paths are the client's choice).
         self._known: dict[tuple[str, str, str, bytes | None], bool] = {}
@@ -148,7 +147,7 @@ class MarkedRoutes:
         routes: Sequence[Any] | None = getattr(getattr(app, "router", None), "routes", None)
         if routes is None:
             return False  # not a Starlette app: no routes, no marks
-        if routes is not self._routes or len(routes) != self._length:
+        if routes is not self._routes or any(len(own) != n for own, n in self._watched):
             self._build(app, routes)
         if not self._marked:
             return False
@@ -156,7 +155,9 @@ class MarkedRoutes:
         method: str = scope.get("method", "GET")
         if not any(entry.accepts(path, method) for entry in self._marked):
             return False  # no marked route can serve it, whatever serves it
-        known_key = (scope["type"], method, path, _host(scope) if self._hosts else None)
+        # The Host header always: a Host route anywhere (under a Mount, in an included
+        # router, behind middleware) makes the answer depend on it.
+        known_key = (scope["type"], method, path, _host(scope))
         known = self._known.get(known_key)
         if known is None:
             served = serving_route(routes, scope)
@@ -169,25 +170,13 @@ class MarkedRoutes:
     def _build(self, app: Any, routes: Sequence[Any]) -> None:
         self._known.clear()
         self._routes = routes
-        self._length = len(routes)
+        self._watched = route_lists(routes) if isinstance(routes, list) else ()
         infos = list(iter_routes(app))
         self._marked = tuple(_Entry(info, self.mark) for info in infos if _marked(info, self.mark))
-        self._hosts = _has_hosts(routes, 0)
 
 
 def _marked(info: RouteInfo, mark: str) -> bool:
     return mark in marks_of(info.endpoint)
-
-
-def _has_hosts(routes: Sequence[Any], depth: int) -> bool:
-    """Whether a ``Host`` route is among ``routes`` or below them (answers depend on it)."""
-    for route in routes:
-        if isinstance(route, Host):
-            return True
-        inner = inner_routes(route)
-        if inner and depth < _MAX_DEPTH and _has_hosts(inner, depth + 1):
-            return True
-    return False
 
 
 def _host(scope: Scope) -> bytes | None:

@@ -6,6 +6,9 @@ Starlette ``Route``/``WebSocketRoute``, ``Mount`` and ``Host`` (their routes und
 mount's prefix), and FastAPI routers, included with ``include_router`` at any depth.
 FastAPI (0.16x) keeps an included router as one route whose *effective candidates*
 already carry the prefixed paths; older FastAPI copies the routes into the app's router.
+A candidate made from a Starlette route (a ``Mount``, ``Host``, ``Route`` in an included
+router) is a context holding the prefixed copy as ``starlette_route``: that copy is the
+route, everywhere below (:func:`effective_route`).
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from starlette.types import Scope
 
 __all__ = [
     "RouteInfo",
+    "effective_route",
     "endpoint_of",
     "inner_routes",
     "iter_routes",
     "mounted_routes",
+    "route_lists",
     "serving_route",
     "template_params",
 ]
@@ -47,8 +52,21 @@ class RouteInfo:
         return endpoint_of(self.route)
 
 
+def effective_route(route: Any) -> Any:
+    """``route``, or the Starlette route a FastAPI candidate context stands for.
+
+    ``APIRouter.mount()``, ``.host()`` or ``.add_route()`` in an included router become
+    a context whose ``starlette_route`` is the route with the include's prefix: its
+    ``Mount`` or ``Host`` (with the routes below it), its endpoint. Seen as an endpoint
+    itself, the context would hide them all.
+    """
+    starlette_route = getattr(route, "starlette_route", None)
+    return route if starlette_route is None else starlette_route
+
+
 def endpoint_of(route: Any) -> Any:
     """The handler of ``route`` (FastAPI's effective routes keep it on their original route)."""
+    route = effective_route(route)
     original = getattr(route, "original_route", None)
     return getattr(route, "endpoint", None) or getattr(original, "endpoint", None)
 
@@ -66,6 +84,7 @@ def mounted_routes(route: Any) -> list[Any] | None:
     their ``app`` attributes. ``None`` for any other route, and for an app with no router
     (a WSGI app, a plain ASGI callable), whose routes cannot be seen.
     """
+    route = effective_route(route)
     if not isinstance(route, Mount | Host):
         return None
     app: Any = route
@@ -84,6 +103,7 @@ def mounted_routes(route: Any) -> list[Any] | None:
 
 def inner_routes(route: Any) -> Sequence[Any]:
     """Routes below ``route``: a Mount's or Router's, or an included FastAPI router's."""
+    route = effective_route(route)
     mounted = mounted_routes(route)
     if mounted:
         return list(mounted)
@@ -100,6 +120,31 @@ def inner_routes(route: Any) -> Sequence[Any]:
     return ()
 
 
+def route_lists(routes: list[Any]) -> tuple[tuple[list[Any], int], ...]:
+    """``routes`` and every route list below it, each with its length now.
+
+    The lists a route added after startup goes into: a ``Mount``'s or ``Host``'s router
+    (below any middleware), an included FastAPI router's own list. A cache of answers
+    about the routes is stale once any of them changed length.
+    """
+    found: list[tuple[list[Any], int]] = []
+
+    def walk(own: list[Any], depth: int) -> None:
+        if any(own is seen for seen, _ in found):
+            return
+        found.append((own, len(own)))
+        if depth >= _MAX_DEPTH:
+            return
+        for route in own:
+            for owner in (route, getattr(route, "original_router", None)):
+                below = mounted_routes(owner) or getattr(owner, "routes", None)
+                if isinstance(below, list):
+                    walk(below, depth + 1)
+
+    walk(routes, 0)
+    return tuple(found)
+
+
 def iter_routes(app: Any) -> Iterator[RouteInfo]:
     """Yield every endpoint of ``app`` (a Starlette/FastAPI app or a router)."""
     router = getattr(app, "router", app)
@@ -107,7 +152,8 @@ def iter_routes(app: Any) -> Iterator[RouteInfo]:
 
 
 def _walk(routes: Sequence[Any], prefix: str, depth: int) -> Iterator[RouteInfo]:
-    for route in routes:
+    for candidate in routes:
+        route = effective_route(candidate)
         path = getattr(route, "path", None)
         if hasattr(route, "effective_candidates"):
             # An included FastAPI router: its candidates' paths hold every prefix already.
@@ -139,8 +185,8 @@ def serving_route(
     a later route of the outer list. A mount whose routes cannot be seen (a WSGI app, a
     plain ASGI app) serves the request itself: the mount is returned.
     """
-    for route in routes:
-        matches = getattr(route, "matches", None)
+    for candidate in routes:
+        matches = getattr(candidate, "matches", None)
         if matches is None:
             continue
         match, child = matches(scope)
@@ -148,6 +194,7 @@ def serving_route(
             continue
         child = child or {}
         params: dict[str, Any] = dict(child.get("path_params") or {})
+        route = effective_route(candidate)
         inner = inner_routes(route)
         if not inner:
             return route, params

@@ -383,3 +383,37 @@ def test_garbage_headers_never_give_a_500(
 def test_garbage_tokens_never_give_a_500(client: TestClient, segments: list[str]) -> None:
     response = client.get("/me", headers=bearer(".".join(segments) or "x"))
     assert response.status_code == 401
+
+
+def fastapi_with_a_mount_in_an_included_router(**options: Any) -> TestClient:
+    """``APIRouter.mount()`` inside ``include_router``: FastAPI wraps the Mount in a context."""
+    from fastapi import APIRouter, FastAPI
+
+    router = APIRouter()
+    router.mount("/m", app=Starlette(routes=[Route("/t/{tenant_id}/items", echo)]))
+    app = FastAPI()
+    app.include_router(router, prefix="/api")
+    app.add_middleware(
+        AuthMiddleware,
+        verifier=JWTVerifier(secret=SECRET, issuer=ISSUER, audience=[AUDIENCE]),
+        **options,
+    )
+    app.add_middleware(ErrorMiddleware)
+    return TestClient(app)
+
+
+def test_a_tenant_in_a_mount_of_an_included_fastapi_router_is_bound() -> None:
+    client = fastapi_with_a_mount_in_an_included_router()
+    token = hs256(claims(tenant_id="acme"))
+    assert client.get("/api/m/t/acme/items", headers=bearer(token)).json()["tenant"] == "acme"
+    other = client.get("/api/m/t/globex/items", headers=bearer(token))
+    assert other.status_code == 403
+    assert other.json()["code"] == "TENANT_MISMATCH"
+
+
+def test_an_api_key_naming_a_tenant_in_a_mount_of_an_included_fastapi_router_is_refused() -> None:
+    guard = APIKeyGuard([f"partner:{hash_api_key('k' * 40)}"])
+    client = fastapi_with_a_mount_in_an_included_router(api_key_guard=guard, api_key_paths=["/*"])
+    response = client.get("/api/m/t/globex/items", headers={"X-API-Key": "k" * 40})
+    assert response.status_code == 403
+    assert response.json()["code"] == "TENANT_MISMATCH"

@@ -64,6 +64,10 @@ from hardenkit.settings import HardenSettings
         "webhook_signature",
         "signature",
         "sig",
+        "hmac",
+        "x-hmac-sha256",
+        "X-Shopify-Hmac-Sha256",
+        "hmacDigest",
     ],
 )
 def test_values_under_secret_names_are_redacted_whatever_they_look_like(name: str) -> None:
@@ -329,6 +333,13 @@ def test_exception_notes_are_part_of_an_exception_logged_as_a_value() -> None:
     error.add_note("retrying with password='hunter2xyz'")
     assert Redactor().redact({"error": error}) == {
         "error": "RuntimeError: refused [REDACTED:api_key]\nretrying with password='[REDACTED]'"
+    }
+
+
+def test_an_hmac_header_is_redacted_although_a_digest_word_follows_it() -> None:
+    value = "sha256=" + "9c" * 32
+    assert Redactor().redact_event({"headers": {"x-hmac-sha256": value, "x-sha256": value}}) == {
+        "headers": {"x-hmac-sha256": REDACTED, "x-sha256": value}
     }
 
 

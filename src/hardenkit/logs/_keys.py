@@ -56,6 +56,9 @@ _ROOT_TERMS = (
     # A webhook or request signature (GitHub's x-hub-signature-256, x-signature): with
     # the logged body it is a delivery anyone can replay where ids are not deduplicated.
     "signature",
+    # An HMAC of a request (x-hmac-sha256, hmacDigest): the same, whatever digest word
+    # follows it ("sha256" alone would call the value a hash and keep it).
+    "hmac",
 )
 
 # Too short or too common to match inside other words; matched as whole words only.
