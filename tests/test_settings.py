@@ -38,6 +38,34 @@ def test_unknown_variable_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch) 
         load_settings()
 
 
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [
+        ("HARDENKIT_ENVIRONMENT", "HARDENKIT_ENV"),
+        ("HARDENKIT_REQEUST_TIMEOUT", "HARDENKIT_REQUEST_TIMEOUT"),
+        ("HARDENKIT_TRUSTED_PROXY", "HARDENKIT_TRUSTED_PROXIES"),
+        ("HARDENKIT_RATE_LIMIT_DEFAULTS", "HARDENKIT_RATE_LIMIT_DEFAULT"),
+    ],
+)
+def test_an_unknown_variable_close_to_a_setting_names_the_setting(
+    monkeypatch: pytest.MonkeyPatch, written: str, meant: str
+) -> None:
+    monkeypatch.setenv(written, "x")
+    with pytest.raises(
+        SettingsError, match=f"{written}: unknown setting .*did you mean {meant}\\)"
+    ):
+        load_settings()
+
+
+def test_an_unknown_variable_far_from_every_setting_gets_no_suggestion(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HARDENKIT_FAVOURITE_COLOUR", "x")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert "did you mean" not in str(refused.value)
+
+
 def test_unknown_variable_check_is_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("hardenkit_jwt_secrte", "x")
     with pytest.raises(SettingsError, match="HARDENKIT_JWT_SECRTE"):

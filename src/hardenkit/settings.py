@@ -11,6 +11,7 @@ default silently. ``HARDENKIT_TEST_*`` is reserved for hardenkit's own test suit
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -255,6 +256,13 @@ def load_settings(
     return settings.raise_for_errors()
 
 
+def _typo_hint(name: str) -> str:
+    """``a typo?``, with the closest setting's name when one is close enough."""
+    known = [env_name(field) for field in HardenSettings.model_fields]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return f"a typo? did you mean {close[0]}" if close else "a typo?"
+
+
 def name_problems(env_file: _EnvFile | None = None) -> list[SettingProblem]:
     """Return a problem for each ``HARDENKIT_*`` name no setting reads (likely a typo).
 
@@ -268,11 +276,13 @@ def name_problems(env_file: _EnvFile | None = None) -> list[SettingProblem]:
         return missing.problems
     in_environment = HardenSettings.unknown_variables()
     problems = [
-        SettingProblem(name, "unknown setting (a typo?); see docs/settings.md")
+        SettingProblem(name, f"unknown setting ({_typo_hint(name)}); see docs/settings.md")
         for name in in_environment
     ]
     problems += [
-        SettingProblem(name, f"unknown setting (a typo?) in {env.path}; see docs/settings.md")
+        SettingProblem(
+            name, f"unknown setting ({_typo_hint(name)}) in {env.path}; see docs/settings.md"
+        )
         for name in HardenSettings.unknown_variables(env.lines)
         if name not in in_environment
     ]
