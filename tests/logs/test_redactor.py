@@ -355,3 +355,22 @@ def test_a_github_signature_is_redacted_in_headers_and_in_a_logged_query() -> No
         "headers": {"x-hub-signature-256": REDACTED, "x-github-event": "push"},
         "query": {"sig": REDACTED, "signature": REDACTED, "page": "2"},
     }
+
+
+def test_capability_parameters_in_a_logged_query_mapping_are_redacted() -> None:
+    """``code``, ``key`` are capabilities in a query (OAuth codes, Google's ``key=``),
+    as they are in a logged URL; elsewhere they are ordinary names."""
+    event = Redactor().redact_event(
+        {
+            "query": {"code": "4/0AfJohXn", "state": "xyz", "key": "AIzaSyA1", "page": "2"},
+            "request": {"query_params": {"code": "4/0AfJohXn", "q": "shoes"}},
+            "code": "TENANT_MISMATCH",
+            "url": "/callback?code=4/0AfJohXn&state=xyz",
+        }
+    )
+    assert event == {
+        "query": {"code": REDACTED, "state": "xyz", "key": REDACTED, "page": "2"},
+        "request": {"query_params": {"code": REDACTED, "q": "shoes"}},
+        "code": "TENANT_MISMATCH",
+        "url": "/callback?code=[REDACTED]&state=xyz",
+    }

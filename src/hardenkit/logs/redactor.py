@@ -85,7 +85,13 @@ _NAME_VALUE_KEYS = (
     ("ParameterKey", "ParameterValue"),
 )
 # Per-name decisions (see Redactor._decision).
-_SCAN, _REDACT, _KEEP, _PASS, _PSEUDONYMIZE, _SECRET_NAME, _HASH, _COUNT = range(8)
+_SCAN, _REDACT, _KEEP, _PASS, _PSEUDONYMIZE, _SECRET_NAME, _HASH, _COUNT, _QUERY = range(9)
+# Names of a request's query parameters as a mapping ({"query": {"code": ...}}): its
+# names follow the query rules, where "code", "key" and "sig" are capabilities (OAuth
+# codes, Google's key=, presigned URLs), as they are in a logged URL.
+_QUERY_CONTAINERS = frozenset(
+    {"query", "queryparams", "querystring", "queryargs", "params", "searchparams", "qs"}
+)
 # Pass-through names that structlog's own processors (TimeStamper, add_log_level,
 # add_logger_name) write over whatever the call passed: kept as they are at the top
 # level. Other pass-through names (request_id, ...) may come from the caller: kept only
@@ -282,6 +288,8 @@ class Redactor:
             return _COUNT if self._keys.names_a_count(name) else _REDACT
         if self._keys.names_a_hash(name):
             return _HASH
+        if "".join(normalise_key(name)) in _QUERY_CONTAINERS:
+            return _QUERY
         return _SCAN
 
     def _key_holds_secret(self, key: Any) -> bool:
@@ -341,6 +349,8 @@ class Redactor:
                 result[key] = None if value is None else self.pseudonymize(value)
             elif verdict == _HASH:
                 result[key] = self._digest(value, depth)
+            elif verdict == _QUERY:
+                result[key] = self._query(value, depth)
             else:
                 # The name itself is a secret: a numbered marker keeps entries apart.
                 secret_names += 1
@@ -368,6 +378,16 @@ class Redactor:
                 and result[value_key] is not None
             ):
                 result[value_key] = REDACTED
+
+    def _query(self, value: Any, depth: int) -> Any:
+        """Query parameters: a mapping's names judged as parameter names, then as usual."""
+        redacted = self._value(value, depth)
+        if type(value) is dict and type(redacted) is dict:
+            is_capability = self._keys.is_sensitive_parameter
+            for name, item in value.items():
+                if isinstance(name, str) and item is not None and is_capability(name):
+                    redacted[name] = REDACTED
+        return redacted
 
     def _digest(self, value: Any, depth: int) -> Any:
         if type(value) is str and _SHORTEST_SECRET <= len(value) <= self.max_string_length:
