@@ -670,3 +670,33 @@ def test_a_weak_secret_is_refused_by_name_and_fix_without_repeating_it(secret: s
     lines = [line for line in startup + failed if line.startswith("HARDENKIT_JWT_SECRET")]
     assert len(lines) == 2
     assert all("fix:" in line and secret.lower() not in line.lower() for line in lines)
+
+
+def test_an_exempt_prefix_over_most_of_the_app_is_warned_about() -> None:
+    """New-user review: HARDENKIT_RATE_LIMIT_EXEMPT_PATHS=/api/* turned the limits off for
+    the whole API and said nothing."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from hardenkit import install
+    from hardenkit._app_policy import app_problems
+
+    async def ok(request: object) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    def warned(*exempt: str) -> list[str]:
+        paths = ["/api/orders", "/api/items", "/api/me", "/static/logo"]
+        app = Starlette(routes=[Route(path, ok) for path in paths])
+        settings = HardenSettings(**{**SAFE, "rate_limit_exempt_paths": list(exempt)})
+        install(app, settings)
+        return [
+            problem.message
+            for problem in app_problems(settings, app)
+            if problem.setting == "HARDENKIT_RATE_LIMIT_EXEMPT_PATHS"
+        ]
+
+    (message,) = warned("/api/*")
+    assert message.startswith("/api/* exempts 3 of the app's 4 routes")
+    assert warned("/static/*") == []  # one route: what exempt paths are for
+    assert warned("/api/me", "/api/items") == []  # exact paths are chosen one by one

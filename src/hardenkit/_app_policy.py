@@ -87,6 +87,7 @@ def app_problems(settings: HardenSettings, app: Any) -> list[SettingProblem]:
         *_sync_webhook_problems(settings, routes),
         *_unserved_webhook_problems(settings, routes),
         *_shadowed_route_problems(settings, routes),
+        *_broad_exempt_problems(settings, routes),
     ]
     if settings.auth_mode == "off":
         return misplaced  # refused on its own; nothing below means anything without auth
@@ -337,6 +338,38 @@ def _shadowed_route_problems(
                     severity="warning",
                     production_only=False,
                     fix="give the probe a path of its own",
+                )
+            )
+    return problems
+
+
+def _broad_exempt_problems(
+    settings: HardenSettings, routes: Sequence[RouteInfo]
+) -> list[SettingProblem]:
+    """An exempt prefix over most of the app: rate limiting is mostly off, by one pattern.
+
+    ``*`` and ``/*`` are their own risk (``rate-limit-exempt-everything``). A prefix such
+    as ``/api/*`` on an API turns the per-ip and per-tenant limits off just as well.
+    """
+    served = [
+        route.path
+        for route in routes
+        if not isinstance(getattr(route.endpoint, "__self__", None), HealthRegistry)
+    ]
+    problems = []
+    for pattern in settings.rate_limit_exempt_paths:
+        if not pattern.endswith("*") or pattern in ("*", "/*"):
+            continue
+        covered = [path for path in served if PathPatterns([pattern]).matches(path)]
+        if len(covered) >= 2 and 2 * len(covered) >= len(served):
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",
+                    f"{pattern} exempts {len(covered)} of the app's {len(served)} routes "
+                    f"({_listed(covered)}) from every rate limit (per ip, per tenant)",
+                    severity="warning",
+                    production_only=False,
+                    fix="exempt the few routes that need it (or mark them @exempt())",
                 )
             )
     return problems
