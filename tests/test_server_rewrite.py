@@ -46,11 +46,29 @@ def test_a_client_rewritten_from_forwarded_is_detected_whatever_the_spelling() -
     assert detector.inspect_request(request(("2001:db8::1", 0), header))
 
 
+async def test_a_hop_with_a_port_copied_by_uvicorn_is_detected() -> None:
+    """Attacker review: with ``X-Forwarded-For: 203.0.113.9:4444`` uvicorn keeps the
+    header's port, and a client with a port was taken for a real peer."""
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope)
+
+    server = ProxyHeadersMiddleware(app, trusted_hosts="*")
+    scope = request(("127.0.0.1", 50000), ("X-Forwarded-For", "203.0.113.9:4444"))
+    await server(scope, None, None)  # type: ignore[arg-type]
+    assert seen[0]["client"] == ("203.0.113.9", 4444)  # the header's port, kept
+    assert ServerRewriteDetector().inspect_request(seen[0])
+
+
 def test_a_real_peer_is_never_taken_for_a_rewrite() -> None:
     detector = ServerRewriteDetector()
     # A TCP peer has a port, even when a client lists the proxy's address in its header.
     assert not detector.inspect_request(
         request(("10.0.0.2", 51234), ("X-Forwarded-For", "10.0.0.2"))
+    )
+    assert not detector.inspect_request(
+        request(("10.0.0.2", 51234), ("X-Forwarded-For", "10.0.0.2:4444"))
     )
     # No forwarding header, an address not in it, or no client at all: nothing to see.
     assert not detector.inspect_request(request(("198.51.100.7", 0)))

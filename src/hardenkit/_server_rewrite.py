@@ -11,8 +11,9 @@ client may have chosen and cannot tell it from a real peer, whatever
   ``ProxyHeadersMiddleware`` that trusts some address is among the callers of hardenkit's
   lifespan handling.
 - **On a request**, a rewritten client is ``(address, 0)`` with ``address`` one of the
-  hops of the request's own ``X-Forwarded-For`` / ``Forwarded``: a TCP peer always has a
-  port, and a proxy does not list itself in the header it sends.
+  hops of the request's own ``X-Forwarded-For`` / ``Forwarded`` (or ``(address, port)``
+  for a hop written with that port, which uvicorn keeps): a TCP peer always has a port,
+  and a proxy does not list itself in the header it sends.
 
 The first detection logs a warning naming the fix; readiness reports it as the
 ``proxy_headers`` check and ``hardenkit doctor --url`` fails on it.
@@ -111,15 +112,22 @@ class ServerRewriteDetector:
     def inspect_request(self, scope: Scope) -> bool:
         """Return whether ``scope["client"]`` was rewritten from the request's own header."""
         client = scope.get("client")
-        if not client or client[1] != 0 or scope.get(RESOLVED_KEY):
+        if not client or scope.get(RESOLVED_KEY):
             return False
         hops = _hop_addresses(scope)
         if not hops:
             return False
         # str(ip_address(...)) is the canonical form, whatever spelling the header used.
-        host = client[0]
-        parsed = parse_hop(host)
-        if parsed is None or (str(parsed[0]), 0) not in hops:
+        parsed = parse_hop(client[0])
+        if parsed is None:
+            return False
+        address = str(parsed[0])
+        # A hop without a port becomes (address, 0); uvicorn keeps a hop's own port
+        # ("203.0.113.9:4444" becomes port 4444), which no proxy writes.
+        rewritten = any(
+            hop == address and (port == client[1] if port else client[1] == 0) for hop, port in hops
+        )
+        if not rewritten:
             return False
         self.rewritten_requests += 1
         self._detected("a request's client address is a hop of its own forwarding header")
