@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -14,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Host, Match, Mount, Route, Router, WebSocketRoute
 from starlette.testclient import TestClient, WebSocketDenialResponse
+from starlette.types import Scope
 from starlette.websockets import WebSocket
 
 from examples.reference_app.settings import DEMO_DEFAULTS
@@ -214,3 +217,73 @@ def test_a_route_added_to_a_mounted_router_after_requests_is_not_answered_from_t
     assert client.get("/m/admin").status_code == 200
     sub.routes.insert(0, Route("/admin", hello))  # now serves /m/admin, unmarked
     assert client.get("/m/admin").status_code == 401
+
+
+class CaseInsensitiveRoute(APIRoute):
+    """A common recipe: the route class lowercases the path before matching."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        return super().matches({**scope, "path": scope["path"].lower()})
+
+
+def test_an_included_router_with_its_own_route_class_is_matched_as_fastapi_matches_it() -> None:
+    """Attacker review: FastAPI matches an included router's routes with their class's own
+    ``matches``; hardenkit used the candidate's, and took /api/files/SECRET for the public
+    /api/files/{name} while FastAPI served the protected /files/secret."""
+    files = APIRouter(route_class=CaseInsensitiveRoute)
+
+    @files.get("/files/secret")
+    async def secret() -> dict[str, str]:
+        return {"served": "secret"}
+
+    @files.get("/files/{name}")
+    @public()
+    async def readme(name: str) -> dict[str, str]:
+        return {"served": name}
+
+    app = FastAPI()
+    app.include_router(files, prefix="/api")
+    install(app, HardenSettings(**DEMO_DEFAULTS))
+    client = TestClient(app)
+    assert client.get("/api/files/readme").status_code == 200
+    assert client.get("/api/files/secret").status_code == 401
+    assert client.get("/api/files/SECRET").status_code == 401
+
+
+def test_a_route_class_matching_on_a_header_is_not_answered_from_the_cache() -> None:
+    """Attacker review: versions picked by a header (the route class reads it); the answer
+    for the public version was cached by path and given to the protected one."""
+
+    class VersionedRoute(APIRoute):
+        def matches(self, scope: Scope) -> tuple[Match, Scope]:
+            match, child = super().matches(scope)
+            wanted = dict(scope["headers"]).get(b"accept-version", b"1").decode()
+            if match is not Match.NONE and getattr(self.endpoint, "version", "1") != wanted:
+                return Match.NONE, {}
+            return match, child
+
+    app = FastAPI()
+    app.router.route_class = VersionedRoute
+
+    async def catalog_v1() -> dict[str, int]:
+        return {"v": 1}
+
+    async def catalog_v2() -> dict[str, int]:
+        return {"v": 2}
+
+    catalog_v1.version = "1"  # type: ignore[attr-defined]
+    catalog_v2.version = "2"  # type: ignore[attr-defined]
+    app.get("/catalog")(public()(catalog_v1))
+    app.get("/catalog")(catalog_v2)
+    install(app, HardenSettings(**DEMO_DEFAULTS))
+    client = TestClient(app)
+    assert client.get("/catalog", headers={"Accept-Version": "1"}).json() == {"v": 1}
+    assert client.get("/catalog", headers={"Accept-Version": "2"}).status_code == 401
+
+
+def test_a_route_added_later_to_a_wrapped_mount_that_had_none_is_seen() -> None:
+    inner = Starlette(routes=[])
+    client = app_with(Mount("/w", app=GZipMiddleware(inner)))
+    assert client.get("/w/status").status_code == 401
+    inner.router.routes.append(Route("/status", marked(public())))
+    assert client.get("/w/status").status_code == 200

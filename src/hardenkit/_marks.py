@@ -42,6 +42,7 @@ EXEMPT: Final = "exempt"
 _ATTRIBUTE = "hardenkit_marks"
 _LIMITED_ORIGINAL = "hardenkit_limited_original"
 _MAX_KNOWN = 1024
+_STOCK_ROUTING = frozenset({"starlette.routing", "fastapi.routing"})
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
@@ -128,13 +129,16 @@ class MarkedRoutes:
         mark: :data:`PUBLIC` or :data:`EXEMPT`.
     """
 
-    __slots__ = ("_known", "_marked", "_routes", "_watched", "mark")
+    __slots__ = ("_cacheable", "_known", "_marked", "_routes", "_watched", "mark")
 
     def __init__(self, mark: str) -> None:
         self.mark = mark
         self._routes: Sequence[Any] | None = None  # the route list the table was built from
         # Every route list below it, with its length: a route added to any rebuilds.
         self._watched: tuple[tuple[list[Any], int], ...] = ()
+        # Whether every route matches as Starlette's and FastAPI's do (path, method, host):
+        # a route class of the app's own may match on anything (a version header).
+        self._cacheable = True
         # The marked routes' templates: a request none of them matches is not served by one.
         self._marked: tuple[_Entry, ...] = ()
         # Answers for requests a marked route's template matches, so the router's choice
@@ -157,26 +161,38 @@ class MarkedRoutes:
             return False  # no marked route can serve it, whatever serves it
         # The Host header always: a Host route anywhere (under a Mount, in an included
         # router, behind middleware) makes the answer depend on it.
+        if not self._cacheable:
+            return self._served_marked(routes, scope)
         known_key = (scope["type"], method, path, _host(scope))
         known = self._known.get(known_key)
         if known is None:
-            served = serving_route(routes, scope)
-            known = served is not None and self.mark in marks_of(endpoint_of(served[0]))
+            known = self._served_marked(routes, scope)
             if len(self._known) >= _MAX_KNOWN:
                 self._known.clear()
             self._known[known_key] = known
         return known
 
+    def _served_marked(self, routes: Sequence[Any], scope: Scope) -> bool:
+        served = serving_route(routes, scope)
+        return served is not None and self.mark in marks_of(endpoint_of(served[0]))
+
     def _build(self, app: Any, routes: Sequence[Any]) -> None:
         self._known.clear()
         self._routes = routes
         self._watched = route_lists(routes) if isinstance(routes, list) else ()
+        self._cacheable = all(_stock_matching(route) for own, _ in self._watched for route in own)
         infos = list(iter_routes(app))
         self._marked = tuple(_Entry(info, self.mark) for info in infos if _marked(info, self.mark))
 
 
 def _marked(info: RouteInfo, mark: str) -> bool:
     return mark in marks_of(info.endpoint)
+
+
+def _stock_matching(route: Any) -> bool:
+    """Whether ``route`` matches as Starlette's or FastAPI's routes do, on path, method, host."""
+    matches = getattr(type(route), "matches", None)
+    return getattr(matches, "__module__", None) in _STOCK_ROUTING
 
 
 def _host(scope: Scope) -> bytes | None:

@@ -87,14 +87,17 @@ def mounted_routes(route: Any) -> list[Any] | None:
     route = effective_route(route)
     if not isinstance(route, Mount | Host):
         return None
-    app: Any = route
+    # From the mounted app down (the Mount's own ``routes`` is a fresh list when its app
+    # is wrapped): the first router's own list, empty or not, so that a route added to
+    # it later is seen (:func:`route_lists`).
+    app: Any = route.app
     for _ in range(_MAX_WRAPPERS):
-        routes = getattr(app, "routes", None)
-        if isinstance(routes, list) and routes:
-            return routes
         router_routes = getattr(getattr(app, "router", None), "routes", None)
-        if isinstance(router_routes, list) and router_routes:
+        if isinstance(router_routes, list):
             return router_routes
+        routes = getattr(app, "routes", None)
+        if isinstance(routes, list):
+            return routes
         app = getattr(app, "app", None)
         if app is None:
             return None
@@ -137,7 +140,9 @@ def route_lists(routes: list[Any]) -> tuple[tuple[list[Any], int], ...]:
             return
         for route in own:
             for owner in (route, getattr(route, "original_router", None)):
-                below = mounted_routes(owner) or getattr(owner, "routes", None)
+                below = mounted_routes(owner)
+                if below is None:
+                    below = getattr(owner, "routes", None)
                 if isinstance(below, list):
                     walk(below, depth + 1)
 
@@ -192,9 +197,15 @@ def serving_route(
         match, child = matches(scope)
         if match is not Match.FULL:
             continue
+        route = candidate
+        if callable(getattr(candidate, "_match", None)):
+            selected = _fastapi_selection(candidate, scope)
+            if selected is None:
+                return None
+            route, child = selected
         child = child or {}
         params: dict[str, Any] = dict(child.get("path_params") or {})
-        route = effective_route(candidate)
+        route = effective_route(route)
         inner = inner_routes(route)
         if not inner:
             return route, params
@@ -205,4 +216,28 @@ def serving_route(
             return None
         served_by, nested = found
         return served_by, {**params, **nested}
+    return None
+
+
+def _fastapi_selection(included: Any, scope: Scope) -> tuple[Any, Scope] | None:
+    """The route an included FastAPI router picks for ``scope``, and its child scope.
+
+    FastAPI (0.16x) selects among an included router's candidates itself
+    (``_IncludedRouter._match``): an ``APIRoute``'s own ``matches`` runs with the
+    candidate's prefixed context in the scope, so a ``route_class`` that overrides
+    ``matches`` (case-insensitive paths) decides as it does when serving. Its choice is
+    taken here rather than guessed; nested included routers are followed the same way.
+    The scope is a copy: FastAPI sets and restores its own keys in it.
+    """
+    scope = dict(scope)
+    router = included
+    for _ in range(_MAX_DEPTH):
+        match, child, route, context = router._match(scope)
+        if match is not Match.FULL or route is None:
+            return None
+        if not callable(getattr(route, "_match", None)):
+            starlette_route = getattr(context, "starlette_route", None)
+            return (route if starlette_route is None else starlette_route), child
+        scope.update(child)
+        router = route
     return None

@@ -417,3 +417,36 @@ def test_an_api_key_naming_a_tenant_in_a_mount_of_an_included_fastapi_router_is_
     response = client.get("/api/m/t/globex/items", headers={"X-API-Key": "k" * 40})
     assert response.status_code == 403
     assert response.json()["code"] == "TENANT_MISMATCH"
+
+
+def test_a_tenant_only_in_an_include_prefix_is_bound_for_websockets_and_added_routes() -> None:
+    """Attacker review: "/tenants/{tenant_id}" as the include's prefix, over a websocket
+    and an ``add_route`` route, with no other route naming the tenant: never bound."""
+    from fastapi import APIRouter, FastAPI
+
+    async def events(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json({"tenant": websocket.path_params["tenant_id"]})
+        await websocket.close()
+
+    router = APIRouter()
+    router.add_api_websocket_route("/events", events)
+    router.add_route("/export", echo)
+    app = FastAPI()
+    app.include_router(router, prefix="/tenants/{tenant_id}")
+    app.add_middleware(
+        AuthMiddleware, verifier=JWTVerifier(secret=SECRET, issuer=ISSUER, audience=[AUDIENCE])
+    )
+    app.add_middleware(ErrorMiddleware)
+    client = TestClient(app)
+    token = bearer(hs256(claims(tenant_id="acme")))
+    assert client.get("/tenants/acme/export", headers=token).status_code == 200
+    assert client.get("/tenants/globex/export", headers=token).status_code == 403
+    with client.websocket_connect("/tenants/acme/events", headers=token) as websocket:
+        assert websocket.receive_json() == {"tenant": "acme"}
+    with (
+        pytest.raises(WebSocketDenialResponse) as denied,
+        client.websocket_connect("/tenants/globex/events", headers=token),
+    ):
+        pass
+    assert denied.value.status_code == 403

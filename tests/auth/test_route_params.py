@@ -168,3 +168,13 @@ def test_a_mounted_router_with_no_such_route_gives_no_parameters_from_later_rout
     )
     assert route_path_params(scope_for(app, "/v1/acme")) is None
     assert route_path_params(scope_for(app, "/v2/acme")) == {"section": "v2", "tenant_id": "acme"}
+
+
+def test_a_tenant_route_added_later_to_a_wrapped_mount_that_had_none_is_bound() -> None:
+    sub = Starlette(routes=[])
+    app = Starlette(routes=[Mount("/w", app=GZipMiddleware(sub))])
+    names = RouteParamNames(["tenant_id"])
+    assert not names.in_app_of(scope_for(app, "/w/tenants/globex/items"))
+    sub.router.routes.append(Route("/tenants/{tenant_id}/items", endpoint))
+    assert names.in_app_of(scope_for(app, "/w/tenants/globex/items"))
+    assert route_path_params(scope_for(app, "/w/tenants/globex/items")) == {"tenant_id": "globex"}

@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.types import Scope
 
-from hardenkit._routes import mounted_routes, serving_route, template_params
+from hardenkit._routes import effective_route, mounted_routes, serving_route, template_params
 
 __all__ = ["RouteParamNames", "route_path_params"]
 
@@ -86,7 +86,9 @@ def _scan(
     if owned:
         watched.append((routes, len(routes)))
     for route in routes:
-        for node in (route, getattr(route, "original_route", None)):
+        # The route, what it was made from, and the prefixed copy FastAPI serves (an
+        # include's prefix may hold the parameter: "/tenants/{tenant_id}" + "/events").
+        for node in (route, getattr(route, "original_route", None), effective_route(route)):
             for attribute in _TEMPLATES:
                 template = getattr(node, attribute, None)
                 if isinstance(template, str):
@@ -98,7 +100,9 @@ def _scan(
         # effective candidates are derived from it): a route added to any is noticed.
         for owner in (route, getattr(route, "original_router", None)):
             # A mount's router below any middleware wrapping it, else the route's own list.
-            own = mounted_routes(owner) or getattr(owner, "routes", None)
+            own = mounted_routes(owner)
+            if own is None:
+                own = getattr(owner, "routes", None)
             if isinstance(own, list) and own is not routes:
                 _scan(own, watched, found, depth + 1)
         candidates = getattr(route, "effective_candidates", None)
