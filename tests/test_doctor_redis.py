@@ -164,3 +164,20 @@ def test_doctor_says_a_redis_that_refuses_two_slots_cannot_hold_decisions(
     assert finding["status"] == "warn"
     assert "no epoch on this Redis" in finding["detail"]
     assert "handed out again" in finding["detail"]
+
+
+def test_sentinels_that_name_no_master_are_explained_by_the_settings_to_check(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """New-user review: the doctor said ``MasterNotFoundError`` and nothing else."""
+    from tests.support.redis_server import free_port
+
+    monkeypatch.setenv("HARDENKIT_REDIS_URL", "redis://sentinel/0")
+    monkeypatch.setenv("HARDENKIT_REDIS_SENTINELS", f"127.0.0.1:{free_port()}")  # nobody
+    monkeypatch.setenv("HARDENKIT_REDIS_SENTINEL_MASTER", "mymaster")
+    code, findings = doctor(capsys)
+    assert code == 1
+    detail = findings["redis"]["detail"]
+    assert "MasterNotFoundError" in detail
+    assert "HARDENKIT_REDIS_SENTINELS" in detail
+    assert "HARDENKIT_REDIS_SENTINEL_MASTER" in detail

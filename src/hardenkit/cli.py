@@ -50,7 +50,7 @@ from hardenkit.settings import (
     name_problems,
     unparsable_field,
 )
-from hardenkit.stores import create_redis, is_cluster, tls_failure
+from hardenkit.stores import create_redis, failure_fix, is_cluster
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -287,8 +287,8 @@ async def _redis_findings(settings: HardenSettings) -> tuple[list[Finding], int 
 
 
 def _why(error: BaseException) -> str:
-    """The class of a connection failure, and what to fix when it is TLS's."""
-    fix = tls_failure(error)
+    """The class of a connection failure, and what to fix when a setting explains it."""
+    fix = failure_fix(error)
     return type(error).__name__ if fix is None else f"{type(error).__name__}: {fix}"
 
 

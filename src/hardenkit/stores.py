@@ -43,6 +43,7 @@ __all__ = [
     "MAX_HOLD_US",
     "RedisGuard",
     "create_redis",
+    "failure_fix",
     "is_cluster",
     "is_redis_failure",
 ]
@@ -172,6 +173,24 @@ def _sentinel_client(settings: HardenSettings, url: str, options: dict[str, Any]
         raise ValueError("HARDENKIT_REDIS_SENTINEL_MASTER is required with sentinels")
     client: Redis = sentinel.master_for(master, **options)
     return client
+
+
+def failure_fix(error: BaseException) -> str | None:
+    """What to fix when Redis could not be reached for a reason a setting explains.
+
+    A TLS handshake refused (:func:`tls_failure`), or sentinels that named no master:
+    redis-py says ``MasterNotFoundError`` alike for sentinels that are down, that do not
+    monitor that name, or that are not sentinels.
+    """
+    from redis.asyncio.sentinel import MasterNotFoundError  # noqa: PLC0415 - imported lazily
+
+    if isinstance(error, MasterNotFoundError):
+        return (
+            "no sentinel of HARDENKIT_REDIS_SENTINELS named a master for "
+            "HARDENKIT_REDIS_SENTINEL_MASTER: check the sentinels' addresses (host:port of "
+            "redis-sentinel, usually 26379) and the master's name they monitor"
+        )
+    return tls_failure(error)
 
 
 def tls_failure(error: BaseException) -> str | None:
@@ -680,7 +699,7 @@ def is_cluster(client: object) -> bool:
 
 
 def _fix_for(error: BaseException) -> dict[str, str]:
-    fix = tls_failure(error)
+    fix = failure_fix(error)
     return {} if fix is None else {"fix": fix}
 
 
