@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -247,3 +249,48 @@ async def test_a_first_burst_on_a_cluster_finds_its_connections_open(
         assert store.guard.single_fallbacks == 0
     finally:
         await client.aclose()
+
+
+@pytest.mark.cluster
+async def test_a_paused_cluster_node_holds_up_its_own_keys_only(tmp_path: Path) -> None:
+    """The in-flight bound is per primary: decisions for a healthy node never wait behind
+    calls to a node that stopped answering (they would time out with it)."""
+    cluster = RedisCluster(tmp_path)
+    cluster.start()
+    client = ClusterClient.from_url(cluster.url)
+    store = RedisStore(client, prefix="hk:pause:", fallback_share=1)
+    limiter = RateLimiter("1000/hour", store=store, name="pause")
+    paused = cluster.nodes[0]
+    assert paused.process is not None
+    try:
+        assert await store.guard.warm_up()
+        on_paused: list[str] = []
+        elsewhere: list[str] = []
+        for index in range(400):
+            caller = f"caller-{index}"
+            node = client.get_node_from_key(store.redis_key(limiter._storage_key(caller)))
+            mine = node is not None and node.port == paused.port
+            (on_paused if mine else elsewhere).append(caller)
+        assert len(on_paused) >= 2 * _CLUSTER_IN_FLIGHT
+        assert len(elsewhere) >= 16
+
+        async def timed(caller: str) -> tuple[float, str]:
+            started = time.perf_counter()
+            decision = await limiter.hit(caller)
+            return time.perf_counter() - started, decision.backend
+
+        paused.process.send_signal(signal.SIGSTOP)  # well within the 2 s node timeout
+        try:
+            stuck = [asyncio.create_task(timed(c)) for c in on_paused[: 2 * _CLUSTER_IN_FLIGHT]]
+            await asyncio.sleep(0.01)  # their calls are in flight
+            healthy = await asyncio.gather(*(timed(c) for c in elsewhere[:16]))
+            held = await asyncio.gather(*stuck)
+        finally:
+            paused.process.send_signal(signal.SIGCONT)
+        assert {backend for _, backend in healthy} == {"redis"}
+        # One bound for every node: the healthy ones waited for the paused node's calls to
+        # give up (0.50 s against its 0.51 s); per node: 0.01 s against 0.56 s.
+        assert max(took for took, _ in healthy) < min(took for took, _ in held) / 2
+    finally:
+        await client.aclose()
+        cluster.stop()

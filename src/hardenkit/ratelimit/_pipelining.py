@@ -36,9 +36,10 @@ _TAKEN_OVER: Final = ("socket_timeout", "socket_connect_timeout", "retry")
 """Settings of the held connection that the runner replaces while it holds it."""
 
 _CLUSTER_IN_FLIGHT: Final = 8
-"""Decisions a runner has in flight at once on a Cluster, and the connections it opens
-to every primary before the first one (:meth:`ScriptRunner.prepare`). Further decisions
-wait for one of those rather than open a connection inside their own timeout: a burst
+"""Decisions a runner has in flight at once to each primary of a Cluster, and the
+connections it opens to every primary before the first one (:meth:`ScriptRunner.prepare`).
+Further decisions for that node wait for one of those rather than open a connection
+inside their own timeout (a node that hangs holds up its own keys only): a burst
 of 16 new connections to a node took 30-45 ms on an idle 2-core host, most of the 50 ms
 a decision may take, so a fresh worker's first burst fell back on a busy one. Eight
 round trips of about 0.3 ms each carry far more decisions than a process serves."""
@@ -84,7 +85,7 @@ class ScriptRunner:
         self._drainer: asyncio.Task[None] | None = None
         # redis-py refuses scripts in Cluster pipelines; there every decision goes alone.
         self.pipelining = not is_cluster(client)
-        self._cluster_slots = asyncio.Semaphore(_CLUSTER_IN_FLIGHT)
+        self._cluster_slots: dict[str, asyncio.Semaphore] = {}  # by node
         self._pool, self._pool_arguments = _direct_pool(client)
         self._connection: Any = None  # held out of the pool for lone commands
         self._connection_settings: dict[str, Any] = {}  # its own, given back with it
@@ -103,7 +104,7 @@ class ScriptRunner:
         """
         keep_inherited(self._connection, self._drainer, self._queue)
         self._loop, self._busy, self._queue, self._drainer = None, False, [], None
-        self._cluster_slots = asyncio.Semaphore(_CLUSTER_IN_FLIGHT)
+        self._cluster_slots = {}
         self._connection, self._connection_busy = None, False
 
     async def aclose(self) -> None:
@@ -170,9 +171,10 @@ class ScriptRunner:
         """One decision alone, on a connection :meth:`prepare` opened.
 
         redis-py refuses scripts in Cluster pipelines; at most ``_CLUSTER_IN_FLIGHT``
-        decisions are in flight, the others wait for one of them to finish.
+        decisions are in flight to the node of ``keys``, the others wait for one of them
+        to finish.
         """
-        slots = self._cluster_slots
+        slots = self._node_slots(keys[0])
         acquired = False
         try:
             await slots.acquire()
@@ -185,6 +187,18 @@ class ScriptRunner:
         finally:
             if acquired:
                 slots.release()
+
+    def _node_slots(self, key: str) -> asyncio.Semaphore:
+        """The in-flight bound of the primary serving ``key`` (one slot map lookup)."""
+        try:
+            node = self.client.get_node_from_key(key)  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - no node serves it: execute_command says why
+            node = None
+        name = "" if node is None else node.name
+        slots = self._cluster_slots.get(name)
+        if slots is None:
+            slots = self._cluster_slots[name] = asyncio.Semaphore(_CLUSTER_IN_FLIGHT)
+        return slots
 
     async def _open_cluster_connections(self) -> None:
         """Open ``_CLUSTER_IN_FLIGHT`` connections to every primary, kept by its node.
@@ -203,7 +217,7 @@ class ScriptRunner:
     async def _enter_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """First use, or a new event loop (tests, workers): start from a clean state."""
         self._loop, self._busy, self._queue = loop, False, []
-        self._cluster_slots = asyncio.Semaphore(_CLUSTER_IN_FLIGHT)
+        self._cluster_slots = {}
         await self.aclose()  # a connection belongs to the loop it was opened on
 
     async def run_one(self, keys: tuple[str, ...], args: Args) -> Reply:
