@@ -103,6 +103,10 @@ SHAPES: dict[str, tuple[str, tuple[str, ...]]] = {
     # The lower-priority shapes.
     "dotted_card": ("card 4111.1111.1111.1111 declined", ("4111.1111.1111",)),
     "percent_encoded_name": ("user%5Bpassword%5D=hunter2xyz&next=1", (SECRET,)),
+    # Attacker review: an encoded first letter kept the name from being read at all.
+    "percent_encoded_first_letter": ("GET /healthz?%63lient_secret=hunter2xyz&a=1", (SECRET,)),
+    "percent_encoded_first_letter_after_a_pair": ("/x?page=2&%70assword=hunter2xyz", (SECRET,)),
+    "json_escaped_first_letter": ('{"\\u0070assword": "hunter2xyz"}', (SECRET,)),
     "yaml_list": ("password:\n  - hunter2xyz\n  - second2xyz\nuser: app", (SECRET, "second2xyz")),
     "yaml_block_scalar": ("password: |\n  hunter2xyz\nuser: app", (SECRET,)),
     "xml_cdata": ("<password><![CDATA[hunter2xyz]]></password>", (SECRET,)),

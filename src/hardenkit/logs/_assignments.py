@@ -39,11 +39,11 @@ REDACTED = "[REDACTED]"
 # A name, optionally quoted (escaped quotes included), then ':' or '='. Not preceded by a
 # name character, so "x-api-key=" is one name and "--password=" is a flag (below); an
 # escaped line break ("\npassword=" in a repr) separates like a real one.
-# Names may be percent-encoded ("user%5Bpassword%5D="), \u-escaped ("pass\u0077ord") or
-# spelled with lookalike letters.
+# Names may be percent-encoded ("user%5Bpassword%5D=", "%70assword="), \u-escaped
+# ("pass\u0077ord", "\u0070assword") or spelled with lookalike letters.
 _ASSIGNMENT = re.compile(
     r"(?:(?<![\w.\-\[\]\\%])|(?<=\\[nrt]))(?:b(?=\\{0,7}[\"']))?(?P<q>\\{0,7}[\"']|)"
-    r"(?P<name>[^\W\d][\w.\-\[\]%\\]{0,63})(?P=q)"
+    r"(?P<name>(?:[^\W\d]|%[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4})[\w.\-\[\]%\\]{0,63})(?P=q)"
     r"(?P<sep>[ \t]*(?:=>|[:=])[ \t]*)"
 )
 # ('password', 'x'): a pair in a repr (dict_items, header lists, a tuple of settings).
@@ -58,10 +58,10 @@ _WRAPPED_QUOTE = re.compile(r"[A-Za-z_][\w.]{0,63}\([ \t]*b?(\\{0,7}[\"'])")
 _BARE_AFTER_EQUALS = re.compile(r"[^\s,;\"'<>]+")
 # Inside a bare value, '&' ends it only when another pair follows ("token=x&page=2"); a
 # random key may hold '&' and '#' ("k#3@x!v8(z^m_2q$w0e+r&t*y5...").
-_NEXT_PAIR = re.compile(r"&+(?=[^\W\d][\w.\-\[\]%]*=)|&+\Z")
+_NEXT_PAIR = re.compile(r"&+(?=(?:[^\W\d]|%[0-9A-Fa-f]{2})[\w.\-\[\]%]*=)|&+\Z")
 # A word that starts the next pair or option: where a spaced value stops.
 _NEXT_WORD = re.compile(r"[ \t]+(?P<word>[^\s\"'<>]+)")
-_STARTS_PAIR = re.compile(r"[^\W\d][\w.\-\[\]%]*[=:]|-|\[REDACTED|\|")
+_STARTS_PAIR = re.compile(r"(?:[^\W\d]|%[0-9A-Fa-f]{2})[\w.\-\[\]%]*[=:]|-|\[REDACTED|\|")
 # ODBC escapes a brace inside a braced value by doubling it; fail closed on a stray one.
 _BRACED = re.compile(r"\{.*?\}(?=[;\s\"']|\Z)")
 _BLOCK_INDICATOR = re.compile(r"[|>][+-]?[ \t]*(?=\r?\n)")
