@@ -324,3 +324,40 @@ def test_an_empty_key_source_is_unset_not_a_second_source(monkeypatch: pytest.Mo
     settings = HardenSettings()
     assert settings.jwt_secret is None
     assert not [p for p in settings.problems() if "only one key source" in p.message]
+
+
+def test_no_settings_validator_is_shadowed_by_another_sections() -> None:
+    """Two sections' validators of one name: the class assembled from them keeps one, and
+    the other's fields go unchecked (new-user review: `_paths` of the rate-limit section
+    was replaced by auth's, and a bad HARDENKIT_RATE_LIMIT_EXEMPT_PATHS crashed install())."""
+    assembled = HardenSettings.__pydantic_decorators__.field_validators
+    for section in HardenSettings.__mro__[1:]:
+        own = getattr(section, "__pydantic_decorators__", None)
+        if own is None:
+            continue
+        for name, validator in own.field_validators.items():
+            assert name in assembled, f"{section.__name__}.{name}"
+            assert assembled[name].info.fields == validator.info.fields, (
+                f"{section.__name__}.{name} is shadowed: {assembled[name].info.fields} "
+                f"instead of {validator.info.fields}"
+            )
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",
+        "HARDENKIT_AUTH_PATHS",
+        "HARDENKIT_STREAMING_PATHS",
+        "HARDENKIT_PUBLIC_PATHS",
+        "HARDENKIT_API_KEY_PATHS",
+        "HARDENKIT_WEBHOOK_PATHS",
+    ],
+)
+def test_a_malformed_path_pattern_is_refused_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "/api/*/health")
+    monkeypatch.setenv("HARDENKIT_WEBHOOK_SECRET", "whsec_" + "A" * 43 + "=")
+    with pytest.raises(SettingsError, match=f"{variable}: .*only (allowed )?at the end"):
+        load_settings()

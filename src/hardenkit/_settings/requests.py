@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from hardenkit._paths import check_pattern
+from hardenkit._paths import PathPatterns, check_pattern
 from hardenkit._section import CommaList, Section, SettingProblem
 
 __all__ = ["RequestSettings"]
@@ -82,6 +82,12 @@ class RequestSettings(Section):
     cors_max_age: int = Field(
         default=600, ge=0, le=86400, description="Seconds browsers may cache a preflight."
     )
+
+    @field_validator("streaming_paths")
+    @classmethod
+    def _valid_streaming_paths(cls, value: list[str]) -> list[str]:
+        PathPatterns(value)
+        return value
 
     @field_validator("request_timeout_routes")
     @classmethod

@@ -106,6 +106,6 @@ class RateLimitSettings(Section):
 
     @field_validator("auth_paths", "rate_limit_exempt_paths")
     @classmethod
-    def _paths(cls, value: list[str]) -> list[str]:
+    def _limit_paths(cls, value: list[str]) -> list[str]:
         PathPatterns(value)
         return value

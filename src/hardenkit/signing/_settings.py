@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
+from hardenkit._paths import PathPatterns
 from hardenkit._published import (
     PUBLISHED_PRIVATE_KEYS,
     PUBLISHED_PUBLIC_KEYS,
@@ -168,6 +169,12 @@ class SigningSettings(Section):
     def _key_id(cls, value: str | None) -> str | None:
         if value is not None and safe_key_id(value) is None:
             raise ValueError("must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+        return value
+
+    @field_validator("webhook_paths")
+    @classmethod
+    def _valid_webhook_paths(cls, value: list[str]) -> list[str]:
+        PathPatterns(value)
         return value
 
     @property
