@@ -672,9 +672,9 @@ def test_a_weak_secret_is_refused_by_name_and_fix_without_repeating_it(secret: s
     assert all("fix:" in line and secret.lower() not in line.lower() for line in lines)
 
 
-def test_an_exempt_prefix_over_most_of_the_app_is_warned_about() -> None:
+def test_an_exempt_prefix_over_protected_routes_or_most_of_the_app_is_warned_about() -> None:
     """New-user review: HARDENKIT_RATE_LIMIT_EXEMPT_PATHS=/api/* turned the limits off for
-    the whole API and said nothing."""
+    the whole API and said nothing (and, at first, only a prefix over half the app did)."""
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
@@ -685,10 +685,13 @@ def test_an_exempt_prefix_over_most_of_the_app_is_warned_about() -> None:
     async def ok(request: object) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
+    paths = ["/api/v1/orders", "/api/v1/items", "/static/logo", "/static/icon"]
+    paths += [f"/site/page{index}" for index in range(6)]
+
     def warned(*exempt: str) -> list[str]:
-        paths = ["/api/orders", "/api/items", "/api/me", "/static/logo"]
         app = Starlette(routes=[Route(path, ok) for path in paths])
-        settings = HardenSettings(**{**SAFE, "rate_limit_exempt_paths": list(exempt)})
+        values = {**SAFE, "rate_limit_exempt_paths": list(exempt)}
+        settings = HardenSettings(**{**values, "public_paths": ["/static/*", "/site/*"]})
         install(app, settings)
         return [
             problem.message
@@ -696,7 +699,10 @@ def test_an_exempt_prefix_over_most_of_the_app_is_warned_about() -> None:
             if problem.setting == "HARDENKIT_RATE_LIMIT_EXEMPT_PATHS"
         ]
 
-    (message,) = warned("/api/*")
-    assert message.startswith("/api/* exempts 3 of the app's 4 routes")
-    assert warned("/static/*") == []  # one route: what exempt paths are for
-    assert warned("/api/me", "/api/items") == []  # exact paths are chosen one by one
+    (message,) = warned("/api/*")  # 2 of 10 routes, both behind auth
+    assert message.startswith("/api/* exempts 2 of the app's 10 routes")
+    assert "2 of them behind auth" in message
+    assert warned("/static/*") == []  # public assets: what exempt paths are for
+    assert warned("/api/v1/orders") == []  # exact paths are chosen one by one
+    (most,) = warned("/site/*")  # public, but 6 of 10 routes
+    assert "0 of them behind auth" in most

@@ -346,13 +346,16 @@ def _shadowed_route_problems(
 def _broad_exempt_problems(
     settings: HardenSettings, routes: Sequence[RouteInfo]
 ) -> list[SettingProblem]:
-    """An exempt prefix over most of the app: rate limiting is mostly off, by one pattern.
+    """An exempt prefix over protected routes, or over most of the app.
 
     ``*`` and ``/*`` are their own risk (``rate-limit-exempt-everything``). A prefix such
-    as ``/api/*`` on an API turns the per-ip and per-tenant limits off just as well.
+    as ``/api/*`` turns off the per-ip limit in front of auth (tokens guessed at any
+    rate) and the per-tenant limit for every route under it. What exempt paths are for
+    (assets, a metrics scrape) is one route, or public ones.
     """
+    public_paths = PathPatterns(settings.public_paths)
     served = [
-        route.path
+        route
         for route in routes
         if not isinstance(getattr(route.endpoint, "__self__", None), HealthRegistry)
     ]
@@ -360,18 +363,29 @@ def _broad_exempt_problems(
     for pattern in settings.rate_limit_exempt_paths:
         if not pattern.endswith("*") or pattern in ("*", "/*"):
             continue
-        covered = [path for path in served if PathPatterns([pattern]).matches(path)]
-        if len(covered) >= 2 and 2 * len(covered) >= len(served):
-            problems.append(
-                SettingProblem(
-                    "HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",
-                    f"{pattern} exempts {len(covered)} of the app's {len(served)} routes "
-                    f"({_listed(covered)}) from every rate limit (per ip, per tenant)",
-                    severity="warning",
-                    production_only=False,
-                    fix="exempt the few routes that need it (or mark them @exempt())",
-                )
+        exempt = PathPatterns([pattern])
+        covered = [route for route in served if exempt.matches(route.path)]
+        protected = [
+            route.path
+            for route in covered
+            if settings.auth_mode != "off"
+            and PUBLIC not in marks_of(route.endpoint)
+            and not public_paths.matches(route.path)
+        ]
+        if len(covered) < 2 or (len(protected) < 2 and 2 * len(covered) < len(served)):
+            continue
+        problems.append(
+            SettingProblem(
+                "HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",
+                f"{pattern} exempts {len(covered)} of the app's {len(served)} routes "
+                f"({_listed([route.path for route in covered])}) from every rate limit, "
+                f"{len(protected)} of them behind auth: the per-ip limit in front of auth "
+                "(tokens guessed at any rate) and the per-tenant limit are off there",
+                severity="warning",
+                production_only=False,
+                fix="exempt the few routes that need it (or mark them @exempt())",
             )
+        )
     return problems
 
 
