@@ -10,7 +10,7 @@ import pytest
 from hardenkit import HardenSettings
 from hardenkit.cli import main
 from hardenkit.settings import SettingsError, load_settings
-from tests.support.redis_server import RedisServer, one_node_cluster
+from tests.support.redis_server import RedisCluster, RedisServer, one_node_cluster
 from tests.support.tls import TlsFiles
 from tests.test_redis_tls_sentinel import tls_redis  # noqa: F401 - the fixture
 
@@ -181,3 +181,15 @@ def test_sentinels_that_name_no_master_are_explained_by_the_settings_to_check(
     assert "MasterNotFoundError" in detail
     assert "HARDENKIT_REDIS_SENTINELS" in detail
     assert "HARDENKIT_REDIS_SENTINEL_MASTER" in detail
+
+
+@pytest.mark.cluster
+def test_a_cluster_behind_a_plain_client_names_the_cluster_setting(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    redis_cluster: RedisCluster,
+) -> None:
+    """New-user review: the doctor said MovedError, and every route answered 503."""
+    monkeypatch.setenv("HARDENKIT_REDIS_URL", redis_cluster.url)
+    _, findings = doctor(capsys)
+    assert "HARDENKIT_REDIS_CLUSTER=true" in findings["instances"]["detail"]

@@ -361,3 +361,14 @@ def test_a_malformed_path_pattern_is_refused_naming_its_variable(
     monkeypatch.setenv("HARDENKIT_WEBHOOK_SECRET", "whsec_" + "A" * 43 + "=")
     with pytest.raises(SettingsError, match=f"{variable}: .*only (allowed )?at the end"):
         load_settings()
+
+
+def test_half_of_a_sentinel_setup_names_the_missing_setting_and_what_goes_in_it() -> None:
+    with pytest.raises(SettingsError, match=r"HARDENKIT_REDIS_SENTINEL_MASTER: .*sentinel monitor"):
+        HardenSettings(
+            redis_url="redis://sentinel/0", redis_sentinels=["127.0.0.1:26379"]
+        ).raise_for_errors()
+    with pytest.raises(SettingsError, match=r"HARDENKIT_REDIS_SENTINELS: .*26379"):
+        HardenSettings(
+            redis_url="redis://sentinel/0", redis_sentinel_master="mymaster"
+        ).raise_for_errors()

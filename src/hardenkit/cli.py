@@ -272,7 +272,7 @@ async def _redis_findings(settings: HardenSettings) -> tuple[list[Finding], int 
             return [failed, _instances_unknown("Redis did not answer")], None
         return [
             _latency_finding(settings, shown, latencies),
-            _instances_unknown(f"counting the heartbeats in {key} failed ({type(exc).__name__})"),
+            _instances_unknown(f"counting the heartbeats in {key} failed ({_why(exc)})"),
         ], None
     finally:
         await client.aclose()

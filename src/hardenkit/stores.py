@@ -178,12 +178,16 @@ def _sentinel_client(settings: HardenSettings, url: str, options: dict[str, Any]
 def failure_fix(error: BaseException) -> str | None:
     """What to fix when Redis could not be reached for a reason a setting explains.
 
-    A TLS handshake refused (:func:`tls_failure`), or sentinels that named no master:
+    A TLS handshake refused (:func:`tls_failure`), a Cluster node behind a plain client
+    (``MOVED``), or sentinels that named no master:
     redis-py says ``MasterNotFoundError`` alike for sentinels that are down, that do not
     monitor that name, or that are not sentinels.
     """
     from redis.asyncio.sentinel import MasterNotFoundError  # noqa: PLC0415 - imported lazily
+    from redis.exceptions import MovedError  # noqa: PLC0415
 
+    if isinstance(error, MovedError):
+        return "this Redis is a Cluster node (it answered MOVED): set HARDENKIT_REDIS_CLUSTER=true"
     if isinstance(error, MasterNotFoundError):
         return (
             "no sentinel of HARDENKIT_REDIS_SENTINELS named a master for "

@@ -211,11 +211,21 @@ class CoreSettings(Section):
 
     def _redis_connection_problems(self) -> list[SettingProblem]:
         problems = []
-        if bool(self.redis_sentinels) != bool(self.redis_sentinel_master):
+        if self.redis_sentinels and not self.redis_sentinel_master:
             problems.append(
                 SettingProblem(
                     "HARDENKIT_REDIS_SENTINEL_MASTER",
-                    "HARDENKIT_REDIS_SENTINELS and HARDENKIT_REDIS_SENTINEL_MASTER go together",
+                    "required with HARDENKIT_REDIS_SENTINELS: the name the sentinels monitor "
+                    "(`sentinel monitor <name> ...` in sentinel.conf, often mymaster)",
+                    production_only=False,
+                )
+            )
+        elif self.redis_sentinel_master and not self.redis_sentinels:
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_REDIS_SENTINELS",
+                    "required with HARDENKIT_REDIS_SENTINEL_MASTER: the sentinels' host:port "
+                    "list (redis-sentinel listens on 26379 by default)",
                     production_only=False,
                 )
             )

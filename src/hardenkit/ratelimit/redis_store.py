@@ -290,8 +290,8 @@ class RedisStore:
                 "ratelimit_epoch_unavailable",
                 detail="Redis refuses a script that names two hash slots (a cluster-mode "
                 "server or a sharding proxy behind a plain client): decisions are not held "
-                "after Redis lost its data (docs/ratelimit.md); use a Cluster client or "
-                "persistence",
+                "after Redis lost its data (docs/ratelimit.md); on Redis Cluster set "
+                "HARDENKIT_REDIS_CLUSTER=true, behind a sharding proxy turn on persistence",
                 setting="HARDENKIT_REDIS_URL",
             )
             self.epoch_key = None
