@@ -729,3 +729,18 @@ def test_a_child_forked_while_its_parent_probes_redis_probes_for_itself() -> Non
     os.waitpid(pid, 0)
     assert (probing, no_task) == (False, True)
     assert guard._probing  # the parent's own state is its own
+
+
+async def test_timeouts_that_keep_coming_while_others_answer_are_logged_now_and_then() -> None:
+    """A dead Cluster node: its keys time out, the other nodes answer, so the guard never
+    switches, and the fallback decided those keys in silence (new-user review)."""
+    guard = RedisGuard("test", timeout=0.05, failure_threshold=3)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(20):
+            assert await guard.call(times_out, memory) == "memory"
+            assert await guard.call(redis_answers, memory) == "redis"
+    assert not guard.using_fallback
+    warned = [entry for entry in logs if entry["event"] == "redis_calls_timed_out_using_fallback"]
+    assert len(warned) == 1  # at most one every 10 s
+    assert warned[0]["timed_out_since_last_warning"] == 3
+    assert warned[0]["log_level"] == "warning"

@@ -59,6 +59,9 @@ few round trips, and on a busy event loop each waits its turn."""
 _MIN_SILENCE = 0.5
 """Least time without any answer from Redis before timeouts count as Redis down."""
 
+_SINGLE_LOG_SECONDS = 10.0
+"""Least seconds between two ``redis_calls_timed_out_using_fallback`` warnings."""
+
 
 def create_redis(settings: HardenSettings) -> Redis | RedisCluster | None:
     """Return an asyncio Redis client for ``HARDENKIT_REDIS_URL``, or ``None`` when unset.
@@ -345,6 +348,8 @@ class RedisGuard:
         self._warming = False
         self.single_fallbacks = 0
         """Calls that timed out without switching, each answered by the fallback alone."""
+        self._single_logged_at = -math.inf
+        self._single_logged_count = 0
         self.loop_lag_forgiven = 0.0
         """Seconds of this process's own event-loop lag not held against Redis."""
         self._answering_now = self._answering  # bound once: passed on every call
@@ -581,6 +586,7 @@ class RedisGuard:
             else:
                 self.single_fallbacks += 1
                 store_timeouts.add(1, {"store": self.name})
+                self._log_single_fallbacks()
             return await fallback_call()
         if self._failed_at is not None and sent_after != self._failures:
             # Sent before Redis failed (a heartbeat, a decision in flight): its answer
@@ -588,6 +594,28 @@ class RedisGuard:
             return result
         self._succeeded()
         return result
+
+    def _log_single_fallbacks(self) -> None:
+        """Warn, at most every ``_SINGLE_LOG_SECONDS``, when timed-out calls keep falling back.
+
+        One slow reply is no outage, and the guard stays on Redis; but replies that keep
+        timing out while others answer (a Cluster node that died: its keys time out,
+        the other nodes' answer) would otherwise show only in a metric.
+        """
+        if self.single_fallbacks - self._single_logged_count < self.failure_threshold:
+            return  # one or two slow replies, or the start of an outage: logged as one
+        now = time.monotonic()
+        if now - self._single_logged_at < _SINGLE_LOG_SECONDS:
+            return
+        _logger.warning(
+            "redis_calls_timed_out_using_fallback",
+            store=self.name,
+            timed_out_since_last_warning=self.single_fallbacks - self._single_logged_count,
+            detail="calls to Redis timed out while others answered: each was decided by "
+            "the fallback alone (a slow or unreachable Cluster node, a busy Redis)",
+        )
+        self._single_logged_at = now
+        self._single_logged_count = self.single_fallbacks
 
     def _is_outage(self, failure: BaseException) -> bool:
         """Whether ``failure`` is evidence enough that Redis is unavailable.
