@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -207,3 +208,14 @@ def problems_of(results: Iterable[Result]) -> list[str]:
 
 def statuses(results: Iterable[Result], kind: str | None = None) -> Counter[int]:
     return Counter(r.status for r in results if kind is None or r.planned.kind == kind)
+
+
+def store_log_lines(logs: Iterable[Path], limit: int = 40) -> str:
+    """What the workers said about Redis and the limits: why a burst was refused."""
+    lines = [
+        f"{log.name}: {line}"
+        for log in logs
+        for line in log.read_text().splitlines()
+        if "redis" in line or "ratelimit" in line
+    ]
+    return "\n".join(lines[:limit])

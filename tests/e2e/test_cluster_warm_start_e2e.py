@@ -20,6 +20,7 @@ from tests.e2e._traffic import (
     problems_of,
     run_plan,
     statuses,
+    store_log_lines,
 )
 from tests.support.redis_server import RedisCluster
 from tests.support.uvicorn_server import UvicornServer, serving
@@ -60,19 +61,8 @@ async def test_four_fresh_workers_on_a_cluster_admit_exactly_the_limit_in_their_
                 *(run_plan(server.url, plan, concurrency=16, time_limit=60) for server in servers)
             )
         every = [result for own in results for result in own]
-        assert problems_of(every) == [], _store_lines(logs)
+        assert problems_of(every) == [], store_log_lines(logs)
         admitted_per_run.append(statuses(every)[200])
         for log in logs:
             assert "redis_unavailable_using_fallback" not in log.read_text()
     assert admitted_per_run == [LIMIT] * RUNS
-
-
-def _store_lines(logs: list[Path]) -> str:
-    """What the workers said about Redis and the limits: why a burst was refused."""
-    lines = [
-        f"{log.name}: {line}"
-        for log in logs
-        for line in log.read_text().splitlines()
-        if "redis" in line or "ratelimit" in line
-    ]
-    return "\n".join(lines[:40])

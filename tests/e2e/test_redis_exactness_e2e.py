@@ -24,6 +24,7 @@ from tests.e2e._traffic import (
     problems_of,
     run_plan,
     statuses,
+    store_log_lines,
 )
 from tests.support.redis_server import RedisServer
 from tests.support.uvicorn_server import UvicornServer, serving
@@ -96,9 +97,12 @@ async def test_four_workers_on_a_busy_host_admit_exactly_the_limit_in_ten_runs_i
                     )
                 )
             every = [result for own in results for result in own]
-            assert problems_of(every) == []
+            assert problems_of(every) == [], store_log_lines(logs)
             admitted_per_run.append(statuses(every)[200])
-            assert statuses(every) == {200: LIMIT, 429: REQUESTS - LIMIT}, admitted_per_run
+            assert statuses(every) == {200: LIMIT, 429: REQUESTS - LIMIT}, (
+                admitted_per_run,
+                store_log_lines(logs),
+            )
 
     assert admitted_per_run == [LIMIT] * RUNS
     for log in logs:
