@@ -1,7 +1,7 @@
 """Every Python example of README.md, the cookbook and the pages below passes ``mypy --strict``.
 
-The pages users copy their first lines from: auth, health, body limits. The other pages'
-examples are not checked yet (most are fragments of a larger app).
+The pages users copy their first lines from: auth, health, body limits, signing. The other
+pages' examples are not checked yet (most are fragments of a larger app).
 
 A block that is not a whole module (a fragment that uses names defined elsewhere) says
 so in an HTML comment on the line before it, with a reason:
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [
     ROOT / "README.md",
     *sorted((ROOT / "docs").glob("cookbook*.md")),
-    *(ROOT / "docs" / page for page in ("auth.md", "health.md", "bodylimit.md")),
+    *(ROOT / "docs" / page for page in ("auth.md", "health.md", "bodylimit.md", "signing.md")),
 ]
 _BLOCK = re.compile(r"(?P<before>[^\n]*)\n*```python\n(?P<code>.*?)\n```", re.DOTALL)
 _FRAGMENT = re.compile(r"<!-- fragment: (?P<reason>\S.*?) -->")
@@ -55,7 +55,14 @@ def examples() -> list[Example]:
 
 def test_the_sources_have_python_examples() -> None:
     by_source = {example.source.name for example in examples()}
-    assert {"README.md", "cookbook.md", "auth.md", "health.md", "bodylimit.md"} <= by_source
+    assert {
+        "README.md",
+        "cookbook.md",
+        "auth.md",
+        "health.md",
+        "bodylimit.md",
+        "signing.md",
+    } <= by_source
 
 
 def test_a_fragment_marker_precedes_a_python_block() -> None:
