@@ -149,9 +149,13 @@ if TYPE_CHECKING:
     from hardenkit.resilience.httpx import ResilientTransport
 
 
-def __getattr__(name: str) -> object:
-    if name == "ResilientTransport":
-        from hardenkit.resilience.httpx import ResilientTransport  # noqa: PLC0415
+if not TYPE_CHECKING:
+    # Hidden from type checkers: a module __getattr__ they can see types every unknown
+    # name as its return type, so `from hardenkit import Typo` would pass mypy --strict.
 
-        return ResilientTransport
-    raise AttributeError(f"module 'hardenkit' has no attribute {name!r}")
+    def __getattr__(name: str) -> object:
+        if name == "ResilientTransport":
+            from hardenkit.resilience.httpx import ResilientTransport  # noqa: PLC0415
+
+            return ResilientTransport
+        raise AttributeError(f"module 'hardenkit' has no attribute {name!r}")

@@ -57,3 +57,20 @@ def test_a_coroutine_function_that_lost_its_type_is_caught(tmp_path: Path) -> No
     )
     assert result.returncode == 1
     assert "create_task" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_name_hardenkit_does_not_export_is_a_type_error(tmp_path: Path) -> None:
+    # A module __getattr__ visible to mypy would type it as that function's return type
+    # (object) instead: `from hardenkit import ClaimOutcome` passed, then failed on use.
+    source = "from hardenkit import NoSuchName, ResilientTransport\n"
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "-c", source],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout
+    assert 'Module "hardenkit" has no attribute "NoSuchName"' in result.stdout
+    assert "ResilientTransport" not in result.stdout  # the lazy export stays typed
