@@ -75,9 +75,11 @@ def imports_of(module: str, path: Path, known: set[str]) -> list[Import]:
                     if target == "hardenkit" or target.startswith("hardenkit.")
                 )
             elif isinstance(node, ast.If):
-                typing_only = "TYPE_CHECKING" in ast.unparse(node.test)
-                visit(node.body, "typing" if typing_only else when)
-                visit(node.orelse, when)
+                test = ast.unparse(node.test)
+                typing_only = "TYPE_CHECKING" in test
+                negated = test.startswith("not ")  # `if not TYPE_CHECKING:` runs at run time
+                visit(node.body, "typing" if typing_only and not negated else when)
+                visit(node.orelse, "typing" if typing_only and negated else when)
             elif isinstance(node, ast.Try):
                 for block in (node.body, node.orelse, node.finalbody):
                     visit(block, when)
