@@ -100,6 +100,20 @@ def app_problems(settings: HardenSettings, app: Any) -> list[SettingProblem]:
     ]
 
 
+def _is_probe(route: RouteInfo) -> bool:
+    """Whether ``route`` is one of the health probes ``install()`` added."""
+    return isinstance(getattr(route.endpoint, "__self__", None), HealthRegistry)
+
+
+def _is_public(settings: HardenSettings, public_paths: PathPatterns, route: RouteInfo) -> bool:
+    """Whether ``route`` is reached without a credential (auth off, ``@public``, a public path)."""
+    return (
+        settings.auth_mode == "off"
+        or PUBLIC in marks_of(route.endpoint)
+        or public_paths.matches(route.path)
+    )
+
+
 def _listed(items: Sequence[str]) -> str:
     shown = ", ".join(items[:_MAX_LISTED])
     return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
@@ -230,11 +244,7 @@ def _uncounted_limit_problems(
     uncounted = [
         route.path
         for route in routes
-        if (
-            settings.auth_mode == "off"
-            or PUBLIC in marks_of(route.endpoint)
-            or public_paths.matches(route.path)
-        )
+        if _is_public(settings, public_paths, route)
         and any(needs_principal(key) for key in _route_limit_keys(route))
     ]
     if not uncounted:
@@ -323,12 +333,7 @@ def _shadowed_route_problems(
         ("HARDENKIT_HEALTH_PATH", settings.health_path),
         ("HARDENKIT_READY_PATH", settings.ready_path),
     ):
-        shadowed = [
-            route.path
-            for route in routes
-            if route.path == path
-            and not isinstance(getattr(route.endpoint, "__self__", None), HealthRegistry)
-        ]
+        shadowed = [route.path for route in routes if route.path == path and not _is_probe(route)]
         if shadowed:
             problems.append(
                 SettingProblem(
@@ -354,11 +359,7 @@ def _broad_exempt_problems(
     (assets, a metrics scrape) is one route, or public ones.
     """
     public_paths = PathPatterns(settings.public_paths)
-    served = [
-        route
-        for route in routes
-        if not isinstance(getattr(route.endpoint, "__self__", None), HealthRegistry)
-    ]
+    served = [route for route in routes if not _is_probe(route)]
     problems = []
     for pattern in settings.rate_limit_exempt_paths:
         if not pattern.endswith("*") or pattern in ("*", "/*"):
@@ -366,11 +367,7 @@ def _broad_exempt_problems(
         exempt = PathPatterns([pattern])
         covered = [route for route in served if exempt.matches(route.path)]
         protected = [
-            route.path
-            for route in covered
-            if settings.auth_mode != "off"
-            and PUBLIC not in marks_of(route.endpoint)
-            and not public_paths.matches(route.path)
+            route.path for route in covered if not _is_public(settings, public_paths, route)
         ]
         if len(covered) < 2 or (len(protected) < 2 and 2 * len(covered) < len(served)):
             continue
