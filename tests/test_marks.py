@@ -39,7 +39,10 @@ def marked(mark: Callable[[Endpoint], Endpoint]) -> Endpoint:
 
 
 def app_with(*routes: BaseRoute, **overrides: Any) -> TestClient:
-    app = Starlette(routes=list(routes))
+    return installed(Starlette(routes=list(routes)), **overrides)
+
+
+def installed(app: Starlette, **overrides: Any) -> TestClient:
     install(app, HardenSettings(**{**DEMO_DEFAULTS, **overrides}))
     return TestClient(app)
 
@@ -178,8 +181,6 @@ def test_a_public_route_does_not_open_a_host_of_an_included_fastapi_router() -> 
     Attacker review: the Host was not seen, so the answer for a path was cached without
     the Host header; a request for the public route's host opened the admin host's route.
     """
-    from fastapi import APIRouter, FastAPI
-
     router = APIRouter()
     router.host("admin.example.com", app=Router([Route("/items", hello)]))
     app = FastAPI()
@@ -190,23 +191,19 @@ def test_a_public_route_does_not_open_a_host_of_an_included_fastapi_router() -> 
     async def items() -> dict[str, str]:
         return {"public": "yes"}
 
-    install(app, HardenSettings(**DEMO_DEFAULTS))
-    client = TestClient(app)
+    client = installed(app)
     assert client.get("/items", headers={"Host": "www.example.com"}).status_code == 200
     assert client.get("/items", headers={"Host": "admin.example.com"}).status_code == 401
     assert client.get("/items", headers={"Host": "www.example.com"}).status_code == 200
 
 
 def test_a_public_route_in_a_mount_of_an_included_fastapi_router_is_found() -> None:
-    from fastapi import APIRouter, FastAPI
-
     router = APIRouter()
     router.mount("/w", app=Starlette(routes=[Route("/status", marked(public()))]))
     router.add_route("/open", marked(public()))
     app = FastAPI()
     app.include_router(router, prefix="/v1")
-    install(app, HardenSettings(**DEMO_DEFAULTS))
-    client = TestClient(app)
+    client = installed(app)
     assert client.get("/v1/w/status").status_code == 200
     assert client.get("/v1/open").status_code == 200
 
@@ -243,8 +240,7 @@ def test_an_included_router_with_its_own_route_class_is_matched_as_fastapi_match
 
     app = FastAPI()
     app.include_router(files, prefix="/api")
-    install(app, HardenSettings(**DEMO_DEFAULTS))
-    client = TestClient(app)
+    client = installed(app)
     assert client.get("/api/files/readme").status_code == 200
     assert client.get("/api/files/secret").status_code == 401
     assert client.get("/api/files/SECRET").status_code == 401
@@ -275,8 +271,7 @@ def test_a_route_class_matching_on_a_header_is_not_answered_from_the_cache() -> 
     catalog_v2.version = "2"  # type: ignore[attr-defined]
     app.get("/catalog")(public()(catalog_v1))
     app.get("/catalog")(catalog_v2)
-    install(app, HardenSettings(**DEMO_DEFAULTS))
-    client = TestClient(app)
+    client = installed(app)
     assert client.get("/catalog", headers={"Accept-Version": "1"}).json() == {"v": 1}
     assert client.get("/catalog", headers={"Accept-Version": "2"}).status_code == 401
 
