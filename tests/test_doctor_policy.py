@@ -83,4 +83,56 @@ def __getattr__(name: str) -> Any:
         app = Starlette()
         install(app)
         return app
+    if name == "refused_app_with_routes":
+        return _app_with_routes()
+    if name == "refused_app_loading_settings":  # the app reads its settings itself
+        from hardenkit import load_settings
+
+        return _app_with_routes(load_settings())
     raise AttributeError(name)
+
+
+@pytest.mark.parametrize("app", ["refused_app_with_routes", "refused_app_loading_settings"])
+def test_doctor_lists_refused_settings_and_the_routes_problems_in_one_run(
+    app: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # install() refuses the settings on import; the routes are judged all the same, so a
+    # user fixes both before running the doctor again (a new-user review needed three).
+    monkeypatch.setenv("HARDENKIT_ENV", "production")
+    monkeypatch.setenv("HARDENKIT_PUBLIC_PATHS", "/*")
+    monkeypatch.setenv("HARDENKIT_RATE_LIMT_DEFAULT", "5/minute")  # a typo, refused too
+    code, findings = run(capsys, "--app", f"tests.test_doctor_policy:{app}")
+    failed = [f["check"] for f in findings if f["status"] == "fail"]
+    assert code == 1
+    assert "HARDENKIT_PUBLIC_PATHS" in failed
+    assert "HARDENKIT_RATE_LIMT_DEFAULT" in failed
+    assert "HARDENKIT_TENANT_PATH_PARAMS" in failed  # the route's unbound {org_id}
+    assert len(failed) == len(set(failed))  # each refusal once, however it was found
+
+
+def test_an_app_refused_outside_the_doctor_still_fails_to_import(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hardenkit import SettingsError, load_settings
+
+    monkeypatch.setenv("HARDENKIT_ENV", "production")
+    monkeypatch.setenv("HARDENKIT_PUBLIC_PATHS", "/*")
+    with pytest.raises(SettingsError, match="HARDENKIT_PUBLIC_PATHS"):
+        _app_with_routes()
+    with pytest.raises(SettingsError, match="HARDENKIT_PUBLIC_PATHS"):
+        load_settings()
+
+
+def _app_with_routes(settings: Any = None) -> Any:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from hardenkit import install
+
+    async def items(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("")
+
+    app = Starlette(routes=[Route("/orgs/{org_id}/items", items)])
+    install(app, settings)
+    return app

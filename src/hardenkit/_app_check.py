@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from hardenkit._refusals import refuse
 from hardenkit._section import SettingProblem
 from hardenkit.errors import ErrorCode, Refusal, send_refusal
 from hardenkit.settings import SettingsError
@@ -46,7 +47,7 @@ class AppCheck:
         """
         errors = self.settings.policy(self.app).errors
         if errors:
-            raise SettingsError(list(errors), self.settings)
+            refuse(SettingsError(list(errors), self.settings))
 
     def run_final(self) -> None:
         """Judge the complete app once: raise its errors, log its new warnings.

@@ -35,6 +35,7 @@ import structlog.testing
 from pydantic import ValidationError
 from pydantic_settings import SettingsError as SourceError
 
+from hardenkit._refusals import collecting
 from hardenkit._section import env_name
 from hardenkit.auth import JWTVerifier
 from hardenkit.errors import ConfigurationError
@@ -699,28 +700,42 @@ def _doctor_checks(
 ) -> int:
     factory: SettingsFactory = HardenSettings
     app: object | None = None
-    refused: SettingsError | None = None
+    # install() runs on the app's import: its refusals are collected, not raised, so the
+    # import goes on and every rule, the routes' included, is judged in this one run.
+    refusals: list[Exception] = []
     try:
         if settings_spec:
             factory = load_settings_factory(settings_spec)
         if app_spec:
-            app = load_app(app_spec)
+            with collecting() as refusals:
+                app = load_app(app_spec)
     except ValueError as exc:
         print(f"hardenkit doctor: {exc}", file=sys.stderr)
         return 2
-    except SettingsError as exc:
-        # install() ran on import and refused: report what it said, then the rest.
-        refused = exc
+    except SettingsError as exc:  # refused with nothing parsed: install() could not go on
+        refusals.append(exc)
     kit = getattr(getattr(app, "state", None), "hardenkit", None)
     if not settings_spec and kit is not None:
         factory = lambda: kit.settings  # noqa: E731 - the settings the service runs with
     findings = doctor(factory, app, url=url)
-    if refused is not None:
-        findings[:0] = [
-            Finding(problem.setting, "fail", f"{problem.detail} (importing the app)")
-            for problem in refused.problems
-        ]
+    findings[:0] = _refusal_findings(refusals, findings)
     return _report(findings, as_json=as_json, out=out)
+
+
+def _refusal_findings(refusals: list[Exception], findings: list[Finding]) -> list[Finding]:
+    """What was refused while the app was imported, less what the checks found anyway."""
+    added: list[Finding] = []
+    for refused in refusals:
+        problems = refused.problems if isinstance(refused, SettingsError) else []
+        for problem in problems:
+            if not any(
+                found.check == problem.setting and problem.message in found.detail
+                for found in [*findings, *added]
+            ):
+                added.append(
+                    Finding(problem.setting, "fail", f"{problem.detail} (importing the app)")
+                )
+    return added
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,6 +31,7 @@ from pydantic_settings import (
 from pydantic_settings import SettingsError as SourceError
 
 from hardenkit._app_policy import app_problems
+from hardenkit._refusals import refuse
 from hardenkit._section import ENV_PREFIX, SettingProblem, env_name
 from hardenkit._settings.core import CoreSettings
 from hardenkit._settings.logs import LoggingSettings
@@ -243,7 +244,7 @@ def load_settings(
     env = _read_env_file(env_file)
     problems = name_problems(env)
     if problems:
-        raise SettingsError(problems)
+        refuse(SettingsError(problems))
     token = _env_file_var.set(env)
     try:
         settings = HardenSettings(**overrides)
@@ -253,7 +254,10 @@ def load_settings(
         raise SettingsError(_problems_from_source(exc)) from None
     finally:
         _env_file_var.reset(token)
-    return settings.raise_for_errors()
+    errors = settings.startup_errors()
+    if errors:  # while `hardenkit doctor --app` imports the app, recorded and used anyway
+        refuse(SettingsError(errors, settings))
+    return settings
 
 
 def _typo_hint(name: str) -> str:
