@@ -160,3 +160,31 @@ def _names_a_secret(structure: Any) -> bool:
 def test_text_without_secrets_comes_out_unchanged(structure: Any) -> None:
     assume(not _names_a_secret(structure))
     assert Redactor().redact(structure) == structure
+
+
+_WORDS = st.sampled_from(["get", "set", "user", "bob", "region", "eu", "host", "db", "x1", "ok"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=st.lists(_WORDS, max_size=6),
+    after=st.lists(_WORDS, max_size=6),
+    name=_SENSITIVE_KEYS,
+    secret=_SECRET_TEXT,
+    as_bytes=st.booleans(),
+)
+def test_a_secret_named_by_the_item_before_it_in_a_flat_list_never_survives(
+    before: list[str], after: list[str], name: str, secret: str, as_bytes: bool
+) -> None:
+    # Redis commands and flat header lists: [..., "password", "<secret>", ...]. The
+    # words around it are kept (none is a secret name), the secret never is.
+    items: list[Any] = [*before, name, secret, *after]
+    if as_bytes:
+        items = [item.encode() for item in items]
+    redactor = Redactor()
+    redacted = redactor.redact_event({"command": items})["command"]
+    assert secret not in json.dumps(redacted)
+    assert redacted[: len(before)] == before
+    assert redacted[len(before) + 2 :] == after
+    if not as_bytes and len(items) > 2:  # a list's repr in a message, as exceptions print it
+        assert secret not in redactor.redact_text(f"failed: {items!r}")

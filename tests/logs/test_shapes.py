@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import subprocess
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 import structlog
@@ -710,3 +710,42 @@ def test_the_positional_rules_keep_their_lines_shape() -> None:
 )
 def test_near_misses_of_the_positional_rules_survive_unchanged(text: str) -> None:
     assert Redactor().redact_text(text) == text
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (("HSET", "user:1", "password", SECRET), ("HSET", "user:1", "password", "[REDACTED]")),
+        (["CONFIG", "SET", "requirepass", SECRET], ["CONFIG", "SET", "requirepass", "[REDACTED]"]),
+        (["CONFIG", "SET", "masterauth", SECRET], ["CONFIG", "SET", "masterauth", "[REDACTED]"]),
+        # redis-py's handshake with a username: the password is the second word after AUTH.
+        (("HELLO", 3, "AUTH", "default", SECRET), ("HELLO", 3, "AUTH", "default", "[REDACTED]")),
+        (("HELLO", 3, "AUTH", "default", SECRET, "SETNAME", "app"),
+         ("HELLO", 3, "AUTH", "default", "[REDACTED]", "SETNAME", "app")),
+        (["MIGRATE", "h", "6379", "", "0", "5000", "AUTH", SECRET, "KEYS", "a"],
+         ["MIGRATE", "h", "6379", "", "0", "5000", "AUTH", "[REDACTED]", "KEYS", "a"]),
+        (["MIGRATE", "h", "6379", "k", "0", "5000", "AUTH2", "u", SECRET],
+         ["MIGRATE", "h", "6379", "k", "0", "5000", "AUTH2", "u", "[REDACTED]"]),
+        (["CONFIG", "SET", "requirepass", f"-{SECRET}"],
+         ["CONFIG", "SET", "requirepass", "[REDACTED]"]),
+        ([b"host", b"x", b"authorization", SECRET.encode(), b"accept", b"*/*"],
+         ["host", "x", "authorization", "[REDACTED]", "accept", "*/*"]),
+        (["user", "bob", "api_key", SECRET, "region", "eu"],
+         ["user", "bob", "api_key", "[REDACTED]", "region", "eu"]),
+        (["redis-cli", "-h", "db", "CONFIG", "SET", "requirepass", SECRET],
+         ["redis-cli", "-h", "db", "CONFIG", "SET", "requirepass", "[REDACTED]"]),
+        # Names listed side by side (fields in an error) stay: none is another's value.
+        (["token", "password", "secret"], ["token", "password", "secret"]),
+        (["tokens", 5, "pages", 2], ["tokens", 5, "pages", 2]),
+    ],
+)  # fmt: skip
+def test_a_name_and_its_value_side_by_side_in_a_list_are_paired(
+    command: list[Any] | tuple[Any, ...], expected: list[Any] | tuple[Any, ...]
+) -> None:
+    # Redis commands and flat header lists name a value in the item before it; a list
+    # longer than one pair was scanned item by item, and the value logged in clear.
+    assert Redactor().redact_event({"command": command}) == {"command": expected}
+    if all(type(item) is str for item in command):  # the repr in a message: the same rule
+        message = Redactor().redact_text(f"Command {command!r} failed")
+        assert SECRET not in message
+        assert message == f"Command {expected!r} failed"

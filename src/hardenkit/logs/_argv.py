@@ -1,4 +1,4 @@
-"""Command lines logged as lists: ``['mysql', '-phunter2']``, ``('x', '--password', 'y')``.
+"""Commands logged as lists: ``['mysql', '-phunter2']``, ``('HSET', 'u:1', 'password', 'x')``.
 
 ``subprocess`` takes a command as a list, and so it is logged: as a list in an event, or
 as the list's repr inside a message (``CalledProcessError``: "Command '['mysql', ...]'
@@ -6,6 +6,12 @@ returned non-zero exit status 1."). A flag and its value sit in separate items, 
 scanning the items one at a time would never see ``--password`` next to its value. Such
 a list is scanned as the command line it stands for, with the same text scanner, and
 split back into its items.
+
+Lists also carry names and values side by side without any option: Redis commands
+(``CONFIG SET requirepass ...``, ``HSET key password ...``, redis-py's ``HELLO 3 AUTH
+user ...``), flat header lists (``[b"authorization", b"Bearer ...", b"host", ...]``).
+:func:`named_values` finds the item a secret name right before it marks, as a
+``{"name": value}`` field would be judged, and the items after ``AUTH``.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import ast
 import re
 from collections.abc import Callable, Sequence
 
-__all__ = ["looks_like_argv", "redact_argv", "redact_argv_reprs"]
+__all__ = ["looks_like_argv", "named_values", "redact_argv", "redact_argv_reprs"]
+
+REDACTED = "[REDACTED]"
 
 # The repr of a list or tuple of at least two plain strings.
 _ITEM = r"(?:'[^'\\\n]*'|\"[^\"\\\n]*\")"
@@ -23,6 +31,59 @@ _ARGV_REPR = re.compile(rf"[\[(]{_ITEM}(?:,[ ]{_ITEM})+,?[\])]")
 
 # Commands whose password is a positional word: no option marks them as commands.
 _POSITIONAL_COMMANDS = frozenset({"AUTH", "auth"})
+# An item that may be a name: a word, not a sentence or a value with spaces.
+_NAME = re.compile(r"[A-Za-z_][\w.-]{0,63}")
+# Redis's AUTH inside a command: "HELLO 3 AUTH <user> <password>", "MIGRATE ... AUTH
+# <password> [KEYS ...]", "AUTH2 <user> <password>". The password is the second item
+# after it when a second one follows that is not the command's next keyword.
+_AUTH_KEYWORDS = frozenset({"KEYS", "SETNAME", "COPY", "REPLACE", "AUTH", "AUTH2"})
+_SCALARS = (str, bytes, int, float)
+
+
+def named_values(items: Sequence[object], is_secret_name: Callable[[str], bool]) -> dict[int, str]:
+    """The positions of the items a name before them marks as secret, with that name.
+
+    ``['user', 'bob', 'password', 'x']`` gives ``{3: 'password'}``. Only a word is a
+    name (not a command line's program), and only a plain value (text, bytes, a
+    number) follows it as its value; an item that is itself a secret name pairs with
+    the item after it instead, so a list of names (``['token', 'password']``: fields in
+    an error) is left as it is.
+    """
+    found: dict[int, str] = {}
+    # A command line's first word is its program (htpasswd, passwd), not a name.
+    for index in range(1 if looks_like_argv(items) else 0, len(items) - 1):
+        name = _name_at(items, index)
+        if name is None:
+            continue
+        keyword = name.upper()
+        if keyword in ("AUTH", "AUTH2"):
+            second = _name_at(items, index + 2) if index + 2 < len(items) else None
+            takes_user = keyword == "AUTH2" or (
+                index + 2 < len(items) and (second is None or second.upper() not in _AUTH_KEYWORDS)
+            )
+            position = index + 2 if takes_user and index + 2 < len(items) else index + 1
+        elif is_secret_name(name):
+            position = index + 1
+        else:
+            continue
+        value = items[position]
+        if not isinstance(value, _SCALARS) or isinstance(value, bool):
+            continue
+        following = _name_at(items, position)
+        if following is not None and (
+            following.upper() in ("AUTH", "AUTH2") or is_secret_name(following)
+        ):
+            continue  # a name of its own: it pairs with what follows it
+        found[position] = name
+    return found
+
+
+def _name_at(items: Sequence[object], index: int) -> str | None:
+    item = items[index]
+    name = item.decode("latin-1") if isinstance(item, bytes) else item
+    if type(name) is str and _NAME.fullmatch(name) is not None:
+        return name
+    return None
 
 
 def looks_like_argv(items: Sequence[object]) -> bool:
@@ -55,20 +116,32 @@ def redact_argv(items: Sequence[str], scan: Callable[[str], str]) -> list[str] |
     return result
 
 
-def redact_argv_reprs(text: str, scan: Callable[[str], str]) -> str:
+def redact_argv_reprs(
+    text: str, scan: Callable[[str], str], is_secret_name: Callable[[str], bool]
+) -> str:
     """Return ``text`` with every list or tuple repr that is a command line redacted."""
-    return _ARGV_REPR.sub(lambda match: _redact_repr(match, scan), text)
+    return _ARGV_REPR.sub(lambda match: _redact_repr(match, scan, is_secret_name), text)
 
 
-def _redact_repr(match: re.Match[str], scan: Callable[[str], str]) -> str:
+def _redact_repr(
+    match: re.Match[str], scan: Callable[[str], str], is_secret_name: Callable[[str], bool]
+) -> str:
     whole = match.group(0)
     try:
         items = ast.literal_eval(whole)
     except (ValueError, SyntaxError):
         return whole
-    if not isinstance(items, list | tuple) or not looks_like_argv(items):
+    if not isinstance(items, list | tuple):
         return whole
-    redacted = redact_argv(items, scan)
-    if isinstance(redacted, str):
-        return repr(redacted)
+    named = named_values(items, is_secret_name)
+    if looks_like_argv(items):
+        redacted = redact_argv(items, scan)
+        if isinstance(redacted, str):
+            return repr(redacted)
+    elif named:
+        redacted = list(items)
+    else:
+        return whole
+    for index in named:
+        redacted[index] = REDACTED
     return repr(redacted if isinstance(items, list) else tuple(redacted))

@@ -302,7 +302,7 @@ class TextScanner:
         if "PRIVATE KEY" in text:
             text = _PEM.sub(marker("private_key"), text)
         if "', " in text or '", ' in text:
-            text = redact_argv_reprs(text, self.scan)
+            text = redact_argv_reprs(text, self.scan, self._keys.is_sensitive)
         if "://" in text:
             if "@" in text:
                 text = _URL_USERINFO.sub(_userinfo_replacement, text)

@@ -67,6 +67,8 @@ _WHOLE_WORDS = frozenset(
     | {"sig"}
     | {"pw", "psw", "pword", "userpass", "cred", "creds", "salt"}
     | {"appkey", "hmackey", "licensekey", "privkey"}
+    # Redis's (and Valkey's) password directives: CONFIG SET requirepass <password>.
+    | {"requirepass", "masterauth", "primaryauth"}
 )
 # "key" after one of these words names a secret ("app_key", "hmacKey", "license-key");
 # joined into one word they would match inside others ("whatsappkeyboard").

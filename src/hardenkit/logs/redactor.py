@@ -29,7 +29,7 @@ from collections.abc import ItemsView, Iterable, KeysView, Mapping, ValuesView
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from hardenkit.logs._argv import looks_like_argv, redact_argv
+from hardenkit.logs._argv import looks_like_argv, named_values, redact_argv
 from hardenkit.logs._detectors import (
     HEX_OR_TIMESTAMP,
     PASSTHROUGH_SHAPE,
@@ -456,12 +456,22 @@ class Redactor:
                 pair = [items[0], self.pseudonymize(items[1])]
             if pair is not None:
                 return pair if type(items) is list else tuple(pair)
+        named = named_values(items, self._names_secret) if len(items) > 2 else {}
         if looks_like_argv(items):
             # A command: a flag and its value sit in separate items.
-            command = redact_argv(items, self.redact_text)
-            return command if isinstance(command, str) or type(items) is list else tuple(command)
-        redacted = [self._value(item, depth) for item in items]
+            redacted = redact_argv(items, self.redact_text)
+            if isinstance(redacted, str):
+                return redacted
+        else:
+            redacted = [self._value(item, depth) for item in items]
+        # A name and its value side by side: CONFIG SET requirepass <x>, flat header lists.
+        for index, name in named.items():
+            pseudonymized = self._decision(name, top=False) == _PSEUDONYMIZE
+            redacted[index] = self.pseudonymize(items[index]) if pseudonymized else REDACTED
         return redacted if type(items) is list else tuple(redacted)
+
+    def _names_secret(self, name: str) -> bool:
+        return self._decision(name, top=False) in (_REDACT, _PSEUDONYMIZE)
 
     def _other(  # noqa: PLR0911, PLR0912 - one branch per type
         self, value: Any, depth: int
