@@ -7,6 +7,7 @@ import gc
 import inspect
 
 import pytest
+import structlog.testing
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -76,3 +77,20 @@ def test_without_gc_freeze_nothing_is_frozen() -> None:
     gc.unfreeze()
     with TestClient(app):
         assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize("redis_url", [None, "redis://127.0.0.1:1/0"])
+def test_install_says_once_that_limits_are_per_process_without_redis(
+    redis_url: str | None,
+) -> None:
+    # Production warns through the settings' problems; in development a user running
+    # several workers should still be told that each one admits the whole limit.
+    with structlog.testing.capture_logs() as logs:
+        install(Starlette(), HardenSettings(env="development", redis_url=redis_url))
+    said = [log for log in logs if log["event"] == "stores_per_process"]
+    if redis_url is None:
+        assert len(said) == 1
+        assert said[0]["setting"] == "HARDENKIT_REDIS_URL"
+        assert said[0]["log_level"] == "info"
+    else:
+        assert said == []

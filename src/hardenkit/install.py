@@ -184,6 +184,15 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
 
     set_problem_type_base(settings.problem_type_base)
     shared = _shared(settings)
+    if shared.redis is None and not settings.is_production:
+        # Production warns (a setting problem); here it is said once, as a fact: a user
+        # running `uvicorn --workers 2` in development saw a limit of 3 admit 4.
+        _logger.info(
+            "stores_per_process",
+            setting="HARDENKIT_REDIS_URL",
+            message="unset: rate limits (the login limit too) and replay protection are "
+            "kept in this process's memory; each worker or instance admits the whole limit",
+        )
     server_rewrite = ServerRewriteDetector()
     parts = _build_parts(app, settings, shared)
     health = HealthRegistry(timeout=settings.readiness_check_timeout)
