@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import statistics
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,19 +68,25 @@ async def test_with_keys_loaded_a_slow_provider_never_slows_a_request(
     provider.delay = 8.0  # slow, not down: it answers after 8 s
     clock.now += 61  # the keys are due for their scheduled refresh
     loop = asyncio.get_running_loop()
-    slowest = 0.0
+    waits: list[float] = []
     try:
         for index in range(40):
             token = rs256(claims(sub=f"during-{index}"), key_name="k1", kid="k1")
             started = loop.time()  # the request's wait, not the test signing its token
             assert (await check.verify(token)).subject == f"during-{index}"
-            slowest = max(slowest, loop.time() - started)
+            waits.append(loop.time() - started)
             await asyncio.sleep(0.02)
         assert provider.hits == 2  # one refresh started, in the background, still waiting
+        assert jwks._inflight is not None
+        assert not jwks._inflight.done()
     finally:
         if jwks._inflight is not None:
             jwks._inflight.cancel()
-    assert slowest < 0.05
+    # No request waited for the provider (8 s), the one that started the refresh
+    # included, and the typical one took what a verification takes. (The slowest alone,
+    # bound at 50 ms, measured the host: 67 ms once, with other tests running beside.)
+    assert max(waits) < provider.delay / 8
+    assert statistics.median(waits) < 0.01
 
 
 async def test_a_token_signed_by_a_published_key_verifies(provider: JWKSProvider) -> None:
