@@ -123,6 +123,42 @@ class TenantBinding:
             requests += [("query", value) for value in dict.fromkeys(values)]
         return requests[:_MAX_TENANT_REQUESTS]
 
+    def may_route_tenants(self, scope: Scope) -> bool:
+        """Whether a route of the app serving ``scope`` has a bound path parameter."""
+        return self._routes_with_params.in_app_of(scope)
+
+    def routed_mismatch(self, scope: Scope, principal: Principal) -> AuthRefusedError | None:
+        """The refusal for a routed tenant path parameter that is not the principal's.
+
+        ``None`` when every bound path parameter in ``scope["path_params"]`` is
+        ``principal``'s tenant, or the router gave none.
+
+        :meth:`bind` finds the path parameters before the request is routed, by
+        predicting the route (:func:`~hardenkit.auth._route_params.route_path_params`);
+        this reads what the router gave (``scope["path_params"]``, set in place as it
+        routes), so a router that routes otherwise than predicted is refused, not served
+        for the tenant in its path.
+        """
+        params = scope.get("path_params")
+        if not params:
+            return None
+        for name in self.path_params:
+            value = params.get(name)
+            if value is None:
+                continue
+            text = str(value)
+            if principal.tenant is None or not _same(text, principal.tenant):
+                # A bug in the prediction, or a router it does not know: said loudly.
+                _logger.error(
+                    "tenant_binding_missed_the_route",
+                    param=name,
+                    path=scope.get("path"),
+                    detail="the router gave a tenant path parameter that binding did not "
+                    "check before routing; the request is refused",
+                )
+                return self._mismatch(principal, "path", [("path", text)], text)
+        return None
+
     def _path_tenants(self, scope: Scope) -> list[str]:
         if not self._routes_with_params.in_app_of(scope):
             return []  # no route has a bound parameter: no need to route the request
