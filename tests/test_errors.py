@@ -3,17 +3,19 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
-from starlette.testclient import TestClient
+from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient, WebSocketDenialResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hardenkit import ErrorCode, HardenError, HardenSettings, install
-from hardenkit.errors import harden_error_handler
+from hardenkit.errors import ErrorMiddleware, harden_error_handler
 from hardenkit.resilience import ResilienceRegistry, resilient
 
 SECRET_MESSAGE = "connection failed for postgres://admin:s3cr3t-pa55@db.internal:5432"
@@ -312,3 +314,55 @@ def test_an_upstream_that_does_not_answer_in_time_is_a_504_upstream_timeout() ->
         assert response.json()["code"] == "UPSTREAM_TIMEOUT"
         assert "db.internal" not in response.text
         assert "rates-slow" not in response.text
+
+
+async def _close_before_accept(websocket: WebSocket) -> None:
+    await websocket.close(code=4001)
+
+
+async def _accept_then_close(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.close(code=4001)
+
+
+def _websocket_app() -> ErrorMiddleware:
+    return ErrorMiddleware(
+        Starlette(
+            routes=[
+                WebSocketRoute("/refuses", _close_before_accept),
+                WebSocketRoute("/accepts", _accept_then_close),
+            ]
+        )
+    )
+
+
+def test_a_handshake_closed_before_accept_is_answered_with_a_403_problem() -> None:
+    # No route serves /nowhere (Starlette closes it), and /refuses closes it itself:
+    # the server would answer both with a bare 403; the problem carries the format.
+    client = TestClient(_websocket_app())
+    for path in ("/nowhere", "/refuses"):
+        with pytest.raises(WebSocketDenialResponse) as denied, client.websocket_connect(path):
+            pass
+        assert denied.value.status_code == 403
+        assert denied.value.headers["content-type"] == "application/problem+json"
+        assert denied.value.json()["code"] == "AUTHORIZATION_ERROR"
+    # A close after the handshake is the app's own, and reaches the client as it is.
+    with client.websocket_connect("/accepts") as websocket:
+        with pytest.raises(WebSocketDisconnect) as closed:
+            websocket.receive_text()
+        assert closed.value.code == 4001
+
+
+async def test_without_the_handshake_response_extension_the_close_is_left_to_the_server() -> None:
+    sent: list[dict[str, object]] = []
+    incoming = [{"type": "websocket.connect"}]
+
+    async def receive() -> dict[str, object]:
+        return incoming.pop() if incoming else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/nowhere", "headers": [], "extensions": {}}
+    await _websocket_app()(scope, receive, send)
+    assert [message["type"] for message in sent] == ["websocket.close"]

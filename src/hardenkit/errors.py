@@ -440,6 +440,12 @@ def outbound_failure(exc: BaseException) -> Refusal | None:
     return None
 
 
+_HANDSHAKE_RESPONSE = "websocket.http.response"
+_HANDSHAKE_REFUSED = Refusal(
+    403, ErrorCode.AUTHORIZATION_ERROR, "The WebSocket handshake was refused."
+)
+
+
 class ErrorMiddleware:
     """Turn any unhandled exception into a 500 problem that reveals nothing.
 
@@ -447,7 +453,9 @@ class ErrorMiddleware:
     the request id; the response carries only the request id. Place it directly inside
     :class:`~hardenkit.requestid.RequestIdMiddleware` so the 500 carries the id header.
     If the response had already started, the connection is left for the server to abort:
-    a truncated body must not look complete.
+    a truncated body must not look complete. A WebSocket handshake the app closes before
+    accepting it (no route serves the path) is answered with a ``403`` problem where the
+    server offers ``websocket.http.response``, instead of the server's bare ``403``.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -456,7 +464,10 @@ class ErrorMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            if scope["type"] == "websocket" and _HANDSHAKE_RESPONSE in scope.get("extensions", {}):
+                await self._websocket(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         response_started = False
 
@@ -496,3 +507,25 @@ class ErrorMiddleware:
             )
             if not response_started:
                 await send_refusal(send, scope, Refusal(500, ErrorCode.INTERNAL_ERROR))
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A handshake the app closes before accepting is answered with a problem.
+
+        Starlette closes a WebSocket no route serves (and an app may close one it
+        refuses) before accepting it; the server then answers the handshake with a bare
+        ``403``: no problem body, no request id, none of the security headers. Where the
+        server offers ``websocket.http.response``, the same ``403`` is sent as a problem
+        through the layers outside this one instead.
+        """
+        answered = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal answered
+            if not answered and message["type"] == "websocket.close":
+                answered = True
+                await send_refusal(send, scope, _HANDSHAKE_REFUSED)
+                return
+            answered = True
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)

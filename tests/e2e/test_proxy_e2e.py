@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -167,3 +169,44 @@ async def test_refused_websocket_handshakes_carry_the_request_id_and_security_he
             response.headers["content-security-policy"]
             == "default-src 'none'; frame-ancestors 'none'"
         )
+
+
+async def test_an_authenticated_handshake_no_route_serves_gets_the_problem_not_a_bare_403(
+    tmp_path: Path,
+) -> None:
+    # Starlette closes a WebSocket no route serves before accepting it, and uvicorn
+    # answers such a close with a bare 403: no body, no request id, no security headers.
+    now = int(time.time())
+    token = jwt.encode(
+        {"sub": "alice", "tenant_id": "acme", "iat": now, "exp": now + 600},
+        DEMO_SECRET,
+        algorithm="HS256",
+    )
+    env = {"HARDENKIT_REDIS_URL": "", "HARDENKIT_JWT_SECRET": DEMO_SECRET}
+    with UvicornServer(
+        "tests.support.hardened_socket_app:create_app",
+        env=env,
+        factory=True,
+        log_path=tmp_path / "uvicorn.log",
+    ) as server:
+        async with connect(
+            f"ws://127.0.0.1:{server.port}/ws",
+            open_timeout=5,
+            additional_headers={"Authorization": f"Bearer {token}"},
+        ) as socket:  # the token is good: the served path opens
+            assert await asyncio.wait_for(socket.recv(), timeout=5) == "connected"
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(
+                f"ws://127.0.0.1:{server.port}/nowhere",
+                open_timeout=5,
+                additional_headers={"Authorization": f"Bearer {token}"},
+            ):
+                pass
+    response = refused.value.response
+    assert response.status_code == 403
+    assert response.headers["content-type"] == "application/problem+json"
+    body = json.loads(response.body)
+    assert body["code"] == "AUTHORIZATION_ERROR"
+    assert body["request_id"] == response.headers["x-request-id"]
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers[name] == value, name
