@@ -17,9 +17,9 @@ redacted like anywhere else.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
 
 from hardenkit.logs.redactor import Redactor, get_default_redactor
 
@@ -47,8 +47,20 @@ SENTRY_PASSTHROUGH_KEYS = frozenset(
 """Sentry fields that are identifiers of Sentry's own and hold no user data."""
 
 
-SentryHook = Callable[[dict[str, Any], Any], dict[str, Any]]
-"""The shape of ``before_send``, ``before_send_transaction`` and ``before_breadcrumb``."""
+_Event = TypeVar("_Event", bound=Mapping[str, Any])
+
+
+class SentryHook(Protocol):
+    """The shape of ``before_send``, ``before_send_transaction`` and ``before_breadcrumb``.
+
+    Generic in the event: sentry-sdk types its events and breadcrumbs as ``TypedDict``
+    (``Event``, ``Breadcrumb``), and a hook typed on ``dict[str, Any]`` fails
+    ``mypy --strict`` where it is passed to ``sentry_sdk.init``.
+    """
+
+    def __call__(self, event: _Event, hint: Any = None) -> _Event:
+        """Return ``event`` redacted."""
+        ...
 
 
 @lru_cache(maxsize=8)
@@ -64,17 +76,19 @@ def redacting_before_send(redactor: Redactor | None = None) -> SentryHook:
     The same function works as ``before_send_transaction`` and ``before_breadcrumb``.
     """
 
-    def before_send(event: dict[str, Any], hint: Any = None) -> dict[str, Any]:
-        return _sentry_engine(redactor or get_default_redactor()).redact_event(event)
+    def before_send(event: _Event, hint: Any = None) -> _Event:
+        redacted = _sentry_engine(redactor or get_default_redactor()).redact_event(event)
+        return cast("_Event", redacted)  # the same members, their values redacted
 
     return before_send
 
 
-def sentry_before_send(event: dict[str, Any], hint: Any = None) -> dict[str, Any]:
+def sentry_before_send(event: _Event, hint: Any = None) -> _Event:
     """Sentry ``before_send`` hook: return ``event`` redacted by the process default engine.
 
     Args:
-        event: The event Sentry is about to send.
+        event: The event Sentry is about to send (a copy is returned, of the same keys).
         hint: Sentry's hint (the original exception); not used, never sent.
     """
-    return _sentry_engine(get_default_redactor()).redact_event(event)
+    redacted = _sentry_engine(get_default_redactor()).redact_event(event)
+    return cast("_Event", redacted)  # the same members, their values redacted
