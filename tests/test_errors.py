@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+from types import ModuleType
+from typing import Any
 
 import httpx
+import httpx2
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
@@ -251,21 +254,22 @@ def test_a_refusal_is_recorded_once_when_sent_not_when_built() -> None:
     assert sent == ["x", "x", "x"]
 
 
-def _outbound_app() -> tuple[FastAPI, list[int]]:
+def _outbound_app(http: ModuleType) -> tuple[FastAPI, list[int]]:
+    # httpx or httpx2 (the OpenAI SDK's client): their errors are answered alike.
     calls: list[int] = []
 
-    def refuse(request: httpx.Request) -> httpx.Response:
+    def refuse(request: Any) -> Any:
         calls.append(1)
-        raise httpx.ConnectError("connection refused by db.internal:5432", request=request)
+        raise http.ConnectError("connection refused by db.internal:5432", request=request)
 
-    def hang(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("read timed out from db.internal", request=request)
+    def hang(request: Any) -> Any:
+        raise http.ReadTimeout("read timed out from db.internal", request=request)
 
     registry = ResilienceRegistry()
 
     @resilient("rates-down", attempts=3, registry=registry)
     async def fetch_rates() -> dict[str, object]:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
+        async with http.AsyncClient(transport=http.MockTransport(refuse)) as client:
             return (await client.get("http://rates.internal/")).json()  # type: ignore[no-any-return]
 
     @resilient("rates-slow", timeout=0.05, attempts=1, registry=registry)
@@ -280,7 +284,7 @@ def _outbound_app() -> tuple[FastAPI, list[int]]:
 
     @app.get("/hanging")
     async def hanging() -> dict[str, object]:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(hang)) as client:
+        async with http.AsyncClient(transport=http.MockTransport(hang)) as client:
             return (await client.get("http://rates.internal/")).json()  # type: ignore[no-any-return]
 
     @app.get("/slow")
@@ -291,8 +295,11 @@ def _outbound_app() -> tuple[FastAPI, list[int]]:
     return app, calls
 
 
-def test_an_unreachable_upstream_is_a_502_upstream_unavailable_not_a_500() -> None:
-    app, calls = _outbound_app()
+@pytest.mark.parametrize("http", [httpx, httpx2], ids=["httpx", "httpx2"])
+def test_an_unreachable_upstream_is_a_502_upstream_unavailable_not_a_500(
+    http: ModuleType,
+) -> None:
+    app, calls = _outbound_app(http)
     response = TestClient(app).get("/rates")
     assert len(calls) == 3  # every attempt was made, then the failure escaped the handler
     assert response.status_code == 502
@@ -305,8 +312,11 @@ def test_an_unreachable_upstream_is_a_502_upstream_unavailable_not_a_500() -> No
         assert leak not in response.text
 
 
-def test_an_upstream_that_does_not_answer_in_time_is_a_504_upstream_timeout() -> None:
-    app, _ = _outbound_app()
+@pytest.mark.parametrize("http", [httpx, httpx2], ids=["httpx", "httpx2"])
+def test_an_upstream_that_does_not_answer_in_time_is_a_504_upstream_timeout(
+    http: ModuleType,
+) -> None:
+    app, _ = _outbound_app(http)
     client = TestClient(app)
     for path in ("/hanging", "/slow"):
         response = client.get(path)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from http import HTTPStatus
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import Any, Final
 
 import structlog
@@ -414,22 +414,33 @@ async def validation_exception_handler(request: Request, exc: Exception) -> Resp
     )
 
 
+_HTTP_CLIENTS = ("httpx", "httpx2")
+
+
+def http_clients() -> list[ModuleType]:
+    """``httpx`` and ``httpx2``, those imported: what can have raised their errors.
+
+    The two share their exception classes' names and meaning (the OpenAI SDK and
+    Starlette's ``TestClient`` send through ``httpx2``, most clients through ``httpx``).
+    """
+    return [client for name in _HTTP_CLIENTS if (client := sys.modules.get(name)) is not None]
+
+
 def outbound_failure(exc: BaseException) -> Refusal | None:
     """The answer to an outbound call's failure that escaped the handler, if it is one.
 
-    A dependency that could not be reached (``httpx.TransportError``, retries exhausted)
-    is a 502 ``UPSTREAM_UNAVAILABLE``; one that did not answer in time
-    (``httpx.TimeoutException``, an attempt timeout of ``resilient``) a 504
+    A dependency that could not be reached (``httpx.TransportError``, the same of
+    ``httpx2``, retries exhausted) is a 502 ``UPSTREAM_UNAVAILABLE``; one that did not
+    answer in time (``httpx.TimeoutException``, an attempt timeout of ``resilient``) a 504
     ``UPSTREAM_TIMEOUT``; the request's deadline running out before an attempt could
     start, a 504 ``REQUEST_TIMEOUT``. None of them is a crash of this service, and no
     body names the dependency. Anything else is ``None`` (a 500).
     """
     kind: object = getattr(exc, "hardenkit_outbound", None)
-    httpx = sys.modules.get("httpx")  # raised by httpx only if httpx was imported
-    if httpx is not None:
-        if isinstance(exc, httpx.TimeoutException):
+    for client in http_clients():
+        if isinstance(exc, client.TimeoutException):
             kind = "timeout"
-        elif isinstance(exc, httpx.TransportError):
+        elif isinstance(exc, client.TransportError):
             kind = "unavailable"
     if kind == "timeout":
         return Refusal(504, ErrorCode.UPSTREAM_TIMEOUT)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import email.utils
 import time
+from types import ModuleType
 
 import httpx
+import httpx2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -299,15 +301,17 @@ async def test_async_deadline_shorter_than_the_backoff_stops_retries_early(
     assert upstream.calls == 1
 
 
-def test_classification_of_errors() -> None:
-    assert is_transient_error(httpx.ConnectTimeout("t"))
-    assert is_transient_error(httpx.RemoteProtocolError("r"))
-    assert not is_transient_error(httpx.LocalProtocolError("l"))
+@pytest.mark.parametrize("http", [httpx, httpx2], ids=["httpx", "httpx2"])
+def test_classification_of_errors(http: ModuleType) -> None:
+    assert is_transient_error(http.ConnectTimeout("t"))
+    assert is_transient_error(http.ConnectError("c"))
+    assert is_transient_error(http.RemoteProtocolError("r"))
+    assert not is_transient_error(http.LocalProtocolError("l"))
     assert not is_transient_error(CircuitOpenError("x", 1.0))
-    request = httpx.Request("GET", "http://upstream.test/")
+    request = http.Request("GET", "http://upstream.test/")
     for status, expected in ((503, True), (404, False)):
-        error = httpx.HTTPStatusError(
-            "x", request=request, response=httpx.Response(status, request=request)
+        error = http.HTTPStatusError(
+            "x", request=request, response=http.Response(status, request=request)
         )
         assert is_transient_error(error) is expected
 

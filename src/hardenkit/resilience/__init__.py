@@ -2,7 +2,8 @@
 
 ``resilient(name)`` composes them in one fixed order for sync and async callables;
 ``ResilientTransport`` applies the same policy to every request of an httpx client
-(import it from :mod:`hardenkit.resilience.httpx`; httpx is an optional extra).
+(import it from :mod:`hardenkit.resilience.httpx`, or :mod:`hardenkit.resilience.httpx2`
+for an httpx2 client such as the OpenAI SDK's; both are optional extras).
 """
 
 from hardenkit.resilience.breaker import BreakerConfig, CircuitBreaker

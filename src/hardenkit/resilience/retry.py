@@ -10,7 +10,6 @@ a cap on the total time, the retry budget and the request deadline (see
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -20,6 +19,7 @@ from tenacity.retry import retry_base
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
+from hardenkit.errors import http_clients
 from hardenkit.resilience._policy import Resilient
 from hardenkit.resilience._retry_after import parse_retry_after, retry_after_of
 from hardenkit.resilience.errors import (
@@ -61,8 +61,8 @@ def _status_of(value: Any) -> int | None:
 def is_transient_error(error: BaseException) -> bool:
     """Whether ``error`` is plausibly transient: worth another attempt.
 
-    Yes for timeouts and connection errors (built-in, and httpx's timeout, network and
-    remote-protocol errors) and for errors carrying an HTTP status (``status_code`` or
+    Yes for timeouts and connection errors (built-in, and httpx's and httpx2's timeout,
+    network and remote-protocol errors) and for errors carrying an HTTP status (``status_code`` or
     ``response.status_code``) of 408, 429, 502, 503 or 504. Never for an open breaker,
     a full bulkhead or a passed deadline, and never for any other 4xx.
     """
@@ -70,9 +70,11 @@ def is_transient_error(error: BaseException) -> bool:
         return False
     if isinstance(error, TimeoutError | ConnectionError):
         return True
-    httpx = sys.modules.get("httpx")
-    if httpx is not None and isinstance(
-        error, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError
+    if any(
+        isinstance(
+            error, client.TimeoutException | client.NetworkError | client.RemoteProtocolError
+        )
+        for client in http_clients()
     ):
         return True
     status = _status_of(error)
