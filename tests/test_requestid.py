@@ -36,6 +36,10 @@ async def ws_endpoint(websocket: WebSocket) -> None:
 
 
 def make_client(**options: object) -> TestClient:
+    # Most tests are about ids a caller sent and the middleware kept: trust="any" unless
+    # the test says otherwise (the default keeps none, see the test below).
+    if "trust_incoming" not in options:
+        options.setdefault("trust", "any")
     app = Starlette(
         routes=[
             Route("/", echo),
@@ -51,6 +55,23 @@ def test_valid_incoming_id_is_kept_and_echoed() -> None:
     response = make_client().get("/", headers={"X-Request-ID": incoming})
     assert response.headers["x-request-id"] == incoming
     assert response.json()["request_id"] == incoming
+
+
+def test_used_alone_the_middleware_keeps_no_callers_id_unless_told_whose() -> None:
+    # Fail closed, as HARDENKIT_REQUEST_ID_TRUST: a client choosing the id its requests
+    # are logged and answered under (a victim's) is opted into, never the default.
+    incoming = "3f2b8f0e-6a43-4b8e-9f53-9a0d6f1f2c11"
+    app = RequestIdMiddleware(ErrorMiddleware(Starlette(routes=[Route("/", echo)])))
+    assert app.trust == "proxies"
+    response = TestClient(app).get("/", headers={"X-Request-ID": incoming})  # type: ignore[arg-type]
+    assert response.headers["x-request-id"] != incoming
+    behind_proxy = RequestIdMiddleware(
+        ErrorMiddleware(Starlette(routes=[Route("/", echo)])), trusted_proxies=["10.0.0.0/8"]
+    )
+    from_proxy = TestClient(behind_proxy, client=("10.0.0.7", 50000))  # type: ignore[arg-type]
+    assert from_proxy.get("/", headers={"X-Request-ID": incoming}).headers["x-request-id"] == (
+        incoming
+    )
 
 
 def test_missing_id_is_generated_as_32_hex_characters() -> None:
@@ -170,7 +191,7 @@ async def test_request_id_is_on_a_500_from_a_bare_asgi_app() -> None:
         "path": "/",
         "headers": [(b"x-request-id", b"bare-app-0001")],
     }
-    await RequestIdMiddleware(ErrorMiddleware(crashing))(scope, receive, send)  # type: ignore[arg-type]
+    await RequestIdMiddleware(ErrorMiddleware(crashing), trust="any")(scope, receive, send)  # type: ignore[arg-type]
     start = messages[0]
     assert start["status"] == 500
     assert (b"x-request-id", b"bare-app-0001") in start["headers"]  # type: ignore[operator]

@@ -69,8 +69,9 @@ class RequestIdMiddleware:
         generator: Makes a new id when none (or an invalid one) arrived.
         trust: Whose valid incoming id is kept: ``"any"`` caller, only a directly
             connected peer in ``trusted_proxies`` (``"proxies"``), or ``"none"`` (always a
-            fresh id). Default: ``"any"``, or ``"none"`` when ``trust_incoming=False``.
-            ``install()`` uses ``HARDENKIT_REQUEST_ID_TRUST`` (default ``proxies``).
+            fresh id). Default: ``"proxies"`` (with no ``trusted_proxies``, no caller's
+            id is kept), or ``"none"`` when ``trust_incoming=False``; ``install()`` uses
+            ``HARDENKIT_REQUEST_ID_TRUST``, of the same default.
         trusted_proxies: The proxies whose ids are kept under ``trust="proxies"``.
         trust_incoming: Older spelling: ``False`` is ``trust="none"``.
 
@@ -91,7 +92,9 @@ class RequestIdMiddleware:
         if not header_name or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", header_name):
             raise ValueError(f"header_name {header_name!r} is not a valid HTTP header name")
         if trust is None:
-            trust = "any" if trust_incoming else "none"
+            # As HARDENKIT_REQUEST_ID_TRUST: a client choosing the id its requests are
+            # logged and answered under (a victim's) is opted into, never the default.
+            trust = "proxies" if trust_incoming else "none"
         if trust not in get_args(RequestIdTrust):
             raise ValueError(
                 f"HARDENKIT_REQUEST_ID_TRUST: {trust!r} is not one of "

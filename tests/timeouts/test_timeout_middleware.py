@@ -87,7 +87,7 @@ def make_app(handlers: Handlers, **options: Any) -> Any:
         ]
     )
     options.setdefault("timeout", TIMEOUT)
-    return RequestIdMiddleware(TimeoutMiddleware(app, **options))
+    return RequestIdMiddleware(TimeoutMiddleware(app, **options), trust="any")
 
 
 def other_tasks() -> set[asyncio.Task[Any]]:
