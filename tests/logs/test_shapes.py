@@ -734,8 +734,10 @@ def test_near_misses_of_the_positional_rules_survive_unchanged(text: str) -> Non
          ["user", "bob", "api_key", "[REDACTED]", "region", "eu"]),
         (["redis-cli", "-h", "db", "CONFIG", "SET", "requirepass", SECRET],
          ["redis-cli", "-h", "db", "CONFIG", "SET", "requirepass", "[REDACTED]"]),
-        # Names listed side by side (fields in an error) stay: none is another's value.
-        (["token", "password", "secret"], ["token", "password", "secret"]),
+        # A value is never judged by its looks: the item after a secret name is hidden,
+        # even a name of fields listed side by side.
+        (["token", "password", "secret"], ["token", "[REDACTED]", "secret"]),
+        (["password", "pw_A1x9", "get"], ["password", "[REDACTED]", "get"]),
         (["tokens", 5, "pages", 2], ["tokens", 5, "pages", 2]),
     ],
 )  # fmt: skip

@@ -45,36 +45,35 @@ def named_values(items: Sequence[object], is_secret_name: Callable[[str], bool])
 
     ``['user', 'bob', 'password', 'x']`` gives ``{3: 'password'}``. Only a word is a
     name (not a command line's program), and only a plain value (text, bytes, a
-    number) follows it as its value; an item that is itself a secret name pairs with
-    the item after it instead, so a list of names (``['token', 'password']``: fields in
-    an error) is left as it is.
+    number) follows it as its value. Read left to right: an item taken as a value is
+    never read as a name, however it looks (a password shaped like ``'pw_A1'`` would
+    otherwise pass as a name and stay). A list of field names pays for that: the name
+    after a secret one is hidden (``['token', '[REDACTED]']``).
     """
     found: dict[int, str] = {}
     # A command line's first word is its program (htpasswd, passwd), not a name.
-    for index in range(1 if looks_like_argv(items) else 0, len(items) - 1):
+    index = 1 if looks_like_argv(items) else 0
+    last = len(items) - 1
+    while index < last:
         name = _name_at(items, index)
+        index += 1
         if name is None:
             continue
         keyword = name.upper()
         if keyword in ("AUTH", "AUTH2"):
-            second = _name_at(items, index + 2) if index + 2 < len(items) else None
+            second = _name_at(items, index + 1) if index + 1 <= last else None
             takes_user = keyword == "AUTH2" or (
-                index + 2 < len(items) and (second is None or second.upper() not in _AUTH_KEYWORDS)
+                index + 1 <= last and (second is None or second.upper() not in _AUTH_KEYWORDS)
             )
-            position = index + 2 if takes_user and index + 2 < len(items) else index + 1
+            position = index + 1 if takes_user else index
         elif is_secret_name(name):
-            position = index + 1
+            position = index
         else:
             continue
         value = items[position]
-        if not isinstance(value, _SCALARS) or isinstance(value, bool):
-            continue
-        following = _name_at(items, position)
-        if following is not None and (
-            following.upper() in ("AUTH", "AUTH2") or is_secret_name(following)
-        ):
-            continue  # a name of its own: it pairs with what follows it
-        found[position] = name
+        if isinstance(value, _SCALARS) and not isinstance(value, bool):
+            found[position] = name
+            index = position + 1
     return found
 
 
