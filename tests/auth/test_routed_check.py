@@ -16,7 +16,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, Router, WebSocketRoute
+from starlette.routing import Mount, Route, Router, WebSocketRoute
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -171,3 +171,20 @@ def test_an_app_without_tenant_parameters_is_served_as_it_was(
     app = protected(Starlette(routes=[Route("/me", me)]))
     assert TestClient(app).get("/me", headers=AUTH).status_code == 200
     assert seen == []
+
+
+def test_a_tenant_an_outer_mount_routed_is_bound_though_the_app_names_none() -> None:
+    # install() ran on a sub-app whose routes name no tenant; the app around it mounts it
+    # under /tenants/{tenant_id}: the outer router set the tenant before this app's
+    # AuthMiddleware ran (an attacker round read globex's items with acme's token).
+    async def own_items(request: Request) -> Response:
+        return JSONResponse({"tenant": request.path_params["tenant_id"], "items": ["secret"]})
+
+    api = protected(Starlette(routes=[Route("/items", own_items)]))
+    outer = Starlette(routes=[Mount("/tenants/{tenant_id}", app=api)])
+    client = TestClient(outer)
+    refused = client.get("/tenants/globex/items", headers=AUTH)
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "TENANT_MISMATCH"
+    assert "secret" not in refused.text
+    assert client.get("/tenants/acme/items", headers=AUTH).json()["tenant"] == "acme"

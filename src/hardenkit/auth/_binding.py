@@ -160,12 +160,16 @@ class TenantBinding:
         return None
 
     def _path_tenants(self, scope: Scope) -> list[str]:
-        if not self._routes_with_params.in_app_of(scope):
-            return []  # no route has a bound parameter: no need to route the request
-        params = route_path_params(scope)
-        if not params:
-            return []
-        values = (params.get(name) for name in self.path_params)
+        values: list[object] = []
+        # Routed already, outside this app: a Mount("/tenants/{tenant_id}", app=api)
+        # around the app install() hardened, whose own routes name no tenant.
+        incoming = scope.get("path_params")
+        if incoming:
+            values += [incoming.get(name) for name in self.path_params]
+        if self._routes_with_params.in_app_of(scope):
+            params = route_path_params(scope)
+            if params:
+                values += [params.get(name) for name in self.path_params]
         return list(dict.fromkeys(str(value) for value in values if value is not None))
 
     async def _check_active(self, principal: Principal, tenant: str) -> None:
