@@ -1,28 +1,31 @@
-"""The tenant in the path the router actually gave is checked, not only the predicted one.
+"""The route that serves a request is held to what auth judged, at the endpoint.
 
-Binding finds a request's path parameters before routing, by predicting the route the
-router will pick (``hardenkit._routes.serving_route``). When the prediction misses (a
-router that routes otherwise, a FastAPI release that selects otherwise), the routed
-parameters are still checked at the handler's first ``receive`` or ``send``: a 403, never
-another tenant's data.
+Auth predicts the route before routing (``hardenkit._routes.serving_route``): whether it
+is public, which tenant its path names. When the prediction misses (a router or a
+middleware inside the stack that routes otherwise, a FastAPI release that selects
+otherwise), the endpoint reached is checked before its handler, dependencies or
+background tasks run (``hardenkit.auth._endpoint_guard``): a 401 or 403, never another
+tenant's data, never a protected route without a credential.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fastapi import BackgroundTasks, Depends, FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, Router, WebSocketRoute
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from structlog.testing import capture_logs
 
-from hardenkit import AuthMiddleware, JWTVerifier
+from hardenkit import AuthMiddleware, HardenSettings, JWTVerifier, install, public
 from hardenkit.auth import _binding
 from hardenkit.errors import ErrorMiddleware
 from tests.auth.support import AUDIENCE, ISSUER, SECRET, hs256
@@ -63,6 +66,14 @@ class VersionedRouter(Router):
         await super().app(scope, receive, send)
 
 
+def protected_fastapi(app: Any) -> Any:
+    app.add_middleware(
+        AuthMiddleware, verifier=JWTVerifier(secret=SECRET, issuer=ISSUER, audience=[AUDIENCE])
+    )
+    app.add_middleware(ErrorMiddleware)
+    return app
+
+
 def protected(app: Starlette) -> Starlette:
     app.add_middleware(
         AuthMiddleware, verifier=JWTVerifier(secret=SECRET, issuer=ISSUER, audience=[AUDIENCE])
@@ -83,13 +94,18 @@ def prediction_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_binding, "route_path_params", lambda scope: None)
 
 
-AUTH = {"Authorization": f"Bearer {hs256()}"}  # a token of tenant acme
+TOKEN = hs256()  # of tenant acme
+
+
+def auth() -> dict[str, str]:
+    """Fresh headers each time: the websocket client adds its own to the dict it is given."""
+    return {"Authorization": f"Bearer {TOKEN}"}
 
 
 def test_a_router_the_prediction_does_not_know_is_refused_another_tenants_data() -> None:
     client = TestClient(versioned_app())
     with capture_logs() as logs:
-        response = client.get("/v2/tenants/globex/items", headers=AUTH)
+        response = client.get("/v2/tenants/globex/items", headers=auth())
     assert response.status_code == 403
     assert response.json()["code"] == "TENANT_MISMATCH"
     assert "secret" not in response.text
@@ -97,7 +113,7 @@ def test_a_router_the_prediction_does_not_know_is_refused_another_tenants_data()
         "tenant_binding_missed_the_route"
     ]
     # The caller's own tenant, through the same router, is served.
-    own = client.get("/v2/tenants/acme/items", headers=AUTH)
+    own = client.get("/v2/tenants/acme/items", headers=auth())
     assert own.status_code == 200
     assert own.json()["tenant"] == "acme"
 
@@ -106,11 +122,11 @@ def test_a_router_the_prediction_does_not_know_is_refused_another_tenants_data()
 def test_a_missed_prediction_stops_a_write_before_the_handler_reads_its_body() -> None:
     WRITES.clear()
     client = TestClient(protected(Starlette(routes=ROUTES)))
-    response = client.post("/tenants/globex/items", headers=AUTH, content=b"x")
+    response = client.post("/tenants/globex/items", headers=auth(), content=b"x")
     assert response.status_code == 403
     assert response.json()["code"] == "TENANT_MISMATCH"
     assert WRITES == []  # the handler's first receive raised: nothing written
-    assert client.post("/tenants/acme/items", headers=AUTH, content=b"y").status_code == 201
+    assert client.post("/tenants/acme/items", headers=auth(), content=b"y").status_code == 201
     assert WRITES == ["acme:y"]
 
 
@@ -122,7 +138,7 @@ def test_a_handler_that_swallows_the_refusal_still_answers_403() -> None:
         return JSONResponse({"items": ["secret"]})
 
     app = protected(Starlette(routes=[Route("/tenants/{tenant_id}/x", stubborn, methods=["POST"])]))
-    response = TestClient(app).post("/tenants/globex/x", headers=AUTH, content=b"z")
+    response = TestClient(app).post("/tenants/globex/x", headers=auth(), content=b"z")
     assert response.status_code == 403
     assert "secret" not in response.text
 
@@ -132,11 +148,11 @@ def test_a_missed_prediction_never_opens_a_websocket_of_another_tenant() -> None
     client = TestClient(protected(Starlette(routes=ROUTES)))
     with (
         pytest.raises(WebSocketDenialResponse) as denied,
-        client.websocket_connect("/tenants/globex/feed", headers=AUTH),
+        client.websocket_connect("/tenants/globex/feed", headers=auth()),
     ):
         pass
     assert denied.value.status_code == 403
-    with client.websocket_connect("/tenants/acme/feed", headers=AUTH) as websocket:
+    with client.websocket_connect("/tenants/acme/feed", headers=auth()) as websocket:
         assert websocket.receive_json() == {"tenant": "acme"}
 
 
@@ -146,31 +162,12 @@ def test_a_predicted_route_is_refused_before_the_handler_and_logs_no_miss() -> N
     WRITES.clear()
     client = TestClient(protected(Starlette(routes=ROUTES)))
     with capture_logs() as logs:
-        response = client.post("/tenants/globex/items", headers=AUTH, content=b"x")
-        own = client.get("/tenants/acme/items", headers=AUTH)
+        response = client.post("/tenants/globex/items", headers=auth(), content=b"x")
+        own = client.get("/tenants/acme/items", headers=auth())
     assert response.status_code == 403
     assert own.status_code == 200
     assert WRITES == []
     assert not [log for log in logs if log["event"] == "tenant_binding_missed_the_route"]
-
-
-def test_an_app_without_tenant_parameters_is_served_as_it_was(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # No route has a bound parameter: nothing is predicted, nothing is checked after.
-    async def me(request: Request) -> Response:
-        return JSONResponse({"me": True})
-
-    seen: list[Any] = []
-    original = _binding.TenantBinding.routed_mismatch
-    monkeypatch.setattr(
-        _binding.TenantBinding,
-        "routed_mismatch",
-        lambda self, scope, principal: seen.append(scope) or original(self, scope, principal),
-    )
-    app = protected(Starlette(routes=[Route("/me", me)]))
-    assert TestClient(app).get("/me", headers=AUTH).status_code == 200
-    assert seen == []
 
 
 def test_a_tenant_an_outer_mount_routed_is_bound_though_the_app_names_none() -> None:
@@ -183,8 +180,134 @@ def test_a_tenant_an_outer_mount_routed_is_bound_though_the_app_names_none() -> 
     api = protected(Starlette(routes=[Route("/items", own_items)]))
     outer = Starlette(routes=[Mount("/tenants/{tenant_id}", app=api)])
     client = TestClient(outer)
-    refused = client.get("/tenants/globex/items", headers=AUTH)
+    refused = client.get("/tenants/globex/items", headers=auth())
     assert refused.status_code == 403
     assert refused.json()["code"] == "TENANT_MISMATCH"
     assert "secret" not in refused.text
-    assert client.get("/tenants/acme/items", headers=AUTH).json()["tenant"] == "acme"
+    assert client.get("/tenants/acme/items", headers=auth()).json()["tenant"] == "acme"
+
+
+class StripTrailingSlash:
+    """A user's middleware inside the stack (added before install()), rewriting a copy."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
+            scope = {**scope, "path": path.rstrip("/")}
+        await self.app(scope, receive, send)
+
+
+def installed_with_inner_rewrite(*routes: Any) -> TestClient:
+    app = Starlette(routes=list(routes))
+    app.add_middleware(StripTrailingSlash)
+    install(app, HardenSettings(jwt_secret=SECRET, jwt_issuer=ISSUER, jwt_audience=AUDIENCE))
+    return TestClient(app)
+
+
+def test_an_inner_middleware_that_reroutes_a_copy_cannot_reach_another_tenant() -> None:
+    WRITES.clear()
+
+    async def delete_items(request: Request) -> Response:
+        WRITES.append(f"deleted {request.path_params['tenant_id']}")
+        return JSONResponse({"deleted": True})
+
+    client = installed_with_inner_rewrite(
+        *ROUTES, Route("/tenants/{tenant_id}/items", delete_items, methods=["DELETE"])
+    )
+    read = client.get("/tenants/globex/items/", headers=auth())
+    deleted = client.delete("/tenants/globex/items/", headers=auth())
+    assert (read.status_code, deleted.status_code) == (403, 403)
+    assert "secret" not in read.text
+    assert WRITES == []  # refused before the handler: nothing deleted
+    assert client.get("/tenants/acme/items/", headers=auth()).json()["tenant"] == "acme"
+
+
+def test_a_public_catch_all_predicted_never_opens_a_protected_route_without_a_token() -> None:
+    # An SPA's @public catch-all matches the path as sent; the inner rewrite then routes
+    # it to a protected route. Auth skipped the request as public; the endpoint refuses.
+    @public()
+    async def spa(request: Request) -> Response:
+        return JSONResponse({"page": "index"})
+
+    client = installed_with_inner_rewrite(*ROUTES, Route("/{rest:path}", spa))
+    response = client.get("/tenants/globex/items/")
+    assert response.status_code == 401
+    assert response.json()["detail"] == "Authentication is required."
+    assert "www-authenticate" in response.headers
+    assert "secret" not in response.text
+    assert client.get("/about").json() == {"page": "index"}  # the public route still is
+
+
+@pytest.mark.usefixtures("prediction_missing")
+def test_a_missed_prediction_runs_no_background_task_and_no_dependency() -> None:
+    effects: list[str] = []
+
+    def audit(tenant_id: str) -> Iterator[None]:
+        effects.append(f"dependency {tenant_id}")
+        yield
+        effects.append(f"after {tenant_id}")
+
+    app = FastAPI()
+
+    @app.post("/tenants/{tenant_id}/rotate-key", dependencies=[Depends(audit)])
+    async def rotate(tenant_id: str, tasks: BackgroundTasks) -> dict[str, bool]:
+        effects.append(f"rotated {tenant_id}")
+        tasks.add_task(effects.append, f"background {tenant_id}")
+        return {"rotated": True}
+
+    client = TestClient(protected_fastapi(app))
+    assert client.post("/tenants/globex/rotate-key", headers=auth()).status_code == 403
+    assert effects == []
+    assert client.post("/tenants/acme/rotate-key", headers=auth()).status_code == 200
+    assert sorted(effects) == ["after acme", "background acme", "dependency acme", "rotated acme"]
+
+
+def test_a_route_added_after_the_first_request_is_guarded_too(
+    prediction_missing: None,
+) -> None:
+    app = protected(Starlette(routes=[Route("/me", items)]))
+    client = TestClient(app)
+    assert client.get("/me", headers=auth()).status_code in (200, 500)  # routes seen once
+    app.router.routes.append(Route("/late/{tenant_id}", items))
+    response = client.get("/late/globex", headers=auth())
+    assert response.status_code == 403
+    assert "secret" not in response.text
+
+
+def test_a_mount_whose_routes_cannot_be_seen_is_judged_when_its_app_routes() -> None:
+    # A hand-written wrapper that keeps the sub-app under another name: hardenkit sees
+    # neither its routes nor its {tenant_id}; what the sub-app routes to is judged on its
+    # first receive or send.
+    def closure(app: Any) -> Any:
+        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            await app(scope, receive, send)
+
+        return wrapped
+
+    sub = Starlette(routes=ROUTES)
+    client = TestClient(protected(Starlette(routes=[Mount("/v1", app=closure(sub))])))
+    refused = client.get("/v1/tenants/globex/items", headers=auth())
+    assert refused.status_code == 403
+    assert "secret" not in refused.text
+    WRITES.clear()
+    assert client.post("/v1/tenants/globex/items", headers=auth(), content=b"x").status_code == 403
+    assert WRITES == []
+    assert client.get("/v1/tenants/acme/items", headers=auth()).json()["tenant"] == "acme"
+
+
+def test_a_public_path_into_a_mount_whose_routes_cannot_be_seen_stays_public() -> None:
+    async def files(scope: Scope, receive: Receive, send: Send) -> None:
+        await PlainTextResponse("body { }")(scope, receive, send)
+
+    app = Starlette(routes=[Mount("/static", app=files), *ROUTES])
+    app.add_middleware(
+        AuthMiddleware,
+        verifier=JWTVerifier(secret=SECRET, issuer=ISSUER, audience=[AUDIENCE]),
+        public_paths=["/static/*"],
+    )
+    client = TestClient(app)
+    assert client.get("/static/site.css").text == "body { }"
+    assert client.get("/tenants/acme/items").status_code == 401

@@ -142,15 +142,13 @@ def test_no_planted_secret_survives_in_random_nested_structures(
 
 
 def _names_a_secret(structure: Any) -> bool:
-    """Whether a list is a (name, value) pair under a secret name, such as ["pw", "x"]:
-    redacted like {"pw": "x"} by design, so not text without secrets."""
+    """Whether a list holds a secret name followed by an item, such as ["pw", "x"] or
+    ["a", "connectionstring", ""]: the item is its value, redacted like {"pw": "x"} by
+    design, so this is not text without secrets."""
     if not isinstance(structure, list):
         return False
-    if (
-        len(structure) == 2
-        and isinstance(structure[0], str)
-        and Redactor().is_sensitive_key(structure[0])
-    ):
+    redactor = Redactor()
+    if any(isinstance(item, str) and redactor.is_sensitive_key(item) for item in structure[:-1]):
         return True
     return any(_names_a_secret(item) for item in structure)
 

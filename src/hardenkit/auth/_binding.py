@@ -123,10 +123,6 @@ class TenantBinding:
             requests += [("query", value) for value in dict.fromkeys(values)]
         return requests[:_MAX_TENANT_REQUESTS]
 
-    def may_route_tenants(self, scope: Scope) -> bool:
-        """Whether a route of the app serving ``scope`` has a bound path parameter."""
-        return self._routes_with_params.in_app_of(scope)
-
     def routed_mismatch(self, scope: Scope, principal: Principal) -> AuthRefusedError | None:
         """The refusal for a routed tenant path parameter that is not the principal's.
 
@@ -135,9 +131,9 @@ class TenantBinding:
 
         :meth:`bind` finds the path parameters before the request is routed, by
         predicting the route (:func:`~hardenkit.auth._route_params.route_path_params`);
-        this reads what the router gave (``scope["path_params"]``, set in place as it
-        routes), so a router that routes otherwise than predicted is refused, not served
-        for the tenant in its path.
+        this reads what the router gave, at the endpoint
+        (:mod:`hardenkit.auth._endpoint_guard`), so a request routed otherwise than
+        predicted is refused, not served for the tenant in its path.
         """
         params = scope.get("path_params")
         if not params:

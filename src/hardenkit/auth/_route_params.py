@@ -14,7 +14,7 @@ from starlette.types import Scope
 
 from hardenkit._routes import effective_route, mounted_routes, serving_route, template_params
 
-__all__ = ["RouteParamNames", "route_path_params"]
+__all__ = ["RouteParamNames", "owned_route_lists", "route_path_params"]
 
 _MAX_ROUTE_DEPTH = 8
 _TEMPLATES = ("path", "path_format", "host")
@@ -33,6 +33,16 @@ def route_path_params(scope: Scope) -> dict[str, Any] | None:
         return None
     found = serving_route(routes, scope)
     return None if found is None else found[1]
+
+
+def owned_route_lists(app: object) -> list[Sequence[Any]]:
+    """Every route list below ``app``'s router that a route added to would change."""
+    router = getattr(app, "router", None)
+    routes = getattr(router, "routes", None)
+    watched: list[tuple[Sequence[Any], int]] = []
+    if isinstance(routes, list):
+        _scan(routes, watched, set(), 0)
+    return [routes for routes, _ in watched]
 
 
 class RouteParamNames:

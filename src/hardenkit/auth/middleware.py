@@ -32,12 +32,13 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import structlog
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hardenkit._marks import PUBLIC, MarkedRoutes
 from hardenkit._paths import PathPatterns, route_path
 from hardenkit.auth._bearer import bearer_token
 from hardenkit.auth._binding import TenantBinding
+from hardenkit.auth._endpoint_guard import VERDICT_KEY, EndpointGuards, Judge
 from hardenkit.auth._override import PRINCIPAL_OVERRIDE
 from hardenkit.auth._refusal import (
     AuthRefusedError,
@@ -129,6 +130,8 @@ class AuthMiddleware:
             query_params=tenant_query_params,
             tenant_status=tenant_status,
         )
+        self._guards = EndpointGuards(self.binding.path_params)
+        self._judge = Judge(self.public_paths, self.binding.routed_mismatch, self._refuse_at)
         self.max_header_bytes = max_header_bytes
         if mode == "off":
             _logger.warning("auth_disabled", mode=mode)
@@ -156,7 +159,12 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         path = route_path(scope)
+        enforced = self.mode == "enforced"
+        if enforced:
+            self._guards.ensure(scope)
         if self.public_paths.matches(path) or self.public_routes.matches(scope):
+            if enforced:  # the endpoint reached must be public too (see _endpoint_guard)
+                scope[VERDICT_KEY] = (self._judge, None, scope.get("root_path", ""))
             await self.app(scope, receive, send)
             return
         try:
@@ -165,76 +173,52 @@ class AuthMiddleware:
             else:
                 principal, new_scope = await self._authenticate(scope)
         except AuthRefusedError as refused:
-            if self.mode == "enforced":
+            if enforced:
                 await self._refuse(send, scope, refused, path)
                 return
-            self._record(refused, path)
-            _logger.warning(
-                "auth_report_only_let_through",
-                reason=refused.reason,
-                path=path,
-                status_if_enforced=refused.status,
-            )
-            if refused.principal is None:
+            let_through = self._let_through(refused, path)
+            if let_through is None:
                 await self.app(scope, receive, send)
                 return
-            principal, new_scope = refused.principal, scope
-        new_scope.setdefault("state", {})["principal"] = principal
+            principal, new_scope = let_through, scope
+        await self._serve(new_scope, receive, send, principal, path, enforced=enforced)
+
+    def _let_through(self, refused: AuthRefusedError, path: str) -> Principal | None:
+        """``report_only``: record what would have been refused; the principal, if any."""
+        self._record(refused, path)
+        _logger.warning(
+            "auth_report_only_let_through",
+            reason=refused.reason,
+            path=path,
+            status_if_enforced=refused.status,
+        )
+        return refused.principal
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        principal: Principal,
+        path: str,
+        *,
+        enforced: bool,
+    ) -> None:
+        scope.setdefault("state", {})["principal"] = principal
+        if enforced:
+            scope[VERDICT_KEY] = (self._judge, principal, scope.get("root_path", ""))
         token = principal_var.set(principal)
         try:
-            if self.mode == "enforced" and self.binding.may_route_tenants(new_scope):
-                await self._serve_routed_checked(new_scope, receive, send, principal, path)
-            else:
-                await self.app(new_scope, receive, send)
+            await self.app(scope, receive, send)
         finally:
             principal_var.reset(token)
-
-    async def _serve_routed_checked(
-        self, scope: Scope, receive: Receive, send: Send, principal: Principal, path: str
-    ) -> None:
-        """Serve ``scope``; refuse it if the router gives it a tenant the binding missed.
-
-        The tenant in the path is bound before the request is routed, from the route
-        the router is predicted to pick, so a mismatch is refused before the handler
-        runs. The route the router did pick is checked too, at the handler's first
-        ``receive`` (it raises, ending the handler) or ``send`` (its response is replaced
-        with the refusal): a router, or a FastAPI release, that routes otherwise than
-        predicted costs a 403, never another tenant's data.
-        """
-        check = _RoutedCheck(self.binding, scope, principal)
-
-        async def receive_checked() -> Message:
-            if check.refusal() is not None:
-                raise _RoutedTenantRefusedError
-            return await receive()
-
-        async def send_checked(message: Message) -> None:
-            refused = check.refusal()
-            if refused is None:
-                check.answered = True  # the handler's response has started
-                await send(message)
-            elif not check.answered:  # the handler's own response is dropped
-                check.answered = True
-                check.refused = True
-                await self._refuse(send, scope, refused, path)
-            elif not check.refused:  # too late to answer: the server aborts the response
-                raise _RoutedTenantRefusedError
-
-        try:
-            await self.app(scope, receive_checked, send_checked)
-        except _RoutedTenantRefusedError:
-            if check.answered:
-                if check.refused:
-                    return
-                raise
-            refused = check.refusal()
-            if refused is not None:
-                check.answered = check.refused = True
-                await self._refuse(send, scope, refused, path)
 
     async def _refuse(self, send: Send, scope: Scope, refused: AuthRefusedError, path: str) -> None:
         on_sent = functools.partial(self._record, refused, path)
         await send_refusal(send, scope, refused.refusal(on_sent))
+
+    async def _refuse_at(self, send: Send, scope: Scope, refused: AuthRefusedError) -> None:
+        await self._refuse(send, scope, refused, route_path(scope))
 
     async def _api_key_principal_bound(self, scope: Scope) -> Principal:
         """The key's principal, refused (403) for a request that names a tenant.
@@ -303,31 +287,3 @@ class AuthMiddleware:
     def _record(self, refused: AuthRefusedError, path: str) -> None:
         """Count and audit one refusal, sent (enforced) or let through (report_only)."""
         record_refusal(refused, path, self.mode)
-
-
-class _RoutedTenantRefusedError(Exception):
-    """Raised into a handler whose routed tenant the binding did not check."""
-
-
-class _RoutedCheck:
-    """The routed path parameters of one request, checked whenever the handler calls."""
-
-    __slots__ = ("_binding", "_principal", "_refusal", "_scope", "answered", "refused")
-
-    def __init__(self, binding: TenantBinding, scope: Scope, principal: Principal) -> None:
-        self._binding = binding
-        self._scope = scope
-        self._principal = principal
-        self._refusal: AuthRefusedError | None = None
-        self.answered = False  # a response started: the handler's or the refusal
-        self.refused = False  # the refusal was sent
-
-    def refusal(self) -> AuthRefusedError | None:
-        """The refusal, once a routed parameter is not the principal's tenant (it stays).
-
-        Checked on every call, not once: an app mounted below another sees the outer
-        router's parameters first, and its own router's only when it has routed.
-        """
-        if self._refusal is None:
-            self._refusal = self._binding.routed_mismatch(self._scope, self._principal)
-        return self._refusal

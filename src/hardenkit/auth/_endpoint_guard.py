@@ -1,0 +1,261 @@
+"""The check at the endpoint: the route that serves a request is the one auth judged.
+
+:class:`~hardenkit.auth.middleware.AuthMiddleware` runs before the request is routed: it
+predicts the route (``hardenkit._routes.serving_route``) to know whether it is public
+and which tenant its path names. Whatever routes otherwise than predicted - a
+middleware inside the stack that rewrites the path (a trailing-slash stripper), a
+``Router`` subclass, a FastAPI release that selects included routes otherwise - would
+reach a handler auth never judged: a protected route let through as public, another
+tenant's path with no binding.
+
+So every endpoint the app's routes lead to is wrapped (``route.app``, which Starlette,
+FastAPI and their mounts call with the exact scope the handler gets) in a
+:class:`GuardedEndpoint`. AuthMiddleware leaves its :class:`Verdict` in the scope; the
+guard compares it with the route that was actually reached, before the handler, its
+dependencies or its background tasks run: a protected route reached without a
+credential is ``401``, a bound tenant path parameter that is not the principal's tenant
+``403``. A request that no verdict came with (auth off, ``report_only``, a route reached
+without AuthMiddleware) passes untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+import structlog
+from starlette.routing import Host, Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hardenkit._marks import PUBLIC, marks_of
+from hardenkit._paths import PathPatterns, route_path
+from hardenkit._routes import endpoint_of, iter_routes, mounted_routes
+from hardenkit.auth._refusal import AuthRefusedError, unauthenticated
+from hardenkit.auth._route_params import owned_route_lists
+from hardenkit.auth.errors import RefusalReason, TokenRejectedError
+from hardenkit.auth.principal import Principal
+
+__all__ = ["VERDICT_KEY", "EndpointGuards", "GuardedEndpoint", "GuardedMount", "Judge", "Verdict"]
+
+VERDICT_KEY = "hardenkit.auth.verdict"
+
+_logger = structlog.get_logger("hardenkit.auth")
+
+
+class Judge:
+    """One AuthMiddleware's rules, for its endpoints to hold requests to.
+
+    Args:
+        public_paths: The public path patterns (a route reached under one is public).
+        routed_mismatch: Judges the routed tenant path parameters against a principal.
+        refuse: Sends a refusal (audited and counted as AuthMiddleware's own).
+    """
+
+    __slots__ = ("public_paths", "refuse", "routed_mismatch")
+
+    def __init__(
+        self,
+        public_paths: PathPatterns,
+        routed_mismatch: Callable[[Scope, Principal], AuthRefusedError | None],
+        refuse: Callable[[Send, Scope, AuthRefusedError], Awaitable[None]],
+    ) -> None:
+        self.public_paths = public_paths
+        self.routed_mismatch = routed_mismatch
+        self.refuse = refuse
+
+    def refusal_at(
+        self, scope: Scope, verdict: Verdict, route_public: bool
+    ) -> AuthRefusedError | None:
+        """The refusal for the route reached with ``scope``, if auth judged another."""
+        _, principal, root_path = verdict
+        if principal is None:
+            # The path as it reached the endpoint (rewritten, maybe), below the app's root.
+            app_path = route_path({"path": scope.get("path", ""), "root_path": root_path})
+            if route_public or self.public_paths.matches(app_path):
+                return None
+            _logger.error(
+                "auth_skipped_for_a_protected_route",
+                path=scope.get("path"),
+                detail="the request was judged public before routing, and a route that "
+                "is not public served it; it is refused",
+            )
+            return unauthenticated(TokenRejectedError(RefusalReason.MISSING, "missing"))
+        return self.routed_mismatch(scope, principal)
+
+
+Verdict = tuple[Judge, Principal | None, str]
+"""What AuthMiddleware decided for one request: its judge, the bound principal (``None``
+when let through as public), and the app's ``root_path`` where it judged (public paths
+are matched below it, however deep a mount the endpoint is). A tuple: made per request."""
+
+
+class GuardedEndpoint:
+    """An endpoint's ASGI app, holding each request to AuthMiddleware's verdict first.
+
+    Args:
+        app: The route's app (what calls the handler).
+        public: Whether the route's endpoint is marked ``@public()``.
+        names_tenant: Whether its template (mount prefixes included) has a bound tenant
+            parameter; without one, a principal's request has nothing to be checked for
+            here (a tenant an outer app's router set was bound on arrival).
+    """
+
+    __slots__ = ("app", "names_tenant", "public")
+
+    def __init__(self, app: ASGIApp, *, public: bool, names_tenant: bool) -> None:
+        self.app = app
+        self.public = public
+        self.names_tenant = names_tenant
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse a request auth judged for another route; serve the rest."""
+        verdict: Verdict | None = scope.get(VERDICT_KEY)
+        if verdict is not None and (verdict[1] is None or self.names_tenant):
+            judge = verdict[0]
+            refusal = judge.refusal_at(scope, verdict, self.public)
+            if refusal is not None:
+                await judge.refuse(send, scope, refusal)
+                return
+        await self.app(scope, receive, send)
+
+
+class GuardedMount:
+    """A mount whose app's routes cannot be seen (a plain ASGI app, an unknown wrapper).
+
+    Its own path parameters are judged on arrival, as an endpoint's. What the app inside
+    routes to is judged on its first ``receive`` (which raises) or ``send`` (replaced by
+    the refusal), from the path parameters its router sets in the scope it was given:
+    later than an endpoint's check (a handler that writes without reading the body has
+    run), and blind to a router that routes a copy of the scope.
+
+    Args:
+        app: The mount's app.
+        public: Whether the mounted app is marked ``@public()``.
+    """
+
+    __slots__ = ("app", "public")
+
+    def __init__(self, app: ASGIApp, *, public: bool) -> None:
+        self.app = app
+        self.public = public
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Judge the request at the mount, then what the app inside routed it to."""
+        verdict: Verdict | None = scope.get(VERDICT_KEY)
+        if verdict is None:
+            await self.app(scope, receive, send)
+            return
+        judge = verdict[0]
+        refusal = judge.refusal_at(scope, verdict, self.public)
+        if refusal is not None:
+            await judge.refuse(send, scope, refusal)
+            return
+        state = _Inside(judge, verdict[1], scope)
+
+        async def receive_judged() -> Message:
+            if state.refusal() is not None:
+                raise _RefusedInsideError
+            return await receive()
+
+        async def send_judged(message: Message) -> None:
+            refusal = state.refusal()
+            if refusal is None:
+                state.started = True
+                await send(message)
+            elif not state.started:  # the app's own response is dropped
+                state.started = state.refused = True
+                await judge.refuse(send, scope, refusal)
+            elif not state.refused:  # too late to answer: the server aborts the response
+                raise _RefusedInsideError
+
+        try:
+            await self.app(scope, receive_judged, send_judged)
+        except _RefusedInsideError:
+            if state.refused:
+                return
+            refusal = state.refusal()
+            if state.started or refusal is None:
+                raise
+            state.started = state.refused = True
+            await judge.refuse(send, scope, refusal)
+
+
+class _RefusedInsideError(Exception):
+    """Raised into an app behind a :class:`GuardedMount` that routed to a refused tenant."""
+
+
+class _Inside:
+    __slots__ = ("_judge", "_principal", "_refusal", "_scope", "refused", "started")
+
+    def __init__(self, judge: Judge, principal: Principal | None, scope: Scope) -> None:
+        self._judge = judge
+        self._principal = principal
+        self._scope = scope
+        self._refusal: AuthRefusedError | None = None
+        self.started = False  # a response started: the app's or the refusal
+        self.refused = False  # the refusal was sent
+
+    def refusal(self) -> AuthRefusedError | None:
+        """Judged again on every call until refused (the router sets its parameters late)."""
+        if self._refusal is None and self._principal is not None:
+            self._refusal = self._judge.routed_mismatch(self._scope, self._principal)
+        return self._refusal
+
+
+class EndpointGuards:
+    """Wraps every endpoint of an app once, and again those of routes added later.
+
+    The route lists walked are watched by length (as the route marks' table is): a route
+    added after the first request is guarded on the next one.
+
+    Args:
+        tenant_params: The path parameters bound to the tenant.
+    """
+
+    __slots__ = ("_app", "_tenant_params", "_watched")
+
+    def __init__(self, tenant_params: Iterable[str]) -> None:
+        self._tenant_params = frozenset(tenant_params)
+        self._app: object = None
+        self._watched: tuple[tuple[Sequence[Any], int], ...] = ()
+
+    def ensure(self, scope: Scope) -> None:
+        """Guard the endpoints of ``scope["app"]`` if not done since its routes changed."""
+        app = scope.get("app")
+        if app is self._app:
+            for routes, length in self._watched:
+                if len(routes) != length:
+                    break
+            else:
+                return
+        self._watched = tuple(_guard(app, self._tenant_params))
+        self._app = app
+
+
+def _guard(app: object, tenant_params: frozenset[str]) -> list[tuple[Sequence[Any], int]]:
+    """Wrap every endpoint below ``app``'s routes; the route lists seen, with lengths."""
+    lists = owned_route_lists(app)
+    # A Host's template is no part of the paths below it: with one, any endpoint may
+    # be given a tenant by its host, and every one is checked.
+    hosts = any(isinstance(route, Host) for routes in lists for route in routes)
+    for info in iter_routes(app):
+        route = info.route
+        inner = getattr(route, "app", None)
+        if inner is None or isinstance(inner, GuardedEndpoint | GuardedMount):
+            continue
+        guarded: GuardedEndpoint | GuardedMount
+        public = PUBLIC in marks_of(endpoint_of(route))
+        if isinstance(route, Mount | Host):
+            if mounted_routes(route) is not None:
+                continue  # its routes are walked (and may be added later): not opaque
+            guarded = GuardedMount(inner, public=public)
+        elif getattr(route, "endpoint", None) is not None:
+            names_tenant = hosts or not tenant_params.isdisjoint(info.params)
+            guarded = GuardedEndpoint(inner, public=public, names_tenant=names_tenant)
+        else:
+            continue
+        try:
+            route.app = guarded
+        except AttributeError:  # a route class whose app cannot be set: predicted only
+            continue
+    return [(routes, len(routes)) for routes in lists]
