@@ -4,7 +4,7 @@ Auth predicts the route before routing (``hardenkit._routes.serving_route``): wh
 is public, which tenant its path names. When the prediction misses (a router or a
 middleware inside the stack that routes otherwise, a FastAPI release that selects
 otherwise), the endpoint reached is checked before its handler, dependencies or
-background tasks run (``hardenkit.auth._endpoint_guard``): a 401 or 403, never another
+background tasks run (``hardenkit.auth._checkpoint``): a 401 or 403, never another
 tenant's data, never a protected route without a credential.
 """
 

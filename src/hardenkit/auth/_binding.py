@@ -132,7 +132,7 @@ class TenantBinding:
         :meth:`bind` finds the path parameters before the request is routed, by
         predicting the route (:func:`~hardenkit.auth._route_params.route_path_params`);
         this reads what the router gave, at the endpoint
-        (:mod:`hardenkit.auth._endpoint_guard`), so a request routed otherwise than
+        (:mod:`hardenkit.auth._checkpoint`), so a request routed otherwise than
         predicted is refused, not served for the tenant in its path.
         """
         params = scope.get("path_params")

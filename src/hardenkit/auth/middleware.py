@@ -38,7 +38,7 @@ from hardenkit._marks import PUBLIC, MarkedRoutes
 from hardenkit._paths import PathPatterns, route_path
 from hardenkit.auth._bearer import bearer_token
 from hardenkit.auth._binding import TenantBinding
-from hardenkit.auth._endpoint_guard import VERDICT_KEY, EndpointGuards, Judge
+from hardenkit.auth._checkpoint import VERDICT_KEY, Checkpoints, Judge
 from hardenkit.auth._override import PRINCIPAL_OVERRIDE
 from hardenkit.auth._refusal import (
     AuthRefusedError,
@@ -130,7 +130,7 @@ class AuthMiddleware:
             query_params=tenant_query_params,
             tenant_status=tenant_status,
         )
-        self._guards = EndpointGuards(self.binding.path_params)
+        self._checkpoints = Checkpoints(self.binding.path_params)
         self._judge = Judge(self.public_paths, self.binding.routed_mismatch, self._refuse_at)
         self.max_header_bytes = max_header_bytes
         if mode == "off":
@@ -161,9 +161,9 @@ class AuthMiddleware:
         path = route_path(scope)
         enforced = self.mode == "enforced"
         if enforced:
-            self._guards.ensure(scope)
+            self._checkpoints.ensure(scope)
         if self.public_paths.matches(path) or self.public_routes.matches(scope):
-            if enforced:  # the endpoint reached must be public too (see _endpoint_guard)
+            if enforced:  # the endpoint reached must be public too (see _checkpoint)
                 scope[VERDICT_KEY] = (self._judge, None, scope.get("root_path", ""))
             await self.app(scope, receive, send)
             return

@@ -10,7 +10,7 @@ tenant's path with no binding.
 
 So every endpoint the app's routes lead to is wrapped (``route.app``, which Starlette,
 FastAPI and their mounts call with the exact scope the handler gets) in a
-:class:`GuardedEndpoint`. AuthMiddleware leaves its :class:`Verdict` in the scope; the
+:class:`CheckedEndpoint`. AuthMiddleware leaves its :class:`Verdict` in the scope; the
 guard compares it with the route that was actually reached, before the handler, its
 dependencies or its background tasks run: a protected route reached without a
 credential is ``401``, a bound tenant path parameter that is not the principal's tenant
@@ -35,7 +35,7 @@ from hardenkit.auth._route_params import owned_route_lists
 from hardenkit.auth.errors import RefusalReason, TokenRejectedError
 from hardenkit.auth.principal import Principal
 
-__all__ = ["VERDICT_KEY", "EndpointGuards", "GuardedEndpoint", "GuardedMount", "Judge", "Verdict"]
+__all__ = ["VERDICT_KEY", "CheckedEndpoint", "CheckedMount", "Checkpoints", "Judge", "Verdict"]
 
 VERDICT_KEY = "hardenkit.auth.verdict"
 
@@ -89,7 +89,7 @@ when let through as public), and the app's ``root_path`` where it judged (public
 are matched below it, however deep a mount the endpoint is). A tuple: made per request."""
 
 
-class GuardedEndpoint:
+class CheckedEndpoint:
     """An endpoint's ASGI app, holding each request to AuthMiddleware's verdict first.
 
     Args:
@@ -119,7 +119,7 @@ class GuardedEndpoint:
         await self.app(scope, receive, send)
 
 
-class GuardedMount:
+class CheckedMount:
     """A mount whose app's routes cannot be seen (a plain ASGI app, an unknown wrapper).
 
     Its own path parameters are judged on arrival, as an endpoint's. What the app inside
@@ -181,7 +181,7 @@ class GuardedMount:
 
 
 class _RefusedInsideError(Exception):
-    """Raised into an app behind a :class:`GuardedMount` that routed to a refused tenant."""
+    """Raised into an app behind a :class:`CheckedMount` that routed to a refused tenant."""
 
 
 class _Inside:
@@ -202,7 +202,7 @@ class _Inside:
         return self._refusal
 
 
-class EndpointGuards:
+class Checkpoints:
     """Wraps every endpoint of an app once, and again those of routes added later.
 
     The route lists walked are watched by length (as the route marks' table is): a route
@@ -241,17 +241,17 @@ def _guard(app: object, tenant_params: frozenset[str]) -> list[tuple[Sequence[An
     for info in iter_routes(app):
         route = info.route
         inner = getattr(route, "app", None)
-        if inner is None or isinstance(inner, GuardedEndpoint | GuardedMount):
+        if inner is None or isinstance(inner, CheckedEndpoint | CheckedMount):
             continue
-        guarded: GuardedEndpoint | GuardedMount
+        guarded: CheckedEndpoint | CheckedMount
         public = PUBLIC in marks_of(endpoint_of(route))
         if isinstance(route, Mount | Host):
             if mounted_routes(route) is not None:
                 continue  # its routes are walked (and may be added later): not opaque
-            guarded = GuardedMount(inner, public=public)
+            guarded = CheckedMount(inner, public=public)
         elif getattr(route, "endpoint", None) is not None:
             names_tenant = hosts or not tenant_params.isdisjoint(info.params)
-            guarded = GuardedEndpoint(inner, public=public, names_tenant=names_tenant)
+            guarded = CheckedEndpoint(inner, public=public, names_tenant=names_tenant)
         else:
             continue
         try:
