@@ -123,11 +123,17 @@ def _unbound_tenant_problems(
     settings: HardenSettings, routes: Sequence[RouteInfo]
 ) -> list[SettingProblem]:
     declared = set(settings.tenant_unbound_params)
+    # Header names compare as HTTP does: any case; FastAPI's x_org_id is x-org-id.
+    headers = {name.lower() for name in (settings.tenant_header, *settings.tenant_header_aliases)}
     unbound: dict[tuple[str, str], list[str]] = {}
     for route in routes:
+        declared_headers = [
+            name for name in _declared_params(route, "header_params") if name.lower() not in headers
+        ]
         for kind, names, bound in (
             ("path", route.params, settings.tenant_path_params),
             ("query", _declared_params(route, "query_params"), settings.tenant_query_params),
+            ("header", declared_headers, ()),
             ("body", _body_fields(route), ()),
         ):
             for name in names:
@@ -147,6 +153,15 @@ def _unbound_problem(kind: str, name: str, paths: list[str]) -> SettingProblem:
             "another's",
             fix="take the tenant from the verified principal (`principal.tenant`), or list "
             f"{name} in HARDENKIT_TENANT_UNBOUND_PARAMS once the handler checks it",
+        )
+    if kind == "header":
+        # A header is bound by being the tenant header's alias: checked, then overwritten.
+        return SettingProblem(
+            "HARDENKIT_TENANT_HEADER_ALIASES",
+            f"header {name!r} ({_listed(paths)}) names a tenant but is not checked against "
+            "the token's tenant: a caller of one tenant reaches another's data",
+            fix=f"add {name} to HARDENKIT_TENANT_HEADER_ALIASES, or list it in "
+            "HARDENKIT_TENANT_UNBOUND_PARAMS if it is not a tenant id",
         )
     setting = f"HARDENKIT_TENANT_{kind.upper()}_PARAMS"
     return SettingProblem(

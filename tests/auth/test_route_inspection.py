@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import httpx
 import jwt
 import pytest
-from fastapi import APIRouter, Body, FastAPI, Query
+from fastapi import APIRouter, Body, FastAPI, Header, Query
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -242,6 +242,22 @@ def test_a_fastapi_query_parameter_that_names_a_tenant_must_be_bound_too() -> No
     )
     assert app_problems(bound, app) == []
     with pytest.raises(SettingsError, match="org_id"):
+        install(app, settings(env="production"))
+
+
+def test_a_fastapi_header_parameter_that_names_a_tenant_must_be_an_alias() -> None:
+    # A handler reading X-Org-ID served whatever tenant the client named (an attacker
+    # round): only the tenant header and its aliases are checked against the token.
+    app = FastAPI()
+
+    @app.get("/things")
+    def things(x_org_id: str = Header(), x_tenant_id: str = Header()) -> dict[str, Any]:
+        return {}
+
+    problems = {(p.setting, p.message.split(" (")[0]) for p in app_problems(settings(), app)}
+    assert problems == {("HARDENKIT_TENANT_HEADER_ALIASES", "header 'x-org-id'")}
+    assert app_problems(settings(tenant_header_aliases=["X-Org-ID"]), app) == []
+    with pytest.raises(SettingsError, match="x-org-id"):
         install(app, settings(env="production"))
 
 
