@@ -72,3 +72,15 @@ def test_route_path_is_derived_again_when_a_router_changes_the_root_path() -> No
     assert route_path(scope) == "/inner/items"
     scope["root_path"] = "/v1/inner"  # a Mount below the first app
     assert route_path(scope) == "/items"
+
+
+@given(st.sampled_from(["/webhooks/pay", "/WEBHOOKS/pay", "/Webhooks/Pay", "/internal/x"]))
+def test_patterns_that_add_a_check_match_any_case_and_the_others_only_their_own(
+    path: str,
+) -> None:
+    # A router that matches any case (a route_class, a lowercasing middleware) serves
+    # /WEBHOOKS/pay as /webhooks/pay: the signature check must apply to it too.
+    checked = PathPatterns(["/webhooks/*", "/Internal/x"], any_case=True)
+    assert checked.matches(path) == path.lower().startswith(("/webhooks/", "/internal/x"))
+    exact = PathPatterns(["/webhooks/*"])
+    assert exact.matches(path) == path.startswith("/webhooks/")

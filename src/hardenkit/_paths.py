@@ -102,15 +102,25 @@ class PathTable(Generic[T]):
 
 
 class PathPatterns:
-    """A set of path patterns; :meth:`matches` says whether a path is in it."""
+    """A set of path patterns; :meth:`matches` says whether a path is in it.
 
-    __slots__ = ("_exact", "_prefixes", "patterns")
+    Args:
+        patterns: Exact paths, or prefixes ending in ``*``.
+        any_case: Match whatever the letters' case. For the settings that add a check
+            (signed webhooks, API-key paths, the paths a limit applies to): a router that
+            matches any case (a FastAPI ``route_class``, a lowercasing middleware inside
+            the stack) must not serve ``/WEBHOOKS/pay`` unchecked. Never for the ones that
+            remove a check (public, exempt): there, another case stays checked.
+    """
 
-    def __init__(self, patterns: Iterable[str]) -> None:
+    __slots__ = ("_any_case", "_exact", "_prefixes", "patterns")
+
+    def __init__(self, patterns: Iterable[str], *, any_case: bool = False) -> None:
         self.patterns = tuple(check_pattern(pattern) for pattern in patterns)
+        self._any_case = any_case
         exact: set[str] = set()
         prefixes: list[str] = []
-        for pattern in self.patterns:
+        for pattern in (p.lower() for p in self.patterns) if any_case else self.patterns:
             if pattern.endswith("*"):
                 prefix = pattern[:-1]
                 prefixes.append(prefix)
@@ -126,6 +136,8 @@ class PathPatterns:
 
     def matches(self, path: str) -> bool:
         """Return whether ``path`` matches one of the patterns."""
+        if self._any_case:
+            path = path.lower()
         return path in self._exact or (bool(self._prefixes) and path.startswith(self._prefixes))
 
     __call__ = matches

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.routing import Host, Match, Mount
+from starlette.routing import Host, Match, Mount, Router
 from starlette.types import Scope
 
 __all__ = [
@@ -92,24 +92,31 @@ def mounted_routes(route: Any) -> list[Any] | None:
     # it later is seen (:func:`route_lists`).
     app: Any = route.app
     for _ in range(_MAX_WRAPPERS):
-        router_routes = getattr(getattr(app, "router", None), "routes", None)
-        if isinstance(router_routes, list):
-            return router_routes
-        routes = getattr(app, "routes", None)
-        if isinstance(routes, list):
-            return routes
-        app = getattr(app, "app", None)
-        if app is None:
+        if isinstance(app, Router):
+            return app.routes
+        router = getattr(app, "router", None)
+        inner = getattr(app, "app", None)
+        if inner is None:
+            # An app (Starlette, FastAPI) answers through its router; anything else is a
+            # plain ASGI app whose routes cannot be seen.
+            return router.routes if isinstance(router, Router) else None
+        if router is not None or getattr(app, "routes", None) is not None:
+            # A wrapper that may route some requests itself (it keeps a router, or routes)
+            # before passing the rest on: which routes serve what cannot be told, and
+            # trusting either list would leave the other unchecked (an attacker round
+            # read another tenant's data below a /_ping middleware).
             return None
+        app = inner
     return None
 
 
 def inner_routes(route: Any) -> Sequence[Any]:
     """Routes below ``route``: a Mount's or Router's, or an included FastAPI router's."""
     route = effective_route(route)
-    mounted = mounted_routes(route)
-    if mounted:
-        return list(mounted)
+    if isinstance(route, Mount | Host):
+        # Only what mounted_routes trusts: a Mount's own ``routes`` is whatever its app
+        # keeps under that name (a wrapper's list of labels, say).
+        return list(mounted_routes(route) or ())
     routes = getattr(route, "routes", None)
     if routes:
         return list(routes)

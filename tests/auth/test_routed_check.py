@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket
 from structlog.testing import capture_logs
 
 from hardenkit import AuthMiddleware, HardenSettings, JWTVerifier, install, public
-from hardenkit.auth import _binding
+from hardenkit.auth import _binding, hash_api_key
 from hardenkit.errors import ErrorMiddleware
 from tests.auth.support import AUDIENCE, ISSUER, SECRET, hs256
 
@@ -49,11 +49,13 @@ async def feed(websocket: WebSocket) -> None:
     await websocket.close()
 
 
-ROUTES = [
-    Route("/tenants/{tenant_id}/items", items),
-    Route("/tenants/{tenant_id}/items", create_item, methods=["POST"]),
-    WebSocketRoute("/tenants/{tenant_id}/feed", feed),
-]
+def routes() -> list[Any]:
+    """Fresh route objects for each app: the checkpoint wraps the ones an app serves."""
+    return [
+        Route("/tenants/{tenant_id}/items", items),
+        Route("/tenants/{tenant_id}/items", create_item, methods=["POST"]),
+        WebSocketRoute("/tenants/{tenant_id}/feed", feed),
+    ]
 
 
 class VersionedRouter(Router):
@@ -84,7 +86,7 @@ def protected(app: Starlette) -> Starlette:
 
 def versioned_app() -> Starlette:
     app = Starlette()
-    app.router = VersionedRouter(routes=ROUTES)
+    app.router = VersionedRouter(routes=routes())
     return protected(app)
 
 
@@ -121,7 +123,7 @@ def test_a_router_the_prediction_does_not_know_is_refused_another_tenants_data()
 @pytest.mark.usefixtures("prediction_missing")
 def test_a_missed_prediction_stops_a_write_before_the_handler_reads_its_body() -> None:
     WRITES.clear()
-    client = TestClient(protected(Starlette(routes=ROUTES)))
+    client = TestClient(protected(Starlette(routes=routes())))
     response = client.post("/tenants/globex/items", headers=auth(), content=b"x")
     assert response.status_code == 403
     assert response.json()["code"] == "TENANT_MISMATCH"
@@ -145,7 +147,7 @@ def test_a_handler_that_swallows_the_refusal_still_answers_403() -> None:
 
 @pytest.mark.usefixtures("prediction_missing")
 def test_a_missed_prediction_never_opens_a_websocket_of_another_tenant() -> None:
-    client = TestClient(protected(Starlette(routes=ROUTES)))
+    client = TestClient(protected(Starlette(routes=routes())))
     with (
         pytest.raises(WebSocketDenialResponse) as denied,
         client.websocket_connect("/tenants/globex/feed", headers=auth()),
@@ -160,7 +162,7 @@ def test_a_predicted_route_is_refused_before_the_handler_and_logs_no_miss() -> N
     # The common case: the prediction and the router agree; the check after routing
     # finds nothing more to say.
     WRITES.clear()
-    client = TestClient(protected(Starlette(routes=ROUTES)))
+    client = TestClient(protected(Starlette(routes=routes())))
     with capture_logs() as logs:
         response = client.post("/tenants/globex/items", headers=auth(), content=b"x")
         own = client.get("/tenants/acme/items", headers=auth())
@@ -215,7 +217,7 @@ def test_an_inner_middleware_that_reroutes_a_copy_cannot_reach_another_tenant() 
         return JSONResponse({"deleted": True})
 
     client = installed_with_inner_rewrite(
-        *ROUTES, Route("/tenants/{tenant_id}/items", delete_items, methods=["DELETE"])
+        *routes(), Route("/tenants/{tenant_id}/items", delete_items, methods=["DELETE"])
     )
     read = client.get("/tenants/globex/items/", headers=auth())
     deleted = client.delete("/tenants/globex/items/", headers=auth())
@@ -232,7 +234,7 @@ def test_a_public_catch_all_predicted_never_opens_a_protected_route_without_a_to
     async def spa(request: Request) -> Response:
         return JSONResponse({"page": "index"})
 
-    client = installed_with_inner_rewrite(*ROUTES, Route("/{rest:path}", spa))
+    client = installed_with_inner_rewrite(*routes(), Route("/{rest:path}", spa))
     response = client.get("/tenants/globex/items/")
     assert response.status_code == 401
     assert response.json()["detail"] == "Authentication is required."
@@ -287,7 +289,7 @@ def test_a_mount_whose_routes_cannot_be_seen_is_judged_when_its_app_routes() -> 
 
         return wrapped
 
-    sub = Starlette(routes=ROUTES)
+    sub = Starlette(routes=routes())
     client = TestClient(protected(Starlette(routes=[Mount("/v1", app=closure(sub))])))
     refused = client.get("/v1/tenants/globex/items", headers=auth())
     assert refused.status_code == 403
@@ -302,7 +304,7 @@ def test_a_public_path_into_a_mount_whose_routes_cannot_be_seen_stays_public() -
     async def files(scope: Scope, receive: Receive, send: Send) -> None:
         await PlainTextResponse("body { }")(scope, receive, send)
 
-    app = Starlette(routes=[Mount("/static", app=files), *ROUTES])
+    app = Starlette(routes=[Mount("/static", app=files), *routes()])
     app.add_middleware(
         AuthMiddleware,
         verifier=JWTVerifier(secret=SECRET, issuer=ISSUER, audience=[AUDIENCE]),
@@ -311,3 +313,115 @@ def test_a_public_path_into_a_mount_whose_routes_cannot_be_seen_stays_public() -
     client = TestClient(app)
     assert client.get("/static/site.css").text == "body { }"
     assert client.get("/tenants/acme/items").status_code == 401
+
+
+class _Ping:
+    """Serves /_ping itself, through a router of its own, and passes the rest on."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.router = Router(routes=[Route("/_ping", items)])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/_ping"):
+            await self.router(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class _Labels:
+    """Passes everything on, keeping a list of path templates named `routes`."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.routes = ["/tenants/{tenant_id}/items"]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+@pytest.mark.parametrize("wrapper", [_Ping, _Labels])
+def test_a_mount_behind_a_wrapper_with_routes_of_its_own_is_not_taken_at_its_word(
+    wrapper: Any,
+) -> None:
+    # The route walker stopped at the wrapper's router or routes list: the sub-app's
+    # tenant routes were never seen, bound or checked (an attacker round read globex).
+    api = Starlette(routes=routes())
+    client = TestClient(protected(Starlette(routes=[Mount("/api", app=wrapper(api))])))
+    refused = client.get("/api/tenants/globex/items", headers=auth())
+    assert refused.status_code == 403
+    assert "secret" not in refused.text
+    assert client.get("/api/tenants/acme/items", headers=auth()).json()["tenant"] == "acme"
+
+
+def test_a_route_list_given_anew_after_the_first_request_is_checked() -> None:
+    app = protected(Starlette(routes=[Route("/old", items)]))
+    client = TestClient(app)
+    client.get("/old", headers=auth())
+    app.router.routes = [route for route in app.router.routes if route.path != "/old"]
+    app.router.routes.append(Route("/tenants/{tenant_id}/items", items))
+    refused = client.get("/tenants/globex/items", headers=auth())
+    assert refused.status_code == 403
+    assert "secret" not in refused.text
+
+
+def test_one_router_mounted_under_two_prefixes_is_checked_under_both() -> None:
+    async def data(request: Request) -> Response:
+        tenant = request.path_params.get("tenant_id", "-")
+        return JSONResponse({"tenant": tenant, "items": ["secret"]})
+
+    shared = Router(routes=[Route("/data", data)])
+    client = installed_with_inner_rewrite(
+        Mount("/admin-view", app=shared), Mount("/t/{tenant_id}", app=shared)
+    )
+    refused = client.get("/t/globex/data/", headers=auth())  # the rewrite: a missed prediction
+    assert refused.status_code == 403
+    assert "secret" not in refused.text
+    assert client.get("/t/acme/data/", headers=auth()).json()["tenant"] == "acme"
+
+
+class _Lowercase:
+    """A middleware inside the stack that routes any case (a case-insensitive app)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, "path": scope["path"].lower()}
+        await self.app(scope, receive, send)
+
+
+def test_key_paths_and_webhook_paths_hold_in_any_case() -> None:
+    # /Internal/export was judged a JWT route and /WEBHOOKS/pay an unsigned one; the
+    # router then served /internal/export and /webhooks/pay (an attacker round).
+    ran: list[str] = []
+
+    async def export(request: Request) -> Response:
+        ran.append("export")
+        return JSONResponse({"all_tenants": ["acme", "globex"]})
+
+    async def pay(request: Request) -> Response:
+        ran.append("pay")
+        return JSONResponse({"paid": True})
+
+    app = Starlette(
+        routes=[Route("/internal/export", export), Route("/webhooks/pay", pay, methods=["POST"])]
+    )
+    app.add_middleware(_Lowercase)
+    install(
+        app,
+        HardenSettings(
+            jwt_secret=SECRET,
+            jwt_issuer=ISSUER,
+            jwt_audience=AUDIENCE,
+            api_keys=f"ops:{hash_api_key('k-' + 'x' * 40)}",
+            api_key_paths=["/internal/*"],
+            webhook_secret="whsec_" + "A" * 43,
+            webhook_paths=["/webhooks/*"],
+        ),
+    )
+    client = TestClient(app)
+    assert client.get("/Internal/export", headers=auth()).status_code == 401
+    assert client.post("/WEBHOOKS/pay", headers=auth(), content=b"{}").status_code == 400
+    assert ran == []

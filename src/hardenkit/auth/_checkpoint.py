@@ -20,7 +20,7 @@ without AuthMiddleware) passes untouched.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -95,22 +95,22 @@ class CheckedEndpoint:
     Args:
         app: The route's app (what calls the handler).
         public: Whether the route's endpoint is marked ``@public()``.
-        names_tenant: Whether its template (mount prefixes included) has a bound tenant
-            parameter; without one, a principal's request has nothing to be checked for
-            here (a tenant an outer app's router set was bound on arrival).
+
+    Every request with a verdict is checked, tenant parameters included, whatever the
+    route's template: one route object may be mounted under several prefixes (one with a
+    ``{tenant_id}``), and serve apps bound to different parameters.
     """
 
-    __slots__ = ("app", "names_tenant", "public")
+    __slots__ = ("app", "public")
 
-    def __init__(self, app: ASGIApp, *, public: bool, names_tenant: bool) -> None:
+    def __init__(self, app: ASGIApp, *, public: bool) -> None:
         self.app = app
         self.public = public
-        self.names_tenant = names_tenant
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse a request auth judged for another route; serve the rest."""
         verdict: Verdict | None = scope.get(VERDICT_KEY)
-        if verdict is not None and (verdict[1] is None or self.names_tenant):
+        if verdict is not None:
             judge = verdict[0]
             refusal = judge.refusal_at(scope, verdict, self.public)
             if refusal is not None:
@@ -205,39 +205,37 @@ class _Inside:
 class Checkpoints:
     """Wraps every endpoint of an app once, and again those of routes added later.
 
-    The route lists walked are watched by length (as the route marks' table is): a route
-    added after the first request is guarded on the next one.
-
-    Args:
-        tenant_params: The path parameters bound to the tenant.
+    The route lists walked are watched by length, and the app's own list by identity (as
+    the route marks' table is): a route added after the first request, or a route list
+    the app was given anew, is guarded on the next request. A route replaced in place in
+    a list of the same length is not noticed: add routes, do not swap them.
     """
 
-    __slots__ = ("_app", "_tenant_params", "_watched")
+    __slots__ = ("_app", "_top", "_watched")
 
-    def __init__(self, tenant_params: Iterable[str]) -> None:
-        self._tenant_params = frozenset(tenant_params)
+    def __init__(self) -> None:
         self._app: object = None
+        self._top: object = None
         self._watched: tuple[tuple[Sequence[Any], int], ...] = ()
 
     def ensure(self, scope: Scope) -> None:
         """Guard the endpoints of ``scope["app"]`` if not done since its routes changed."""
         app = scope.get("app")
-        if app is self._app:
+        top = getattr(getattr(app, "router", None), "routes", None)
+        if app is self._app and top is self._top:
             for routes, length in self._watched:
                 if len(routes) != length:
                     break
             else:
                 return
-        self._watched = tuple(_guard(app, self._tenant_params))
+        self._watched = tuple(_guard(app))
         self._app = app
+        self._top = top
 
 
-def _guard(app: object, tenant_params: frozenset[str]) -> list[tuple[Sequence[Any], int]]:
+def _guard(app: object) -> list[tuple[Sequence[Any], int]]:
     """Wrap every endpoint below ``app``'s routes; the route lists seen, with lengths."""
     lists = owned_route_lists(app)
-    # A Host's template is no part of the paths below it: with one, any endpoint may
-    # be given a tenant by its host, and every one is checked.
-    hosts = any(isinstance(route, Host) for routes in lists for route in routes)
     for info in iter_routes(app):
         route = info.route
         inner = getattr(route, "app", None)
@@ -250,8 +248,7 @@ def _guard(app: object, tenant_params: frozenset[str]) -> list[tuple[Sequence[An
                 continue  # its routes are walked (and may be added later): not opaque
             guarded = CheckedMount(inner, public=public)
         elif getattr(route, "endpoint", None) is not None:
-            names_tenant = hosts or not tenant_params.isdisjoint(info.params)
-            guarded = CheckedEndpoint(inner, public=public, names_tenant=names_tenant)
+            guarded = CheckedEndpoint(inner, public=public)
         else:
             continue
         try:

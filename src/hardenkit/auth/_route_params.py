@@ -55,11 +55,12 @@ class RouteParamNames:
     it walked changes length (a route added after the first request).
     """
 
-    __slots__ = ("_any", "_app", "_names", "_watched")
+    __slots__ = ("_any", "_app", "_names", "_top", "_watched")
 
     def __init__(self, names: Iterable[str]) -> None:
         self._names = frozenset(names)
         self._app: object = None
+        self._top: object = None
         self._watched: tuple[tuple[Sequence[Any], int], ...] = ()
         self._any = False
 
@@ -68,7 +69,13 @@ class RouteParamNames:
         if not self._names:
             return False
         app = scope.get("app")
-        if app is not self._app or any(len(routes) != n for routes, n in self._watched):
+        if (
+            app is not self._app
+            # The app's own list given anew (routes = [...]) is as much a change as a route
+            # added to one of the lists watched.
+            or getattr(getattr(app, "router", None), "routes", None) is not self._top
+            or any(len(routes) != n for routes, n in self._watched)
+        ):
             self._refresh(app)
         return self._any
 
@@ -80,6 +87,7 @@ class RouteParamNames:
         if isinstance(routes, list):
             _scan(routes, watched, found, 0)
         self._app = app
+        self._top = routes
         self._watched = tuple(watched)
         self._any = not self._names.isdisjoint(found)
 

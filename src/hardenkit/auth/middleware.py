@@ -116,7 +116,7 @@ class AuthMiddleware:
         self.mode: AuthMode = mode
         self.public_paths = PathPatterns(public_paths)
         self.public_routes = MarkedRoutes(PUBLIC)
-        self.api_key_paths = PathPatterns(api_key_paths)
+        self.api_key_paths = PathPatterns(api_key_paths, any_case=True)
         if self.api_key_paths and api_key_guard is None:
             raise ValueError("api_key_paths need an api_key_guard")
         self.api_key_guard = api_key_guard
@@ -130,7 +130,7 @@ class AuthMiddleware:
             query_params=tenant_query_params,
             tenant_status=tenant_status,
         )
-        self._checkpoints = Checkpoints(self.binding.path_params)
+        self._checkpoints = Checkpoints()
         self._judge = Judge(self.public_paths, self.binding.routed_mismatch, self._refuse_at)
         self.max_header_bytes = max_header_bytes
         if mode == "off":

@@ -64,7 +64,7 @@ class RateLimitRule:
         if not callable(self.key):
             raise ValueError(f"rule {self.name!r}: key must be callable")
         object.__setattr__(self, "paths", tuple(self.paths))
-        object.__setattr__(self, "path_patterns", PathPatterns(self.paths))
+        object.__setattr__(self, "path_patterns", PathPatterns(self.paths, any_case=True))
         object.__setattr__(self, "except_paths", tuple(self.except_paths))
         object.__setattr__(self, "except_patterns", PathPatterns(self.except_paths))
         object.__setattr__(self, "methods", frozenset(method.upper() for method in self.methods))

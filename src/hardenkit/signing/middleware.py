@@ -84,7 +84,7 @@ class WebhookMiddleware:
             raise ValueError("processing_ttl must be positive")
         self.app = app
         self.verifier = verifier
-        self._matches = PathPatterns(paths)
+        self._matches = PathPatterns(paths, any_case=True)
         if not self._matches:
             raise ValueError("WebhookMiddleware needs at least one path pattern")
         self.replay_store = replay_store if replay_store is not None else ReplayStore()
