@@ -241,6 +241,16 @@ def test_a_public_catch_all_predicted_never_opens_a_protected_route_without_a_to
     assert "www-authenticate" in response.headers
     assert "secret" not in response.text
     assert client.get("/about").json() == {"page": "index"}  # the public route still is
+    # A token is checked at the endpoint, as auth would have: its own tenant is served,
+    # another's is refused (not every token turned away because the prediction missed).
+    with capture_logs() as logs:
+        own = client.get("/tenants/acme/items/", headers=auth())
+        other = client.get("/tenants/globex/items/", headers=auth())
+    assert own.status_code == 200
+    assert own.json()["tenant"] == "acme"
+    assert other.status_code == 403
+    assert "secret" not in other.text
+    assert "auth_checked_at_the_endpoint" in [log["event"] for log in logs]
 
 
 @pytest.mark.usefixtures("prediction_missing")

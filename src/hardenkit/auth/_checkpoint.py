@@ -34,6 +34,7 @@ from hardenkit.auth._refusal import AuthRefusedError, unauthenticated
 from hardenkit.auth._route_params import owned_route_lists
 from hardenkit.auth.errors import RefusalReason, TokenRejectedError
 from hardenkit.auth.principal import Principal
+from hardenkit.context import principal_var
 
 __all__ = ["VERDICT_KEY", "CheckedEndpoint", "CheckedMount", "Checkpoints", "Judge", "Verdict"]
 
@@ -49,19 +50,58 @@ class Judge:
         public_paths: The public path patterns (a route reached under one is public).
         routed_mismatch: Judges the routed tenant path parameters against a principal.
         refuse: Sends a refusal (audited and counted as AuthMiddleware's own).
+        authenticate: AuthMiddleware's own authentication of a request (token or API key
+            by the app path given), bound to its tenant; raises its refusal.
     """
 
-    __slots__ = ("public_paths", "refuse", "routed_mismatch")
+    __slots__ = ("authenticate", "public_paths", "refuse", "routed_mismatch")
 
     def __init__(
         self,
         public_paths: PathPatterns,
         routed_mismatch: Callable[[Scope, Principal], AuthRefusedError | None],
         refuse: Callable[[Send, Scope, AuthRefusedError], Awaitable[None]],
+        authenticate: Callable[[Scope, str], Awaitable[tuple[Principal, Scope]]],
     ) -> None:
         self.public_paths = public_paths
         self.routed_mismatch = routed_mismatch
         self.refuse = refuse
+        self.authenticate = authenticate
+
+    async def serve_unjudged(
+        self, scope: Scope, receive: Receive, send: Send, app: ASGIApp, root_path: str
+    ) -> None:
+        """Authenticate here a request judged public that reached a protected endpoint.
+
+        The prediction took it for a public route (a rewrite inside the stack, say); the
+        endpoint is not. The credential is checked now, as AuthMiddleware would have, and
+        the request served or refused by it: a valid token is not turned away because the
+        prediction missed, and none reaches the handler without one.
+        """
+        _logger.warning(
+            "auth_checked_at_the_endpoint",
+            path=scope.get("path"),
+            detail="the request was judged public before routing, and a route that is not "
+            "public serves it: authenticated at the endpoint",
+        )
+        app_path = route_path({"path": scope.get("path", ""), "root_path": root_path})
+        try:
+            principal, bound = await self.authenticate(scope, app_path)
+        except AuthRefusedError as refused:
+            await self.refuse(send, scope, refused)
+            return
+        bound.setdefault("state", {})["principal"] = principal
+        bound[VERDICT_KEY] = (self, principal, root_path)
+        token = principal_var.set(principal)
+        try:
+            await app(bound, receive, send)
+        finally:
+            principal_var.reset(token)
+
+    def is_public_path(self, scope: Scope, root_path: str) -> bool:
+        """Whether the path that reached the endpoint is public, below the app's root."""
+        app_path = route_path({"path": scope.get("path", ""), "root_path": root_path})
+        return self.public_paths.matches(app_path)
 
     def refusal_at(
         self, scope: Scope, verdict: Verdict, route_public: bool
@@ -111,11 +151,16 @@ class CheckedEndpoint:
         """Refuse a request auth judged for another route; serve the rest."""
         verdict: Verdict | None = scope.get(VERDICT_KEY)
         if verdict is not None:
-            judge = verdict[0]
-            refusal = judge.refusal_at(scope, verdict, self.public)
-            if refusal is not None:
-                await judge.refuse(send, scope, refusal)
-                return
+            judge, principal, root_path = verdict
+            if principal is None:
+                if not self.public and not judge.is_public_path(scope, root_path):
+                    await judge.serve_unjudged(scope, receive, send, self.app, root_path)
+                    return
+            else:
+                refusal = judge.routed_mismatch(scope, principal)
+                if refusal is not None:
+                    await judge.refuse(send, scope, refusal)
+                    return
         await self.app(scope, receive, send)
 
 

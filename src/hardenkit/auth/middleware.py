@@ -131,7 +131,9 @@ class AuthMiddleware:
             tenant_status=tenant_status,
         )
         self._checkpoints = Checkpoints()
-        self._judge = Judge(self.public_paths, self.binding.routed_mismatch, self._refuse_at)
+        self._judge = Judge(
+            self.public_paths, self.binding.routed_mismatch, self._refuse_at, self._principal_of
+        )
         self.max_header_bytes = max_header_bytes
         if mode == "off":
             _logger.warning("auth_disabled", mode=mode)
@@ -168,10 +170,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            if self.api_key_paths and self.api_key_paths.matches(path):
-                principal, new_scope = await self._api_key_principal_bound(scope), scope
-            else:
-                principal, new_scope = await self._authenticate(scope)
+            principal, new_scope = await self._principal_of(scope, path)
         except AuthRefusedError as refused:
             if enforced:
                 await self._refuse(send, scope, refused, path)
@@ -219,6 +218,12 @@ class AuthMiddleware:
 
     async def _refuse_at(self, send: Send, scope: Scope, refused: AuthRefusedError) -> None:
         await self._refuse(send, scope, refused, route_path(scope))
+
+    async def _principal_of(self, scope: Scope, path: str) -> tuple[Principal, Scope]:
+        """The request's principal, bound to its tenant, and the scope to serve it with."""
+        if self.api_key_paths and self.api_key_paths.matches(path):
+            return await self._api_key_principal_bound(scope), scope
+        return await self._authenticate(scope)
 
     async def _api_key_principal_bound(self, scope: Scope) -> Principal:
         """The key's principal, refused (403) for a request that names a tenant.
