@@ -84,3 +84,10 @@ def test_patterns_that_add_a_check_match_any_case_and_the_others_only_their_own(
     assert checked.matches(path) == path.lower().startswith(("/webhooks/", "/internal/x"))
     exact = PathPatterns(["/webhooks/*"])
     assert exact.matches(path) == path.startswith("/webhooks/")
+
+
+def test_patterns_that_add_a_check_fold_case_as_a_folding_router_does() -> None:
+    # A router comparing casefold()ed paths serves /webhook\u017f/pay as /webhooks/pay.
+    checked = PathPatterns(["/webhooks/*"], any_case=True)
+    assert checked.matches("/webhook\u017f/pay")
+    assert "/webhook\u017f/pay".casefold() == "/webhooks/pay"

@@ -120,7 +120,7 @@ class PathPatterns:
         self._any_case = any_case
         exact: set[str] = set()
         prefixes: list[str] = []
-        for pattern in (p.lower() for p in self.patterns) if any_case else self.patterns:
+        for pattern in (p.casefold() for p in self.patterns) if any_case else self.patterns:
             if pattern.endswith("*"):
                 prefix = pattern[:-1]
                 prefixes.append(prefix)
@@ -137,7 +137,9 @@ class PathPatterns:
     def matches(self, path: str) -> bool:
         """Return whether ``path`` matches one of the patterns."""
         if self._any_case:
-            path = path.lower()
+            # casefold, not lower: a router that folds case maps the long s (U+017F) to
+            # "s" too (an attacker round's /webhook\u017f/pay ran unsigned).
+            path = path.casefold()
         return path in self._exact or (bool(self._prefixes) and path.startswith(self._prefixes))
 
     __call__ = matches

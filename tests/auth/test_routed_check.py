@@ -435,3 +435,32 @@ def test_key_paths_and_webhook_paths_hold_in_any_case() -> None:
     assert client.get("/Internal/export", headers=auth()).status_code == 401
     assert client.post("/WEBHOOKS/pay", headers=auth(), content=b"{}").status_code == 400
     assert ran == []
+
+
+def test_the_route_reached_gets_the_credential_kind_it_asks_for() -> None:
+    # API-key paths are chosen on the path as sent: the trailing-slash rewrite reached
+    # the API-key route /internal/export with a tenant's token (an attacker round).
+    ran: list[str] = []
+
+    async def export(request: Request) -> Response:
+        ran.append(request.state.principal.credential)
+        return JSONResponse({"all_tenants": True})
+
+    key = "k-" + "x" * 40
+    app = Starlette(routes=[Route("/internal/export", export)])
+    app.add_middleware(StripTrailingSlash)
+    install(
+        app,
+        HardenSettings(
+            jwt_secret=SECRET,
+            jwt_issuer=ISSUER,
+            jwt_audience=AUDIENCE,
+            api_keys=f"ops:{hash_api_key(key)}",
+            api_key_paths=["/internal/export"],
+        ),
+    )
+    client = TestClient(app)
+    assert client.get("/internal/export/", headers=auth()).status_code == 401
+    assert ran == []
+    assert client.get("/internal/export", headers={"X-API-Key": key}).status_code == 200
+    assert ran == ["api_key"]

@@ -52,9 +52,10 @@ class Judge:
         refuse: Sends a refusal (audited and counted as AuthMiddleware's own).
         authenticate: AuthMiddleware's own authentication of a request (token or API key
             by the app path given), bound to its tenant; raises its refusal.
+        api_key_paths: The paths that take an API key instead of a token.
     """
 
-    __slots__ = ("authenticate", "public_paths", "refuse", "routed_mismatch")
+    __slots__ = ("api_key_paths", "authenticate", "public_paths", "refuse", "routed_mismatch")
 
     def __init__(
         self,
@@ -62,7 +63,9 @@ class Judge:
         routed_mismatch: Callable[[Scope, Principal], AuthRefusedError | None],
         refuse: Callable[[Send, Scope, AuthRefusedError], Awaitable[None]],
         authenticate: Callable[[Scope, str], Awaitable[tuple[Principal, Scope]]],
+        api_key_paths: PathPatterns,
     ) -> None:
+        self.api_key_paths = api_key_paths
         self.public_paths = public_paths
         self.routed_mismatch = routed_mismatch
         self.refuse = refuse
@@ -97,6 +100,30 @@ class Judge:
             await app(bound, receive, send)
         finally:
             principal_var.reset(token)
+
+    def kind_mismatch(
+        self, scope: Scope, root_path: str, principal: Principal
+    ) -> AuthRefusedError | None:
+        """A ``401`` when the credential is not the kind the path reached asks for.
+
+        API-key paths were chosen on the path as sent; a rewrite inside the stack may
+        reach an API-key route with a token (or the reverse).
+        """
+        api_key_paths = self.api_key_paths
+        if not api_key_paths:
+            return None
+        app_path = route_path({"path": scope.get("path", ""), "root_path": root_path})
+        wants_key = api_key_paths.matches(app_path)
+        if wants_key == (principal.credential == "api_key"):
+            return None
+        _logger.error(
+            "auth_credential_kind_missed_the_route",
+            path=scope.get("path"),
+            detail="the credential was chosen on the path before routing, and the route "
+            "reached asks for another kind; the request is refused",
+        )
+        reason = RefusalReason.MISSING_API_KEY if wants_key else RefusalReason.MISSING
+        return unauthenticated(TokenRejectedError(reason, "missing"))
 
     def is_public_path(self, scope: Scope, root_path: str) -> bool:
         """Whether the path that reached the endpoint is public, below the app's root."""
@@ -157,7 +184,9 @@ class CheckedEndpoint:
                     await judge.serve_unjudged(scope, receive, send, self.app, root_path)
                     return
             else:
-                refusal = judge.routed_mismatch(scope, principal)
+                refusal = judge.kind_mismatch(scope, root_path, principal)
+                if refusal is None and scope.get("path_params"):
+                    refusal = judge.routed_mismatch(scope, principal)
                 if refusal is not None:
                     await judge.refuse(send, scope, refusal)
                     return

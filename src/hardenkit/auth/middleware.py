@@ -132,7 +132,11 @@ class AuthMiddleware:
         )
         self._checkpoints = Checkpoints()
         self._judge = Judge(
-            self.public_paths, self.binding.routed_mismatch, self._refuse_at, self._principal_of
+            self.public_paths,
+            self.binding.routed_mismatch,
+            self._refuse_at,
+            self._principal_of,
+            self.api_key_paths,
         )
         self.max_header_bytes = max_header_bytes
         if mode == "off":
