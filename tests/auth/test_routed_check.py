@@ -390,6 +390,21 @@ def test_one_router_mounted_under_two_prefixes_is_checked_under_both() -> None:
     assert client.get("/t/acme/data/", headers=auth()).json()["tenant"] == "acme"
 
 
+API_KEY = "k-" + "x" * 40
+
+
+def key_settings(api_key_paths: list[str], **values: Any) -> HardenSettings:
+    """Tokens as everywhere here, and one API key (``API_KEY``) on ``api_key_paths``."""
+    return HardenSettings(
+        jwt_secret=SECRET,
+        jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
+        api_keys=f"ops:{hash_api_key(API_KEY)}",
+        api_key_paths=api_key_paths,
+        **values,
+    )
+
+
 class _Lowercase:
     """A middleware inside the stack that routes any case (a case-insensitive app)."""
 
@@ -421,14 +436,8 @@ def test_key_paths_and_webhook_paths_hold_in_any_case() -> None:
     app.add_middleware(_Lowercase)
     install(
         app,
-        HardenSettings(
-            jwt_secret=SECRET,
-            jwt_issuer=ISSUER,
-            jwt_audience=AUDIENCE,
-            api_keys=f"ops:{hash_api_key('k-' + 'x' * 40)}",
-            api_key_paths=["/internal/*"],
-            webhook_secret="whsec_" + "A" * 43,
-            webhook_paths=["/webhooks/*"],
+        key_settings(
+            ["/internal/*"], webhook_secret="whsec_" + "A" * 43, webhook_paths=["/webhooks/*"]
         ),
     )
     client = TestClient(app)
@@ -446,21 +455,11 @@ def test_the_route_reached_gets_the_credential_kind_it_asks_for() -> None:
         ran.append(request.state.principal.credential)
         return JSONResponse({"all_tenants": True})
 
-    key = "k-" + "x" * 40
     app = Starlette(routes=[Route("/internal/export", export)])
     app.add_middleware(StripTrailingSlash)
-    install(
-        app,
-        HardenSettings(
-            jwt_secret=SECRET,
-            jwt_issuer=ISSUER,
-            jwt_audience=AUDIENCE,
-            api_keys=f"ops:{hash_api_key(key)}",
-            api_key_paths=["/internal/export"],
-        ),
-    )
+    install(app, key_settings(["/internal/export"]))
     client = TestClient(app)
     assert client.get("/internal/export/", headers=auth()).status_code == 401
     assert ran == []
-    assert client.get("/internal/export", headers={"X-API-Key": key}).status_code == 200
+    assert client.get("/internal/export", headers={"X-API-Key": API_KEY}).status_code == 200
     assert ran == ["api_key"]
