@@ -87,9 +87,8 @@ class Judge:
             detail="the request was judged public before routing, and a route that is not "
             "public serves it: authenticated at the endpoint",
         )
-        app_path = route_path({"path": scope.get("path", ""), "root_path": root_path})
         try:
-            principal, bound = await self.authenticate(scope, app_path)
+            principal, bound = await self.authenticate(scope, _app_path(scope, root_path))
         except AuthRefusedError as refused:
             await self.refuse(send, scope, refused)
             return
@@ -101,7 +100,20 @@ class Judge:
         finally:
             principal_var.reset(token)
 
-    def kind_mismatch(
+    def refusal_for(
+        self, scope: Scope, root_path: str, principal: Principal
+    ) -> AuthRefusedError | None:
+        """The refusal for ``principal`` at the route reached, if any.
+
+        A credential of the wrong kind for it is ``401``; a routed tenant parameter that
+        is not the principal's tenant is ``403``.
+        """
+        refusal = self._kind_mismatch(scope, root_path, principal)
+        if refusal is None and scope.get("path_params"):
+            refusal = self.routed_mismatch(scope, principal)
+        return refusal
+
+    def _kind_mismatch(
         self, scope: Scope, root_path: str, principal: Principal
     ) -> AuthRefusedError | None:
         """A ``401`` when the credential is not the kind the path reached asks for.
@@ -112,8 +124,7 @@ class Judge:
         api_key_paths = self.api_key_paths
         if not api_key_paths:
             return None
-        app_path = route_path({"path": scope.get("path", ""), "root_path": root_path})
-        wants_key = api_key_paths.matches(app_path)
+        wants_key = api_key_paths.matches(_app_path(scope, root_path))
         if wants_key == (principal.credential == "api_key"):
             return None
         _logger.error(
@@ -127,27 +138,37 @@ class Judge:
 
     def is_public_path(self, scope: Scope, root_path: str) -> bool:
         """Whether the path that reached the endpoint is public, below the app's root."""
-        app_path = route_path({"path": scope.get("path", ""), "root_path": root_path})
-        return self.public_paths.matches(app_path)
+        return self.public_paths.matches(_app_path(scope, root_path))
 
     def refusal_at(
         self, scope: Scope, verdict: Verdict, route_public: bool
     ) -> AuthRefusedError | None:
-        """The refusal for the route reached with ``scope``, if auth judged another."""
+        """The refusal for a mount reached with ``scope``, if auth judged another route.
+
+        A request judged public that reached a mount which is not gets ``401``: what
+        the app inside will route it to cannot be told, so it is not authenticated late.
+        """
         _, principal, root_path = verdict
-        if principal is None:
-            # The path as it reached the endpoint (rewritten, maybe), below the app's root.
-            app_path = route_path({"path": scope.get("path", ""), "root_path": root_path})
-            if route_public or self.public_paths.matches(app_path):
-                return None
-            _logger.error(
-                "auth_skipped_for_a_protected_route",
-                path=scope.get("path"),
-                detail="the request was judged public before routing, and a route that "
-                "is not public served it; it is refused",
-            )
-            return unauthenticated(TokenRejectedError(RefusalReason.MISSING, "missing"))
-        return self.routed_mismatch(scope, principal)
+        if principal is not None:
+            return self.refusal_for(scope, root_path, principal)
+        if route_public or self.is_public_path(scope, root_path):
+            return None
+        _logger.error(
+            "auth_skipped_for_a_protected_route",
+            path=scope.get("path"),
+            detail="the request was judged public before routing, and a route that "
+            "is not public served it; it is refused",
+        )
+        return unauthenticated(TokenRejectedError(RefusalReason.MISSING, "missing"))
+
+
+def _app_path(scope: Scope, root_path: str) -> str:
+    """The path as it reached the endpoint (rewritten, maybe), below the app's root path.
+
+    The root path is where AuthMiddleware judged it: a mount below adds to
+    ``scope["root_path"]``, and the settings' paths are the app's.
+    """
+    return route_path({"path": scope.get("path", ""), "root_path": root_path})
 
 
 Verdict = tuple[Judge, Principal | None, str]
@@ -156,7 +177,17 @@ when let through as public), and the app's ``root_path`` where it judged (public
 are matched below it, however deep a mount the endpoint is). A tuple: made per request."""
 
 
-class CheckedEndpoint:
+class _Checked:
+    """An endpoint's or a mount's app, and whether it is marked ``@public()``."""
+
+    __slots__ = ("app", "public")
+
+    def __init__(self, app: ASGIApp, *, public: bool) -> None:
+        self.app = app
+        self.public = public
+
+
+class CheckedEndpoint(_Checked):
     """An endpoint's ASGI app, holding each request to AuthMiddleware's verdict first.
 
     Args:
@@ -168,11 +199,7 @@ class CheckedEndpoint:
     ``{tenant_id}``), and serve apps bound to different parameters.
     """
 
-    __slots__ = ("app", "public")
-
-    def __init__(self, app: ASGIApp, *, public: bool) -> None:
-        self.app = app
-        self.public = public
+    __slots__ = ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse a request auth judged for another route; serve the rest."""
@@ -184,16 +211,14 @@ class CheckedEndpoint:
                     await judge.serve_unjudged(scope, receive, send, self.app, root_path)
                     return
             else:
-                refusal = judge.kind_mismatch(scope, root_path, principal)
-                if refusal is None and scope.get("path_params"):
-                    refusal = judge.routed_mismatch(scope, principal)
+                refusal = judge.refusal_for(scope, root_path, principal)
                 if refusal is not None:
                     await judge.refuse(send, scope, refusal)
                     return
         await self.app(scope, receive, send)
 
 
-class CheckedMount:
+class CheckedMount(_Checked):
     """A mount whose app's routes cannot be seen (a plain ASGI app, an unknown wrapper).
 
     Its own path parameters are judged on arrival, as an endpoint's. What the app inside
@@ -207,11 +232,7 @@ class CheckedMount:
         public: Whether the mounted app is marked ``@public()``.
     """
 
-    __slots__ = ("app", "public")
-
-    def __init__(self, app: ASGIApp, *, public: bool) -> None:
-        self.app = app
-        self.public = public
+    __slots__ = ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Judge the request at the mount, then what the app inside routed it to."""
@@ -313,7 +334,7 @@ def _guard(app: object) -> list[tuple[Sequence[Any], int]]:
     for info in iter_routes(app):
         route = info.route
         inner = getattr(route, "app", None)
-        if inner is None or isinstance(inner, CheckedEndpoint | CheckedMount):
+        if inner is None or isinstance(inner, _Checked):
             continue
         guarded: CheckedEndpoint | CheckedMount
         public = PUBLIC in marks_of(endpoint_of(route))

@@ -184,7 +184,7 @@ class AuthMiddleware:
                 await self.app(scope, receive, send)
                 return
             principal, new_scope = let_through, scope
-        await self._serve(new_scope, receive, send, principal, path, enforced=enforced)
+        await self._serve(new_scope, receive, send, principal, enforced=enforced)
 
     def _let_through(self, refused: AuthRefusedError, path: str) -> Principal | None:
         """``report_only``: record what would have been refused; the principal, if any."""
@@ -203,7 +203,6 @@ class AuthMiddleware:
         receive: Receive,
         send: Send,
         principal: Principal,
-        path: str,
         *,
         enforced: bool,
     ) -> None:
