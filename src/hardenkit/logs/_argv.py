@@ -40,7 +40,9 @@ _AUTH_KEYWORDS = frozenset({"KEYS", "SETNAME", "COPY", "REPLACE", "AUTH", "AUTH2
 _SCALARS = (str, bytes, int, float)
 
 
-def named_values(items: Sequence[object], is_secret_name: Callable[[str], bool]) -> dict[int, str]:
+def named_values(
+    items: Sequence[object], is_secret_name: Callable[[str], bool], *, argv: bool
+) -> dict[int, str]:
     """The positions of the items a name before them marks as secret, with that name.
 
     ``['user', 'bob', 'password', 'x']`` gives ``{3: 'password'}``. Only a word is a
@@ -51,8 +53,9 @@ def named_values(items: Sequence[object], is_secret_name: Callable[[str], bool])
     after a secret one is hidden (``['token', '[REDACTED]']``).
     """
     found: dict[int, str] = {}
-    # A command line's first word is its program (htpasswd, passwd), not a name.
-    index = 1 if looks_like_argv(items) else 0
+    # A command line's (``argv``: :func:`looks_like_argv`) first word is its program
+    # (htpasswd, passwd), not a name.
+    index = 1 if argv else 0
     last = len(items) - 1
     while index < last:
         name = _name_at(items, index)
@@ -132,8 +135,9 @@ def _redact_repr(
         return whole
     if not isinstance(items, list | tuple):
         return whole
-    named = named_values(items, is_secret_name)
-    if looks_like_argv(items):
+    argv = looks_like_argv(items)
+    named = named_values(items, is_secret_name, argv=argv)
+    if argv:
         redacted = redact_argv(items, scan)
         if isinstance(redacted, str):
             return repr(redacted)

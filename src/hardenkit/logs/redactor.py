@@ -456,8 +456,9 @@ class Redactor:
                 pair = [items[0], self.pseudonymize(items[1])]
             if pair is not None:
                 return pair if type(items) is list else tuple(pair)
-        named = named_values(items, self._names_secret) if len(items) > 2 else {}
-        if looks_like_argv(items):
+        argv = looks_like_argv(items)
+        named = named_values(items, self._names_secret, argv=argv) if len(items) > 2 else {}
+        if argv:
             # A command: a flag and its value sit in separate items.
             redacted = redact_argv(items, self.redact_text)
             if isinstance(redacted, str):
