@@ -44,7 +44,6 @@ from hardenkit._app_check import AppCheck, AppCheckMiddleware
 from hardenkit._cors import cors_layer
 from hardenkit._openapi import document_errors
 from hardenkit._parts import ReadinessCheck, Shared
-from hardenkit._refusals import refuse
 from hardenkit._server_rewrite import ServerRewriteDetector
 from hardenkit.auth._install import AuthPart, AuthStack, build_auth
 from hardenkit.bodylimit import body_limit_layer
@@ -67,7 +66,7 @@ from hardenkit.ratelimit.redis_store import epoch_for
 from hardenkit.requestid import RequestIdMiddleware
 from hardenkit.requestmetrics import RequestMetricsMiddleware
 from hardenkit.resilience._install import build_resilience
-from hardenkit.settings import HardenSettings, SettingsError, load_settings
+from hardenkit.settings import HardenSettings, load_settings, refuse_unsafe
 from hardenkit.signing._install import SigningPart, build_signing
 from hardenkit.stores import RedisGuard, create_redis
 from hardenkit.timeouts import timeout_layer
@@ -166,7 +165,8 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
             "install() already ran on this app: call it once (app.state.hardenkit holds "
             "what it built)"
         )
-    settings = _checked(settings)
+    # Refused when unsafe (recorded instead while `hardenkit doctor --app` imports it).
+    settings = load_settings() if settings is None else refuse_unsafe(settings)
     for problem in settings.startup_warnings():
         _logger.warning("setting_warning", setting=problem.setting, message=problem.detail)
     if settings.is_production and not structlog_redacts():
@@ -223,22 +223,6 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
     _wrap_lifespan(app, kit)
     app.state.hardenkit = kit
     return kit
-
-
-def _checked(settings: HardenSettings | None) -> HardenSettings:
-    """The settings to build with: loaded when not given, refused when unsafe.
-
-    Raises:
-        SettingsError: They are unsafe, unless ``hardenkit doctor`` is importing the app
-            (:mod:`hardenkit._refusals`): it lists every refusal, then the routes'.
-    """
-    try:
-        return load_settings() if settings is None else settings.raise_for_errors()
-    except SettingsError as refused:
-        if refused.settings is None:  # nothing parsed: nothing to build with
-            raise
-        refuse(refused)
-        return refused.settings
 
 
 def _shared(settings: HardenSettings) -> Shared:

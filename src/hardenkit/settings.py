@@ -56,6 +56,7 @@ __all__ = [
     "SettingsError",
     "load_settings",
     "name_problems",
+    "refuse_unsafe",
 ]
 
 _RESERVED_PREFIXES = ("HARDENKIT_TEST_",)
@@ -254,8 +255,17 @@ def load_settings(
         raise SettingsError(_problems_from_source(exc)) from None
     finally:
         _env_file_var.reset(token)
+    return refuse_unsafe(settings)
+
+
+def refuse_unsafe(settings: HardenSettings) -> HardenSettings:
+    """Return ``settings``; raise :class:`SettingsError` first if they refuse startup.
+
+    While ``hardenkit doctor --app`` imports the app (:mod:`hardenkit._refusals`), the
+    refusal is recorded instead and the settings are returned all the same.
+    """
     errors = settings.startup_errors()
-    if errors:  # while `hardenkit doctor --app` imports the app, recorded and used anyway
+    if errors:
         refuse(SettingsError(errors, settings))
     return settings
 
