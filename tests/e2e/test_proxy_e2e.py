@@ -133,20 +133,21 @@ def test_doctor_passes_a_server_that_leaves_the_client_to_hardenkit(
     assert code == 0, findings
 
 
-async def test_refused_websocket_handshakes_carry_the_request_id_and_security_headers(
-    tmp_path: Path,
-) -> None:
-    env = {
-        "HARDENKIT_REDIS_URL": "",
-        "HARDENKIT_JWT_SECRET": DEMO_SECRET,
-        "HARDENKIT_RATE_LIMIT_DEFAULT": "2/minute",
-    }
-    with UvicornServer(
+def _socket_server(tmp_path: Path, **settings: str) -> UvicornServer:
+    """The hardened WebSocket app on uvicorn: memory stores, the demo secret, ``settings``."""
+    env = {"HARDENKIT_REDIS_URL": "", "HARDENKIT_JWT_SECRET": DEMO_SECRET, **settings}
+    return UvicornServer(
         "tests.support.hardened_socket_app:create_app",
         env=env,
         factory=True,
         log_path=tmp_path / "uvicorn.log",
-    ) as server:
+    )
+
+
+async def test_refused_websocket_handshakes_carry_the_request_id_and_security_headers(
+    tmp_path: Path,
+) -> None:
+    with _socket_server(tmp_path, HARDENKIT_RATE_LIMIT_DEFAULT="2/minute") as server:
         refusals = []
         for _ in range(3):
             with pytest.raises(InvalidStatus) as refused:
@@ -182,13 +183,7 @@ async def test_an_authenticated_handshake_no_route_serves_gets_the_problem_not_a
         DEMO_SECRET,
         algorithm="HS256",
     )
-    env = {"HARDENKIT_REDIS_URL": "", "HARDENKIT_JWT_SECRET": DEMO_SECRET}
-    with UvicornServer(
-        "tests.support.hardened_socket_app:create_app",
-        env=env,
-        factory=True,
-        log_path=tmp_path / "uvicorn.log",
-    ) as server:
+    with _socket_server(tmp_path) as server:
         async with connect(
             f"ws://127.0.0.1:{server.port}/ws",
             open_timeout=5,
