@@ -463,3 +463,20 @@ def test_the_route_reached_gets_the_credential_kind_it_asks_for() -> None:
     assert ran == []
     assert client.get("/internal/export", headers={"X-API-Key": API_KEY}).status_code == 200
     assert ran == ["api_key"]
+
+
+def test_the_endpoint_check_holds_under_a_root_path() -> None:
+    # uvicorn --root-path /svc: public paths and the endpoint's path are judged below
+    # the root path, as the settings are written.
+    @public()
+    async def spa(request: Request) -> Response:
+        return JSONResponse({"page": "index"})
+
+    app = Starlette(routes=[*routes(), Route("/{rest:path}", spa)])
+    app.add_middleware(StripTrailingSlash)
+    install(app, HardenSettings(jwt_secret=SECRET, jwt_issuer=ISSUER, jwt_audience=AUDIENCE))
+    client = TestClient(app, root_path="/svc")
+    assert client.get("/svc/tenants/globex/items/").status_code == 401
+    assert client.get("/svc/tenants/globex/items/", headers=auth()).status_code == 403
+    assert client.get("/svc/tenants/acme/items/", headers=auth()).json()["tenant"] == "acme"
+    assert client.get("/svc/about").json() == {"page": "index"}
