@@ -15,6 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
@@ -243,3 +245,67 @@ def test_a_flood_of_query_tenants_is_refused_cheaply_with_a_bounded_audit_event(
     (event,) = [entry for entry in logs if entry.get("audit")]
     assert event["reason"] == "conflicting_tenant_requests"
     assert len(event["details"]["requested_tenants"]) <= 8
+
+
+# --- typed path parameters: what the handler reads is the tenant bound --------------------
+
+ACME_UUID = "0F8FAD5B-D9CB-469F-A165-70867728950E"
+
+
+async def tenant_of(request: Request) -> Response:
+    return JSONResponse({"tenant": request.state.principal.tenant})
+
+
+def typed_client(**options: Any) -> TestClient:
+    app = Starlette(
+        routes=[
+            Route("/u/{tenant_id:uuid}/items", tenant_of),
+            Route("/n/{tenant_id:int}/items", tenant_of),
+        ]
+    )
+    values: dict[str, Any] = {
+        "jwt_secret": SECRET,
+        "jwt_issuer": ISSUER,
+        "jwt_audience": [AUDIENCE],
+        "rate_limit_default": "100000/m",
+        "rate_limit_tenant": "100000/m",
+        **options,
+    }
+    install(app, HardenSettings(**values))
+    return TestClient(app)
+
+
+def test_a_uuid_route_serves_the_tenant_whatever_case_its_claim_is_spelled_in() -> None:
+    client = typed_client()
+    token = bearer(ACME_UUID)
+    for spelled in (ACME_UUID.lower(), ACME_UUID):
+        response = client.get(f"/u/{spelled}/items", headers=token)
+        assert response.status_code == 200, response.text
+        # The principal keeps the claim's own spelling: the tenant the token holds.
+        assert response.json()["tenant"] == ACME_UUID
+    # The same tenant named in the header agrees with the routed one.
+    both = client.get(f"/u/{ACME_UUID.lower()}/items", headers={**token, "X-Tenant-ID": ACME_UUID})
+    assert both.status_code == 200
+    other = client.get("/u/6fa459ea-ee8a-3ca4-894e-db77e160355e/items", headers=token)
+    assert other.status_code == 403
+    assert other.json()["code"] == "TENANT_MISMATCH"
+
+
+def test_an_int_route_serves_the_tenant_its_number_names_and_refuses_another() -> None:
+    client = typed_client()
+    assert client.get("/n/7/items", headers=bearer("7")).status_code == 200
+    # The handler reads the number 7 for `/n/7` and `/n/007`: tenant "007" is that number.
+    assert client.get("/n/7/items", headers=bearer("007")).json()["tenant"] == "007"
+    assert client.get("/n/8/items", headers=bearer("007")).status_code == 403
+    assert client.get("/n/8/items", headers=bearer("acme")).status_code == 403
+
+
+def test_a_number_two_memberships_spell_is_refused_not_guessed() -> None:
+    client = typed_client(tenant_multi_membership=True)
+    token = {"Authorization": f"Bearer {hs256(claims(tenant_id=['07', '007']))}"}
+    refused = client.get("/n/7/items", headers=token)
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "TENANT_MISMATCH"
+    # A spelling that is exactly one membership is that membership.
+    exact = {"Authorization": f"Bearer {hs256(claims(tenant_id=['7', '007']))}"}
+    assert client.get("/n/007/items", headers=exact).json()["tenant"] == "7"

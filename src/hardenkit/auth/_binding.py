@@ -9,7 +9,8 @@ optional :class:`~hardenkit.auth.tenants.TenantStatusCache`) is refused.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import replace
 from urllib.parse import parse_qsl
 
@@ -73,7 +74,7 @@ class TenantBinding:
             AuthRefusedError: A tenant the credential does not hold, tenants that
                 disagree, no tenant at all, or an inactive or unknown-status tenant.
         """
-        requests = self.requested_tenants(scope, header_values)
+        requests = self.requested_tenants(scope, header_values, principal.tenants)
         # A list, not a generator: every membership is compared, whatever matches.
         for source, value in requests:
             if not any([_same(value, member) for member in principal.tenants]):  # noqa: C419
@@ -100,15 +101,26 @@ class TenantBinding:
         await self._check_active(principal, tenant)
         return principal
 
-    def requested_tenants(self, scope: Scope, header_values: list[bytes]) -> list[tuple[str, str]]:
-        """Every tenant the request names, with where: header, path or query."""
+    def requested_tenants(
+        self, scope: Scope, header_values: list[bytes], members: Collection[str] = ()
+    ) -> list[tuple[str, str]]:
+        """Every tenant the request names, with where: header, path or query.
+
+        A typed path parameter is spelled as the membership of ``members`` it names, if
+        any (:func:`_as_member`).
+        """
         # Header bytes read as UTF-8 (a valid tenant id is ASCII, so any reading of a
         # valid one agrees); anything else is shown as the client meant it, never as
         # latin-1 mojibake, and can match no tenant.
         requests = [
             ("header", value.decode("utf-8", "replace")) for value in dict.fromkeys(header_values)
         ]
-        requests += [("path", value) for value in self._path_tenants(scope)]
+        requests += [
+            ("path", text)
+            for text in dict.fromkeys(
+                _as_member(value, members) for value in self._path_tenants(scope)
+            )
+        ]
         query_string: bytes = scope.get("query_string", b"")
         # Only a query that may hold a bound name is parsed (an encoded name has a `%`).
         if query_string and (
@@ -142,8 +154,9 @@ class TenantBinding:
             value = params.get(name)
             if value is None:
                 continue
-            text = str(value)
-            if principal.tenant is None or not _same(text, principal.tenant):
+            tenant = principal.tenant
+            text = _as_member(value, () if tenant is None else (tenant,))
+            if tenant is None or not _same(text, tenant):
                 # A bug in the prediction, or a router it does not know: said loudly.
                 _logger.error(
                     "tenant_binding_missed_the_route",
@@ -155,7 +168,7 @@ class TenantBinding:
                 return self._mismatch(principal, "path", [("path", text)], text)
         return None
 
-    def _path_tenants(self, scope: Scope) -> list[str]:
+    def _path_tenants(self, scope: Scope) -> list[object]:
         values: list[object] = []
         # Routed already, outside this app: a Mount("/tenants/{tenant_id}", app=api)
         # around the app install() hardened, whose own routes name no tenant.
@@ -166,7 +179,7 @@ class TenantBinding:
             params = route_path_params(scope)
             if params:
                 values += [params.get(name) for name in self.path_params]
-        return list(dict.fromkeys(str(value) for value in values if value is not None))
+        return [value for value in values if value is not None]
 
     async def _check_active(self, principal: Principal, tenant: str) -> None:
         if self.tenant_status is None:
@@ -228,3 +241,47 @@ class TenantBinding:
 
 def _same(left: str, right: str) -> bool:
     return hmac.compare_digest(left.encode("utf-8"), right.encode("utf-8"))
+
+
+def _as_member(value: object, members: Collection[str]) -> str:
+    """The tenant a routed path parameter names, spelled as the membership that holds it.
+
+    A converter hands the handler a typed value: ``{tenant_id:uuid}`` a ``UUID``,
+    ``{tenant_id:int}`` an ``int``. That is the tenant the handler acts for, so a
+    membership that converts to the same value names it (an upper-case UUID claim for a
+    lower-case path, ``"007"`` for ``/7``). The exact spelling wins; a value two
+    memberships convert to is left as the converter prints it, and refused unless that
+    is one of them: the tenant meant is not guessed. Strings and other types compare as
+    text.
+    """
+    text = str(value)
+    parse: Callable[[str], object]
+    if isinstance(value, uuid.UUID):
+        parse = _uuid_or_none
+    elif type(value) is int:
+        parse = _decimal_or_none
+    else:
+        return text
+    if any([_same(text, member) for member in members]):  # noqa: C419 - compare all
+        return text
+    named = [member for member in members if parse(member) == value]
+    return named[0] if len(named) == 1 else text
+
+
+def _uuid_or_none(text: str) -> uuid.UUID | None:
+    """The UUID ``text`` spells in the hyphenated form a path carries, else ``None``."""
+    if len(text) != _UUID_LENGTH or text.count("-") != _UUID_HYPHENS:
+        return None
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+def _decimal_or_none(text: str) -> int | None:
+    """The number ``text`` spells in ASCII digits, as Starlette's ``int`` reads them."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+_UUID_LENGTH = 36
+_UUID_HYPHENS = 4
