@@ -112,12 +112,39 @@ def test_a_router_the_prediction_does_not_know_is_refused_another_tenants_data()
     assert response.json()["code"] == "TENANT_MISMATCH"
     assert "secret" not in response.text
     assert [log["event"] for log in logs if log["log_level"] == "error"] == [
-        "tenant_binding_missed_the_route"
+        "path_rewritten_inside_the_stack",
+        "tenant_binding_missed_the_route",
     ]
     # The caller's own tenant, through the same router, is served.
     own = client.get("/v2/tenants/acme/items", headers=auth())
     assert own.status_code == 200
     assert own.json()["tenant"] == "acme"
+
+
+def test_a_path_rewritten_inside_the_stack_is_said_once_as_an_error_naming_the_cure() -> None:
+    client = installed_with_inner_rewrite(*routes())
+    with capture_logs() as logs:
+        assert client.get("/tenants/acme/items", headers=auth()).status_code == 200
+    assert "path_rewritten_inside_the_stack" not in [log["event"] for log in logs]
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert client.get("/tenants/acme/items/", headers=auth()).status_code == 200
+    (said,) = [log for log in logs if log["event"] == "path_rewritten_inside_the_stack"]
+    assert said["log_level"] == "error"
+    assert (said["judged_path"], said["reached_path"]) == (
+        "/tenants/acme/items/",
+        "/tenants/acme/items",
+    )
+    assert "after install()" in said["detail"]
+
+
+def test_a_mounted_app_is_not_taken_for_a_rewrite() -> None:
+    inner = Router(routes=routes())
+    app = Starlette(routes=[Mount("/v1", app=inner)])
+    install(app, HardenSettings(jwt_secret=SECRET, jwt_issuer=ISSUER, jwt_audience=AUDIENCE))
+    with capture_logs() as logs, TestClient(app) as client:
+        assert client.get("/v1/tenants/acme/items", headers=auth()).status_code == 200
+    assert "path_rewritten_inside_the_stack" not in [log["event"] for log in logs]
 
 
 @pytest.mark.usefixtures("prediction_missing")

@@ -16,6 +16,11 @@ dependencies or its background tasks run: a protected route reached without a
 credential is ``401``, a bound tenant path parameter that is not the principal's tenant
 ``403``. A request that no verdict came with (auth off, ``report_only``, a route reached
 without AuthMiddleware) passes untouched.
+
+A path that reaches the endpoint changed since auth judged it was rewritten inside the
+stack, where every other protection judged it before the rewrite too (rate limits, body
+limits, timeouts, webhook signatures): that is said once per AuthMiddleware, as an error
+naming the cure (:meth:`Judge.notice_rewrite`).
 """
 
 from __future__ import annotations
@@ -55,7 +60,14 @@ class Judge:
         api_key_paths: The paths that take an API key instead of a token.
     """
 
-    __slots__ = ("api_key_paths", "authenticate", "public_paths", "refuse", "routed_mismatch")
+    __slots__ = (
+        "api_key_paths",
+        "authenticate",
+        "public_paths",
+        "refuse",
+        "rewrite_noticed",
+        "routed_mismatch",
+    )
 
     def __init__(
         self,
@@ -70,6 +82,29 @@ class Judge:
         self.routed_mismatch = routed_mismatch
         self.refuse = refuse
         self.authenticate = authenticate
+        self.rewrite_noticed = False
+
+    def notice_rewrite(self, judged: object, scope: Scope) -> None:
+        """Say, once, that a middleware inside the stack changed the path after auth.
+
+        Auth is held to the route reached, but the layers before it judged the path as
+        sent: a rate limit, the login limit, a body limit or timeout for a path, webhook
+        signatures and exempt paths missed the path the router served. Nothing refuses
+        the request (the rewrite may be the app's own trailing-slash rule); the cure is
+        to add such a middleware after ``install()``, outside its layers.
+        """
+        if self.rewrite_noticed:
+            return
+        self.rewrite_noticed = True
+        _logger.error(
+            "path_rewritten_inside_the_stack",
+            judged_path=judged,
+            reached_path=scope.get("path"),
+            detail="a middleware or router between hardenkit's layers and the endpoint "
+            "changed the request path; rate limits, body limits, timeouts and webhook paths "
+            "were judged on the path as sent. Add the middleware that rewrites paths after "
+            "install(), so that it runs first (said once)",
+        )
 
     async def serve_unjudged(
         self, scope: Scope, receive: Receive, send: Send, app: ASGIApp, root_path: str
@@ -93,7 +128,7 @@ class Judge:
             await self.refuse(send, scope, refused)
             return
         bound.setdefault("state", {})["principal"] = principal
-        bound[VERDICT_KEY] = (self, principal, root_path)
+        bound[VERDICT_KEY] = (self, principal, root_path, scope.get("path"))
         token = principal_var.set(principal)
         try:
             await app(bound, receive, send)
@@ -148,7 +183,7 @@ class Judge:
         A request judged public that reached a mount which is not gets ``401``: what
         the app inside will route it to cannot be told, so it is not authenticated late.
         """
-        _, principal, root_path = verdict
+        _, principal, root_path, _ = verdict
         if principal is not None:
             return self.refusal_for(scope, root_path, principal)
         if route_public or self.is_public_path(scope, root_path):
@@ -171,10 +206,12 @@ def _app_path(scope: Scope, root_path: str) -> str:
     return route_path({"path": scope.get("path", ""), "root_path": root_path})
 
 
-Verdict = tuple[Judge, Principal | None, str]
+Verdict = tuple[Judge, Principal | None, str, object]
 """What AuthMiddleware decided for one request: its judge, the bound principal (``None``
-when let through as public), and the app's ``root_path`` where it judged (public paths
-are matched below it, however deep a mount the endpoint is). A tuple: made per request."""
+when let through as public), the app's ``root_path`` where it judged (public paths are
+matched below it, however deep a mount the endpoint is), and ``scope["path"]`` as it
+judged it (a mount keeps the path; only a rewrite changes it). A tuple: made per
+request."""
 
 
 class _Checked:
@@ -205,7 +242,9 @@ class CheckedEndpoint(_Checked):
         """Refuse a request auth judged for another route; serve the rest."""
         verdict: Verdict | None = scope.get(VERDICT_KEY)
         if verdict is not None:
-            judge, principal, root_path = verdict
+            judge, principal, root_path, judged_path = verdict
+            if scope.get("path") != judged_path:
+                judge.notice_rewrite(judged_path, scope)
             if principal is None:
                 if not self.public and not judge.is_public_path(scope, root_path):
                     await judge.serve_unjudged(scope, receive, send, self.app, root_path)
@@ -241,6 +280,8 @@ class CheckedMount(_Checked):
             await self.app(scope, receive, send)
             return
         judge = verdict[0]
+        if scope.get("path") != verdict[3]:
+            judge.notice_rewrite(verdict[3], scope)
         refusal = judge.refusal_at(scope, verdict, self.public)
         if refusal is not None:
             await judge.refuse(send, scope, refusal)

@@ -170,7 +170,12 @@ class AuthMiddleware:
             self._checkpoints.ensure(scope)
         if self.public_paths.matches(path) or self.public_routes.matches(scope):
             if enforced:  # the endpoint reached must be public too (see _checkpoint)
-                scope[VERDICT_KEY] = (self._judge, None, scope.get("root_path", ""))
+                scope[VERDICT_KEY] = (
+                    self._judge,
+                    None,
+                    scope.get("root_path", ""),
+                    scope.get("path"),
+                )
             await self.app(scope, receive, send)
             return
         try:
@@ -208,7 +213,12 @@ class AuthMiddleware:
     ) -> None:
         scope.setdefault("state", {})["principal"] = principal
         if enforced:
-            scope[VERDICT_KEY] = (self._judge, principal, scope.get("root_path", ""))
+            scope[VERDICT_KEY] = (
+                self._judge,
+                principal,
+                scope.get("root_path", ""),
+                scope.get("path"),
+            )
         token = principal_var.set(principal)
         try:
             await self.app(scope, receive, send)
