@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import replace
 from urllib.parse import parse_qsl
 
@@ -246,25 +246,21 @@ def _same(left: str, right: str) -> bool:
 def _as_member(value: object, members: Collection[str]) -> str:
     """The tenant a routed path parameter names, spelled as the membership that holds it.
 
-    A converter hands the handler a typed value: ``{tenant_id:uuid}`` a ``UUID``,
-    ``{tenant_id:int}`` an ``int``. That is the tenant the handler acts for, so a
-    membership that converts to the same value names it (an upper-case UUID claim for a
-    lower-case path, ``"007"`` for ``/7``). The exact spelling wins; a value two
-    memberships convert to is left as the converter prints it, and refused unless that
-    is one of them: the tenant meant is not guessed. Strings and other types compare as
-    text.
+    A converter hands the handler a typed value, and that is the tenant the handler acts
+    for. A ``{tenant_id:uuid}`` value is a UUID, which is the same UUID in either case
+    (RFC 9562), so a membership spelled in upper case names the lower-case path. The
+    exact spelling wins; a UUID two memberships spell is left as the converter prints it,
+    and refused unless that is one of them: the tenant meant is not guessed. Every other
+    value compares as the text it prints: ``{tenant_id:int}`` gives ``7`` for ``/007``,
+    and a claim ``007`` is refused there, since an identity provider may hold ``007``
+    and ``7`` as two tenants.
     """
     text = str(value)
-    parse: Callable[[str], object]
-    if isinstance(value, uuid.UUID):
-        parse = _uuid_or_none
-    elif type(value) is int:
-        parse = _decimal_or_none
-    else:
+    if not isinstance(value, uuid.UUID):
         return text
     if any([_same(text, member) for member in members]):  # noqa: C419 - compare all
         return text
-    named = [member for member in members if parse(member) == value]
+    named = [member for member in members if _uuid_or_none(member) == value]
     return named[0] if len(named) == 1 else text
 
 
@@ -276,11 +272,6 @@ def _uuid_or_none(text: str) -> uuid.UUID | None:
         return uuid.UUID(text)
     except ValueError:
         return None
-
-
-def _decimal_or_none(text: str) -> int | None:
-    """The number ``text`` spells in ASCII digits, as Starlette's ``int`` reads them."""
-    return int(text) if text.isascii() and text.isdigit() else None
 
 
 _UUID_LENGTH = 36
