@@ -9,8 +9,7 @@ optional :class:`~hardenkit.auth.tenants.TenantStatusCache`) is refused.
 from __future__ import annotations
 
 import hmac
-import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from urllib.parse import parse_qsl
 
@@ -74,7 +73,7 @@ class TenantBinding:
             AuthRefusedError: A tenant the credential does not hold, tenants that
                 disagree, no tenant at all, or an inactive or unknown-status tenant.
         """
-        requests = self.requested_tenants(scope, header_values, principal.tenants)
+        requests = self.requested_tenants(scope, header_values)
         # A list, not a generator: every membership is compared, whatever matches.
         for source, value in requests:
             if not any([_same(value, member) for member in principal.tenants]):  # noqa: C419
@@ -101,26 +100,15 @@ class TenantBinding:
         await self._check_active(principal, tenant)
         return principal
 
-    def requested_tenants(
-        self, scope: Scope, header_values: list[bytes], members: Collection[str] = ()
-    ) -> list[tuple[str, str]]:
-        """Every tenant the request names, with where: header, path or query.
-
-        A typed path parameter is spelled as the membership of ``members`` it names, if
-        any (:func:`_as_member`).
-        """
+    def requested_tenants(self, scope: Scope, header_values: list[bytes]) -> list[tuple[str, str]]:
+        """Every tenant the request names, with where: header, path or query."""
         # Header bytes read as UTF-8 (a valid tenant id is ASCII, so any reading of a
         # valid one agrees); anything else is shown as the client meant it, never as
         # latin-1 mojibake, and can match no tenant.
         requests = [
             ("header", value.decode("utf-8", "replace")) for value in dict.fromkeys(header_values)
         ]
-        requests += [
-            ("path", text)
-            for text in dict.fromkeys(
-                _as_member(value, members) for value in self._path_tenants(scope)
-            )
-        ]
+        requests += [("path", value) for value in self._path_tenants(scope)]
         query_string: bytes = scope.get("query_string", b"")
         # Only a query that may hold a bound name is parsed (an encoded name has a `%`).
         if query_string and (
@@ -154,9 +142,8 @@ class TenantBinding:
             value = params.get(name)
             if value is None:
                 continue
-            tenant = principal.tenant
-            text = _as_member(value, () if tenant is None else (tenant,))
-            if tenant is None or not _same(text, tenant):
+            text = str(value)
+            if principal.tenant is None or not _same(text, principal.tenant):
                 # A bug in the prediction, or a router it does not know: said loudly.
                 _logger.error(
                     "tenant_binding_missed_the_route",
@@ -168,7 +155,7 @@ class TenantBinding:
                 return self._mismatch(principal, "path", [("path", text)], text)
         return None
 
-    def _path_tenants(self, scope: Scope) -> list[object]:
+    def _path_tenants(self, scope: Scope) -> list[str]:
         values: list[object] = []
         # Routed already, outside this app: a Mount("/tenants/{tenant_id}", app=api)
         # around the app install() hardened, whose own routes name no tenant.
@@ -179,7 +166,7 @@ class TenantBinding:
             params = route_path_params(scope)
             if params:
                 values += [params.get(name) for name in self.path_params]
-        return [value for value in values if value is not None]
+        return list(dict.fromkeys(str(value) for value in values if value is not None))
 
     async def _check_active(self, principal: Principal, tenant: str) -> None:
         if self.tenant_status is None:
@@ -220,6 +207,7 @@ class TenantBinding:
             reason = RefusalReason.CONFLICTING_TENANT_REQUESTS
         else:
             reason = _MISMATCH[source]
+            _say_if_spelled_otherwise(principal, source, requested)
         refusal = AuthRefusedError(
             403,
             ErrorCode.TENANT_MISMATCH,
@@ -239,40 +227,25 @@ class TenantBinding:
         return refusal
 
 
+def _say_if_spelled_otherwise(principal: Principal, source: str, requested: str) -> None:
+    """Warn when a refused tenant is one of the credential's in another letter case.
+
+    Tenants compare exactly: an identity provider may hold ``Acme`` and ``acme`` (or a
+    UUID in upper and in lower case) as two tenants, so equal-but-for-case is refused.
+    Said, because it is often not an attack but a route's converter: ``{tenant_id:uuid}``
+    prints lower case whatever the path or the claim say.
+    """
+    folded = requested.casefold()
+    if any(member.casefold() == folded for member in principal.tenants):
+        _logger.warning(
+            "tenant_named_in_another_case",
+            requested_from=source,
+            detail="refused: the request names a tenant of the credential in another "
+            "letter case, and tenants compare exactly (a {tenant_id:uuid} route reads "
+            "lower case); issue the claim as the paths spell it, or use an untyped "
+            "path parameter",
+        )
+
+
 def _same(left: str, right: str) -> bool:
     return hmac.compare_digest(left.encode("utf-8"), right.encode("utf-8"))
-
-
-def _as_member(value: object, members: Collection[str]) -> str:
-    """The tenant a routed path parameter names, spelled as the membership that holds it.
-
-    A converter hands the handler a typed value, and that is the tenant the handler acts
-    for. A ``{tenant_id:uuid}`` value is a UUID, which is the same UUID in either case
-    (RFC 9562), so a membership spelled in upper case names the lower-case path. The
-    exact spelling wins; a UUID two memberships spell is left as the converter prints it,
-    and refused unless that is one of them: the tenant meant is not guessed. Every other
-    value compares as the text it prints: ``{tenant_id:int}`` gives ``7`` for ``/007``,
-    and a claim ``007`` is refused there, since an identity provider may hold ``007``
-    and ``7`` as two tenants.
-    """
-    text = str(value)
-    if not isinstance(value, uuid.UUID):
-        return text
-    if any([_same(text, member) for member in members]):  # noqa: C419 - compare all
-        return text
-    named = [member for member in members if _uuid_or_none(member) == value]
-    return named[0] if len(named) == 1 else text
-
-
-def _uuid_or_none(text: str) -> uuid.UUID | None:
-    """The UUID ``text`` spells in the hyphenated form a path carries, else ``None``."""
-    if len(text) != _UUID_LENGTH or text.count("-") != _UUID_HYPHENS:
-        return None
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        return None
-
-
-_UUID_LENGTH = 36
-_UUID_HYPHENS = 4
