@@ -10,6 +10,10 @@ the kernel does (sockets, syscalls), so its cost is the Python a request pays.
 
 The event loop is uvloop where installed, as uvicorn's.
 
+``--gc-json`` prints, instead of the CPU line, one JSON object: CPU seconds per request
+and what the garbage collector did during the measured requests (collections and
+seconds in them, per generation; :class:`CollectionCount`).
+
 ``--handshake DIR`` writes ``DIR/start`` before the measured requests and ``DIR/stop``
 after them, each time waiting on a byte from the named pipe of the same name with
 ``.ack`` appended (which the caller made): the instruction counter
@@ -20,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import json
 import os
 import time
 from collections.abc import Callable
@@ -34,7 +40,7 @@ from uvicorn.server import ServerState
 from benchmarks._throughput import PATH
 from benchmarks._throughput_apps import hardenkit_environment, token
 
-__all__ = ["drive"]
+__all__ = ["CollectionCount", "drive"]
 
 
 class _Transport(asyncio.Transport):
@@ -166,6 +172,33 @@ async def drive(
     return spent
 
 
+class CollectionCount:
+    """Counts the collector's runs and the time in them, while switched on.
+
+    ``around`` is :func:`drive`'s hook: counting starts with the measured requests and
+    stops with them (the warm-up and the lifespan are not counted).
+    """
+
+    def __init__(self) -> None:
+        self.counting = False
+        self.runs = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def around(self, step: str) -> None:
+        self.counting = step == "start"
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if not self.counting:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = info["generation"]
+        self.runs[generation] += 1
+        self.seconds[generation] += time.perf_counter() - self._started
+
+
 def _handshake(directory: Path) -> Callable[[str], None]:
     def around(step: str) -> None:
         (directory / step).touch()
@@ -194,9 +227,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--warm-up", type=int, default=300)
     parser.add_argument("--handshake", type=Path, help="a directory to signal start/stop in")
+    parser.add_argument("--gc-json", action="store_true", help="print a JSON report with GC")
     args = parser.parse_args(argv)
     os.environ.update(hardenkit_environment())
     around = _handshake(args.handshake) if args.handshake else None
+    collections = CollectionCount()
+    if args.gc_json:
+        gc.callbacks.append(collections)
+        around = collections.around
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         spent = runner.run(
             drive(
@@ -207,6 +245,14 @@ def main(argv: list[str] | None = None) -> None:
                 around=around,
             )
         )
+    if args.gc_json:
+        report = {
+            "cpu": spent / args.requests,
+            "runs": collections.runs,
+            "seconds": [seconds / args.requests for seconds in collections.seconds],
+        }
+        print(json.dumps(report))
+        return
     print(f"{args.factory}: {spent / args.requests * 1e6:.1f} µs CPU per request")
 
 

@@ -8,7 +8,9 @@
 * hardenkit and bare with a handler awaiting 1 ms of I/O, at 8 connections: with 32 the
   bare app is CPU-bound even while every request waits 1 ms (32 / 1 ms is more than it
   serves), so the row would repeat the first ratio instead of showing a waiting route;
-* hardenkit and bare with ``gc.freeze()`` after startup (the opt-in, measured).
+* hardenkit and bare with ``gc.freeze()`` after startup (the opt-in, measured), with
+  and without the 1 ms of I/O: a request that waits keeps its objects alive across
+  collections, which is where freezing pays (``bench_gc`` shows the collections).
 
 The Redis variants use a redis-server this benchmark starts on a private port (pinned
 with the load generator, off the server's core). Targets are ratios within each round.
@@ -44,6 +46,8 @@ BARE_IO = "bare Starlette, 1 ms I/O"
 OURS_IO = "hardenkit, memory, 1 ms I/O"
 BARE_FROZEN = "bare Starlette, gc.freeze()"
 OURS_FROZEN = "hardenkit, memory, gc.freeze()"
+BARE_IO_FROZEN = "bare Starlette, 1 ms I/O, gc.freeze()"
+OURS_IO_FROZEN = "hardenkit, memory, 1 ms I/O, gc.freeze()"
 IO_CONNECTIONS = 8
 
 # (figure, ours, peer, min_ratio or None for reported)
@@ -57,6 +61,14 @@ _RATIOS: list[tuple[str, str, str, float | None]] = [
     ("gc.freeze() after startup vs bare", OURS_FROZEN, BARE, None),
     ("gc.freeze() after startup vs bare with gc.freeze()", OURS_FROZEN, BARE_FROZEN, None),
     ("gc.freeze() after startup vs without", OURS_FROZEN, OURS, None),
+    ("1 ms of I/O, gc.freeze() after startup vs bare", OURS_IO_FROZEN, BARE_IO, None),
+    (
+        "1 ms of I/O, gc.freeze() after startup vs bare with gc.freeze()",
+        OURS_IO_FROZEN,
+        BARE_IO_FROZEN,
+        None,
+    ),
+    ("1 ms of I/O, gc.freeze() after startup vs without", OURS_IO_FROZEN, OURS_IO, None),
 ]
 
 
@@ -81,6 +93,20 @@ def _variants(redis_url: str) -> list[Variant]:
         Variant(BARE_FROZEN, "bare", gc_freeze=True),
         # The shipped opt-in (HARDENKIT_GC_FREEZE, applied in install()'s lifespan).
         Variant(OURS_FROZEN, "hardened", {"HARDENKIT_GC_FREEZE": "true"}),
+        Variant(
+            BARE_IO_FROZEN,
+            "bare_io",
+            connections=IO_CONNECTIONS,
+            saturates=False,
+            gc_freeze=True,
+        ),
+        Variant(
+            OURS_IO_FROZEN,
+            "hardened_io",
+            {"HARDENKIT_GC_FREEZE": "true"},
+            connections=IO_CONNECTIONS,
+            saturates=False,
+        ),
     ]
 
 
