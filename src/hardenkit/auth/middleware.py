@@ -38,7 +38,7 @@ from hardenkit._marks import PUBLIC, MarkedRoutes
 from hardenkit._paths import PathPatterns, route_path
 from hardenkit.auth._bearer import bearer_token
 from hardenkit.auth._binding import TenantBinding
-from hardenkit.auth._checkpoint import VERDICT_KEY, Checkpoints, Judge
+from hardenkit.auth._checkpoint import VERDICT_KEY, Checkpoints, Judge, Verdict
 from hardenkit.auth._override import PRINCIPAL_OVERRIDE
 from hardenkit.auth._refusal import (
     AuthRefusedError,
@@ -170,12 +170,7 @@ class AuthMiddleware:
             self._checkpoints.ensure(scope)
         if self.public_paths.matches(path) or self.public_routes.matches(scope):
             if enforced:  # the endpoint reached must be public too (see _checkpoint)
-                scope[VERDICT_KEY] = (
-                    self._judge,
-                    None,
-                    scope.get("root_path", ""),
-                    scope.get("path"),
-                )
+                scope[VERDICT_KEY] = self._verdict(scope, None)
             await self.app(scope, receive, send)
             return
         try:
@@ -190,6 +185,10 @@ class AuthMiddleware:
                 return
             principal, new_scope = let_through, scope
         await self._serve(new_scope, receive, send, principal, enforced=enforced)
+
+    def _verdict(self, scope: Scope, principal: Principal | None) -> Verdict:
+        """What the endpoint reached holds the request to (see ``_checkpoint``)."""
+        return (self._judge, principal, scope.get("root_path", ""), scope.get("path"))
 
     def _let_through(self, refused: AuthRefusedError, path: str) -> Principal | None:
         """``report_only``: record what would have been refused; the principal, if any."""
@@ -213,12 +212,7 @@ class AuthMiddleware:
     ) -> None:
         scope.setdefault("state", {})["principal"] = principal
         if enforced:
-            scope[VERDICT_KEY] = (
-                self._judge,
-                principal,
-                scope.get("root_path", ""),
-                scope.get("path"),
-            )
+            scope[VERDICT_KEY] = self._verdict(scope, principal)
         token = principal_var.set(principal)
         try:
             await self.app(scope, receive, send)
