@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hardenkit._paths import PathPatterns, PathTable
+from hardenkit._paths import PathPatterns, PathTable, normalized_path
 
 
 def test_prefix_pattern_matches_below_and_the_bare_prefix_but_not_lookalikes() -> None:
@@ -91,3 +91,52 @@ def test_patterns_that_add_a_check_fold_case_as_a_folding_router_does() -> None:
     checked = PathPatterns(["/webhooks/*"], any_case=True)
     assert checked.matches("/webhook\u017f/pay")
     assert "/webhook\u017f/pay".casefold() == "/webhooks/pay"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/public/../auth/token",  # a dot-segment normalizer routes it to /auth/token
+        "/auth/./token",
+        "/auth//token",
+        "//auth/token",
+        "/auth/token/",  # a trailing-slash stripper
+        "/auth/token/.",
+        "/docs/../WEBHOOKS/pay",
+        "/api/x/../../webhooks/pay",
+        "/a/b/../../../webhooks/pay",  # ".." never climbs above the root
+        "/hooks/stripe",  # the pattern's own trailing slash dropped, as a router may
+    ],
+)
+def test_patterns_that_add_a_check_match_what_a_path_normalizer_routes(path: str) -> None:
+    checked = PathPatterns(["/auth/token", "/webhooks/*", "/hooks/stripe/"], any_case=True)
+    assert checked.matches(path)
+    # The ones that remove a check match only the path as sent.
+    assert not PathPatterns(["/auth/token", "/webhooks/*", "/hooks/stripe/"]).matches(path)
+
+
+@pytest.mark.parametrize("path", ["/auth/tokens", "/auth/token/../x", "/authority", "/x/.."])
+def test_a_normalized_path_outside_the_patterns_is_not_matched(path: str) -> None:
+    assert not PathPatterns(["/auth/token", "/webhooks/*"], any_case=True).matches(path)
+
+
+_SEGMENT = st.sampled_from(["", ".", "..", "auth", "token", "Token", "x", "webhooks", "pay"])
+
+
+@given(st.lists(_SEGMENT, max_size=8), st.booleans())
+def test_a_pattern_that_adds_a_check_matches_whenever_the_normalized_path_does(
+    segments: list[str], trailing: bool
+) -> None:
+    path = "/" + "/".join(segments) + ("/" if trailing else "")
+    normal = normalized_path(path)
+    assert normal.startswith("/")
+    assert normal == "/" or not {"", ".", ".."} & set(normal.split("/")[1:])
+    assert normalized_path(normal) == normal
+    checked = PathPatterns(["/auth/token", "/webhooks/*"], any_case=True)
+    if PathPatterns(["/auth/token", "/webhooks/*"]).matches(normal.casefold()):
+        assert checked.matches(path)
+    if checked.matches(path):  # never more than the path as sent or as normalized
+        assert any(
+            PathPatterns(["/auth/token", "/webhooks/*"]).matches(candidate.casefold())
+            for candidate in (path, normal)
+        )

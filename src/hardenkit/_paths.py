@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 
 from starlette.types import Scope
 
-__all__ = ["PathPatterns", "PathTable", "check_pattern", "route_path"]
+__all__ = ["PathPatterns", "PathTable", "check_pattern", "normalized_path", "route_path"]
 
 T = TypeVar("T")
 
@@ -106,11 +106,15 @@ class PathPatterns:
 
     Args:
         patterns: Exact paths, or prefixes ending in ``*``.
-        any_case: Match whatever the letters' case. For the settings that add a check
-            (signed webhooks, API-key paths, the paths a limit applies to): a router that
-            matches any case (a FastAPI ``route_class``, a lowercasing middleware inside
-            the stack) must not serve ``/WEBHOOKS/pay`` unchecked. Never for the ones that
-            remove a check (public, exempt): there, another case stays checked.
+        any_case: Match the path as sent and every path a normalizing router or a
+            middleware inside the stack would make of it: in any letter case, and with
+            its dot segments resolved, repeated slashes merged and a trailing slash
+            dropped (:func:`normalized_path`). For the settings that add a check (signed
+            webhooks, API-key paths, the paths a limit applies to): a router that
+            matches any case (a FastAPI ``route_class``, a lowercasing middleware) must
+            not serve ``/WEBHOOKS/pay`` unchecked, nor a path normalizer
+            ``/docs/../webhooks/pay`` or ``/public/../auth/token``. Never for the ones
+            that remove a check (public, exempt): there, another spelling stays checked.
     """
 
     __slots__ = ("_any_case", "_exact", "_prefixes", "patterns")
@@ -128,6 +132,8 @@ class PathPatterns:
                     exact.add(prefix[:-1])
             else:
                 exact.add(pattern)
+                if any_case:  # "/hooks/pay/" also guards "/hooks/pay", as a router may
+                    exact.add(normalized_path(pattern))
         self._exact = frozenset(exact)
         self._prefixes = tuple(prefixes)
 
@@ -140,6 +146,29 @@ class PathPatterns:
             # casefold, not lower: a router that folds case maps the long s (U+017F) to
             # "s" too (an attacker round's /webhook\u017f/pay ran unsigned).
             path = path.casefold()
+            if path in self._exact or (bool(self._prefixes) and path.startswith(self._prefixes)):
+                return True
+            # A dot segment, a repeated or a trailing slash (or a dot file: not worth
+            # telling apart) is what a normalizer would change.
+            if not ("/." in path or "//" in path or path[-1:] == "/"):
+                return False
+            path = normalized_path(path)
         return path in self._exact or (bool(self._prefixes) and path.startswith(self._prefixes))
 
     __call__ = matches
+
+
+def normalized_path(path: str) -> str:
+    """``path`` as a normalizing router or middleware would route it (RFC 3986 5.2.4).
+
+    Dot segments resolved (``..`` never above the root), repeated slashes merged, a
+    trailing slash dropped: ``/public/../auth//token/`` is ``/auth/token``.
+    """
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment not in ("", "."):
+            segments.append(segment)
+    return "/" + "/".join(segments)

@@ -11,6 +11,7 @@ tenant's data, never a protected route without a credential.
 from __future__ import annotations
 
 import contextlib
+import posixpath
 from collections.abc import Iterator
 from typing import Any
 
@@ -507,3 +508,100 @@ def test_the_endpoint_check_holds_under_a_root_path() -> None:
     assert client.get("/svc/tenants/globex/items/", headers=auth()).status_code == 403
     assert client.get("/svc/tenants/acme/items/", headers=auth()).json()["tenant"] == "acme"
     assert client.get("/svc/about").json() == {"page": "index"}
+
+
+class _ResolveDots:
+    """A middleware inside the stack that resolves dot segments, as some routers do."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, "path": posixpath.normpath(scope["path"])}
+        await self.app(scope, receive, send)
+
+
+def test_a_webhook_reached_through_a_dot_segment_is_still_verified() -> None:
+    # /docs/%2e%2e/webhooks/pay is public by /docs* and no webhook path as sent; the inner
+    # normalizer then routes it to the webhook handler (an attacker round's shape).
+    ran: list[str] = []
+
+    async def pay(request: Request) -> Response:
+        ran.append("pay")
+        return JSONResponse({"paid": True})
+
+    @public()
+    async def docs(request: Request) -> Response:
+        return JSONResponse({"docs": True})
+
+    app = Starlette(routes=[Route("/webhooks/pay", pay, methods=["POST"]), Route("/docs", docs)])
+    app.add_middleware(_ResolveDots)
+    install(
+        app,
+        key_settings(
+            [],
+            public_paths=["/docs*", "/webhooks/*"],
+            webhook_secret="whsec_" + "A" * 43,
+            webhook_paths=["/webhooks/*"],
+        ),
+    )
+    client = TestClient(app)
+    for path in ("/docs/%2e%2e/webhooks/pay", "/docs/./%2e%2e/webhooks//pay/"):
+        response = client.post(path, content=b'{"amount": 1}')
+        assert response.status_code == 400, path
+        assert response.json()["code"] == "SIGNATURE_INVALID"
+    assert ran == []
+
+
+def test_the_login_limit_counts_a_login_reached_through_a_dot_segment() -> None:
+    logins: list[str] = []
+
+    @public()
+    async def login(request: Request) -> Response:
+        logins.append("tried")
+        return JSONResponse({"token": "..."})
+
+    app = Starlette(routes=[Route("/auth/token", login, methods=["POST"])])
+    app.add_middleware(_ResolveDots)
+    install(
+        app,
+        key_settings([], public_paths=["/docs*", "/auth/*"], rate_limit_auth="2/minute"),
+    )
+    client = TestClient(app)
+    statuses = [client.post("/docs/%2e%2e/auth/token").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert client.post("/auth/token").status_code == 429  # one budget, however spelled
+    assert len(logins) == 2
+
+
+def test_a_request_authenticated_at_the_endpoint_is_charged_by_the_tenant_limit() -> None:
+    # The @public catch-all took it, the inner rewrite reached a protected route, and
+    # the endpoint authenticated it: the per-tenant limit, which ran before with no
+    # principal, counts it there.
+    @public()
+    async def spa(request: Request) -> Response:
+        return JSONResponse({"page": "index"})
+
+    app = Starlette(routes=[*routes(), Route("/{rest:path}", spa)])
+    app.add_middleware(StripTrailingSlash)
+    install(
+        app,
+        HardenSettings(
+            jwt_secret=SECRET,
+            jwt_issuer=ISSUER,
+            jwt_audience=AUDIENCE,
+            rate_limit_tenant="2/minute",
+        ),
+    )
+    client = TestClient(app)
+    served = [client.get("/tenants/acme/items/", headers=auth()) for _ in range(2)]
+    assert [response.status_code for response in served] == [200, 200]
+    assert "r=0" in served[1].headers["ratelimit"]  # the tenant rule is reported too
+    refused = client.get("/tenants/acme/items/", headers=auth())
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "RATE_LIMITED"
+    assert "secret" not in refused.text
+    # The same tenant's budget, whichever way it came in.
+    assert client.get("/tenants/acme/items", headers=auth()).status_code == 429
+    assert client.get("/about").status_code == 200  # public: no tenant to charge

@@ -32,6 +32,7 @@ import structlog
 from starlette.routing import Host, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hardenkit._late import run_late_checks
 from hardenkit._marks import PUBLIC, marks_of
 from hardenkit._paths import PathPatterns, route_path
 from hardenkit._routes import endpoint_of, iter_routes, mounted_routes
@@ -114,7 +115,9 @@ class Judge:
         The prediction took it for a public route (a rewrite inside the stack, say); the
         endpoint is not. The credential is checked now, as AuthMiddleware would have, and
         the request served or refused by it: a valid token is not turned away because the
-        prediction missed, and none reaches the handler without one.
+        prediction missed, and none reaches the handler without one. The checks a layer
+        before left for want of a principal (``hardenkit._late``: the per-tenant rate
+        limit) run once it is bound.
         """
         _logger.warning(
             "auth_checked_at_the_endpoint",
@@ -131,7 +134,10 @@ class Judge:
         bound[VERDICT_KEY] = (self, principal, root_path, scope.get("path"))
         token = principal_var.set(principal)
         try:
-            await app(bound, receive, send)
+            # What the layers before left for want of a principal (the per-tenant
+            # limit) is charged now, before the handler.
+            if not await run_late_checks(bound, send):
+                await app(bound, receive, send)
         finally:
             principal_var.reset(token)
 

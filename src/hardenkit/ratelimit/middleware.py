@@ -6,15 +6,17 @@ from collections.abc import Iterable, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hardenkit._late import leave_for_later
 from hardenkit._marks import EXEMPT, MarkedRoutes
 from hardenkit._paths import route_path
-from hardenkit.context import client_ip_var
-from hardenkit.errors import send_refusal
+from hardenkit.context import client_ip_var, principal_var
+from hardenkit.errors import Refusal, send_refusal
 from hardenkit.proxies import TrustedProxies
 from hardenkit.ratelimit._observe import record_decision, refusal_of
 from hardenkit.ratelimit._report import REPORT_KEY, Report, report_of
 from hardenkit.ratelimit.decision import RateLimitDecision, RateLimitStore
 from hardenkit.ratelimit.headers import as_text, decision_headers
+from hardenkit.ratelimit.keys import needs_principal
 from hardenkit.ratelimit.limiter import RateLimiter
 from hardenkit.ratelimit.memory import MemoryStore
 from hardenkit.ratelimit.rules import PathPatterns, RateLimitRule
@@ -109,14 +111,7 @@ class RateLimitMiddleware:
         try:
             refused = await self._decide(scope, report)
             if refused is not None:
-                rule_name, decision = refused
-                rate_headers = (
-                    decision_headers(rule_name, decision, legacy=self.legacy_headers)
-                    if reporting
-                    else []
-                )
-                refusal = refusal_of(rule_name, decision, as_text(rate_headers))
-                await send_refusal(send, scope, refusal)
+                await send_refusal(send, scope, self._refusal(refused, reporting=reporting))
                 return
             if not reporting:
                 await self.app(scope, receive, send)
@@ -135,21 +130,72 @@ class RateLimitMiddleware:
                 client_ip_var.reset(token)
 
     async def _decide(self, scope: Scope, report: Report) -> tuple[str, RateLimitDecision] | None:
-        """Offer every rule's decision to ``report``; return the first refusal, if any."""
+        """Offer every rule's decision to ``report``; return the first refusal, if any.
+
+        A rule keyed on the principal that finds none (auth let the request through as
+        public) is left for the endpoint, should auth authenticate the request there.
+        """
         path = route_path(scope)
         method: str = scope.get("method", "GET")  # a WebSocket handshake is a GET
+        unkeyed: list[tuple[RateLimitRule, RateLimiter]] | None = None
         for rule, limiter in self._limiters:
             if not rule.applies_to(path, method):
                 continue
             key = rule.key(scope)
             if key is None:
+                if needs_principal(rule.key) and principal_var.get() is None:
+                    unkeyed = [] if unkeyed is None else unkeyed
+                    unkeyed.append((rule, limiter))
                 continue
             decision = await limiter.hit(key, rule.cost)
             record_decision(rule.name, decision)
             report.offer(rule.name, decision)
             if not decision.allowed:
                 return rule.name, decision
+        if unkeyed is not None:
+            leave_for_later(scope, _LateCharge(unkeyed, report))
         return None
+
+    def _refusal(self, refused: tuple[str, RateLimitDecision], *, reporting: bool) -> Refusal:
+        """The ``429`` (or ``503``) for ``refused``.
+
+        It lists the rate headers when ``reporting``; an outer layer's send adds them
+        otherwise.
+        """
+        rule_name, decision = refused
+        rate_headers = (
+            decision_headers(rule_name, decision, legacy=self.legacy_headers) if reporting else []
+        )
+        return refusal_of(rule_name, decision, as_text(rate_headers))
+
+
+class _LateCharge:
+    """The rules one layer could not key for want of a principal, charged at the endpoint.
+
+    The request was let through as public and reached a protected route, where auth
+    authenticated it (``hardenkit.auth._checkpoint``); its principal is bound now.
+    """
+
+    __slots__ = ("_report", "_rules")
+
+    def __init__(self, rules: list[tuple[RateLimitRule, RateLimiter]], report: Report) -> None:
+        self._rules = rules
+        self._report = report
+
+    async def __call__(self, scope: Scope, send: Send) -> bool:
+        for rule, limiter in self._rules:
+            key = rule.key(scope)
+            if key is None:
+                continue
+            decision = await limiter.hit(key, rule.cost)
+            record_decision(rule.name, decision)
+            self._report.offer(rule.name, decision)
+            if not decision.allowed:
+                # The endpoint's send passes every rate-limit layer's: the outermost one
+                # adds the rate headers to this refusal.
+                await send_refusal(send, scope, refusal_of(rule.name, decision, ()))
+                return True
+        return False
 
 
 _LIMITED = frozenset({"http", "websocket"})
