@@ -605,3 +605,32 @@ def test_a_request_authenticated_at_the_endpoint_is_charged_by_the_tenant_limit(
     # The same tenant's budget, whichever way it came in.
     assert client.get("/tenants/acme/items", headers=auth()).status_code == 429
     assert client.get("/about").status_code == 200  # public: no tenant to charge
+
+
+def test_a_request_authenticated_in_a_mount_is_bound_by_the_apps_own_path() -> None:
+    # Authenticated at an endpoint inside Mount("/m"), the request's tenant is found
+    # from the app's path (/m/tenants/acme/items), not the mount's (/tenants/acme/items,
+    # which the app's own /{tenant_id}/... route would read as tenant "tenants").
+    @public()
+    async def spa(request: Request) -> Response:
+        return JSONResponse({"page": "index"})
+
+    async def page(request: Request) -> Response:
+        return JSONResponse({"tenant": request.path_params["tenant_id"]})
+
+    app = Starlette(
+        routes=[
+            Mount("/m", routes=routes()),
+            Route("/{tenant_id}/{section}/{name}", page),
+            Route("/{rest:path}", spa),
+        ]
+    )
+    app.add_middleware(StripTrailingSlash)
+    install(app, HardenSettings(jwt_secret=SECRET, jwt_issuer=ISSUER, jwt_audience=AUDIENCE))
+    client = TestClient(app)
+    served = client.get("/m/tenants/acme/items/", headers=auth())
+    assert served.status_code == 200
+    assert served.json()["tenant"] == "acme"
+    refused = client.get("/m/tenants/globex/items/", headers=auth())
+    assert refused.status_code == 403
+    assert "secret" not in refused.text
