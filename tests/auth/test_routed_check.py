@@ -634,3 +634,28 @@ def test_a_request_authenticated_in_a_mount_is_bound_by_the_apps_own_path() -> N
     refused = client.get("/m/tenants/globex/items/", headers=auth())
     assert refused.status_code == 403
     assert "secret" not in refused.text
+
+
+def test_an_included_router_rebuilt_after_traffic_is_guarded_again(tmp_path: Any) -> None:
+    # FastAPI rebuilds an included router's routes (fresh, unwrapped apps) whenever its
+    # routes version moves, as APIRouter.frontend() does without growing any route list.
+    from fastapi import APIRouter
+
+    router = APIRouter()
+
+    @router.get("/tenants/{tenant_id}/items")
+    async def tenant_items(tenant_id: str) -> dict[str, Any]:
+        return {"tenant": tenant_id, "items": ["secret"]}
+
+    app = FastAPI()
+    app.include_router(router)
+    app.add_middleware(StripTrailingSlash)
+    install(app, HardenSettings(jwt_secret=SECRET, jwt_issuer=ISSUER, jwt_audience=AUDIENCE))
+    client = TestClient(app)
+    assert client.get("/tenants/globex/items/", headers=auth()).status_code == 403
+    (tmp_path / "index.html").write_text("<p>ui</p>")
+    router.frontend("/ui", directory=tmp_path)
+    refused = client.get("/tenants/globex/items/", headers=auth())
+    assert refused.status_code == 403
+    assert "secret" not in refused.text
+    assert client.get("/tenants/acme/items/", headers=auth()).json()["tenant"] == "acme"

@@ -25,8 +25,7 @@ naming the cure (:meth:`Judge.notice_rewrite`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sized
 
 import structlog
 from starlette.routing import Host, Mount
@@ -347,9 +346,11 @@ class _Inside:
 class Checkpoints:
     """Wraps every endpoint of an app once, and again those of routes added later.
 
-    The route lists walked are watched by length, and the app's own list by identity (as
-    the route marks' table is): a route added after the first request, or a route list
-    the app was given anew, is guarded on the next request. A route replaced in place in
+    The route lists walked are watched by length, the app's own list by identity (as
+    the route marks' table is), and each included FastAPI router by its routes version: a
+    route added after the first request, a route list the app was given anew, or the
+    contexts FastAPI builds anew for an included router (``APIRouter.frontend()`` after
+    traffic) are guarded on the next request. A route replaced in place in
     a list of the same length is not noticed: add routes, do not swap them.
     """
 
@@ -358,7 +359,7 @@ class Checkpoints:
     def __init__(self) -> None:
         self._app: object = None
         self._top: object = None
-        self._watched: tuple[tuple[Sequence[Any], int], ...] = ()
+        self._watched: tuple[tuple[Sized, int], ...] = ()
 
     def ensure(self, scope: Scope) -> None:
         """Guard the endpoints of ``scope["app"]`` if not done since its routes changed."""
@@ -375,7 +376,7 @@ class Checkpoints:
         self._top = top
 
 
-def _guard(app: object) -> list[tuple[Sequence[Any], int]]:
+def _guard(app: object) -> list[tuple[Sized, int]]:
     """Wrap every endpoint below ``app``'s routes; the route lists seen, with lengths."""
     lists = owned_route_lists(app)
     for info in iter_routes(app):

@@ -7,7 +7,7 @@ request; the route marks (``@public()``, ``@exempt()``) use it too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from typing import Any
 
 from starlette.types import Scope
@@ -35,11 +35,15 @@ def route_path_params(scope: Scope) -> dict[str, Any] | None:
     return None if found is None else found[1]
 
 
-def owned_route_lists(app: object) -> list[Sequence[Any]]:
-    """Every route list below ``app``'s router that a route added to would change."""
+def owned_route_lists(app: object) -> list[Sized]:
+    """What changes when routes are added below ``app``'s router.
+
+    Every route list a route added to would change, and every included FastAPI router's
+    routes version (:class:`_RoutesVersion`).
+    """
     router = getattr(app, "router", None)
     routes = getattr(router, "routes", None)
-    watched: list[tuple[Sequence[Any], int]] = []
+    watched: list[tuple[Sized, int]] = []
     if isinstance(routes, list):
         _scan(routes, watched, set(), 0)
     return [routes for routes, _ in watched]
@@ -52,7 +56,8 @@ class RouteParamNames:
     bound parameter: most apps have none, and routing twice is what it would cost. The
     answer is worked out once per app from every route template (Starlette routes,
     mounts, hosts, included FastAPI routers) and again whenever one of the route lists
-    it walked changes length (a route added after the first request).
+    it walked changes length (a route added after the first request), or an included
+    FastAPI router's routes version moves.
     """
 
     __slots__ = ("_any", "_app", "_names", "_top", "_watched")
@@ -61,7 +66,7 @@ class RouteParamNames:
         self._names = frozenset(names)
         self._app: object = None
         self._top: object = None
-        self._watched: tuple[tuple[Sequence[Any], int], ...] = ()
+        self._watched: tuple[tuple[Sized, int], ...] = ()
         self._any = False
 
     def in_app_of(self, scope: Scope) -> bool:
@@ -82,7 +87,7 @@ class RouteParamNames:
     def _refresh(self, app: object) -> None:
         router = getattr(app, "router", None)
         routes = getattr(router, "routes", None)
-        watched: list[tuple[Sequence[Any], int]] = []
+        watched: list[tuple[Sized, int]] = []
         found: set[str] = set()
         if isinstance(routes, list):
             _scan(routes, watched, found, 0)
@@ -92,9 +97,27 @@ class RouteParamNames:
         self._any = not self._names.isdisjoint(found)
 
 
+class _RoutesVersion:
+    """An included FastAPI router's routes version, watched as a route list's length is.
+
+    FastAPI serves an included router through contexts it builds anew (fresh endpoint
+    apps) whenever the router's ``_routes_version`` moves: ``APIRouter.frontend()`` does
+    that without adding to any route list.
+    """
+
+    __slots__ = ("_router",)
+
+    def __init__(self, router: object) -> None:
+        self._router = router
+
+    def __len__(self) -> int:
+        version = getattr(self._router, "_routes_version", 0)
+        return version if isinstance(version, int) else 0
+
+
 def _scan(
     routes: Sequence[Any],
-    watched: list[tuple[Sequence[Any], int]],
+    watched: list[tuple[Sized, int]],
     found: set[str],
     depth: int,
     *,
@@ -116,7 +139,11 @@ def _scan(
             continue
         # A Mount's or Host's routes, and an included FastAPI router's own list (its
         # effective candidates are derived from it): a route added to any is noticed.
-        for owner in (route, getattr(route, "original_router", None)):
+        included = getattr(route, "original_router", None)
+        if isinstance(getattr(included, "_routes_version", None), int):
+            version = _RoutesVersion(included)
+            watched.append((version, len(version)))
+        for owner in (route, included):
             # A mount's router below any middleware wrapping it, else the route's own list.
             own = mounted_routes(owner)
             if own is None:
