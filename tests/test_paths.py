@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hardenkit._paths import PathPatterns, PathTable, normalized_path
+from hardenkit._paths import PathPatterns, PathTable, normalized_path, path_spellings
 
 
 def test_prefix_pattern_matches_below_and_the_bare_prefix_but_not_lookalikes() -> None:
@@ -135,8 +135,45 @@ def test_a_pattern_that_adds_a_check_matches_whenever_the_normalized_path_does(
     checked = PathPatterns(["/auth/token", "/webhooks/*"], any_case=True)
     if PathPatterns(["/auth/token", "/webhooks/*"]).matches(normal.casefold()):
         assert checked.matches(path)
-    if checked.matches(path):  # never more than the path as sent or as normalized
+    if checked.matches(path):  # never more than the path as sent or one of its spellings
         assert any(
             PathPatterns(["/auth/token", "/webhooks/*"]).matches(candidate.casefold())
-            for candidate in (path, normal)
+            for candidate in (path, *path_spellings(path.casefold()))
         )
+        if ".." not in segments:  # what may climb over a root path is matched by its tails
+            assert PathPatterns(["/auth/token", "/webhooks/*"]).matches(
+                normal.casefold()
+            ) or PathPatterns(["/auth/token", "/webhooks/*"]).matches(path.casefold())
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/webhooks/g\u0131thub",  # re.IGNORECASE matches the dotless i to "i"
+        "/WEBHOOKS/G\u0130THUB",  # and the dotted capital I
+        "/webhooks/%64emo",  # a middleware that decodes the path again
+        "/webhooks/%2564emo",  # twice
+        "/docs/%252e%252e/webhooks/demo",
+        "/webhooks/../../svc/webhooks/demo",  # normalized with the root path /svc in front
+        "/a/../../../v1/api/webhooks/demo",
+        "/docs\\..\\webhooks\\demo",  # backslashes taken for slashes
+        "/\uff57ebhooks/demo",  # a fullwidth letter, NFKC
+    ],
+)
+def test_patterns_that_add_a_check_match_what_a_lenient_router_would_serve(path: str) -> None:
+    checked = PathPatterns(["/webhooks/github", "/webhooks/demo"], any_case=True)
+    assert checked.matches(path)
+    assert not PathPatterns(["/webhooks/github", "/webhooks/demo"]).matches(path)
+
+
+@pytest.mark.parametrize(
+    "path", ["/webhooks/../other", "/svc/other/demo", "/webhooks/%2e%2e/demo", "/docs/demo"]
+)
+def test_another_spelling_of_another_path_is_not_matched(path: str) -> None:
+    assert not PathPatterns(["/webhooks/github", "/webhooks/demo"], any_case=True).matches(path)
+
+
+@given(st.text(alphabet="/.%2Ee\\\u0131\u0130Iiwebhoksdm", max_size=40))
+def test_path_spellings_never_fail_and_always_start_at_the_root(path: str) -> None:
+    for spelling in path_spellings("/" + path):
+        assert spelling.startswith("/")

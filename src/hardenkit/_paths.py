@@ -15,12 +15,21 @@ once per request; every layer reads it from there.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Generic, TypeVar
+from urllib.parse import unquote
 
 from starlette.types import Scope
 
-__all__ = ["PathPatterns", "PathTable", "check_pattern", "normalized_path", "route_path"]
+__all__ = [
+    "PathPatterns",
+    "PathTable",
+    "check_pattern",
+    "normalized_path",
+    "path_spellings",
+    "route_path",
+]
 
 T = TypeVar("T")
 
@@ -106,15 +115,16 @@ class PathPatterns:
 
     Args:
         patterns: Exact paths, or prefixes ending in ``*``.
-        any_case: Match the path as sent and every path a normalizing router or a
-            middleware inside the stack would make of it: in any letter case, and with
-            its dot segments resolved, repeated slashes merged and a trailing slash
-            dropped (:func:`normalized_path`). For the settings that add a check (signed
+        any_case: Match the path as sent and every path a router or a middleware inside
+            the stack might serve it as (:func:`path_spellings`): in any letter case,
+            decoded again, with its dot segments resolved, repeated slashes merged and
+            a trailing slash dropped. For the settings that add a check (signed
             webhooks, API-key paths, the paths a limit applies to): a router that
-            matches any case (a FastAPI ``route_class``, a lowercasing middleware) must
-            not serve ``/WEBHOOKS/pay`` unchecked, nor a path normalizer
-            ``/docs/../webhooks/pay`` or ``/public/../auth/token``. Never for the ones
-            that remove a check (public, exempt): there, another spelling stays checked.
+            matches any case (a FastAPI ``route_class``, ``re.IGNORECASE``, a lowercasing
+            middleware) must not serve ``/WEBHOOKS/pay`` unchecked, nor a path
+            normalizer ``/docs/../webhooks/pay`` or ``/public/../auth/token``. Never for
+            the ones that remove a check (public, exempt): there, another spelling stays
+            checked.
     """
 
     __slots__ = ("_any_case", "_exact", "_prefixes", "patterns")
@@ -124,7 +134,7 @@ class PathPatterns:
         self._any_case = any_case
         exact: set[str] = set()
         prefixes: list[str] = []
-        for pattern in (p.casefold() for p in self.patterns) if any_case else self.patterns:
+        for pattern in (_fold(p) for p in self.patterns) if any_case else self.patterns:
             if pattern.endswith("*"):
                 prefix = pattern[:-1]
                 prefixes.append(prefix)
@@ -143,19 +153,75 @@ class PathPatterns:
     def matches(self, path: str) -> bool:
         """Return whether ``path`` matches one of the patterns."""
         if self._any_case:
-            # casefold, not lower: a router that folds case maps the long s (U+017F) to
-            # "s" too (an attacker round's /webhook\u017f/pay ran unsigned).
+            ascii_only = path.isascii()
+            if not ascii_only:  # _fold(), inline: every request's path comes here
+                path = path.translate(_DOTTED_AND_DOTLESS_I)
             path = path.casefold()
             if path in self._exact or (bool(self._prefixes) and path.startswith(self._prefixes)):
                 return True
-            # A dot segment, a repeated or a trailing slash (or a dot file: not worth
-            # telling apart) is what a normalizer would change.
-            if not ("/." in path or "//" in path or path[-1:] == "/"):
+            # Only such a path has another spelling: a letter beyond ASCII, a dot segment,
+            # a repeated or a trailing slash (or a dot file: not worth telling apart), an
+            # escape, a backslash.
+            if ascii_only and not (
+                "/." in path or "//" in path or path[-1:] == "/" or "%" in path or "\\" in path
+            ):
                 return False
-            path = normalized_path(path)
+            exact, prefixes = self._exact, self._prefixes
+            return any(
+                spelling in exact or (bool(prefixes) and spelling.startswith(prefixes))
+                for spelling in path_spellings(path)
+            )
         return path in self._exact or (bool(self._prefixes) and path.startswith(self._prefixes))
 
     __call__ = matches
+
+
+# re.IGNORECASE matches "i" to the dotted capital I and the dotless i, which casefold()
+# keeps apart (an attacker round's /webhooks/g\u0131thub ran unsigned).
+_DOTTED_AND_DOTLESS_I = str.maketrans({"\u0130": "i", "\u0131": "i"})
+_MAX_DECODES = 3
+
+
+def _fold(path: str) -> str:
+    """``path`` in one letter case, as any case-insensitive router compares it.
+
+    casefold, not lower: a router that folds case maps the long s (U+017F) to "s" too
+    (an attacker round's /webhook\u017f/pay ran unsigned).
+    """
+    if not path.isascii():
+        path = path.translate(_DOTTED_AND_DOTLESS_I)
+    return path.casefold()
+
+
+def path_spellings(path: str) -> list[str]:
+    """The paths a router or a middleware inside the stack might serve ``path`` as.
+
+    Each in one letter case: ``path`` decoded again (up to three times), with
+    backslashes as slashes, in NFKC, then each normalized (:func:`normalized_path`). A
+    normalization that climbs above the root (``/webhooks/../../svc/webhooks/pay``)
+    also gives every tail of the result: a middleware that normalizes the full path,
+    root path included, lands on whichever of them its router then serves.
+    """
+    forms = [path]
+    decoded = path
+    for _ in range(_MAX_DECODES):
+        if "%" not in decoded:
+            break
+        decoded = _fold(unquote(decoded))
+        forms.append(decoded)
+    for form in list(forms):
+        if "\\" in form:
+            forms.append(form.replace("\\", "/"))
+        if not form.isascii():
+            forms.append(_fold(unicodedata.normalize("NFKC", form)))
+    spellings: list[str] = []
+    for form in forms:
+        normal, climbed = _normalized(form)
+        spellings.append(normal)
+        if climbed:
+            segments = normal.split("/")
+            spellings += ["/" + "/".join(segments[start:]) for start in range(2, len(segments))]
+    return spellings
 
 
 def normalized_path(path: str) -> str:
@@ -164,11 +230,19 @@ def normalized_path(path: str) -> str:
     Dot segments resolved (``..`` never above the root), repeated slashes merged, a
     trailing slash dropped: ``/public/../auth//token/`` is ``/auth/token``.
     """
+    return _normalized(path)[0]
+
+
+def _normalized(path: str) -> tuple[str, bool]:
+    """:func:`normalized_path`, and whether a ``..`` would have climbed above the root."""
     segments: list[str] = []
+    climbed = False
     for segment in path.split("/"):
         if segment == "..":
             if segments:
                 segments.pop()
+            else:
+                climbed = True
         elif segment not in ("", "."):
             segments.append(segment)
-    return "/" + "/".join(segments)
+    return "/" + "/".join(segments), climbed

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
+import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote
 
+import anyio
 import pytest
 from fastapi import BackgroundTasks, Depends, FastAPI
 from starlette.applications import Starlette
@@ -22,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, Router, WebSocketRoute
 from starlette.testclient import TestClient, WebSocketDenialResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from structlog.testing import capture_logs
 
@@ -659,3 +662,157 @@ def test_an_included_router_rebuilt_after_traffic_is_guarded_again(tmp_path: Any
     assert refused.status_code == 403
     assert "secret" not in refused.text
     assert client.get("/tenants/acme/items/", headers=auth()).json()["tenant"] == "acme"
+
+
+class _AnyCaseRoute(Route):
+    """A route that matches any case the usual way: its regex with ``re.IGNORECASE``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.path_regex = re.compile(self.path_regex.pattern, re.IGNORECASE)
+
+
+def test_a_router_matching_with_ignorecase_serves_no_check_less_spelling() -> None:
+    # re.IGNORECASE matches "i" to the dotless i and the dotted capital I, which
+    # casefold() keeps apart: an attacker round's /webhooks/g\u0131thub ran unsigned, and
+    # /auth/log\u0131n was never charged by the login limit. No rewrite: nothing was said.
+    ran: list[str] = []
+
+    async def github(request: Request) -> Response:
+        ran.append("github")
+        return JSONResponse({"processed": True})
+
+    @public()
+    async def login(request: Request) -> Response:
+        return JSONResponse({"detail": "bad password"}, status_code=401)
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse({"credential": request.state.principal.credential})
+
+    app = Starlette(
+        routes=[
+            _AnyCaseRoute("/webhooks/github", github, methods=["POST"]),
+            _AnyCaseRoute("/auth/login", login, methods=["POST"]),
+            _AnyCaseRoute("/internal/stats", stats),
+        ]
+    )
+    install(
+        app,
+        key_settings(
+            ["/internal/*"],
+            public_paths=["/webhooks/*", "/auth/*"],
+            webhook_secret="whsec_" + "A" * 43,
+            webhook_paths=["/webhooks/github"],
+            auth_paths=["/auth/login"],
+            rate_limit_auth="3/minute",
+        ),
+    )
+    client = TestClient(app)
+    for path in ("/webhooks/g\u0131thub", "/webhooks/g\u0130thub"):
+        assert client.post(path, content=b"{}").status_code == 400, path
+    assert ran == []
+    logins = [client.post(path).status_code for path in ("/auth/log\u0131n", "/auth/login") * 2]
+    assert logins == [401, 401, 401, 429]
+    assert client.get("/\u0131nternal/stats", headers=auth()).status_code == 401
+
+
+def _status_of(app: Any, method: str, path: str, *, root_path: str = "") -> int:
+    """The status ``app`` answers for ``path`` exactly as uvicorn would put it in the scope
+    (decoded once; the test client decodes twice and resolves dot segments)."""
+    full = root_path + path
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": full,
+        "raw_path": full.encode(),
+        "root_path": root_path,
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"content-length", b"2")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    anyio.run(app, scope, receive, send)
+    return int(sent[0]["status"])
+
+
+def test_a_normalizer_on_the_full_path_cannot_climb_over_the_root_path() -> None:
+    # uvicorn --root-path /svc and a middleware that normalizes scope["path"], root path
+    # included: /webhooks/../../svc/webhooks/pay climbs over /svc and back in.
+    ran: list[str] = []
+
+    async def pay(request: Request) -> Response:
+        ran.append("pay")
+        return JSONResponse({"paid": True})
+
+    app = Starlette(routes=[Route("/webhooks/pay", pay, methods=["POST"])])
+    app.add_middleware(_ResolveDots)
+    install(
+        app,
+        key_settings(
+            [],
+            public_paths=["/webhooks/*"],
+            webhook_secret="whsec_" + "A" * 43,
+            webhook_paths=["/webhooks/pay"],
+        ),
+    )
+    path = "/webhooks/../../svc/webhooks/pay"
+    assert _status_of(app, "POST", path, root_path="/svc") == 400
+    assert ran == []
+
+
+class _DecodeAgain:
+    """A middleware inside the stack that percent-decodes the (already decoded) path."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, "path": posixpath.normpath(unquote(scope["path"]))}
+        await self.app(scope, receive, send)
+
+
+def test_a_path_decoded_again_inside_the_stack_keeps_its_checks() -> None:
+    ran: list[str] = []
+
+    async def pay(request: Request) -> Response:
+        ran.append("pay")
+        return JSONResponse({"paid": True})
+
+    @public()
+    async def login(request: Request) -> Response:
+        return JSONResponse({"detail": "bad password"}, status_code=401)
+
+    app = Starlette(
+        routes=[
+            Route("/webhooks/pay", pay, methods=["POST"]),
+            Route("/auth/token", login, methods=["POST"]),
+        ]
+    )
+    app.add_middleware(_DecodeAgain)
+    install(
+        app,
+        key_settings(
+            [],
+            public_paths=["/webhooks/*", "/auth/*"],
+            webhook_secret="whsec_" + "A" * 43,
+            webhook_paths=["/webhooks/pay"],
+            rate_limit_auth="2/minute",
+        ),
+    )
+    # As uvicorn puts them in the scope: decoded once.
+    assert _status_of(app, "POST", "/webhooks/%70ay") == 400
+    assert ran == []
+    logins = [_status_of(app, "POST", "/webhooks/%2e%2e/auth/token") for _ in range(3)]
+    assert logins == [401, 401, 429]

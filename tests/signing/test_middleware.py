@@ -110,6 +110,31 @@ def test_a_failed_delivery_is_released_so_the_retry_is_processed(failure: str) -
     assert response.json() == {"processed": True}
 
 
+@pytest.mark.parametrize(
+    ("path", "follow"),
+    [
+        ("/webhooks/in/", True),  # the router's redirect_slashes answers 307 first
+        ("/webhooks/in/", False),  # a sender that does not follow it, and retries
+        ("/webhooks/nowhere", False),  # no route: 404, until the route is deployed
+    ],
+)
+def test_a_delivery_no_handler_answered_is_released_so_it_is_processed_later(
+    path: str, *, follow: bool
+) -> None:
+    handler = Handler()
+    client = TestClient(make_app(handler))
+    headers = sign_webhook(BODY, SECRET, webhook_id="msg_routed")
+    first = client.post(path, content=BODY, headers=headers, follow_redirects=follow)
+    if follow:
+        assert [step.status_code for step in first.history] == [307]
+        assert first.json() == {"processed": True}
+    else:
+        assert first.status_code in (307, 404)
+        retry = client.post("/webhooks/in", content=BODY, headers=headers)
+        assert retry.json() == {"processed": True}
+    assert handler.processed == [("msg_routed", BODY)]
+
+
 async def test_a_delivery_still_in_progress_elsewhere_gets_409_with_retry_after() -> None:
     store = ReplayStore()
     handler = Handler()

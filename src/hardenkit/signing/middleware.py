@@ -5,9 +5,10 @@ limit), verifies it, then claims its id in the :class:`ReplayStore`:
 
 * new: the application runs and sees the exact raw body (``await request.body()``) and
   the :class:`VerifiedWebhook` in ``request.scope["hardenkit.webhook"]``. When it answers
-  below 500 (and not 408/409/425/429, which ask for a retry) the id is remembered as
-  processed for ``dedupe_ttl``; otherwise, or when it raises, the claim is released so the
-  sender's retry is processed.
+  below 500 (and not 408/409/425/429, which ask for a retry, nor a redirect, 404 or 405,
+  which the router answers when no handler ran) the id is remembered as processed for
+  ``dedupe_ttl``; otherwise, or when it raises, the claim is released so the sender's
+  retry is processed.
 * already processed: ``on_duplicate="acknowledge"`` answers 200
   ``{"status": "duplicate", "processed": false, ...}`` without calling the application
   (the sender stops retrying); ``"refuse"`` answers 401 ``SIGNATURE_INVALID``.
@@ -35,7 +36,11 @@ __all__ = ["SCOPE_KEY", "DuplicateHandling", "WebhookMiddleware"]
 SCOPE_KEY = "hardenkit.webhook"
 DEFAULT_DEDUPE_TTL_SECONDS = 24 * 3600
 DEFAULT_PROCESSING_TTL_SECONDS = 60
-_RETRY_LATER = frozenset({408, 409, 425, 429})
+# Answers after which the delivery is not taken as processed: its claim is released, so
+# the sender's retry (or the redirect it follows) runs. Retry-later answers, and what the
+# router answers when no handler ran: a redirect (redirect_slashes: the verified path
+# may be spelled otherwise than the route), no route, a method the route does not take.
+_NOT_PROCESSED = frozenset({408, 409, 425, 429, 404, 405, *range(300, 400)})
 
 DuplicateHandling = Literal["acknowledge", "refuse"]
 
@@ -182,7 +187,7 @@ class WebhookMiddleware:
             # processing_ttl lapses: awaiting Redis inside a cancelled task is not reliable.
             await self.replay_store.release(key)
             raise
-        if status is not None and status < 500 and status not in _RETRY_LATER:
+        if status is not None and status < 500 and status not in _NOT_PROCESSED:
             await self.replay_store.complete(key, self.dedupe_ttl)
         else:
             await self.replay_store.release(key)
