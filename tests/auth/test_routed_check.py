@@ -29,7 +29,7 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from structlog.testing import capture_logs
 
-from hardenkit import AuthMiddleware, HardenSettings, JWTVerifier, install, public
+from hardenkit import AuthMiddleware, HardenSettings, JWTVerifier, install, public, sign_webhook
 from hardenkit.auth import _binding, hash_api_key
 from hardenkit.errors import ErrorMiddleware
 from tests.auth.support import AUDIENCE, ISSUER, SECRET, hs256
@@ -785,6 +785,30 @@ class _DecodeAgain:
 
 def test_a_path_decoded_again_inside_the_stack_keeps_its_checks() -> None:
     ran: list[str] = []
+    app = _paying_app(ran, _DecodeAgain)
+    # As uvicorn puts them in the scope: decoded once.
+    assert _status_of(app, "POST", "/webhooks/%70ay") == 400
+    assert ran == []
+    logins = [_status_of(app, "POST", "/webhooks/%2e%2e/auth/token") for _ in range(3)]
+    assert logins == [401, 401, 429]
+
+
+class _StripVersion:
+    """A middleware inside the stack that serves /api/v1/... as /... (a rewrite no
+    spelling of the path foresees)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/v1/"):
+            scope = {**scope, "path": scope["path"][len("/api/v1") :]}
+        await self.app(scope, receive, send)
+
+
+def _paying_app(ran: list[str], rewrite: type[Any], *, catch_all: bool = False) -> Starlette:
+    """A webhook route, a login route under a limit of 2, and ``rewrite`` inside the stack
+    (added before install()); with a ``@public`` catch-all taking any other path."""
 
     async def pay(request: Request) -> Response:
         ran.append("pay")
@@ -794,13 +818,18 @@ def test_a_path_decoded_again_inside_the_stack_keeps_its_checks() -> None:
     async def login(request: Request) -> Response:
         return JSONResponse({"detail": "bad password"}, status_code=401)
 
-    app = Starlette(
-        routes=[
-            Route("/webhooks/pay", pay, methods=["POST"]),
-            Route("/auth/token", login, methods=["POST"]),
-        ]
-    )
-    app.add_middleware(_DecodeAgain)
+    @public()
+    async def spa(request: Request) -> Response:
+        return JSONResponse({"page": "index"})
+
+    routes = [
+        Route("/webhooks/pay", pay, methods=["POST"]),
+        Route("/auth/token", login, methods=["POST"]),
+    ]
+    if catch_all:
+        routes.append(Route("/{rest:path}", spa, methods=["GET", "POST"]))
+    app = Starlette(routes=routes)
+    app.add_middleware(rewrite)
     install(
         app,
         key_settings(
@@ -811,8 +840,38 @@ def test_a_path_decoded_again_inside_the_stack_keeps_its_checks() -> None:
             rate_limit_auth="2/minute",
         ),
     )
-    # As uvicorn puts them in the scope: decoded once.
-    assert _status_of(app, "POST", "/webhooks/%70ay") == 400
+    return app
+
+
+def test_a_webhook_path_reached_through_any_rewrite_is_verified_at_the_endpoint() -> None:
+    # /api/v1/webhooks/pay is no webhook path as sent, and the @public catch-all takes it;
+    # the inner rewrite serves /webhooks/pay. The endpoint asks the webhook layer again.
+    ran: list[str] = []
+    client = TestClient(_paying_app(ran, _StripVersion, catch_all=True))
+    with capture_logs() as logs:
+        unsigned = client.post("/api/v1/webhooks/pay", content=b"{}")
+    assert unsigned.status_code == 400
+    assert unsigned.json()["code"] == "SIGNATURE_INVALID"
     assert ran == []
-    logins = [_status_of(app, "POST", "/webhooks/%2e%2e/auth/token") for _ in range(3)]
-    assert logins == [401, 401, 429]
+    events = [log["event"] for log in logs]
+    assert "path_rewritten_inside_the_stack" in events
+    assert "webhook_verified_at_the_endpoint" in events
+    body = b'{"amount": 1}'
+    headers = sign_webhook(body, "whsec_" + "A" * 43, webhook_id="msg_v1")
+    assert client.post("/api/v1/webhooks/pay", content=body, headers=headers).json() == {
+        "paid": True
+    }
+    again = client.post("/api/v1/webhooks/pay", content=body, headers=headers)
+    assert again.json()["status"] == "duplicate"  # processed once, however it came in
+    assert ran == ["pay"]
+
+
+def test_the_login_limit_counts_a_login_reached_through_any_rewrite() -> None:
+    client = TestClient(_paying_app([], _StripVersion, catch_all=True))
+    statuses = [client.post("/api/v1/auth/token").status_code for _ in range(3)]
+    assert statuses == [401, 401, 429]
+    refused = client.post("/api/v1/auth/token")
+    assert refused.json()["code"] == "RATE_LIMITED"
+    assert '"auth"' in refused.headers["ratelimit"]
+    assert client.post("/auth/token").status_code == 429  # one budget
+    assert client.get("/api/v1/about").json() == {"page": "index"}  # nothing else changes

@@ -20,7 +20,8 @@ without AuthMiddleware) passes untouched.
 A path that reaches the endpoint changed since auth judged it was rewritten inside the
 stack, where every other protection judged it before the rewrite too (rate limits, body
 limits, timeouts, webhook signatures): that is said once per AuthMiddleware, as an error
-naming the cure (:meth:`Judge.notice_rewrite`).
+naming the cure, and the layers that judge paths are asked again for the path reached
+(:meth:`Judge.rewritten`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import structlog
 from starlette.routing import Host, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hardenkit._late import run_late_checks
+from hardenkit._late import rechecked, run_late_checks
 from hardenkit._marks import PUBLIC, marks_of
 from hardenkit._paths import PathPatterns, route_path
 from hardenkit._routes import endpoint_of, iter_routes, mounted_routes
@@ -58,11 +59,14 @@ class Judge:
         authenticate: AuthMiddleware's own authentication of a request (token or API key
             by the app path given), bound to its tenant; raises its refusal.
         api_key_paths: The paths that take an API key instead of a token.
+        checkpoints: AuthMiddleware's endpoint guard, which knows the app whose stack
+            holds the layers (their checks are asked again for a rewritten path).
     """
 
     __slots__ = (
         "api_key_paths",
         "authenticate",
+        "checkpoints",
         "public_paths",
         "refuse",
         "rewrite_noticed",
@@ -76,35 +80,45 @@ class Judge:
         refuse: Callable[[Send, Scope, AuthRefusedError], Awaitable[None]],
         authenticate: Callable[[Scope, str], Awaitable[tuple[Principal, Scope]]],
         api_key_paths: PathPatterns,
+        *,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self.api_key_paths = api_key_paths
+        self.checkpoints = checkpoints
         self.public_paths = public_paths
         self.routed_mismatch = routed_mismatch
         self.refuse = refuse
         self.authenticate = authenticate
         self.rewrite_noticed = False
 
-    def notice_rewrite(self, judged: object, scope: Scope) -> None:
-        """Say, once, that a middleware inside the stack changed the path after auth.
+    def rewritten(self, judged: object, scope: Scope, root_path: str, app: ASGIApp) -> ASGIApp:
+        """``app`` held to the checks the path reached adds; the rewrite said, once.
 
-        Auth is held to the route reached, but the layers before it judged the path as
-        sent: a rate limit, the login limit, a body limit or timeout for a path, webhook
-        signatures and exempt paths missed the path the router served. Nothing refuses
-        the request (the rewrite may be the app's own trailing-slash rule); the cure is
-        to add such a middleware after ``install()``, outside its layers.
+        A middleware inside the stack changed the path after the layers judged it. Auth
+        is held to the route reached; the layers that judge paths (webhook signatures,
+        rate limits) are asked again for the path reached (:func:`hardenkit._late.
+        rechecked`). Body limits, timeouts for a path and exempt paths are not: they
+        stay as judged. Nothing refuses the request (the rewrite may be the app's own
+        trailing-slash rule); the cure is to add such a middleware after ``install()``,
+        outside its layers.
         """
-        if self.rewrite_noticed:
-            return
-        self.rewrite_noticed = True
-        _logger.error(
-            "path_rewritten_inside_the_stack",
-            judged_path=judged,
-            reached_path=scope.get("path"),
-            detail="a middleware or router between hardenkit's layers and the endpoint "
-            "changed the request path; rate limits, body limits, timeouts and webhook paths "
-            "were judged on the path as sent. Add the middleware that rewrites paths after "
-            "install(), so that it runs first (said once)",
-        )
+        if not self.rewrite_noticed:
+            self.rewrite_noticed = True
+            _logger.error(
+                "path_rewritten_inside_the_stack",
+                judged_path=judged,
+                reached_path=scope.get("path"),
+                detail="a middleware or router between hardenkit's layers and the endpoint "
+                "changed the request path; webhook signatures and rate limits are checked "
+                "again for the path reached, body limits, timeouts and exempt paths were "
+                "judged on the path as sent. Add the middleware that rewrites paths after "
+                "install(), so that it runs first (said once)",
+            )
+        stack_app = None if self.checkpoints is None else self.checkpoints.app
+        if stack_app is None or not isinstance(judged, str):
+            return app
+        judged_path = route_path({"path": judged, "root_path": root_path})
+        return rechecked(stack_app, judged_path, _app_path(scope, root_path), app)
 
     async def serve_unjudged(
         self, scope: Scope, receive: Receive, send: Send, app: ASGIApp, root_path: str
@@ -246,20 +260,21 @@ class CheckedEndpoint(_Checked):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse a request auth judged for another route; serve the rest."""
         verdict: Verdict | None = scope.get(VERDICT_KEY)
+        app = self.app
         if verdict is not None:
             judge, principal, root_path, judged_path = verdict
             if scope.get("path") != judged_path:
-                judge.notice_rewrite(judged_path, scope)
+                app = judge.rewritten(judged_path, scope, root_path, app)
             if principal is None:
                 if not self.public and not judge.is_public_path(scope, root_path):
-                    await judge.serve_unjudged(scope, receive, send, self.app, root_path)
+                    await judge.serve_unjudged(scope, receive, send, app, root_path)
                     return
             else:
                 refusal = judge.refusal_for(scope, root_path, principal)
                 if refusal is not None:
                     await judge.refuse(send, scope, refusal)
                     return
-        await self.app(scope, receive, send)
+        await app(scope, receive, send)
 
 
 class CheckedMount(_Checked):
@@ -285,8 +300,9 @@ class CheckedMount(_Checked):
             await self.app(scope, receive, send)
             return
         judge = verdict[0]
+        app = self.app
         if scope.get("path") != verdict[3]:
-            judge.notice_rewrite(verdict[3], scope)
+            app = judge.rewritten(verdict[3], scope, verdict[2], app)
         refusal = judge.refusal_at(scope, verdict, self.public)
         if refusal is not None:
             await judge.refuse(send, scope, refusal)
@@ -310,7 +326,7 @@ class CheckedMount(_Checked):
                 raise _RefusedInsideError
 
         try:
-            await self.app(scope, receive_judged, send_judged)
+            await app(scope, receive_judged, send_judged)
         except _RefusedInsideError:
             if state.refused:
                 return
@@ -360,6 +376,11 @@ class Checkpoints:
         self._app: object = None
         self._top: object = None
         self._watched: tuple[tuple[Sized, int], ...] = ()
+
+    @property
+    def app(self) -> object:
+        """The app whose routes were guarded last: the one whose stack holds auth."""
+        return self._app
 
     def ensure(self, scope: Scope) -> None:
         """Guard the endpoints of ``scope["app"]`` if not done since its routes changed."""

@@ -156,6 +156,17 @@ class RateLimitMiddleware:
             leave_for_later(scope, _LateCharge(unkeyed, report))
         return None
 
+    def recheck_path(self, judged: str, reached: str, app: ASGIApp) -> ASGIApp | None:
+        """``app`` behind the rules ``reached`` comes under and ``judged`` did not.
+
+        A middleware inside the stack rewrote the path of a request this layer judged:
+        the rules of the path served (the login limit's, say) are charged at the endpoint
+        (see :mod:`hardenkit._late`).
+        """
+        if self.exempt.matches(reached):
+            return None
+        return _ChargedAtTheEndpoint(self, judged, reached, app)
+
     def _refusal(self, refused: tuple[str, RateLimitDecision], *, reporting: bool) -> Refusal:
         """The ``429`` (or ``503``) for ``refused``.
 
@@ -183,19 +194,56 @@ class _LateCharge:
         self._report = report
 
     async def __call__(self, scope: Scope, send: Send) -> bool:
-        for rule, limiter in self._rules:
-            key = rule.key(scope)
-            if key is None:
-                continue
-            decision = await limiter.hit(key, rule.cost)
-            record_decision(rule.name, decision)
-            self._report.offer(rule.name, decision)
-            if not decision.allowed:
-                # The endpoint's send passes every rate-limit layer's: the outermost one
-                # adds the rate headers to this refusal.
-                await send_refusal(send, scope, refusal_of(rule.name, decision, ()))
-                return True
-        return False
+        return await _charged_at_the_endpoint(self._rules, scope, send, self._report)
+
+
+class _ChargedAtTheEndpoint:
+    """An endpoint's app, reached through a rewritten path, behind the rules it adds."""
+
+    __slots__ = ("_app", "_judged", "_judged_exempt", "_layer", "_reached")
+
+    def __init__(self, layer: RateLimitMiddleware, judged: str, reached: str, app: ASGIApp) -> None:
+        self._layer = layer
+        self._judged = judged
+        self._judged_exempt = layer.exempt.matches(judged)
+        self._reached = reached
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in _LIMITED:
+            method: str = scope.get("method", "GET")
+            rules = [
+                (rule, limiter)
+                for rule, limiter in self._layer._limiters
+                if rule.applies_to(self._reached, method)
+                # not charged already, on the path judged
+                and (self._judged_exempt or not rule.applies_to(self._judged, method))
+            ]
+            report = report_of(scope) or Report()
+            if rules and await _charged_at_the_endpoint(rules, scope, send, report):
+                return
+        await self._app(scope, receive, send)
+
+
+async def _charged_at_the_endpoint(
+    rules: list[tuple[RateLimitRule, RateLimiter]], scope: Scope, send: Send, report: Report
+) -> bool:
+    """Charge ``rules`` at the endpoint; ``True`` when one refused (and the 429 was sent).
+
+    The endpoint's send passes every rate-limit layer's: the outermost one adds the rate
+    headers to the refusal.
+    """
+    for rule, limiter in rules:
+        key = rule.key(scope)
+        if key is None:
+            continue
+        decision = await limiter.hit(key, rule.cost)
+        record_decision(rule.name, decision)
+        report.offer(rule.name, decision)
+        if not decision.allowed:
+            await send_refusal(send, scope, refusal_of(rule.name, decision, ()))
+            return True
+    return False
 
 
 _LIMITED = frozenset({"http", "websocket"})

@@ -106,6 +106,20 @@ class WebhookMiddleware:
         if scope["type"] != "http" or not self._matches(route_path(scope)):
             await self.app(scope, receive, send)
             return
+        await self._verified(scope, receive, send, self.app)
+
+    def recheck_path(self, judged: str, reached: str, app: ASGIApp) -> ASGIApp | None:
+        """``app`` behind this layer's verification, when only ``reached`` is a webhook path.
+
+        A middleware inside the stack rewrote the path of a request this layer let pass:
+        the delivery is verified at the endpoint (see :mod:`hardenkit._late`).
+        """
+        if self._matches(judged) or not self._matches(reached):
+            return None
+        return _VerifiedAtTheEndpoint(self, app)
+
+    async def _verified(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
+        """Verify the delivery and claim its id, then serve it with ``app`` (once)."""
         try:
             body = await read_limited(scope, receive, self.verifier.max_body_bytes, "webhook")
             verified = self.verifier.verify(body, self._headers(scope))
@@ -122,7 +136,7 @@ class WebhookMiddleware:
             await send_refusal(send, scope, unavailable.refusal())
             return
         if outcome is ClaimOutcome.NEW:
-            await self._process(scope, receive, send, body=body, verified=verified, key=key)
+            await self._process(scope, receive, send, app, body=body, verified=verified, key=key)
         elif outcome is ClaimOutcome.IN_PROGRESS:
             _logger.info("webhook_in_progress", webhook_id=verified.id)
             refusal = Refusal.retry_later(
@@ -158,6 +172,7 @@ class WebhookMiddleware:
         scope: Scope,
         receive: Receive,
         send: Send,
+        app: ASGIApp,
         *,
         body: bytes,
         verified: VerifiedWebhook,
@@ -181,7 +196,7 @@ class WebhookMiddleware:
 
         scope[SCOPE_KEY] = verified
         try:
-            await self.app(scope, replay_body, record_status)
+            await app(scope, replay_body, record_status)
         except Exception:
             # A cancelled request (timeout, disconnect) keeps its claim until
             # processing_ttl lapses: awaiting Redis inside a cancelled task is not reliable.
@@ -191,6 +206,28 @@ class WebhookMiddleware:
             await self.replay_store.complete(key, self.dedupe_ttl)
         else:
             await self.replay_store.release(key)
+
+
+class _VerifiedAtTheEndpoint:
+    """An endpoint's app, reached through a rewritten path, behind the layer's verification."""
+
+    __slots__ = ("_app", "_layer")
+
+    def __init__(self, layer: WebhookMiddleware, app: ASGIApp) -> None:
+        self._layer = layer
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        _logger.warning(
+            "webhook_verified_at_the_endpoint",
+            path=scope.get("path"),
+            detail="a middleware inside the stack rewrote the path to a webhook path; the "
+            "delivery is verified at the endpoint",
+        )
+        await self._layer._verified(scope, receive, send, self._app)
 
 
 async def _send_refusal(send: Send, scope: Scope, error: SignatureError) -> None:
