@@ -1,6 +1,7 @@
 """An app whose own middleware, added before ``install()``, rewrites the path inside
-the stack: a dot-segment normalizer and a trailing-slash stripper, with a ``@public()``
-catch-all and public ``/docs*``. For ``uvicorn --factory`` (tests/e2e/test_rewrite_e2e.py).
+the stack: a dot-segment normalizer and trailing-slash stripper, and a version-prefix
+stripper (served under ``--root-path /svc``), with a ``@public()`` catch-all and public
+``/docs*``. For ``uvicorn --factory`` (tests/e2e/test_rewrite_e2e.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,18 @@ class NormalizePath:
         await self.app(scope, receive, send)
 
 
+class StripVersion:
+    """Serves ``/api/v1/...`` as ``/...``: a rewrite no spelling of the path foresees."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/svc/api/v1/"):
+            scope = {**scope, "path": "/svc" + scope["path"][len("/svc/api/v1") :]}
+        await self.app(scope, receive, send)
+
+
 async def items(request: Request) -> Response:
     return JSONResponse({"tenant": request.path_params["tenant_id"], "items": ["secret"]})
 
@@ -58,10 +71,11 @@ def create_app() -> Starlette:
             Route("/tenants/{tenant_id}/items", items),
             Route("/webhooks/pay", pay, methods=["POST"]),
             Route("/auth/token", login, methods=["POST"]),
-            Route("/{rest:path}", spa),
+            Route("/{rest:path}", spa, methods=["GET", "POST"]),
         ]
     )
-    app.add_middleware(NormalizePath)  # before install(): inside hardenkit's layers
+    app.add_middleware(StripVersion)  # before install(): inside hardenkit's layers
+    app.add_middleware(NormalizePath)
     install(
         app,
         HardenSettings(
