@@ -177,3 +177,16 @@ def test_another_spelling_of_another_path_is_not_matched(path: str) -> None:
 def test_path_spellings_never_fail_and_always_start_at_the_root(path: str) -> None:
     for spelling in path_spellings("/" + path):
         assert spelling.startswith("/")
+
+
+def test_a_long_path_with_other_spellings_costs_one_pass_and_is_taken_to_match() -> None:
+    # An attacker round: every tail of a climbing path, per form, was quadratic (a 24 KB
+    # path held the event loop for 5.7 s). Spellings stay linear; beyond 4096 characters
+    # a path that has another spelling is taken to match the checks (fail closed).
+    checked = PathPatterns(["/webhooks/pay"], any_case=True)
+    long = "/../%252561\\\u00e9" + "/a" * 20_000
+    assert checked.matches(long)
+    assert not checked.matches("/a" * 20_000)  # no other spelling: matched as sent
+    just_under = "/../%252561\\\u00e9" + "/a" * 2_000
+    assert len(path_spellings(just_under)) <= 12 * 9  # forms x (itself + 8 tails)
+    assert not checked.matches(just_under)

@@ -7,10 +7,11 @@ request there (``hardenkit.auth._checkpoint``): the checks left here run then, w
 principal bound, before the handler. Kept in the scope (a list shared by its copies), so
 neither side imports the other and each still works alone.
 
-And a path rewritten inside the stack: every layer judged the path as sent, the router
-served another. The endpoint asks each layer of the app's stack that judges paths
-(:class:`PathRecheck`) for the checks the path served adds (:func:`rechecked`): a
-webhook path's signature, a rate limit's rules for that path.
+And a path rewritten inside the stack: the layers above the rewrite judged the path as
+sent, the router served another. Each layer that judges paths (:class:`PathRecheck`)
+notes the path it judged; the endpoint asks those that judged another path for the
+checks the path served adds (:func:`rechecked`): a webhook path's signature, a rate
+limit's rules for that path.
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ from typing import Protocol
 from starlette.types import ASGIApp, Scope, Send
 
 __all__ = [
+    "ENDPOINT_KEY",
+    "JUDGED_KEY",
     "LATE_KEY",
     "LateCheck",
     "PathRecheck",
+    "endpoint_reached",
+    "judged_path",
     "leave_for_later",
     "rechecked",
     "run_late_checks",
@@ -57,9 +62,10 @@ class PathRecheck(Protocol):
     """A layer whose checks depend on the path, asked again when a rewrite changed it.
 
     A middleware inside the stack (added before ``install()``) that rewrites the path
-    makes the router serve another path than the one every layer judged. The endpoint
-    check (``hardenkit.auth._checkpoint``) sees the difference and asks each such layer
-    of the app's stack for the checks the path reached adds to the path judged.
+    makes the router serve another path than the one the layers above it judged. Each
+    such layer notes the path it judged (:func:`judged_path`); the endpoint check
+    (``hardenkit.auth._checkpoint``) sees the difference and asks each layer that judged
+    another path than the one served for the checks the path served adds.
     """
 
     def recheck_path(self, judged: str, reached: str, app: ASGIApp) -> ASGIApp | None:
@@ -70,26 +76,41 @@ class PathRecheck(Protocol):
         ...  # pragma: no cover - a protocol
 
 
-_MAX_STACK_DEPTH = 64
+JUDGED_KEY = "hardenkit.judged_paths"
 
 
-def rechecked(stack_app: object, judged: str, reached: str, app: ASGIApp) -> ASGIApp:
-    """``app`` behind every check that ``stack_app``'s layers give ``reached`` anew.
+def judged_path(scope: Scope, layer: PathRecheck, path: str) -> None:
+    """Note that ``layer`` judged this request on ``path`` (every request: one append)."""
+    judged: list[tuple[PathRecheck, str]] | None = scope.get(JUDGED_KEY)
+    if judged is None:
+        scope[JUDGED_KEY] = [(layer, path)]
+    else:
+        judged.append((layer, path))
 
-    The layers are found by walking the app's middleware stack (each layer's ``app``),
-    outermost first, and run in that order. Walked on each rewritten request only: a
-    request whose path was not rewritten never comes here.
+
+def rechecked(scope: Scope, reached: str, app: ASGIApp) -> ASGIApp:
+    """``app`` behind the checks ``reached`` adds for every layer that judged another path.
+
+    Outermost layer first. A layer below the rewrite judged ``reached`` already, and adds
+    nothing; one that never saw the request (another app's) is not asked.
     """
-    layers: list[PathRecheck] = []
-    node = getattr(stack_app, "middleware_stack", None)
-    for _ in range(_MAX_STACK_DEPTH):
-        if node is None:
-            break
-        if callable(getattr(node, "recheck_path", None)):
-            layers.append(node)
-        node = getattr(node, "app", None)
-    for layer in reversed(layers):
-        wrapped = layer.recheck_path(judged, reached, app)
-        if wrapped is not None:
-            app = wrapped
+    judged: list[tuple[PathRecheck, str]] = scope.get(JUDGED_KEY) or []
+    for layer, path in reversed(judged):
+        if path != reached:
+            wrapped = layer.recheck_path(path, reached, app)
+            if wrapped is not None:
+                app = wrapped
     return app
+
+
+ENDPOINT_KEY = "hardenkit.endpoint_reached"
+"""A one-element list a layer puts in the scope to learn whether an endpoint ran: the
+endpoint check (``hardenkit.auth._checkpoint``) sets it. The webhook layer tells a
+redirect or a 404 the router answered (nothing was processed) from a handler's."""
+
+
+def endpoint_reached(scope: Scope) -> None:
+    """Say, to a layer that asked (:data:`ENDPOINT_KEY`), that an endpoint runs now."""
+    reached: list[bool] | None = scope.get(ENDPOINT_KEY)
+    if reached is not None:
+        reached[0] = True

@@ -122,9 +122,10 @@ class PathPatterns:
             webhooks, API-key paths, the paths a limit applies to): a router that
             matches any case (a FastAPI ``route_class``, ``re.IGNORECASE``, a lowercasing
             middleware) must not serve ``/WEBHOOKS/pay`` unchecked, nor a path
-            normalizer ``/docs/../webhooks/pay`` or ``/public/../auth/token``. Never for
-            the ones that remove a check (public, exempt): there, another spelling stays
-            checked.
+            normalizer ``/docs/../webhooks/pay`` or ``/public/../auth/token``. A path
+            longer than 4096 characters that has another spelling is taken to match:
+            spelling it out would cost more than it guards. Never for the ones that
+            remove a check (public, exempt): there, another spelling stays checked.
     """
 
     __slots__ = ("_any_case", "_exact", "_prefixes", "patterns")
@@ -166,6 +167,8 @@ class PathPatterns:
                 "/." in path or "//" in path or path[-1:] == "/" or "%" in path or "\\" in path
             ):
                 return False
+            if len(path) > _MAX_SPELLED:
+                return True  # fail closed: spelling it out would cost more than it guards
             exact, prefixes = self._exact, self._prefixes
             return any(
                 spelling in exact or (bool(prefixes) and spelling.startswith(prefixes))
@@ -180,6 +183,11 @@ class PathPatterns:
 # keeps apart (an attacker round's /webhooks/g\u0131thub ran unsigned).
 _DOTTED_AND_DOTLESS_I = str.maketrans({"\u0130": "i", "\u0131": "i"})
 _MAX_DECODES = 3
+_MAX_ROOT_SEGMENTS = 8
+# A longer path that has another spelling is taken to match the patterns that add a
+# check: spelling it out costs a pass per form, on the event loop, before auth. No
+# route's path is that long; an attacker's may be.
+_MAX_SPELLED = 4096
 
 
 def _fold(path: str) -> str:
@@ -199,8 +207,10 @@ def path_spellings(path: str) -> list[str]:
     Each in one letter case: ``path`` decoded again (up to three times), with
     backslashes as slashes, in NFKC, then each normalized (:func:`normalized_path`). A
     normalization that climbs above the root (``/webhooks/../../svc/webhooks/pay``)
-    also gives every tail of the result: a middleware that normalizes the full path,
-    root path included, lands on whichever of them its router then serves.
+    also gives its tails without the first one to eight segments: a middleware that
+    normalizes the full path, root path included, lands on whichever of them its router
+    then serves (a root path deeper than eight segments is not foreseen). Linear in the
+    path's length: a long path costs no more than a few passes over it.
     """
     forms = [path]
     decoded = path
@@ -215,12 +225,17 @@ def path_spellings(path: str) -> list[str]:
         if not form.isascii():
             forms.append(_fold(unicodedata.normalize("NFKC", form)))
     spellings: list[str] = []
-    for form in forms:
+    for form in dict.fromkeys(forms):
         normal, climbed = _normalized(form)
         spellings.append(normal)
         if climbed:
-            segments = normal.split("/")
-            spellings += ["/" + "/".join(segments[start:]) for start in range(2, len(segments))]
+            # Each tail is a slice: bounded in number, so never quadratic in the length.
+            start = 0
+            for _ in range(_MAX_ROOT_SEGMENTS):
+                start = normal.find("/", start + 1)
+                if start < 0:
+                    break
+                spellings.append(normal[start:])
     return spellings
 
 

@@ -806,7 +806,9 @@ class _StripVersion:
         await self.app(scope, receive, send)
 
 
-def _paying_app(ran: list[str], rewrite: type[Any], *, catch_all: bool = False) -> Starlette:
+def _paying_app(
+    ran: list[str], rewrite: type[Any], *, catch_all: bool = False, api_key_paths: Any = ()
+) -> Starlette:
     """A webhook route, a login route under a limit of 2, and ``rewrite`` inside the stack
     (added before install()); with a ``@public`` catch-all taking any other path."""
 
@@ -833,7 +835,7 @@ def _paying_app(ran: list[str], rewrite: type[Any], *, catch_all: bool = False) 
     install(
         app,
         key_settings(
-            [],
+            list(api_key_paths),
             public_paths=["/webhooks/*", "/auth/*"],
             webhook_secret="whsec_" + "A" * 43,
             webhook_paths=["/webhooks/pay"],
@@ -875,3 +877,119 @@ def test_the_login_limit_counts_a_login_reached_through_any_rewrite() -> None:
     assert '"auth"' in refused.headers["ratelimit"]
     assert client.post("/auth/token").status_code == 429  # one budget
     assert client.get("/api/v1/about").json() == {"page": "index"}  # nothing else changes
+
+
+class _RootAtApi:
+    """A middleware inside the stack that mounts the app at /api the ASGI way: it sets
+    the root path and leaves the path, so the router serves /x for /api/x."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+            scope = {**scope, "root_path": "/api"}
+        await self.app(scope, receive, send)
+
+
+def test_a_root_path_changed_inside_the_stack_is_a_rewrite_too() -> None:
+    # An attacker round: only scope["path"] was compared, so every check judged
+    # /api/... while the router served /...: a tenant's JWT read the API-key route, an
+    # unsigned delivery was processed, the login limit never counted.
+    ran: list[str] = []
+
+    async def export(request: Request) -> Response:
+        ran.append("export")
+        return JSONResponse({"all_tenants": True})
+
+    app = _paying_app(ran, _RootAtApi, catch_all=True, api_key_paths=["/internal/*"])
+    app.router.routes.insert(0, Route("/internal/export", export))
+    app.router.routes.insert(0, Route("/tenants/{tenant_id}/items", items))
+    client = TestClient(app)
+    assert client.get("/api/internal/export", headers=auth()).status_code == 401
+    assert client.post("/api/webhooks/pay", content=b"{}").status_code == 400
+    assert [client.post("/api/auth/token").status_code for _ in range(3)] == [401, 401, 429]
+    assert client.get("/api/tenants/globex/items", headers=auth()).status_code == 403
+    assert client.get("/api/tenants/acme/items", headers=auth()).json()["tenant"] == "acme"
+    assert ran == []
+
+
+def test_a_mounted_route_is_no_rewrite_and_its_checks_are_not_repeated() -> None:
+    # Mount("/m") adds to the root path below auth: explained by the route table, so
+    # nothing is judged again (the login limit counts once per request, not twice).
+    @public()
+    async def login(request: Request) -> Response:
+        return JSONResponse({"detail": "bad password"}, status_code=401)
+
+    app = Starlette(routes=[Mount("/m", routes=[Route("/auth/token", login, methods=["POST"])])])
+    install(
+        app,
+        key_settings(
+            [], public_paths=["/m/auth/*"], auth_paths=["/m/auth/*"], rate_limit_auth="3/minute"
+        ),
+    )
+    client = TestClient(app)
+    with capture_logs() as logs:
+        statuses = [client.post("/m/auth/token").status_code for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    assert "path_rewritten_inside_the_stack" not in [log["event"] for log in logs]
+
+
+def test_layers_below_the_rewrite_are_not_asked_again() -> None:
+    # An attacker round: the app's own limit and webhook layer, added inside its
+    # rewriter, judged the path served already; asked again at the endpoint, the limit
+    # counted twice (429 at half the budget) and the delivery met its own claim (409).
+    from hardenkit import RateLimitMiddleware, RateLimitRule, WebhookMiddleware, WebhookVerifier
+    from hardenkit.signing._secret import encode_standard_secret
+
+    stripe_secret = encode_standard_secret(b"s" * 32)
+    ran: list[str] = []
+
+    async def export(request: Request) -> Response:
+        ran.append("export")
+        return JSONResponse({"rows": 1})
+
+    async def stripe(request: Request) -> Response:
+        ran.append("stripe")
+        return JSONResponse({"ok": True})
+
+    app = Starlette(
+        routes=[Route("/export", export), Route("/webhooks/stripe", stripe, methods=["POST"])]
+    )
+    app.add_middleware(
+        RateLimitMiddleware, rules=[RateLimitRule("export", "4/minute", paths=["/export"])]
+    )
+    app.add_middleware(
+        WebhookMiddleware, verifier=WebhookVerifier(stripe_secret), paths=["/webhooks/stripe"]
+    )
+    app.add_middleware(_StripVersion)
+    install(app, key_settings([], public_paths=["/api/v1/*", "/webhooks/*"]))
+    client = TestClient(app)
+    statuses = [client.get("/api/v1/export", headers=auth()).status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 200, 429]
+    body = b'{"id": 1}'
+    signed = sign_webhook(body, stripe_secret, webhook_id="evt_1")
+    assert client.post("/api/v1/webhooks/stripe", content=body, headers=signed).status_code == 200
+    assert ran.count("stripe") == 1
+
+
+class _NoAppAttribute:
+    """A middleware outside install()'s layers that keeps its app under another name."""
+
+    def __init__(self, app: Any) -> None:
+        self._inner = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._inner(scope, receive, send)
+
+
+def test_an_outer_middleware_of_any_shape_keeps_the_checks_at_the_endpoint() -> None:
+    # An attacker round: the layers were found by walking each middleware's .app from
+    # the top; one without it hid them all. Each layer now notes the path it judged.
+    ran: list[str] = []
+    app = _paying_app(ran, _StripVersion, catch_all=True)
+    app.add_middleware(_NoAppAttribute)
+    client = TestClient(app)
+    assert client.post("/api/v1/webhooks/pay", content=b"{}").status_code == 400
+    assert [client.post("/api/v1/auth/token").status_code for _ in range(3)] == [401, 401, 429]
+    assert ran == []

@@ -311,6 +311,40 @@ def test_fastapi_dependency_works_when_the_endpoint_also_takes_a_body_model() ->
     assert refused.status_code == 401
 
 
+@pytest.mark.parametrize("status", [303, 404])
+def test_a_handlers_own_redirect_or_404_is_its_answer_and_a_replay_is_a_duplicate(
+    status: int,
+) -> None:
+    # An attacker round: a handler that did its work and answered 303 (or raised 404)
+    # had its claim released, so a captured delivery was processed again, 3 times in 3.
+    # With install(), the endpoint check says a handler ran: only the router's own
+    # redirect or 404 (no handler) releases the claim.
+    handler = Handler()
+    handler.status = status
+    app = Starlette(
+        routes=[Route("/webhooks/in", handler.endpoint, methods=["POST"])],
+    )
+    install(
+        app,
+        HardenSettings(
+            webhook_secret=SECRET, webhook_paths=["/webhooks/*"], public_paths=["/webhooks/*"]
+        ),
+    )
+    client = TestClient(app)
+    headers = sign_webhook(BODY, SECRET, webhook_id="msg_own")
+    assert client.post("/webhooks/in", content=BODY, headers=headers).status_code == status
+    replay = client.post("/webhooks/in", content=BODY, headers=headers)
+    assert replay.json()["status"] == "duplicate"
+    assert len(handler.processed) == 1
+    # The router's redirect (no handler ran) still releases: the followed one is served.
+    handler.status = 200
+    other = sign_webhook(BODY, SECRET, webhook_id="msg_slash")
+    followed = client.post("/webhooks/in/", content=BODY, headers=other, follow_redirects=True)
+    assert [step.status_code for step in followed.history] == [307]
+    assert followed.json() == {"processed": True}
+    assert len(handler.processed) == 2
+
+
 def test_install_guards_the_configured_paths_with_a_shared_replay_store() -> None:
     handler = Handler()
     app = Starlette(routes=[Route("/webhooks/in", handler.endpoint, methods=["POST"])])

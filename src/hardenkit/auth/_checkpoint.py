@@ -26,13 +26,15 @@ naming the cure, and the layers that judge paths are asked again for the path re
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sized
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sized
+from re import Pattern
 
 import structlog
-from starlette.routing import Host, Mount
+from starlette.routing import Host, Mount, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hardenkit._late import rechecked, run_late_checks
+from hardenkit._late import endpoint_reached, rechecked, run_late_checks
 from hardenkit._marks import PUBLIC, marks_of
 from hardenkit._paths import PathPatterns, route_path
 from hardenkit._routes import endpoint_of, iter_routes, mounted_routes
@@ -59,14 +61,14 @@ class Judge:
         authenticate: AuthMiddleware's own authentication of a request (token or API key
             by the app path given), bound to its tenant; raises its refusal.
         api_key_paths: The paths that take an API key instead of a token.
-        checkpoints: AuthMiddleware's endpoint guard, which knows the app whose stack
-            holds the layers (their checks are asked again for a rewritten path).
+
+    The methods take the **app path** reached: the path the app's router served, below
+    the root path where auth judged (see :meth:`_Checked.app_path`).
     """
 
     __slots__ = (
         "api_key_paths",
         "authenticate",
-        "checkpoints",
         "public_paths",
         "refuse",
         "rewrite_noticed",
@@ -80,27 +82,24 @@ class Judge:
         refuse: Callable[[Send, Scope, AuthRefusedError], Awaitable[None]],
         authenticate: Callable[[Scope, str], Awaitable[tuple[Principal, Scope]]],
         api_key_paths: PathPatterns,
-        *,
-        checkpoints: Checkpoints | None = None,
     ) -> None:
         self.api_key_paths = api_key_paths
-        self.checkpoints = checkpoints
         self.public_paths = public_paths
         self.routed_mismatch = routed_mismatch
         self.refuse = refuse
         self.authenticate = authenticate
         self.rewrite_noticed = False
 
-    def rewritten(self, judged: object, scope: Scope, root_path: str, app: ASGIApp) -> ASGIApp:
+    def rewritten(self, judged: object, scope: Scope, app_path: str, app: ASGIApp) -> ASGIApp:
         """``app`` held to the checks the path reached adds; the rewrite said, once.
 
-        A middleware inside the stack changed the path after the layers judged it. Auth
-        is held to the route reached; the layers that judge paths (webhook signatures,
-        rate limits) are asked again for the path reached (:func:`hardenkit._late.
-        rechecked`). Body limits, timeouts for a path and exempt paths are not: they
-        stay as judged. Nothing refuses the request (the rewrite may be the app's own
-        trailing-slash rule); the cure is to add such a middleware after ``install()``,
-        outside its layers.
+        A middleware inside the stack changed the path (or the root path) after the
+        layers judged it. Auth is held to the route reached; the layers that judged the
+        path (webhook signatures, rate limits) are asked again for the path reached
+        (:func:`hardenkit._late.rechecked`). Body limits, timeouts for a path and exempt
+        paths are not: they stay as judged. Nothing refuses the request (the rewrite may
+        be the app's own trailing-slash rule); the cure is to add such a middleware
+        after ``install()``, outside its layers.
         """
         if not self.rewrite_noticed:
             self.rewrite_noticed = True
@@ -108,20 +107,24 @@ class Judge:
                 "path_rewritten_inside_the_stack",
                 judged_path=judged,
                 reached_path=scope.get("path"),
+                reached_root_path=scope.get("root_path", ""),
                 detail="a middleware or router between hardenkit's layers and the endpoint "
                 "changed the request path; webhook signatures and rate limits are checked "
                 "again for the path reached, body limits, timeouts and exempt paths were "
                 "judged on the path as sent. Add the middleware that rewrites paths after "
                 "install(), so that it runs first (said once)",
             )
-        stack_app = None if self.checkpoints is None else self.checkpoints.app
-        if stack_app is None or not isinstance(judged, str):
-            return app
-        judged_path = route_path({"path": judged, "root_path": root_path})
-        return rechecked(stack_app, judged_path, _app_path(scope, root_path), app)
+        return rechecked(scope, app_path, app)
 
     async def serve_unjudged(
-        self, scope: Scope, receive: Receive, send: Send, app: ASGIApp, root_path: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        app: ASGIApp,
+        *,
+        root_path: str,
+        app_path: str,
     ) -> None:
         """Authenticate here a request judged public that reached a protected endpoint.
 
@@ -139,7 +142,7 @@ class Judge:
             "public serves it: authenticated at the endpoint",
         )
         try:
-            principal, bound = await self.authenticate(scope, _app_path(scope, root_path))
+            principal, bound = await self.authenticate(scope, app_path)
         except AuthRefusedError as refused:
             await self.refuse(send, scope, refused)
             return
@@ -155,20 +158,20 @@ class Judge:
             principal_var.reset(token)
 
     def refusal_for(
-        self, scope: Scope, root_path: str, principal: Principal
+        self, scope: Scope, app_path: str, principal: Principal
     ) -> AuthRefusedError | None:
         """The refusal for ``principal`` at the route reached, if any.
 
         A credential of the wrong kind for it is ``401``; a routed tenant parameter that
         is not the principal's tenant is ``403``.
         """
-        refusal = self._kind_mismatch(scope, root_path, principal)
+        refusal = self._kind_mismatch(scope, app_path, principal)
         if refusal is None and scope.get("path_params"):
             refusal = self.routed_mismatch(scope, principal)
         return refusal
 
     def _kind_mismatch(
-        self, scope: Scope, root_path: str, principal: Principal
+        self, scope: Scope, app_path: str, principal: Principal
     ) -> AuthRefusedError | None:
         """A ``401`` when the credential is not the kind the path reached asks for.
 
@@ -178,7 +181,7 @@ class Judge:
         api_key_paths = self.api_key_paths
         if not api_key_paths:
             return None
-        wants_key = api_key_paths.matches(_app_path(scope, root_path))
+        wants_key = api_key_paths.matches(app_path)
         if wants_key == (principal.credential == "api_key"):
             return None
         _logger.error(
@@ -190,22 +193,17 @@ class Judge:
         reason = RefusalReason.MISSING_API_KEY if wants_key else RefusalReason.MISSING
         return unauthenticated(TokenRejectedError(reason, "missing"))
 
-    def is_public_path(self, scope: Scope, root_path: str) -> bool:
-        """Whether the path that reached the endpoint is public, below the app's root."""
-        return self.public_paths.matches(_app_path(scope, root_path))
-
     def refusal_at(
-        self, scope: Scope, verdict: Verdict, route_public: bool
+        self, scope: Scope, principal: Principal | None, app_path: str, route_public: bool
     ) -> AuthRefusedError | None:
         """The refusal for a mount reached with ``scope``, if auth judged another route.
 
         A request judged public that reached a mount which is not gets ``401``: what
         the app inside will route it to cannot be told, so it is not authenticated late.
         """
-        _, principal, root_path, _ = verdict
         if principal is not None:
-            return self.refusal_for(scope, root_path, principal)
-        if route_public or self.is_public_path(scope, root_path):
+            return self.refusal_for(scope, app_path, principal)
+        if route_public or self.public_paths.matches(app_path):
             return None
         _logger.error(
             "auth_skipped_for_a_protected_route",
@@ -234,13 +232,54 @@ request."""
 
 
 class _Checked:
-    """An endpoint's or a mount's app, and whether it is marked ``@public()``."""
+    """An endpoint's or a mount's app, and what the route table says of it.
 
-    __slots__ = ("app", "public")
+    Whether it is marked ``@public()``, and the root paths the app's mounts give it
+    (``prefixes``, as templates: ``""`` at the top, ``/m`` or ``/t/{tenant_id}`` below a
+    mount; for a mount, its own path included).
+    """
 
-    def __init__(self, app: ASGIApp, *, public: bool) -> None:
+    __slots__ = ("_prefixes", "app", "public")
+
+    def __init__(self, app: ASGIApp, *, public: bool, prefixes: Iterable[str] = ()) -> None:
         self.app = app
         self.public = public
+        self._prefixes: dict[str, Pattern[str]] = {}
+        for prefix in prefixes:
+            self.add_prefix(prefix)
+
+    def add_prefix(self, prefix: str) -> None:
+        """One more way the app's routes lead here (a route mounted under two prefixes)."""
+        if prefix not in self._prefixes:
+            self._prefixes[prefix] = compile_path(prefix)[0] if prefix else _EMPTY
+
+    def app_path(self, scope: Scope, root_path: str) -> tuple[str, bool]:
+        """The path the app's router served, below ``root_path``; whether a root changed.
+
+        Below auth, only the app's mounts add to ``scope["root_path"]``: one none of
+        them explains was set by a middleware inside the stack (mounting the app
+        at ``/api`` the ASGI way, which makes the router serve ``/x`` for ``/api/x``).
+        Then the path served is what remains of ``scope["path"]`` below the part of that
+        root path a mount explains, if any.
+        """
+        served_root: str = scope.get("root_path", "")
+        if served_root == root_path:
+            return route_path(scope), False  # what the layers derived already, kept
+        consumed = served_root[len(root_path) :] if served_root.startswith(root_path) else None
+        prefixes = self._prefixes.values()
+        if consumed is not None and any(prefix.fullmatch(consumed) for prefix in prefixes):
+            return _app_path(scope, root_path), False
+        served = route_path(scope)
+        start = served_root.find("/", 1)
+        while start > 0:  # the mount's part of a root path a rewrite lengthened
+            tail = served_root[start:]
+            if any(prefix.fullmatch(tail) for prefix in prefixes):
+                return tail + served, True
+            start = served_root.find("/", start + 1)
+        return served, True
+
+
+_EMPTY = re.compile("")
 
 
 class CheckedEndpoint(_Checked):
@@ -259,18 +298,22 @@ class CheckedEndpoint(_Checked):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse a request auth judged for another route; serve the rest."""
+        endpoint_reached(scope)
         verdict: Verdict | None = scope.get(VERDICT_KEY)
         app = self.app
         if verdict is not None:
             judge, principal, root_path, judged_path = verdict
-            if scope.get("path") != judged_path:
-                app = judge.rewritten(judged_path, scope, root_path, app)
+            app_path, root_changed = self.app_path(scope, root_path)
+            if root_changed or scope.get("path") != judged_path:
+                app = judge.rewritten(judged_path, scope, app_path, app)
             if principal is None:
-                if not self.public and not judge.is_public_path(scope, root_path):
-                    await judge.serve_unjudged(scope, receive, send, app, root_path)
+                if not self.public and not judge.public_paths.matches(app_path):
+                    await judge.serve_unjudged(
+                        scope, receive, send, app, root_path=root_path, app_path=app_path
+                    )
                     return
             else:
-                refusal = judge.refusal_for(scope, root_path, principal)
+                refusal = judge.refusal_for(scope, app_path, principal)
                 if refusal is not None:
                     await judge.refuse(send, scope, refusal)
                     return
@@ -299,11 +342,12 @@ class CheckedMount(_Checked):
         if verdict is None:
             await self.app(scope, receive, send)
             return
-        judge = verdict[0]
+        judge, principal, root_path, judged_path = verdict
         app = self.app
-        if scope.get("path") != verdict[3]:
-            app = judge.rewritten(verdict[3], scope, verdict[2], app)
-        refusal = judge.refusal_at(scope, verdict, self.public)
+        app_path, root_changed = self.app_path(scope, root_path)
+        if root_changed or scope.get("path") != judged_path:
+            app = judge.rewritten(judged_path, scope, app_path, app)
+        refusal = judge.refusal_at(scope, principal, app_path, self.public)
         if refusal is not None:
             await judge.refuse(send, scope, refusal)
             return
@@ -377,11 +421,6 @@ class Checkpoints:
         self._top: object = None
         self._watched: tuple[tuple[Sized, int], ...] = ()
 
-    @property
-    def app(self) -> object:
-        """The app whose routes were guarded last: the one whose stack holds auth."""
-        return self._app
-
     def ensure(self, scope: Scope) -> None:
         """Guard the endpoints of ``scope["app"]`` if not done since its routes changed."""
         app = scope.get("app")
@@ -403,16 +442,23 @@ def _guard(app: object) -> list[tuple[Sized, int]]:
     for info in iter_routes(app):
         route = info.route
         inner = getattr(route, "app", None)
-        if inner is None or isinstance(inner, _Checked):
+        if inner is None:
+            continue
+        is_mount = isinstance(route, Mount | Host)
+        # The root path the app's mounts give the endpoint (a mount: its own path too).
+        own = "" if is_mount else str(getattr(route, "path", ""))
+        prefix = info.path[: len(info.path) - len(own)] if info.path.endswith(own) else ""
+        if isinstance(inner, _Checked):
+            inner.add_prefix(prefix)  # also served below another mount
             continue
         guarded: CheckedEndpoint | CheckedMount
         public = PUBLIC in marks_of(endpoint_of(route))
-        if isinstance(route, Mount | Host):
+        if is_mount:
             if mounted_routes(route) is not None:
                 continue  # its routes are walked (and may be added later): not opaque
-            guarded = CheckedMount(inner, public=public)
+            guarded = CheckedMount(inner, public=public, prefixes=(prefix,))
         elif getattr(route, "endpoint", None) is not None:
-            guarded = CheckedEndpoint(inner, public=public)
+            guarded = CheckedEndpoint(inner, public=public, prefixes=(prefix,))
         else:
             continue
         try:

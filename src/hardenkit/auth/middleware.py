@@ -137,7 +137,6 @@ class AuthMiddleware:
             self._refuse_at,
             self._principal_of,
             self.api_key_paths,
-            checkpoints=self._checkpoints,
         )
         self.max_header_bytes = max_header_bytes
         if mode == "off":

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hardenkit._late import leave_for_later
+from hardenkit._late import judged_path, leave_for_later
 from hardenkit._marks import EXEMPT, MarkedRoutes
 from hardenkit._paths import route_path
 from hardenkit.context import client_ip_var, principal_var
@@ -94,11 +94,12 @@ class RateLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
-        if (
-            scope["type"] not in _LIMITED
-            or self.exempt.matches(route_path(scope))
-            or self.exempt_routes.matches(scope)
-        ):
+        if scope["type"] not in _LIMITED:
+            await self.app(scope, receive, send)
+            return
+        path = route_path(scope)
+        judged_path(scope, self, path)  # asked again should a rewrite serve another path
+        if self.exempt.matches(path) or self.exempt_routes.matches(scope):
             await self.app(scope, receive, send)
             return
         report = report_of(scope)
@@ -109,7 +110,7 @@ class RateLimitMiddleware:
         if client_ip_var.get() is None:  # used without TrustedProxyMiddleware
             token = client_ip_var.set(self.trusted.resolve(scope)[0])
         try:
-            refused = await self._decide(scope, report)
+            refused = await self._decide(scope, report, path)
             if refused is not None:
                 await send_refusal(send, scope, self._refusal(refused, reporting=reporting))
                 return
@@ -129,13 +130,14 @@ class RateLimitMiddleware:
             if token is not None:
                 client_ip_var.reset(token)
 
-    async def _decide(self, scope: Scope, report: Report) -> tuple[str, RateLimitDecision] | None:
+    async def _decide(
+        self, scope: Scope, report: Report, path: str
+    ) -> tuple[str, RateLimitDecision] | None:
         """Offer every rule's decision to ``report``; return the first refusal, if any.
 
         A rule keyed on the principal that finds none (auth let the request through as
         public) is left for the endpoint, should auth authenticate the request there.
         """
-        path = route_path(scope)
         method: str = scope.get("method", "GET")  # a WebSocket handshake is a GET
         unkeyed: list[tuple[RateLimitRule, RateLimiter]] | None = None
         for rule, limiter in self._limiters:

@@ -5,10 +5,11 @@ limit), verifies it, then claims its id in the :class:`ReplayStore`:
 
 * new: the application runs and sees the exact raw body (``await request.body()``) and
   the :class:`VerifiedWebhook` in ``request.scope["hardenkit.webhook"]``. When it answers
-  below 500 (and not 408/409/425/429, which ask for a retry, nor a redirect, 404 or 405,
-  which the router answers when no handler ran) the id is remembered as processed for
+  below 500 (and not 408/409/425/429, which ask for a retry, nor a redirect, 404 or 405
+  the router answered when no handler ran) the id is remembered as processed for
   ``dedupe_ttl``; otherwise, or when it raises, the claim is released so the sender's
-  retry is processed.
+  retry is processed. Whether a handler ran is said by AuthMiddleware's endpoint check
+  (:data:`hardenkit._late.ENDPOINT_KEY`); without it, a redirect, 404 or 405 releases.
 * already processed: ``on_duplicate="acknowledge"`` answers 200
   ``{"status": "duplicate", "processed": false, ...}`` without calling the application
   (the sender stops retrying); ``"refuse"`` answers 401 ``SIGNATURE_INVALID``.
@@ -24,6 +25,7 @@ from typing import Literal
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hardenkit._late import ENDPOINT_KEY, judged_path
 from hardenkit._paths import PathPatterns, route_path
 from hardenkit.errors import ErrorCode, Refusal, send_refusal
 from hardenkit.signing._body import ClientDisconnect, read_limited
@@ -37,10 +39,14 @@ SCOPE_KEY = "hardenkit.webhook"
 DEFAULT_DEDUPE_TTL_SECONDS = 24 * 3600
 DEFAULT_PROCESSING_TTL_SECONDS = 60
 # Answers after which the delivery is not taken as processed: its claim is released, so
-# the sender's retry (or the redirect it follows) runs. Retry-later answers, and what the
-# router answers when no handler ran: a redirect (redirect_slashes: the verified path
-# may be spelled otherwise than the route), no route, a method the route does not take.
-_NOT_PROCESSED = frozenset({408, 409, 425, 429, 404, 405, *range(300, 400)})
+# the sender's retry runs. Those asking for a retry later, whoever answered them.
+_RETRY_LATER = frozenset({408, 409, 425, 429})
+# And those the router answers when no handler ran: a redirect (redirect_slashes: the
+# verified path may be spelled otherwise than the route), no route, a method the route
+# does not take. A handler's own redirect or 404 is its answer: the delivery is processed.
+# Without AuthMiddleware's endpoint check, which says when a handler ran, these always
+# release the claim.
+_ROUTER_ANSWERS = frozenset({404, 405, *range(300, 400)})
 
 DuplicateHandling = Literal["acknowledge", "refuse"]
 
@@ -103,7 +109,12 @@ class WebhookMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
-        if scope["type"] != "http" or not self._matches(route_path(scope)):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = route_path(scope)
+        judged_path(scope, self, path)  # asked again should a rewrite serve another path
+        if not self._matches(path):
             await self.app(scope, receive, send)
             return
         await self._verified(scope, receive, send, self.app)
@@ -195,6 +206,7 @@ class WebhookMiddleware:
             await send(message)
 
         scope[SCOPE_KEY] = verified
+        reached = scope[ENDPOINT_KEY] = [False]  # set by the endpoint check, when it runs
         try:
             await app(scope, replay_body, record_status)
         except Exception:
@@ -202,7 +214,12 @@ class WebhookMiddleware:
             # processing_ttl lapses: awaiting Redis inside a cancelled task is not reliable.
             await self.replay_store.release(key)
             raise
-        if status is not None and status < 500 and status not in _NOT_PROCESSED:
+        if (
+            status is not None
+            and status < 500
+            and status not in _RETRY_LATER
+            and not (status in _ROUTER_ANSWERS and not reached[0])
+        ):
             await self.replay_store.complete(key, self.dedupe_ttl)
         else:
             await self.replay_store.release(key)
