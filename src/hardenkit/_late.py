@@ -1,11 +1,11 @@
 """Checks the endpoint runs for what the layers before it could not judge.
 
 Two cases. A layer that keys on the principal (the per-tenant rate limit) runs before
-routing, and finds none for a request auth let through as public. When the endpoint then
-turns out to be protected (a middleware inside the stack rewrote the path), auth authenticates the
-request there (``hardenkit.auth._checkpoint``): the checks left here run then, with the
-principal bound, before the handler. Kept in the scope (a list shared by its copies), so
-neither side imports the other and each still works alone.
+routing, and finds none for a request auth let through as public. When the endpoint
+then turns out to be protected (a middleware inside the stack rewrote the path), auth
+authenticates the request there (``hardenkit.auth._checkpoint``): the checks left here
+run then, with the principal bound, before the handler. Kept in the scope (a list
+shared by its copies), so neither side imports the other and each still works alone.
 
 And a path rewritten inside the stack: the layers above the rewrite judged the path as
 sent, the router served another. Each layer that judges paths (:class:`PathRecheck`)

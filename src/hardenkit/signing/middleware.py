@@ -129,8 +129,13 @@ class WebhookMiddleware:
             return None
         return _VerifiedAtTheEndpoint(self, app)
 
-    async def _verified(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
-        """Verify the delivery and claim its id, then serve it with ``app`` (once)."""
+    async def _verified(
+        self, scope: Scope, receive: Receive, send: Send, app: ASGIApp, *, endpoint: bool = False
+    ) -> None:
+        """Verify the delivery and claim its id, then serve it with ``app`` (once).
+
+        ``endpoint``: ``app`` is the endpoint itself (verified there after a rewrite).
+        """
         try:
             body = await read_limited(scope, receive, self.verifier.max_body_bytes, "webhook")
             verified = self.verifier.verify(body, self._headers(scope))
@@ -147,7 +152,9 @@ class WebhookMiddleware:
             await send_refusal(send, scope, unavailable.refusal())
             return
         if outcome is ClaimOutcome.NEW:
-            await self._process(scope, receive, send, app, body=body, verified=verified, key=key)
+            await self._process(
+                scope, receive, send, app, body=body, verified=verified, key=key, endpoint=endpoint
+            )
         elif outcome is ClaimOutcome.IN_PROGRESS:
             _logger.info("webhook_in_progress", webhook_id=verified.id)
             refusal = Refusal.retry_later(
@@ -188,6 +195,7 @@ class WebhookMiddleware:
         body: bytes,
         verified: VerifiedWebhook,
         key: str,
+        endpoint: bool,
     ) -> None:
         body_sent = False
         status: int | None = None
@@ -206,7 +214,7 @@ class WebhookMiddleware:
             await send(message)
 
         scope[SCOPE_KEY] = verified
-        reached = scope[ENDPOINT_KEY] = [False]  # set by the endpoint check, when it runs
+        reached = scope[ENDPOINT_KEY] = [endpoint]  # set by the endpoint check, when it runs
         try:
             await app(scope, replay_body, record_status)
         except Exception:
@@ -244,7 +252,7 @@ class _VerifiedAtTheEndpoint:
             detail="a middleware inside the stack rewrote the path to a webhook path; the "
             "delivery is verified at the endpoint",
         )
-        await self._layer._verified(scope, receive, send, self._app)
+        await self._layer._verified(scope, receive, send, self._app, endpoint=True)
 
 
 async def _send_refusal(send: Send, scope: Scope, error: SignatureError) -> None:
