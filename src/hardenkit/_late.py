@@ -21,6 +21,8 @@ from typing import Protocol
 
 from starlette.types import ASGIApp, Scope, Send
 
+from hardenkit._paths import route_path
+
 __all__ = [
     "ENDPOINT_KEY",
     "JUDGED_KEY",
@@ -28,6 +30,7 @@ __all__ = [
     "LateCheck",
     "PathRecheck",
     "endpoint_reached",
+    "judged_elsewhere",
     "judged_path",
     "leave_for_later",
     "rechecked",
@@ -50,9 +53,12 @@ def leave_for_later(scope: Scope, check: LateCheck) -> None:
         checks.append(check)
 
 
-async def run_late_checks(scope: Scope, send: Send) -> bool:
-    """Run the checks left in ``scope``, in order; ``True`` when one refused (and answered)."""
-    for check in scope.get(LATE_KEY, ()):
+async def run_late_checks(scope: Scope, send: Send, left_in: Scope | None = None) -> bool:
+    """Run the checks left in ``left_in`` (``scope``) for ``scope``, in order.
+
+    ``True`` when one refused (and answered).
+    """
+    for check in (scope if left_in is None else left_in).get(LATE_KEY, ()):
         if await check(scope, send):
             return True
     return False
@@ -79,23 +85,42 @@ class PathRecheck(Protocol):
 JUDGED_KEY = "hardenkit.judged_paths"
 
 
-def judged_path(scope: Scope, layer: PathRecheck, path: str) -> None:
-    """Note that ``layer`` judged this request on ``path`` (every request: one append)."""
-    judged: list[tuple[PathRecheck, str]] | None = scope.get(JUDGED_KEY)
-    if judged is None:
-        scope[JUDGED_KEY] = [(layer, path)]
-    else:
-        judged.append((layer, path))
+def judged_path(scope: Scope, layer: PathRecheck) -> None:
+    """Note that ``layer`` judged this request on its path (every request: one append).
 
-
-def rechecked(scope: Scope, reached: str, app: ASGIApp) -> ASGIApp:
-    """``app`` behind the checks ``reached`` adds for every layer that judged another path.
-
-    Outermost layer first. A layer below the rewrite judged ``reached`` already, and adds
-    nothing; one that never saw the request (another app's) is not asked.
+    Noted as the layer saw them: ``scope["path"]`` and ``scope["root_path"]``.
     """
-    judged: list[tuple[PathRecheck, str]] = scope.get(JUDGED_KEY) or []
-    for layer, path in reversed(judged):
+    judged: list[tuple[PathRecheck, str, str]] | None = scope.get(JUDGED_KEY)
+    note = (layer, scope.get("path", ""), scope.get("root_path", ""))
+    if judged is None:
+        scope[JUDGED_KEY] = [note]
+    else:
+        judged.append(note)
+
+
+def judged_elsewhere(notes: Scope, path: object) -> bool:
+    """Whether a layer noted in ``notes`` judged another ``scope["path"]`` than ``path``."""
+    for note in notes.get(JUDGED_KEY, ()):  # noqa: SIM110 - no generator per request
+        if note[1] != path:
+            return True
+    return False
+
+
+def rechecked(notes: Scope, served: Callable[[str], str], app: ASGIApp) -> ASGIApp:
+    """``app`` behind the checks of the path served, for every layer that judged another.
+
+    The layers' notes are read from ``notes`` (a scope). ``served(root_path)`` is the
+    path the router served, in the terms of a layer that judged below ``root_path`` (an
+    app mounted inside another judges below its mount). Outermost layer first. A layer
+    below the rewrite judged the path served already, and adds nothing.
+    """
+    judged: list[tuple[PathRecheck, str, str]] = notes.get(JUDGED_KEY) or []
+    reached_below: dict[str, str] = {}
+    for layer, full_path, root_path in reversed(judged):
+        reached = reached_below.get(root_path)
+        if reached is None:
+            reached = reached_below[root_path] = served(root_path)
+        path = route_path({"path": full_path, "root_path": root_path})
         if path != reached:
             wrapped = layer.recheck_path(path, reached, app)
             if wrapped is not None:

@@ -123,9 +123,11 @@ class PathPatterns:
             matches any case (a FastAPI ``route_class``, ``re.IGNORECASE``, a lowercasing
             middleware) must not serve ``/WEBHOOKS/pay`` unchecked, nor a path
             normalizer ``/docs/../webhooks/pay`` or ``/public/../auth/token``. A path
-            longer than 4096 characters that has another spelling is taken to match:
-            spelling it out would cost more than it guards. Never for the ones that
-            remove a check (public, exempt): there, another spelling stays checked.
+            longer than 4096 characters with an escape, a dot segment, a repeated slash
+            or a backslash is taken to match: spelling it out would cost more than it
+            guards (its case, NFKC and trailing slash are still spelled out). Never for
+            the ones that remove a check (public, exempt): there, another spelling stays
+            checked.
     """
 
     __slots__ = ("_any_case", "_exact", "_prefixes", "patterns")
@@ -167,7 +169,9 @@ class PathPatterns:
                 "/." in path or "//" in path or path[-1:] == "/" or "%" in path or "\\" in path
             ):
                 return False
-            if len(path) > _MAX_SPELLED:
+            if len(path) > _MAX_SPELLED and (
+                "%" in path or "/." in path or "//" in path or "\\" in path
+            ):
                 return True  # fail closed: spelling it out would cost more than it guards
             exact, prefixes = self._exact, self._prefixes
             return any(

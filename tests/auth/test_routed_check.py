@@ -993,3 +993,154 @@ def test_an_outer_middleware_of_any_shape_keeps_the_checks_at_the_endpoint() -> 
     assert client.post("/api/v1/webhooks/pay", content=b"{}").status_code == 400
     assert [client.post("/api/v1/auth/token").status_code for _ in range(3)] == [401, 401, 429]
     assert ran == []
+
+
+def test_a_sub_app_with_its_own_install_does_not_hide_a_rewrite_outside_it() -> None:
+    # An attacker round: the sub-app's auth replaced the outer verdict, and its layers
+    # judged the path after the outer rewrite: the outer checks were never asked again.
+    ran: list[str] = []
+
+    async def pay(request: Request) -> Response:
+        ran.append("pay")
+        return JSONResponse({"paid": True})
+
+    @public()
+    async def login(request: Request) -> Response:
+        return JSONResponse({"detail": "bad password"}, status_code=401)
+
+    async def export(request: Request) -> Response:
+        ran.append("export")
+        return JSONResponse({"all_tenants": True})
+
+    @public()
+    async def spa(request: Request) -> Response:
+        return JSONResponse({"page": "index"})
+
+    billing = Starlette(
+        routes=[
+            Route("/webhooks/pay", pay, methods=["POST"]),
+            Route("/auth/token", login, methods=["POST"]),
+            Route("/internal/export", export),
+        ]
+    )
+    install(billing, key_settings([], public_paths=["/webhooks/*", "/auth/*"]))
+    app = Starlette(
+        routes=[Mount("/billing", app=billing), Route("/{rest:path}", spa, methods=["GET", "POST"])]
+    )
+    app.add_middleware(_StripVersion)
+    install(
+        app,
+        key_settings(
+            ["/billing/internal/*"],
+            public_paths=["/billing/webhooks/*", "/billing/auth/*"],
+            webhook_secret="whsec_" + "A" * 43,
+            webhook_paths=["/billing/webhooks/pay"],
+            auth_paths=["/billing/auth/*"],
+            rate_limit_auth="2/minute",
+        ),
+    )
+    client = TestClient(app)
+    assert client.post("/api/v1/billing/webhooks/pay", content=b"{}").status_code == 400
+    logins = [client.post("/api/v1/billing/auth/token").status_code for _ in range(3)]
+    assert logins == [401, 401, 429]
+    assert client.get("/api/v1/billing/internal/export", headers=auth()).status_code == 401
+    assert ran == []
+
+
+def test_a_sub_apps_own_rewrite_is_not_judged_by_the_outer_apps_rules() -> None:
+    # An attacker round: the outer layers were asked again with the sub-app's path in
+    # the outer app's terms: a partner delivery checked against the outer secret (401,
+    # then "duplicate": lost), and partner logins spent the outer login budget.
+    ran: list[str] = []
+    partner_secret = "whsec_" + "P" * 43
+
+    async def hook(request: Request) -> Response:
+        ran.append("partner-hook")
+        return JSONResponse({"ok": True})
+
+    @public()
+    async def login(request: Request) -> Response:
+        return JSONResponse({"detail": "bad password"}, status_code=401)
+
+    partner = Starlette(
+        routes=[
+            Route("/webhooks/github", hook, methods=["POST"]),
+            Route("/auth/token", login, methods=["POST"]),
+        ]
+    )
+    partner.add_middleware(StripTrailingSlash)
+    install(
+        partner,
+        key_settings(
+            [],
+            public_paths=["/webhooks/*", "/auth/*"],
+            webhook_secret=partner_secret,
+            webhook_paths=["/webhooks/*"],
+        ),
+    )
+    app = Starlette(
+        routes=[Mount("/partner", app=partner), Route("/auth/token", login, methods=["POST"])]
+    )
+    install(
+        app,
+        key_settings(
+            [],
+            public_paths=["/partner/*", "/webhooks/*", "/auth/*"],
+            webhook_secret="whsec_" + "A" * 43,
+            webhook_paths=["/webhooks/*"],
+            rate_limit_auth="2/minute",
+        ),
+    )
+    client = TestClient(app)
+    body = b'{"id": 1}'
+    signed = sign_webhook(body, partner_secret, webhook_id="d1")
+    assert client.post("/partner/webhooks/github/", content=body, headers=signed).json() == {
+        "ok": True
+    }
+    assert ran == ["partner-hook"]
+    assert [client.post("/partner/auth/token/").status_code for _ in range(2)] == [401, 401]
+    assert client.post("/auth/token").status_code == 401  # the outer budget is untouched
+
+
+class _RebuildScope:
+    """A middleware inside the stack that rebuilds the scope from the ASGI keys only
+    (dropping every extension key) and strips a version prefix."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            keys = ("type", "asgi", "http_version", "method", "scheme", "path", "raw_path")
+            rebuilt = {key: scope[key] for key in keys if key in scope}
+            rebuilt.update(
+                root_path=scope.get("root_path", ""),
+                query_string=scope.get("query_string", b""),
+                headers=scope["headers"],
+                client=scope.get("client"),
+                server=scope.get("server"),
+                app=scope.get("app"),
+            )
+            if rebuilt["path"].startswith("/api/v1/"):
+                rebuilt["path"] = rebuilt["path"][len("/api/v1") :]
+            scope = rebuilt
+        await self.app(scope, receive, send)
+
+
+def test_a_middleware_that_rebuilds_the_scope_cannot_drop_the_checks() -> None:
+    # An attacker round: with the verdict and the layers' notes in the scope only, a
+    # rebuilt scope reached the endpoint with nothing to hold it to: an unsigned delivery
+    # was processed, a protected route served without a credential, logins unlimited.
+    ran: list[str] = []
+    app = _paying_app(ran, _RebuildScope, catch_all=True, api_key_paths=["/internal/*"])
+
+    async def export(request: Request) -> Response:
+        ran.append("export")
+        return JSONResponse({"all_tenants": True})
+
+    app.router.routes.insert(0, Route("/internal/export", export))
+    client = TestClient(app)
+    assert client.post("/api/v1/webhooks/pay", content=b"{}").status_code == 400
+    assert client.get("/api/v1/internal/export").status_code == 401
+    assert [client.post("/api/v1/auth/token").status_code for _ in range(3)] == [401, 401, 429]
+    assert ran == []

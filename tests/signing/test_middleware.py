@@ -12,8 +12,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
+from starlette.types import Receive, Scope, Send
 
 from hardenkit import ReplayStore, WebhookMiddleware, WebhookVerifier, install, sign_webhook
 from hardenkit.settings import HardenSettings
@@ -343,6 +344,34 @@ def test_a_handlers_own_redirect_or_404_is_its_answer_and_a_replay_is_a_duplicat
     assert [step.status_code for step in followed.history] == [307]
     assert followed.json() == {"processed": True}
     assert len(handler.processed) == 2
+
+
+def test_a_handler_behind_a_mount_hardenkit_cannot_see_into_keeps_its_claim() -> None:
+    # An attacker round: a plain ASGI receiver mounted at /webhooks/stripe processed the
+    # delivery and answered 303; no endpoint check ran there, so its claim was released
+    # and the same delivery was processed three times in three.
+    processed: list[bytes] = []
+
+    async def receiver(scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        processed.append(message.get("body", b""))
+        await send({"type": "http.response.start", "status": 303, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    app = Starlette(routes=[Mount("/webhooks/stripe", app=receiver)])
+    install(
+        app,
+        HardenSettings(
+            webhook_secret=SECRET, webhook_paths=["/webhooks/*"], public_paths=["/webhooks/*"]
+        ),
+    )
+    client = TestClient(app)
+    headers = sign_webhook(BODY, SECRET, webhook_id="msg_mount")
+    first = client.post("/webhooks/stripe/", content=BODY, headers=headers, follow_redirects=False)
+    assert first.status_code == 303
+    replay = client.post("/webhooks/stripe/", content=BODY, headers=headers)
+    assert replay.json()["status"] == "duplicate"
+    assert processed == [BODY]
 
 
 def test_install_guards_the_configured_paths_with_a_shared_replay_store() -> None:

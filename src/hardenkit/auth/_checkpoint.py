@@ -10,31 +10,41 @@ tenant's path with no binding.
 
 So every endpoint the app's routes lead to is wrapped (``route.app``, which Starlette,
 FastAPI and their mounts call with the exact scope the handler gets) in a
-:class:`CheckedEndpoint`. AuthMiddleware leaves its :class:`Verdict` in the scope; the
-guard compares it with the route that was actually reached, before the handler, its
-dependencies or its background tasks run: a protected route reached without a
-credential is ``401``, a bound tenant path parameter that is not the principal's tenant
-``403``. A request that no verdict came with (auth off, ``report_only``, a route reached
-without AuthMiddleware) passes untouched.
+:class:`CheckedEndpoint`. AuthMiddleware leaves its :class:`Verdict` in a context
+variable (:data:`verdicts_var`: a middleware that rebuilds the scope cannot drop it, and
+an app mounted inside another, each with its own ``install()``, adds its own); the guard
+holds the route actually reached to every verdict, before the handler, its dependencies
+or its background tasks run: a protected route reached without a credential is ``401``,
+a bound tenant path parameter that is not the principal's tenant ``403``. A request that
+no verdict came with (auth off, ``report_only``, a route reached without AuthMiddleware)
+passes untouched.
 
-A path that reaches the endpoint changed since auth judged it was rewritten inside the
-stack, where every other protection judged it before the rewrite too (rate limits, body
-limits, timeouts, webhook signatures): that is said once per AuthMiddleware, as an error
-naming the cure, and the layers that judge paths are asked again for the path reached
-(:meth:`Judge.rewritten`).
+A path (or root path) that reaches the endpoint changed since auth judged it was
+rewritten inside the stack, where the layers above the rewrite judged it as sent too:
+that is said once per AuthMiddleware, as an error naming the cure, and the layers that
+noted another path than the one served are asked again (:func:`hardenkit._late.
+rechecked`).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sized
+from contextvars import ContextVar, Token
 from re import Pattern
 
 import structlog
 from starlette.routing import Host, Mount, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hardenkit._late import endpoint_reached, rechecked, run_late_checks
+from hardenkit._late import (
+    JUDGED_KEY,
+    endpoint_reached,
+    judged_elsewhere,
+    rechecked,
+    run_late_checks,
+)
 from hardenkit._marks import PUBLIC, marks_of
 from hardenkit._paths import PathPatterns, route_path
 from hardenkit._routes import endpoint_of, iter_routes, mounted_routes
@@ -44,9 +54,15 @@ from hardenkit.auth.errors import RefusalReason, TokenRejectedError
 from hardenkit.auth.principal import Principal
 from hardenkit.context import principal_var
 
-__all__ = ["VERDICT_KEY", "CheckedEndpoint", "CheckedMount", "Checkpoints", "Judge", "Verdict"]
-
-VERDICT_KEY = "hardenkit.auth.verdict"
+__all__ = [
+    "CheckedEndpoint",
+    "CheckedMount",
+    "Checkpoints",
+    "Judge",
+    "Verdict",
+    "judged",
+    "verdicts_var",
+]
 
 _logger = structlog.get_logger("hardenkit.auth")
 
@@ -90,50 +106,40 @@ class Judge:
         self.authenticate = authenticate
         self.rewrite_noticed = False
 
-    def rewritten(self, judged: object, scope: Scope, app_path: str, app: ASGIApp) -> ASGIApp:
-        """``app`` held to the checks the path reached adds; the rewrite said, once.
+    def notice_rewrite(self, judged: object, scope: Scope) -> None:
+        """Say, once, that a middleware inside the stack changed the path after auth.
 
-        A middleware inside the stack changed the path (or the root path) after the
-        layers judged it. Auth is held to the route reached; the layers that judged the
-        path (webhook signatures, rate limits) are asked again for the path reached
-        (:func:`hardenkit._late.rechecked`). Body limits, timeouts for a path and exempt
-        paths are not: they stay as judged. Nothing refuses the request (the rewrite may
-        be the app's own trailing-slash rule); the cure is to add such a middleware
-        after ``install()``, outside its layers.
+        Auth is held to the route reached, and the layers that noted another path are
+        asked again for the path served (webhook signatures, rate limits); body limits,
+        timeouts for a path and exempt paths stay as judged. Nothing refuses the request
+        (the rewrite may be the app's own trailing-slash rule); the cure is to add such
+        a middleware after ``install()``, outside its layers.
         """
-        if not self.rewrite_noticed:
-            self.rewrite_noticed = True
-            _logger.error(
-                "path_rewritten_inside_the_stack",
-                judged_path=judged,
-                reached_path=scope.get("path"),
-                reached_root_path=scope.get("root_path", ""),
-                detail="a middleware or router between hardenkit's layers and the endpoint "
-                "changed the request path; webhook signatures and rate limits are checked "
-                "again for the path reached, body limits, timeouts and exempt paths were "
-                "judged on the path as sent. Add the middleware that rewrites paths after "
-                "install(), so that it runs first (said once)",
-            )
-        return rechecked(scope, app_path, app)
+        if self.rewrite_noticed:
+            return
+        self.rewrite_noticed = True
+        _logger.error(
+            "path_rewritten_inside_the_stack",
+            judged_path=judged,
+            reached_path=scope.get("path"),
+            reached_root_path=scope.get("root_path", ""),
+            detail="a middleware or router between hardenkit's layers and the endpoint "
+            "changed the request path; webhook signatures and rate limits are checked "
+            "again for the path reached, body limits, timeouts and exempt paths were "
+            "judged on the path as sent. Add the middleware that rewrites paths after "
+            "install(), so that it runs first (said once)",
+        )
 
-    async def serve_unjudged(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        app: ASGIApp,
-        *,
-        root_path: str,
-        app_path: str,
-    ) -> None:
+    async def authenticate_late(
+        self, scope: Scope, send: Send, app_path: str
+    ) -> tuple[Principal, Scope] | None:
         """Authenticate here a request judged public that reached a protected endpoint.
 
         The prediction took it for a public route (a rewrite inside the stack, say); the
-        endpoint is not. The credential is checked now, as AuthMiddleware would have, and
-        the request served or refused by it: a valid token is not turned away because the
-        prediction missed, and none reaches the handler without one. The checks a layer
-        before left for want of a principal (``hardenkit._late``: the per-tenant rate
-        limit) run once it is bound.
+        endpoint is not. The credential is checked now, as AuthMiddleware would have:
+        the principal and the scope to serve it with, or ``None`` once refused (the
+        refusal sent). A valid token is not turned away because the prediction missed,
+        and none reaches the handler without one.
         """
         _logger.warning(
             "auth_checked_at_the_endpoint",
@@ -145,17 +151,9 @@ class Judge:
             principal, bound = await self.authenticate(scope, app_path)
         except AuthRefusedError as refused:
             await self.refuse(send, scope, refused)
-            return
+            return None
         bound.setdefault("state", {})["principal"] = principal
-        bound[VERDICT_KEY] = (self, principal, root_path, scope.get("path"))
-        token = principal_var.set(principal)
-        try:
-            # What the layers before left for want of a principal (the per-tenant
-            # limit) is charged now, before the handler.
-            if not await run_late_checks(bound, send):
-                await app(bound, receive, send)
-        finally:
-            principal_var.reset(token)
+        return principal, bound
 
     def refusal_for(
         self, scope: Scope, app_path: str, principal: Principal
@@ -223,12 +221,21 @@ def _app_path(scope: Scope, root_path: str) -> str:
     return route_path({"path": scope.get("path", ""), "root_path": root_path})
 
 
-Verdict = tuple[Judge, Principal | None, str, object]
+Verdict = tuple[Judge, Principal | None, str, object, Scope]
 """What AuthMiddleware decided for one request: its judge, the bound principal (``None``
 when let through as public), the app's ``root_path`` where it judged (public paths are
-matched below it, however deep a mount the endpoint is), and ``scope["path"]`` as it
-judged it (a mount keeps the path; only a rewrite changes it). A tuple: made per
-request."""
+matched below it, however deep a mount the endpoint is), ``scope["path"]`` as it judged
+it (a mount keeps the path; only a rewrite changes it), and the scope it passed on
+(where the layers' notes are, should a middleware below rebuild the scope without
+them). A tuple: made per request."""
+
+verdicts_var: ContextVar[tuple[Verdict, ...]] = ContextVar("hardenkit_auth_verdicts", default=())
+"""The verdicts of the AuthMiddleware layers serving the request, outermost first."""
+
+
+def judged(verdict: Verdict) -> Token[tuple[Verdict, ...]]:
+    """Add ``verdict`` for the endpoint to hold the request to; reset with the token."""
+    return verdicts_var.set((*verdicts_var.get(), verdict))
 
 
 class _Checked:
@@ -278,8 +285,42 @@ class _Checked:
             start = served_root.find("/", start + 1)
         return served, True
 
+    def served_for(self, scope: Scope, verdict: Verdict) -> tuple[str, bool]:
+        """The app path served, in ``verdict``'s terms, and whether it was rewritten.
+
+        A rewrite is said once per AuthMiddleware.
+        """
+        judge, _, root_path, judged_path, _ = verdict
+        app_path, root_changed = self.app_path(scope, root_path)
+        if root_changed or scope.get("path") != judged_path:
+            judge.notice_rewrite(judged_path, scope)
+            return app_path, True
+        return app_path, False
+
+    def guarded_app(self, scope: Scope, notes: Scope, *, rewritten: bool) -> ASGIApp:
+        """The app, behind the checks of the path served for layers that noted another.
+
+        Looked for only then: a request pays one comparison per note.
+        """
+        if rewritten or judged_elsewhere(notes, scope.get("path")):
+            return rechecked(notes, functools.partial(self.served_path, scope), self.app)
+        return self.app
+
+    def served_path(self, scope: Scope, root_path: str) -> str:
+        """The path served, in the terms of a layer that judged below ``root_path``."""
+        return self.app_path(scope, root_path)[0]
+
 
 _EMPTY = re.compile("")
+
+
+def _notes_of(scope: Scope, verdicts: tuple[Verdict, ...]) -> Scope:
+    """Where the layers' notes are.
+
+    ``scope``, or the scope the outermost auth passed on when a middleware below rebuilt
+    the scope without them.
+    """
+    return scope if JUDGED_KEY in scope else verdicts[0][4]
 
 
 class CheckedEndpoint(_Checked):
@@ -298,26 +339,44 @@ class CheckedEndpoint(_Checked):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse a request auth judged for another route; serve the rest."""
-        endpoint_reached(scope)
-        verdict: Verdict | None = scope.get(VERDICT_KEY)
-        app = self.app
-        if verdict is not None:
-            judge, principal, root_path, judged_path = verdict
-            app_path, root_changed = self.app_path(scope, root_path)
-            if root_changed or scope.get("path") != judged_path:
-                app = judge.rewritten(judged_path, scope, app_path, app)
+        verdicts = verdicts_var.get()
+        if not verdicts:
+            endpoint_reached(scope)
+            await self.app(scope, receive, send)
+            return
+        notes = _notes_of(scope, verdicts)
+        endpoint_reached(notes)
+        late: Principal | None = None
+        rewritten = False
+        for verdict in verdicts:
+            judge, judged_principal = verdict[0], verdict[1]
+            app_path, moved = self.served_for(scope, verdict)
+            rewritten = rewritten or moved
+            principal = judged_principal or late
             if principal is None:
-                if not self.public and not judge.public_paths.matches(app_path):
-                    await judge.serve_unjudged(
-                        scope, receive, send, app, root_path=root_path, app_path=app_path
-                    )
+                if self.public or judge.public_paths.matches(app_path):
+                    continue
+                authenticated = await judge.authenticate_late(scope, send, app_path)
+                if authenticated is None:
                     return
-            else:
-                refusal = judge.refusal_for(scope, app_path, principal)
-                if refusal is not None:
-                    await judge.refuse(send, scope, refusal)
-                    return
-        await app(scope, receive, send)
+                late, scope = authenticated
+                principal = late
+            refusal = judge.refusal_for(scope, app_path, principal)
+            if refusal is not None:
+                await judge.refuse(send, scope, refusal)
+                return
+        app = self.guarded_app(scope, notes, rewritten=rewritten)
+        if late is None:
+            await app(scope, receive, send)
+            return
+        token = principal_var.set(late)
+        try:
+            # What the layers before left for want of a principal (the per-tenant
+            # limit) is charged now, before the handler.
+            if not await run_late_checks(scope, send, notes):
+                await app(scope, receive, send)
+        finally:
+            principal_var.reset(token)
 
 
 class CheckedMount(_Checked):
@@ -338,20 +397,27 @@ class CheckedMount(_Checked):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Judge the request at the mount, then what the app inside routed it to."""
-        verdict: Verdict | None = scope.get(VERDICT_KEY)
-        if verdict is None:
+        # Whatever the app inside answers, a handler may have run there: a webhook's own
+        # redirect or 404 is not taken for the router's (its claim is kept).
+        verdicts = verdicts_var.get()
+        if not verdicts:
+            endpoint_reached(scope)
             await self.app(scope, receive, send)
             return
-        judge, principal, root_path, judged_path = verdict
-        app = self.app
-        app_path, root_changed = self.app_path(scope, root_path)
-        if root_changed or scope.get("path") != judged_path:
-            app = judge.rewritten(judged_path, scope, app_path, app)
-        refusal = judge.refusal_at(scope, principal, app_path, self.public)
-        if refusal is not None:
-            await judge.refuse(send, scope, refusal)
-            return
-        state = _Inside(judge, verdict[1], scope)
+        notes = _notes_of(scope, verdicts)
+        endpoint_reached(notes)
+        rewritten = False
+        for verdict in verdicts:
+            judge, principal = verdict[0], verdict[1]
+            app_path, moved = self.served_for(scope, verdict)
+            rewritten = rewritten or moved
+            refusal = judge.refusal_at(scope, principal, app_path, self.public)
+            if refusal is not None:
+                await judge.refuse(send, scope, refusal)
+                return
+        app = self.guarded_app(scope, notes, rewritten=rewritten)
+        judge, principal = verdicts[-1][0], verdicts[-1][1]
+        state = _Inside(judge, principal, scope)
 
         async def receive_judged() -> Message:
             if state.refusal() is not None:

@@ -34,11 +34,12 @@ from typing import Literal
 import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hardenkit._late import JUDGED_KEY
 from hardenkit._marks import PUBLIC, MarkedRoutes
 from hardenkit._paths import PathPatterns, route_path
 from hardenkit.auth._bearer import bearer_token
 from hardenkit.auth._binding import TenantBinding
-from hardenkit.auth._checkpoint import VERDICT_KEY, Checkpoints, Judge, Verdict
+from hardenkit.auth._checkpoint import Checkpoints, Judge, Verdict, judged, verdicts_var
 from hardenkit.auth._override import PRINCIPAL_OVERRIDE
 from hardenkit.auth._refusal import (
     AuthRefusedError,
@@ -169,9 +170,15 @@ class AuthMiddleware:
         if enforced:
             self._checkpoints.ensure(scope)
         if self.public_paths.matches(path) or self.public_routes.matches(scope):
-            if enforced:  # the endpoint reached must be public too (see _checkpoint)
-                scope[VERDICT_KEY] = self._verdict(scope, None)
-            await self.app(scope, receive, send)
+            if not enforced:
+                await self.app(scope, receive, send)
+                return
+            # The endpoint reached must be public too (see _checkpoint).
+            verdict_token = judged(self._verdict(scope, None))
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                verdicts_var.reset(verdict_token)
             return
         try:
             principal, new_scope = await self._principal_of(scope, path)
@@ -187,8 +194,14 @@ class AuthMiddleware:
         await self._serve(new_scope, receive, send, principal, enforced=enforced)
 
     def _verdict(self, scope: Scope, principal: Principal | None) -> Verdict:
-        """What the endpoint reached holds the request to (see ``_checkpoint``)."""
-        return (self._judge, principal, scope.get("root_path", ""), scope.get("path"))
+        """What the endpoint reached holds the request to (see ``_checkpoint``).
+
+        With the scope passed on, where the layers note what they judged: a middleware
+        below that rebuilds the scope cannot make the endpoint forget them.
+        """
+        if JUDGED_KEY not in scope:
+            scope[JUDGED_KEY] = []  # the layers below note into this one list
+        return (self._judge, principal, scope.get("root_path", ""), scope.get("path"), scope)
 
     def _let_through(self, refused: AuthRefusedError, path: str) -> Principal | None:
         """``report_only``: record what would have been refused; the principal, if any."""
@@ -211,13 +224,14 @@ class AuthMiddleware:
         enforced: bool,
     ) -> None:
         scope.setdefault("state", {})["principal"] = principal
-        if enforced:
-            scope[VERDICT_KEY] = self._verdict(scope, principal)
+        verdict_token = judged(self._verdict(scope, principal)) if enforced else None
         token = principal_var.set(principal)
         try:
             await self.app(scope, receive, send)
         finally:
             principal_var.reset(token)
+            if verdict_token is not None:
+                verdicts_var.reset(verdict_token)
 
     async def _refuse(self, send: Send, scope: Scope, refused: AuthRefusedError, path: str) -> None:
         on_sent = functools.partial(self._record, refused, path)

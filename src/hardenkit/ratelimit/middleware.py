@@ -98,7 +98,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         path = route_path(scope)
-        judged_path(scope, self, path)  # asked again should a rewrite serve another path
+        judged_path(scope, self)  # asked again should a rewrite serve another path
         if self.exempt.matches(path) or self.exempt_routes.matches(scope):
             await self.app(scope, receive, send)
             return

@@ -113,7 +113,7 @@ class WebhookMiddleware:
             await self.app(scope, receive, send)
             return
         path = route_path(scope)
-        judged_path(scope, self, path)  # asked again should a rewrite serve another path
+        judged_path(scope, self)  # asked again should a rewrite serve another path
         if not self._matches(path):
             await self.app(scope, receive, send)
             return
