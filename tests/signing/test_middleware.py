@@ -9,6 +9,7 @@ import pytest
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -371,6 +372,31 @@ def test_a_handler_behind_a_mount_hardenkit_cannot_see_into_keeps_its_claim() ->
     assert first.status_code == 303
     replay = client.post("/webhooks/stripe/", content=BODY, headers=headers)
     assert replay.json()["status"] == "duplicate"
+    assert processed == [BODY]
+
+
+def test_a_background_task_failing_after_the_answer_keeps_the_delivery_processed() -> None:
+    # An attacker round: the handler answered 200 and its background task raised; the
+    # claim was released, so the same delivery was processed again on every resend.
+    processed: list[bytes] = []
+
+    def fails() -> None:
+        raise RuntimeError("background job failed")
+
+    async def handler(request: Request) -> Response:
+        processed.append(await request.body())
+        return JSONResponse({"ok": True}, background=BackgroundTask(fails))
+
+    verifier = WebhookVerifier(SECRET, max_body_bytes=1024)
+    app = Starlette(
+        routes=[Route("/webhooks/in", handler, methods=["POST"])],
+        middleware=[Middleware(WebhookMiddleware, verifier=verifier, paths=["/webhooks/*"])],
+    )
+    client = TestClient(app, raise_server_exceptions=False)
+    headers = sign_webhook(BODY, SECRET, webhook_id="msg_background")
+    assert client.post("/webhooks/in", content=BODY, headers=headers).json() == {"ok": True}
+    resent = client.post("/webhooks/in", content=BODY, headers=headers)
+    assert resent.json()["status"] == "duplicate"
     assert processed == [BODY]
 
 

@@ -165,6 +165,9 @@ class AuthMiddleware:
         if scope["type"] not in ("http", "websocket") or self.mode == "off":
             await self.app(scope, receive, send)
             return
+        if (verdicts_var.get() or principal_var.get() is not None) and _inherited(scope):
+            await self._afresh(scope, receive, send)
+            return
         path = route_path(scope)
         enforced = self.mode == "enforced"
         if enforced:
@@ -192,6 +195,23 @@ class AuthMiddleware:
                 return
             principal, new_scope = let_through, scope
         await self._serve(new_scope, receive, send, principal, enforced=enforced)
+
+    async def _afresh(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a request that inherited another request's verdicts or principal.
+
+        uvicorn starts a pipelined request from inside the previous one's last send, so
+        its task copies that request's context: its principal and verdicts. Only this
+        request's own (an outer AuthMiddleware's, for an app mounted in another) are kept.
+        """
+        own = _own_verdicts(scope)
+        principals = [verdict[1] for verdict in own if verdict[1] is not None]
+        verdicts_token = verdicts_var.set(own)
+        principal_token = principal_var.set(principals[-1] if principals else None)
+        try:
+            await self(scope, receive, send)
+        finally:
+            principal_var.reset(principal_token)
+            verdicts_var.reset(verdicts_token)
 
     def _verdict(self, scope: Scope, principal: Principal | None) -> Verdict:
         """What the endpoint reached holds the request to (see ``_checkpoint``).
@@ -313,3 +333,24 @@ class AuthMiddleware:
     def _record(self, refused: AuthRefusedError, path: str) -> None:
         """Count and audit one refusal, sent (enforced) or let through (report_only)."""
         record_refusal(refused, path, self.mode)
+
+
+def _own_verdicts(scope: Scope) -> tuple[Verdict, ...]:
+    """The verdicts of this request, told by the list the layers note into.
+
+    Copies of a scope share it, and every verdict's scope holds it (an outer
+    AuthMiddleware creates it); another request, even on the same connection, has its
+    own.
+    """
+    notes = scope.get(JUDGED_KEY)
+    if notes is None:
+        return ()
+    return tuple(verdict for verdict in verdicts_var.get() if verdict[4].get(JUDGED_KEY) is notes)
+
+
+def _inherited(scope: Scope) -> bool:
+    """Whether the context holds another request's verdicts or principal."""
+    own = _own_verdicts(scope)
+    if len(own) != len(verdicts_var.get()):
+        return True
+    return principal_var.get() is not None and all(verdict[1] is None for verdict in own)

@@ -220,13 +220,23 @@ class WebhookMiddleware:
         except Exception:
             # A cancelled request (timeout, disconnect) keeps its claim until
             # processing_ttl lapses: awaiting Redis inside a cancelled task is not reliable.
-            await self.replay_store.release(key)
+            # Raised after the handler answered (a background task, a streamed body),
+            # the delivery was processed: its claim is kept, or a retry runs it again.
+            await self._settle(key, status, endpoint=reached[0])
             raise
+        await self._settle(key, status, endpoint=reached[0])
+
+    async def _settle(self, key: str, status: int | None, *, endpoint: bool) -> None:
+        """Remember the delivery as processed, or release its claim for the retry.
+
+        Processed: answered below 500, not asking for a retry, and not a redirect or a
+        404/405 the router answered with no handler run (``endpoint`` says one ran).
+        """
         if (
             status is not None
             and status < 500
             and status not in _RETRY_LATER
-            and not (status in _ROUTER_ANSWERS and not reached[0])
+            and not (status in _ROUTER_ANSWERS and not endpoint)
         ):
             await self.replay_store.complete(key, self.dedupe_ttl)
         else:
