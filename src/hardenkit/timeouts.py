@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -33,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hardenkit._inline import InlineRun
 from hardenkit._paths import PathTable, route_path
 from hardenkit._timer import AttemptWatch, watch
-from hardenkit.context import deadline_var, request_id_var, set_deadline
+from hardenkit.context import deadline_var, request_id_var
 from hardenkit.errors import ErrorCode, Refusal, send_refusal
 from hardenkit.telemetry import timeouts as timeout_counter
 
@@ -103,7 +104,10 @@ class TimeoutMiddleware:
         if timeout is None:
             await self.app(scope, receive, send)
             return
-        token = set_deadline(timeout)
+        # The request's own deadline, not the earlier of it and one in the context: a
+        # pipelined request starts inside the previous one's context (uvicorn), whose
+        # deadline would shrink this one's to nothing after a while on one connection.
+        token = deadline_var.set(time.monotonic() + timeout)
         try:
             await self._serve(scope, receive, send, timeout)
         finally:

@@ -125,6 +125,21 @@ async def test_the_request_deadline_is_set_for_the_handler_and_reset_after() -> 
     assert deadline_var.get() is None
 
 
+async def test_a_deadline_left_by_another_request_is_not_this_ones() -> None:
+    # uvicorn starts a pipelined request inside the previous one's context: its deadline
+    # (long past, after a minute of pipelining on one connection) must not shorten this
+    # request's budget for outbound calls to nothing.
+    handlers = Handlers()
+    token = deadline_var.set(time.monotonic() - 60)
+    try:
+        captured = await call(make_app(handlers), "/fast")
+    finally:
+        deadline_var.reset(token)
+    assert captured.status == 200
+    assert handlers.seen_remaining is not None
+    assert TIMEOUT / 2 < handlers.seen_remaining <= TIMEOUT
+
+
 async def test_a_fast_request_is_untouched_and_leaves_no_task() -> None:
     before = other_tasks()
     captured = await call(make_app(Handlers()), "/fast")
