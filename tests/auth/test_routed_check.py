@@ -47,6 +47,12 @@ async def create_item(request: Request) -> Response:
     return JSONResponse({"created": True}, status_code=201)
 
 
+@public()
+async def refused_login(request: Request) -> Response:
+    """A login route (public) that refuses every password: what the login limit counts."""
+    return JSONResponse({"detail": "bad password"}, status_code=401)
+
+
 async def feed(websocket: WebSocket) -> None:
     await websocket.accept()
     await websocket.send_json({"tenant": websocket.path_params["tenant_id"]})
@@ -682,17 +688,13 @@ def test_a_router_matching_with_ignorecase_serves_no_check_less_spelling() -> No
         ran.append("github")
         return JSONResponse({"processed": True})
 
-    @public()
-    async def login(request: Request) -> Response:
-        return JSONResponse({"detail": "bad password"}, status_code=401)
-
     async def stats(request: Request) -> Response:
         return JSONResponse({"credential": request.state.principal.credential})
 
     app = Starlette(
         routes=[
             _AnyCaseRoute("/webhooks/github", github, methods=["POST"]),
-            _AnyCaseRoute("/auth/login", login, methods=["POST"]),
+            _AnyCaseRoute("/auth/login", refused_login, methods=["POST"]),
             _AnyCaseRoute("/internal/stats", stats),
         ]
     )
@@ -817,16 +819,12 @@ def _paying_app(
         return JSONResponse({"paid": True})
 
     @public()
-    async def login(request: Request) -> Response:
-        return JSONResponse({"detail": "bad password"}, status_code=401)
-
-    @public()
     async def spa(request: Request) -> Response:
         return JSONResponse({"page": "index"})
 
     routes = [
         Route("/webhooks/pay", pay, methods=["POST"]),
-        Route("/auth/token", login, methods=["POST"]),
+        Route("/auth/token", refused_login, methods=["POST"]),
     ]
     if catch_all:
         routes.append(Route("/{rest:path}", spa, methods=["GET", "POST"]))
@@ -917,11 +915,8 @@ def test_a_root_path_changed_inside_the_stack_is_a_rewrite_too() -> None:
 def test_a_mounted_route_is_no_rewrite_and_its_checks_are_not_repeated() -> None:
     # Mount("/m") adds to the root path below auth: explained by the route table, so
     # nothing is judged again (the login limit counts once per request, not twice).
-    @public()
-    async def login(request: Request) -> Response:
-        return JSONResponse({"detail": "bad password"}, status_code=401)
-
-    app = Starlette(routes=[Mount("/m", routes=[Route("/auth/token", login, methods=["POST"])])])
+    login = Route("/auth/token", refused_login, methods=["POST"])
+    app = Starlette(routes=[Mount("/m", routes=[login])])
     install(
         app,
         key_settings(
@@ -1004,10 +999,6 @@ def test_a_sub_app_with_its_own_install_does_not_hide_a_rewrite_outside_it() -> 
         ran.append("pay")
         return JSONResponse({"paid": True})
 
-    @public()
-    async def login(request: Request) -> Response:
-        return JSONResponse({"detail": "bad password"}, status_code=401)
-
     async def export(request: Request) -> Response:
         ran.append("export")
         return JSONResponse({"all_tenants": True})
@@ -1019,7 +1010,7 @@ def test_a_sub_app_with_its_own_install_does_not_hide_a_rewrite_outside_it() -> 
     billing = Starlette(
         routes=[
             Route("/webhooks/pay", pay, methods=["POST"]),
-            Route("/auth/token", login, methods=["POST"]),
+            Route("/auth/token", refused_login, methods=["POST"]),
             Route("/internal/export", export),
         ]
     )
@@ -1058,14 +1049,10 @@ def test_a_sub_apps_own_rewrite_is_not_judged_by_the_outer_apps_rules() -> None:
         ran.append("partner-hook")
         return JSONResponse({"ok": True})
 
-    @public()
-    async def login(request: Request) -> Response:
-        return JSONResponse({"detail": "bad password"}, status_code=401)
-
     partner = Starlette(
         routes=[
             Route("/webhooks/github", hook, methods=["POST"]),
-            Route("/auth/token", login, methods=["POST"]),
+            Route("/auth/token", refused_login, methods=["POST"]),
         ]
     )
     partner.add_middleware(StripTrailingSlash)
@@ -1079,7 +1066,10 @@ def test_a_sub_apps_own_rewrite_is_not_judged_by_the_outer_apps_rules() -> None:
         ),
     )
     app = Starlette(
-        routes=[Mount("/partner", app=partner), Route("/auth/token", login, methods=["POST"])]
+        routes=[
+            Mount("/partner", app=partner),
+            Route("/auth/token", refused_login, methods=["POST"]),
+        ]
     )
     install(
         app,

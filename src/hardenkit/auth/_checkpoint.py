@@ -285,6 +285,17 @@ class _Checked:
             start = served_root.find("/", start + 1)
         return served, True
 
+    def verdicts_and_notes(self, scope: Scope) -> tuple[tuple[Verdict, ...], Scope]:
+        """The verdicts to hold the request to (none: it passes), and the layers' notes.
+
+        A layer that asked (:data:`hardenkit._late.ENDPOINT_KEY`) learns that an
+        endpoint, or a mount, runs now.
+        """
+        verdicts = verdicts_var.get()
+        notes = _notes_of(scope, verdicts) if verdicts else scope
+        endpoint_reached(notes)
+        return verdicts, notes
+
     def served_for(self, scope: Scope, verdict: Verdict) -> tuple[str, bool]:
         """The app path served, in ``verdict``'s terms, and whether it was rewritten.
 
@@ -339,13 +350,10 @@ class CheckedEndpoint(_Checked):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse a request auth judged for another route; serve the rest."""
-        verdicts = verdicts_var.get()
+        verdicts, notes = self.verdicts_and_notes(scope)
         if not verdicts:
-            endpoint_reached(scope)
             await self.app(scope, receive, send)
             return
-        notes = _notes_of(scope, verdicts)
-        endpoint_reached(notes)
         late: Principal | None = None
         rewritten = False
         for verdict in verdicts:
@@ -399,13 +407,10 @@ class CheckedMount(_Checked):
         """Judge the request at the mount, then what the app inside routed it to."""
         # Whatever the app inside answers, a handler may have run there: a webhook's own
         # redirect or 404 is not taken for the router's (its claim is kept).
-        verdicts = verdicts_var.get()
+        verdicts, notes = self.verdicts_and_notes(scope)
         if not verdicts:
-            endpoint_reached(scope)
             await self.app(scope, receive, send)
             return
-        notes = _notes_of(scope, verdicts)
-        endpoint_reached(notes)
         rewritten = False
         for verdict in verdicts:
             judge, principal = verdict[0], verdict[1]
