@@ -16,6 +16,7 @@ import structlog
 
 from hardenkit._refusals import refuse
 from hardenkit._section import SettingProblem
+from hardenkit.context import FACTS_KEY, REQUESTS, own_facts
 from hardenkit.errors import ErrorCode, Refusal, send_refusal
 from hardenkit.settings import SettingsError
 
@@ -85,7 +86,10 @@ class AppCheckMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
-        if not self.check.done and scope["type"] in ("http", "websocket"):
+        if scope["type"] in REQUESTS and FACTS_KEY not in scope:  # the request's first layer
+            await own_facts(self, scope, receive, send)
+            return
+        if not self.check.done and scope["type"] in REQUESTS:
             try:
                 self.check.run_final()
             except SettingsError as error:

@@ -13,6 +13,8 @@ from starlette.middleware import Middleware
 from starlette.middleware import cors as starlette_cors
 from starlette.types import Message, Receive, Scope, Send
 
+from hardenkit.context import FACTS_KEY, own_facts
+
 if TYPE_CHECKING:
     from hardenkit.settings import HardenSettings
 
@@ -35,6 +37,9 @@ class CORSMiddleware(starlette_cors.CORSMiddleware):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
+        if scope["type"] == "http" and FACTS_KEY not in scope:  # the request's first layer
+            await own_facts(self, scope, receive, send)
+            return
         if scope["type"] != "http" or any(name == _ORIGIN for name, _ in scope["headers"]):
             await super().__call__(scope, receive, send)
             return

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hardenkit._paths import PathTable, route_path
+from hardenkit.context import FACTS_KEY, own_facts
 from hardenkit.errors import ErrorCode, HardenError, send_refusal
 
 if TYPE_CHECKING:
@@ -106,6 +107,9 @@ class BodyLimitMiddleware:
         """Serve one ASGI connection."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if FACTS_KEY not in scope:  # the first hardenkit layer of this request
+            await own_facts(self, scope, receive, send)
             return
         limit = self.limit_for(scope)
         declared = declared_length(scope)

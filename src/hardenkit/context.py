@@ -3,17 +3,24 @@
 The outer middleware writes them (request id, client ip, deadline, principal); everything
 inside reads them: exception handlers, log processors, outbound calls, background log lines
 emitted while the request is in flight. Each fact is its own :class:`contextvars.ContextVar`,
-so a piece that is used alone sets only what it owns.
+so a piece that is used alone sets only what it owns. The first hardenkit layer of a
+request clears what hardenkit set for another request (a pipelined HTTP/1.1 request
+starts in a copy of the previous one's context; see below); a value the application
+set itself, outside the layers, is kept.
 """
 
 from __future__ import annotations
 
 import time
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
     from hardenkit.auth.principal import Principal
+
+T = TypeVar("T")
 
 __all__ = [
     "client_ip_var",
@@ -91,3 +98,92 @@ def remaining_time() -> float | None:
     if deadline is None:
         return None
     return max(0.0, deadline - time.monotonic())
+
+
+# A request's facts are its own: none that hardenkit set for another request.
+#
+# The facts above (request id, trace id, client ip, principal,
+# deadline) are context variables. uvicorn (httptools and h11 alike) starts a pipelined
+# HTTP/1.1 request from inside the previous request's last ``send``, so the new request's
+# task begins with a copy of that request's context: its principal, request id, client ip
+# and deadline. Each layer sets the fact it owns, but only for the part of the request it
+# wraps: outside the auth layer the previous caller's principal would name this request in
+# log lines and audit events, a standalone rate limit would key it on the previous client,
+# and a route exempt from the timeout would run under the previous request's deadline.
+#
+# So the layers set facts with `set_fact`, which notes each value in the request's notes
+# (a context variable too), and the first hardenkit layer a request reaches
+# (`own_facts`, or `begin_facts` and `end_facts`) clears every fact still holding a
+# value hardenkit set for another request, for the whole request, and puts it back when
+# done (an app called in-process from another's handler hands its caller's facts back
+# untouched). A fact the application's own code set outside hardenkit's layers (its own
+# authentication setting ``principal_var``, say) is not hardenkit's to clear, and is
+# kept.
+#
+# The names below are for the layers (not exported: not in __all__).
+
+FACTS_KEY: Final = "hardenkit.facts"
+"""In a request's scope once its first hardenkit layer took its facts in hand."""
+
+REQUESTS: Final = frozenset({"http", "websocket"})
+"""The scope types that are requests (and have facts)."""
+
+_noted: ContextVar[dict[ContextVar[Any], object] | None] = ContextVar(
+    "hardenkit_facts_noted", default=None
+)
+"""The facts hardenkit's layers set for the request being served, and their values."""
+
+
+def set_fact(fact: ContextVar[T], value: T) -> Token[T]:
+    """Set ``fact`` for this request, noted as set by hardenkit (see above)."""
+    noted = _noted.get()
+    if noted is not None:
+        noted[fact] = value
+    return fact.set(value)
+
+
+Cleared = list[tuple[ContextVar[Any], Token[Any]]]
+Begun = tuple[Token[dict[ContextVar[Any], object] | None], Cleared | None]
+"""What :func:`end_facts` puts back."""
+
+
+def begin_facts(scope: Scope) -> Begun:
+    """Take this request's facts in hand (the first hardenkit layer, see above).
+
+    Clears every fact still holding the value hardenkit set for the request this task's
+    context was copied from, and starts this request's notes. Pair with
+    :func:`end_facts` in a ``finally``.
+    """
+    scope[FACTS_KEY] = True
+    left = _noted.get()  # another request's: the one this task's context was copied from
+    return _noted.set({}), _clear(left) if left else None
+
+
+def _clear(left: dict[ContextVar[Any], object]) -> Cleared:
+    cleared: Cleared = []
+    for fact, value in left.items():
+        if value is not None and fact.get() is value:
+            cleared.append((fact, fact.set(None)))
+    return cleared
+
+
+def end_facts(begun: Begun) -> None:
+    """Put back what :func:`begin_facts` changed: the caller's facts, for an in-process call."""
+    notes, cleared = begun
+    _noted.reset(notes)
+    if cleared:
+        for fact, token in reversed(cleared):
+            fact.reset(token)
+
+
+async def own_facts(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Serve the request with ``app`` (the calling layer), with no facts of another's.
+
+    For a layer that found no :data:`FACTS_KEY` in the scope: the first hardenkit layer of
+    this request. ``app`` is called again with the key set.
+    """
+    begun = begin_facts(scope)
+    try:
+        await app(scope, receive, send)
+    finally:
+        end_facts(begun)

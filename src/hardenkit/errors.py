@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hardenkit.context import get_request_id
+from hardenkit.context import FACTS_KEY, get_request_id, own_facts
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -479,6 +479,9 @@ class ErrorMiddleware:
                 await self._websocket(scope, receive, send)
             else:
                 await self.app(scope, receive, send)
+            return
+        if FACTS_KEY not in scope:  # the first hardenkit layer of this request
+            await own_facts(self, scope, receive, send)
             return
         response_started = False
 

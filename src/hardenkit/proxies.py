@@ -30,7 +30,7 @@ from hardenkit._forwarding import (
     parse_ip,
 )
 from hardenkit._server_rewrite import RESOLVED_KEY, ServerRewriteDetector
-from hardenkit.context import client_ip_var
+from hardenkit.context import FACTS_KEY, client_ip_var, own_facts, set_fact
 
 __all__ = ["UNIX_SOCKET", "ForwardedHeader", "TrustedProxies", "TrustedProxyMiddleware"]
 
@@ -242,6 +242,9 @@ class TrustedProxyMiddleware:
             await self.app(scope, receive, send)
             return
         self.detector.inspect_request(scope)
+        if FACTS_KEY not in scope:  # the first hardenkit layer of this request
+            await own_facts(self, scope, receive, send)
+            return
         client_ip, scheme = self.trusted.resolve(scope)
         if self.trusted:
             client = scope.get("client")
@@ -251,7 +254,7 @@ class TrustedProxyMiddleware:
                 self._report_other_header(scope)
             if scheme != scope.get("scheme"):
                 scope = {**scope, "scheme": scheme}
-        token = client_ip_var.set(client_ip)
+        token = set_fact(client_ip_var, client_ip)
         try:
             await self.app(scope, receive, send)
         finally:

@@ -22,7 +22,14 @@ from typing import Literal, get_args
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hardenkit.context import request_id_var, trace_id_var
+from hardenkit.context import (
+    FACTS_KEY,
+    begin_facts,
+    end_facts,
+    request_id_var,
+    set_fact,
+    trace_id_var,
+)
 from hardenkit.proxies import TrustedProxies
 
 __all__ = ["RequestIdMiddleware", "RequestIdTrust", "generate_request_id", "is_valid_request_id"]
@@ -122,6 +129,29 @@ class RequestIdMiddleware:
         client = scope.get("client")
         return self.trusted_proxies.trusts_client(client)
 
+    def _incoming(self, scope: Scope) -> tuple[str | None, str | None, list[tuple[str, int]]]:
+        """The caller's request id and trace id where kept, and why ids were replaced."""
+        request_id: str | None = None
+        trace_id: str | None = None
+        header_key = self._header_key
+        trusted: bool | None = None  # whether this caller's id may be kept, asked once
+        replaced: list[tuple[str, int]] = []
+        for name, value in scope["headers"]:
+            if name == header_key:
+                if trusted is None:
+                    trusted = self._trusts_caller(scope)
+                if trusted and _VALID_ID.fullmatch(value) is not None:
+                    request_id = value.decode("ascii")
+                else:  # logged once this request's own id is set, which the line carries
+                    replaced.append(("not trusted" if not trusted else "malformed", len(value)))
+            elif name == b"traceparent":
+                # A trace id files requests as surely as a request id: the same trust.
+                if trusted is None:
+                    trusted = self._trusts_caller(scope)
+                if trusted:
+                    trace_id = _trace_id(value)
+        return request_id, trace_id, replaced
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
         scope_type = scope["type"]
@@ -129,34 +159,19 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
 
-        request_id: str | None = None
-        trace_id: str | None = None
-        header_key = self._header_key
-        trusted: bool | None = None  # whether this caller's id may be kept, asked once
-        for name, value in scope["headers"]:
-            if name == header_key:
-                if trusted is None:
-                    trusted = self._trusts_caller(scope)
-                if trusted and _VALID_ID.fullmatch(value) is not None:
-                    request_id = value.decode("ascii")
-                else:
-                    _logger.info(
-                        "request_id_replaced",
-                        header=self.header_name,
-                        reason="not trusted" if not trusted else "malformed",
-                        length=len(value),
-                    )
-            elif name == b"traceparent":
-                # A trace id files requests as surely as a request id: the same trust.
-                if trusted is None:
-                    trusted = self._trusts_caller(scope)
-                if trusted:
-                    trace_id = _trace_id(value)
+        request_id, trace_id, replaced = self._incoming(scope)
         if request_id is None:
             request_id = self.generator()
 
-        id_token = request_id_var.set(request_id)
-        trace_token = trace_id_var.set(trace_id)
+        # The first hardenkit layer of this request (install()'s outermost) takes its facts
+        # in hand here rather than through own_facts: no extra coroutine per request.
+        begun = begin_facts(scope) if FACTS_KEY not in scope else None
+        id_token = set_fact(request_id_var, request_id)
+        trace_token = set_fact(trace_id_var, trace_id)
+        for reason, length in replaced:
+            _logger.info(
+                "request_id_replaced", header=self.header_name, reason=reason, length=length
+            )
         encoded = (self._header_key, request_id.encode("ascii"))
 
         async def send_with_id(message: Message) -> None:
@@ -172,3 +187,5 @@ class RequestIdMiddleware:
         finally:
             trace_id_var.reset(trace_token)
             request_id_var.reset(id_token)
+            if begun is not None:
+                end_facts(begun)

@@ -17,6 +17,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hardenkit._paths import route_path
+from hardenkit.context import FACTS_KEY, own_facts
 from hardenkit.telemetry import active_requests, metrics_configured, request_duration
 
 __all__ = ["RequestMetricsMiddleware"]
@@ -54,6 +55,9 @@ class RequestMetricsMiddleware:
         """Serve one ASGI connection."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if FACTS_KEY not in scope:  # the first hardenkit layer of this request
+            await own_facts(self, scope, receive, send)
             return
         recording = self._recording
         if recording is None:

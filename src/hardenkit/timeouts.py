@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hardenkit._inline import InlineRun
 from hardenkit._paths import PathTable, route_path
 from hardenkit._timer import AttemptWatch, watch
-from hardenkit.context import deadline_var, request_id_var
+from hardenkit.context import FACTS_KEY, deadline_var, own_facts, request_id_var, set_fact
 from hardenkit.errors import ErrorCode, Refusal, send_refusal
 from hardenkit.telemetry import timeouts as timeout_counter
 
@@ -100,6 +100,9 @@ class TimeoutMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if FACTS_KEY not in scope:  # the first hardenkit layer of this request
+            await own_facts(self, scope, receive, send)
+            return
         timeout = self.routes.get(route_path(scope), self.timeout) if self.routes else self.timeout
         if timeout is None:
             await self.app(scope, receive, send)
@@ -107,7 +110,7 @@ class TimeoutMiddleware:
         # The request's own deadline, not the earlier of it and one in the context: a
         # pipelined request starts inside the previous one's context (uvicorn), whose
         # deadline would shrink this one's to nothing after a while on one connection.
-        token = deadline_var.set(time.monotonic() + timeout)
+        token = set_fact(deadline_var, time.monotonic() + timeout)
         try:
             await self._serve(scope, receive, send, timeout)
         finally:

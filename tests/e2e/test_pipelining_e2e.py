@@ -49,7 +49,7 @@ def _pipelined(port: int, requests: list[bytes]) -> list[tuple[int, object]]:
                 break
             data += chunk
     parts = data.split(b"HTTP/1.1 ")[1:]
-    return [(int(part[:3]), json.loads(part.rsplit(b"\r\n\r\n", 1)[-1])) for part in parts]
+    return [(int(part[:3]), json.loads(part.split(b"\r\n\r\n", 1)[1])) for part in parts]
 
 
 @pytest.mark.parametrize("http", ["httptools", "h11"])
@@ -83,3 +83,17 @@ def test_a_pipelined_request_is_judged_on_its_own(tmp_path: Path, http: str) -> 
         # anonymous pages behind it are never charged to acme.
         anonymous = _pipelined(server.port, [_request("/me", acme)] + [_request("/news")] * 3)
         assert [status for status, _ in anonymous] == [429, 200, 200, 200]
+        # Outside the auth layer too: globex's crash is not logged as acme's, and a route
+        # exempt from the timeout has no deadline (not the 1 s one /crash left behind).
+        after = _pipelined(
+            server.port, [_request("/me", acme), _request("/crash", globex), _request("/stream")]
+        )
+        assert [status for status, _ in after] == [429, 500, 200]
+        assert after[2][1] == {"remaining": None}
+    lines = [
+        json.loads(line)
+        for line in (tmp_path / "uvicorn.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    [crashed] = [line for line in lines if line.get("event") == "unhandled_exception"]
+    assert "acme" not in (crashed.get("tenant"), crashed.get("subject")), crashed

@@ -52,7 +52,7 @@ from hardenkit.auth.errors import KeysUnavailableError, RefusalReason, TokenReje
 from hardenkit.auth.principal import Principal
 from hardenkit.auth.tenants import TenantStatusCache
 from hardenkit.auth.verifier import JWTVerifier
-from hardenkit.context import principal_var
+from hardenkit.context import FACTS_KEY, own_facts, principal_var, set_fact
 from hardenkit.errors import send_refusal
 
 __all__ = ["AuthMiddleware", "AuthMode"]
@@ -165,6 +165,9 @@ class AuthMiddleware:
         if scope["type"] not in ("http", "websocket") or self.mode == "off":
             await self.app(scope, receive, send)
             return
+        if FACTS_KEY not in scope:  # the first hardenkit layer of this request
+            await own_facts(self, scope, receive, send)
+            return
         if (verdicts_var.get() or principal_var.get() is not None) and _inherited(scope):
             await self._afresh(scope, receive, send)
             return
@@ -173,15 +176,7 @@ class AuthMiddleware:
         if enforced:
             self._checkpoints.ensure(scope)
         if self.public_paths.matches(path) or self.public_routes.matches(scope):
-            if not enforced:
-                await self.app(scope, receive, send)
-                return
-            # The endpoint reached must be public too (see _checkpoint).
-            verdict_token = judged(self._verdict(scope, None))
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                verdicts_var.reset(verdict_token)
+            await self._public(scope, receive, send, enforced=enforced)
             return
         try:
             principal, new_scope = await self._principal_of(scope, path)
@@ -196,6 +191,18 @@ class AuthMiddleware:
             principal, new_scope = let_through, scope
         await self._serve(new_scope, receive, send, principal, enforced=enforced)
 
+    async def _public(self, scope: Scope, receive: Receive, send: Send, *, enforced: bool) -> None:
+        """Serve a request to a public path (held to a public endpoint when enforced)."""
+        if not enforced:
+            await self.app(scope, receive, send)
+            return
+        # The endpoint reached must be public too (see _checkpoint).
+        verdict_token = judged(self._verdict(scope, None))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            verdicts_var.reset(verdict_token)
+
     async def _afresh(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a request that inherited another request's verdicts or principal.
 
@@ -206,7 +213,7 @@ class AuthMiddleware:
         own = _own_verdicts(scope)
         principals = [verdict[1] for verdict in own if verdict[1] is not None]
         verdicts_token = verdicts_var.set(own)
-        principal_token = principal_var.set(principals[-1] if principals else None)
+        principal_token = set_fact(principal_var, principals[-1] if principals else None)
         try:
             await self(scope, receive, send)
         finally:
@@ -245,7 +252,7 @@ class AuthMiddleware:
     ) -> None:
         scope.setdefault("state", {})["principal"] = principal
         verdict_token = judged(self._verdict(scope, principal)) if enforced else None
-        token = principal_var.set(principal)
+        token = set_fact(principal_var, principal)
         try:
             await self.app(scope, receive, send)
         finally:

@@ -12,6 +12,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hardenkit._paths import PathTable, route_path
+from hardenkit.context import FACTS_KEY, REQUESTS, own_facts
 from hardenkit.headers._nonce import RequestHeaderState, RequestState, request_header_state
 from hardenkit.headers._policy import CompiledHeaders, HeaderPolicy, Kind
 
@@ -67,6 +68,9 @@ class SecurityHeadersMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
+        if scope["type"] in REQUESTS and FACTS_KEY not in scope:  # the request's first layer
+            await own_facts(self, scope, receive, send)
+            return
         if scope["type"] == "websocket":
             await self.app(scope, receive, self._refusal_headers(scope, send))
             return

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hardenkit._late import ENDPOINT_KEY, judged_path
 from hardenkit._paths import PathPatterns, route_path
+from hardenkit.context import FACTS_KEY, own_facts
 from hardenkit.errors import ErrorCode, Refusal, send_refusal
 from hardenkit.signing._body import ClientDisconnect, read_limited
 from hardenkit.signing._refusal import SignatureError, refuse
@@ -111,6 +112,9 @@ class WebhookMiddleware:
         """Serve one ASGI connection."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if FACTS_KEY not in scope:  # the first hardenkit layer of this request
+            await own_facts(self, scope, receive, send)
             return
         path = route_path(scope)
         judged_path(scope, self)  # asked again should a rewrite serve another path

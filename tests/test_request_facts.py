@@ -1,0 +1,165 @@
+"""A request never runs with the facts hardenkit set for another request.
+
+uvicorn starts a pipelined HTTP/1.1 request from inside the previous one's last send, so
+its task begins with that request's context: principal, request id, client ip, deadline
+(tests/support/inherited.py serves requests the same way, in-process). An attacker round
+found a standalone rate limit keying the next request on the previous client, and a
+route exempt from the timeout running under the previous request's deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from hardenkit import get_principal, get_request_id, public
+from hardenkit._cors import CORSMiddleware
+from hardenkit.auth import AuthMiddleware, JWTVerifier
+from hardenkit.bodylimit import BodyLimitMiddleware
+from hardenkit.context import principal_var
+from hardenkit.errors import ErrorMiddleware
+from hardenkit.headers import SecurityHeadersMiddleware
+from hardenkit.proxies import TrustedProxyMiddleware
+from hardenkit.ratelimit import MemoryStore, RateLimitMiddleware, RateLimitRule
+from hardenkit.requestid import RequestIdMiddleware
+from hardenkit.requestmetrics import RequestMetricsMiddleware
+from hardenkit.signing import WebhookMiddleware, WebhookVerifier
+from hardenkit.timeouts import TimeoutMiddleware
+from tests.support.inherited import (
+    AUDIENCE,
+    ISSUER,
+    SECRET,
+    Sent,
+    bearer,
+    facts,
+    hardened,
+    pipelined,
+    public_facts,
+)
+
+WEBHOOK_SECRET = "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
+
+
+def installed() -> Starlette:
+    routes = [
+        Route("/", public()(public_facts)),
+        Route("/me", facts),
+        Route("/stream", public()(public_facts)),
+    ]
+    return hardened(Starlette(routes=routes), request_timeout=1.0, streaming_paths=["/stream"])
+
+
+LAYERS: dict[str, Callable[[ASGIApp], ASGIApp]] = {
+    "none": lambda app: app,
+    "request_id": RequestIdMiddleware,
+    "trusted_proxies": TrustedProxyMiddleware,
+    "metrics": RequestMetricsMiddleware,
+    "headers": SecurityHeadersMiddleware,
+    "cors": lambda app: CORSMiddleware(app, allow_origins=["https://app.example"]),
+    "errors": ErrorMiddleware,
+    "timeout": lambda app: TimeoutMiddleware(app, timeout=5, streaming_paths=["/stream"]),
+    "body_limit": BodyLimitMiddleware,
+    "rate_limit": lambda app: RateLimitMiddleware(
+        app, rules=[RateLimitRule("ip", "100/minute")], store=MemoryStore()
+    ),
+    "auth": lambda app: AuthMiddleware(
+        app,
+        verifier=JWTVerifier(
+            secret=SECRET, algorithms=["HS256"], issuer=ISSUER, audience=[AUDIENCE]
+        ),
+        public_paths=["/", "/stream"],
+    ),
+    "webhook": lambda app: WebhookMiddleware(
+        app, verifier=WebhookVerifier(WEBHOOK_SECRET), paths=["/hook"]
+    ),
+}
+
+
+@pytest.mark.parametrize("outermost", sorted(LAYERS))
+async def test_a_pipelined_request_sees_none_of_the_facts_set_for_the_one_before(
+    outermost: str,
+) -> None:
+    app = LAYERS[outermost](installed())
+    first, second, third = await pipelined(
+        app,
+        Sent("/me", bearer("acme"), client="198.51.100.7"),
+        Sent("/"),
+        Sent("/stream"),
+    )
+    assert (first.status, second.status, third.status) == (200, 200, 200)
+    before = first.json()
+    assert before["tenant"] == "acme"
+    for after in (second.json(), third.json()):
+        assert after["tenant"] is None
+        assert after["client_ip"] == "203.0.113.9"
+        assert after["request_id"] not in (None, before["request_id"])
+    assert 0.5 < second.json()["remaining"] <= 1.0  # its own deadline
+    assert third.json()["remaining"] is None  # exempt: none, not the first one's
+
+
+async def test_a_standalone_rate_limit_keys_each_pipelined_request_on_its_own_client() -> None:
+    limited = RateLimitMiddleware(
+        Starlette(routes=[Route("/", facts)]),
+        rules=[RateLimitRule("ip", "2/minute")],
+        store=MemoryStore(),
+        trusted_proxies=["127.0.0.1/32"],
+    )
+    proxied = [
+        Sent("/", {"X-Forwarded-For": address}, client="127.0.0.1")
+        for address in ("198.51.100.1", "198.51.100.2", "198.51.100.2")
+    ]
+    answers = await pipelined(limited, *proxied)
+    assert [answer.status for answer in answers] == [200, 200, 200]
+    assert [answer.json()["client_ip"] for answer in answers] == [
+        "198.51.100.1",
+        "198.51.100.2",
+        "198.51.100.2",
+    ]
+
+
+async def test_a_fact_the_application_sets_outside_the_layers_is_kept() -> None:
+    limited = RateLimitMiddleware(
+        Starlette(routes=[Route("/", public()(public_facts))]),
+        rules=[RateLimitRule("tenant", "100/minute")],
+        store=MemoryStore(),
+    )
+    from hardenkit.auth.principal import Principal
+
+    async def own_auth(scope: dict[str, object], receive: object, send: object) -> None:
+        token = principal_var.set(Principal("bob", tenant="globex"))  # its own auth
+        try:
+            await limited(scope, receive, send)  # type: ignore[arg-type]
+        finally:
+            principal_var.reset(token)
+
+    answers = await pipelined(own_auth, Sent("/"), Sent("/"))  # type: ignore[arg-type]
+    assert [answer.json()["tenant"] for answer in answers] == ["globex", "globex"]
+    assert all("ratelimit" in answer.headers for answer in answers)
+
+
+async def test_an_app_called_in_process_hands_back_its_callers_facts() -> None:
+    inner = installed()
+
+    async def calls_another_app(request: Request) -> Response:
+        before = (get_principal(), get_request_id())
+        transport = httpx.ASGITransport(app=inner)
+        async with httpx.AsyncClient(transport=transport, base_url="http://inner") as client:
+            seen = (await client.get("/", headers=bearer("globex", "bob"))).json()
+        return JSONResponse(
+            {
+                "inner_tenant": seen["tenant"],
+                "same_after": (get_principal(), get_request_id()) == before,
+            }
+        )
+
+    outer = hardened(Starlette(routes=[Route("/call", calls_another_app)]))
+    [answer] = await pipelined(outer, Sent("/call", bearer("acme")))
+    assert answer.status == 200
+    assert answer.json() == {"inner_tenant": None, "same_after": True}
