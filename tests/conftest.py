@@ -12,6 +12,7 @@ from hypothesis import settings
 from redis.asyncio import Redis
 
 from hardenkit.resilience import testing as resilience_testing
+from tests.support.hang_guard import HangGuard
 from tests.support.redis_server import RedisCluster, RedisServer
 
 # The suite must not read the developer's own HARDENKIT_* settings.
@@ -38,6 +39,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("e2e") is not None:
             item.add_marker(pytest.mark.xdist_group("e2e"))
+
+
+# Longer than any test takes on a busy 2-core machine (the slowest e2e test: about a
+# minute); a test still running then is stuck, and ends the run with its stacks.
+HANG_SECONDS = 300.0
+
+
+@pytest.fixture(autouse=True)
+def _hang_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """End the run, with every task's and thread's stack, if this test hangs."""
+    guard = HangGuard(request.node.nodeid, HANG_SECONDS)
+    yield
+    guard.stop()
 
 
 @pytest.fixture(autouse=True)
