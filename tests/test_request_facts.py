@@ -9,27 +9,31 @@ route exempt from the timeout running under the previous request's deadline.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from hardenkit import get_principal, get_request_id, public
 from hardenkit._cors import CORSMiddleware
 from hardenkit.auth import AuthMiddleware, JWTVerifier
 from hardenkit.bodylimit import BodyLimitMiddleware
-from hardenkit.context import principal_var
+from hardenkit.context import principal_var, remaining_time
 from hardenkit.errors import ErrorMiddleware
 from hardenkit.headers import SecurityHeadersMiddleware
 from hardenkit.proxies import TrustedProxyMiddleware
 from hardenkit.ratelimit import MemoryStore, RateLimitMiddleware, RateLimitRule
 from hardenkit.requestid import RequestIdMiddleware
 from hardenkit.requestmetrics import RequestMetricsMiddleware
+from hardenkit.resilience.deadline import deadline
 from hardenkit.signing import WebhookMiddleware, WebhookVerifier
 from hardenkit.timeouts import TimeoutMiddleware
 from tests.support.inherited import (
@@ -163,3 +167,81 @@ async def test_an_app_called_in_process_hands_back_its_callers_facts() -> None:
     [answer] = await pipelined(outer, Sent("/call", bearer("acme")))
     assert answer.status == 200
     assert answer.json() == {"inner_tenant": None, "same_after": True}
+
+
+class Passthrough(BaseHTTPMiddleware):
+    """A user's own middleware of the kind Starlette documents: it runs the app below in a
+    child task."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        return await call_next(request)
+
+
+async def slow(request: Request) -> Response:
+    await asyncio.sleep(float(request.query_params.get("s", "0")))
+    return await facts(request)
+
+
+async def crash(request: Request) -> Response:
+    raise RuntimeError("handler bug")
+
+
+def nested(*, outer_timeout: float, inner_middleware: bool) -> Starlette:
+    """An app with its own install() mounted in another (docs/cookbook.md)."""
+    inner = hardened(
+        Starlette(
+            routes=[Route("/slow", slow)],
+            middleware=[Middleware(Passthrough)] if inner_middleware else [],
+        ),
+        request_timeout=30.0,
+    )
+    routes = [
+        Route("/export", public()(public_facts)),
+        Route("/crash", public()(crash)),
+        Mount("/sub", app=inner),
+    ]
+    return hardened(
+        Starlette(routes=routes), request_timeout=outer_timeout, streaming_paths=["/export"]
+    )
+
+
+@pytest.mark.parametrize("inner_middleware", [False, True], ids=["plain", "base_http"])
+async def test_facts_a_mounted_install_set_never_reach_the_next_request(
+    inner_middleware: bool,
+) -> None:
+    app = nested(outer_timeout=1.0, inner_middleware=inner_middleware)
+    first, second = await pipelined(app, Sent("/sub/slow", bearer("acme")), Sent("/export"))
+    assert first.json()["tenant"] == "acme"
+    assert 0.5 < first.json()["remaining"] <= 1.0  # the outer deadline holds inside
+    assert second.json() == {**second.json(), "tenant": None, "remaining": None}
+
+
+async def test_an_outer_504_leaves_no_deadline_to_the_next_request() -> None:
+    app = nested(outer_timeout=0.3, inner_middleware=False)
+    first, second = await pipelined(app, Sent("/sub/slow?s=2", bearer("acme")), Sent("/export"))
+    assert first.status == 504
+    assert second.json()["remaining"] is None
+
+
+async def test_a_deadline_still_open_at_the_last_send_is_not_the_next_requests() -> None:
+    fastapi = pytest.importorskip("fastapi")
+
+    async def upstream_budget() -> AsyncIterator[None]:
+        async with deadline(2.0):  # closed by FastAPI after the response is sent
+            yield
+
+    app = fastapi.FastAPI()
+
+    @app.get("/report", dependencies=[fastapi.Depends(upstream_budget)])
+    async def report() -> dict[str, float | None]:
+        return {"remaining": remaining_time()}
+
+    @app.get("/export")
+    @public()
+    async def export() -> dict[str, float | None]:
+        return {"remaining": remaining_time()}
+
+    hardened(app, request_timeout=30.0, streaming_paths=["/export"])
+    first, second = await pipelined(app, Sent("/report", bearer("acme")), Sent("/export"))
+    assert 1.5 < first.json()["remaining"] <= 2.0
+    assert second.json() == {"remaining": None}

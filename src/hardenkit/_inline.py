@@ -29,6 +29,8 @@ import types
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
+import anyio
+
 from hardenkit._timer import AttemptWatch
 
 __all__ = ["InlineRun"]
@@ -82,7 +84,12 @@ class InlineRun:
 
     def _overrun(self, yielded: Any) -> Generator[Any, Any, None]:
         """Answer now, then let the handler end within ``grace`` or go on alone."""
-        yield from self._on_overrun().__await__()
+        # Shielded: the parked handler may sit in a cancelled anyio scope of this task (a
+        # task group waiting for its children, as a user's BaseHTTPMiddleware inside the
+        # stack has), which would cancel the answer too when its send awaits (a user's
+        # BaseHTTPMiddleware outside the stack sends through an anyio stream).
+        with anyio.CancelScope(shield=True):  # noqa: ASYNC100 - the yield from awaits
+            yield from self._on_overrun().__await__()
         coro = self._coro
         loop = asyncio.get_running_loop()
         until = loop.time() + self._grace

@@ -89,7 +89,7 @@ def set_deadline(seconds_from_now: float) -> Token[float | None]:
     current = deadline_var.get()
     if current is not None and current < candidate:
         candidate = current
-    return deadline_var.set(candidate)
+    return set_fact(deadline_var, candidate)
 
 
 def remaining_time() -> float | None:
@@ -128,42 +128,53 @@ FACTS_KEY: Final = "hardenkit.facts"
 REQUESTS: Final = frozenset({"http", "websocket"})
 """The scope types that are requests (and have facts)."""
 
-_noted: ContextVar[dict[ContextVar[Any], object] | None] = ContextVar(
-    "hardenkit_facts_noted", default=None
-)
-"""The facts hardenkit's layers set for the request being served, and their values."""
+Notes = list[Any]
+"""Facts and values, alternating: ``[fact, value, fact, value, ...]`` (one list per request,
+the fewest objects for the collector)."""
+
+_noted: ContextVar[Notes | None] = ContextVar("hardenkit_facts_noted", default=None)
+"""Every value hardenkit set for the request being served, with its fact.
+
+Every value, not the last: the request's last send may happen where an outer layer's
+value is current again (a nested ``install()``'s layers set their own, in a child task
+under a user's ``BaseHTTPMiddleware`` too; an outer timeout answers after the inner
+layers unwound). The notes of one request are one list, shared by every copy of its
+context.
+"""
 
 
 def set_fact(fact: ContextVar[T], value: T) -> Token[T]:
     """Set ``fact`` for this request, noted as set by hardenkit (see above)."""
     noted = _noted.get()
     if noted is not None:
-        noted[fact] = value
+        noted += (fact, value)
     return fact.set(value)
 
 
 Cleared = list[tuple[ContextVar[Any], Token[Any]]]
-Begun = tuple[Token[dict[ContextVar[Any], object] | None], Cleared | None]
+Begun = tuple[Token[Notes | None], Cleared | None]
 """What :func:`end_facts` puts back."""
 
 
 def begin_facts(scope: Scope) -> Begun:
     """Take this request's facts in hand (the first hardenkit layer, see above).
 
-    Clears every fact still holding the value hardenkit set for the request this task's
+    Clears every fact still holding a value hardenkit set for the request this task's
     context was copied from, and starts this request's notes. Pair with
     :func:`end_facts` in a ``finally``.
     """
     scope[FACTS_KEY] = True
     left = _noted.get()  # another request's: the one this task's context was copied from
-    return _noted.set({}), _clear(left) if left else None
+    return _noted.set([]), _clear(left) if left else None
 
 
-def _clear(left: dict[ContextVar[Any], object]) -> Cleared:
+def _clear(left: Notes) -> Cleared:
     cleared: Cleared = []
-    for fact, value in left.items():
-        if value is not None and fact.get() is value:
-            cleared.append((fact, fact.set(None)))
+    for index in range(0, len(left), 2):
+        fact: ContextVar[Any] = left[index]
+        current = fact.get()
+        if current is not None and current is left[index + 1]:
+            cleared.append((fact, fact.set(None)))  # None from now on: cleared once
     return cleared
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -34,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hardenkit._inline import InlineRun
 from hardenkit._paths import PathTable, route_path
 from hardenkit._timer import AttemptWatch, watch
-from hardenkit.context import FACTS_KEY, deadline_var, own_facts, request_id_var, set_fact
+from hardenkit.context import FACTS_KEY, deadline_var, own_facts, request_id_var, set_deadline
 from hardenkit.errors import ErrorCode, Refusal, send_refusal
 from hardenkit.telemetry import timeouts as timeout_counter
 
@@ -107,10 +106,11 @@ class TimeoutMiddleware:
         if timeout is None:
             await self.app(scope, receive, send)
             return
-        # The request's own deadline, not the earlier of it and one in the context: a
-        # pipelined request starts inside the previous one's context (uvicorn), whose
-        # deadline would shrink this one's to nothing after a while on one connection.
-        token = set_fact(deadline_var, time.monotonic() + timeout)
+        # Never later than a deadline an outer layer of this request set (an app with its
+        # own install() mounted in another): the outer one cancels first. One another
+        # request left (a pipelined request starts in the previous one's context) was
+        # cleared by this request's first layer (hardenkit.context.own_facts).
+        token = set_deadline(timeout)
         try:
             await self._serve(scope, receive, send, timeout)
         finally:

@@ -82,16 +82,17 @@ async def pipelined(app: ASGIApp, *requests: Sent, timeout: float = 10.0) -> lis
 
     async def serve(index: int) -> None:
         sent = requests[index]
+        path, _, query = sent.path.partition("?")
         scope = {
             "type": "http",
             "asgi": {"version": "3.0"},
             "http_version": "1.1",
             "method": sent.method,
             "scheme": "http",
-            "path": sent.path,
-            "raw_path": sent.path.encode(),
+            "path": path,
+            "raw_path": path.encode(),
             "root_path": "",
-            "query_string": b"",
+            "query_string": query.encode(),
             "headers": [(k.lower().encode(), v.encode()) for k, v in sent.headers.items()],
             "client": (sent.client, 50000),
             "server": ("127.0.0.1", 8000),

@@ -1,0 +1,55 @@
+"""The 504 holds with a user's BaseHTTPMiddleware on both sides of the stack.
+
+Starlette documents ``BaseHTTPMiddleware``; users add one before ``install()`` (inside the
+stack: it runs the app below in an anyio task group) and after it (outside: the stack's
+answer goes through an anyio memory stream). An attacker round found the handler's
+cancellation, parked in the inner task group's cancelled scope, cancelling the 504 as it
+was sent outward: a bare 500 from Starlette, an ExceptionGroup in the log, and the
+connection dropped with the pipelined request behind it unanswered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from hardenkit import public
+from tests.support.inherited import Sent, bearer, hardened, pipelined, public_facts
+
+HANDLER_SECONDS = 0.6
+
+
+class Passthrough(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        return await call_next(request)
+
+
+@pytest.mark.parametrize("where", ["inside", "outside", "both"])
+async def test_a_timed_out_handler_gets_its_504_and_the_connection_serves_on(where: str) -> None:
+    finished: list[bool] = []
+
+    async def slow(request: Request) -> Response:
+        await asyncio.sleep(HANDLER_SECONDS)
+        finished.append(True)
+        return Response("late")
+
+    app = Starlette(routes=[Route("/slow", slow), Route("/news", public()(public_facts))])
+    if where in ("inside", "both"):
+        app.add_middleware(Passthrough)
+    hardened(app, request_timeout=0.2)
+    if where in ("outside", "both"):
+        app.add_middleware(Passthrough)
+
+    timed_out, next_one = await pipelined(app, Sent("/slow", bearer("acme")), Sent("/news"))
+    assert timed_out.status == 504
+    assert json.loads(timed_out.body)["code"] == "REQUEST_TIMEOUT"
+    assert next_one.status == 200
+    await asyncio.sleep(HANDLER_SECONDS)
+    assert finished == []  # the handler was cancelled, not left to run on
