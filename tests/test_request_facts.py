@@ -20,22 +20,25 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hardenkit import context as context_module
 from hardenkit import get_principal, get_request_id, public
 from hardenkit._cors import CORSMiddleware
 from hardenkit.auth import AuthMiddleware, JWTVerifier
+from hardenkit.auth.principal import Principal
 from hardenkit.bodylimit import BodyLimitMiddleware
 from hardenkit.context import principal_var, remaining_time
 from hardenkit.errors import ErrorMiddleware
 from hardenkit.headers import SecurityHeadersMiddleware
 from hardenkit.proxies import TrustedProxyMiddleware
-from hardenkit.ratelimit import MemoryStore, RateLimitMiddleware, RateLimitRule
+from hardenkit.ratelimit import MemoryStore, RateLimitMiddleware, RateLimitRule, RouteLimit, keys
 from hardenkit.requestid import RequestIdMiddleware
 from hardenkit.requestmetrics import RequestMetricsMiddleware
 from hardenkit.resilience.deadline import deadline
 from hardenkit.signing import WebhookMiddleware, WebhookVerifier
 from hardenkit.timeouts import TimeoutMiddleware
+from hardenkit.workcontext import WorkContext
 from tests.support.inherited import (
     AUDIENCE,
     ISSUER,
@@ -134,7 +137,6 @@ async def test_a_fact_the_application_sets_outside_the_layers_is_kept() -> None:
         rules=[RateLimitRule("tenant", "100/minute")],
         store=MemoryStore(),
     )
-    from hardenkit.auth.principal import Principal
 
     async def own_auth(scope: dict[str, object], receive: object, send: object) -> None:
         token = principal_var.set(Principal("bob", tenant="globex"))  # its own auth
@@ -245,3 +247,133 @@ async def test_a_deadline_still_open_at_the_last_send_is_not_the_next_requests()
     first, second = await pipelined(app, Sent("/report", bearer("acme")), Sent("/export"))
     assert 1.5 < first.json()["remaining"] <= 2.0
     assert second.json() == {"remaining": None}
+
+
+class AppBudget:
+    """The application's own budget around the whole app (added after install())."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with deadline(0.8):
+            await self.app(scope, receive, send)
+
+
+async def test_a_deadline_the_app_sets_around_the_stack_holds_on_every_pipelined_request() -> None:
+    app = installed()  # a 1 s timeout, /stream exempt
+    app.add_middleware(AppBudget)
+    answers = await pipelined(app, *[Sent(path) for path in ("/", "/stream") * 3])
+    assert all(0.5 < answer.json()["remaining"] <= 0.8 for answer in answers), answers
+
+
+async def test_a_principal_the_app_applies_outside_the_stack_keeps_its_tenant_limit() -> None:
+    class Gateway:
+        """Work context from an upstream gateway, applied around the app."""
+
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            context = WorkContext(request_id=None, principal=Principal("bob", tenant="globex"))
+            with context.applied():
+                await self.app(scope, receive, send)
+
+    limit = RouteLimit("2/minute", name="gateway", key=keys.tenant)
+    # Identity from the gateway, not hardenkit's auth (which judges only its own).
+    limited = hardened(Starlette(routes=[Route("/", limit.wrap(facts))]), auth_mode="off")
+    limited.add_middleware(Gateway)
+    answers = await pipelined(limited, *[Sent("/")] * 4)
+    assert [answer.status for answer in answers] == [200, 200, 429, 429]
+    assert answers[1].json()["tenant"] == "globex"
+
+
+PATHS = ("/work", "/exempt")
+
+
+def work_and_exempt() -> Starlette:
+    """An app with a long timeout and a route exempt from it."""
+    routes = [Route(path, public()(public_facts)) for path in PATHS]
+    return hardened(Starlette(routes=routes), request_timeout=30.0, streaming_paths=["/exempt"])
+
+
+async def test_an_app_called_in_process_is_held_to_its_callers_budget() -> None:
+    called = hardened(
+        Starlette(
+            routes=[
+                Route("/work", public()(public_facts)),
+                Route("/exempt", public()(public_facts)),
+            ]
+        ),
+        request_timeout=30.0,
+        streaming_paths=["/exempt"],
+    )
+
+    async def caller(request: Request) -> Response:
+        transport = httpx.ASGITransport(app=called)
+        async with httpx.AsyncClient(transport=transport, base_url="http://called") as client:
+            with deadline(0.3):
+                seen = [
+                    (await client.get(path)).json()["remaining"] for path in ("/work", "/exempt")
+                ]
+        return JSONResponse(seen)
+
+    outer = hardened(Starlette(routes=[Route("/call", public()(caller))]), request_timeout=1.0)
+    [answer] = await pipelined(outer, Sent("/call"))
+    assert all(remaining is not None and remaining <= 0.3 for remaining in answer.json())
+
+
+async def test_a_mounted_install_behind_a_scope_rebuilding_middleware_keeps_its_deadline() -> None:
+    class Rebuild:
+        """Passes on a new scope with only the keys the ASGI spec names."""
+
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            spec = (
+                "type",
+                "asgi",
+                "http_version",
+                "method",
+                "scheme",
+                "path",
+                "raw_path",
+                "root_path",
+                "query_string",
+                "headers",
+                "client",
+                "server",
+                "state",
+            )
+            await self.app({key: scope[key] for key in spec if key in scope}, receive, send)
+
+    inner = hardened(
+        Starlette(
+            routes=[
+                Route("/work", public()(public_facts)),
+                Route("/exempt", public()(public_facts)),
+            ]
+        ),
+        request_timeout=30.0,
+        streaming_paths=["/exempt"],
+    )
+    outer = hardened(Starlette(routes=[Mount("/rebuilt", app=Rebuild(inner))]), request_timeout=1.0)
+    answers = await pipelined(outer, Sent("/rebuilt/work"), Sent("/rebuilt/exempt"))
+    assert all(0.5 < answer.json()["remaining"] <= 1.0 for answer in answers), answers
+
+
+async def test_a_request_setting_facts_in_a_loop_keeps_its_notes_bounded() -> None:
+    async def many(request: Request) -> Response:
+        for _ in range(10_000):
+            with deadline(5.0):
+                pass
+        notes = context_module._noted.get()
+        return JSONResponse({"notes": None if notes is None else len(notes)})
+
+    app = hardened(Starlette(routes=[Route("/", public()(many))]))
+    [answer] = await pipelined(app, Sent("/"))
+    assert 0 < answer.json()["notes"] <= context_module.MAX_NOTES

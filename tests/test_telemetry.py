@@ -200,7 +200,10 @@ async def send(message):
     pass
 
 layer = RequestMetricsMiddleware(app)
-asyncio.run(layer({"type": "http", "method": "GET", "path": "/"}, None, send))
+# Behind the request's first hardenkit layer (install()'s request id layer), which
+# takes the request's facts in hand (hardenkit.context.own_facts) with a send of its own.
+scope = {"type": "http", "method": "GET", "path": "/", "hardenkit.facts": True}
+asyncio.run(layer(scope, None, send))
 assert sends == [send], "the layer wrapped send without a provider to record into"
 """
     done = subprocess.run(

@@ -16,7 +16,7 @@ from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp, Receive, Scope, Send
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from hardenkit.auth.principal import Principal
 
@@ -87,7 +87,7 @@ def set_deadline(seconds_from_now: float) -> Token[float | None]:
     """
     candidate = time.monotonic() + seconds_from_now
     current = deadline_var.get()
-    if current is not None and current < candidate:
+    if current is not None and current < candidate and not _finished_requests(current):
         candidate = current
     return set_fact(deadline_var, candidate)
 
@@ -102,23 +102,30 @@ def remaining_time() -> float | None:
 
 # A request's facts are its own: none that hardenkit set for another request.
 #
-# The facts above (request id, trace id, client ip, principal,
-# deadline) are context variables. uvicorn (httptools and h11 alike) starts a pipelined
-# HTTP/1.1 request from inside the previous request's last ``send``, so the new request's
-# task begins with a copy of that request's context: its principal, request id, client ip
-# and deadline. Each layer sets the fact it owns, but only for the part of the request it
-# wraps: outside the auth layer the previous caller's principal would name this request in
-# log lines and audit events, a standalone rate limit would key it on the previous client,
-# and a route exempt from the timeout would run under the previous request's deadline.
+# The facts above are context variables. uvicorn (httptools and h11 alike) starts a
+# pipelined HTTP/1.1 request from inside the previous request's last ``send``, so the new
+# request's task begins with a copy of that request's context: its principal, request id,
+# client ip and deadline. Each layer sets the fact it owns, but only for the part of the
+# request it wraps: outside the auth layer the previous caller's principal would name
+# this request in log lines and audit events, a standalone rate limit would key it on the
+# previous client, and a route exempt from the timeout would run under the previous
+# request's deadline.
 #
-# So the layers set facts with `set_fact`, which notes each value in the request's notes
-# (a context variable too), and the first hardenkit layer a request reaches
-# (`own_facts`, or `begin_facts` and `end_facts`) clears every fact still holding a
-# value hardenkit set for another request, for the whole request, and puts it back when
-# done (an app called in-process from another's handler hands its caller's facts back
-# untouched). A fact the application's own code set outside hardenkit's layers (its own
-# authentication setting ``principal_var``, say) is not hardenkit's to clear, and is
-# kept.
+# So facts set while a request is served (by the layers, `deadline()`,
+# `WorkContext.applied()`) go through `set_fact`, which notes the value in the request's
+# notes, and the first hardenkit layer a request reaches (`own_facts`, or `begin_facts`
+# and `end_facts`) clears every fact still holding a value noted for another request,
+# for the whole request, and puts it back when done. The notes close when the request's
+# last body message is sent (before it goes out: uvicorn starts the next pipelined
+# request inside that send) or its first layer exits: what runs after, the next request
+# included, notes nothing there, so a fact the application sets outside hardenkit's
+# layers (its own authentication setting ``principal_var``, a `deadline()` around the
+# app) is its own, and kept.
+#
+# Notes still open belong to a request still being served: this one is an app called
+# in-process from its handler, or a mounted app behind a middleware that rebuilt the
+# scope. Its deadline then bounds this request too (a budget flows down); the identity
+# facts are cleared (the called app decides its own caller).
 #
 # The names below are for the layers (not exported: not in __all__).
 
@@ -128,63 +135,103 @@ FACTS_KEY: Final = "hardenkit.facts"
 REQUESTS: Final = frozenset({"http", "websocket"})
 """The scope types that are requests (and have facts)."""
 
-Notes = list[Any]
-"""Facts and values, alternating: ``[fact, value, fact, value, ...]`` (one list per request,
-the fewest objects for the collector)."""
+MAX_NOTES: Final = 128
+"""Notes kept per request (two per fact set): the layers' own come first. Past it a
+request that sets facts in a loop (``deadline()`` per outbound call, a long WebSocket
+session) notes no more, rather than grow without bound."""
+
+
+class Notes(list[Any]):
+    """Facts and values, alternating: ``[fact, value, fact, value, ...]``.
+
+    Every value, not the last: the request's last send may happen where an outer layer's
+    value is current again (a nested ``install()``'s layers set their own, in a child
+    task under a user's ``BaseHTTPMiddleware`` too; an outer timeout answers after the
+    inner layers unwound). One list per request, shared by every copy of its context.
+    """
+
+    __slots__ = ("closed",)
+    closed: bool
+    """Set when the request's last body message goes out, or its first layer exits."""
+
 
 _noted: ContextVar[Notes | None] = ContextVar("hardenkit_facts_noted", default=None)
-"""Every value hardenkit set for the request being served, with its fact.
-
-Every value, not the last: the request's last send may happen where an outer layer's
-value is current again (a nested ``install()``'s layers set their own, in a child task
-under a user's ``BaseHTTPMiddleware`` too; an outer timeout answers after the inner
-layers unwound). The notes of one request are one list, shared by every copy of its
-context.
-"""
+"""The notes of the request being served (see above)."""
 
 
 def set_fact(fact: ContextVar[T], value: T) -> Token[T]:
-    """Set ``fact`` for this request, noted as set by hardenkit (see above)."""
+    """Set ``fact``; noted as this request's while its notes are open (see above)."""
     noted = _noted.get()
-    if noted is not None:
+    if noted is not None and not noted.closed and len(noted) < MAX_NOTES:
         noted += (fact, value)
     return fact.set(value)
 
 
 Cleared = list[tuple[ContextVar[Any], Token[Any]]]
-Begun = tuple[Token[Notes | None], Cleared | None]
+Begun = tuple[Notes, Token[Notes | None], Cleared | None]
 """What :func:`end_facts` puts back."""
 
 
 def begin_facts(scope: Scope) -> Begun:
     """Take this request's facts in hand (the first hardenkit layer, see above).
 
-    Clears every fact still holding a value hardenkit set for the request this task's
-    context was copied from, and starts this request's notes. Pair with
-    :func:`end_facts` in a ``finally``.
+    Clears every fact still holding a value noted for the request this task's context
+    was copied from, and starts this request's notes. Pair with :func:`end_facts` in a
+    ``finally``; :func:`close_facts` when the last body message is sent.
     """
     scope[FACTS_KEY] = True
     left = _noted.get()  # another request's: the one this task's context was copied from
-    return _noted.set([]), _clear(left) if left else None
+    notes = Notes()  # no __init__ of its own: one per request, on the hot path
+    notes.closed = False
+    return notes, _noted.set(notes), _clear(left) if left else None
 
 
 def _clear(left: Notes) -> Cleared:
+    budget = not left.closed  # a request still being served: its deadline bounds this one
     cleared: Cleared = []
     for index in range(0, len(left), 2):
         fact: ContextVar[Any] = left[index]
+        if budget and fact is deadline_var:
+            continue
         current = fact.get()
         if current is not None and current is left[index + 1]:
             cleared.append((fact, fact.set(None)))  # None from now on: cleared once
     return cleared
 
 
+def _finished_requests(deadline: float) -> bool:
+    """Whether ``deadline`` is one hardenkit set for a request that has ended.
+
+    A pipelined request's task starts with it (see above): code that runs before the
+    request's first hardenkit layer, a ``deadline()`` around the app, is not held to it.
+    """
+    noted = _noted.get()
+    if noted is None or not noted.closed:
+        return False
+    return any(
+        noted[index] is deadline_var and noted[index + 1] is deadline
+        for index in range(0, len(noted), 2)
+    )
+
+
+def close_facts(begun: Begun) -> None:
+    """The request's last body message is about to be sent: its notes are complete."""
+    begun[0].closed = True
+
+
 def end_facts(begun: Begun) -> None:
-    """Put back what :func:`begin_facts` changed: the caller's facts, for an in-process call."""
-    notes, cleared = begun
-    _noted.reset(notes)
+    """Close the notes; put back what :func:`begin_facts` changed (an in-process caller's)."""
+    notes, token, cleared = begun
+    notes.closed = True
+    _noted.reset(token)
     if cleared:
-        for fact, token in reversed(cleared):
-            fact.reset(token)
+        for fact, fact_token in reversed(cleared):
+            fact.reset(fact_token)
+
+
+def is_last_body(message: Message) -> bool:
+    """Whether ``message`` ends an HTTP response (uvicorn may start the next one in it)."""
+    return message["type"] == "http.response.body" and not message.get("more_body", False)
 
 
 async def own_facts(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -194,7 +241,13 @@ async def own_facts(app: ASGIApp, scope: Scope, receive: Receive, send: Send) ->
     this request. ``app`` is called again with the key set.
     """
     begun = begin_facts(scope)
+
+    async def send_closing(message: Message) -> None:
+        if is_last_body(message):
+            close_facts(begun)
+        await send(message)
+
     try:
-        await app(scope, receive, send)
+        await app(scope, receive, send_closing)
     finally:
         end_facts(begun)

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hardenkit.context import (
     FACTS_KEY,
     begin_facts,
+    close_facts,
     end_facts,
     request_id_var,
     set_fact,
@@ -180,6 +181,12 @@ class RequestIdMiddleware:
                 headers = [item for item in message.get("headers", ()) if item[0] != header_key]
                 headers.append(encoded)
                 message["headers"] = headers
+            elif (
+                begun is not None
+                and message["type"] == "http.response.body"
+                and not message.get("more_body", False)
+            ):
+                close_facts(begun)  # before it goes out: uvicorn may start the next request
             await send(message)
 
         try:

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hardenkit import public
+from hardenkit._inline import ANSWER_SECONDS
 from tests.support.inherited import Sent, bearer, hardened, pipelined, public_facts
 
 HANDLER_SECONDS = 0.6
@@ -53,3 +54,35 @@ async def test_a_timed_out_handler_gets_its_504_and_the_connection_serves_on(whe
     assert next_one.status == 200
     await asyncio.sleep(HANDLER_SECONDS)
     assert finished == []  # the handler was cancelled, not left to run on
+
+
+class RefusesServerErrors(BaseHTTPMiddleware):
+    """Raises after call_next when the answer is a 5xx (a strict audit sink, say)."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        if response.status_code >= 500:
+            raise RuntimeError("audit sink refused the failed request")
+        return response
+
+
+async def test_an_answer_nobody_reads_holds_the_request_a_moment_only() -> None:
+    # The 504 goes out shielded from the parked handler's scope; a middleware outside
+    # that stopped reading it must not leave the request, and the handler, waiting for ever.
+    cleaned_up: list[bool] = []
+
+    async def slow(request: Request) -> Response:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            await asyncio.sleep(0.05)  # cleanup that awaits: the handler overruns
+            cleaned_up.append(True)
+        return Response("late")
+
+    app = hardened(Starlette(routes=[Route("/slow", public()(slow))]), request_timeout=0.2)
+    app.add_middleware(RefusesServerErrors)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(RuntimeError, match="audit sink"):
+        await pipelined(app, Sent("/slow"), timeout=5)
+    assert asyncio.get_running_loop().time() - started < 0.2 + ANSWER_SECONDS + 0.5
+    assert cleaned_up == [True]
