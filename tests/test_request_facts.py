@@ -301,16 +301,7 @@ def work_and_exempt() -> Starlette:
 
 
 async def test_an_app_called_in_process_is_held_to_its_callers_budget() -> None:
-    called = hardened(
-        Starlette(
-            routes=[
-                Route("/work", public()(public_facts)),
-                Route("/exempt", public()(public_facts)),
-            ]
-        ),
-        request_timeout=30.0,
-        streaming_paths=["/exempt"],
-    )
+    called = work_and_exempt()
 
     async def caller(request: Request) -> Response:
         transport = httpx.ASGITransport(app=called)
@@ -351,16 +342,7 @@ async def test_a_mounted_install_behind_a_scope_rebuilding_middleware_keeps_its_
             )
             await self.app({key: scope[key] for key in spec if key in scope}, receive, send)
 
-    inner = hardened(
-        Starlette(
-            routes=[
-                Route("/work", public()(public_facts)),
-                Route("/exempt", public()(public_facts)),
-            ]
-        ),
-        request_timeout=30.0,
-        streaming_paths=["/exempt"],
-    )
+    inner = work_and_exempt()
     outer = hardened(Starlette(routes=[Mount("/rebuilt", app=Rebuild(inner))]), request_timeout=1.0)
     answers = await pipelined(outer, Sent("/rebuilt/work"), Sent("/rebuilt/exempt"))
     assert all(0.5 < answer.json()["remaining"] <= 1.0 for answer in answers), answers
