@@ -22,10 +22,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hardenkit import context as context_module
 from hardenkit import get_principal, get_request_id, public
 from hardenkit._cors import CORSMiddleware
-from hardenkit.auth import AuthMiddleware, JWTVerifier
+from hardenkit.auth import AuthMiddleware, JWTVerifier, require_roles
 from hardenkit.auth.principal import Principal
 from hardenkit.bodylimit import BodyLimitMiddleware
 from hardenkit.context import principal_var, remaining_time
@@ -348,14 +347,71 @@ async def test_a_mounted_install_behind_a_scope_rebuilding_middleware_keeps_its_
     assert all(0.5 < answer.json()["remaining"] <= 1.0 for answer in answers), answers
 
 
-async def test_a_request_setting_facts_in_a_loop_keeps_its_notes_bounded() -> None:
-    async def many(request: Request) -> Response:
-        for _ in range(10_000):
-            with deadline(5.0):
-                pass
-        notes = context_module._noted.get()
-        return JSONResponse({"notes": None if notes is None else len(notes)})
+class OwnAuth:
+    """The application's own authentication around the stack (auth_mode off): it sets the
+    principal for a valid credential, and nothing otherwise."""
 
-    app = hardened(Starlette(routes=[Route("/", public()(many))]))
-    [answer] = await pipelined(app, Sent("/"))
-    assert 0 < answer.json()["notes"] <= context_module.MAX_NOTES
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (b"x-user", b"alice") in scope.get("headers", ()):
+            token = principal_var.set(Principal("alice", tenant="acme", roles=frozenset({"admin"})))
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                principal_var.reset(token)
+            return
+        await self.app(scope, receive, send)
+
+
+async def test_an_anonymous_request_never_passes_as_the_caller_the_app_authenticated_before() -> (
+    None
+):
+    @require_roles("admin")
+    async def admin(request: Request) -> Response:
+        return JSONResponse({"admin": True})
+
+    app = hardened(Starlette(routes=[Route("/admin", admin)]), auth_mode="off")
+    app.add_middleware(OwnAuth)
+    alice, anonymous = await pipelined(app, Sent("/admin", {"X-User": "alice"}), Sent("/admin"))
+    assert (alice.status, anonymous.status) == (200, 401)
+
+
+async def test_an_apps_deadline_ends_with_its_request() -> None:
+    class Budget:
+        """The application's own budget, around the stack, for the requests that ask."""
+
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if (b"x-budget", b"1") in scope.get("headers", ()):
+                with deadline(0.4):
+                    await self.app(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+
+    app = work_and_exempt()
+    app.add_middleware(Budget)
+    first, second = await pipelined(app, Sent("/exempt", {"X-Budget": "1"}), Sent("/exempt"))
+    assert 0.2 < first.json()["remaining"] <= 0.4
+    assert second.json()["remaining"] is None
+
+
+async def test_code_around_the_stack_sees_none_of_the_previous_requests_facts() -> None:
+    seen: list[tuple[str | None, str | None]] = []
+
+    class AccessLog:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            await self.app(scope, receive, send)
+            principal = principal_var.get()
+            seen.append((get_request_id(), None if principal is None else principal.tenant))
+
+    app = installed()
+    app.add_middleware(AccessLog)
+    await pipelined(app, Sent("/me", bearer("acme")), Sent("/"), Sent("/"))
+    assert seen == [(None, None)] * 3

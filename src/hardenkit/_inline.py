@@ -27,17 +27,13 @@ import asyncio
 import contextvars
 import types
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, Final
+from typing import Any
 
 import anyio
 
 from hardenkit._timer import AttemptWatch
 
-__all__ = ["ANSWER_SECONDS", "InlineRun"]
-
-ANSWER_SECONDS: Final = 1.0
-"""The longest an overrun's answer may take to send (a 504 of a few hundred bytes: a
-reader that has not taken it by then is not reading)."""
+__all__ = ["InlineRun"]
 
 
 class InlineRun:
@@ -91,11 +87,13 @@ class InlineRun:
         # Shielded: the parked handler may sit in a cancelled anyio scope of this task (a
         # task group waiting for its children, as a user's BaseHTTPMiddleware inside the
         # stack has), which would cancel the answer too when its send awaits (a user's
-        # BaseHTTPMiddleware outside the stack sends through an anyio stream). For a
-        # moment only: the shield also holds off an outer scope's cancellation, and a send
-        # nobody reads (that outer middleware gave up on the response) would never end.
+        # BaseHTTPMiddleware outside the stack sends through an anyio stream). For
+        # ``grace`` at most, as long as the handler may hold on: the shield also holds off
+        # an outer scope's cancellation, and a send nobody reads (that outer middleware
+        # gave up on the response) would never end. A reader that takes its time (one
+        # that writes an audit record before it reads the body) gets the answer.
         with anyio.CancelScope(shield=True) as answering:  # noqa: ASYNC100 - yield from awaits
-            answering.deadline = anyio.current_time() + min(self._grace, ANSWER_SECONDS)
+            answering.deadline = anyio.current_time() + self._grace
             yield from self._on_overrun().__await__()
         coro = self._coro
         loop = asyncio.get_running_loop()

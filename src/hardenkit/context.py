@@ -4,23 +4,25 @@ The outer middleware writes them (request id, client ip, deadline, principal); e
 inside reads them: exception handlers, log processors, outbound calls, background log lines
 emitted while the request is in flight. Each fact is its own :class:`contextvars.ContextVar`,
 so a piece that is used alone sets only what it owns. The first hardenkit layer of a
-request clears what hardenkit set for another request (a pipelined HTTP/1.1 request
-starts in a copy of the previous one's context; see below); a value the application
-set itself, outside the layers, is kept.
+request sends the response's last message in an empty context, so a pipelined HTTP/1.1
+request, which uvicorn starts inside that send, inherits none of this one's (see
+below).
 """
 
 from __future__ import annotations
 
+import contextvars
 import time
+import types
+from collections.abc import Generator
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from hardenkit.auth.principal import Principal
 
-T = TypeVar("T")
 
 __all__ = [
     "client_ip_var",
@@ -87,9 +89,9 @@ def set_deadline(seconds_from_now: float) -> Token[float | None]:
     """
     candidate = time.monotonic() + seconds_from_now
     current = deadline_var.get()
-    if current is not None and current < candidate and not _finished_requests(current):
+    if current is not None and current < candidate:
         candidate = current
-    return set_fact(deadline_var, candidate)
+    return deadline_var.set(candidate)
 
 
 def remaining_time() -> float | None:
@@ -100,133 +102,33 @@ def remaining_time() -> float | None:
     return max(0.0, deadline - time.monotonic())
 
 
-# A request's facts are its own: none that hardenkit set for another request.
+# A request's facts are its own: none of another request's.
 #
-# The facts above are context variables. uvicorn (httptools and h11 alike) starts a
-# pipelined HTTP/1.1 request from inside the previous request's last ``send``, so the new
-# request's task begins with a copy of that request's context: its principal, request id,
-# client ip and deadline. Each layer sets the fact it owns, but only for the part of the
-# request it wraps: outside the auth layer the previous caller's principal would name
-# this request in log lines and audit events, a standalone rate limit would key it on the
-# previous client, and a route exempt from the timeout would run under the previous
-# request's deadline.
+# The facts above are context variables, and a task starts with a copy of the context
+# it was created in. uvicorn (httptools and h11 alike) starts a pipelined HTTP/1.1
+# request from inside the previous request's last ``send``, so that request's task
+# would begin with the previous one's principal, request id, client ip and deadline,
+# and with whatever the application set around the stack: outside the auth layer the
+# previous caller would name this request in log lines and audit events, a standalone
+# rate limit would key it on the previous client, a route exempt from the timeout would
+# run under the previous request's deadline, and the application's own authentication,
+# if it sets ``principal_var`` only for a valid credential, would let an anonymous
+# request through as the previous caller.
 #
-# So facts set while a request is served (by the layers, `deadline()`,
-# `WorkContext.applied()`) go through `set_fact`, which notes the value in the request's
-# notes, and the first hardenkit layer a request reaches (`own_facts`, or `begin_facts`
-# and `end_facts`) clears every fact still holding a value noted for another request,
-# for the whole request, and puts it back when done. The notes close when the request's
-# last body message is sent (before it goes out: uvicorn starts the next pipelined
-# request inside that send) or its first layer exits: what runs after, the next request
-# included, notes nothing there, so a fact the application sets outside hardenkit's
-# layers (its own authentication setting ``principal_var``, a `deadline()` around the
-# app) is its own, and kept.
-#
-# Notes still open belong to a request still being served: this one is an app called
-# in-process from its handler, or a mounted app behind a middleware that rebuilt the
-# scope. Its deadline then bounds this request too (a budget flows down); the identity
-# facts are cleared (the called app decides its own caller).
+# So the first hardenkit layer a request reaches (the one that finds no
+# ``hardenkit.facts`` key in the scope: ``own_facts``, or the request id layer under
+# ``install()``) sends the response's last body message in an empty context
+# (``send_last``): what the server starts from inside that send starts with no facts.
+# A server that starts the next request elsewhere (a keep-alive request read later, a
+# server without pipelining) starts it from its own context, with none either.
 #
 # The names below are for the layers (not exported: not in __all__).
 
 FACTS_KEY: Final = "hardenkit.facts"
-"""In a request's scope once its first hardenkit layer took its facts in hand."""
+"""In a request's scope once its first hardenkit layer has seen it."""
 
 REQUESTS: Final = frozenset({"http", "websocket"})
 """The scope types that are requests (and have facts)."""
-
-MAX_NOTES: Final = 128
-"""Notes kept per request (two per fact set): the layers' own come first. Past it a
-request that sets facts in a loop (``deadline()`` per outbound call, a long WebSocket
-session) notes no more, rather than grow without bound."""
-
-
-class Notes(list[Any]):
-    """Facts and values, alternating: ``[fact, value, fact, value, ...]``.
-
-    Every value, not the last: the request's last send may happen where an outer layer's
-    value is current again (a nested ``install()``'s layers set their own, in a child
-    task under a user's ``BaseHTTPMiddleware`` too; an outer timeout answers after the
-    inner layers unwound). One list per request, shared by every copy of its context.
-    """
-
-    __slots__ = ("closed",)
-    closed: bool
-    """Set when the request's last body message goes out, or its first layer exits."""
-
-
-_noted: ContextVar[Notes | None] = ContextVar("hardenkit_facts_noted", default=None)
-"""The notes of the request being served (see above)."""
-
-
-def set_fact(fact: ContextVar[T], value: T) -> Token[T]:
-    """Set ``fact``; noted as this request's while its notes are open (see above)."""
-    noted = _noted.get()
-    if noted is not None and not noted.closed and len(noted) < MAX_NOTES:
-        noted += (fact, value)
-    return fact.set(value)
-
-
-Cleared = list[tuple[ContextVar[Any], Token[Any]]]
-Begun = tuple[Notes, Token[Notes | None], Cleared | None]
-"""What :func:`end_facts` puts back."""
-
-
-def begin_facts(scope: Scope) -> Begun:
-    """Take this request's facts in hand (the first hardenkit layer, see above).
-
-    Clears every fact still holding a value noted for the request this task's context
-    was copied from, and starts this request's notes. Pair with :func:`end_facts` in a
-    ``finally``; :func:`close_facts` when the last body message is sent.
-    """
-    scope[FACTS_KEY] = True
-    left = _noted.get()  # another request's: the one this task's context was copied from
-    notes = Notes()  # no __init__ of its own: one per request, on the hot path
-    notes.closed = False
-    return notes, _noted.set(notes), _clear(left) if left else None
-
-
-def _clear(left: Notes) -> Cleared:
-    budget = not left.closed  # a request still being served: its deadline bounds this one
-    cleared: Cleared = []
-    for index in range(0, len(left), 2):
-        fact: ContextVar[Any] = left[index]
-        if budget and fact is deadline_var:
-            continue
-        current = fact.get()
-        if current is not None and current is left[index + 1]:
-            cleared.append((fact, fact.set(None)))  # None from now on: cleared once
-    return cleared
-
-
-def _finished_requests(deadline: float) -> bool:
-    """Whether ``deadline`` is one hardenkit set for a request that has ended.
-
-    A pipelined request's task starts with it (see above): code that runs before the
-    request's first hardenkit layer, a ``deadline()`` around the app, is not held to it.
-    """
-    noted = _noted.get()
-    if noted is None or not noted.closed:
-        return False
-    return any(
-        noted[index] is deadline_var and noted[index + 1] is deadline
-        for index in range(0, len(noted), 2)
-    )
-
-
-def close_facts(begun: Begun) -> None:
-    """The request's last body message is about to be sent: its notes are complete."""
-    begun[0].closed = True
-
-
-def end_facts(begun: Begun) -> None:
-    """Close the notes; put back what :func:`begin_facts` changed (an in-process caller's)."""
-    notes, token, cleared = begun
-    notes.closed = True
-    _noted.reset(token)
-    if cleared:
-        for fact, fact_token in reversed(cleared):
-            fact.reset(fact_token)
 
 
 def is_last_body(message: Message) -> bool:
@@ -234,20 +136,44 @@ def is_last_body(message: Message) -> bool:
     return message["type"] == "http.response.body" and not message.get("more_body", False)
 
 
+async def send_last(send: Send, message: Message) -> None:
+    """``await send(message)``, run in an empty context (see above)."""
+    await _in_context(contextvars.Context(), send(message).__await__())
+
+
+@types.coroutine
+def _in_context(
+    context: contextvars.Context, step: Generator[Any, Any, None]
+) -> Generator[Any, Any, None]:
+    """Drive ``step`` in the running task, each of its steps run in ``context``."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            if error is None:
+                yielded = context.run(step.send, value)
+            else:
+                yielded = context.run(step.throw, error)
+        except StopIteration:
+            return
+        try:
+            value, error = (yield yielded), None
+        except BaseException as thrown:  # noqa: BLE001 - every throw goes to the send
+            value, error = None, thrown
+
+
 async def own_facts(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """Serve the request with ``app`` (the calling layer), with no facts of another's.
+    """Serve the request with ``app`` (the calling layer), its last message sent clean.
 
     For a layer that found no :data:`FACTS_KEY` in the scope: the first hardenkit layer of
     this request. ``app`` is called again with the key set.
     """
-    begun = begin_facts(scope)
+    scope[FACTS_KEY] = True
 
-    async def send_closing(message: Message) -> None:
+    async def send_clean(message: Message) -> None:
         if is_last_body(message):
-            close_facts(begun)
-        await send(message)
+            await send_last(send, message)
+        else:
+            await send(message)
 
-    try:
-        await app(scope, receive, send_closing)
-    finally:
-        end_facts(begun)
+    await app(scope, receive, send_clean)

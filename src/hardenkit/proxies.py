@@ -30,7 +30,7 @@ from hardenkit._forwarding import (
     parse_ip,
 )
 from hardenkit._server_rewrite import RESOLVED_KEY, ServerRewriteDetector
-from hardenkit.context import FACTS_KEY, client_ip_var, own_facts, set_fact
+from hardenkit.context import FACTS_KEY, client_ip_var, own_facts
 
 __all__ = ["UNIX_SOCKET", "ForwardedHeader", "TrustedProxies", "TrustedProxyMiddleware"]
 
@@ -254,7 +254,7 @@ class TrustedProxyMiddleware:
                 self._report_other_header(scope)
             if scheme != scope.get("scheme"):
                 scope = {**scope, "scheme": scheme}
-        token = set_fact(client_ip_var, client_ip)
+        token = client_ip_var.set(client_ip)
         try:
             await self.app(scope, receive, send)
         finally:

@@ -22,15 +22,7 @@ from typing import Literal, get_args
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hardenkit.context import (
-    FACTS_KEY,
-    begin_facts,
-    close_facts,
-    end_facts,
-    request_id_var,
-    set_fact,
-    trace_id_var,
-)
+from hardenkit.context import FACTS_KEY, is_last_body, request_id_var, send_last, trace_id_var
 from hardenkit.proxies import TrustedProxies
 
 __all__ = ["RequestIdMiddleware", "RequestIdTrust", "generate_request_id", "is_valid_request_id"]
@@ -164,11 +156,12 @@ class RequestIdMiddleware:
         if request_id is None:
             request_id = self.generator()
 
-        # The first hardenkit layer of this request (install()'s outermost) takes its facts
-        # in hand here rather than through own_facts: no extra coroutine per request.
-        begun = begin_facts(scope) if FACTS_KEY not in scope else None
-        id_token = set_fact(request_id_var, request_id)
-        trace_token = set_fact(trace_id_var, trace_id)
+        # The first hardenkit layer of this request (install()'s outermost) sends the last
+        # message clean itself rather than through own_facts: no extra coroutine.
+        first = FACTS_KEY not in scope
+        scope[FACTS_KEY] = True
+        id_token = request_id_var.set(request_id)
+        trace_token = trace_id_var.set(trace_id)
         for reason, length in replaced:
             _logger.info(
                 "request_id_replaced", header=self.header_name, reason=reason, length=length
@@ -181,12 +174,9 @@ class RequestIdMiddleware:
                 headers = [item for item in message.get("headers", ()) if item[0] != header_key]
                 headers.append(encoded)
                 message["headers"] = headers
-            elif (
-                begun is not None
-                and message["type"] == "http.response.body"
-                and not message.get("more_body", False)
-            ):
-                close_facts(begun)  # before it goes out: uvicorn may start the next request
+            elif first and is_last_body(message):
+                await send_last(send, message)  # uvicorn may start the next request in it
+                return
             await send(message)
 
         try:
@@ -194,5 +184,3 @@ class RequestIdMiddleware:
         finally:
             trace_id_var.reset(trace_token)
             request_id_var.reset(id_token)
-            if begun is not None:
-                end_facts(begun)

@@ -107,20 +107,22 @@ class TimeoutMiddleware:
             await self.app(scope, receive, send)
             return
         # Never later than a deadline an outer layer of this request set (an app with its
-        # own install() mounted in another): the outer one cancels first. One another
-        # request left (a pipelined request starts in the previous one's context) was
-        # cleared by this request's first layer (hardenkit.context.own_facts).
+        # own install() mounted in another): the outer one cancels first. None is another
+        # request's: a pipelined request starts with no facts (hardenkit.context).
+        outer = deadline_var.get()
         token = set_deadline(timeout)
         try:
-            await self._serve(scope, receive, send, timeout)
+            await self._serve(scope, receive, send, timeout, outer)
         finally:
             deadline_var.reset(token)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, seconds: float) -> None:
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, seconds: float, outer: float | None
+    ) -> None:
         # The handler runs in this task; the per-loop watchdog cancels it at the deadline
         # (no timer, future or second task per request, see hardenkit._inline).
         attempt = watch(seconds)
-        response = _GuardedResponse(self, send, scope, seconds, attempt)
+        response = _GuardedResponse(self, send, scope, seconds, attempt, outer=outer)
         run = InlineRun(
             self.app(scope, receive, response.send),
             attempt,
@@ -168,7 +170,16 @@ class _GuardedResponse:
     watch (server-sent events run as long as the client stays).
     """
 
-    __slots__ = ("_attempt", "_layer", "_scope", "_seconds", "_send", "closed", "started")
+    __slots__ = (
+        "_attempt",
+        "_layer",
+        "_outer",
+        "_scope",
+        "_seconds",
+        "_send",
+        "closed",
+        "started",
+    )
 
     def __init__(
         self,
@@ -177,8 +188,11 @@ class _GuardedResponse:
         scope: Scope,
         seconds: float,
         attempt: AttemptWatch,
+        *,
+        outer: float | None,
     ) -> None:
         self._layer = layer
+        self._outer = outer
         self._send = send
         self._scope = scope
         self._seconds = seconds
@@ -193,7 +207,10 @@ class _GuardedResponse:
         if message["type"] == "http.response.start":
             self.started = True
             if _is_event_stream(message):
+                # Server-sent events have no timeout: the clock stops, and the stream's
+                # own outbound calls are held to no deadline of this layer's either.
                 self._attempt.done()
+                deadline_var.set(self._outer)
         await self._send(message)
 
     async def time_up(self) -> None:

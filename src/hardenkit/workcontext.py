@@ -41,7 +41,6 @@ from hardenkit.context import (
     remaining_time,
     request_id_var,
     set_deadline,
-    set_fact,
     trace_id_var,
 )
 from hardenkit.requestid import is_valid_request_id
@@ -162,9 +161,9 @@ class WorkContext:
         leaves no time (:func:`~hardenkit.context.remaining_time` is 0).
         """
         tokens = (
-            set_fact(request_id_var, self.request_id),
-            set_fact(trace_id_var, self.trace_id),
-            set_fact(principal_var, self.principal),
+            request_id_var.set(self.request_id),
+            trace_id_var.set(self.trace_id),
+            principal_var.set(self.principal),
         )
         deadline_token = (
             None

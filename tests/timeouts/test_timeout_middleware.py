@@ -58,7 +58,7 @@ class Handlers:
     async def sse(self, request: Request) -> Response:
         async def events() -> AsyncIterator[str]:
             for number in range(8):
-                yield f"data: {number}\n\n"
+                yield f"data: {number} {remaining_time()}\n\n"
                 await asyncio.sleep(TIMEOUT / 4)
 
         return StreamingResponse(events(), media_type="text/event-stream")
@@ -186,6 +186,8 @@ async def test_server_sent_events_stream_past_the_timeout() -> None:
     assert captured.complete
     assert captured.body.count(b"data: ") == 8
     assert captured.body_times()[-1] > TIMEOUT * 1.5
+    # The clock stopped for its outbound calls too: no deadline to run out mid-stream.
+    assert captured.body.count(b" None\n\n") == 8
 
 
 async def test_a_stream_that_overruns_is_cut_not_completed_and_logged() -> None:

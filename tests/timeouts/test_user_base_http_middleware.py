@@ -19,9 +19,11 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from hardenkit import public
-from hardenkit._inline import ANSWER_SECONDS
+from hardenkit.requestid import RequestIdMiddleware
+from hardenkit.timeouts import TimeoutMiddleware
 from tests.support.inherited import Sent, bearer, hardened, pipelined, public_facts
 
 HANDLER_SECONDS = 0.6
@@ -66,7 +68,15 @@ class RefusesServerErrors(BaseHTTPMiddleware):
         return response
 
 
-async def test_an_answer_nobody_reads_holds_the_request_a_moment_only() -> None:
+GRACE = 0.5
+
+
+def stack(app: ASGIApp) -> ASGIApp:
+    """The request id and timeout layers, with a short grace, as install() orders them."""
+    return RequestIdMiddleware(TimeoutMiddleware(app, timeout=0.2, cancel_grace=GRACE))
+
+
+async def test_an_answer_nobody_reads_holds_the_request_no_longer_than_the_grace() -> None:
     # The 504 goes out shielded from the parked handler's scope; a middleware outside
     # that stopped reading it must not leave the request, and the handler, waiting for ever.
     cleaned_up: list[bool] = []
@@ -79,10 +89,32 @@ async def test_an_answer_nobody_reads_holds_the_request_a_moment_only() -> None:
             cleaned_up.append(True)
         return Response("late")
 
-    app = hardened(Starlette(routes=[Route("/slow", public()(slow))]), request_timeout=0.2)
-    app.add_middleware(RefusesServerErrors)
+    app = RefusesServerErrors(stack(Starlette(routes=[Route("/slow", slow)])))
     started = asyncio.get_running_loop().time()
     with pytest.raises(RuntimeError, match="audit sink"):
         await pipelined(app, Sent("/slow"), timeout=5)
-    assert asyncio.get_running_loop().time() - started < 0.2 + ANSWER_SECONDS + 0.5
+    assert asyncio.get_running_loop().time() - started < 0.2 + GRACE + 0.5
     assert cleaned_up == [True]
+
+
+async def test_a_middleware_outside_that_reads_late_still_gets_the_504() -> None:
+    class AuditsFailures(BaseHTTPMiddleware):
+        """Writes an audit record of a 5xx before passing the answer on (a slow store)."""
+
+        async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+            response = await call_next(request)
+            if response.status_code >= 500:
+                await asyncio.sleep(GRACE / 2)
+            return response
+
+    async def slow(request: Request) -> Response:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            await asyncio.sleep(0.05)
+        return Response("late")
+
+    app = AuditsFailures(stack(Starlette(routes=[Route("/slow", slow)])))
+    [answer] = await pipelined(app, Sent("/slow"), timeout=5)
+    assert answer.status == 504
+    assert json.loads(answer.body)["code"] == "REQUEST_TIMEOUT"

@@ -52,7 +52,7 @@ from hardenkit.auth._refusal import AuthRefusedError, unauthenticated
 from hardenkit.auth._route_params import owned_route_lists
 from hardenkit.auth.errors import RefusalReason, TokenRejectedError
 from hardenkit.auth.principal import Principal
-from hardenkit.context import principal_var, set_fact
+from hardenkit.context import principal_var
 
 __all__ = [
     "CheckedEndpoint",
@@ -377,7 +377,7 @@ class CheckedEndpoint(_Checked):
         if late is None:
             await app(scope, receive, send)
             return
-        token = set_fact(principal_var, late)
+        token = principal_var.set(late)
         try:
             # What the layers before left for want of a principal (the per-tenant
             # limit) is charged now, before the handler.

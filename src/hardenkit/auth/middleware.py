@@ -52,7 +52,7 @@ from hardenkit.auth.errors import KeysUnavailableError, RefusalReason, TokenReje
 from hardenkit.auth.principal import Principal
 from hardenkit.auth.tenants import TenantStatusCache
 from hardenkit.auth.verifier import JWTVerifier
-from hardenkit.context import FACTS_KEY, own_facts, principal_var, set_fact
+from hardenkit.context import FACTS_KEY, own_facts, principal_var
 from hardenkit.errors import send_refusal
 
 __all__ = ["AuthMiddleware", "AuthMode"]
@@ -213,7 +213,7 @@ class AuthMiddleware:
         own = _own_verdicts(scope)
         principals = [verdict[1] for verdict in own if verdict[1] is not None]
         verdicts_token = verdicts_var.set(own)
-        principal_token = set_fact(principal_var, principals[-1] if principals else None)
+        principal_token = principal_var.set(principals[-1] if principals else None)
         try:
             await self(scope, receive, send)
         finally:
@@ -252,7 +252,7 @@ class AuthMiddleware:
     ) -> None:
         scope.setdefault("state", {})["principal"] = principal
         verdict_token = judged(self._verdict(scope, principal)) if enforced else None
-        token = set_fact(principal_var, principal)
+        token = principal_var.set(principal)
         try:
             await self.app(scope, receive, send)
         finally:

@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hardenkit._late import judged_path, leave_for_later
 from hardenkit._marks import EXEMPT, MarkedRoutes
 from hardenkit._paths import route_path
-from hardenkit.context import FACTS_KEY, client_ip_var, own_facts, principal_var, set_fact
+from hardenkit.context import FACTS_KEY, client_ip_var, own_facts, principal_var
 from hardenkit.errors import Refusal, send_refusal
 from hardenkit.proxies import TrustedProxies
 from hardenkit.ratelimit._observe import record_decision, refusal_of
@@ -111,7 +111,7 @@ class RateLimitMiddleware:
             report = scope[REPORT_KEY] = Report()
         token = None
         if client_ip_var.get() is None:  # used without TrustedProxyMiddleware
-            token = set_fact(client_ip_var, self.trusted.resolve(scope)[0])
+            token = client_ip_var.set(self.trusted.resolve(scope)[0])
         try:
             refused = await self._decide(scope, report, path)
             if refused is not None:
