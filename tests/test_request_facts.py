@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hardenkit import get_principal, get_request_id, public
 from hardenkit._cors import CORSMiddleware
@@ -415,3 +416,32 @@ async def test_code_around_the_stack_sees_none_of_the_previous_requests_facts() 
     app.add_middleware(AccessLog)
     await pipelined(app, Sent("/me", bearer("acme")), Sent("/"), Sent("/"))
     assert seen == [(None, None)] * 3
+
+
+async def test_middleware_around_the_stack_keeps_its_own_context_on_the_last_message() -> None:
+    # Only the facts are cleared for the last send: a tracing span or a logger's bound
+    # variables of a middleware around the stack are still there when the response ends.
+    own: ContextVar[str | None] = ContextVar("around_the_stack", default=None)
+    seen: list[str | None] = []
+
+    class CompletionHook:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            token = own.set("span-1")
+
+            async def hooked(message: Message) -> None:
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    seen.append(own.get())
+                await send(message)
+
+            try:
+                await self.app(scope, receive, hooked)
+            finally:
+                own.reset(token)
+
+    app = installed()
+    app.add_middleware(CompletionHook)
+    await pipelined(app, Sent("/me", bearer("acme")), Sent("/"))
+    assert seen == ["span-1", "span-1"]

@@ -4,8 +4,8 @@ The outer middleware writes them (request id, client ip, deadline, principal); e
 inside reads them: exception handlers, log processors, outbound calls, background log lines
 emitted while the request is in flight. Each fact is its own :class:`contextvars.ContextVar`,
 so a piece that is used alone sets only what it owns. The first hardenkit layer of a
-request sends the response's last message in an empty context, so a pipelined HTTP/1.1
-request, which uvicorn starts inside that send, inherits none of this one's (see
+request sends the response's last message with these facts cleared, so a pipelined
+HTTP/1.1 request, which uvicorn starts inside that send, inherits none of them (see
 below).
 """
 
@@ -117,10 +117,16 @@ def remaining_time() -> float | None:
 #
 # So the first hardenkit layer a request reaches (the one that finds no
 # ``hardenkit.facts`` key in the scope: ``own_facts``, or the request id layer under
-# ``install()``) sends the response's last body message in an empty context
-# (``send_last``): what the server starts from inside that send starts with no facts.
-# A server that starts the next request elsewhere (a keep-alive request read later, a
-# server without pipelining) starts it from its own context, with none either.
+# ``install()``) sends the response's last body message in a copy of the context with
+# these facts cleared (``send_last``), whoever set them, hardenkit or the application
+# around the stack: what the server starts from inside that send starts with none of
+# them. Everything else in the context stays (a tracing span, a logger's bound
+# variables), so middleware around the stack still sees its own on the last message.
+# A server that starts the next request elsewhere starts it from its own context.
+# A response whose last message never passes through hardenkit's first layer (a
+# middleware around the stack answering on its own, or a ``BaseHTTPMiddleware`` around
+# it, which sends from its own task) is not covered: facts the application sets around
+# the stack are then its to clear (set them for every request, ``None`` when anonymous).
 #
 # The names below are for the layers (not exported: not in __all__).
 
@@ -136,9 +142,20 @@ def is_last_body(message: Message) -> bool:
     return message["type"] == "http.response.body" and not message.get("more_body", False)
 
 
+_FACTS: Final = (request_id_var, trace_id_var, client_ip_var, principal_var, deadline_var)
+
+
 async def send_last(send: Send, message: Message) -> None:
-    """``await send(message)``, run in an empty context (see above)."""
-    await _in_context(contextvars.Context(), send(message).__await__())
+    """``await send(message)`` in a copy of the context without the facts (see above)."""
+    context = contextvars.copy_context()
+    context.run(_clear_facts)
+    await _in_context(context, send(message).__await__())
+
+
+def _clear_facts() -> None:
+    for fact in _FACTS:
+        if fact.get() is not None:
+            fact.set(None)
 
 
 @types.coroutine

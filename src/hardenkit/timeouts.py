@@ -112,17 +112,22 @@ class TimeoutMiddleware:
         outer = deadline_var.get()
         token = set_deadline(timeout)
         try:
-            await self._serve(scope, receive, send, timeout, outer)
+            await self._serve(scope, receive, send, timeout, (outer, deadline_var.get()))
         finally:
             deadline_var.reset(token)
 
     async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, seconds: float, outer: float | None
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        seconds: float,
+        deadlines: tuple[float | None, float | None],
     ) -> None:
         # The handler runs in this task; the per-loop watchdog cancels it at the deadline
         # (no timer, future or second task per request, see hardenkit._inline).
         attempt = watch(seconds)
-        response = _GuardedResponse(self, send, scope, seconds, attempt, outer=outer)
+        response = _GuardedResponse(self, send, scope, seconds, attempt, deadlines=deadlines)
         run = InlineRun(
             self.app(scope, receive, response.send),
             attempt,
@@ -172,8 +177,8 @@ class _GuardedResponse:
 
     __slots__ = (
         "_attempt",
+        "_deadlines",
         "_layer",
-        "_outer",
         "_scope",
         "_seconds",
         "_send",
@@ -189,10 +194,10 @@ class _GuardedResponse:
         seconds: float,
         attempt: AttemptWatch,
         *,
-        outer: float | None,
+        deadlines: tuple[float | None, float | None],
     ) -> None:
         self._layer = layer
-        self._outer = outer
+        self._deadlines = deadlines  # the one around this layer, and this layer's own
         self._send = send
         self._scope = scope
         self._seconds = seconds
@@ -210,7 +215,9 @@ class _GuardedResponse:
                 # Server-sent events have no timeout: the clock stops, and the stream's
                 # own outbound calls are held to no deadline of this layer's either.
                 self._attempt.done()
-                deadline_var.set(self._outer)
+                outer, own = self._deadlines
+                if deadline_var.get() is own:  # not one the application set further in
+                    deadline_var.set(outer)
         await self._send(message)
 
     async def time_up(self) -> None:

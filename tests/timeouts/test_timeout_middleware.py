@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from hardenkit.context import deadline_var, remaining_time, request_id_var
 from hardenkit.requestid import RequestIdMiddleware
+from hardenkit.resilience.deadline import deadline
 from hardenkit.timeouts import TimeoutMiddleware
 from tests.headers.asgi import call
 from tests.support.inherited import Sent, pipelined
@@ -188,6 +189,20 @@ async def test_server_sent_events_stream_past_the_timeout() -> None:
     assert captured.body_times()[-1] > TIMEOUT * 1.5
     # The clock stopped for its outbound calls too: no deadline to run out mid-stream.
     assert captured.body.count(b" None\n\n") == 8
+
+
+async def test_a_stream_keeps_a_deadline_the_application_set_inside_the_layer() -> None:
+    # The clock the layer stops is its own: a budget the application set further in (a
+    # FastAPI yield dependency's deadline(), here a middleware) still bounds the stream.
+    async def budget(scope: Any, receive: Any, send: Any) -> None:
+        with deadline(TIMEOUT * 0.8):
+            await inner(scope, receive, send)
+
+    inner = Starlette(routes=[Route("/sse", Handlers().sse)])
+    app = RequestIdMiddleware(TimeoutMiddleware(budget, timeout=TIMEOUT), trust="any")
+    captured = await call(app, "/sse")
+    assert captured.status == 200
+    assert b" None\n\n" not in captured.body
 
 
 async def test_a_stream_that_overruns_is_cut_not_completed_and_logged() -> None:
