@@ -20,6 +20,10 @@ from tests.support.tls import TlsFiles
 MASTER_NAME = "hkmaster"
 
 
+_RELAUNCHES = 6
+"""Sentinels started again on new ports after losing a port race, in all."""
+
+
 class SentinelGroup:
     """Started in ``directory``; :meth:`stop` ends every process it started."""
 
@@ -87,34 +91,42 @@ class SentinelGroup:
         self.master.start()
         self.replica.start()
         self._wait_for_replication(timeout)
-        executable = require_redis_server()
-        for index, port in enumerate(self.sentinel_ports):
-            directory = self.directory / f"sentinel{index}"
-            directory.mkdir(parents=True, exist_ok=True)
-            config = directory / "sentinel.conf"
-            config.write_text(
-                f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
-                f"logfile {directory / 'sentinel.log'}\n"
-                f"sentinel monitor {MASTER_NAME} 127.0.0.1 "
-                f"{self.master_tls_port or self.master.port} 2\n"
-                f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
-                f"sentinel failover-timeout {MASTER_NAME} 5000\n"
-                f"sentinel parallel-syncs {MASTER_NAME} 1\n" + self._sentinel_tls_config()
-            )
-            self._sentinels.append(
-                subprocess.Popen(
-                    [executable, str(config), "--sentinel"],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
+        self._sentinels = [self._launch(index) for index in range(len(self.sentinel_ports))]
+        relaunches = 0
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all(_ping(port) for port in self.sentinel_ports):
                 return
+            for index, process in enumerate(self._sentinels):
+                # A port another test took between free_port() and the bind: the
+                # sentinel exits ("Address already in use"); it gets new ports.
+                if process.poll() is not None and relaunches < _RELAUNCHES:
+                    relaunches += 1
+                    self.sentinel_ports[index] = free_port()
+                    self._sentinels[index] = self._launch(index)
             time.sleep(0.05)
         self.stop()
         raise RuntimeError("sentinels did not start")
+
+    def _launch(self, index: int) -> subprocess.Popen[bytes]:
+        """Start sentinel ``index`` on its port (and a fresh TLS port)."""
+        directory = self.directory / f"sentinel{index}"
+        directory.mkdir(parents=True, exist_ok=True)
+        config = directory / "sentinel.conf"
+        config.write_text(
+            f"port {self.sentinel_ports[index]}\nbind 127.0.0.1\ndir {directory}\n"
+            f"logfile {directory / 'sentinel.log'}\n"
+            f"sentinel monitor {MASTER_NAME} 127.0.0.1 "
+            f"{self.master_tls_port or self.master.port} 2\n"
+            f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
+            f"sentinel failover-timeout {MASTER_NAME} 5000\n"
+            f"sentinel parallel-syncs {MASTER_NAME} 1\n" + self._sentinel_tls_config()
+        )
+        return subprocess.Popen(
+            [require_redis_server(), str(config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def _wait_for_replication(self, timeout: float) -> None:
         cli = shutil.which("redis-cli") or "redis-cli"
