@@ -122,13 +122,15 @@ class RequestIdMiddleware:
         client = scope.get("client")
         return self.trusted_proxies.trusts_client(client)
 
-    def _incoming(self, scope: Scope) -> tuple[str | None, str | None, list[tuple[str, int]]]:
+    def _incoming(
+        self, scope: Scope
+    ) -> tuple[str | None, str | None, list[tuple[str, int]] | None]:
         """The caller's request id and trace id where kept, and why ids were replaced."""
         request_id: str | None = None
         trace_id: str | None = None
         header_key = self._header_key
         trusted: bool | None = None  # whether this caller's id may be kept, asked once
-        replaced: list[tuple[str, int]] = []
+        replaced: list[tuple[str, int]] | None = None  # none on almost every request
         for name, value in scope["headers"]:
             if name == header_key:
                 if trusted is None:
@@ -136,6 +138,8 @@ class RequestIdMiddleware:
                 if trusted and _VALID_ID.fullmatch(value) is not None:
                     request_id = value.decode("ascii")
                 else:  # logged once this request's own id is set, which the line carries
+                    if replaced is None:
+                        replaced = []
                     replaced.append(("not trusted" if not trusted else "malformed", len(value)))
             elif name == b"traceparent":
                 # A trace id files requests as surely as a request id: the same trust.
@@ -162,10 +166,11 @@ class RequestIdMiddleware:
         scope[FACTS_KEY] = True
         id_token = request_id_var.set(request_id)
         trace_token = trace_id_var.set(trace_id)
-        for reason, length in replaced:
-            _logger.info(
-                "request_id_replaced", header=self.header_name, reason=reason, length=length
-            )
+        if replaced is not None:
+            for reason, length in replaced:
+                _logger.info(
+                    "request_id_replaced", header=self.header_name, reason=reason, length=length
+                )
         encoded = (self._header_key, request_id.encode("ascii"))
 
         async def send_with_id(message: Message) -> None:
