@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
+import structlog.testing
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from hardenkit import HardenSettings, install
+from hardenkit import HardenSettings, install, instances
 from hardenkit.cli import main
 from hardenkit.instances import InstanceRegistry, count_live_instances, instances_key
 from hardenkit.stores import RedisGuard
@@ -421,3 +423,69 @@ def test_a_forked_child_beats_and_reserves_under_ids_of_its_own() -> None:
     # It joins as a newcomer: no count, not counted, nothing the parent decided.
     assert (answered, counted, live, kept) == (False, False, 1, 0)
     assert (registry.answered, registry.counted, len(store.fallback)) == (True, True, 1)
+
+
+async def test_closing_stops_a_heartbeat_whose_call_swallowed_the_cancellation(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    # A client library that catches CancelledError while it reconnects (seen once as a
+    # hang of TestClient's shutdown with the heartbeat still beating): one cancel is lost.
+    key = instances_key(key_prefix)
+    registry = InstanceRegistry(redis_client, RedisGuard("t", timeout=1.0), key=key, ttl=3)
+    real_beat = registry.beat
+    beats = 0
+
+    async def beat_losing_a_cancel() -> int:
+        nonlocal beats
+        beats += 1
+        live = await real_beat()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        return live
+
+    registry.beat = beat_losing_a_cancel  # type: ignore[method-assign]
+    registry.start()
+    while beats == 0:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # in the call that loses the cancel
+    assert await count_live_instances(redis_client, key) == 1
+    closing = asyncio.ensure_future(registry.aclose())
+    await asyncio.wait({closing}, timeout=5)
+    stopped = closing.done()
+    if not stopped:  # leave no task beating behind the test
+        registry.beat = real_beat  # type: ignore[method-assign]
+        closing.cancel()
+    assert stopped
+    assert await count_live_instances(redis_client, key) == 0
+    assert beats == 1
+
+
+async def test_closing_gives_up_on_a_heartbeat_that_never_ends_and_says_so(
+    redis_client: Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(instances, "_STOP_SECONDS", 0.5)
+    key = instances_key(key_prefix)
+    registry = InstanceRegistry(redis_client, RedisGuard("t", timeout=1.0), key=key, ttl=3)
+    stop = False
+
+    async def beat_ignoring_cancels() -> int:
+        while not stop:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.05)
+        return 1
+
+    registry.beat = beat_ignoring_cancels  # type: ignore[method-assign]
+    registry.start()
+    beating = registry._task
+    assert beating is not None
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    with structlog.testing.capture_logs() as logs:
+        await asyncio.wait_for(registry.aclose(), timeout=5)
+    assert time.monotonic() - started < 2
+    assert [log["event"] for log in logs if log["log_level"] == "error"] == [
+        "instance_heartbeat_did_not_stop"
+    ]
+    stop = True  # now it ends at the next cancel
+    await instances._stop(beating)
+    assert beating.done()

@@ -27,7 +27,6 @@ admits a share.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections import deque
@@ -48,6 +47,12 @@ if TYPE_CHECKING:
 __all__ = ["InstanceRegistry", "count_live_instances", "instances_key"]
 
 _logger = structlog.get_logger("hardenkit.instances")
+
+_RECANCEL_SECONDS: Final = 0.1
+"""How long :meth:`InstanceRegistry.aclose` waits for the heartbeat to end before it
+cancels it again."""
+_STOP_SECONDS: Final = 5.0
+"""How long it keeps cancelling a heartbeat that does not end, before it gives up."""
 
 # One rule for "live", shared by the heartbeat (what readiness and the fallback see) and by
 # count_live_instances (what `hardenkit doctor` sees): a member whose heartbeat has not
@@ -321,11 +326,27 @@ class InstanceRegistry:
         """Stop beating and leave the set, so the others count one fewer at once."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await _stop(task)
 
         async def leave() -> None:
             await self.redis.zrem(self.key, self.instance_id)
 
         await self.guard.call(leave, nothing)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait until it ends, cancelling again while it has not.
+
+    One cancellation is not always enough: a client library that catches
+    ``CancelledError`` (while it reconnects, say) loses it, and the task goes on beating
+    while the shutdown waits for it for ever (seen once). As anyio does, cancel again
+    until it ends; give up after ``_STOP_SECONDS`` with an error rather than hold the
+    shutdown. This task's own cancellation is not absorbed.
+    """
+    give_up = time.monotonic() + _STOP_SECONDS
+    while not task.done():
+        if time.monotonic() >= give_up:
+            _logger.error("instance_heartbeat_did_not_stop", seconds=_STOP_SECONDS)
+            return
+        task.cancel()
+        await asyncio.wait({task}, timeout=_RECANCEL_SECONDS)
