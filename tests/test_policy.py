@@ -706,3 +706,53 @@ def test_an_exempt_prefix_over_protected_routes_or_most_of_the_app_is_warned_abo
     assert warned("/api/v1/orders") == []  # exact paths are chosen one by one
     (most,) = warned("/site/*")  # public, but 6 of 10 routes
     assert "0 of them behind auth" in most
+
+
+def test_a_mark_on_a_function_that_serves_several_paths_is_warned_about() -> None:
+    """Round 11: ``public()(handler)`` marks the function, so the same handler added at a
+    second path (``/admin/status``) made that route public too, with nothing said."""
+    from starlette.testclient import TestClient
+
+    from hardenkit._app_policy import app_problems
+
+    async def status(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def quota(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    marked = public()(status)
+    app = Starlette(
+        routes=[
+            Route("/status", marked, methods=["GET"]),
+            Route("/status", marked, methods=["POST"]),  # one path: no surprise
+            Route("/admin/status", status),
+            Route("/quota", exempt()(quota)),
+            Route("/v2/quota", quota),
+        ]
+    )
+    settings = HardenSettings(**SAFE)
+    install(app, settings)
+    problems = {problem.setting: problem for problem in app_problems(settings, app)}
+    public_problem = problems["HARDENKIT_PUBLIC_PATHS"]
+    assert public_problem.severity == "warning"
+    assert not public_problem.production_only
+    assert "/status, /admin/status" in public_problem.message
+    assert "@public()" in public_problem.message
+    exempt_problem = problems["HARDENKIT_RATE_LIMIT_EXEMPT_PATHS"]
+    assert "/quota, /v2/quota" in exempt_problem.message
+    assert "@exempt()" in exempt_problem.message
+    with capture_logs() as logs, TestClient(app) as client:
+        assert client.get("/admin/status").status_code == 200  # what the warning is about
+    warned = " ".join(str(log) for log in logs if log["log_level"] == "warning")
+    assert "/status, /admin/status" in warned
+    assert "/quota, /v2/quota" in warned
+
+
+def test_a_marked_function_on_one_path_only_is_not_warned_about() -> None:
+    from hardenkit._app_policy import app_problems
+
+    app = Starlette(routes=[Route("/status", public()(new_endpoint()))])
+    settings = HardenSettings(**SAFE)
+    install(app, settings)
+    assert [problem for problem in app_problems(settings, app) if "marks" in problem.message] == []

@@ -88,6 +88,7 @@ def app_problems(settings: HardenSettings, app: Any) -> list[SettingProblem]:
         *_unserved_webhook_problems(settings, routes),
         *_shadowed_route_problems(settings, routes),
         *_broad_exempt_problems(settings, routes),
+        *_shared_mark_problems(routes, EXEMPT, "HARDENKIT_RATE_LIMIT_EXEMPT_PATHS"),
     ]
     if settings.auth_mode == "off":
         return misplaced  # refused on its own; nothing below means anything without auth
@@ -96,6 +97,7 @@ def app_problems(settings: HardenSettings, app: Any) -> list[SettingProblem]:
         *_unbound_tenant_problems(settings, routes),
         *_public_prefix_problems(settings, routes),
         *_public_route_problems(settings, routes),
+        *_shared_mark_problems(routes, PUBLIC, "HARDENKIT_PUBLIC_PATHS"),
         *_login_problems(settings, routes),
     ]
 
@@ -399,6 +401,41 @@ def _broad_exempt_problems(
             )
         )
     return problems
+
+
+def _shared_mark_problems(
+    routes: Sequence[RouteInfo], mark: str, setting: str
+) -> list[SettingProblem]:
+    """A marked function that serves more than one path: each of them is marked.
+
+    ``@public()`` and ``@exempt()`` mark the function, not the route, so a handler reused
+    at another path (``public()(status)`` at ``/status``, ``status`` at
+    ``/admin/status``) is public or exempt there too. A warning: serving one function at
+    several paths, all meant public, is legitimate, yet it must not go unsaid.
+    """
+    paths: dict[Any, list[str]] = {}
+    for route in routes:
+        if mark in marks_of(route.endpoint):
+            function = _unwrapped(route.endpoint)
+            served = paths.setdefault(getattr(function, "__func__", function), [])
+            if route.path not in served:
+                served.append(route.path)
+    return [
+        SettingProblem(
+            setting,
+            f"@{mark}() marks the function {_name(function)}, not a route: every path it "
+            f"serves ({_listed(served)}) is {mark}",
+            severity="warning",
+            production_only=False,
+            fix=f"give the routes that must not be {mark} a function of their own",
+        )
+        for function, served in paths.items()
+        if len(served) > 1
+    ]
+
+
+def _name(function: Any) -> str:
+    return str(getattr(function, "__qualname__", None) or type(function).__qualname__)
 
 
 def _unserved_webhook_problems(
