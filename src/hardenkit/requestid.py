@@ -22,7 +22,14 @@ from typing import Literal, get_args
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hardenkit.context import FACTS_KEY, is_last_body, request_id_var, send_last, trace_id_var
+from hardenkit.context import (
+    FACTS_KEY,
+    REQUESTS,
+    is_last_body,
+    request_id_var,
+    send_last,
+    trace_id_var,
+)
 from hardenkit.proxies import TrustedProxies
 
 __all__ = ["RequestIdMiddleware", "RequestIdTrust", "generate_request_id", "is_valid_request_id"]
@@ -152,7 +159,7 @@ class RequestIdMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
         scope_type = scope["type"]
-        if scope_type not in ("http", "websocket"):
+        if scope_type not in REQUESTS:
             await self.app(scope, receive, send)
             return
 

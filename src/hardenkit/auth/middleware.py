@@ -52,7 +52,7 @@ from hardenkit.auth.errors import KeysUnavailableError, RefusalReason, TokenReje
 from hardenkit.auth.principal import Principal
 from hardenkit.auth.tenants import TenantStatusCache
 from hardenkit.auth.verifier import JWTVerifier
-from hardenkit.context import FACTS_KEY, own_facts, principal_var
+from hardenkit.context import FACTS_KEY, REQUESTS, own_facts, principal_var
 from hardenkit.errors import send_refusal
 
 __all__ = ["AuthMiddleware", "AuthMode"]
@@ -162,7 +162,7 @@ class AuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
-        if scope["type"] not in ("http", "websocket") or self.mode == "off":
+        if scope["type"] not in REQUESTS or self.mode == "off":
             await self.app(scope, receive, send)
             return
         if FACTS_KEY not in scope:  # the first hardenkit layer of this request
