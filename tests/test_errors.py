@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
+import structlog.testing
 from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.applications import Starlette
@@ -335,15 +336,46 @@ async def _accept_then_close(websocket: WebSocket) -> None:
     await websocket.close(code=4001)
 
 
+async def _crash_before_accept(websocket: WebSocket) -> None:
+    raise RuntimeError("password=hunter2-in-the-message")
+
+
+async def _crash_after_accept(websocket: WebSocket) -> None:
+    await websocket.accept()
+    raise RuntimeError("password=hunter2-in-the-message")
+
+
 def _websocket_app() -> ErrorMiddleware:
     return ErrorMiddleware(
         Starlette(
             routes=[
                 WebSocketRoute("/refuses", _close_before_accept),
                 WebSocketRoute("/accepts", _accept_then_close),
+                WebSocketRoute("/crashes", _crash_before_accept),
+                WebSocketRoute("/crashes-later", _crash_after_accept),
             ]
         )
     )
+
+
+def test_a_websocket_handler_that_crashes_gets_a_500_problem_or_a_1011_close() -> None:
+    """Round 13: a crash before accept reached the server, which answered a bare 500
+    (hypercorn logged the exception's text); HTTP crashes get a problem and our log."""
+    client = TestClient(_websocket_app())
+    with structlog.testing.capture_logs() as logs:
+        with pytest.raises(WebSocketDenialResponse) as denied, client.websocket_connect("/crashes"):
+            pass
+        with (
+            client.websocket_connect("/crashes-later") as websocket,
+            pytest.raises(WebSocketDisconnect) as closed,
+        ):
+            websocket.receive_text()
+    assert denied.value.status_code == 500
+    assert denied.value.json()["code"] == "INTERNAL_ERROR"
+    assert "hunter2" not in denied.value.text
+    assert closed.value.code == 1011  # internal error, after the handshake
+    crashes = [log for log in logs if log["event"] == "unhandled_exception"]
+    assert [log["path"] for log in crashes] == ["/crashes", "/crashes-later"]
 
 
 def test_a_handshake_closed_before_accept_is_answered_with_a_403_problem() -> None:
@@ -376,3 +408,41 @@ async def test_without_the_handshake_response_extension_the_close_is_left_to_the
     scope = {"type": "websocket", "path": "/nowhere", "headers": [], "extensions": {}}
     await _websocket_app()(scope, receive, send)
     assert [message["type"] for message in sent] == ["websocket.close"]
+
+
+async def test_without_the_handshake_response_extension_a_crash_is_logged_and_closed() -> None:
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/crashes", "headers": [], "extensions": {}}
+    with structlog.testing.capture_logs() as logs:
+        await _websocket_app()(scope, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1011, "reason": ""}]
+    assert [log["event"] for log in logs] == ["unhandled_exception"]
+
+
+async def test_a_client_that_left_is_no_crash() -> None:
+    async def leaves(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.receive_text()  # the client is gone: WebSocketDisconnect
+
+    messages = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1001}]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    app = ErrorMiddleware(Starlette(routes=[WebSocketRoute("/leaves", leaves)]))
+    scope = {"type": "websocket", "path": "/leaves", "headers": [], "extensions": {}}
+    with structlog.testing.capture_logs() as logs, pytest.raises(WebSocketDisconnect):
+        await app(scope, receive, send)
+    assert [message["type"] for message in sent] == ["websocket.accept"]
+    assert logs == []

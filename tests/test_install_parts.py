@@ -94,3 +94,16 @@ def test_install_says_once_that_limits_are_per_process_without_redis(
         assert said[0]["log_level"] == "info"
     else:
         assert said == []
+
+
+def test_a_startup_on_another_event_loop_than_asyncio_is_refused_by_name() -> None:
+    """Round 13: under ``hypercorn --worker-class trio`` the app started, then answered
+    every request, ``/healthz`` included, with a 500 (the timers are asyncio's)."""
+    app = Starlette()
+    install(app, SETTINGS)
+    starting = app.router.lifespan_context(app).__aenter__()
+    try:
+        with pytest.raises(RuntimeError, match="needs an asyncio event loop"):
+            starting.send(None)  # driven by no asyncio loop, as trio would
+    finally:
+        starting.close()

@@ -267,14 +267,26 @@ def test_an_unterminated_quote_from_the_client_never_swallows_the_proxys_element
     assert FORWARDED_PROXIES.resolve(scope("10.0.0.2", *lines)) == ("203.0.113.50", "http")
 
 
-def unix_socket_scope(*headers: tuple[str, str]) -> dict[str, Any]:
-    """What uvicorn --uds gives: no client address."""
-    return {**scope("192.0.2.1", *headers), "client": None}
+UNIX_SOCKET_CLIENTS = [
+    pytest.param(None, id="uvicorn-hypercorn"),
+    pytest.param(("", "0"), id="granian"),  # round 13: every client shared one bucket
+    pytest.param(("", 0), id="empty-host"),
+]
 
 
-def test_a_proxy_on_a_unix_socket_is_believed_only_when_unix_is_listed() -> None:
+def unix_socket_scope(
+    *headers: tuple[str, str], client: tuple[str, object] | None = None
+) -> dict[str, Any]:
+    """What a server on a unix socket gives: no client address (uvicorn --uds: None)."""
+    return {**scope("192.0.2.1", *headers), "client": client}
+
+
+@pytest.mark.parametrize("client", UNIX_SOCKET_CLIENTS)
+def test_a_proxy_on_a_unix_socket_is_believed_only_when_unix_is_listed(
+    client: tuple[str, object] | None,
+) -> None:
     forwarded = unix_socket_scope(
-        ("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https")
+        ("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https"), client=client
     )
     assert TrustedProxies(["unix"]).resolve(forwarded) == ("203.0.113.7", "https")
     assert TrustedProxies(["UNIX", "10.0.0.0/8"]).resolve(forwarded) == ("203.0.113.7", "https")
@@ -282,6 +294,6 @@ def test_a_proxy_on_a_unix_socket_is_believed_only_when_unix_is_listed() -> None
     # A socket peer listed as trusted does not make TCP peers trusted.
     tcp = scope("198.51.100.9", ("X-Forwarded-For", "203.0.113.7"))
     assert TrustedProxies(["unix"]).resolve(tcp) == ("198.51.100.9", "http")
-    assert TrustedProxies(["unix"]).trusts_client(None)
-    assert not PROXIES.trusts_client(None)
+    assert TrustedProxies(["unix"]).trusts_client(client)
+    assert not PROXIES.trusts_client(client)
     assert not TrustedProxies(["unix"]).trusts_client(("198.51.100.9", 1))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -109,6 +110,34 @@ async def test_a_pipelined_request_sees_none_of_the_facts_set_for_the_one_before
         assert after["request_id"] not in (None, before["request_id"])
     assert 0.5 < second.json()["remaining"] <= 1.0  # its own deadline
     assert third.json()["remaining"] is None  # exempt: none, not the first one's
+
+
+@pytest.mark.parametrize("outermost", sorted(LAYERS))
+async def test_a_file_sent_by_path_leaves_no_facts_to_the_next_request(
+    outermost: str, tmp_path: Path
+) -> None:
+    """Round 13: a response whose last message is ``http.response.pathsend`` (a
+    ``FileResponse`` on a server offering it) was not sent clean."""
+    report = tmp_path / "report.txt"
+    report.write_text("quarterly")
+
+    async def download(request: Request) -> Response:
+        return FileResponse(report)
+
+    app = installed()
+    app.router.routes.insert(0, Route("/file", download))
+    first, second = await pipelined(
+        LAYERS[outermost](app),
+        Sent("/file", bearer("acme"), client="198.51.100.7"),
+        Sent("/stream"),
+        pathsend=True,
+    )
+    assert (first.status, first.body, second.status) == (200, b"quarterly", 200)
+    after = second.json()
+    assert after["tenant"] is None
+    assert after["client_ip"] == "203.0.113.9"
+    assert after["request_id"] not in (None, first.headers["x-request-id"])
+    assert after["remaining"] is None  # exempt from the timeout: not the file's deadline
 
 
 async def test_a_standalone_rate_limit_keys_each_pipelined_request_on_its_own_client() -> None:

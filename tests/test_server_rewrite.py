@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -61,6 +62,25 @@ async def test_a_hop_with_a_port_copied_by_uvicorn_is_detected() -> None:
     assert ServerRewriteDetector().inspect_request(seen[0])
 
 
+@pytest.mark.parametrize(
+    ("client", "header"),
+    [
+        # hypercorn's ProxyFixMiddleware and granian's proxy headers keep the header's
+        # text as the client, with port 0 (round 13: these went unnoticed, each value
+        # its own rate-limit bucket).
+        (("x8", 0), ("X-Forwarded-For", "x8")),
+        (("203.0.113.9:4444", 0), ("X-Forwarded-For", "203.0.113.9:4444")),
+        (('"[2001:db8::1]:4007"', 0), ("Forwarded", 'for="[2001:db8::1]:4007"')),
+        (("x9", 0), ("Forwarded", "for=x9")),
+        (("203.0.113.9", "0"), ("X-Forwarded-For", "203.0.113.9")),  # a port as text
+    ],
+)
+def test_a_client_copied_from_the_header_by_other_servers_is_detected(
+    client: tuple[str, object], header: tuple[str, str]
+) -> None:
+    assert ServerRewriteDetector().inspect_request(request(client, header))  # type: ignore[arg-type]
+
+
 def test_a_real_peer_is_never_taken_for_a_rewrite() -> None:
     detector = ServerRewriteDetector()
     # A TCP peer has a port, even when a client lists the proxy's address in its header.
@@ -76,6 +96,10 @@ def test_a_real_peer_is_never_taken_for_a_rewrite() -> None:
         request(("198.51.100.7", 0), ("X-Forwarded-For", "1.2.3.4"))
     )
     assert not detector.inspect_request(request(None, ("X-Forwarded-For", "1.2.3.4")))
+    assert not detector.inspect_request(request(("x8", 0), ("X-Forwarded-For", "x9")))
+    assert not detector.inspect_request(  # an in-process client (TestClient) has a port
+        request(("testclient", 50000), ("X-Forwarded-For", "testclient"))
+    )
     assert detector.detected_by is None
 
 

@@ -7,6 +7,7 @@ not parse as an address is ``None`` (the caller decides what that means).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from typing import Literal
 
 from starlette.types import Scope
@@ -18,12 +19,26 @@ __all__ = [
     "parse_forwarded",
     "parse_hop",
     "parse_ip",
+    "peer_host",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 ForwardedHeader = Literal["x-forwarded-for", "forwarded"]
 """The forwarding header the proxies write: ``x-forwarded-for`` or ``forwarded``."""
+
+
+def peer_host(client: Sequence[object] | None) -> str | None:
+    """The host of ``scope["client"]``, or ``None`` when the peer has no address.
+
+    On a unix socket uvicorn and hypercorn give no client, granian ``("", "0")``: an
+    empty host is no address either (counted as one client, it put every client of a
+    proxy in one rate-limit bucket, and the ``unix`` trusted-proxy entry never applied).
+    """
+    if not client:
+        return None
+    host = client[0]
+    return str(host) if host else None
 
 
 def parse_hop(value: str) -> tuple[IPAddress, int] | None:

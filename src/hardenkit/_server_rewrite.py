@@ -12,8 +12,10 @@ client may have chosen and cannot tell it from a real peer, whatever
   lifespan handling.
 - **On a request**, a rewritten client is ``(address, 0)`` with ``address`` one of the
   hops of the request's own ``X-Forwarded-For`` / ``Forwarded`` (or ``(address, port)``
-  for a hop written with that port, which uvicorn keeps): a TCP peer always has a port,
-  and a proxy does not list itself in the header it sends.
+  for a hop written with that port, which uvicorn keeps), or ``(text, 0)`` with ``text``
+  a hop as written when it is no address (hypercorn's ``ProxyFixMiddleware`` and
+  granian's proxy headers copy it): a TCP peer always has a port, and a proxy does not
+  list itself in the header it sends.
 
 The first detection logs a warning naming the fix; readiness reports it as the
 ``proxy_headers`` check and ``hardenkit doctor --url`` fails on it.
@@ -22,6 +24,7 @@ The first detection logs a warning naming the fix; readiness reports it as the
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Final
 
 import structlog
@@ -35,9 +38,9 @@ __all__ = ["FIX", "RESOLVED_KEY", "ServerRewriteDetector"]
 _logger = structlog.get_logger("hardenkit.proxies")
 
 FIX: Final = (
-    "run uvicorn with --no-proxy-headers (gunicorn uvicorn workers: forwarded_allow_ips='') "
-    "and list your proxies in HARDENKIT_TRUSTED_PROXIES, so only hardenkit reads the "
-    "forwarding header"
+    "run uvicorn with --no-proxy-headers (gunicorn uvicorn workers: forwarded_allow_ips=''; "
+    "hypercorn, granian: drop their proxy-headers middleware) and list your proxies in "
+    "HARDENKIT_TRUSTED_PROXIES, so only hardenkit reads the forwarding header"
 )
 RESOLVED_KEY: Final = "hardenkit.client_resolved"
 """Scope key set by ``TrustedProxyMiddleware`` when it rewrote the client itself."""
@@ -65,7 +68,8 @@ def _uvicorn_trusts_someone(middleware: object) -> bool:
     return bool(addresses or networks or literals)
 
 
-def _hop_addresses(scope: Scope) -> set[tuple[str, int]]:
+def _hops(scope: Scope) -> tuple[set[tuple[str, int]], set[str]]:
+    """The hops of the request's forwarding headers: as addresses, and as written."""
     hops: list[str] = []
     for name, value in scope.get("headers", ()):
         if name not in _FORWARDING:
@@ -80,7 +84,19 @@ def _hop_addresses(scope: Scope) -> set[tuple[str, int]]:
         parsed = parse_hop(hop)
         if parsed is not None:
             addresses.add((str(parsed[0]), parsed[1]))
-    return addresses
+    return addresses, {_as_written(hop) for hop in hops}
+
+
+def _as_written(hop: str) -> str:
+    return hop.strip().strip('"')
+
+
+def _port(client: Sequence[object]) -> int | None:
+    """The client's port (granian gives text), or ``None`` when there is none."""
+    try:
+        return int(str(client[1])) if len(client) > 1 else None
+    except ValueError:
+        return None
 
 
 class ServerRewriteDetector:
@@ -114,19 +130,22 @@ class ServerRewriteDetector:
         client = scope.get("client")
         if not client or scope.get(RESOLVED_KEY):
             return False
-        hops = _hop_addresses(scope)
-        if not hops:
+        addresses, written = _hops(scope)
+        if not written:
             return False
-        # str(ip_address(...)) is the canonical form, whatever spelling the header used.
-        parsed = parse_hop(client[0])
-        if parsed is None:
-            return False
-        address = str(parsed[0])
-        # A hop without a port becomes (address, 0); uvicorn keeps a hop's own port
-        # ("203.0.113.9:4444" becomes port 4444), which no proxy writes.
-        rewritten = any(
-            hop == address and (port == client[1] if port else client[1] == 0) for hop, port in hops
-        )
+        # A TCP peer always has a port. Servers that rewrite give port 0 (uvicorn: the
+        # hop's own port when it has one), and keep the hop's text when it is no address
+        # (hypercorn's ProxyFixMiddleware, granian's proxy headers).
+        port = _port(client)
+        parsed = parse_hop(str(client[0]))
+        if port == 0 and _as_written(str(client[0])) in written:
+            rewritten = True
+        elif parsed is None:
+            rewritten = False
+        else:
+            # str(ip_address(...)) is the canonical form, whatever spelling the header used.
+            address = str(parsed[0])
+            rewritten = any(hop == address and port in (0, hop_port) for hop, hop_port in addresses)
         if not rewritten:
             return False
         self.rewritten_requests += 1

@@ -137,9 +137,19 @@ REQUESTS: Final = frozenset({"http", "websocket"})
 """The scope types that are requests (and have facts)."""
 
 
+_BODIES: Final = frozenset({"http.response.body", "http.response.zerocopysend"})
+
+
 def is_last_body(message: Message) -> bool:
-    """Whether ``message`` ends an HTTP response (uvicorn may start the next one in it)."""
-    return message["type"] == "http.response.body" and not message.get("more_body", False)
+    """Whether ``message`` ends an HTTP response (uvicorn may start the next one in it).
+
+    A body without ``more_body``, or the message of a server extension that sends the
+    body itself: ``http.response.pathsend`` (always the last), ``zerocopysend``.
+    """
+    kind: str = message["type"]
+    if kind in _BODIES:
+        return not message.get("more_body", False)
+    return kind == "http.response.pathsend"
 
 
 _FACTS: Final = (request_id_var, trace_id_var, client_ip_var, principal_var, deadline_var)

@@ -13,6 +13,7 @@ the failure; the request id ties it to the log line that has everything.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -28,6 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocketDisconnect
 
 from hardenkit.context import FACTS_KEY, get_request_id, own_facts
 
@@ -475,7 +477,7 @@ class ErrorMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
         if scope["type"] != "http":
-            if scope["type"] == "websocket" and _HANDSHAKE_RESPONSE in scope.get("extensions", {}):
+            if scope["type"] == "websocket":
                 await self._websocket(scope, receive, send)
             else:
                 await self.app(scope, receive, send)
@@ -529,17 +531,34 @@ class ErrorMiddleware:
         refuses) before accepting it; the server then answers the handshake with a bare
         ``403``: no problem body, no request id, none of the security headers. Where the
         server offers ``websocket.http.response``, the same ``403`` is sent as a problem
-        through the layers outside this one instead.
+        through the layers outside this one instead. A handler that raises is logged as
+        an HTTP one is, and answered with a ``500`` problem before the handshake (a close
+        without the extension), a close with code ``1011`` (internal error) after it.
         """
-        answered = False
+        denial = _HANDSHAKE_RESPONSE in (scope.get("extensions") or {})
+        answered = closed = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal answered
-            if not answered and message["type"] == "websocket.close":
-                answered = True
-                await send_refusal(send, scope, _HANDSHAKE_REFUSED)
-                return
+            nonlocal answered, closed
+            if message["type"] == "websocket.close":
+                closed = True
+                if not answered and denial:
+                    answered = True
+                    await send_refusal(send, scope, _HANDSHAKE_REFUSED)
+                    return
             answered = True
             await send(message)
 
-        await self.app(scope, receive, send_wrapper)
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except WebSocketDisconnect:
+            raise  # the client left: the end of a session, not a crash
+        except Exception:
+            # As for HTTP: our log line (redacted, with the request id), never the
+            # server's traceback; a 500 problem before the handshake, 1011 after it.
+            _logger.exception("unhandled_exception", path=scope.get("path"), websocket=True)
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                if not answered and denial:
+                    await send_refusal(send, scope, Refusal(500, ErrorCode.INTERNAL_ERROR))
+                elif not closed:
+                    await send({"type": "websocket.close", "code": 1011, "reason": ""})

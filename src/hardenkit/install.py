@@ -28,6 +28,7 @@ piece stays usable alone as middleware.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -363,6 +364,7 @@ def _wrap_lifespan(app: Starlette, kit: Hardened) -> None:
 
     @asynccontextmanager
     async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        _require_asyncio()
         if kit.app_check is not None:
             # Every route exists now: a refusal here stops the server from starting.
             kit.app_check.run_final()
@@ -386,6 +388,22 @@ def _wrap_lifespan(app: Starlette, kit: Hardened) -> None:
                     await kit.redis.aclose()
 
     app.router.lifespan_context = lifespan
+
+
+def _require_asyncio() -> None:
+    """Refuse to start on another event loop than asyncio's (trio): every request would fail.
+
+    The timeouts' watchdog, the Redis client and the heartbeat run on asyncio (uvloop is
+    asyncio's); hypercorn's ``--worker-class trio`` started the app, then answered every
+    request, the health probes' included, with a 500.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "hardenkit needs an asyncio event loop (uvicorn, granian, hypercorn with "
+            "--worker-class asyncio or uvloop); this server runs another one (trio?)"
+        ) from None
 
 
 def _freeze_startup_objects() -> None:

@@ -28,6 +28,7 @@ from hardenkit._forwarding import (
     forwarding_values,
     parse_forwarded,
     parse_ip,
+    peer_host,
 )
 from hardenkit._server_rewrite import RESOLVED_KEY, ServerRewriteDetector
 from hardenkit.context import FACTS_KEY, client_ip_var, own_facts
@@ -109,28 +110,29 @@ class TrustedProxies:
     def trusts_client(self, client: Sequence[object] | None) -> bool:
         """Return whether the peer ``scope["client"]`` describes is a trusted proxy.
 
-        ``None`` (no address: a unix socket) is trusted when ``unix`` is listed.
+        No address (a unix socket: ``None``, or an empty host) is trusted when ``unix``
+        is listed.
         """
-        if not client:
+        host = peer_host(client)
+        if host is None:
             return self.unix
-        return self.trusts_peer(str(client[0]))
+        return self.trusts_peer(host)
 
     def _compute_peer_trust(self, host: str) -> bool:
         return self.is_trusted(parse_ip(host))
 
     def resolve(self, scope: Scope) -> tuple[str | None, str]:
         """Return ``(client_ip, scheme)`` for the connection described by ``scope``."""
-        client = scope.get("client")
-        peer_host: str | None = client[0] if client else None
+        peer = peer_host(scope.get("client"))
         scheme: str = scope.get("scheme", "http")
-        if peer_host is None:
+        if peer is None:
             if not self.unix:
                 return None, scheme
-        elif not self.networks or not self.trusts_peer(peer_host):
-            return peer_host, scheme
+        elif not self.networks or not self.trusts_peer(peer):
+            return peer, scheme
 
         hops, protos = self._chain(scope)
-        client_ip = peer_host
+        client_ip = peer
         chosen_proto: str | None = None
         for index in range(len(hops) - 1, -1, -1):
             address = parse_ip(hops[index])
@@ -215,8 +217,8 @@ class TrustedProxyMiddleware:
         Every client then resolves to the proxy itself and shares one rate-limit bucket:
         not a hole, but a setting to fix, and nothing else would say so.
         """
-        client = scope.get("client")
-        if client is None or not self.trusted.trusts_peer(client[0]):
+        peer = peer_host(scope.get("client"))
+        if peer is None or not self.trusted.trusts_peer(peer):
             return
         chosen = self.trusted.header.encode()
         other = b"forwarded" if chosen == b"x-forwarded-for" else b"x-forwarded-for"

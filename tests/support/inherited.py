@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -75,8 +76,14 @@ class Answer:
         return json.loads(self.body)
 
 
-async def pipelined(app: ASGIApp, *requests: Sent, timeout: float = 10.0) -> list[Answer]:
-    """Serve ``requests`` in order, each started from inside the previous one's last send."""
+async def pipelined(
+    app: ASGIApp, *requests: Sent, timeout: float = 10.0, pathsend: bool = False
+) -> list[Answer]:
+    """Serve ``requests`` in order, each started from inside the previous one's last send.
+
+    ``pathsend``: offer the ``http.response.pathsend`` extension (a file response's last
+    message is then the file's path).
+    """
     answers = [Answer() for _ in requests]
     tasks: list[asyncio.Task[None]] = []
 
@@ -97,6 +104,8 @@ async def pipelined(app: ASGIApp, *requests: Sent, timeout: float = 10.0) -> lis
             "client": (sent.client, 50000),
             "server": ("127.0.0.1", 8000),
         }
+        if pathsend:
+            scope["extensions"] = {"http.response.pathsend": {}}
         received = False
 
         async def receive() -> Message:
@@ -111,7 +120,9 @@ async def pipelined(app: ASGIApp, *requests: Sent, timeout: float = 10.0) -> lis
             if message["type"] == "http.response.start":
                 answer.status = message["status"]
                 answer.headers = {k.decode(): v.decode() for k, v in message.get("headers", ())}
-            elif message["type"] == "http.response.body":
+            elif message["type"] in ("http.response.body", "http.response.pathsend"):
+                if "path" in message:
+                    answer.body += Path(message["path"]).read_bytes()
                 answer.body += message.get("body", b"")
                 if not message.get("more_body", False) and index + 1 < len(requests):
                     # As uvicorn: the next request's task starts here, in this context.

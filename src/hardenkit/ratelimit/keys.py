@@ -13,6 +13,7 @@ from collections.abc import Callable
 import structlog
 from starlette.types import Scope
 
+from hardenkit._forwarding import peer_host
 from hardenkit._paths import route_path
 from hardenkit.context import client_ip_var, principal_var
 
@@ -55,10 +56,9 @@ class ClientIpKey:
         """Return the key of the client that sent ``scope``."""
         ip = client_ip_var.get()
         if ip is None:
-            client = scope.get("client")
-            if not client:
+            ip = peer_host(scope.get("client"))
+            if ip is None:
                 return _unknown_client()
-            ip = client[0]
         if ":" not in ip:
             return ip
         try:

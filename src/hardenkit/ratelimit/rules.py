@@ -33,7 +33,8 @@ class RateLimitRule:
         paths: Path patterns the rule applies to (exact, or a prefix ending in ``*``).
         except_paths: Path patterns the rule never applies to, even when ``paths`` match
             (the per-ip default leaves webhook paths to their own rule).
-        methods: HTTP methods it applies to; empty means all.
+        methods: HTTP methods it applies to; empty means all. ``GET`` covers ``HEAD``
+            too: Starlette and FastAPI answer ``HEAD`` with the ``GET`` handler.
         cost: Units each matching request takes.
         when_down: While Redis is down: ``fallback`` (memory), ``open`` (allow) or
             ``closed`` (503).
@@ -67,7 +68,10 @@ class RateLimitRule:
         object.__setattr__(self, "path_patterns", PathPatterns(self.paths, any_case=True))
         object.__setattr__(self, "except_paths", tuple(self.except_paths))
         object.__setattr__(self, "except_patterns", PathPatterns(self.except_paths))
-        object.__setattr__(self, "methods", frozenset(method.upper() for method in self.methods))
+        methods = frozenset(method.upper() for method in self.methods)
+        if "GET" in methods:
+            methods |= {"HEAD"}  # the same handler answers it
+        object.__setattr__(self, "methods", methods)
 
     @property
     def parsed_rate(self) -> Rate:
