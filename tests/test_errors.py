@@ -446,3 +446,14 @@ async def test_a_client_that_left_is_no_crash() -> None:
         await app(scope, receive, send)
     assert [message["type"] for message in sent] == ["websocket.accept"]
     assert logs == []
+
+
+def test_a_coded_refusal_raised_by_a_websocket_endpoint_is_answered_as_over_http() -> None:
+    async def refuses(websocket: WebSocket) -> None:
+        raise HardenError(ErrorCode.RATE_LIMITED, status=429, detail="Slow down.")
+
+    client = TestClient(ErrorMiddleware(Starlette(routes=[WebSocketRoute("/ws", refuses)])))
+    with pytest.raises(WebSocketDenialResponse) as denied, client.websocket_connect("/ws"):
+        pass
+    assert denied.value.status_code == 429
+    assert denied.value.json()["code"] == "RATE_LIMITED"

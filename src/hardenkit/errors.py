@@ -553,6 +553,10 @@ class ErrorMiddleware:
             await self.app(scope, receive, send_wrapper)
         except WebSocketDisconnect:
             raise  # the client left: the end of a session, not a crash
+        except HardenError as exc:  # a coded refusal, as over HTTP
+            if answered:
+                raise
+            await send_refusal(send, scope, exc.refusal())
         except Exception:
             # As for HTTP: our log line (redacted, with the request id), never the
             # server's traceback; a 500 problem before the handshake, 1011 after it.
