@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any
 
@@ -426,11 +427,22 @@ async def test_without_the_handshake_response_extension_a_crash_is_logged_and_cl
     assert [log["event"] for log in logs] == ["unhandled_exception"]
 
 
-async def test_a_client_that_left_is_no_crash() -> None:
-    async def leaves(websocket: WebSocket) -> None:
-        await websocket.accept()
-        await websocket.receive_text()  # the client is gone: WebSocketDisconnect
+async def _leaves(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.receive_text()  # the client is gone: WebSocketDisconnect
 
+
+async def _leaves_a_task_group(websocket: WebSocket) -> None:
+    # Round 14: a reader and a writer in a task group end in an ExceptionGroup.
+    await websocket.accept()
+    async with asyncio.TaskGroup() as group:
+        group.create_task(websocket.receive_text())
+
+
+@pytest.mark.parametrize("leaves", [_leaves, _leaves_a_task_group])
+async def test_a_client_that_left_is_no_crash(
+    leaves: Callable[[WebSocket], Awaitable[None]],
+) -> None:
     messages = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1001}]
     sent: list[dict[str, object]] = []
 
@@ -442,8 +454,8 @@ async def test_a_client_that_left_is_no_crash() -> None:
 
     app = ErrorMiddleware(Starlette(routes=[WebSocketRoute("/leaves", leaves)]))
     scope = {"type": "websocket", "path": "/leaves", "headers": [], "extensions": {}}
-    with structlog.testing.capture_logs() as logs, pytest.raises(WebSocketDisconnect):
-        await app(scope, receive, send)
+    with structlog.testing.capture_logs() as logs:
+        await app(scope, receive, send)  # nothing for the server to log either
     assert [message["type"] for message in sent] == ["websocket.accept"]
     assert logs == []
 
@@ -457,3 +469,31 @@ def test_a_coded_refusal_raised_by_a_websocket_endpoint_is_answered_as_over_http
         pass
     assert denied.value.status_code == 429
     assert denied.value.json()["code"] == "RATE_LIMITED"
+
+
+def test_a_coded_refusal_after_the_handshake_closes_the_websocket_under_install() -> None:
+    """Round 14: under install() Starlette's exception handlers answered a HardenError
+    or HTTPException raised after accept with a response, which no server can send then
+    (uvicorn logged a RuntimeError). It is a close now: 1008, or 1011 for a 5xx."""
+    from starlette.exceptions import HTTPException
+
+    async def refuses_later(websocket: WebSocket) -> None:
+        await websocket.accept()
+        raise HardenError(ErrorCode.RATE_LIMITED, status=429, detail="Slow down.")
+
+    async def fails_later(websocket: WebSocket) -> None:
+        await websocket.accept()
+        raise HTTPException(503)
+
+    app = Starlette(
+        routes=[WebSocketRoute("/refuses", refuses_later), WebSocketRoute("/fails", fails_later)]
+    )
+    install(app, HardenSettings(auth_mode="off"))
+    client = TestClient(app)
+    for path, code in (("/refuses", 1008), ("/fails", 1011)):
+        with (
+            client.websocket_connect(path) as websocket,
+            pytest.raises(WebSocketDisconnect) as closed,
+        ):
+            websocket.receive_text()
+        assert closed.value.code == code

@@ -750,9 +750,19 @@ def test_a_mark_on_a_function_that_serves_several_paths_is_warned_about() -> Non
 
 
 def test_a_marked_function_on_one_path_only_is_not_warned_about() -> None:
+    """Round 14: a trailing-slash alias is one path; paths listed in the setting are
+    meant (the way to say so for a router included under two prefixes)."""
     from hardenkit._app_policy import app_problems
 
-    app = Starlette(routes=[Route("/status", public()(new_endpoint()))])
-    settings = HardenSettings(**SAFE)
+    marked = public()(new_endpoint())
+    app = Starlette(
+        routes=[
+            Route("/status", marked),
+            Route("/status/", marked),
+            Route("/v1/ping", marked),
+            Route("/v2/ping", marked),
+        ]
+    )
+    settings = HardenSettings(**{**SAFE, "public_paths": ["/v1/ping", "/v2/ping"]})
     install(app, settings)
     assert [problem for problem in app_problems(settings, app) if "marks" in problem.message] == []

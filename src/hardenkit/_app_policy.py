@@ -36,7 +36,7 @@ import functools
 import inspect
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from starlette.routing import compile_path
 
@@ -88,7 +88,7 @@ def app_problems(settings: HardenSettings, app: Any) -> list[SettingProblem]:
         *_unserved_webhook_problems(settings, routes),
         *_shadowed_route_problems(settings, routes),
         *_broad_exempt_problems(settings, routes),
-        *_shared_mark_problems(routes, EXEMPT, "HARDENKIT_RATE_LIMIT_EXEMPT_PATHS"),
+        *_shared_mark_problems(routes, EXEMPT, settings.rate_limit_exempt_paths),
     ]
     if settings.auth_mode == "off":
         return misplaced  # refused on its own; nothing below means anything without auth
@@ -97,7 +97,7 @@ def app_problems(settings: HardenSettings, app: Any) -> list[SettingProblem]:
         *_unbound_tenant_problems(settings, routes),
         *_public_prefix_problems(settings, routes),
         *_public_route_problems(settings, routes),
-        *_shared_mark_problems(routes, PUBLIC, "HARDENKIT_PUBLIC_PATHS"),
+        *_shared_mark_problems(routes, PUBLIC, settings.public_paths),
         *_login_problems(settings, routes),
     ]
 
@@ -403,23 +403,34 @@ def _broad_exempt_problems(
     return problems
 
 
+_MARK_SETTINGS: Final = {
+    PUBLIC: "HARDENKIT_PUBLIC_PATHS",
+    EXEMPT: "HARDENKIT_RATE_LIMIT_EXEMPT_PATHS",
+}
+
+
 def _shared_mark_problems(
-    routes: Sequence[RouteInfo], mark: str, setting: str
+    routes: Sequence[RouteInfo], mark: str, listed: Sequence[str]
 ) -> list[SettingProblem]:
     """A marked function that serves more than one path: each of them is marked.
 
     ``@public()`` and ``@exempt()`` mark the function, not the route, so a handler reused
     at another path (``public()(status)`` at ``/status``, ``status`` at
-    ``/admin/status``) is public or exempt there too. A warning: serving one function at
-    several paths, all meant public, is legitimate, yet it must not go unsaid.
+    ``/admin/status``) is public or exempt there too. A warning: one function at several
+    paths, all meant public (a router included under ``/v1`` and ``/v2``), is
+    legitimate. Only paths marked by the function alone count (a trailing slash is the
+    same path): listing them in the setting says they are meant, and ends the warning.
     """
+    setting = _MARK_SETTINGS[mark]
+    patterns = PathPatterns(listed)
     paths: dict[Any, list[str]] = {}
     for route in routes:
-        if mark in marks_of(route.endpoint):
-            function = _unwrapped(route.endpoint)
-            served = paths.setdefault(getattr(function, "__func__", function), [])
-            if route.path not in served:
-                served.append(route.path)
+        if mark not in marks_of(route.endpoint) or patterns.matches(route.path):
+            continue
+        function = _unwrapped(route.endpoint)
+        served = paths.setdefault(getattr(function, "__func__", function), [])
+        if not any(path.rstrip("/") == route.path.rstrip("/") for path in served):
+            served.append(route.path)
     return [
         SettingProblem(
             setting,
@@ -427,7 +438,8 @@ def _shared_mark_problems(
             f"serves ({_listed(served)}) is {mark}",
             severity="warning",
             production_only=False,
-            fix=f"give the routes that must not be {mark} a function of their own",
+            fix=f"give the routes that must not be {mark} a function of their own, or "
+            f"list the paths meant to be {mark} in {setting}",
         )
         for function, served in paths.items()
         if len(served) > 1

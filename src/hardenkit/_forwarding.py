@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from typing import Literal
+from typing import Final, Literal
 
 from starlette.types import Scope
 
 __all__ = [
+    "MAX_HOPS",
     "ForwardedHeader",
     "IPAddress",
     "forwarding_values",
@@ -23,6 +24,10 @@ __all__ = [
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MAX_HOPS: Final = 32
+"""The most hops read from a forwarding header (the last ones): a longer chain is no
+real proxy path, and the work a client's header costs stays bounded."""
 
 ForwardedHeader = Literal["x-forwarded-for", "forwarded"]
 """The forwarding header the proxies write: ``x-forwarded-for`` or ``forwarded``."""

@@ -11,11 +11,12 @@ client may have chosen and cannot tell it from a real peer, whatever
   ``ProxyHeadersMiddleware`` that trusts some address is among the callers of hardenkit's
   lifespan handling.
 - **On a request**, a rewritten client is ``(address, 0)`` with ``address`` one of the
-  hops of the request's own ``X-Forwarded-For`` / ``Forwarded`` (or ``(address, port)``
-  for a hop written with that port, which uvicorn keeps), or ``(text, 0)`` with ``text``
-  a hop as written when it is no address (hypercorn's ``ProxyFixMiddleware`` and
-  granian's proxy headers copy it): a TCP peer always has a port, and a proxy does not
-  list itself in the header it sends.
+  hops of the request's own ``X-Forwarded-For`` / ``Forwarded``, or ``(text, 0)`` with
+  ``text`` a hop as written (hypercorn's ``ProxyFixMiddleware`` and granian's proxy
+  headers copy it, address or not, port and all): a TCP peer always has a port. uvicorn
+  keeps a hop's own port (``203.0.113.9:4444`` becomes ``("203.0.113.9", 4444)``), which
+  a real peer listing itself also shows, so that one is found among the callers, on
+  the first request when no lifespan ran.
 
 The first detection logs a warning naming the fix; readiness reports it as the
 ``proxy_headers`` check and ``hardenkit doctor --url`` fails on it.
@@ -30,7 +31,7 @@ from typing import Final
 import structlog
 from starlette.types import Scope
 
-from hardenkit._forwarding import parse_forwarded, parse_hop
+from hardenkit._forwarding import MAX_HOPS, parse_forwarded, parse_hop, peer_host
 from hardenkit.health import CheckResult, HealthStatus
 
 __all__ = ["FIX", "RESOLVED_KEY", "ServerRewriteDetector"]
@@ -68,8 +69,12 @@ def _uvicorn_trusts_someone(middleware: object) -> bool:
     return bool(addresses or networks or literals)
 
 
-def _hops(scope: Scope) -> tuple[set[tuple[str, int]], set[str]]:
-    """The hops of the request's forwarding headers: as addresses, and as written."""
+def _hops(scope: Scope) -> tuple[set[str], set[str]]:
+    """The last hops of the request's forwarding headers: as addresses, and as written.
+
+    Empty hops (``X-Forwarded-For: ,``, a ``Forwarded`` element without ``for=``) are
+    none: they would match a client with no host.
+    """
     hops: list[str] = []
     for name, value in scope.get("headers", ()):
         if name not in _FORWARDING:
@@ -79,12 +84,13 @@ def _hops(scope: Scope) -> tuple[set[tuple[str, int]], set[str]]:
             hops.extend(hop for hop, _ in parse_forwarded(text))
         else:
             hops.extend(text.split(","))
+    written = [text for text in map(_as_written, hops) if text][-MAX_HOPS:]
     addresses = set()
-    for hop in hops:
+    for hop in written:
         parsed = parse_hop(hop)
         if parsed is not None:
-            addresses.add((str(parsed[0]), parsed[1]))
-    return addresses, {_as_written(hop) for hop in hops}
+            addresses.add(str(parsed[0]))
+    return addresses, set(written)
 
 
 def _as_written(hop: str) -> str:
@@ -110,9 +116,15 @@ class ServerRewriteDetector:
     def __init__(self) -> None:
         self.detected_by: str | None = None
         self.rewritten_requests = 0
+        self._server_inspected = False
 
     def inspect_server(self) -> None:
-        """At lifespan startup: look for uvicorn's proxy-headers middleware among the callers."""
+        """Look for uvicorn's proxy-headers middleware among the callers (once).
+
+        At lifespan startup, or on the first request when no lifespan ran: both calls
+        pass through the server's middleware.
+        """
+        self._server_inspected = True
         frame = inspect.currentframe()
         depth = 0
         while frame is not None and depth < _MAX_FRAMES:
@@ -126,26 +138,28 @@ class ServerRewriteDetector:
             depth += 1
 
     def inspect_request(self, scope: Scope) -> bool:
-        """Return whether ``scope["client"]`` was rewritten from the request's own header."""
-        client = scope.get("client")
-        if not client or scope.get(RESOLVED_KEY):
+        """Return whether ``scope["client"]`` was rewritten from the request's own header.
+
+        Only a rewrite gives a client with a host and port 0 (uvicorn for a hop without
+        a port, hypercorn and granian always): a TCP peer has a port, a unix socket no
+        host. A client chooses its header, never its port, so nothing it sends makes a
+        real peer look rewritten; uvicorn keeping a hop's port is found by looking for
+        it among the callers (:meth:`inspect_server`), on the first request when no
+        lifespan ran.
+        """
+        if not self._server_inspected:
+            self.inspect_server()
+        client: Sequence[object] | None = scope.get("client")
+        host = peer_host(client)
+        if client is None or host is None or scope.get(RESOLVED_KEY) or _port(client) != 0:
             return False
         addresses, written = _hops(scope)
-        if not written:
-            return False
-        # A TCP peer always has a port. Servers that rewrite give port 0 (uvicorn: the
-        # hop's own port when it has one), and keep the hop's text when it is no address
-        # (hypercorn's ProxyFixMiddleware, granian's proxy headers).
-        port = _port(client)
-        parsed = parse_hop(str(client[0]))
-        if port == 0 and _as_written(str(client[0])) in written:
-            rewritten = True
-        elif parsed is None:
-            rewritten = False
-        else:
-            # str(ip_address(...)) is the canonical form, whatever spelling the header used.
-            address = str(parsed[0])
-            rewritten = any(hop == address and port in (0, hop_port) for hop, hop_port in addresses)
+        parsed = parse_hop(host)
+        # The hop as written (hypercorn, granian copy it), or its address in any
+        # spelling: str(ip_address(...)) is the canonical form.
+        rewritten = _as_written(host) in written or (
+            parsed is not None and str(parsed[0]) in addresses
+        )
         if not rewritten:
             return False
         self.rewritten_requests += 1

@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from starlette.websockets import WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from hardenkit.context import FACTS_KEY, get_request_id, own_facts
 
@@ -367,10 +367,33 @@ def error_response(exc: HardenError, instance: str | None) -> ProblemResponse:
     )
 
 
+class _WebSocketClose(Response):
+    """What an exception handler returns for a WebSocket past its handshake: a close.
+
+    Starlette calls the exception handlers with the ``WebSocket`` of a WebSocket route;
+    a response sent after ``accept()`` is an ASGI error in the server (uvicorn logged a
+    ``RuntimeError``). A refusal closes with ``1008`` (policy violation), a server error
+    with ``1011``.
+    """
+
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self.close_code = 1011 if status >= 500 else 1008
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "websocket.close", "code": self.close_code, "reason": ""})
+
+
+def _accepted_websocket(connection: Request) -> bool:
+    return getattr(connection, "application_state", None) is WebSocketState.CONNECTED
+
+
 async def harden_error_handler(request: Request, exc: Exception) -> Response:
     """Starlette exception handler for :class:`HardenError`."""
     if not isinstance(exc, HardenError):  # pragma: no cover - registered for HardenError only
         raise exc
+    if _accepted_websocket(request):
+        return _WebSocketClose(exc.status)
     return error_response(exc, request.url.path)
 
 
@@ -382,6 +405,8 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, HTTPException):  # pragma: no cover - registered for HTTPException
         raise exc
     status = exc.status_code
+    if _accepted_websocket(request):
+        return _WebSocketClose(status)
     detail = exc.detail if status < 500 and exc.detail != _status_phrase(status) else None
     headers = dict(exc.headers or {})
     if status in {204, 304}:  # no body allowed
@@ -552,12 +577,14 @@ class ErrorMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         except WebSocketDisconnect:
-            raise  # the client left: the end of a session, not a crash
+            return  # the client left: the end of a session, not a crash
         except HardenError as exc:  # a coded refusal, as over HTTP
             if answered:
                 raise
             await send_refusal(send, scope, exc.refusal())
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, ExceptionGroup) and exc.split(WebSocketDisconnect)[1] is None:
+                return  # the client left a handler's task group: no crash either
             # As for HTTP: our log line (redacted, with the request id), never the
             # server's traceback; a 500 problem before the handshake, 1011 after it.
             _logger.exception("unhandled_exception", path=scope.get("path"), websocket=True)

@@ -23,6 +23,7 @@ import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hardenkit._forwarding import (
+    MAX_HOPS,
     ForwardedHeader,
     IPAddress,
     forwarding_values,
@@ -43,8 +44,6 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _logger = structlog.get_logger("hardenkit.proxies")
 
 _SCHEMES: Final = frozenset({"http", "https", "ws", "wss"})
-
-_MAX_HOPS: Final = 32  # a longer chain is not a real proxy path; keep the work bounded
 
 
 def _joined(values: Sequence[bytes]) -> str:
@@ -156,18 +155,18 @@ class TrustedProxies:
                 for line in forwarding_values(scope, b"forwarded")
                 for element in parse_forwarded(line.decode("latin-1"))
             ]
-            elements = elements[-_MAX_HOPS:]
+            elements = elements[-MAX_HOPS:]
             return [hop for hop, _ in elements], [proto for _, proto in elements]
         hops = [
             hop
             for hop in _joined(forwarding_values(scope, b"x-forwarded-for")).split(",")
             if hop.strip()
-        ][-_MAX_HOPS:]
+        ][-MAX_HOPS:]
         protos = [
             proto.strip().lower()
             for proto in _joined(forwarding_values(scope, b"x-forwarded-proto")).split(",")
             if proto.strip()
-        ][-_MAX_HOPS:]
+        ][-MAX_HOPS:]
         if len(protos) != len(hops):  # one value set by the edge proxy, or none
             protos = [protos[-1]] * len(hops) if protos else []
         return hops, protos

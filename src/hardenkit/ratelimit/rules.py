@@ -34,7 +34,9 @@ class RateLimitRule:
         except_paths: Path patterns the rule never applies to, even when ``paths`` match
             (the per-ip default leaves webhook paths to their own rule).
         methods: HTTP methods it applies to; empty means all. ``GET`` covers ``HEAD``
-            too: Starlette and FastAPI answer ``HEAD`` with the ``GET`` handler.
+            too: Starlette answers ``HEAD`` with the ``GET`` handler (FastAPI answers
+            ``405`` unless a route serves ``HEAD``; counted all the same, as the rule's
+            methods cannot see the route).
         cost: Units each matching request takes.
         when_down: While Redis is down: ``fallback`` (memory), ``open`` (allow) or
             ``closed`` (503).
@@ -70,7 +72,7 @@ class RateLimitRule:
         object.__setattr__(self, "except_patterns", PathPatterns(self.except_paths))
         methods = frozenset(method.upper() for method in self.methods)
         if "GET" in methods:
-            methods |= {"HEAD"}  # the same handler answers it
+            methods |= {"HEAD"}  # Starlette's GET handler answers it
         object.__setattr__(self, "methods", methods)
 
     @property
