@@ -497,3 +497,37 @@ def test_a_coded_refusal_after_the_handshake_closes_the_websocket_under_install(
         ):
             websocket.receive_text()
         assert closed.value.code == code
+
+
+def test_websocket_closes_the_app_asked_for_are_kept_and_nothing_is_sent_after_a_close() -> None:
+    """Round 15: a handler raising WebSocketDisconnect(4001) to close got no close frame
+    at all (1006), and an HTTPException after its own close() was answered with a
+    response, a RuntimeError in the server."""
+    from starlette.exceptions import HTTPException
+
+    async def closes_by_raising(websocket: WebSocket) -> None:
+        await websocket.accept()
+        raise WebSocketDisconnect(4001)
+
+    async def refuses_after_closing(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.close(code=4002)
+        raise HTTPException(403)
+
+    app = Starlette(
+        routes=[
+            WebSocketRoute("/raises", closes_by_raising),
+            WebSocketRoute("/closed", refuses_after_closing),
+        ]
+    )
+    install(app, HardenSettings(auth_mode="off"))
+    client = TestClient(app)
+    with structlog.testing.capture_logs() as logs:
+        for path, code in (("/raises", 4001), ("/closed", 4002)):
+            with (
+                client.websocket_connect(path) as websocket,
+                pytest.raises(WebSocketDisconnect) as closed,
+            ):
+                websocket.receive_text()
+            assert closed.value.code == code
+    assert [log for log in logs if log["event"] == "unhandled_exception"] == []

@@ -64,6 +64,47 @@ async def test_uvicorn_keeping_a_hops_port_is_detected_on_a_request_without_life
     assert "uvicorn" in kit.server_rewrite.detected_by
 
 
+class _Layer:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+async def pass_through(request: Request, call_next: Any) -> Response:
+    response: Response = await call_next(request)
+    return response
+
+
+@pytest.mark.parametrize("shape", ["base_http_middleware_around_a_mount", "deep_wrapping"])
+async def test_uvicorn_keeping_a_hops_port_is_detected_through_a_task_or_deep_wrapping(
+    shape: str,
+) -> None:
+    """Round 15: a ``BaseHTTPMiddleware`` runs the app in a task of its own, and 70
+    layers outran the frame walk: uvicorn's middleware went unseen, and rotating
+    ``X-Forwarded-For: a.b.c.d:port`` gave a fresh bucket each time, nothing said."""
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.routing import Mount
+
+    hardened = Starlette(routes=[Route("/", whoami)])
+    kit = install(hardened, HardenSettings(auth_mode="off"))
+    outer: Any
+    if shape == "base_http_middleware_around_a_mount":
+        outer = Starlette(routes=[Mount("/", hardened)])
+        outer.add_middleware(BaseHTTPMiddleware, dispatch=pass_through)
+    else:
+        outer = hardened
+        for _ in range(70):
+            outer = _Layer(outer)
+    served = ProxyHeadersMiddleware(outer, trusted_hosts="*")
+    transport = httpx.ASGITransport(app=served)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        response = await client.get("/", headers={"X-Forwarded-For": "203.0.113.9:4444"})
+    assert response.json() == {"client": "203.0.113.9"}
+    assert kit.server_rewrite.detected_by is not None
+
+
 def test_a_client_cannot_make_itself_look_rewritten() -> None:
     """Round 14: ``X-Forwarded-For: <its ip>:<its source port>`` degraded readiness on a
     correctly configured server; an empty hop matched granian's unix-socket client."""

@@ -418,32 +418,38 @@ def _shared_mark_problems(
     at another path (``public()(status)`` at ``/status``, ``status`` at
     ``/admin/status``) is public or exempt there too. A warning: one function at several
     paths, all meant public (a router included under ``/v1`` and ``/v2``), is
-    legitimate. Only paths marked by the function alone count (a trailing slash is the
-    same path): listing them in the setting says they are meant, and ends the warning.
+    legitimate: listing every path it serves in the setting says so, and ends the
+    warning (listing one is no answer: round 15 listed the path meant and left the
+    other public). A trailing slash is the same path.
     """
     setting = _MARK_SETTINGS[mark]
     patterns = PathPatterns(listed)
     paths: dict[Any, list[str]] = {}
     for route in routes:
-        if mark not in marks_of(route.endpoint) or patterns.matches(route.path):
+        if mark not in marks_of(route.endpoint):
             continue
         function = _unwrapped(route.endpoint)
         served = paths.setdefault(getattr(function, "__func__", function), [])
         if not any(path.rstrip("/") == route.path.rstrip("/") for path in served):
             served.append(route.path)
-    return [
-        SettingProblem(
-            setting,
-            f"@{mark}() marks the function {_name(function)}, not a route: every path it "
-            f"serves ({_listed(served)}) is {mark}",
-            severity="warning",
-            production_only=False,
-            fix=f"give the routes that must not be {mark} a function of their own, or "
-            f"list the paths meant to be {mark} in {setting}",
+    problems = []
+    for function, served in paths.items():
+        by_mark_alone = [path for path in served if not patterns.matches(path)]
+        if len(served) < 2 or not by_mark_alone:
+            continue
+        problems.append(
+            SettingProblem(
+                setting,
+                f"@{mark}() marks the function {_name(function)}, not a route: every path "
+                f"it serves ({_listed(served)}) is {mark}, "
+                f"{_listed(by_mark_alone)} by the mark alone",
+                severity="warning",
+                production_only=False,
+                fix=f"give the routes that must not be {mark} a function of their own, or "
+                f"list every path it serves, exactly, in {setting}",
+            )
         )
-        for function, served in paths.items()
-        if len(served) > 1
-    ]
+    return problems
 
 
 def _name(function: Any) -> str:

@@ -24,9 +24,12 @@ The first detection logs a warning naming the fix; readiness reports it as the
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import Sequence
-from typing import Final
+import itertools
+from collections.abc import Iterator, Sequence
+from types import FrameType
+from typing import Any, Final
 
 import structlog
 from starlette.types import Scope
@@ -47,7 +50,8 @@ RESOLVED_KEY: Final = "hardenkit.client_resolved"
 """Scope key set by ``TrustedProxyMiddleware`` when it rewrote the client itself."""
 
 _UVICORN_REWRITER: Final = ("uvicorn.middleware.proxy_headers", "ProxyHeadersMiddleware")
-_MAX_FRAMES: Final = 64
+_MAX_FRAMES: Final = 512  # a deep stack of middleware (seen: 70 layers) is still read
+_MAX_TASKS: Final = 1024
 _FORWARDING: Final = frozenset({b"x-forwarded-for", b"forwarded"})
 
 
@@ -67,6 +71,34 @@ def _uvicorn_trusts_someone(middleware: object) -> bool:
     # An empty --forwarded-allow-ips parses to the literal "", which trusts nobody.
     literals = [literal for literal in getattr(hosts, "trusted_literals", ["?"]) if literal]
     return bool(addresses or networks or literals)
+
+
+def _callers() -> Iterator[FrameType]:
+    frame = inspect.currentframe()
+    for _ in range(_MAX_FRAMES):
+        if frame is None:
+            return
+        yield frame
+        frame = frame.f_back
+
+
+def _other_tasks() -> list[asyncio.Task[Any]]:
+    try:
+        current = asyncio.current_task()
+        return [task for task in asyncio.all_tasks() if task is not current][:_MAX_TASKS]
+    except RuntimeError:  # no asyncio loop running: its callers are all there is
+        return []
+
+
+def _awaiting(task: asyncio.Task[Any]) -> Iterator[FrameType]:
+    """The frames of the coroutines ``task`` is suspended in, outermost first."""
+    awaited: Any = task.get_coro()
+    for _ in range(_MAX_FRAMES):
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            return
+        yield frame
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
 
 
 def _hops(scope: Scope) -> tuple[set[str], set[str]]:
@@ -121,21 +153,19 @@ class ServerRewriteDetector:
     def inspect_server(self) -> None:
         """Look for uvicorn's proxy-headers middleware among the callers (once).
 
-        At lifespan startup, or on the first request when no lifespan ran: both calls
-        pass through the server's middleware.
+        At lifespan startup, or on the first request when no lifespan ran (a mounted
+        app never gets one): both pass through the server's middleware. The callers are
+        this call's frames and, since a ``BaseHTTPMiddleware`` (or anything else) may
+        run the app in a task of its own, what every other task of the loop awaits.
         """
         self._server_inspected = True
-        frame = inspect.currentframe()
-        depth = 0
-        while frame is not None and depth < _MAX_FRAMES:
+        for frame in itertools.chain(_callers(), *map(_awaiting, _other_tasks())):
             candidate = frame.f_locals.get("self")
             kind = type(candidate)
             if (kind.__module__, kind.__qualname__) == _UVICORN_REWRITER:
                 if _uvicorn_trusts_someone(candidate):
                     self._detected("uvicorn proxy headers are on (its default)")
                 return
-            frame = frame.f_back
-            depth += 1
 
     def inspect_request(self, scope: Scope) -> bool:
         """Return whether ``scope["client"]`` was rewritten from the request's own header.

@@ -373,27 +373,33 @@ class _WebSocketClose(Response):
     Starlette calls the exception handlers with the ``WebSocket`` of a WebSocket route;
     a response sent after ``accept()`` is an ASGI error in the server (uvicorn logged a
     ``RuntimeError``). A refusal closes with ``1008`` (policy violation), a server error
-    with ``1011``.
+    with ``1011``; a WebSocket already closed gets nothing more.
     """
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, *, closed: bool) -> None:
         super().__init__()
         self.close_code = 1011 if status >= 500 else 1008
+        self.closed = closed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "websocket.close", "code": self.close_code, "reason": ""})
+        if not self.closed:
+            await send({"type": "websocket.close", "code": self.close_code, "reason": ""})
 
 
-def _accepted_websocket(connection: Request) -> bool:
-    return getattr(connection, "application_state", None) is WebSocketState.CONNECTED
+def _websocket_answer(connection: Request, status: int) -> Response | None:
+    """The close for a WebSocket past its handshake; ``None`` for a request or handshake."""
+    state = getattr(connection, "application_state", None)
+    if state is None or state is WebSocketState.CONNECTING:
+        return None  # an HTTP request, or a handshake: a response (a denial) answers it
+    return _WebSocketClose(status, closed=state is not WebSocketState.CONNECTED)
 
 
 async def harden_error_handler(request: Request, exc: Exception) -> Response:
     """Starlette exception handler for :class:`HardenError`."""
     if not isinstance(exc, HardenError):  # pragma: no cover - registered for HardenError only
         raise exc
-    if _accepted_websocket(request):
-        return _WebSocketClose(exc.status)
+    if (closing := _websocket_answer(request, exc.status)) is not None:
+        return closing
     return error_response(exc, request.url.path)
 
 
@@ -405,8 +411,8 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, HTTPException):  # pragma: no cover - registered for HTTPException
         raise exc
     status = exc.status_code
-    if _accepted_websocket(request):
-        return _WebSocketClose(status)
+    if (closing := _websocket_answer(request, status)) is not None:
+        return closing
     detail = exc.detail if status < 500 and exc.detail != _status_phrase(status) else None
     headers = dict(exc.headers or {})
     if status in {204, 304}:  # no body allowed
@@ -574,10 +580,23 @@ class ErrorMiddleware:
             answered = True
             await send(message)
 
+        client_left = False
+
+        async def receive_wrapper() -> Message:
+            nonlocal client_left
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                client_left = True
+            return message
+
         try:
-            await self.app(scope, receive, send_wrapper)
-        except WebSocketDisconnect:
-            return  # the client left: the end of a session, not a crash
+            await self.app(scope, receive_wrapper, send_wrapper)
+        except WebSocketDisconnect as left:
+            # The client left: the end of a session, not a crash. Raised by the handler
+            # to close instead: the close it names is sent.
+            if not (closed or client_left):
+                with contextlib.suppress(Exception):  # the connection may be gone anyway
+                    await send({"type": "websocket.close", "code": left.code, "reason": ""})
         except HardenError as exc:  # a coded refusal, as over HTTP
             if answered:
                 raise
