@@ -531,3 +531,62 @@ def test_websocket_closes_the_app_asked_for_are_kept_and_nothing_is_sent_after_a
                 websocket.receive_text()
             assert closed.value.code == code
     assert [log for log in logs if log["event"] == "unhandled_exception"] == []
+
+
+@pytest.mark.parametrize(
+    ("raised", "sent"), [(1006, 1000), (5000, 1000), (999, 1000), (4003, 4003)]
+)
+def test_a_close_raised_by_a_handler_goes_on_the_wire_with_a_code_allowed_there(
+    raised: int, sent: int
+) -> None:
+    """Round 16: Starlette raises WebSocketDisconnect(1006) when a send fails; a code
+    reserved for reporting, or none RFC 6455 defines, dropped the connection instead."""
+
+    async def closes(websocket: WebSocket) -> None:
+        await websocket.accept()
+        raise WebSocketDisconnect(raised)
+
+    client = TestClient(ErrorMiddleware(Starlette(routes=[WebSocketRoute("/ws", closes)])))
+    with client.websocket_connect("/ws") as websocket, pytest.raises(WebSocketDisconnect) as closed:
+        websocket.receive_text()
+    assert closed.value.code == sent
+
+
+def test_a_disconnect_raised_before_the_handshake_is_refused_as_a_problem() -> None:
+    async def refuses(websocket: WebSocket) -> None:
+        raise WebSocketDisconnect(4003)
+
+    client = TestClient(ErrorMiddleware(Starlette(routes=[WebSocketRoute("/ws", refuses)])))
+    with pytest.raises(WebSocketDenialResponse) as denied, client.websocket_connect("/ws"):
+        pass
+    assert denied.value.status_code == 403
+    assert denied.value.headers["content-type"] == "application/problem+json"
+
+
+def test_an_exception_handled_after_the_client_left_sends_nothing() -> None:
+    """Round 16: a handler that caught the client's leave and raised HTTPException got
+    a close sent to a gone client (a RuntimeError logged by uvicorn)."""
+    from starlette.exceptions import HTTPException
+
+    sent: list[str] = []
+
+    async def raises_after_leave(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            await websocket.receive_text()
+        except WebSocketDisconnect:
+            raise HTTPException(500) from None
+
+    app = Starlette(routes=[WebSocketRoute("/ws", raises_after_leave)])
+    install(app, HardenSettings(auth_mode="off"))
+    messages = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1001}]
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(str(message["type"]))
+
+    scope = {"type": "websocket", "path": "/ws", "headers": [], "extensions": {}}
+    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    assert sent == ["websocket.accept"]

@@ -105,6 +105,38 @@ async def test_uvicorn_keeping_a_hops_port_is_detected_through_a_task_or_deep_wr
     assert kit.server_rewrite.detected_by is not None
 
 
+async def test_another_servers_proxy_headers_in_the_same_process_are_not_this_apps() -> None:
+    """Round 16: an admin app on a second uvicorn server of the process (defaults: proxy
+    headers on) sat in a task inside its ProxyHeadersMiddleware, and the look through
+    the loop's tasks took it for this app's server."""
+    import asyncio
+
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.routing import Mount
+
+    waiting = asyncio.Event()
+
+    async def admin(scope: Any, receive: Any, send: Any) -> None:
+        await waiting.wait()
+
+    other = ProxyHeadersMiddleware(admin, trusted_hosts="*")  # type: ignore[arg-type]
+    other_scope = {**request(("127.0.0.1", 40000)), "server": ("127.0.0.1", 9100)}
+    admin_task = asyncio.ensure_future(other(other_scope, None, None))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    hardened = Starlette(routes=[Route("/", whoami)])
+    kit = install(hardened, HardenSettings(auth_mode="off"))
+    outer = Starlette(routes=[Mount("/", hardened)])
+    outer.add_middleware(BaseHTTPMiddleware, dispatch=pass_through)
+    transport = httpx.ASGITransport(app=outer)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            await client.get("/", headers={"X-Forwarded-For": "203.0.113.9:4444"})
+    finally:
+        waiting.set()
+        await admin_task
+    assert kit.server_rewrite.detected_by is None
+
+
 def test_a_client_cannot_make_itself_look_rewritten() -> None:
     """Round 14: ``X-Forwarded-For: <its ip>:<its source port>`` degraded readiness on a
     correctly configured server; an empty hop matched granian's unix-socket client."""

@@ -82,6 +82,13 @@ def _callers() -> Iterator[FrameType]:
         frame = frame.f_back
 
 
+def _rewriter(frame: FrameType) -> object | None:
+    """The uvicorn proxy-headers middleware ``frame`` runs in, if it is one's."""
+    candidate = frame.f_locals.get("self")
+    kind = type(candidate)
+    return candidate if (kind.__module__, kind.__qualname__) == _UVICORN_REWRITER else None
+
+
 def _other_tasks() -> list[asyncio.Task[Any]]:
     try:
         current = asyncio.current_task()
@@ -150,21 +157,35 @@ class ServerRewriteDetector:
         self.rewritten_requests = 0
         self._server_inspected = False
 
-    def inspect_server(self) -> None:
+    def inspect_server(self, scope: Scope | None = None) -> None:
         """Look for uvicorn's proxy-headers middleware among the callers (once).
 
-        At lifespan startup, or on the first request when no lifespan ran (a mounted
-        app never gets one): both pass through the server's middleware. The callers are
-        this call's frames and, since a ``BaseHTTPMiddleware`` (or anything else) may
-        run the app in a task of its own, what every other task of the loop awaits.
+        At lifespan startup, or on the first request (``scope``) when no lifespan ran (a
+        mounted app never gets one): both pass through the server's middleware. The
+        callers are this call's frames and, for a request, since a
+        ``BaseHTTPMiddleware`` (or anything else) may run the app in a task of its own,
+        what the loop's other tasks await: there only a middleware serving a request to
+        the same listening socket (``scope["server"]``) counts, not another server's of
+        the same process (round 16).
         """
         self._server_inspected = True
-        for frame in itertools.chain(_callers(), *map(_awaiting, _other_tasks())):
-            candidate = frame.f_locals.get("self")
-            kind = type(candidate)
-            if (kind.__module__, kind.__qualname__) == _UVICORN_REWRITER:
-                if _uvicorn_trusts_someone(candidate):
+        for frame in _callers():
+            found = _rewriter(frame)
+            if found is not None:
+                if _uvicorn_trusts_someone(found):
                     self._detected("uvicorn proxy headers are on (its default)")
+                return
+        server = None if scope is None else scope.get("server")
+        if server is None:
+            return
+        for frame in itertools.chain.from_iterable(map(_awaiting, _other_tasks())):
+            found = _rewriter(frame)
+            if found is None:
+                continue
+            served: object = frame.f_locals.get("scope")
+            same_server = isinstance(served, dict) and served.get("server") == server
+            if same_server and _uvicorn_trusts_someone(found):
+                self._detected("uvicorn proxy headers are on (its default)")
                 return
 
     def inspect_request(self, scope: Scope) -> bool:
@@ -178,7 +199,7 @@ class ServerRewriteDetector:
         lifespan ran.
         """
         if not self._server_inspected:
-            self.inspect_server()
+            self.inspect_server(scope)
         client: Sequence[object] | None = scope.get("client")
         host = peer_host(client)
         if client is None or host is None or scope.get(RESOLVED_KEY) or _port(client) != 0:

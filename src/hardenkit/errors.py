@@ -367,6 +367,14 @@ def error_response(exc: HardenError, instance: str | None) -> ProblemResponse:
     )
 
 
+_REPORTED_ONLY: Final = frozenset({1005, 1006, 1015})
+
+
+def _wire_code(code: int) -> int:
+    """``code``, or ``1000`` for one RFC 6455 reserves for reporting or never defines."""
+    return code if 1000 <= code <= 4999 and code not in _REPORTED_ONLY else 1000
+
+
 class _WebSocketClose(Response):
     """What an exception handler returns for a WebSocket past its handshake: a close.
 
@@ -391,7 +399,9 @@ def _websocket_answer(connection: Request, status: int) -> Response | None:
     state = getattr(connection, "application_state", None)
     if state is None or state is WebSocketState.CONNECTING:
         return None  # an HTTP request, or a handshake: a response (a denial) answers it
-    return _WebSocketClose(status, closed=state is not WebSocketState.CONNECTED)
+    # Closed by the application, or left by the client (only client_state says so).
+    gone = getattr(connection, "client_state", None) is WebSocketState.DISCONNECTED
+    return _WebSocketClose(status, closed=gone or state is not WebSocketState.CONNECTED)
 
 
 async def harden_error_handler(request: Request, exc: Exception) -> Response:
@@ -595,8 +605,9 @@ class ErrorMiddleware:
             # The client left: the end of a session, not a crash. Raised by the handler
             # to close instead: the close it names is sent.
             if not (closed or client_left):
+                close = {"type": "websocket.close", "code": _wire_code(left.code), "reason": ""}
                 with contextlib.suppress(Exception):  # the connection may be gone anyway
-                    await send({"type": "websocket.close", "code": left.code, "reason": ""})
+                    await send_wrapper(close)  # before the handshake: a 403 problem
         except HardenError as exc:  # a coded refusal, as over HTTP
             if answered:
                 raise
