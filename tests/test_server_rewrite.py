@@ -77,7 +77,36 @@ async def pass_through(request: Request, call_next: Any) -> Response:
     return response
 
 
-@pytest.mark.parametrize("shape", ["base_http_middleware_around_a_mount", "deep_wrapping"])
+class _VirtualHost:
+    """Copies the scope with another ``server`` (round 17: the match on it failed)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app({**scope, "server": ("public.example", 443)}, receive, send)
+
+
+class _AbstractSocket:
+    """What uvicorn gives on an abstract unix socket: no ``server`` (round 17)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        scope["server"] = None
+        await self.app(scope, receive, send)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "base_http_middleware_around_a_mount",
+        "deep_wrapping",
+        "virtual_host_copy",
+        "abstract_unix_socket",
+    ],
+)
 async def test_uvicorn_keeping_a_hops_port_is_detected_through_a_task_or_deep_wrapping(
     shape: str,
 ) -> None:
@@ -90,14 +119,20 @@ async def test_uvicorn_keeping_a_hops_port_is_detected_through_a_task_or_deep_wr
     hardened = Starlette(routes=[Route("/", whoami)])
     kit = install(hardened, HardenSettings(auth_mode="off"))
     outer: Any
-    if shape == "base_http_middleware_around_a_mount":
-        outer = Starlette(routes=[Mount("/", hardened)])
-        outer.add_middleware(BaseHTTPMiddleware, dispatch=pass_through)
-    else:
+    if shape == "deep_wrapping":
         outer = hardened
         for _ in range(70):
             outer = _Layer(outer)
+    else:
+        outer = Starlette(routes=[Mount("/", hardened)])
+        outer.add_middleware(BaseHTTPMiddleware, dispatch=pass_through)
+        if shape == "virtual_host_copy":
+            outer = _VirtualHost(outer)
+    if shape == "abstract_unix_socket":
+        outer = _AbstractSocket(outer)
     served = ProxyHeadersMiddleware(outer, trusted_hosts="*")
+    if shape == "abstract_unix_socket":
+        served = _AbstractSocket(served)
     transport = httpx.ASGITransport(app=served)
     async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
         response = await client.get("/", headers={"X-Forwarded-For": "203.0.113.9:4444"})

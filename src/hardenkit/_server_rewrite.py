@@ -89,6 +89,18 @@ def _rewriter(frame: FrameType) -> object | None:
     return candidate if (kind.__module__, kind.__qualname__) == _UVICORN_REWRITER else None
 
 
+def _same(served: dict[str, Any], scope: Scope) -> bool:
+    """Whether the server's ``served`` scope is this request's, or its listening socket's.
+
+    The request's header list travels unchanged through a middleware that copies the
+    scope (and may change ``server``, virtual-host style); the socket (``server``,
+    ``None`` for an abstract unix socket) tells a second server of the process apart.
+    """
+    return served.get("headers") is scope.get("headers") or served.get("server") == scope.get(
+        "server"
+    )
+
+
 def _other_tasks() -> list[asyncio.Task[Any]]:
     try:
         current = asyncio.current_task()
@@ -165,8 +177,8 @@ class ServerRewriteDetector:
         callers are this call's frames and, for a request, since a
         ``BaseHTTPMiddleware`` (or anything else) may run the app in a task of its own,
         what the loop's other tasks await: there only a middleware serving a request to
-        the same listening socket (``scope["server"]``) counts, not another server's of
-        the same process (round 16).
+        this request or the same listening socket counts (:func:`_same`), not another
+        server's of the same process (round 16).
         """
         self._server_inspected = True
         for frame in _callers():
@@ -175,16 +187,14 @@ class ServerRewriteDetector:
                 if _uvicorn_trusts_someone(found):
                     self._detected("uvicorn proxy headers are on (its default)")
                 return
-        server = None if scope is None else scope.get("server")
-        if server is None:
+        if scope is None:
             return
         for frame in itertools.chain.from_iterable(map(_awaiting, _other_tasks())):
             found = _rewriter(frame)
             if found is None:
                 continue
             served: object = frame.f_locals.get("scope")
-            same_server = isinstance(served, dict) and served.get("server") == server
-            if same_server and _uvicorn_trusts_someone(found):
+            if isinstance(served, dict) and _same(served, scope) and _uvicorn_trusts_someone(found):
                 self._detected("uvicorn proxy headers are on (its default)")
                 return
 
