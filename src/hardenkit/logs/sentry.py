@@ -5,7 +5,13 @@ No Sentry dependency: the hook is a plain function on the event dict::
     import sentry_sdk
     from hardenkit import sentry_before_send
 
-    sentry_sdk.init(dsn=..., before_send=sentry_before_send, send_default_pii=False)
+    sentry_sdk.init(
+        dsn=...,
+        before_send=sentry_before_send,
+        data_collection={"user_info": False, "http_bodies": []},  # sentry-sdk 3
+    )
+
+(on sentry-sdk 2, ``send_default_pii=False`` instead of ``data_collection``.)
 
 Everything in the event is redacted: exception messages, stack frame locals (``vars``,
 whose names follow the field-name rules), request headers, cookies, query string and
