@@ -396,33 +396,35 @@ def test_a_handshake_closed_before_accept_is_answered_with_a_403_problem() -> No
         assert closed.value.code == 4001
 
 
-async def test_without_the_handshake_response_extension_the_close_is_left_to_the_server() -> None:
+async def _serve_websocket(app: Any, path: str, *incoming: int) -> list[dict[str, object]]:
+    """One WebSocket connection on a server without ``websocket.http.response``.
+
+    The client connects, then leaves with each close code of ``incoming`` (1000 once
+    they are used up). Returns what the app sent.
+    """
+    messages: list[dict[str, object]] = [{"type": "websocket.connect"}]
+    messages += [{"type": "websocket.disconnect", "code": code} for code in incoming]
     sent: list[dict[str, object]] = []
-    incoming = [{"type": "websocket.connect"}]
 
     async def receive() -> dict[str, object]:
-        return incoming.pop() if incoming else {"type": "websocket.disconnect", "code": 1000}
+        return messages.pop(0) if messages else {"type": "websocket.disconnect", "code": 1000}
 
     async def send(message: dict[str, object]) -> None:
         sent.append(message)
 
-    scope = {"type": "websocket", "path": "/nowhere", "headers": [], "extensions": {}}
-    await _websocket_app()(scope, receive, send)
+    scope = {"type": "websocket", "path": path, "headers": [], "extensions": {}}
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_without_the_handshake_response_extension_the_close_is_left_to_the_server() -> None:
+    sent = await _serve_websocket(_websocket_app(), "/nowhere")
     assert [message["type"] for message in sent] == ["websocket.close"]
 
 
 async def test_without_the_handshake_response_extension_a_crash_is_logged_and_closed() -> None:
-    sent: list[dict[str, object]] = []
-
-    async def receive() -> dict[str, object]:
-        return {"type": "websocket.connect"}
-
-    async def send(message: dict[str, object]) -> None:
-        sent.append(message)
-
-    scope = {"type": "websocket", "path": "/crashes", "headers": [], "extensions": {}}
     with structlog.testing.capture_logs() as logs:
-        await _websocket_app()(scope, receive, send)
+        sent = await _serve_websocket(_websocket_app(), "/crashes")
     assert sent == [{"type": "websocket.close", "code": 1011, "reason": ""}]
     assert [log["event"] for log in logs] == ["unhandled_exception"]
 
@@ -443,19 +445,9 @@ async def _leaves_a_task_group(websocket: WebSocket) -> None:
 async def test_a_client_that_left_is_no_crash(
     leaves: Callable[[WebSocket], Awaitable[None]],
 ) -> None:
-    messages = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1001}]
-    sent: list[dict[str, object]] = []
-
-    async def receive() -> dict[str, object]:
-        return messages.pop(0)
-
-    async def send(message: dict[str, object]) -> None:
-        sent.append(message)
-
     app = ErrorMiddleware(Starlette(routes=[WebSocketRoute("/leaves", leaves)]))
-    scope = {"type": "websocket", "path": "/leaves", "headers": [], "extensions": {}}
     with structlog.testing.capture_logs() as logs:
-        await app(scope, receive, send)  # nothing for the server to log either
+        sent = await _serve_websocket(app, "/leaves", 1001)  # nothing for the server to log
     assert [message["type"] for message in sent] == ["websocket.accept"]
     assert logs == []
 
@@ -563,12 +555,10 @@ def test_a_disconnect_raised_before_the_handshake_is_refused_as_a_problem() -> N
     assert denied.value.headers["content-type"] == "application/problem+json"
 
 
-def test_an_exception_handled_after_the_client_left_sends_nothing() -> None:
+async def test_an_exception_handled_after_the_client_left_sends_nothing() -> None:
     """Round 16: a handler that caught the client's leave and raised HTTPException got
     a close sent to a gone client (a RuntimeError logged by uvicorn)."""
     from starlette.exceptions import HTTPException
-
-    sent: list[str] = []
 
     async def raises_after_leave(websocket: WebSocket) -> None:
         await websocket.accept()
@@ -579,14 +569,5 @@ def test_an_exception_handled_after_the_client_left_sends_nothing() -> None:
 
     app = Starlette(routes=[WebSocketRoute("/ws", raises_after_leave)])
     install(app, HardenSettings(auth_mode="off"))
-    messages = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1001}]
-
-    async def receive() -> dict[str, object]:
-        return messages.pop(0)
-
-    async def send(message: dict[str, object]) -> None:
-        sent.append(str(message["type"]))
-
-    scope = {"type": "websocket", "path": "/ws", "headers": [], "extensions": {}}
-    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
-    assert sent == ["websocket.accept"]
+    sent = await _serve_websocket(app, "/ws", 1001)
+    assert [message["type"] for message in sent] == ["websocket.accept"]

@@ -53,6 +53,7 @@ _UVICORN_REWRITER: Final = ("uvicorn.middleware.proxy_headers", "ProxyHeadersMid
 _MAX_FRAMES: Final = 512  # a deep stack of middleware (seen: 70 layers) is still read
 _MAX_TASKS: Final = 1024
 _FORWARDING: Final = frozenset({b"x-forwarded-for", b"forwarded"})
+_UVICORN_ON: Final = "uvicorn proxy headers are on (its default)"
 
 
 def _uvicorn_trusts_someone(middleware: object) -> bool:
@@ -148,12 +149,9 @@ def _as_written(hop: str) -> str:
     return hop.strip().strip('"')
 
 
-def _port(client: Sequence[object]) -> int | None:
-    """The client's port (granian gives text), or ``None`` when there is none."""
-    try:
-        return int(str(client[1])) if len(client) > 1 else None
-    except ValueError:
-        return None
+def _port_zero(client: Sequence[object]) -> bool:
+    """Whether the client's port is 0 (granian gives ports as text)."""
+    return len(client) > 1 and client[1] in (0, "0")
 
 
 class ServerRewriteDetector:
@@ -185,7 +183,7 @@ class ServerRewriteDetector:
             found = _rewriter(frame)
             if found is not None:
                 if _uvicorn_trusts_someone(found):
-                    self._detected("uvicorn proxy headers are on (its default)")
+                    self._detected(_UVICORN_ON)
                 return
         if scope is None:
             return
@@ -195,7 +193,7 @@ class ServerRewriteDetector:
                 continue
             served: object = frame.f_locals.get("scope")
             if isinstance(served, dict) and _same(served, scope) and _uvicorn_trusts_someone(found):
-                self._detected("uvicorn proxy headers are on (its default)")
+                self._detected(_UVICORN_ON)
                 return
 
     def inspect_request(self, scope: Scope) -> bool:
@@ -212,7 +210,7 @@ class ServerRewriteDetector:
             self.inspect_server(scope)
         client: Sequence[object] | None = scope.get("client")
         host = peer_host(client)
-        if client is None or host is None or scope.get(RESOLVED_KEY) or _port(client) != 0:
+        if client is None or host is None or scope.get(RESOLVED_KEY) or not _port_zero(client):
             return False
         addresses, written = _hops(scope)
         parsed = parse_hop(host)

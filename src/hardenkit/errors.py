@@ -312,6 +312,10 @@ class ProblemResponse(Response):
         super().__init__(_encode(body), status_code=status, headers=headers)
 
 
+_HANDSHAKE_RESPONSE: Final = "websocket.http.response"
+"""The ASGI extension a server offers to answer a WebSocket handshake with a response."""
+
+
 async def send_refusal(send: Send, scope: Scope, refusal: Refusal) -> None:
     """Send ``refusal`` as a complete problem+json response over raw ASGI (for middleware).
 
@@ -343,7 +347,7 @@ async def send_refusal(send: Send, scope: Scope, refusal: Refusal) -> None:
     if scope.get("type") != "websocket":
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": body})
-    elif "websocket.http.response" in (scope.get("extensions") or {}):
+    elif _HANDSHAKE_RESPONSE in (scope.get("extensions") or {}):
         await send(
             {"type": "websocket.http.response.start", "status": status, "headers": response_headers}
         )
@@ -494,7 +498,6 @@ def outbound_failure(exc: BaseException) -> Refusal | None:
     return None
 
 
-_HANDSHAKE_RESPONSE = "websocket.http.response"
 _HANDSHAKE_REFUSED = Refusal(
     403, ErrorCode.AUTHORIZATION_ERROR, "The WebSocket handshake was refused."
 )
