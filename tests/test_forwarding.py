@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hardenkit._forwarding import parse_forwarded, parse_hop, parse_ip
+from hardenkit._forwarding import MAX_HOPS, parse_forwarded, parse_hop, parse_ip
+from tests.support.work import python_calls
 
 ports = st.one_of(st.none(), st.integers(min_value=1, max_value=65535))
 protos = st.sampled_from(["", "http", "https", "HTTPS"])
@@ -88,3 +90,60 @@ def test_ipv4_mapped_ipv6_hop_is_the_ipv4_address() -> None:
 def test_out_of_range_port_is_not_a_hop() -> None:
     assert parse_hop("192.0.2.1:70000") is None
     assert parse_hop("192.0.2.1:http") is None
+
+
+@given(
+    st.one_of(st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(lambda ip: f"[{ip}]")),
+    st.text(alphabet=st.characters(max_codepoint=0xFF), max_size=7),
+)
+def test_any_latin1_port_text_is_a_port_or_nothing(host: str, port: str) -> None:
+    """Header bytes decode as latin-1: "²" (0xB2) passed ``isdigit()`` and ``int()``
+    raised (round 18)."""
+    parsed = parse_hop(f"{host}:{port}")
+    if parsed is not None:
+        port = f"{host}:{port}".strip().strip('"')[len(host) + 1 :]  # what the parser reads
+        assert port.isascii()
+        assert port == "" or port.isdigit()
+        assert parsed[1] == int(port or "0")
+
+
+def test_a_port_of_other_digits_is_not_a_hop() -> None:
+    for port in ("\xb2", "\xb9\xb2\xb3", "\u0663", "\uff18"):
+        assert parse_hop(f"192.0.2.1:{port}") is None
+        assert parse_hop(f"[2001:db8::1]:{port}") is None
+
+
+@pytest.mark.parametrize("quoted", [False, True])
+def test_only_the_last_hops_of_a_forwarded_value_are_read(quoted: bool) -> None:
+    """A longer chain is no real proxy path; reading it all cost a client's header size
+    (round 18). The last MAX_HOPS elements come back, the same as from the whole."""
+    element = 'for="[2001:db8::1]:4711";proto=https' if quoted else "for=192.0.2.1;proto=https"
+    value = ", ".join([element] * 1000 + [f"for=198.51.100.{n}" for n in range(40)])
+    with python_calls() as calls:
+        parsed = parse_forwarded(value)
+    assert parsed == [(f"198.51.100.{n}", "") for n in range(40 - MAX_HOPS, 40)]
+    assert calls[0] < 2_000
+
+
+def test_a_quote_left_open_before_the_last_hops_still_splits_them() -> None:
+    """The quote state of the last hops depends on every quote before them."""
+    value = 'for="x, ' + ", ".join(["for=192.0.2.1"] * 100) + ", for=198.51.100.7"
+    assert parse_forwarded(value)[-1] == ("198.51.100.7", "")
+    closed = 'for="a, b", ' + ", ".join(["for=192.0.2.1"] * 100) + ", for=198.51.100.7"
+    assert parse_forwarded(closed)[-1] == ("198.51.100.7", "")
+    inside = 'for="a, ' + ", ".join(["for=192.0.2.1"] * 100) + '", for=198.51.100.7'
+    assert parse_forwarded(inside) == [
+        ("a, " + ", ".join(["for=192.0.2.1"] * 100), ""),
+        ("198.51.100.7", ""),
+    ]
+
+
+def test_an_element_of_more_pairs_than_any_proxy_writes_is_no_address() -> None:
+    """One element of a megabyte of ``a=b;`` cost 80 ms, pair by pair (round 18)."""
+    value = "for=192.0.2.1;" + "a=b;" * 250_000 + ", for=198.51.100.7;proto=https"
+    with python_calls() as calls:
+        parsed = parse_forwarded(value)
+    assert parsed == [("", ""), ("198.51.100.7", "https")]
+    assert calls[0] < 1_000
+    four = "for=192.0.2.1;proto=https;by=_edge;host=example.com"
+    assert parse_forwarded(four) == [("192.0.2.1", "https")]

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from hardenkit.context import client_ip_var
 from hardenkit.proxies import TrustedProxies, TrustedProxyMiddleware
+from tests.support.work import python_calls
 
 
 def scope(peer: str, *headers: tuple[str, str], scheme: str = "http") -> dict[str, Any]:
@@ -92,7 +93,8 @@ def test_invalid_cidr_fails_at_startup_naming_the_setting() -> None:
 
 hop = st.one_of(
     st.ip_addresses().map(str),
-    st.text(alphabet='0123456789abcdef.:[]"; =', max_size=20),
+    # Latin-1 digits beyond ASCII (round 18: "²" passed isdigit() and int() raised).
+    st.text(alphabet='0123456789abcdef.:[]"; =\xb2\xb3\xb9\xbc', max_size=20),
 )
 
 
@@ -297,3 +299,40 @@ def test_a_proxy_on_a_unix_socket_is_believed_only_when_unix_is_listed(
     assert TrustedProxies(["unix"]).trusts_client(client)
     assert not PROXIES.trusts_client(client)
     assert not TrustedProxies(["unix"]).trusts_client(("198.51.100.9", 1))
+
+
+@pytest.mark.parametrize("proxies", [PROXIES, FORWARDED_PROXIES])
+@pytest.mark.parametrize("port", ["\xb2", "\xb9\xb2\xb3", "\u0663"])
+def test_a_hop_whose_port_is_not_ascii_digits_is_garbage_not_a_crash(
+    proxies: TrustedProxies, port: str
+) -> None:
+    """Round 18: ``X-Forwarded-For: 1.2.3.4:², 10.0.0.9`` passed ``isdigit()``, then
+    ``int()`` raised: a 500 for every such request, before any rate limit."""
+    hops = f"1.2.3.4:{port}, 10.0.0.9"
+    header = (
+        ("Forwarded", f'for="1.2.3.4:{port}", for=10.0.0.9')
+        if proxies.header == "forwarded"
+        else ("X-Forwarded-For", hops)
+    )
+    raw = {
+        **scope("10.0.0.2"),
+        "headers": [(header[0].lower().encode(), header[1].encode("utf-8"))],
+    }
+    # The last address a proxy vouched for; the garbage hop is never the client.
+    assert proxies.resolve(raw) == ("10.0.0.9", "http")
+    assert not proxies.trusts_peer(f"10.0.0.2:{port}")
+
+
+@pytest.mark.parametrize("proxies", [PROXIES, FORWARDED_PROXIES])
+def test_resolving_costs_the_same_for_any_size_of_header(proxies: TrustedProxies) -> None:
+    """Round 18: a trusted proxy passes the client's own header on; the whole of it was
+    split and parsed (``Forwarded`` character by character in Python: 300 ms for 1 MB)
+    before the last hops were kept."""
+    name = "Forwarded" if proxies.header == "forwarded" else "X-Forwarded-For"
+    element = 'for="[2001:db8::1]:4711";proto=https' if name == "Forwarded" else "1.2.3.4"
+    client_part = ", ".join([element] * 20_000)
+    appended = "for=198.51.100.4" if name == "Forwarded" else "198.51.100.4"
+    raw = scope("10.0.0.2", (name, f"{client_part}, {appended}"))
+    with python_calls() as calls:
+        assert proxies.resolve(raw) == ("198.51.100.4", "http")
+    assert calls[0] < 5_000

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -17,6 +20,7 @@ from hardenkit import HardenSettings, install
 from hardenkit._server_rewrite import ServerRewriteDetector
 from hardenkit.health import HealthStatus
 from hardenkit.proxies import TrustedProxyMiddleware
+from tests.support.work import python_calls
 
 
 def request(client: tuple[str, int] | None, *headers: tuple[str, str]) -> dict[str, Any]:
@@ -140,35 +144,43 @@ async def test_uvicorn_keeping_a_hops_port_is_detected_through_a_task_or_deep_wr
     assert kit.server_rewrite.detected_by is not None
 
 
-async def test_another_servers_proxy_headers_in_the_same_process_are_not_this_apps() -> None:
-    """Round 16: an admin app on a second uvicorn server of the process (defaults: proxy
-    headers on) sat in a task inside its ProxyHeadersMiddleware, and the look through
-    the loop's tasks took it for this app's server."""
-    import asyncio
-
-    from starlette.middleware.base import BaseHTTPMiddleware
-    from starlette.routing import Mount
-
+@contextlib.asynccontextmanager
+async def another_server_in_flight(server: tuple[str, int] | None) -> AsyncIterator[None]:
+    """A second uvicorn server of the process (proxy headers on, trusting all) serving a
+    request on socket ``server`` while the block runs."""
     waiting = asyncio.Event()
 
     async def admin(scope: Any, receive: Any, send: Any) -> None:
         await waiting.wait()
 
     other = ProxyHeadersMiddleware(admin, trusted_hosts="*")  # type: ignore[arg-type]
-    other_scope = {**request(("127.0.0.1", 40000)), "server": ("127.0.0.1", 9100)}
+    other_scope = {**request(("127.0.0.1", 40000)), "server": server}
     admin_task = asyncio.ensure_future(other(other_scope, None, None))  # type: ignore[arg-type]
     await asyncio.sleep(0)
+    try:
+        yield
+    finally:
+        waiting.set()
+        await admin_task
+
+
+async def test_another_servers_proxy_headers_in_the_same_process_are_not_this_apps() -> None:
+    """Round 16: an admin app on a second uvicorn server of the process (defaults: proxy
+    headers on) sat in a task inside its ProxyHeadersMiddleware, and the look through
+    the loop's tasks took it for this app's server."""
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.routing import Mount
+
     hardened = Starlette(routes=[Route("/", whoami)])
     kit = install(hardened, HardenSettings(auth_mode="off"))
     outer = Starlette(routes=[Mount("/", hardened)])
     outer.add_middleware(BaseHTTPMiddleware, dispatch=pass_through)
     transport = httpx.ASGITransport(app=outer)
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
-            await client.get("/", headers={"X-Forwarded-For": "203.0.113.9:4444"})
-    finally:
-        waiting.set()
-        await admin_task
+    async with (
+        another_server_in_flight(("127.0.0.1", 9100)),
+        httpx.AsyncClient(transport=transport, base_url="http://service") as client,
+    ):
+        await client.get("/", headers={"X-Forwarded-For": "203.0.113.9:4444"})
     assert kit.server_rewrite.detected_by is None
 
 
@@ -288,3 +300,102 @@ async def test_readiness_of_an_installed_app_reports_a_rewriting_server() -> Non
     assert after["status"] == "degraded"
     assert after["checks"]["proxy_headers"]["client_resolved_by"] == "server"
     assert "--no-proxy-headers" in after["checks"]["proxy_headers"]["fix"]
+
+
+_FILLER = ", ".join(["1.1.1.1"] * 40)
+_TRUSTED_FILLER = ", ".join(["127.0.0.1"] * 40)
+
+
+@pytest.mark.parametrize(
+    ("client", "headers"),
+    [
+        # Round 18: the detector read the last 32 hops of both headers together, so a
+        # client pushed the hop the server chose out of its window: with a Forwarded
+        # header the server does not read (hypercorn legacy mode, granian)...
+        (
+            ("6.6.0.99", 0),
+            [("X-Forwarded-For", "6.6.0.99"), ("Forwarded", ", ".join(["for=1.1.1.1"] * 40))],
+        ),
+        # ...with hops after the leftmost one (uvicorn and granian trusting "*")...
+        (("6.6.0.99", 0), [("X-Forwarded-For", f"6.6.0.99, {_FILLER}")]),
+        # ...or with trusted hops after the one the server stopped at.
+        (("6.6.0.99", 0), [("X-Forwarded-For", f"6.6.0.99, {_TRUSTED_FILLER}")]),
+        (("6.6.0.99", "0"), [("X-Forwarded-For", f"6.6.0.99:80, {_FILLER}")]),
+        # hypercorn's modern mode splits Forwarded on every comma, quotes or not; the
+        # detector read the quoted string as one hop.
+        (('6.6.0.1"', 0), [("Forwarded", 'for="x,for=6.6.0.1"')]),
+        (("2001:db8::1", 0), [("X-Forwarded-For", f"{_FILLER}, [2001:DB8::0:1], {_FILLER}")]),
+    ],
+)
+def test_a_chosen_hop_is_found_wherever_the_client_puts_it(
+    client: tuple[str, object], headers: list[tuple[str, str]]
+) -> None:
+    assert ServerRewriteDetector().inspect_request(request(client, *headers))  # type: ignore[arg-type]
+
+
+def test_an_address_inside_another_hop_is_not_that_hop() -> None:
+    detector = ServerRewriteDetector()
+    for header in ("11.2.3.45", "1.2.3.45", "11.2.3.4", "for=x1.2.3.4", "1.2.3.4.5"):
+        assert not detector.inspect_request(request(("1.2.3.4", 0), ("X-Forwarded-For", header))), (
+            header
+        )
+    assert detector.detected_by is None
+
+
+def test_a_rewritten_client_with_a_chain_longer_than_any_proxy_path_is_detected() -> None:
+    """Another spelling of the address, among more hops than the detector parses: a
+    port-0 client with such a header is taken as rewritten (fail toward a warning)."""
+    hops = ", ".join(f"10.0.{n // 250}.{n % 250}" for n in range(300))
+    header = ("X-Forwarded-For", f"0:0:0:0:0:0:0:1, {hops}")
+    assert ServerRewriteDetector().inspect_request(request(("::1", 0), header))
+    short = ("X-Forwarded-For", "0:0:0:0:0:0:0:1, 10.0.0.1")
+    assert ServerRewriteDetector().inspect_request(request(("::1", 0), short))
+    assert not ServerRewriteDetector().inspect_request(
+        request(("::2", 0), ("X-Forwarded-For", "10.0.0.1"))
+    )
+
+
+def test_the_per_request_look_costs_the_same_for_any_size_of_header() -> None:
+    """Round 18: the detector parsed Forwarded character by character, in Python, before
+    cutting it to the last hops (300 ms for 1 MB), on every request of a rewriting
+    server. The work is now bounded by the hops it compares, not by the header's bytes."""
+    huge = ("Forwarded", ", ".join(['for="[2001:db8::1]:4711";proto=https'] * 20_000))
+    with python_calls() as calls:
+        assert not ServerRewriteDetector().inspect_request(request(("x7", 0), huge))
+    assert calls[0] < 1_000
+    with python_calls() as calls:  # more hops than parsed: a port-0 client's, rewritten
+        assert ServerRewriteDetector().inspect_request(request(("198.51.100.7", 0), huge))
+    assert calls[0] < 1_000
+
+
+async def test_uvicorn_is_looked_for_on_the_first_request_when_the_lifespan_ran_elsewhere() -> None:
+    """Round 18: a parent app running the mounted app's lifespan in a task of its own
+    (asgi-lifespan's LifespanManager) passes no server middleware: the look at startup
+    found nothing and was never repeated, so uvicorn keeping a hop's port went unseen."""
+    hardened = Starlette(routes=[Route("/", whoami)])
+    kit = install(hardened, HardenSettings(auth_mode="off"))
+    await asyncio.ensure_future(_lifespan(hardened))
+    assert kit.server_rewrite.detected_by is None
+    served = ProxyHeadersMiddleware(hardened, trusted_hosts="*")  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=served)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        response = await client.get("/", headers={"X-Forwarded-For": "203.0.113.9:4444"})
+    assert response.json() == {"client": "203.0.113.9"}
+    assert kit.server_rewrite.detected_by is not None
+    assert "uvicorn" in kit.server_rewrite.detected_by
+
+
+async def test_another_server_on_a_unix_socket_is_not_this_apps_either() -> None:
+    """Round 18 (reasoned): both servers on unix sockets have no ``server``; matching
+    ``None`` with ``None`` took the other's proxy headers for this app's server. The
+    first request now looks whenever the lifespan found nothing, so it must not."""
+    hardened = Starlette(routes=[Route("/", whoami)])
+    kit = install(hardened, HardenSettings(auth_mode="off"))
+    await _lifespan(hardened)
+    transport = httpx.ASGITransport(app=_AbstractSocket(hardened))  # type: ignore[arg-type]
+    async with (
+        another_server_in_flight(None),
+        httpx.AsyncClient(transport=transport, base_url="http://service") as client,
+    ):
+        await client.get("/", headers={"X-Forwarded-For": "203.0.113.9:4444"})
+    assert kit.server_rewrite.detected_by is None

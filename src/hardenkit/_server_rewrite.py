@@ -9,14 +9,14 @@ client may have chosen and cannot tell it from a real peer, whatever
 
 - **At startup**, the lifespan call runs through the server's middleware: a uvicorn
   ``ProxyHeadersMiddleware`` that trusts some address is among the callers of hardenkit's
-  lifespan handling.
+  lifespan handling (when it is not, the first request looks again).
 - **On a request**, a rewritten client is ``(address, 0)`` with ``address`` one of the
-  hops of the request's own ``X-Forwarded-For`` / ``Forwarded``, or ``(text, 0)`` with
-  ``text`` a hop as written (hypercorn's ``ProxyFixMiddleware`` and granian's proxy
-  headers copy it, address or not, port and all): a TCP peer always has a port. uvicorn
-  keeps a hop's own port (``203.0.113.9:4444`` becomes ``("203.0.113.9", 4444)``), which
-  a real peer listing itself also shows, so that one is found among the callers, on
-  the first request when no lifespan ran.
+  hops of the request's own ``X-Forwarded-For`` / ``Forwarded`` (anywhere in them), or
+  ``(text, 0)`` with ``text`` a hop as written (hypercorn's ``ProxyFixMiddleware`` and
+  granian's proxy headers copy it, address or not, port and all): a TCP peer always has
+  a port. uvicorn keeps a hop's own port (``203.0.113.9:4444`` becomes
+  ``("203.0.113.9", 4444)``), which a real peer listing itself also shows, so that one
+  is found among the callers, on the first request when no lifespan ran.
 
 The first detection logs a warning naming the fix; readiness reports it as the
 ``proxy_headers`` check and ``hardenkit doctor --url`` fails on it.
@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import re
 from collections.abc import Iterator, Sequence
 from types import FrameType
 from typing import Any, Final
@@ -34,7 +35,7 @@ from typing import Any, Final
 import structlog
 from starlette.types import Scope
 
-from hardenkit._forwarding import MAX_HOPS, parse_forwarded, parse_hop, peer_host
+from hardenkit._forwarding import MAX_HOPS, IPAddress, parse_hop, peer_host
 from hardenkit.health import CheckResult, HealthStatus
 
 __all__ = ["FIX", "RESOLVED_KEY", "ServerRewriteDetector"]
@@ -94,12 +95,15 @@ def _same(served: dict[str, Any], scope: Scope) -> bool:
     """Whether the server's ``served`` scope is this request's, or its listening socket's.
 
     The request's header list travels unchanged through a middleware that copies the
-    scope (and may change ``server``, virtual-host style); the socket (``server``,
-    ``None`` for an abstract unix socket) tells a second server of the process apart.
+    scope (and may change ``server``, virtual-host style, or drop it: an abstract unix
+    socket has none); the socket (``server``) tells a second server of the process
+    apart. No socket on either side is no match: two servers on unix sockets both have
+    none (round 18).
     """
-    return served.get("headers") is scope.get("headers") or served.get("server") == scope.get(
-        "server"
-    )
+    if served.get("headers") is scope.get("headers"):
+        return True
+    server = scope.get("server")
+    return server is not None and served.get("server") == server
 
 
 def _other_tasks() -> list[asyncio.Task[Any]]:
@@ -121,28 +125,77 @@ def _awaiting(task: asyncio.Task[Any]) -> Iterator[FrameType]:
         awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
 
 
-def _hops(scope: Scope) -> tuple[set[str], set[str]]:
-    """The last hops of the request's forwarding headers: as addresses, and as written.
+_BEFORE_HOP: Final = frozenset(' \t,;="[')
+_AFTER_HOP: Final = frozenset(' \t,;"]:')
+_MAX_OCCURRENCES: Final = 64
+_MAX_PARSED_HOPS: Final = 4 * MAX_HOPS
+_SEPARATORS: Final = re.compile("[,;]")
 
-    Empty hops (``X-Forwarded-For: ,``, a ``Forwarded`` element without ``for=``) are
-    none: they would match a client with no host.
+
+def _forwarding_text(scope: Scope) -> str:
+    """Every forwarding header line of the request, one lowercase text."""
+    lines = [value for name, value in scope.get("headers", ()) if name in _FORWARDING]
+    return b",".join(lines).decode("latin-1").lower()
+
+
+def _written_in(text: str, hop: str) -> bool:
+    """Whether ``hop`` stands in ``text`` as a hop of its own, not inside another.
+
+    Found wherever it is: a server may take the leftmost hop, the rightmost, the last
+    one it does not trust, or read only one of the two headers, and every hop after the
+    chosen one would push it out of a window of the last ones (round 18). A hop written
+    more times than any header holds counts as found: a rewritten client still.
     """
-    hops: list[str] = []
-    for name, value in scope.get("headers", ()):
-        if name not in _FORWARDING:
-            continue
-        text = value.decode("latin-1")
-        if name == b"forwarded":
-            hops.extend(hop for hop, _ in parse_forwarded(text))
-        else:
-            hops.extend(text.split(","))
-    written = [text for text in map(_as_written, hops) if text][-MAX_HOPS:]
-    addresses = set()
-    for hop in written:
-        parsed = parse_hop(hop)
-        if parsed is not None:
-            addresses.add(str(parsed[0]))
-    return addresses, set(written)
+    start = 0
+    end_of_text = len(text)
+    for _ in range(_MAX_OCCURRENCES):
+        found = text.find(hop, start)
+        if found < 0:
+            return False
+        end = found + len(hop)
+        if (found == 0 or text[found - 1] in _BEFORE_HOP) and (
+            end == end_of_text or text[end] in _AFTER_HOP
+        ):
+            return True
+        start = found + 1
+    return True
+
+
+def _chosen_from_header(host: str, scope: Scope) -> bool:
+    """Whether ``host`` (a port-0 client's) is a hop of the request's forwarding headers.
+
+    As written (hypercorn and granian copy the text, port and quotes and all: hypercorn's
+    modern mode splits on every comma, quoted or not), as the address in its canonical
+    form, or as the same address in another spelling. The last needs the hops parsed:
+    past :data:`_MAX_PARSED_HOPS` of them a port-0 client's address counts as chosen,
+    which fails toward a warning. Text searches run in C over the whole header, so a
+    client's header costs no more than its size in ``find``.
+    """
+    text = _forwarding_text(scope)
+    if not text:
+        return False
+    written = _as_written(host).lower()
+    if written and _written_in(text, written):
+        return True
+    parsed = parse_hop(host)
+    if parsed is None:
+        return False
+    address = parsed[0]
+    if str(address) != written and _written_in(text, str(address)):
+        return True
+    return _spelled_otherwise_in(text, address)
+
+
+def _spelled_otherwise_in(text: str, address: IPAddress) -> bool:
+    """Whether a hop of ``text`` is ``address`` in another spelling (``0:0::1``, ``::1``)."""
+    if text.count(",") + text.count(";") >= _MAX_PARSED_HOPS:
+        return True
+    for hop in _SEPARATORS.split(text):
+        _, equals, value = hop.partition("=")
+        candidate = parse_hop(value if equals else hop)
+        if candidate is not None and candidate[0] == address:
+            return True
+    return False
 
 
 def _as_written(hop: str) -> str:
@@ -177,16 +230,21 @@ class ServerRewriteDetector:
         what the loop's other tasks await: there only a middleware serving a request to
         this request or the same listening socket counts (:func:`_same`), not another
         server's of the same process (round 16).
+
+        A lifespan that found no server's middleware is not the last look: a parent app
+        may run it in a task of its own (asgi-lifespan's ``LifespanManager``), outside
+        the server's middleware (round 18), so the first request looks again.
         """
-        self._server_inspected = True
         for frame in _callers():
             found = _rewriter(frame)
             if found is not None:
+                self._server_inspected = True
                 if _uvicorn_trusts_someone(found):
                     self._detected(_UVICORN_ON)
                 return
         if scope is None:
             return
+        self._server_inspected = True
         for frame in itertools.chain.from_iterable(map(_awaiting, _other_tasks())):
             found = _rewriter(frame)
             if found is None:
@@ -212,14 +270,7 @@ class ServerRewriteDetector:
         host = peer_host(client)
         if client is None or host is None or scope.get(RESOLVED_KEY) or not _port_zero(client):
             return False
-        addresses, written = _hops(scope)
-        parsed = parse_hop(host)
-        # The hop as written (hypercorn, granian copy it), or its address in any
-        # spelling: str(ip_address(...)) is the canonical form.
-        rewritten = _as_written(host) in written or (
-            parsed is not None and str(parsed[0]) in addresses
-        )
-        if not rewritten:
+        if not _chosen_from_header(host, scope):
             return False
         self.rewritten_requests += 1
         self._detected("a request's client address is a hop of its own forwarding header")

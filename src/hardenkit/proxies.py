@@ -27,6 +27,7 @@ from hardenkit._forwarding import (
     ForwardedHeader,
     IPAddress,
     forwarding_values,
+    last_items,
     parse_forwarded,
     parse_ip,
     peer_host,
@@ -150,23 +151,20 @@ class TrustedProxies:
     def _chain(self, scope: Scope) -> tuple[list[str], list[str]]:
         """Return the last hops of the chosen header and the protocol each one reports."""
         if self.header == "forwarded":
-            elements = [
-                element
-                for line in forwarding_values(scope, b"forwarded")
-                for element in parse_forwarded(line.decode("latin-1"))
-            ]
+            elements: list[tuple[str, str]] = []
+            # The last lines first, until they hold MAX_HOPS elements: a client's many
+            # lines cost no more than its last ones.
+            for line in reversed(forwarding_values(scope, b"forwarded")):
+                elements[:0] = parse_forwarded(line.decode("latin-1"))
+                if len(elements) >= MAX_HOPS:
+                    break
             elements = elements[-MAX_HOPS:]
             return [hop for hop, _ in elements], [proto for _, proto in elements]
-        hops = [
-            hop
-            for hop in _joined(forwarding_values(scope, b"x-forwarded-for")).split(",")
-            if hop.strip()
-        ][-MAX_HOPS:]
+        hops = last_items(_joined(forwarding_values(scope, b"x-forwarded-for")))
         protos = [
             proto.strip().lower()
-            for proto in _joined(forwarding_values(scope, b"x-forwarded-proto")).split(",")
-            if proto.strip()
-        ][-MAX_HOPS:]
+            for proto in last_items(_joined(forwarding_values(scope, b"x-forwarded-proto")))
+        ]
         if len(protos) != len(hops):  # one value set by the edge proxy, or none
             protos = [protos[-1]] * len(hops) if protos else []
         return hops, protos
