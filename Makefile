@@ -6,15 +6,31 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install demo demo-redis test lint typecheck pytest docs bench clean
+.PHONY: install demo demo-redis test lint typecheck pytest docs bench lock clean
 
-$(STAMP): pyproject.toml
+# Every tool and library at the version the suite last passed with (constraints.txt),
+# so a release upstream cannot fail a fresh clone's `make test` (sentry-sdk 3.0 did).
+# `make install CONSTRAINTS=` takes the latest instead; `make lock` pins them.
+CONSTRAINTS ?= constraints.txt
+PIN := $(if $(CONSTRAINTS),--constraint $(CONSTRAINTS))
+EXTRAS := .[all,dev,docs,bench]
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[all,dev,docs,bench]'
+	$(BIN)/python -m pip install --quiet --upgrade pip $(PIN)
+	$(BIN)/python -m pip install --quiet -e '$(EXTRAS)' $(PIN)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+lock:  ## pin the latest releases in constraints.txt (a fresh venv); then run make test
+	rm -rf build/lock-venv
+	$(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/python -m pip install --quiet --upgrade pip
+	build/lock-venv/bin/python -m pip install --quiet -e '$(EXTRAS)'
+	{ echo "# What make install installs: written by make lock, from the latest releases."; \
+	  build/lock-venv/bin/python -m pip freeze --all --exclude-editable; } > constraints.txt
+	rm -rf build/lock-venv
 
 demo: $(STAMP)  ## serve the reference app with in-memory stores (no Redis needed)
 	HARDENKIT_REDIS_URL= $(BIN)/uvicorn examples.reference_app.app:app --host $(HOST) --port $(PORT) --no-server-header --no-proxy-headers
