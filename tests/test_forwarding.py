@@ -147,3 +147,24 @@ def test_an_element_of_more_pairs_than_any_proxy_writes_is_no_address() -> None:
     assert calls[0] < 1_000
     four = "for=192.0.2.1;proto=https;by=_edge;host=example.com"
     assert parse_forwarded(four) == [("192.0.2.1", "https")]
+
+
+def test_an_element_naming_a_parameter_twice_is_no_address() -> None:
+    """RFC 7239: a parameter occurs once per element. A proxy that writes a client's Host
+    unescaped into a quoted ``host=`` lets ``Host: x";for=6.6.6.6;a="`` add a second
+    ``for`` after its own, and the last one won (round 19)."""
+    assert parse_forwarded('for=198.51.100.7;host="x";for=6.6.6.6;a=""') == [("", "")]
+    assert parse_forwarded("for=198.51.100.7;proto=http;proto=https") == [("", "")]
+    assert parse_forwarded("for=198.51.100.7;;proto=https;") == [("198.51.100.7", "https")]
+
+
+def test_a_long_line_cut_inside_a_quoted_string_gives_no_address() -> None:
+    """Round 19: past 2 KB a line is split on every comma; a quoted ``host="a,for=..."``
+    of the proxy's own element then gave a hop of the client's choosing. An element
+    whose quotes do not pair up was cut inside a quoted string: it is no address."""
+    padding = ", ".join(["for=192.0.2.1"] * 200)
+    proxy = 'for=198.51.100.7;host="app.example,for=6.6.6.6";proto=https'
+    parsed = parse_forwarded(f"{padding}, {proxy}")
+    assert ("6.6.6.6", "https") not in parsed
+    assert parsed[-2:] == [("", ""), ("", "")]
+    assert parse_forwarded(proxy) == [("198.51.100.7", "https")]  # a short line: quoted

@@ -336,3 +336,13 @@ def test_resolving_costs_the_same_for_any_size_of_header(proxies: TrustedProxies
     with python_calls() as calls:
         assert proxies.resolve(raw) == ("198.51.100.4", "http")
     assert calls[0] < 5_000
+
+
+def test_a_client_value_cut_by_the_long_line_rule_never_becomes_the_client() -> None:
+    """Round 19: a proxy writing ``host="$host"`` into its own element, a client's Host of
+    ``app.example,for=6.6.6.6`` and its own Forwarded padded past 2 KB resolved to
+    6.6.6.6. It now resolves to the proxy (a garbage hop ends the walk)."""
+    padding = ", ".join(["for=192.0.2.1"] * 200)
+    proxy = 'for=198.51.100.7;host="app.example,for=6.6.6.6";proto=https'
+    raw = scope("10.0.0.2", ("Forwarded", f"{padding}, {proxy}"))
+    assert FORWARDED_PROXIES.resolve(raw)[0] == "10.0.0.2"

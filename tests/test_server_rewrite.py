@@ -399,3 +399,24 @@ async def test_another_server_on_a_unix_socket_is_not_this_apps_either() -> None
     ):
         await client.get("/", headers={"X-Forwarded-For": "203.0.113.9:4444"})
     assert kit.server_rewrite.detected_by is None
+
+
+@pytest.mark.parametrize(
+    ("client", "name", "raw"),
+    [
+        # Round 19: hypercorn and granian strip() each hop after decoding it as latin-1,
+        # which removes NBSP, NEL and \x1c-\x1f too: "\xa0rot7\xa0" became the client
+        # "rot7", and the detector wanted an ASCII delimiter around it.
+        (("rot7", 0), b"x-forwarded-for", "\xa0rot7\xa0".encode("latin-1")),
+        (("rot7", 0), b"x-forwarded-for", "\x85rot7\x1f".encode("latin-1")),
+        (("rot7", 0), b"forwarded", "for=\xa0rot7".encode("latin-1")),
+        # A server that decodes the header as UTF-8 names the client in other characters
+        # than its latin-1 reading.
+        (("r\u00f6t7", 0), b"x-forwarded-for", "r\u00f6t7".encode()),
+    ],
+)
+def test_a_hop_set_off_by_any_whitespace_or_in_utf_8_is_found(
+    client: tuple[str, int], name: bytes, raw: bytes
+) -> None:
+    scope = {"type": "http", "client": client, "headers": [(name, raw)]}
+    assert ServerRewriteDetector().inspect_request(scope)

@@ -167,26 +167,39 @@ def parse_forwarded(value: str) -> list[tuple[str, str]]:
     """
     quote_aware = '"' in value and len(value) <= _MAX_QUOTE_AWARE
     split = _split_unquoted(value, ",")[-MAX_HOPS:] if quote_aware else last_items(value)
-    elements: list[tuple[str, str]] = []
-    for element in split:
-        if not element.strip():
+    return [_element(element, quote_aware=quote_aware) for element in split if element.strip()]
+
+
+_NO_ADDRESS: Final = ("", "")
+
+
+def _element(element: str, *, quote_aware: bool) -> tuple[str, str]:
+    """``(for, proto)`` of one element; ``("", "")`` for one no proxy wrote as it reads.
+
+    No address: more pairs than any proxy writes, a parameter named twice (RFC 7239
+    allows one of each; a proxy that writes a client's Host unescaped into a quoted
+    ``host=`` lets the client add a ``for`` after the proxy's own), or, split without
+    regard to quotes, quotes that do not pair up (the line was cut inside a quoted
+    string: ``host="a,for=6.6.6.6"`` gave ``for=6.6.6.6"``, round 19).
+    """
+    if quote_aware:
+        pairs = _split_unquoted(element, ";")
+    elif element.count('"') % 2:
+        return _NO_ADDRESS
+    else:
+        pairs = element.split(";", _MAX_PAIRS)
+    if len(pairs) > _MAX_PAIRS:
+        return _NO_ADDRESS
+    found: dict[str, str] = {}
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        key = key.strip().lower()
+        if not key:  # an empty pair (";;", a trailing ";")
             continue
-        hop = ""
-        proto = ""
-        pairs = _split_unquoted(element, ";") if quote_aware else element.split(";", _MAX_PAIRS)
-        if len(pairs) > _MAX_PAIRS:  # no proxy wrote this: a hop that is no address
-            elements.append(("", ""))
-            continue
-        for pair in pairs:
-            key, _, raw = pair.partition("=")
-            key = key.strip().lower()
-            value_text = _unquote(raw) if quote_aware else raw.strip().strip('"')
-            if key == "for":
-                hop = value_text
-            elif key == "proto":
-                proto = value_text.lower()
-        elements.append((hop, proto))
-    return elements
+        if key in found:
+            return _NO_ADDRESS
+        found[key] = _unquote(raw) if quote_aware else raw.strip().strip('"')
+    return found.get("for", ""), found.get("proto", "").lower()
 
 
 def forwarding_values(scope: Scope, header: bytes) -> list[bytes]:

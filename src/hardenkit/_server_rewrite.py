@@ -25,6 +25,7 @@ The first detection logs a warning naming the fix; readiness reports it as the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import re
@@ -44,7 +45,8 @@ _logger = structlog.get_logger("hardenkit.proxies")
 
 FIX: Final = (
     "run uvicorn with --no-proxy-headers (gunicorn uvicorn workers: forwarded_allow_ips=''; "
-    "hypercorn, granian: drop their proxy-headers middleware) and list your proxies in "
+    "hypercorn, granian: drop their proxy-headers middleware; daphne: no --proxy-headers) "
+    "and list your proxies in "
     "HARDENKIT_TRUSTED_PROXIES, so only hardenkit reads the forwarding header"
 )
 RESOLVED_KEY: Final = "hardenkit.client_resolved"
@@ -153,12 +155,30 @@ def _written_in(text: str, hop: str) -> bool:
         if found < 0:
             return False
         end = found + len(hop)
-        if (found == 0 or text[found - 1] in _BEFORE_HOP) and (
-            end == end_of_text or text[end] in _AFTER_HOP
+        if (found == 0 or _delimits(text[found - 1], _BEFORE_HOP)) and (
+            end == end_of_text or _delimits(text[end], _AFTER_HOP)
         ):
             return True
         start = found + 1
     return True
+
+
+def _delimits(char: str, delimiters: frozenset[str]) -> bool:
+    """Whether ``char`` can end a hop: a separator, or whitespace as ``str.strip()`` sees it.
+
+    hypercorn and granian ``strip()`` each hop decoded as latin-1, which removes NBSP,
+    NEL and the separators 0x1C to 0x1F too (round 19: a hop between two NBSPs became
+    the client as plain text, unseen).
+    """
+    return char in delimiters or char.isspace()
+
+
+def _readings(written: str) -> set[str]:
+    """``written`` as the header's latin-1 text shows it, for a server that read UTF-8."""
+    readings = {written}
+    with contextlib.suppress(UnicodeEncodeError):  # a lone surrogate no decoding gives
+        readings.add(written.encode("utf-8", "surrogateescape").decode("latin-1"))
+    return readings
 
 
 def _chosen_from_header(host: str, scope: Scope) -> bool:
@@ -174,9 +194,10 @@ def _chosen_from_header(host: str, scope: Scope) -> bool:
     text = _forwarding_text(scope)
     if not text:
         return False
-    written = _as_written(host).lower()
-    if written and _written_in(text, written):
+    written = _as_written(host)
+    if written and any(_written_in(text, reading.lower()) for reading in _readings(written)):
         return True
+    written = written.lower()
     parsed = parse_hop(host)
     if parsed is None:
         return False
