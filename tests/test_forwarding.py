@@ -168,3 +168,31 @@ def test_a_long_line_cut_inside_a_quoted_string_gives_no_address() -> None:
     assert ("6.6.6.6", "https") not in parsed
     assert parsed[-2:] == [("", ""), ("", "")]
     assert parse_forwarded(proxy) == [("198.51.100.7", "https")]  # a short line: quoted
+
+
+@pytest.mark.parametrize(
+    "element",
+    [
+        'for=6.6.6.6;a=\\"";proto=https',  # a backslash outside a quoted string
+        'for=6.6.6.6";proto=https',  # a quote no pair closes
+        'for=6.6.6.6;host=a"b',  # a quote inside a token
+        "for=6.6.6.6;host=a b",  # a space inside a token
+        "for",  # a pair without a value
+    ],
+)
+def test_an_element_outside_rfc_7239_grammar_is_no_address(element: str) -> None:
+    """Every value is a token or a quoted string: anything else means the element's
+    bounds are not where its writer put them (round 20)."""
+    assert parse_forwarded(element) == [("", "")]
+
+
+def test_what_proxies_write_is_within_the_grammar() -> None:
+    assert parse_forwarded(
+        'for=192.0.2.1 ; proto=https, for="[2001:db8::1]:4711";by=_edge;host="a.b"'
+    ) == [("192.0.2.1", "https"), ("[2001:db8::1]:4711", "")]
+    # An unquoted IPv6 node (against RFC 7239, written by hand-made nginx configs).
+    assert parse_forwarded("for=2001:db8::1;proto=http, for=[2001:db8::2]:80") == [
+        ("2001:db8::1", "http"),
+        ("[2001:db8::2]:80", ""),
+    ]
+    assert parse_forwarded('for="\\"x\\\\";proto=https') == [('"x\\', "https")]

@@ -346,3 +346,30 @@ def test_a_client_value_cut_by_the_long_line_rule_never_becomes_the_client() -> 
     proxy = 'for=198.51.100.7;host="app.example,for=6.6.6.6";proto=https'
     raw = scope("10.0.0.2", ("Forwarded", f"{padding}, {proxy}"))
     assert FORWARDED_PROXIES.resolve(raw)[0] == "10.0.0.2"
+
+
+def _escaped(host: str) -> str:
+    return host.replace("\\", "\\\\").replace('"', '\\"')
+
+
+@pytest.mark.parametrize(
+    ("client_forwarded", "host"),
+    [
+        # Round 20: a proxy that quotes and escapes the client's Host in its own element,
+        # appending it to the client's Forwarded. A quote the client left open shifted
+        # where the proxy's quoted string began...
+        ('x="', "a,for=6.6.6.6"),
+        # ...and an escaped quote, outside a quoted string, is a backslash and a quote.
+        ('x="', ',for=6.6.6.6;a="'),
+        # Past 2 KB the line is split on every comma.
+        (", ".join(["for=unknown"] * 200), ',for=6.6.6.6;x="'),
+        (None, "a" * 2100 + ',for=6.6.6.6;x="'),
+    ],
+)
+def test_a_quoted_host_never_gives_the_client_its_choice_of_address(
+    client_forwarded: str | None, host: str
+) -> None:
+    proxy = f'for=198.51.100.7;host="{_escaped(host)}";proto=https'
+    lines = [f"{client_forwarded}, {proxy}"] if client_forwarded else [proxy]
+    raw = scope("10.0.0.2", *[("Forwarded", line) for line in lines])
+    assert FORWARDED_PROXIES.resolve(raw)[0] in ("198.51.100.7", "10.0.0.2")

@@ -413,6 +413,9 @@ async def test_another_server_on_a_unix_socket_is_not_this_apps_either() -> None
         # A server that decodes the header as UTF-8 names the client in other characters
         # than its latin-1 reading.
         (("r\u00f6t7", 0), b"x-forwarded-for", "r\u00f6t7".encode()),
+        # Round 20: a hop of quotes only is empty once its quotes are stripped.
+        (('"""', 0), b"x-forwarded-for", b'"""'),
+        (('""', 0), b"forwarded", b'for="""'),
     ],
 )
 def test_a_hop_set_off_by_any_whitespace_or_in_utf_8_is_found(

@@ -7,6 +7,7 @@ not parse as an address is ``None`` (the caller decides what that means).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from typing import Final, Literal
 
@@ -33,11 +34,19 @@ real proxy path, and the work a client's header costs stays bounded."""
 _MAX_PAIRS: Final = 16
 """The most ``key=value`` pairs of one ``Forwarded`` element (RFC 7239 defines four)."""
 
+# RFC 7239 section 4 over RFC 7230's token and quoted-string; a token may also hold the
+# ":" and brackets of an unquoted IPv6 node, which hand-made nginx configurations write.
+_TCHARS: Final = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_VALUE: Final = r'(?:[!#$%&\'*+\-.^_`|~0-9A-Za-z:\[\]]+|"(?:[^"\\]|\\.)*")'
+_ANY_PAIR: Final = rf"{_TCHARS}[ \t]*=[ \t]*{_VALUE}"
+_PAIR: Final = re.compile(rf"(?P<key>{_TCHARS})[ \t]*=[ \t]*(?P<value>{_VALUE})")
+_ELEMENT: Final = re.compile(rf"[ \t]*(?:{_ANY_PAIR})?(?:[ \t]*;[ \t]*(?:{_ANY_PAIR})?)*[ \t]*")
+
 _MAX_QUOTE_AWARE: Final = 2048
 """The longest ``Forwarded`` line split with its quoted strings respected, character by
 character in Python. 32 elements of an IPv6 address, port and protocol fit; a longer
-line is split on every separator (as one with a quote left open): only a client's part
-of it, left of what the proxies appended, could hold a quoted separator."""
+line is split on every comma (as one with a quote left open), and an element cut inside
+a quoted string that way is outside the grammar: no address (:func:`_element`)."""
 
 ForwardedHeader = Literal["x-forwarded-for", "forwarded"]
 """The forwarding header the proxies write: ``x-forwarded-for`` or ``forwarded``."""
@@ -167,38 +176,34 @@ def parse_forwarded(value: str) -> list[tuple[str, str]]:
     """
     quote_aware = '"' in value and len(value) <= _MAX_QUOTE_AWARE
     split = _split_unquoted(value, ",")[-MAX_HOPS:] if quote_aware else last_items(value)
-    return [_element(element, quote_aware=quote_aware) for element in split if element.strip()]
+    return [_element(element) for element in split if element.strip()]
 
 
 _NO_ADDRESS: Final = ("", "")
 
 
-def _element(element: str, *, quote_aware: bool) -> tuple[str, str]:
+def _element(element: str) -> tuple[str, str]:
     """``(for, proto)`` of one element; ``("", "")`` for one no proxy wrote as it reads.
 
-    No address: more pairs than any proxy writes, a parameter named twice (RFC 7239
-    allows one of each; a proxy that writes a client's Host unescaped into a quoted
-    ``host=`` lets the client add a ``for`` after the proxy's own), or, split without
-    regard to quotes, quotes that do not pair up (the line was cut inside a quoted
-    string: ``host="a,for=6.6.6.6"`` gave ``for=6.6.6.6"``, round 19).
+    An element must be RFC 7239's grammar: ``key=value`` pairs separated by ``;``, each
+    value a token or a quoted string (a token may also hold the ``:`` and brackets of
+    an unquoted IPv6 node, which hand-made proxy configurations write). Outside it the
+    element's bounds are not where its writer put them: a quote or backslash outside a
+    quoted string, a quote left open, a space inside a value. A proxy that writes a
+    client's Host into its own element lets the Host end a quoted string there, or, in
+    a line split on every comma, leave half of one; the client then picked the address
+    (rounds 19 and 20). Also no address: an element over 2 KB, more pairs than any
+    proxy writes, or a parameter named twice (RFC 7239 allows one of each; the last
+    ``for`` won).
     """
-    if quote_aware:
-        pairs = _split_unquoted(element, ";")
-    elif element.count('"') % 2:
-        return _NO_ADDRESS
-    else:
-        pairs = element.split(";", _MAX_PAIRS)
-    if len(pairs) > _MAX_PAIRS:
+    if len(element) > _MAX_QUOTE_AWARE or _ELEMENT.fullmatch(element) is None:
         return _NO_ADDRESS
     found: dict[str, str] = {}
-    for pair in pairs:
-        key, _, raw = pair.partition("=")
-        key = key.strip().lower()
-        if not key:  # an empty pair (";;", a trailing ";")
-            continue
-        if key in found:
+    for pair in _PAIR.finditer(element):
+        key = pair["key"].lower()
+        if key in found or len(found) == _MAX_PAIRS:
             return _NO_ADDRESS
-        found[key] = _unquote(raw) if quote_aware else raw.strip().strip('"')
+        found[key] = _unquote(pair["value"])
     return found.get("for", ""), found.get("proto", "").lower()
 
 

@@ -173,11 +173,17 @@ def _delimits(char: str, delimiters: frozenset[str]) -> bool:
     return char in delimiters or char.isspace()
 
 
-def _readings(written: str) -> set[str]:
-    """``written`` as the header's latin-1 text shows it, for a server that read UTF-8."""
-    readings = {written}
-    with contextlib.suppress(UnicodeEncodeError):  # a lone surrogate no decoding gives
-        readings.add(written.encode("utf-8", "surrogateescape").decode("latin-1"))
+def _readings(host: str) -> set[str]:
+    """How ``host`` may stand in the header's latin-1 text, lowercased.
+
+    With its quotes or without (a hop of quotes only is nothing without them, round 20),
+    and as a server that decoded UTF-8 named it.
+    """
+    readings = set()
+    for written in {host.strip(), _as_written(host)} - {""}:
+        readings.add(written.lower())
+        with contextlib.suppress(UnicodeEncodeError):  # a lone surrogate no decoding gives
+            readings.add(written.encode("utf-8", "surrogateescape").decode("latin-1").lower())
     return readings
 
 
@@ -194,10 +200,9 @@ def _chosen_from_header(host: str, scope: Scope) -> bool:
     text = _forwarding_text(scope)
     if not text:
         return False
-    written = _as_written(host)
-    if written and any(_written_in(text, reading.lower()) for reading in _readings(written)):
+    if any(_written_in(text, reading) for reading in _readings(host)):
         return True
-    written = written.lower()
+    written = _as_written(host).lower()
     parsed = parse_hop(host)
     if parsed is None:
         return False
