@@ -212,6 +212,10 @@ SHAPES.update(
         "ldap_bind": ("conn.simple_bind_s('cn=admin,dc=x', 'hunter2xyz')", (SECRET,)),
         "requests_basic_auth": ("HTTPBasicAuth('bob', 'hunter2xyz')", (SECRET,)),
         "auth_tuple": ("requests.get(url, auth=('bob', 'hunter2xyz'))", (SECRET,)),
+        # A Django key of symbols that opens with a bracket is no tuple (the leak hunt:
+        # "SECRET_KEY = (0...0)000000000" kept what followed the ")").
+        "key_opening_with_a_bracket": ("SECRET_KEY = (a1)hunter2xyz", (SECRET,)),
+        "key_opening_with_a_square_bracket": ("api_key=[x]hunter2xyz&page=2", (SECRET,)),
         "sudo_stdin": ("echo 'hunter2xyz' | sudo -S apt-get update", (SECRET,)),
         "sudo_stdin_later_flag": ("echo hunter2xyz | sudo -u app -S ls", (SECRET,)),
         "docker_password_stdin": (

@@ -67,6 +67,9 @@ _BRACED = re.compile(r"\{.*?\}(?=[;\s\"']|\Z)")
 _BLOCK_INDICATOR = re.compile(r"[|>][+-]?[ \t]*(?=\r?\n)")
 _BARE_AFTER_COLON = re.compile(r"[^\s,;}\]\"'\\]+")
 _LIST_SEPARATORS = re.compile(r"[&;,=]")
+# What may follow a bracketed value that is a tuple or list: its end, a separator, or
+# the bracket or quote that closes what holds it.
+_ENDS_A_BRACKETED_VALUE = re.compile(r"[\s,;&'\")\]}]")
 # Bind parameters and format placeholders stand for a value; they are not one
 # ("SET password_hash = %(password_hash)s", "password = $1", "password=%s").
 # A braced name is a str.format field, unless a ';' follows (ODBC: "PWD={hunter2};").
@@ -291,7 +294,14 @@ class AssignmentScanner:
         if text[position : position + 1] in ("(", "[") and self._keys.is_sensitive(name):
             # auth=('bob', '...'): a tuple or list under a secret name goes whole.
             items = bracketed_items(text, position)
-            return (position + 1, _line_end(text, position) if items is None else items[1] - 1)
+            if items is None:
+                return position + 1, _line_end(text, position)
+            after = items[1]
+            if after < len(text) and _ENDS_A_BRACKETED_VALUE.match(text, after) is None:
+                # "SECRET_KEY = (a1)b2...": a key of symbols that opens with a bracket,
+                # no tuple: the value runs on past the ")" as any unquoted one.
+                return self._unquoted_span(text, match) or (position, _line_end(text, position))
+            return position + 1, after - 1
         if text.startswith("{", position) and not is_colon:
             braced = _BRACED.match(text, position)
             return (position, _line_end(text, position)) if braced is None else braced.span()
