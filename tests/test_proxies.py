@@ -373,3 +373,32 @@ def test_a_quoted_host_never_gives_the_client_its_choice_of_address(
     lines = [f"{client_forwarded}, {proxy}"] if client_forwarded else [proxy]
     raw = scope("10.0.0.2", *[("Forwarded", line) for line in lines])
     assert FORWARDED_PROXIES.resolve(raw)[0] in ("198.51.100.7", "10.0.0.2")
+
+
+@pytest.mark.parametrize("header", ["forwarded", "x-forwarded-for"])
+async def test_a_trusted_proxys_unreadable_last_hop_is_reported_once(header: str) -> None:
+    """Every client it forwards then resolves to the proxy: one shared bucket, strict but
+    worth saying (a proxy writing client text, such as the Host, into its element)."""
+    from structlog.testing import capture_logs
+
+    async def app(inner_scope: dict[str, Any], receive: object, send: object) -> None:
+        pass
+
+    middleware = TrustedProxyMiddleware(
+        app,  # type: ignore[arg-type]
+        trusted_proxies=["10.0.0.0/8"],
+        forwarded_header=header,  # type: ignore[arg-type]
+    )
+    name = "Forwarded" if header == "forwarded" else "X-Forwarded-For"
+    good = "for=198.51.100.4" if header == "forwarded" else "198.51.100.4"
+    bad = 'for=198.51.100.4;host="a' if header == "forwarded" else "198.51.100.4, unknown"
+    with capture_logs() as logs:
+        await middleware(scope("10.0.0.2", (name, good)), None, None)  # type: ignore[arg-type]
+        await middleware(scope("10.0.0.2"), None, None)  # type: ignore[arg-type]
+        await middleware(scope("203.0.113.9", (name, bad)), None, None)  # type: ignore[arg-type]
+        assert logs == []  # readable, no header, or an untrusted peer: nothing to say
+        await middleware(scope("10.0.0.2", (name, bad)), None, None)  # type: ignore[arg-type]
+        await middleware(scope("10.0.0.2", (name, bad)), None, None)  # type: ignore[arg-type]
+    assert [log["event"] for log in logs] == ["forwarded_hop_unreadable"]
+    assert logs[0]["log_level"] == "warning"
+    assert logs[0]["header"] == header

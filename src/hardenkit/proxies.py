@@ -207,6 +207,7 @@ class TrustedProxyMiddleware:
         )
         self.detector = detector if detector is not None else ServerRewriteDetector()
         self._mismatch_reported = False
+        self._unreadable_reported = False
 
     def _report_other_header(self, scope: Scope) -> None:
         """Warn once when a trusted proxy writes the other header than the one chosen.
@@ -232,6 +233,27 @@ class TrustedProxyMiddleware:
             "resolves to the proxy; set HARDENKIT_FORWARDED_HEADER to what the proxies write",
         )
 
+    def _report_unreadable_hop(self, scope: Scope) -> None:
+        """Warn once when a trusted proxy's last hop is no address.
+
+        Every client it forwards then resolves to the proxy, one shared bucket: strict,
+        not a hole, but a proxy that writes garbage (or client text, such as the Host,
+        into its own ``Forwarded`` element) is worth fixing, and nothing else says so.
+        """
+        if not self.trusted.trusts_client(scope.get("client")):
+            return
+        hops, _ = self.trusted._chain(scope)
+        if not hops or parse_ip(hops[-1]) is not None:
+            return
+        self._unreadable_reported = True
+        _logger.warning(
+            "forwarded_hop_unreadable",
+            header=self.trusted.header,
+            message="a trusted proxy's last forwarding hop is not an address: every client "
+            "it forwards shares its rate-limit bucket; check what the proxy writes "
+            "(an address per hop; no client text such as the Host in Forwarded)",
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
         scope_type = scope["type"]
@@ -249,8 +271,11 @@ class TrustedProxyMiddleware:
             client = scope.get("client")
             if client_ip is not None and (client is None or client[0] != client_ip):
                 scope = {**scope, "client": (client_ip, 0), RESOLVED_KEY: True}
-            elif not self._mismatch_reported:
-                self._report_other_header(scope)
+            else:
+                if not self._mismatch_reported:
+                    self._report_other_header(scope)
+                if not self._unreadable_reported:
+                    self._report_unreadable_hop(scope)
             if scheme != scope.get("scheme"):
                 scope = {**scope, "scheme": scheme}
         token = client_ip_var.set(client_ip)
