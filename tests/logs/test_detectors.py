@@ -120,3 +120,12 @@ def test_random_blobs_are_redacted_in_nearly_every_case() -> None:
 )
 def test_identifiers_paths_and_ids_are_not_mistaken_for_random_blobs(text: str) -> None:
     assert scan(text) == text
+
+
+def test_a_base64_key_whose_slashes_make_it_read_as_a_path_is_redacted() -> None:
+    """The leak hunt drew a 32-byte key whose base64 began "/221/": split at its "/",
+    most segments were short or numbers, so it read as a path and was kept whole."""
+    key = "/221/dQF717dawkBoWtBcbMySL5P/V5jWG8gnMOjfDk="
+    assert key not in str(Redactor().redact({"payload": key, "note": f"key {key} set"}))
+    for path in ("/api/v1/orders/42/items", "/static/css/main.css", "/v1/tenants/acme/==="):
+        assert Redactor().redact({"payload": path}) == {"payload": path}

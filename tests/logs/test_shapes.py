@@ -216,6 +216,20 @@ SHAPES.update(
         # "SECRET_KEY = (0...0)000000000" kept what followed the ")").
         "key_opening_with_a_bracket": ("SECRET_KEY = (a1)hunter2xyz", (SECRET,)),
         "key_opening_with_a_square_bracket": ("api_key=[x]hunter2xyz&page=2", (SECRET,)),
+        # Round 21: ")" and "&" are in a Django key's alphabet too.
+        "key_with_a_bracket_then_an_ampersand": ("SECRET_KEY = (a1)&hunter2xyz", (SECRET,)),
+        "key_with_two_closing_brackets": ("SECRET_KEY = (a1&))hunter2xyz", (SECRET,)),
+        "key_with_a_bracket_after_a_colon": ("secret: (a))hunter2xyz", (SECRET,)),
+        "key_opening_with_an_empty_pair": ("SECRET_KEY = ())hunter2xyz", (SECRET,)),
+        "list_of_bare_words": ("password=[a1,hunter2xyz] user=bob", (SECRET,)),
+        "key_with_a_query_like_part_in_its_bracket": (
+            "SECRET_KEY=(5&kx=q@)hunter2xyz",
+            (SECRET,),
+        ),
+        "key_with_a_query_like_part_after_its_bracket": (
+            "SECRET_KEY=(+94ns)&9-&bs8t=hunter2xyz",
+            (SECRET,),
+        ),
         "sudo_stdin": ("echo 'hunter2xyz' | sudo -S apt-get update", (SECRET,)),
         "sudo_stdin_later_flag": ("echo hunter2xyz | sudo -u app -S ls", (SECRET,)),
         "docker_password_stdin": (

@@ -70,6 +70,13 @@ _LIST_SEPARATORS = re.compile(r"[&;,=]")
 # What may follow a bracketed value that is a tuple or list: its end, a separator, or
 # the bracket or quote that closes what holds it.
 _ENDS_A_BRACKETED_VALUE = re.compile(r"[\s,;&'\")\]}]")
+_KEY_RUN_END = re.compile(r"[\s,;'\"]")
+# An item of a tuple or list as Python prints it: a string or bytes literal, a number,
+# None, True or False, with the spaces around it (empty: "()", a trailing comma).
+_LITERAL_ITEM = re.compile(
+    r"""\s*(?:[bBrRuU]{0,2}(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
+    r"|[-+]?\d[\d_.eE+-]*|None|True|False)?\s*"
+)
 # Bind parameters and format placeholders stand for a value; they are not one
 # ("SET password_hash = %(password_hash)s", "password = $1", "password=%s").
 # A braced name is a str.format field, unless a ';' follows (ODBC: "PWD={hunter2};").
@@ -296,12 +303,24 @@ class AssignmentScanner:
             items = bracketed_items(text, position)
             if items is None:
                 return position + 1, _line_end(text, position)
-            after = items[1]
-            if after < len(text) and _ENDS_A_BRACKETED_VALUE.match(text, after) is None:
-                # "SECRET_KEY = (a1)b2...": a key of symbols that opens with a bracket,
-                # no tuple: the value runs on past the ")" as any unquoted one.
-                return self._unquoted_span(text, match) or (position, _line_end(text, position))
-            return position + 1, after - 1
+            spans, after = items
+            literals = any(text[start:end].strip() for start, end in spans) and all(
+                _LITERAL_ITEM.fullmatch(text, start, end) for start, end in spans
+            )
+            followed = after < len(text) and _ENDS_A_BRACKETED_VALUE.match(text, after) is None
+            if literals and not followed:
+                return position + 1, after - 1
+            # "SECRET_KEY = (a1)&b2...", "())b...": a key of symbols that opens with a
+            # bracket, no tuple of literals: from the bracket to its close at least, and
+            # on as any unquoted value runs.
+            end = after
+            unquoted = self._unquoted_span(text, match)
+            if unquoted is not None:
+                end = max(end, unquoted[1])
+            # What follows the bracket is the same key (a ")" too, after symbols that are
+            # no literals): up to the next space, separator or quote.
+            stop = _KEY_RUN_END.search(text, after)
+            return position, max(end, _line_end(text, after) if stop is None else stop.start())
         if text.startswith("{", position) and not is_colon:
             braced = _BRACED.match(text, position)
             return (position, _line_end(text, position)) if braced is None else braced.span()

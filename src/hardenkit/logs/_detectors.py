@@ -97,6 +97,7 @@ _WORD = re.compile(r"[A-Za-z]{4,}")
 _NAME_BEFORE = re.compile(r"([^\W\d][\w.-]{0,63})[\"']?[ \t]*[:=]?[ \t]*[\"']?\Z")
 _SHORT_HEX_LENGTH = 16
 _LOWERCASE_PATH = re.compile(r"[a-z0-9_+-]{0,15}(?:/[a-z0-9_+-]{0,15})+")
+_PADDED_BASE64 = re.compile(r"[A-Za-z0-9+/]{22,}={1,2}")
 
 _VENDOR_PREFIXES = (
     "ghp_",  # GitHub personal access token
@@ -368,13 +369,26 @@ class TextScanner:
             # A lowercase path with short segments: random tokens have capitals.
             return run
         if "/" in run:
-            # "/api/v1/orders/42/items" is one run: when most segments are words or
-            # numbers it is a path, and only its long segments can hold a token.
-            segments = run.split("/")
-            if _mostly_words(segments):
-                return "/".join(
-                    self._judge(segment) if len(segment) >= 16 else segment for segment in segments
-                )
+            return self._path_replacement(run)
+        return self._judge(run)
+
+    def _path_replacement(self, run: str) -> str:
+        """``run`` with a ``/`` in it: a path, whose long segments may hold a token, or a key.
+
+        "/api/v1/orders/42/items" is one run: when most segments are words or numbers it
+        is a path, and only its long segments are judged. A padded base64 run is judged
+        whole first: a key's "/" can cut it into short segments that read as a path
+        ("/221/dQF7.../V5jW...=", the leak hunt), and a path of words still scores as one.
+        """
+        if _PADDED_BASE64.fullmatch(run) is not None and len(run) % 4 == 0:
+            judged = self._judge(run)
+            if judged != run:
+                return judged
+        segments = run.split("/")
+        if _mostly_words(segments):
+            return "/".join(
+                self._judge(segment) if len(segment) >= 16 else segment for segment in segments
+            )
         return self._judge(run)
 
     def _judge(self, run: str) -> str:
