@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -374,3 +375,13 @@ def test_capability_parameters_in_a_logged_query_mapping_are_redacted() -> None:
         "code": "TENANT_MISMATCH",
         "url": "/callback?code=[REDACTED]&state=xyz",
     }
+
+
+def test_a_bracket_of_spaces_after_a_secret_name_costs_linear_time() -> None:
+    """The tuple check had two space runs around an optional literal: an item of 32 KB
+    of spaces took about 5 s (quadratic), in any logged text a client wrote."""
+    value = "password=(" + " " * 32_000 + "hunter2xyz)"
+    started = time.perf_counter()
+    redacted = Redactor().redact({"detail": value})
+    assert time.perf_counter() - started < 1.0
+    assert "hunter2xyz" not in str(redacted)

@@ -73,9 +73,11 @@ _ENDS_A_BRACKETED_VALUE = re.compile(r"[\s,;&'\")\]}]")
 _KEY_RUN_END = re.compile(r"[\s,;'\"]")
 # An item of a tuple or list as Python prints it: a string or bytes literal, a number,
 # None, True or False, with the spaces around it (empty: "()", a trailing comma).
+# The spaces after the literal belong to it, so no two space runs overlap (an item of
+# spaces only would otherwise be matched in quadratic time).
 _LITERAL_ITEM = re.compile(
-    r"""\s*(?:[bBrRuU]{0,2}(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
-    r"|[-+]?\d[\d_.eE+-]*|None|True|False)?\s*"
+    r"""\s*(?:(?:[bBrRuU]{0,2}(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
+    r"|[-+]?\d[\d_.eE+-]*|None|True|False)\s*)?"
 )
 # Bind parameters and format placeholders stand for a value; they are not one
 # ("SET password_hash = %(password_hash)s", "password = $1", "password=%s").
