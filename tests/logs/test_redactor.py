@@ -385,3 +385,14 @@ def test_a_bracket_of_spaces_after_a_secret_name_costs_linear_time() -> None:
     redacted = Redactor().redact({"detail": value})
     assert time.perf_counter() - started < 1.0
     assert "hunter2xyz" not in str(redacted)
+
+
+def test_many_unclosed_brackets_after_secret_names_cost_linear_time() -> None:
+    """Round 22: each secret name followed by a bracket that never closes scanned to the
+    end of the text, and the next line scanned it again: 60 KB took about 20 s."""
+    for line in ("password=(\n", 'password=("\n', "{'api_key': [\n"):
+        text = line * (60_000 // len(line)) + "password=hunter2xyz"
+        started = time.perf_counter()
+        redacted = Redactor().redact({"detail": text})
+        assert time.perf_counter() - started < 1.0, line
+        assert "hunter2xyz" not in str(redacted)

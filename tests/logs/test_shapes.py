@@ -221,6 +221,14 @@ SHAPES.update(
         "key_with_two_closing_brackets": ("SECRET_KEY = (a1&))hunter2xyz", (SECRET,)),
         "key_with_a_bracket_after_a_colon": ("secret: (a))hunter2xyz", (SECRET,)),
         "key_opening_with_an_empty_pair": ("SECRET_KEY = ())hunter2xyz", (SECRET,)),
+        # Round 22: a number in brackets is a literal, and "&" or ")" after it ended
+        # the value.
+        "key_opening_with_a_number_then_an_ampersand": (
+            "SECRET_KEY=(3)&hunter2xyz",
+            (SECRET,),
+        ),
+        "key_opening_with_a_number_then_a_bracket": ("SECRET_KEY = (4))hunter2xyz", (SECRET,)),
+        "tuple_in_a_mapping": ("{'api_key': ('bob', 'hunter2xyz')}", (SECRET,)),
         "list_of_bare_words": ("password=[a1,hunter2xyz] user=bob", (SECRET,)),
         "key_with_a_query_like_part_in_its_bracket": (
             "SECRET_KEY=(5&kx=q@)hunter2xyz",

@@ -69,7 +69,9 @@ _BARE_AFTER_COLON = re.compile(r"[^\s,;}\]\"'\\]+")
 _LIST_SEPARATORS = re.compile(r"[&;,=]")
 # What may follow a bracketed value that is a tuple or list: its end, a separator, or
 # the bracket or quote that closes what holds it.
-_ENDS_A_BRACKETED_VALUE = re.compile(r"[\s,;&'\")\]}]")
+_MAX_BRACKETED = 256  # a tuple of credentials is short; past this, the rest of the line
+_QUERY_PARAMETER = re.compile(r"[A-Za-z_][\w.-]{0,63}=")
+_OPENERS = {")": "(", "]": "[", "}": "{"}
 _KEY_RUN_END = re.compile(r"[\s,;'\"]")
 # An item of a tuple or list as Python prints it: a string or bytes literal, a number,
 # None, True or False, with the spaces around it (empty: "()", a trailing comma).
@@ -168,6 +170,28 @@ def _at_line_start(text: str, position: int) -> bool:
     while position > 0 and text[position - 1] in " \t":
         position -= 1
     return position == 0 or text[position - 1] == "\n"
+
+
+def _ends_the_value(text: str, after: int, name_start: int) -> bool:
+    """Whether what follows a bracketed value at ``after`` ends it.
+
+    The text's end, a space, ``,``, ``;`` or a quote; ``&`` only before another query
+    parameter; a closing bracket only when it closes one opened before the name
+    (``f(auth=('a', 'b'))``). A Django key's alphabet holds ``)``, ``&`` and digits, so
+    ``(3)&b2...`` and ``(4))b2...`` are keys, not a tuple and what follows (round 22).
+    """
+    if after >= len(text):
+        return True
+    char = text[after]
+    if char.isspace() or char in ",;'\"":
+        return True
+    if char == "&":
+        return _QUERY_PARAMETER.match(text, after + 1) is not None
+    opener = _OPENERS.get(char)
+    if opener is None:
+        return False
+    line = text[max(text.rfind("\n", 0, name_start) + 1, name_start - 4096) : name_start]
+    return line.count(opener) > line.count(char)
 
 
 def _line_end(text: str, position: int) -> int:
@@ -301,28 +325,7 @@ class AssignmentScanner:
         position, name = match.end(), match["name"]
         is_colon = ":" in match["sep"]
         if text[position : position + 1] in ("(", "[") and self._keys.is_sensitive(name):
-            # auth=('bob', '...'): a tuple or list under a secret name goes whole.
-            items = bracketed_items(text, position)
-            if items is None:
-                return position + 1, _line_end(text, position)
-            spans, after = items
-            literals = any(text[start:end].strip() for start, end in spans) and all(
-                _LITERAL_ITEM.fullmatch(text, start, end) for start, end in spans
-            )
-            followed = after < len(text) and _ENDS_A_BRACKETED_VALUE.match(text, after) is None
-            if literals and not followed:
-                return position + 1, after - 1
-            # "SECRET_KEY = (a1)&b2...", "())b...": a key of symbols that opens with a
-            # bracket, no tuple of literals: from the bracket to its close at least, and
-            # on as any unquoted value runs.
-            end = after
-            unquoted = self._unquoted_span(text, match)
-            if unquoted is not None:
-                end = max(end, unquoted[1])
-            # What follows the bracket is the same key (a ")" too, after symbols that are
-            # no literals): up to the next space, separator or quote.
-            stop = _KEY_RUN_END.search(text, after)
-            return position, max(end, _line_end(text, after) if stop is None else stop.start())
+            return self._bracketed_span(text, match)
         if text.startswith("{", position) and not is_colon:
             braced = _BRACED.match(text, position)
             return (position, _line_end(text, position)) if braced is None else braced.span()
@@ -346,6 +349,32 @@ class AssignmentScanner:
             if len(first.group(0)) <= 3 and not self._keys.is_sensitive(name):
                 return _NOT_SECRET  # "code=404": a status, under a name secret in URLs
         return None
+
+    def _bracketed_span(self, text: str, match: re.Match[str]) -> tuple[int, int]:
+        """The span of a secret-named value that opens with a bracket.
+
+        ``auth=('bob', '...')``: a tuple or list of literals that ends there goes whole,
+        its brackets kept. Anything else is a key of symbols that opens with a bracket
+        (``SECRET_KEY = (a1)&b2...``, ``())b...``, ``(3)&b...``): from the bracket to its
+        close at least, and on as any unquoted value runs, or up to the next space,
+        separator or quote.
+        """
+        position = match.end()
+        items = bracketed_items(text, position, position + _MAX_BRACKETED)
+        if items is None:
+            return position + 1, _line_end(text, position)
+        spans, after = items
+        literals = any(text[start:end].strip() for start, end in spans) and all(
+            _LITERAL_ITEM.fullmatch(text, start, end) for start, end in spans
+        )
+        if literals and _ends_the_value(text, after, match.start()):
+            return position + 1, after - 1
+        end = after
+        unquoted = self._unquoted_span(text, match)
+        if unquoted is not None:
+            end = max(end, unquoted[1])
+        stop = _KEY_RUN_END.search(text, after)
+        return position, max(end, _line_end(text, after) if stop is None else stop.start())
 
     def _unquoted_span(self, text: str, match: re.Match[str]) -> tuple[int, int] | None:
         position, separator = match.end(), match["sep"]

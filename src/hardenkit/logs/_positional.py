@@ -81,23 +81,30 @@ _CSV_DELIMITERS = (",", ";", "\t", "\\t")
 _HEADER_PREFIX = re.compile(r"[:=(\s'\"]*[:=(\s'\"]")
 _LINE_BREAK = re.compile(r"(\r?\n|(?:\\r)?\\n)")
 _CSV_NAME = re.compile(r"[\"']?[A-Za-z_][\w .-]{0,63}[\"']?")
+_CLOSING = re.compile(r"[)\]}]")
 
 
-def bracketed_items(text: str, start: int) -> tuple[list[tuple[int, int]], int] | None:
+def bracketed_items(
+    text: str, start: int, limit: int | None = None
+) -> tuple[list[tuple[int, int]], int] | None:
     r"""The spans of a bracketed list's top-level items, and the end of the list.
 
     ``text[start]`` is the opening bracket. Quotes (with ``\\`` or doubled escapes) and
-    nested brackets are skipped. None when the list never closes.
+    nested brackets are skipped. None when the list never closes, or not before
+    ``limit``: a caller that asks at every secret name bounds each look, or a text of
+    brackets that never close is scanned once per name (round 22: 60 KB took 20 s).
     """
+    length = len(text) if limit is None else min(len(text), limit)
+    if _CLOSING.search(text, start, length) is None:
+        return None  # no closing bracket at all: found in C, without the walk below
     items: list[tuple[int, int]] = []
     depth = 0
     item_start = start + 1
     position = start
-    length = len(text)
     while position < length:
         char = text[position]
         if char in "'\"":
-            position = _quote_end(text, position)
+            position = _quote_end(text, position, length)
             continue
         if char in "([{":
             depth += 1
@@ -113,10 +120,11 @@ def bracketed_items(text: str, start: int) -> tuple[list[tuple[int, int]], int] 
     return None
 
 
-def _quote_end(text: str, start: int) -> int:
+def _quote_end(text: str, start: int, length: int | None = None) -> int:
     quote = text[start]
     position = start + 1
-    while position < len(text):
+    end = len(text) if length is None else length
+    while position < end:
         char = text[position]
         if char == "\\":
             position += 2
