@@ -396,3 +396,24 @@ def test_many_unclosed_brackets_after_secret_names_cost_linear_time() -> None:
         redacted = Redactor().redact({"detail": text})
         assert time.perf_counter() - started < 1.0, line
         assert "hunter2xyz" not in str(redacted)
+
+
+def test_a_secret_list_over_many_lines_is_redacted_on_every_line() -> None:
+    """Round 23: a bracket scan bounded at 256 characters treated a long pretty-printed
+    list as one that never closes, and only its first line was redacted."""
+    passwords = [f"Hunter{n}Xyz9q{n}" for n in range(12)]
+    pretty = json.dumps({"password": passwords, "user": "bob"}, indent=2)
+    for text in (pretty, f"settings: {pretty} (reloaded)", f"connect(passwords={passwords!r})"):
+        wrapped = text.replace(", ", ",\n  ")
+        redacted = str(Redactor().redact({"msg": wrapped}))
+        assert not [password for password in passwords if password in redacted], wrapped
+
+
+def test_brackets_that_close_inside_but_not_outside_cost_linear_time() -> None:
+    """Round 23: "pw=(()" lines, each bracket after a name closing only its inner one,
+    made every name scan on; bounded per text now."""
+    for line in ("pw=(()\n", "password=(()\n", " pw=(1))", "secret=[[]\n"):
+        text = line * (60_000 // len(line))
+        started = time.perf_counter()
+        Redactor().redact({"detail": text})
+        assert time.perf_counter() - started < 0.5, line

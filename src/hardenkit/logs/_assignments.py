@@ -27,6 +27,7 @@ its line: the scanner fails closed.
 from __future__ import annotations
 
 import re
+import threading
 from urllib.parse import unquote
 
 from hardenkit.logs._keys import KeyClassifier
@@ -69,7 +70,11 @@ _BARE_AFTER_COLON = re.compile(r"[^\s,;}\]\"'\\]+")
 _LIST_SEPARATORS = re.compile(r"[&;,=]")
 # What may follow a bracketed value that is a tuple or list: its end, a separator, or
 # the bracket or quote that closes what holds it.
-_MAX_BRACKETED = 256  # a tuple of credentials is short; past this, the rest of the line
+# Characters of one text walked in Python to find where the brackets after its secret
+# names close: a text of many unclosed or late-closing brackets was walked once per name
+# (60 KB took 20 s, round 22), while a list over many lines must be found whole (round
+# 23). Past the budget, a bracket that has not closed redacts the rest of the text.
+_BRACKET_BUDGET = 16_384
 _QUERY_PARAMETER = re.compile(r"[A-Za-z_][\w.-]{0,63}=")
 _OPENERS = {")": "(", "]": "[", "}": "{"}
 _KEY_RUN_END = re.compile(r"[\s,;'\"]")
@@ -190,7 +195,7 @@ def _ends_the_value(text: str, after: int, name_start: int) -> bool:
     opener = _OPENERS.get(char)
     if opener is None:
         return False
-    line = text[max(text.rfind("\n", 0, name_start) + 1, name_start - 4096) : name_start]
+    line = text[max(text.rfind("\n", 0, name_start) + 1, name_start - 256) : name_start]
     return line.count(opener) > line.count(char)
 
 
@@ -210,9 +215,13 @@ class AssignmentScanner:
     def __init__(self, keys: KeyClassifier) -> None:
         self._keys = keys
         self._positional = PositionalScanner(keys.is_sensitive)
+        # Per thread, the text being scanned and what is left of its budget for walking
+        # brackets after secret names (_bracketed_span).
+        self._brackets = threading.local()
 
     def scan(self, text: str) -> str:
         """Return ``text`` with the value of every secret name replaced."""
+        self._brackets.text = None  # the same text logged again gets a budget anew
         # Values told by their place first: "key='x-api-key', value='...'" needs the
         # name before the query-parameter rule for "key=" replaces it.
         text = self._positional.scan(text)
@@ -360,9 +369,22 @@ class AssignmentScanner:
         separator or quote.
         """
         position = match.end()
-        items = bracketed_items(text, position, position + _MAX_BRACKETED)
-        if items is None:
+        state = self._brackets
+        if getattr(state, "text", None) is not text:  # a new text: a new budget
+            state.text = text
+            state.budget = _BRACKET_BUDGET
+            state.last_close = max(text.rfind(")"), text.rfind("]"), text.rfind("}"))
+        if position > state.last_close:  # it never closes: the rest of its line
             return position + 1, _line_end(text, position)
+        if state.budget <= 0:  # past the budget: fail closed, the rest of the text
+            return position + 1, len(text)
+        limit = position + state.budget
+        items = bracketed_items(text, position, limit)
+        state.budget -= (min(len(text), limit) if items is None else items[1]) - position
+        if items is None:
+            # Never closed (the closers after it closed inner brackets), or the budget
+            # ran out before it did (fail closed).
+            return position + 1, _line_end(text, position) if limit >= len(text) else len(text)
         spans, after = items
         literals = any(text[start:end].strip() for start, end in spans) and all(
             _LITERAL_ITEM.fullmatch(text, start, end) for start, end in spans
