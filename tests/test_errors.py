@@ -396,6 +396,13 @@ def test_a_handshake_closed_before_accept_is_answered_with_a_403_problem() -> No
         assert closed.value.code == 4001
 
 
+def close_code(client: TestClient, path: str) -> int:
+    """The close code a client connected to ``path`` receives when it reads."""
+    with client.websocket_connect(path) as websocket, pytest.raises(WebSocketDisconnect) as closed:
+        websocket.receive_text()
+    return closed.value.code
+
+
 async def _serve_websocket(app: Any, path: str, *incoming: int) -> list[dict[str, object]]:
     """One WebSocket connection on a server without ``websocket.http.response``.
 
@@ -482,13 +489,8 @@ def test_a_coded_refusal_after_the_handshake_closes_the_websocket_under_install(
     )
     install(app, HardenSettings(auth_mode="off"))
     client = TestClient(app)
-    for path, code in (("/refuses", 1008), ("/fails", 1011)):
-        with (
-            client.websocket_connect(path) as websocket,
-            pytest.raises(WebSocketDisconnect) as closed,
-        ):
-            websocket.receive_text()
-        assert closed.value.code == code
+    assert close_code(client, "/refuses") == 1008
+    assert close_code(client, "/fails") == 1011
 
 
 def test_websocket_closes_the_app_asked_for_are_kept_and_nothing_is_sent_after_a_close() -> None:
@@ -515,13 +517,8 @@ def test_websocket_closes_the_app_asked_for_are_kept_and_nothing_is_sent_after_a
     install(app, HardenSettings(auth_mode="off"))
     client = TestClient(app)
     with structlog.testing.capture_logs() as logs:
-        for path, code in (("/raises", 4001), ("/closed", 4002)):
-            with (
-                client.websocket_connect(path) as websocket,
-                pytest.raises(WebSocketDisconnect) as closed,
-            ):
-                websocket.receive_text()
-            assert closed.value.code == code
+        assert close_code(client, "/raises") == 4001
+        assert close_code(client, "/closed") == 4002
     assert [log for log in logs if log["event"] == "unhandled_exception"] == []
 
 
@@ -539,9 +536,7 @@ def test_a_close_raised_by_a_handler_goes_on_the_wire_with_a_code_allowed_there(
         raise WebSocketDisconnect(raised)
 
     client = TestClient(ErrorMiddleware(Starlette(routes=[WebSocketRoute("/ws", closes)])))
-    with client.websocket_connect("/ws") as websocket, pytest.raises(WebSocketDisconnect) as closed:
-        websocket.receive_text()
-    assert closed.value.code == sent
+    assert close_code(client, "/ws") == sent
 
 
 def test_a_disconnect_raised_before_the_handshake_is_refused_as_a_problem() -> None:

@@ -195,8 +195,8 @@ def _element(element: str) -> tuple[str, str]:
     """``(for, proto)`` of one element; ``("", "")`` for one no proxy wrote as it reads.
 
     An element must be RFC 7239's grammar: ``key=value`` pairs separated by ``;``, each
-    value a token or a quoted string (a token may also hold the ``:`` and brackets of
-    an unquoted IPv6 node, which hand-made proxy configurations write). Outside it the
+    value a quoted string or unquoted (any character but whitespace, ``,``, ``;``, a
+    quote or a backslash: see ``_VALUE``). Outside it the
     element's bounds are not where its writer put them: a quote or backslash outside a
     quoted string, a quote left open, a space inside a value. A proxy that writes a
     client's Host into its own element lets the Host end a quoted string there, or, in

@@ -200,14 +200,14 @@ def _chosen_from_header(host: str, scope: Scope) -> bool:
     text = _forwarding_text(scope)
     if not text:
         return False
-    if any(_written_in(text, reading) for reading in _readings(host)):
+    readings = _readings(host)
+    if any(_written_in(text, reading) for reading in readings):
         return True
-    written = _as_written(host).lower()
     parsed = parse_hop(host)
     if parsed is None:
         return False
     address = parsed[0]
-    if str(address) != written and _written_in(text, str(address)):
+    if str(address) not in readings and _written_in(text, str(address)):
         return True
     return _spelled_otherwise_in(text, address)
 

@@ -68,8 +68,6 @@ _BRACED = re.compile(r"\{.*?\}(?=[;\s\"']|\Z)")
 _BLOCK_INDICATOR = re.compile(r"[|>][+-]?[ \t]*(?=\r?\n)")
 _BARE_AFTER_COLON = re.compile(r"[^\s,;}\]\"'\\]+")
 _LIST_SEPARATORS = re.compile(r"[&;,=]")
-# What may follow a bracketed value that is a tuple or list: its end, a separator, or
-# the bracket or quote that closes what holds it.
 # Characters of one text walked in Python to find where the brackets after its secret
 # names close: a text of many unclosed or late-closing brackets was walked once per name
 # (60 KB took 20 s, round 22), while a list over many lines must be found whole (round
