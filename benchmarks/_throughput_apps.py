@@ -9,6 +9,9 @@ environment (``HARDENKIT_*`` for hardenkit's settings, ``BENCH_*`` for the rest)
 * ``hardened``: the same route behind ``hardenkit.install`` with the full stack (limits
   high enough never to refuse), memory or Redis as ``HARDENKIT_REDIS_URL`` says;
 * ``bare_io`` / ``hardened_io``: the same with a handler awaiting 1 ms of I/O;
+* ``lean``: the full stack's essential work in one lean middleware with none of its
+  guarantees (``_lean_stack.py``), the same response headers: a reference for what the
+  guarantees cost;
 * ``bare_headers``: plain Starlette sending the response headers the full stack sends
   (captured from one request to ``hardened``), with no other work: what those headers
   alone cost in the server (uvicorn checks and writes each one), the floor under any
@@ -33,6 +36,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from benchmarks._lean_stack import lean_app
 from benchmarks._peer_stack import peer_app
 from hardenkit import get_principal, install, load_settings
 
@@ -143,6 +147,18 @@ def bare_headers() -> Starlette:
     return Starlette(
         routes=[Route("/api/me", me)],
         middleware=[Middleware(_SendHeaders, headers=stack_headers())],
+    )
+
+
+def lean() -> Starlette:
+    computed = {b"ratelimit-policy", b"ratelimit", b"x-request-id"}  # per request
+    return lean_app(
+        secret=SECRET,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        per_second=int(RATE.partition("/")[0]),
+        static_headers=[item for item in stack_headers() if item[0] not in computed],
+        routes=[Route("/api/me", me)],
     )
 
 

@@ -14,7 +14,15 @@ the layers alone do not add up to is the cost of running them together (more liv
 objects per request for the collector, deeper call chains). Where valgrind is installed,
 each app's instructions per request (callgrind, uvicorn's protocol in-process, GC on:
 :mod:`benchmarks.instructions`) stand next to the timings: a figure other work on the
-machine does not move. Reported, no target: docs/architecture.md includes this table.
+machine does not move. Where they are counted, each layer's instructions inside the
+full stack stand next to them too: the full stack's count minus the count of the full
+stack without that layer. That is what turning the layer off saves; a layer alone pays
+what the first hardenkit layer of a request pays for all of them.
+Two reference rows are in no sum: bare Starlette sending the full stack's headers and
+doing nothing else (the floor under any stack that sends them), and the stack's
+essential work in one lean middleware with none of its guarantees (``_lean_stack.py``):
+the difference between that row and the full stack is the price of the guarantees.
+Reported, no target: docs/architecture.md includes this table.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ BARE = "bare Starlette"
 FULL = "full stack (install)"
 NO_LAYER = "0. install() without its layers (health routes, handlers)"
 HEADERS = "bare Starlette sending the full stack's response headers, no other work"
+LEAN = "the essential work in one lean middleware, none of the guarantees (_lean_stack.py)"
 _AUTH = "AuthMiddleware"
 
 
@@ -51,8 +60,9 @@ def _label(cls_name: str, kwargs: dict[str, object]) -> str:
     return cls_name
 
 
-def layer_variants() -> tuple[list[Variant], list[tuple[str, str, str]]]:
-    """The apps to load, and per layer: (label, its variant, the variant it is added to)."""
+def layer_variants() -> tuple[list[Variant], list[tuple[str, str, str]], dict[str, Variant]]:
+    """The apps to load; per layer (label, its variant, the variant it is added to); and
+    per layer label, the full stack without that layer (counted, not loaded)."""
     with mock.patch.dict(os.environ, server_environment(), clear=True):
         layers = installed_layers()
     names = [getattr(layer.cls, "__name__", repr(layer.cls)) for layer in layers]
@@ -62,12 +72,16 @@ def layer_variants() -> tuple[list[Variant], list[tuple[str, str, str]]]:
         Variant(FULL, "hardened"),
         Variant(NO_LAYER, "layer", {"BENCH_LAYER": ""}),
         Variant(HEADERS, "bare_headers"),
+        Variant(LEAN, "lean"),
     ]
     # Each layer is added to the installed app without layers, so what install() adds
     # besides middleware (routes matched before the app's, handlers) is counted once.
     costs: list[tuple[str, str, str]] = [(NO_LAYER, NO_LAYER, BARE)]
+    without: dict[str, Variant] = {}
     for index, layer in enumerate(layers):
         label = f"{index + 1}. {_label(names[index], layer.kwargs)}"
+        others = ",".join(str(other) for other in range(len(layers)) if other != index)
+        without[label] = Variant(f"full stack without {label}", "layer", {"BENCH_LAYER": others})
         if auth is not None and index > auth:
             # Without a verified principal this layer has nothing to count.
             name = f"{label}, with auth"
@@ -76,7 +90,7 @@ def layer_variants() -> tuple[list[Variant], list[tuple[str, str, str]]]:
         else:
             variants.append(Variant(label, "layer", {"BENCH_LAYER": str(index)}))
             costs.append((label, label, NO_LAYER))
-    return variants, costs
+    return variants, costs, without
 
 
 def _cpu_us(run: Measurement) -> float:
@@ -118,11 +132,17 @@ def layer_table(
     results: dict[str, list[Measurement]],
     costs: list[tuple[str, str, str]],
     instructions: dict[str, float] | None = None,
+    without: dict[str, str] | None = None,
 ) -> str:
-    """The add-one-layer table: µs per request above bare and share of the full gap."""
+    """The add-one-layer table: µs per request above bare and share of the full gap.
+
+    ``without`` names, per layer label, the counted variant that is the full stack
+    without that layer: its instructions in the full stack are the difference.
+    """
     gap = _above(results, FULL, BARE, _cpu_us)
     gap_throughput = _above(results, FULL, BARE, _throughput_us)
     counted = instructions or {}
+    removed = without or {}
 
     def above(name: str, base: str) -> str:
         if name not in counted or base not in counted:
@@ -131,48 +151,68 @@ def layer_table(
 
     lines = [
         "| layer (install order) | server CPU µs/request | share of the gap "
-        "| µs/request from req/s | instructions/request |",
-        "|---|---:|---:|---:|---:|",
+        "| µs/request from req/s | instructions/request | instructions/request in the "
+        "full stack |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     total = 0.0
     total_counted = 0.0
+    total_in_stack = 0.0
     for label, name, base in costs:
         cost = _above(results, name, base, _cpu_us)
         total += cost
         if name in counted and base in counted:
             total_counted += counted[name] - counted[base]
+        in_stack = ""
+        if label in removed:
+            in_stack = above(FULL, removed[label])
+            if in_stack:
+                total_in_stack += counted[FULL] - counted[removed[label]]
         throughput = _above(results, name, base, _throughput_us)
         lines.append(
-            f"| {label} | {cost:.1f} | {cost / gap:.0%} | {throughput:.1f} | {above(name, base)} |"
+            f"| {label} | {cost:.1f} | {cost / gap:.0%} | {throughput:.1f} "
+            f"| {above(name, base)} | {in_stack} |"
         )
     gap_counted = above(FULL, BARE)
+    together = counted[FULL] - counted[BARE] if gap_counted else 0.0
     lines += [
-        f"| sum of the layers alone | {total:.1f} | {total / gap:.0%} | "
-        f"| {_thousands(total_counted) if counted else ''} |",
+        f"| sum of the layers | {total:.1f} | {total / gap:.0%} | "
+        f"| {_thousands(total_counted) if counted else ''} "
+        f"| {_thousands(total_in_stack) if total_in_stack else ''} |",
         f"| full stack above bare (the gap) | {gap:.1f} | 100% | {gap_throughput:.1f} "
-        f"| {gap_counted} |",
-        f"| not in any layer alone (running them together) | {gap - total:.1f} "
+        f"| {gap_counted} | {gap_counted} |",
+        f"| not in the sum (running them together) | {gap - total:.1f} "
         f"| {(gap - total) / gap:.0%} | "
-        f"| {_thousands(counted[FULL] - counted[BARE] - total_counted) if gap_counted else ''} |",
+        f"| {_thousands(together - total_counted) if gap_counted else ''} "
+        f"| {_thousands(together - total_in_stack) if total_in_stack else ''} |",
         f"| bare Starlette itself | "
         f"{statistics.median(_cpu_us(run) for run in results[BARE]):.1f} | | "
         f"{statistics.median(_throughput_us(run) for run in results[BARE]):.1f} "
-        f"| {_thousands(counted[BARE]) if BARE in counted else ''} |",
+        f"| {_thousands(counted[BARE]) if BARE in counted else ''} | |",
     ]
-    if HEADERS in results:  # a reference, in no sum: the floor under any such stack
-        floor = _above(results, HEADERS, BARE, _cpu_us)
-        lines.append(
-            f"| {HEADERS} (above bare) | {floor:.1f} | {floor / gap:.0%} "
-            f"| {_above(results, HEADERS, BARE, _throughput_us):.1f} "
-            f"| {above(HEADERS, BARE)} |"
-        )
+    for reference in (HEADERS, LEAN):  # references, in no sum
+        if reference in results:
+            cost = _above(results, reference, BARE, _cpu_us)
+            lines.append(
+                f"| {reference} (above bare) | {cost:.1f} | {cost / gap:.0%} "
+                f"| {_above(results, reference, BARE, _throughput_us):.1f} "
+                f"| {above(reference, BARE)} | |"
+            )
     return "\n".join(lines)
+
+
+def _share_of_bare(results: dict[str, list[Measurement]], name: str) -> float:
+    """Median over rounds of ``name``'s requests per second as a share of bare's."""
+    return statistics.median(
+        mine.per_second / bare.per_second
+        for mine, bare in zip(results[name], results[BARE], strict=True)
+    )
 
 
 def run(quick: bool) -> list[Row | Section]:
     rounds, seconds = (2, 2.0) if quick else (5, 2.0)
     cores = plan_cores()
-    variants, costs = layer_variants()
+    variants, costs, without = layer_variants()
     results = measure_rounds(
         variants,
         headers={"Authorization": f"Bearer {token()}"},
@@ -182,17 +222,29 @@ def run(quick: bool) -> list[Row | Section]:
         cores=cores,
     )
     counted_requests = 200 if quick else 1000  # a fixed ~3M per run (32 connections set up)
-    instructions = instruction_counts(variants, counted_requests)
+    instructions = instruction_counts([*variants, *without.values()], counted_requests)
     description = (
         "Each layer of `install()` alone, added to the installed app without its layers "
         "(row 0 is that app above bare Starlette), under uvicorn: memory stores, "
         f"32 connections, GC on; {load_generator_name()}; {cores.describe()}; {rounds} "
         f"interleaved rounds of {seconds:g} s; medians over rounds. Costs are server CPU "
         "µs per request above the app the layer is added to; shares are of the full "
-        "stack's gap over bare Starlette. The last row is no layer: bare Starlette "
-        "adding the headers the full stack's response carries and doing nothing else, "
-        "what the server pays for those headers alone; no stack that sends them runs "
-        "faster than bare × bare / (bare + that row)."
+        "stack's gap over bare Starlette. A layer alone is the first hardenkit layer of "
+        "its request and pays what that layer pays for all of them (the request's facts, "
+        "its last message sent clean); the last column is what the layer costs in the "
+        "full stack, the full stack without it subtracted, what turning it off saves "
+        "(without the auth layer, the per-tenant limit has no tenant to count: the auth "
+        "row includes that limit's work). The last two rows are references in no sum: "
+        "bare Starlette adding the headers the full stack's response carries and doing "
+        "nothing else, what the server pays for those headers alone (no stack that sends "
+        "them runs faster than bare × bare / (bare + that row)); and the stack's "
+        "essential work (request id, cached token check, two memory limits, deadline, "
+        "the same headers) in one lean middleware with none of the guarantees "
+        "(`benchmarks/_lean_stack.py`): the full stack above it is what the guarantees "
+        "cost. Requests per second as a share of bare Starlette's in this run (median "
+        f"over rounds): full stack {_share_of_bare(results, FULL):.2f}×, lean middleware "
+        f"{_share_of_bare(results, LEAN):.2f}×, header floor "
+        f"{_share_of_bare(results, HEADERS):.2f}×."
     )
     lowest = lowest_share_run([run for variant in variants for run in results[variant.name]])
     if lowest is not None and lowest.server_share is not None and lowest.server_core:
@@ -209,10 +261,11 @@ def run(quick: bool) -> list[Row | Section]:
         if instructions is not None
         else " Instructions per request: not counted (valgrind is not installed)."
     )
+    in_stack = {label: variant.name for label, variant in without.items()}
     return [
         Section(
             "layer-costs",
             "Cost per layer under uvicorn",
-            f"{description}\n\n{layer_table(results, costs, instructions)}",
+            f"{description}\n\n{layer_table(results, costs, instructions, in_stack)}",
         )
     ]

@@ -30,7 +30,7 @@ from benchmarks._harness import Row, Section
 from benchmarks._load import parse_response, run_load
 from benchmarks._throughput import Measurement, Variant, median_range
 from benchmarks._wrk import parse_wrk
-from benchmarks.bench_layers import BARE, FULL, HEADERS, NO_LAYER, layer_table
+from benchmarks.bench_layers import BARE, FULL, HEADERS, LEAN, NO_LAYER, layer_table
 from benchmarks.bench_throughput import stack_table
 
 WRK_OK = """Running 1s test @ http://127.0.0.1:18778/api/me
@@ -318,23 +318,56 @@ def test_the_layer_table_counts_each_layer_above_the_app_it_was_added_to() -> No
         line.split(" | ")[0].lstrip("| "): line
         for line in layer_table(results, costs, counted).splitlines()
     }
-    # 150 - 110 = 40 µs of a 200 µs gap; 100k instructions above the no-layer app.
-    assert rows["1. A"] == "| 1. A | 40.0 | 20% | 40.0 | 100k |"
-    assert rows["full stack above bare (the gap)"].endswith("| 470k |")
-    assert rows["sum of the layers alone"].endswith("| 130k |")
-    assert rows["not in any layer alone (running them together)"].endswith("| 340k |")
-    assert rows["bare Starlette itself"].endswith("| 230k |")
-    # Without valgrind the column stays, empty, and nothing is made up.
-    assert layer_table(results, costs).splitlines()[2].endswith("|  |")
+    # 150 - 110 = 40 µs of a 200 µs gap; 100k instructions above the no-layer app; no
+    # count of the stack without it, so nothing in the last column.
+    assert rows["1. A"] == "| 1. A | 40.0 | 20% | 40.0 | 100k |  |"
+    assert rows["full stack above bare (the gap)"].endswith("| 470k | 470k |")
+    assert rows["sum of the layers"].endswith("| 130k |  |")
+    assert rows["not in the sum (running them together)"].endswith("| 340k |  |")
+    assert rows["bare Starlette itself"].endswith("| 230k | |")
+    # Without valgrind the columns stay, empty, and nothing is made up.
+    assert layer_table(results, costs).splitlines()[2].endswith("|  |  |")
 
 
-def test_the_header_floor_is_a_row_of_its_own_in_no_sum() -> None:
+def test_a_layers_cost_in_the_full_stack_is_the_stack_without_it_subtracted() -> None:
+    results = {
+        BARE: [_run(100.0)],
+        FULL: [_run(300.0)],
+        NO_LAYER: [_run(110.0)],
+        "1. A": [_run(150.0)],
+        "2. B": [_run(130.0)],
+    }
+    costs = [(NO_LAYER, NO_LAYER, BARE), ("1. A", "1. A", NO_LAYER), ("2. B", "2. B", NO_LAYER)]
+    counted = {
+        BARE: 230_000.0,
+        FULL: 700_000.0,
+        NO_LAYER: 260_000.0,
+        "1. A": 360_000.0,
+        "2. B": 300_000.0,
+        "without A": 640_000.0,
+        "without B": 690_000.0,
+    }
+    without = {"1. A": "without A", "2. B": "without B"}
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line
+        for line in layer_table(results, costs, counted, without).splitlines()
+    }
+    # A costs 100k alone but 60k in the stack; B 40k alone, 10k in the stack.
+    assert rows["1. A"].endswith("| 100k | 60k |")
+    assert rows["2. B"].endswith("| 40k | 10k |")
+    assert rows["sum of the layers"].endswith("| 170k | 70k |")
+    # 470k of gap: 30k is row 0's (not removable), the rest is what running them costs.
+    assert rows["not in the sum (running them together)"].endswith("| 300k | 400k |")
+
+
+def test_the_reference_rows_are_rows_of_their_own_in_no_sum() -> None:
     results = {
         BARE: [_run(100.0)],
         FULL: [_run(300.0)],
         NO_LAYER: [_run(110.0)],
         "1. A": [_run(150.0)],
         HEADERS: [_run(130.0)],
+        LEAN: [_run(160.0)],
     }
     costs = [(NO_LAYER, NO_LAYER, BARE), ("1. A", "1. A", NO_LAYER)]
     counted = {
@@ -343,12 +376,14 @@ def test_the_header_floor_is_a_row_of_its_own_in_no_sum() -> None:
         NO_LAYER: 260_000.0,
         "1. A": 360_000.0,
         HEADERS: 310_000.0,
+        LEAN: 350_000.0,
     }
     lines = layer_table(results, costs, counted).splitlines()
     # 30 µs of the 200 µs gap, 80k instructions above bare; the sums are as without it.
-    assert lines[-1] == f"| {HEADERS} (above bare) | 30.0 | 15% | 30.0 | 80k |"
+    assert lines[-2] == f"| {HEADERS} (above bare) | 30.0 | 15% | 30.0 | 80k | |"
+    assert lines[-1] == f"| {LEAN} (above bare) | 60.0 | 30% | 60.0 | 120k | |"
     rows = {line.split(" | ")[0].lstrip("| "): line for line in lines}
-    assert rows["sum of the layers alone"].endswith("| 130k |")
+    assert rows["sum of the layers"].endswith("| 130k |  |")
 
 
 def test_the_stack_table_shows_a_peers_failed_requests() -> None:

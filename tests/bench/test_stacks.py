@@ -25,7 +25,7 @@ def bench_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_every_installed_layer_is_measured_once_and_principal_layers_on_top_of_auth() -> None:
     names = [layer.cls.__name__ for layer in installed_layers()]
     auth = names.index("AuthMiddleware")
-    variants, costs = layer_variants()
+    variants, costs, without = layer_variants()
     layers = {variant.name: variant.env.get("BENCH_LAYER") for variant in variants}
     assert costs[0] == (NO_LAYER, NO_LAYER, BARE)
     assert layers[NO_LAYER] == ""
@@ -38,6 +38,11 @@ def test_every_installed_layer_is_measured_once_and_principal_layers_on_top_of_a
         else:
             assert layers[variant] == str(index)
             assert base == NO_LAYER
+        # In the full stack: every other layer, in order.
+        others = [str(other) for other in range(len(names)) if other != index]
+        assert without[label].factory == "layer"
+        assert without[label].env == {"BENCH_LAYER": ",".join(others)}
+    assert len(without) == len(names)
 
 
 @pytest.mark.usefixtures("bench_settings")
@@ -51,6 +56,7 @@ def test_the_header_floor_app_sends_what_the_full_stack_sends_and_does_nothing_e
         return [name for name, _ in response.headers.multi_items()]
 
     assert sent(_throughput_apps.bare_headers()) == sent(_throughput_apps.hardened())
+    assert sent(_throughput_apps.lean()) == sent(_throughput_apps.hardened())
     assert len(sent(_throughput_apps.bare())) == 2  # what the floor adds is those headers
     assert _throughput_apps.bare_headers().user_middleware[0].cls.__name__ == "_SendHeaders"
 
@@ -101,3 +107,30 @@ def test_one_round_under_uvicorn_records_throughput_and_the_servers_cpu(
         # mean a part measured over another window or on another core. (When the
         # server's time was sampled at each tick instead, the sum read up to 12% high.)
         assert sum(parts) == pytest.approx(1.0, abs=0.03)
+
+
+@pytest.mark.usefixtures("bench_settings")
+def test_the_lean_reference_verifies_the_token_it_caches() -> None:
+    """The lean row does the work it claims: a token it has not verified gets nothing."""
+    import time
+
+    import jwt
+    from starlette.testclient import TestClient
+
+    now = int(time.time())
+    good = {
+        "sub": "alice", "tenant_id": "acme", "iss": _throughput_apps.ISSUER,
+        "aud": _throughput_apps.AUDIENCE, "iat": now, "exp": now + 60,
+    }  # fmt: skip
+    secret = _throughput_apps.SECRET
+
+    def status(claims: dict[str, object], key: str = secret) -> int:
+        with TestClient(_throughput_apps.lean()) as client:
+            token = jwt.encode(claims, key, algorithm="HS256")
+            return client.get("/api/me", headers={"Authorization": f"Bearer {token}"}).status_code
+
+    assert status(good) == 200
+    assert status(good, key="another-secret-of-enough-length-for-hs256") == 401
+    assert status({**good, "exp": now - 5}) == 401
+    assert status({**good, "aud": "elsewhere"}) == 401
+    assert status({key: value for key, value in good.items() if key != "tenant_id"}) == 401
