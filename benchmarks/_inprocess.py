@@ -94,8 +94,18 @@ def _complete(written: bytearray) -> bool:
     return len(written) - end - 4 >= length
 
 
+def header_names(response: bytes) -> list[bytes]:
+    """The header names of ``response``'s head, in order (values vary per request)."""
+    head = response.split(b"\r\n\r\n", 1)[0]
+    return [line.split(b":", 1)[0].lower() for line in head.split(b"\r\n")[1:]]
+
+
 async def _connection(
-    protocol: HttpToolsProtocol, request: bytes, remaining: list[int], failures: list[bytes]
+    protocol: HttpToolsProtocol,
+    request: bytes,
+    remaining: list[int],
+    failures: list[bytes],
+    last: list[bytes],
 ) -> int:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
@@ -116,6 +126,8 @@ async def _connection(
         if not transport.written.startswith(b"HTTP/1.1 200"):
             failures.append(bytes(transport.written[:200]))
         served += 1
+    if served:
+        last.append(bytes(transport.written))
     protocol.connection_lost(None)
     return served
 
@@ -130,8 +142,13 @@ async def drive(
 ) -> float:
     """Serve ``requests`` requests to the app ``factory`` makes; CPU seconds they took.
 
+    After the measured requests (outside the counted part), the last response of every
+    connection must carry the header names of the first response: a change that makes
+    the app faster by sending less (a header lost) fails the run instead of passing as
+    a saving.
+
     Raises:
-        RuntimeError: A response was not ``200``.
+        RuntimeError: A response was not ``200``, or the header names changed.
     """
     config = Config(
         f"benchmarks._throughput_apps:{factory}",
@@ -151,17 +168,19 @@ async def drive(
     ).encode()
     failures: list[bytes] = []
 
-    async def run(count: int) -> None:
+    async def run(count: int) -> list[bytes]:
         remaining = [count]
+        last: list[bytes] = []
         protocols = [HttpToolsProtocol(config, state, {}) for _ in range(connections)]
-        await asyncio.gather(*(_connection(p, raw, remaining, failures) for p in protocols))
+        await asyncio.gather(*(_connection(p, raw, remaining, failures, last) for p in protocols))
+        return last
 
     try:
-        await run(warm_up)
+        first = await run(warm_up)
         if around is not None:
             around("start")
         started = time.process_time()
-        await run(requests)
+        measured = await run(requests)
         spent = time.process_time() - started
         if around is not None:
             around("stop")
@@ -169,6 +188,12 @@ async def drive(
         await lifespan.shutdown()
     if failures:
         raise RuntimeError(f"{len(failures)} responses were not 200, e.g. {failures[0]!r}")
+    expected = header_names((first or measured)[0])
+    changed = [names for names in map(header_names, measured) if names != expected]
+    if changed:
+        raise RuntimeError(
+            f"the header names changed during the run: {expected!r}, then {changed[0]!r}"
+        )
     return spent
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from benchmarks._inprocess import _complete, drive
+from benchmarks import _throughput_apps
+from benchmarks._inprocess import _complete, drive, header_names
 from benchmarks._throughput_apps import hardenkit_environment
 from benchmarks.instructions import count_instructions, parse_collected
 
@@ -33,6 +37,38 @@ async def test_a_response_that_is_not_200_fails_the_run(monkeypatch: pytest.Monk
     monkeypatch.setenv("HARDENKIT_JWT_AUDIENCE", "another-audience")  # the token is refused
     with pytest.raises(RuntimeError, match="not 200"):
         await drive("hardened", 4, connections=2, warm_up=0)
+
+
+def _losing_a_header_after(answers: int) -> Starlette:
+    served = [0]
+
+    async def me(request: object) -> Response:
+        served[0] += 1
+        headers = {"x-kept": "1"} if served[0] <= answers else {}
+        return JSONResponse({"ok": True}, headers=headers)
+
+    return Starlette(routes=[Route("/api/me", me)])
+
+
+async def test_a_run_whose_responses_lose_a_header_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What a broken change looks like: faster because it sends less. The 4 warm-up
+    # responses have the header, the measured ones lose it.
+    monkeypatch.setattr(
+        _throughput_apps, "losing", lambda: _losing_a_header_after(4), raising=False
+    )
+    with pytest.raises(RuntimeError, match="header names changed"):
+        await drive("losing", 8, connections=2, warm_up=4)
+    monkeypatch.setattr(
+        _throughput_apps, "keeping", lambda: _losing_a_header_after(99), raising=False
+    )
+    assert await drive("keeping", 8, connections=2, warm_up=4) > 0
+
+
+def test_header_names_are_read_in_order_without_values() -> None:
+    response = b"HTTP/1.1 200 OK\r\ncontent-type: a\r\nX-Request-ID: 1\r\n\r\nbody: x"
+    assert header_names(response) == [b"content-type", b"x-request-id"]
 
 
 def test_a_response_is_complete_when_its_whole_declared_body_arrived() -> None:
