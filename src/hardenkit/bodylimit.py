@@ -13,7 +13,6 @@ that is not JSON, or nests deeper than a parser can follow, is a ``400``, never 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -21,6 +20,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hardenkit._json_text import loads_text
 from hardenkit._paths import PathTable, route_path
 from hardenkit.context import FACTS_KEY, own_facts
 from hardenkit.errors import ErrorCode, HardenError, send_refusal
@@ -219,14 +219,15 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 def parse_json(body: bytes) -> Any:
     """Return the JSON value in ``body``; ``400`` ``BAD_REQUEST`` for anything else.
 
-    Invalid JSON, bytes in no UTF encoding, numbers longer than Python converts and
-    nesting deeper than the parser's recursion limit are all the client's mistake.
+    Invalid JSON, bytes in no UTF encoding, a string holding a lone surrogate (no
+    character: ``"\ud800"``), numbers longer than Python converts and nesting deeper
+    than the parser's recursion limit are all the client's mistake.
 
     Raises:
         HardenError: ``400`` ``BAD_REQUEST``.
     """
     try:
-        return json.loads(body)
+        return loads_text(body)
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError included
         raise HardenError(
             ErrorCode.BAD_REQUEST, status=400, detail="The body is not valid JSON."

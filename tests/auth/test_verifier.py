@@ -54,6 +54,43 @@ async def test_a_valid_hs256_token_gives_its_principal() -> None:
     assert principal.credential == "jwt"
 
 
+@pytest.mark.parametrize("separator", ["\u00a0", "\u3000", "\u2028", "\x1f", "\t", "\n"])
+async def test_a_space_separated_claim_splits_on_the_space_only(separator: str) -> None:
+    # RFC 6749 3.3: scope tokens are separated by SP (U+0020). Split on every Unicode
+    # whitespace, "member<NBSP>admin" gave the role admin, which nobody granted.
+    principal = await hs_verifier().verify(
+        hs256(claims(roles=f"member{separator}admin", scope=f"items:read{separator}items:admin"))
+    )
+    assert principal.roles == {f"member{separator}admin"}
+    assert principal.scopes == {f"items:read{separator}items:admin"}
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [("sub", "\ud800"), ("tenant_id", "acme\udfff"), ("roles", ["\udc80"]), ("x", {"\ud83d": 1})],
+)
+async def test_a_signed_claim_holding_a_lone_surrogate_is_malformed(
+    claim: str, value: object
+) -> None:
+    # No character: accepted, such a subject made /api/me a 500 and every console audit
+    # line about it a "Logging error" (an attacker review).
+    payload = json.dumps(claims(**{claim: value})).encode()  # ensure_ascii: "\ud800" escapes
+    token = raw_hmac_token(b'{"alg":"HS256","typ":"JWT"}', payload)
+    assert await reason(hs_verifier(), token) == "malformed"
+
+
+async def test_a_signed_claim_spelled_with_a_surrogate_pair_is_text() -> None:
+    payload = json.dumps(claims(sub="user-\U0001f600")).encode()  # "\ud83d\ude00"
+    token = raw_hmac_token(b'{"alg":"HS256","typ":"JWT"}', payload)
+    assert (await hs_verifier().verify(token)).subject == "user-\U0001f600"
+
+
+async def test_a_space_separated_claim_ignores_repeated_and_outer_spaces() -> None:
+    principal = await hs_verifier().verify(hs256(claims(roles=" admin  member ", scope="")))
+    assert principal.roles == {"admin", "member"}
+    assert principal.scopes == frozenset()
+
+
 async def test_a_valid_rs256_token_verifies_with_the_pem_public_key() -> None:
     principal = await rs_verifier().verify(rs256())
     assert principal.tenant == "acme"

@@ -777,3 +777,56 @@ def test_a_name_and_its_value_side_by_side_in_a_list_are_paired(
         message = Redactor().redact_text(f"Command {command!r} failed")
         assert SECRET not in message
         assert message == f"Command {expected!r} failed"
+
+
+_SURROGATE_LINES = """
+import logging, sys
+import structlog
+from hardenkit.logs import configure_logging
+from hardenkit.logs.audit import AuditEventType, audit
+from hardenkit.settings import HardenSettings
+
+configure_logging(HardenSettings(log_format=sys.argv[1]))  # sys.stdout: UTF-8, strict
+structlog.get_logger("surrogate").warning("login", user="bob\\ud800")
+audit(AuditEventType.AUTH, "denied", actor="eve\\udfff", reason="tenant_mismatch")
+logging.getLogger("surrogate").warning("path %s", "/a\\udc80")
+"""
+
+
+@pytest.mark.parametrize("log_format", ["console", "json"])
+def test_a_line_holding_a_lone_surrogate_is_written_not_lost(log_format: str) -> None:
+    # A lone surrogate is no character: a UTF-8 stream refused the whole console line
+    # ("--- Logging error ---"), audit events included. It is written escaped instead.
+    # In a child process: pytest's own capture of such records cannot cross xdist.
+    import os
+    import sys
+
+    environment = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    done = subprocess.run(
+        [sys.executable, "-c", _SURROGATE_LINES, log_format],
+        capture_output=True,
+        env=environment,
+        timeout=60,
+        check=True,
+    )
+    written = done.stdout.decode("utf-8")
+    assert "Logging error" not in done.stderr.decode("utf-8", "replace")
+    for kept in ("bob", "eve", "/a", "tenant_mismatch"):
+        assert kept in written
+    for escaped in ("\\ud800", "\\udfff", "\\udc80"):
+        assert escaped in written
+
+
+def test_an_audit_reason_is_written_as_itself_whatever_its_enum_is_named(
+    json_log: io.StringIO,
+) -> None:
+    # The redactor hides an enum member whose name looks secret (API_KEY, CREDENTIALS):
+    # audit reasons missing_api_key, bad_api_key and ambiguous_credentials were written
+    # as "[REDACTED]", and key guessing could not be told from duplicate headers.
+    from hardenkit.auth.errors import RefusalReason
+    from hardenkit.logs.audit import AuditEventType, audit
+
+    for reason in RefusalReason:
+        audit(AuditEventType.AUTH, "denied", reason=reason)
+    written = [json.loads(line)["reason"] for line in json_log.getvalue().splitlines()]
+    assert written == [reason.value for reason in RefusalReason]

@@ -14,6 +14,7 @@ import json
 import re
 from typing import Any
 
+from hardenkit._json_text import ensure_text, has_surrogate_escape
 from hardenkit.auth.errors import TokenRejectedError
 
 MAX_JSON_DEPTH = 16
@@ -55,14 +56,21 @@ def b64url_decode(segment: bytes) -> bytes:
 
 
 def json_object(data: bytes) -> dict[str, Any]:
-    """Parse a JSON object from UTF-8 bytes, refusing deep nesting and non-finite numbers."""
+    """Parse a JSON object from UTF-8 bytes.
+
+    Deep nesting, non-finite numbers and strings holding a lone surrogate are refused.
+    """
     if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and _depth(data) > MAX_JSON_DEPTH:
         raise TokenRejectedError("malformed")
     try:
-        value = _DECODER.decode(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        value = _DECODER.decode(text)
+        if has_surrogate_escape(text):
+            ensure_text(value)  # "\ud800" is no text: the claims would fail where used
     except (ValueError, RecursionError):
-        # UnicodeDecodeError and JSONDecodeError are ValueErrors; RecursionError is the
-        # parser's own answer to nesting the depth check above did not see.
+        # UnicodeDecodeError, UnicodeEncodeError and JSONDecodeError are ValueErrors;
+        # RecursionError is the parser's own answer to nesting the depth check above did
+        # not see.
         raise TokenRejectedError("malformed") from None
     if not isinstance(value, dict):
         raise TokenRejectedError("malformed")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from hardenkit.auth.errors import TokenRejectedError
 
@@ -110,8 +110,15 @@ def read_tenant(
     return tenant, frozenset((tenant,))
 
 
+_EMPTY: Final = frozenset({""})
+
+
 def read_string_set(claims: Mapping[str, Any], path: ClaimPath) -> frozenset[str]:
     """Return roles or scopes: a space-separated string or a list of strings.
+
+    A string is split on the space (U+0020) only, as RFC 6749 separates scope tokens:
+    any other whitespace is part of a name, so ``"member\u00a0admin"`` is one role,
+    not ``admin``, which nobody granted.
 
     Raises:
         TokenRejectedError: ``malformed_claims`` for any other type.
@@ -120,7 +127,7 @@ def read_string_set(claims: Mapping[str, Any], path: ClaimPath) -> frozenset[str
     if value is None:
         return frozenset()
     if isinstance(value, str):
-        return frozenset(value.split())
+        return frozenset(value.split(" ")) - _EMPTY
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return frozenset(value)
     raise TokenRejectedError("malformed_claims")

@@ -235,7 +235,7 @@ class AuthMiddleware:
         self._record(refused, path)
         _logger.warning(
             "auth_report_only_let_through",
-            reason=refused.reason,
+            reason=str(refused.reason),  # a plain string: the redactor hides BAD_API_KEY
             path=path,
             status_if_enforced=refused.status,
         )

@@ -46,7 +46,8 @@ class AuditEvent:
     Attributes:
         event_type: The kind of decision (an :class:`AuditEventType` value, or your own).
         outcome: ``"denied"``, ``"allowed"``, ``"opened"``, ``"closed"``...
-        reason: A short stable reason (``"expired"``, ``"tenant_mismatch"``).
+        reason: A short stable reason (``"expired"``, ``"tenant_mismatch"``); a
+            ``StrEnum`` member is written as its value, whatever the member is named.
         actor: The subject acting, when known.
         tenant: The tenant claimed or verified, when known.
         request_id: The request the decision was made in, when any.
@@ -88,7 +89,8 @@ def audit(
     Args:
         event_type: The kind of decision (:class:`AuditEventType`).
         outcome: ``"denied"``, ``"allowed"``, ``"opened"``...
-        reason: A short stable reason (``"expired"``, ``"tenant_mismatch"``).
+        reason: A short stable reason (``"expired"``, ``"tenant_mismatch"``); a
+            ``StrEnum`` member is written as its value, whatever the member is named.
         actor: The subject, when known; defaults to the verified principal's.
         tenant: The tenant claimed or verified; defaults to the principal's.
         details: Extra fields. Never put a credential here: it is redacted, but it
@@ -101,6 +103,10 @@ def audit(
     if principal is not None:
         actor = actor if actor is not None else principal.subject
         tenant = tenant if tenant is not None else principal.tenant
+    if reason is not None:
+        # A plain string: the redactor hides an enum member whose name looks secret
+        # (RefusalReason.BAD_API_KEY), and the reason is what the audit line is for.
+        reason = str(reason)
     event = AuditEvent(
         event_type=str(event_type),
         outcome=outcome,

@@ -130,12 +130,35 @@ def structlog_redacts() -> bool:
     return any(isinstance(processor, RedactingProcessor) for processor in processors)
 
 
-class _StreamHandler(RedactedErrorReports, logging.StreamHandler):  # type: ignore[type-arg]
-    """A stream handler whose failures are reported redacted."""
+class _EncodableLines(logging.Handler):
+    r"""Lines the stream's encoding can take: what it cannot is written escaped (``\ud800``).
+
+    A Python string may hold a lone surrogate, which is no character (a JSON ``\ud800``
+    escape, bytes decoded with ``surrogateescape``): a UTF-8 stream refuses the whole
+    line, and the event, an audit event included, would be lost to a "Logging error"
+    report. The JSON format escapes such text itself; the console format did not.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The formatted line, with what the stream cannot encode backslash-escaped."""
+        text = super().format(record)
+        if text.isascii():
+            return text
+        stream = getattr(self, "stream", None)
+        encoding = getattr(stream, "encoding", None) or getattr(self, "encoding", None)
+        if not isinstance(encoding, str):
+            return text  # a text buffer (StringIO) takes any string
+        return text.encode(encoding, "backslashreplace").decode(encoding)
 
 
-class _AuditFileHandler(RedactedErrorReports, logging.handlers.TimedRotatingFileHandler):
-    """The audit file handler, its failures reported redacted."""
+class _StreamHandler(_EncodableLines, RedactedErrorReports, logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler whose lines always encode and whose failures are reported redacted."""
+
+
+class _AuditFileHandler(
+    _EncodableLines, RedactedErrorReports, logging.handlers.TimedRotatingFileHandler
+):
+    """The audit file handler: lines that always encode, failures reported redacted."""
 
 
 class _StructuredArguments(logging.Filter):
