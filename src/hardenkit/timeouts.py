@@ -33,7 +33,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hardenkit._inline import InlineRun
 from hardenkit._paths import PathTable, route_path
 from hardenkit._timer import AttemptWatch, watch
-from hardenkit.context import FACTS_KEY, deadline_var, own_facts, request_id_var, set_deadline
+from hardenkit.context import (
+    FACTS_KEY,
+    deadline_var,
+    is_last_body,
+    own_facts,
+    request_id_var,
+    set_deadline,
+)
 from hardenkit.errors import ErrorCode, Refusal, send_refusal
 from hardenkit.telemetry import timeouts as timeout_counter
 
@@ -214,11 +221,20 @@ class _GuardedResponse:
             if _is_event_stream(message):
                 # Server-sent events have no timeout: the clock stops, and the stream's
                 # own outbound calls are held to no deadline of this layer's either.
-                self._attempt.done()
-                outer, own = self._deadlines
-                if deadline_var.get() is own:  # not one the application set further in
-                    deadline_var.set(outer)
+                self._release()
         await self._send(message)
+        if is_last_body(message):
+            # The client has the whole answer, in time. What the application does after
+            # it in this call (Starlette's background tasks) is not the request's: the
+            # deadline cancelled it, after a 200 that said the work was queued.
+            self._release()
+
+    def _release(self) -> None:
+        """Stop the clock, and restore the deadline from before this layer's."""
+        self._attempt.done()
+        outer, own = self._deadlines
+        if deadline_var.get() is own:  # not one the application set further in
+            deadline_var.set(outer)
 
     async def time_up(self) -> None:
         """Record the timeout and answer it (a 504 before the response started), once."""

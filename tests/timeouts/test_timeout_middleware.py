@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import structlog
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -189,6 +190,60 @@ async def test_server_sent_events_stream_past_the_timeout() -> None:
     assert captured.body_times()[-1] > TIMEOUT * 1.5
     # The clock stopped for its outbound calls too: no deadline to run out mid-stream.
     assert captured.body.count(b" None\n\n") == 8
+
+
+async def test_background_tasks_run_to_the_end_after_the_response_free_of_its_deadline() -> None:
+    # Starlette runs a response's background tasks after its last byte, in the request's
+    # call: the deadline cancelled them once the time was up, after the client had its
+    # 200 ("queued"), so the work (emails, fan-out, audit writes) was silently lost.
+    finished = asyncio.Event()
+    seen: list[float | None] = []
+
+    async def job() -> None:
+        seen.append(remaining_time())
+        await asyncio.sleep(TIMEOUT * 2)
+        finished.set()
+
+    async def queue(request: Request) -> Response:
+        return JSONResponse({"queued": True}, background=BackgroundTask(job))
+
+    app = RequestIdMiddleware(
+        TimeoutMiddleware(Starlette(routes=[Route("/queue", queue)]), timeout=TIMEOUT),
+        trust="any",
+    )
+    with structlog.testing.capture_logs() as logs:
+        captured = await call(app, "/queue")
+    assert captured.status == 200
+    assert captured.complete
+    assert finished.is_set()
+    assert seen == [None]  # its outbound calls are held to no deadline of the request's
+    assert not [log for log in logs if log["event"] == "request_timeout"]
+
+
+async def test_a_slow_last_body_send_is_still_held_to_the_deadline() -> None:
+    # Only what comes after the last byte is free: a client that reads the response
+    # slowly still runs into the timeout.
+    async def stalled_send(message: Any) -> None:
+        if message["type"] == "http.response.body":
+            await asyncio.sleep(10)
+
+    async def small(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    layer = TimeoutMiddleware(Starlette(routes=[Route("/small", small)]), timeout=TIMEOUT)
+    scope = {
+        "type": "http", "method": "GET", "path": "/small", "raw_path": b"/small",
+        "root_path": "", "query_string": b"", "headers": [], "http_version": "1.1",
+        "scheme": "http", "server": ("testserver", 80), "client": ("127.0.0.1", 1),
+        "hardenkit.facts": True,
+    }  # fmt: skip
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    started = time.monotonic()
+    await asyncio.wait_for(layer(scope, receive, stalled_send), 5)
+    assert time.monotonic() - started < TIMEOUT + SLACK * 4
 
 
 async def test_a_stream_keeps_a_deadline_the_application_set_inside_the_layer() -> None:
