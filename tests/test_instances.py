@@ -13,6 +13,8 @@ import pytest
 import structlog.testing
 from redis.asyncio import Redis
 from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from hardenkit import HardenSettings, install, instances
@@ -337,6 +339,42 @@ def test_readiness_shows_the_count_unknown_until_redis_answers_a_heartbeat(
     assert ready.status_code == 503
     assert redis["status"] == "unhealthy"
     assert redis["never_answered"] is True
+
+
+@pytest.mark.parametrize(("share", "ready"), [("auto", 503), ("0.5", 200)])
+def test_readiness_is_503_while_an_uncounted_instance_refuses_every_limited_request(
+    monkeypatch: pytest.MonkeyPatch,
+    redis_server_factory: Callable[[], RedisServer],
+    share: str,
+    ready: int,
+) -> None:
+    """Redis lost moments after startup: the fallback refuses, and readiness must say so.
+
+    A new-user review stopped Redis a second after a production instance started: every
+    limited request (the per-ip rule covers every route) answered 503 for the whole
+    outage, while /readyz said 200 "degraded" and kept it in rotation. With a fixed
+    share the fallback admits, so it stays "degraded" (200).
+    """
+    server = redis_server_factory()
+    monkeypatch.setenv("HARDENKIT_REDIS_URL", server.url)
+    monkeypatch.setenv("HARDENKIT_REDIS_SOCKET_TIMEOUT", "0.2")
+    monkeypatch.setenv("HARDENKIT_RATE_LIMIT_FALLBACK_SHARE", share)
+
+    async def hello(request: object) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    app = Starlette(routes=[Route("/hello", hello)])
+    install(app, HardenSettings(public_paths=["/hello"]))
+    with TestClient(app) as client:
+        assert client.get("/readyz").status_code == 200  # Redis answered its heartbeat
+        server.stop()
+        limited = client.get("/hello")
+        answer = client.get("/readyz")
+    redis = answer.json()["checks"]["redis"]
+    assert redis["counted_by_others"] is False
+    assert limited.status_code == (503 if share == "auto" else 200)
+    assert answer.status_code == ready
+    assert redis["status"] == ("unhealthy" if share == "auto" else "degraded")
 
 
 async def test_the_share_count_survives_a_redis_restarted_empty_until_the_window_passes(

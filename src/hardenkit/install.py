@@ -197,7 +197,9 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
     server_rewrite = ServerRewriteDetector()
     parts = _build_parts(app, settings, shared)
     health = HealthRegistry(timeout=settings.readiness_check_timeout)
-    for check in _core_checks(shared, server_rewrite) + parts.checks:
+    # An instance not yet counted by the others refuses in an outage with the auto share.
+    refuses_uncounted = settings.rate_limit_fallback_share == "auto"
+    for check in _core_checks(shared, server_rewrite, refuses_uncounted) + parts.checks:
         health.add(check.name, check.check, critical=check.critical)
     kit = Hardened(
         settings=settings,
@@ -260,11 +262,12 @@ def _build_parts(app: Starlette, settings: HardenSettings, shared: Shared) -> _P
 
 
 def _core_checks(
-    shared: Shared, server_rewrite: ServerRewriteDetector
+    shared: Shared, server_rewrite: ServerRewriteDetector, refuses_uncounted: bool
 ) -> tuple[ReadinessCheck, ...]:
     redis: tuple[ReadinessCheck, ...] = ()
     if shared.guard is not None and shared.instances is not None:
-        redis = (ReadinessCheck("redis", _redis_check(shared.guard, shared.instances)),)
+        check = _redis_check(shared.guard, shared.instances, refuses_uncounted=refuses_uncounted)
+        redis = (ReadinessCheck("redis", check),)
     # Non-critical: a rewriting server is a misconfiguration to fix, not a reason to take
     # every instance out of rotation; readiness says "degraded" and names the fix.
     return (
@@ -273,8 +276,14 @@ def _core_checks(
     )
 
 
-def _redis_check(guard: RedisGuard, instances: InstanceRegistry) -> HealthCheck:
-    """Readiness of the shared guard, with how many instances share the stores."""
+def _redis_check(
+    guard: RedisGuard, instances: InstanceRegistry, *, refuses_uncounted: bool
+) -> HealthCheck:
+    """Readiness of the shared guard, with how many instances share the stores.
+
+    Unhealthy while the fallback answers and refuses every limited request: Redis never
+    answered this process, or (with the ``auto`` share) the others did not count it yet.
+    """
 
     async def check() -> CheckResult:
         result = await guard.health_check()
@@ -291,6 +300,12 @@ def _redis_check(guard: RedisGuard, instances: InstanceRegistry) -> HealthCheck:
             # (503). Not ready, so a rollout with such settings stops at its first pod.
             status = HealthStatus.UNHEALTHY
             counts["never_answered"] = True
+        elif status is HealthStatus.DEGRADED and refuses_uncounted and not instances.counted:
+            # Redis was lost before the other instances counted this one (it joined a
+            # moment ago): its fallback refuses every limited request (503) until Redis
+            # is back, so it is not ready; the counted instances serve (a new-user
+            # review: it said 200 "degraded" while refusing everything).
+            status = HealthStatus.UNHEALTHY
         return CheckResult(status, {**result.detail, **counts})
 
     return check
