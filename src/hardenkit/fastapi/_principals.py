@@ -30,7 +30,12 @@ current_principal.hardenkit_responses = (401,)  # type: ignore[attr-defined]
 
 
 async def optional_principal(request: Request) -> Principal | None:
-    """Return the verified principal, or ``None`` on a route served without credentials."""
+    """Return the verified principal, or ``None`` where no caller was verified.
+
+    ``None`` in ``report_only`` mode for a request auth would refuse, with auth ``off``,
+    and on every public route (they run without a token; production refuses ``@public()``
+    on a route that asks for a principal).
+    """
     return principal_of(request)
 
 
@@ -38,4 +43,7 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 """The verified :class:`~hardenkit.auth.Principal`, never ``None`` (401 on a public route)."""
 
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
-"""The verified principal, or ``None`` on a public route: ``principal: OptionalPrincipal``."""
+"""The verified principal, or ``None`` where none was (``report_only``, auth ``off``).
+
+Not for public routes, where it is always ``None`` (see :func:`optional_principal`).
+"""
