@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hardenkit._inline import InlineRun
 from hardenkit._paths import PathTable, route_path
+from hardenkit._routes import iter_routes, serving_route
 from hardenkit._timer import AttemptWatch, watch
 from hardenkit.context import (
     FACTS_KEY,
@@ -276,7 +277,29 @@ def _is_event_stream(message: Message) -> bool:
 
 
 def _route_of(scope: Scope) -> str | None:
-    """Return the route template when routing got that far (ids in paths stay out of logs)."""
+    """Return the template of the route serving ``scope`` (ids in paths stay out of logs).
+
+    Worked out from the app's routes as its router picks them (only when a line is
+    logged): the scope this layer holds may be a copy a layer below made before routing
+    (auth, rewriting the tenant header), so the router's ``route`` is not in it, or it may
+    hold the ``Mount`` of a parent app there. Without routes to look at, the route the
+    router noted, else the path.
+    """
+    app = scope.get("app")
+    routes = getattr(getattr(app, "router", None), "routes", None)
+    if routes is not None:
+        try:
+            found = serving_route(routes, scope)
+        except Exception:  # noqa: BLE001 - a route's own matches(): the log line must go out
+            found = None
+        if found is not None:
+            served = found[0]
+            for info in iter_routes(app):
+                if info.route is served:
+                    return info.path
+            template = getattr(served, "path", None)
+            if isinstance(template, str):
+                return template
     route: Any = scope.get("route")
     template = getattr(route, "path", None)
     if isinstance(template, str):

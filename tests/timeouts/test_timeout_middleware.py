@@ -16,6 +16,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from hardenkit.context import deadline_var, remaining_time, request_id_var
 from hardenkit.requestid import RequestIdMiddleware
@@ -448,3 +449,33 @@ async def test_the_deadline_cancels_only_the_handler_not_the_caller_after_it() -
     assert task is not None
     assert task.cancelling() == 0
     await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("mounted", [False, True])
+def test_the_timeout_log_names_the_route_template_under_install_and_a_mount(
+    mounted: bool,
+) -> None:
+    # Auth hands the router a copy of the scope (it rewrites the tenant header), so the
+    # route the router picked never reached this layer's: the line named /reports/42,
+    # ids and all, or the parent's Mount (/v1) for an app mounted in another.
+    from starlette.routing import Mount
+
+    from hardenkit import HardenSettings, install
+    from hardenkit.testing import TokenIssuer
+
+    issuer = TokenIssuer.hs256()
+
+    async def report(request: Request) -> Response:
+        await asyncio.sleep(10)
+        return JSONResponse({})
+
+    inner = Starlette(routes=[Route("/reports/{report_id}", report)])
+    install(inner, HardenSettings(**issuer.settings(), request_timeout=TIMEOUT))
+    app = Starlette(routes=[Mount("/v1", app=inner)]) if mounted else inner
+    path = "/v1/reports/42" if mounted else "/reports/42"
+    token = issuer.mint(tenant="acme")
+    with structlog.testing.capture_logs() as logs, TestClient(app) as client:
+        response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 504
+    [line] = [log for log in logs if log["event"] == "request_timeout"]
+    assert line["route"] == "/reports/{report_id}"
