@@ -300,6 +300,25 @@ def test_json_holding_a_lone_surrogate_is_a_400_not_a_500_later(body: bytes) -> 
     assert response.json()["code"] == "BAD_REQUEST"
 
 
+@pytest.mark.parametrize(
+    "body", [b"[NaN]", b'{"a": Infinity}', b"[-Infinity]", b"[1e999]", b"[-1e400]"]
+)
+def test_json_numbers_no_json_response_can_carry_are_a_400(body: bytes) -> None:
+    # json.loads reads them (1e999 as infinity); a handler echoing them answered 500:
+    # Starlette's JSONResponse refuses non-finite numbers (RFC 8259 has none).
+    with pytest.raises(HardenError, match="not valid JSON"):
+        parse_json(body)
+    assert _reader_app().post("/login", content=body).status_code == 400
+
+
+def test_parse_json_takes_text_as_well_as_bytes() -> None:
+    assert parse_json('{"a": [1, 2.5, "\u00e9"]}') == {"a": [1, 2.5, "\u00e9"]}
+    for bad in ('["\ud800"]', "[NaN]", "{"):  # a str may hold a lone surrogate itself
+        with pytest.raises(HardenError, match="not valid JSON"):
+            parse_json(bad)
+    assert parse_json('["1e308", 1e308]') == ["1e308", 1e308]  # the largest floats are fine
+
+
 def test_json_text_spelled_with_surrogate_escapes_is_kept_when_it_is_text() -> None:
     assert parse_json(b'["\\ud83d\\ude00"]') == ["\U0001f600"]  # a pair: one character
     assert parse_json(b'["\\\\ud800"]') == ["\\ud800"]  # an escaped backslash, then text

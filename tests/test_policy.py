@@ -708,6 +708,59 @@ def test_an_exempt_prefix_over_protected_routes_or_most_of_the_app_is_warned_abo
     assert "0 of them behind auth" in most
 
 
+def test_a_prefix_taking_the_timeout_off_more_than_a_few_routes_is_warned_about() -> None:
+    """New-user review: HARDENKIT_STREAMING_PATHS=/tenants/* (or a one-day budget for it)
+    took the request timeout off the whole tenant API, with nothing said; only the
+    catch-all forms were refused."""
+    from starlette.responses import PlainTextResponse
+
+    from hardenkit._app_policy import app_problems
+
+    async def ok(request: object) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    paths = [f"/tenants/{{tenant_id}}/{name}" for name in ("orders", "items", "users")]
+    paths += ["/streams/tail", "/streams/export", "/health/page"]
+
+    def warned(**values: Any) -> list[str]:
+        app = Starlette(routes=[Route(path, ok) for path in paths])
+        settings = HardenSettings(**{**SAFE, **values})
+        install(app, settings)
+        return [
+            f"{problem.setting}: {problem.message}"
+            for problem in app_problems(settings, app)
+            if problem.setting in ("HARDENKIT_STREAMING_PATHS", "HARDENKIT_REQUEST_TIMEOUT_ROUTES")
+        ]
+
+    (streaming,) = warned(streaming_paths=["/tenants/*"])
+    assert streaming.startswith(
+        "HARDENKIT_STREAMING_PATHS: /tenants/* takes the request timeout off 3 of the app's"
+    )
+    (long,) = warned(request_timeout_routes={"/tenants/*": 86400})
+    assert long.startswith("HARDENKIT_REQUEST_TIMEOUT_ROUTES: /tenants/* lifts the request")
+    assert "(86400 s)" in long
+    assert warned(streaming_paths=["/streams/*"]) == []  # two streams: what it is for
+    assert warned(streaming_paths=["/tenants/{tenant_id}/orders"]) == []  # chosen one by one
+    assert warned(request_timeout_routes={"/tenants/*": 600}) == []  # within the cap
+
+
+@pytest.mark.parametrize(
+    ("rate", "warned"),
+    [("5/15m", False), ("30/1m", False), ("61/1m", True), ("1000000/1s", True), ("200/1h", True)],
+)
+def test_a_login_limit_too_loose_to_slow_guessing_is_warned_about(rate: str, warned: bool) -> None:
+    """New-user review: HARDENKIT_RATE_LIMIT_AUTH=1000000/1s was taken without a word."""
+    problems = [
+        problem
+        for problem in HardenSettings(**{**SAFE, "rate_limit_auth": rate}).startup_warnings()
+        if problem.setting == "HARDENKIT_RATE_LIMIT_AUTH"
+    ]
+    assert bool(problems) is warned
+    if warned:
+        assert problems[0].message.startswith(f"`{rate}` lets one client try")
+        assert "5/15m" in str(problems[0])
+
+
 def test_a_mark_on_a_function_that_serves_several_paths_is_warned_about() -> None:
     """Round 11: ``public()(handler)`` marks the function, so the same handler added at a
     second path (``/admin/status``) made that route public too, with nothing said."""

@@ -45,6 +45,7 @@ from hardenkit._paths import PathPatterns
 from hardenkit._risks import risk_problem
 from hardenkit._routes import RouteInfo, iter_routes
 from hardenkit._section import SettingProblem
+from hardenkit._settings.requests import REQUEST_TIMEOUT_CAP
 from hardenkit.auth._guard import EndpointGuard
 from hardenkit.health import HealthRegistry
 from hardenkit.ratelimit.keys import needs_principal
@@ -88,6 +89,7 @@ def app_problems(settings: HardenSettings, app: Any) -> list[SettingProblem]:
         *_unserved_webhook_problems(settings, routes),
         *_shadowed_route_problems(settings, routes),
         *_broad_exempt_problems(settings, routes),
+        *_broad_untimed_problems(settings, routes),
         *_shared_mark_problems(routes, EXEMPT, settings.rate_limit_exempt_paths),
     ]
     if settings.auth_mode == "off":
@@ -398,6 +400,55 @@ def _broad_exempt_problems(
                 severity="warning",
                 production_only=False,
                 fix="exempt the few routes that need it (or mark them @exempt())",
+            )
+        )
+    return problems
+
+
+# A prefix over more routes than this is more than the streams it is meant for.
+_MOST_STREAMING_ROUTES: Final = 2
+
+
+def _broad_untimed_problems(
+    settings: HardenSettings, routes: Sequence[RouteInfo]
+) -> list[SettingProblem]:
+    """A prefix taking the request timeout off (or past its cap) for more than streams.
+
+    ``*`` and ``/*`` are their own risks. ``/tenants/*`` in ``HARDENKIT_STREAMING_PATHS``
+    (or a one-day budget for it) takes the timeout off a whole API: a stuck handler holds
+    its connection for ever, with nothing said. Streams are a route or two, and SSE and
+    WebSockets are exempt anyway.
+    """
+    served = [route for route in routes if not _is_probe(route)]
+    untimed = [
+        ("HARDENKIT_STREAMING_PATHS", pattern, "takes the request timeout off")
+        for pattern in settings.streaming_paths
+    ] + [
+        (
+            "HARDENKIT_REQUEST_TIMEOUT_ROUTES",
+            pattern,
+            f"lifts the request timeout past {REQUEST_TIMEOUT_CAP:g} s ({seconds:g} s) for",
+        )
+        for pattern, seconds in settings.request_timeout_routes.items()
+        if seconds > REQUEST_TIMEOUT_CAP
+    ]
+    problems = []
+    for setting, pattern, what in untimed:
+        if not pattern.endswith("*") or pattern in ("*", "/*"):
+            continue
+        matches = PathPatterns([pattern]).matches
+        covered = [route.path for route in served if matches(route.path)]
+        if len(covered) <= _MOST_STREAMING_ROUTES:
+            continue
+        problems.append(
+            SettingProblem(
+                setting,
+                f"{pattern} {what} {len(covered)} of the app's {len(served)} routes "
+                f"({_listed(covered)}): a stuck handler there holds its connection, and "
+                "what it locked, for as long as it hangs",
+                severity="warning",
+                production_only=False,
+                fix="list the streaming routes one by one (SSE and WebSockets are exempt anyway)",
             )
         )
     return problems

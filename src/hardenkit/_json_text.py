@@ -1,24 +1,47 @@
-r"""JSON from clients whose strings are text: no lone surrogate, however it was spelled.
+r"""JSON from clients, held to RFC 8259: strings that are text, numbers that are finite.
 
-Python's parser turns the escape ``"\ud800"``, and the bytes ``ED A0 80`` (it decodes
-with ``surrogatepass``), into a string holding a lone surrogate. That is no character
-(RFC 8259 8.2 leaves what such a string does unpredictable): encoding it to UTF-8
-raises, so the first response, log line or database write that carries it fails with a
-500, far from where it came in. Where client JSON enters (request bodies read with
-``read_json``, a token's segments), such text is refused instead, as not JSON text.
+Python's parser is more lenient, and what it lets in fails later, far from where it
+came in, as a 500:
+
+- it turns the escape ``"\ud800"``, and the bytes ``ED A0 80`` (it decodes with
+  ``surrogatepass``), into a string holding a lone surrogate. That is no character:
+  encoding it to UTF-8 raises, in the first response, log line or database write that
+  carries it;
+- it reads ``NaN``, ``Infinity`` and a number too large for a float (``1e999``, read as
+  infinity), which no JSON response can carry (Starlette's refuses them).
+
+Where client JSON enters (request bodies read with ``read_json``, a token's segments),
+such input is refused instead, as not JSON.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, Final
 
-__all__ = ["ensure_text", "has_surrogate_escape", "loads_text"]
+__all__ = ["decode_text", "ensure_text", "has_surrogate_escape", "loads_text"]
 
 # \uD800 to \uDFFF. An escaped backslash before "ud800" matches too: that only costs the
 # check below, which finds the text whole.
 _SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
+# A surrogate code point in a str: never text (Python keeps a pair as two of them).
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("a number out of a float's range")
+    return value
+
+
+_DECODER: Final = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite)
 
 
 def has_surrogate_escape(text: str) -> bool:
@@ -38,18 +61,31 @@ def ensure_text(value: Any) -> None:
     json.dumps(value, ensure_ascii=False).encode("utf-8")
 
 
-def loads_text(data: bytes) -> Any:
-    """``json.loads`` of ``data`` in a UTF encoding, refusing strings that are no text.
-
-    The bytes are decoded strictly (UTF-8, or UTF-16/32 as ``json.loads`` detects them),
-    and a string spelled with surrogate escapes must come out whole.
+def decode_text(text: str) -> Any:
+    """Parse JSON ``text``: its strings text, its numbers finite.
 
     Raises:
-        ValueError: Not JSON, bytes in no UTF encoding, or a lone surrogate.
+        ValueError: Not JSON, ``NaN``/``Infinity`` or a number out of range, or a
+            string holding a lone surrogate.
         RecursionError: Nesting deeper than the parser's recursion limit.
     """
-    text = data.decode(json.detect_encoding(data))
-    value = json.loads(text)
+    if _SURROGATE.search(text) is not None:
+        raise ValueError("a lone surrogate")
+    value = _DECODER.decode(text)
     if has_surrogate_escape(text):
         ensure_text(value)
     return value
+
+
+def loads_text(data: bytes | str) -> Any:
+    """:func:`decode_text` of ``data``, bytes in a UTF encoding or text.
+
+    The bytes are decoded strictly (UTF-8, or UTF-16/32 as ``json.loads`` detects them),
+    never with ``surrogatepass``.
+
+    Raises:
+        ValueError: As :func:`decode_text`, or bytes in no UTF encoding.
+        RecursionError: Nesting deeper than the parser's recursion limit.
+    """
+    text = data if isinstance(data, str) else data.decode(json.detect_encoding(data))
+    return decode_text(text)

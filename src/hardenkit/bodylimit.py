@@ -216,12 +216,13 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return body
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes | str) -> Any:
     """Return the JSON value in ``body``; ``400`` ``BAD_REQUEST`` for anything else.
 
     Invalid JSON, bytes in no UTF encoding, a string holding a lone surrogate (no
-    character: ``"\ud800"``), numbers longer than Python converts and nesting deeper
-    than the parser's recursion limit are all the client's mistake.
+    character: ``"\ud800"``), ``NaN``, ``Infinity`` and numbers out of a float's range
+    (``1e999``; no JSON response can carry them), numbers longer than Python converts and
+    nesting deeper than the parser's recursion limit are all the client's mistake.
 
     Raises:
         HardenError: ``400`` ``BAD_REQUEST``.

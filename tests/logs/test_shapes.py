@@ -821,12 +821,33 @@ def test_an_audit_reason_is_written_as_itself_whatever_its_enum_is_named(
     json_log: io.StringIO,
 ) -> None:
     # The redactor hides an enum member whose name looks secret (API_KEY, CREDENTIALS):
-    # audit reasons missing_api_key, bad_api_key and ambiguous_credentials were written
+    # auth's reasons missing_api_key, bad_api_key and ambiguous_credentials were written
     # as "[REDACTED]", and key guessing could not be told from duplicate headers.
+    from hardenkit.auth._refusal import AuthRefusedError, record_refusal
     from hardenkit.auth.errors import RefusalReason
-    from hardenkit.logs.audit import AuditEventType, audit
+    from hardenkit.errors import ErrorCode
 
     for reason in RefusalReason:
-        audit(AuditEventType.AUTH, "denied", reason=reason)
+        refused = AuthRefusedError(401, ErrorCode.AUTHENTICATION_ERROR, reason, "No.")
+        record_refusal(refused, "/api/me")
     written = [json.loads(line)["reason"] for line in json_log.getvalue().splitlines()]
     assert written == [reason.value for reason in RefusalReason]
+
+
+def test_a_secret_passed_as_an_audit_reason_is_still_redacted(json_log: io.StringIO) -> None:
+    # audit() does not turn its reason into a string itself: str() would unwrap what
+    # only its repr masks (Starlette's Secret) and give a secret-named member's value.
+    import enum as enum_module
+
+    from starlette.datastructures import Secret
+
+    from hardenkit.logs.audit import AuditEventType, audit
+
+    class Credentials(enum_module.StrEnum):
+        API_KEY = "correct-horse-battery-staple"
+
+    audit(AuditEventType.AUTH, "denied", reason=Secret("s3cr3t-db-password-value"))  # type: ignore[arg-type]
+    audit(AuditEventType.AUTH, "denied", reason=Credentials.API_KEY)
+    output = json_log.getvalue()
+    assert "s3cr3t-db-password-value" not in output
+    assert "correct-horse-battery-staple" not in output

@@ -6,7 +6,7 @@ The timeout (:mod:`hardenkit.timeouts`), body limit (:mod:`hardenkit.bodylimit`)
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -19,11 +19,18 @@ __all__ = ["RequestSettings"]
 _LARGE_BODY_BYTES = 64 * 1024 * 1024
 
 
+REQUEST_TIMEOUT_CAP: Final = 3600.0
+"""``HARDENKIT_REQUEST_TIMEOUT``'s upper bound: a route budget past it is no timeout."""
+
+
 class RequestSettings(Section):
     """How long requests may take, how large their bodies, which origins may read them."""
 
     request_timeout: float = Field(
-        default=30.0, gt=0, le=3600, description="Seconds a request may take before a 504."
+        default=30.0,
+        gt=0,
+        le=REQUEST_TIMEOUT_CAP,
+        description="Seconds a request may take before a 504.",
     )
     request_timeout_status: Literal[504, 408, 503] = Field(
         default=504, description="Status answered when a request runs out of time."

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 from hardenkit._paths import PathPatterns
 from hardenkit._risks import RISKS, risk_problem
 from hardenkit._section import CommaList, Section, SettingProblem
+from hardenkit._settings.requests import REQUEST_TIMEOUT_CAP
 
 if TYPE_CHECKING:
     from hardenkit.settings import HardenSettings
@@ -62,7 +63,6 @@ class RiskSettings(Section):
 
 
 _EVERYTHING = frozenset({"*", "/*"})
-_TIMEOUT_CAP = 3600.0  # HARDENKIT_REQUEST_TIMEOUT's own upper bound
 
 
 def _untimed_everything_problems(settings: HardenSettings) -> list[SettingProblem]:
@@ -80,14 +80,14 @@ def _untimed_everything_problems(settings: HardenSettings) -> list[SettingProble
     long = [
         pattern
         for pattern, seconds in settings.request_timeout_routes.items()
-        if pattern in _EVERYTHING and seconds > _TIMEOUT_CAP
+        if pattern in _EVERYTHING and seconds > REQUEST_TIMEOUT_CAP
     ]
     if long:
         problems.append(
             risk_problem(
                 "request-timeout-catch-all-long",
                 f"`{long[0]}` sets every route's timeout past "
-                f"{_TIMEOUT_CAP:g} s, the cap of HARDENKIT_REQUEST_TIMEOUT",
+                f"{REQUEST_TIMEOUT_CAP:g} s, the cap of HARDENKIT_REQUEST_TIMEOUT",
                 "raise the timeout of the routes that need it, one by one",
             )
         )

@@ -104,7 +104,8 @@ def record_refusal(refused: AuthRefusedError, path: str, mode: str = "enforced")
     audit(
         refused.event_type,
         outcome,
-        reason=refused.reason,
+        # The enum's value: the redactor hides a member named like a secret (BAD_API_KEY).
+        reason=str(refused.reason),
         actor=refused.subject,
         tenant=refused.tenant,
         details={"path": path, "status": refused.status, **refused.details},

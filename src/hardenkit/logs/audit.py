@@ -46,8 +46,9 @@ class AuditEvent:
     Attributes:
         event_type: The kind of decision (an :class:`AuditEventType` value, or your own).
         outcome: ``"denied"``, ``"allowed"``, ``"opened"``, ``"closed"``...
-        reason: A short stable reason (``"expired"``, ``"tenant_mismatch"``); a
-            ``StrEnum`` member is written as its value, whatever the member is named.
+        reason: A short stable reason (``"expired"``, ``"tenant_mismatch"``), as a plain
+            string: it is redacted like any field, and the redactor hides an enum member
+            whose name looks secret (``BAD_API_KEY``).
         actor: The subject acting, when known.
         tenant: The tenant claimed or verified, when known.
         request_id: The request the decision was made in, when any.
@@ -89,8 +90,9 @@ def audit(
     Args:
         event_type: The kind of decision (:class:`AuditEventType`).
         outcome: ``"denied"``, ``"allowed"``, ``"opened"``...
-        reason: A short stable reason (``"expired"``, ``"tenant_mismatch"``); a
-            ``StrEnum`` member is written as its value, whatever the member is named.
+        reason: A short stable reason (``"expired"``, ``"tenant_mismatch"``), as a plain
+            string: it is redacted like any field, and the redactor hides an enum member
+            whose name looks secret (``BAD_API_KEY``).
         actor: The subject, when known; defaults to the verified principal's.
         tenant: The tenant claimed or verified; defaults to the principal's.
         details: Extra fields. Never put a credential here: it is redacted, but it
@@ -103,10 +105,6 @@ def audit(
     if principal is not None:
         actor = actor if actor is not None else principal.subject
         tenant = tenant if tenant is not None else principal.tenant
-    if reason is not None:
-        # A plain string: the redactor hides an enum member whose name looks secret
-        # (RefusalReason.BAD_API_KEY), and the reason is what the audit line is for.
-        reason = str(reason)
     event = AuditEvent(
         event_type=str(event_type),
         outcome=outcome,

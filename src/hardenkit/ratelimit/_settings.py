@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import Field, field_validator
 
 from hardenkit._paths import PathPatterns
-from hardenkit._section import CommaList, Section
+from hardenkit._section import CommaList, Section, SettingProblem
 from hardenkit.ratelimit.rate import Rate
 
 RedisDownBehaviour = Literal["fallback", "open", "closed"]
+
+_DEFAULT_AUTH_RATE: Final = "5/15m"
+# Beyond these a login limit is off in all but name: a human retries a few times.
+_LOGIN_PER_MINUTE: Final = 60
+_LOGIN_BURST: Final = 100
 
 
 class RateLimitSettings(Section):
@@ -20,7 +25,8 @@ class RateLimitSettings(Section):
         default="100/15m", description="Limit per client ip on every non-exempt route."
     )
     rate_limit_auth: str = Field(
-        default="5/15m", description="Limit per client ip on the auth paths (login, token)."
+        default=_DEFAULT_AUTH_RATE,
+        description="Limit per client ip on the auth paths (login, token).",
     )
     rate_limit_tenant: str = Field(
         default="1000/15m", description="Limit per verified tenant after authentication."
@@ -109,3 +115,23 @@ class RateLimitSettings(Section):
     def _limit_paths(cls, value: list[str]) -> list[str]:
         PathPatterns(value)
         return value
+
+    def collect_problems(self) -> list[SettingProblem]:
+        """Report a login limit so loose that it no longer slows password guessing."""
+        problems = super().collect_problems()
+        auth = Rate.parse(self.rate_limit_auth)
+        per_minute = auth.count * 60 / auth.period_seconds
+        if per_minute > _LOGIN_PER_MINUTE or auth.burst > _LOGIN_BURST:
+            problems.append(
+                SettingProblem(
+                    "HARDENKIT_RATE_LIMIT_AUTH",
+                    f"`{self.rate_limit_auth}` lets one client try {auth.burst} passwords at "
+                    f"once and about {per_minute:,.0f} a minute after that: the login limit "
+                    "no longer slows password guessing",
+                    severity="warning",
+                    production_only=False,
+                    fix=f"keep it to a few tries a minute at most (the default is "
+                    f"{_DEFAULT_AUTH_RATE})",
+                )
+            )
+        return problems
