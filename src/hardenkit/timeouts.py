@@ -191,6 +191,7 @@ class _GuardedResponse:
         "_seconds",
         "_send",
         "closed",
+        "complete",
         "started",
     )
 
@@ -211,6 +212,7 @@ class _GuardedResponse:
         self._seconds = seconds
         self._attempt = attempt
         self.started = False
+        self.complete = False  # the last body message went out: the client has it all
         self.closed = False
 
     async def send(self, message: Message) -> None:
@@ -225,10 +227,10 @@ class _GuardedResponse:
                 self._release()
         await self._send(message)
         if is_last_body(message):
-            # The client has the whole answer, in time. What the application does after
-            # it in this call (Starlette's background tasks) is not the request's: the
-            # deadline cancelled it, after a 200 that said the work was queued.
-            self._release()
+            # What the application does after this in the same call (Starlette's
+            # background tasks, a FastAPI dependency's teardown) is still held to the
+            # deadline; when it is cut, the log says so rather than "stream cut".
+            self.complete = True
 
     def _release(self) -> None:
         """Stop the clock, and restore the deadline from before this layer's."""
@@ -255,9 +257,13 @@ class _GuardedResponse:
 
     def _record(self) -> None:
         started = self.started
-        timeout_counter.add(
-            1, {"kind": "inbound", "phase": "streaming" if started else "before_response"}
-        )
+        if self.complete:
+            phase, outcome = "after_response", "work after the response cut (background tasks)"
+        elif started:
+            phase, outcome = "streaming", "stream cut"
+        else:
+            phase, outcome = "before_response", f"answered {self._layer.status_code}"
+        timeout_counter.add(1, {"kind": "inbound", "phase": phase})
         _logger.warning(
             "request_timeout",
             request_id=request_id_var.get(),
@@ -265,7 +271,8 @@ class _GuardedResponse:
             method=self._scope.get("method"),
             timeout_seconds=self._seconds,
             response_started=started,
-            outcome="stream cut" if started else f"answered {self._layer.status_code}",
+            phase=phase,
+            outcome=outcome,
         )
 
 
