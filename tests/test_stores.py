@@ -197,9 +197,6 @@ def test_readyz_reports_redis_degraded_then_healthy_without_other_traffic(
             redis_url=server.url,  # type: ignore[arg-type]
             redis_socket_timeout=0.2,
             redis_retry_interval=0.2,
-            # A fixed share admits at once: the instance serves, degraded. (With `auto`,
-            # Redis lost before the others counted it: unhealthy, see test_instances.)
-            rate_limit_fallback_share=0.5,
         ),
     )
     with TestClient(app) as client:

@@ -198,7 +198,8 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
     parts = _build_parts(app, settings, shared)
     health = HealthRegistry(timeout=settings.readiness_check_timeout)
     # An instance not yet counted by the others refuses in an outage with the auto share.
-    refuses_uncounted = settings.rate_limit_fallback_share == "auto"
+    share, when_down = settings.rate_limit_fallback_share, settings.rate_limit_redis_down
+    refuses_uncounted = share == "auto" and when_down == "fallback"
     for check in _core_checks(shared, server_rewrite, refuses_uncounted) + parts.checks:
         health.add(check.name, check.check, critical=check.critical)
     kit = Hardened(
@@ -281,8 +282,9 @@ def _redis_check(
 ) -> HealthCheck:
     """Readiness of the shared guard, with how many instances share the stores.
 
-    Unhealthy while the fallback answers and refuses every limited request: Redis never
-    answered this process, or (with the ``auto`` share) the others did not count it yet.
+    Unhealthy while Redis never answered this process (its fallback refuses every limited
+    request). When the others did not count it yet as Redis went (``auto`` share,
+    ``fallback`` while down), its fallback refuses too: ``refusing_limited_requests``.
     """
 
     async def check() -> CheckResult:
@@ -301,11 +303,12 @@ def _redis_check(
             status = HealthStatus.UNHEALTHY
             counts["never_answered"] = True
         elif status is HealthStatus.DEGRADED and refuses_uncounted and not instances.counted:
-            # Redis was lost before the other instances counted this one (it joined a
-            # moment ago): its fallback refuses every limited request (503) until Redis
-            # is back, so it is not ready; the counted instances serve (a new-user
-            # review: it said 200 "degraded" while refusing everything).
-            status = HealthStatus.UNHEALTHY
+            # Redis was lost before the other instances counted this one: its fallback
+            # refuses every limited request (503) until Redis is back. Said, not made
+            # unready: after a long outage with Redis restarted empty every instance is
+            # uncounted for a few seconds, and a second drop then would take a whole
+            # serving fleet (exempt routes, `open` limits) out of rotation at once.
+            counts["refusing_limited_requests"] = True
         return CheckResult(status, {**result.detail, **counts})
 
     return check

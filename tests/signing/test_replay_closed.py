@@ -113,9 +113,6 @@ def test_installed_closed_replay_makes_readiness_report_the_store_unhealthy(
             redis_url=server.url,  # type: ignore[arg-type]
             replay_redis_down="closed",
             redis_retry_interval=60,
-            # A fixed share: the rate limits serve at once, degraded. (With `auto`, Redis
-            # lost before the others counted it: unhealthy, see test_instances.)
-            rate_limit_fallback_share=0.5,
         ),
     )
     with TestClient(app) as client:
