@@ -734,19 +734,50 @@ def test_a_prefix_taking_the_timeout_off_more_than_a_few_routes_is_warned_about(
 
     (streaming,) = warned(streaming_paths=["/tenants/*"])
     assert streaming.startswith(
-        "HARDENKIT_STREAMING_PATHS: /tenants/* takes the request timeout off 3 of the app's"
+        "HARDENKIT_STREAMING_PATHS: /tenants/* take the request timeout off 3 of the app's 6"
     )
     (long,) = warned(request_timeout_routes={"/tenants/*": 86400})
-    assert long.startswith("HARDENKIT_REQUEST_TIMEOUT_ROUTES: /tenants/* lifts the request")
-    assert "(86400 s)" in long
+    assert long.startswith("HARDENKIT_REQUEST_TIMEOUT_ROUTES: /tenants/* lift the request")
     assert warned(streaming_paths=["/streams/*"]) == []  # two streams: what it is for
     assert warned(streaming_paths=["/tenants/{tenant_id}/orders"]) == []  # chosen one by one
     assert warned(request_timeout_routes={"/tenants/*": 600}) == []  # within the cap
+    # Prefixes of one route each count together (an attacker round: ten of them were
+    # ten routes without a timeout, and nothing said).
+    (split,) = warned(streaming_paths=["/tenants/{tenant_id}/o*", "/tenants/{tenant_id}/i*", "/h*"])
+    assert "3 of the app's 6 HTTP routes" in split
+
+
+def test_websocket_routes_under_a_streaming_prefix_are_not_counted() -> None:
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    from hardenkit._app_policy import app_problems
+
+    async def stream(request: Request) -> Response:
+        return JSONResponse({})
+
+    async def socket(websocket: WebSocket) -> None:
+        await websocket.close()
+
+    routes: list[Any] = [Route("/live/feed", stream), Route("/other", stream)]
+    routes += [WebSocketRoute("/live/chat", socket), WebSocketRoute("/live/ticks", socket)]
+    app = Starlette(routes=routes)
+    settings = HardenSettings(**{**SAFE, "streaming_paths": ["/live/*"]})
+    install(app, settings)
+    assert not [p for p in app_problems(settings, app) if p.setting == "HARDENKIT_STREAMING_PATHS"]
 
 
 @pytest.mark.parametrize(
     ("rate", "warned"),
-    [("5/15m", False), ("30/1m", False), ("61/1m", True), ("1000000/1s", True), ("200/1h", True)],
+    [
+        ("5/15m", False),
+        ("10/1m", False),
+        ("30/1m", False),
+        ("31/1m", True),
+        ("1/s", True),  # 86,400 a day (an attacker round: it passed at 60 a minute)
+        ("1000000/1s", True),
+        ("200/1d", True),  # 200 at once
+    ],
 )
 def test_a_login_limit_too_loose_to_slow_guessing_is_warned_about(rate: str, warned: bool) -> None:
     """New-user review: HARDENKIT_RATE_LIMIT_AUTH=1000000/1s was taken without a word."""
@@ -757,7 +788,7 @@ def test_a_login_limit_too_loose_to_slow_guessing_is_warned_about(rate: str, war
     ]
     assert bool(problems) is warned
     if warned:
-        assert problems[0].message.startswith(f"`{rate}` lets one client try")
+        assert problems[0].message.startswith(f"`{rate}` lets one client make")
         assert "5/15m" in str(problems[0])
 
 

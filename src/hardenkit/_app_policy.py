@@ -38,7 +38,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from starlette.routing import compile_path
+from starlette.routing import WebSocketRoute, compile_path
 
 from hardenkit._marks import EXEMPT, PUBLIC, is_limited_original, marks_of
 from hardenkit._paths import PathPatterns
@@ -412,40 +412,48 @@ _MOST_STREAMING_ROUTES: Final = 2
 def _broad_untimed_problems(
     settings: HardenSettings, routes: Sequence[RouteInfo]
 ) -> list[SettingProblem]:
-    """A prefix taking the request timeout off (or past its cap) for more than streams.
+    """Prefixes taking the request timeout off (or past its cap) for more than streams.
 
     ``*`` and ``/*`` are their own risks. ``/tenants/*`` in ``HARDENKIT_STREAMING_PATHS``
     (or a one-day budget for it) takes the timeout off a whole API: a stuck handler holds
     its connection for ever, with nothing said. Streams are a route or two, and SSE and
-    WebSockets are exempt anyway.
+    WebSockets are exempt anyway (WebSocket routes are not counted). The HTTP routes all
+    of a setting's prefixes cover together are counted: ten prefixes of one route each
+    are ten routes. Exact paths are chosen one by one and never warned about.
     """
-    served = [route for route in routes if not _is_probe(route)]
-    untimed = [
-        ("HARDENKIT_STREAMING_PATHS", pattern, "takes the request timeout off")
-        for pattern in settings.streaming_paths
-    ] + [
-        (
-            "HARDENKIT_REQUEST_TIMEOUT_ROUTES",
-            pattern,
-            f"lifts the request timeout past {REQUEST_TIMEOUT_CAP:g} s ({seconds:g} s) for",
-        )
+    served = [
+        route
+        for route in routes
+        if not _is_probe(route) and not isinstance(route.route, WebSocketRoute)
+    ]
+    long = [
+        pattern
         for pattern, seconds in settings.request_timeout_routes.items()
         if seconds > REQUEST_TIMEOUT_CAP
     ]
+    untimed = [
+        ("HARDENKIT_STREAMING_PATHS", settings.streaming_paths, "take the request timeout off"),
+        (
+            "HARDENKIT_REQUEST_TIMEOUT_ROUTES",
+            long,
+            f"lift the request timeout past {REQUEST_TIMEOUT_CAP:g} s for",
+        ),
+    ]
     problems = []
-    for setting, pattern, what in untimed:
-        if not pattern.endswith("*") or pattern in ("*", "/*"):
+    for setting, patterns, what in untimed:
+        prefixes = [p for p in patterns if p.endswith("*") and p not in ("*", "/*")]
+        if not prefixes:
             continue
-        matches = PathPatterns([pattern]).matches
+        matches = PathPatterns(prefixes).matches
         covered = [route.path for route in served if matches(route.path)]
         if len(covered) <= _MOST_STREAMING_ROUTES:
             continue
         problems.append(
             SettingProblem(
                 setting,
-                f"{pattern} {what} {len(covered)} of the app's {len(served)} routes "
-                f"({_listed(covered)}): a stuck handler there holds its connection, and "
-                "what it locked, for as long as it hangs",
+                f"{', '.join(prefixes)} {what} {len(covered)} of the app's {len(served)} "
+                f"HTTP routes ({_listed(covered)}): a stuck handler there holds its "
+                "connection, and what it locked, for as long as it hangs",
                 severity="warning",
                 production_only=False,
                 fix="list the streaming routes one by one (SSE and WebSockets are exempt anyway)",

@@ -13,9 +13,10 @@ from hardenkit.ratelimit.rate import Rate
 RedisDownBehaviour = Literal["fallback", "open", "closed"]
 
 _DEFAULT_AUTH_RATE: Final = "5/15m"
-# Beyond these a login limit is off in all but name: a human retries a few times.
-_LOGIN_PER_MINUTE: Final = 60
-_LOGIN_BURST: Final = 100
+# Beyond these a login limit is off in all but name: a human retries a few times. 30 a
+# minute is 43,200 guesses a day from one address; the default allows 480.
+_LOGIN_PER_MINUTE: Final = 30
+_LOGIN_BURST: Final = 50
 
 
 class RateLimitSettings(Section):
@@ -125,9 +126,10 @@ class RateLimitSettings(Section):
             problems.append(
                 SettingProblem(
                     "HARDENKIT_RATE_LIMIT_AUTH",
-                    f"`{self.rate_limit_auth}` lets one client try {auth.burst} passwords at "
-                    f"once and about {per_minute:,.0f} a minute after that: the login limit "
-                    "no longer slows password guessing",
+                    f"`{self.rate_limit_auth}` lets one client make {auth.burst} login "
+                    f"attempt{'s' if auth.burst != 1 else ''} at once and "
+                    f"{per_minute * 60 * 24:,.0f} a day: the login limit no longer slows "
+                    "password guessing",
                     severity="warning",
                     production_only=False,
                     fix=f"keep it to a few tries a minute at most (the default is "
