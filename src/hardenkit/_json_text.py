@@ -21,10 +21,10 @@ import math
 import re
 from typing import Any, Final
 
-__all__ = ["decode_text", "ensure_text", "has_surrogate_escape", "loads_text"]
+__all__ = ["decode_text", "loads_text"]
 
-# \uD800 to \uDFFF. An escaped backslash before "ud800" matches too: that only costs the
-# check below, which finds the text whole.
+# The escapes \uD800 to \uDFFF. An escaped backslash before "ud800" matches too: that
+# only costs the check in decode_text, which finds the text whole.
 _SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
 # A surrogate code point in a str: never text (Python keeps a pair as two of them).
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
@@ -44,23 +44,6 @@ def _finite(text: str) -> float:
 _DECODER: Final = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite)
 
 
-def has_surrogate_escape(text: str) -> bool:
-    """Whether JSON ``text`` may spell a surrogate with an escape (paired or not)."""
-    return _SURROGATE_ESCAPE.search(text) is not None
-
-
-def ensure_text(value: Any) -> None:
-    r"""Raise ``ValueError`` when a string in the parsed JSON ``value`` is no text.
-
-    Paired surrogate escapes (``"\ud83d\ude00"``) were joined by the parser into one
-    character and pass.
-
-    Raises:
-        ValueError: A key or string holds a lone surrogate (``UnicodeEncodeError``).
-    """
-    json.dumps(value, ensure_ascii=False).encode("utf-8")
-
-
 def decode_text(text: str) -> Any:
     """Parse JSON ``text``: its strings text, its numbers finite.
 
@@ -72,8 +55,10 @@ def decode_text(text: str) -> Any:
     if _SURROGATE.search(text) is not None:
         raise ValueError("a lone surrogate")
     value = _DECODER.decode(text)
-    if has_surrogate_escape(text):
-        ensure_text(value)
+    if _SURROGATE_ESCAPE.search(text) is not None:
+        # Paired escapes ("\ud83d\ude00") were joined into one character; a lone one
+        # fails to encode (UnicodeEncodeError, a ValueError).
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
     return value
 
 
