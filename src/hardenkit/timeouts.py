@@ -301,9 +301,16 @@ def _route_of(scope: Scope) -> str | None:
             found = None
         if found is not None:
             served = found[0]
-            for info in iter_routes(app):
-                if info.route is served:
-                    return info.path
+            # A FastAPI route included with a prefix is listed as its prefixed context,
+            # which keeps the route as ``original_route``. A route included under two
+            # prefixes cannot be told apart here: its own template, without them.
+            listed = [
+                info.path
+                for info in iter_routes(app)
+                if info.route is served or getattr(info.route, "original_route", None) is served
+            ]
+            if len(listed) == 1:
+                return listed[0]
             template = getattr(served, "path", None)
             if isinstance(template, str):
                 return template

@@ -484,3 +484,33 @@ def test_the_timeout_log_names_the_route_template_under_install_and_a_mount(
     assert response.status_code == 504
     [line] = [log for log in logs if log["event"] == "request_timeout"]
     assert line["route"] == "/reports/{report_id}"
+
+
+def test_the_timeout_log_names_a_fastapi_routes_template_with_its_router_prefix() -> None:
+    # An attacker round: a route of an APIRouter included with prefix="/v1" was logged
+    # as /reports/{report_id}, the same for /v1 and /v2.
+    from fastapi import APIRouter, FastAPI
+
+    from hardenkit import HardenSettings, install
+
+    v1, v2 = APIRouter(), APIRouter()
+
+    @v1.get("/reports/{report_id}")
+    async def first(report_id: int) -> dict[str, int]:
+        await asyncio.sleep(10)
+        return {}
+
+    @v2.get("/reports/{report_id}")
+    async def second(report_id: int) -> dict[str, int]:
+        await asyncio.sleep(10)
+        return {}
+
+    app = FastAPI()
+    app.include_router(v1, prefix="/v1")
+    app.include_router(v2, prefix="/v2")
+    install(app, HardenSettings(auth_mode="off", request_timeout=TIMEOUT))
+    with structlog.testing.capture_logs() as logs, TestClient(app) as client:
+        assert client.get("/v1/reports/42").status_code == 504
+        assert client.get("/v2/reports/42").status_code == 504
+    routes = [log["route"] for log in logs if log["event"] == "request_timeout"]
+    assert routes == ["/v1/reports/{report_id}", "/v2/reports/{report_id}"]
