@@ -58,7 +58,7 @@ __all__ = ["app_problems", "is_tenant_name"]
 _TENANT_NAME = re.compile(
     r"(?:x[_-]*|current[_-]*)?"
     r"(?:tenants?|orgs?|organi[sz]ations?|workspaces?|accounts?|teams?|customers?)"
-    r"(?:[_-]*(?:id|uuid|slug|name|key|ref|code))?"
+    r"(?:[_-]*(?:id|uuid|slug|name|key|ref|code|identifier)s?)?"
     r"|tid",  # Microsoft Entra's tenant claim, as a parameter name
     re.IGNORECASE,
 )
@@ -138,6 +138,7 @@ def _unbound_tenant_problems(
             ("path", route.params, settings.tenant_path_params),
             ("query", _declared_params(route, "query_params"), settings.tenant_query_params),
             ("header", declared_headers, ()),
+            ("cookie", _declared_params(route, "cookie_params"), ()),
             ("body", _body_fields(route), ()),
         ):
             for name in names:
@@ -147,12 +148,14 @@ def _unbound_tenant_problems(
 
 
 def _unbound_problem(kind: str, name: str, paths: list[str]) -> SettingProblem:
-    if kind == "body":
-        # Nothing reads a body before the handler: a body field cannot be bound, only
-        # taken from the principal instead.
+    if kind in ("body", "cookie"):
+        # Nothing reads a body before the handler, and cookies are the client's to set:
+        # neither can be bound, only taken from the principal instead.
+        what = "body field" if kind == "body" else "cookie"
+        where = "a request body" if kind == "body" else "a cookie"
         return SettingProblem(
             "HARDENKIT_TENANT_UNBOUND_PARAMS",
-            f"body field {name!r} ({_listed(paths)}) names a tenant, and a request body is "
+            f"{what} {name!r} ({_listed(paths)}) names a tenant, and {where} is "
             "never checked against the token's tenant: a caller of one tenant writes "
             "another's",
             fix="take the tenant from the verified principal (`principal.tenant`), or list "
@@ -192,12 +195,25 @@ def _dependants(route: RouteInfo) -> list[Any]:
 
 
 def _declared_params(route: RouteInfo, kind: str) -> list[str]:
-    """Parameters of ``kind`` a FastAPI route declares, as clients name them (aliases)."""
-    return [
-        str(getattr(param, "alias", None) or param.name)
-        for dependant in _dependants(route)
-        for param in getattr(dependant, kind, ())
-    ]
+    """Parameters of ``kind`` a FastAPI route declares, as clients name them (aliases).
+
+    A parameter model (``f: Annotated[Filters, Query()]``) is read field by field, each
+    under its own alias: its fields are listed as well as its name. A header model's
+    fields are read with ``_`` turned into ``-``, as FastAPI does.
+    """
+    names: list[str] = []
+    for dependant in _dependants(route):
+        for param in getattr(dependant, kind, ()):
+            names.append(str(getattr(param, "alias", None) or param.name))
+            info = getattr(param, "field_info", None)
+            fields = getattr(getattr(info, "annotation", None), "model_fields", None)
+            if not isinstance(fields, dict):
+                continue
+            dashed = bool(getattr(info, "convert_underscores", False))
+            for name, field in fields.items():
+                alias = field.alias or (name.replace("_", "-") if dashed else name)
+                names.append(str(alias))
+    return names
 
 
 def _body_fields(route: RouteInfo) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import httpx
 import jwt
 import pytest
-from fastapi import APIRouter, Body, FastAPI, Header, Query
+from fastapi import APIRouter, Body, Cookie, FastAPI, Header, Query
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -77,6 +77,9 @@ def unbound(app: Any, **values: Any) -> list[str]:
         "tenant-id",  # a FastAPI alias (Query(alias="tenant-id")), as a header would be named
         "org-id",
         "x-tenant-id",
+        "tenant_ids",  # several tenants read at once (an attacker round)
+        "orgIds",
+        "tenantIdentifier",
     ],
 )
 def test_parameter_names_that_say_tenant_are_recognised(name: str) -> None:
@@ -258,6 +261,69 @@ def test_a_fastapi_header_parameter_that_names_a_tenant_must_be_an_alias() -> No
     assert problems == {("HARDENKIT_TENANT_HEADER_ALIASES", "header 'x-org-id'")}
     assert app_problems(settings(tenant_header_aliases=["X-Org-ID"]), app) == []
     with pytest.raises(SettingsError, match="x-org-id"):
+        install(app, settings(env="production"))
+
+
+class _Filters(BaseModel):
+    org_id: str
+    other: str = Field(default="", alias="tenantId")
+    page: int = 1
+
+
+class _TenantHeaders(BaseModel):
+    x_org_id: str
+    x_request_tag: str = ""
+
+
+def test_fastapi_parameter_models_are_read_field_by_field() -> None:
+    # FastAPI reads a Query() or Header() model's fields as separate parameters: a
+    # model with org_id served whatever tenant the query named (an attacker round).
+    app = FastAPI()
+
+    @app.get("/q")
+    def by_query(filters: Annotated[_Filters, Query()]) -> dict[str, Any]:
+        return {}
+
+    @app.get("/h")
+    def by_header(found: Annotated[_TenantHeaders, Header()]) -> dict[str, Any]:
+        return {}
+
+    problems = {(p.setting, p.message.split(" (")[0]) for p in app_problems(settings(), app)}
+    assert problems == {
+        ("HARDENKIT_TENANT_QUERY_PARAMS", "query parameter 'org_id'"),
+        ("HARDENKIT_TENANT_QUERY_PARAMS", "query parameter 'tenantId'"),
+        ("HARDENKIT_TENANT_HEADER_ALIASES", "header 'x-org-id'"),
+    }
+    bound = settings(
+        tenant_query_params=["tenant_id", "org_id", "tenantId"],
+        tenant_header_aliases=["X-Org-Id"],
+    )
+    assert app_problems(bound, app) == []
+    with pytest.raises(SettingsError, match="org_id"):
+        install(app, settings(env="production"))
+
+
+def test_a_fastapi_cookie_that_names_a_tenant_is_flagged_as_never_bound() -> None:
+    # A cookie is the client's to set and nothing checks it against the token.
+    app = FastAPI()
+
+    @app.get("/c")
+    def by_cookie(tenant_id: Annotated[str, Cookie()]) -> dict[str, Any]:
+        return {}
+
+    @app.get("/aliased")
+    def aliased(org: Annotated[str, Cookie(alias="orgId")] = "") -> dict[str, Any]:
+        return {}
+
+    problems = {(p.setting, p.message.split(" (")[0]) for p in app_problems(settings(), app)}
+    assert problems == {
+        ("HARDENKIT_TENANT_UNBOUND_PARAMS", "cookie 'orgId'"),
+        ("HARDENKIT_TENANT_UNBOUND_PARAMS", "cookie 'tenant_id'"),
+    }
+    # Binding the name in the query does not bind a cookie: only a declaration does.
+    assert app_problems(settings(tenant_query_params=["tenant_id"]), app) != []
+    assert app_problems(settings(tenant_unbound_params=["tenant_id", "orgId"]), app) == []
+    with pytest.raises(SettingsError, match="cookie 'orgId'"):
         install(app, settings(env="production"))
 
 

@@ -114,8 +114,9 @@ class AuthSettings(Section):
     tenant_unbound_params: CommaList = Field(
         default_factory=list,
         description=(
-            "Path (or FastAPI query) parameters whose names say tenant (`org_id`, "
-            "`teamId`...) but are not tenant ids; every other such parameter must be bound."
+            "Parameters whose names say tenant (`org_id`, `teamId`...) but are not tenant "
+            "ids, or that the handler checks itself (path, FastAPI query, header, cookie, "
+            "body); every other such parameter must be bound."
         ),
     )
     tenant_multi_membership: bool = Field(
