@@ -21,6 +21,8 @@ from hardenkit.errors import ErrorCode, Refusal, send_refusal
 from hardenkit.settings import SettingsError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from starlette.types import ASGIApp, Receive, Scope, Send
 
     from hardenkit.settings import HardenSettings
@@ -39,6 +41,11 @@ class AppCheck:
         self.done = False
         self._failure: SettingsError | None = None
         self._logged: set[SettingProblem] = set(settings.startup_warnings())
+        self._on_complete: list[Callable[[], None]] = []
+
+    def on_complete(self, step: Callable[[], None]) -> None:
+        """Run ``step`` once every route exists, before the app is judged for the last time."""
+        self._on_complete.append(step)
 
     def run_early(self) -> None:
         """Refuse what the routes seen so far already show (more may come).
@@ -61,6 +68,8 @@ class AppCheck:
             raise self._failure
         if self.done:
             return
+        for step in self._on_complete:
+            step()
         report = self.settings.policy(self.app)
         if report.errors:
             self._failure = SettingsError(list(report.errors), self.settings)

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.routing import Host, Match, Mount, Router
 from starlette.types import Scope
 
@@ -27,6 +28,7 @@ __all__ = [
     "endpoint_of",
     "inner_routes",
     "iter_routes",
+    "mounted_apps",
     "mounted_routes",
     "route_lists",
     "serving_route",
@@ -108,6 +110,34 @@ def mounted_routes(route: Any) -> list[Any] | None:
             return None
         app = inner
     return None
+
+
+def mounted_apps(app: Any) -> Iterator[Starlette]:
+    """Every Starlette (or FastAPI) app mounted below ``app``, at any depth.
+
+    Found below the middleware a mount wraps it in, and in included FastAPI routers.
+    """
+    router = getattr(app, "router", app)
+    pending: list[tuple[Sequence[Any], int]] = [(getattr(router, "routes", ()), 0)]
+    while pending:
+        routes, depth = pending.pop()
+        for candidate in routes:
+            route = effective_route(candidate)
+            below: Sequence[Any] = ()
+            if isinstance(route, Mount | Host):
+                mounted: Any = route.app
+                for _ in range(_MAX_WRAPPERS):
+                    if isinstance(mounted, Starlette):
+                        yield mounted
+                        below = mounted.router.routes
+                        break
+                    mounted = getattr(mounted, "app", None)
+                else:
+                    below = inner_routes(route)  # Mount("/v1", routes=[...]): a Router
+            elif hasattr(route, "effective_candidates"):
+                below = inner_routes(route)  # an included FastAPI router
+            if below and depth < _MAX_DEPTH:
+                pending.append((below, depth + 1))
 
 
 def inner_routes(route: Any) -> Sequence[Any]:

@@ -45,6 +45,7 @@ from hardenkit._app_check import AppCheck, AppCheckMiddleware
 from hardenkit._cors import cors_layer
 from hardenkit._openapi import document_errors
 from hardenkit._parts import ReadinessCheck, Shared
+from hardenkit._routes import mounted_apps
 from hardenkit._server_rewrite import ServerRewriteDetector
 from hardenkit.auth._install import AuthPart, AuthStack, build_auth
 from hardenkit.bodylimit import body_limit_layer
@@ -163,8 +164,8 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
         # A second stack would run every layer twice: double rate-limit charges, two
         # request ids, auth on an already rewritten tenant header.
         raise ConfigurationError(
-            "install() already ran on this app: call it once (app.state.hardenkit holds "
-            "what it built)"
+            "install() already ran on this app, or on the app it is mounted in: call it "
+            "once, on the outermost app (app.state.hardenkit holds what it built)"
         )
     # Refused when unsafe (recorded instead while `hardenkit doctor --app` imports it).
     settings = load_settings() if settings is None else refuse_unsafe(settings)
@@ -219,6 +220,8 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
         app_check=app_check,
     )
     _install_error_handlers(app)
+    _adopt_mounted_apps(app, kit)
+    app_check.on_complete(lambda: _adopt_mounted_apps(app, kit))  # mounted after install()
     _install_routes(app, settings, health, parts.headers.routes)
     # FastAPI: the OpenAPI document lists what the layers answer, as problem+json.
     document_errors(app, settings)
@@ -354,6 +357,31 @@ def _middleware_stack(
         parts.rate_limits.webhook,
     ]
     return [layer for layer in layers if layer is not None]
+
+
+def _adopt_mounted_apps(app: Starlette, kit: Hardened) -> None:
+    """Let the Starlette and FastAPI apps mounted in ``app`` work as part of its stack.
+
+    A mounted app has its own exception handlers and error middleware, inside the
+    stack's: without this, its ``HTTPException`` and ``422`` came out in FastAPI's shape
+    (a 422 echoing the rejected input), its crashes as ``text/plain`` 500s, and a
+    ``limit()`` on its routes failed for want of ``app.state.hardenkit``. It gets the
+    stack's handlers, hands unexpected exceptions on to the stack's error layer (unless it
+    has a handler of its own for them), and finds the stack's stores. An app with an
+    ``install()`` of its own is left alone. Runs before any request reaches it.
+    """
+    for mounted in mounted_apps(app):
+        if getattr(mounted.state, "hardenkit", None) is not None:
+            continue
+        _install_error_handlers(mounted)
+        if Exception not in mounted.exception_handlers and 500 not in mounted.exception_handlers:
+            mounted.add_exception_handler(Exception, _hand_on)
+        mounted.state.hardenkit = kit
+
+
+async def _hand_on(request: Any, exc: Exception) -> Any:
+    """A mounted app's crash: raised on, so the stack's error layer answers and logs it."""
+    raise exc
 
 
 def _install_error_handlers(app: Starlette) -> None:

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
 from starlette.testclient import TestClient
 
 from hardenkit import HardenSettings, SettingsError, install, require_roles
@@ -433,3 +434,84 @@ def test_openapi_says_401_for_a_public_principal_route_and_names_the_headers() -
         assert {"RateLimit", "RateLimit-Policy"} <= set(declared), status
     assert "ratelimit" in answered.headers
     assert "ratelimit-policy" in answered.headers
+
+
+def _mounted_api() -> FastAPI:
+    sub = FastAPI()
+
+    @sub.get("/notes/{note_id}")
+    @limit("2/hour", key=keys.tenant)
+    async def note(note_id: int, principal: CurrentPrincipal) -> dict[str, Any]:
+        return {"note": note_id, "tenant": principal.tenant}
+
+    @sub.get("/missing")
+    async def missing() -> None:
+        raise HTTPException(404, "no such note")
+
+    @sub.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError("boom: secret-in-message")
+
+    return sub
+
+
+@pytest.mark.parametrize("when", ["before_install", "after_install"])
+def test_a_mounted_fastapi_app_limits_and_answers_errors_as_the_stack_does(when: str) -> None:
+    # A new-user review: under an installed parent, a mounted app's limit() answered 500
+    # on every request (no app.state.hardenkit on the sub-app), its HTTPException came in
+    # FastAPI's shape, its 422 echoed the input and its crash was a text/plain 500.
+    parent = FastAPI()
+    sub = _mounted_api()
+    if when == "before_install":
+        parent.mount("/v2", sub)
+        install(parent, settings())
+    else:
+        install(parent, settings())
+        parent.mount("/v2", sub)  # a mount added later is adopted when the app starts
+    with TestClient(parent, raise_server_exceptions=False) as client:
+        for _ in range(2):
+            assert client.get("/v2/notes/1", headers=bearer("acme")).json() == {
+                "note": 1,
+                "tenant": "acme",
+            }
+        refused = client.get("/v2/notes/1", headers=bearer("acme"))
+        assert refused.status_code == 429
+        assert refused.headers["content-type"] == "application/problem+json"
+        # Counted on the parent's store, per tenant.
+        assert client.get("/v2/notes/1", headers=bearer("globex")).status_code == 200
+
+        invalid = client.get("/v2/notes/x", headers=bearer("initech"))
+        assert invalid.status_code == 422
+        assert invalid.headers["content-type"] == "application/problem+json"
+        assert "input" not in str(invalid.json())
+
+        missing = client.get("/v2/missing", headers=bearer("acme"))
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"
+        assert missing.json()["detail"] == "no such note"
+
+        crashed = client.get("/v2/crash", headers=bearer("acme"))
+        assert crashed.status_code == 500
+        assert crashed.headers["content-type"] == "application/problem+json"
+        assert "secret-in-message" not in crashed.text
+        assert crashed.headers["x-request-id"] == crashed.json()["request_id"]
+
+
+def test_a_mounted_app_keeps_its_own_crash_handler_and_its_own_install() -> None:
+    parent, own = FastAPI(), FastAPI()
+    sub = _mounted_api()
+
+    async def own_crash(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"own": True}, status_code=500)
+
+    sub.add_exception_handler(Exception, own_crash)
+    parent.mount("/v2", sub)
+    kit = install(own, settings())
+    parent.mount("/own", own)
+    install(parent, settings())
+    assert own.state.hardenkit is kit  # its own install() is left alone
+    assert sub.state.hardenkit is parent.state.hardenkit
+    with TestClient(parent, raise_server_exceptions=False) as client:
+        assert client.get("/v2/crash", headers=bearer("acme")).json() == {"own": True}
+    with pytest.raises(ConfigurationError, match="mounted in"):
+        install(sub, settings())
