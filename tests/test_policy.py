@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from structlog.testing import capture_logs
 
 from hardenkit import HardenSettings, SettingsError, install, load_settings
@@ -298,6 +298,20 @@ CASES = [
         },
         "HARDENKIT_STREAMING_PATHS",
         "webhook-path-untimed",
+        app=lambda: Starlette(routes=[Route("/webhooks/live", ok, methods=["POST"])]),
+    ),
+    Case(
+        "a webhook path written without the router's prefix",
+        {
+            "webhook_secret": WEBHOOK_SECRET,
+            "webhook_paths": ["/webhooks/*"],
+            "public_paths": ["/webhooks/*", "/api/v1/webhooks/*"],
+        },
+        "HARDENKIT_WEBHOOK_PATHS",
+        "webhook-path-unserved",
+        app=lambda: Starlette(
+            routes=[Mount("/api/v1", routes=[Route("/webhooks/in", ok, methods=["POST"])])]
+        ),
     ),
     Case(
         "a webhook route served by a plain def handler",
@@ -453,8 +467,15 @@ def refuse_at_startup(case: Case, **extra: Any) -> SettingsError:
     app = case.app()
     settings = HardenSettings(**values)
     with pytest.raises(SettingsError) as refused:
-        install(app, settings)
+        start(app, settings)
     return refused.value
+
+
+def start(app: Starlette, settings: HardenSettings) -> None:
+    """install(), then what lifespan startup judges: some rules need the complete app."""
+    kit = install(app, settings)
+    assert kit.app_check is not None
+    kit.app_check.run_final()
 
 
 def test_the_safe_baseline_starts_and_passes_doctor() -> None:

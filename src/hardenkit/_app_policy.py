@@ -78,15 +78,21 @@ def is_tenant_name(name: str) -> bool:
     return _TENANT_NAME.fullmatch(name) is not None
 
 
-def app_problems(settings: HardenSettings, app: Any) -> list[SettingProblem]:
-    """Return the rule violations ``app``'s routes show under ``settings``."""
+def app_problems(
+    settings: HardenSettings, app: Any, *, complete: bool = True
+) -> list[SettingProblem]:
+    """Return the rule violations ``app``'s routes show under ``settings``.
+
+    ``complete=False`` while routes may still be added: a route that should exist may
+    yet come, so its absence is not judged.
+    """
     routes = list(iter_routes(app))
     misplaced = [
         *_misplaced_limit_problems(routes),
         *_uncounted_limit_problems(settings, routes),
         *_guard_decorator_problems(routes),
         *_sync_webhook_problems(settings, routes),
-        *_unserved_webhook_problems(settings, routes),
+        *(_unserved_webhook_problems(settings, routes) if complete else ()),
         *_shadowed_route_problems(settings, routes),
         *_broad_exempt_problems(settings, routes),
         *_broad_untimed_problems(settings, routes),
@@ -99,6 +105,7 @@ def app_problems(settings: HardenSettings, app: Any) -> list[SettingProblem]:
         *_unbound_tenant_problems(settings, routes),
         *_public_prefix_problems(settings, routes),
         *_public_route_problems(settings, routes),
+        *_guarded_webhook_problems(settings, routes),
         *_shared_mark_problems(routes, PUBLIC, settings.public_paths),
         *_login_problems(settings, routes),
     ]
@@ -537,9 +544,9 @@ def _unserved_webhook_problems(
     """Webhook paths no route serves: the signature check guards nothing.
 
     The usual cause is a path written without the prefix a router adds
-    (``/webhooks/*`` for routes at ``/api/v1/webhooks/...``): the real webhook routes
-    are then served unverified. A warning, not a refusal: the routes seen when a check
-    runs early may not be all of them.
+    (``/webhooks/*`` for routes at ``/api/v1/webhooks/...``) or with the root path: the
+    real webhook routes are then served unverified (a new-user review: a forged delivery
+    got a 200 in production). Judged on the complete app only.
     """
     unserved = [
         pattern
@@ -549,13 +556,11 @@ def _unserved_webhook_problems(
     if not unserved or not routes:
         return []
     return [
-        SettingProblem(
-            "HARDENKIT_WEBHOOK_PATHS",
+        risk_problem(
+            "webhook-path-unserved",
             f"no route serves {_listed(unserved)}: deliveries there are never verified, and "
-            "a webhook route at another path is served unsigned; write each path as the app "
-            "routes it (with any router prefix, without the root path)",
-            severity="warning",
-            production_only=False,
+            "a webhook route at another path is served unsigned",
+            "write each path as the app routes it (with any router prefix, without the root path)",
         )
     ]
 
@@ -583,6 +588,39 @@ def _may_serve(route: RouteInfo, patterns: Sequence[str], listed: PathPatterns) 
         )
     ]
     return any(regex.match(probe) for regex in regexes for probe in probes)
+
+
+def _guarded_webhook_problems(
+    settings: HardenSettings, routes: Sequence[RouteInfo]
+) -> list[SettingProblem]:
+    """Webhook paths auth guards: it answers 401 before a delivery's signature is checked.
+
+    Senders carry a signature, not a bearer token. A path is reached without one when
+    ``HARDENKIT_PUBLIC_PATHS`` covers it or every route serving it is ``@public()``.
+    """
+    exact = set(settings.public_paths)
+    prefixes = tuple(pattern[:-1] for pattern in settings.public_paths if pattern.endswith("*"))
+    guarded = []
+    for pattern in settings.webhook_paths:
+        if pattern in exact or pattern.rstrip("*").startswith(prefixes):
+            continue
+        serving = [
+            route for route in routes if _may_serve(route, [pattern], PathPatterns([pattern]))
+        ]
+        if serving and all(PUBLIC in marks_of(route.endpoint) for route in serving):
+            continue
+        guarded.append(pattern)
+    if not guarded:
+        return []
+    return [
+        SettingProblem(
+            "HARDENKIT_WEBHOOK_PATHS",
+            f"{_listed(guarded)} not in HARDENKIT_PUBLIC_PATHS, nor served by @public() "
+            "routes only: auth answers 401 to deliveries before their signature is checked",
+            severity="warning",
+            production_only=False,
+        )
+    ]
 
 
 def _mounted_app(route: RouteInfo) -> Any:

@@ -116,6 +116,14 @@ RISKS: Final[dict[str, Risk]] = {
             "claim may lapse mid-run and the sender's retry is processed beside it",
         ),
         Risk(
+            "webhook-path-unserved",
+            "HARDENKIT_WEBHOOK_PATHS",
+            "a webhook path no route serves (written without a router prefix, or with the "
+            "root path): the signature check guards nothing, and the real webhook route "
+            "is served unsigned",
+            needs_app=True,
+        ),
+        Risk(
             "webhook-handler-sync",
             "HARDENKIT_WEBHOOK_PATHS",
             "a webhook route served by a synchronous (`def`) handler: its thread outlives "

@@ -180,14 +180,16 @@ class HardenSettings(
         """Whether ``problem`` counts here: production-only rules count only in production."""
         return self.is_production or not problem.production_only
 
-    def policy(self, app: ASGIApp | None = None) -> PolicyReport:
+    def policy(self, app: ASGIApp | None = None, *, complete: bool = True) -> PolicyReport:
         """Judge this configuration (and ``app``'s routes, when given) by the one policy.
 
         Startup and ``hardenkit doctor`` both use this: what one refuses, the other fails.
+        ``complete=False``: more routes may be added to ``app`` (the check at
+        ``install()``); rules about a route that should exist wait for the last check.
         """
         problems = self.problems()
         if app is not None:
-            problems += app_problems(self, app)
+            problems += app_problems(self, app, complete=complete)
         return judge(
             problems,
             production=self.is_production,

@@ -17,10 +17,12 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
+from hardenkit import install, public
 from hardenkit._app_policy import app_problems
 from hardenkit.settings import HardenSettings, SettingsError, load_settings
 from hardenkit.signing import generate_private_key, private_key_text, public_key_text
 from hardenkit.signing._secret import encode_standard_secret
+from tests.test_policy import SAFE, WEBHOOK_SECRET
 
 SECRET = encode_standard_secret(b"k" * 32)
 AGENT = public_key_text(generate_private_key())
@@ -101,17 +103,6 @@ def test_the_signing_key_is_secret_validated_and_needs_a_key_id(
     assert seed not in repr(settings)
     monkeypatch.setenv("HARDENKIT_MESSAGE_SIGNING_KEY", "not-a-key")
     assert names(refused_settings(monkeypatch)) == {"HARDENKIT_MESSAGE_SIGNING_KEY"}
-
-
-def test_webhook_paths_that_auth_would_guard_are_warned_about() -> None:
-    settings = HardenSettings(webhook_secret=SECRET, webhook_paths=["/hooks/in"])
-    warnings = [p for p in settings.problems() if p.setting == "HARDENKIT_WEBHOOK_PATHS"]
-    assert warnings
-    assert warnings[0].severity == "warning"
-    public = HardenSettings(
-        webhook_secret=SECRET, webhook_paths=["/hooks/in"], public_paths=["/hooks/*"]
-    )
-    assert not [p for p in public.problems() if p.setting == "HARDENKIT_WEBHOOK_PATHS"]
 
 
 def test_long_windows_are_warned_about_in_production() -> None:
@@ -254,7 +245,8 @@ def test_a_webhook_route_whose_handler_runs_in_a_thread_is_a_risk(
         public_paths=["/webhooks/*"],
     )
     problems = [problem for problem in app_problems(settings, app()) if problem.risk]
-    assert [problem.risk for problem in problems] == (["webhook-handler-sync"] if in_thread else [])
+    sync = [problem.risk for problem in problems if problem.risk != "webhook-path-unserved"]
+    assert sync == (["webhook-handler-sync"] if in_thread else [])
     if in_thread:
         (problem,) = problems
         assert problem.setting == "HARDENKIT_WEBHOOK_PATHS"
@@ -333,7 +325,8 @@ def test_every_shape_that_serves_a_webhook_from_a_thread_is_found(
         webhook_paths=[webhook_path],
         public_paths=["/webhooks/*"],
     )
-    risks = [problem.risk for problem in app_problems(settings, app()) if problem.risk]
+    problems = app_problems(settings, app())
+    risks = [p.risk for p in problems if p.risk and p.risk != "webhook-path-unserved"]
     assert risks == (["webhook-handler-sync"] if in_thread else [])
 
 
@@ -344,9 +337,10 @@ def test_without_a_webhook_secret_a_def_handler_on_a_webhook_path_is_no_risk() -
     assert not [problem for problem in app_problems(settings, app) if problem.risk]
 
 
-def test_webhook_paths_that_no_route_serves_are_warned_about() -> None:
+def test_webhook_paths_that_no_route_serves_are_a_risk() -> None:
     """Written without the router's prefix, the paths verify nothing and the real webhook
-    route is served unsigned (new-user review: `/api/v1/webhooks/stripe` answered 200)."""
+    route is served unsigned (new-user review: `/api/v1/webhooks/stripe` answered 200;
+    a later one: a forged delivery got a 200 in production, where it was only a warning)."""
     app = FastAPI()
     router = APIRouter()
 
@@ -363,16 +357,79 @@ def test_webhook_paths_that_no_route_serves_are_warned_about() -> None:
             public_paths=list(paths),
         )
         return [
-            problem.message
+            problem.detail
             for problem in app_problems(settings, app)
-            if problem.setting == "HARDENKIT_WEBHOOK_PATHS" and problem.severity == "warning"
+            if problem.risk == "webhook-path-unserved"
         ]
 
     (message,) = warned("/webhooks/*")
     assert "/webhooks/*" in message
     assert "router prefix" in message
+    assert "HARDENKIT_ACCEPT_RISKS=webhook-path-unserved" in message
     assert warned("/api/v1/webhooks/*") == []
     assert warned("/api/v1/webhooks/stripe") == []  # the template serves it
     (message,) = warned("/api/v1/webhooks/stripe", "/hooks/github")
     assert "/hooks/github" in message
     assert "/api/v1/webhooks/stripe" not in message
+
+
+def test_a_webhook_path_auth_guards_is_warned_about_unless_public_or_served_by_public_routes() -> (
+    None
+):
+    # A new-user review: a webhook route marked @public() was still said to be answered
+    # 401, pushing users to open a public prefix they did not need.
+    async def marked(request: Request) -> Response:
+        return Response()
+
+    def guarded(app: Starlette, **values: Any) -> list[str]:
+        settings = HardenSettings(
+            webhook_secret=SECRET,  # type: ignore[arg-type]
+            webhook_paths=["/api/v1/webhooks/*"],
+            **values,
+        )
+        return [
+            problem.message
+            for problem in app_problems(settings, app)
+            if "not in HARDENKIT_PUBLIC_PATHS" in problem.message
+        ]
+
+    marked_app = Starlette(
+        routes=[Route("/api/v1/webhooks/pay", public()(marked), methods=["POST"])]
+    )
+    unmarked_app = Starlette(routes=[Route("/api/v1/webhooks/pay", _async_handler)])
+    both = Starlette(
+        routes=[
+            Route("/api/v1/webhooks/pay", public()(marked), methods=["POST"]),
+            Route("/api/v1/webhooks/refund", _async_handler, methods=["POST"]),
+        ]
+    )
+    assert guarded(marked_app) == []
+    (message,) = guarded(unmarked_app)
+    assert "/api/v1/webhooks/*" in message
+    assert guarded(both) != []  # one route under the path still needs a token
+    assert guarded(unmarked_app, public_paths=["/api/v1/webhooks/*"]) == []
+    assert guarded(unmarked_app, auth_mode="off") == []
+
+
+def test_an_unserved_webhook_path_is_judged_once_every_route_exists() -> None:
+    # Routes are often added after install(): the webhook route may yet come.
+    settings = HardenSettings(
+        **{**SAFE, "env": "production"},
+        webhook_secret=WEBHOOK_SECRET,
+        webhook_paths=["/webhooks/*"],
+        public_paths=["/webhooks/*"],
+    )
+    late = Starlette()
+    kit = install(late, settings)
+    late.router.routes.append(Route("/webhooks/in", _async_handler, methods=["POST"]))
+    assert kit.app_check is not None
+    kit.app_check.run_final()  # served now: starts
+
+    prefixed = Starlette()
+    kit = install(prefixed, settings)
+    prefixed.router.routes.append(
+        Mount("/api/v1", routes=[Route("/webhooks/in", _async_handler, methods=["POST"])])
+    )
+    assert kit.app_check is not None
+    with pytest.raises(SettingsError, match="webhook-path-unserved"):
+        kit.app_check.run_final()

@@ -224,7 +224,6 @@ class SigningSettings(Section):
                     production_only=False,
                 )
             )
-        problems += self._webhook_paths_not_public()
         if self.webhook_dedupe_ttl < 2 * self.webhook_tolerance:
             problems.append(
                 SettingProblem(
@@ -279,31 +278,6 @@ class SigningSettings(Section):
                     )
                 )
         return problems
-
-    def _webhook_paths_not_public(self) -> list[SettingProblem]:
-        # Webhook senders carry a signature, not a bearer token: a webhook path that auth
-        # guards refuses every delivery before its signature is looked at.
-        public = list(getattr(self, "public_paths", []))
-        if getattr(self, "auth_mode", "off") == "off":
-            return []
-        exact = set(public)
-        prefixes = tuple(pattern[:-1] for pattern in public if pattern.endswith("*"))
-        hidden = [
-            path
-            for path in self.webhook_paths
-            if path not in exact and not path.rstrip("*").startswith(prefixes)
-        ]
-        if not hidden:
-            return []
-        return [
-            SettingProblem(
-                "HARDENKIT_WEBHOOK_PATHS",
-                f"{', '.join(hidden)} not in HARDENKIT_PUBLIC_PATHS: auth answers 401 to "
-                "deliveries before their signature is checked",
-                severity="warning",
-                production_only=False,
-            )
-        ]
 
     def _message_problems(self) -> list[SettingProblem]:
         problems: list[SettingProblem] = []
