@@ -136,3 +136,17 @@ def _app_with_routes(settings: Any = None) -> Any:
     app = Starlette(routes=[Route("/orgs/{org_id}/items", items)])
     install(app, settings)
     return app
+
+
+def test_doctor_says_the_routes_went_unchecked_when_a_setting_does_not_parse(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A new-user review: one unparsable value stopped the app's import, the report showed
+    # that one failure and nothing about the routes, which read as if they passed.
+    monkeypatch.setenv("HARDENKIT_STREAMING_PATHS", "/api/v1/tenants/*/export")
+    code, findings = run(capsys, "--app", "tests.test_doctor_policy:refused_app_with_routes")
+    failed = {f["check"]: f["detail"] for f in findings if f["status"] == "fail"}
+    assert code == 1
+    assert "HARDENKIT_STREAMING_PATHS" in failed
+    assert "routes were not checked" in failed["app"]
+    assert "refused_app_with_routes" in failed["app"]

@@ -719,6 +719,17 @@ def _doctor_checks(
         factory = lambda: kit.settings  # noqa: E731 - the settings the service runs with
     findings = doctor(factory, app, url=url)
     findings[:0] = _refusal_findings(refusals, findings)
+    if app_spec and app is None:
+        # A value that does not parse stops install(), and the app's import with it: say
+        # that its routes went unchecked, or the report reads as if they passed.
+        findings.append(
+            Finding(
+                "app",
+                "fail",
+                f"{app_spec} was not imported: a setting above does not parse, so its "
+                "routes were not checked; fix it and run again",
+            )
+        )
     return _report(findings, as_json=as_json, out=out)
 
 
