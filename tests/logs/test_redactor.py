@@ -69,6 +69,11 @@ from hardenkit.settings import HardenSettings
         "x-hmac-sha256",
         "X-Shopify-Hmac-Sha256",
         "hmacDigest",
+        # An attacker round found these in the access log in clear.
+        "code_verifier",
+        "codeVerifier",
+        "authkey",
+        "auth_key",
     ],
 )
 def test_values_under_secret_names_are_redacted_whatever_they_look_like(name: str) -> None:

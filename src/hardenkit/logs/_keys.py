@@ -59,6 +59,8 @@ _ROOT_TERMS = (
     # An HMAC of a request (x-hmac-sha256, hmacDigest): the same, whatever digest word
     # follows it ("sha256" alone would call the value a hash and keep it).
     "hmac",
+    # OAuth PKCE's code_verifier: whoever holds it with the code redeems the code.
+    "codeverifier",
 )
 
 # Too short or too common to match inside other words; matched as whole words only.
@@ -66,7 +68,7 @@ _WHOLE_WORDS = frozenset(
     {"auth", "pwd", "pass", "ssn", "cvv", "cvv2", "cvc", "pin", "otp", "jwt", "csrf", "xsrf", "dsn"}
     | {"sig"}
     | {"pw", "psw", "pword", "userpass", "cred", "creds", "salt"}
-    | {"appkey", "hmackey", "licensekey", "privkey"}
+    | {"appkey", "hmackey", "licensekey", "privkey", "authkey"}
     # Redis's (and Valkey's) password directives: CONFIG SET requirepass <password>.
     | {"requirepass", "masterauth", "primaryauth"}
 )
