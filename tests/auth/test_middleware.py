@@ -160,6 +160,31 @@ def test_two_different_tenant_headers_are_a_mismatch(client: TestClient) -> None
     assert client.get("/me", headers=headers).status_code == 403
 
 
+def _wsgi_tenant(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("content-type", "text/plain")])
+    return [environ.get("HTTP_X_TENANT_ID", "").encode()]
+
+
+@pytest.mark.parametrize("spelling", ["X_Tenant_ID", "x-tenant_id", "X_TENANT-ID"])
+def test_an_underscore_spelling_of_the_tenant_header_is_the_tenant_header(spelling: str) -> None:
+    # An attacker round: a CGI-style environ (WSGI, Django) reads X_Tenant_ID as the
+    # tenant header and joins it with the verified one; a mounted WSGI app got
+    # "globex,acme" for an acme token.
+    from starlette.middleware.wsgi import WSGIMiddleware  # deprecated: imported here only
+
+    app = make_app()
+    app.router.routes.append(Mount("/legacy", app=WSGIMiddleware(_wsgi_tenant)))
+    client = TestClient(app)
+    spoofed = client.get("/legacy/x", headers={**bearer(hs256()), spelling: "globex"})
+    assert spoofed.status_code == 403
+    assert spoofed.json()["code"] == "TENANT_MISMATCH"
+    same = client.get("/legacy/x", headers={**bearer(hs256()), spelling: "acme"})
+    assert same.status_code == 200
+    assert same.text == "acme"  # one value: the client's spelling was removed
+    echoed = client.get("/me", headers={**bearer(hs256()), spelling: "acme"})
+    assert echoed.json()["tenant_header"] == ["acme"]
+
+
 def test_a_path_tenant_mismatch_gets_403(client: TestClient) -> None:
     assert client.get("/tenants/acme/items", headers=bearer(hs256())).status_code == 200
     response = client.get("/tenants/globex/items", headers=bearer(hs256()))

@@ -28,6 +28,7 @@ turned into a :class:`~hardenkit.errors.Refusal` when it is sent.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
@@ -62,6 +63,7 @@ AuthMode = Literal["enforced", "report_only", "off"]
 _logger = structlog.get_logger("hardenkit.auth")
 
 _AUTHORIZATION = b"authorization"
+_MAX_HYPHENS = 6  # 64 spellings of one header name at most; past that, all-underscore only
 
 
 class AuthMiddleware:
@@ -123,8 +125,9 @@ class AuthMiddleware:
         self.api_key_guard = api_key_guard
         self.tenant_header = tenant_header.lower().encode("latin-1")
         self._tenant_headers = frozenset(
-            {self.tenant_header}
-            | {alias.lower().encode("latin-1") for alias in tenant_header_aliases}
+            spelling
+            for name in (tenant_header, *tenant_header_aliases)
+            for spelling in _underscore_spellings(name.lower().encode("latin-1"))
         )
         self.binding = TenantBinding(
             path_params=(tenant_path_param,) if tenant_path_params is None else tenant_path_params,
@@ -361,3 +364,24 @@ def _inherited(scope: Scope) -> bool:
     if len(own) != len(verdicts_var.get()):
         return True
     return principal_var.get() is not None and all(verdict[1] is None for verdict in own)
+
+
+def _underscore_spellings(name: bytes) -> set[bytes]:
+    """``name`` and its spellings with ``_`` for any ``-``: one header to a WSGI or Django app.
+
+    CGI-style environs (Starlette's ``WSGIMiddleware``, a2wsgi, Django's ASGI handler)
+    read ``X_Tenant_ID`` and ``X-Tenant-ID`` as one ``HTTP_X_TENANT_ID`` and join their
+    values with a comma: a client's ``X_Tenant_ID: globex`` beside the verified
+    ``X-Tenant-ID: acme`` gave a mounted WSGI app ``globex,acme`` (an attacker round).
+    Each spelling is read and checked as the tenant header, then removed.
+    """
+    parts = name.split(b"-")
+    if len(parts) - 1 > _MAX_HYPHENS:
+        return {name, name.replace(b"-", b"_")}
+    spellings = set()
+    for separators in itertools.product((b"-", b"_"), repeat=len(parts) - 1):
+        spelling = parts[0]
+        for separator, part in zip(separators, parts[1:], strict=True):
+            spelling += separator + part
+        spellings.add(spelling)
+    return spellings
