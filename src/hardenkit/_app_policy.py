@@ -36,7 +36,7 @@ import functools
 import inspect
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, get_args
 
 from starlette.routing import WebSocketRoute, compile_path
 
@@ -71,6 +71,7 @@ _LOGIN_SEGMENT = re.compile(
 )
 _MAX_LISTED = 5
 _MAX_DEPENDANTS = 1000
+_MAX_TYPE_DEPTH = 4
 
 
 def is_tenant_name(name: str) -> bool:
@@ -134,12 +135,17 @@ def _unbound_tenant_problems(
     settings: HardenSettings, routes: Sequence[RouteInfo]
 ) -> list[SettingProblem]:
     declared = set(settings.tenant_unbound_params)
-    # Header names compare as HTTP does: any case; FastAPI's x_org_id is x-org-id.
-    headers = {name.lower() for name in (settings.tenant_header, *settings.tenant_header_aliases)}
+    # Header names compare as HTTP does: any case; and as auth reads them, `_` as `-`
+    # (FastAPI's x_org_id is x-org-id; Header(convert_underscores=False) keeps x_org_id).
+    headers = {
+        _header_key(name) for name in (settings.tenant_header, *settings.tenant_header_aliases)
+    }
     unbound: dict[tuple[str, str], list[str]] = {}
     for route in routes:
         declared_headers = [
-            name for name in _declared_params(route, "header_params") if name.lower() not in headers
+            name
+            for name in _declared_params(route, "header_params")
+            if _header_key(name) not in headers
         ]
         for kind, names, bound in (
             ("path", route.params, settings.tenant_path_params),
@@ -152,6 +158,10 @@ def _unbound_tenant_problems(
                 if is_tenant_name(name) and name not in bound and name not in declared:
                     unbound.setdefault((kind, name), []).append(route.path)
     return [_unbound_problem(kind, name, paths) for (kind, name), paths in sorted(unbound.items())]
+
+
+def _header_key(name: str) -> str:
+    return name.lower().replace("_", "-")
 
 
 def _unbound_problem(kind: str, name: str, paths: list[str]) -> SettingProblem:
@@ -202,24 +212,22 @@ def _dependants(route: RouteInfo) -> list[Any]:
 
 
 def _declared_params(route: RouteInfo, kind: str) -> list[str]:
-    """Parameters of ``kind`` a FastAPI route declares, as clients name them (aliases).
+    """Parameters of ``kind`` a FastAPI route declares, by every name clients may send.
 
-    A parameter model (``f: Annotated[Filters, Query()]``) is read field by field, each
-    under its own alias: its fields are listed as well as its name. A header model's
-    fields are read with ``_`` turned into ``-``, as FastAPI does.
+    FastAPI reads a parameter under its ``validation_alias`` (each of ``AliasChoices``)
+    or its alias. A parameter model (``f: Annotated[Filters, Query()]``, optional or in a
+    union too) is read field by field, each under those names, and under the field's own
+    name when the model populates by name; a header model's fields with ``_`` turned
+    into ``-``, as FastAPI does.
     """
     names: list[str] = []
     for dependant in _dependants(route):
         for param in getattr(dependant, kind, ()):
-            names.append(str(getattr(param, "alias", None) or param.name))
             info = getattr(param, "field_info", None)
-            fields = getattr(getattr(info, "annotation", None), "model_fields", None)
-            if not isinstance(fields, dict):
-                continue
+            names += _client_names(param.name, getattr(param, "alias", None), info)
             dashed = bool(getattr(info, "convert_underscores", False))
-            for name, field in fields.items():
-                alias = field.alias or (name.replace("_", "-") if dashed else name)
-                names.append(str(alias))
+            for model in _models_in(getattr(info, "annotation", None)):
+                names += _model_field_names(model, dashed=dashed)
     return names
 
 
@@ -228,12 +236,48 @@ def _body_fields(route: RouteInfo) -> list[str]:
     names: list[str] = []
     for dependant in _dependants(route):
         for param in getattr(dependant, "body_params", ()):
-            annotation = getattr(getattr(param, "field_info", None), "annotation", None)
-            fields = getattr(annotation, "model_fields", None)
-            if isinstance(fields, dict):
-                names += [str(info.alias or name) for name, info in fields.items()]
+            info = getattr(param, "field_info", None)
+            models = _models_in(getattr(info, "annotation", None))
+            if models:
+                for model in models:
+                    names += _model_field_names(model, dashed=False)
             else:
-                names.append(str(getattr(param, "alias", None) or param.name))
+                names += _client_names(param.name, getattr(param, "alias", None), info)
+    return names
+
+
+def _client_names(name: str, alias: object, info: object) -> list[str]:
+    """The names FastAPI reads one parameter or field under (its validation alias first)."""
+    names = [str(alias or name)]
+    validation_alias = getattr(info, "validation_alias", None)
+    if isinstance(validation_alias, str):
+        names.append(validation_alias)
+    for choice in getattr(validation_alias, "choices", ()):
+        # AliasChoices: each a name, or an AliasPath whose first element is the name.
+        first = choice if isinstance(choice, str) else next(iter(getattr(choice, "path", [])), None)
+        if isinstance(first, str):
+            names.append(first)
+    return names
+
+
+def _models_in(annotation: object, depth: int = 0) -> list[type]:
+    """The pydantic models an annotation reads (``Model``, ``Model | None``, unions)."""
+    if isinstance(getattr(annotation, "model_fields", None), dict):
+        return [annotation]  # type: ignore[list-item]
+    if depth > _MAX_TYPE_DEPTH:
+        return []
+    return [model for arg in get_args(annotation) for model in _models_in(arg, depth + 1)]
+
+
+def _model_field_names(model: type, *, dashed: bool) -> list[str]:
+    config = getattr(model, "model_config", {})
+    by_name = bool(config.get("populate_by_name") or config.get("validate_by_name"))
+    names: list[str] = []
+    for name, field in getattr(model, "model_fields", {}).items():
+        default = name.replace("_", "-") if dashed else name
+        names += _client_names(default, field.alias, field)
+        if by_name and field.alias:
+            names.append(default)
     return names
 
 

@@ -160,6 +160,11 @@ def test_two_different_tenant_headers_are_a_mismatch(client: TestClient) -> None
     assert client.get("/me", headers=headers).status_code == 403
 
 
+def _wsgi_environ(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("content-type", "application/json")])
+    return [json.dumps({k: v for k, v in environ.items() if k.startswith("HTTP_X_")}).encode()]
+
+
 def _wsgi_tenant(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     start_response("200 OK", [("content-type", "text/plain")])
     return [environ.get("HTTP_X_TENANT_ID", "").encode()]
@@ -183,6 +188,32 @@ def test_an_underscore_spelling_of_the_tenant_header_is_the_tenant_header(spelli
     assert same.text == "acme"  # one value: the client's spelling was removed
     echoed = client.get("/me", headers={**bearer(hs256()), spelling: "acme"})
     assert echoed.json()["tenant_header"] == ["acme"]
+
+
+@pytest.mark.parametrize(
+    ("configured", "sent"),
+    [
+        ({"tenant_header": "X_Tenant"}, "x-tenant"),
+        ({"tenant_header_aliases": ["X_Org_ID"]}, "x-org-id"),
+        ({"tenant_header_aliases": ["X-Acme-Corp-EU-West-1-Tenant-Id"]},
+         "x_acme-corp_eu-west_1-tenant_id"),
+    ],
+)  # fmt: skip
+def test_a_configured_header_is_read_in_every_spelling_of_it(
+    configured: dict[str, Any], sent: str
+) -> None:
+    # The re-check: a header configured with `_` was not read when sent with `-`, and
+    # long names were read in only two of their spellings.
+    from starlette.middleware.wsgi import WSGIMiddleware  # deprecated: imported here only
+
+    app = make_app(**configured)
+    app.router.routes.append(Mount("/legacy", app=WSGIMiddleware(_wsgi_environ)))
+    client = TestClient(app)
+    spoofed = client.get("/legacy/x", headers={**bearer(hs256()), sent: "globex"})
+    assert spoofed.status_code == 403
+    same = client.get("/legacy/x", headers={**bearer(hs256()), sent: "acme"})
+    assert same.status_code == 200
+    assert "globex" not in same.text
 
 
 def test_a_path_tenant_mismatch_gets_403(client: TestClient) -> None:

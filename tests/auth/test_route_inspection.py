@@ -12,7 +12,7 @@ import httpx
 import jwt
 import pytest
 from fastapi import APIRouter, Body, Cookie, FastAPI, Header, Query
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -301,6 +301,73 @@ def test_fastapi_parameter_models_are_read_field_by_field() -> None:
     assert app_problems(bound, app) == []
     with pytest.raises(SettingsError, match="org_id"):
         install(app, settings(env="production"))
+
+
+class _ByName(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    org: str = Field(alias="scope")  # read as ?scope= and, by name, as ?org=
+    other: str = Field(default="", validation_alias=AliasChoices("x", "workspace_id"))
+
+
+class _BodyUnionA(BaseModel):
+    account_id: str
+
+
+class _BodyUnionB(BaseModel):
+    note: str
+
+
+def test_every_name_fastapi_reads_a_parameter_under_is_checked() -> None:
+    # A re-check by an attacker: validation_alias, AliasChoices, populate_by_name and
+    # optional or union models each let a client name the tenant past the check.
+    app = FastAPI()
+
+    @app.get("/alias")
+    def by_validation_alias(
+        x: Annotated[str, Query(validation_alias="org_id")],
+        h: Annotated[str, Header(validation_alias="x-team-id")] = "",
+        c: Annotated[str, Cookie(validation_alias="teamId")] = "",
+    ) -> dict[str, Any]:
+        return {}
+
+    @app.get("/model")
+    def by_optional_model(f: Annotated[_ByName | None, Query()] = None) -> dict[str, Any]:
+        return {}
+
+    @app.post("/union")
+    def by_union(body: _BodyUnionA | _BodyUnionB) -> dict[str, Any]:
+        return {}
+
+    @app.post("/body-alias")
+    def by_body_alias(
+        scope: Annotated[str, Body(embed=True, validation_alias="customer_id")],
+    ) -> dict[str, Any]:
+        return {}
+
+    problems = {(p.setting, p.message.split(" (")[0]) for p in app_problems(settings(), app)}
+    assert problems == {
+        ("HARDENKIT_TENANT_QUERY_PARAMS", "query parameter 'org_id'"),
+        ("HARDENKIT_TENANT_QUERY_PARAMS", "query parameter 'org'"),
+        ("HARDENKIT_TENANT_QUERY_PARAMS", "query parameter 'workspace_id'"),
+        ("HARDENKIT_TENANT_HEADER_ALIASES", "header 'x-team-id'"),
+        ("HARDENKIT_TENANT_UNBOUND_PARAMS", "cookie 'teamId'"),
+        ("HARDENKIT_TENANT_UNBOUND_PARAMS", "body field 'account_id'"),
+        ("HARDENKIT_TENANT_UNBOUND_PARAMS", "body field 'customer_id'"),
+    }
+
+
+def test_a_header_auth_reads_as_the_tenant_header_is_bound_in_any_spelling() -> None:
+    # Auth reads X_Tenant_ID as X-Tenant-ID (checked, then removed): not unbound.
+    app = FastAPI()
+
+    @app.get("/h")
+    def by_header(
+        tenant: Annotated[str, Header(alias="x_tenant_id", convert_underscores=False)],
+        org: Annotated[str, Header(alias="X_Org_Id", convert_underscores=False)] = "",
+    ) -> dict[str, Any]:
+        return {}
+
+    assert app_problems(settings(tenant_header_aliases=["X-Org-ID"]), app) == []
 
 
 def test_a_fastapi_cookie_that_names_a_tenant_is_flagged_as_never_bound() -> None:

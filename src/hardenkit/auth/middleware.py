@@ -28,7 +28,6 @@ turned into a :class:`~hardenkit.errors.Refusal` when it is sent.
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
@@ -63,7 +62,6 @@ AuthMode = Literal["enforced", "report_only", "off"]
 _logger = structlog.get_logger("hardenkit.auth")
 
 _AUTHORIZATION = b"authorization"
-_MAX_HYPHENS = 6  # 64 spellings of one header name at most; past that, all-underscore only
 
 
 class AuthMiddleware:
@@ -124,10 +122,10 @@ class AuthMiddleware:
             raise ValueError("api_key_paths need an api_key_guard")
         self.api_key_guard = api_key_guard
         self.tenant_header = tenant_header.lower().encode("latin-1")
+        # Compared with `_` read as `-` (_dashed): one header to a WSGI app or Django.
         self._tenant_headers = frozenset(
-            spelling
+            _dashed(name.lower().encode("latin-1"))
             for name in (tenant_header, *tenant_header_aliases)
-            for spelling in _underscore_spellings(name.lower().encode("latin-1"))
         )
         self.binding = TenantBinding(
             path_params=(tenant_path_param,) if tenant_path_params is None else tenant_path_params,
@@ -284,8 +282,11 @@ class AuthMiddleware:
         tenant's `/api/tenants/{tenant_id}/items` with one partner key).
         """
         principal = self._api_key_principal(scope)
+        tenant_headers = self._tenant_headers
         tenant_values = [
-            value for name, value in scope.get("headers", ()) if name in self._tenant_headers
+            value
+            for name, value in scope.get("headers", ())
+            if name in tenant_headers or (b"_" in name and _dashed(name) in tenant_headers)
         ]
         if self.binding.requested_tenants(scope, tenant_values):
             # Judged as a token's would be: a tenant the credential does not hold is 403.
@@ -306,10 +307,11 @@ class AuthMiddleware:
         headers: Sequence[tuple[bytes, bytes]] = scope.get("headers", ())
         authorization: list[bytes] = []
         tenant_values: list[bytes] = []
+        tenant_headers = self._tenant_headers
         for name, value in headers:
             if name == _AUTHORIZATION:
                 authorization.append(value)
-            elif name in self._tenant_headers:
+            elif name in tenant_headers or (b"_" in name and _dashed(name) in tenant_headers):
                 tenant_values.append(value)
         override = PRINCIPAL_OVERRIDE.principal  # hardenkit.testing.override_principal()
         principal = (
@@ -322,7 +324,11 @@ class AuthMiddleware:
         if tenant is None or self.mode == "report_only":
             # report_only observes; it does not change what the application sees.
             return principal, scope
-        new_headers = [(name, value) for name, value in headers if name not in self._tenant_headers]
+        new_headers = [
+            (name, value)
+            for name, value in headers
+            if name not in tenant_headers and not (b"_" in name and _dashed(name) in tenant_headers)
+        ]
         new_headers.append((self.tenant_header, tenant.encode("utf-8")))
         return principal, {**scope, "headers": new_headers}
 
@@ -366,22 +372,13 @@ def _inherited(scope: Scope) -> bool:
     return principal_var.get() is not None and all(verdict[1] is None for verdict in own)
 
 
-def _underscore_spellings(name: bytes) -> set[bytes]:
-    """``name`` and its spellings with ``_`` for any ``-``: one header to a WSGI or Django app.
+def _dashed(name: bytes) -> bytes:
+    """A header name as a CGI-style environ reads it: ``_`` and ``-`` alike (here, ``-``).
 
-    CGI-style environs (Starlette's ``WSGIMiddleware``, a2wsgi, Django's ASGI handler)
-    read ``X_Tenant_ID`` and ``X-Tenant-ID`` as one ``HTTP_X_TENANT_ID`` and join their
-    values with a comma: a client's ``X_Tenant_ID: globex`` beside the verified
-    ``X-Tenant-ID: acme`` gave a mounted WSGI app ``globex,acme`` (an attacker round).
-    Each spelling is read and checked as the tenant header, then removed.
+    Starlette's ``WSGIMiddleware``, a2wsgi and Django's ASGI handler read ``X_Tenant_ID``
+    and ``X-Tenant-ID`` as one ``HTTP_X_TENANT_ID`` and join their values with a comma: a
+    client's ``X_Tenant_ID: globex`` beside the verified ``X-Tenant-ID: acme`` gave a
+    mounted WSGI app ``globex,acme`` (an attacker round). Every spelling is read and
+    checked as the tenant header, then removed.
     """
-    parts = name.split(b"-")
-    if len(parts) - 1 > _MAX_HYPHENS:
-        return {name, name.replace(b"-", b"_")}
-    spellings = set()
-    for separators in itertools.product((b"-", b"_"), repeat=len(parts) - 1):
-        spelling = parts[0]
-        for separator, part in zip(separators, parts[1:], strict=True):
-            spelling += separator + part
-        spellings.add(spelling)
-    return spellings
+    return name.replace(b"_", b"-")
