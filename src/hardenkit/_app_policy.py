@@ -592,10 +592,15 @@ def _unserved_webhook_problems(
     real webhook routes are then served unverified (a new-user review: a forged delivery
     got a 200 in production). Judged on the complete app only.
     """
+    # Matched as the webhook layer matches: any case, a trailing slash or not (a router
+    # prefix /webhooks/stripe with @router.post("/") serves /webhooks/stripe/).
     unserved = [
         pattern
         for pattern in settings.verified_webhook_paths
-        if not any(_may_serve(route, [pattern], PathPatterns([pattern])) for route in routes)
+        if not any(
+            _may_serve(route, [pattern], PathPatterns([pattern], any_case=True), any_case=True)
+            for route in routes
+        )
     ]
     if not unserved or not routes:
         return []
@@ -609,19 +614,23 @@ def _unserved_webhook_problems(
     ]
 
 
-def _may_serve(route: RouteInfo, patterns: Sequence[str], listed: PathPatterns) -> bool:
+def _may_serve(
+    route: RouteInfo, patterns: Sequence[str], listed: PathPatterns, *, any_case: bool = False
+) -> bool:
     """Whether ``route`` may serve a path among ``patterns``.
 
     By the template as written (``/hooks/{name}`` under ``/hooks/*``), and by what the
     template matches: ``/hooks/{name}`` serves the webhook path ``/hooks/github``, a
-    ``Mount("/hooks", app=...)`` everything below it.
+    ``Mount("/hooks", app=...)`` everything below it. ``any_case``: in any letter case,
+    with a trailing slash or without, as the webhook layer matches.
     """
     if listed.matches(route.path):
         return True
     templates = [route.path]
     if _mounted_app(route) is not None:
         templates.append(route.path.rstrip("/") + "/{rest:path}")
-    regexes = [compile_path(template)[0] for template in templates]
+    flags = re.IGNORECASE if any_case else 0
+    regexes = [re.compile(compile_path(template)[0].pattern, flags) for template in templates]
     probes = [
         probe
         for pattern in patterns
@@ -631,6 +640,12 @@ def _may_serve(route: RouteInfo, patterns: Sequence[str], listed: PathPatterns) 
             else (pattern[:-1] + "x", pattern[:-1].rstrip("/") or "/")
         )
     ]
+    if any_case:
+        probes += [
+            probe.rstrip("/") if probe.endswith("/") else probe + "/"
+            for probe in probes
+            if probe != "/"
+        ]
     return any(regex.match(probe) for regex in regexes for probe in probes)
 
 

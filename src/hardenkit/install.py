@@ -43,6 +43,7 @@ from starlette.routing import BaseRoute, Route
 
 from hardenkit._app_check import AppCheck, AppCheckMiddleware
 from hardenkit._cors import cors_layer
+from hardenkit._installed import register_kit
 from hardenkit._openapi import document_errors
 from hardenkit._parts import ReadinessCheck, Shared
 from hardenkit._routes import mounted_apps
@@ -164,8 +165,8 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
         # A second stack would run every layer twice: double rate-limit charges, two
         # request ids, auth on an already rewritten tenant header.
         raise ConfigurationError(
-            "install() already ran on this app, or on the app it is mounted in: call it "
-            "once, on the outermost app (app.state.hardenkit holds what it built)"
+            "install() already ran on this app: call it once (app.state.hardenkit holds "
+            "what it built)"
         )
     # Refused when unsafe (recorded instead while `hardenkit doctor --app` imports it).
     settings = load_settings() if settings is None else refuse_unsafe(settings)
@@ -220,6 +221,7 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
         app_check=app_check,
     )
     _install_error_handlers(app)
+    register_kit(app.router, kit)
     _adopt_mounted_apps(app, kit)
     app_check.on_complete(lambda: _adopt_mounted_apps(app, kit))  # mounted after install()
     _install_routes(app, settings, health, parts.headers.routes)
@@ -364,19 +366,23 @@ def _adopt_mounted_apps(app: Starlette, kit: Hardened) -> None:
 
     A mounted app has its own exception handlers and error middleware, inside the
     stack's: without this, its ``HTTPException`` and ``422`` came out in FastAPI's shape
-    (a 422 echoing the rejected input), its crashes as ``text/plain`` 500s, and a
-    ``limit()`` on its routes failed for want of ``app.state.hardenkit``. It gets the
-    stack's handlers, hands unexpected exceptions on to the stack's error layer (unless it
-    has a handler of its own for them), and finds the stack's stores. An app with an
-    ``install()`` of its own is left alone. Runs before any request reaches it.
+    (a 422 echoing the rejected input), its crashes as ``text/plain`` 500s (with
+    ``debug=True``, a traceback holding the exception's message). It gets the stack's
+    handlers where it kept FastAPI's defaults (its own are kept), hands unexpected
+    exceptions on to the stack's error layer (unless it has a handler of its own for
+    them), and its debug page is turned off, as the stack's error layer turns off the
+    installed app's. Its ``limit()``s find the stack through the request's router
+    (:mod:`hardenkit._installed`). An app with an ``install()`` of its own is left alone.
+    Runs before any request reaches it.
     """
     for mounted in mounted_apps(app):
-        if getattr(mounted.state, "hardenkit", None) is not None:
+        if isinstance(getattr(mounted.state, "hardenkit", None), Hardened):
             continue
-        _install_error_handlers(mounted)
+        _install_error_handlers(mounted, keep_own=True)
         if Exception not in mounted.exception_handlers and 500 not in mounted.exception_handlers:
             mounted.add_exception_handler(Exception, _hand_on)
-        mounted.state.hardenkit = kit
+        # Its debug traceback would answer before the stack's error layer, secrets and all.
+        mounted.debug = False
 
 
 async def _hand_on(request: Any, exc: Exception) -> Any:
@@ -384,14 +390,28 @@ async def _hand_on(request: Any, exc: Exception) -> Any:
     raise exc
 
 
-def _install_error_handlers(app: Starlette) -> None:
-    app.add_exception_handler(HardenError, harden_error_handler)
-    app.add_exception_handler(HTTPException, http_exception_handler)
+def _install_error_handlers(app: Starlette, *, keep_own: bool = False) -> None:
+    """The stack's handlers; ``keep_own``: only where ``app`` has none, or FastAPI's own."""
+    handlers: list[tuple[type[Exception], Any]] = [
+        (HardenError, harden_error_handler),
+        (HTTPException, http_exception_handler),
+    ]
+    defaults: tuple[Any, ...] = ()
     try:
+        from fastapi import exception_handlers  # noqa: PLC0415 - optional
         from fastapi.exceptions import RequestValidationError  # noqa: PLC0415 - optional
     except ImportError:  # pragma: no cover - FastAPI is an optional extra
-        return
-    app.add_exception_handler(RequestValidationError, validation_exception_handler)
+        pass
+    else:
+        handlers.append((RequestValidationError, validation_exception_handler))
+        defaults = (
+            exception_handlers.http_exception_handler,
+            exception_handlers.request_validation_exception_handler,
+        )
+    for exception, handler in handlers:
+        current = app.exception_handlers.get(exception)
+        if not keep_own or current is None or current in defaults:
+            app.add_exception_handler(exception, handler)
 
 
 def _install_routes(
@@ -412,8 +432,8 @@ def _wrap_lifespan(app: Starlette, kit: Hardened) -> None:
     async def lifespan(app_: Any) -> AsyncIterator[Any]:
         _require_asyncio()
         if kit.app_check is not None:
-            # Every route exists now: a refusal here stops the server from starting.
-            kit.app_check.run_final()
+            # What is already wrong, before the app's own startup runs.
+            kit.app_check.run_early()
         if kit.redis_guard is not None:
             # Connection open and scripts loaded before the first request (warm start).
             await kit.redis_guard.warm_up()
@@ -421,9 +441,13 @@ def _wrap_lifespan(app: Starlette, kit: Hardened) -> None:
             await kit.instances.beat()  # counted before the first request
             kit.instances.start()
         async with inner(app_) as state:
-            if kit.settings.gc_freeze:
-                _freeze_startup_objects()
             try:
+                if kit.app_check is not None:
+                    # Every route exists now, those the app's own startup added too: a
+                    # refusal here stops the server from starting.
+                    kit.app_check.run_final()
+                if kit.settings.gc_freeze:
+                    _freeze_startup_objects()
                 yield state
             finally:
                 if kit.settings.gc_freeze:

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.testclient import TestClient
 
 from hardenkit import HardenSettings, SettingsError, install, require_roles
@@ -497,21 +499,66 @@ def test_a_mounted_fastapi_app_limits_and_answers_errors_as_the_stack_does(when:
         assert crashed.headers["x-request-id"] == crashed.json()["request_id"]
 
 
-def test_a_mounted_app_keeps_its_own_crash_handler_and_its_own_install() -> None:
+def test_a_mounted_app_keeps_its_own_handlers_and_its_own_install() -> None:
+    # A re-check: adoption replaced the mounted app's own HTTPException and 422 handlers.
     parent, own = FastAPI(), FastAPI()
     sub = _mounted_api()
 
     async def own_crash(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"own": True}, status_code=500)
+        return JSONResponse({"own": "crash"}, status_code=500)
+
+    async def own_http(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"own": "http"}, status_code=404)
+
+    async def own_invalid(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"own": "invalid"}, status_code=400)
 
     sub.add_exception_handler(Exception, own_crash)
+    sub.add_exception_handler(StarletteHTTPException, own_http)
+    sub.add_exception_handler(RequestValidationError, own_invalid)
     parent.mount("/v2", sub)
     kit = install(own, settings())
     parent.mount("/own", own)
     install(parent, settings())
     assert own.state.hardenkit is kit  # its own install() is left alone
-    assert sub.state.hardenkit is parent.state.hardenkit
     with TestClient(parent, raise_server_exceptions=False) as client:
-        assert client.get("/v2/crash", headers=bearer("acme")).json() == {"own": True}
-    with pytest.raises(ConfigurationError, match="mounted in"):
-        install(sub, settings())
+        headers = bearer("acme")
+        assert client.get("/v2/crash", headers=headers).json() == {"own": "crash"}
+        assert client.get("/v2/missing", headers=headers).json() == {"own": "http"}
+        assert client.get("/v2/notes/x", headers=bearer("initech")).json() == {"own": "invalid"}
+
+
+def test_a_mounted_debug_app_answers_a_problem_not_a_traceback() -> None:
+    # A re-check: FastAPI(debug=True) mounted in an installed app sent its traceback,
+    # the exception's message (a password) included.
+    parent, sub = FastAPI(), FastAPI(debug=True)
+
+    @sub.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError("db password=hunter2")
+
+    parent.mount("/v2", sub)
+    install(parent, settings())
+    with TestClient(parent, raise_server_exceptions=False) as client:
+        crashed = client.get("/v2/crash", headers=bearer("acme"))
+    assert crashed.status_code == 500
+    assert crashed.headers["content-type"] == "application/problem+json"
+    assert "hunter2" not in crashed.text
+
+
+def test_one_sub_app_mounted_in_two_installed_apps_counts_on_each_ones_store() -> None:
+    # A re-check: an app factory mounting one module-level sub-app; the second app's
+    # limit counted on the first app's store.
+    sub = _mounted_api()
+    apps = []
+    for _ in range(2):
+        app = FastAPI()
+        app.mount("/v2", sub)
+        install(app, settings())
+        apps.append(app)
+    for app in apps:
+        with TestClient(app) as client:
+            statuses = [
+                client.get("/v2/notes/1", headers=bearer("acme")).status_code for _ in range(3)
+            ]
+        assert statuses == [200, 200, 429]

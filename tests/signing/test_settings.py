@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from functools import partial, update_wrapper
 from typing import Any
 
@@ -15,6 +16,7 @@ from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
+from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
 from hardenkit import install, public
@@ -433,3 +435,52 @@ def test_an_unserved_webhook_path_is_judged_once_every_route_exists() -> None:
     assert kit.app_check is not None
     with pytest.raises(SettingsError, match="webhook-path-unserved"):
         kit.app_check.run_final()
+
+
+@pytest.mark.parametrize(
+    ("webhook_path", "route_path"),
+    [
+        ("/hooks/stripe", "/hooks/stripe/"),  # APIRouter(prefix=...) with @post("/")
+        ("/hooks/stripe/", "/hooks/stripe"),
+        ("/Hooks/Stripe", "/hooks/stripe"),
+        ("/hooks/*", "/HOOKS/{provider}"),
+    ],
+)
+def test_a_webhook_path_served_in_another_spelling_is_served(
+    webhook_path: str, route_path: str
+) -> None:
+    # A re-check: the webhook layer verifies these (any case, trailing slash or not),
+    # yet production refused them as unserved.
+    settings = HardenSettings(
+        webhook_secret=SECRET,  # type: ignore[arg-type]
+        webhook_paths=[webhook_path],
+        public_paths=[webhook_path],
+    )
+    app = Starlette(routes=[Route(route_path, _async_handler, methods=["POST"])])
+    assert [p for p in app_problems(settings, app) if p.risk == "webhook-path-unserved"] == []
+
+
+def test_routes_the_apps_own_startup_adds_are_judged_too() -> None:
+    # A re-check: the final check ran before the app's own lifespan, so a webhook route
+    # it added was refused as unserved, and a tenant route it added never judged.
+    @contextlib.asynccontextmanager
+    async def adds_routes(app: Starlette) -> AsyncIterator[None]:
+        app.router.routes.append(Route(added_path, _async_handler, methods=["POST"]))
+        yield
+
+    settings = HardenSettings(
+        **{**SAFE, "env": "production"},
+        webhook_secret=WEBHOOK_SECRET,
+        webhook_paths=["/webhooks/*"],
+        public_paths=["/webhooks/*"],
+    )
+    added_path = "/webhooks/in"
+    app = Starlette(lifespan=adds_routes)
+    install(app, settings)
+    with TestClient(app):  # starts
+        pass
+    added_path = "/orgs/{org_id}/items"
+    app = Starlette(routes=[Route("/webhooks/in", _async_handler)], lifespan=adds_routes)
+    install(app, settings)
+    with pytest.raises(SettingsError, match="org_id"), TestClient(app):
+        pass

@@ -22,6 +22,7 @@ from fastapi import Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hardenkit._installed import installed_kit
 from hardenkit._marks import mark_limited_original
 from hardenkit._ttlmap import TTLMap
 from hardenkit.auth import Principal, principal_of
@@ -187,7 +188,9 @@ class Limit:
     def _store(self, request: Request) -> RateLimitStore:
         if self.store is not None:
             return self.store
-        kit = getattr(request.app.state, "hardenkit", None)
+        # The installed app that routed the request (a mounted app's limit counts on its
+        # stack's store), else this app's own install().
+        kit = installed_kit(request.scope) or getattr(request.app.state, "hardenkit", None)
         store: RateLimitStore | None = getattr(kit, "rate_limit_store", None)
         if store is None:
             raise ConfigurationError(
