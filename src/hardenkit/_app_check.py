@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from hardenkit._installed import INSTALLED_KEY
 from hardenkit._refusals import refuse
 from hardenkit._section import SettingProblem
 from hardenkit.context import FACTS_KEY, REQUESTS, own_facts
@@ -42,6 +43,7 @@ class AppCheck:
         self._failure: SettingsError | None = None
         self._logged: set[SettingProblem] = set(settings.startup_warnings())
         self._on_complete: list[Callable[[], None]] = []
+        self.kit: Any = None  # the Hardened it belongs to, once install() built it
 
     def on_complete(self, step: Callable[[], None]) -> None:
         """Run ``step`` once every route exists, before the app is judged for the last time."""
@@ -98,16 +100,20 @@ class AppCheckMiddleware:
         if scope["type"] in REQUESTS and FACTS_KEY not in scope:  # the request's first layer
             await own_facts(self, scope, receive, send)
             return
-        if not self.check.done and scope["type"] in REQUESTS:
-            try:
-                self.check.run_final()
-            except SettingsError as error:
-                _logger.error("app_refused_by_policy", problems=[str(p) for p in error.problems])
-                refusal = Refusal(
-                    503,
-                    ErrorCode.SERVICE_UNAVAILABLE,
-                    "The service refuses to serve: its configuration is unsafe.",
-                )
-                await send_refusal(send, scope, refusal)
-                return
+        if scope["type"] in REQUESTS:
+            # Which stack serves it, for a route limit of a mounted app (_installed).
+            scope[INSTALLED_KEY] = self.check.kit
+            if not self.check.done:
+                try:
+                    self.check.run_final()
+                except SettingsError as error:
+                    problems = [str(p) for p in error.problems]
+                    _logger.error("app_refused_by_policy", problems=problems)
+                    refusal = Refusal(
+                        503,
+                        ErrorCode.SERVICE_UNAVAILABLE,
+                        "The service refuses to serve: its configuration is unsafe.",
+                    )
+                    await send_refusal(send, scope, refusal)
+                    return
         await self.app(scope, receive, send)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +43,6 @@ from starlette.routing import BaseRoute, Route
 
 from hardenkit._app_check import AppCheck, AppCheckMiddleware
 from hardenkit._cors import cors_layer
-from hardenkit._installed import register_kit
 from hardenkit._openapi import document_errors
 from hardenkit._parts import ReadinessCheck, Shared
 from hardenkit._routes import mounted_apps
@@ -69,7 +68,7 @@ from hardenkit.ratelimit.redis_store import epoch_for
 from hardenkit.requestid import RequestIdMiddleware
 from hardenkit.requestmetrics import RequestMetricsMiddleware
 from hardenkit.resilience._install import build_resilience
-from hardenkit.settings import HardenSettings, load_settings, refuse_unsafe
+from hardenkit.settings import HardenSettings, SettingsError, load_settings, refuse_unsafe
 from hardenkit.signing._install import SigningPart, build_signing
 from hardenkit.stores import RedisGuard, create_redis
 from hardenkit.timeouts import timeout_layer
@@ -221,7 +220,7 @@ def install(app: Starlette, settings: HardenSettings | None = None) -> Hardened:
         app_check=app_check,
     )
     _install_error_handlers(app)
-    register_kit(app.router, kit)
+    app_check.kit = kit  # marks each request's scope (hardenkit._installed)
     _adopt_mounted_apps(app, kit)
     app_check.on_complete(lambda: _adopt_mounted_apps(app, kit))  # mounted after install()
     _install_routes(app, settings, health, parts.headers.routes)
@@ -371,7 +370,7 @@ def _adopt_mounted_apps(app: Starlette, kit: Hardened) -> None:
     handlers where it kept FastAPI's defaults (its own are kept), hands unexpected
     exceptions on to the stack's error layer (unless it has a handler of its own for
     them), and its debug page is turned off, as the stack's error layer turns off the
-    installed app's. Its ``limit()``s find the stack through the request's router
+    installed app's. Its ``limit()``s find the stack the request went through
     (:mod:`hardenkit._installed`). An app with an ``install()`` of its own is left alone.
     Runs before any request reaches it.
     """
@@ -437,25 +436,36 @@ def _wrap_lifespan(app: Starlette, kit: Hardened) -> None:
         if kit.redis_guard is not None:
             # Connection open and scripts loaded before the first request (warm start).
             await kit.redis_guard.warm_up()
-        if kit.instances is not None:
-            await kit.instances.beat()  # counted before the first request
-            kit.instances.start()
-        async with inner(app_) as state:
-            try:
-                if kit.app_check is not None:
-                    # Every route exists now, those the app's own startup added too: a
-                    # refusal here stops the server from starting.
-                    kit.app_check.run_final()
-                if kit.settings.gc_freeze:
+        try:
+            if kit.instances is not None:
+                await kit.instances.beat()  # counted before the first request
+                kit.instances.start()
+            async with AsyncExitStack() as app_lifespan:
+                state = await app_lifespan.enter_async_context(inner(app_))
+                try:
+                    if kit.app_check is not None:
+                        # Every route exists now, those the app's own startup added too:
+                        # a refusal here stops the server from starting.
+                        kit.app_check.run_final()
+                except SettingsError:
+                    # The app's shutdown runs as after any run, the refusal not thrown
+                    # into its lifespan (an `except Exception` around its yield hid it).
+                    await app_lifespan.aclose()
+                    raise
+                frozen = kit.settings.gc_freeze
+                if frozen:
                     _freeze_startup_objects()
-                yield state
-            finally:
-                if kit.settings.gc_freeze:
-                    gc.unfreeze()
-                if kit.instances is not None:
-                    await kit.instances.aclose()
-                if kit.redis is not None:
-                    await kit.redis.aclose()
+                try:
+                    yield state
+                finally:
+                    if frozen:
+                        gc.unfreeze()
+        finally:
+            # Also when the app's own startup failed: no heartbeat left counting it.
+            if kit.instances is not None:
+                await kit.instances.aclose()
+            if kit.redis is not None:
+                await kit.redis.aclose()
 
     app.router.lifespan_context = lifespan
 

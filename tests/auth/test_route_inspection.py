@@ -6,6 +6,8 @@ later, or with 503 on the first request when no lifespan ran); elsewhere it warn
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import httpx
@@ -162,6 +164,33 @@ def test_a_route_added_after_install_is_refused_at_lifespan_startup() -> None:
 
     with pytest.raises(SettingsError, match="org_id"), TestClient(app):
         pass
+
+
+def test_a_refusal_is_not_swallowed_by_the_apps_own_lifespan_and_its_shutdown_runs() -> None:
+    # A second re-check: the final check raised inside the app's lifespan, so one that
+    # catches exceptions around its yield turned the refusal into "generator didn't
+    # yield", and a yield-then-cleanup lifespan never ran its cleanup.
+    events: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        events.append("startup")
+
+        @app.get("/orgs/{org_id}/things")
+        def things(org_id: str) -> dict[str, Any]:
+            return {}
+
+        try:
+            yield
+        except Exception:
+            events.append("swallowed")
+        events.append("shutdown")
+
+    app = FastAPI(lifespan=lifespan)
+    install(app, settings(env="production"))
+    with pytest.raises(SettingsError, match="org_id"), TestClient(app):
+        pass
+    assert events == ["startup", "shutdown"]
 
 
 def test_without_a_lifespan_the_first_request_is_refused_with_503_and_so_are_the_next() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +11,9 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Host, Mount
 from starlette.testclient import TestClient
 
 from hardenkit import HardenSettings, SettingsError, install, require_roles
@@ -562,3 +566,55 @@ def test_one_sub_app_mounted_in_two_installed_apps_counts_on_each_ones_store() -
                 client.get("/v2/notes/1", headers=bearer("acme")).status_code for _ in range(3)
             ]
         assert statuses == [200, 200, 429]
+
+
+@pytest.mark.parametrize("shape", ["mount", "host"])
+def test_an_installed_app_under_a_plain_parent_limits_its_mounted_apps(shape: str) -> None:
+    # A second re-check: with the kit found from the outermost router, an installed app
+    # mounted (or Host-routed) in a parent without install() answered 500 to its
+    # mounted app's limited route.
+    app = FastAPI()
+    app.mount("/v2", _mounted_api())
+    install(app, settings())
+    with TestClient(app):  # its lifespan: the plain parent runs none
+        pass
+    if shape == "mount":
+        parent, base = Starlette(routes=[Mount("/api", app=app)]), "http://testserver/api"
+    else:
+        parent, base = (
+            Starlette(routes=[Host("api.example.com", app=app)]),
+            "http://api.example.com",
+        )
+    client = TestClient(parent)
+    statuses = [
+        client.get(f"{base}/v2/notes/1", headers=bearer("acme")).status_code for _ in range(3)
+    ]
+    assert statuses == [200, 200, 429]
+
+
+def test_an_app_with_its_own_install_counts_on_its_own_store_when_mounted() -> None:
+    parent, own = FastAPI(), _mounted_api()
+    own_kit = install(own, settings())
+    parent.mount("/own", own)
+    install(parent, settings())
+    with TestClient(parent) as client:
+        statuses = [
+            client.get("/own/notes/1", headers=bearer("acme")).status_code for _ in range(3)
+        ]
+        reset(own_kit)  # its store, so this empties the count
+        statuses.append(client.get("/own/notes/1", headers=bearer("acme")).status_code)
+    assert statuses == [200, 200, 429, 200]
+
+
+def test_an_installed_app_is_not_kept_alive_by_hardenkit() -> None:
+    # A second re-check: a registry of installed routers kept every app of a test suite
+    # (or an app factory) alive.
+    app = FastAPI()
+    app.mount("/v2", _mounted_api())
+    install(app, settings())
+    with TestClient(app) as client:
+        client.get("/v2/notes/1", headers=bearer("acme"))
+    gone = weakref.ref(app)
+    del app, client
+    gc.collect()
+    assert gone() is None

@@ -188,8 +188,8 @@ class Limit:
     def _store(self, request: Request) -> RateLimitStore:
         if self.store is not None:
             return self.store
-        # The installed app that routed the request (a mounted app's limit counts on its
-        # stack's store), else this app's own install().
+        # The stack the request went through, nearest to the route (a mounted app's
+        # limit counts on its stack's store); else this app's own install().
         kit = installed_kit(request.scope) or getattr(request.app.state, "hardenkit", None)
         store: RateLimitStore | None = getattr(kit, "rate_limit_store", None)
         if store is None:
