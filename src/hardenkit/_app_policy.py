@@ -43,7 +43,7 @@ from starlette.routing import WebSocketRoute, compile_path
 from hardenkit._marks import EXEMPT, PUBLIC, is_limited_original, marks_of
 from hardenkit._paths import PathPatterns
 from hardenkit._risks import risk_problem
-from hardenkit._routes import RouteInfo, iter_routes
+from hardenkit._routes import RouteInfo, effective_route, iter_routes
 from hardenkit._section import SettingProblem
 from hardenkit._settings.requests import REQUEST_TIMEOUT_CAP
 from hardenkit.auth._guard import EndpointGuard
@@ -90,6 +90,7 @@ def app_problems(
     routes = list(iter_routes(app))
     misplaced = [
         *_misplaced_limit_problems(routes),
+        *_websocket_limit_problems(routes),
         *_uncounted_limit_problems(settings, routes),
         *_guard_decorator_problems(routes),
         *_sync_webhook_problems(settings, routes),
@@ -319,6 +320,26 @@ def _misplaced_limit_problems(routes: Sequence[RouteInfo]) -> list[SettingProble
             "serves the function without its limit",
             production_only=False,
             fix="put @limit(...) below @app.get(...)/@router.post(...)",
+        )
+    ]
+
+
+def _websocket_limit_problems(routes: Sequence[RouteInfo]) -> list[SettingProblem]:
+    """A route limit on a WebSocket route: FastAPI passes it no request, every call fails."""
+    limited = [
+        route.path
+        for route in routes
+        if isinstance(effective_route(route.route), WebSocketRoute) and _route_limit_keys(route)
+    ]
+    if not limited:
+        return []
+    return [
+        SettingProblem(
+            "hardenkit.fastapi.limit",
+            f"limit() is on the WebSocket routes {_listed(limited)}: FastAPI gives a "
+            "WebSocket dependency no Request, so every handshake would be answered 500",
+            production_only=False,
+            fix="take it off: the stack's rules (per ip, per tenant) count each handshake",
         )
     ]
 

@@ -68,7 +68,7 @@ from hardenkit.ratelimit.redis_store import epoch_for
 from hardenkit.requestid import RequestIdMiddleware
 from hardenkit.requestmetrics import RequestMetricsMiddleware
 from hardenkit.resilience._install import build_resilience
-from hardenkit.settings import HardenSettings, SettingsError, load_settings, refuse_unsafe
+from hardenkit.settings import HardenSettings, load_settings, refuse_unsafe
 from hardenkit.signing._install import SigningPart, build_signing
 from hardenkit.stores import RedisGuard, create_redis
 from hardenkit.timeouts import timeout_layer
@@ -447,10 +447,11 @@ def _wrap_lifespan(app: Starlette, kit: Hardened) -> None:
                         # Every route exists now, those the app's own startup added too:
                         # a refusal here stops the server from starting.
                         kit.app_check.run_final()
-                except SettingsError:
+                except Exception as refused:
                     # The app's shutdown runs as after any run, the refusal not thrown
-                    # into its lifespan (an `except Exception` around its yield hid it).
-                    await app_lifespan.aclose()
+                    # into its lifespan (an `except Exception` around its yield hid it),
+                    # and not lost to an error of that shutdown either.
+                    await _close_app_lifespan(app_lifespan, refused)
                     raise
                 frozen = kit.settings.gc_freeze
                 if frozen:
@@ -468,6 +469,19 @@ def _wrap_lifespan(app: Starlette, kit: Hardened) -> None:
                 await kit.redis.aclose()
 
     app.router.lifespan_context = lifespan
+
+
+async def _close_app_lifespan(app_lifespan: AsyncExitStack, refused: Exception) -> None:
+    """Run the app's own shutdown after a refusal; its own failure is logged, not raised."""
+    try:
+        await app_lifespan.aclose()
+    except Exception as failed:  # noqa: BLE001 - the refusal is what stops the server
+        _logger.error(
+            "app_shutdown_failed",
+            message="the app's shutdown raised while startup was refused",
+            error=type(failed).__name__,
+        )
+        refused.add_note(f"the app's shutdown then raised {type(failed).__name__}")
 
 
 def _require_asyncio() -> None:

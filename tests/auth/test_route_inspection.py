@@ -193,6 +193,32 @@ def test_a_refusal_is_not_swallowed_by_the_apps_own_lifespan_and_its_shutdown_ru
     assert events == ["startup", "shutdown"]
 
 
+def test_a_refusal_is_not_lost_to_an_error_of_the_apps_shutdown() -> None:
+    # A third re-check: the shutdown's own exception replaced the refusal, and the
+    # operator saw only "shutdown cleanup failed".
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        @app.get("/orgs/{org_id}/things")
+        def things(org_id: str) -> dict[str, Any]:
+            return {}
+
+        yield
+        raise RuntimeError("shutdown cleanup failed")
+
+    app = FastAPI(lifespan=lifespan)
+    install(app, settings(env="production"))
+    with (
+        capture_logs() as logs,
+        pytest.raises(SettingsError, match="org_id") as refused,
+        TestClient(app),
+    ):
+        pass
+    assert "RuntimeError" in " ".join(getattr(refused.value, "__notes__", []))
+    assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == [
+        "app_shutdown_failed"
+    ]
+
+
 def test_without_a_lifespan_the_first_request_is_refused_with_503_and_so_are_the_next() -> None:
     app = Starlette(routes=[Route("/items", ok)])
     install(app, settings(env="production"))

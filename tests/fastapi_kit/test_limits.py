@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.applications import Starlette
@@ -618,3 +618,24 @@ def test_an_installed_app_is_not_kept_alive_by_hardenkit() -> None:
     del app, client
     gc.collect()
     assert gone() is None
+
+
+def test_a_limit_on_a_websocket_route_is_refused_at_startup() -> None:
+    # A re-check: FastAPI passes a WebSocket dependency no Request, so limit() there
+    # answered every handshake with a 500.
+    for form in ("dependency", "decorator"):
+        app = FastAPI()
+        if form == "dependency":
+
+            @app.websocket("/live", dependencies=[Depends(limit("5/minute"))])
+            async def live(websocket: WebSocket) -> None:
+                await websocket.close()
+        else:
+
+            @app.websocket("/live")
+            @limit("5/minute")
+            async def live_decorated(websocket: WebSocket) -> None:
+                await websocket.close()
+
+        with pytest.raises(SettingsError, match="WebSocket routes /live"):
+            install(app, settings())
