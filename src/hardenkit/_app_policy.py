@@ -108,6 +108,7 @@ def app_problems(
         *_public_prefix_problems(settings, routes),
         *_public_route_problems(settings, routes),
         *_guarded_webhook_problems(settings, routes),
+        *(_unserved_public_problems(settings, routes) if complete else ()),
         *_shared_mark_problems(routes, PUBLIC, settings.public_paths),
         *_login_problems(settings, routes),
     ]
@@ -668,6 +669,40 @@ def _may_serve(
             if probe != "/"
         ]
     return any(regex.match(probe) for regex in regexes for probe in probes)
+
+
+_DEFAULT_PUBLIC = frozenset({"/healthz", "/readyz"})
+
+
+def _unserved_public_problems(
+    settings: HardenSettings, routes: Sequence[RouteInfo]
+) -> list[SettingProblem]:
+    """Public paths no route serves: they open nothing, and the route meant stays closed.
+
+    Fails closed (the route answers 401), so a warning: a new-user review wrote
+    ``/status/`` for ``/status`` and ``/billing/status`` under ``--root-path /billing``,
+    and met 401s with nothing said.
+    """
+    unserved = [
+        pattern
+        for pattern in settings.public_paths
+        if pattern not in ("*", "/*")
+        and pattern not in _DEFAULT_PUBLIC
+        and not any(_may_serve(route, [pattern], PathPatterns([pattern])) for route in routes)
+    ]
+    if not unserved or not routes:
+        return []
+    return [
+        SettingProblem(
+            "HARDENKIT_PUBLIC_PATHS",
+            f"no route serves {_listed(unserved)}: it makes nothing public, and a route "
+            "meant by it still needs a token",
+            severity="warning",
+            production_only=False,
+            fix="write each path as the app routes it (with any router prefix, without the "
+            "root path, with the route's own trailing slash or none)",
+        )
+    ]
 
 
 def _guarded_webhook_problems(

@@ -478,3 +478,25 @@ def test_a_fastapi_body_field_that_names_a_tenant_is_flagged_as_never_bound() ->
     assert app_problems(declared, app) == []
     with pytest.raises(SettingsError, match="tenantId"):
         install(app, settings(env="production"))
+
+
+def test_a_public_path_no_route_serves_is_a_warning() -> None:
+    # A new-user review: /status/ for a route at /status, and the root path written in,
+    # made nothing public; the route answered 401 with nothing said.
+    app = Starlette(routes=[Route("/status", ok), Mount("/v1", routes=[Route("/ping", ok)])])
+
+    def warned(*paths: str) -> list[str]:
+        found = app_problems(settings(public_paths=list(paths)), app)
+        return [p.message for p in found if p.setting == "HARDENKIT_PUBLIC_PATHS"]
+
+    assert warned("/status", "/v1/ping", "/v1/*", "/healthz") == []
+    (message,) = warned("/status/", "/billing/status", "/v1/ping")
+    assert "/status/" in message
+    assert "/billing/status" in message
+    assert "/v1/ping" not in message
+    # Only once the routes are complete: more may be added after install().
+    assert [
+        p
+        for p in app_problems(settings(public_paths=["/later"]), app, complete=False)
+        if p.setting == "HARDENKIT_PUBLIC_PATHS"
+    ] == []
