@@ -671,9 +671,6 @@ def _may_serve(
     return any(regex.match(probe) for regex in regexes for probe in probes)
 
 
-_DEFAULT_PUBLIC = frozenset({"/healthz", "/readyz"})
-
-
 def _unserved_public_problems(
     settings: HardenSettings, routes: Sequence[RouteInfo]
 ) -> list[SettingProblem]:
@@ -683,11 +680,13 @@ def _unserved_public_problems(
     ``/status/`` for ``/status`` and ``/billing/status`` under ``--root-path /billing``,
     and met 401s with nothing said.
     """
+    # The default list names the probes' default paths, which need no route of the app's.
+    default = type(settings).model_fields["public_paths"].get_default(call_default_factory=True)
     unserved = [
         pattern
         for pattern in settings.public_paths
         if pattern not in ("*", "/*")
-        and pattern not in _DEFAULT_PUBLIC
+        and pattern not in default
         and not any(_may_serve(route, [pattern], PathPatterns([pattern])) for route in routes)
     ]
     if not unserved or not routes:
