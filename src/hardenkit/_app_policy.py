@@ -158,7 +158,9 @@ def _unbound_tenant_problems(
         ):
             for name in names:
                 if is_tenant_name(name) and name not in bound and name not in declared:
-                    unbound.setdefault((kind, name), []).append(route.path)
+                    paths = unbound.setdefault((kind, name), [])
+                    if route.path not in paths:  # one route may read a name twice
+                        paths.append(route.path)
     return [_unbound_problem(kind, name, paths) for (kind, name), paths in sorted(unbound.items())]
 
 
@@ -691,11 +693,19 @@ def _unserved_public_problems(
     ]
     if not unserved or not routes:
         return []
+    # A route it misses by a letter's case or a trailing slash: most likely the one meant.
+    near = [
+        route.path
+        for pattern in unserved
+        for route in routes
+        if _may_serve(route, [pattern], PathPatterns([pattern], any_case=True), any_case=True)
+    ]
+    hint = f" (routes near it: {_listed(sorted(set(near)))})" if near else ""
     return [
         SettingProblem(
             "HARDENKIT_PUBLIC_PATHS",
-            f"no route serves {_listed(unserved)}: it makes nothing public, and a route "
-            "meant by it still needs a token",
+            f"no route serves {_listed(unserved)}{hint}: it makes nothing public, and a "
+            "route meant by it still needs a token",
             severity="warning",
             production_only=False,
             fix="write each path as the app routes it (with any router prefix, without the "
@@ -707,34 +717,54 @@ def _unserved_public_problems(
 def _guarded_webhook_problems(
     settings: HardenSettings, routes: Sequence[RouteInfo]
 ) -> list[SettingProblem]:
-    """Webhook paths auth guards: it answers 401 before a delivery's signature is checked.
+    """Webhook routes auth guards: it answers 401 before a delivery's signature is checked.
 
-    Senders carry a signature, not a bearer token. A path is reached without one when
-    ``HARDENKIT_PUBLIC_PATHS`` covers it or every route serving it is ``@public()``.
+    Senders carry a signature, not a bearer token. Judged per route serving a webhook
+    path, found as the webhook layer finds it (any case, a trailing slash or not), on
+    the path a delivery reaches it at, matched as auth matches public paths: exactly. A
+    new-user review listed ``/webhooks/stripe`` in both settings for a route at
+    ``/webhooks/stripe/`` (a router prefix with ``@router.post("/")``): the setting
+    strings agreed, and every signed delivery got 401.
     """
-    exact = set(settings.public_paths)
-    prefixes = tuple(pattern[:-1] for pattern in settings.public_paths if pattern.endswith("*"))
-    guarded = []
+    public = PathPatterns(settings.public_paths)
+    guarded: list[str] = []
     for pattern in settings.webhook_paths:
-        if pattern in exact or pattern.rstrip("*").startswith(prefixes):
-            continue
-        serving = [
-            route for route in routes if _may_serve(route, [pattern], PathPatterns([pattern]))
-        ]
-        if serving and all(PUBLIC in marks_of(route.endpoint) for route in serving):
-            continue
-        guarded.append(pattern)
+        for route in routes:
+            if not _may_serve(
+                route, [pattern], PathPatterns([pattern], any_case=True), any_case=True
+            ):
+                continue
+            reached_at = _delivery_path(route, pattern)
+            if PUBLIC in marks_of(route.endpoint) or public.matches(reached_at):
+                continue
+            if reached_at not in guarded:
+                guarded.append(reached_at)
     if not guarded:
         return []
     return [
         SettingProblem(
             "HARDENKIT_WEBHOOK_PATHS",
-            f"{_listed(guarded)} not in HARDENKIT_PUBLIC_PATHS, nor served by @public() "
-            "routes only: auth answers 401 to deliveries before their signature is checked",
+            f"the webhook routes {_listed(guarded)} need a token: auth answers 401 to "
+            "deliveries before their signature is checked",
             severity="warning",
             production_only=False,
+            fix="list each in HARDENKIT_PUBLIC_PATHS as the route is written (its trailing "
+            "slash or none), or mark its endpoint @public()",
         )
     ]
+
+
+def _delivery_path(route: RouteInfo, pattern: str) -> str:
+    """The path a delivery under ``pattern`` reaches ``route`` at, as auth sees it.
+
+    The route's own path where it has no parameters (the router answers there, or
+    redirects to it); else the webhook path itself when exact; else the template.
+    """
+    if not route.params and _mounted_app(route) is None:
+        return route.path
+    if not pattern.endswith("*"):
+        return pattern
+    return route.path
 
 
 def _mounted_app(route: RouteInfo) -> Any:

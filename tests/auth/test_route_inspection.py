@@ -494,6 +494,7 @@ def test_a_public_path_no_route_serves_is_a_warning() -> None:
     assert "/status/" in message
     assert "/billing/status" in message
     assert "/v1/ping" not in message
+    assert "routes near it: /status)" in message  # the route /status/ misses by its slash
     # Only once the routes are complete: more may be added after install().
     assert [
         p

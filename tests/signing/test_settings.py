@@ -375,42 +375,80 @@ def test_webhook_paths_that_no_route_serves_are_a_risk() -> None:
     assert "/api/v1/webhooks/stripe" not in message
 
 
-def test_a_webhook_path_auth_guards_is_warned_about_unless_public_or_served_by_public_routes() -> (
-    None
-):
+def _guarded(app: Starlette, webhook_paths: list[str], **values: Any) -> list[str]:
+    settings = HardenSettings(
+        webhook_secret=SECRET,  # type: ignore[arg-type]
+        webhook_paths=webhook_paths,
+        **values,
+    )
+    return [
+        problem.message
+        for problem in app_problems(settings, app)
+        if problem.setting == "HARDENKIT_WEBHOOK_PATHS" and "need a token" in problem.message
+    ]
+
+
+async def _marked(request: Request) -> Response:
+    return Response()
+
+
+def test_a_webhook_route_auth_guards_is_warned_about_unless_public_or_marked() -> None:
     # A new-user review: a webhook route marked @public() was still said to be answered
     # 401, pushing users to open a public prefix they did not need.
-    async def marked(request: Request) -> Response:
-        return Response()
-
-    def guarded(app: Starlette, **values: Any) -> list[str]:
-        settings = HardenSettings(
-            webhook_secret=SECRET,  # type: ignore[arg-type]
-            webhook_paths=["/api/v1/webhooks/*"],
-            **values,
-        )
-        return [
-            problem.message
-            for problem in app_problems(settings, app)
-            if "not in HARDENKIT_PUBLIC_PATHS" in problem.message
-        ]
-
     marked_app = Starlette(
-        routes=[Route("/api/v1/webhooks/pay", public()(marked), methods=["POST"])]
+        routes=[Route("/api/v1/webhooks/pay", public()(_marked), methods=["POST"])]
     )
     unmarked_app = Starlette(routes=[Route("/api/v1/webhooks/pay", _async_handler)])
     both = Starlette(
         routes=[
-            Route("/api/v1/webhooks/pay", public()(marked), methods=["POST"]),
+            Route("/api/v1/webhooks/pay", public()(_marked), methods=["POST"]),
             Route("/api/v1/webhooks/refund", _async_handler, methods=["POST"]),
         ]
     )
-    assert guarded(marked_app) == []
-    (message,) = guarded(unmarked_app)
-    assert "/api/v1/webhooks/*" in message
-    assert guarded(both) != []  # one route under the path still needs a token
-    assert guarded(unmarked_app, public_paths=["/api/v1/webhooks/*"]) == []
-    assert guarded(unmarked_app, auth_mode="off") == []
+    paths = ["/api/v1/webhooks/*"]
+    assert _guarded(marked_app, paths) == []
+    (message,) = _guarded(unmarked_app, paths)
+    assert "/api/v1/webhooks/pay" in message
+    (message,) = _guarded(both, paths)  # one route under the path still needs a token
+    assert "/api/v1/webhooks/refund" in message
+    assert "/api/v1/webhooks/pay" not in message
+    assert _guarded(unmarked_app, paths, public_paths=paths) == []
+    assert _guarded(unmarked_app, paths, auth_mode="off") == []
+
+
+@pytest.mark.parametrize(
+    ("public_paths", "marked", "warned"),
+    [
+        (["/webhooks/stripe"], False, True),  # both settings agree; the route has a slash
+        (["/webhooks/stripe/"], False, False),
+        ([], True, False),
+        (["/webhooks/*"], False, False),
+    ],
+)
+def test_a_webhook_route_is_judged_at_the_path_deliveries_reach_it(
+    public_paths: list[str], marked: bool, warned: bool
+) -> None:
+    # A new-user review: APIRouter(prefix="/webhooks/stripe") with @router.post("/"),
+    # /webhooks/stripe in both settings: startup and doctor were silent and every signed
+    # delivery got 401 (public paths match exactly, webhook paths with or without the
+    # slash); the reverse spelling, and @public(), were warned about though they worked.
+    endpoint = public()(_marked) if marked else _async_handler
+    app = Starlette(routes=[Route("/webhooks/stripe/", endpoint, methods=["POST"])])
+    found = _guarded(app, ["/webhooks/stripe"], public_paths=public_paths)
+    assert bool(found) is warned
+    if warned:
+        assert "/webhooks/stripe/" in found[0]
+
+
+@pytest.mark.parametrize(
+    ("public_paths", "warned"),
+    [(["/webhooks/github"], False), (["/webhooks/*"], False), ([], True)],
+)
+def test_a_template_route_is_judged_at_the_webhook_path_it_serves(
+    public_paths: list[str], warned: bool
+) -> None:
+    app = Starlette(routes=[Route("/webhooks/{provider}", _async_handler, methods=["POST"])])
+    assert bool(_guarded(app, ["/webhooks/github"], public_paths=public_paths)) is warned
 
 
 def test_an_unserved_webhook_path_is_judged_once_every_route_exists() -> None:
