@@ -522,3 +522,16 @@ def test_routes_the_apps_own_startup_adds_are_judged_too() -> None:
     install(app, settings)
     with pytest.raises(SettingsError, match="org_id"), TestClient(app):
         pass
+
+
+@pytest.mark.parametrize("value", ["", " , "])
+def test_an_empty_webhook_secret_says_to_unset_it(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # A new-user review: an empty variable read "at least one webhook secret is
+    # required", in a service that receives no webhooks.
+    refused = refused_settings(monkeypatch, webhook_secret=value)
+    (problem,) = [p for p in refused.problems if p.setting == "HARDENKIT_WEBHOOK_SECRET"]
+    assert problem.message == "is set but empty"
+    assert problem.fix is not None
+    assert "unset the variable" in problem.fix

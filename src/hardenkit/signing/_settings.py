@@ -199,8 +199,19 @@ class SigningSettings(Section):
             try:
                 keys = webhook_keys(self.webhook_secret.get_secret_value(), self.webhook_scheme)
             except ValueError as error:
+                empty = not self.webhook_secret.get_secret_value().strip(" ,")
                 problems.append(
-                    SettingProblem("HARDENKIT_WEBHOOK_SECRET", str(error), production_only=False)
+                    SettingProblem(
+                        "HARDENKIT_WEBHOOK_SECRET",
+                        "is set but empty" if empty else str(error),
+                        production_only=False,
+                        # An empty variable is not an unset one: a user who set none met
+                        # "at least one webhook secret is required" (a new-user review).
+                        fix="set your provider's signing secret, or unset the variable "
+                        "when the service receives no webhooks"
+                        if empty
+                        else None,
+                    )
                 )
             else:
                 published = {
