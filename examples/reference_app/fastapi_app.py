@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from starlette.routing import BaseRoute, Route
 
 from examples.reference_app import api, home, logging_demo, slow, token, upstream, webhooks
-from examples.reference_app.settings import demo_settings
+from examples.reference_app.settings import FASTAPI_DEMO_DEFAULTS, demo_settings
 from hardenkit import HardenSettings, configure_logging, install
 from hardenkit.auth import Principal
 from hardenkit.fastapi import CurrentPrincipal, limit, problem_responses, require_roles
@@ -97,7 +97,7 @@ def _api_routes(
 
 def create_app(settings: HardenSettings | None = None) -> FastAPI:
     """Build the FastAPI reference app (demo settings from the environment if omitted)."""
-    settings = settings or demo_settings()
+    settings = settings or demo_settings(defaults=FASTAPI_DEMO_DEFAULTS)
     configure_logging(settings)
     app = FastAPI(
         title="hardenkit reference app",

@@ -27,9 +27,6 @@ DEMO_DEFAULTS: dict[str, Any] = {
         "/auth/*",
         "/webhooks/*",
         "/api/agents/messages",
-        "/docs",
-        "/redoc",
-        "/openapi.json",
         "/csp-report",  # browsers post CSP reports without credentials
         "/demo/logging",  # logging_demo.py: shows redaction; its "secrets" are fakes
     ],
@@ -47,7 +44,16 @@ DEMO_DEFAULTS: dict[str, Any] = {
 }
 
 
-def demo_settings(**overrides: Any) -> HardenSettings:
+# The FastAPI variant (fastapi_app.py) also serves its API document without a token:
+# listed for it alone, since a public path no route serves is a startup warning.
+FASTAPI_DOCS_PATHS = ["/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"]
+FASTAPI_DEMO_DEFAULTS: dict[str, Any] = {
+    **DEMO_DEFAULTS,
+    "public_paths": [*DEMO_DEFAULTS["public_paths"], *FASTAPI_DOCS_PATHS],
+}
+
+
+def demo_settings(*, defaults: dict[str, Any] = DEMO_DEFAULTS, **overrides: Any) -> HardenSettings:
     """Return settings from the environment, filling unset values with the demo defaults.
 
     The environment and the demo values are judged together, once: in production every
@@ -58,9 +64,7 @@ def demo_settings(**overrides: Any) -> HardenSettings:
         base = HardenSettings()
     except ValidationError:
         return load_settings()  # raises SettingsError naming each unparsable variable
-    values = {
-        name: value for name, value in DEMO_DEFAULTS.items() if name not in base.model_fields_set
-    }
+    values = {name: value for name, value in defaults.items() if name not in base.model_fields_set}
     if {"jwt_public_key", "jwt_jwks_url"} & base.model_fields_set:
         # A real key source in the environment replaces the demo secret: two key sources
         # refuse startup. POST /auth/token then answers 404 (it signs with the secret).

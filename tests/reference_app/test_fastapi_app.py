@@ -7,7 +7,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.testclient import TestClient
 
 from examples.reference_app.fastapi_app import CurrentPrincipal, create_app
-from examples.reference_app.settings import DEMO_DEFAULTS
+from examples.reference_app.settings import DEMO_DEFAULTS, FASTAPI_DEMO_DEFAULTS
 from hardenkit import HardenSettings, install
 from tests.headers.test_docs_preset import ReceivedPolicy, assert_page_renders_under
 
@@ -15,7 +15,9 @@ from tests.headers.test_docs_preset import ReceivedPolicy, assert_page_renders_u
 @pytest.fixture(scope="module")
 def client() -> TestClient:
     # The strict per-ip login limit (5/15m) is the rate limiter's to test, not ours.
-    return TestClient(create_app(HardenSettings(**DEMO_DEFAULTS, rate_limit_auth="1000/15m")))
+    return TestClient(
+        create_app(HardenSettings(**FASTAPI_DEMO_DEFAULTS, rate_limit_auth="1000/15m"))
+    )
 
 
 def login(client: TestClient, user: str) -> dict[str, str]:

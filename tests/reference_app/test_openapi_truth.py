@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 from starlette.testclient import TestClient
 
 from examples.reference_app.fastapi_app import create_app
-from examples.reference_app.settings import DEMO_DEFAULTS
+from examples.reference_app.settings import FASTAPI_DEMO_DEFAULTS
 from hardenkit import HardenSettings
 
 
@@ -33,7 +33,7 @@ class Recorded:
 def client() -> TestClient:
     settings = HardenSettings(
         **{
-            **DEMO_DEFAULTS,
+            **FASTAPI_DEMO_DEFAULTS,
             "rate_limit_auth": "1000/15m",
             "max_body_bytes": 2048,
             "request_timeout": 0.3,
