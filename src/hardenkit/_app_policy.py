@@ -621,10 +621,7 @@ def _unserved_webhook_problems(
     unserved = [
         pattern
         for pattern in settings.verified_webhook_paths
-        if not any(
-            _may_serve(route, [pattern], PathPatterns([pattern], any_case=True), any_case=True)
-            for route in routes
-        )
+        if not any(_serves_any_spelling(route, pattern) for route in routes)
     ]
     if not unserved or not routes:
         return []
@@ -636,6 +633,15 @@ def _unserved_webhook_problems(
             "write each path as the app routes it (with any router prefix, without the root path)",
         )
     ]
+
+
+def _serves_any_spelling(route: RouteInfo, pattern: str) -> bool:
+    """Whether ``route`` serves ``pattern`` in any case, with a trailing slash or not.
+
+    As the webhook layer matches its paths; a public path that misses a route only so
+    is named as a near miss.
+    """
+    return _may_serve(route, [pattern], PathPatterns([pattern], any_case=True), any_case=True)
 
 
 def _may_serve(
@@ -698,7 +704,7 @@ def _unserved_public_problems(
         route.path
         for pattern in unserved
         for route in routes
-        if _may_serve(route, [pattern], PathPatterns([pattern], any_case=True), any_case=True)
+        if _serves_any_spelling(route, pattern)
     ]
     hint = f" (routes near it: {_listed(sorted(set(near)))})" if near else ""
     return [
@@ -730,9 +736,7 @@ def _guarded_webhook_problems(
     guarded: list[str] = []
     for pattern in settings.webhook_paths:
         for route in routes:
-            if not _may_serve(
-                route, [pattern], PathPatterns([pattern], any_case=True), any_case=True
-            ):
+            if not _serves_any_spelling(route, pattern):
                 continue
             reached_at = _delivery_path(route, pattern)
             if PUBLIC in marks_of(route.endpoint) or public.matches(reached_at):
