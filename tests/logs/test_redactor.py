@@ -414,11 +414,25 @@ def test_a_secret_list_over_many_lines_is_redacted_on_every_line() -> None:
         assert not [password for password in passwords if password in redacted], wrapped
 
 
-def test_brackets_that_close_inside_but_not_outside_cost_linear_time() -> None:
-    """Round 23: "pw=(()" lines, each bracket after a name closing only its inner one,
-    made every name scan on; bounded per text now."""
-    for line in ("pw=(()\n", "password=(()\n", " pw=(1))", "secret=[[]\n"):
-        text = line * (60_000 // len(line))
+def _redact_seconds(text: str) -> float:
+    """The best of three timings: what the work costs, not what the machine was doing."""
+    timings = []
+    for _ in range(3):
         started = time.perf_counter()
         Redactor().redact({"detail": text})
-        assert time.perf_counter() - started < 0.5, line
+        timings.append(time.perf_counter() - started)
+    return min(timings)
+
+
+def test_brackets_that_close_inside_but_not_outside_cost_linear_time() -> None:
+    """Round 23: "pw=(()" lines, each bracket after a name closing only its inner one,
+    made every name scan on; bounded per text now.
+
+    Asserted as growth, four times the text for at most eight times the time (linear is
+    four, the quadratic scan sixteen): an absolute bound (0.5 s for 60,000 characters)
+    failed under coverage on a busy CI host at 0.509 s with the code unchanged.
+    """
+    for line in ("pw=(()\n", "password=(()\n", " pw=(1))", "secret=[[]\n"):
+        small = _redact_seconds(line * (30_000 // len(line)))
+        large = _redact_seconds(line * (120_000 // len(line)))
+        assert large < 8 * small, (line, small, large)
